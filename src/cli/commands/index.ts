@@ -1,0 +1,13 @@
+/** The command table, in the order `larch --help` lists them. */
+import type { Command } from '../command.ts';
+import { checkout } from './checkout.ts';
+import { commit } from './commit.ts';
+import { fsck } from './fsck.ts';
+import { init } from './init.ts';
+import { diff, log, ls, refs, show } from './inspect.ts';
+import { keygen } from './keygen.ts';
+import { prune } from './prune.ts';
+import { pullLocal } from './pull-local.ts';
+import { sign, trust, verify } from './verify.ts';
+
+export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal];

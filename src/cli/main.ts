@@ -1,0 +1,67 @@
+/** The `larch` entry point: finds the command, parses its flags, prints errors with their code and hint. */
+import { LarchError } from '../errors.ts';
+import { type Command, type Io, parse } from './command.ts';
+import { commands } from './commands/index.ts';
+
+export const VERSION = '0.1.0';
+
+const io: Io = {
+  out: (t) => void process.stdout.write(t),
+  err: (t) => void process.stderr.write(t),
+  isTTY: process.stdout.isTTY === true,
+};
+
+function usage(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return `larch ${VERSION} - atomic, signed, delta-based OS updates
+
+USAGE
+  larch COMMAND [OPTIONS]
+  larch COMMAND --help      full help for one command
+
+COMMANDS
+${commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Every command takes --json where a script reads its output. Exit codes are listed in
+docs/cli.md: 0 success, 1 internal error, 2 usage, and one code per kind of failure.
+`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === 'version') {
+    io.out(`larch ${VERSION}\n`);
+    return 0;
+  }
+  const cmd: Command | undefined = commands.find((c) => c.name === name);
+  const json = rest.includes('--json');
+  try {
+    if (!cmd) throw new LarchError('USAGE', `unknown command '${name}'`, { hint: "run 'larch --help' for the list of commands" });
+    const args = parse(cmd, rest);
+    if (args.help) {
+      io.out(cmd.help.trimEnd() + '\n');
+      return 0;
+    }
+    return (await cmd.run(args, io)) ?? 0;
+  } catch (err) {
+    return reportError(err, json);
+  }
+}
+
+function reportError(err: unknown, json: boolean): number {
+  if (err instanceof LarchError) {
+    if (json) io.out(JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint, data: err.data } }, null, 2) + '\n');
+    io.err(`larch: ${err.message} [${err.code}]\nhint: ${err.hint}\n`);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  if (json) io.out(JSON.stringify({ error: { code: 'INTERNAL', message: e?.message ?? String(err) } }) + '\n');
+  io.err(`larch: internal error: ${e?.message ?? String(err)} [INTERNAL]\nhint: this is a bug in larch; please report it with the command you ran\n`);
+  if (process.env.LARCH_DEBUG) io.err(`${e?.stack}\n`);
+  return 1;
+}
+

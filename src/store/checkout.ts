@@ -1,0 +1,129 @@
+/**
+ * Checks a commit out into a new directory: hardlinks from a bare repo (the objects carry
+ * their real metadata), copies otherwise. The whole tree's metadata is read and validated
+ * first, so a hostile commit is refused before anything is written; every entry is created
+ * exactly once, in directories this code just made, so nothing is ever written through a symlink.
+ */
+import { createWriteStream } from 'node:fs';
+import { chmod, chown, lchown, link, lstat, mkdir, readdir, rm, symlink } from 'node:fs/promises';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { LarchError, fromSystemError } from '../errors.ts';
+import { makePool } from '../_pool.ts';
+import { sha256Stream } from './_hash.ts';
+import { type FileHeader, type ObjectId, encodeFileHeader } from './object.ts';
+import type { Repo } from './repo.ts';
+import { makeFifo } from './transaction.ts';
+import { type TreePlan, childPath, pathText, readTreePlan } from './walk.ts';
+import { writeXattrs } from './xattrs.ts';
+
+export interface CheckoutOptions {
+  /** Copy even from a bare repo (a checkout that may be edited without touching the objects). */
+  copy?: boolean;
+  /** Keep owners as they are in the commit (default: when running as root). */
+  owners?: boolean;
+}
+
+export interface CheckoutResult {
+  commit: ObjectId;
+  dest: string;
+  files: number;
+  dirs: number;
+  hardlinked: number;
+  copied: number;
+}
+
+const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** @throws NOT_FOUND, EXISTS, HOSTILE_TREE, OBJECT_MISSING, OBJECT_CORRUPT, NO_SPACE */
+export async function checkout(repo: Repo, commitId: ObjectId, dest: string, opts: CheckoutOptions = {}): Promise<CheckoutResult> {
+  const commit = await repo.readCommit(commitId);
+  const plan = await readTreePlan(repo, commit.root);
+  const entries = await readdir(dest).catch((err) => (err.code === 'ENOENT' ? null : Promise.reject(fromSystemError(err, 'read', dest))));
+  if (entries !== null && entries.length > 0) throw new LarchError('EXISTS', `checkout destination '${dest}' exists and is not empty`, { data: { dest } });
+  const owners = opts.owners ?? isRoot();
+  const result: CheckoutResult = { commit: commitId, dest, files: plan.files.length, dirs: plan.dirs.length, hardlinked: 0, copied: 0 };
+  try {
+    await writeTree(repo, plan, Buffer.from(dest), { copy: opts.copy ?? repo.mode === 'archive', owners }, result);
+  } catch (err) {
+    // Leave nothing half-written behind: a partial checkout would look like a good one.
+    if (entries === null) await rm(dest, { recursive: true, force: true }).catch(() => {});
+    throw fromSystemError(err, 'checkout to', dest);
+  }
+  return result;
+}
+
+async function writeTree(repo: Repo, plan: TreePlan, dest: Buffer, opts: { copy: boolean; owners: boolean }, result: CheckoutResult): Promise<void> {
+  const abs = (p: Buffer) => childPath(dest, p);
+  // Directories start private and writable; their real mode is set last, deepest first.
+  for (const d of plan.dirs) await mkdir(d.path.length === 0 ? dest : abs(d.path), { mode: 0o700 }).catch((err) => (d.path.length === 0 && err.code === 'EEXIST' ? undefined : Promise.reject(err)));
+  const xattrJobs: { path: Buffer; xattrs: FileHeader['xattrs'] }[] = [];
+  const pool = makePool(8);
+  let canLink = !opts.copy;
+  await Promise.all(
+    plan.files.map((f) =>
+      pool(async () => {
+        const target = abs(f.path);
+        const stored = await repo.readFile(f.id);
+        const h = stored.header;
+        if (canLink && (await linkable(repo, f.id, h, opts.owners))) {
+          try {
+            await link(repo.objectPath('file', f.id), target);
+            result.hardlinked++;
+            return;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+            canLink = false; // another filesystem: copy from now on
+          }
+        }
+        await copyObject(f.id, stored.header, stored.content(), target, f.path);
+        if (opts.owners) await (h.type === 'lnk' ? lchown : chown)(target, h.uid, h.gid);
+        if (h.type !== 'lnk') await chmod(target, h.mode);
+        if (h.xattrs.length > 0) xattrJobs.push({ path: target, xattrs: h.xattrs });
+        result.copied++;
+      }),
+    ),
+  );
+  for (const d of [...plan.dirs].reverse()) {
+    const p = d.path.length === 0 ? dest : abs(d.path);
+    if (opts.owners) await chown(p, d.meta.uid, d.meta.gid);
+    await chmod(p, d.meta.mode);
+    if (d.meta.xattrs.length > 0) xattrJobs.push({ path: p, xattrs: d.meta.xattrs });
+  }
+  await writeXattrs(xattrJobs);
+}
+
+/** A hardlink is faithful when the object on disk already has the owner and xattrs the header names. */
+async function linkable(repo: Repo, id: ObjectId, h: FileHeader, owners: boolean): Promise<boolean> {
+  if (repo.mode === 'archive') return false;
+  if (repo.mode === 'bare' || !owners) return true;
+  if (h.xattrs.length > 0) return false;
+  const st = await lstat(repo.objectPath('file', id));
+  return st.uid === h.uid && st.gid === h.gid;
+}
+
+/** Writes an object's content to a new file, checking it against its id on the way. */
+async function copyObject(id: ObjectId, h: FileHeader, content: AsyncIterable<Uint8Array>, target: Buffer, path: Buffer): Promise<void> {
+  if (h.type === 'lnk') return void (await symlink(Buffer.from(h.target), target));
+  if (h.type === 'fifo') return makeFifo(target.toString(), h.mode);
+  const hash = sha256Stream().update(encodeFileHeader(h));
+  let count = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      count += chunk.length;
+      if (count > h.size) return cb(new LarchError('OBJECT_CORRUPT', `file ${id} at '${pathText(path)}' has more content than its declared ${h.size} bytes`, { data: { id, path: pathText(path) } }));
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+  try {
+    await pipeline(content, tap, createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+  } catch (err) {
+    await rm(target, { force: true });
+    throw err;
+  }
+  const actual = hash.digest('hex');
+  if (count !== h.size || actual !== id) {
+    throw new LarchError('OBJECT_CORRUPT', `file ${id} at '${pathText(path)}': checksum mismatch: expected ${id}, got ${actual} (${count} of ${h.size} bytes)`, { data: { id, path: pathText(path), actual } });
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Imports a tar archive (plain or gzip, read as a stream) into a transaction. Entries are
+ * taken in order; hard links must name an earlier entry (as tar writes them). Names in
+ * ustar/GNU headers are raw bytes; pax `path`/`linkpath` are UTF-8 (POSIX says so).
+ */
+import { createReadStream } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { LarchError, fromSystemError, quash } from '../errors.ts';
+import { type MDir, addFile, ensureDir, newDir } from './mtree.ts';
+import type { DirMeta, FileHeader, ObjectId, Xattrs } from './object.ts';
+import type { ImportOptions } from './import-dir.ts';
+import type { Transaction } from './transaction.ts';
+
+const DEFAULT_DIR: Omit<DirMeta, 'uid' | 'gid'> = { mode: 0o755, xattrs: [] };
+
+/** Splits a tar path into components, refusing absolute escapes and '..'. */
+export function splitTarPath(raw: Buffer): Buffer[] | 'root' {
+  const parts: Buffer[] = [];
+  let start = 0;
+  for (let i = 0; i <= raw.length; i++) {
+    if (i === raw.length || raw[i] === 0x2f) {
+      const part = raw.subarray(start, i);
+      start = i + 1;
+      if (part.length === 0 || (part.length === 1 && part[0] === 0x2e)) continue;
+      if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) throw new LarchError('INVALID_INPUT', `tar entry '${quash(raw.toString('utf8'))}' has a '..' component`, { data: { path: quash(raw.toString('utf8')) } });
+      parts.push(Buffer.from(part));
+    }
+  }
+  return parts.length === 0 ? 'root' : parts;
+}
+
+function paxXattrs(pax: Record<string, string> | null | undefined): Xattrs {
+  if (!pax) return [];
+  const out: Xattrs = [];
+  for (const [k, v] of Object.entries(pax)) {
+    if (k.startsWith('SCHILY.xattr.')) out.push([Uint8Array.from(Buffer.from(k.slice(13), 'utf8')), Uint8Array.from(Buffer.from(v, 'latin1'))]);
+  }
+  return out;
+}
+
+async function openTar(path: string): Promise<Readable> {
+  const fh = await open(path, 'r').catch((err) => {
+    throw fromSystemError(err, 'read tar', path);
+  });
+  const magic = Buffer.alloc(2);
+  await fh.read(magic, 0, 2, 0);
+  await fh.close();
+  const file = createReadStream(path, { highWaterMark: 1 << 20 });
+  return magic[0] === 0x1f && magic[1] === 0x8b ? file.pipe(createGunzip()) : file;
+}
+
+/** @throws INVALID_INPUT for a malformed archive or path, UNSUPPORTED_FILE_TYPE for devices */
+export async function importTar(txn: Transaction, tarPath: string, opts: Omit<ImportOptions, 'xattrs'>): Promise<MDir> {
+  const owner = (h: tar.Header) => opts.owner ?? { uid: h.uid ?? 0, gid: h.gid ?? 0 };
+  const root = newDir({ ...DEFAULT_DIR, ...(opts.owner ?? { uid: 0, gid: 0 }) });
+  const byPath = new Map<string, ObjectId>();
+  const extract = tar.extract({ filenameEncoding: "latin1" } as Parameters<typeof tar.extract>[0]);
+  const input = await openTar(tarPath);
+  input.on('error', (err) => extract.destroy(err));
+  input.pipe(extract);
+
+  const parentOf = (parts: Buffer[], where: string): MDir => {
+    let dir = root;
+    for (const part of parts.slice(0, -1)) dir = ensureDir(dir, part, { ...DEFAULT_DIR, ...(opts.owner ?? { uid: 0, gid: 0 }) }, where);
+    return dir;
+  };
+
+  try {
+    for await (const entry of extract) {
+      const h = entry.header;
+      const pax = (h as { pax?: Record<string, string> }).pax;
+      const rawName = pax?.path !== undefined ? Buffer.from(pax.path, 'utf8') : Buffer.from(h.name, 'latin1');
+      const where = `${tarPath}: '${quash(rawName.toString('utf8'), 200)}'`;
+      const parts = splitTarPath(rawName);
+      const base = { mode: (h.mode ?? 0o644) & 0o7777, ...owner(h), xattrs: paxXattrs(pax) };
+      if (h.type === 'directory') {
+        if (parts === 'root') Object.assign(root.meta, base);
+        else {
+          const dir = ensureDir(parentOf(parts, where), parts[parts.length - 1], base, where);
+          Object.assign(dir.meta, base);
+        }
+        entry.resume();
+        continue;
+      }
+      if (parts === 'root') throw new LarchError('INVALID_INPUT', `${where}: a non-directory entry names the root`);
+      const key = Buffer.concat(parts.flatMap((p) => [p, Buffer.from('/')])).toString('latin1');
+      let id: ObjectId;
+      if (h.type === 'file' || h.type === 'contiguous-file') {
+        id = await txn.writeFile({ type: 'reg', ...base, size: h.size ?? 0 }, { stream: entry as unknown as Readable });
+      } else if (h.type === 'symlink' || h.type === 'link') {
+        const rawLink = pax?.linkpath !== undefined ? Buffer.from(pax.linkpath, 'utf8') : Buffer.from(h.linkname ?? '', 'latin1');
+        entry.resume();
+        if (h.type === 'symlink') {
+          id = await txn.writeFile({ type: 'lnk', ...base, mode: 0o777, target: Uint8Array.from(rawLink) } as FileHeader);
+        } else {
+          const target = splitTarPath(rawLink);
+          const found = target === 'root' ? undefined : byPath.get(Buffer.concat(target.flatMap((p) => [p, Buffer.from('/')])).toString('latin1'));
+          if (!found) throw new LarchError('INVALID_INPUT', `${where}: hard link to '${quash(rawLink.toString('utf8'))}', which is not an earlier file in the archive`);
+          id = found;
+        }
+      } else if (h.type === 'fifo') {
+        entry.resume();
+        id = await txn.writeFile({ type: 'fifo', ...base });
+      } else {
+        entry.resume();
+        throw new LarchError('UNSUPPORTED_FILE_TYPE', `${where} is a ${h.type} entry, which a larch tree cannot hold`, { data: { path: where } });
+      }
+      byPath.set(key, id);
+      addFile(parentOf(parts, where), parts[parts.length - 1], id, where);
+    }
+  } catch (err) {
+    input.destroy();
+    if (err instanceof LarchError) throw err;
+    throw new LarchError('INVALID_INPUT', `'${tarPath}' is not a readable tar archive: ${(err as Error).message}`, { data: { path: tarPath }, cause: err });
+  }
+  return root;
+}

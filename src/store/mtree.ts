@@ -1,0 +1,54 @@
+/**
+ * A mutable in-memory tree built while importing a directory or a tar, then written
+ * bottom-up as dirtree and dirmeta objects. Names are raw bytes (Linux names need not be UTF-8).
+ */
+import { LarchError, quash } from '../errors.ts';
+import { type DirMeta, type ObjectId, badNameReason, encodeDirMeta, encodeDirTree } from './object.ts';
+import type { Transaction } from './transaction.ts';
+
+export interface MDir {
+  meta: DirMeta;
+  files: Map<string, { name: Uint8Array; id: ObjectId }>;
+  dirs: Map<string, { name: Uint8Array; dir: MDir }>;
+}
+
+const key = (name: Uint8Array) => Buffer.from(name).toString('latin1');
+
+export function newDir(meta: DirMeta): MDir {
+  return { meta, files: new Map(), dirs: new Map() };
+}
+
+function checkName(name: Uint8Array, where: string): void {
+  const reason = badNameReason(name);
+  if (reason) throw new LarchError('INVALID_INPUT', `${where}: ${reason}`, { data: { name: quash(Buffer.from(name).toString('latin1')) } });
+}
+
+export function addFile(dir: MDir, name: Uint8Array, id: ObjectId, where: string): void {
+  checkName(name, where);
+  dir.dirs.delete(key(name));
+  dir.files.set(key(name), { name, id });
+}
+
+/** Returns the child directory, creating it with meta (or replacing a file of the same name). */
+export function ensureDir(dir: MDir, name: Uint8Array, meta: DirMeta, where: string): MDir {
+  checkName(name, where);
+  const existing = dir.dirs.get(key(name));
+  if (existing) return existing.dir;
+  dir.files.delete(key(name));
+  const child = newDir(meta);
+  dir.dirs.set(key(name), { name, dir: child });
+  return child;
+}
+
+/** Writes the tree bottom-up; returns the root's dirtree and dirmeta ids. */
+export async function writeMTree(txn: Transaction, dir: MDir): Promise<{ tree: ObjectId; meta: ObjectId }> {
+  const dirs = [];
+  for (const { name, dir: child } of dir.dirs.values()) {
+    const ids = await writeMTree(txn, child);
+    dirs.push({ name, tree: ids.tree, meta: ids.meta });
+  }
+  const files = [...dir.files.values()].map(({ name, id }) => ({ name, file: id }));
+  const tree = await txn.writeMetadata('dirtree', encodeDirTree({ files, dirs }));
+  const meta = await txn.writeMetadata('dirmeta', encodeDirMeta(dir.meta));
+  return { tree, meta };
+}

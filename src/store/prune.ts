@@ -1,0 +1,83 @@
+/**
+ * Removes what no ref needs: leftover staging directories of dead processes, commits beyond
+ * --keep on each branch, and every object no kept commit reaches. Holds the writer lock, so
+ * no transaction can be relying on an object while it is deleted.
+ */
+import { readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ObjectId } from './object.ts';
+import type { Repo } from './repo.ts';
+
+export interface PruneOptions {
+  /** Keep at most this many commits of history per branch (the head counts); default: all. */
+  keep?: number;
+  dryRun?: boolean;
+}
+export interface PruneResult {
+  commitsKept: number;
+  objectsDeleted: number;
+  bytesFreed: number;
+  tempEntriesRemoved: number;
+}
+
+const SIDECARS: Record<string, string> = { commit: 'sig', file: 'filemeta' };
+
+export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneResult> {
+  const lock = await repo.lock();
+  try {
+    const result: PruneResult = { commitsKept: 0, objectsDeleted: 0, bytesFreed: 0, tempEntriesRemoved: 0 };
+    // Every writer holds the lock, so whatever is in tmp/ now belongs to a process that died.
+    for (const e of await readdir(join(repo.path, 'tmp')).catch(() => [])) {
+      result.tempEntriesRemoved++;
+      if (!opts.dryRun) await rm(join(repo.path, 'tmp', e), { recursive: true, force: true });
+    }
+    for (const e of await readdir(repo.path).catch(() => [])) {
+      if (e.startsWith('lock.')) {
+        result.tempEntriesRemoved++;
+        if (!opts.dryRun) await rm(join(repo.path, e), { force: true });
+      }
+    }
+
+    const reachable = new Set<string>();
+    const markTree = async (tree: ObjectId, meta: ObjectId) => {
+      reachable.add(`dirmeta:${meta}`);
+      if (reachable.has(`dirtree:${tree}`)) return;
+      reachable.add(`dirtree:${tree}`);
+      const dt = await repo.readDirTree(tree);
+      for (const f of dt.files) reachable.add(`file:${f.file}`);
+      for (const d of dt.dirs) await markTree(d.tree, d.meta);
+    };
+    for (const { commit } of await repo.listRefs()) {
+      let id: ObjectId | null = commit;
+      for (let depth = 0; id && (opts.keep === undefined || depth < opts.keep); depth++) {
+        if (reachable.has(`commit:${id}`) || !(await repo.hasObject('commit', id))) break;
+        reachable.add(`commit:${id}`);
+        result.commitsKept++;
+        const c = await repo.readCommit(id);
+        await markTree(c.root.tree, c.root.meta);
+        id = c.parent;
+      }
+    }
+
+    for (let i = 0; i < 256; i++) {
+      const sub = i.toString(16).padStart(2, '0');
+      const dir = join(repo.path, 'objects', sub);
+      for (const name of await readdir(dir).catch(() => [])) {
+        const dot = name.indexOf('.');
+        const id = sub + name.slice(0, dot);
+        let kind = name.slice(dot + 1);
+        if (kind === 'filez' || kind === 'xattrs') kind = 'file';
+        const owner = Object.entries(SIDECARS).find(([, ext]) => ext === kind)?.[0];
+        if (reachable.has(`${owner ?? kind}:${id}`)) continue;
+        const path = join(dir, name);
+        const size = await stat(path).then((s) => s.size, () => 0);
+        if (!opts.dryRun) await rm(path, { force: true });
+        result.objectsDeleted++;
+        result.bytesFreed += size;
+      }
+    }
+    return result;
+  } finally {
+    await lock.release();
+  }
+}

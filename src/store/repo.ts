@@ -1,0 +1,318 @@
+/**
+ * A larch repository on disk: its layout, modes, reading objects and refs, and the
+ * write transaction that stages objects and makes them durable before any ref moves.
+ *
+ *   R/config.json            {"larch": 1, "mode": "bare" | "bare-user" | "archive"}
+ *   R/objects/XX/REST.EXT    objects by id (XX = first two hex digits)
+ *   R/refs/heads/BRANCH      a commit id and a newline
+ *   R/keys/trusted/*.pub     the keyring `verify` uses when no --key is given
+ *   R/tmp/                   staging directories of transactions; `prune` removes leftovers
+ *   R/lock                   the writer lock
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, mkdir, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInflateRaw } from 'node:zlib';
+import { LarchError, fromSystemError, quash } from '../errors.ts';
+import { sha256 } from './_hash.ts';
+import { writeFileAtomic } from './_durable.ts';
+import { type Lock, acquireLock } from './lock.ts';
+import {
+  type Commit,
+  type DirMeta,
+  type DirTree,
+  type FileHeader,
+  type ObjectId,
+  type ObjectKind,
+  ID_RE,
+  MAX_FILE_HEADER_BYTES,
+  MAX_METADATA_BYTES,
+  ObjectFormatError,
+  decodeCommit,
+  decodeDirMeta,
+  decodeDirTree,
+  decodeFileHeader,
+  decodeXattrList,
+} from './object.ts';
+
+export type RepoMode = 'bare' | 'bare-user' | 'archive';
+export const REPO_MODES: RepoMode[] = ['bare', 'bare-user', 'archive'];
+const BRANCH_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/;
+
+export function isValidBranch(name: string): boolean {
+  return BRANCH_RE.test(name) && !name.includes('..') && name.length <= 255;
+}
+
+/** The file object as it is stored: its header and a way to read its content. */
+export interface StoredFile {
+  header: FileHeader;
+  /** Content of a regular file as a stream of chunks; empty for lnk and fifo. */
+  content(): AsyncIterable<Uint8Array>;
+}
+
+export class Repo {
+  private constructor(
+    readonly path: string,
+    readonly mode: RepoMode,
+  ) {}
+
+  /** Creates a repo (or opens an existing one of the same mode: init is idempotent). */
+  static async init(path: string, mode: RepoMode): Promise<Repo> {
+    const existing = await readFile(join(path, 'config.json'), 'utf8').catch(() => null);
+    if (existing !== null) {
+      const repo = await Repo.open(path);
+      if (repo.mode !== mode) throw new LarchError('EXISTS', `repo '${path}' exists with mode '${repo.mode}', not '${mode}'`, { data: { path, mode: repo.mode } });
+      return repo;
+    }
+    try {
+      await mkdir(path, { recursive: true });
+      for (const d of ['objects', 'refs/heads', 'keys/trusted', 'tmp']) await mkdir(join(path, d), { recursive: true });
+      for (let i = 0; i < 256; i++) await mkdir(join(path, 'objects', i.toString(16).padStart(2, '0')), { recursive: true });
+      await writeFileAtomic(join(path, 'config.json'), JSON.stringify({ larch: 1, mode }, null, 2) + '\n');
+    } catch (err) {
+      throw fromSystemError(err, 'create repo', path);
+    }
+    return new Repo(path, mode);
+  }
+
+  /** @throws NOT_FOUND when path holds no repo, INVALID_INPUT for an unknown config */
+  static async open(path: string): Promise<Repo> {
+    let text: string;
+    try {
+      text = await readFile(join(path, 'config.json'), 'utf8');
+    } catch {
+      throw new LarchError('NOT_FOUND', `no larch repo at '${path}'`, { hint: `create one with 'larch init --repo ${path}'`, data: { path } });
+    }
+    let config: { larch?: number; mode?: string };
+    try {
+      config = JSON.parse(text);
+    } catch {
+      throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' is not JSON`, { data: { path } });
+    }
+    if (config.larch !== 1 || !REPO_MODES.includes(config.mode as RepoMode)) {
+      throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' has format ${config.larch} mode '${config.mode}'; this larch reads format 1`, { data: { path } });
+    }
+    return new Repo(path, config.mode as RepoMode);
+  }
+
+  objectPath(kind: ObjectKind | 'sig' | 'filemeta' | 'xattrs', id: ObjectId): string {
+    const ext = kind === 'file' ? (this.mode === 'archive' ? 'filez' : 'file') : kind;
+    return join(this.path, 'objects', id.slice(0, 2), `${id.slice(2)}.${ext}`);
+  }
+
+  async hasObject(kind: ObjectKind, id: ObjectId): Promise<boolean> {
+    try {
+      await lstat(this.objectPath(kind, id));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Reads a metadata object, refusing oversized ones and checking its id. @throws OBJECT_MISSING, OBJECT_CORRUPT */
+  async readMetadataBytes(kind: Exclude<ObjectKind, 'file'>, id: ObjectId): Promise<Uint8Array> {
+    const path = this.objectPath(kind, id);
+    let fh;
+    try {
+      fh = await open(path, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `${kind} ${id} is missing`, { data: { kind, id, path } });
+      throw fromSystemError(err, `read ${kind}`, path);
+    }
+    try {
+      const { size } = await fh.stat();
+      if (size > MAX_METADATA_BYTES) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id} is ${size} bytes, over the ${MAX_METADATA_BYTES}-byte limit`, { data: { kind, id, path } });
+      const bytes = new Uint8Array(size);
+      const { bytesRead } = await fh.read(bytes, 0, size, 0);
+      const actual = sha256(bytes.subarray(0, bytesRead));
+      if (actual !== id) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id}: checksum mismatch: expected ${id}, got ${actual}`, { data: { kind, id, path, actual } });
+      return bytes;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async decodeMetadata<T>(kind: Exclude<ObjectKind, 'file'>, id: ObjectId, decode: (b: Uint8Array) => T): Promise<T> {
+    const bytes = await this.readMetadataBytes(kind, id);
+    try {
+      return decode(bytes);
+    } catch (err) {
+      if (err instanceof ObjectFormatError) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id}: ${err.message}`, { data: { kind, id } });
+      throw err;
+    }
+  }
+
+  readCommit(id: ObjectId): Promise<Commit> {
+    return this.decodeMetadata('commit', id, decodeCommit);
+  }
+  readDirTree(id: ObjectId): Promise<DirTree> {
+    return this.decodeMetadata('dirtree', id, decodeDirTree);
+  }
+  readDirMeta(id: ObjectId): Promise<DirMeta> {
+    return this.decodeMetadata('dirmeta', id, decodeDirMeta);
+  }
+
+  /**
+   * Opens a file object: its stored header and content. The content is NOT verified here;
+   * callers that need the id checked hash header + content (fsck, pull-local, checkout --verify).
+   * @throws OBJECT_MISSING, OBJECT_CORRUPT
+   */
+  async readFile(id: ObjectId): Promise<StoredFile> {
+    const path = this.objectPath('file', id);
+    try {
+      if (this.mode === 'archive') return await this.readArchiveFile(id, path);
+      const header = await this.readBareHeader(id, path);
+      return { header, content: () => (header.type === 'reg' ? createReadStream(path, { highWaterMark: 1 << 20 }) : emptyStream()) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `file ${id} is missing`, { data: { kind: 'file', id, path } });
+      if (err instanceof ObjectFormatError) throw new LarchError('OBJECT_CORRUPT', `file ${id}: ${err.message}`, { data: { kind: 'file', id, path } });
+      throw err;
+    }
+  }
+
+  /** A bare object's header: from the file's own metadata (bare) or its .filemeta sidecar (bare-user). */
+  private async readBareHeader(id: ObjectId, path: string): Promise<FileHeader> {
+    const st = await lstat(path);
+    if (this.mode === 'bare-user') {
+      const bytes = await readFile(this.objectPath('filemeta', id)).catch((err) => {
+        if (err.code === 'ENOENT') throw new ObjectFormatError('its .filemeta sidecar is missing');
+        throw err;
+      });
+      const header = decodeFileHeader(bytes);
+      const type = st.isFile() ? 'reg' : st.isSymbolicLink() ? 'lnk' : st.isFIFO() ? 'fifo' : 'other';
+      if (type !== header.type) throw new ObjectFormatError(`object is a ${type} but its header says ${header.type}`);
+      return header;
+    }
+    const xattrBytes = await readFile(this.objectPath('xattrs', id)).catch(() => null);
+    const xattrs = xattrBytes ? decodeXattrList(xattrBytes) : [];
+    const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, xattrs };
+    if (st.isFile()) return { type: 'reg', ...base, size: st.size };
+    if (st.isSymbolicLink()) return { type: 'lnk', ...base, mode: 0o777, target: Uint8Array.from(await readlink(path, { encoding: 'buffer' })) };
+    if (st.isFIFO()) return { type: 'fifo', ...base };
+    throw new ObjectFormatError('object is not a regular file, symlink or fifo');
+  }
+
+  // .filez: u32 big-endian header length ‖ canonical CBOR file header ‖ raw DEFLATE (RFC 1951) of the content.
+  private async readArchiveFile(id: ObjectId, path: string): Promise<StoredFile> {
+    const fh = await open(path, 'r');
+    let header: FileHeader;
+    let headerLen: number;
+    try {
+      const lenBuf = Buffer.alloc(4);
+      if ((await fh.read(lenBuf, 0, 4, 0)).bytesRead !== 4) throw new ObjectFormatError('truncated before its header');
+      headerLen = lenBuf.readUInt32BE(0);
+      if (headerLen > MAX_FILE_HEADER_BYTES) throw new ObjectFormatError(`header length ${headerLen} is over the 1 MiB limit`);
+      const hb = Buffer.alloc(headerLen);
+      if ((await fh.read(hb, 0, headerLen, 4)).bytesRead !== headerLen) throw new ObjectFormatError('truncated inside its header');
+      header = decodeFileHeader(Uint8Array.from(hb));
+    } finally {
+      await fh.close();
+    }
+    return {
+      header,
+      content: () => (header.type === 'reg' ? createReadStream(path, { start: 4 + headerLen, highWaterMark: 1 << 20 }).pipe(createInflateRaw()) : emptyStream()),
+    };
+  }
+
+  async readSignatures(commitId: ObjectId): Promise<Uint8Array | null> {
+    try {
+      return await readFile(this.objectPath('sig', commitId));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw fromSystemError(err, 'read signatures', this.objectPath('sig', commitId));
+    }
+  }
+
+  // ---- refs ----------------------------------------------------------------
+
+  refPath(branch: string): string {
+    if (!isValidBranch(branch)) throw new LarchError('INVALID_INPUT', `'${quash(branch)}' is not a valid branch name`, { hint: 'use letters, digits, . _ - and / between parts', data: { branch } });
+    return join(this.path, 'refs', 'heads', branch);
+  }
+
+  async readRef(branch: string): Promise<ObjectId | null> {
+    const text = await readFile(this.refPath(branch), 'utf8').catch(() => null);
+    if (text === null) return null;
+    const id = text.trim();
+    if (!ID_RE.test(id)) throw new LarchError('REPO_CORRUPT', `ref '${branch}' does not hold a commit id`, { data: { branch } });
+    return id;
+  }
+
+  /** Moves a ref atomically (or deletes it with null). */
+  async writeRef(branch: string, id: ObjectId | null): Promise<void> {
+    const path = this.refPath(branch);
+    if (id === null) {
+      await rm(path, { force: true });
+      return;
+    }
+    await mkdir(join(path, '..'), { recursive: true });
+    await writeFileAtomic(path, id + '\n');
+  }
+
+  async listRefs(): Promise<{ branch: string; commit: ObjectId }[]> {
+    const out: { branch: string; commit: ObjectId }[] = [];
+    const base = join(this.path, 'refs', 'heads');
+    const walk = async (dir: string, prefix: string) => {
+      for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+        if (e.name.startsWith('.tmp-')) continue;
+        const name = prefix ? `${prefix}/${e.name}` : e.name;
+        if (e.isDirectory()) await walk(join(dir, e.name), name);
+        else {
+          const commit = await this.readRef(name).catch(() => null);
+          if (commit) out.push({ branch: name, commit });
+        }
+      }
+    };
+    await walk(base, '');
+    return out.sort((a, b) => a.branch.localeCompare(b.branch));
+  }
+
+  /**
+   * Resolves a revision: a full id, a unique id prefix (at least 4 hex digits) of a stored
+   * commit, or a branch, each optionally followed by ^ (parent), repeatable.
+   * @throws NOT_FOUND
+   */
+  async resolveRev(rev: string): Promise<ObjectId> {
+    const m = /^(.*?)(\^*)$/.exec(rev)!;
+    let id = await this.resolveBase(m[1]);
+    for (let i = 0; i < m[2].length; i++) {
+      const parent = (await this.readCommit(id)).parent;
+      if (parent === null) throw new LarchError('NOT_FOUND', `commit ${id} has no parent (from '${quash(rev)}')`, { data: { rev } });
+      id = parent;
+    }
+    return id;
+  }
+
+  private async resolveBase(rev: string): Promise<ObjectId> {
+    if (ID_RE.test(rev)) {
+      if (!(await this.hasObject('commit', rev))) throw new LarchError('NOT_FOUND', `commit ${rev} is not in repo '${this.path}'`, { data: { rev } });
+      return rev;
+    }
+    if (isValidBranch(rev)) {
+      const id = await this.readRef(rev);
+      if (id) return id;
+    }
+    if (/^[0-9a-f]{4,63}$/.test(rev)) {
+      const names = await readdir(join(this.path, 'objects', rev.slice(0, 2))).catch(() => []);
+      const hits = names.filter((n) => n.endsWith('.commit') && n.startsWith(rev.slice(2))).map((n) => rev.slice(0, 2) + n.slice(0, 62));
+      if (hits.length === 1) return hits[0];
+      if (hits.length > 1) throw new LarchError('NOT_FOUND', `'${rev}' matches ${hits.length} commits; give more digits`, { data: { rev } });
+    }
+    throw new LarchError('NOT_FOUND', `no branch or commit '${quash(rev)}' in repo '${this.path}'`, { data: { rev } });
+  }
+
+  /** Takes the writer lock. @throws LOCKED */
+  lock(timeoutMs?: number): Promise<Lock> {
+    return acquireLock(join(this.path, 'lock'), timeoutMs);
+  }
+
+  /** A fresh staging directory under tmp/, named with our pid so prune can tell leftovers. */
+  async makeStagingDir(): Promise<string> {
+    const dir = join(this.path, 'tmp', `staging-${process.pid}-${randomBytes(6).toString('hex')}`);
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+}
+
+async function* emptyStream(): AsyncIterable<Uint8Array> {}

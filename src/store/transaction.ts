@@ -1,0 +1,235 @@
+/**
+ * A write transaction: objects are staged under R/tmp/staging-PID-X/, made durable with
+ * one filesystem sync, moved into R/objects/, synced again, and only then do refs move.
+ * A crash at any point leaves complete objects only (plus a staging dir that `prune` removes),
+ * and every ref names a complete commit.
+ */
+import { spawnSync } from 'node:child_process';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, chown, lchown, mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createDeflateRaw } from 'node:zlib';
+import { LarchError, fromSystemError } from '../errors.ts';
+import { sha256, sha256Stream } from './_hash.ts';
+import { syncFilesystem } from './_durable.ts';
+import type { Lock } from './lock.ts';
+import { type FileHeader, type ObjectId, type ObjectKind, encodeFileHeader, encodeXattrList } from './object.ts';
+import type { Repo } from './repo.ts';
+import { writeXattrs } from './xattrs.ts';
+
+const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** Where the bytes of a regular file come from: a path on disk or a stream (a tar entry). */
+export type ContentSource = { path: string | Buffer } | { stream: AsyncIterable<Uint8Array> | Readable };
+
+export class Transaction {
+  private staged = new Map<string, string>();
+  private xattrJobs: { path: Buffer; xattrs: FileHeader['xattrs'] }[] = [];
+  private counter = 0;
+  private done = false;
+  /** Bytes of object data newly written in this transaction (for --json stats). */
+  stats = { objectsWritten: 0, bytesWritten: 0, objectsReused: 0 };
+
+  private constructor(
+    readonly repo: Repo,
+    private readonly lock: Lock,
+    private readonly dir: string,
+  ) {}
+
+  /** Takes the repo's writer lock and opens a staging directory. @throws LOCKED */
+  static async begin(repo: Repo): Promise<Transaction> {
+    if (repo.mode === 'bare' && !isRoot()) {
+      throw new LarchError('INVALID_INPUT', `repo '${repo.path}' is in mode 'bare', which needs root to keep owners`, { hint: "run as root, or use a repo made with 'larch init --mode bare-user'" });
+    }
+    const lock = await repo.lock();
+    try {
+      return new Transaction(repo, lock, await repo.makeStagingDir());
+    } catch (err) {
+      await lock.release();
+      throw fromSystemError(err, 'create staging directory in', repo.path);
+    }
+  }
+
+  private key(kind: string, id: ObjectId) {
+    return `${kind}:${id}`;
+  }
+
+  async has(kind: ObjectKind, id: ObjectId): Promise<boolean> {
+    return this.staged.has(this.key(kind, id)) || (await this.repo.hasObject(kind, id));
+  }
+
+  private tempPath(): string {
+    return join(this.dir, `${++this.counter}.part`);
+  }
+
+  /** Stages a metadata object (dirtree, dirmeta, commit) and returns its id. */
+  async writeMetadata(kind: Exclude<ObjectKind, 'file'>, bytes: Uint8Array): Promise<ObjectId> {
+    const id = sha256(bytes);
+    if (await this.has(kind, id)) return id;
+    const path = join(this.dir, `${id}.${kind}`);
+    await writeFile(path, bytes).catch((err) => {
+      throw fromSystemError(err, `stage ${kind}`, path);
+    });
+    this.staged.set(this.key(kind, id), path);
+    this.stats.objectsWritten++;
+    this.stats.bytesWritten += bytes.length;
+    return id;
+  }
+
+  /** Stages detached signatures of a commit (replacing any earlier ones). */
+  async writeSignatures(commitId: ObjectId, bytes: Uint8Array): Promise<void> {
+    const path = join(this.dir, `${commitId}.sig`);
+    await writeFile(path, bytes);
+    this.staged.set(this.key('sig', commitId), path);
+  }
+
+  /**
+   * Stages a file object, hashing and writing its content in one pass. For a regular file the
+   * header's size must match the bytes read (a file that changes while being committed is refused).
+   */
+  async writeFile(header: FileHeader, source?: ContentSource): Promise<ObjectId> {
+    const headerBytes = encodeFileHeader(header);
+    if (header.type !== 'reg') {
+      const id = sha256(headerBytes);
+      if (await this.has('file', id)) {
+        this.stats.objectsReused++;
+        return id;
+      }
+      await this.stageSpecial(id, header, headerBytes);
+      return id;
+    }
+    if (!source) throw new TypeError('a regular file needs a content source');
+    const tmp = this.tempPath();
+    const hash = sha256Stream().update(headerBytes);
+    let count = 0;
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        hash.update(chunk);
+        count += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    const input = 'path' in source ? createReadStream(source.path, { highWaterMark: 1 << 20 }) : source.stream;
+    try {
+      const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+      if (this.repo.mode === 'archive') {
+        const len = Buffer.alloc(4);
+        len.writeUInt32BE(headerBytes.length);
+        out.write(len);
+        out.write(headerBytes);
+        await pipeline(input, tap, createDeflateRaw({ level: 6 }), out);
+      } else {
+        await pipeline(input, tap, out);
+      }
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw fromSystemError(err, 'read', 'path' in source ? source.path.toString() : 'input stream');
+    }
+    if (count !== header.size) {
+      await rm(tmp, { force: true });
+      const where = 'path' in source ? `'${source.path.toString()}'` : 'input';
+      throw new LarchError('INVALID_INPUT', `${where} has ${count} bytes but its size said ${header.size}; did it change while being committed?`, { data: { expected: header.size, actual: count } });
+    }
+    const id = hash.digest('hex');
+    if (await this.has('file', id)) {
+      await rm(tmp, { force: true });
+      this.stats.objectsReused++;
+      return id;
+    }
+    const path = join(this.dir, `${id}.${this.repo.mode === 'archive' ? 'filez' : 'file'}`);
+    if (this.repo.mode !== 'archive') await this.applyBareMetadata(tmp, header, headerBytes, id);
+    await rename(tmp, path);
+    this.staged.set(this.key('file', id), path);
+    this.stats.objectsWritten++;
+    this.stats.bytesWritten += count;
+    return id;
+  }
+
+  /** Sets owner, mode and xattrs on a staged bare object, or writes the bare-user sidecar. */
+  private async applyBareMetadata(path: string, header: FileHeader, headerBytes: Uint8Array, id: ObjectId): Promise<void> {
+    const link = header.type === 'lnk';
+    if (this.repo.mode === 'bare') {
+      // chown before chmod: chown clears setuid/setgid bits.
+      await (link ? lchown : chown)(path, header.uid, header.gid);
+      if (header.xattrs.length > 0) {
+        this.xattrJobs.push({ path: Buffer.from(path), xattrs: header.xattrs });
+        const side = join(this.dir, `${id}.xattrs`);
+        await writeFile(side, encodeXattrList(header.xattrs));
+        this.staged.set(this.key('xattrs', id), side);
+      }
+    } else {
+      const side = join(this.dir, `${id}.filemeta`);
+      await writeFile(side, headerBytes);
+      this.staged.set(this.key('filemeta', id), side);
+    }
+    if (!link) await chmod(path, header.mode);
+  }
+
+  private async stageSpecial(id: ObjectId, header: FileHeader, headerBytes: Uint8Array): Promise<void> {
+    const ext = this.repo.mode === 'archive' ? 'filez' : 'file';
+    const path = join(this.dir, `${id}.${ext}`);
+    if (this.repo.mode === 'archive') {
+      const len = Buffer.alloc(4);
+      len.writeUInt32BE(headerBytes.length);
+      await writeFile(path, Buffer.concat([len, headerBytes]));
+    } else if (header.type === 'lnk') {
+      await symlink(Buffer.from(header.target), path);
+      await this.applyBareMetadata(path, header, headerBytes, id);
+    } else {
+      makeFifo(path, header.mode);
+      await this.applyBareMetadata(path, header, headerBytes, id);
+    }
+    this.staged.set(this.key('file', id), path);
+    this.stats.objectsWritten++;
+  }
+
+  /**
+   * Makes the staged objects durable and moves them into objects/, then moves the refs.
+   * @throws NO_SPACE, IO
+   */
+  async commit(refs: Record<string, ObjectId> = {}): Promise<void> {
+    try {
+      await writeXattrs(this.xattrJobs);
+      const stagedPaths = [...this.staged.values()];
+      await syncFilesystem(this.dir, stagedPaths);
+      // Commits and signatures last: an object is only ever referenced by one already in place.
+      const order = (k: string) => (k.startsWith('commit:') ? 1 : k.startsWith('sig:') ? 2 : 0);
+      const entries = [...this.staged.entries()].sort((a, b) => order(a[0]) - order(b[0]));
+      const touchedDirs = new Set<string>();
+      for (const [key, from] of entries) {
+        const [kind, id] = key.split(':') as [ObjectKind, ObjectId];
+        const to = this.repo.objectPath(kind, id);
+        touchedDirs.add(join(to, '..'));
+        await mkdir(join(to, '..'), { recursive: true });
+        await rename(from, to);
+      }
+      await syncFilesystem(join(this.repo.path, 'objects'), [...touchedDirs]);
+      for (const [branch, id] of Object.entries(refs)) await this.repo.writeRef(branch, id);
+    } catch (err) {
+      throw fromSystemError(err, 'commit transaction in', this.repo.path);
+    } finally {
+      await this.finish();
+    }
+  }
+
+  /** Drops everything staged and releases the lock. */
+  async abort(): Promise<void> {
+    await this.finish();
+  }
+
+  private async finish(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await rm(this.dir, { recursive: true, force: true }).catch(() => {});
+    await this.lock.release();
+  }
+}
+
+/** Node has no mkfifo(3); the coreutils/busybox command does it. */
+export function makeFifo(path: string, mode: number): void {
+  const r = spawnSync('mkfifo', ['-m', (mode & 0o7777).toString(8), path], { stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.error) throw new LarchError('TOOL_MISSING', "'mkfifo' is needed to store a FIFO and is not installed", { hint: 'install coreutils or busybox' });
+  if (r.status !== 0) throw new LarchError('IO', `mkfifo '${path}' failed: ${r.stderr.toString().trim()}`, { data: { path } });
+}

@@ -1,0 +1,54 @@
+/**
+ * Reads a commit's whole tree of metadata (dirtrees and dirmetas), validating every name
+ * before anyone acts on it: a hostile dirtree ('..', '/', duplicates, a name that is both a
+ * symlink and a directory) is refused here, before a single byte is written anywhere.
+ */
+import { LarchError, quash } from '../errors.ts';
+import type { DirMeta, ObjectId } from './object.ts';
+import { validateDirTree } from './object.ts';
+import type { Repo } from './repo.ts';
+
+/** Deeper trees are refused: a shared subtree repeated at every level could otherwise expand without end. */
+export const MAX_TREE_DEPTH = 256;
+export const MAX_TREE_ENTRIES = 20_000_000;
+
+export interface TreeDir {
+  /** Path below the root as raw bytes; '' for the root. */
+  path: Buffer;
+  meta: DirMeta;
+  tree: ObjectId;
+  metaId: ObjectId;
+}
+export interface TreeFile {
+  path: Buffer;
+  id: ObjectId;
+}
+export interface TreePlan {
+  dirs: TreeDir[];
+  files: TreeFile[];
+}
+
+export const pathText = (p: Buffer): string => quash('/' + p.toString('utf8'), 200);
+const SLASH = Buffer.from('/');
+export const childPath = (parent: Buffer, name: Uint8Array): Buffer => (parent.length === 0 ? Buffer.from(name) : Buffer.concat([parent, SLASH, name]));
+
+/** Lists every directory (parents first) and file of a tree. @throws HOSTILE_TREE, OBJECT_MISSING, OBJECT_CORRUPT */
+export async function readTreePlan(repo: Repo, root: { tree: ObjectId; meta: ObjectId }): Promise<TreePlan> {
+  const plan: TreePlan = { dirs: [], files: [] };
+  const visit = async (path: Buffer, tree: ObjectId, metaId: ObjectId, depth: number): Promise<void> => {
+    if (depth > MAX_TREE_DEPTH) throw new LarchError('HOSTILE_TREE', `tree is deeper than ${MAX_TREE_DEPTH} levels at '${pathText(path)}'`, { data: { path: pathText(path) } });
+    const [dt, meta] = await Promise.all([repo.readDirTree(tree), repo.readDirMeta(metaId)]);
+    const problems = validateDirTree(dt);
+    if (problems.length > 0) {
+      const p = problems[0];
+      const where = pathText(childPath(path, p.name));
+      throw new LarchError('HOSTILE_TREE', `dirtree ${tree} at '${pathText(path)}' is unsafe: ${p.problem}: '${where}'`, { data: { tree, path: where, problem: p.problem } });
+    }
+    plan.dirs.push({ path, meta, tree, metaId });
+    for (const f of dt.files) plan.files.push({ path: childPath(path, f.name), id: f.file });
+    if (plan.files.length + plan.dirs.length > MAX_TREE_ENTRIES) throw new LarchError('HOSTILE_TREE', `tree has more than ${MAX_TREE_ENTRIES} entries`);
+    for (const d of dt.dirs) await visit(childPath(path, d.name), d.tree, d.meta, depth + 1);
+  };
+  await visit(Buffer.alloc(0), root.tree, root.meta, 0);
+  return plan;
+}
