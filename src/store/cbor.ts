@@ -7,7 +7,9 @@
  * by their encoded bytes, and floats, undefined and non-plain objects are refused, so
  * the same value always gives the same bytes on Node and on Bun.
  */
-import { Encoder } from 'cbor-x';
+// 'cbor-x/encode' is the pure-JS entry: the default Node entry loads the native cbor-extract,
+// which crashes Bun 1.4 (abort in decode, measured) and is not needed for our small objects.
+import { Encoder } from 'cbor-x/encode';
 
 /** The values an object or metadata may hold. Maps are plain objects (text keys) or Map. */
 export type CborValue =

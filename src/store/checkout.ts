@@ -4,13 +4,13 @@
  * first, so a hostile commit is refused before anything is written; every entry is created
  * exactly once, in directories this code just made, so nothing is ever written through a symlink.
  */
-import { createWriteStream } from 'node:fs';
 import { chmod, chown, lchown, link, lstat, mkdir, readdir, rm, symlink } from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { makePool } from '../_pool.ts';
 import { sha256Stream } from './_hash.ts';
+import { createExclusiveWriteStream } from './_fs.ts';
 import { type FileHeader, type ObjectId, encodeFileHeader } from './object.ts';
 import type { Repo } from './repo.ts';
 import { makeFifo } from './transaction.ts';
@@ -117,7 +117,7 @@ async function copyObject(id: ObjectId, h: FileHeader, content: AsyncIterable<Ui
     },
   });
   try {
-    await pipeline(content, tap, createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+    await pipeline(content, tap, await createExclusiveWriteStream(target));
   } catch (err) {
     await rm(target, { force: true });
     throw err;

@@ -32,11 +32,45 @@ export function splitTarPath(raw: Buffer): Buffer[] | 'root' {
   return parts.length === 0 ? 'root' : parts;
 }
 
-function paxXattrs(pax: Record<string, string> | null | undefined): Xattrs {
-  if (!pax) return [];
+/** pax records as raw bytes: "LEN KEY=VALUE\n" (POSIX pax, "pax Extended Header"). */
+export function decodePaxRecords(buf: Uint8Array): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  let rest = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+  while (rest.length > 0) {
+    const space = rest.indexOf(0x20);
+    const len = space > 0 ? Number.parseInt(rest.subarray(0, space).toString('latin1'), 10) : NaN;
+    if (!Number.isSafeInteger(len) || len <= space + 1 || len > rest.length) break;
+    const record = rest.subarray(space + 1, len - 1);
+    const eq = record.indexOf(0x3d);
+    if (eq > 0) out.set(record.subarray(0, eq).toString('utf8'), Buffer.from(record.subarray(eq + 1)));
+    rest = rest.subarray(len);
+  }
+  return out;
+}
+
+const RAW_PAX = Symbol('raw pax records');
+type PaxWithRaw = Record<string, string> & { [RAW_PAX]?: Map<string, Buffer> };
+
+/**
+ * tar-stream decodes pax values as UTF-8, which loses names and xattr values that are not
+ * UTF-8 (GNU tar writes them as raw bytes). This wraps the extractor's header decoding so each
+ * entry's pax object also carries the records as raw bytes.
+ */
+function keepRawPax(extract: tar.Extract): void {
+  const inner = extract as unknown as { _decodeLongHeader(buf: Buffer): void; _header: { type: string }; _pax: PaxWithRaw | null };
+  const original = inner._decodeLongHeader.bind(inner);
+  let globalRaw = new Map<string, Buffer>();
+  inner._decodeLongHeader = (buf: Buffer) => {
+    original(buf);
+    if (inner._header.type === 'pax-global-header') globalRaw = decodePaxRecords(buf);
+    if (inner._header.type === 'pax-header' && inner._pax) inner._pax[RAW_PAX] = new Map([...globalRaw, ...decodePaxRecords(buf)]);
+  };
+}
+
+function paxXattrs(raw: Map<string, Buffer> | undefined): Xattrs {
   const out: Xattrs = [];
-  for (const [k, v] of Object.entries(pax)) {
-    if (k.startsWith('SCHILY.xattr.')) out.push([Uint8Array.from(Buffer.from(k.slice(13), 'utf8')), Uint8Array.from(Buffer.from(v, 'latin1'))]);
+  for (const [k, v] of raw ?? []) {
+    if (k.startsWith('SCHILY.xattr.')) out.push([Uint8Array.from(Buffer.from(k.slice(13), 'utf8')), Uint8Array.from(v)]);
   }
   return out;
 }
@@ -58,6 +92,7 @@ export async function importTar(txn: Transaction, tarPath: string, opts: Omit<Im
   const root = newDir({ ...DEFAULT_DIR, ...(opts.owner ?? { uid: 0, gid: 0 }) });
   const byPath = new Map<string, ObjectId>();
   const extract = tar.extract({ filenameEncoding: "latin1" } as Parameters<typeof tar.extract>[0]);
+  keepRawPax(extract);
   const input = await openTar(tarPath);
   input.on('error', (err) => extract.destroy(err));
   input.pipe(extract);
@@ -71,11 +106,11 @@ export async function importTar(txn: Transaction, tarPath: string, opts: Omit<Im
   try {
     for await (const entry of extract) {
       const h = entry.header;
-      const pax = (h as { pax?: Record<string, string> }).pax;
-      const rawName = pax?.path !== undefined ? Buffer.from(pax.path, 'utf8') : Buffer.from(h.name, 'latin1');
+      const raw = (h as { pax?: PaxWithRaw }).pax?.[RAW_PAX];
+      const rawName = raw?.get('path') ?? Buffer.from(h.name, 'latin1');
       const where = `${tarPath}: '${quash(rawName.toString('utf8'), 200)}'`;
       const parts = splitTarPath(rawName);
-      const base = { mode: (h.mode ?? 0o644) & 0o7777, ...owner(h), xattrs: paxXattrs(pax) };
+      const base = { mode: (h.mode ?? 0o644) & 0o7777, ...owner(h), xattrs: paxXattrs(raw) };
       if (h.type === 'directory') {
         if (parts === 'root') Object.assign(root.meta, base);
         else {
@@ -91,7 +126,7 @@ export async function importTar(txn: Transaction, tarPath: string, opts: Omit<Im
       if (h.type === 'file' || h.type === 'contiguous-file') {
         id = await txn.writeFile({ type: 'reg', ...base, size: h.size ?? 0 }, { stream: entry as unknown as Readable });
       } else if (h.type === 'symlink' || h.type === 'link') {
-        const rawLink = pax?.linkpath !== undefined ? Buffer.from(pax.linkpath, 'utf8') : Buffer.from(h.linkname ?? '', 'latin1');
+        const rawLink = raw?.get('linkpath') ?? Buffer.from(h.linkname ?? '', 'latin1');
         entry.resume();
         if (h.type === 'symlink') {
           id = await txn.writeFile({ type: 'lnk', ...base, mode: 0o777, target: Uint8Array.from(rawLink) } as FileHeader);

@@ -10,13 +10,13 @@
  *   R/lock                   the writer lock
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInflateRaw } from 'node:zlib';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
 import { sha256 } from './_hash.ts';
 import { writeFileAtomic } from './_durable.ts';
+import { openReadStream } from './_fs.ts';
 import { type Lock, acquireLock } from './lock.ts';
 import {
   type Commit,
@@ -163,7 +163,7 @@ export class Repo {
     try {
       if (this.mode === 'archive') return await this.readArchiveFile(id, path);
       const header = await this.readBareHeader(id, path);
-      return { header, content: () => (header.type === 'reg' ? createReadStream(path, { highWaterMark: 1 << 20 }) : emptyStream()) };
+      return { header, content: () => (header.type === 'reg' ? lazyStream(() => openReadStream(path)) : emptyStream()) };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `file ${id} is missing`, { data: { kind: 'file', id, path } });
       if (err instanceof ObjectFormatError) throw new LarchError('OBJECT_CORRUPT', `file ${id}: ${err.message}`, { data: { kind: 'file', id, path } });
@@ -211,7 +211,7 @@ export class Repo {
     }
     return {
       header,
-      content: () => (header.type === 'reg' ? createReadStream(path, { start: 4 + headerLen, highWaterMark: 1 << 20 }).pipe(createInflateRaw()) : emptyStream()),
+      content: () => (header.type === 'reg' ? lazyStream(async () => (await openReadStream(path, 4 + headerLen)).pipe(createInflateRaw())) : emptyStream()),
     };
   }
 
@@ -316,3 +316,8 @@ export class Repo {
 }
 
 async function* emptyStream(): AsyncIterable<Uint8Array> {}
+
+/** Opens the stream only when iteration starts, so an unread content() leaks no file handle. */
+async function* lazyStream(make: () => Promise<AsyncIterable<Uint8Array>>): AsyncIterable<Uint8Array> {
+  yield* await make();
+}

@@ -5,7 +5,6 @@
  * and every ref names a complete commit.
  */
 import { spawnSync } from 'node:child_process';
-import { createReadStream, createWriteStream } from 'node:fs';
 import { chmod, chown, lchown, mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -13,6 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { createDeflateRaw } from 'node:zlib';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { sha256, sha256Stream } from './_hash.ts';
+import { createExclusiveWriteStream, openReadStream } from './_fs.ts';
 import { syncFilesystem } from './_durable.ts';
 import type { Lock } from './lock.ts';
 import { type FileHeader, type ObjectId, type ObjectKind, encodeFileHeader, encodeXattrList } from './object.ts';
@@ -27,6 +27,7 @@ export type ContentSource = { path: string | Buffer } | { stream: AsyncIterable<
 export class Transaction {
   private staged = new Map<string, string>();
   private xattrJobs: { path: Buffer; xattrs: FileHeader['xattrs'] }[] = [];
+  private specialsInFlight = new Map<ObjectId, Promise<boolean>>();
   private counter = 0;
   private done = false;
   /** Bytes of object data newly written in this transaction (for --json stats). */
@@ -93,11 +94,21 @@ export class Transaction {
     const headerBytes = encodeFileHeader(header);
     if (header.type !== 'reg') {
       const id = sha256(headerBytes);
-      if (await this.has('file', id)) {
+      // Identical symlinks often come in bursts (man page aliases): stage each id once. The
+      // promise is registered before any await, so concurrent callers share it.
+      let staging = this.specialsInFlight.get(id);
+      if (!staging) {
+        staging = (async () => {
+          if (await this.has('file', id)) return false;
+          await this.stageSpecial(id, header, headerBytes);
+          return true;
+        })();
+        this.specialsInFlight.set(id, staging);
+        if (!(await staging)) this.stats.objectsReused++;
+      } else {
+        await staging;
         this.stats.objectsReused++;
-        return id;
       }
-      await this.stageSpecial(id, header, headerBytes);
       return id;
     }
     if (!source) throw new TypeError('a regular file needs a content source');
@@ -111,9 +122,9 @@ export class Transaction {
         cb(null, chunk);
       },
     });
-    const input = 'path' in source ? createReadStream(source.path, { highWaterMark: 1 << 20 }) : source.stream;
-    try {
-      const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+        try {
+      const input = 'path' in source ? await openReadStream(source.path) : source.stream;
+      const out = await createExclusiveWriteStream(tmp);
       if (this.repo.mode === 'archive') {
         const len = Buffer.alloc(4);
         len.writeUInt32BE(headerBytes.length);
@@ -139,8 +150,8 @@ export class Transaction {
       return id;
     }
     const path = join(this.dir, `${id}.${this.repo.mode === 'archive' ? 'filez' : 'file'}`);
-    if (this.repo.mode !== 'archive') await this.applyBareMetadata(tmp, header, headerBytes, id);
     await rename(tmp, path);
+    if (this.repo.mode !== 'archive') await this.applyBareMetadata(path, header, headerBytes, id);
     this.staged.set(this.key('file', id), path);
     this.stats.objectsWritten++;
     this.stats.bytesWritten += count;

@@ -1,0 +1,151 @@
+/** Shared test helpers: run the larch CLI (Bun binary or Node), make temp dirs, snapshot trees. */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { lstat, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const BIN = join(ROOT, 'dist', 'larch');
+export const NODE_ENTRY = join(ROOT, 'bin', 'larch.js');
+export const IS_ROOT = process.getuid?.() === 0;
+
+export type Runtime = 'bun' | 'node';
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json: any;
+}
+
+/** Runs `larch ARGS` through the Bun binary (default) or Node, and parses --json output. */
+export function larch(args: string[], opts: { runtime?: Runtime; cwd?: string; env?: Record<string, string>; input?: string } = {}): Promise<RunResult> {
+  const runtime = opts.runtime ?? 'bun';
+  if (runtime === 'bun' && !existsSync(BIN)) throw new Error(`${BIN} is missing: run 'npm run build' first`);
+  const [cmd, argv] = runtime === 'bun' ? [BIN, args] : [process.execPath, [NODE_ENTRY, ...args]];
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, argv, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      let json: any;
+      try {
+        json = JSON.parse(stdout);
+      } catch {
+        json = undefined;
+      }
+      resolve({ code: code ?? -1, stdout, stderr, json });
+    });
+    child.stdin.end(opts.input);
+  });
+}
+
+/** Runs larch and fails the test with its stderr unless it exits 0. */
+export async function larchOk(args: string[], opts: Parameters<typeof larch>[1] = {}): Promise<RunResult> {
+  const r = await larch(args, opts);
+  if (r.code !== 0) throw new Error(`larch ${args.join(' ')} exited ${r.code}:\n${r.stderr}`);
+  return r;
+}
+
+export function tempDir(t: { teardown(fn: () => unknown): void }, prefix = 'larch-test-'): string {
+  const dir = mkdtempSync(join(process.env.LARCH_TEST_TMP ?? tmpdir(), prefix));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export function sh(cmd: string, opts: { cwd?: string } = {}): string {
+  const r = spawnSync('sh', ['-c', cmd], { cwd: opts.cwd, encoding: 'utf8', maxBuffer: 1 << 28 });
+  if (r.status !== 0) throw new Error(`'${cmd}' exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+export interface EntrySnapshot {
+  type: string;
+  mode: number;
+  size?: number;
+  target?: string;
+  sha256?: string;
+  uid?: number;
+  gid?: number;
+  xattrs?: string;
+}
+
+/**
+ * Everything a checkout must reproduce, per path (hex of the raw path bytes, so invalid
+ * UTF-8 names compare exactly): type, permission bits, size, symlink target, content hash,
+ * and, when asked, owner and xattrs.
+ */
+export async function snapshotTree(root: string, opts: { owners?: boolean; xattrs?: boolean } = {}): Promise<Map<string, EntrySnapshot>> {
+  const out = new Map<string, EntrySnapshot>();
+  const xattrDump = opts.xattrs ? spawnSync('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '.'], { cwd: root, maxBuffer: 1 << 28 }).stdout : null;
+  const xattrsByPath = new Map<string, string>();
+  if (xattrDump) {
+    for (const block of xattrDump.toString('latin1').split('\n\n')) {
+      const m = /^# file: (.*)\n([\s\S]*)$/.exec(block.trim());
+      if (m) xattrsByPath.set(m[1].replace(/^\.\/?/, ''), m[2].split('\n').sort().join('\n'));
+    }
+  }
+  const walk = async (rel: Buffer) => {
+    const abs = rel.length ? Buffer.concat([Buffer.from(root + '/'), rel]) : Buffer.from(root);
+    const st = await lstat(abs);
+    const type = st.isFile() ? 'reg' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'lnk' : st.isFIFO() ? 'fifo' : 'other';
+    const e: EntrySnapshot = { type, mode: st.mode & 0o7777 };
+    if (type === 'lnk') e.mode = 0o777;
+    if (type === 'reg') {
+      e.size = st.size;
+      const h = createHash('sha256');
+      const fh = await import('node:fs/promises').then((m) => m.open(abs, 'r'));
+      const buf = Buffer.alloc(1 << 20);
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+        if (bytesRead === 0) break;
+        h.update(buf.subarray(0, bytesRead));
+      }
+      await fh.close();
+      e.sha256 = h.digest('hex');
+    }
+    if (type === 'lnk') e.target = (await readlink(abs, { encoding: 'buffer' })).toString('hex');
+    if (opts.owners) {
+      e.uid = st.uid;
+      e.gid = st.gid;
+    }
+    if (opts.xattrs) e.xattrs = xattrsByPath.get(rel.toString('latin1')) ?? '';
+    out.set(rel.toString('hex'), e);
+    if (type === 'dir') {
+      for (const name of (await readdir(abs, { encoding: 'buffer' })) as Buffer[]) {
+        await walk(rel.length ? Buffer.concat([rel, Buffer.from('/'), name]) : name);
+      }
+    }
+  };
+  await walk(Buffer.alloc(0));
+  return out;
+}
+
+/** Lists differences between two snapshots, readable in a test failure. */
+export function diffSnapshots(a: Map<string, EntrySnapshot>, b: Map<string, EntrySnapshot>, ignoreRoot = false): string[] {
+  const problems: string[] = [];
+  const name = (k: string) => JSON.stringify(Buffer.from(k, 'hex').toString('latin1'));
+  for (const [k, ea] of a) {
+    if (ignoreRoot && k === '') continue;
+    const eb = b.get(k);
+    if (!eb) problems.push(`missing ${name(k)}`);
+    else if (JSON.stringify(ea) !== JSON.stringify(eb)) problems.push(`differs ${name(k)}: ${JSON.stringify(ea)} vs ${JSON.stringify(eb)}`);
+  }
+  for (const k of b.keys()) if (!a.has(k)) problems.push(`extra ${name(k)}`);
+  return problems;
+}
+
+/** The .deb files test-setup fetched. */
+export function debs(): string[] {
+  const dir = join(ROOT, '.cache', 'debs');
+  if (!existsSync(dir)) throw new Error(`${dir} is missing: run 'node scripts/test-setup.mjs' (npm test does)`);
+  return readdirSync(dir).filter((f) => f.endsWith('.deb')).map((f) => join(dir, f));
+}
+
+export { readFile };
