@@ -67,6 +67,7 @@ export function addContext(step: string, err: unknown): unknown {
 
 /** Turns a Node system error into a LarchError naming the path, or returns it unchanged. */
 export function fromSystemError(err: unknown, action: string, path: string): unknown {
+  if (err instanceof LarchError) return err;
   const code = (err as NodeJS.ErrnoException)?.code;
   if (code === undefined) return err;
   const data = { path, errno: code };

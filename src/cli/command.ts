@@ -80,3 +80,14 @@ export function intOption(value: string | undefined, name: string, cmd: string, 
   }
   return Number(value);
 }
+
+/**
+ * Wraps an error whose details the command already printed as its --json result, so that
+ * stdout holds exactly one JSON document; main still prints the message on stderr and exits
+ * with the error's code.
+ */
+export class AlreadyReported extends Error {
+  constructor(readonly error: LarchError) {
+    super(error.message);
+  }
+}

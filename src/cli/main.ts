@@ -1,6 +1,6 @@
 /** The `larch` entry point: finds the command, parses its flags, prints errors with their code and hint. */
 import { LarchError } from '../errors.ts';
-import { type Command, type Io, parse } from './command.ts';
+import { AlreadyReported, type Command, type Io, parse } from './command.ts';
 import { commands } from './commands/index.ts';
 
 export const VERSION = '0.1.0';
@@ -53,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function reportError(err: unknown, json: boolean): number {
+  if (err instanceof AlreadyReported) return reportError(err.error, false);
   if (err instanceof LarchError) {
     if (json) io.out(JSON.stringify({ error: { code: err.code, message: err.message, hint: err.hint, data: err.data } }, null, 2) + '\n');
     io.err(`larch: ${err.message} [${err.code}]\nhint: ${err.hint}\n`);

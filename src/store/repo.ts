@@ -171,20 +171,23 @@ export class Repo {
     }
   }
 
-  /** A bare object's header: from the file's own metadata (bare) or its .filemeta sidecar (bare-user). */
+  /**
+   * A bare object's header: from the object file's own metadata, except what a sidecar holds:
+   * bare-user keeps a .filemeta sidecar (the whole header) for objects whose owner, mode or
+   * xattrs the file itself cannot carry; bare keeps a .xattrs sidecar for objects with xattrs.
+   */
   private async readBareHeader(id: ObjectId, path: string): Promise<FileHeader> {
     const st = await lstat(path);
     if (this.mode === 'bare-user') {
-      const bytes = await readFile(this.objectPath('filemeta', id)).catch((err) => {
-        if (err.code === 'ENOENT') throw new ObjectFormatError('its .filemeta sidecar is missing');
-        throw err;
-      });
-      const header = decodeFileHeader(bytes);
-      const type = st.isFile() ? 'reg' : st.isSymbolicLink() ? 'lnk' : st.isFIFO() ? 'fifo' : 'other';
-      if (type !== header.type) throw new ObjectFormatError(`object is a ${type} but its header says ${header.type}`);
-      return header;
+      const bytes = await readFile(this.objectPath('filemeta', id)).catch((err) => (err.code === 'ENOENT' ? null : Promise.reject(err)));
+      if (bytes !== null) {
+        const header = decodeFileHeader(bytes);
+        const type = st.isFile() ? 'reg' : st.isSymbolicLink() ? 'lnk' : st.isFIFO() ? 'fifo' : 'other';
+        if (type !== header.type) throw new ObjectFormatError(`object is a ${type} but its header says ${header.type}`);
+        return header;
+      }
     }
-    const xattrBytes = await readFile(this.objectPath('xattrs', id)).catch(() => null);
+    const xattrBytes = this.mode === 'bare' ? await readFile(this.objectPath('xattrs', id)).catch(() => null) : null;
     const xattrs = xattrBytes ? decodeXattrList(xattrBytes) : [];
     const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, xattrs };
     if (st.isFile()) return { type: 'reg', ...base, size: st.size };

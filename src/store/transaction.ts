@@ -5,11 +5,12 @@
  * and every ref names a complete commit.
  */
 import { spawnSync } from 'node:child_process';
-import { chmod, chown, lchown, mkdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createDeflateRaw } from 'node:zlib';
+import { createDeflateRaw, deflateRaw } from 'node:zlib';
+import { promisify } from 'node:util';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { sha256, sha256Stream } from './_hash.ts';
 import { createExclusiveWriteStream, openReadStream } from './_fs.ts';
@@ -18,6 +19,20 @@ import type { Lock } from './lock.ts';
 import { type FileHeader, type ObjectId, type ObjectKind, encodeFileHeader, encodeXattrList } from './object.ts';
 import type { Repo } from './repo.ts';
 import { writeXattrs } from './xattrs.ts';
+
+/** Files up to this size are read whole: one read, no stream machinery (most OS files are small). */
+const SMALL_FILE_BYTES = 1 << 20;
+const deflateRawAsync = promisify(deflateRaw);
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+function changedWhileReading(where: string, expected: number, actual: number): LarchError {
+  return new LarchError('INVALID_INPUT', `'${where}' has ${actual} bytes but its size said ${expected}; did it change while being committed?`, { data: { path: where, expected, actual } });
+}
 
 const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
 
@@ -112,6 +127,57 @@ export class Transaction {
       return id;
     }
     if (!source) throw new TypeError('a regular file needs a content source');
+    if ('path' in source) return this.writeFileFromPath(header, headerBytes, source.path);
+    return this.writeFileFromStream(header, headerBytes, source.stream, 'input stream');
+  }
+
+  /**
+   * A file on disk: small files are read whole (bounded by SMALL_FILE_BYTES), large ones are
+   * hashed in a read-only pass first, so a file the repo already has costs one read and no
+   * write (a re-commit of an unchanged 200 MB tree writes nothing).
+   */
+  private async writeFileFromPath(header: FileHeader & { type: 'reg' }, headerBytes: Uint8Array, path: string | Buffer): Promise<ObjectId> {
+    const where = path.toString();
+    if (header.size <= SMALL_FILE_BYTES) {
+      const data = await readFile(path).catch((err) => {
+        throw fromSystemError(err, 'read', where);
+      });
+      if (data.length !== header.size) throw changedWhileReading(where, header.size, data.length);
+      const id = sha256(headerBytes, data);
+      if (await this.has('file', id)) {
+        this.stats.objectsReused++;
+        return id;
+      }
+      const tmp = this.tempPath();
+      const body = this.repo.mode === 'archive' ? Buffer.concat([u32(headerBytes.length), headerBytes, await deflateRawAsync(data, { level: 6 })]) : data;
+      await writeFile(tmp, body, { flag: 'wx', mode: 0o600 }).catch((err) => {
+        throw fromSystemError(err, 'stage file in', this.dir);
+      });
+      return this.placeStaged(tmp, id, header, headerBytes, data.length);
+    }
+    const hash = sha256Stream().update(headerBytes);
+    let count = 0;
+    try {
+      for await (const chunk of await openReadStream(path)) {
+        hash.update(chunk as Buffer);
+        count += (chunk as Buffer).length;
+      }
+    } catch (err) {
+      throw fromSystemError(err, 'read', where);
+    }
+    if (count !== header.size) throw changedWhileReading(where, header.size, count);
+    const id = hash.digest('hex');
+    if (await this.has('file', id)) {
+      this.stats.objectsReused++;
+      return id;
+    }
+    const written = await this.writeFileFromStream(header, headerBytes, await openReadStream(path), where);
+    if (written !== id) throw new LarchError('INVALID_INPUT', `'${where}' changed while being committed`, { hint: 'commit a tree that nothing writes to meanwhile' });
+    return id;
+  }
+
+  /** Hashes and stages in one pass; for streams that can be read only once (tar entries, pulls). */
+  private async writeFileFromStream(header: FileHeader & { type: 'reg' }, headerBytes: Uint8Array, stream: AsyncIterable<Uint8Array> | Readable, where: string): Promise<ObjectId> {
     const tmp = this.tempPath();
     const hash = sha256Stream().update(headerBytes);
     let count = 0;
@@ -122,26 +188,22 @@ export class Transaction {
         cb(null, chunk);
       },
     });
-        try {
-      const input = 'path' in source ? await openReadStream(source.path) : source.stream;
+    try {
       const out = await createExclusiveWriteStream(tmp);
       if (this.repo.mode === 'archive') {
-        const len = Buffer.alloc(4);
-        len.writeUInt32BE(headerBytes.length);
-        out.write(len);
+        out.write(u32(headerBytes.length));
         out.write(headerBytes);
-        await pipeline(input, tap, createDeflateRaw({ level: 6 }), out);
+        await pipeline(stream, tap, createDeflateRaw({ level: 6 }), out);
       } else {
-        await pipeline(input, tap, out);
+        await pipeline(stream, tap, out);
       }
     } catch (err) {
       await rm(tmp, { force: true });
-      throw fromSystemError(err, 'read', 'path' in source ? source.path.toString() : 'input stream');
+      throw fromSystemError(err, 'read', where);
     }
     if (count !== header.size) {
       await rm(tmp, { force: true });
-      const where = 'path' in source ? `'${source.path.toString()}'` : 'input';
-      throw new LarchError('INVALID_INPUT', `${where} has ${count} bytes but its size said ${header.size}; did it change while being committed?`, { data: { expected: header.size, actual: count } });
+      throw changedWhileReading(where, header.size, count);
     }
     const id = hash.digest('hex');
     if (await this.has('file', id)) {
@@ -149,33 +211,47 @@ export class Transaction {
       this.stats.objectsReused++;
       return id;
     }
+    return this.placeStaged(tmp, id, header, headerBytes, count);
+  }
+
+  /** Moves a fully written temp file to its staged name and applies bare-mode metadata. */
+  private async placeStaged(tmp: string, id: ObjectId, header: FileHeader, headerBytes: Uint8Array, size: number): Promise<ObjectId> {
     const path = join(this.dir, `${id}.${this.repo.mode === 'archive' ? 'filez' : 'file'}`);
     await rename(tmp, path);
     if (this.repo.mode !== 'archive') await this.applyBareMetadata(path, header, headerBytes, id);
     this.staged.set(this.key('file', id), path);
     this.stats.objectsWritten++;
-    this.stats.bytesWritten += count;
+    this.stats.bytesWritten += size;
     return id;
   }
 
-  /** Sets owner, mode and xattrs on a staged bare object, or writes the bare-user sidecar. */
+  /**
+   * Sets owner, mode and xattrs on a staged bare object. bare-user cannot set owners, so it
+   * writes the header to a .filemeta sidecar, but only when the file itself does not already
+   * say the same (a root-owned tree committed by root needs no sidecars).
+   */
   private async applyBareMetadata(path: string, header: FileHeader, headerBytes: Uint8Array, id: ObjectId): Promise<void> {
     const link = header.type === 'lnk';
     if (this.repo.mode === 'bare') {
       // chown before chmod: chown clears setuid/setgid bits.
       await (link ? lchown : chown)(path, header.uid, header.gid);
+      if (!link) await chmod(path, header.mode);
       if (header.xattrs.length > 0) {
         this.xattrJobs.push({ path: Buffer.from(path), xattrs: header.xattrs });
-        const side = join(this.dir, `${id}.xattrs`);
-        await writeFile(side, encodeXattrList(header.xattrs));
-        this.staged.set(this.key('xattrs', id), side);
+        await this.stageSidecar('xattrs', id, encodeXattrList(header.xattrs));
       }
-    } else {
-      const side = join(this.dir, `${id}.filemeta`);
-      await writeFile(side, headerBytes);
-      this.staged.set(this.key('filemeta', id), side);
+      return;
     }
     if (!link) await chmod(path, header.mode);
+    const st = await lstat(path);
+    const faithful = st.uid === header.uid && st.gid === header.gid && (link || (st.mode & 0o7777) === header.mode) && header.xattrs.length === 0;
+    if (!faithful) await this.stageSidecar('filemeta', id, headerBytes);
+  }
+
+  private async stageSidecar(kind: 'xattrs' | 'filemeta', id: ObjectId, bytes: Uint8Array): Promise<void> {
+    const side = join(this.dir, `${id}.${kind}`);
+    await writeFile(side, bytes);
+    this.staged.set(this.key(kind, id), side);
   }
 
   private async stageSpecial(id: ObjectId, header: FileHeader, headerBytes: Uint8Array): Promise<void> {

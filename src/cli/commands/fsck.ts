@@ -1,7 +1,7 @@
 /** larch fsck: check every reachable object. */
 import { LarchError } from '../../errors.ts';
 import { fsck as fsckRepo } from '../../store/fsck.ts';
-import { type Command, printJson } from '../command.ts';
+import { AlreadyReported, type Command, printJson } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
 
 export const fsck: Command = {
@@ -42,10 +42,11 @@ EXIT STATUS
     }
     if (result.problems.length > 0) {
       const first = result.problems[0];
-      throw new LarchError('REPO_CORRUPT', `repo '${repo.path}' has ${result.problems.length} problem(s); first: ${first.kind} ${first.id}: ${first.problem}${first.path ? ` at '${first.path}'` : ''}`, {
+      const error = new LarchError('REPO_CORRUPT', `repo '${repo.path}' has ${result.problems.length} problem(s); first: ${first.kind} ${first.id}: ${first.problem}${first.path ? ` at '${first.path}'` : ''}`, {
         data: { problems: result.problems.length },
         hint: "restore the named objects with 'larch pull-local' from a good repo, or delete the affected branch and run 'larch prune'",
       });
+      throw args.json ? new AlreadyReported(error) : error;
     }
   },
 };

@@ -39,12 +39,13 @@ EXIT STATUS
     const trusted = keyFiles.length > 0 ? await Promise.all(keyFiles.map(readPublicKey)) : (await readTrustedKeys(repo)).map((k) => k.key);
     if (trusted.length === 0) throw new LarchError('USAGE', 'verify: no trusted keys: pass --key K.pub or add keys with larch trust');
     const result = await verifyCommit(repo, commit, trusted);
-    if (args.json) printJson(io, result);
     if (!result.valid) {
-      if (result.signatures.length === 0) throw new LarchError('SIGNATURE_MISSING', `commit ${commit} is not signed`, { data: { commit } });
-      throw new LarchError('SIGNATURE_INVALID', `commit ${commit} has no valid signature by a trusted key (signed by ${result.signatures.map((s) => `${s.keyId}${s.valid ? '' : ' (bad)'}`).join(', ')})`, { data: { commit } });
+      const data = { commit, signatures: result.signatures };
+      if (result.signatures.length === 0) throw new LarchError('SIGNATURE_MISSING', `commit ${commit} is not signed`, { data });
+      throw new LarchError('SIGNATURE_INVALID', `commit ${commit} has no valid signature by a trusted key (signed by ${result.signatures.map((s) => `${s.keyId}${s.valid ? '' : ' (bad)'}`).join(', ')})`, { data });
     }
-    if (!args.json) io.out(`commit ${commit}: good signature by ${result.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId).join(', ')}\n`);
+    if (args.json) printJson(io, result);
+    else io.out(`commit ${commit}: good signature by ${result.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId).join(', ')}\n`);
   },
 };
 
