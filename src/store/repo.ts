@@ -12,6 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Readable, pipeline } from 'node:stream';
 import { createInflateRaw } from 'node:zlib';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
 import { sha256 } from './_hash.ts';
@@ -214,7 +215,7 @@ export class Repo {
     }
     return {
       header,
-      content: () => (header.type === 'reg' ? lazyStream(async () => (await openReadStream(path, 4 + headerLen)).pipe(createInflateRaw())) : emptyStream()),
+      content: () => (header.type === 'reg' ? lazyStream(async () => inflated(await openReadStream(path, 4 + headerLen))) : emptyStream()),
     };
   }
 
@@ -319,6 +320,13 @@ export class Repo {
 }
 
 async function* emptyStream(): AsyncIterable<Uint8Array> {}
+
+/** Inflates raw DEFLATE; an error on either side destroys both, so the file handle is always closed. */
+function inflated(source: Readable): Readable {
+  const inflate = createInflateRaw();
+  pipeline(source, inflate, () => {});
+  return inflate;
+}
 
 /** Opens the stream only when iteration starts, so an unread content() leaks no file handle. */
 async function* lazyStream(make: () => Promise<AsyncIterable<Uint8Array>>): AsyncIterable<Uint8Array> {

@@ -53,6 +53,15 @@ for (const mode of ['archive', 'bare-user']) {
     writeFileSync(p, (bytes[bytes.length - 5] ^= 0x01, bytes));
     t.equal((await larch(['fsck', '--repo', repo])).code, 0, 'repaired');
 
+    // 1b. a truncated file object (for archive: the DEFLATE stream ends early)
+    truncateSync(p, bytes.length - 3);
+    r = await larch(['fsck', '--repo', repo, '--json']);
+    t.equal(r.code, 5, 'truncated file: exit 5, not a crash');
+    prob = r.json.problems.find((x: { id: string }) => x.id === tool);
+    t.equal(prob?.code, 'OBJECT_CORRUPT', 'truncated file: code');
+    t.equal(prob?.path, '/usr/bin/tool', 'truncated file: path');
+    writeFileSync(p, bytes);
+
     // 2. a missing object
     const other = await objectOf(repo, '/usr/bin/other');
     renameSync(objPath(repo, other, fileExt), join(dir, 'saved'));
