@@ -60,8 +60,9 @@ function reportError(err: unknown, json: boolean): number {
     return err.exitCode;
   }
   const e = err as Error;
-  if (json) io.out(JSON.stringify({ error: { code: 'INTERNAL', message: e?.message ?? String(err) } }) + '\n');
-  io.err(`larch: internal error: ${e?.message ?? String(err)} [INTERNAL]\nhint: this is a bug in larch; please report it with the command you ran\n`);
+  const hint = 'this is a bug in larch; please report it with the command you ran (LARCH_DEBUG=1 prints the stack)';
+  if (json) io.out(JSON.stringify({ error: { code: 'INTERNAL', message: e?.message ?? String(err), hint, data: {} } }, null, 2) + '\n');
+  io.err(`larch: internal error: ${e?.message ?? String(err)} [INTERNAL]\nhint: ${hint}\n`);
   if (process.env.LARCH_DEBUG) io.err(`${e?.stack}\n`);
   return 1;
 }

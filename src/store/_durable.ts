@@ -5,11 +5,15 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { lstat, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fromSystemError } from '../errors.ts';
 
+/** fsyncs a regular file or directory; symlinks and FIFOs are skipped (opening a FIFO would block;
+ *  their creation is made durable by the fsync of their directory). */
 export async function fsyncPath(path: string): Promise<void> {
+  const st = await lstat(path);
+  if (!st.isFile() && !st.isDirectory()) return;
   const fh = await open(path, 'r');
   try {
     await fh.sync();

@@ -52,7 +52,8 @@ function prepare(value: CborValue, depth: number): unknown {
   }
   if (typeof value === 'bigint') {
     if (value >= -(2n ** 32n) && value < 2n ** 32n) return Number(value);
-    if (value >= 2n ** 64n || value < -(2n ** 64n)) throw new RangeError('CBOR integer out of 64-bit range');
+    // -2^64 is a valid CBOR integer, but cbor-x would write it as a bignum tag: keep it out.
+    if (value >= 2n ** 64n || value <= -(2n ** 64n)) throw new RangeError('CBOR integer out of the range -(2^64-1)..2^64-1');
     return value;
   }
   if (value instanceof Uint8Array) return Buffer.isBuffer(value) ? new Uint8Array(value.buffer, value.byteOffset, value.length) : value;

@@ -79,7 +79,8 @@ async function writeTree(repo: Repo, plan: TreePlan, dest: Buffer, opts: { copy:
         await copyObject(f.id, stored.header, stored.content(), target, f.path);
         if (opts.owners) await (h.type === 'lnk' ? lchown : chown)(target, h.uid, h.gid);
         if (h.type !== 'lnk') await chmod(target, h.mode);
-        if (h.xattrs.length > 0) xattrJobs.push({ path: target, xattrs: h.xattrs });
+        const xattrs = settableXattrs(h.xattrs, opts.owners);
+        if (xattrs.length > 0) xattrJobs.push({ path: target, xattrs });
         result.copied++;
       }),
     ),
@@ -88,18 +89,27 @@ async function writeTree(repo: Repo, plan: TreePlan, dest: Buffer, opts: { copy:
     const p = d.path.length === 0 ? dest : abs(d.path);
     if (opts.owners) await chown(p, d.meta.uid, d.meta.gid);
     await chmod(p, d.meta.mode);
-    if (d.meta.xattrs.length > 0) xattrJobs.push({ path: p, xattrs: d.meta.xattrs });
+    const xattrs = settableXattrs(d.meta.xattrs, opts.owners);
+    if (xattrs.length > 0) xattrJobs.push({ path: p, xattrs });
   }
   await writeXattrs(xattrJobs);
+}
+
+/** Without owners (an unprivileged checkout) only user.* xattrs can be set; the rest need root. */
+function settableXattrs(xattrs: FileHeader['xattrs'], owners: boolean): FileHeader['xattrs'] {
+  return owners ? xattrs : xattrs.filter(([name]) => Buffer.from(name).toString('latin1').startsWith('user.'));
 }
 
 /** A hardlink is faithful when the object on disk already has the owner and xattrs the header names. */
 async function linkable(repo: Repo, id: ObjectId, h: FileHeader, owners: boolean): Promise<boolean> {
   if (repo.mode === 'archive') return false;
-  if (repo.mode === 'bare' || !owners) return true;
+  if (repo.mode === 'bare') return true;
+  // bare-user: the object file carries the content and, when it can, the mode; owners and
+  // xattrs may live only in its sidecar, and then only a copy reproduces them.
   if (h.xattrs.length > 0) return false;
   const st = await lstat(repo.objectPath('file', id));
-  return st.uid === h.uid && st.gid === h.gid;
+  if (h.type !== 'lnk' && (st.mode & 0o7777) !== h.mode) return false;
+  return !owners || (st.uid === h.uid && st.gid === h.gid);
 }
 
 /** Writes an object's content to a new file, checking it against its id on the way. */

@@ -41,9 +41,11 @@ export async function fsck(repo: Repo): Promise<FsckResult> {
   let objects = 0;
 
   const report = (p: FsckProblem) => problems.push(p);
+  // Problems already name kind and id; messages from the readers start with them too.
   const describe = (err: unknown): { code: FsckProblem['code']; message: string } => {
-    if (err instanceof LarchError && (err.code === 'OBJECT_MISSING' || err.code === 'OBJECT_CORRUPT')) return { code: err.code, message: err.message };
-    return { code: 'OBJECT_CORRUPT', message: (err as Error).message };
+    const message = String((err as Error).message).replace(/^(file|dirtree|dirmeta|commit) [0-9a-f]{64}: /, '');
+    if (err instanceof LarchError && (err.code === 'OBJECT_MISSING' || err.code === 'OBJECT_CORRUPT')) return { code: err.code, message };
+    return { code: 'OBJECT_CORRUPT', message };
   };
 
   const checkFile = (id: ObjectId, path: string, commit: ObjectId) =>

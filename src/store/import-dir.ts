@@ -66,7 +66,7 @@ export async function importDirectory(txn: Transaction, root: string, opts: Impo
             const kind = st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isSocket() ? 'a socket' : 'of an unknown type';
             throw new LarchError('UNSUPPORTED_FILE_TYPE', `'${where}' is ${kind}, which a larch tree cannot hold`, { data: { path: where } });
           }
-          const id = await pool(() => txn.writeFile(header, header.type === 'reg' ? { path: p } : undefined));
+          const id = await pool(() => txn.writeFile(header, header.type === 'reg' ? { path: p } : undefined, `'${where}'`));
           addFile(dir, name, id, where);
         })(),
       );

@@ -42,7 +42,8 @@ export function decodePaxRecords(buf: Uint8Array): Map<string, Buffer> {
     if (!Number.isSafeInteger(len) || len <= space + 1 || len > rest.length) break;
     const record = rest.subarray(space + 1, len - 1);
     const eq = record.indexOf(0x3d);
-    if (eq > 0) out.set(record.subarray(0, eq).toString('utf8'), Buffer.from(record.subarray(eq + 1)));
+    // Keys as latin1 (one char per byte) so xattr names that are not UTF-8 survive too.
+    if (eq > 0) out.set(record.subarray(0, eq).toString('latin1'), Buffer.from(record.subarray(eq + 1)));
     rest = rest.subarray(len);
   }
   return out;
@@ -70,7 +71,7 @@ function keepRawPax(extract: tar.Extract): void {
 function paxXattrs(raw: Map<string, Buffer> | undefined): Xattrs {
   const out: Xattrs = [];
   for (const [k, v] of raw ?? []) {
-    if (k.startsWith('SCHILY.xattr.')) out.push([Uint8Array.from(Buffer.from(k.slice(13), 'utf8')), Uint8Array.from(v)]);
+    if (k.startsWith('SCHILY.xattr.')) out.push([Uint8Array.from(Buffer.from(k.slice(13), 'latin1')), Uint8Array.from(v)]);
   }
   return out;
 }
@@ -87,7 +88,7 @@ async function openTar(path: string): Promise<Readable> {
 }
 
 /** @throws INVALID_INPUT for a malformed archive or path, UNSUPPORTED_FILE_TYPE for devices */
-export async function importTar(txn: Transaction, tarPath: string, opts: Omit<ImportOptions, 'xattrs'>): Promise<MDir> {
+export async function importTar(txn: Transaction, tarPath: string, opts: ImportOptions): Promise<MDir> {
   const owner = (h: tar.Header) => opts.owner ?? { uid: h.uid ?? 0, gid: h.gid ?? 0 };
   const root = newDir({ ...DEFAULT_DIR, ...(opts.owner ?? { uid: 0, gid: 0 }) });
   const byPath = new Map<string, ObjectId>();
@@ -110,7 +111,7 @@ export async function importTar(txn: Transaction, tarPath: string, opts: Omit<Im
       const rawName = raw?.get('path') ?? Buffer.from(h.name, 'latin1');
       const where = `${tarPath}: '${quash(rawName.toString('utf8'), 200)}'`;
       const parts = splitTarPath(rawName);
-      const base = { mode: (h.mode ?? 0o644) & 0o7777, ...owner(h), xattrs: paxXattrs(raw) };
+      const base = { mode: (h.mode ?? 0o644) & 0o7777, ...owner(h), xattrs: opts.xattrs ? paxXattrs(raw) : [] };
       if (h.type === 'directory') {
         if (parts === 'root') Object.assign(root.meta, base);
         else {
@@ -124,12 +125,12 @@ export async function importTar(txn: Transaction, tarPath: string, opts: Omit<Im
       const key = Buffer.concat(parts.flatMap((p) => [p, Buffer.from('/')])).toString('latin1');
       let id: ObjectId;
       if (h.type === 'file' || h.type === 'contiguous-file') {
-        id = await txn.writeFile({ type: 'reg', ...base, size: h.size ?? 0 }, { stream: entry as unknown as Readable });
+        id = await txn.writeFile({ type: 'reg', ...base, size: h.size ?? 0 }, { stream: entry as unknown as Readable }, where);
       } else if (h.type === 'symlink' || h.type === 'link') {
         const rawLink = raw?.get('linkpath') ?? Buffer.from(h.linkname ?? '', 'latin1');
         entry.resume();
         if (h.type === 'symlink') {
-          id = await txn.writeFile({ type: 'lnk', ...base, mode: 0o777, target: Uint8Array.from(rawLink) } as FileHeader);
+          id = await txn.writeFile({ type: 'lnk', ...base, mode: 0o777, target: Uint8Array.from(rawLink) } as FileHeader, undefined, where);
         } else {
           const target = splitTarPath(rawLink);
           const found = target === 'root' ? undefined : byPath.get(Buffer.concat(target.flatMap((p) => [p, Buffer.from('/')])).toString('latin1'));
@@ -138,7 +139,7 @@ export async function importTar(txn: Transaction, tarPath: string, opts: Omit<Im
         }
       } else if (h.type === 'fifo') {
         entry.resume();
-        id = await txn.writeFile({ type: 'fifo', ...base });
+        id = await txn.writeFile({ type: 'fifo', ...base }, undefined, where);
       } else {
         entry.resume();
         throw new LarchError('UNSUPPORTED_FILE_TYPE', `${where} is a ${h.type} entry, which a larch tree cannot hold`, { data: { path: where } });
@@ -149,7 +150,9 @@ export async function importTar(txn: Transaction, tarPath: string, opts: Omit<Im
   } catch (err) {
     input.destroy();
     if (err instanceof LarchError) throw err;
-    throw new LarchError('INVALID_INPUT', `'${tarPath}' is not a readable tar archive: ${(err as Error).message}`, { data: { path: tarPath }, cause: err });
+    // Errors with an errno come from the filesystem; the rest from the tar parser or gunzip.
+    if ((err as NodeJS.ErrnoException).errno !== undefined) throw fromSystemError(err, 'read tar', tarPath);
+    throw new LarchError('INVALID_INPUT', `'${tarPath}' is not a readable tar archive: ${quash((err as Error).message, 200)}`, { data: { path: tarPath }, cause: err });
   }
   return root;
 }

@@ -1,9 +1,9 @@
 /** A repo's keyring: the public keys in R/keys/trusted/*.pub that verification trusts by default. */
-import { copyFile, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fromSystemError } from '../errors.ts';
+import { writeFileAtomic } from './_durable.ts';
 import type { Repo } from './repo.ts';
-import { keyId, readPublicKey } from './sign.ts';
+import { formatPublicKey, keyId, readPublicKey } from './sign.ts';
 
 export async function readTrustedKeys(repo: Repo): Promise<{ id: string; key: Uint8Array; path: string }[]> {
   const dir = join(repo.path, 'keys', 'trusted');
@@ -21,8 +21,6 @@ export async function trustKey(repo: Repo, pubPath: string): Promise<string> {
   const key = await readPublicKey(pubPath);
   const id = keyId(key);
   const dest = join(repo.path, 'keys', 'trusted', `${id}.pub`);
-  await copyFile(pubPath, dest).catch((err) => {
-    throw fromSystemError(err, 'copy key to', dest);
-  });
+  await writeFileAtomic(dest, formatPublicKey(key));
   return id;
 }

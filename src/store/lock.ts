@@ -1,62 +1,44 @@
 /**
- * The repo's writer lock: a file created with link(2), which is atomic and never leaves a
- * lock without its owner's pid. A lock whose owner is dead (kill -9, power cut) is broken.
- * Node has no flock(2); this works the same on Node and Bun.
+ * The repo's writer lock: a kernel flock(2) on R/lock, held by a `flock` helper process for as
+ * long as we keep its stdin open. The kernel drops the lock when the holder dies (kill -9, power
+ * cut, crash), so there is never a stale lock to break, and PID reuse after a reboot cannot keep
+ * a repo locked. Node and Bun have no flock(2); util-linux and busybox both ship flock(1).
  */
-import { randomBytes } from 'node:crypto';
-import { link, readFile, rm, writeFile } from 'node:fs/promises';
-import { LarchError, fromSystemError } from '../errors.ts';
-
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { spawn } from 'node:child_process';
+import { LarchError } from '../errors.ts';
 
 export interface Lock {
   release(): Promise<void>;
 }
 
-/** Takes the lock at path, waiting up to timeoutMs for a live holder. @throws LOCKED */
-export async function acquireLock(path: string, timeoutMs = 30_000): Promise<Lock> {
-  const token = `${process.pid} ${randomBytes(8).toString('hex')}\n`;
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
-  await writeFile(tmp, token).catch((err) => {
-    throw fromSystemError(err, 'create lock', tmp);
+/** Takes the exclusive lock on path, waiting up to timeoutMs for its holder. @throws LOCKED, TOOL_MISSING */
+export function acquireLock(path: string, timeoutMs = 30_000): Promise<Lock> {
+  const waitSeconds = String(Math.max(0, Math.ceil(timeoutMs / 1000)));
+  return new Promise((resolve, reject) => {
+    // The helper prints "locked" once it holds the lock, then waits for our stdin to close.
+    const child = spawn('flock', ['--exclusive', '--wait', waitSeconds, path, 'sh', '-c', 'echo locked; exec cat >/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    let held = false;
+    const exited = new Promise<void>((r) => child.once('close', () => r()));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') reject(new LarchError('TOOL_MISSING', "'flock' is needed to lock the repo and is not installed", { hint: 'install util-linux (or busybox with flock)' }));
+      else reject(err);
+    });
+    child.stdout.on('data', (d: Buffer) => {
+      if (held || !d.toString().includes('locked')) return;
+      held = true;
+      resolve({
+        async release() {
+          child.stdin.end();
+          await exited;
+        },
+      });
+    });
+    child.once('close', (code) => {
+      if (held) return;
+      if (code === 1 && stderr === '') reject(new LarchError('LOCKED', `repo lock '${path}' is held by another larch process (waited ${waitSeconds} s)`, { data: { path } }));
+      else reject(new LarchError('IO', `cannot lock '${path}': ${stderr.trim() || `flock exited ${code}`}`, { data: { path } }));
+    });
   });
-  const deadline = Date.now() + timeoutMs;
-  try {
-    for (let delayMs = 10; ; delayMs = Math.min(delayMs * 2, 500)) {
-      try {
-        await link(tmp, path);
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, 'create lock', path);
-      }
-      const holder = await readFile(path, 'utf8').catch(() => '');
-      const pid = Number.parseInt(holder, 10);
-      if (holder !== '' && !isAlive(pid)) {
-        // The owner died without releasing: only a lock with exactly this content is removed.
-        const again = await readFile(path, 'utf8').catch(() => '');
-        if (again === holder) await rm(path, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new LarchError('LOCKED', `repo is locked by process ${pid || '?'}: '${path}'`, { data: { path, pid } });
-      }
-      await new Promise((r) => setTimeout(r, delayMs));
-    }
-  } finally {
-    await rm(tmp, { force: true });
-  }
-  return {
-    async release() {
-      const now = await readFile(path, 'utf8').catch(() => '');
-      if (now === token) await rm(path, { force: true });
-    },
-  };
 }

@@ -5,6 +5,7 @@
 import { LarchError, quash } from '../errors.ts';
 import { type DirMeta, type ObjectId, badNameReason, encodeDirMeta, encodeDirTree } from './object.ts';
 import type { Transaction } from './transaction.ts';
+import { MAX_TREE_DEPTH } from './walk.ts';
 
 export interface MDir {
   meta: DirMeta;
@@ -41,10 +42,12 @@ export function ensureDir(dir: MDir, name: Uint8Array, meta: DirMeta, where: str
 }
 
 /** Writes the tree bottom-up; returns the root's dirtree and dirmeta ids. */
-export async function writeMTree(txn: Transaction, dir: MDir): Promise<{ tree: ObjectId; meta: ObjectId }> {
+export async function writeMTree(txn: Transaction, dir: MDir, depth = 0): Promise<{ tree: ObjectId; meta: ObjectId }> {
+  // Readers refuse trees deeper than this (walk.ts); never write one.
+  if (depth > MAX_TREE_DEPTH) throw new LarchError('INVALID_INPUT', `the tree is deeper than ${MAX_TREE_DEPTH} directory levels`);
   const dirs = [];
   for (const { name, dir: child } of dir.dirs.values()) {
-    const ids = await writeMTree(txn, child);
+    const ids = await writeMTree(txn, child, depth + 1);
     dirs.push({ name, tree: ids.tree, meta: ids.meta });
   }
   const files = [...dir.files.values()].map(({ name, id }) => ({ name, file: id }));

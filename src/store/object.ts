@@ -125,6 +125,23 @@ function decodeStrict(bytes: Uint8Array, what: string): CborValue {
 // and "size": uint (reg) or "target": bstr (lnk)}. The file's id is
 // SHA-256(header bytes ‖ content bytes); content is empty for lnk and fifo.
 
+/**
+ * Why a file header cannot be stored, or null when it can. Writers check this so that nothing
+ * is ever written that a reader would refuse (the decoder applies the same rules).
+ */
+export function fileHeaderProblem(h: FileHeader): string | null {
+  const isUint = (n: number, max: number) => Number.isSafeInteger(n) && n >= 0 && n <= max;
+  if (!isUint(h.mode, 0o7777)) return `mode ${h.mode} is not in 0..0o7777`;
+  if (!isUint(h.uid, 0xffffffff) || !isUint(h.gid, 0xffffffff)) return 'uid or gid is not in 0..2^32-1';
+  for (const [name] of h.xattrs) if (name.length === 0 || name.includes(0)) return 'an xattr name is empty or has a NUL byte';
+  if (h.type === 'reg' && !isUint(h.size, Number.MAX_SAFE_INTEGER)) return `size ${h.size} is not a valid size`;
+  if (h.type === 'lnk') {
+    if (h.mode !== 0o777) return 'a symlink mode must be 0777';
+    if (h.target.length === 0 || h.target.length > MAX_TARGET_BYTES || h.target.includes(0)) return `symlink target is empty, longer than ${MAX_TARGET_BYTES} bytes or has a NUL byte`;
+  }
+  return null;
+}
+
 export function encodeFileHeader(h: FileHeader): Uint8Array {
   const base = { type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, xattrs: encodeXattrs(h.xattrs) };
   if (h.type === 'reg') return encodeCanonical({ ...base, size: h.size });
@@ -154,6 +171,7 @@ export function decodeFileHeader(bytes: Uint8Array): FileHeader {
     const { m, ...rest } = common(['target']);
     const target = m.get('target');
     if (!(target instanceof Uint8Array) || target.length === 0 || target.length > MAX_TARGET_BYTES || target.includes(0)) fail('symlink target is empty, too long or has a NUL byte');
+    if (rest.mode !== 0o777) fail('a symlink mode must be 0777');
     return { type, ...rest, target: target as Uint8Array };
   }
   if (type === 'fifo') {

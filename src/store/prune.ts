@@ -20,6 +20,14 @@ export interface PruneResult {
   tempEntriesRemoved: number;
 }
 
+async function listDirs(dir: string): Promise<string[]> {
+  const out = [dir];
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (e.isDirectory()) out.push(...(await listDirs(join(dir, e.name))));
+  }
+  return out;
+}
+
 const SIDECARS: Record<string, string> = { commit: 'sig', file: 'filemeta' };
 
 export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneResult> {
@@ -31,10 +39,12 @@ export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneR
       result.tempEntriesRemoved++;
       if (!opts.dryRun) await rm(join(repo.path, 'tmp', e), { recursive: true, force: true });
     }
-    for (const e of await readdir(repo.path).catch(() => [])) {
-      if (e.startsWith('lock.')) {
+    // Interrupted atomic writes (refs, config) leave .tmp-* files beside their target.
+    for (const d of [repo.path, ...(await listDirs(join(repo.path, 'refs')))]) {
+      for (const e of await readdir(d).catch(() => [])) {
+        if (!e.startsWith('.tmp-')) continue;
         result.tempEntriesRemoved++;
-        if (!opts.dryRun) await rm(join(repo.path, e), { force: true });
+        if (!opts.dryRun) await rm(join(d, e), { force: true });
       }
     }
 
@@ -47,10 +57,16 @@ export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneR
       for (const f of dt.files) reachable.add(`file:${f.file}`);
       for (const d of dt.dirs) await markTree(d.tree, d.meta);
     };
+    // Each branch keeps its own N newest commits, even where branches share history.
     for (const { commit } of await repo.listRefs()) {
       let id: ObjectId | null = commit;
       for (let depth = 0; id && (opts.keep === undefined || depth < opts.keep); depth++) {
-        if (reachable.has(`commit:${id}`) || !(await repo.hasObject('commit', id))) break;
+        if (!(await repo.hasObject('commit', id))) break;
+        if (reachable.has(`commit:${id}`)) {
+          if (opts.keep === undefined) break; // the rest of this history is already kept
+          id = (await repo.readCommit(id)).parent;
+          continue;
+        }
         reachable.add(`commit:${id}`);
         result.commitsKept++;
         const c = await repo.readCommit(id);

@@ -8,7 +8,7 @@ import { makePool } from '../_pool.ts';
 import type { ObjectId } from './object.ts';
 import type { Repo } from './repo.ts';
 import { Transaction } from './transaction.ts';
-import { childPath, pathText } from './walk.ts';
+import { MAX_TREE_DEPTH, childPath, pathText } from './walk.ts';
 import { validateDirTree } from './object.ts';
 
 export interface PullResult {
@@ -29,10 +29,11 @@ export async function pullLocal(dest: Repo, src: Repo, commitId: ObjectId, ref?:
       pool(async () => {
         if (await txn.has('file', id)) return;
         const stored = await src.readFile(id);
-        const got = await txn.writeFile(stored.header, stored.header.type === 'reg' ? { stream: stored.content() } : undefined);
+        const got = await txn.writeFile(stored.header, stored.header.type === 'reg' ? { stream: stored.content() } : undefined, `file ${id} at '${path}'`);
         if (got !== id) throw new LarchError('OBJECT_CORRUPT', `file ${id} at '${path}' in '${src.path}': checksum mismatch: got ${got}`, { data: { id, path, actual: got } });
       });
-    const copyTree = async (tree: ObjectId, meta: ObjectId, path: Buffer): Promise<void> => {
+    const copyTree = async (tree: ObjectId, meta: ObjectId, path: Buffer, depth = 0): Promise<void> => {
+      if (depth > MAX_TREE_DEPTH) throw new LarchError('HOSTILE_TREE', `tree is deeper than ${MAX_TREE_DEPTH} levels at '${pathText(path)}'`);
       if (seen.has(tree + meta)) return;
       seen.add(tree + meta);
       await txn.writeMetadata('dirmeta', await src.readMetadataBytes('dirmeta', meta));
@@ -41,7 +42,7 @@ export async function pullLocal(dest: Repo, src: Repo, commitId: ObjectId, ref?:
       const bad = validateDirTree(dt)[0];
       if (bad) throw new LarchError('HOSTILE_TREE', `dirtree ${tree} at '${pathText(path)}' is unsafe: ${bad.problem}`, { data: { tree } });
       for (const f of dt.files) jobs.push(copyFile(f.file, pathText(childPath(path, f.name))));
-      for (const d of dt.dirs) await copyTree(d.tree, d.meta, childPath(path, d.name));
+      for (const d of dt.dirs) await copyTree(d.tree, d.meta, childPath(path, d.name), depth + 1);
       await txn.writeMetadata('dirtree', bytes);
     };
     const commit = await src.readCommit(commitId);

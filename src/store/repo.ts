@@ -10,13 +10,13 @@
  *   R/lock                   the writer lock
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Readable, pipeline } from 'node:stream';
+import { pipeline } from 'node:stream';
 import { createInflateRaw } from 'node:zlib';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
 import { sha256 } from './_hash.ts';
-import { writeFileAtomic } from './_durable.ts';
+import { fsyncPath, writeFileAtomic } from './_durable.ts';
 import { openReadStream } from './_fs.ts';
 import { type Lock, acquireLock } from './lock.ts';
 import {
@@ -215,7 +215,7 @@ export class Repo {
     }
     return {
       header,
-      content: () => (header.type === 'reg' ? lazyStream(async () => inflated(await openReadStream(path, 4 + headerLen))) : emptyStream()),
+      content: () => (header.type === 'reg' ? inflateExact(path, 4 + headerLen) : emptyStream()),
     };
   }
 
@@ -248,6 +248,7 @@ export class Repo {
     const path = this.refPath(branch);
     if (id === null) {
       await rm(path, { force: true });
+      await fsyncPath(join(path, '..'));
       return;
     }
     await mkdir(join(path, '..'), { recursive: true });
@@ -321,11 +322,26 @@ export class Repo {
 
 async function* emptyStream(): AsyncIterable<Uint8Array> {}
 
-/** Inflates raw DEFLATE; an error on either side destroys both, so the file handle is always closed. */
-function inflated(source: Readable): Readable {
+/**
+ * Inflates the raw DEFLATE stream that starts at `start` and must end exactly at the end of
+ * the file: trailing bytes make the object corrupt. An error on either side destroys both
+ * streams, so the file handle is always closed.
+ */
+async function* inflateExact(path: string, start: number): AsyncIterable<Uint8Array> {
+  const source = await openReadStream(path, start);
   const inflate = createInflateRaw();
   pipeline(source, inflate, () => {});
-  return inflate;
+  try {
+    yield* inflate;
+  } catch (err) {
+    const code = String((err as NodeJS.ErrnoException).code ?? '');
+    if (code.startsWith('Z_') || code.startsWith('ERR_ZLIB')) throw new LarchError('OBJECT_CORRUPT', `'${path}': compressed content is damaged: ${(err as Error).message}`, { data: { path } });
+    throw err;
+  }
+  const { size } = await stat(path);
+  if (inflate.bytesWritten !== size - start) {
+    throw new LarchError('OBJECT_CORRUPT', `'${path}': ${size - start - inflate.bytesWritten} bytes follow the end of the compressed content`, { data: { path } });
+  }
 }
 
 /** Opens the stream only when iteration starts, so an unread content() leaks no file handle. */

@@ -8,7 +8,7 @@
  * of the commit id, so a signature can never be replayed as one of another kind.
  */
 import * as ed from '@noble/ed25519';
-import { readFile, writeFile } from 'node:fs/promises';
+import { access, readFile, writeFile } from 'node:fs/promises';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { type CborValue, decodeCanonical, encodeCanonical } from './cbor.ts';
 import { sha256 } from './_hash.ts';
@@ -76,6 +76,10 @@ export async function readPublicKey(path: string): Promise<Uint8Array> {
 export async function writeKeyPair(base: string, key: SecretKey): Promise<{ secret: string; public: string }> {
   const secret = `${base}.key`;
   const pub = `${base}.pub`;
+  // Check both first: never leave a secret key beside a public key that is not its own.
+  for (const p of [secret, pub]) {
+    if (await access(p).then(() => true, () => false)) throw new LarchError('EXISTS', `'${p}' already exists; keygen never overwrites a key`, { data: { path: p } });
+  }
   await writeFile(secret, formatSecretKey(key), { mode: 0o600, flag: 'wx' }).catch((err) => {
     throw fromSystemError(err, 'write secret key', secret);
   });
@@ -99,7 +103,10 @@ export function decodeSignatures(bytes: Uint8Array): Signature[] | null {
   if (!Array.isArray(value)) return null;
   const out: Signature[] = [];
   for (const item of value) {
-    if (!(item instanceof Map) || item.size !== 3 || item.get('alg') !== 'ed25519') return null;
+    if (!(item instanceof Map) || typeof item.get('alg') !== 'string') return null;
+    // Signatures of other algorithms (a later version's) are skipped, not fatal.
+    if (item.get('alg') !== 'ed25519') continue;
+    if (item.size !== 3) return null;
     const key = item.get('key');
     const sig = item.get('sig');
     if (!(key instanceof Uint8Array) || key.length !== 32 || !(sig instanceof Uint8Array) || sig.length !== 64) return null;

@@ -16,7 +16,7 @@ import { sha256, sha256Stream } from './_hash.ts';
 import { createExclusiveWriteStream, openReadStream } from './_fs.ts';
 import { syncFilesystem } from './_durable.ts';
 import type { Lock } from './lock.ts';
-import { type FileHeader, type ObjectId, type ObjectKind, encodeFileHeader, encodeXattrList } from './object.ts';
+import { type FileHeader, type ObjectId, type ObjectKind, MAX_METADATA_BYTES, encodeFileHeader, encodeXattrList, fileHeaderProblem } from './object.ts';
 import type { Repo } from './repo.ts';
 import { writeXattrs } from './xattrs.ts';
 
@@ -82,6 +82,9 @@ export class Transaction {
 
   /** Stages a metadata object (dirtree, dirmeta, commit) and returns its id. */
   async writeMetadata(kind: Exclude<ObjectKind, 'file'>, bytes: Uint8Array): Promise<ObjectId> {
+    if (bytes.length > MAX_METADATA_BYTES) {
+      throw new LarchError('INVALID_INPUT', `a ${kind} of ${bytes.length} bytes is over the ${MAX_METADATA_BYTES}-byte limit (a directory with too many entries?)`, { data: { kind, bytes: bytes.length } });
+    }
     const id = sha256(bytes);
     if (await this.has(kind, id)) return id;
     const path = join(this.dir, `${id}.${kind}`);
@@ -97,7 +100,9 @@ export class Transaction {
   /** Stages detached signatures of a commit (replacing any earlier ones). */
   async writeSignatures(commitId: ObjectId, bytes: Uint8Array): Promise<void> {
     const path = join(this.dir, `${commitId}.sig`);
-    await writeFile(path, bytes);
+    await writeFile(path, bytes).catch((err) => {
+      throw fromSystemError(err, 'stage signatures', path);
+    });
     this.staged.set(this.key('sig', commitId), path);
   }
 
@@ -105,7 +110,17 @@ export class Transaction {
    * Stages a file object, hashing and writing its content in one pass. For a regular file the
    * header's size must match the bytes read (a file that changes while being committed is refused).
    */
-  async writeFile(header: FileHeader, source?: ContentSource): Promise<ObjectId> {
+  async writeFile(header: FileHeader, source?: ContentSource, where = 'path' in (source ?? {}) ? String((source as { path: string }).path) : 'input'): Promise<ObjectId> {
+    const problem = fileHeaderProblem(header);
+    if (problem) throw new LarchError('INVALID_INPUT', `${where}: ${problem}`, { data: { path: where } });
+    try {
+      return await this.writeFileUnchecked(header, source);
+    } catch (err) {
+      throw fromSystemError(err, 'store', where);
+    }
+  }
+
+  private async writeFileUnchecked(header: FileHeader, source?: ContentSource): Promise<ObjectId> {
     const headerBytes = encodeFileHeader(header);
     if (header.type !== 'reg') {
       const id = sha256(headerBytes);
@@ -218,7 +233,9 @@ export class Transaction {
   private async placeStaged(tmp: string, id: ObjectId, header: FileHeader, headerBytes: Uint8Array, size: number): Promise<ObjectId> {
     const path = join(this.dir, `${id}.${this.repo.mode === 'archive' ? 'filez' : 'file'}`);
     await rename(tmp, path);
-    if (this.repo.mode !== 'archive') await this.applyBareMetadata(path, header, headerBytes, id);
+    // Archive objects are served as static files: readable by the web server's user.
+    if (this.repo.mode === 'archive') await chmod(path, 0o644);
+    else await this.applyBareMetadata(path, header, headerBytes, id);
     this.staged.set(this.key('file', id), path);
     this.stats.objectsWritten++;
     this.stats.bytesWritten += size;
@@ -242,7 +259,9 @@ export class Transaction {
       }
       return;
     }
-    if (!link) await chmod(path, header.mode);
+    // The committing user must be able to read the object back, and a bare-user repo must not
+    // hold setuid/setgid files owned by that user: such modes go to the sidecar only.
+    if (!link) await chmod(path, (header.mode & 0o777) | 0o400);
     const st = await lstat(path);
     const faithful = st.uid === header.uid && st.gid === header.gid && (link || (st.mode & 0o7777) === header.mode) && header.xattrs.length === 0;
     if (!faithful) await this.stageSidecar('filemeta', id, headerBytes);
@@ -250,7 +269,9 @@ export class Transaction {
 
   private async stageSidecar(kind: 'xattrs' | 'filemeta', id: ObjectId, bytes: Uint8Array): Promise<void> {
     const side = join(this.dir, `${id}.${kind}`);
-    await writeFile(side, bytes);
+    await writeFile(side, bytes).catch((err) => {
+      throw fromSystemError(err, 'stage', side);
+    });
     this.staged.set(this.key(kind, id), side);
   }
 
@@ -280,7 +301,7 @@ export class Transaction {
     try {
       await writeXattrs(this.xattrJobs);
       const stagedPaths = [...this.staged.values()];
-      await syncFilesystem(this.dir, stagedPaths);
+      await syncFilesystem(this.dir, [...stagedPaths, this.dir]);
       // Commits and signatures last: an object is only ever referenced by one already in place.
       const order = (k: string) => (k.startsWith('commit:') ? 1 : k.startsWith('sig:') ? 2 : 0);
       const entries = [...this.staged.entries()].sort((a, b) => order(a[0]) - order(b[0]));
@@ -290,7 +311,9 @@ export class Transaction {
         const to = this.repo.objectPath(kind, id);
         touchedDirs.add(join(to, '..'));
         await mkdir(join(to, '..'), { recursive: true });
-        await rename(from, to);
+        await rename(from, to).catch((err) => {
+          throw fromSystemError(err, 'move object into', to);
+        });
       }
       await syncFilesystem(join(this.repo.path, 'objects'), [...touchedDirs]);
       for (const [branch, id] of Object.entries(refs)) await this.repo.writeRef(branch, id);

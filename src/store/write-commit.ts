@@ -6,7 +6,7 @@ import { importTar } from './import-tar.ts';
 import { writeMTree } from './mtree.ts';
 import { type ObjectId, encodeCommit } from './object.ts';
 import type { Repo } from './repo.ts';
-import { type SecretKey, encodeSignatures, keyId, signCommit } from './sign.ts';
+import { type SecretKey, encodeSignatures, keyId, mergeSignatures, signCommit } from './sign.ts';
 import { Transaction } from './transaction.ts';
 
 export interface CommitOptions {
@@ -49,14 +49,15 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
     const tree =
       'tree' in opts.source
         ? await importDirectory(txn, opts.source.tree, { xattrs: opts.xattrs ?? true, owner: opts.owner })
-        : await importTar(txn, opts.source.tar, { owner: opts.owner });
+        : await importTar(txn, opts.source.tar, { xattrs: opts.xattrs ?? true, owner: opts.owner });
     const root = await writeMTree(txn, tree);
     const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
     const metadata = new Map(Object.entries(opts.metadata ?? {}).sort(([a], [b]) => (a < b ? -1 : 1)));
     const bytes = encodeCommit({ root, parent, timestamp, version: opts.version, subject: opts.subject ?? '', body: opts.body ?? '', metadata });
     const commit = await txn.writeMetadata('commit', bytes);
-    const sigs = [];
-    for (const key of opts.signKeys ?? []) sigs.push(await signCommit(commit, key));
+    const signed = [];
+    for (const key of opts.signKeys ?? []) signed.push(await signCommit(commit, key));
+    const sigs = mergeSignatures([], signed);
     if (sigs.length > 0) await txn.writeSignatures(commit, encodeSignatures(sigs));
     const stats = { ...txn.stats };
     await txn.commit({ [opts.branch]: commit });

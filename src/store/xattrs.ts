@@ -34,7 +34,7 @@ function run(cmd: string, args: string[], input?: Buffer): Promise<Buffer> {
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
     child.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') reject(new LarchError('TOOL_MISSING', `'${cmd}' is needed for extended attributes and is not installed`, { hint: "install the 'attr' package (apt-get install attr), or pass --no-xattrs" }));
+      if (e.code === 'ENOENT') reject(new LarchError('TOOL_MISSING', `'${cmd}' is needed for extended attributes and is not installed`, { hint: "install the 'attr' package (apt-get install attr); 'larch commit --no-xattrs' records no xattrs and needs no getfattr" }));
       else reject(e);
     });
     child.on('close', (code) => {

@@ -22,7 +22,7 @@ DESCRIPTION
 
   The tree's metadata is read and checked first: a commit with unsafe names ('..', '/',
   a name that is both a symlink and a directory) is refused before anything is written.
-  On any error DEST is removed again.
+  On any error a DEST that checkout created is removed again.
 
 OPTIONS
   --repo R       repository (required)

@@ -9,20 +9,21 @@ import { REPO_OPTION, openRepo } from './_repo.ts';
 
 /** Accepts seconds since the epoch or an ISO 8601 date. @throws USAGE */
 export function parseTimestamp(text: string): number {
-  if (/^\d+$/.test(text)) return Number(text);
-  const ms = Date.parse(text);
-  if (Number.isNaN(ms)) throw new LarchError('USAGE', `commit: --timestamp '${text}' is neither seconds since the epoch nor an ISO 8601 date`);
-  return Math.floor(ms / 1000);
+  const seconds = /^\d+$/.test(text) ? Number(text) : Math.floor(Date.parse(text) / 1000);
+  if (Number.isNaN(seconds)) throw new LarchError('USAGE', `commit: --timestamp '${text}' is neither seconds since the epoch nor an ISO 8601 date`);
+  if (seconds < 0 || !Number.isSafeInteger(seconds)) throw new LarchError('USAGE', `commit: --timestamp '${text}' is outside 1970-01-01 .. 2^53-1 seconds`);
+  return seconds;
 }
 
-function toCbor(value: unknown, where: string): CborValue {
+function toCbor(value: unknown, where: string, depth = 0): CborValue {
+  if (depth > 32) throw new LarchError('INVALID_INPUT', `${where}: metadata nested deeper than 32 levels`);
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return value;
   if (typeof value === 'number') {
     if (!Number.isSafeInteger(value)) throw new LarchError('INVALID_INPUT', `${where}: ${value} is not an integer (metadata holds no floats; use a string)`);
     return value;
   }
-  if (Array.isArray(value)) return value.map((v, i) => toCbor(v, `${where}[${i}]`));
-  if (typeof value === 'object') return Object.fromEntries(Object.entries(value as object).map(([k, v]) => [k, toCbor(v, `${where}.${k}`)]));
+  if (Array.isArray(value)) return value.map((v, i) => toCbor(v, `${where}[${i}]`, depth + 1));
+  if (typeof value === 'object') return Object.fromEntries(Object.entries(value as object).map(([k, v]) => [k, toCbor(v, `${where}.${k}`, depth + 1)]));
   throw new LarchError('INVALID_INPUT', `${where}: unsupported value`);
 }
 

@@ -39,6 +39,7 @@ EXIT STATUS
     const isRoot = process.getuid?.() === 0;
     const mode = (opt(args, 'mode') ?? (isRoot ? 'bare' : 'bare-user')) as RepoMode;
     if (!REPO_MODES.includes(mode)) throw new LarchError('USAGE', `init: --mode must be one of ${REPO_MODES.join(', ')}, got '${mode}'`);
+    if (mode === 'bare' && !isRoot) throw new LarchError('USAGE', "init: mode 'bare' keeps real owners and needs root", { hint: "run as root, or use --mode bare-user" });
     const repo = await Repo.init(path, mode);
     if (args.json) printJson(io, { repo: repo.path, mode: repo.mode });
     else io.out(`Initialized ${repo.mode} repo at ${repo.path}\n`);

@@ -25,8 +25,9 @@ OPTIONS
   --json       print {"commitsKept", "objectsDeleted", "bytesFreed", "tempEntriesRemoved"}
 `,
   async run(args, io) {
+    const keep = intOption(opt(args, 'keep'), 'keep', 'prune', 1);
     const repo = await openRepo(args, 'prune');
-    const result = await pruneRepo(repo, { keep: intOption(opt(args, 'keep'), 'keep', 'prune', 1), dryRun: args.values['dry-run'] === true });
+    const result = await pruneRepo(repo, { keep, dryRun: args.values['dry-run'] === true });
     if (args.json) printJson(io, result);
     else io.out(`${args.values['dry-run'] ? 'Would delete' : 'Deleted'} ${result.objectsDeleted} objects (${result.bytesFreed} bytes) and ${result.tempEntriesRemoved} temporary entries; kept ${result.commitsKept} commits\n`);
   },

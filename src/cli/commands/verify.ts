@@ -20,7 +20,8 @@ SYNOPSIS
 DESCRIPTION
   Exits 0 only when REV carries a valid ed25519 signature by one of the given public keys
   (or, with no --key, by a key in the repo's keyring, R/keys/trusted/). A signature by any
-  other key, a commit changed after signing, or no signature at all exits 6.
+  other key, or no signature at all, exits 6; a commit changed after signing no longer matches
+  its id and exits 5 (OBJECT_CORRUPT).
 
 OPTIONS
   --repo R      repository (required)
@@ -28,8 +29,8 @@ OPTIONS
   --json        print {"commit", "valid", "signatures": [{"keyId", "trusted", "valid"}]}
 
 EXIT STATUS
-  0 valid signature by a trusted key; 6 (SIGNATURE_INVALID / SIGNATURE_MISSING) otherwise;
-  3 when REV does not exist; 5 when the commit object is corrupt.
+  0 valid signature by a trusted key; 6 (SIGNATURE_INVALID / SIGNATURE_MISSING) when there is
+  none; 3 when REV does not exist; 5 when the commit object is corrupt.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'verify');
