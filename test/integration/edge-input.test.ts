@@ -89,10 +89,10 @@ t.test('prune --keep counts each branch on its own where histories overlap', asy
   t.equal((await larch(['fsck', '--repo', repo])).code, 0);
 });
 
-async function makeTar(path: string, entries: { header: tar.Header; body?: string }[]) {
+async function makeTar(path: string, entries: { header: Partial<tar.Header> & { name: string }; body?: string }[]) {
   const pack = tar.pack();
   const done = pipeline(pack, createWriteStream(path));
-  for (const e of entries) await new Promise<void>((r, j) => pack.entry(e.header, e.body ?? '', (err) => (err ? j(err) : r())));
+  for (const e of entries) await new Promise<void>((r, j) => pack.entry(e.header as tar.Header, e.body ?? '', (err) => (err ? j(err) : r())));
   pack.finalize();
   await done;
 }
@@ -101,7 +101,7 @@ t.test('tar input: refused entries name the entry; --no-xattrs drops pax xattrs'
   const dir = tempDir(t);
   const repo = join(dir, 'r');
   await larchOk(['init', '--repo', repo, '--mode', 'archive']);
-  const cases: [string, { header: tar.Header; body?: string }[], RegExp][] = [
+  const cases: [string, { header: Partial<tar.Header> & { name: string }; body?: string }[], RegExp][] = [
     ['empty symlink target', [{ header: { name: 'bad-link', type: 'symlink', linkname: '' } }], /bad-link': symlink target is empty/],
     ['.. in a path', [{ header: { name: '../escape', type: 'file' }, body: 'x' }], /'\.\.\/escape' has a '\.\.' component/],
     ['a device node', [{ header: { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3 } }], /dev\/null' is a character-device entry/],
