@@ -9,9 +9,13 @@
  * object already there). Default owners and xattrs for both tools. The tree is read once
  * beforehand so both tools start from a warm page cache, and `sync` runs (untimed) before every
  * timed command so one run's writeback does not land in the next one's time.
+ *
+ * The Bun binary is copied into the work directory first, so a rebuild of dist/larch during
+ * the run cannot mix two builds in one table. --json prints the results as JSON on stdout
+ * (the table still goes to stderr).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -46,9 +50,11 @@ const NODE_ENTRY = join(ROOT, 'bin', 'larch.js');
 const TIME = '/usr/bin/time';
 const isRoot = process.getuid?.() === 0;
 
+/** Thrown for anything that stops the run; main() prints it (after the work dir is removed). */
+class BenchError extends Error {}
+
 function fail(message: string): never {
-  console.error(`bench/commit: ${message}`);
-  process.exit(1);
+  throw new BenchError(message);
 }
 
 function run(cmd: string, args: string[], what = `${cmd} ${args.join(' ')}`): string {
@@ -116,7 +122,6 @@ async function main(): Promise<void> {
   const runtime = values.runtime;
   if (runtime !== 'bun' && runtime !== 'node') fail(`--runtime must be 'bun' or 'node', got '${runtime}'`);
   if (runtime === 'bun' && !existsSync(BIN)) fail(`${BIN} is missing: build it with 'node scripts/build.mjs'`);
-  const larchArgv = runtime === 'bun' ? [BIN] : [process.execPath, NODE_ENTRY];
   ensureTools();
 
   const log = (s: string) => console.error(s);
@@ -132,7 +137,25 @@ async function main(): Promise<void> {
   const workBase = join(ROOT, '.cache', 'bench-work');
   mkdirSync(workBase, { recursive: true });
   const work = mkdtempSync(join(workBase, 'commit-'));
+  const cleanUp = () => rmSync(work, { recursive: true, force: true });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      cleanUp();
+      process.exit(130);
+    });
+  }
   const timeFile = join(work, 'time.out');
+  const gitHead = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
+  let larchArgv: string[];
+  let larchBuild: string;
+  if (runtime === 'bun') {
+    larchArgv = [join(work, 'larch')];
+    copyFileSync(BIN, larchArgv[0]);
+    larchBuild = `dist/larch built ${statSync(BIN).mtime.toISOString()}, git ${gitHead}`;
+  } else {
+    larchArgv = [process.execPath, NODE_ENTRY];
+    larchBuild = `bin/larch.js on node ${process.version}, git ${gitHead}`;
+  }
   const samples = new Map<string, { runs: Sample[]; repoMiB: number[]; larchStats?: Row['larchStats'] }>();
   const slot = (mode: Mode, step: Step, tool: Tool) => {
     const key = `${mode}/${step}/${tool}`;
@@ -141,6 +164,8 @@ async function main(): Promise<void> {
     return s;
   };
 
+  let ostreeVersion = 'unknown';
+  let larchVersion = 'unknown';
   try {
     warmPageCache(tree);
     for (let rep = 0; rep < reps; rep++) {
@@ -170,8 +195,10 @@ async function main(): Promise<void> {
         }
       }
     }
+    ostreeVersion = /Version: '([^']+)'/.exec(run('ostree', ['--version']))?.[1] ?? 'unknown';
+    larchVersion = run(larchArgv[0], [...larchArgv.slice(1), '--version']).trim();
   } finally {
-    rmSync(work, { recursive: true, force: true });
+    cleanUp();
   }
 
   const rows: Row[] = [];
@@ -187,26 +214,30 @@ async function main(): Promise<void> {
     }
   }
 
-  const ostreeVersion = /Version: '([^']+)'/.exec(run('ostree', ['--version']))?.[1] ?? 'unknown';
-  const larchVersion = run(larchArgv[0], [...larchArgv.slice(1), '--version']).trim();
   const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30) };
 
-  if (values.json) {
-    console.log(JSON.stringify({ benchmark: 'commit', smoke, reps, runtime, larchVersion, ostreeVersion, machine, tree: { packages: corpus.packages, ...stats }, rows }, null, 2));
-    return;
-  }
+  // With --json the JSON goes to stdout and the table to stderr.
+  const out = values.json ? log : (s: string) => console.log(s);
   const fmt = (n: number, d = 2) => n.toFixed(d);
-  console.log(`larch commit vs ostree commit (${larchVersion} on ${runtime}, ostree ${ostreeVersion}), median of ${reps}`);
-  console.log(`tree: ${corpus.packages.length} Debian packages, ${fmt(stats.bytes / 2 ** 20, 1)} MiB, ${stats.files} files, ${stats.symlinks} symlinks, ${stats.dirs} dirs`);
-  console.log(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB RAM\n`);
+  out(`\nlarch commit vs ostree commit, median of ${reps} run${reps > 1 ? 's' : ''}`);
+  out(`larch: ${larchVersion} (${larchBuild}); ostree ${ostreeVersion}`);
+  out(`tree: ${corpus.packages.length} Debian packages, ${fmt(stats.bytes / 2 ** 20, 1)} MiB, ${stats.files} files, ${stats.symlinks} symlinks, ${stats.dirs} dirs`);
+  out(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB RAM\n`);
   const header = ['mode', 'commit', 'tool', 'seconds', 'peak MiB', 'repo MiB', 'time larch/ostree', 'peak larch/ostree'];
   const body = rows.map((r) => [r.mode, r.commit, r.tool, fmt(r.seconds), fmt(r.peakMiB, 1), fmt(r.repoMiB, 1), r.ratio ? fmt(r.ratio.seconds) : '', r.ratio ? fmt(r.ratio.peakMiB) : '']);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  console.log(line(header));
-  for (const b of body) console.log(line(b));
+  out(line(header));
+  for (const b of body) out(line(b));
   const slower = rows.filter((r) => r.ratio && r.ratio.seconds > 1);
-  console.log(slower.length === 0 ? '\nlarch is no slower than ostree in every case' : `\nlarch is slower than ostree in: ${slower.map((r) => `${r.mode}/${r.commit} (x${fmt(r.ratio!.seconds)})`).join(', ')}`);
+  out(slower.length === 0 ? '\nlarch is no slower than ostree in every case' : `\nlarch is slower than ostree in: ${slower.map((r) => `${r.mode}/${r.commit} (x${fmt(r.ratio!.seconds)})`).join(', ')}`);
+  if (values.json) {
+    const result = { benchmark: 'commit', smoke, reps, runtime, larchVersion, larchBuild, ostreeVersion, machine, tree: { packages: corpus.packages, ...stats }, rows };
+    console.log(JSON.stringify(result, null, 2));
+  }
 }
 
-await main();
+await main().catch((err: unknown) => {
+  console.error(`bench/commit: ${err instanceof BenchError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exitCode = 1;
+});

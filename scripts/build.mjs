@@ -19,5 +19,5 @@ if (!existsSync(bun)) {
   process.exit(10);
 }
 mkdirSync(join(root, 'dist'), { recursive: true });
-const r = spawnSync(bun, ['build', '--compile', `--target=bun-${platform}`, '--minify-syntax', 'src/cli/larch.ts', '--outfile', targets[platform]], { cwd: root, stdio: 'inherit' });
+const r = spawnSync(bun, ['build', '--compile', `--target=bun-${platform}`, '--compile-exec-argv=--smol', '--minify-syntax', 'src/cli/larch.ts', '--outfile', targets[platform]], { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

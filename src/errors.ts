@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   SIGNATURE_INVALID: { exit: 6, hint: 'check that the right public key is trusted, and that the commit came from the vendor' },
   SIGNATURE_MISSING: { exit: 6, hint: "sign the commit with 'larch commit --sign-key K' or 'larch sign'" },
   KEY_INVALID: { exit: 6, hint: "make a key pair with 'larch keygen --out NAME'" },
-  LOCKED: { exit: 7, hint: 'another larch process holds the repo lock; wait for it, or remove the lock file named if that process is gone' },
+  LOCKED: { exit: 7, hint: 'another larch process is writing to this repo; wait for it to finish (a dead process never holds the lock)' },
   NO_SPACE: { exit: 8, hint: "free space, e.g. with 'larch prune', then run the command again; nothing was half-written" },
   IO: { exit: 9, hint: 'check the path and its permissions' },
   TOOL_MISSING: { exit: 10, hint: 'install the tool named in the message' },

@@ -7,7 +7,7 @@ import type { Readable, Writable } from 'node:stream';
 
 export async function openReadStream(path: string | Buffer, start = 0): Promise<Readable> {
   const fh = await open(path, 'r');
-  return fh.createReadStream({ start, highWaterMark: 1 << 20 }) as unknown as Readable;
+  return fh.createReadStream({ start, highWaterMark: 256 * 1024 }) as unknown as Readable;
 }
 
 /** A new file (never an existing one: O_EXCL, so a symlink in the way is never followed). */

@@ -11,6 +11,7 @@ import { LarchError, fromSystemError } from '../errors.ts';
 import { makePool } from '../_pool.ts';
 import { sha256Stream } from './_hash.ts';
 import { createExclusiveWriteStream } from './_fs.ts';
+import { join } from 'node:path';
 import { type FileHeader, type ObjectId, encodeFileHeader } from './object.ts';
 import type { Repo } from './repo.ts';
 import { makeFifo } from './transaction.ts';
@@ -46,8 +47,10 @@ export async function checkout(repo: Repo, commitId: ObjectId, dest: string, opt
   try {
     await writeTree(repo, plan, Buffer.from(dest), { copy: opts.copy ?? repo.mode === 'archive', owners }, result);
   } catch (err) {
-    // Leave nothing half-written behind: a partial checkout would look like a good one.
+    // Leave nothing half-written behind: a partial checkout would look like a good one. DEST
+    // was empty (or absent) before, so everything in it is ours.
     if (entries === null) await rm(dest, { recursive: true, force: true }).catch(() => {});
+    else for (const e of await readdir(dest).catch(() => [])) await rm(join(dest, e), { recursive: true, force: true }).catch(() => {});
     throw fromSystemError(err, 'checkout to', dest);
   }
   return result;
@@ -134,6 +137,7 @@ async function copyObject(id: ObjectId, h: FileHeader, content: AsyncIterable<Ui
   }
   const actual = hash.digest('hex');
   if (count !== h.size || actual !== id) {
+    await rm(target, { force: true });
     throw new LarchError('OBJECT_CORRUPT', `file ${id} at '${pathText(path)}': checksum mismatch: expected ${id}, got ${actual} (${count} of ${h.size} bytes)`, { data: { id, path: pathText(path), actual } });
   }
 }

@@ -43,7 +43,7 @@ export async function fsck(repo: Repo): Promise<FsckResult> {
   const report = (p: FsckProblem) => problems.push(p);
   // Problems already name kind and id; messages from the readers start with them too.
   const describe = (err: unknown): { code: FsckProblem['code']; message: string } => {
-    const message = String((err as Error).message).replace(/^(file|dirtree|dirmeta|commit) [0-9a-f]{64}: /, '');
+    const message = String((err as Error).message).replace(/^(file|dirtree|dirmeta|commit) [0-9a-f]{64}(: | (?=is ))/, '');
     if (err instanceof LarchError && (err.code === 'OBJECT_MISSING' || err.code === 'OBJECT_CORRUPT')) return { code: err.code, message };
     return { code: 'OBJECT_CORRUPT', message };
   };

@@ -1,7 +1,8 @@
 /**
  * Imports a tar archive (plain or gzip, read as a stream) into a transaction. Entries are
- * taken in order; hard links must name an earlier entry (as tar writes them). Names in
- * ustar/GNU headers are raw bytes; pax `path`/`linkpath` are UTF-8 (POSIX says so).
+ * taken in order; hard links must name an earlier entry (as tar writes them). Names are taken
+ * as raw bytes, from ustar/GNU headers or from pax records (GNU tar writes non-UTF-8 names
+ * there as raw bytes, though POSIX says UTF-8).
  */
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -150,8 +151,10 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
   } catch (err) {
     input.destroy();
     if (err instanceof LarchError) throw err;
-    // Errors with an errno come from the filesystem; the rest from the tar parser or gunzip.
-    if ((err as NodeJS.ErrnoException).errno !== undefined) throw fromSystemError(err, 'read tar', tarPath);
+    // Errors with an errno come from the filesystem (zlib's Z_* errors carry one too, but are
+    // about the archive); the rest come from the tar parser.
+    const code = String((err as NodeJS.ErrnoException).code ?? '');
+    if ((err as NodeJS.ErrnoException).errno !== undefined && !code.startsWith('Z_')) throw fromSystemError(err, 'read tar', tarPath);
     throw new LarchError('INVALID_INPUT', `'${tarPath}' is not a readable tar archive: ${quash((err as Error).message, 200)}`, { data: { path: tarPath }, cause: err });
   }
   return root;

@@ -3,7 +3,7 @@
  * bottom-up as dirtree and dirmeta objects. Names are raw bytes (Linux names need not be UTF-8).
  */
 import { LarchError, quash } from '../errors.ts';
-import { type DirMeta, type ObjectId, badNameReason, encodeDirMeta, encodeDirTree } from './object.ts';
+import { type DirMeta, type ObjectId, badNameReason, dirMetaProblem, encodeDirMeta, encodeDirTree } from './object.ts';
 import type { Transaction } from './transaction.ts';
 import { MAX_TREE_DEPTH } from './walk.ts';
 
@@ -42,12 +42,14 @@ export function ensureDir(dir: MDir, name: Uint8Array, meta: DirMeta, where: str
 }
 
 /** Writes the tree bottom-up; returns the root's dirtree and dirmeta ids. */
-export async function writeMTree(txn: Transaction, dir: MDir, depth = 0): Promise<{ tree: ObjectId; meta: ObjectId }> {
-  // Readers refuse trees deeper than this (walk.ts); never write one.
-  if (depth > MAX_TREE_DEPTH) throw new LarchError('INVALID_INPUT', `the tree is deeper than ${MAX_TREE_DEPTH} directory levels`);
+export async function writeMTree(txn: Transaction, dir: MDir, depth = 0, path = '/'): Promise<{ tree: ObjectId; meta: ObjectId }> {
+  // Readers refuse trees deeper than this (walk.ts) and metadata they cannot decode; never write either.
+  if (depth > MAX_TREE_DEPTH) throw new LarchError('INVALID_INPUT', `the tree is deeper than ${MAX_TREE_DEPTH} directory levels at '${quash(path, 200)}'`);
+  const problem = dirMetaProblem(dir.meta);
+  if (problem) throw new LarchError('INVALID_INPUT', `directory '${quash(path, 200)}': ${problem}`, { data: { path: quash(path, 200) } });
   const dirs = [];
   for (const { name, dir: child } of dir.dirs.values()) {
-    const ids = await writeMTree(txn, child, depth + 1);
+    const ids = await writeMTree(txn, child, depth + 1, `${path}${Buffer.from(name).toString('utf8')}/`);
     dirs.push({ name, tree: ids.tree, meta: ids.meta });
   }
   const files = [...dir.files.values()].map(({ name, id }) => ({ name, file: id }));

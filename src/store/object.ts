@@ -125,15 +125,23 @@ function decodeStrict(bytes: Uint8Array, what: string): CborValue {
 // and "size": uint (reg) or "target": bstr (lnk)}. The file's id is
 // SHA-256(header bytes ‖ content bytes); content is empty for lnk and fifo.
 
+const isUint = (n: number, max: number) => Number.isSafeInteger(n) && n >= 0 && n <= max;
+
+/** Why a directory's (or any entry's) mode, owner and xattrs cannot be stored, or null. */
+export function dirMetaProblem(m: DirMeta): string | null {
+  if (!isUint(m.mode, 0o7777)) return `mode ${m.mode} is not in 0..0o7777`;
+  if (!isUint(m.uid, 0xffffffff) || !isUint(m.gid, 0xffffffff)) return 'uid or gid is not in 0..2^32-1';
+  for (const [name] of m.xattrs) if (name.length === 0 || name.includes(0)) return 'an xattr name is empty or has a NUL byte';
+  return null;
+}
+
 /**
  * Why a file header cannot be stored, or null when it can. Writers check this so that nothing
  * is ever written that a reader would refuse (the decoder applies the same rules).
  */
 export function fileHeaderProblem(h: FileHeader): string | null {
-  const isUint = (n: number, max: number) => Number.isSafeInteger(n) && n >= 0 && n <= max;
-  if (!isUint(h.mode, 0o7777)) return `mode ${h.mode} is not in 0..0o7777`;
-  if (!isUint(h.uid, 0xffffffff) || !isUint(h.gid, 0xffffffff)) return 'uid or gid is not in 0..2^32-1';
-  for (const [name] of h.xattrs) if (name.length === 0 || name.includes(0)) return 'an xattr name is empty or has a NUL byte';
+  const common = dirMetaProblem(h);
+  if (common) return common;
   if (h.type === 'reg' && !isUint(h.size, Number.MAX_SAFE_INTEGER)) return `size ${h.size} is not a valid size`;
   if (h.type === 'lnk') {
     if (h.mode !== 0o777) return 'a symlink mode must be 0777';

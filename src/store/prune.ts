@@ -40,7 +40,7 @@ export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneR
       if (!opts.dryRun) await rm(join(repo.path, 'tmp', e), { recursive: true, force: true });
     }
     // Interrupted atomic writes (refs, config) leave .tmp-* files beside their target.
-    for (const d of [repo.path, ...(await listDirs(join(repo.path, 'refs')))]) {
+    for (const d of [repo.path, join(repo.path, 'keys', 'trusted'), ...(await listDirs(join(repo.path, 'refs')))]) {
       for (const e of await readdir(d).catch(() => [])) {
         if (!e.startsWith('.tmp-')) continue;
         result.tempEntriesRemoved++;

@@ -210,6 +210,8 @@ export class Repo {
       const hb = Buffer.alloc(headerLen);
       if ((await fh.read(hb, 0, headerLen, 4)).bytesRead !== headerLen) throw new ObjectFormatError('truncated inside its header');
       header = decodeFileHeader(Uint8Array.from(hb));
+      // A symlink or FIFO has no content: nothing may follow its header.
+      if (header.type !== 'reg' && (await fh.stat()).size !== 4 + headerLen) throw new ObjectFormatError('bytes follow the header of an object that has no content');
     } finally {
       await fh.close();
     }

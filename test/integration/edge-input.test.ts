@@ -3,6 +3,7 @@ import t from 'tap';
 import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync, createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from '../helpers.ts';
 
@@ -121,6 +122,15 @@ t.test('tar input: refused entries name the entry; --no-xattrs drops pax xattrs'
   const tr = await larch(['commit', '--repo', repo, '-b', 'main', '--tar', truncated, '--version', '1', '--json']);
   t.equal(tr.json.error.code, 'INVALID_INPUT', 'a truncated tar is refused');
   t.match(tr.json.error.message, /is not a readable tar archive/);
+  const gz = join(dir, 'damaged.tar.gz');
+  writeFileSync(gz, Buffer.concat([gzipSync(readFileSync(good)).subarray(0, 40), Buffer.alloc(30, 0x55)]));
+  const dg = await larch(['commit', '--repo', repo, '-b', 'main', '--tar', gz, '--version', '1', '--json']);
+  t.equal(dg.json.error.code, 'INVALID_INPUT', 'a damaged .tar.gz is bad input, not an I/O error');
+  const bigX = join(dir, 'big-xattr.tar');
+  await makeTar(bigX, [{ header: { name: 'f', type: 'file', pax: { 'SCHILY.xattr.user.big': 'x'.repeat(1100 * 1024) } }, body: 'x' }]);
+  const bx = await larch(['commit', '--repo', repo, '-b', 'main', '--tar', bigX, '--version', '1', '--json']);
+  t.equal(bx.json.error.code, 'INVALID_INPUT', 'a header over 1 MiB is refused at write time');
+  t.match(bx.json.error.message, /over the 1 MiB limit/);
   t.same((await larchOk(['refs', '--repo', repo, '--json'])).json, [], 'nothing was committed by any of them');
   const withX = await larchOk(['commit', '--repo', repo, '-b', 'x', '--tar', good, '--version', '1', '--json']);
   const noX = await larchOk(['commit', '--repo', repo, '-b', 'nox', '--tar', good, '--version', '1', '--no-xattrs', '--json']);

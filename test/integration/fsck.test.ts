@@ -71,6 +71,7 @@ for (const mode of ['archive', 'bare-user']) {
     t.equal(prob?.code, 'OBJECT_MISSING', 'missing: code');
     t.equal(prob?.path, '/usr/bin/other', 'missing: path');
     t.match(r.stderr, new RegExp(`${other}`), 'missing: the error names the object');
+    t.equal(prob?.problem, 'is missing', 'missing: the problem text does not repeat kind and id');
     renameSync(join(dir, 'saved'), objPath(repo, other, fileExt));
 
     // 3. a truncated dirtree
