@@ -4,7 +4,7 @@
 # corrupted object. Later issues extend it to deltas, a served repo and a simulated device.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -d node_modules ] || npm ci --no-audit --no-fund
+[ -d node_modules ] || npm install --no-audit --no-fund
 [ -x dist/larch ] || npm run build --silent
 node scripts/test-setup.mjs
 LARCH="$PWD/dist/larch"
