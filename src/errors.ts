@@ -10,6 +10,8 @@ export const ERROR_CODES = {
   OBJECT_MISSING: { exit: 5, hint: "fetch the commit again with 'larch pull-local' (or pull); 'larch fsck' lists what is missing" },
   REPO_CORRUPT: { exit: 5, hint: "run 'larch fsck --repo R' for the full list" },
   HOSTILE_TREE: { exit: 5, hint: 'do not use this commit; it was built to write outside its tree' },
+  DELTA_CORRUPT: { exit: 5, hint: 'download the delta again; nothing from the damaged part was stored, and applying again resumes' },
+  DELTA_BASE_MISSING: { exit: 12, hint: "this delta updates another commit than the repo holds: use a delta from the repo's commit, or a from-scratch delta" },
   SIGNATURE_INVALID: { exit: 6, hint: 'check that the right public key is trusted, and that the commit came from the vendor' },
   SIGNATURE_MISSING: { exit: 6, hint: "sign the commit with 'larch commit --sign-key K' or 'larch sign'" },
   KEY_INVALID: { exit: 6, hint: "make a key pair with 'larch keygen --out NAME'" },

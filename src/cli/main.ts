@@ -28,7 +28,10 @@ docs/cli.md: 0 success, 1 internal error, 2 usage, and one code per kind of fail
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  // Two-word commands ("delta generate") are looked up by their first two words.
+  const twoWords = argv.length >= 2 && commands.some((c) => c.name === `${argv[0]} ${argv[1]}`);
+  const name = twoWords ? `${argv[0]} ${argv[1]}` : argv[0];
+  const rest = argv.slice(twoWords ? 2 : 1);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.out(usage());
     return name === undefined ? 2 : 0;

@@ -45,6 +45,10 @@ async function readSmallFile(path: string | Buffer, buffer: Buffer): Promise<Buf
   }
 }
 
+function mismatch(expected: ObjectId, actual: ObjectId): LarchError {
+  return new LarchError('OBJECT_CORRUPT', `rebuilt object ${expected}: checksum mismatch: got ${actual}`, { data: { id: expected, actual } });
+}
+
 function changedWhileReading(where: string, expected: number, actual: number): LarchError {
   return new LarchError('INVALID_INPUT', `'${where}' has ${actual} bytes but its size said ${expected}; did it change while being committed?`, { data: { path: where, expected, actual } });
 }
@@ -126,20 +130,25 @@ export class Transaction {
    * Stages a file object, hashing and writing its content in one pass. For a regular file the
    * header's size must match the bytes read (a file that changes while being committed is refused).
    */
-  async writeFile(header: FileHeader, source?: ContentSource, where = 'path' in (source ?? {}) ? String((source as { path: string }).path) : 'input'): Promise<ObjectId> {
+  /**
+   * Stages a file object and returns its id. With `expectedId` (objects rebuilt from a delta),
+   * content that hashes to anything else is discarded and refused (OBJECT_CORRUPT).
+   */
+  async writeFile(header: FileHeader, source?: ContentSource, where = 'path' in (source ?? {}) ? String((source as { path: string }).path) : 'input', expectedId?: ObjectId): Promise<ObjectId> {
     const problem = fileHeaderProblem(header) ?? (encodeFileHeader(header).length > MAX_FILE_HEADER_BYTES ? 'its header (xattrs) is over the 1 MiB limit' : null);
     if (problem) throw new LarchError('INVALID_INPUT', `${where}: ${problem}`, { data: { path: where } });
     try {
-      return await this.writeFileUnchecked(header, source);
+      return await this.writeFileUnchecked(header, source, expectedId);
     } catch (err) {
       throw fromSystemError(err, 'store', where);
     }
   }
 
-  private async writeFileUnchecked(header: FileHeader, source?: ContentSource): Promise<ObjectId> {
+  private async writeFileUnchecked(header: FileHeader, source?: ContentSource, expectedId?: ObjectId): Promise<ObjectId> {
     const headerBytes = encodeFileHeader(header);
     if (header.type !== 'reg') {
       const id = sha256(headerBytes);
+      if (expectedId !== undefined && id !== expectedId) throw mismatch(expectedId, id);
       // Identical symlinks often come in bursts (man page aliases): stage each id once. The
       // promise is registered before any await, so concurrent callers share it.
       let staging = this.specialsInFlight.get(id);
@@ -159,7 +168,7 @@ export class Transaction {
     }
     if (!source) throw new TypeError('a regular file needs a content source');
     if ('path' in source) return this.writeFileFromPath(header, headerBytes, source.path);
-    return this.writeFileFromStream(header, headerBytes, source.stream, 'input stream');
+    return this.writeFileFromStream(header, headerBytes, source.stream, 'input stream', expectedId);
   }
 
   /**
@@ -215,7 +224,7 @@ export class Transaction {
   }
 
   /** Hashes and stages in one pass; for streams that can be read only once (tar entries, pulls). */
-  private async writeFileFromStream(header: FileHeader & { type: 'reg' }, headerBytes: Uint8Array, stream: AsyncIterable<Uint8Array> | Readable, where: string): Promise<ObjectId> {
+  private async writeFileFromStream(header: FileHeader & { type: 'reg' }, headerBytes: Uint8Array, stream: AsyncIterable<Uint8Array> | Readable, where: string, expectedId?: ObjectId): Promise<ObjectId> {
     const tmp = this.tempPath();
     const hash = sha256Stream().update(headerBytes);
     let count = 0;
@@ -244,6 +253,10 @@ export class Transaction {
       throw changedWhileReading(where, header.size, count);
     }
     const id = hash.digest('hex');
+    if (expectedId !== undefined && id !== expectedId) {
+      await rm(tmp, { force: true });
+      throw mismatch(expectedId, id);
+    }
     if (await this.has('file', id)) {
       await rm(tmp, { force: true });
       this.stats.objectsReused++;

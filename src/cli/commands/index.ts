@@ -2,6 +2,7 @@
 import type { Command } from '../command.ts';
 import { checkout } from './checkout.ts';
 import { commit } from './commit.ts';
+import { deltaApply, deltaGenerate, deltaList, deltaShow } from './delta.ts';
 import { fsck } from './fsck.ts';
 import { init } from './init.ts';
 import { diff, log, ls, refs, show } from './inspect.ts';
@@ -10,4 +11,4 @@ import { prune } from './prune.ts';
 import { pullLocal } from './pull-local.ts';
 import { sign, trust, verify } from './verify.ts';
 
-export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal];
+export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow];

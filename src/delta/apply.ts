@@ -1,0 +1,296 @@
+/**
+ * Applies a static delta, part by part, as a streaming interpreter. Before anything is stored:
+ * the superblock's signature is checked against trusted keys, its commit against its id, and
+ * the repo must hold the delta's base commit. Each part's checksum is checked before its bytes
+ * are used; each rebuilt object's id before it is staged; each part is made durable before the
+ * next begins, so an interrupted apply resumes with the parts it lacks. Memory per part: three
+ * brotli decoders (16 MiB window each) and 64 KiB buffers, whatever the update's size.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream';
+import { LarchError, fromSystemError } from '../errors.ts';
+import { type FileHeader, type ObjectId, ObjectFormatError, decodeCommit, decodeFileHeader, metadataId } from '../store/object.ts';
+import type { Repo } from '../store/repo.ts';
+import { Transaction } from '../store/transaction.ts';
+import { readTreePlan } from '../store/walk.ts';
+import { ByteReader, StreamEndedError } from './byte-reader.ts';
+import { createDecompressor } from './compress.ts';
+import { type ControlRecord, type PartInfo, type Superblock, DeltaFormatError, MAX_RECORD_BYTES, PART_HEADER_BYTES, decodeEnvelope, decodeRecord, decodeSuperblock } from './format.ts';
+import { verifyDelta } from './sign.ts';
+
+/** Where the bytes of each part are: a region of a file (the one-file delta, or a downloaded part). */
+export interface DeltaSource {
+  envelope: Uint8Array;
+  part(index: number): Promise<{ path: string; offset: number }>;
+}
+
+export interface ApplyOptions {
+  /** Keys that may sign the delta; null only with allowUnsigned. */
+  trusted: Uint8Array[] | null;
+  allowUnsigned?: boolean;
+  onProgress?: (event: { part: number; parts: number; skipped: boolean; bytes: number }) => void;
+}
+
+export interface ApplyResult {
+  from: ObjectId | null;
+  to: ObjectId;
+  parts: number;
+  partsApplied: number;
+  partsSkipped: number;
+  objectsWritten: number;
+}
+
+const CHUNK = 64 * 1024;
+let sourceCounter = 0;
+
+/** Reads and checks a delta's envelope. @throws SIGNATURE_INVALID, SIGNATURE_MISSING, DELTA_CORRUPT */
+export async function openDelta(source: DeltaSource, opts: ApplyOptions): Promise<Superblock> {
+  let sb: Superblock;
+  let superblock: Uint8Array;
+  let signatures: Uint8Array;
+  try {
+    ({ superblock, signatures } = decodeEnvelope(source.envelope));
+    sb = decodeSuperblock(superblock);
+  } catch (err) {
+    if (err instanceof DeltaFormatError) throw new LarchError('DELTA_CORRUPT', `delta superblock: ${err.message}`);
+    throw err;
+  }
+  if (opts.trusted === null || opts.trusted.length === 0) {
+    if (!opts.allowUnsigned) throw new LarchError('SIGNATURE_MISSING', 'no trusted key to check the delta with', { hint: "pass --key K.pub (or add keys with 'larch trust'); --allow-unsigned skips the check" });
+  } else if (!(await verifyDelta(superblock, signatures, opts.trusted))) {
+    throw new LarchError('SIGNATURE_INVALID', `delta to ${sb.to} is not signed by a trusted key`, { data: { to: sb.to } });
+  }
+  if (metadataId(sb.commit) !== sb.to) throw new LarchError('DELTA_CORRUPT', `delta superblock: its commit does not match its id ${sb.to}`);
+  return sb;
+}
+
+/** @throws DELTA_BASE_MISSING, DELTA_CORRUPT, OBJECT_CORRUPT, SIGNATURE_*, NO_SPACE, LOCKED */
+export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOptions): Promise<ApplyResult> {
+  const sb = await openDelta(source, opts);
+  if (sb.from !== null && !(await repo.hasObject('commit', sb.from))) {
+    throw new LarchError('DELTA_BASE_MISSING', `delta is from commit ${sb.from}, which repo '${repo.path}' does not hold`, { data: { from: sb.from, to: sb.to } });
+  }
+  const result: ApplyResult = { from: sb.from, to: sb.to, parts: sb.parts.length, partsApplied: 0, partsSkipped: 0, objectsWritten: 0 };
+  for (let i = 0; i < sb.parts.length; i++) {
+    const part = sb.parts[i];
+    if (await partStored(repo, part)) {
+      result.partsSkipped++;
+      opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: true, bytes: part.size });
+      continue;
+    }
+    const where = await source.part(i);
+    await checkPartChecksum(where, part, i, sb.parts.length);
+    result.objectsWritten += await applyPart(repo, where, part, i, sb.parts.length);
+    result.partsApplied++;
+    opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: false, bytes: part.size });
+  }
+  await finish(repo, sb);
+  return result;
+}
+
+async function partStored(repo: Repo, part: PartInfo): Promise<boolean> {
+  for (const o of part.objects) if (!(await repo.hasObject(o.kind, o.id))) return false;
+  return true;
+}
+
+/** Hashes the part's bytes before any of them is interpreted. @throws DELTA_CORRUPT */
+async function checkPartChecksum(where: { path: string; offset: number }, part: PartInfo, index: number, count: number): Promise<void> {
+  const hash = createHash('sha256');
+  let n = 0;
+  try {
+    for await (const chunk of createReadStream(where.path, { start: where.offset, end: where.offset + part.size - 1, highWaterMark: 256 * 1024 })) {
+      hash.update(chunk as Buffer);
+      n += (chunk as Buffer).length;
+    }
+  } catch (err) {
+    throw fromSystemError(err, `read part ${index + 1}/${count} of`, where.path);
+  }
+  const label = `part ${index + 1}/${count}`;
+  if (n !== part.size) throw new LarchError('DELTA_CORRUPT', `${label}: truncated: ${n} of ${part.size} bytes`, { data: { part: index, expected: part.size, actual: n } });
+  const actual = hash.digest('hex');
+  if (actual !== part.sha256) throw new LarchError('DELTA_CORRUPT', `${label}: checksum mismatch: expected ${part.sha256}, got ${actual}`, { data: { part: index, expected: part.sha256, actual } });
+}
+
+function streamOf(path: string, start: number, length: number): AsyncIterable<Uint8Array> {
+  const decompress = createDecompressor();
+  if (length === 0) {
+    decompress.end();
+    return decompress;
+  }
+  pipeline(createReadStream(path, { start, end: start + length - 1, highWaterMark: CHUNK }), decompress, () => {});
+  return decompress;
+}
+
+/** Reads pread-style from a source object of the base commit (decompressed to a temp file for archive repos). */
+async function openSourceObject(repo: Repo, id: ObjectId, tmpDir: string): Promise<{ read(pos: number, n: number): Promise<Buffer>; size: number; close(): Promise<void> }> {
+  let path = repo.objectPath('file', id);
+  let temp: string | null = null;
+  if (repo.mode === 'archive') {
+    temp = join(tmpDir, `source-${process.pid}-${++sourceCounter}-${id}`);
+    const fh = await open(temp, 'wx', 0o600);
+    try {
+      for await (const c of (await repo.readFile(id)).content()) await fh.write(c);
+    } finally {
+      await fh.close();
+    }
+    path = temp;
+  }
+  const fh = await open(path, 'r').catch((err) => {
+    if (err.code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `patch source ${id} is missing from the repo`, { data: { id } });
+    throw err;
+  });
+  const { size } = await fh.stat();
+  return {
+    size,
+    async read(pos: number, n: number) {
+      const buf = Buffer.allocUnsafe(n);
+      const { bytesRead } = await fh.read(buf, 0, n, pos);
+      if (bytesRead !== n) throw new DeltaFormatError(`patch reads past the end of source ${id}`);
+      return buf;
+    },
+    async close() {
+      await fh.close();
+      if (temp) await rm(temp, { force: true });
+    },
+  };
+}
+
+/** Interprets one part inside a transaction; returns the number of objects written. */
+async function applyPart(repo: Repo, where: { path: string; offset: number }, part: PartInfo, index: number, count: number): Promise<number> {
+  const label = `part ${index + 1}/${count}`;
+  const head = Buffer.alloc(PART_HEADER_BYTES);
+  const fh = await open(where.path, 'r');
+  await fh.read(head, 0, PART_HEADER_BYTES, where.offset).finally(() => fh.close());
+  const [cLen, dLen, lLen] = [head.readUInt32BE(0), head.readUInt32BE(4), head.readUInt32BE(8)];
+  if (PART_HEADER_BYTES + cLen + dLen + lLen !== part.size) throw new LarchError('DELTA_CORRUPT', `${label}: stream lengths do not add up to its size`);
+  const base = where.offset + PART_HEADER_BYTES;
+  const control = new ByteReader(streamOf(where.path, base, cLen), `${label} control`);
+  const diff = new ByteReader(streamOf(where.path, base + cLen, dLen), `${label} diff`);
+  const literal = new ByteReader(streamOf(where.path, base + cLen + dLen, lLen), `${label} literal`);
+  const expected = new Set(part.objects.map((o) => `${o.kind}:${o.id}`));
+  const produced = new Set<string>();
+
+  const nextRecord = async (expectOps: boolean): Promise<ControlRecord | null> => {
+    if (await control.atEnd()) return null;
+    const len = Buffer.from(await control.read(4)).readUInt32BE(0);
+    if (len > MAX_RECORD_BYTES) throw new DeltaFormatError(`control record of ${len} bytes is over the limit`);
+    return decodeRecord(await control.read(len), expectOps);
+  };
+
+  const txn = await Transaction.begin(repo);
+  try {
+    for (;;) {
+      const rec = await nextRecord(false);
+      if (rec === null) break;
+      if (rec.type === 'ops') throw new DeltaFormatError('op record outside a patch');
+      const kind = rec.type === 'metadata' ? rec.kind : 'file';
+      if (!expected.has(`${kind}:${rec.id}`)) throw new DeltaFormatError(`object ${rec.id} is not listed for this part`);
+      produced.add(`${kind}:${rec.id}`);
+      if (rec.type === 'metadata') {
+        const bytes = await literal.read(rec.length);
+        if (metadataId(bytes) !== rec.id) throw new LarchError('OBJECT_CORRUPT', `${label}: rebuilt ${rec.kind} ${rec.id}: checksum mismatch`, { data: { id: rec.id } });
+        await txn.writeMetadata(rec.kind, bytes);
+        continue;
+      }
+      let header: FileHeader;
+      try {
+        header = decodeFileHeader(rec.header);
+      } catch (err) {
+        if (err instanceof ObjectFormatError) throw new DeltaFormatError(`file ${rec.id}: ${err.message}`);
+        throw err;
+      }
+      if (header.type !== 'reg') {
+        if (rec.source !== null) throw new DeltaFormatError(`file ${rec.id} has no content but a patch source`);
+        await txn.writeFile(header, undefined, `${label}: file ${rec.id}`, rec.id);
+        continue;
+      }
+      const content =
+        rec.source === null
+          ? literal.pieces(header.size)
+          : patched(await openSourceObject(repo, rec.source, join(repo.path, 'tmp')), () => nextRecord(true), diff, literal);
+      await txn.writeFile(header, { stream: content }, `${label}: file ${rec.id}`, rec.id);
+    }
+    if (produced.size !== expected.size) throw new DeltaFormatError(`${expected.size - produced.size} object(s) listed for this part were not in it`);
+    if (!(await diff.atEnd()) || !(await literal.atEnd())) throw new DeltaFormatError('streams hold bytes past the last object');
+    const written = txn.stats.objectsWritten;
+    await txn.commit();
+    return written;
+  } catch (err) {
+    await txn.abort();
+    await Promise.all([control.close(), diff.close(), literal.close()]).catch(() => {});
+    if (err instanceof DeltaFormatError || err instanceof StreamEndedError) throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { part: index } });
+    if (err instanceof LarchError && err.code === 'INVALID_INPUT') throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { part: index } });
+    throw err;
+  }
+}
+
+/** bspatch as a stream: old bytes plus diff bytes, then extra bytes, per op; 64 KiB at a time. */
+async function* patched(
+  source: Awaited<ReturnType<typeof openSourceObject>>,
+  nextOps: () => Promise<ControlRecord | null>,
+  diff: ByteReader,
+  literal: ByteReader,
+): AsyncGenerator<Uint8Array> {
+  try {
+    let oldPos = 0;
+    for (;;) {
+      const rec = await nextOps();
+      if (rec === null || rec.type !== 'ops') throw new DeltaFormatError('patch ops ended without their terminating record');
+      if (rec.ops.length === 0) return;
+      for (const [diffLen, extraLen, seek] of rec.ops) {
+        if (oldPos < 0 || oldPos + diffLen > source.size) throw new DeltaFormatError(`patch reads outside its source (${oldPos}+${diffLen} of ${source.size})`);
+        for (let done = 0; done < diffLen; ) {
+          const n = Math.min(CHUNK, diffLen - done);
+          const out = await source.read(oldPos + done, n);
+          let k = 0;
+          for await (const piece of diff.pieces(n)) {
+            for (let j = 0; j < piece.length; j++) out[k + j] = (out[k + j] + piece[j]) & 0xff;
+            k += piece.length;
+          }
+          yield out;
+          done += n;
+        }
+        yield* literal.pieces(extraLen);
+        oldPos += diffLen + seek;
+      }
+    }
+  } finally {
+    await source.close();
+  }
+}
+
+/**
+ * After the parts: every object of the new tree must be stored, and only then is the commit
+ * (with its signatures) moved into place, so a delta that leaves out objects never produces a
+ * commit that looks complete. @throws DELTA_CORRUPT
+ */
+async function finish(repo: Repo, sb: Superblock): Promise<void> {
+  if (await repo.hasObject('commit', sb.to)) return;
+  let root;
+  try {
+    root = decodeCommit(sb.commit).root;
+  } catch (err) {
+    throw new LarchError('DELTA_CORRUPT', `delta superblock: commit ${sb.to}: ${(err as Error).message}`);
+  }
+  try {
+    const plan = await readTreePlan(repo, root);
+    for (const f of plan.files) {
+      if (!(await repo.hasObject('file', f.id))) throw new LarchError('OBJECT_MISSING', `file ${f.id} is missing`);
+    }
+  } catch (err) {
+    if (err instanceof LarchError && err.code === 'OBJECT_MISSING') throw new LarchError('DELTA_CORRUPT', `delta left the tree of ${sb.to} incomplete: ${err.message}`, { data: { to: sb.to } });
+    throw err;
+  }
+  const txn = await Transaction.begin(repo);
+  try {
+    await txn.writeMetadata('commit', sb.commit);
+    if (sb.commitSigs) await txn.writeSignatures(sb.to, sb.commitSigs);
+    await txn.commit();
+  } catch (err) {
+    await txn.abort();
+    throw err;
+  }
+}

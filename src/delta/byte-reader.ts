@@ -1,0 +1,63 @@
+/**
+ * A pull reader over a stream of chunks: read exactly n bytes, or hand out the next n bytes
+ * piece by piece without holding them all. Used to interpret the three streams of a delta part.
+ */
+export class StreamEndedError extends Error {
+  override name = 'StreamEndedError';
+}
+
+export class ByteReader {
+  private readonly iterator: AsyncIterator<Uint8Array>;
+  private chunk: Uint8Array = new Uint8Array(0);
+  private offset = 0;
+  /** Bytes handed out so far. */
+  consumed = 0;
+
+  constructor(source: AsyncIterable<Uint8Array>, readonly name: string) {
+    this.iterator = source[Symbol.asyncIterator]();
+  }
+
+  private async fill(): Promise<boolean> {
+    while (this.offset >= this.chunk.length) {
+      const next = await this.iterator.next();
+      if (next.done) return false;
+      this.chunk = next.value;
+      this.offset = 0;
+    }
+    return true;
+  }
+
+  /** Exactly n bytes (n small: a record, a header). @throws StreamEndedError */
+  async read(n: number): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    let filled = 0;
+    for await (const piece of this.pieces(n)) {
+      out.set(piece, filled);
+      filled += piece.length;
+    }
+    return out;
+  }
+
+  /** The next n bytes as a series of views (valid until the next call). @throws StreamEndedError */
+  async *pieces(n: number): AsyncGenerator<Uint8Array> {
+    let left = n;
+    while (left > 0) {
+      if (!(await this.fill())) throw new StreamEndedError(`${this.name} stream ended ${left} bytes early`);
+      const take = Math.min(left, this.chunk.length - this.offset);
+      const view = this.chunk.subarray(this.offset, this.offset + take);
+      this.offset += take;
+      this.consumed += take;
+      left -= take;
+      yield view;
+    }
+  }
+
+  /** True when no byte is left (a stream must be fully used by its part). */
+  async atEnd(): Promise<boolean> {
+    return !(await this.fill());
+  }
+
+  async close(): Promise<void> {
+    await this.iterator.return?.();
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * The static delta format: a signed superblock, then parts. Pure: bytes in and out.
+ * See docs/formats.md §8.
+ *
+ * Delta file (`larch delta generate --out`, and what `delta apply` reads):
+ *   "LARCHDLT" (8 bytes) ‖ u32be format (1) ‖ u32be N ‖ envelope (N bytes) ‖ part 0 ‖ part 1 ‖ …
+ *   envelope  = canonical CBOR {"superblock": bstr, "signatures": [{"alg","key","sig"}...]}
+ *   signature = ed25519 over "larch-delta-v1:" ‖ SHA-256(superblock bytes)
+ *
+ * Superblock (canonical CBOR map):
+ *   {"format": 1, "from": bstr(32) | null, "to": bstr(32), "commit": bstr (the commit object of
+ *    `to`), "commit_sigs": bstr | null (its .sig file), "created": uint seconds,
+ *    "parts": [{"size": uint, "sha256": bstr(32), "raw": uint, "objects": [[kind, bstr(32)]...]}]}
+ *   kind: 0 file, 1 dirtree, 2 dirmeta, 3 commit (only 0-2 appear in parts)
+ *
+ * Part (the bytes `size` and `sha256` describe):
+ *   u32be C ‖ u32be D ‖ u32be L ‖ control (C bytes) ‖ diff (D bytes) ‖ literal (L bytes)
+ *   each of the three is a brotli stream (RFC 7932). Decompressed:
+ *   control = records, each u32be length ‖ canonical CBOR array:
+ *     [1|2, id]                      metadata object: its bytes come next from literal, length
+ *                                    given by [1|2, id, length]
+ *     [0, id, header, null]          file object, content (header size bytes) from literal
+ *     [0, id, header, source id]     file object patched from `source` (an object of `from`);
+ *                                    followed by op records [[diffLen, extraLen, seek]...] of at
+ *                                    most 4096 entries each, ended by an empty array []
+ *   diff    = the bsdiff "diff" bytes of all patches, in order (added bytewise to the source)
+ *   literal = metadata bytes, file contents and bsdiff "extra" bytes, in order
+ */
+import { type CborValue, decodeCanonical, encodeCanonical } from '../store/cbor.ts';
+import { type ObjectId, type ObjectKind, bytesToId, idToBytes, MAX_FILE_HEADER_BYTES } from '../store/object.ts';
+
+export const DELTA_MAGIC = Buffer.from('LARCHDLT', 'ascii');
+export const DELTA_FORMAT = 1;
+/** Largest envelope (superblock + signatures) we read: it lists every object of the update. */
+export const MAX_ENVELOPE_BYTES = 64 * 1024 * 1024;
+/** Largest control record: a file header (1 MiB) plus ids and framing. */
+export const MAX_RECORD_BYTES = MAX_FILE_HEADER_BYTES + 4096;
+export const MAX_OPS_PER_RECORD = 4096;
+export const PART_HEADER_BYTES = 12;
+
+export const KIND_CODES: Record<ObjectKind, number> = { file: 0, dirtree: 1, dirmeta: 2, commit: 3 };
+export const KIND_NAMES: ObjectKind[] = ['file', 'dirtree', 'dirmeta', 'commit'];
+
+export interface PartInfo {
+  size: number;
+  sha256: string;
+  raw: number;
+  objects: { kind: ObjectKind; id: ObjectId }[];
+}
+
+export interface Superblock {
+  from: ObjectId | null;
+  to: ObjectId;
+  commit: Uint8Array;
+  commitSigs: Uint8Array | null;
+  created: number;
+  parts: PartInfo[];
+}
+
+export class DeltaFormatError extends Error {
+  override name = 'DeltaFormatError';
+}
+const fail = (m: string): never => {
+  throw new DeltaFormatError(m);
+};
+
+export function encodeSuperblock(sb: Superblock): Uint8Array {
+  return encodeCanonical({
+    format: DELTA_FORMAT,
+    from: sb.from === null ? null : idToBytes(sb.from),
+    to: idToBytes(sb.to),
+    commit: sb.commit,
+    commit_sigs: sb.commitSigs,
+    created: sb.created,
+    parts: sb.parts.map((p) => ({
+      size: p.size,
+      sha256: idToBytes(p.sha256),
+      raw: p.raw,
+      objects: p.objects.map((o) => [KIND_CODES[o.kind], idToBytes(o.id)]),
+    })),
+  });
+}
+
+const id32 = (v: CborValue | undefined, what: string): ObjectId => (v instanceof Uint8Array && v.length === 32 ? bytesToId(v) : fail(`${what} is not a 32-byte id`));
+const uint = (v: CborValue | undefined, what: string): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : fail(`${what} is not an unsigned integer`));
+
+export function decodeSuperblock(bytes: Uint8Array): Superblock {
+  const m = decodeCanonical(bytes);
+  if (!(m instanceof Map)) return fail('superblock is not canonical CBOR map');
+  if (m.get('format') !== DELTA_FORMAT) fail(`superblock format ${String(m.get('format'))} is not ${DELTA_FORMAT}`);
+  const parts = m.get('parts');
+  if (!Array.isArray(parts)) fail('superblock parts is not an array');
+  const commit = m.get('commit');
+  const sigs = m.get('commit_sigs');
+  if (!(commit instanceof Uint8Array)) fail('superblock commit is not a byte string');
+  if (sigs !== null && !(sigs instanceof Uint8Array)) fail('superblock commit_sigs is not a byte string or null');
+  return {
+    from: m.get('from') === null ? null : id32(m.get('from'), 'from'),
+    to: id32(m.get('to'), 'to'),
+    commit: commit as Uint8Array,
+    commitSigs: (sigs as Uint8Array | null) ?? null,
+    created: uint(m.get('created'), 'created'),
+    parts: (parts as CborValue[]).map((p, i) => {
+      if (!(p instanceof Map)) return fail(`part ${i} is not a map`);
+      const objects = p.get('objects');
+      if (!Array.isArray(objects)) return fail(`part ${i} objects is not an array`);
+      return {
+        size: uint(p.get('size'), `part ${i} size`),
+        sha256: id32(p.get('sha256'), `part ${i} sha256`),
+        raw: uint(p.get('raw'), `part ${i} raw`),
+        objects: objects.map((o) => {
+          if (!Array.isArray(o) || o.length !== 2 || typeof o[0] !== 'number' || o[0] < 0 || o[0] > 2) return fail(`part ${i} has a malformed object entry`);
+          return { kind: KIND_NAMES[o[0] as number], id: id32(o[1], `part ${i} object id`) };
+        }),
+      };
+    }),
+  };
+}
+
+/** The message a delta signature signs. */
+export function deltaSigningMessage(superblockSha256: Uint8Array): Uint8Array {
+  return Buffer.concat([Buffer.from('larch-delta-v1:', 'ascii'), superblockSha256]);
+}
+
+export function encodeEnvelope(superblock: Uint8Array, signatures: Uint8Array): Uint8Array {
+  const sigs = decodeCanonical(signatures);
+  return encodeCanonical({ superblock, signatures: (sigs ?? []) as CborValue });
+}
+
+export function decodeEnvelope(bytes: Uint8Array): { superblock: Uint8Array; signatures: Uint8Array } {
+  const m = decodeCanonical(bytes);
+  if (!(m instanceof Map) || !(m.get('superblock') instanceof Uint8Array) || !Array.isArray(m.get('signatures'))) return fail('delta envelope is malformed');
+  return { superblock: m.get('superblock') as Uint8Array, signatures: encodeCanonical(m.get('signatures') as CborValue) };
+}
+
+/** The 16-byte file preamble: magic, format, envelope length. */
+export function encodePreamble(envelopeLength: number): Buffer {
+  const b = Buffer.alloc(16);
+  DELTA_MAGIC.copy(b, 0);
+  b.writeUInt32BE(DELTA_FORMAT, 8);
+  b.writeUInt32BE(envelopeLength, 12);
+  return b;
+}
+
+export function decodePreamble(b: Uint8Array): number {
+  if (b.length < 16 || !Buffer.from(b.subarray(0, 8)).equals(DELTA_MAGIC)) return fail('not a larch delta (bad magic)');
+  const view = Buffer.from(b.buffer, b.byteOffset, b.length);
+  if (view.readUInt32BE(8) !== DELTA_FORMAT) fail(`delta format ${view.readUInt32BE(8)} is not ${DELTA_FORMAT}`);
+  const n = view.readUInt32BE(12);
+  if (n > MAX_ENVELOPE_BYTES) fail(`delta envelope of ${n} bytes is over the ${MAX_ENVELOPE_BYTES}-byte limit`);
+  return n;
+}
+
+// ---- control records --------------------------------------------------------
+
+export type ControlRecord =
+  | { type: 'metadata'; kind: 'dirtree' | 'dirmeta'; id: ObjectId; length: number }
+  | { type: 'file'; id: ObjectId; header: Uint8Array; source: ObjectId | null }
+  | { type: 'ops'; ops: [number, number, number][] };
+
+export function encodeRecord(r: ControlRecord): Uint8Array {
+  const value: CborValue =
+    r.type === 'metadata'
+      ? [KIND_CODES[r.kind], idToBytes(r.id), r.length]
+      : r.type === 'file'
+        ? [0, idToBytes(r.id), r.header, r.source === null ? null : idToBytes(r.source)]
+        : r.ops;
+  const body = encodeCanonical(value);
+  const out = Buffer.alloc(4 + body.length);
+  out.writeUInt32BE(body.length, 0);
+  out.set(body, 4);
+  return out;
+}
+
+/** Decodes one record body (without its length prefix). `expectOps` says whether op records are due. */
+export function decodeRecord(body: Uint8Array, expectOps: boolean): ControlRecord {
+  const v = decodeCanonical(body);
+  if (!Array.isArray(v)) return fail('control record is not an array');
+  if (expectOps) {
+    if (v.length > MAX_OPS_PER_RECORD) fail(`op record has ${v.length} entries, over ${MAX_OPS_PER_RECORD}`);
+    const ops = v.map((op) => {
+      if (!Array.isArray(op) || op.length !== 3) return fail('op is not [diffLen, extraLen, seek]');
+      const [a, b, c] = op;
+      if (typeof a !== 'number' || typeof b !== 'number' || typeof c !== 'number' || a < 0 || b < 0) return fail('op has a negative or non-integer length');
+      return [a, b, c] as [number, number, number];
+    });
+    return { type: 'ops', ops };
+  }
+  if (v[0] === 1 || v[0] === 2) {
+    if (v.length !== 3) fail('metadata record is not [kind, id, length]');
+    return { type: 'metadata', kind: v[0] === 1 ? 'dirtree' : 'dirmeta', id: id32(v[1], 'metadata id'), length: uint(v[2], 'metadata length') };
+  }
+  if (v[0] === 0) {
+    if (v.length !== 4 || !(v[2] instanceof Uint8Array)) fail('file record is not [0, id, header, source]');
+    return { type: 'file', id: id32(v[1], 'file id'), header: v[2] as Uint8Array, source: v[3] === null ? null : id32(v[3], 'source id') };
+  }
+  return fail(`control record kind ${String(v[0])} is unknown`);
+}

@@ -1,0 +1,272 @@
+/**
+ * Generates a static delta from commit A (or from nothing) to commit B: every object B has and
+ * A lacks, as a literal or as a bsdiff patch against a similar file of A, whichever compresses
+ * smaller; packed into parts whose three streams (control, diff, literal) are each compressed
+ * whole, so similar content across files compresses together. Written to R/deltas/NAME/ and,
+ * with `out`, as one file.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fromSystemError } from '../errors.ts';
+import { type FileHeader, type ObjectId, type ObjectKind, encodeFileHeader } from '../store/object.ts';
+import type { Repo } from '../store/repo.ts';
+import { type SecretKey, encodeSignatures, keyId } from '../store/sign.ts';
+import { readTreePlan } from '../store/walk.ts';
+import { bsdiff } from './bsdiff.ts';
+import { compress } from './compress.ts';
+import { type PartInfo, MAX_OPS_PER_RECORD, encodeEnvelope, encodePreamble, encodeRecord, encodeSuperblock } from './format.ts';
+import { type PlanFile, planSources } from './plan.ts';
+import { signDelta } from './sign.ts';
+
+export interface GenerateOptions {
+  from: ObjectId | null;
+  to: ObjectId;
+  signKeys?: SecretKey[];
+  /** Also write the whole delta as one file here. */
+  out?: string;
+  /** brotli quality 0-11 (default 11). */
+  quality?: number;
+  /** Raw bytes (diff + literal) per part before it is closed (default 32 MiB). */
+  partBytes?: number;
+  now?: () => number;
+}
+
+export interface GenerateResult {
+  from: ObjectId | null;
+  to: ObjectId;
+  name: string;
+  bytes: number;
+  parts: number;
+  objects: number;
+  patched: number;
+  literal: number;
+  signedBy: string[];
+  dir: string;
+  out?: string;
+}
+
+/** Files larger than this are sent literally: bsdiff needs ~6x the old size in memory (suffix array). */
+export const MAX_BSDIFF_BYTES = 128 * 1024 * 1024;
+
+export function deltaName(from: ObjectId | null, to: ObjectId): string {
+  return `${from ?? 'empty'}-${to}`;
+}
+
+interface NewObject {
+  kind: ObjectKind;
+  id: ObjectId;
+  path: string;
+}
+
+/** Reads all of an object's content (generation runs on the vendor's server). */
+async function readContent(repo: Repo, id: ObjectId): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of (await repo.readFile(id)).content()) chunks.push(Buffer.from(c));
+  return Buffer.concat(chunks);
+}
+
+class PartBuilder {
+  control: Uint8Array[] = [];
+  diff: Uint8Array[] = [];
+  literal: Uint8Array[] = [];
+  rawBytes = 0;
+  objects: { kind: ObjectKind; id: ObjectId }[] = [];
+  addLiteral(b: Uint8Array) {
+    this.literal.push(b);
+    this.rawBytes += b.length;
+  }
+  addDiff(b: Uint8Array) {
+    this.diff.push(b);
+    this.rawBytes += b.length;
+  }
+}
+
+/** @throws NOT_FOUND, OBJECT_MISSING, OBJECT_CORRUPT */
+export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<GenerateResult> {
+  const quality = opts.quality ?? 11;
+  const partBytes = opts.partBytes ?? 32 * 1024 * 1024;
+  const toCommitBytes = await repo.readMetadataBytes('commit', opts.to);
+  const toCommit = await repo.readCommit(opts.to);
+  const planB = await readTreePlan(repo, toCommit.root);
+
+  const have = new Set<string>();
+  const oldFiles: PlanFile[] = [];
+  if (opts.from !== null) {
+    const planA = await readTreePlan(repo, (await repo.readCommit(opts.from)).root);
+    for (const d of planA.dirs) have.add(`dirtree:${d.tree}`).add(`dirmeta:${d.metaId}`);
+    for (const f of planA.files) {
+      if (have.has(`file:${f.id}`)) continue;
+      have.add(`file:${f.id}`);
+      const h = (await repo.readFile(f.id)).header;
+      if (h.type === 'reg') oldFiles.push({ path: '/' + f.path.toString('latin1'), id: f.id, size: h.size });
+    }
+  }
+
+  // What B has and A lacks, in B's tree order (neighbours in the tree compress well together).
+  const wanted: NewObject[] = [];
+  const take = (kind: ObjectKind, id: ObjectId, path: string) => {
+    const key = `${kind}:${id}`;
+    if (have.has(key)) return;
+    have.add(key);
+    wanted.push({ kind, id, path });
+  };
+  for (const d of planB.dirs) {
+    take('dirmeta', d.metaId, '/' + d.path.toString('latin1'));
+    take('dirtree', d.tree, '/' + d.path.toString('latin1'));
+  }
+  const headers = new Map<ObjectId, FileHeader>();
+  const newFiles: PlanFile[] = [];
+  for (const f of planB.files) {
+    const path = '/' + f.path.toString('latin1');
+    if (have.has(`file:${f.id}`)) continue;
+    take('file', f.id, path);
+    const h = (await repo.readFile(f.id)).header;
+    headers.set(f.id, h);
+    if (h.type === 'reg') newFiles.push({ path, id: f.id, size: h.size });
+  }
+  const sources = planSources(oldFiles, newFiles);
+
+  const name = deltaName(opts.from, opts.to);
+  const dir = join(repo.path, 'deltas', name);
+  const tmpDir = `${dir}.tmp-${process.pid}`;
+  await rm(tmpDir, { recursive: true, force: true });
+  await mkdir(tmpDir, { recursive: true }).catch((err) => {
+    throw fromSystemError(err, 'create', tmpDir);
+  });
+
+  const parts: PartInfo[] = [];
+  const partFiles: string[] = [];
+  const pending: Promise<void>[] = [];
+  let current = new PartBuilder();
+  let patched = 0;
+  let literal = 0;
+
+  const closePart = () => {
+    const part = current;
+    current = new PartBuilder();
+    if (part.objects.length === 0) return;
+    const index = parts.length;
+    const info: PartInfo = { size: 0, sha256: '', raw: part.rawBytes, objects: part.objects };
+    parts.push(info);
+    const file = join(tmpDir, `part-${index}`);
+    partFiles.push(file);
+    // Compress on the thread pool while the next part is being built.
+    pending.push(
+      (async () => {
+        const [c, d, l] = await Promise.all([part.control, part.diff, part.literal].map((s) => compress(Buffer.concat(s), quality)));
+        const head = Buffer.alloc(12);
+        head.writeUInt32BE(c.length, 0);
+        head.writeUInt32BE(d.length, 4);
+        head.writeUInt32BE(l.length, 8);
+        const bytes = Buffer.concat([head, c, d, l]);
+        info.size = bytes.length;
+        info.sha256 = createHash('sha256').update(bytes).digest('hex');
+        await writeFile(file, bytes);
+      })(),
+    );
+  };
+
+  for (const obj of wanted) {
+    if (obj.kind !== 'file') {
+      const bytes = await repo.readMetadataBytes(obj.kind, obj.id);
+      current.control.push(encodeRecord({ type: 'metadata', kind: obj.kind as 'dirtree' | 'dirmeta', id: obj.id, length: bytes.length }));
+      current.addLiteral(bytes);
+    } else {
+      const header = headers.get(obj.id)!;
+      const headerBytes = encodeFileHeader(header);
+      const source = header.type === 'reg' ? sources.get(obj.id) : undefined;
+      const content = header.type === 'reg' ? await readContent(repo, obj.id) : null;
+      let usedPatch = false;
+      if (content && source && source.size <= MAX_BSDIFF_BYTES && content.length <= MAX_BSDIFF_BYTES) {
+        const old = await readContent(repo, source.id);
+        const patch = bsdiff(old, content);
+        const ops: [number, number, number][] = patch.control.map((e) => [e.diffLen, e.extraLen, e.seek]);
+        const opRecords: Uint8Array[] = [];
+        for (let i = 0; i < ops.length; i += MAX_OPS_PER_RECORD) opRecords.push(encodeRecord({ type: 'ops', ops: ops.slice(i, i + MAX_OPS_PER_RECORD) }));
+        opRecords.push(encodeRecord({ type: 'ops', ops: [] }));
+        // Pick whichever compresses smaller on its own (a fast estimate of its share of the part).
+        const [patchEst, literalEst] = await Promise.all([compress(Buffer.concat([...opRecords, patch.diff, patch.extra]), 5), compress(content, 5)]);
+        if (patchEst.length < literalEst.length) {
+          usedPatch = true;
+          current.control.push(encodeRecord({ type: 'file', id: obj.id, header: headerBytes, source: source.id }), ...opRecords);
+          current.addDiff(patch.diff);
+          current.addLiteral(patch.extra);
+        }
+      }
+      if (!usedPatch) {
+        current.control.push(encodeRecord({ type: 'file', id: obj.id, header: headerBytes, source: null }));
+        if (content) current.addLiteral(content);
+      }
+      if (usedPatch) patched++;
+      else literal++;
+    }
+    current.objects.push({ kind: obj.kind, id: obj.id });
+    if (current.rawBytes >= partBytes) closePart();
+  }
+  closePart();
+  await Promise.all(pending);
+
+  const superblock = encodeSuperblock({
+    from: opts.from,
+    to: opts.to,
+    commit: toCommitBytes,
+    commitSigs: await repo.readSignatures(opts.to),
+    created: Math.floor((opts.now?.() ?? Date.now()) / 1000),
+    parts,
+  });
+  const signatures = await Promise.all((opts.signKeys ?? []).map((k) => signDelta(superblock, k)));
+  const envelope = encodeEnvelope(superblock, encodeSignatures(signatures));
+  await writeFile(join(tmpDir, 'envelope'), envelope);
+  // Replace a previous delta of the same name as a whole.
+  await rm(dir, { recursive: true, force: true });
+  await rename(tmpDir, dir);
+
+  const bytes = 16 + envelope.length + parts.reduce((n, p) => n + p.size, 0);
+  if (opts.out) await writeSingleFile(opts.out, envelope, partFiles.map((f) => f.replace(tmpDir, dir)));
+  return {
+    from: opts.from,
+    to: opts.to,
+    name,
+    bytes,
+    parts: parts.length,
+    objects: wanted.length,
+    patched,
+    literal,
+    signedBy: signatures.map((s) => keyId(s.key)),
+    dir,
+    out: opts.out,
+  };
+}
+
+/** preamble ‖ envelope ‖ parts, written to a temp file and renamed into place. */
+async function writeSingleFile(out: string, envelope: Uint8Array, partFiles: string[]): Promise<void> {
+  const tmp = `${out}.tmp-${process.pid}`;
+  const fh = await open(tmp, 'w').catch((err) => {
+    throw fromSystemError(err, 'write', out);
+  });
+  try {
+    await fh.write(encodePreamble(envelope.length));
+    await fh.write(envelope);
+    for (const f of partFiles) {
+      const src = await open(f, 'r');
+      try {
+        const buf = Buffer.alloc(1 << 20);
+        for (;;) {
+          const { bytesRead } = await src.read(buf, 0, buf.length, null);
+          if (bytesRead === 0) break;
+          await fh.write(buf.subarray(0, bytesRead));
+        }
+      } finally {
+        await src.close();
+      }
+    }
+    await fh.sync();
+  } catch (err) {
+    await fh.close();
+    await rm(tmp, { force: true });
+    throw fromSystemError(err, 'write', out);
+  }
+  await fh.close();
+  await rename(tmp, out);
+}

@@ -1,0 +1,205 @@
+/**
+ * Issue 3, must-shows 1-3: apply(generate(A, B)) rebuilds B exactly (Node and Bun), from
+ * scratch too; bad deltas are refused before anything of them is stored; kill -9 during apply,
+ * then apply again, completes without redoing stored parts.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { BIN, type Runtime, diffSnapshots, larch, larchOk, snapshotTree, tempDir } from '../helpers.ts';
+
+/** A pseudo-random but repeatable buffer (so compressors cannot cheat, and reruns are equal). */
+function noise(seed: number, n: number): Buffer {
+  const b = Buffer.alloc(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+/** Tree A, then B = A with the kinds of change an OS update makes. */
+function makePair(dir: string): { a: string; b: string } {
+  const a = join(dir, 'A');
+  mkdirSync(join(a, 'usr', 'bin'), { recursive: true });
+  mkdirSync(join(a, 'lib', 'modules', '6.1.0-25-amd64', 'kernel'), { recursive: true });
+  mkdirSync(join(a, 'etc'));
+  const binary = noise(1, 300_000);
+  writeFileSync(join(a, 'usr', 'bin', 'tool'), binary);
+  writeFileSync(join(a, 'usr', 'bin', 'same'), 'unchanged\n');
+  writeFileSync(join(a, 'lib', 'modules', '6.1.0-25-amd64', 'kernel', 'driver.ko'), noise(2, 200_000));
+  writeFileSync(join(a, 'etc', 'config'), 'a=1\nb=2\n'.repeat(200));
+  writeFileSync(join(a, 'gone'), 'removed in B\n');
+  writeFileSync(join(a, 'empty'), '');
+  symlinkSync('tool', join(a, 'usr', 'bin', 'link'));
+  const b = join(dir, 'B');
+  cpSync(a, b, { recursive: true, verbatimSymlinks: true });
+  // a binary with a few bytes changed and a block inserted
+  const changed = Buffer.concat([binary.subarray(0, 100_000), noise(3, 2_000), binary.subarray(100_000)]);
+  for (let i = 150_000; i < 150_100; i++) changed[i] ^= 0x5a;
+  writeFileSync(join(b, 'usr', 'bin', 'tool'), changed);
+  // a kernel update: the module directory is renamed and the module changes a little
+  renameSync(join(b, 'lib', 'modules', '6.1.0-25-amd64'), join(b, 'lib', 'modules', '6.1.0-26-amd64'));
+  const ko = readFileSync(join(b, 'lib', 'modules', '6.1.0-26-amd64', 'kernel', 'driver.ko'));
+  ko.write('6.1.0-26', 5000);
+  writeFileSync(join(b, 'lib', 'modules', '6.1.0-26-amd64', 'kernel', 'driver.ko'), ko);
+  writeFileSync(join(b, 'etc', 'config'), 'a=1\nb=3\n'.repeat(200));
+  unlinkSync(join(b, 'gone'));
+  writeFileSync(join(b, 'new-file'), noise(4, 50_000));
+  chmodSync(join(b, 'usr', 'bin', 'same'), 0o700);
+  unlinkSync(join(b, 'usr', 'bin', 'link'));
+  symlinkSync('same', join(b, 'usr', 'bin', 'link'));
+  return { a, b };
+}
+
+async function setup(t: { teardown(fn: () => unknown): void }, partSize?: number) {
+  const dir = tempDir(t);
+  const { a, b } = makePair(dir);
+  const server = join(dir, 'server');
+  await larchOk(['init', '--repo', server, '--mode', 'archive']);
+  await larchOk(['keygen', '--out', join(dir, 'vendor')]);
+  const ida = (await larchOk(['commit', '--repo', server, '-b', 'os', '--tree', a, '--version', '1', '--sign-key', join(dir, 'vendor.key'), '--json'])).json.commit;
+  const idb = (await larchOk(['commit', '--repo', server, '-b', 'os', '--tree', b, '--version', '2', '--sign-key', join(dir, 'vendor.key'), '--json'])).json.commit;
+  const deltaFile = join(dir, 'a-b.delta');
+  const gen = await larchOk(['delta', 'generate', '--repo', server, '--from', ida, '--to', idb, '--sign-key', join(dir, 'vendor.key'), '--out', deltaFile, '--json', ...(partSize ? ['--part-size', String(partSize)] : [])]);
+  return { dir, a, b, server, ida, idb, deltaFile, gen: gen.json };
+}
+
+async function deviceWithA(dir: string, server: string, ida: string, name: string, runtime: Runtime = 'bun') {
+  const device = join(dir, name);
+  await larchOk(['init', '--repo', device, '--mode', 'bare-user'], { runtime });
+  await larchOk(['pull-local', '--repo', device, server, ida], { runtime });
+  return device;
+}
+
+t.test('apply(generate(A, B)) rebuilds B exactly, from Node and from Bun', async (t) => {
+  const { dir, b, server, ida, idb, deltaFile, gen } = await setup(t);
+  t.equal(gen.from, ida);
+  t.equal(gen.to, idb);
+  t.ok(gen.patched >= 2, `changed files are sent as patches (${gen.patched})`);
+  const bytes = readFileSync(deltaFile).length;
+  t.equal(gen.bytes, bytes, 'reported size is the file size');
+  t.ok(bytes < 60_000, `the delta is small (${bytes} bytes for ~52 kB of new random data)`);
+  for (const runtime of ['bun', 'node'] as Runtime[]) {
+    const device = await deviceWithA(dir, server, ida, `device-${runtime}`, runtime);
+    const r = await larchOk(['delta', 'apply', '--repo', device, deltaFile, '--key', join(dir, 'vendor.pub'), '--ref', 'os', '--json'], { runtime });
+    t.equal(r.json.to, idb, `${runtime}: the target commit`);
+    t.equal((await larch(['fsck', '--repo', device])).code, 0, `${runtime}: fsck clean`);
+    t.equal((await larch(['verify', '--repo', device, '--key', join(dir, 'vendor.pub'), 'os'])).code, 0, `${runtime}: the commit's own signature came along`);
+    await larchOk(['checkout', '--repo', device, 'os', join(dir, `co-${runtime}`)]);
+    t.same(diffSnapshots(await snapshotTree(b), await snapshotTree(join(dir, `co-${runtime}`)), true), [], `${runtime}: checkout equals B`);
+    const again = await larchOk(['delta', 'apply', '--repo', device, deltaFile, '--key', join(dir, 'vendor.pub'), '--json'], { runtime });
+    t.equal(again.json.partsApplied, 0, `${runtime}: applying again does nothing`);
+  }
+});
+
+t.test('a from-scratch delta installs B into an empty repo', async (t) => {
+  const { dir, b, server, idb } = await setup(t);
+  const file = join(dir, 'scratch.delta');
+  const gen = await larchOk(['delta', 'generate', '--repo', server, '--to', idb, '--sign-key', join(dir, 'vendor.key'), '--out', file, '--json']);
+  t.equal(gen.json.from, null);
+  t.equal(gen.json.patched, 0, 'no patches without a base');
+  const device = join(dir, 'fresh');
+  await larchOk(['init', '--repo', device, '--mode', 'bare-user']);
+  await larchOk(['trust', '--repo', device, join(dir, 'vendor.pub')]);
+  const r = await larchOk(['delta', 'apply', '--repo', device, file, '--ref', 'os', '--json']);
+  t.equal(r.json.to, idb, 'keyring trust is enough');
+  await larchOk(['checkout', '--repo', device, 'os', join(dir, 'co')]);
+  t.same(diffSnapshots(await snapshotTree(b), await snapshotTree(join(dir, 'co')), true), []);
+  const list = (await larchOk(['delta', 'list', '--repo', server, '--json'])).json;
+  t.equal(list.length, 2, 'delta list shows both deltas in the server repo');
+  t.ok(list.every((d: { signed: boolean }) => d.signed), 'both signed');
+});
+
+t.test('refused before anything is stored', async (t) => {
+  const { dir, server, ida, idb, deltaFile } = await setup(t);
+  await larchOk(['keygen', '--out', join(dir, 'other')]);
+  const objectCount = (repo: string) => larchOk(['fsck', '--repo', repo, '--json']).then((r) => r.json.objects as number);
+
+  const device = await deviceWithA(dir, server, ida, 'device');
+  const before = await objectCount(device);
+  const expectRefused = async (file: string, code: string, what: string, message?: RegExp) => {
+    const r = await larch(['delta', 'apply', '--repo', device, file, '--key', join(dir, 'vendor.pub'), '--json']);
+    t.equal(r.json?.error?.code, code, `${what}: ${code}`);
+    if (message) t.match(r.json?.error?.message, message, `${what}: says what is wrong`);
+    t.equal(await objectCount(device), before, `${what}: nothing stored`);
+    t.equal((await larch(['show', '--repo', device, idb])).code, 3, `${what}: no target commit`);
+  };
+
+  // untrusted key
+  const r = await larch(['delta', 'apply', '--repo', device, deltaFile, '--key', join(dir, 'other.pub'), '--json']);
+  t.equal(r.json.error.code, 'SIGNATURE_INVALID', 'untrusted key refused');
+  const unsigned = join(dir, 'unsigned.delta');
+  await larchOk(['delta', 'generate', '--repo', server, '--from', ida, '--to', idb, '--out', unsigned]);
+  await expectRefused(unsigned, 'SIGNATURE_INVALID', 'unsigned delta');
+
+  const bytes = readFileSync(deltaFile);
+  const envLen = bytes.readUInt32BE(12);
+  // a modified superblock: flip a byte inside the envelope's superblock
+  const modified = Buffer.from(bytes);
+  modified[16 + Math.floor(envLen / 2)] ^= 0x01;
+  writeFileSync(join(dir, 'modified.delta'), modified);
+  const m = await larch(['delta', 'apply', '--repo', device, join(dir, 'modified.delta'), '--key', join(dir, 'vendor.pub'), '--json']);
+  t.ok(['SIGNATURE_INVALID', 'DELTA_CORRUPT'].includes(m.json.error.code), `modified superblock refused (${m.json.error.code})`);
+
+  // one flipped byte in a part
+  const flipped = Buffer.from(bytes);
+  flipped[bytes.length - 10] ^= 0x01;
+  writeFileSync(join(dir, 'flipped.delta'), flipped);
+  await expectRefused(join(dir, 'flipped.delta'), 'DELTA_CORRUPT', 'flipped byte in a part', /part \d+\/\d+: checksum mismatch/);
+
+  // truncated
+  writeFileSync(join(dir, 'truncated.delta'), bytes.subarray(0, bytes.length - 100));
+  await expectRefused(join(dir, 'truncated.delta'), 'DELTA_CORRUPT', 'truncated delta', /part \d+\/\d+: truncated/);
+
+  // garbage
+  writeFileSync(join(dir, 'garbage.delta'), randomBytes(5000));
+  await expectRefused(join(dir, 'garbage.delta'), 'DELTA_CORRUPT', 'not a delta', /bad magic/);
+
+  // a delta for another A
+  const other = join(dir, 'other-device');
+  await larchOk(['init', '--repo', other, '--mode', 'bare-user']);
+  const wrongBase = await larch(['delta', 'apply', '--repo', other, deltaFile, '--key', join(dir, 'vendor.pub'), '--json']);
+  t.equal(wrongBase.json.error.code, 'DELTA_BASE_MISSING');
+  t.equal(wrongBase.code, 12);
+  t.match(wrongBase.json.error.message, new RegExp(ida));
+});
+
+t.test('kill -9 during apply at 20 random moments, then apply again', async (t) => {
+  const { dir, b, server, ida, idb, deltaFile, gen } = await setup(t, 64 * 1024);
+  t.ok(gen.parts >= 5, `the delta has several parts (${gen.parts})`);
+  const device = await deviceWithA(dir, server, ida, 'device');
+  // How long a whole apply takes, measured on a copy.
+  const probe = await deviceWithA(dir, server, ida, 'probe');
+  let start = Date.now();
+  await larchOk(['delta', 'apply', '--repo', probe, deltaFile, '--key', join(dir, 'vendor.pub')]);
+  const fullMs = Date.now() - start;
+  rmSync(probe, { recursive: true, force: true });
+  let resumedWithSkips = 0;
+  for (let i = 0; i < 20; i++) {
+    const victim = await deviceWithA(dir, server, ida, `victim-${i}`);
+    const delayMs = Math.floor(Math.random() * fullMs);
+    const child = spawn(BIN, ['delta', 'apply', '--repo', victim, deltaFile, '--key', join(dir, 'vendor.pub')], { stdio: 'ignore' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), delayMs);
+    await new Promise((r) => child.on('exit', r));
+    clearTimeout(timer);
+    t.equal((await larch(['fsck', '--repo', victim])).code, 0, `round ${i} (kill after ${delayMs} ms): fsck clean`);
+    const again = await larchOk(['delta', 'apply', '--repo', victim, deltaFile, '--key', join(dir, 'vendor.pub'), '--json']);
+    t.equal(again.json.to, idb, `round ${i}: the apply completes`);
+    t.equal(again.json.partsApplied + again.json.partsSkipped, gen.parts, `round ${i}: every part accounted for`);
+    if (again.json.partsSkipped > 0 && again.json.partsApplied > 0) resumedWithSkips++;
+    t.equal((await larch(['fsck', '--repo', victim])).code, 0, `round ${i}: fsck clean after resuming`);
+    rmSync(victim, { recursive: true, force: true });
+  }
+  t.ok(resumedWithSkips > 0, `some resumes skipped parts stored before the kill (${resumedWithSkips} of 20)`);
+  start = Date.now();
+  void start;
+  await larchOk(['delta', 'apply', '--repo', device, deltaFile, '--key', join(dir, 'vendor.pub'), '--ref', 'os']);
+  await larchOk(['checkout', '--repo', device, 'os', join(dir, 'co')]);
+  t.same(diffSnapshots(await snapshotTree(b), await snapshotTree(join(dir, 'co')), true), []);
+});
