@@ -4,7 +4,7 @@
  * the repo must hold the delta's base commit. Each part's checksum is checked before its bytes
  * are used; each rebuilt object's id before it is staged; each part is made durable before the
  * next begins, so an interrupted apply resumes with the parts it lacks. Memory per part: three
- * brotli decoders (16 MiB window each) and 64 KiB buffers, whatever the update's size.
+ * brotli decoders (16 MiB window each) and 256 KiB buffers, whatever the update's size.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -43,7 +43,8 @@ export interface ApplyResult {
   objectsWritten: number;
 }
 
-const CHUNK = 64 * 1024;
+/** Copy granularity of patches: reads of the source object, and the chunks handed to the writer. */
+const CHUNK = 256 * 1024;
 let sourceCounter = 0;
 
 /** Reads and checks a delta's envelope. @throws SIGNATURE_INVALID, SIGNATURE_MISSING, DELTA_CORRUPT */
@@ -170,9 +171,7 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
   const control = new ByteReader(streamOf(where.path, base, cLen), `${label} control`);
   const diff = new ByteReader(streamOf(where.path, base + cLen, dLen), `${label} diff`);
   const literal = new ByteReader(streamOf(where.path, base + cLen + dLen, lLen), `${label} literal`);
-  const expected = new Set(part.objects.map((o) => `${o.kind}:${o.id}`));
-  const produced = new Set<string>();
-
+  let nextObject = 0;
   const nextRecord = async (expectOps: boolean): Promise<ControlRecord | null> => {
     if (await control.atEnd()) return null;
     const len = Buffer.from(await control.read(4)).readUInt32BE(0);
@@ -186,12 +185,15 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
       const rec = await nextRecord(false);
       if (rec === null) break;
       if (rec.type === 'ops') throw new DeltaFormatError('op record outside a patch');
+      // Each object record stands for the next object the superblock lists for this part.
+      const listed = part.objects[nextObject++];
       const kind = rec.type === 'metadata' ? rec.kind : 'file';
-      if (!expected.has(`${kind}:${rec.id}`)) throw new DeltaFormatError(`object ${rec.id} is not listed for this part`);
-      produced.add(`${kind}:${rec.id}`);
+      if (!listed) throw new DeltaFormatError('more objects than the part lists');
+      if (listed.kind !== kind) throw new DeltaFormatError(`object ${nextObject} is a ${kind}, listed as a ${listed.kind}`);
+      const id = listed.id;
       if (rec.type === 'metadata') {
         const bytes = await literal.read(rec.length);
-        if (metadataId(bytes) !== rec.id) throw new LarchError('OBJECT_CORRUPT', `${label}: rebuilt ${rec.kind} ${rec.id}: checksum mismatch`, { data: { id: rec.id } });
+        if (metadataId(bytes) !== id) throw new LarchError('OBJECT_CORRUPT', `${label}: rebuilt ${rec.kind} ${id}: checksum mismatch`, { data: { id } });
         await txn.writeMetadata(rec.kind, bytes);
         continue;
       }
@@ -199,24 +201,26 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
       try {
         header = decodeFileHeader(rec.header);
       } catch (err) {
-        if (err instanceof ObjectFormatError) throw new DeltaFormatError(`file ${rec.id}: ${err.message}`);
+        if (err instanceof ObjectFormatError) throw new DeltaFormatError(`file ${id}: ${err.message}`);
         throw err;
       }
       if (header.type !== 'reg') {
-        if (rec.source !== null) throw new DeltaFormatError(`file ${rec.id} has no content but a patch source`);
-        await txn.writeFile(header, undefined, `${label}: file ${rec.id}`, rec.id);
+        if (rec.source !== null) throw new DeltaFormatError(`file ${id} has no content but a patch source`);
+        await txn.writeFile(header, undefined, `${label}: file ${id}`, id);
         continue;
       }
       const content =
         rec.source === null
           ? literal.pieces(header.size)
           : patched(await openSourceObject(repo, rec.source, join(repo.path, 'tmp')), () => nextRecord(true), diff, literal);
-      await txn.writeFile(header, { stream: content }, `${label}: file ${rec.id}`, rec.id);
+      await txn.writeFile(header, { stream: content }, `${label}: file ${id}`, id);
     }
-    if (produced.size !== expected.size) throw new DeltaFormatError(`${expected.size - produced.size} object(s) listed for this part were not in it`);
+    if (nextObject !== part.objects.length) throw new DeltaFormatError(`${part.objects.length - nextObject} object(s) listed for this part were not in it`);
     if (!(await diff.atEnd()) || !(await literal.atEnd())) throw new DeltaFormatError('streams hold bytes past the last object');
     const written = txn.stats.objectsWritten;
-    await txn.commit();
+    // One sync per part (content durable before it is renamed into place); the final commit's
+    // transaction syncs again before the commit object exists, which covers every part's renames.
+    await txn.commit({}, { syncRenames: false });
     return written;
   } catch (err) {
     await txn.abort();
@@ -227,7 +231,7 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
   }
 }
 
-/** bspatch as a stream: old bytes plus diff bytes, then extra bytes, per op; 64 KiB at a time. */
+/** bspatch as a stream: old bytes plus diff bytes, then extra bytes, per op; CHUNK bytes at a time. */
 async function* patched(
   source: Awaited<ReturnType<typeof openSourceObject>>,
   nextOps: () => Promise<ControlRecord | null>,

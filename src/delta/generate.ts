@@ -44,6 +44,8 @@ export interface GenerateResult {
   signedBy: string[];
   dir: string;
   out?: string;
+  /** Wall time of each phase in ms (compress overlaps the others: it runs on the thread pool). */
+  timingsMs: { plan: number; diff: number; estimate: number; compress: number; total: number };
 }
 
 /** Files larger than this are sent literally: bsdiff needs ~6x the old size in memory (suffix array). */
@@ -84,6 +86,8 @@ class PartBuilder {
 
 /** @throws NOT_FOUND, OBJECT_MISSING, OBJECT_CORRUPT */
 export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<GenerateResult> {
+  const started = performance.now();
+  const timingsMs = { plan: 0, diff: 0, estimate: 0, compress: 0, total: 0 };
   const quality = opts.quality ?? 11;
   const partBytes = opts.partBytes ?? 32 * 1024 * 1024;
   const toCommitBytes = await repo.readMetadataBytes('commit', opts.to);
@@ -126,6 +130,7 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
     if (h.type === 'reg') newFiles.push({ path, id: f.id, size: h.size });
   }
   const sources = planSources(oldFiles, newFiles);
+  timingsMs.plan = performance.now() - started;
 
   const name = deltaName(opts.from, opts.to);
   const dir = join(repo.path, 'deltas', name);
@@ -135,6 +140,8 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
     throw fromSystemError(err, 'create', tmpDir);
   });
 
+  // LARCH_DELTA_REPORT=FILE writes one line per new file: its size and the estimates (for tuning).
+  const debugLines: string[] | undefined = process.env.LARCH_DELTA_REPORT ? [] : undefined;
   const parts: PartInfo[] = [];
   const partFiles: string[] = [];
   const pending: Promise<void>[] = [];
@@ -154,7 +161,9 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
     // Compress on the thread pool while the next part is being built.
     pending.push(
       (async () => {
+        const t0 = performance.now();
         const [c, d, l] = await Promise.all([part.control, part.diff, part.literal].map((s) => compress(Buffer.concat(s), quality)));
+        timingsMs.compress += performance.now() - t0;
         const head = Buffer.alloc(12);
         head.writeUInt32BE(c.length, 0);
         head.writeUInt32BE(d.length, 4);
@@ -170,7 +179,7 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
   for (const obj of wanted) {
     if (obj.kind !== 'file') {
       const bytes = await repo.readMetadataBytes(obj.kind, obj.id);
-      current.control.push(encodeRecord({ type: 'metadata', kind: obj.kind as 'dirtree' | 'dirmeta', id: obj.id, length: bytes.length }));
+      current.control.push(encodeRecord({ type: 'metadata', kind: obj.kind as 'dirtree' | 'dirmeta', length: bytes.length }));
       current.addLiteral(bytes);
     } else {
       const header = headers.get(obj.id)!;
@@ -180,22 +189,28 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
       let usedPatch = false;
       if (content && source && source.size <= MAX_BSDIFF_BYTES && content.length <= MAX_BSDIFF_BYTES) {
         const old = await readContent(repo, source.id);
+        let t0 = performance.now();
         const patch = bsdiff(old, content);
+        timingsMs.diff += performance.now() - t0;
         const ops: [number, number, number][] = patch.control.map((e) => [e.diffLen, e.extraLen, e.seek]);
         const opRecords: Uint8Array[] = [];
         for (let i = 0; i < ops.length; i += MAX_OPS_PER_RECORD) opRecords.push(encodeRecord({ type: 'ops', ops: ops.slice(i, i + MAX_OPS_PER_RECORD) }));
         opRecords.push(encodeRecord({ type: 'ops', ops: [] }));
         // Pick whichever compresses smaller on its own (a fast estimate of its share of the part).
+        t0 = performance.now();
         const [patchEst, literalEst] = await Promise.all([compress(Buffer.concat([...opRecords, patch.diff, patch.extra]), 5), compress(content, 5)]);
+        timingsMs.estimate += performance.now() - t0;
+        debugLines?.push(`${obj.path}\t${content.length}\tpatch=${patchEst.length}\tliteral=${literalEst.length}\tsource=${source.path}`);
         if (patchEst.length < literalEst.length) {
           usedPatch = true;
-          current.control.push(encodeRecord({ type: 'file', id: obj.id, header: headerBytes, source: source.id }), ...opRecords);
+          current.control.push(encodeRecord({ type: 'file', header: headerBytes, source: source.id }), ...opRecords);
           current.addDiff(patch.diff);
           current.addLiteral(patch.extra);
         }
       }
+      if (!usedPatch && content && !source) debugLines?.push(`${obj.path}\t${content.length}\tliteral-only`);
       if (!usedPatch) {
-        current.control.push(encodeRecord({ type: 'file', id: obj.id, header: headerBytes, source: null }));
+        current.control.push(encodeRecord({ type: 'file', header: headerBytes, source: null }));
         if (content) current.addLiteral(content);
       }
       if (usedPatch) patched++;
@@ -207,6 +222,7 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
   closePart();
   await Promise.all(pending);
 
+  if (debugLines) await writeFile(process.env.LARCH_DELTA_REPORT!, debugLines.join('\n') + '\n');
   const superblock = encodeSuperblock({
     from: opts.from,
     to: opts.to,
@@ -236,6 +252,7 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
     signedBy: signatures.map((s) => keyId(s.key)),
     dir,
     out: opts.out,
+    timingsMs: { ...timingsMs, total: performance.now() - started },
   };
 }
 

@@ -333,7 +333,7 @@ export class Transaction {
    * Makes the staged objects durable and moves them into objects/, then moves the refs.
    * @throws NO_SPACE, IO
    */
-  async commit(refs: Record<string, ObjectId> = {}): Promise<void> {
+  async commit(refs: Record<string, ObjectId> = {}, opts: { syncRenames?: boolean } = {}): Promise<void> {
     try {
       await writeXattrs(this.xattrJobs);
       const stagedPaths = [...this.staged.values()];
@@ -353,7 +353,10 @@ export class Transaction {
           await rename(from, to);
         });
       }
-      await syncFilesystem(join(this.repo.path, 'objects'), [...touchedDirs]);
+      // The renames need their own sync only when something is about to rely on them (a ref here).
+      // Without it (delta parts), a power cut can lose a rename, never an object's content: the
+      // object is then missing, and whatever needs it (the next part, the final commit) finds out.
+      if (opts.syncRenames ?? true) await syncFilesystem(join(this.repo.path, 'objects'), [...touchedDirs]);
       for (const [branch, id] of Object.entries(refs)) await this.repo.writeRef(branch, id);
     } catch (err) {
       throw fromSystemError(err, 'commit transaction in', this.repo.path);

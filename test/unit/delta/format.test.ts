@@ -31,15 +31,18 @@ t.test('preamble', async (t) => {
 
 t.test('control records round trip; bad ones refused', async (t) => {
   const recs = [
-    { type: 'metadata' as const, kind: 'dirtree' as const, id: id('1'), length: 77 },
-    { type: 'file' as const, id: id('2'), header: Uint8Array.from([0xa0]), source: null },
-    { type: 'file' as const, id: id('3'), header: Uint8Array.from([0xa0]), source: id('4') },
+    { type: 'metadata' as const, kind: 'dirtree' as const, length: 77 },
+    { type: 'file' as const, header: Uint8Array.from([0xa0]), source: null },
+    { type: 'file' as const, header: Uint8Array.from([0xa0]), source: id('4') },
   ];
   for (const r of recs) t.same(decodeRecord(encodeRecord(r).subarray(4), false), r, r.type);
-  const ops = { type: 'ops' as const, ops: [[10, 2, -5], [0, 0, 0]] as [number, number, number][] };
-  t.same(decodeRecord(encodeRecord(ops).subarray(4), true), ops, 'ops');
-  t.throws(() => decodeRecord(encodeRecord({ type: 'ops', ops: [[-1, 0, 0]] }).subarray(4), true), DeltaFormatError, 'negative length');
-  t.throws(() => decodeRecord(Uint8Array.from([0x81, 0x07]), false), DeltaFormatError, 'unknown kind');
+  const ops = { type: 'ops' as const, ops: [[10, 2, -5], [0, 0, 0], [2 ** 40, 300, -(2 ** 33)]] as [number, number, number][] };
+  t.same(decodeRecord(encodeRecord(ops).subarray(4), true), ops, 'ops, large values and negative seeks');
+  t.same([...encodeRecord({ type: 'ops', ops: [[1, 2, -3]] }).subarray(4)], [1, 1, 2, 5], 'ops layout: count, diffLens, extraLens, zigzag seeks');
+  t.throws(() => encodeRecord({ type: 'ops', ops: [[-1, 0, 0]] }), RangeError, 'negative length cannot be encoded');
+  t.throws(() => decodeRecord(Uint8Array.from([2, 1]), true), DeltaFormatError, 'truncated op record');
+  t.throws(() => decodeRecord(Uint8Array.from([1, 1, 1, 1, 9]), true), DeltaFormatError, 'trailing bytes');
+  t.throws(() => decodeRecord(Uint8Array.from([0x82, 0x07, 0x00]), false), DeltaFormatError, 'unknown kind');
 });
 
 async function* chunks(data: Uint8Array, cuts: number[]) {
