@@ -93,7 +93,8 @@ export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOpt
 }
 
 async function partStored(repo: Repo, part: PartInfo): Promise<boolean> {
-  for (const o of part.objects) if (!(await repo.hasObject(o.kind, o.id))) return false;
+  // Last object first: a part not yet applied is usually missing all of them, so one check says so.
+  for (let i = part.objects.length - 1; i >= 0; i--) if (!(await repo.hasObject(part.objects[i].kind, part.objects[i].id))) return false;
   return true;
 }
 
