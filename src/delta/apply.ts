@@ -4,7 +4,7 @@
  * the repo must hold the delta's base commit. Each part's checksum is checked before its bytes
  * are used; each rebuilt object's id before it is staged; each part is made durable before the
  * next begins, so an interrupted apply resumes with the parts it lacks. Memory per part: three
- * brotli decoders (16 MiB window each) and 256 KiB buffers, whatever the update's size.
+ * brotli decoders (16 MiB window each) and 128 KiB buffers, whatever the update's size.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -44,7 +44,7 @@ export interface ApplyResult {
 }
 
 /** Copy granularity of patches: reads of the source object, and the chunks handed to the writer. */
-const CHUNK = 256 * 1024;
+const CHUNK = 128 * 1024;
 let sourceCounter = 0;
 
 /** Reads and checks a delta's envelope. @throws SIGNATURE_INVALID, SIGNATURE_MISSING, DELTA_CORRUPT */

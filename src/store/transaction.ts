@@ -30,6 +30,24 @@ function u32(n: number): Buffer {
   return b;
 }
 
+/**
+ * Writes a stream of chunks to a new file through a FileHandle, calling `seen` on each chunk
+ * first: no stream machinery per file (a delta apply writes thousands of objects; measured
+ * faster than pipeline + Transform + WriteStream).
+ */
+async function writeHashed(path: string, chunks: AsyncIterable<Uint8Array>, seen: (chunk: Uint8Array) => void): Promise<void> {
+  const fh = await open(path, 'wx', 0o600);
+  try {
+    for await (const chunk of chunks) {
+      seen(chunk);
+      let at = 0;
+      while (at < chunk.length) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Reads a whole file of at most buffer.length - 1 bytes into buffer; returns the filled part. */
 async function readSmallFile(path: string | Buffer, buffer: Buffer): Promise<Buffer> {
   const fh = await open(path, 'r');
@@ -236,13 +254,16 @@ export class Transaction {
       },
     });
     try {
-      const out = await createExclusiveWriteStream(tmp);
       if (this.repo.mode === 'archive') {
+        const out = await createExclusiveWriteStream(tmp);
         out.write(u32(headerBytes.length));
         out.write(headerBytes);
         await pipeline(stream, tap, createDeflateRaw({ level: 6 }), out);
       } else {
-        await pipeline(stream, tap, out);
+        await writeHashed(tmp, stream, (chunk) => {
+          hash.update(chunk);
+          count += chunk.length;
+        });
       }
     } catch (err) {
       await rm(tmp, { force: true });
