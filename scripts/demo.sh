@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The larch demo: what a vendor's build server does today. Compose two signed versions of an
-# OS tree made from real Debian packages, inspect them, check one out, and let fsck catch a
-# corrupted object. Later issues extend it to deltas, a served repo and a simulated device.
+# OS tree made from real Debian packages, inspect them, check one out, update a device repo
+# with a signed static delta, and let fsck catch a corrupted object. Later issues extend it to
+# a served repo and a simulated device that boots, falls back and rolls back.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm install --no-audit --no-fund
@@ -43,9 +44,15 @@ step "Check version 1.1 out, the way a device deploys it"
 run "$LARCH" checkout --repo repo demo/stable rootfs --json | head -8
 run cat rootfs/etc/os-release
 
-step "A device-side bare repo, filled from the archive repo"
+step "A device holding version 1.0 (copied from the archive repo, as a factory would)"
 run "$LARCH" init --repo device --mode "$( [ "$(id -u)" = 0 ] && echo bare || echo bare-user )"
-run "$LARCH" pull-local --repo device repo demo/stable
+run "$LARCH" pull-local --repo device repo 'demo/stable^'
+
+step "A signed static delta 1.0 -> 1.1, applied on the device (offline, as from a USB stick)"
+run "$LARCH" delta generate --repo repo --from 'demo/stable^' --to demo/stable --sign-key vendor.key --out update.delta
+run "$LARCH" delta apply --repo device update.delta --key vendor.pub --ref demo/stable
+run "$LARCH" verify --repo device --key vendor.pub demo/stable
+printf 'the delta is %s bytes; version 1.1 unpacked is %s bytes\n' "$(stat -c %s update.delta)" "$(du -sb rootfs | cut -f1)"
 
 step "fsck catches a corrupted object, and names the file that uses it"
 run "$LARCH" fsck --repo repo
