@@ -1,7 +1,7 @@
 /** Signing and verifying delta superblocks (ed25519, as commits; see format.ts for the message). */
 import * as ed from '@noble/ed25519';
 import { createHash } from 'node:crypto';
-import { type SecretKey, type Signature, decodeSignatures } from '../store/sign.ts';
+import { type SecretKey, type Signature, decodeSignatures, verifyAnySignature } from '../store/sign.ts';
 import { deltaSigningMessage } from './format.ts';
 
 const message = (superblock: Uint8Array) => deltaSigningMessage(createHash('sha256').update(superblock).digest());
@@ -13,15 +13,5 @@ export async function signDelta(superblock: Uint8Array, key: SecretKey): Promise
 /** True when a trusted key made one of the signatures over this superblock. */
 export async function verifyDelta(superblock: Uint8Array, signatures: Uint8Array, trusted: Uint8Array[]): Promise<boolean> {
   const sigs = decodeSignatures(signatures);
-  if (!sigs) return false;
-  const m = message(superblock);
-  for (const s of sigs) {
-    if (!trusted.some((t) => Buffer.from(t).equals(Buffer.from(s.key)))) continue;
-    try {
-      if (await ed.verifyAsync(s.sig, m, s.key)) return true;
-    } catch {
-      // malformed point or signature: not valid
-    }
-  }
-  return false;
+  return sigs !== null && verifyAnySignature(message(superblock), sigs, trusted);
 }

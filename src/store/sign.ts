@@ -116,8 +116,12 @@ export function decodeSignatures(bytes: Uint8Array): Signature[] | null {
 }
 
 /** True when some signature is by one of the trusted keys and valid for this commit. */
-export async function verifyCommitSignatures(commitId: ObjectId, sigs: Signature[], trusted: Uint8Array[]): Promise<boolean> {
-  const message = commitSigningMessage(commitId);
+export function verifyCommitSignatures(commitId: ObjectId, sigs: Signature[], trusted: Uint8Array[]): Promise<boolean> {
+  return verifyAnySignature(commitSigningMessage(commitId), sigs, trusted);
+}
+
+/** True when some signature over `message` is by one of the trusted keys and valid. */
+export async function verifyAnySignature(message: Uint8Array, sigs: Signature[], trusted: Uint8Array[]): Promise<boolean> {
   for (const s of sigs) {
     if (!trusted.some((t) => Buffer.from(t).equals(Buffer.from(s.key)))) continue;
     try {
