@@ -134,13 +134,13 @@ OPTIONS
     if (args.positionals.length < 1 || args.positionals.length > 2) positionals(args, ['rev'], 'ls');
     const [rev, start = '/'] = args.positionals;
     const commit = await repo.readCommit(await repo.resolveRev(rev));
-    let { tree, meta } = commit.root;
+    let tree = commit.root.tree;
     let base: Buffer = Buffer.alloc(0);
     for (const part of start.split('/').filter(Boolean)) {
       const dt = await repo.readDirTree(tree);
       const d = dt.dirs.find((e) => Buffer.from(e.name).toString('utf8') === part);
       if (!d) throw new LarchError('NOT_FOUND', `no directory '${start}' in ${rev}`, { data: { path: start } });
-      ({ tree, meta } = d);
+      tree = d.tree;
       base = childPath(base, Buffer.from(part));
     }
     const rows: Record<string, unknown>[] = [];
@@ -170,7 +170,6 @@ OPTIONS
         if (args.values.recursive && e.sub) await visit(e.sub, p);
       }
     };
-    void meta;
     await visit(tree, base);
     if (args.json) return printJson(io, rows);
     for (const r of rows) {
