@@ -246,11 +246,14 @@ export class Transaction {
     const tmp = this.tempPath();
     const hash = sha256Stream().update(headerBytes);
     let count = 0;
+    // A stream longer than its header says (a lying delta, a compression bomb) is stopped at
+    // once, not written to the end.
+    const tooLong = () => new LarchError('INVALID_INPUT', `${where} runs past its declared ${header.size} bytes`, { data: { expected: header.size } });
     const tap = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         hash.update(chunk);
         count += chunk.length;
-        cb(null, chunk);
+        cb(count > header.size ? tooLong() : null, chunk);
       },
     });
     try {
@@ -263,6 +266,7 @@ export class Transaction {
         await writeHashed(tmp, stream, (chunk) => {
           hash.update(chunk);
           count += chunk.length;
+          if (count > header.size) throw tooLong();
         });
       }
     } catch (err) {
