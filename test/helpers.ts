@@ -148,4 +148,16 @@ export function debs(): string[] {
   return readdirSync(dir).filter((f) => f.endsWith('.deb')).map((f) => join(dir, f));
 }
 
+/** mulberry32: a small seeded PRNG, so failures reproduce. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export { readFile };

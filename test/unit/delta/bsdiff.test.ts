@@ -1,20 +1,10 @@
 import t from 'tap';
+import { prng } from '../../helpers.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import { brotliCompressSync, constants } from 'node:zlib';
 import { type ControlEntry, type Patch, bsdiff, bspatch } from '../../../src/delta/bsdiff.ts';
 import { suffixArray } from '../../../src/delta/suffix-array.ts';
 
-/** mulberry32: a small seeded PRNG, so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const randInt = (rnd: () => number, n: number) => Math.floor(rnd() * n);
 const randomBytes = (rnd: () => number, n: number, k = 256) => Uint8Array.from({ length: n }, () => randInt(rnd, k));

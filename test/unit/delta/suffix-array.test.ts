@@ -1,17 +1,7 @@
 import t from 'tap';
+import { prng } from '../../helpers.ts';
 import { suffixArray } from '../../../src/delta/suffix-array.ts';
 
-/** mulberry32: a small seeded PRNG, so failures reproduce. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Lexicographic comparison of the suffixes at a and b; a proper prefix sorts first. */
 function compareSuffixes(d: Uint8Array, a: number, b: number): number {
