@@ -8,11 +8,18 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+// A tool is a command on PATH, or (when it starts with '/') a file a package installs.
+const has = (tool) => (tool.startsWith('/') ? existsSync(tool) : spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status === 0);
 const isRoot = process.getuid?.() === 0;
 
 /** tool -> Debian package that provides it */
-const TOOLS = { getfattr: 'attr', setfattr: 'attr', mkfifo: 'coreutils', sync: 'coreutils', 'dpkg-deb': 'dpkg', tar: 'tar', 'apt-get': 'apt', ostree: 'ostree' };
+const TOOLS = {
+  getfattr: 'attr', setfattr: 'attr', mkfifo: 'coreutils', sync: 'coreutils', 'dpkg-deb': 'dpkg', tar: 'tar', 'apt-get': 'apt', ostree: 'ostree',
+  // boot state: the real env tools larch is cross-checked with, and the bootloaders the board/ scripts run on
+  fw_printenv: 'libubootenv-tool', fw_setenv: 'libubootenv-tool', mkenvimage: 'u-boot-tools', mkimage: 'u-boot-tools',
+  'grub-editenv': 'grub-common', 'grub-script-check': 'grub-common', 'grub-emu': 'grub-emu',
+  'qemu-system-aarch64': 'qemu-system-arm', '/usr/lib/u-boot/qemu_arm64/u-boot.bin': 'u-boot-qemu', mcopy: 'mtools', 'mkfs.vfat': 'dosfstools',
+};
 const missing = [...new Set(Object.entries(TOOLS).filter(([t]) => !has(t)).map(([, p]) => p))];
 if (missing.length > 0) {
   if (!isRoot || !has('apt-get')) {
