@@ -32,7 +32,7 @@ export interface EnvStore {
    * written when nothing changed). Resolves to the variables now stored.
    * @throws as read and write
    */
-  update(change: (vars: Map<string, string>) => void | Promise<void>): Promise<{ vars: Map<string, string>; changed: boolean }>;
+  update(change: (vars: Map<string, string>) => unknown): Promise<{ vars: Map<string, string>; changed: boolean }>;
   /**
    * Writes vars as the whole env on blank or damaged storage (every copy of a redundant env).
    * Storage that already holds a valid env is refused with EXISTS unless force, which then

@@ -83,8 +83,9 @@ export function parseFwEnvConfig(text: string, source = 'fw_env.config'): FwEnvC
     const envSizeBytes = parseHex(sizeText);
     if (envSizeBytes === null) fail(source, line, `env size '${quash(sizeText)}' is not hexadecimal`);
     if (envSizeBytes < 16 || envSizeBytes > MAX_ENV_BYTES) fail(source, line, `env size 0x${envSizeBytes.toString(16)} is out of range (0x10..0x${MAX_ENV_BYTES.toString(16)})`);
-    const sectorSizeBytes = sectorText === undefined ? envSizeBytes : parseHex(sectorText);
-    if (sectorSizeBytes === null || sectorSizeBytes === 0) fail(source, line, `sector size '${quash(sectorText ?? '')}' is not a non-zero hexadecimal number`);
+    // A missing or zero sector size means the env size (one erase block per copy).
+    const sectorSizeBytes = sectorText === undefined || parseHex(sectorText) === 0 ? envSizeBytes : parseHex(sectorText);
+    if (sectorSizeBytes === null) fail(source, line, `sector size '${quash(sectorText ?? '')}' is not hexadecimal`);
     const sectors = sectorsText === undefined || parseHex(sectorsText) === 0 ? Math.ceil(envSizeBytes / sectorSizeBytes) : parseHex(sectorsText);
     if (sectors === null) fail(source, line, `number of sectors '${quash(sectorsText ?? '')}' is not hexadecimal`);
     if (sectors * sectorSizeBytes < envSizeBytes) fail(source, line, `${sectors} sector(s) of 0x${sectorSizeBytes.toString(16)} bytes cannot hold an env of 0x${envSizeBytes.toString(16)} bytes`);
