@@ -1,5 +1,6 @@
 /** The command table, in the order `larch --help` lists them. */
 import type { Command } from '../command.ts';
+import { bootenvCommands } from './bootenv.ts';
 import { checkout } from './checkout.ts';
 import { commit } from './commit.ts';
 import { deltaApply, deltaGenerate, deltaList, deltaShow } from './delta.ts';
@@ -11,4 +12,4 @@ import { prune } from './prune.ts';
 import { pullLocal } from './pull-local.ts';
 import { sign, trust, verify } from './verify.ts';
 
-export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow];
+export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, ...bootenvCommands];
