@@ -136,6 +136,10 @@ function sameVars(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>
   return true;
 }
 
+function withoutEmptyValues(vars: ReadonlyMap<string, string>): Map<string, string> {
+  return new Map([...vars].filter(([, v]) => v !== ''));
+}
+
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 type DeviceKind = 'file' | 'block' | 'missing';
@@ -280,12 +284,14 @@ export function ubootEnvStore(config: FwEnvConfig, options: UbootEnvStoreOptions
     update: (change) =>
       withLock(options, UBOOT_LOCK_PATH, async () => {
         const state = await readState();
-        const vars = new Map(state.vars);
+        // `name=` is never stored (U-Boot's import reads it as a delete): drop it on both sides,
+        // so an env fw_setenv left with `name=` entries is not rewritten for nothing.
+        const stored = withoutEmptyValues(state.vars);
+        const vars = new Map(stored);
         await change(vars);
-        for (const [k, v] of vars) if (v === '') vars.delete(k); // not stored: U-Boot reads `name=` as a delete
-        const changed = !sameVars(state.vars, vars, false);
+        const changed = !sameVars(stored, withoutEmptyValues(vars), false);
         if (changed) await writeOver(state, vars);
-        return { vars, changed };
+        return { vars: withoutEmptyValues(vars), changed };
       }),
     init: (vars, initOptions = {}) =>
       withLock(options, UBOOT_LOCK_PATH, async () => {

@@ -111,6 +111,28 @@ t.test('single copy in a regular file is replaced atomically (new inode, mode ke
   const r = await store.update((v) => v.set('x', '2'));
   t.equal(r.changed, false);
   t.equal(statSync(s.env).ino, after.ino, 'nothing written when nothing changed');
+  fwSetenv(s.cfg, ['empty', '']); // libubootenv stores `empty=`
+  t.equal((await store.read()).get('empty'), '', 'an empty value reads as stored');
+  const ino = statSync(s.env).ino;
+  t.equal((await store.update((v) => v.delete('never-set'))).changed, false, 'a stored `empty=` alone is no reason to write');
+  t.equal(statSync(s.env).ino, ino);
+  await store.write(new Map([['only', 'this'], ['dropped', '']]));
+  t.same(sorted(fwPrintenv(s.cfg)), [['only', 'this']], 'write replaces the whole env; empty values are not stored');
+});
+
+t.test('single copy inside a file over 16 MiB (a disk image) is written in place', async (t) => {
+  const dir = tempDir(t, 'larch-ubootenv-');
+  const image = join(dir, 'disk.img');
+  spawnSync('truncate', ['-s', '17M', image]);
+  const cfg = join(dir, 'cfg');
+  writeFileSync(cfg, `${image} 0x100000 0x4000\n`);
+  const store = await openUbootEnvStore(cfg, { lockPath: join(dir, 'lock') });
+  await store.init(new Map([['bootcmd', 'boot'], ['a', '1']]));
+  const ino = statSync(image).ino;
+  await store.update((v) => v.set('a', '2'));
+  t.equal(statSync(image).ino, ino, 'same inode: not copied');
+  t.equal(statSync(image).size, 17 * 1024 * 1024, 'size kept');
+  t.same(sorted(fwPrintenv(cfg)), [['a', '2'], ['bootcmd', 'boot']]);
 });
 
 t.test('ENV_FULL names the sizes and leaves the env as it was', async (t) => {
