@@ -20,7 +20,7 @@ export const ERROR_CODES = {
   IO: { exit: 9, hint: 'check the path and its permissions' },
   TOOL_MISSING: { exit: 10, hint: 'install the tool named in the message' },
   EXISTS: { exit: 11, hint: 'choose another destination or remove the existing one' },
-  ENV_CORRUPT: { exit: 13, hint: 'the bootloader environment named in the message is unreadable; check its fw_env.config / grubenv path, or rewrite it whole with `larch bootenv set`' },
+  ENV_CORRUPT: { exit: 13, hint: 'the bootloader environment named in the message has no valid copy; check its fw_env.config / grubenv path, or write a whole one with `larch bootenv init --defaults FILE`' },
   ENV_FULL: { exit: 13, hint: 'the variables do not fit the environment; unset variables you no longer need' },
 } as const satisfies Record<string, { exit: number; hint: string }>;
 

@@ -6,6 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { chmod, chown, lchown, lstat, mkdir, open, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -36,15 +37,17 @@ function u32(n: number): Buffer {
  * faster than pipeline + Transform + WriteStream).
  */
 async function writeHashed(path: string, chunks: AsyncIterable<Uint8Array>, seen: (chunk: Uint8Array) => void): Promise<void> {
-  const fh = await open(path, 'wx', 0o600);
+  // Synchronous writes: a staged object is written by one caller at a time, and a thread-pool
+  // round trip per chunk cost more (futex + eventfd) than the write itself on a delta apply.
+  const fd = openSync(path, 'wx', 0o600);
   try {
     for await (const chunk of chunks) {
       seen(chunk);
       let at = 0;
-      while (at < chunk.length) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
+      while (at < chunk.length) at += writeSync(fd, chunk, at, chunk.length - at);
     }
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
@@ -241,7 +244,10 @@ export class Transaction {
     return id;
   }
 
-  /** Hashes and stages in one pass; for streams that can be read only once (tar entries, pulls). */
+  /**
+   * Hashes and stages in one pass; for streams that can be read only once (tar entries, pulls,
+   * deltas). The stream may reuse a chunk's buffer once the next chunk is pulled.
+   */
   private async writeFileFromStream(header: FileHeader & { type: 'reg' }, headerBytes: Uint8Array, stream: AsyncIterable<Uint8Array> | Readable, where: string, expectedId?: ObjectId): Promise<ObjectId> {
     const tmp = this.tempPath();
     const hash = sha256Stream().update(headerBytes);
@@ -253,7 +259,8 @@ export class Transaction {
       transform(chunk: Buffer, _enc, cb) {
         hash.update(chunk);
         count += chunk.length;
-        cb(count > header.size ? tooLong() : null, chunk);
+        // A copy, because deflate may still hold it when the source reuses its buffer (see above).
+        cb(count > header.size ? tooLong() : null, Buffer.from(chunk));
       },
     });
     try {
