@@ -46,6 +46,13 @@ if test "${larch_env}" = fat; then
 fi
 
 # 2. Decode, tolerantly: only exact values count (see decode() in state.ts).
+#    U-Boot's hush rescans quotes inside an expanded value: a value holding ' can make `test` succeed
+#    (measured: test "${X}" = 9 is true for X=a'b). So first replace every character that no valid
+#    value uses (valid ones use only 0-9, A, B and space) by _: valid values stay as they are and
+#    invalid ones stay invalid. setexpr reads the value itself, unexpanded. (SLRE has no ranges.)
+for v in ${larch_vars}; do
+  if env exists ${v}; then setexpr ${v} gsub "[^0123456789AB ]" _; fi
+done
 if test "${BOOT_LKG}" = B; then setenv larch_lkg B; else setenv larch_lkg A; fi
 if test "${BOOT_ORDER}" = "A B"; then setenv larch_order "A B"
 elif test "${BOOT_ORDER}" = "B A"; then setenv larch_order "B A"

@@ -1,0 +1,299 @@
+/**
+ * The real bootloaders run board/boot-cases.json: U-Boot (Debian's qemu_arm64 build under QEMU TCG)
+ * sources board/uboot/boot.scr from a FAT disk holding uboot.env, and GRUB (grub-emu, GRUB in
+ * userspace) runs board/grub/grub.cfg against a grubenv on a FAT disk image. After every boot the
+ * chosen slot and the env on the disk must match the table, which bootloaderChoose() also passes
+ * (test/unit/bootcount/state.test.ts): the scripts and the in-process simulation are the same thing.
+ */
+import t from 'tap';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, ftruncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, tempDir } from '../helpers.ts';
+
+interface Boot {
+  slot: 'A' | 'B';
+  rescue: boolean;
+  wrote: boolean;
+  env?: Record<string, string>;
+}
+interface BootCase {
+  name: string;
+  env: Record<string, string> | 'missing' | 'corrupt';
+  boots: Boot[];
+}
+const cases = (JSON.parse(readFileSync(join(ROOT, 'board', 'boot-cases.json'), 'utf8')) as { cases: BootCase[] }).cases;
+
+const UBOOT_BIN = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
+const ENV_SIZE = 0x4000;
+const PART_OFFSET = 1024 * 1024;
+
+function missingTools(tools: string[]): string[] {
+  return tools.filter((tool) => (tool.startsWith('/') ? !existsSync(tool) : spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0));
+}
+
+function run(cmd: string, args: string[], input?: string): string {
+  const r = spawnSync(cmd, args, { input, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** A disk image: one MBR partition (FAT, type 0x0c) at 1 MiB holding `files`. No root, no loop devices. */
+function makeFatDisk(path: string, files: string[]): void {
+  const part = `${path}.part`;
+  run('mkfs.vfat', ['-C', part, '2048']);
+  if (files.length) run('mcopy', ['-i', part, ...files, '::/']);
+  const partBytes = readFileSync(part);
+  const fd = openSync(path, 'w');
+  try {
+    ftruncateSync(fd, PART_OFFSET + partBytes.length);
+    const mbr = Buffer.alloc(512);
+    mbr[446 + 4] = 0x0c;
+    mbr.writeUInt32LE(PART_OFFSET / 512, 446 + 8);
+    mbr.writeUInt32LE(partBytes.length / 512, 446 + 12);
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    writeSync(fd, mbr, 0, 512, 0);
+    writeSync(fd, partBytes, 0, partBytes.length, PART_OFFSET);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Copies a file out of the disk's FAT partition; null when it is not there. */
+function readFromDisk(disk: string, name: string, dest: string): Buffer | null {
+  const r = spawnSync('mcopy', ['-o', '-n', '-i', `${disk}@@${PART_OFFSET}`, `::/${name}`, dest]);
+  return r.status === 0 ? readFileSync(dest) : null;
+}
+
+function parseLines(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return out;
+}
+
+/** What the env should hold after each boot: the last write, or the initial env. */
+function expectedEnvs(c: BootCase): (Record<string, string> | null)[] {
+  let current = typeof c.env === 'string' ? null : c.env;
+  return c.boots.map((b) => (current = b.wrote ? b.env! : current));
+}
+
+function parseChoice(output: string): Omit<Boot, 'env'> | null {
+  const m = /larch: slot=([AB]) rescue=([01]) wrote=([01])/.exec(output);
+  return m ? { slot: m[1] as 'A' | 'B', rescue: m[2] === '1', wrote: m[3] === '1' } : null;
+}
+
+// ---- U-Boot -------------------------------------------------------------------------------------
+
+/** A U-Boot console on QEMU's serial port (stdio): send a line, wait for a marker it echoes. */
+class UbootConsole {
+  private output = '';
+  private waiters: (() => void)[] = [];
+  private readonly child;
+  private exited = false;
+
+  constructor(disks: string[]) {
+    const args = ['-machine', 'virt', '-cpu', 'cortex-a57', '-m', '256', '-nographic', '-nodefaults', '-serial', 'stdio', '-bios', UBOOT_BIN, '-nic', 'none'];
+    disks.forEach((disk, i) => args.push('-drive', `if=none,file=${disk},format=raw,id=hd${i}`, '-device', `virtio-blk-device,drive=hd${i}`));
+    this.child = spawn('qemu-system-aarch64', args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const onData = (d: Buffer) => {
+      this.output += d.toString('latin1').replace(/\r/g, '');
+      for (const w of this.waiters.splice(0)) w();
+    };
+    this.child.stdout.on('data', onData);
+    this.child.stderr.on('data', onData);
+    this.child.on('exit', () => {
+      this.exited = true;
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  /** Waits until `marker` shows up after offset `from`; returns the text before it. */
+  async waitFor(marker: string, from: number, timeoutMs = 20000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const at = this.output.indexOf(marker, from);
+      if (at >= 0) return this.output.slice(from, at);
+      if (this.exited) throw new Error(`QEMU exited before '${marker}':\n${this.output.slice(-2000)}`);
+      if (Date.now() > deadline) throw new Error(`no '${marker}' within ${timeoutMs} ms:\n${this.output.slice(-2000)}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 200);
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  private counter = 0;
+
+  /** Runs one command line and returns its output. The marker is split by "" so the echoed input never matches it. */
+  async command(line: string): Promise<string> {
+    const n = ++this.counter;
+    const from = this.output.length;
+    this.child.stdin.write(`${line}; echo @@DO""NE-${n}@@\r`);
+    return this.waitFor(`@@DONE-${n}@@`, from);
+  }
+
+  async start(): Promise<void> {
+    await this.waitFor('Hit any key to stop autoboot', 0);
+    this.child.stdin.write('\r');
+    await this.waitFor('=> ', 0);
+  }
+
+  get log(): string {
+    return this.output;
+  }
+
+  stop(): void {
+    if (!this.exited) this.child.kill('SIGKILL');
+  }
+}
+
+function makeUbootEnv(path: string, env: Record<string, string>, corrupt: boolean): void {
+  run('mkenvimage', ['-s', `0x${ENV_SIZE.toString(16)}`, '-o', path, '-'], Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(''));
+  if (corrupt) {
+    const bytes = readFileSync(path);
+    bytes[0] ^= 0xff;
+    writeFileSync(path, bytes);
+  }
+}
+
+const ubootTools = ['mkimage', 'mkenvimage', 'mkfs.vfat', 'mcopy', 'fw_printenv', 'qemu-system-aarch64', UBOOT_BIN];
+
+t.test('U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', { skip: missingTools(ubootTools).length ? `missing: ${missingTools(ubootTools).join(', ')}` : false }, async (t) => {
+  const dir = tempDir(t);
+  const scr = join(dir, 'boot.scr');
+  run('mkimage', ['-A', 'arm64', '-O', 'linux', '-T', 'script', '-C', 'none', '-n', 'larch', '-d', join(ROOT, 'board', 'uboot', 'boot.cmd'), scr]);
+  const names = ['BOOT_ORDER', 'BOOT_A_GOOD', 'BOOT_A_LEFT', 'BOOT_B_GOOD', 'BOOT_B_LEFT', 'BOOT_LKG', 'BOOT_RESCUE'];
+
+  const disks = cases.map((c, i) => {
+    // Each disk says which case it holds: QEMU and U-Boot do not number virtio-mmio disks in -drive order.
+    const idFile = join(dir, `id${i}`);
+    run('mkdir', ['-p', idFile]);
+    writeFileSync(join(idFile, 'case.txt'), 'x'.repeat(i + 1));
+    const files = [scr, join(idFile, 'case.txt')];
+    const envPath = join(dir, `case${i}.env`);
+    if (c.env !== 'missing') {
+      makeUbootEnv(envPath, c.env === 'corrupt' ? { BOOT_ORDER: 'B A', BOOT_A_GOOD: '0', BOOT_B_LEFT: '3' } : c.env, c.env === 'corrupt');
+      // mcopy names the file after its source, so stage it as uboot.env.
+      const staged = join(dir, `stage${i}`);
+      run('mkdir', ['-p', staged]);
+      writeFileSync(join(staged, 'uboot.env'), readFileSync(envPath));
+      files.push(join(staged, 'uboot.env'));
+    }
+    const disk = join(dir, `disk${i}.img`);
+    makeFatDisk(disk, files);
+    return { disk, initial: c.env === 'missing' ? null : readFileSync(envPath) };
+  });
+  // virt has 32 virtio-mmio slots; one disk per case keeps this to one QEMU run.
+  t.ok(cases.length <= 32, 'one QEMU run holds every case');
+
+  const started = Date.now();
+  const uboot = new UbootConsole(disks.map((d) => d.disk));
+  t.teardown(() => uboot.stop());
+  await uboot.start();
+  const deviceOf = new Map<number, number>();
+  for (let dev = 0; dev < cases.length; dev++) {
+    // load sets filesize (hex): the file's length names the case.
+    // U-Boot reads device numbers as hex.
+    const out = await uboot.command(`setenv filesize 0; load virtio ${dev.toString(16)}:1 \${kernel_addr_r} case.txt; echo "case-of-${dev}=\${filesize}="`);
+    const m = new RegExp(`case-of-${dev}=([0-9a-f]+)=`).exec(out);
+    if (m && m[1] !== '0') deviceOf.set(parseInt(m[1], 16) - 1, dev);
+  }
+  t.equal(deviceOf.size, cases.length, 'U-Boot sees every disk');
+  for (const [caseIndex, c] of cases.entries()) {
+    const i = deviceOf.get(caseIndex)!.toString(16);
+    const expected = expectedEnvs(c);
+    for (const [k, boot] of c.boots.entries()) {
+      const at = `${c.name} boot ${k + 1}`;
+      // A power-on: U-Boot's default env, then the script as distro_bootcmd would run it.
+      const out = await uboot.command(`env default -f -a; setenv larch_dryrun 1; setenv devtype virtio; setenv devnum ${i}; setenv distro_bootpart 1; load virtio ${i}:1 \${scriptaddr} boot.scr; source \${scriptaddr}`);
+      t.same(parseChoice(out), { slot: boot.slot, rescue: boot.rescue, wrote: boot.wrote }, `${at}: choice`);
+      const want = expected[k];
+      if (want) {
+        // U-Boot's own view of the file it just wrote (or left alone).
+        const shown = await uboot.command(`env default -f -a; load virtio ${i}:1 \${kernel_addr_r} uboot.env; env import -c \${kernel_addr_r} \${filesize}; printenv ${[...new Set([...names, ...Object.keys(want)])].join(' ')}`);
+        const seen = parseLines(shown.split('\n').filter((l) => !l.startsWith('## ') && !l.includes(' bytes read')).join('\n'));
+        t.same(seen, want, `${at}: env as U-Boot reads it back`);
+      }
+    }
+  }
+  t.notMatch(uboot.log, /^INJECTED$/m, 'no env value ran as a command');
+  uboot.stop();
+  t.comment(`U-Boot: ${cases.reduce((n, c) => n + c.boots.length, 0)} boots in ${Date.now() - started} ms`);
+
+  // The files on the disks, decoded on the host by libubootenv's fw_printenv (CRC checked).
+  for (const [i, c] of cases.entries()) {
+    const final = expectedEnvs(c).at(-1);
+    const got = readFromDisk(disks[i].disk, 'uboot.env', join(dir, `out${i}.env`));
+    if (!c.boots.some((b) => b.wrote)) {
+      t.same(got, disks[i].initial, `${c.name}: env file untouched`);
+      continue;
+    }
+    const config = join(dir, `out${i}.config`);
+    writeFileSync(config, `${join(dir, `out${i}.env`)} 0x0 0x${ENV_SIZE.toString(16)}\n`);
+    t.same(parseLines(run('fw_printenv', ['-c', config])), final, `${c.name}: fw_printenv reads the final env`);
+  }
+});
+
+// ---- GRUB ---------------------------------------------------------------------------------------
+
+const grubTools = ['grub-emu', 'grub-editenv', 'grub-script-check', 'mkfs.vfat', 'mcopy'];
+
+t.test('GRUB grub.cfg follows boot-cases.json (grub-emu)', { skip: missingTools(grubTools).length ? `missing: ${missingTools(grubTools).join(', ')}` : false }, async (t) => {
+  const fragment = join(ROOT, 'board', 'grub', 'grub.cfg');
+  const check = spawnSync('grub-script-check', [fragment], { encoding: 'utf8' });
+  t.equal(check.status, 0, `grub-script-check: ${check.stdout}${check.stderr}`);
+
+  const dir = tempDir(t);
+  const started = Date.now();
+  let boots = 0;
+  for (const [i, c] of cases.entries()) {
+    const caseDir = join(dir, `case${i}`);
+    run('mkdir', ['-p', caseDir]);
+    const grubenv = join(caseDir, 'grubenv');
+    const files: string[] = [];
+    if (c.env !== 'missing') {
+      if (c.env === 'corrupt') {
+        // Right size, wrong signature line: load_env refuses it.
+        writeFileSync(grubenv, `# GRUB Environment Blok\nBOOT_ORDER=B A\nBOOT_B_LEFT=3\n`.padEnd(1024, '#'));
+      } else {
+        run('grub-editenv', [grubenv, 'create']);
+        const pairs = Object.entries(c.env).map(([k, v]) => `${k}=${v}`);
+        if (pairs.length) run('grub-editenv', [grubenv, 'set', ...pairs]);
+      }
+      files.push(grubenv);
+    }
+    const disk = join(caseDir, 'disk.img');
+    makeFatDisk(disk, files);
+    const initial = c.env === 'missing' ? null : readFileSync(grubenv);
+    writeFileSync(join(caseDir, 'device.map'), `(hd0) ${disk}\n`);
+    // grub-emu runs ${prefix}/grub.cfg with prefix (host)/caseDir: a power-on that sources the fragment.
+    writeFileSync(
+      join(caseDir, 'grub.cfg'),
+      `insmod part_msdos\ninsmod fat\nset larch_dryrun=1\nset larch_grubenv=(hd0,msdos1)/grubenv\nsource (host)${fragment}\nreboot\n`,
+    );
+    const expected = expectedEnvs(c);
+    for (const [k, boot] of c.boots.entries()) {
+      const at = `${c.name} boot ${k + 1}`;
+      const r = spawnSync('grub-emu', ['-d', caseDir, '-r', 'host', '-m', join(caseDir, 'device.map')], { input: '', encoding: 'latin1', timeout: 20000 });
+      boots++;
+      const out = r.stdout.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '');
+      t.notMatch(out, /^INJECTED$/m, `${at}: no env value ran as a command`);
+      t.same(parseChoice(out), { slot: boot.slot, rescue: boot.rescue, wrote: boot.wrote }, `${at}: choice\n${out.slice(-600)}`);
+      const got = readFromDisk(disk, 'grubenv', join(caseDir, 'out.env'));
+      if (expected[k] === null) {
+        t.same(got, initial, `${at}: env file untouched`);
+        continue;
+      }
+      t.same(parseLines(run('grub-editenv', [join(caseDir, 'out.env'), 'list'])), expected[k], `${at}: grub-editenv reads the env`);
+      if (!boot.wrote && k === 0) t.same(got, initial, `${at}: not rewritten`);
+    }
+  }
+  t.comment(`GRUB: ${boots} boots in ${Date.now() - started} ms`);
+});
