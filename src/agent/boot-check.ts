@@ -1,0 +1,131 @@
+/**
+ * What runs at every boot (`larch boot-check`) and its in-process stand-in for a reboot
+ * (`larch sim-boot`): learn which slot booted, run the health checks of that deployment, then
+ * mark it good, or spend another try by rebooting, or report a fallback / both-bad rescue. The
+ * decision itself is planBootCheck() in src/bootcount/state.ts; this module does the I/O.
+ */
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { LarchError } from '../errors.ts';
+import { type HealthReport, runHealthChecks } from '../bootcount/health.ts';
+import { type BootCheckPlan, type Slot, applyAll, bootloaderChoose, next, planBootCheck } from '../bootcount/state.ts';
+import { writeFileAtomic } from '../store/_durable.ts';
+import { type LastBoot, bootedSlot, changeBootState, writeLastBoot } from './boot.ts';
+import { readDeployment } from './deploy.ts';
+import { appendJournal } from './journal.ts';
+import type { Sysroot } from './sysroot.ts';
+
+export interface BootCheckOptions {
+  /** Treat the health checks as failed (sim-boot --unhealthy: a stand-in for a broken tree). */
+  forceUnhealthy?: boolean;
+  /** Per-check timeout. */
+  timeoutMs?: number;
+}
+
+export interface BootCheckResult extends LastBoot {
+  health: HealthReport | null;
+}
+
+/** @throws NOT_FOUND when no larch.slot= says which slot booted */
+export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): Promise<BootCheckResult> {
+  const config = await sysroot.readConfig();
+  const slot = await bootedSlot(sysroot);
+  if (!slot) {
+    throw new LarchError('NOT_FOUND', 'cannot tell which slot booted: the kernel command line has no larch.slot=A|B', {
+      hint: 'boot through the larch boot script (board/uboot/boot.cmd or board/grub/grub.cfg), which adds larch.slot=; in a test sysroot run larch sim-boot',
+    });
+  }
+  const record = await readDeployment(sysroot, slot);
+  const journal = (entry: Parameters<typeof appendJournal>[1]) => appendJournal(sysroot.journalPath, { slot, commit: record?.commit, version: record?.version, ...entry });
+
+  let health: HealthReport | null = null;
+  let failed: string[] = [];
+  if (!record) failed = [`slot ${slot} holds no deployment`];
+  else if (opts.forceUnhealthy) failed = ['forced unhealthy (sim-boot --unhealthy)'];
+  else {
+    health = await runHealthChecks({ root: sysroot.deployDir(slot), timeoutMs: opts.timeoutMs, env: { ...process.env, LARCH_SLOT: slot, LARCH_SYSROOT: sysroot.path } });
+    failed = health.required.filter((c) => !c.passed).map((c) => c.name);
+    for (const c of [...health.required, ...health.wanted]) {
+      await journal({ event: 'health', message: `${c.kind} health check ${c.name} ${c.passed ? 'passed' : 'FAILED'}`, data: { check: c.name, kind: c.kind, passed: c.passed, exitCode: c.exitCode } });
+    }
+  }
+  const healthy = failed.length === 0;
+
+  let plan: BootCheckPlan | null = null;
+  await changeBootState(sysroot, config, (state) => {
+    plan = planBootCheck(state, slot, healthy);
+    return plan.events.length > 0 ? applyAll(state, plan.events) : null;
+  });
+  const p = plan! as BootCheckPlan;
+  if (p.report.fellBack) {
+    await journal({ event: 'fallback', message: `the bootloader fell back from slot ${p.report.from} to slot ${slot}: slot ${p.report.from} used up its tries without being marked good`, data: { from: p.report.from, to: slot } });
+  }
+  const messages: Record<BootCheckPlan['outcome'], string> = {
+    confirmed: `slot ${slot} is healthy and now marked good`,
+    'already-good': `slot ${slot} is healthy (already marked good)`,
+    retry: `slot ${slot} is unhealthy (${failed.join(', ')}): rebooting to spend another try or fall back`,
+    'unhealthy-stay': `slot ${slot} is unhealthy (${failed.join(', ')}) but it is the good slot with no update pending: staying, not rebooting`,
+    'both-bad': `no slot is bootable and slot ${slot} (last known good) is unhealthy (${failed.join(', ')}): staying in rescue, not rebooting`,
+  };
+  const event = p.outcome === 'confirmed' ? 'mark-good' : p.outcome === 'both-bad' ? 'rescue' : 'boot';
+  await journal({ event, message: messages[p.outcome], data: { outcome: p.outcome, healthy, failed } });
+
+  const result: BootCheckResult = {
+    time: new Date().toISOString(),
+    slot,
+    commit: record?.commit ?? null,
+    version: record?.version ?? null,
+    fell_back: p.report.fellBack,
+    from: p.report.from,
+    rescue: p.report.rescue,
+    healthy,
+    outcome: p.outcome,
+    reboot: p.reboot,
+    failed_checks: failed,
+    health,
+  };
+  const { health: _omit, ...lastBoot } = result;
+  await writeLastBoot(sysroot, lastBoot);
+  return result;
+}
+
+export interface SimBootResult {
+  slot: Slot;
+  rescue: boolean;
+  /** Whether the simulated bootloader wrote the env (spent a try, or set rescue). */
+  wrote: boolean;
+  check: BootCheckResult;
+}
+
+/**
+ * A simulated reboot: the bootloader's step (bootloaderChoose, what board/ scripts do) on the
+ * sysroot's real env file, the chosen slot recorded as the kernel command line, then boot-check.
+ */
+export async function simBoot(sysroot: Sysroot, opts: BootCheckOptions = {}): Promise<SimBootResult> {
+  const config = await sysroot.readConfig();
+  const store = await sysroot.envStore(config.bootloader);
+  let choice: ReturnType<typeof bootloaderChoose> | null = null;
+  await store.update((vars) => {
+    choice = bootloaderChoose(vars);
+    if (!choice.wrote) return;
+    vars.clear();
+    for (const [k, v] of choice.newVars) vars.set(k, v);
+  });
+  const c = choice! as ReturnType<typeof bootloaderChoose>;
+  await mkdir(dirname(sysroot.simCmdlinePath), { recursive: true });
+  await writeFileAtomic(sysroot.simCmdlinePath, `larch.slot=${c.slot}${c.rescue ? ' larch.rescue=1' : ''}\n`);
+  await appendJournal(sysroot.journalPath, { event: 'boot', slot: c.slot, message: `bootloader booted slot ${c.slot}${c.rescue ? ' in rescue (no slot had tries left or was good)' : ''}${c.wrote ? ' and recorded the try' : ''}`, data: { rescue: c.rescue, wrote: c.wrote } });
+  const check = await bootCheck(sysroot, opts);
+  return { slot: c.slot, rescue: c.rescue, wrote: c.wrote, check };
+}
+
+/** `larch mark-good` / `mark-bad` by hand (default: the booted slot). */
+export async function markSlot(sysroot: Sysroot, good: boolean, slotArg?: Slot): Promise<{ slot: Slot }> {
+  const config = await sysroot.readConfig();
+  const slot = slotArg ?? (await bootedSlot(sysroot));
+  if (!slot) throw new LarchError('USAGE', 'cannot tell which slot booted; name it with --slot A|B');
+  if (good && !(await readDeployment(sysroot, slot))) throw new LarchError('NOT_FOUND', `slot ${slot} holds no deployment; nothing to mark good`);
+  await changeBootState(sysroot, config, (state) => next(state, good ? { type: 'marked-good', slot } : { type: 'marked-bad', slot }));
+  await appendJournal(sysroot.journalPath, { event: good ? 'mark-good' : 'mark-bad', slot, message: `slot ${slot} marked ${good ? 'good' : 'bad'} by hand` });
+  return { slot };
+}

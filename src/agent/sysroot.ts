@@ -1,0 +1,121 @@
+/**
+ * A device's sysroot: where larch keeps its repo, the two slots, the boot files and its own
+ * state (docs/architecture.md, "The device: sysroot layout"). Tests and the demo use a plain
+ * directory; on a device it is the physical root filesystem (default /sysroot, as OSTree's).
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { LarchError, fromSystemError } from '../errors.ts';
+import { type EnvStore, grubEnvStore, openUbootEnvStore } from '../bootcount/env-store.ts';
+import type { Slot } from '../bootcount/state.ts';
+import { writeFileAtomic } from '../store/_durable.ts';
+import { Repo } from '../store/repo.ts';
+
+export const DEFAULT_SYSROOT = '/sysroot';
+export type BootloaderKind = 'uboot' | 'grub';
+
+/** S/larch/config.json: what provision decided; read by every device command. */
+export interface DeviceConfig {
+  /** Version of this file's format. */
+  larch: 1;
+  /** Where updates come from: an HTTP(S) base URL of an archive repo, or an MQTT URL. */
+  remote: { url: string; kind: 'http' | 'mqtt' };
+  ref: string;
+  bootloader: BootloaderKind;
+  /** Tries a new deployment gets before the bootloader falls back (1..9). */
+  tries: number;
+  /** Pinned: upgrade does nothing until unpin (rpm-ostree's pin, for the whole device). */
+  pinned: boolean;
+  /** Highest summary serial seen, so an older (replayed) summary is refused. */
+  summarySerial?: number;
+}
+
+export class Sysroot {
+  readonly path: string;
+
+  constructor(path: string) {
+    this.path = resolve(path);
+  }
+
+  get larchDir(): string {
+    return join(this.path, 'larch');
+  }
+  get repoPath(): string {
+    return join(this.larchDir, 'repo');
+  }
+  get configPath(): string {
+    return join(this.larchDir, 'config.json');
+  }
+  get keysDir(): string {
+    return join(this.larchDir, 'keys');
+  }
+  get journalPath(): string {
+    return join(this.larchDir, 'journal.jsonl');
+  }
+  get downloadDir(): string {
+    return join(this.larchDir, 'download');
+  }
+  get lockPath(): string {
+    return join(this.larchDir, 'env.lock');
+  }
+  /** Where `larch sim-boot` records the kernel command line it "booted" with. */
+  get simCmdlinePath(): string {
+    return join(this.larchDir, 'sim', 'cmdline');
+  }
+  get varDir(): string {
+    return join(this.path, 'var');
+  }
+  get bootDir(): string {
+    return join(this.path, 'boot');
+  }
+  deployDir(slot: Slot): string {
+    return join(this.larchDir, 'deploy', slot);
+  }
+  deployRecordPath(slot: Slot): string {
+    return join(this.larchDir, 'deploy', `${slot}.json`);
+  }
+  slotBootDir(slot: Slot): string {
+    return join(this.bootDir, slot);
+  }
+  /** The env file the bootloader reads: uboot.env on the boot partition, or GRUB's grubenv. */
+  envPath(kind: BootloaderKind): string {
+    return kind === 'uboot' ? join(this.bootDir, 'uboot.env') : join(this.bootDir, 'grub', 'grubenv');
+  }
+  fwEnvConfigPath(): string {
+    return join(this.bootDir, 'fw_env.config');
+  }
+
+  async readConfig(): Promise<DeviceConfig> {
+    let text: string;
+    try {
+      text = await readFile(this.configPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new LarchError('NOT_FOUND', `'${this.path}' is not a provisioned larch sysroot (no ${this.configPath})`, { hint: "provision it first with 'larch provision --sysroot S --repo-url URL --ref REF --keys K.pub'" });
+      }
+      throw fromSystemError(err, 'read', this.configPath);
+    }
+    try {
+      const config = JSON.parse(text) as DeviceConfig;
+      if (config.larch !== 1 || typeof config.ref !== 'string' || !config.remote || (config.bootloader !== 'uboot' && config.bootloader !== 'grub')) throw new Error('missing or unknown fields');
+      return config;
+    } catch (err) {
+      throw new LarchError('INVALID_INPUT', `${this.configPath}: not a larch device config: ${(err as Error).message}`, { hint: 'restore it from a backup, or provision the sysroot again' });
+    }
+  }
+
+  async writeConfig(config: DeviceConfig): Promise<void> {
+    await mkdir(this.larchDir, { recursive: true });
+    await writeFileAtomic(this.configPath, JSON.stringify(config, null, 2) + '\n');
+  }
+
+  async openRepo(): Promise<Repo> {
+    return Repo.open(this.repoPath);
+  }
+
+  /** The bootloader env, locked with a lock file inside the sysroot (many simulated devices per host). */
+  async envStore(kind: BootloaderKind): Promise<EnvStore> {
+    if (kind === 'grub') return grubEnvStore(this.envPath('grub'), { lockPath: this.lockPath });
+    return openUbootEnvStore(this.fwEnvConfigPath(), { lockPath: this.lockPath });
+  }
+}
