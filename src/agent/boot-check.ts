@@ -11,7 +11,7 @@ import { type HealthReport, runHealthChecks } from '../bootcount/health.ts';
 import { type BootCheckPlan, type Slot, applyAll, bootloaderChoose, next, planBootCheck } from '../bootcount/state.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
 import { type LastBoot, bootedSlot, changeBootState, writeLastBoot } from './boot.ts';
-import { readDeployment } from './deploy.ts';
+import { readDeployment, recoverEtcSwap } from './deploy.ts';
 import { appendJournal } from './journal.ts';
 import type { Sysroot } from './sysroot.ts';
 
@@ -35,6 +35,7 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
       hint: 'boot through the larch boot script (board/uboot/boot.cmd or board/grub/grub.cfg), which adds larch.slot=; in a test sysroot run larch sim-boot',
     });
   }
+  await recoverEtcSwap(sysroot, slot);
   const record = await readDeployment(sysroot, slot);
   const journal = (entry: Parameters<typeof appendJournal>[1]) => appendJournal(sysroot.journalPath, { slot, commit: record?.commit, version: record?.version, ...entry });
 

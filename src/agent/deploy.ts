@@ -130,6 +130,44 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
   }
 }
 
+/**
+ * Merges /etc of a staged slot again against the booted slot's current /etc (finalize): the new
+ * etc is built beside the old one and swapped in with two renames, so a power cut leaves one of
+ * the two complete merges in place.
+ */
+export async function redoEtcMerge(sysroot: Sysroot, bootedSlot: Slot, slot: Slot, merger: EtcMerger): Promise<EtcMergeSummary> {
+  const dir = sysroot.deployDir(slot);
+  const fresh = join(dir, '.etc.new');
+  const old = join(dir, '.etc.old');
+  await recoverEtcSwap(sysroot, slot);
+  await rm(fresh, { recursive: true, force: true });
+  await rm(old, { recursive: true, force: true });
+  const booted = sysroot.deployDir(bootedSlot);
+  const summary = await merger({ base: join(booted, VENDOR_ETC), local: join(booted, 'etc'), theirs: join(dir, VENDOR_ETC), out: fresh });
+  await syncFilesystem(sysroot.path, [fresh]);
+  await rename(join(dir, 'etc'), old);
+  await rename(fresh, join(dir, 'etc'));
+  await fsyncPath(dir);
+  await rm(old, { recursive: true, force: true });
+  return summary;
+}
+
+/**
+ * Completes an /etc swap that a power cut interrupted between its two renames: a slot with no
+ * etc/ takes the new merge when it is there, else the old one. Run before a slot is booted or merged.
+ */
+export async function recoverEtcSwap(sysroot: Sysroot, slot: Slot): Promise<void> {
+  const dir = sysroot.deployDir(slot);
+  if ((await exists(join(dir, 'etc'))) || !(await isDir(dir))) return;
+  for (const candidate of ['.etc.new', '.etc.old']) {
+    if (await isDir(join(dir, candidate))) {
+      await rename(join(dir, candidate), join(dir, 'etc'));
+      await fsyncPath(dir);
+      return;
+    }
+  }
+}
+
 /** The slot's record, or null when the slot holds no complete deployment. */
 export async function readDeployment(sysroot: Sysroot, slot: Slot): Promise<DeploymentRecord | null> {
   let text: string;

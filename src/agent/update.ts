@@ -1,0 +1,317 @@
+/**
+ * The device's update verbs, as rpm-ostree's: check, upgrade, deploy, rollback, finalize,
+ * cleanup, pin. Order of an upgrade, so that a refusal or a crash at any step leaves the booted
+ * deployment and the boot state untouched until the new slot is complete:
+ *   1. read and verify the signed summary (signature, expiry, serial); pick the target commit;
+ *      refuse a downgrade unless allowed;                                  nothing written yet
+ *   2. space pre-flight;                                                   nothing written yet
+ *   3. pull the commit into the repo (delta, or object by object), every object verified, and
+ *      check the commit's signature;                         only the repo gains objects
+ *   4. mark the inactive slot unbootable, write the deployment into it (checkout, /etc merge,
+ *      boot files), then make it first in the boot order with N tries: one env write each.
+ */
+import { readdir, stat, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LarchError } from '../errors.ts';
+import { type BootState, type Slot, isBootable, next, other } from '../bootcount/state.ts';
+import { writeFileAtomic } from '../store/_durable.ts';
+import type { ObjectId } from '../store/object.ts';
+import { prune } from '../store/prune.ts';
+import type { Repo } from '../store/repo.ts';
+import { readPublicKey } from '../store/sign.ts';
+import { verifyCommit } from '../store/signatures.ts';
+import type { Summary, SummaryDelta } from '../server/summary.ts';
+import { findDelta } from '../server/summary.ts';
+import { bootedSlot, changeBootState, readBootState } from './boot.ts';
+import { type DeploymentRecord, type EtcMerger, readDeployment, redoEtcMerge, removeDeployment, writeDeployment } from './deploy.ts';
+import { appendJournal } from './journal.ts';
+import { type LastUpdate, lastUpdatePath } from './status.ts';
+import type { DeviceConfig, Sysroot } from './sysroot.ts';
+
+/** Where updates come from (HTTP now; MQTT later), as the upgrade needs it. */
+export interface Remote {
+  describe(): string;
+  /** The verified summary. @throws SIGNATURE_MISSING, SIGNATURE_INVALID (expired, rollback, ...) */
+  fetchSummary(opts: { trusted: Uint8Array[]; lastSerial?: number; now: number }): Promise<Summary>;
+  /** Brings commit `to` into repo: through `delta` when given, else object by object. */
+  pull(repo: Repo, to: ObjectId, opts: { delta: SummaryDelta | null; trusted: Uint8Array[]; downloadDir: string; progress?: (done: number, total: number | null) => void }): Promise<{ via: 'delta' | 'objects'; bytes: number }>;
+  /** A commit's parent chain, for `deploy VERSION` (newest first, at most `limit`). */
+  history?(repo: Repo, from: ObjectId, limit: number): Promise<{ commit: ObjectId; version: string }[]>;
+}
+
+export interface UpdateContext {
+  sysroot: Sysroot;
+  remote: Remote;
+  merger: EtcMerger;
+  progress?: (done: number, total: number | null) => void;
+}
+
+export interface UpgradeOptions {
+  dryRun?: boolean;
+  downloadOnly?: boolean;
+  allowDowngrade?: boolean;
+  /** deploy: a commit id or a version instead of the ref's head. */
+  target?: string;
+}
+
+export interface UpgradeResult {
+  result: 'staged' | 'downloaded' | 'no-update' | 'dry-run' | 'pinned';
+  from: { slot: Slot; commit: ObjectId; version: string };
+  to: { slot: Slot; commit: ObjectId; version: string } | null;
+  download: { via: 'delta' | 'objects' | 'none'; bytes: number };
+  etc_conflicts: string[];
+  etc_plan?: unknown;
+}
+
+export async function trustedKeys(sysroot: Sysroot): Promise<Uint8Array[]> {
+  const names = await readdir(sysroot.keysDir).catch(() => [] as string[]);
+  const keys: Uint8Array[] = [];
+  for (const n of names.filter((n) => n.endsWith('.pub')).sort()) keys.push(await readPublicKey(join(sysroot.keysDir, n)));
+  if (keys.length === 0) throw new LarchError('SIGNATURE_MISSING', `no trusted keys in ${sysroot.keysDir}`, { hint: 'provision the device with --keys K.pub' });
+  return keys;
+}
+
+/** The booted slot and its deployment; refuses to write the other slot while the booted one is unconfirmed. */
+async function bootedDeployment(sysroot: Sysroot, state: BootState): Promise<{ slot: Slot; record: DeploymentRecord }> {
+  const slot = (await bootedSlot(sysroot)) ?? state.order[0];
+  const record = await readDeployment(sysroot, slot);
+  if (!record) throw new LarchError('NOT_FOUND', `the booted slot ${slot} holds no deployment`, { hint: 'provision the device first' });
+  return { slot, record };
+}
+
+export async function check(ctx: UpdateContext): Promise<{ available: boolean; booted: { slot: Slot; commit: string; version: string }; update: { commit: string; version: string; timestamp: number; bytes: number | null; via: 'delta' | 'objects' } | null }> {
+  const { sysroot } = ctx;
+  const config = await sysroot.readConfig();
+  const { state } = await readBootState(sysroot, config);
+  const booted = await bootedDeployment(sysroot, state);
+  const summary = await fetchVerifiedSummary(ctx, config);
+  await appendJournal(sysroot.journalPath, { event: 'check', message: `checked ${ctx.remote.describe()}: ${config.ref} is at version ${summary.refs[config.ref]?.version ?? '(missing)'}` });
+  const head = summary.refs[config.ref];
+  if (!head) throw new LarchError('NOT_FOUND', `the remote has no ref '${config.ref}'`, { hint: 'check the ref the device was provisioned with (larch status)' });
+  const bootedInfo = { slot: booted.slot, commit: booted.record.commit, version: booted.record.version };
+  if (head.commit === booted.record.commit) return { available: false, booted: bootedInfo, update: null };
+  const delta = findDelta(summary, booted.record.commit, head.commit);
+  return { available: true, booted: bootedInfo, update: { commit: head.commit, version: head.version, timestamp: head.timestamp, bytes: delta ? delta.bytes : null, via: delta ? 'delta' : 'objects' } };
+}
+
+async function fetchVerifiedSummary(ctx: UpdateContext, config: DeviceConfig): Promise<Summary> {
+  const summary = await ctx.remote.fetchSummary({ trusted: await trustedKeys(ctx.sysroot), lastSerial: config.summarySerial, now: Math.floor(Date.now() / 1000) });
+  if (config.summarySerial === undefined || summary.serial > config.summarySerial) await ctx.sysroot.writeConfig({ ...config, summarySerial: summary.serial });
+  return summary;
+}
+
+/** upgrade (to the ref's head) and deploy (opts.target). */
+export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Promise<UpgradeResult> {
+  const { sysroot } = ctx;
+  const action = opts.target ? 'deploy' : 'upgrade';
+  try {
+    const result = await upgradeSteps(ctx, opts);
+    if (!opts.dryRun) await recordLastUpdate(sysroot, { action, result: result.result === 'staged' || result.result === 'downloaded' ? 'ok' : 'no-update', version: result.to?.version ?? null, commit: result.to?.commit ?? null, error: null });
+    return result;
+  } catch (err) {
+    if (err instanceof LarchError) {
+      await recordLastUpdate(sysroot, { action, result: 'error', version: null, commit: null, error: { code: err.code, message: err.message, hint: err.hint } }).catch(() => {});
+      await appendJournal(sysroot.journalPath, { event: 'error', message: `${action} failed: ${err.message}`, data: { code: err.code } }).catch(() => {});
+    }
+    throw err;
+  }
+}
+
+async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<UpgradeResult> {
+  const { sysroot } = ctx;
+  const config = await sysroot.readConfig();
+  const { state } = await readBootState(sysroot, config);
+  const booted = await bootedDeployment(sysroot, state);
+  const from = { slot: booted.slot, commit: booted.record.commit, version: booted.record.version };
+  const none = { via: 'none' as const, bytes: 0 };
+  if (config.pinned && !opts.target) return { result: 'pinned', from, to: null, download: none, etc_conflicts: [] };
+
+  // 1. the signed summary and the target
+  const summary = await fetchVerifiedSummary(ctx, config);
+  const head = summary.refs[config.ref];
+  if (!head) throw new LarchError('NOT_FOUND', `the remote has no ref '${config.ref}'`, { hint: 'check the ref the device was provisioned with (larch status)' });
+  const repo = await sysroot.openRepo();
+  const target = opts.target ? await resolveTarget(ctx, repo, summary, config, opts.target) : { commit: head.commit, version: head.version, timestamp: head.timestamp };
+  if (target.commit === booted.record.commit) return { result: 'no-update', from, to: null, download: none, etc_conflicts: [] };
+  const bootedTime = Date.parse(booted.record.timestamp) / 1000;
+  if (target.timestamp < bootedTime && !opts.allowDowngrade) {
+    throw new LarchError('INVALID_INPUT', `refusing to downgrade from version ${booted.record.version} (${booted.record.timestamp}) to ${target.version} (${new Date(target.timestamp * 1000).toISOString()})`, { hint: 'pass --allow-downgrade if you mean it', data: { reason: 'downgrade' } });
+  }
+  const slot = other(booted.slot);
+  const delta = findDelta(summary, booted.record.commit, target.commit) ?? findDelta(summary, null, target.commit);
+  const to = { slot, commit: target.commit, version: target.version };
+  if (opts.dryRun) return { result: 'dry-run', from, to, download: { via: delta ? 'delta' : 'objects', bytes: delta?.bytes ?? 0 }, etc_conflicts: [] };
+
+  // 2. space
+  await checkSpace(sysroot, delta, booted.slot);
+
+  // 3. download and verify
+  const trusted = await trustedKeys(sysroot);
+  let download: UpgradeResult['download'] = none;
+  if (!(await repo.hasObject('commit', target.commit))) {
+    download = await ctx.remote.pull(repo, target.commit, { delta, trusted, downloadDir: sysroot.downloadDir, progress: ctx.progress });
+    await appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `downloaded version ${target.version} (${download.bytes} bytes, ${download.via === 'delta' ? 'static delta' : 'object by object'})`, data: download });
+  }
+  const verified = await verifyCommit(repo, target.commit, trusted);
+  if (!verified.valid) {
+    throw new LarchError('SIGNATURE_INVALID', `commit ${target.commit} (version ${target.version}) is not signed by a trusted key`, { hint: 'the vendor signs commits with larch commit --sign-key K; check the keys in S/larch/keys', data: { commit: target.commit } });
+  }
+  await appendJournal(sysroot.journalPath, { event: 'verify', commit: target.commit, version: target.version, message: `commit signed by ${verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId).join(', ')}` });
+  await repo.writeRef('larch/downloaded', target.commit);
+  if (opts.downloadOnly) return { result: 'downloaded', from, to, download, etc_conflicts: [] };
+
+  // 4. deploy into the other slot and stage it
+  const record = await stage(ctx, config, booted.slot, target.commit, verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId));
+  await repo.writeRef('larch/downloaded', null);
+  return { result: 'staged', from, to, download, etc_conflicts: record.etcMerge?.conflicts ?? [], etc_plan: record.etcMerge?.plan };
+}
+
+/** Writes commit into the slot beside `bootedSlot` and makes it first with the configured tries. */
+async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: Slot, commit: ObjectId, signedBy: string[]): Promise<DeploymentRecord> {
+  const { sysroot } = ctx;
+  const slot = other(bootedSlotName);
+  // First: the bootloader must not boot the slot while it is rewritten.
+  await changeBootState(sysroot, config, (s) => {
+    const marked = next(s, { type: 'marked-bad', slot });
+    return { ...marked, order: [bootedSlotName, slot], lastGood: marked.slots[bootedSlotName].good ? bootedSlotName : marked.lastGood };
+  });
+  const repo = await sysroot.openRepo();
+  const record = await writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger } });
+  await repo.writeRef(`larch/slot-${slot}`, commit);
+  await changeBootState(sysroot, config, (s) => next(s, { type: 'upgrade-staged', slot, tries: config.tries }));
+  await appendJournal(sysroot.journalPath, {
+    event: 'stage',
+    slot,
+    commit,
+    version: record.version,
+    message: `version ${record.version} written to slot ${slot} and staged with ${config.tries} tries${record.etcMerge && record.etcMerge.conflicts.length > 0 ? `; /etc conflicts: ${record.etcMerge.conflicts.join(', ')}` : ''}`,
+    data: { etcConflicts: record.etcMerge?.conflicts ?? [] },
+  });
+  return record;
+}
+
+async function resolveTarget(ctx: UpdateContext, repo: Repo, summary: Summary, config: DeviceConfig, target: string): Promise<{ commit: ObjectId; version: string; timestamp: number }> {
+  const head = summary.refs[config.ref]!;
+  if (head.version === target || head.commit === target) return head;
+  if (/^[0-9a-f]{64}$/.test(target)) {
+    if (await repo.hasObject('commit', target)) {
+      const c = await repo.readCommit(target);
+      return { commit: target, version: c.version, timestamp: c.timestamp };
+    }
+  }
+  // An older version: walk the ref's history on the remote.
+  const history = ctx.remote.history ? await ctx.remote.history(repo, head.commit, 100) : [];
+  const found = history.find((h) => h.version === target || h.commit === target);
+  if (!found) throw new LarchError('NOT_FOUND', `version or commit '${target}' is not in the history of ${config.ref} on ${ctx.remote.describe()}`, { hint: "larch check shows the newest version; use a version from the vendor's release list" });
+  const c = await repo.readCommit(found.commit).catch(() => null);
+  return { commit: found.commit, version: found.version, timestamp: c?.timestamp ?? 0 };
+}
+
+/**
+ * Space pre-flight: the delta's bytes (downloaded, then applied), the new objects (estimated as
+ * the delta's uncompressed size, or 2x the compressed one when unknown), and the boot files (as
+ * large as the booted slot's). @throws NO_SPACE naming what is missing and what cleanup frees
+ */
+async function checkSpace(sysroot: Sysroot, delta: SummaryDelta | null, bootedSlotName: Slot): Promise<void> {
+  if (!delta) return; // object by object: the size is not known up front; the pull fails cleanly with NO_SPACE
+  const bootBytes = await dirBytes(sysroot.slotBootDir(bootedSlotName));
+  const need = delta.bytes * 3 + bootBytes + 4 * 1024 * 1024;
+  const st = await statfs(sysroot.larchDir);
+  const free = Number(st.bavail) * Number(st.bsize);
+  if (free < need) {
+    const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+    throw new LarchError('NO_SPACE', `not enough space on ${sysroot.path}: the update needs about ${mib(need)} (download ${mib(delta.bytes)}, new objects, boot files ${mib(bootBytes)}), ${mib(free)} is free; ${mib(need - free)} missing`, {
+      hint: "run 'larch cleanup' to remove the rollback deployment and objects no deployment uses, then upgrade again",
+      data: { need, free },
+    });
+  }
+}
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    if (e.isFile()) total += await stat(join(dir, e.name)).then((s) => s.size, () => 0);
+  }
+  return total;
+}
+
+async function recordLastUpdate(sysroot: Sysroot, u: Omit<LastUpdate, 'time'>): Promise<void> {
+  await writeFileAtomic(lastUpdatePath(sysroot), JSON.stringify({ time: new Date().toISOString(), ...u }, null, 2) + '\n');
+}
+
+/**
+ * rollback: make the other slot first again. A good rollback slot becomes primary; a staged
+ * (unconfirmed) update is cancelled instead, leaving the booted slot first.
+ */
+export async function rollback(sysroot: Sysroot): Promise<{ result: 'rolled-back' | 'cancelled'; slot: Slot; version: string }> {
+  const config = await sysroot.readConfig();
+  const { state } = await readBootState(sysroot, config);
+  const booted = await bootedDeployment(sysroot, state);
+  const target = other(booted.slot);
+  const record = await readDeployment(sysroot, target);
+  if (!record) throw new LarchError('NOT_FOUND', `slot ${target} holds no deployment to roll back to`, { hint: 'there is no previous version on this device' });
+  let outcome: 'rolled-back' | 'cancelled';
+  if (state.slots[target].good) {
+    await changeBootState(sysroot, config, (s) => ({ ...s, order: [target, booted.slot], lastGood: target, rescue: false }));
+    outcome = 'rolled-back';
+  } else if (isBootable(state, target) && state.order[0] === target) {
+    await changeBootState(sysroot, config, (s) => ({ ...next(s, { type: 'marked-bad', slot: target }), order: [booted.slot, target] }));
+    outcome = 'cancelled';
+  } else {
+    throw new LarchError('INVALID_INPUT', `slot ${target} (version ${record.version}) is not known good: it failed or was never confirmed, so rolling back to it could leave the device unbootable`, { hint: 'deploy a known version instead: larch deploy VERSION' });
+  }
+  const message = outcome === 'rolled-back' ? `rollback: slot ${target} (version ${record.version}) boots next` : `rollback: the staged version ${record.version} in slot ${target} was cancelled; slot ${booted.slot} stays`;
+  await appendJournal(sysroot.journalPath, { event: 'rollback', slot: target, commit: record.commit, version: record.version, message });
+  await recordLastUpdate(sysroot, { action: 'rollback', result: 'ok', version: record.version, commit: record.commit, error: null });
+  return { result: outcome, slot: target, version: record.version };
+}
+
+/**
+ * finalize: redo the /etc merge of the staged slot, so admin edits made since `upgrade` land
+ * (OSTree's staged deployments). Run by `upgrade --reboot` and at shutdown.
+ */
+export async function finalize(ctx: UpdateContext): Promise<{ slot: Slot | null; conflicts: string[] }> {
+  const { sysroot } = ctx;
+  const config = await sysroot.readConfig();
+  const { state } = await readBootState(sysroot, config);
+  const booted = await bootedDeployment(sysroot, state);
+  const slot = other(booted.slot);
+  const record = await readDeployment(sysroot, slot);
+  if (!record || state.order[0] !== slot || state.slots[slot].good) return { slot: null, conflicts: [] };
+  const merge = await redoEtcMerge(sysroot, booted.slot, slot, ctx.merger);
+  const updated: DeploymentRecord = { ...record, etcMerge: merge };
+  await writeFileAtomic(sysroot.deployRecordPath(slot), JSON.stringify(updated, null, 2) + '\n');
+  await appendJournal(sysroot.journalPath, { event: 'finalize', slot, commit: record.commit, version: record.version, message: `/etc of slot ${slot} merged again with the current local /etc${merge.conflicts.length ? `; conflicts: ${merge.conflicts.join(', ')}` : ''}` });
+  return { slot, conflicts: merge.conflicts };
+}
+
+/** cleanup: drop the rollback deployment (with --rollback) and every object no deployment uses. */
+export async function cleanup(sysroot: Sysroot, opts: { rollback?: boolean } = {}): Promise<{ removedSlot: Slot | null; objectsDeleted: number; bytesFreed: number }> {
+  const config = await sysroot.readConfig();
+  const { state } = await readBootState(sysroot, config);
+  const booted = await bootedDeployment(sysroot, state);
+  const repo = await sysroot.openRepo();
+  let removedSlot: Slot | null = null;
+  const otherSlot = other(booted.slot);
+  if (opts.rollback && (await readDeployment(sysroot, otherSlot)) && state.order[0] !== otherSlot) {
+    await changeBootState(sysroot, config, (s) => ({ ...next(s, { type: 'marked-bad', slot: otherSlot }), order: [booted.slot, otherSlot] }));
+    await removeDeployment(sysroot, otherSlot);
+    await repo.writeRef(`larch/slot-${otherSlot}`, null);
+    removedSlot = otherSlot;
+  }
+  // Refs keep what deployments use (larch/slot-X) and a finished download (larch/downloaded).
+  for (const slot of ['A', 'B'] as const) {
+    const r = await readDeployment(sysroot, slot);
+    await repo.writeRef(`larch/slot-${slot}`, r ? r.commit : null);
+  }
+  for (const r of await repo.listRefs()) if (!r.branch.startsWith('larch/')) await repo.writeRef(r.branch, null);
+  const pruned = await prune(repo, { keep: 1 });
+  await appendJournal(sysroot.journalPath, { event: 'cleanup', message: `cleanup: ${removedSlot ? `slot ${removedSlot} removed; ` : ''}${pruned.objectsDeleted} objects (${pruned.bytesFreed} bytes) freed` });
+  return { removedSlot, objectsDeleted: pruned.objectsDeleted, bytesFreed: pruned.bytesFreed };
+}
+
+export async function setPinned(sysroot: Sysroot, pinned: boolean): Promise<void> {
+  const config = await sysroot.readConfig();
+  await sysroot.writeConfig({ ...config, pinned });
+  await appendJournal(sysroot.journalPath, { event: 'pin', message: pinned ? 'pinned: upgrades are held until unpin' : 'unpinned: upgrades resume' });
+}
