@@ -9,7 +9,9 @@ import { init } from './init.ts';
 import { diff, log, ls, refs, show } from './inspect.ts';
 import { keygen } from './keygen.ts';
 import { prune } from './prune.ts';
+import { publish } from './publish.ts';
 import { pullLocal } from './pull-local.ts';
+import { serve } from './serve.ts';
 import { sign, trust, verify } from './verify.ts';
 
-export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, ...bootenvCommands];
+export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...bootenvCommands];

@@ -1,0 +1,325 @@
+/**
+ * HTTP downloads for flaky links: resume with Range (appending to what a file already holds),
+ * retry with exponential backoff and jitter on network errors and 5xx, abort a transfer that
+ * stalls or crawls (slow retrieval), and never accept more bytes than the caller allows
+ * (endless data). `downloadFile` for parts and objects, `fetchBytes` for small files.
+ *
+ * node:http / node:https rather than global fetch: Bun 1.4.5's fetch dropped the bytes it had
+ * already received when the server closed mid-body (0 of 50,000 delivered, measured), which
+ * would make every resume start over; node:http delivers them on Node and Bun alike.
+ */
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { open, type FileHandle } from 'node:fs/promises';
+import { LarchError, fromSystemError } from '../errors.ts';
+import { parseContentRange } from '../server/range.ts';
+
+export interface FetchOptions {
+  /** Consecutive failed requests that brought no new byte before giving up (default 5). */
+  attempts?: number;
+  /** Requests in all, whatever progress each made (default 200). */
+  maxRequests?: number;
+  /** First retry delay; doubles per failure up to backoffMaxMs, with jitter (defaults 500 ms, 30 s). */
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** No byte (or no response) for this long aborts the request, which is then retried (default 30 s). */
+  stallTimeoutMs?: number;
+  /** Fewer than bytesPerSecond on average over windowMs aborts the request as too slow (default 64 B/s over 60 s; 0 turns it off). */
+  lowSpeed?: { bytesPerSecond: number; windowMs: number };
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Injectable for tests: jitter source and the sleep between retries. */
+  random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface DownloadProgress {
+  url: string;
+  /** Bytes of the file held so far, including what an earlier run left. */
+  receivedBytes: number;
+  /** Size of the whole file when known. */
+  totalBytes: number | null;
+}
+
+export interface DownloadOptions extends FetchOptions {
+  /** More bytes than this are refused, whatever the server says (endless data). */
+  maxBytes: number;
+  /** The size the file must have (from signed metadata); a server announcing another size is refused. */
+  expectedSize?: number;
+  onProgress?: (p: DownloadProgress) => void;
+}
+
+export interface DownloadResult {
+  bytes: number;
+  /** Bytes that were already there when the download started. */
+  resumedFromBytes: number;
+  requests: number;
+}
+
+/** Where received bytes go: a file (resumable across runs) or memory. */
+interface Sink {
+  size(): number;
+  truncate(): Promise<void>;
+  write(chunk: Uint8Array): Promise<void>;
+}
+
+/** A failure worth retrying (network error, 5xx, stall, short body). */
+class RetryableError extends Error {}
+
+const MAX_REDIRECTS = 5;
+const DEFAULTS = { attempts: 5, maxRequests: 200, backoffInitialMs: 500, backoffMaxMs: 30_000, stallTimeoutMs: 30_000, lowSpeed: { bytesPerSecond: 64, windowMs: 60_000 } };
+
+/**
+ * Downloads url into dest, resuming from dest's current length (a previous run's partial
+ * download) with `Range: bytes=N-`. dest holds exactly the file when this resolves.
+ * @throws NOT_FOUND (404/410), INVALID_INPUT (over maxBytes, or another size than expected),
+ *   IO (gave up: data.url, data.requests, data.receivedBytes), NO_SPACE
+ * @example await downloadFile(`${base}deltas/${name}/part-0`, join(dir, 'part-0'), { maxBytes: part.size, expectedSize: part.size })
+ */
+export async function downloadFile(url: string, dest: string, opts: DownloadOptions): Promise<DownloadResult> {
+  let fh: FileHandle;
+  try {
+    fh = await open(dest, 'a+', 0o644);
+  } catch (err) {
+    throw fromSystemError(err, 'open download', dest);
+  }
+  try {
+    let size = (await fh.stat()).size;
+    const sink: Sink = {
+      size: () => size,
+      async truncate() {
+        await fh.truncate(0);
+        size = 0;
+      },
+      async write(chunk) {
+        // 'a+' appends at the end whatever the position, which is what a resume needs.
+        await fh.write(chunk, 0, chunk.length, null);
+        size += chunk.length;
+      },
+    };
+    const resumedFromBytes = size;
+    const requests = await transfer(url, sink, opts).catch((err) => Promise.reject(fromSystemError(err, 'write download', dest)));
+    return { bytes: size, resumedFromBytes, requests };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Fetches a small file into memory, refusing more than maxBytes.
+ * @throws NOT_FOUND, INVALID_INPUT, IO, as downloadFile
+ */
+export async function fetchBytes(url: string, opts: Omit<DownloadOptions, 'onProgress'>): Promise<Uint8Array> {
+  let chunks: Uint8Array[] = [];
+  let size = 0;
+  const sink: Sink = {
+    size: () => size,
+    async truncate() {
+      chunks = [];
+      size = 0;
+    },
+    async write(chunk) {
+      chunks.push(Uint8Array.from(chunk));
+      size += chunk.length;
+    },
+  };
+  await transfer(url, sink, opts);
+  return Uint8Array.from(Buffer.concat(chunks));
+}
+
+/** The retry loop around single requests. Returns the number of requests made. */
+async function transfer(url: string, sink: Sink, opts: DownloadOptions): Promise<number> {
+  const o = { ...DEFAULTS, ...opts };
+  const sleep = opts.sleep ?? ((ms: number) => abortableSleep(ms, opts.signal));
+  const random = opts.random ?? Math.random;
+  if (o.expectedSize !== undefined && o.expectedSize > o.maxBytes) throw new RangeError('expectedSize is over maxBytes');
+  let failures = 0;
+  let requests = 0;
+  let etag: string | undefined;
+  let lastError = '';
+  for (;;) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
+    const limit = o.expectedSize ?? o.maxBytes;
+    if (sink.size() > limit) await sink.truncate();
+    if (o.expectedSize !== undefined && sink.size() === o.expectedSize) return requests;
+    if (requests >= o.maxRequests) break;
+    requests++;
+    const before = sink.size();
+    try {
+      const r = await requestOnce(url, sink, o, etag);
+      etag = r.etag ?? etag;
+      if (r.complete) return requests;
+      // The server ignored or refused the range, or answered for another version: start over now.
+      etag = undefined;
+      await sink.truncate();
+      continue;
+    } catch (err) {
+      if (!(err instanceof RetryableError)) throw err;
+      lastError = err.message;
+    }
+    // A request that brought bytes resets the count: a flaky link that keeps making progress gets there.
+    failures = sink.size() > before ? 1 : failures + 1;
+    if (failures >= o.attempts) break;
+    const delay = Math.min(o.backoffMaxMs, o.backoffInitialMs * 2 ** (failures - 1));
+    await sleep(Math.round(delay / 2 + (random() * delay) / 2));
+  }
+  throw new LarchError('IO', `download '${url}': ${lastError || 'no complete response'} (gave up after ${requests} request(s))`, {
+    hint: 'check the network and the server; running the command again resumes where it stopped',
+    data: { url, requests, receivedBytes: sink.size() },
+  });
+}
+
+/**
+ * One GET (following redirects). Resolves complete: true when the sink holds the whole file,
+ * false when it must be emptied and fetched again from byte 0.
+ * @throws RetryableError, LarchError
+ */
+async function requestOnce(url: string, sink: Sink, o: DownloadOptions & typeof DEFAULTS, etag: string | undefined): Promise<{ complete: boolean; etag?: string }> {
+  const offset = sink.size();
+  let target = url;
+  for (let redirects = 0; ; redirects++) {
+    const headers: Record<string, string> = { 'Accept-Encoding': 'identity', 'User-Agent': 'larch', ...o.headers };
+    if (offset > 0) {
+      headers.Range = `bytes=${offset}-`;
+      if (etag) headers['If-Range'] = etag;
+    }
+    const res = await get(target, headers, o);
+    const status = res.statusCode ?? 0;
+    if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
+      res.resume();
+      if (redirects >= MAX_REDIRECTS) throw new LarchError('IO', `download '${url}': more than ${MAX_REDIRECTS} redirects`, { data: { url } });
+      target = new URL(res.headers.location, target).toString();
+      continue;
+    }
+    try {
+      return await readResponse(url, res, sink, offset, o);
+    } finally {
+      res.destroy();
+    }
+  }
+}
+
+async function readResponse(url: string, res: IncomingMessage, sink: Sink, offset: number, o: DownloadOptions & typeof DEFAULTS): Promise<{ complete: boolean; etag?: string }> {
+  const status = res.statusCode ?? 0;
+  const etag = typeof res.headers.etag === 'string' ? res.headers.etag : undefined;
+  if (status === 404 || status === 410) throw new LarchError('NOT_FOUND', `download '${url}': the server has no such file (HTTP ${status})`, { hint: 'check the remote URL; the vendor may not have published this file', data: { url, status } });
+  if (status === 416 && offset > 0) {
+    // Our copy is as long as the file (or longer): done if the server says exactly that.
+    const total = /^bytes \*\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''));
+    return { complete: total !== null && Number(total[1]) === offset && (o.expectedSize === undefined || o.expectedSize === offset) };
+  }
+  if (status >= 500 || status === 408 || status === 429) throw new RetryableError(`server answered HTTP ${status}`);
+  if (status !== 200 && status !== 206) throw new LarchError('IO', `download '${url}': server answered HTTP ${status}`, { data: { url, status } });
+  let total: number | null;
+  if (status === 206) {
+    const cr = parseContentRange(res.headers['content-range']);
+    // A 206 for another range than ours would splice bytes into the wrong place.
+    if (offset === 0 || cr === null || cr.start !== offset) return { complete: false };
+    total = cr.size;
+  } else {
+    if (offset > 0) await sink.truncate(); // the server ignored Range: take the whole file
+    const length = res.headers['content-length'];
+    total = length !== undefined && /^\d+$/.test(length) ? Number(length) : null;
+  }
+  const limit = o.expectedSize ?? o.maxBytes;
+  if (o.expectedSize !== undefined && total !== null && total !== o.expectedSize) {
+    throw new LarchError('INVALID_INPUT', `download '${url}': the server's file is ${total} bytes, not the ${o.expectedSize} the signed metadata says`, { data: { url, expected: o.expectedSize, actual: total } });
+  }
+  if (total !== null && total > o.maxBytes) throw tooLarge(url, o.maxBytes);
+  o.onProgress?.({ url, receivedBytes: sink.size(), totalBytes: total });
+  const watch = watchSpeed(res, o);
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      watch.saw(chunk.length);
+      if (sink.size() + chunk.length > limit) {
+        await sink.write(chunk.subarray(0, limit - sink.size()));
+        if (o.expectedSize === undefined) throw tooLarge(url, o.maxBytes);
+        throw new LarchError('INVALID_INPUT', `download '${url}': the server sent more than the ${o.expectedSize} bytes the signed metadata says`, { data: { url, expected: o.expectedSize } });
+      }
+      await sink.write(chunk);
+      o.onProgress?.({ url, receivedBytes: sink.size(), totalBytes: total });
+    }
+  } catch (err) {
+    if (err instanceof LarchError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC' || (err as NodeJS.ErrnoException).code === 'EDQUOT') throw err;
+    throw new RetryableError(watch.reason() ?? `connection lost after ${sink.size()} bytes: ${(err as Error).message}`);
+  } finally {
+    watch.stop();
+  }
+  if (watch.reason()) throw new RetryableError(watch.reason()!);
+  if (!res.complete || (total !== null && sink.size() !== total)) throw new RetryableError(`connection closed after ${sink.size()} of ${total ?? '?'} bytes`);
+  return { complete: true, etag };
+}
+
+const tooLarge = (url: string, max: number) =>
+  new LarchError('INVALID_INPUT', `download '${url}': the server sent more than ${max} bytes`, { hint: 'the server or something between is sending endless data; nothing past the limit was kept', data: { url, maxBytes: max, reason: 'too-large' } });
+
+/** Sends the request and waits for the response head, within the stall timeout. */
+function get(url: string, headers: Record<string, string>, o: DownloadOptions & typeof DEFAULTS): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return reject(new LarchError('INVALID_INPUT', `'${url}' is not a URL`, { data: { url } }));
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return reject(new LarchError('INVALID_INPUT', `'${url}': only http and https URLs are supported`, { data: { url } }));
+    const req = (parsed.protocol === 'https:' ? httpsRequest : httpRequest)(parsed, { method: 'GET', headers, signal: o.signal });
+    const timer = setTimeout(() => req.destroy(new RetryableError(`no response within ${o.stallTimeoutMs} ms`)), o.stallTimeoutMs);
+    req.on('response', (res) => {
+      clearTimeout(timer);
+      resolve(res);
+    });
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      if (o.signal?.aborted) return reject(o.signal.reason);
+      reject(err instanceof RetryableError ? err : new RetryableError((err as NodeJS.ErrnoException).code ?? err.message));
+    });
+    req.end();
+  });
+}
+
+/** Aborts a response that stalls (no byte for stallTimeoutMs) or crawls (below lowSpeed over its window). */
+function watchSpeed(res: IncomingMessage, o: DownloadOptions & typeof DEFAULTS) {
+  let why: string | null = null;
+  let lastByteAt = Date.now();
+  let windowStart = Date.now();
+  let windowBytes = 0;
+  const abort = (reason: string) => {
+    why = reason;
+    res.destroy(new RetryableError(reason));
+  };
+  const tick = setInterval(() => {
+    const now = Date.now();
+    if (now - lastByteAt >= o.stallTimeoutMs) return abort(`stalled: no byte for ${o.stallTimeoutMs} ms`);
+    const { bytesPerSecond, windowMs } = o.lowSpeed;
+    if (bytesPerSecond > 0 && now - windowStart >= windowMs) {
+      if (windowBytes < (bytesPerSecond * windowMs) / 1000) return abort(`too slow: ${Math.round((windowBytes * 1000) / (now - windowStart))} bytes/s, under ${bytesPerSecond} over ${windowMs} ms (slow retrieval)`);
+      windowStart = now;
+      windowBytes = 0;
+    }
+  }, Math.max(10, Math.min(1000, Math.floor(o.stallTimeoutMs / 4))));
+  return {
+    saw(n: number) {
+      lastByteAt = Date.now();
+      windowBytes += n;
+    },
+    reason: () => why,
+    stop: () => clearInterval(tick),
+  };
+}
+
+function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

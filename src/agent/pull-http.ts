@@ -1,0 +1,296 @@
+/**
+ * Pulling from an HTTP remote (an archive repo served as static files): the signed summary,
+ * a static delta (envelope + parts downloaded with resume into a download directory, each
+ * part checked against the signed checksums before anything is applied), or, when no delta
+ * leads to the wanted commit, the commit's objects one by one.
+ *
+ *   BASE/summary, BASE/summary.sig            docs/formats.md §10
+ *   BASE/deltas/FROM-TO/{envelope,part-N}      §8
+ *   BASE/objects/XX/REST.{commit,sig,dirtree,dirmeta,filez}   §3 (archive mode)
+ */
+import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LarchError, addContext } from '../errors.ts';
+import { applyDelta, openDelta, type ApplyResult, type DeltaSource } from '../delta/apply.ts';
+import { writeFileAtomic } from '../store/_durable.ts';
+import { sha256, sha256Stream } from '../store/_hash.ts';
+import { MAX_METADATA_BYTES, type ObjectId } from '../store/object.ts';
+import { type ObjectSource, type PullResult, pullCommit } from '../store/pull-local.ts';
+import { Repo, type StoredFile } from '../store/repo.ts';
+import { decodeSignatures, verifyCommitSignatures } from '../store/sign.ts';
+import { MAX_SUMMARY_BYTES, MAX_SUMMARY_SIG_BYTES, type Summary, type SummaryDelta, type VerifyOptions, deltaName, findDelta, verifySummary } from '../server/summary.ts';
+import { type FetchOptions, downloadFile, fetchBytes } from './http-fetch.ts';
+
+export interface TrustOptions {
+  /** Keys trusted for commits and deltas; null (or empty) only with allowUnsigned. */
+  trusted: Uint8Array[] | null;
+  allowUnsigned?: boolean;
+}
+
+export interface PullProgress {
+  phase: 'download' | 'apply' | 'objects';
+  /** download: bytes of this pull held so far; objects: objects stored or found. */
+  done: number;
+  /** download: bytes to hold in all (parts already applied are not counted); objects: unknown (null). */
+  total: number | null;
+  part?: number;
+  parts?: number;
+}
+
+/** Joins a base URL and a repo-relative path (the base may or may not end with '/'). */
+export function remoteUrl(baseUrl: string, path: string): string {
+  return baseUrl.endsWith('/') ? baseUrl + path : `${baseUrl}/${path}`;
+}
+
+const isCode = (err: unknown, code: string) => err instanceof LarchError && err.code === code;
+
+/**
+ * Fetches BASE/summary and BASE/summary.sig and verifies them (verifySummary: signature by a
+ * trusted key, expiry, serial). A signature that does not match is fetched once more: a
+ * publish between the two requests gives a new summary with the old signature.
+ * @throws SIGNATURE_MISSING, SIGNATURE_INVALID (data.reason), NOT_FOUND, IO
+ * @example const summary = await fetchSummary(url, { trusted: keys, now: Math.floor(Date.now() / 1000), lastSerial });
+ */
+export async function fetchSummary(baseUrl: string, opts: Omit<VerifyOptions, 'source'> & { fetch?: FetchOptions }): Promise<Summary> {
+  const url = remoteUrl(baseUrl, 'summary');
+  const once = async () => {
+    const bytes = await fetchBytes(url, { ...opts.fetch, maxBytes: MAX_SUMMARY_BYTES });
+    const sig = await fetchBytes(`${url}.sig`, { ...opts.fetch, maxBytes: MAX_SUMMARY_SIG_BYTES }).catch((err) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
+    return verifySummary(bytes, sig, { ...opts, source: url });
+  };
+  try {
+    return await once();
+  } catch (err) {
+    if (err instanceof LarchError && err.code === 'SIGNATURE_INVALID' && err.data.reason === 'modified') return once();
+    throw err;
+  }
+}
+
+export interface DeltaPullOptions extends TrustOptions {
+  baseUrl: string;
+  /** The delta as the verified summary lists it: its sizes and checksums bind what is downloaded. */
+  delta: SummaryDelta;
+  /** Parts are kept in DIR/FROM-TO/ until applied, so an interrupted pull resumes (S/larch/download). */
+  downloadDir: string;
+  fetch?: FetchOptions;
+  onProgress?: (e: PullProgress) => void;
+}
+
+/**
+ * Downloads a delta (envelope, then every part the repo still needs, each resumed where an
+ * earlier run stopped and checked against its signed size and SHA-256), then applies it. A part
+ * that arrives corrupt is fetched once more from byte 0; corrupt again, the pull stops before
+ * anything is applied. The download directory is removed once the delta is applied.
+ * @throws DELTA_BASE_MISSING, DELTA_CORRUPT (data.part, data.url), SIGNATURE_*, NOT_FOUND, IO, NO_SPACE
+ */
+export async function pullDeltaHttp(repo: Repo, opts: DeltaPullOptions): Promise<ApplyResult & { downloadedBytes: number }> {
+  const { delta } = opts;
+  const name = deltaName(delta);
+  if (delta.from !== null && !(await repo.hasObject('commit', delta.from))) {
+    throw new LarchError('DELTA_BASE_MISSING', `delta ${name} is from commit ${delta.from}, which repo '${repo.path}' does not hold`, { data: { from: delta.from, to: delta.to } });
+  }
+  const dir = join(opts.downloadDir, name);
+  await mkdir(dir, { recursive: true });
+  const base = remoteUrl(opts.baseUrl, `deltas/${name}/`);
+  let downloadedBytes = 0;
+
+  // The envelope: its size and checksum are in the signed summary, so nothing else is accepted.
+  const envelopePath = join(dir, 'envelope');
+  let envelope = await readIfHash(envelopePath, delta.envelope.sha256, delta.envelope.size);
+  if (envelope === null) {
+    envelope = await fetchBytes(`${base}envelope`, { ...opts.fetch, maxBytes: delta.envelope.size, expectedSize: delta.envelope.size });
+    downloadedBytes += envelope.length;
+    const actual = sha256(envelope);
+    if (actual !== delta.envelope.sha256) throw new LarchError('DELTA_CORRUPT', `delta ${name}: envelope '${base}envelope': checksum mismatch: expected ${delta.envelope.sha256} (summary), got ${actual}`, { data: { url: `${base}envelope`, expected: delta.envelope.sha256, actual } });
+    await writeFileAtomic(envelopePath, envelope);
+  }
+  const source: DeltaSource = { envelope, part: async (i) => ({ path: join(dir, `part-${i}`), offset: 0 }) };
+  // Signature first: no part is downloaded for a delta the device would refuse.
+  const sb = await openDelta(source, { trusted: opts.trusted, allowUnsigned: opts.allowUnsigned });
+  const agrees = sb.from === delta.from && sb.to === delta.to && sb.parts.length === delta.parts.length && sb.parts.every((p, i) => p.size === delta.parts[i].size && p.sha256 === delta.parts[i].sha256);
+  if (!agrees) throw new LarchError('DELTA_CORRUPT', `delta ${name}: its superblock does not match what the summary lists`, { data: { url: `${base}envelope` } });
+
+  const needed: number[] = [];
+  for (let i = 0; i < sb.parts.length; i++) if (!(await allStored(repo, sb.parts[i].objects))) needed.push(i);
+  const total = needed.reduce((n, i) => n + sb.parts[i].size, 0);
+  let held = 0;
+  for (const i of needed) {
+    const part = sb.parts[i];
+    const label = `part ${i + 1}/${sb.parts.length}`;
+    const url = `${base}part-${i}`;
+    const path = join(dir, `part-${i}`);
+    const progress = (received: number) => opts.onProgress?.({ phase: 'download', done: held + received, total, part: i, parts: sb.parts.length });
+    for (let round = 0; ; round++) {
+      try {
+        const r = await downloadFile(url, path, { ...opts.fetch, maxBytes: part.size, expectedSize: part.size, onProgress: (p) => progress(p.receivedBytes) });
+        downloadedBytes += r.bytes - r.resumedFromBytes;
+      } catch (err) {
+        throw addContext(`delta ${name}: ${label}`, err);
+      }
+      const actual = await hashFile(path);
+      if (actual === part.sha256) break;
+      // A resume may have joined two versions of the file, so once more from byte 0; then give up.
+      await rm(path, { force: true });
+      if (round === 1) {
+        throw new LarchError('DELTA_CORRUPT', `delta ${name}: ${label} ('${url}'): checksum mismatch: expected ${part.sha256}, got ${actual}`, {
+          hint: 'the server holds a damaged part; nothing of this delta was applied. Ask the vendor to republish the delta',
+          data: { part: i, url, expected: part.sha256, actual },
+        });
+      }
+    }
+    held += part.size;
+    progress(0);
+  }
+
+  const result = await applyDelta(repo, source, {
+    trusted: opts.trusted,
+    allowUnsigned: opts.allowUnsigned,
+    onProgress: (e) => opts.onProgress?.({ phase: 'apply', done: e.part + 1, total: e.parts, part: e.part, parts: e.parts }),
+  });
+  await rm(dir, { recursive: true, force: true });
+  return { ...result, downloadedBytes };
+}
+
+async function allStored(repo: Repo, objects: { kind: 'file' | 'dirtree' | 'dirmeta' | 'commit'; id: ObjectId }[]): Promise<boolean> {
+  for (let i = objects.length - 1; i >= 0; i--) if (!(await repo.hasObject(objects[i].kind, objects[i].id))) return false;
+  return true;
+}
+
+async function hashFile(path: string): Promise<string> {
+  const h = sha256Stream();
+  const fh = await open(path, 'r');
+  try {
+    for await (const chunk of fh.createReadStream({ highWaterMark: 256 * 1024 })) h.update(chunk as Buffer);
+  } finally {
+    await fh.close().catch(() => {});
+  }
+  return h.digest('hex');
+}
+
+/** A small file's bytes when it exists with this size and checksum, else null. */
+async function readIfHash(path: string, sha: string, size: number): Promise<Uint8Array | null> {
+  const st = await stat(path).catch(() => null);
+  if (!st || st.size !== size) return null;
+  const fh = await open(path, 'r');
+  try {
+    const bytes = new Uint8Array(size);
+    await fh.read(bytes, 0, size, 0);
+    return sha256(bytes) === sha ? bytes : null;
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface ObjectPullOptions extends TrustOptions {
+  baseUrl: string;
+  commit: ObjectId;
+  /** Branch to point at the commit once it is complete. */
+  ref?: string;
+  /** File objects are downloaded (with resume) into DIR/objects-cache/ and removed once stored. */
+  downloadDir: string;
+  /** Objects fetched at once (default 4: a device's link, not a LAN). */
+  concurrency?: number;
+  /** Largest .filez accepted (default 4 GiB); the dirtree does not record sizes, so this is the endless-data cap. */
+  maxObjectBytes?: number;
+  fetch?: FetchOptions;
+  onProgress?: (e: PullProgress) => void;
+}
+
+/**
+ * Fetches one commit object by object: the commit and its signatures first (checked against the
+ * trusted keys before anything else is read), then its dirtrees, dirmetas and files, every one
+ * checked against its id before it is stored, all in one transaction.
+ * @throws SIGNATURE_MISSING, SIGNATURE_INVALID, OBJECT_MISSING, OBJECT_CORRUPT, HOSTILE_TREE, IO, NO_SPACE, LOCKED
+ */
+export async function pullObjectsHttp(repo: Repo, opts: ObjectPullOptions): Promise<PullResult> {
+  const cacheDir = join(opts.downloadDir, 'objects-cache');
+  const source = await httpObjectSource(opts.baseUrl, cacheDir, opts);
+  let objects = 0;
+  const result = await pullCommit(repo, source, opts.commit, {
+    ref: opts.ref,
+    concurrency: opts.concurrency ?? 4,
+    verify: (_bytes, sigs) => verifyCommitTrust(opts.commit, sigs, opts, `${opts.baseUrl}`),
+    onObject: () => opts.onProgress?.({ phase: 'objects', done: ++objects, total: null }),
+  });
+  await rm(cacheDir, { recursive: true, force: true });
+  return result;
+}
+
+async function verifyCommitTrust(id: ObjectId, sigBytes: Uint8Array | null, opts: TrustOptions, where: string): Promise<void> {
+  if (opts.trusted === null || opts.trusted.length === 0) {
+    if (opts.allowUnsigned) return;
+    throw new LarchError('SIGNATURE_MISSING', `no trusted key to check commit ${id} with`, { hint: 'provision the vendor public key; allowUnsigned skips the check (tests only)' });
+  }
+  const sigs = sigBytes === null ? [] : decodeSignatures(sigBytes);
+  if (sigs === null) throw new LarchError('SIGNATURE_INVALID', `commit ${id} from '${where}': its .sig file is malformed`, { data: { id } });
+  if (sigs.length === 0) throw new LarchError('SIGNATURE_MISSING', `commit ${id} from '${where}' is not signed`, { data: { id } });
+  if (!(await verifyCommitSignatures(id, sigs, opts.trusted))) throw new LarchError('SIGNATURE_INVALID', `commit ${id} from '${where}' is not signed by a trusted key`, { data: { id } });
+}
+
+/**
+ * Objects of an archive repo over HTTP. File objects go through a throwaway archive repo in the
+ * download directory, so the .filez reader (header limits, DEFLATE that must end with the file)
+ * is the store's own.
+ */
+async function httpObjectSource(baseUrl: string, cacheDir: string, opts: ObjectPullOptions): Promise<ObjectSource> {
+  const cache = await Repo.init(cacheDir, 'archive');
+  const url = (id: ObjectId, ext: string) => remoteUrl(baseUrl, `objects/${id.slice(0, 2)}/${id.slice(2)}.${ext}`);
+  const missing = (kind: string, id: ObjectId, u: string) => (err: unknown) =>
+    Promise.reject(isCode(err, 'NOT_FOUND') ? new LarchError('OBJECT_MISSING', `${kind} ${id} is missing from '${u}'`, { hint: 'the server repo is incomplete; ask the vendor to republish', data: { kind, id, url: u } }) : err);
+  return {
+    path: baseUrl,
+    async readMetadataBytes(kind, id) {
+      const u = url(id, kind);
+      const bytes = await fetchBytes(u, { ...opts.fetch, maxBytes: MAX_METADATA_BYTES }).catch(missing(kind, id, u));
+      const actual = sha256(bytes);
+      if (actual !== id) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id} from '${u}': checksum mismatch: got ${actual}`, { data: { kind, id, url: u, actual } });
+      return bytes;
+    },
+    async readSignatures(commitId) {
+      return fetchBytes(url(commitId, 'sig'), { ...opts.fetch, maxBytes: 1024 * 1024 }).catch((err) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
+    },
+    async readFile(id): Promise<StoredFile> {
+      const u = url(id, 'filez');
+      await downloadFile(u, cache.objectPath('file', id), { ...opts.fetch, maxBytes: opts.maxObjectBytes ?? 4 * 1024 ** 3 }).catch(missing('file', id, u));
+      try {
+        return await cache.readFile(id);
+      } catch (err) {
+        throw addContext(`'${u}'`, err);
+      }
+    },
+    async released(id) {
+      await rm(cache.objectPath('file', id), { force: true });
+    },
+  };
+}
+
+export interface UpdatePullOptions extends TrustOptions {
+  baseUrl: string;
+  /** The verified summary (fetchSummary). */
+  summary: Summary;
+  /** The ref to pull, as the summary names it. */
+  ref: string;
+  /** The commit the device runs now (a delta from it is preferred), or null on a fresh repo. */
+  from: ObjectId | null;
+  downloadDir: string;
+  fetch?: FetchOptions;
+  onProgress?: (e: PullProgress) => void;
+}
+
+/**
+ * Brings the ref's commit into the repo the cheapest way the summary offers: a delta from
+ * `from` (or a from-scratch delta when there is no `from`), else object by object.
+ * @throws NOT_FOUND (ref not in the summary), and what pullDeltaHttp / pullObjectsHttp throw
+ */
+export async function pullUpdate(repo: Repo, opts: UpdatePullOptions): Promise<{ commit: ObjectId; method: 'present' | 'delta' | 'objects'; downloadedBytes?: number }> {
+  const target = opts.summary.refs[opts.ref];
+  if (!target) throw new LarchError('NOT_FOUND', `the remote '${opts.baseUrl}' has no ref '${opts.ref}'`, { data: { ref: opts.ref, refs: Object.keys(opts.summary.refs) } });
+  if (await repo.hasObject('commit', target.commit)) return { commit: target.commit, method: 'present' };
+  const delta = findDelta(opts.summary, opts.from, target.commit);
+  if (delta) {
+    const r = await pullDeltaHttp(repo, { ...opts, delta });
+    return { commit: r.to, method: 'delta', downloadedBytes: r.downloadedBytes };
+  }
+  await pullObjectsHttp(repo, { ...opts, commit: target.commit });
+  return { commit: target.commit, method: 'objects' };
+}

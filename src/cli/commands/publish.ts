@@ -1,0 +1,67 @@
+/** larch publish: write the repo's signed summary so a static web server can serve it to devices. */
+import { LarchError } from '../../errors.ts';
+import { publish as publishSummary } from '../../server/publish.ts';
+import { isoTime } from '../../server/summary.ts';
+import { readSecretKey } from '../../store/sign.ts';
+import { type Command, list, opt, printJson } from '../command.ts';
+import { REPO_OPTION, openRepo } from './_repo.ts';
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+export const DEFAULT_EXPIRES_IN = '7d';
+
+/** "90m", "12h", "7d", "2w", "3600s" or plain seconds -> seconds. @throws USAGE */
+export function parseDuration(text: string, option: string): number {
+  const m = /^(\d+)([smhdw]?)$/.exec(text.trim());
+  const seconds = m ? Number(m[1]) * UNIT_SECONDS[m[2] || 's'] : NaN;
+  if (!Number.isSafeInteger(seconds) || seconds <= 0) {
+    throw new LarchError('USAGE', `${option} must be a positive duration such as 3600, 90m, 12h, 7d or 2w; got '${text}'`);
+  }
+  return seconds;
+}
+
+export const publish: Command = {
+  name: 'publish',
+  summary: "write the repo's signed summary (refs, deltas, expiry) for devices",
+  options: { ...REPO_OPTION, 'sign-key': { type: 'string', multiple: true }, 'expires-in': { type: 'string' } },
+  help: `NAME
+  larch publish - write the repo's signed summary (refs, deltas, expiry) for devices
+
+SYNOPSIS
+  larch publish --repo R --sign-key K.key [--sign-key K2.key]... [--expires-in DURATION] [--json]
+
+DESCRIPTION
+  Writes R/summary and R/summary.sig, each atomically: every branch of R with its commit,
+  version and timestamp, and every delta in R/deltas/ that leads to a branch's commit, with
+  its envelope's and parts' sizes and SHA-256. Any static web server (or 'larch serve')
+  then serves R to devices, which read the summary first.
+  Devices refuse a summary past its expiry (a frozen or stale mirror) and one whose serial
+  is lower than the last they saw (a rollback), so publish again before it expires, e.g.
+  from cron, and after every commit or delta. The serial is max(previous + 1, now in
+  seconds). Deltas that lead to no branch, or with a part missing, are left out and listed.
+
+OPTIONS
+  --repo R              repository to publish (archive mode, to be served) (required)
+  --sign-key K.key      sign the summary (required; repeatable)
+  --expires-in DURATION how long devices accept this summary: seconds, or a number with
+                        s, m, h, d or w (default ${DEFAULT_EXPIRES_IN})
+  --json                print {"path", "serial", "created", "expires", "refs", "deltas",
+                        "skipped", "signedBy"}
+
+EXIT STATUS
+  0 written; 6 (SIGNATURE_MISSING) no --sign-key; 7 (LOCKED) another writer holds R.
+
+EXAMPLES
+  larch publish --repo /srv/larch --sign-key vendor.key --expires-in 3d
+`,
+  async run(args, io) {
+    const expiresInSeconds = parseDuration(opt(args, 'expires-in') ?? DEFAULT_EXPIRES_IN, '--expires-in');
+    const keyFiles = list(args, 'sign-key');
+    if (keyFiles.length === 0) throw new LarchError('USAGE', 'publish: --sign-key is required (devices refuse unsigned summaries)', { hint: "make a key with 'larch keygen --out NAME'" });
+    const repo = await openRepo(args, 'publish');
+    const signKeys = await Promise.all(keyFiles.map(readSecretKey));
+    const r = await publishSummary(repo, { signKeys, expiresInSeconds });
+    if (args.json) return printJson(io, r);
+    io.out(`${r.path}: serial ${r.serial}, ${Object.keys(r.refs).length} ref(s), ${r.deltas.length} delta(s); expires ${isoTime(r.expires)}; signed by ${r.signedBy.join(', ')}\n`);
+    for (const s of r.skipped) io.err(`larch: publish: delta ${s.name} left out: ${s.reason}\n`);
+  },
+};

@@ -1,0 +1,64 @@
+/** larch serve: serve an archive repo over HTTP (development and small fleets). */
+import { appendFileSync } from 'node:fs';
+import { LarchError, fromSystemError } from '../../errors.ts';
+import { type AccessLogEntry, startServer } from '../../server/serve.ts';
+import { type Command, intOption, opt } from '../command.ts';
+import { REPO_OPTION, openRepo } from './_repo.ts';
+
+export const serve: Command = {
+  name: 'serve',
+  summary: 'serve an archive repo over HTTP (Range, ETag, access log)',
+  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' } },
+  help: `NAME
+  larch serve - serve an archive repo over HTTP
+
+SYNOPSIS
+  larch serve --repo R [--port P] [--host H] [--log FILE] [--rate BYTES_PER_SEC] [--json]
+
+DESCRIPTION
+  A small static file server for R: GET and HEAD, one byte range per request (206 with
+  Content-Range; 416 when it cannot be satisfied), ETag, Last-Modified, If-Range. Nothing
+  outside R is served: paths with '..' are refused and symlinks leading out of R are not
+  followed; directories are not listed. Run 'larch publish' first so R holds a summary.
+  Prints its URL on stdout, then serves until SIGINT or SIGTERM.
+  Each request gets one access-log line, a JSON object: {"time", "remote", "method",
+  "path", "status", "range": [first, last] | null, "bytes" (body bytes written), "size",
+  "ms"}. For many devices, put the same files on any web server or CDN instead.
+
+OPTIONS
+  --repo R        archive repository to serve (required)
+  --port P        TCP port (default 0: pick a free one)
+  --host H        address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+  --log FILE      append the access log to FILE (default: stderr)
+  --rate N        send at most N bytes per second per response (to simulate a slow link)
+  --json          print {"url", "port", "repo"} on one line when listening
+
+EXIT STATUS
+  0 stopped by a signal; 3 no repo at R; 4 R is not an archive repo; 9 the port is taken.
+`,
+  async run(args, io) {
+    const repo = await openRepo(args, 'serve');
+    if (repo.mode !== 'archive') {
+      throw new LarchError('INVALID_INPUT', `repo '${repo.path}' is in mode '${repo.mode}'; devices fetch archive repos`, { hint: "serve an archive repo ('larch init --mode archive', then 'larch pull-local' into it)", data: { mode: repo.mode } });
+    }
+    const port = intOption(opt(args, 'port'), 'port', 'serve', 0);
+    if (port !== undefined && port > 65535) throw new LarchError('USAGE', 'serve: --port must be 0..65535');
+    const rate = intOption(opt(args, 'rate'), 'rate', 'serve', 1);
+    const logFile = opt(args, 'log');
+    const writeLog = (e: AccessLogEntry) => {
+      const line = JSON.stringify(e) + '\n';
+      // Synchronous appends: one line per request, in order, on disk before the response ends.
+      if (logFile) appendFileSync(logFile, line);
+      else io.err(line);
+    };
+    const server = await startServer({ root: repo.path, host: opt(args, 'host') ?? '127.0.0.1', port: port ?? 0, onLog: writeLog, rateBytesPerSecond: rate }).catch((err) => {
+      throw fromSystemError(err, 'listen on', `${opt(args, 'host') ?? '127.0.0.1'}:${port ?? 0}`);
+    });
+    io.out(args.json ? JSON.stringify({ url: server.url, port: server.port, repo: repo.path }) + '\n' : `${server.url}\n`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await server.close();
+  },
+};
