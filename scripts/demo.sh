@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The larch demo: what a vendor's build server does today. Compose two signed versions of an
-# OS tree made from real Debian packages, inspect them, check one out, update a device repo
-# with a signed static delta, and let fsck catch a corrupted object. Later issues extend it to
-# a served repo and a simulated device that boots, falls back and rolls back.
+# The larch demo: compose two signed versions of an OS tree made from real Debian packages,
+# inspect them, apply a signed static delta offline, then serve the repo over HTTP to a
+# simulated device that is provisioned, upgrades, reboots, takes a bad update that fails its
+# health check until the bootloader falls back by itself, and goes back to an older version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d node_modules ] || npm install --no-audit --no-fund
@@ -54,7 +54,53 @@ run "$LARCH" delta apply --repo device update.delta --key vendor.pub --ref demo/
 run "$LARCH" verify --repo device --key vendor.pub demo/stable
 printf 'the delta is %s bytes; version 1.1 unpacked is %s bytes\n' "$(stat -c %s update.delta)" "$(du -sb rootfs | cut -f1)"
 
-step "fsck catches a corrupted object, and names the file that uses it"
+step "Publish: a signed summary, served over HTTP by larch serve"
+run "$LARCH" publish --repo repo --sign-key vendor.key
+"$LARCH" serve --repo repo --port 0 --log serve.log > serve.url &
+SERVE_PID=$!
+trap 'kill $SERVE_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 50); do [ -s serve.url ] && break; sleep 0.1; done
+URL=$(cat serve.url); echo "serving at $URL"
+
+step "A device (a directory standing in for its root filesystem), provisioned with version 1.0"
+run "$LARCH" provision --sysroot dev --repo-url "$URL" --ref demo/stable --keys vendor.pub --version 1.0 --bootloader uboot
+run "$LARCH" sim-boot --sysroot dev
+run "$LARCH" status --sysroot dev
+
+step "The admin edits /etc; /var holds user data"
+echo "device-42" > dev/larch/deploy/A/etc/hostname
+mkdir -p dev/var/lib/app && echo "user data" > dev/var/lib/app/data
+run "$LARCH" check --sysroot dev
+run "$LARCH" upgrade --sysroot dev
+run "$LARCH" status --sysroot dev
+
+step "Reboot into 1.1: healthy, marked good"
+run "$LARCH" sim-boot --sysroot dev
+run cat dev/larch/deploy/B/etc/hostname dev/var/lib/app/data
+run "$LARCH" status --sysroot dev
+
+step "Version 1.2 is bad: its required health check fails"
+cp -a v2 v3
+mkdir -p v3/etc/larch/health.d/required.d
+printf '#!/bin/sh\necho "myapp did not start" >&2\nexit 1\n' > v3/etc/larch/health.d/required.d/50-myapp
+chmod +x v3/etc/larch/health.d/required.d/50-myapp
+printf 'NAME=larch-demo\nVERSION=1.2\n' > v3/etc/os-release
+run "$LARCH" commit --repo repo -b demo/stable --tree v3 --version 1.2 --subject "broken release" --sign-key vendor.key --owner 0:0
+run "$LARCH" delta generate --repo repo --from 'demo/stable^' --to demo/stable --sign-key vendor.key
+run "$LARCH" publish --repo repo --sign-key vendor.key
+run "$LARCH" upgrade --sysroot dev
+for i in 1 2 3 4; do run "$LARCH" sim-boot --sysroot dev; done
+run "$LARCH" status --sysroot dev
+step "Why it rolled back"
+run "$LARCH" history --sysroot dev --limit 8
+
+step "rollback by hand: back to 1.0 (slot A held 1.2, which failed; 1.0 is gone), so deploy 1.0 again"
+set +e; "$LARCH" rollback --sysroot dev; echo "(exit code $?)"; set -e
+run "$LARCH" deploy 1.0 --allow-downgrade --sysroot dev
+run "$LARCH" sim-boot --sysroot dev
+run "$LARCH" status --sysroot dev
+
+step "fsck catches a corrupted object in the vendor repo, and names the file that uses it"
 run "$LARCH" fsck --repo repo
 obj=$("$LARCH" ls --repo repo demo/stable /etc --json | node -e 'const r=JSON.parse(require("fs").readFileSync(0));console.log(r.find(e=>e.path==="/etc/os-release").object)')
 f=repo/objects/${obj:0:2}/${obj:2}.filez

@@ -140,9 +140,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const slot = other(booted.slot);
   const delta = findDelta(summary, booted.record.commit, target.commit) ?? findDelta(summary, null, target.commit);
   const to = { slot, commit: target.commit, version: target.version };
-  if (opts.dryRun) return { result: 'dry-run', from, to, download: { via: delta ? 'delta' : 'objects', bytes: delta?.bytes ?? 0 }, etc_conflicts: [] };
-
-  // 2. space
+  // 2. space (before anything is downloaded)
   await checkSpace(sysroot, delta, booted.slot);
 
   // 3. download and verify
@@ -158,6 +156,8 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   }
   await appendJournal(sysroot.journalPath, { event: 'verify', commit: target.commit, version: target.version, message: `commit signed by ${verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId).join(', ')}` });
   await repo.writeRef('larch/downloaded', target.commit);
+  // A dry run downloads (into the repo only: nothing bootable changes) so it can show the /etc plan.
+  if (opts.dryRun) return { result: 'dry-run', from, to, download, etc_conflicts: [] };
   if (opts.downloadOnly) return { result: 'downloaded', from, to, download, etc_conflicts: [] };
 
   // 4. deploy into the other slot and stage it

@@ -71,8 +71,13 @@ export async function pullCommit(dest: Repo, src: ObjectSource, commitId: Object
     // Metadata dest already holds is read there: an upgrade shares most directories with the
     // running commit, and over HTTP that saves a round trip per directory.
     const readMeta = (kind: 'dirtree' | 'dirmeta', id: ObjectId) => metaPool(async () => ((await dest.hasObject(kind, id)) ? dest.readMetadataBytes(kind, id) : src.readMetadataBytes(kind, id)));
+    // A file id is copied once even when many paths share it (symlinks with one target): two
+    // concurrent reads of one id would race on the source's cache (over HTTP, one download file).
+    const filesStarted = new Set<ObjectId>();
     const copyFile = (id: ObjectId, path: string) =>
       filePool(async () => {
+        if (filesStarted.has(id)) return opts.onObject?.({ kind: 'file', id });
+        filesStarted.add(id);
         if (await txn.has('file', id)) return opts.onObject?.({ kind: 'file', id });
         let stored: StoredFile | undefined;
         try {

@@ -4,6 +4,7 @@ import { bootenvCommands } from './bootenv.ts';
 import { checkout } from './checkout.ts';
 import { commit } from './commit.ts';
 import { deltaApply, deltaGenerate, deltaList, deltaShow } from './delta.ts';
+import { deviceCommands } from './device.ts';
 import { fsck } from './fsck.ts';
 import { init } from './init.ts';
 import { diff, log, ls, refs, show } from './inspect.ts';
@@ -14,4 +15,4 @@ import { pullLocal } from './pull-local.ts';
 import { serve } from './serve.ts';
 import { sign, trust, verify } from './verify.ts';
 
-export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...bootenvCommands];
+export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...deviceCommands, ...bootenvCommands];

@@ -1,0 +1,533 @@
+/**
+ * The device-side commands: provision, status, check, upgrade, deploy, rollback, finalize,
+ * cleanup, pin/unpin, history, boot-check, mark-good/mark-bad, sim-boot. Every one takes
+ * --sysroot S, so tests and the demo run devices as plain directories.
+ */
+import { LarchError } from '../../errors.ts';
+import { MAX_TRIES, DEFAULT_TRIES, type Slot } from '../../bootcount/state.ts';
+import { bootCheck, markSlot, simBoot } from '../../agent/boot-check.ts';
+import { mergerFor } from '../../agent/etc-merger.ts';
+import { readJournal } from '../../agent/journal.ts';
+import { provision as provisionSysroot } from '../../agent/provision.ts';
+import { httpRemote } from '../../agent/remote-http.ts';
+import { formatStatus, readStatus } from '../../agent/status.ts';
+import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig } from '../../agent/sysroot.ts';
+import { type Remote, type UpdateContext, check as checkUpdate, cleanup as cleanupSysroot, finalize as finalizeSysroot, rollback as rollbackSysroot, setPinned, upgrade as upgradeSysroot } from '../../agent/update.ts';
+import { createProgressBar, formatBytes } from '../progress.ts';
+import { type Command, type Io, type OptionSpec, type ParsedArgs, intOption, list, need, opt, positionals, printJson } from '../command.ts';
+
+const SYSROOT_OPTION: OptionSpec = { sysroot: { type: 'string' } };
+const SYSROOT_HELP = `  --sysroot S     the device's root filesystem, or a directory standing in for one
+                  (default ${DEFAULT_SYSROOT})`;
+const EXIT_HELP = `EXIT STATUS
+  0 success; 2 usage; 3 not found (not provisioned, unknown version); 4 invalid input (a
+  refused downgrade); 5 corrupt data; 6 signature problems (unsigned, untrusted, expired or
+  replayed summary); 7 locked; 8 no space; 9 I/O; 12 delta for another base; 13 bootloader
+  env unreadable. docs/cli.md lists them all.`;
+
+function sysrootOf(args: ParsedArgs): Sysroot {
+  return new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
+}
+
+function remoteFor(config: Pick<DeviceConfig, 'remote'>): Remote {
+  if (config.remote.kind === 'http') return httpRemote(config.remote.url);
+  throw new LarchError('INVALID_INPUT', `remote ${config.remote.url}: MQTT transport is not available in this build`, { hint: 'provision with --repo-url http://...' });
+}
+
+function progressFor(io: Io, label: string): ((done: number, total: number | null) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  const bar = createProgressBar(label);
+  return (done, total) => bar.update(done, total);
+}
+
+async function context(args: ParsedArgs, io: Io): Promise<UpdateContext> {
+  const sysroot = sysrootOf(args);
+  const config = await sysroot.readConfig();
+  return { sysroot, remote: remoteFor(config), merger: mergerFor(), progress: args.json ? undefined : progressFor(io, 'download') };
+}
+
+function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
+  const s = opt(args, 'slot');
+  if (s === undefined) return undefined;
+  if (s !== 'A' && s !== 'B') throw new LarchError('USAGE', `${cmd}: --slot must be A or B, got '${s}'`);
+  return s;
+}
+
+export const provision: Command = {
+  name: 'provision',
+  summary: 'set up an empty sysroot: repo, keys, first deployment in slot A, boot state',
+  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' } },
+  help: `NAME
+  larch provision - factory set-up of a device's sysroot
+
+SYNOPSIS
+  larch provision --sysroot S --repo-url URL --ref REF --keys K.pub [--keys K2.pub ...]
+                  [--bootloader uboot|grub] [--commit ID | --version V] [--tries N] [--json]
+
+DESCRIPTION
+  Sets up an empty sysroot (a directory, or a mounted image): the local repo, the trusted
+  keys, the device config (remote and ref), the first deployment in slot A, a shared /var
+  seeded from the commit's /var, and the bootloader state (slot A good and first). The
+  remote's summary and the commit must be signed by one of the keys.
+  Idempotent: running it again with the same URL, ref and bootloader changes nothing.
+
+OPTIONS
+${SYSROOT_HELP}
+  --repo-url URL  base URL of the vendor's archive repo (larch serve, or any web server)
+  --ref REF       the branch the device follows, e.g. os/stable
+  --keys K.pub    a public key the device trusts (repeat for several)
+  --bootloader B  uboot (env file S/boot/uboot.env, fw_env.config) or grub (S/boot/grub/grubenv);
+                  default uboot
+  --commit ID, --version V   install this commit or version instead of the ref's newest
+  --tries N       boots a new deployment gets before falling back (1-${MAX_TRIES}, default ${DEFAULT_TRIES})
+  --json          print {"result", "sysroot", "slot", "commit", "version", "bootloader", "download"}
+
+${EXIT_HELP}
+
+EXAMPLES
+  larch provision --sysroot /mnt/sysroot --repo-url http://updates.example/os --ref os/stable \\
+      --keys vendor.pub --bootloader grub
+`,
+  async run(args, io) {
+    const url = need(args, 'repo-url', 'provision');
+    const ref = need(args, 'ref', 'provision');
+    const bootloader = opt(args, 'bootloader') ?? 'uboot';
+    if (bootloader !== 'uboot' && bootloader !== 'grub') throw new LarchError('USAGE', `provision: --bootloader must be uboot or grub, got '${bootloader}'`);
+    const tries = intOption(opt(args, 'tries'), 'tries', 'provision', 1) ?? DEFAULT_TRIES;
+    if (tries > MAX_TRIES) throw new LarchError('USAGE', `provision: --tries must be 1..${MAX_TRIES}`);
+    const remote = remoteFor({ remote: { url, kind: 'http' } });
+    const result = await provisionSysroot(sysrootOf(args), {
+      remote,
+      remoteUrl: url,
+      remoteKind: 'http',
+      ref,
+      keys: list(args, 'keys'),
+      bootloader,
+      tries,
+      target: opt(args, 'commit') ?? opt(args, 'version'),
+      progress: args.json ? undefined : progressFor(io, 'download'),
+    });
+    if (args.json) printJson(io, result);
+    else io.out(result.result === 'already-provisioned' ? `${result.sysroot} is already provisioned with version ${result.version} in slot A\n` : `provisioned ${result.sysroot}: version ${result.version} (${result.commit.slice(0, 12)}) in slot A, ${result.bootloader}; downloaded ${formatBytes(result.download.bytes)}\n`);
+  },
+};
+
+export const status: Command = {
+  name: 'status',
+  summary: 'show the booted, pending and rollback deployments and the boot state',
+  options: { ...SYSROOT_OPTION },
+  help: `NAME
+  larch status - the device's deployments, boot state and last results
+
+SYNOPSIS
+  larch status [--sysroot S] [--json]
+
+DESCRIPTION
+  Shows the booted deployment, the pending one (staged: the bootloader tries it next boot) and
+  the rollback one (good, not first), each with version, commit, timestamp, origin, signing key
+  and tries left; the boot order; what the last boot-check found (health, whether the
+  bootloader fell back); and the last update's result or error.
+
+OPTIONS
+${SYSROOT_HELP}
+  --json          print the status object. Scripts may rely on: booted.{slot,commit,version},
+                  pending (null or a deployment; pending.version), rollback, boot.order,
+                  last_boot.fell_back, last_boot.healthy, last_update.{result,error}
+
+${EXIT_HELP}
+`,
+  async run(args, io) {
+    const s = await readStatus(sysrootOf(args));
+    if (args.json) printJson(io, s);
+    else io.out(formatStatus(s));
+  },
+};
+
+export const checkCmd: Command = {
+  name: 'check',
+  summary: 'ask the remote whether an update exists, and its size',
+  options: { ...SYSROOT_OPTION },
+  help: `NAME
+  larch check - is there an update?
+
+SYNOPSIS
+  larch check [--sysroot S] [--json]
+
+DESCRIPTION
+  Fetches and verifies the remote's signed summary (trusted key, not expired, serial not older
+  than the last one seen) and says whether the followed ref has a newer commit than the booted
+  one, its version, and how many bytes the upgrade will download (the static delta's size; for
+  an object-by-object pull the size is not known in advance).
+
+OPTIONS
+${SYSROOT_HELP}
+  --json          print {"available", "booted": {slot, commit, version}, "update": null |
+                  {commit, version, timestamp, bytes, via}}
+
+${EXIT_HELP}
+`,
+  async run(args, io) {
+    const r = await checkUpdate(await context(args, io));
+    if (args.json) printJson(io, r);
+    else if (!r.available) io.out(`no update: version ${r.booted.version} is the newest\n`);
+    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n`);
+  },
+};
+
+const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolean' }, 'download-only': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, 'allow-downgrade': { type: 'boolean' } };
+
+async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<void> {
+  const ctx = await context(args, io);
+  const r = await upgradeSysroot(ctx, { target, dryRun: args.values['dry-run'] === true, downloadOnly: args.values['download-only'] === true, allowDowngrade: args.values['allow-downgrade'] === true });
+  let finalized = null;
+  if (r.result === 'staged' && args.values.reboot === true) finalized = await finalizeSysroot(ctx);
+  if (args.values['dry-run'] === true && r.to) {
+    const { previewEtcMerge } = await import('../../agent/etc-merger.ts');
+    const preview = await previewEtcMerge(ctx.sysroot, r.from.slot, r.to.commit);
+    if (args.json) return printJson(io, { ...r, etc_plan: preview.json });
+    io.out(`would upgrade slot ${r.from.slot} version ${r.from.version} -> slot ${r.to.slot} version ${r.to.version} (${r.download.via}${r.download.bytes ? `, ${formatBytes(r.download.bytes)}` : ''})\n/etc merge plan:\n${preview.text}`);
+    return;
+  }
+  if (args.json) return printJson(io, { ...r, finalized });
+  const msg: Record<string, string> = {
+    staged: `staged version ${r.to?.version} in slot ${r.to?.slot}; it boots next (downloaded ${formatBytes(r.download.bytes)} by ${r.download.via})`,
+    downloaded: `downloaded version ${r.to?.version} (${formatBytes(r.download.bytes)}); run larch upgrade to deploy it`,
+    'no-update': `no update: version ${r.from.version} is the newest`,
+    pinned: 'pinned: no upgrade (larch unpin to resume)',
+    'dry-run': '',
+  };
+  io.out(msg[r.result] + '\n');
+  if (r.etc_conflicts.length > 0) io.out(`/etc conflicts (your version kept, the vendor's saved as FILE.larchnew): ${r.etc_conflicts.join(', ')}\n`);
+  if (r.result === 'staged' && args.values.reboot === true) io.out(ctx.sysroot.path === DEFAULT_SYSROOT ? 'rebooting\n' : 'reboot now (in a test sysroot: larch sim-boot)\n');
+  if (r.result === 'staged' && args.values.reboot === true && ctx.sysroot.path === DEFAULT_SYSROOT) await rebootNow();
+}
+
+async function rebootNow(): Promise<void> {
+  const { spawnSync } = await import('node:child_process');
+  const r = spawnSync('systemctl', ['reboot'], { stdio: 'inherit' });
+  if (r.status !== 0) spawnSync('reboot', [], { stdio: 'inherit' });
+}
+
+export const upgrade: Command = {
+  name: 'upgrade',
+  summary: "download, verify and stage the ref's newest commit in the other slot",
+  options: UPGRADE_OPTIONS,
+  help: `NAME
+  larch upgrade - update to the newest version of the followed ref
+
+SYNOPSIS
+  larch upgrade [--sysroot S] [--reboot] [--download-only] [--dry-run] [--allow-downgrade] [--json]
+
+DESCRIPTION
+  Verifies the signed summary, refuses a downgrade unless allowed, checks free space, downloads
+  the update (a static delta from the booted commit when the server has one, else object by
+  object; interrupted downloads resume), verifies every object and the commit's signature, and
+  only then writes the other slot: a hardlink checkout, /etc merged three ways (local and
+  vendor changes both kept; an overlapping change keeps yours and saves the vendor's as
+  FILE.larchnew), the kernel and initramfs copied to the slot's boot directory. Last, the slot
+  is made first in the boot order with N tries. /var is never touched. A refusal or a crash at
+  any point leaves the booted deployment and the boot state as they were.
+
+OPTIONS
+${SYSROOT_HELP}
+  --reboot           finalize (merge /etc again with edits made since) and reboot
+  --download-only    stop after the download and verification
+  --dry-run          show what would be downloaded and the /etc merge plan; write nothing
+  --allow-downgrade  accept a target older than the booted commit
+  --json             print {"result": staged|downloaded|no-update|pinned|dry-run, "from",
+                     "to", "download": {via, bytes}, "etc_conflicts"}
+
+${EXIT_HELP}
+
+EXAMPLES
+  larch upgrade --dry-run
+  larch upgrade --reboot
+`,
+  async run(args, io) {
+    await runUpgrade(args, io);
+  },
+};
+
+export const deploy: Command = {
+  name: 'deploy',
+  summary: 'stage a given version or commit (rpm-ostree deploy)',
+  options: UPGRADE_OPTIONS,
+  positionals: true,
+  help: `NAME
+  larch deploy - stage a given version or commit of the followed ref
+
+SYNOPSIS
+  larch deploy VERSION|COMMIT [--sysroot S] [--allow-downgrade] [--reboot] [--dry-run] [--json]
+
+DESCRIPTION
+  As upgrade, but for a named version or commit from the ref's history. An older one is
+  refused unless --allow-downgrade is given.
+
+OPTIONS
+${SYSROOT_HELP}
+  --allow-downgrade, --reboot, --download-only, --dry-run, --json   as for upgrade
+
+${EXIT_HELP}
+`,
+  async run(args, io) {
+    const [target] = positionals(args, ['version'], 'deploy');
+    await runUpgrade(args, io, target);
+  },
+};
+
+export const rollback: Command = {
+  name: 'rollback',
+  summary: 'boot the previous deployment next (or cancel a staged update)',
+  options: { ...SYSROOT_OPTION },
+  help: `NAME
+  larch rollback - go back to the other deployment
+
+SYNOPSIS
+  larch rollback [--sysroot S] [--json]
+
+DESCRIPTION
+  When the other slot holds a good deployment, makes it first in the boot order: it boots
+  next. When the other slot holds a staged update not yet booted, cancels it instead. A slot
+  that failed or was never confirmed is refused (it might not boot).
+
+OPTIONS
+${SYSROOT_HELP}
+  --json          print {"result": rolled-back|cancelled, "slot", "version"}
+
+${EXIT_HELP}
+`,
+  async run(args, io) {
+    const r = await rollbackSysroot(sysrootOf(args));
+    if (args.json) printJson(io, r);
+    else io.out(r.result === 'rolled-back' ? `rollback: slot ${r.slot} (version ${r.version}) boots next; reboot to use it\n` : `cancelled the staged version ${r.version} in slot ${r.slot}\n`);
+  },
+};
+
+export const finalize: Command = {
+  name: 'finalize',
+  summary: "merge /etc of the staged deployment again (run at shutdown)",
+  options: { ...SYSROOT_OPTION },
+  help: `NAME
+  larch finalize - carry /etc edits made since upgrade into the staged deployment
+
+SYNOPSIS
+  larch finalize [--sysroot S] [--json]
+
+DESCRIPTION
+  Redoes the three-way /etc merge of the staged deployment against the booted /etc as it is
+  now, so edits made between upgrade and reboot are kept (as OSTree's staged deployments).
+  Run by upgrade --reboot and by the larch-finalize shutdown unit. A power cut during it
+  leaves one complete merge in place. Does nothing when no update is staged.
+
+OPTIONS
+${SYSROOT_HELP}
+  --json          print {"slot": null | A|B, "conflicts": [...]}
+
+${EXIT_HELP}
+`,
+  async run(args, io) {
+    const r = await finalizeSysroot(await context(args, io));
+    if (args.json) printJson(io, r);
+    else io.out(r.slot ? `finalized slot ${r.slot}${r.conflicts.length ? `; /etc conflicts: ${r.conflicts.join(', ')}` : ''}\n` : 'nothing staged\n');
+  },
+};
+
+export const cleanup: Command = {
+  name: 'cleanup',
+  summary: 'free space: objects no deployment uses, and (--rollback) the rollback deployment',
+  options: { ...SYSROOT_OPTION, rollback: { type: 'boolean' } },
+  help: `NAME
+  larch cleanup - free space on the device
+
+SYNOPSIS
+  larch cleanup [--sysroot S] [--rollback] [--json]
+
+DESCRIPTION
+  Deletes repo objects that no deployment uses, and interrupted downloads. With --rollback
+  also removes the rollback deployment (after which rollback is impossible until the next
+  upgrade). Never touches the booted or the staged deployment.
+
+OPTIONS
+${SYSROOT_HELP}
+  --rollback      also remove the rollback deployment
+  --json          print {"removedSlot", "objectsDeleted", "bytesFreed"}
+
+${EXIT_HELP}
+`,
+  async run(args, io) {
+    const r = await cleanupSysroot(sysrootOf(args), { rollback: args.values.rollback === true });
+    if (args.json) printJson(io, r);
+    else io.out(`${r.removedSlot ? `removed slot ${r.removedSlot}; ` : ''}freed ${r.objectsDeleted} objects, ${formatBytes(r.bytesFreed)}\n`);
+  },
+};
+
+function pinCommand(pinned: boolean): Command {
+  const name = pinned ? 'pin' : 'unpin';
+  return {
+    name,
+    summary: pinned ? 'hold upgrades (deploy still works)' : 'resume upgrades',
+    options: { ...SYSROOT_OPTION },
+    help: `NAME
+  larch ${name} - ${pinned ? 'hold upgrades on this device' : 'let upgrades run again'}
+
+SYNOPSIS
+  larch ${name} [--sysroot S] [--json]
+
+DESCRIPTION
+  ${pinned ? 'While pinned, larch upgrade does nothing (it reports "pinned"); larch deploy VERSION still works.' : 'Undoes larch pin.'}
+
+OPTIONS
+${SYSROOT_HELP}
+  --json          print {"pinned"}
+
+${EXIT_HELP}
+`,
+    async run(args, io) {
+      await setPinned(sysrootOf(args), pinned);
+      if (args.json) printJson(io, { pinned });
+      else io.out(pinned ? 'pinned\n' : 'unpinned\n');
+    },
+  };
+}
+export const pin = pinCommand(true);
+export const unpin = pinCommand(false);
+
+export const history: Command = {
+  name: 'history',
+  summary: 'the device journal: every check, download, deploy, boot, health check, fallback',
+  options: { ...SYSROOT_OPTION, limit: { type: 'string' } },
+  help: `NAME
+  larch history - what happened on this device, and why
+
+SYNOPSIS
+  larch history [--sysroot S] [--limit N] [--json]
+
+DESCRIPTION
+  Prints the journal (S/larch/journal.jsonl), oldest first: provisioning, checks, downloads,
+  verification, deployments, each boot and which slot it took, each health check, mark-good,
+  fallbacks, rollbacks and errors, each with its reason.
+
+OPTIONS
+${SYSROOT_HELP}
+  --limit N       only the last N entries
+  --json          print an array of {time, event, message, slot, commit, version, data}
+
+${EXIT_HELP}
+`,
+  async run(args, io) {
+    const sysroot = sysrootOf(args);
+    await sysroot.readConfig();
+    let entries = await readJournal(sysroot.journalPath);
+    const limit = intOption(opt(args, 'limit'), 'limit', 'history', 1);
+    if (limit !== undefined) entries = entries.slice(-limit);
+    if (args.json) printJson(io, entries);
+    else for (const e of entries) io.out(`${e.time}  ${e.event.padEnd(9)} ${e.slot ? `[${e.slot}] ` : ''}${e.message}\n`);
+  },
+};
+
+const BOOT_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, 'no-reboot': { type: 'boolean' }, timeout: { type: 'string' } };
+
+export const bootCheckCmd: Command = {
+  name: 'boot-check',
+  summary: 'at boot: run health checks, then mark the slot good or spend a try',
+  options: BOOT_OPTIONS,
+  help: `NAME
+  larch boot-check - decide at boot whether this deployment is healthy
+
+SYNOPSIS
+  larch boot-check [--sysroot S] [--no-reboot] [--timeout SECONDS] [--json]
+
+DESCRIPTION
+  Learns the booted slot from larch.slot= on the kernel command line, runs the health checks
+  of the deployment (executables in /etc/larch/health.d/required.d/ and wanted.d/, each with a
+  timeout), then:
+    healthy                          marks the slot good (it stops spending tries)
+    unhealthy, slot unconfirmed      reboots: the bootloader spends another try, or falls back
+    unhealthy, slot already good     stays and reports (a good slot never falls back by itself)
+    no slot bootable (rescue)        stays and reports; never reboots in a loop
+  A fallback by the bootloader (the booted slot is not the one it was asked to boot) is
+  recorded and reported in status and history. Run by larch-boot-check.service at each boot.
+
+OPTIONS
+${SYSROOT_HELP}
+  --no-reboot     report that a reboot is needed instead of rebooting
+  --timeout S     per-check timeout in seconds (default 60)
+  --json          print {"slot", "healthy", "outcome", "reboot", "fell_back", "from", "rescue",
+                  "failed_checks", "health"}
+
+${EXIT_HELP}
+`,
+  async run(args, io) {
+    const sysroot = sysrootOf(args);
+    const timeout = intOption(opt(args, 'timeout'), 'timeout', 'boot-check', 1);
+    const r = await bootCheck(sysroot, { timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
+    if (args.json) printJson(io, r);
+    else io.out(`slot ${r.slot}: ${r.healthy ? 'healthy' : `unhealthy (${r.failed_checks.join(', ')})`}; ${r.outcome}${r.fell_back ? `; the bootloader fell back from slot ${r.from}` : ''}\n`);
+    if (r.reboot && args.values['no-reboot'] !== true && sysroot.path === DEFAULT_SYSROOT) await rebootNow();
+  },
+};
+
+function markCommand(good: boolean): Command {
+  const name = good ? 'mark-good' : 'mark-bad';
+  return {
+    name,
+    summary: good ? 'mark a slot good by hand' : 'mark a slot bad: it never boots again until redeployed',
+    options: { ...SYSROOT_OPTION, slot: { type: 'string' } },
+    help: `NAME
+  larch ${name} - ${good ? 'confirm a slot without running health checks' : 'stop a slot from booting'}
+
+SYNOPSIS
+  larch ${name} [--sysroot S] [--slot A|B] [--json]
+
+DESCRIPTION
+  ${good ? 'Marks the slot (default: the booted one) good: it boots without spending tries and becomes the last known good slot.' : 'Marks the slot (default: the booted one) bad: the bootloader skips it until a new deployment is written to it.'}
+
+OPTIONS
+${SYSROOT_HELP}
+  --slot A|B      the slot (default: the booted one)
+  --json          print {"slot"}
+
+${EXIT_HELP}
+`,
+    async run(args, io) {
+      const r = await markSlot(sysrootOf(args), good, slotOption(args, name));
+      if (args.json) printJson(io, r);
+      else io.out(`slot ${r.slot} marked ${good ? 'good' : 'bad'}\n`);
+    },
+  };
+}
+export const markGood = markCommand(true);
+export const markBad = markCommand(false);
+
+export const simBootCmd: Command = {
+  name: 'sim-boot',
+  summary: 'a simulated reboot: the bootloader step on the env file, then boot-check',
+  options: { ...SYSROOT_OPTION, unhealthy: { type: 'boolean' }, timeout: { type: 'string' } },
+  help: `NAME
+  larch sim-boot - reboot a simulated device
+
+SYNOPSIS
+  larch sim-boot --sysroot S [--unhealthy] [--json]
+
+DESCRIPTION
+  Runs the bootloader's decision (exactly what board/uboot/boot.cmd and board/grub/grub.cfg
+  do: pick the first good slot, or spend a try of an unconfirmed one, or fall back) on the
+  sysroot's real env file, records the chosen slot as the kernel command line would
+  (larch.slot=X), then runs boot-check. For tests and the demo.
+
+OPTIONS
+${SYSROOT_HELP}
+  --unhealthy     make the health checks fail (a stand-in for a broken tree)
+  --json          print {"slot", "rescue", "wrote", "check": <boot-check result>}
+
+${EXIT_HELP}
+`,
+  async run(args, io) {
+    const timeout = intOption(opt(args, 'timeout'), 'timeout', 'sim-boot', 1);
+    const r = await simBoot(sysrootOf(args), { forceUnhealthy: args.values.unhealthy === true, timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
+    if (args.json) printJson(io, r);
+    else io.out(`booted slot ${r.slot}${r.rescue ? ' (rescue)' : ''}: ${r.check.healthy ? 'healthy' : `unhealthy (${r.check.failed_checks.join(', ')})`}; ${r.check.outcome}${r.check.fell_back ? `; FELL BACK from slot ${r.check.from}` : ''}${r.check.reboot ? '; needs a reboot' : ''}\n`);
+  },
+};
+
+export const deviceCommands: Command[] = [provision, status, checkCmd, upgrade, deploy, rollback, finalize, cleanup, pin, unpin, history, bootCheckCmd, markGood, markBad, simBootCmd];

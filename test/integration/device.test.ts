@@ -1,0 +1,229 @@
+/**
+ * The device story through the Bun binary, against `larch serve`: provision v1, upgrade to v2,
+ * sim-boot healthy, rollback and back, then a bad v3 whose required health check fails until
+ * the bootloader falls back by itself. /var stays byte-identical; /etc edits are merged three
+ * ways. `status --json` is checked at every step. Then the refusals: each leaves the device as
+ * it was.
+ */
+import t from 'tap';
+
+type Test = { teardown(fn: () => unknown): void; not: typeof t.not; equal: typeof t.equal };
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BIN, type RunResult, debs, diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from '../helpers.ts';
+
+const REF = 'os/stable';
+const lines = (n: number, change: Record<number, string> = {}) => Array.from({ length: n }, (_, i) => change[i + 1] ?? `setting${i + 1}=default`).join('\n') + '\n';
+
+/** A small OS tree from real Debian packages, with /etc, /boot and /var content per version. */
+function makeTree(dir: string, version: number, opts: { failingHealthCheck?: boolean } = {}): void {
+  mkdirSync(dir, { recursive: true });
+  for (const deb of debs().filter((d) => /\/(busybox|hostname)_/.test(d))) sh(`dpkg-deb -x '${deb}' '${dir}'`);
+  mkdirSync(join(dir, 'etc/larch/health.d/required.d'), { recursive: true });
+  mkdirSync(join(dir, 'boot'), { recursive: true });
+  mkdirSync(join(dir, 'var/lib/seed'), { recursive: true });
+  writeFileSync(join(dir, 'etc/os-release'), `NAME=larch-test\nVERSION=${version}\n`);
+  // app.conf: the vendor changes line 9 in v2; the admin changes line 2 (both must land).
+  writeFileSync(join(dir, 'etc/app.conf'), lines(10, version >= 2 ? { 9: 'setting9=vendor-v2' } : {}));
+  // overlap.conf: vendor and admin both change line 3 (conflict: local kept + .larchnew).
+  writeFileSync(join(dir, 'etc/overlap.conf'), lines(5, version >= 2 ? { 3: 'setting3=vendor' } : {}));
+  // motd: the admin deletes it, the vendor changes it in v2: it stays deleted.
+  writeFileSync(join(dir, 'etc/motd'), `welcome to v${version}\n`);
+  const check = join(dir, 'etc/larch/health.d/required.d/10-services');
+  writeFileSync(check, opts.failingHealthCheck ? '#!/bin/sh\necho "service foo did not start" >&2\nexit 1\n' : '#!/bin/sh\nexit 0\n');
+  chmodSync(check, 0o755);
+  writeFileSync(join(dir, `boot/vmlinuz-6.1.0-${version}`), `kernel ${version}\n`);
+  writeFileSync(join(dir, `boot/initrd.img-6.1.0-${version}`), `initrd ${version}\n`);
+  writeFileSync(join(dir, 'var/lib/seed/first-boot'), 'seeded by the first deployment\n');
+}
+
+async function startServe(t: Test, repo: string, log: string): Promise<string> {
+  const child: ChildProcess = spawn(BIN, ['serve', '--repo', repo, '--port', '0', '--log', log, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => child.kill('SIGTERM'));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /"url":"([^"]+)"/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    child.on('exit', (code) => reject(new Error(`larch serve exited ${code}`)));
+  });
+}
+
+async function status(sysroot: string): Promise<any> {
+  return (await larchOk(['status', '--sysroot', sysroot, '--json'])).json;
+}
+
+interface Vendor {
+  dir: string;
+  repo: string;
+  key: string;
+  url: string;
+  commits: string[];
+  release(version: number, opts?: { failingHealthCheck?: boolean }): Promise<string>;
+}
+
+async function vendor(t: Test): Promise<Vendor> {
+  const dir = tempDir(t);
+  const repo = join(dir, 'srv');
+  const key = join(dir, 'vendor');
+  await larchOk(['keygen', '--out', key]);
+  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  const v: Vendor = {
+    dir,
+    repo,
+    key,
+    url: '',
+    commits: [],
+    async release(version, opts = {}) {
+      const tree = join(dir, `v${version}`);
+      makeTree(tree, version, opts);
+      const c = await larchOk(['commit', '--repo', repo, '-b', REF, '--tree', tree, '--version', String(version), '--subject', `v${version}`, '--sign-key', `${key}.key`, '--owner', '0:0', '--timestamp', String(1_700_000_000 + version * 1000), '--json']);
+      const id = c.json.commit as string;
+      if (v.commits.length > 0) await larchOk(['delta', 'generate', '--repo', repo, '--from', v.commits.at(-1)!, '--to', id, '--sign-key', `${key}.key`]);
+      v.commits.push(id);
+      await larchOk(['publish', '--repo', repo, '--sign-key', `${key}.key`]);
+      return id;
+    },
+  };
+  v.url = await startServe(t, repo, join(dir, 'access.log'));
+  return v;
+}
+
+function expectFail(t: Test, r: RunResult, code: string, what: string): void {
+  t.not(r.code, 0, `${what}: refused`);
+  t.equal(r.json?.error?.code, code, `${what}: error ${code} (${r.json?.error?.message})`);
+}
+
+t.test('the device story: provision, upgrade, boot, rollback, a bad update falls back by itself', async (t) => {
+  const v = await vendor(t);
+  const v1 = await v.release(1);
+  const dev = join(tempDir(t), 'device');
+
+  // Provision v1, then its first boot.
+  const p = await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot', '--json']);
+  t.match(p.json, { result: 'provisioned', slot: 'A', commit: v1, version: '1' });
+  t.equal((await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot', '--json'])).json.result, 'already-provisioned', 'provision is idempotent');
+  t.equal(sh(`fw_printenv -c '${join(dev, 'boot/fw_env.config')}' -n BOOT_ORDER`).trim(), 'A B', 'fw_printenv reads the env larch wrote');
+  let boot = (await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json;
+  t.match(boot, { slot: 'A', check: { healthy: true, outcome: 'already-good', fell_back: false } });
+  let s = await status(dev);
+  t.match(s, { booted: { slot: 'A', version: '1', commit: v1, good: true }, pending: null, last_boot: { fell_back: false } });
+  t.equal(readFileSync(join(dev, 'boot/A/vmlinuz'), 'utf8'), 'kernel 1\n', 'kernel copied to the slot boot dir');
+  t.equal(readFileSync(join(dev, 'var/lib/seed/first-boot'), 'utf8'), 'seeded by the first deployment\n', '/var seeded once');
+
+  // Local state: /var data and /etc edits.
+  mkdirSync(join(dev, 'var/lib/app'), { recursive: true });
+  writeFileSync(join(dev, 'var/lib/app/data.db'), 'precious user data\n');
+  const etc = join(dev, 'larch/deploy/A/etc');
+  writeFileSync(join(etc, 'app.conf'), lines(10, { 2: 'setting2=admin' }));
+  writeFileSync(join(etc, 'overlap.conf'), lines(5, { 3: 'setting3=admin' }));
+  writeFileSync(join(etc, 'local-only.conf'), 'mine\n');
+  unlinkSync(join(etc, 'motd'));
+  const varBefore = await snapshotTree(join(dev, 'var'));
+
+  // v2: check, dry-run, upgrade, boot.
+  const v2 = await v.release(2);
+  const c = (await larchOk(['check', '--sysroot', dev, '--json'])).json;
+  t.match(c, { available: true, update: { commit: v2, version: '2', via: 'delta' } });
+  t.ok(c.update.bytes > 0, 'check says how many bytes the upgrade downloads');
+  const dry = await larchOk(['upgrade', '--sysroot', dev, '--dry-run', '--json']);
+  t.match(dry.json, { result: 'dry-run', download: { via: 'delta' } }, 'dry-run downloads the delta (into the repo only)');
+  t.ok(dry.json.etc_plan, 'dry-run shows the /etc merge plan');
+  t.equal((await status(dev)).pending, null, 'dry-run stages nothing');
+  const up = (await larchOk(['upgrade', '--sysroot', dev, '--json'])).json;
+  t.match(up, { result: 'staged', from: { slot: 'A', version: '1' }, to: { slot: 'B', version: '2', commit: v2 }, download: { via: 'none' } }, 'the dry run already downloaded it');
+  t.same(up.etc_conflicts, ['overlap.conf'], 'the overlapping /etc change is reported');
+  s = await status(dev);
+  t.match(s, { booted: { slot: 'A', version: '1' }, pending: { slot: 'B', version: '2', commit: v2, good: false, tries_left: 3 } });
+  const etcB = join(dev, 'larch/deploy/B/etc');
+  t.equal(readFileSync(join(etcB, 'app.conf'), 'utf8'), lines(10, { 2: 'setting2=admin', 9: 'setting9=vendor-v2' }), 'local and vendor changes to other lines both land');
+  t.equal(readFileSync(join(etcB, 'overlap.conf'), 'utf8'), lines(5, { 3: 'setting3=admin' }), 'overlap: the local file is kept');
+  t.equal(readFileSync(join(etcB, 'overlap.conf.larchnew'), 'utf8'), lines(5, { 3: 'setting3=vendor' }), "overlap: the vendor's file is beside it");
+  t.equal(readFileSync(join(etcB, 'local-only.conf'), 'utf8'), 'mine\n', 'a new local file survives');
+  t.notOk(existsSync(join(etcB, 'motd')), 'a file the admin deleted stays deleted');
+
+  boot = (await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json;
+  t.match(boot, { slot: 'B', check: { healthy: true, outcome: 'confirmed' } });
+  s = await status(dev);
+  t.match(s, { booted: { slot: 'B', version: '2', commit: v2, good: true }, pending: null, rollback: { slot: 'A', version: '1' }, last_boot: { fell_back: false } });
+  t.same(diffSnapshots(varBefore, await snapshotTree(join(dev, 'var'))), [], '/var byte-identical across the upgrade');
+
+  // rollback to v1 and forward again.
+  t.match((await larchOk(['rollback', '--sysroot', dev, '--json'])).json, { result: 'rolled-back', slot: 'A', version: '1' });
+  t.match((await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json, { slot: 'A', check: { healthy: true, fell_back: false } });
+  t.match(await status(dev), { booted: { slot: 'A', version: '1' }, rollback: { slot: 'B', version: '2' } });
+  await larchOk(['rollback', '--sysroot', dev]);
+  t.match((await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json, { slot: 'B' });
+  t.same(diffSnapshots(varBefore, await snapshotTree(join(dev, 'var'))), [], '/var byte-identical across rollbacks');
+
+  // v3 is bad: its required health check fails on every boot until the bootloader falls back.
+  const v3 = await v.release(3, { failingHealthCheck: true });
+  t.match((await larchOk(['upgrade', '--sysroot', dev, '--json'])).json, { result: 'staged', to: { slot: 'A', version: '3', commit: v3 } });
+  for (let i = 1; i <= 3; i++) {
+    boot = (await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json;
+    t.match(boot, { slot: 'A', check: { healthy: false, outcome: 'retry', reboot: true } }, `try ${i}: v3 unhealthy, reboot`);
+    t.match(boot.check.failed_checks, ['10-services']);
+  }
+  boot = (await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json;
+  t.match(boot, { slot: 'B', check: { healthy: true, fell_back: true, from: 'A' } }, 'tries spent: the bootloader fell back to v2 by itself');
+  s = await status(dev);
+  t.match(s, { booted: { slot: 'B', version: '2', good: true }, pending: null, last_boot: { fell_back: true, from: 'A' } });
+  t.match((await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json, { slot: 'B', check: { fell_back: false } }, 'the fallback is reported once; later boots are normal');
+  t.same(diffSnapshots(varBefore, await snapshotTree(join(dev, 'var'))), [], '/var byte-identical across the fallback');
+  const hist = (await larchOk(['history', '--sysroot', dev, '--json'])).json as { event: string; message: string }[];
+  t.ok(hist.some((e) => e.event === 'fallback' && /fell back from slot A to slot B/.test(e.message)), 'history says why it rolled back');
+  t.ok(hist.some((e) => e.event === 'health' && /10-services FAILED/.test(e.message)), 'history names the failed health check');
+  const rb = await larch(['rollback', '--sysroot', dev, '--json']);
+  expectFail(t, rb, 'INVALID_INPUT', 'rollback to the failed v3');
+});
+
+t.test('refused before any write: unsigned, wrongly signed and expired summaries, a downgrade', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const dev = join(tempDir(t), 'device');
+  await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'grub']);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  await v.release(2);
+  const snapshot = async () => ({ deploy: await snapshotTree(join(dev, 'larch/deploy')), boot: await snapshotTree(join(dev, 'boot')) });
+  const before = await snapshot();
+  const unchanged = async (what: string) => {
+    const after = await snapshot();
+    t.same(diffSnapshots(before.deploy, after.deploy), [], `${what}: deployments untouched`);
+    t.same(diffSnapshots(before.boot, after.boot), [], `${what}: boot files and env untouched`);
+    t.equal((await status(dev)).pending, null, `${what}: nothing staged`);
+  };
+  const sig = join(v.repo, 'summary.sig');
+  const goodSig = readFileSync(sig);
+
+  rmSync(sig);
+  expectFail(t, await larch(['upgrade', '--sysroot', dev, '--json']), 'SIGNATURE_MISSING', 'unsigned summary');
+  await unchanged('unsigned summary');
+
+  const other = join(v.dir, 'other');
+  await larchOk(['keygen', '--out', other]);
+  await larchOk(['publish', '--repo', v.repo, '--sign-key', `${other}.key`]);
+  expectFail(t, await larch(['upgrade', '--sysroot', dev, '--json']), 'SIGNATURE_INVALID', 'summary signed by an untrusted key');
+  await unchanged('untrusted key');
+
+  await larchOk(['publish', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--expires-in', '1s']);
+  await new Promise((r) => setTimeout(r, 2100));
+  const expired = await larch(['upgrade', '--sysroot', dev, '--json']);
+  expectFail(t, expired, 'SIGNATURE_INVALID', 'expired summary');
+  t.match(expired.json?.error?.message, /expired/);
+  await unchanged('expired summary');
+  writeFileSync(sig, goodSig);
+
+  await larchOk(['publish', '--repo', v.repo, '--sign-key', `${v.key}.key`]);
+  const down = await larch(['deploy', '1', '--sysroot', dev, '--json']);
+  t.match(down.json, {}, 'deploy 1 (the booted version) does nothing');
+  await larchOk(['upgrade', '--sysroot', dev]);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  const before2 = await snapshot();
+  const downgrade = await larch(['deploy', '1', '--sysroot', dev, '--json']);
+  expectFail(t, downgrade, 'INVALID_INPUT', 'downgrade without --allow-downgrade');
+  t.match(downgrade.json?.error?.message, /downgrade/);
+  t.same(diffSnapshots(before2.deploy, await snapshotTree(join(dev, 'larch/deploy'))), [], 'downgrade: deployments untouched');
+});
