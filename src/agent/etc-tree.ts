@@ -155,6 +155,17 @@ const isRoot = () => typeof process.getuid === 'function' && process.getuid() ==
 export async function writeEtcMerge(plan: EtcMergePlan, out: string, sources: { local: string; theirs: string }, opts: WriteEtcOptions = {}): Promise<WriteEtcResult> {
   const existing = await readdir(out).catch((err) => (err.code === 'ENOENT' ? null : Promise.reject(fromSystemError(err, 'read', out))));
   if (existing !== null && existing.length > 0) throw new LarchError('EXISTS', `/etc merge destination '${out}' exists and is not empty`, { data: { path: out } });
+  try {
+    return await writeInto(plan, out, sources, opts);
+  } catch (err) {
+    // out was absent or empty: everything in it is ours, and a half-merged /etc must not look whole.
+    if (existing === null) await rm(out, { recursive: true, force: true }).catch(() => {});
+    else for (const e of await readdir(out).catch(() => [])) await rm(join(out, e), { recursive: true, force: true }).catch(() => {});
+    throw err;
+  }
+}
+
+async function writeInto(plan: EtcMergePlan, out: string, sources: { local: string; theirs: string }, opts: WriteEtcOptions): Promise<WriteEtcResult> {
   const owners = opts.owners ?? isRoot();
   const result: WriteEtcResult = { files: 0, symlinks: 0, dirs: 0, larchnew: 0, ownersNotApplied: [] };
   const myUid = process.getuid?.() ?? -1;
