@@ -410,8 +410,8 @@ const depthOf = (path: string): number => (path === '' ? 0 : path.split('/').len
  *
  * @example
  * const file = (text: string) => ({ type: 'file', mode: 0o644, uid: 0, gid: 0, content: new TextEncoder().encode(text) }) as const;
- * const plan = planEtcMerge(new Map([['motd', file('a\nb\n')]]), new Map([['motd', file('A\nb\n')]]), new Map([['motd', file('a\nB\n')]]));
- * // plan.actions[0]: { path: 'motd', action: 'merged', reason: 'lines-merged', result: { ...content 'A\nB\n' } }
+ * const plan = planEtcMerge(new Map([['motd', file('a\nb\nc\n')]]), new Map([['motd', file('A\nb\nc\n')]]), new Map([['motd', file('a\nb\nC\n')]]));
+ * // plan.actions[0]: { path: 'motd', action: 'merged', reason: 'lines-merged', result: { ...content 'A\nb\nC\n' } }
  */
 export function planEtcMerge(base: EtcTree, local: EtcTree, theirs: EtcTree): EtcMergePlan {
   const paths = [...new Set([...base.keys(), ...local.keys(), ...theirs.keys()])].sort(comparePaths);

@@ -261,6 +261,13 @@ t.test('root entry merges like a directory', async (t) => {
   t.equal(brief(get('')), 'take-vendor/vendor-changed');
 });
 
+t.test('the @example of planEtcMerge', async (t) => {
+  const f = (text: string) => ({ type: 'file', mode: 0o644, uid: 0, gid: 0, content: new TextEncoder().encode(text) }) as const;
+  const p = planEtcMerge(new Map([['motd', f('a\nb\nc\n')]]), new Map([['motd', f('A\nb\nc\n')]]), new Map([['motd', f('a\nb\nC\n')]]));
+  t.match(p.actions[0], { path: 'motd', action: 'merged', reason: 'lines-merged' });
+  t.equal(text(p.actions[0]!), 'A\nb\nC\n');
+});
+
 t.test('mergeLines, splitLines, decodeText', async (t) => {
   t.same(splitLines('a\r\nb\nc'), ['a\r\n', 'b\n', 'c']);
   t.same(splitLines(''), []);
