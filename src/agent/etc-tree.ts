@@ -28,6 +28,8 @@ export interface ReadEtcTreeOptions {
   maxTreeBytesInMemory?: number;
   /** Read extended attributes too (needs getfattr). */
   xattrs?: boolean;
+  /** An absent directory reads as an empty tree (a commit with no /etc) instead of NOT_FOUND. */
+  allowMissing?: boolean;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -51,7 +53,8 @@ export async function readEtcTree(dir: string, opts: ReadEtcTreeOptions = {}): P
   let budget = opts.maxTreeBytesInMemory ?? MAX_TREE_BYTES_IN_MEMORY;
   const tree = new Map<string, EtcEntry>();
   const skipped: SkippedEntry[] = [];
-  const rootStat = await lstat(dir).catch((err) => Promise.reject(fromSystemError(err, 'read', dir)));
+  const rootStat = await lstat(dir).catch((err) => (err.code === 'ENOENT' && opts.allowMissing ? null : Promise.reject(fromSystemError(err, 'read', dir))));
+  if (rootStat === null) return { tree, skipped };
   if (!rootStat.isDirectory()) throw new LarchError('INVALID_INPUT', `'${dir}' is not a directory`, { data: { path: dir } });
   const xattrsByPath = opts.xattrs ? await readTreeXattrs(dir) : null;
   const xattrsOf = (abs: string): Xattrs | undefined => {
@@ -291,6 +294,8 @@ export interface MergeEtcOptions {
   owners?: boolean;
   xattrs?: boolean;
   maxFileBytesInMemory?: number;
+  /** base or theirs may be absent (a commit with no /etc): read as empty trees. local must exist. */
+  allowMissingVendor?: boolean;
 }
 
 export interface MergeResult {
@@ -316,7 +321,8 @@ export interface MergeResultJson extends EtcMergeJson {
  */
 export async function mergeEtc(opts: MergeEtcOptions): Promise<MergeResult> {
   const readOpts = { xattrs: opts.xattrs, maxFileBytesInMemory: opts.maxFileBytesInMemory };
-  const [base, local, theirs] = await Promise.all([readEtcTree(opts.base, readOpts), readEtcTree(opts.local, readOpts), readEtcTree(opts.theirs, readOpts)]);
+  const vendorOpts = { ...readOpts, allowMissing: opts.allowMissingVendor };
+  const [base, local, theirs] = await Promise.all([readEtcTree(opts.base, vendorOpts), readEtcTree(opts.local, readOpts), readEtcTree(opts.theirs, vendorOpts)]);
   const plan = planEtcMerge(base.tree, local.tree, theirs.tree);
   const skipped = { base: base.skipped, local: local.skipped, theirs: theirs.skipped };
   if (opts.dryRun) return { plan, skipped, written: null };

@@ -218,6 +218,17 @@ t.test('files over the in-memory bound merge as whole files, copied and verified
   t.equal(readFileSync(join(out, 'both.conf.larchnew'), 'utf8'), big('a') + 'y\n');
 });
 
+t.test('a commit without /etc: absent vendor trees read as empty when allowed', async (t) => {
+  const dir = tempDir(t, 'larch-etc-merge-missing-');
+  const local = join(dir, 'local');
+  mkdirSync(local);
+  writeFileSync(join(local, 'hostname'), 'gw-17\n');
+  await t.rejects(mergeEtc({ base: join(dir, 'none'), local, theirs: join(dir, 'none'), out: join(dir, 'o1') }), { name: 'LarchError', code: 'NOT_FOUND' });
+  const r = await mergeEtc({ base: join(dir, 'none'), local, theirs: join(dir, 'none'), out: join(dir, 'out'), allowMissingVendor: true });
+  t.same(r.plan.actions.map((a) => `${a.path || '.'} ${a.action}`), ['. new-local', 'hostname new-local']);
+  t.equal(readFileSync(join(dir, 'out', 'hostname'), 'utf8'), 'gw-17\n');
+});
+
 t.test('a large file changed between planning and writing is refused', async (t) => {
   const dir = tempDir(t, 'larch-etc-merge-race-');
   const [base, local, theirs, out] = ['base', 'local', 'theirs', 'out'].map((n) => join(dir, n));
