@@ -6,96 +6,10 @@
  * it was.
  */
 import t from 'tap';
-
-type Test = { teardown(fn: () => unknown): void; not: typeof t.not; equal: typeof t.equal };
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, type RunResult, debs, diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from '../helpers.ts';
-
-const REF = 'os/stable';
-const lines = (n: number, change: Record<number, string> = {}) => Array.from({ length: n }, (_, i) => change[i + 1] ?? `setting${i + 1}=default`).join('\n') + '\n';
-
-/** A small OS tree from real Debian packages, with /etc, /boot and /var content per version. */
-function makeTree(dir: string, version: number, opts: { failingHealthCheck?: boolean } = {}): void {
-  mkdirSync(dir, { recursive: true });
-  for (const deb of debs().filter((d) => /\/(busybox|hostname)_/.test(d))) sh(`dpkg-deb -x '${deb}' '${dir}'`);
-  mkdirSync(join(dir, 'etc/larch/health.d/required.d'), { recursive: true });
-  mkdirSync(join(dir, 'boot'), { recursive: true });
-  mkdirSync(join(dir, 'var/lib/seed'), { recursive: true });
-  writeFileSync(join(dir, 'etc/os-release'), `NAME=larch-test\nVERSION=${version}\n`);
-  // app.conf: the vendor changes line 9 in v2; the admin changes line 2 (both must land).
-  writeFileSync(join(dir, 'etc/app.conf'), lines(10, version >= 2 ? { 9: 'setting9=vendor-v2' } : {}));
-  // overlap.conf: vendor and admin both change line 3 (conflict: local kept + .larchnew).
-  writeFileSync(join(dir, 'etc/overlap.conf'), lines(5, version >= 2 ? { 3: 'setting3=vendor' } : {}));
-  // motd: the admin deletes it, the vendor changes it in v2: it stays deleted.
-  writeFileSync(join(dir, 'etc/motd'), `welcome to v${version}\n`);
-  const check = join(dir, 'etc/larch/health.d/required.d/10-services');
-  writeFileSync(check, opts.failingHealthCheck ? '#!/bin/sh\necho "service foo did not start" >&2\nexit 1\n' : '#!/bin/sh\nexit 0\n');
-  chmodSync(check, 0o755);
-  writeFileSync(join(dir, `boot/vmlinuz-6.1.0-${version}`), `kernel ${version}\n`);
-  writeFileSync(join(dir, `boot/initrd.img-6.1.0-${version}`), `initrd ${version}\n`);
-  writeFileSync(join(dir, 'var/lib/seed/first-boot'), 'seeded by the first deployment\n');
-}
-
-async function startServe(t: Test, repo: string, log: string): Promise<string> {
-  const child: ChildProcess = spawn(BIN, ['serve', '--repo', repo, '--port', '0', '--log', log, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => child.kill('SIGTERM'));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /"url":"([^"]+)"/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`larch serve exited ${code}`)));
-  });
-}
-
-async function status(sysroot: string): Promise<any> {
-  return (await larchOk(['status', '--sysroot', sysroot, '--json'])).json;
-}
-
-interface Vendor {
-  dir: string;
-  repo: string;
-  key: string;
-  url: string;
-  commits: string[];
-  release(version: number, opts?: { failingHealthCheck?: boolean }): Promise<string>;
-}
-
-async function vendor(t: Test): Promise<Vendor> {
-  const dir = tempDir(t);
-  const repo = join(dir, 'srv');
-  const key = join(dir, 'vendor');
-  await larchOk(['keygen', '--out', key]);
-  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
-  const v: Vendor = {
-    dir,
-    repo,
-    key,
-    url: '',
-    commits: [],
-    async release(version, opts = {}) {
-      const tree = join(dir, `v${version}`);
-      makeTree(tree, version, opts);
-      const c = await larchOk(['commit', '--repo', repo, '-b', REF, '--tree', tree, '--version', String(version), '--subject', `v${version}`, '--sign-key', `${key}.key`, '--owner', '0:0', '--timestamp', String(1_700_000_000 + version * 1000), '--json']);
-      const id = c.json.commit as string;
-      if (v.commits.length > 0) await larchOk(['delta', 'generate', '--repo', repo, '--from', v.commits.at(-1)!, '--to', id, '--sign-key', `${key}.key`]);
-      v.commits.push(id);
-      await larchOk(['publish', '--repo', repo, '--sign-key', `${key}.key`]);
-      return id;
-    },
-  };
-  v.url = await startServe(t, repo, join(dir, 'access.log'));
-  return v;
-}
-
-function expectFail(t: Test, r: RunResult, code: string, what: string): void {
-  t.not(r.code, 0, `${what}: refused`);
-  t.equal(r.json?.error?.code, code, `${what}: error ${code} (${r.json?.error?.message})`);
-}
+import { REF, expectFail, lines, status, vendor } from '../device-helpers.ts';
+import { diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from '../helpers.ts';
 
 t.test('the device story: provision, upgrade, boot, rollback, a bad update falls back by itself', async (t) => {
   const v = await vendor(t);
