@@ -108,7 +108,11 @@ export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Pr
     const result = await upgradeSteps(ctx, opts);
     if (!opts.dryRun) await recordLastUpdate(sysroot, { action, result: result.result === 'staged' || result.result === 'downloaded' ? 'ok' : 'no-update', version: result.to?.version ?? null, commit: result.to?.commit ?? null, error: null });
     return result;
-  } catch (err) {
+  } catch (caught) {
+    let err = caught;
+    if (err instanceof LarchError && err.code === 'NO_SPACE') {
+      err = new LarchError('NO_SPACE', `${action}: ${err.message}`, { hint: "run 'larch cleanup' (add --rollback to drop the rollback deployment) to free space, then upgrade again; nothing was deployed", data: err.data });
+    }
     if (err instanceof LarchError) {
       await recordLastUpdate(sysroot, { action, result: 'error', version: null, commit: null, error: { code: err.code, message: err.message, hint: err.hint } }).catch(() => {});
       await appendJournal(sysroot.journalPath, { event: 'error', message: `${action} failed: ${err.message}`, data: { code: err.code } }).catch(() => {});

@@ -159,13 +159,13 @@ export class Transaction {
     const problem = fileHeaderProblem(header) ?? (encodeFileHeader(header).length > MAX_FILE_HEADER_BYTES ? 'its header (xattrs) is over the 1 MiB limit' : null);
     if (problem) throw new LarchError('INVALID_INPUT', `${where}: ${problem}`, { data: { path: where } });
     try {
-      return await this.writeFileUnchecked(header, source, expectedId);
+      return await this.writeFileUnchecked(header, source, expectedId, where);
     } catch (err) {
       throw fromSystemError(err, 'store', where);
     }
   }
 
-  private async writeFileUnchecked(header: FileHeader, source?: ContentSource, expectedId?: ObjectId): Promise<ObjectId> {
+  private async writeFileUnchecked(header: FileHeader, source?: ContentSource, expectedId?: ObjectId, where = 'input stream'): Promise<ObjectId> {
     const headerBytes = encodeFileHeader(header);
     if (header.type !== 'reg') {
       const id = sha256(headerBytes);
@@ -189,7 +189,7 @@ export class Transaction {
     }
     if (!source) throw new TypeError('a regular file needs a content source');
     if ('path' in source) return this.writeFileFromPath(header, headerBytes, source.path);
-    return this.writeFileFromStream(header, headerBytes, source.stream, 'input stream', expectedId);
+    return this.writeFileFromStream(header, headerBytes, source.stream, where, expectedId);
   }
 
   /**
@@ -278,7 +278,9 @@ export class Transaction {
       }
     } catch (err) {
       await rm(tmp, { force: true });
-      throw fromSystemError(err, 'read', where);
+      // A full disk is the repo's problem, not the input's: name where the bytes were going.
+      const full = (err as NodeJS.ErrnoException)?.code === 'ENOSPC' || (err as NodeJS.ErrnoException)?.code === 'EDQUOT';
+      throw full ? fromSystemError(err, `store ${where} in`, this.repo.path) : fromSystemError(err, 'read', where);
     }
     if (count !== header.size) {
       await rm(tmp, { force: true });
