@@ -43,7 +43,8 @@ export function renderProgressLine(s: ProgressState, width: number): string {
   const rate = s.rate === null ? '' : `  ${formatBytes(Math.round(s.rate))}/s`;
   const eta = s.rate && s.totalBytes !== null && s.rate > 0 ? `  ETA ${formatDuration((s.totalBytes - s.doneBytes) / s.rate)}` : '';
   const text = `${s.label}  ${amount}${rate}${eta}`;
-  const barWidth = Math.min(30, width - text.length - 3);
+  // "[" + bar + "] " + text must fit in width - 1 columns (the last column would wrap).
+  const barWidth = Math.min(30, width - 1 - text.length - 3);
   if (s.totalBytes === null || s.totalBytes === 0 || barWidth < 5) return text.slice(0, width - 1);
   const filled = Math.round((Math.min(s.doneBytes, s.totalBytes) / s.totalBytes) * barWidth);
   return `[${'#'.repeat(filled)}${'-'.repeat(barWidth - filled)}] ${text}`.slice(0, width - 1);
@@ -59,7 +60,7 @@ export interface ProgressBar {
 export function createProgressBar(label: string, stream: ProgressStream = process.stderr, now: () => number = Date.now): ProgressBar {
   const state: ProgressState = { label, doneBytes: 0, totalBytes: null, rate: null };
   if (!stream.isTTY) return { update() {}, done() {} };
-  let lastDraw = 0;
+  let lastDraw = -Infinity;
   let drawn = false;
   // Rate over a sliding window of samples (about the last 5 s), so a stall shows at once.
   const samples: [number, number][] = [];

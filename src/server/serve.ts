@@ -63,6 +63,7 @@ const CHUNK = 64 * 1024;
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const root = await realpath(opts.root);
   const sockets = new Set<Socket>();
+  const state = { stopping: false };
   const server: Server = createServer((req, res) => {
     const started = Date.now();
     const entry: AccessLogEntry = { time: new Date(started).toISOString(), remote: req.socket.remoteAddress ?? '', method: req.method ?? '', path: req.url ?? '', status: 0, range: null, bytes: 0, size: null, ms: 0 };
@@ -74,7 +75,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
       entry.ms = Date.now() - started;
       opts.onLog?.(entry);
     };
-    handle(root, req, res, entry, opts, log)
+    handle(root, req, res, entry, { ...opts, state }, log)
       .catch(() => {
         if (!res.headersSent) send(res, entry, 500, 'internal error\n', {}, log);
         else res.destroy();
@@ -94,10 +95,18 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   return {
     url: `http://${host}:${port}/`,
     port,
+    // Responses in flight stop at their next chunk with a graceful close (every flushed byte
+    // reaches the client, so the log stays exact); idle keep-alive sockets close at once, and
+    // anything still open after 2 s is destroyed.
     close: () =>
       new Promise<void>((resolve) => {
+        state.stopping = true;
         server.close(() => resolve());
-        for (const s of sockets) s.destroy();
+        server.closeIdleConnections?.();
+        const force = setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, 2000);
+        force.unref();
       }),
   };
 }
@@ -124,7 +133,9 @@ export function resolveUrlPath(root: string, urlPath: string): string | null {
   return join(root, ...segments);
 }
 
-async function handle(root: string, req: IncomingMessage, res: ServerResponse, entry: AccessLogEntry, opts: ServeOptions, log: () => void): Promise<void> {
+type HandleOptions = ServeOptions & { state: { stopping: boolean } };
+
+async function handle(root: string, req: IncomingMessage, res: ServerResponse, entry: AccessLogEntry, opts: HandleOptions, log: () => void): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, entry, 405, 'only GET and HEAD\n', { Allow: 'GET, HEAD' }, log);
   const candidate = resolveUrlPath(root, req.url ?? '/');
   if (candidate === null) return send(res, entry, 400, 'bad path\n', {}, log);
@@ -170,7 +181,7 @@ async function handle(root: string, req: IncomingMessage, res: ServerResponse, e
 }
 
 /** Streams bytes start..end, counting what was flushed; honours the rate limit and the cut fault. */
-async function sendBody(path: string, start: number, end: number, res: ServerResponse, entry: AccessLogEntry, opts: ServeOptions, log: () => void): Promise<void> {
+async function sendBody(path: string, start: number, end: number, res: ServerResponse, entry: AccessLogEntry, opts: HandleOptions, log: () => void): Promise<void> {
   const fh = await open(path, 'r');
   const buffer = Buffer.allocUnsafe(CHUNK);
   const began = Date.now();
@@ -181,7 +192,7 @@ async function sendBody(path: string, start: number, end: number, res: ServerRes
       // With a rate limit, small writes (20 per second) keep the flow smooth rather than bursty.
       let want = Math.min(opts.rateBytesPerSecond ? Math.max(1, Math.floor(opts.rateBytesPerSecond / 20)) : CHUNK, CHUNK, end - pos + 1);
       if (opts.cutAfterBytes !== undefined) want = Math.min(want, opts.cutAfterBytes - entry.bytes);
-      if (want <= 0) {
+      if (want <= 0 || opts.state.stopping) {
         // The fault: a graceful close after the flushed bytes, so the client keeps every one of them.
         log();
         res.socket?.end();
