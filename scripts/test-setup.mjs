@@ -18,6 +18,7 @@ const TOOLS = {
   // boot state: the real env tools larch is cross-checked with, and the bootloaders the board/ scripts run on
   fw_printenv: 'libubootenv-tool', fw_setenv: 'libubootenv-tool', mkenvimage: 'u-boot-tools', mkimage: 'u-boot-tools',
   'grub-editenv': 'grub-common', 'grub-script-check': 'grub-common', 'grub-emu': 'grub-emu',
+  nginx: 'nginx', // the device tests fetch updates from a real web server too
   'qemu-system-aarch64': 'qemu-system-arm', '/usr/lib/u-boot/qemu_arm64/u-boot.bin': 'u-boot-qemu', mcopy: 'mtools', 'mkfs.vfat': 'dosfstools',
 };
 const missing = [...new Set(Object.entries(TOOLS).filter(([t]) => !has(t)).map(([, p]) => p))];
