@@ -82,7 +82,10 @@ export async function pullCommit(dest: Repo, src: ObjectSource, commitId: Object
         let stored: StoredFile | undefined;
         try {
           stored = await src.readFile(id);
-          const got = await txn.writeFile(stored.header, stored.header.type === 'reg' ? { stream: stored.content() } : undefined, `file ${id} at '${path}'`);
+          // Bad input here is a bad source object (content longer or shorter than its header says).
+          const got = await txn.writeFile(stored.header, stored.header.type === 'reg' ? { stream: stored.content() } : undefined, `file ${id} at '${path}'`).catch((err) => {
+            throw err instanceof LarchError && err.code === 'INVALID_INPUT' ? new LarchError('OBJECT_CORRUPT', `${err.message} (from '${src.path}')`, { data: { id, path, ...err.data } }) : err;
+          });
           if (got !== id) throw new LarchError('OBJECT_CORRUPT', `file ${id} at '${path}' in '${src.path}': checksum mismatch: got ${got}`, { data: { id, path, actual: got } });
         } finally {
           await src.released?.(id);
@@ -105,7 +108,13 @@ export async function pullCommit(dest: Repo, src: ObjectSource, commitId: Object
       }
       const bad = validateDirTree(dt)[0];
       if (bad) throw new LarchError('HOSTILE_TREE', `dirtree ${tree} at '${pathText(path)}' is unsafe: ${bad.problem}`, { data: { tree } });
-      for (const f of dt.files) jobs.push(copyFile(f.file, pathText(childPath(path, f.name))));
+      for (const f of dt.files) {
+        const job = copyFile(f.file, pathText(childPath(path, f.name)));
+        // Handled here, reported by settleAll below: a job that fails while the walk goes on
+        // would otherwise be an unhandled rejection, which ends a Bun process on the spot.
+        job.catch(() => {});
+        jobs.push(job);
+      }
       await settleAll(dt.dirs.map((d) => copyTree(d.tree, d.meta, childPath(path, d.name), depth + 1)));
       await txn.writeMetadata('dirtree', treeBytes);
       opts.onObject?.({ kind: 'dirtree', id: tree });
