@@ -6,7 +6,7 @@
  * it was.
  */
 import t from 'tap';
-import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, expectFail, lines, status, vendor } from '../device-helpers.ts';
 import { diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from '../helpers.ts';
@@ -94,7 +94,7 @@ t.test('the device story: provision, upgrade, boot, rollback, a bad update falls
   expectFail(t, rb, 'INVALID_INPUT', 'rollback to the failed v3');
 });
 
-t.test('refused before any write: unsigned, wrongly signed and expired summaries, a downgrade', async (t) => {
+t.test('refused before any write: unsigned, wrongly signed and expired summaries, a tampered delta part, a corrupt object, a downgrade', async (t) => {
   const v = await vendor(t);
   await v.release(1);
   const dev = join(tempDir(t), 'device');
@@ -129,6 +129,37 @@ t.test('refused before any write: unsigned, wrongly signed and expired summaries
   t.match(expired.json?.error?.message, /expired/);
   await unchanged('expired summary');
   writeFileSync(sig, goodSig);
+
+  // A tampered delta part, published again so the summary's checksums match it: the delta's own
+  // signed superblock still refuses it.
+  const deltaDir = join(v.repo, 'deltas', readdirSync(join(v.repo, 'deltas'))[0]);
+  const part = join(deltaDir, 'part-0');
+  const goodPart = readFileSync(part);
+  const badPart = Buffer.from(goodPart);
+  badPart[badPart.length >> 1] ^= 0xff;
+  writeFileSync(part, badPart);
+  await larchOk(['publish', '--repo', v.repo, '--sign-key', `${v.key}.key`]);
+  const tampered = await larch(['upgrade', '--sysroot', dev, '--json']);
+  expectFail(t, tampered, 'DELTA_CORRUPT', 'tampered delta part');
+  t.match(tampered.json?.error?.message, /part 1\/1/, 'the message names the part');
+  await unchanged('tampered delta part');
+  writeFileSync(part, goodPart);
+
+  // No delta, and an object of v2 that fails its checksum on the server.
+  renameSync(join(v.repo, 'deltas'), join(v.dir, 'deltas-aside'));
+  await larchOk(['publish', '--repo', v.repo, '--sign-key', `${v.key}.key`]);
+  const entry = (await larchOk(['ls', '--repo', v.repo, REF, '/etc', '--json'])).json.find((e: { path: string }) => e.path === '/etc/os-release');
+  const objectFile = join(v.repo, 'objects', entry.object.slice(0, 2), `${entry.object.slice(2)}.filez`);
+  const goodObject = readFileSync(objectFile);
+  const badObject = Buffer.from(goodObject);
+  badObject[badObject.length - 2] ^= 0x55;
+  writeFileSync(objectFile, badObject);
+  const corrupt = await larch(['upgrade', '--sysroot', dev, '--json']);
+  t.not(corrupt.code, 0, 'corrupt object: refused');
+  t.ok(['OBJECT_CORRUPT', 'DELTA_CORRUPT'].includes(corrupt.json?.error?.code) && /os-release|checksum|corrupt/i.test(corrupt.json?.error?.message), `corrupt object: a clear error (${corrupt.json?.error?.code}: ${corrupt.json?.error?.message})`);
+  await unchanged('corrupt object');
+  writeFileSync(objectFile, goodObject);
+  renameSync(join(v.dir, 'deltas-aside'), join(v.repo, 'deltas'));
 
   await larchOk(['publish', '--repo', v.repo, '--sign-key', `${v.key}.key`]);
   const down = await larch(['deploy', '1', '--sysroot', dev, '--json']);
