@@ -3,6 +3,7 @@ import type { Command } from '../command.ts';
 import { bootenvCommands } from './bootenv.ts';
 import { checkout } from './checkout.ts';
 import { commit } from './commit.ts';
+import { fleetCommands } from './daemon.ts';
 import { deltaApply, deltaGenerate, deltaList, deltaShow } from './delta.ts';
 import { deviceCommands } from './device.ts';
 import { fsck } from './fsck.ts';
@@ -15,4 +16,4 @@ import { pullLocal } from './pull-local.ts';
 import { serve } from './serve.ts';
 import { sign, trust, verify } from './verify.ts';
 
-export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...deviceCommands, ...bootenvCommands];
+export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...deviceCommands, ...fleetCommands, ...bootenvCommands];

@@ -1,0 +1,455 @@
+/**
+ * `larch daemon`: the device's long-running agent. Keeps a persistent MQTT session, publishes
+ * the device's status (retained, with a last will) and its journal (QoS 1, in order, resent
+ * after a restart), acts on signed announcements through the update policy and the phased
+ * rollout, and runs signed, fresh, never-replayed commands. The update itself is the same
+ * check/upgrade/rollback as the CLI verbs (src/agent/update.ts), over the device's HTTP remote.
+ * One piece of work runs at a time (announcements and commands queue), so the daemon never
+ * races itself on the sysroot. docs/fleet.md, docs/formats.md §13.
+ */
+import { mkdir, open, readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { MqttClient } from 'mqtt';
+import { LarchError } from '../errors.ts';
+import { writeFileAtomic } from '../store/_durable.ts';
+import { connectPersistent, publishAcked } from '../mqtt/connect.ts';
+import { type Announcement, type CommandResult, announceTopic, commandFreshness, commandResultTopic, commandTopic, journalTopic, openSigned, parseAnnouncement, parseCommand, statusTopic } from '../mqtt/format.ts';
+import { NonceLog } from '../mqtt/nonce-log.ts';
+import { inRollout, rolloutPosition } from '../mqtt/rollout.ts';
+import type { EtcMerger } from './deploy.ts';
+import { type JournalEvent, appendJournal } from './journal.ts';
+import { type DaemonConfig, policyAction } from './policy.ts';
+import { type Status, readStatus } from './status.ts';
+import type { Sysroot } from './sysroot.ts';
+import { type Remote, type UpdateContext, check, finalize, rollback, trustedKeys, upgrade } from './update.ts';
+
+// Journal events the daemon adds; journal.ts's JournalEvent union does not list them yet (readers accept any event).
+const EVENT_ANNOUNCE = 'announce' as JournalEvent;
+const EVENT_COMMAND = 'command' as JournalEvent;
+const EVENT_REBOOT = 'reboot' as JournalEvent;
+/** Largest journal slice read at once. */
+const JOURNAL_READ_BYTES = 64 * 1024;
+/** Progress reports are published at most this often. */
+const PROGRESS_INTERVAL_MS = 1000;
+
+export type UpdateState = 'idle' | 'waiting-rollout' | 'checking' | 'up-to-date' | 'available' | 'downloading' | 'downloaded' | 'staged' | 'rebooting' | 'error';
+
+export interface DaemonDeps {
+  sysroot: Sysroot;
+  config: DaemonConfig;
+  deviceId: string;
+  remote: Remote;
+  merger: EtcMerger;
+  /** A line for the daemon's own log (stderr). */
+  log(line: string): void;
+  /** Reboots the device, or (test sysroots) records that it would. */
+  reboot(reason: string): Promise<void>;
+  random?: () => number;
+}
+
+interface UpdateView {
+  state: UpdateState;
+  announced: { ref: string; commit: string; version: string; rollout: number; created: number; selected: boolean; position: number } | null;
+  progress: { done: number; total: number | null } | null;
+}
+
+/** The retained status message (docs/formats.md §13.4). */
+export function statusMessage(s: Status, d: { device: string; seq: number; started: string; policy: string; update: UpdateView; lastError: { code: string; message: string; time: string } | null }, online = true): Record<string, unknown> {
+  const dep = (x: Status['booted']) => (x ? { slot: x.slot, version: x.version, commit: x.commit, good: x.good, tries_left: x.tries_left } : null);
+  const booted = s.booted;
+  return {
+    format: 1,
+    online,
+    device: d.device,
+    seq: d.seq,
+    time: new Date().toISOString(),
+    started: d.started,
+    version: booted?.version ?? null,
+    commit: booted?.commit ?? null,
+    slot: booted?.slot ?? null,
+    ref: s.ref,
+    boot: { state: s.boot.rescue ? 'rescue' : booted ? (booted.good ? 'good' : 'unconfirmed') : 'unknown', order: s.boot.order, last_good: s.boot.last_good, rescue: s.boot.rescue },
+    pending: dep(s.pending),
+    rollback: dep(s.rollback),
+    pinned: s.pinned,
+    policy: d.policy,
+    update: d.update,
+    last_boot: s.last_boot ? { time: s.last_boot.time, slot: s.last_boot.slot, healthy: s.last_boot.healthy, fell_back: s.last_boot.fell_back, outcome: s.last_boot.outcome } : null,
+    last_update: s.last_update,
+    last_error: d.lastError ?? (s.last_update?.error ? { ...s.last_update.error, time: s.last_update.time } : null),
+  };
+}
+
+export class Daemon {
+  private client: MqttClient | null = null;
+  private nonces!: NonceLog;
+  private trusted: Uint8Array[] = [];
+  private ref = '';
+  private readonly started = new Date().toISOString();
+  private seq = 0;
+  private update: UpdateView = { state: 'idle', announced: null, progress: null };
+  private lastError: { code: string; message: string; time: string } | null = null;
+  private work: Promise<void> = Promise.resolve();
+  private statusChain: Promise<void> = Promise.resolve();
+  private statusQueued = false;
+  private lastProgressMs = 0;
+  private newestAnnouncement: Announcement | null = null;
+  private handled = new Set<string>();
+  private timers: ReturnType<typeof setInterval>[] = [];
+  private journalOffset = 0;
+  private journalSeq = 0;
+  private journalBusy = false;
+  private stopped = false;
+
+  constructor(private readonly d: DaemonDeps) {}
+
+  private get cursorPath(): string {
+    return join(this.d.sysroot.larchDir, 'mqtt', 'journal-cursor.json');
+  }
+
+  async start(): Promise<void> {
+    const { sysroot, config, deviceId } = this.d;
+    const device = await sysroot.readConfig();
+    this.ref = device.ref;
+    this.trusted = await trustedKeys(sysroot);
+    this.nonces = await NonceLog.open(join(sysroot.larchDir, 'mqtt', 'nonces.json'));
+    const cursor = JSON.parse(await readFile(this.cursorPath, 'utf8').catch(() => '{}')) as { offset?: number; seq?: number };
+    this.journalOffset = cursor.offset ?? 0;
+    this.journalSeq = cursor.seq ?? 0;
+    if (config.mqttUrl) {
+      const will = new TextEncoder().encode(JSON.stringify({ format: 1, online: false, device: deviceId }));
+      this.client = await connectPersistent(
+        { url: config.mqttUrl, clientId: `larch-${deviceId}`, clean: false, sessionExpiryS: config.sessionExpiryS, keepaliveS: config.keepaliveS, username: config.mqttUsername, passwordFile: config.mqttPasswordFile, caFile: config.mqttCaFile, certFile: config.mqttCertFile, keyFile: config.mqttKeyFile, will: { topic: statusTopic(deviceId), payload: will, retain: true, qos: 1 } },
+        this.d.log,
+      );
+      this.client.on('connect', (ack) => {
+        this.d.log(`mqtt: connected to ${config.mqttUrl}${ack.sessionPresent ? ' (session resumed)' : ''}`);
+        // Subscribing again is harmless with a resumed session and needed without one.
+        this.client!.subscribe({ [announceTopic(this.ref)]: { qos: 1 }, [commandTopic(deviceId)]: { qos: 1 } }, (err) => err && this.d.log(`mqtt: subscribe: ${err.message}`));
+        this.queueStatus();
+        void this.pumpJournal();
+      });
+      this.client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    }
+    this.timers.push(setInterval(() => void this.pollJournal(), Math.max(50, config.pollIntervalMs)));
+    if (config.statusIntervalS > 0) this.timers.push(setInterval(() => this.queueStatus(), config.statusIntervalS * 1000));
+    if (config.checkIntervalS > 0) this.timers.push(setInterval(() => this.enqueue(async () => void (await this.runPolicy(null))), config.checkIntervalS * 1000));
+    this.d.log(`daemon: device ${deviceId}, ref ${this.ref}, policy ${config.policy}, rollout position ${rolloutPosition(deviceId).toFixed(2)}${config.wariness !== undefined ? ` (wariness ${config.wariness})` : ''}`);
+  }
+
+  /** Publishes a last status with online false (a clean stop sends no last will) and disconnects. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    const client = this.client;
+    if (!client) return;
+    if (client.connected) {
+      const s = await readStatus(this.d.sysroot).catch(() => null);
+      const body = s ? statusMessage(s, this.statusContext(), false) : { format: 1, online: false, device: this.d.deviceId };
+      await Promise.race([publishAcked(client, statusTopic(this.d.deviceId), Buffer.from(JSON.stringify(body)), { qos: 1, retain: true }), sleep(2000)]).catch(() => {});
+    }
+    await new Promise<void>((resolve) => client.end(false, {}, () => resolve()));
+  }
+
+  private statusContext() {
+    return { device: this.d.deviceId, seq: ++this.seq, started: this.started, policy: this.d.config.policy, update: this.update, lastError: this.lastError };
+  }
+
+  /** Coalesces: at most one status build waits behind the one being published. */
+  private queueStatus(): void {
+    if (this.statusQueued || this.stopped) return;
+    this.statusQueued = true;
+    this.statusChain = this.statusChain.then(async () => {
+      this.statusQueued = false;
+      const client = this.client;
+      if (!client?.connected) return;
+      try {
+        const s = await readStatus(this.d.sysroot);
+        await publishAcked(client, statusTopic(this.d.deviceId), Buffer.from(JSON.stringify(statusMessage(s, this.statusContext()))), { qos: 1, retain: true });
+      } catch (err) {
+        this.d.log(`status: ${(err as Error).message}`);
+      }
+    });
+  }
+
+  private setUpdate(patch: Partial<UpdateView>): void {
+    this.update = { ...this.update, ...patch };
+    this.queueStatus();
+  }
+
+  private enqueue(job: () => Promise<void>): void {
+    this.work = this.work.then(job).catch((err) => this.d.log(`daemon: ${(err as Error).stack ?? err}`));
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    if (topic === commandTopic(this.d.deviceId)) this.enqueue(() => this.handleCommand(payload));
+    else if (topic === announceTopic(this.ref)) this.enqueue(() => this.handleAnnouncement(payload));
+  }
+
+  // ---- announcements and the policy ----
+
+  private async handleAnnouncement(payload: Buffer): Promise<void> {
+    if (payload.length === 0) return; // a cleared retained message
+    const opened = await openSigned('announce', payload, this.trusted);
+    if (!opened.ok) {
+      this.d.log(`announce: refused (${opened.reason})`);
+      await this.journal(EVENT_ANNOUNCE, `refused an announcement on ${announceTopic(this.ref)}: ${opened.reason}`, { reason: opened.reason });
+      return;
+    }
+    let a: Announcement;
+    try {
+      a = parseAnnouncement(opened.body);
+    } catch (err) {
+      await this.journal(EVENT_ANNOUNCE, `refused a malformed announcement: ${(err as Error).message}`, { reason: 'malformed' });
+      return;
+    }
+    if (a.ref !== this.ref) return;
+    if (this.newestAnnouncement && a.created < this.newestAnnouncement.created) return; // an older one, replayed
+    this.newestAnnouncement = a;
+    const key = `${a.commit}@${a.created}`;
+    if (this.handled.has(key)) return;
+    const position = this.d.config.wariness !== undefined ? this.d.config.wariness * 100 : rolloutPosition(this.d.deviceId);
+    const selected = inRollout(this.d.deviceId, a.rollout, this.d.config.wariness);
+    this.setUpdate({ announced: { ref: a.ref, commit: a.commit, version: a.version, rollout: a.rollout, created: a.created, selected, position } });
+    const status = await readStatus(this.d.sysroot);
+    if (status.booted?.commit === a.commit || status.pending?.commit === a.commit) {
+      this.handled.add(key);
+      this.setUpdate({ state: status.pending?.commit === a.commit ? 'staged' : 'up-to-date' });
+      return;
+    }
+    await this.journal(EVENT_ANNOUNCE, `version ${a.version} announced for ${a.ref} at rollout ${a.rollout}%: ${selected ? `this device (position ${position.toFixed(2)}) takes it` : `this device (position ${position.toFixed(2)}) waits`}`, { commit: a.commit, rollout: a.rollout, position, selected });
+    if (!selected) {
+      this.setUpdate({ state: 'waiting-rollout' });
+      this.handled.add(key);
+      return;
+    }
+    const jitterMs = Math.floor((this.d.random ?? Math.random)() * this.d.config.jitterS * 1000);
+    if (jitterMs > 0) await sleep(jitterMs);
+    if (this.stopped) return;
+    if (await this.runPolicy(a)) this.handled.add(key);
+  }
+
+  /** Runs the policy for an announcement (or a periodic check: a = null). True when it completed. */
+  private async runPolicy(a: Announcement | null): Promise<boolean> {
+    const action = policyAction(this.d.config.policy);
+    if (action === 'report') {
+      this.setUpdate({ state: a ? 'available' : this.update.state });
+      return true;
+    }
+    const ctx = this.context();
+    try {
+      this.setUpdate({ state: 'checking', progress: null });
+      const c = await check(ctx);
+      if (!c.available || !c.update) {
+        this.setUpdate({ state: 'up-to-date' });
+        return true;
+      }
+      if (a && c.update.commit !== a.commit) {
+        // The summary, not the announcement, says what the ref's head is: an announcement of another commit is stale (or early).
+        this.d.log(`announce: version ${a.version} is not the head of ${a.ref} on ${ctx.remote.describe()} (head is ${c.update.version}); waiting for the next announcement`);
+        this.setUpdate({ state: 'available' });
+        return false;
+      }
+      const pending = (await readStatus(this.d.sysroot)).pending;
+      if (pending?.commit === c.update.commit) {
+        this.setUpdate({ state: 'staged' });
+        return true;
+      }
+      if (action === 'check') {
+        this.setUpdate({ state: 'available' });
+        return true;
+      }
+      this.setUpdate({ state: 'downloading' });
+      const r = await upgrade(ctx, { downloadOnly: action === 'download' });
+      this.setUpdate({ state: r.result === 'staged' ? 'staged' : r.result === 'downloaded' ? 'downloaded' : r.result === 'no-update' ? 'up-to-date' : 'idle', progress: null });
+      if (r.result === 'staged' && action === 'stage-and-reboot') {
+        await finalize(ctx);
+        this.setUpdate({ state: 'rebooting' });
+        await this.d.reboot(`version ${r.to?.version} staged by policy apply-and-reboot`);
+      }
+      return true;
+    } catch (err) {
+      this.recordError(err);
+      this.setUpdate({ state: 'error', progress: null });
+      return false;
+    }
+  }
+
+  private context(): UpdateContext {
+    return {
+      sysroot: this.d.sysroot,
+      remote: this.d.remote,
+      merger: this.d.merger,
+      progress: (done, total) => {
+        this.update = { ...this.update, progress: { done, total } };
+        const now = Date.now();
+        if (now - this.lastProgressMs >= PROGRESS_INTERVAL_MS) {
+          this.lastProgressMs = now;
+          this.queueStatus();
+        }
+      },
+    };
+  }
+
+  private recordError(err: unknown): void {
+    const code = err instanceof LarchError ? err.code : 'INTERNAL';
+    this.lastError = { code, message: (err as Error).message, time: new Date().toISOString() };
+    this.d.log(`daemon: ${code}: ${(err as Error).message}`);
+  }
+
+  // ---- commands ----
+
+  private async handleCommand(payload: Buffer): Promise<void> {
+    const now = Math.floor(Date.now() / 1000);
+    const opened = await openSigned('command', payload, this.trusted);
+    const peek = (opened.ok ? opened.body : opened.body) as { nonce?: unknown; cmd?: unknown } | undefined;
+    const nonce = typeof peek?.nonce === 'string' ? peek.nonce.slice(0, 64) : null;
+    const name = typeof peek?.cmd === 'string' ? peek.cmd.slice(0, 32) : null;
+    const refuse = (reason: string, message: string, data: Record<string, unknown> = {}) => this.report({ nonce, cmd: name, result: 'refused', reason, message }, data);
+    if (!opened.ok) return refuse(opened.reason, `refused command${name ? ` '${name}'` : ''}: ${describeRefusal(opened.reason)}`, opened.keys ? { keys: opened.keys } : {});
+    let c;
+    try {
+      c = parseCommand(opened.body);
+    } catch (err) {
+      return refuse('malformed', `refused a malformed command: ${(err as Error).message}`);
+    }
+    if (c.device !== this.d.deviceId) return refuse('wrong-device', `refused command '${c.cmd}': it is for device '${c.device}'`);
+    const fresh = commandFreshness(c, now, this.d.config.clockSkewS);
+    if (fresh !== 'fresh') return refuse(fresh, `refused command '${c.cmd}': ${fresh === 'stale' ? `expired at ${new Date(c.expires * 1000).toISOString()}` : fresh === 'not-yet-valid' ? `issued in the future (${new Date(c.issued * 1000).toISOString()}); check the clocks` : 'valid for longer than allowed'}`, { issued: c.issued, expires: c.expires, now });
+    if (this.nonces.has(c.nonce)) return refuse('replayed', `refused command '${c.cmd}': nonce ${c.nonce} was already used (a replay)`);
+    // Recorded before the command runs: a crash mid-command must not let the same message run again.
+    await this.nonces.add(c.nonce, c.expires, now);
+    const ctx = this.context();
+    try {
+      let output: unknown;
+      if (c.cmd === 'check') {
+        this.setUpdate({ state: 'checking' });
+        output = await check(ctx);
+        this.setUpdate({ state: (output as { available: boolean }).available ? 'available' : 'up-to-date' });
+      } else if (c.cmd === 'upgrade') {
+        this.setUpdate({ state: 'downloading' });
+        const r = await upgrade(ctx);
+        output = { result: r.result, from: r.from, to: r.to, download: r.download, etc_conflicts: r.etc_conflicts };
+        this.setUpdate({ state: r.result === 'staged' ? 'staged' : 'up-to-date', progress: null });
+      } else if (c.cmd === 'rollback') {
+        output = await rollback(this.d.sysroot);
+      } else {
+        output = { result: 'rebooting' };
+      }
+      await this.report({ nonce: c.nonce, cmd: c.cmd, result: 'ok', message: `ran command '${c.cmd}' (signed by ${opened.signedBy.join(', ')})`, output }, { signedBy: opened.signedBy });
+      if (c.cmd === 'reboot') {
+        await finalize(ctx).catch(() => {});
+        await this.d.reboot(`command reboot (nonce ${c.nonce})`);
+      }
+    } catch (err) {
+      this.recordError(err);
+      if (c.cmd !== 'rollback') this.setUpdate({ state: 'error', progress: null });
+      const e = err instanceof LarchError ? err : null;
+      await this.report({ nonce: c.nonce, cmd: c.cmd, result: 'error', code: e?.code ?? 'INTERNAL', message: `command '${c.cmd}' failed: ${(err as Error).message}` }, {});
+    }
+  }
+
+  private async report(r: Omit<CommandResult, 'format' | 'device' | 'time'>, data: Record<string, unknown>): Promise<void> {
+    const full: CommandResult = { format: 1, device: this.d.deviceId, ...r, time: new Date().toISOString() };
+    if (r.result !== 'ok') this.d.log(`command: ${r.message}`);
+    await this.journal(EVENT_COMMAND, r.message, { nonce: r.nonce, cmd: r.cmd, result: r.result, ...(r.reason ? { reason: r.reason } : {}), ...(r.code ? { code: r.code } : {}), ...data });
+    if (this.client) await publishAcked(this.client, commandResultTopic(this.d.deviceId), Buffer.from(JSON.stringify(full)), { qos: 1 }).catch((err) => this.d.log(`command result: ${(err as Error).message}`));
+  }
+
+  private async journal(event: JournalEvent, message: string, data: Record<string, unknown>): Promise<void> {
+    await appendJournal(this.d.sysroot.journalPath, { event, message, data }).catch((err) => this.d.log(`journal: ${(err as Error).message}`));
+    void this.pollJournal();
+  }
+
+  // ---- the journal, published in order ----
+
+  private lastJournalSize = -1;
+
+  /** Looks at the journal's size: growth means something happened (publish the status) and entries to send. */
+  private async pollJournal(): Promise<void> {
+    const size = await stat(this.d.sysroot.journalPath).then((s) => s.size, () => 0);
+    if (size === this.lastJournalSize) return;
+    this.lastJournalSize = size;
+    this.queueStatus();
+    void this.pumpJournal();
+  }
+
+  /**
+   * Sends every complete journal line past the cursor, one at a time, each acknowledged (QoS 1)
+   * before the next and before the cursor moves: in order, at least once. The cursor
+   * (S/larch/mqtt/journal-cursor.json) survives restarts; `seq` (the entry's index) lets a
+   * consumer drop the duplicate a crash between ack and cursor write can cause.
+   */
+  private async pumpJournal(): Promise<void> {
+    const client = this.client;
+    if (!client || this.journalBusy || this.stopped) return;
+    this.journalBusy = true;
+    try {
+      for (;;) {
+        if (!client.connected) return;
+        const path = this.d.sysroot.journalPath;
+        const size = await stat(path).then((s) => s.size, () => 0);
+        if (size < this.journalOffset) {
+          this.journalOffset = 0; // the journal was replaced (rotated): start over
+          this.journalSeq = 0;
+        }
+        if (size === this.journalOffset) return;
+        const fh = await open(path, 'r');
+        let chunk: Buffer;
+        try {
+          const buf = Buffer.alloc(Math.min(JOURNAL_READ_BYTES, size - this.journalOffset));
+          const { bytesRead } = await fh.read(buf, 0, buf.length, this.journalOffset);
+          chunk = buf.subarray(0, bytesRead);
+        } finally {
+          await fh.close();
+        }
+        const end = chunk.lastIndexOf(0x0a);
+        if (end < 0) {
+          if (chunk.length < JOURNAL_READ_BYTES) return; // a line still being written
+          this.journalOffset += chunk.length; // a line longer than we read at once: skip it
+          continue;
+        }
+        let pos = 0;
+        while (pos <= end) {
+          const nl = chunk.indexOf(0x0a, pos);
+          const line = chunk.subarray(pos, nl).toString('utf8');
+          const lineBytes = nl + 1 - pos;
+          pos = nl + 1;
+          let entry: Record<string, unknown> | null = null;
+          try {
+            entry = JSON.parse(line) as Record<string, unknown>;
+          } catch {
+            entry = null; // a torn line from a power cut: not an entry
+          }
+          if (entry) {
+            await publishAcked(client, journalTopic(this.d.deviceId), Buffer.from(JSON.stringify({ seq: this.journalSeq, device: this.d.deviceId, ...entry })), { qos: 1 });
+            this.journalSeq++;
+          }
+          this.journalOffset += lineBytes;
+        }
+        await mkdir(dirname(this.cursorPath), { recursive: true });
+        await writeFileAtomic(this.cursorPath, JSON.stringify({ offset: this.journalOffset, seq: this.journalSeq }) + '\n');
+      }
+    } catch (err) {
+      this.d.log(`journal publish: ${(err as Error).message}`);
+    } finally {
+      this.journalBusy = false;
+    }
+  }
+}
+
+function describeRefusal(reason: string): string {
+  return (
+    {
+      unsigned: 'it is not signed',
+      untrusted: 'it is not signed by a trusted key',
+      invalid: 'its signature does not verify (tampered, or signed as another kind of message)',
+      malformed: 'it is not a signed larch message',
+      'too-large': 'it is larger than any command',
+    } as Record<string, string>
+  )[reason] ?? reason;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

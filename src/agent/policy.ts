@@ -1,0 +1,152 @@
+/**
+ * The daemon's update policy and its configuration file (docs/fleet.md): S/larch/daemon.conf,
+ * then S/larch/daemon.conf.d/*.conf in name order, each key set later overriding an earlier one,
+ * then the command line. The format is a subset of TOML (so a TOML reader could take over):
+ *
+ *   # comment
+ *   policy = "apply"          a double-quoted string (\" and \\ escapes)
+ *   jitter_s = 30             a non-negative integer, or a decimal (wariness = 0.5)
+ *   mqtt_url = "mqtts://broker.example:8883"
+ *
+ * No tables, no arrays. Unknown keys and bad values are refused with the file and line.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LarchError, fromSystemError, quash } from '../errors.ts';
+
+export const POLICIES = ['none', 'check', 'download', 'apply', 'apply-and-reboot'] as const;
+export type Policy = (typeof POLICIES)[number];
+
+export interface DaemonConfig {
+  policy: Policy;
+  deviceId?: string;
+  mqttUrl?: string;
+  mqttUsername?: string;
+  /** A file holding the password (never the password itself in the config). */
+  mqttPasswordFile?: string;
+  mqttCaFile?: string;
+  mqttCertFile?: string;
+  mqttKeyFile?: string;
+  /** Random delay before acting on an announcement, 0..jitterS seconds (spreads the load). */
+  jitterS: number;
+  /** Publish the status at least this often even when nothing changed. */
+  statusIntervalS: number;
+  /** Poll the HTTP summary this often (0: only act on announcements and commands). */
+  checkIntervalS: number;
+  /** How often the journal and sysroot state are looked at for changes. */
+  pollIntervalMs: number;
+  /** 0..1: replaces the hash-derived rollout position (src/mqtt/rollout.ts). */
+  wariness?: number;
+  /** Clock skew tolerated on command issue times. */
+  clockSkewS: number;
+  /** MQTT keepalive: the broker sends the last will after 1.5 times this without a packet. */
+  keepaliveS: number;
+  /** MQTT 5 session expiry: how long the broker keeps the session (subscriptions, queued QoS 1) while the device is away. */
+  sessionExpiryS: number;
+}
+
+export const DEFAULT_DAEMON_CONFIG: DaemonConfig = {
+  policy: 'check',
+  jitterS: 60,
+  statusIntervalS: 60,
+  checkIntervalS: 0,
+  pollIntervalMs: 1000,
+  clockSkewS: 300,
+  keepaliveS: 30,
+  sessionExpiryS: 7 * 86400,
+};
+
+type Kind = 'string' | 'uint' | 'fraction' | 'policy';
+const KEYS: Record<string, { field: keyof DaemonConfig; kind: Kind }> = {
+  policy: { field: 'policy', kind: 'policy' },
+  device_id: { field: 'deviceId', kind: 'string' },
+  mqtt_url: { field: 'mqttUrl', kind: 'string' },
+  mqtt_username: { field: 'mqttUsername', kind: 'string' },
+  mqtt_password_file: { field: 'mqttPasswordFile', kind: 'string' },
+  mqtt_ca_file: { field: 'mqttCaFile', kind: 'string' },
+  mqtt_cert_file: { field: 'mqttCertFile', kind: 'string' },
+  mqtt_key_file: { field: 'mqttKeyFile', kind: 'string' },
+  jitter_s: { field: 'jitterS', kind: 'uint' },
+  status_interval_s: { field: 'statusIntervalS', kind: 'uint' },
+  check_interval_s: { field: 'checkIntervalS', kind: 'uint' },
+  poll_interval_ms: { field: 'pollIntervalMs', kind: 'uint' },
+  wariness: { field: 'wariness', kind: 'fraction' },
+  clock_skew_s: { field: 'clockSkewS', kind: 'uint' },
+  keepalive_s: { field: 'keepaliveS', kind: 'uint' },
+  session_expiry_s: { field: 'sessionExpiryS', kind: 'uint' },
+};
+
+export function isPolicy(s: string): s is Policy {
+  return (POLICIES as readonly string[]).includes(s);
+}
+
+/** Parses one file's text into the keys it sets. @throws INVALID_INPUT naming file:line */
+export function parseDaemonConfig(textIn: string, file: string): Partial<DaemonConfig> {
+  const out: Partial<DaemonConfig> = {};
+  const lines = textIn.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const bad = (why: string): never => {
+      throw new LarchError('INVALID_INPUT', `${file}:${i + 1}: ${why}`, { hint: 'lines are key = "text" or key = number; docs/fleet.md lists the keys', data: { file, line: i + 1 } });
+    };
+    const m = /^([a-z_]+)\s*=\s*(.*?)\s*(#[^"]*)?$/.exec(line);
+    if (!m) bad(`expected key = value, got '${quash(line, 60)}'`);
+    const [, key, raw] = m!;
+    const spec = KEYS[key];
+    if (!spec) bad(`unknown key '${quash(key, 40)}'`);
+    let value: string | number;
+    if (raw.startsWith('"')) {
+      const s = /^"((?:[^"\\]|\\["\\])*)"$/.exec(raw);
+      if (!s) bad(`unterminated or malformed string for '${key}'`);
+      value = s![1].replace(/\\(["\\])/g, '$1');
+    } else if (/^\d+(\.\d+)?$/.test(raw)) {
+      value = Number(raw);
+    } else {
+      value = bad(`value of '${key}' must be a quoted string or a number, got '${quash(raw, 40)}'`);
+    }
+    switch (spec.kind) {
+      case 'string':
+        if (typeof value !== 'string' || value === '') bad(`'${key}' must be a non-empty quoted string`);
+        break;
+      case 'policy':
+        if (typeof value !== 'string' || !isPolicy(value)) bad(`'${key}' must be one of ${POLICIES.join(', ')}`);
+        break;
+      case 'uint':
+        if (typeof value !== 'number' || !Number.isSafeInteger(value)) bad(`'${key}' must be a non-negative integer`);
+        break;
+      case 'fraction':
+        if (typeof value !== 'number' || value < 0 || value > 1) bad(`'${key}' must be a number from 0 to 1`);
+        break;
+    }
+    (out as Record<string, unknown>)[spec.field] = value;
+  }
+  return out;
+}
+
+/** daemon.conf, then daemon.conf.d/*.conf in name order, over the defaults. Missing files are fine. */
+export async function readDaemonConfig(larchDir: string): Promise<{ config: DaemonConfig; files: string[] }> {
+  const files = [join(larchDir, 'daemon.conf')];
+  const dropins = join(larchDir, 'daemon.conf.d');
+  const names = await readdir(dropins).catch(() => [] as string[]);
+  for (const n of names.filter((n) => n.endsWith('.conf')).sort()) files.push(join(dropins, n));
+  let config: DaemonConfig = { ...DEFAULT_DAEMON_CONFIG };
+  const read: string[] = [];
+  for (const f of files) {
+    let text: string;
+    try {
+      text = await readFile(f, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw fromSystemError(err, 'read daemon config', f);
+    }
+    config = { ...config, ...parseDaemonConfig(text, f) };
+    read.push(f);
+  }
+  return { config, files: read };
+}
+
+/** What the policy does with an update the device is in the rollout for. */
+export function policyAction(policy: Policy): 'report' | 'check' | 'download' | 'stage' | 'stage-and-reboot' {
+  return ({ none: 'report', check: 'check', download: 'download', apply: 'stage', 'apply-and-reboot': 'stage-and-reboot' } as const)[policy];
+}

@@ -1,0 +1,71 @@
+/** larch announce: signed, retained MQTT announcements of the repo's published refs. */
+import { LarchError } from '../../errors.ts';
+import { announce } from '../../server/mqtt-publisher.ts';
+import { readSecretKey } from '../../store/sign.ts';
+import { type Command, list, need, opt, printJson } from '../command.ts';
+import { REPO_OPTION, openRepo } from './_repo.ts';
+
+export const MQTT_AUTH_OPTIONS = { 'mqtt-username': { type: 'string' as const }, 'mqtt-password-file': { type: 'string' as const }, 'mqtt-ca': { type: 'string' as const }, 'mqtt-cert': { type: 'string' as const }, 'mqtt-key': { type: 'string' as const } };
+export const MQTT_AUTH_HELP = `  --mqtt-username U      broker user name (or in the URL: mqtt://U:P@HOST)
+  --mqtt-password-file F read the broker password from F
+  --mqtt-ca F, --mqtt-cert F, --mqtt-key F   TLS (mqtts://): CA, client certificate and key`;
+
+export function mqttSettings(args: Parameters<Command['run']>[0], cmd: string) {
+  return { url: need(args, 'mqtt', cmd), username: opt(args, 'mqtt-username'), passwordFile: opt(args, 'mqtt-password-file'), caFile: opt(args, 'mqtt-ca'), certFile: opt(args, 'mqtt-cert'), keyFile: opt(args, 'mqtt-key') };
+}
+
+/** "25", "25%", "12.5" -> 0..100. @throws USAGE */
+export function parseRollout(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d{1,3}(?:\.\d{1,2})?)%?$/.exec(text.trim());
+  const n = m ? Number(m[1]) : NaN;
+  if (!(n >= 0 && n <= 100)) throw new LarchError('USAGE', `--rollout must be a percentage from 0 to 100 (two decimals at most), got '${text}'`);
+  return n;
+}
+
+export const announceCmd: Command = {
+  name: 'announce',
+  summary: "publish signed, retained MQTT announcements of the repo's refs (with a rollout percentage)",
+  options: { ...REPO_OPTION, 'sign-key': { type: 'string', multiple: true }, mqtt: { type: 'string' }, ref: { type: 'string', multiple: true }, rollout: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  help: `NAME
+  larch announce - tell the fleet over MQTT that a ref has a new commit
+
+SYNOPSIS
+  larch announce --repo R --sign-key K.key --mqtt URL [--ref REF]... [--rollout PCT] [--json]
+
+DESCRIPTION
+  For each ref of R's published summary (run 'larch publish' first), publishes a signed
+  announcement, retained and QoS 1, on larch/v1/announce/REF: the ref's commit, version
+  and timestamp, the summary's serial, the rollout percentage and the time
+  (docs/formats.md §13). Devices running 'larch daemon' act on it through their policy when
+  their rollout position is below PCT. Raise the rollout by announcing again with a larger
+  PCT: the new retained message replaces the old one. Devices still fetch and verify the
+  signed summary over HTTP: the announcement is a signed trigger, not the authority.
+
+OPTIONS
+  --repo R               the archive repo, published (required)
+  --sign-key K.key       sign the announcements (required; repeatable)
+  --mqtt URL             the broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (required)
+  --ref REF              announce only this ref (repeatable; default every ref)
+  --rollout PCT          0-100, the share of the fleet that acts now (default 100)
+${MQTT_AUTH_HELP}
+  --json                 print {"announcements": [{ref, commit, version, timestamp,
+                         summarySerial, rollout, created, topic}]}
+
+EXIT STATUS
+  0 published and acknowledged by the broker; 3 no summary or unknown ref; 9 broker unreachable.
+
+EXAMPLES
+  larch publish --repo /srv/larch --sign-key vendor.key
+  larch announce --repo /srv/larch --sign-key vendor.key --mqtt mqtt://broker:1883 --rollout 10
+`,
+  async run(args, io) {
+    const keyFiles = list(args, 'sign-key');
+    if (keyFiles.length === 0) throw new LarchError('USAGE', 'announce: --sign-key is required (devices refuse unsigned announcements)');
+    const rollout = parseRollout(opt(args, 'rollout'));
+    const repo = await openRepo(args, 'announce');
+    const r = await announce(repo, { signKeys: await Promise.all(keyFiles.map(readSecretKey)), mqtt: mqttSettings(args, 'announce'), refs: list(args, 'ref'), rollout });
+    if (args.json) return printJson(io, r);
+    for (const a of r.announcements) io.out(`${a.topic}: version ${a.version} (${a.commit.slice(0, 12)}), rollout ${a.rollout}%\n`);
+  },
+};

@@ -1,0 +1,108 @@
+/** larch daemon: the device agent (MQTT status, journal, announcements, signed commands, policy). */
+import { mkdir } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { LarchError } from '../../errors.ts';
+import { Daemon } from '../../agent/daemon.ts';
+import { mergerFor } from '../../agent/etc-merger.ts';
+import { appendJournal, type JournalEvent } from '../../agent/journal.ts';
+import { POLICIES, isPolicy, readDaemonConfig } from '../../agent/policy.ts';
+import { httpRemote } from '../../agent/remote-http.ts';
+import { DEFAULT_SYSROOT, Sysroot } from '../../agent/sysroot.ts';
+import { writeFileAtomic } from '../../store/_durable.ts';
+import { isValidDeviceId } from '../../mqtt/format.ts';
+import { type Command, intOption, opt } from '../command.ts';
+import { announceCmd } from './announce.ts';
+import { sendCommandCmd } from './send-command.ts';
+
+export const daemon: Command = {
+  name: 'daemon',
+  summary: 'run the device agent: MQTT status and journal, announcements, signed commands, update policy',
+  options: { sysroot: { type: 'string' }, policy: { type: 'string' }, mqtt: { type: 'string' }, 'device-id': { type: 'string' }, jitter: { type: 'string' }, 'status-interval': { type: 'string' }, 'check-interval': { type: 'string' }, 'poll-interval-ms': { type: 'string' } },
+  help: `NAME
+  larch daemon - the device agent
+
+SYNOPSIS
+  larch daemon [--sysroot S] [--policy ${POLICIES.join('|')}] [--mqtt URL] [--device-id ID]
+               [--jitter SECONDS] [--status-interval SECONDS] [--check-interval SECONDS]
+
+DESCRIPTION
+  Connects to the MQTT broker (plain mqtt:// or TLS mqtts://) with a persistent session
+  (client id larch-ID), reconnecting with backoff; publishes the device's status retained on
+  larch/v1/device/ID/status on connect, after every change and at least every
+  --status-interval seconds, with a last will {"online": false}; publishes every journal
+  entry on .../journal (QoS 1, in order, resent after a restart); acts on the signed,
+  retained announcements of its ref (larch/v1/announce/REF) through the policy and the
+  phased rollout; runs the signed commands on .../cmd (check, upgrade, rollback, reboot)
+  when signed by a trusted key, fresh and never seen before, answering on .../cmd/result.
+  Updates are fetched over the device's HTTP remote (MQTT-only transfer comes later).
+  Settings come from S/larch/daemon.conf and S/larch/daemon.conf.d/*.conf (docs/fleet.md);
+  the options here override them. In a test sysroot (not ${DEFAULT_SYSROOT}) a reboot is
+  recorded in S/larch/daemon/reboot-requested.json and the journal instead of done.
+  Runs until SIGTERM or SIGINT, then publishes a last status with online false.
+
+OPTIONS
+  --sysroot S            the device's root filesystem (default ${DEFAULT_SYSROOT})
+  --policy P             none: report announcements only; check: check the remote and report;
+                         download: download and verify; apply: download and stage (boots at
+                         the next reboot); apply-and-reboot: stage, then reboot (default check)
+  --mqtt URL             the broker (default: mqtt_url in daemon.conf; none: no MQTT)
+  --device-id ID         the device's id, one topic level (default: device_id, else the host name)
+  --jitter SECONDS       wait a random 0..SECONDS before acting on an announcement (default 60)
+  --status-interval S    publish the status at least this often (default 60)
+  --check-interval S     also poll the remote this often (default 0: announcements only)
+  --poll-interval-ms MS  how often the journal is looked at for new entries (default 1000)
+
+EXIT STATUS
+  0 stopped by a signal; 2 usage; 3 not provisioned; 4 bad daemon.conf; 6 no trusted keys.
+
+EXAMPLES
+  larch daemon --policy apply --mqtt mqtts://broker.example:8883
+`,
+  async run(args, io) {
+    const sysroot = new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
+    const { config } = await readDaemonConfig(sysroot.larchDir);
+    const policy = opt(args, 'policy');
+    if (policy !== undefined) {
+      if (!isPolicy(policy)) throw new LarchError('USAGE', `daemon: --policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
+      config.policy = policy;
+    }
+    config.mqttUrl = opt(args, 'mqtt') ?? config.mqttUrl;
+    config.jitterS = intOption(opt(args, 'jitter'), 'jitter', 'daemon') ?? config.jitterS;
+    config.statusIntervalS = intOption(opt(args, 'status-interval'), 'status-interval', 'daemon') ?? config.statusIntervalS;
+    config.checkIntervalS = intOption(opt(args, 'check-interval'), 'check-interval', 'daemon') ?? config.checkIntervalS;
+    config.pollIntervalMs = intOption(opt(args, 'poll-interval-ms'), 'poll-interval-ms', 'daemon', 10) ?? config.pollIntervalMs;
+    const deviceId = opt(args, 'device-id') ?? config.deviceId ?? hostname();
+    if (!isValidDeviceId(deviceId)) throw new LarchError('USAGE', `daemon: '${deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`);
+    const device = await sysroot.readConfig();
+    if (device.remote.kind !== 'http') throw new LarchError('INVALID_INPUT', `daemon: remote ${device.remote.url}: updates over MQTT only are not available in this build`, { hint: 'provision with --repo-url http://...; the daemon uses MQTT for announcements, status and commands' });
+    const log = (line: string) => io.err(`${new Date().toISOString()} ${line}\n`);
+    const d = new Daemon({
+      sysroot,
+      config,
+      deviceId,
+      remote: httpRemote(device.remote.url),
+      merger: mergerFor(),
+      log,
+      reboot: async (reason) => {
+        if (sysroot.path === DEFAULT_SYSROOT) {
+          log(`rebooting: ${reason}`);
+          const { spawnSync } = await import('node:child_process');
+          if (spawnSync('systemctl', ['reboot'], { stdio: 'inherit' }).status !== 0) spawnSync('reboot', [], { stdio: 'inherit' });
+          return;
+        }
+        await mkdir(join(sysroot.larchDir, 'daemon'), { recursive: true });
+        await writeFileAtomic(join(sysroot.larchDir, 'daemon', 'reboot-requested.json'), JSON.stringify({ time: new Date().toISOString(), reason }) + '\n');
+        await appendJournal(sysroot.journalPath, { event: 'reboot' as JournalEvent, message: `reboot requested (test sysroot: recorded, not done; larch sim-boot stands in): ${reason}` });
+      },
+    });
+    await d.start();
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await d.stop();
+  },
+};
+
+export const fleetCommands: Command[] = [daemon, announceCmd, sendCommandCmd];

@@ -1,0 +1,69 @@
+/** larch command: send a signed command to one device over MQTT and print its answer. */
+import { LarchError } from '../../errors.ts';
+import { COMMANDS, type CommandName, isValidDeviceId } from '../../mqtt/format.ts';
+import { sendCommand } from '../../server/mqtt-publisher.ts';
+import { readSecretKey } from '../../store/sign.ts';
+import { type Command, intOption, list, need, opt, positionals, printJson } from '../command.ts';
+import { parseDuration } from './publish.ts';
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings } from './announce.ts';
+
+export const sendCommandCmd: Command = {
+  name: 'command',
+  summary: 'send a signed command (check, upgrade, rollback, reboot) to one device over MQTT',
+  positionals: true,
+  options: { mqtt: { type: 'string' }, device: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, 'expires-in': { type: 'string' }, nonce: { type: 'string' }, issued: { type: 'string' }, wait: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  help: `NAME
+  larch command - send a signed command to a device
+
+SYNOPSIS
+  larch command --mqtt URL --device ID --sign-key K.key ${COMMANDS.join('|')}
+                [--expires-in DURATION] [--wait SECONDS] [--nonce N] [--issued T] [--json]
+
+DESCRIPTION
+  Publishes a signed command (QoS 1) on larch/v1/device/ID/cmd and waits for the device's
+  answer on .../cmd/result. The device runs it only when it is signed by a key it trusts,
+  addressed to it, within its validity window and its nonce was never used before; every
+  refusal is answered and journaled (docs/formats.md §13). A device that is offline gets the
+  command from its persistent session when it reconnects, if it has not expired by then.
+
+OPTIONS
+  --mqtt URL             the broker (required)
+  --device ID            the device id (required)
+  --sign-key K.key       sign with this key (required; repeatable)
+  --expires-in DURATION  validity from now: seconds, or with s, m, h, d (default 5m, at most 1d)
+  --wait SECONDS         wait this long for the answer (default 30; 0: do not wait)
+  --nonce N              use this nonce (16-64 of A-Z a-z 0-9 _ -; default random): to test replays
+  --issued T             issue time in seconds since the epoch (default now): to test stale commands
+${MQTT_AUTH_HELP}
+  --json                 print {"command": {cmd, device, nonce, issued, expires}, "result":
+                         null | {nonce, cmd, result: ok|refused|error, reason, code, message, output}}
+
+EXIT STATUS
+  0 the device ran it; 4 the device refused it (result.reason); the command's error code when
+  it failed on the device; 9 broker unreachable or no answer in time.
+
+EXAMPLES
+  larch command --mqtt mqtt://broker:1883 --device gw-0042 --sign-key ops.key upgrade
+`,
+  async run(args, io) {
+    const [cmd] = positionals(args, ['command'], 'command');
+    if (!(COMMANDS as readonly string[]).includes(cmd)) throw new LarchError('USAGE', `command: unknown command '${cmd}'; one of ${COMMANDS.join(', ')}`);
+    const device = need(args, 'device', 'command');
+    if (!isValidDeviceId(device)) throw new LarchError('USAGE', `command: '${device}' is not a valid device id`);
+    const keyFiles = list(args, 'sign-key');
+    if (keyFiles.length === 0) throw new LarchError('USAGE', 'command: --sign-key is required (devices refuse unsigned commands)');
+    const nonce = opt(args, 'nonce');
+    if (nonce !== undefined && !/^[A-Za-z0-9_-]{16,64}$/.test(nonce)) throw new LarchError('USAGE', 'command: --nonce must be 16-64 of A-Z a-z 0-9 _ -');
+    const expiresInS = parseDuration(opt(args, 'expires-in') ?? '5m', '--expires-in');
+    const waitS = intOption(opt(args, 'wait'), 'wait', 'command') ?? 30;
+    const r = await sendCommand({ signKeys: await Promise.all(keyFiles.map(readSecretKey)), mqtt: mqttSettings(args, 'command'), device, cmd: cmd as CommandName, nonce, issued: intOption(opt(args, 'issued'), 'issued', 'command'), expiresInS, waitMs: waitS * 1000 });
+    if (args.json) printJson(io, r);
+    else io.out(r.result ? `${device}: ${r.result.result}${r.result.reason ? ` (${r.result.reason})` : ''}: ${r.result.message}\n` : `sent ${cmd} to ${device} (nonce ${r.command.nonce})\n`);
+    if (r.result && r.result.result === 'refused') return 4;
+    if (r.result && r.result.result === 'error') {
+      const code = r.result.code as keyof typeof import('../../errors.ts').ERROR_CODES;
+      const { ERROR_CODES } = await import('../../errors.ts');
+      return ERROR_CODES[code]?.exit ?? 1;
+    }
+  },
+};
