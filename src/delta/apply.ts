@@ -15,7 +15,7 @@ import { LarchError, fromSystemError } from '../errors.ts';
 import { type FileHeader, type ObjectId, ObjectFormatError, decodeCommit, decodeFileHeader, metadataId } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
 import { Transaction } from '../store/transaction.ts';
-import { readTreePlan } from '../store/walk.ts';
+import { forEachTreeFile } from '../store/walk.ts';
 import { ByteReader, StreamEndedError } from './byte-reader.ts';
 import { createDecompressor } from './compress.ts';
 import { type ControlRecord, type PartInfo, type Superblock, DeltaFormatError, MAX_RECORD_BYTES, PART_HEADER_BYTES, decodeEnvelope, decodeRecord, decodeSuperblock } from './format.ts';
@@ -339,10 +339,9 @@ async function finish(repo: Repo, sb: Superblock): Promise<void> {
     throw new LarchError('DELTA_CORRUPT', `delta superblock: commit ${sb.to}: ${(err as Error).message}`);
   }
   try {
-    const plan = await readTreePlan(repo, root);
-    for (const f of plan.files) {
-      if (!(await repo.hasObject('file', f.id))) throw new LarchError('OBJECT_MISSING', `file ${f.id} is missing`);
-    }
+    await forEachTreeFile(repo, root, async (id, path) => {
+      if (!(await repo.hasObject('file', id))) throw new LarchError('OBJECT_MISSING', `file ${id} at '${path()}' is missing`);
+    });
   } catch (err) {
     if (err instanceof LarchError && err.code === 'OBJECT_MISSING') throw new LarchError('DELTA_CORRUPT', `delta left the tree of ${sb.to} incomplete: ${err.message}`, { data: { to: sb.to } });
     throw err;

@@ -52,3 +52,28 @@ export async function readTreePlan(repo: Repo, root: { tree: ObjectId; meta: Obj
   await visit(Buffer.alloc(0), root.tree, root.meta, 0);
   return plan;
 }
+
+/**
+ * Calls onFile for every file of a tree, depth first, holding one directory at a time: the
+ * streaming form of readTreePlan for checks that need no plan (an applied delta's completeness,
+ * whose memory must not grow with the tree). Same safety checks; a subtree seen before (same
+ * dirtree and dirmeta) is visited once.
+ */
+export async function forEachTreeFile(repo: Repo, root: { tree: ObjectId; meta: ObjectId }, onFile: (id: ObjectId, path: () => string) => Promise<void>): Promise<void> {
+  const seen = new Set<string>();
+  const visit = async (path: Buffer, tree: ObjectId, metaId: ObjectId, depth: number): Promise<void> => {
+    if (depth > MAX_TREE_DEPTH) throw new LarchError('HOSTILE_TREE', `tree is deeper than ${MAX_TREE_DEPTH} levels at '${pathText(path)}'`, { data: { path: pathText(path) } });
+    if (seen.has(tree + metaId)) return;
+    seen.add(tree + metaId);
+    const [dt] = await Promise.all([repo.readDirTree(tree), repo.readDirMeta(metaId)]);
+    const problems = validateDirTree(dt);
+    if (problems.length > 0) {
+      const p = problems[0];
+      const where = pathText(childPath(path, p.name));
+      throw new LarchError('HOSTILE_TREE', `dirtree ${tree} at '${pathText(path)}' is unsafe: ${p.problem}: '${where}'`, { data: { tree, path: where, problem: p.problem } });
+    }
+    for (const f of dt.files) await onFile(f.file, () => pathText(childPath(path, f.name)));
+    for (const d of dt.dirs) await visit(childPath(path, d.name), d.tree, d.meta, depth + 1);
+  };
+  await visit(Buffer.alloc(0), root.tree, root.meta, 0);
+}
