@@ -58,12 +58,17 @@ t.test('the device story: provision, upgrade, boot, rollback, a bad update falls
   t.equal(readFileSync(join(etcB, 'overlap.conf.larchnew'), 'utf8'), lines(5, { 3: 'setting3=vendor' }), "overlap: the vendor's file is beside it");
   t.equal(readFileSync(join(etcB, 'local-only.conf'), 'utf8'), 'mine\n', 'a new local file survives');
   t.notOk(existsSync(join(etcB, 'motd')), 'a file the admin deleted stays deleted');
+  // An edit made after upgrade and before the reboot is carried over by finalize.
+  writeFileSync(join(etc, 'app.conf'), lines(10, { 2: 'setting2=admin', 4: 'setting4=late-edit' }));
+  t.match((await larchOk(['finalize', '--sysroot', dev, '--json'])).json, { slot: 'B', conflicts: ['overlap.conf'] });
+  t.equal(readFileSync(join(etcB, 'app.conf'), 'utf8'), lines(10, { 2: 'setting2=admin', 4: 'setting4=late-edit', 9: 'setting9=vendor-v2' }), 'finalize: the late /etc edit lands too');
 
   boot = (await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json;
   t.match(boot, { slot: 'B', check: { healthy: true, outcome: 'confirmed' } });
   s = await status(dev);
   t.match(s, { booted: { slot: 'B', version: '2', commit: v2, good: true }, pending: null, rollback: { slot: 'A', version: '1' }, last_boot: { fell_back: false } });
   t.same(diffSnapshots(varBefore, await snapshotTree(join(dev, 'var'))), [], '/var byte-identical across the upgrade');
+  t.match((await larchOk(['finalize', '--sysroot', dev, '--json'])).json, { slot: null }, 'finalize with nothing staged does nothing');
 
   // rollback to v1 and forward again.
   t.match((await larchOk(['rollback', '--sysroot', dev, '--json'])).json, { result: 'rolled-back', slot: 'A', version: '1' });
@@ -75,6 +80,10 @@ t.test('the device story: provision, upgrade, boot, rollback, a bad update falls
 
   // v3 is bad: its required health check fails on every boot until the bootloader falls back.
   const v3 = await v.release(3, { failingHealthCheck: true });
+  await larchOk(['pin', '--sysroot', dev]);
+  t.match((await larchOk(['upgrade', '--sysroot', dev, '--json'])).json, { result: 'pinned', to: null }, 'pinned: upgrade does nothing');
+  t.equal((await status(dev)).pinned, true);
+  await larchOk(['unpin', '--sysroot', dev]);
   t.match((await larchOk(['upgrade', '--sysroot', dev, '--json'])).json, { result: 'staged', to: { slot: 'A', version: '3', commit: v3 } });
   for (let i = 1; i <= 3; i++) {
     boot = (await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json;
