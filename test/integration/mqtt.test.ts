@@ -1,0 +1,170 @@
+/**
+ * MQTT with a real Mosquitto on loopback, devices as sysroot directories, `larch daemon` as the
+ * Bun binary: status reports in order and the last will on kill -9; the journal in order and
+ * not resent after a restart; signed commands (unsigned, wrongly signed, tampered, replayed
+ * and stale ones refused and reported, a valid one run once); announcements run the policy
+ * (apply stages over HTTP, check only reports); phased rollout; broker login.
+ */
+import t from 'tap';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REF, type Test, type Vendor, status, vendor } from '../device-helpers.ts';
+import { larch, larchOk, tempDir } from '../helpers.ts';
+import { type Broker, type Received, recorder, startBroker, startDaemon } from '../mqtt-helpers.ts';
+import { encodeSigned, formatCommand } from '../../src/mqtt/format.ts';
+import { inRollout, rolloutPosition } from '../../src/mqtt/rollout.ts';
+import { readSecretKey } from '../../src/store/sign.ts';
+
+const statusTopic = (id: string) => `larch/v1/device/${id}/status`;
+const journalTopic = (id: string) => `larch/v1/device/${id}/journal`;
+const resultTopic = (id: string) => `larch/v1/device/${id}/cmd/result`;
+
+/** A device provisioned with v1 and booted once (so its booted slot is known). */
+async function device(t: Test, v: Vendor, name: string): Promise<string> {
+  const dev = join(tempDir(t), name);
+  await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  return dev;
+}
+
+async function setup(t: Test): Promise<{ v: Vendor; broker: Broker }> {
+  const v = await vendor(t);
+  await v.release(1);
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  return { v, broker };
+}
+
+const online = (id: string) => (m: Received) => m.topic === statusTopic(id) && m.json?.online === true;
+
+t.test('status in order, the journal in order, and the last will on kill -9', async (t) => {
+  const { v, broker } = await setup(t);
+  const dev = await device(t, v, 'dev-a');
+  const rec = await recorder(t, broker.url, [statusTopic('dev-a'), journalTopic('dev-a')]);
+  let d = startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-a', '--policy', 'check']);
+  const first = await rec.waitFor(online('dev-a'), 20_000, 'the first status');
+  t.match(first.json, { format: 1, online: true, device: 'dev-a', version: '1', slot: 'A', boot: { state: 'good' }, pending: null, policy: 'check', pinned: false });
+  t.ok(first.retain === false || first.retain === true, 'status received');
+
+  // Changes made by other larch commands show up, in order.
+  await larchOk(['pin', '--sysroot', dev]);
+  const pinnedMsg = await rec.waitFor((m) => m.topic === statusTopic('dev-a') && m.json?.pinned === true, 10_000, 'pinned status');
+  await larchOk(['unpin', '--sysroot', dev]);
+  const last = await rec.waitFor((m) => m.topic === statusTopic('dev-a') && m.json?.pinned === false && m.json.seq > pinnedMsg.json.seq, 10_000, 'unpinned status');
+  const statuses = rec.on(statusTopic('dev-a')).map((m) => m.json);
+  const seqs = statuses.map((s) => s.seq);
+  t.same(seqs, [...seqs].sort((a, b) => a - b), `status seq increases: ${seqs.join(' ')}`);
+  t.equal(new Set(seqs).size, seqs.length, 'no status twice');
+  const pinned = statuses.map((s) => s.pinned);
+  t.ok(pinned.indexOf(true) > 0 && pinned.lastIndexOf(false) > pinned.indexOf(true), `pinned goes false, true, false in order: ${pinned.join(' ')}`);
+  t.ok(last.json.seq > first.json.seq, 'a later status');
+
+  // The journal: every entry, in order, seq 0..n-1.
+  const journalLines = () => readFileSync(join(dev, 'larch/journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  await rec.waitFor((m) => m.topic === journalTopic('dev-a') && m.json?.seq === journalLines().length - 1, 10_000, 'the last journal entry');
+  const sent = rec.on(journalTopic('dev-a')).map((m) => m.json);
+  t.same(sent.map((e) => e.seq), journalLines().map((_, i) => i), 'journal entries sent once each, in order');
+  t.same(sent.map((e) => e.event), journalLines().map((e) => e.event), 'the same events as the journal file');
+  t.match(sent.at(-1), { event: 'pin', device: 'dev-a' });
+
+  // kill -9 (once the daemon has recorded what the broker acknowledged: a kill between the
+  // acknowledgement and the cursor write sends that entry again, with the same seq).
+  const cursor = join(dev, 'larch/mqtt/journal-cursor.json');
+  await waitUntil(() => existsSync(cursor) && JSON.parse(readFileSync(cursor, 'utf8')).seq === journalLines().length, 5000, 'the journal cursor');
+  await d.kill9();
+  const will = await rec.waitFor((m) => m.topic === statusTopic('dev-a') && m.json?.online === false, 10_000, 'the last will');
+  t.same(will.json, { format: 1, online: false, device: 'dev-a' }, 'the last will says offline');
+  const late = await recorder(t, broker.url, [statusTopic('dev-a')]);
+  const retained = await late.waitFor((m) => m.topic === statusTopic('dev-a'), 5000, 'the retained status');
+  t.equal(retained.json.online, false, 'a new subscriber sees the device offline (retained will)');
+
+  // Restarted: online again; the journal goes on from where it was, nothing resent.
+  const before = rec.on(journalTopic('dev-a')).length;
+  d = startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-a', '--policy', 'check']);
+  await rec.waitFor((m) => online('dev-a')(m) && m.json.seq >= 1 && m.json.started !== first.json.started, 20_000, 'online after restart');
+  await larchOk(['pin', '--sysroot', dev]);
+  const next = await rec.waitFor((m) => m.topic === journalTopic('dev-a') && m.json?.seq === journalLines().length - 1, 10_000, 'the new journal entry');
+  t.same(rec.on(journalTopic('dev-a')).slice(before).map((m) => m.json.seq), [next.json.seq], 'only the new entry was sent after the restart');
+  t.equal(next.json.event, 'pin');
+  // A clean stop publishes online false with the full status.
+  await d.stop();
+  const stopped = await rec.waitFor((m) => m.topic === statusTopic('dev-a') && m.json?.online === false && m.json.version === '1', 10_000, 'the stop status');
+  t.match(stopped.json, { online: false, device: 'dev-a', version: '1', pinned: true });
+});
+
+t.test('signed commands: refusals are reported, a valid command runs once', async (t) => {
+  const { v, broker } = await setup(t);
+  const dev = await device(t, v, 'dev-b');
+  const rogue = join(tempDir(t), 'rogue');
+  await larchOk(['keygen', '--out', rogue]);
+  const rec = await recorder(t, broker.url, [statusTopic('dev-b'), resultTopic('dev-b')]);
+  const d1 = startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-b', '--policy', 'none']);
+  await rec.waitFor(online('dev-b'), 20_000, 'online');
+  const base = ['command', '--mqtt', broker.url, '--device', 'dev-b', '--wait', '20', '--json'];
+
+  // A valid check runs and answers.
+  const ok = await larch([...base, '--sign-key', `${v.key}.key`, '--nonce', 'nonce-valid-000001', 'check']);
+  t.equal(ok.code, 0, `valid command exit 0: ${ok.stderr}`);
+  t.match(ok.json.result, { result: 'ok', cmd: 'check', nonce: 'nonce-valid-000001', output: { available: false, booted: { version: '1' } } });
+
+  // Replayed: the same nonce again (a new signature, same nonce), then the identical message bytes.
+  const replay = await larch([...base, '--sign-key', `${v.key}.key`, '--nonce', 'nonce-valid-000001', 'check']);
+  t.equal(replay.code, 4, 'replay refused: exit 4');
+  t.match(replay.json.result, { result: 'refused', reason: 'replayed', nonce: 'nonce-valid-000001' });
+
+  // Wrongly signed: a key the device does not trust.
+  const wrong = await larch([...base, '--sign-key', `${rogue}.key`, 'upgrade']);
+  t.match(wrong.json.result, { result: 'refused', reason: 'untrusted', cmd: 'upgrade' });
+
+  // Stale: issued an hour ago, valid for a minute.
+  const stale = await larch([...base, '--sign-key', `${v.key}.key`, '--issued', String(Math.floor(Date.now() / 1000) - 3600), '--expires-in', '60', 'rollback']);
+  t.match(stale.json.result, { result: 'refused', reason: 'stale', cmd: 'rollback' });
+
+  // Unsigned and tampered messages, published by hand.
+  const key = await readSecretKey(`${v.key}.key`);
+  const now = Math.floor(Date.now() / 1000);
+  const body = (nonce: string) => formatCommand({ cmd: 'reboot', device: 'dev-b', nonce, issued: now, expires: now + 300 });
+  await rec.publish('larch/v1/device/dev-b/cmd', JSON.stringify({ body: body('nonce-unsigned-0001'), sigs: [] }));
+  const unsigned = await rec.waitFor((m) => m.topic === resultTopic('dev-b') && m.json?.nonce === 'nonce-unsigned-0001', 10_000, 'unsigned result');
+  t.match(unsigned.json, { result: 'refused', reason: 'unsigned', cmd: 'reboot' });
+  const signed = JSON.parse(Buffer.from(await encodeSigned('command', body('nonce-tampered-0001'), [key])).toString());
+  signed.body = signed.body.replace('"reboot"', '"upgrade"');
+  await rec.publish('larch/v1/device/dev-b/cmd', JSON.stringify(signed));
+  const tampered = await rec.waitFor((m) => m.topic === resultTopic('dev-b') && m.json?.nonce === 'nonce-tampered-0001', 10_000, 'tampered result');
+  t.match(tampered.json, { result: 'refused', reason: 'invalid', cmd: 'upgrade' });
+  // An announcement signature is not a command signature (domain separation).
+  const asAnnounce = JSON.parse(Buffer.from(await encodeSigned('announce', body('nonce-domain-00001'), [key])).toString());
+  await rec.publish('larch/v1/device/dev-b/cmd', JSON.stringify(asAnnounce));
+  t.match((await rec.waitFor((m) => m.topic === resultTopic('dev-b') && m.json?.nonce === 'nonce-domain-00001', 10_000, 'domain result')).json, { result: 'refused', reason: 'invalid' });
+  // For another device.
+  const other = formatCommand({ cmd: 'check', device: 'dev-other', nonce: 'nonce-otherdev-001', issued: now, expires: now + 300 });
+  await rec.publish('larch/v1/device/dev-b/cmd', await encodeSigned('command', other, [key]));
+  t.match((await rec.waitFor((m) => m.topic === resultTopic('dev-b') && m.json?.nonce === 'nonce-otherdev-001', 10_000, 'other device result')).json, { result: 'refused', reason: 'wrong-device' });
+
+  // Nothing refused changed the device; the journal has every refusal with its reason.
+  const s = await status(dev);
+  t.match(s, { booted: { slot: 'A', version: '1' }, pending: null });
+  t.notOk(existsSync(join(dev, 'larch/daemon/reboot-requested.json')), 'no reboot recorded');
+  const journal = readFileSync(join(dev, 'larch/journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.event === 'command');
+  t.same(journal.map((e) => e.data.reason ?? e.data.result), ['ok', 'replayed', 'untrusted', 'stale', 'unsigned', 'invalid', 'invalid', 'wrong-device'], 'journal: each command and its outcome, in order');
+  t.equal(journal.filter((e) => e.data.nonce === 'nonce-valid-000001' && e.data.result === 'ok').length, 1, 'the valid command ran once');
+
+  // The nonce log survives a restart: the replay is still refused; a valid reboot is recorded.
+  const results = rec.on(resultTopic('dev-b')).length;
+  await d1.stop();
+  const d2 = startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-b', '--policy', 'none']);
+  await rec.waitFor((m) => online('dev-b')(m) && m.json.seq === 1 && m.json.started !== undefined && m.json.time > new Date(Date.now() - 20000).toISOString() && d2.child.pid !== undefined, 20_000, 'online again');
+  const again = await larch([...base, '--sign-key', `${v.key}.key`, '--nonce', 'nonce-valid-000001', 'check']);
+  t.match(again.json?.result, { result: 'refused', reason: 'replayed' }, `replay refused after a restart too: ${again.stderr}`);
+  const reboot = await larch([...base, '--sign-key', `${v.key}.key`, 'reboot']);
+  t.match(reboot.json.result, { result: 'ok', cmd: 'reboot' });
+  await waitUntil(() => existsSync(join(dev, 'larch/daemon/reboot-requested.json')), 5000);
+  t.ok(rec.on(resultTopic('dev-b')).length >= results + 2, 'results published');
+});
+
+async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
