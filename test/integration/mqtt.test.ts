@@ -168,3 +168,95 @@ async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: numb
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+t.test('an announcement runs the policy: apply stages over HTTP, check only reports', async (t) => {
+  const { v, broker } = await setup(t);
+  const applyDev = await device(t, v, 'dev-apply');
+  const checkDev = await device(t, v, 'dev-check');
+  const rec = await recorder(t, broker.url, [statusTopic('dev-apply'), statusTopic('dev-check')]);
+  startDaemon(t, applyDev, ['--mqtt', broker.url, '--device-id', 'dev-apply', '--policy', 'apply']);
+  startDaemon(t, checkDev, ['--mqtt', broker.url, '--device-id', 'dev-check', '--policy', 'check']);
+  await rec.waitFor(online('dev-apply'), 20_000, 'apply online');
+  await rec.waitFor(online('dev-check'), 20_000, 'check online');
+
+  const v2 = await v.release(2);
+  const ann = await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--json']);
+  t.match(ann.json.announcements, [{ ref: REF, commit: v2, version: '2', rollout: 100, topic: `larch/v1/announce/${REF}` }]);
+
+  const staged = await rec.waitFor((m) => m.topic === statusTopic('dev-apply') && m.json?.pending?.version === '2', 60_000, 'the staged update in the retained status');
+  t.match(staged.json, { online: true, version: '1', slot: 'A', pending: { slot: 'B', version: '2', commit: v2, good: false }, update: { announced: { commit: v2, version: '2', rollout: 100, selected: true } } });
+  await rec.waitFor((m) => m.topic === statusTopic('dev-apply') && m.json?.update?.state === 'staged', 10_000, 'state staged');
+  t.match(await status(applyDev), { booted: { version: '1' }, pending: { version: '2', commit: v2 } }, 'status --json shows pending.version');
+  const reported = await rec.waitFor((m) => m.topic === statusTopic('dev-check') && m.json?.update?.state === 'available', 30_000, 'check reports the update');
+  t.match(reported.json, { pending: null, version: '1', update: { announced: { version: '2' } } });
+  t.equal((await status(checkDev)).pending, null, 'policy check stages nothing');
+
+  // The device boots the staged update; its status says so.
+  await larchOk(['sim-boot', '--sysroot', applyDev]);
+  const booted = await rec.waitFor((m) => m.topic === statusTopic('dev-apply') && m.json?.version === '2' && m.json.boot.state === 'good', 10_000, 'booted v2');
+  t.match(booted.json, { slot: 'B', pending: null, rollback: { version: '1' } });
+
+  // An unsigned announcement (a rogue publisher on the broker) changes nothing.
+  await rec.publish(`larch/v1/announce/${REF}`, JSON.stringify({ body: JSON.stringify({ type: 'announce', format: 1, ref: REF, commit: 'a'.repeat(64), version: '666', timestamp: 1, summary_serial: 1, rollout: 100, created: 9_999_999_999 }), sigs: [] }));
+  await waitUntil(() => readFileSync(join(checkDev, 'larch/journal.jsonl'), 'utf8').includes('refused an announcement'), 10_000, 'refusal journaled');
+  t.equal((await status(checkDev)).pending, null);
+});
+
+t.test('phased rollout: 25% takes exactly the devices placed below 25, then 100% takes all', async (t) => {
+  // The pure decision on 40 ids: exactly the ones whose stable position is below 25.
+  const ids = Array.from({ length: 40 }, (_, i) => `gw-${String(i).padStart(4, '0')}`);
+  const positions = ids.map(rolloutPosition);
+  t.same(ids.filter((id) => inRollout(id, 25)), ids.filter((_, i) => positions[i] < 25), 'the 40 ids that act are those under 25');
+  t.same(ids.map(rolloutPosition), positions, 'positions are stable');
+
+  const { v, broker } = await setup(t);
+  // Two devices under 25 and two above, picked by the same function.
+  const early = ids.filter((id) => rolloutPosition(id) < 25).slice(0, 2);
+  const late = ids.filter((id) => rolloutPosition(id) >= 25).slice(0, 2);
+  const fleet = [...early, ...late];
+  const devs = await Promise.all(fleet.map((id) => device(t, v, id)));
+  const rec = await recorder(t, broker.url, fleet.map(statusTopic));
+  fleet.forEach((id, i) => startDaemon(t, devs[i], ['--mqtt', broker.url, '--device-id', id, '--policy', 'apply']));
+  for (const id of fleet) await rec.waitFor(online(id), 20_000, `${id} online`);
+
+  const v2 = await v.release(2);
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--rollout', '25']);
+  for (const id of early) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.update?.state === 'staged', 60_000, `${id} staged`);
+  for (const id of late) {
+    const w = await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.update?.state === 'waiting-rollout', 30_000, `${id} waits`);
+    t.match(w.json.update.announced, { rollout: 25, selected: false }, `${id} (position ${rolloutPosition(id)}) waits`);
+  }
+  const pend = await Promise.all(devs.map(async (d) => (await status(d)).pending?.version ?? null));
+  t.same(pend, ['2', '2', null, null], 'only the early devices staged v2');
+
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--rollout', '100']);
+  for (const id of late) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.pending?.commit === v2, 60_000, `${id} staged at 100%`);
+  t.same(await Promise.all(devs.map(async (d) => (await status(d)).pending?.version ?? null)), ['2', '2', '2', '2'], 'at 100% every device staged v2');
+});
+
+t.test('broker login from daemon.conf and its drop-ins; a wrong password is refused', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'), { users: { fleet: 's3cret-device', vendor: 'vendor-pw' } });
+  const dev = await device(t, v, 'dev-auth');
+  mkdirSync(join(dev, 'larch/daemon.conf.d'), { recursive: true });
+  writeFileSync(join(dev, 'larch/password'), 's3cret-device\n');
+  writeFileSync(join(dev, 'larch/daemon.conf'), `# fleet settings\npolicy = "none"\nmqtt_url = "${broker.url}"\ndevice_id = "dev-auth"\nmqtt_username = "fleet"\n`);
+  writeFileSync(join(dev, 'larch/daemon.conf.d/50-local.conf'), `mqtt_password_file = "${join(dev, 'larch/password')}"\npolicy = "check"  # a drop-in overrides\n`);
+  const rec = await recorder(t, broker.url, [statusTopic('dev-auth')], { username: 'vendor', password: 'vendor-pw' });
+  startDaemon(t, dev, []);
+  const s = await rec.waitFor(online('dev-auth'), 20_000, 'online with a password');
+  t.equal(s.json.policy, 'check', 'the drop-in set the policy');
+  const pw = join(tempDir(t), 'pw');
+  writeFileSync(pw, 'wrong\n');
+  const bad = await larch(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--mqtt-username', 'vendor', '--mqtt-password-file', pw, '--json']);
+  t.equal(bad.code, 9, 'a wrong password: exit 9');
+  t.equal(bad.json?.error?.code, 'IO');
+  writeFileSync(pw, 'vendor-pw\n');
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--mqtt-username', 'vendor', '--mqtt-password-file', pw]);
+  // A bad config line is refused with its file and line.
+  writeFileSync(join(dev, 'larch/daemon.conf.d/60-bad.conf'), 'policy = "sometimes"\n');
+  const r = await larch(['daemon', '--sysroot', dev, '--json']);
+  t.equal(r.json?.error?.code, 'INVALID_INPUT');
+  t.match(r.json?.error?.data, { line: 1 });
+});
