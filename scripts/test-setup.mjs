@@ -19,6 +19,7 @@ const TOOLS = {
   fw_printenv: 'libubootenv-tool', fw_setenv: 'libubootenv-tool', mkenvimage: 'u-boot-tools', mkimage: 'u-boot-tools',
   'grub-editenv': 'grub-common', 'grub-script-check': 'grub-common', 'grub-emu': 'grub-emu',
   nginx: 'nginx', // the device tests fetch updates from a real web server too
+  '/usr/sbin/mosquitto': 'mosquitto', mosquitto_passwd: 'mosquitto', // the MQTT tests run a real broker on loopback
   'qemu-system-aarch64': 'qemu-system-arm', '/usr/lib/u-boot/qemu_arm64/u-boot.bin': 'u-boot-qemu', mcopy: 'mtools', 'mkfs.vfat': 'dosfstools',
 };
 const missing = [...new Set(Object.entries(TOOLS).filter(([t]) => !has(t)).map(([, p]) => p))];

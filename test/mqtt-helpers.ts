@@ -4,12 +4,15 @@
  * child process.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { BIN } from './helpers.ts';
 import type { Test } from './device-helpers.ts';
+
+/** Debian installs it in /usr/sbin, which is not on every user's PATH. */
+const MOSQUITTO = existsSync('/usr/sbin/mosquitto') ? '/usr/sbin/mosquitto' : 'mosquitto';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -56,7 +59,7 @@ export async function startBroker(t: Test, dir: string, opts: { users?: Record<s
     dir,
     child: null as unknown as ChildProcess,
     async start() {
-      broker.child = spawn('mosquitto', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+      broker.child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
       broker.child.stderr!.on('data', (d) => (err += d));
       for (let i = 0; i < 100; i++) {
