@@ -3,6 +3,8 @@ import type { Command } from '../command.ts';
 import { bootenvCommands } from './bootenv.ts';
 import { checkout } from './checkout.ts';
 import { commit } from './commit.ts';
+import { compose } from './compose.ts';
+import { dbCommands } from './db.ts';
 import { fleetCommands } from './daemon.ts';
 import { deltaApply, deltaGenerate, deltaList, deltaShow } from './delta.ts';
 import { deviceCommands } from './device.ts';
@@ -16,4 +18,4 @@ import { pullLocal } from './pull-local.ts';
 import { serve } from './serve.ts';
 import { sign, trust, verify } from './verify.ts';
 
-export const commands: Command[] = [init, keygen, commit, sign, verify, trust, log, show, ls, diff, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...deviceCommands, ...fleetCommands, ...bootenvCommands];
+export const commands: Command[] = [init, keygen, commit, compose, sign, verify, trust, log, show, ls, diff, ...dbCommands, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...deviceCommands, ...fleetCommands, ...bootenvCommands];

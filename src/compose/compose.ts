@@ -1,0 +1,158 @@
+/**
+ * `larch compose`: an image definition becomes a signed commit. Every check that can fail
+ * (definition, overlays, packages and versions, downloads, the layout) runs before the
+ * commit's transaction starts, and the transaction itself aborts on error, so a failed
+ * compose leaves the repo's refs as they were.
+ */
+import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { LarchError, fromSystemError, quash, withContext } from '../errors.ts';
+import type { CborValue } from '../store/cbor.ts';
+import type { ObjectId } from '../store/object.ts';
+import type { Repo } from '../store/repo.ts';
+import type { SecretKey } from '../store/sign.ts';
+import { type CommitResult, createCommit } from '../store/write-commit.ts';
+import { checkArchitecture, fetchPackages, resolvePackages } from './apt.ts';
+import { runCommandsOnTree } from './commands.ts';
+import { type ImageDefinition, parseDefinition } from './definition.ts';
+import { writeImageTar } from './image-tar.ts';
+import { type InstalledPackage, PACKAGES_KEY, encodePackageList } from './package-diff.ts';
+
+/** Commit metadata keys written by compose (formats.md §12). */
+export const METADATA_KEYS = {
+  packages: PACKAGES_KEY,
+  architecture: 'larch.architecture',
+  kernel: 'larch.kernel',
+  bootFiles: 'larch.boot-files',
+  image: 'larch.image',
+} as const;
+
+export interface ComposeOptions {
+  definitionPath: string;
+  /** Where .deb files are kept between composes. */
+  cacheDir: string;
+  /** Overrides the definition's timestamp. */
+  timestamp?: number;
+  /** Used when neither the option nor the definition gives a timestamp (the CLI passes SOURCE_DATE_EPOCH, else 0). */
+  defaultTimestamp: number;
+  /** The parent; defaults to the ref's current commit. null starts a new history. */
+  parent?: ObjectId | null;
+  signKeys?: SecretKey[];
+  /** Parent directory for the temporary image tar (default: the OS temp dir). */
+  workDir?: string;
+  progress?: (message: string) => void;
+}
+
+export interface KernelInfo {
+  package: string;
+  version: string;
+  /** The kernel release, from /boot/vmlinuz-RELEASE (what `uname -r` prints). */
+  release: string;
+}
+
+export interface ComposeResult extends CommitResult {
+  ref: string;
+  architecture: string;
+  packages: InstalledPackage[];
+  kernel: KernelInfo | null;
+  bootFiles: string[];
+  downloaded: number;
+  cached: number;
+}
+
+async function readDefinition(path: string): Promise<ImageDefinition> {
+  const text = await readFile(path, 'utf8').catch((err) => {
+    throw fromSystemError(err, 'read image definition', path);
+  });
+  return parseDefinition(text, path);
+}
+
+/** Resolves each overlay source and refuses one that is missing or leads out of the definition's directory. */
+async function checkOverlays(def: ImageDefinition, definitionPath: string): Promise<{ source: string; target: string; field: string }[]> {
+  const base = await realpath(dirname(resolve(definitionPath)));
+  return Promise.all(
+    def.overlays.map(async (o, i) => {
+      const field = `overlay[${i}].source`;
+      const given = join(base, o.source);
+      const real = await realpath(given).catch((err) => {
+        throw new LarchError('NOT_FOUND', `image definition '${definitionPath}': field '${field}' names '${quash(o.source)}', which does not exist (${given})`, { data: { file: definitionPath, field, path: given }, cause: err });
+      });
+      const rel = relative(base, real);
+      if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || resolve(base, rel) !== real) {
+        throw new LarchError('INVALID_INPUT', `image definition '${definitionPath}': field '${field}' '${quash(o.source)}' resolves to '${quash(real, 200)}', outside the definition's directory (through a symlink)`, {
+          hint: 'keep overlay files inside the directory of the definition; copy them there instead of linking',
+          data: { file: definitionPath, field, path: real },
+        });
+      }
+      return { source: real, target: o.target, field: `overlay[${i}]` };
+    }),
+  );
+}
+
+function kernelInfo(def: ImageDefinition, packages: InstalledPackage[], releases: Map<string, string[]>): KernelInfo | null {
+  if (!def.kernel) return null;
+  const name = def.kernel.name;
+  const found = releases.get(name) ?? [];
+  if (found.length !== 1) {
+    throw new LarchError('INVALID_INPUT', `kernel package '${name}' ships ${found.length === 0 ? 'no /boot/vmlinuz-*' : `${found.length} kernels (${found.join(', ')})`}; name the package that holds exactly one kernel image`, {
+      hint: 'a meta-package such as linux-image-arm64 only depends on the real one: name the versioned package, e.g. linux-image-6.1.0-18-arm64',
+      data: { field: 'kernel', package: name },
+    });
+  }
+  const pkg = packages.find((p) => p.name === name)!;
+  return { package: name, version: pkg.version, release: found[0] };
+}
+
+/**
+ * Composes the definition into a commit on its ref.
+ * @throws INVALID_INPUT (definition, overlay, layout, a failing command), NOT_FOUND (package,
+ *   version, overlay source), IO (apt), TOOL_MISSING, OBJECT_CORRUPT (a download), LOCKED, NO_SPACE
+ */
+export async function compose(repo: Repo, opts: ComposeOptions): Promise<ComposeResult> {
+  const progress = opts.progress ?? (() => {});
+  const def = await readDefinition(opts.definitionPath);
+  const overlays = await checkOverlays(def, opts.definitionPath);
+  const target = await checkArchitecture(def.architecture);
+  progress(`resolving ${def.packages.length} packages for ${def.architecture}`);
+  const resolved = await withContext(`image definition '${opts.definitionPath}'`, () => resolvePackages(def.packages, def.architecture, target.native));
+  const fetched = await fetchPackages(resolved, opts.cacheDir, { architecture: def.architecture, native: target.native });
+  const downloaded = fetched.filter((p) => !p.cached).length;
+  progress(`${fetched.length} packages ready (${downloaded} downloaded) in ${opts.cacheDir}`);
+  const packages = fetched.map(({ name, version, architecture }) => ({ name, version, architecture }));
+
+  const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'larch-compose-'));
+  try {
+    let tarPath = join(work, 'image.tar');
+    const image = await writeImageTar({ packages: fetched, overlays, bootFiles: def.bootFiles, out: tarPath });
+    const kernel = kernelInfo(def, packages, image.kernelReleases);
+    if (def.commands.length > 0) {
+      progress(`running ${def.commands.length} command(s) on the tree`);
+      const after = join(work, 'image-after-commands.tar');
+      await runCommandsOnTree(tarPath, def.commands, work, after);
+      tarPath = after;
+    }
+    const metadata: Record<string, CborValue> = {
+      [METADATA_KEYS.packages]: encodePackageList(packages),
+      [METADATA_KEYS.architecture]: def.architecture,
+      [METADATA_KEYS.bootFiles]: image.bootFiles.map((p) => `/${p}`),
+      [METADATA_KEYS.image]: basename(opts.definitionPath).replace(/\.toml$/, ''),
+    };
+    if (kernel) metadata[METADATA_KEYS.kernel] = { package: kernel.package, version: kernel.version, release: kernel.release };
+    progress(`committing ${image.entries} entries to ${def.ref}`);
+    const result = await createCommit(repo, {
+      source: { tar: tarPath },
+      branch: def.ref,
+      version: def.version,
+      subject: def.subject,
+      metadata,
+      timestamp: opts.timestamp ?? def.timestamp ?? opts.defaultTimestamp,
+      parent: opts.parent,
+      signKeys: opts.signKeys,
+      xattrs: true,
+    });
+    return { ...result, ref: def.ref, architecture: def.architecture, packages, kernel, bootFiles: image.bootFiles.map((p) => `/${p}`), downloaded, cached: fetched.length - downloaded };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * Image definitions (`images/NAME.toml`, docs/images.md): TOML text in, a checked
+ * `ImageDefinition` out. Pure: the file is read by the caller; every problem is an
+ * INVALID_INPUT naming the file and the field.
+ */
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { LarchError, quash } from '../errors.ts';
+import { parseDebianVersion } from './debian-version.ts';
+
+export interface PackageSpec {
+  name: string;
+  /** An exact Debian version, or undefined for the candidate apt offers. */
+  version?: string;
+}
+
+export interface OverlaySpec {
+  /** Relative to the definition's directory; a file or a directory. */
+  source: string;
+  /** Where it goes in the image, as absolute components ('' = the root). */
+  target: string;
+}
+
+export interface ImageDefinition {
+  ref: string;
+  version: string;
+  /** Debian architecture name (amd64, arm64, armhf, ...). */
+  architecture: string;
+  /** Seconds since the epoch, when the definition gives one. */
+  timestamp?: number;
+  subject: string;
+  /** Sorted by name; the kernel package is included. */
+  packages: PackageSpec[];
+  kernel?: PackageSpec;
+  overlays: OverlaySpec[];
+  commands: string[];
+  /** Glob patterns (relative to the tree's root) of files to expose in /boot. */
+  bootFiles: string[];
+}
+
+const TOP_LEVEL_FIELDS = ['ref', 'version', 'architecture', 'timestamp', 'subject', 'packages', 'kernel', 'overlay', 'commands', 'boot'];
+/** Debian Policy §5.6.1: lowercase letters, digits, '+', '-', '.'; at least two characters. */
+const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
+const ARCHITECTURE = /^[a-z0-9][a-z0-9-]*$/;
+/** A branch name as `larch commit --branch` takes it (store/repo.ts isValidBranch): slash-separated components, no '..'. */
+const REF = /^[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/;
+
+class FieldError extends Error {
+  constructor(
+    readonly field: string,
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+const fail = (field: string, detail: string): never => {
+  throw new FieldError(field, detail);
+};
+
+function str(value: unknown, field: string, required: true): string;
+function str(value: unknown, field: string, required: false): string | undefined;
+function str(value: unknown, field: string, required: boolean): string | undefined {
+  if (value === undefined) return required ? fail(field, 'is required') : undefined;
+  if (typeof value !== 'string') return fail(field, `must be a string, got ${describe(value)}`);
+  if (value === '' || /[\x00-\x1f]/.test(value)) return fail(field, 'must be a non-empty string without control characters');
+  return value;
+}
+
+function strings(value: unknown, field: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) return fail(field, `must be an array of strings, got ${describe(value)}`);
+  return value.map((v, i) => str(v, `${field}[${i}]`, true));
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof Date) return 'a date';
+  if (value === null) return 'null';
+  return typeof value === 'object' ? 'a table' : `${typeof value} ${quash(JSON.stringify(value), 40)}`;
+}
+
+function table(value: unknown, field: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) return fail(field, `must be a table, got ${describe(value)}`);
+  return value as Record<string, unknown>;
+}
+
+function onlyFields(obj: Record<string, unknown>, allowed: string[], prefix: string): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) fail(prefix ? `${prefix}.${key}` : key, `is not a known field (known: ${allowed.join(', ')})`);
+  }
+}
+
+/** "name" or "name=version". */
+export function parsePackageSpec(text: string, field: string): PackageSpec {
+  const eq = text.indexOf('=');
+  const name = eq < 0 ? text : text.slice(0, eq);
+  if (!PACKAGE_NAME.test(name)) fail(field, `'${quash(name)}' is not a Debian package name (lowercase letters, digits, '+', '-', '.')`);
+  if (eq < 0) return { name };
+  const version = text.slice(eq + 1);
+  if (!parseDebianVersion(version)) fail(field, `'${quash(version)}' is not a Debian version`);
+  return { name, version };
+}
+
+/** Splits a path into components, refusing '..' and (unless allowed) absolute paths. Returns '' for the root. */
+export function normalizeRelativePath(text: string, field: string, opts: { absolute: 'required' | 'refused' }): string {
+  if (text.includes('\0')) fail(field, 'holds a NUL byte');
+  const absolute = text.startsWith('/');
+  if (opts.absolute === 'refused' && absolute) fail(field, `'${quash(text)}' is an absolute path; give it relative to the definition's directory`);
+  if (opts.absolute === 'required' && !absolute) fail(field, `'${quash(text)}' must be an absolute path in the image, e.g. '/etc/hostname'`);
+  const parts = text.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) fail(field, `'${quash(text)}' has a '..' component, which could leave the tree`);
+  return parts.join('/');
+}
+
+function parseTimestamp(value: unknown, field: string): number | undefined {
+  if (value === undefined) return undefined;
+  const seconds = value instanceof Date ? Math.floor(value.getTime() / 1000) : typeof value === 'number' ? value : NaN;
+  if (!Number.isSafeInteger(seconds) || seconds < 0) fail(field, `must be seconds since the epoch or a TOML date-time after 1970, got ${describe(value)}`);
+  return seconds;
+}
+
+function parseOverlays(value: unknown): OverlaySpec[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) return fail('overlay', 'must be an array of tables ([[overlay]])');
+  return value.map((entry, i) => {
+    const field = `overlay[${i}]`;
+    const t = table(entry, field);
+    onlyFields(t, ['source', 'target'], field);
+    const source = normalizeRelativePath(str(t.source, `${field}.source`, true), `${field}.source`, { absolute: 'refused' });
+    if (source === '') fail(`${field}.source`, "names the definition's own directory");
+    const target = normalizeRelativePath(str(t.target, `${field}.target`, false) ?? '/', `${field}.target`, { absolute: 'required' });
+    return { source, target };
+  });
+}
+
+function parseBootFiles(value: unknown): string[] {
+  if (value === undefined) return [];
+  const t = table(value, 'boot');
+  onlyFields(t, ['files'], 'boot');
+  return strings(t.files, 'boot.files').map((p, i) => {
+    const path = normalizeRelativePath(p, `boot.files[${i}]`, { absolute: 'refused' });
+    if (path === '') fail(`boot.files[${i}]`, 'names the root');
+    return path;
+  });
+}
+
+function parseDefinitionValue(doc: Record<string, unknown>): ImageDefinition {
+  onlyFields(doc, TOP_LEVEL_FIELDS, '');
+  const ref = str(doc.ref, 'ref', true);
+  if (!REF.test(ref) || ref.includes('..') || ref.length > 255) fail('ref', `'${quash(ref)}' is not a branch name (components of letters, digits, '.', '_', '-', separated by '/')`);
+  const architecture = str(doc.architecture, 'architecture', true);
+  if (!ARCHITECTURE.test(architecture)) fail('architecture', `'${quash(architecture)}' is not a Debian architecture name (e.g. amd64, arm64)`);
+  const rawPackages = strings(doc.packages, 'packages');
+  if (doc.packages === undefined || rawPackages.length === 0) fail('packages', 'must list at least one package');
+  const byName = new Map<string, PackageSpec>();
+  rawPackages.forEach((text, i) => {
+    const spec = parsePackageSpec(text, `packages[${i}]`);
+    if (byName.has(spec.name)) fail(`packages[${i}]`, `'${spec.name}' is listed twice`);
+    byName.set(spec.name, spec);
+  });
+  let kernel: PackageSpec | undefined;
+  if (doc.kernel !== undefined) {
+    kernel = parsePackageSpec(str(doc.kernel, 'kernel', true), 'kernel');
+    const listed = byName.get(kernel.name);
+    if (listed && kernel.version && listed.version && listed.version !== kernel.version) fail('kernel', `pins ${kernel.name} to '${kernel.version}' but packages pins '${listed.version}'`);
+    // The kernel package need not be repeated in packages; one pin from either place counts.
+    const merged = { name: kernel.name, version: kernel.version ?? listed?.version };
+    byName.set(kernel.name, merged);
+    kernel = merged;
+  }
+  return {
+    ref,
+    version: str(doc.version, 'version', true),
+    architecture,
+    timestamp: parseTimestamp(doc.timestamp, 'timestamp'),
+    subject: str(doc.subject, 'subject', false) ?? '',
+    packages: [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+    kernel,
+    overlays: parseOverlays(doc.overlay),
+    commands: strings(doc.commands, 'commands'),
+    bootFiles: parseBootFiles(doc.boot),
+  };
+}
+
+/**
+ * Parses and checks an image definition. `file` is used in messages only.
+ *
+ * @throws INVALID_INPUT naming the file and the field (data: {file, field})
+ * @example parseDefinition('ref = "os/x"\nversion = "1"\narchitecture = "amd64"\npackages = ["busybox"]\n', 'x.toml').packages // [{ name: 'busybox' }]
+ */
+export function parseDefinition(text: string, file: string): ImageDefinition {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    if (!(err instanceof TomlError)) throw err;
+    const where = `line ${err.line}, column ${err.column}`;
+    throw new LarchError('INVALID_INPUT', `image definition '${file}' is not valid TOML at ${where}: ${err.message.split('\n')[0]}`, { data: { file, line: err.line, column: err.column }, cause: err });
+  }
+  try {
+    return parseDefinitionValue(doc);
+  } catch (err) {
+    if (!(err instanceof FieldError)) throw err;
+    throw new LarchError('INVALID_INPUT', `image definition '${file}': field '${err.field}' ${err.message}`, { data: { file, field: err.field }, hint: 'fix the field named in the message (docs/images.md lists every field)' });
+  }
+}
