@@ -260,3 +260,18 @@ t.test('broker login from daemon.conf and its drop-ins; a wrong password is refu
   t.equal(r.json?.error?.code, 'INVALID_INPUT');
   t.match(r.json?.error?.data, { line: 1 });
 });
+
+t.test('the session survives a broker restart: the daemon reconnects and still gets its commands', async (t) => {
+  const { v, broker } = await setup(t);
+  const dev = await device(t, v, 'dev-r');
+  const rec = await recorder(t, broker.url, [statusTopic('dev-r')]);
+  startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-r', '--policy', 'none']);
+  await rec.waitFor(online('dev-r'), 20_000, 'online');
+  await broker.stop();
+  await broker.start();
+  const since = rec.messages.length;
+  const back = await rec.waitFor((m) => rec.messages.indexOf(m) >= since && online('dev-r')(m), 30_000, 'online after the broker restart');
+  t.ok(back.json.seq > 1, 'the same daemon run reconnected');
+  const r = await larch(['command', '--mqtt', broker.url, '--device', 'dev-r', '--sign-key', `${v.key}.key`, '--wait', '20', '--json', 'check']);
+  t.match(r.json?.result, { result: 'ok', cmd: 'check' }, `a command after the restart runs: ${r.stderr}`);
+});
