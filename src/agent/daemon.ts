@@ -116,6 +116,8 @@ export class Daemon {
     const cursor = JSON.parse(await readFile(this.cursorPath, 'utf8').catch(() => '{}')) as { offset?: number; seq?: number };
     this.journalOffset = cursor.offset ?? 0;
     this.journalSeq = cursor.seq ?? 0;
+    // The connect publishes the status and sends the journal: the first poll need not do it again.
+    this.lastJournalSize = await stat(sysroot.journalPath).then((st) => st.size, () => 0);
     if (config.mqttUrl) {
       const will = new TextEncoder().encode(JSON.stringify({ format: 1, online: false, device: deviceId }));
       this.client = await connectPersistent(
