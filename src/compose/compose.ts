@@ -57,6 +57,8 @@ export interface ComposeResult extends CommitResult {
   packages: InstalledPackage[];
   kernel: KernelInfo | null;
   bootFiles: string[];
+  /** The .deb files used, in the cache, in the order of packages. */
+  debFiles: string[];
   downloaded: number;
   cached: number;
 }
@@ -151,7 +153,7 @@ export async function compose(repo: Repo, opts: ComposeOptions): Promise<Compose
       signKeys: opts.signKeys,
       xattrs: true,
     });
-    return { ...result, ref: def.ref, architecture: def.architecture, packages, kernel, bootFiles: image.bootFiles.map((p) => `/${p}`), downloaded, cached: fetched.length - downloaded };
+    return { ...result, ref: def.ref, architecture: def.architecture, packages, kernel, bootFiles: image.bootFiles.map((p) => `/${p}`), debFiles: fetched.map((p) => p.path), downloaded, cached: fetched.length - downloaded };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

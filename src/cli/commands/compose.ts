@@ -72,7 +72,7 @@ OPTIONS
   --work-dir DIR    where the temporary image tar goes (default: the OS temp dir)
   --json            print {"commit", "ref", "version", "timestamp", "architecture",
                     "packages": [{"name", "version", "architecture"}], "kernel",
-                    "bootFiles", "downloaded", "cached", "parent", "signedBy",
+                    "bootFiles", "debFiles" (the .deb files used), "downloaded", "cached", "parent", "signedBy",
                     "objectsWritten", "objectsReused", "bytesWritten"}
 
 EXAMPLES
