@@ -1,6 +1,6 @@
 /**
  * larch compose and db list|diff through the Bun binary, on real Debian packages fetched with
- * apt-get download (cached in .cache/compose): a 36-package definition composes to the same
+ * apt-get download (cached in .cache/compose): a 38-package definition composes to the same
  * commit id twice; one changed pin changes it and db diff names exactly that package; old and
  * new versions of real packages give a db diff that matches dpkg-deb -f of the .deb files
  * used (directions by the real dpkg --compare-versions); a missing package, an unavailable
@@ -15,7 +15,7 @@ import { ROOT, larch, larchOk, sh, tempDir } from '../helpers.ts';
 const CACHE = join(ROOT, '.cache', 'compose');
 const ARCH = sh('dpkg --print-architecture').trim();
 
-/** 36 real packages of a small Debian system (no dependency closure needed: compose takes the list as given). */
+/** 38 real packages of a small Debian system (no dependency closure needed: compose takes the list as given). */
 const PACKAGES = [
   'base-files', 'base-passwd', 'bash', 'busybox', 'ca-certificates', 'coreutils', 'dash', 'debianutils', 'diffutils',
   'findutils', 'grep', 'gzip', 'hostname', 'libacl1', 'libattr1', 'libbz2-1.0', 'libc-bin', 'libc6', 'libcap2',
@@ -60,7 +60,7 @@ function controlFields(deb: string): { name: string; version: string; architectu
 
 const compose = (def: string, repo: string, more: string[] = []) => larchOk(['compose', def, '--repo', repo, '--cache', CACHE, '--json', ...more]);
 
-t.test('36 packages compose to the same commit twice; one changed pin changes it and db diff names exactly it', async (t) => {
+t.test('38 packages compose to the same commit twice; one changed pin changes it and db diff names exactly it', async (t) => {
   const dir = tempDir(t, 'larch-compose-');
   const tz = madison('tzdata');
   t.ok(tz.length >= 2, `tzdata has two versions in the apt sources (${tz.join(', ')})`);
