@@ -180,3 +180,31 @@ t.test('bad definitions fail before anything is committed, naming what is wrong'
   t.same(readdirSync(join(repo, 'tmp')), [], 'no staging left behind');
   t.equal((await larchOk(['db', 'list', '--repo', repo, 'test/good', '--json'])).json.commit, base.commit, 'the ref still names the good commit');
 });
+
+t.test('overlays and commands: owners of untouched package entries survive the unprivileged round trip', async (t) => {
+  const dir = tempDir(t, 'larch-compose-');
+  const repo = await newRepo(dir, 'repo');
+  mkdirSync(join(dir, 'overlay', 'etc'), { recursive: true });
+  writeFileSync(join(dir, 'overlay', 'etc', 'hostname'), 'gateway\n');
+  const def = join(dir, 'img.toml');
+  const body = `ref = "test/img"\nversion = "1"\narchitecture = "${ARCH}"\npackages = ["base-files", "hostname"]\n`;
+  writeFileSync(def, `${body}commands = ["mkdir -p etc/larch && echo built > etc/larch/stamp", "chmod 0600 etc/host.conf"]\n[[overlay]]\nsource = "overlay"\n`);
+  const run = (await compose(def, repo)).json;
+  const entry = async (path: string) => {
+    const dirPath = path.slice(0, path.lastIndexOf('/')) || '/';
+    const list = (await larchOk(['ls', '--repo', repo, run.commit, dirPath, '--json'])).json as { path: string; mode: number; uid: number; gid: number; size: number }[];
+    const e = list.find((x) => x.path === path);
+    return e && { mode: e.mode.toString(8), uid: e.uid, gid: e.gid, size: e.size };
+  };
+  t.same(await entry('/etc/hostname'), { mode: '644', uid: 0, gid: 0, size: 8 }, 'the overlay replaced the package file, root:root');
+  t.same(await entry('/etc/larch/stamp'), { mode: '644', uid: 0, gid: 0, size: 6 }, 'a file a command created');
+  t.match(await entry('/etc/host.conf'), { mode: '600', uid: 0, gid: 0 }, 'a mode a command changed');
+  t.match(await entry('/usr/share/factory/var/local'), { mode: '2775', uid: 0, gid: 50 }, 'an untouched directory keeps root:staff 2775 from base-files');
+
+  writeFileSync(def, `${body}commands = ["true", "echo broken >&2; exit 3"]\n`);
+  const refs = (await larchOk(['refs', '--repo', repo, '--json'])).stdout;
+  const r = await larch(['compose', def, '--repo', repo, '--cache', CACHE, '--json']);
+  t.equal(r.json?.error?.code, 'INVALID_INPUT', 'a failing command stops the compose');
+  t.match(r.json?.error?.message, /commands\[1\] 'echo broken >&2; exit 3' exited 3: broken/, 'naming the command and its output');
+  t.equal((await larchOk(['refs', '--repo', repo, '--json'])).stdout, refs, 'refs unchanged');
+});
