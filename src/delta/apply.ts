@@ -11,6 +11,7 @@ import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
+import { collectGarbage } from '../_gc.ts';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { type FileHeader, type ObjectId, ObjectFormatError, decodeCommit, decodeFileHeader, metadataId } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
@@ -95,6 +96,7 @@ export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOpt
     await checkPartChecksum(where, part, i, sb.parts.length);
     result.objectsWritten += await applyPart(repo, where, part, i, sb.parts.length);
     result.partsApplied++;
+    collectGarbage();
     opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: false, bytes: part.size });
   }
   await finish(repo, sb);
