@@ -141,6 +141,13 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   if (target.timestamp < bootedTime && !opts.allowDowngrade) {
     throw new LarchError('INVALID_INPUT', `refusing to downgrade from version ${booted.record.version} (${booted.record.timestamp}) to ${target.version} (${new Date(target.timestamp * 1000).toISOString()})`, { hint: 'pass --allow-downgrade if you mean it', data: { reason: 'downgrade' } });
   }
+  if (!state.slots[booted.slot].good && !opts.downloadOnly && !opts.dryRun) {
+    // Writing the other slot now could replace the last tree known to boot.
+    throw new LarchError('INVALID_INPUT', `the booted slot ${booted.slot} (version ${booted.record.version}) is not confirmed yet, so the other slot may hold the only tree known to boot`, {
+      hint: "let boot-check mark it good (or run 'larch mark-good'), then upgrade again; --download-only works meanwhile",
+      data: { reason: 'booted-unconfirmed', slot: booted.slot },
+    });
+  }
   const slot = other(booted.slot);
   const delta = findDelta(summary, booted.record.commit, target.commit) ?? findDelta(summary, null, target.commit);
   const to = { slot, commit: target.commit, version: target.version };
@@ -158,14 +165,15 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   if (!verified.valid) {
     throw new LarchError('SIGNATURE_INVALID', `commit ${target.commit} (version ${target.version}) is not signed by a trusted key`, { hint: 'the vendor signs commits with larch commit --sign-key K; check the keys in S/larch/keys', data: { commit: target.commit } });
   }
-  await appendJournal(sysroot.journalPath, { event: 'verify', commit: target.commit, version: target.version, message: `commit signed by ${verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId).join(', ')}` });
+  const signedBy = verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId);
+  await appendJournal(sysroot.journalPath, { event: 'verify', commit: target.commit, version: target.version, message: `commit signed by ${signedBy.join(', ')}` });
   await repo.writeRef('larch/downloaded', target.commit);
   // A dry run downloads (into the repo only: nothing bootable changes) so it can show the /etc plan.
   if (opts.dryRun) return { result: 'dry-run', from, to, download, etc_conflicts: [] };
   if (opts.downloadOnly) return { result: 'downloaded', from, to, download, etc_conflicts: [] };
 
   // 4. deploy into the other slot and stage it
-  const record = await stage(ctx, config, booted.slot, target.commit, verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId));
+  const record = await stage(ctx, config, booted.slot, target.commit, signedBy);
   await repo.writeRef('larch/downloaded', null);
   return { result: 'staged', from, to, download, etc_conflicts: record.etcMerge?.conflicts ?? [], etc_plan: record.etcMerge?.plan };
 }

@@ -89,6 +89,12 @@ t.test('the device story: provision, upgrade, boot, rollback, a bad update falls
     boot = (await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json;
     t.match(boot, { slot: 'A', check: { healthy: false, outcome: 'retry', reboot: true } }, `try ${i}: v3 unhealthy, reboot`);
     t.match(boot.check.failed_checks, ['10-services']);
+    if (i === 1) {
+      // Booted into the unconfirmed v3: slot B holds v2, the only tree known to boot.
+      const early = await larch(['deploy', v2, '--allow-downgrade', '--sysroot', dev, '--json']);
+      expectFail(t, early, 'INVALID_INPUT', 'overwriting the other slot while the booted one is unconfirmed');
+      t.equal(early.json?.error?.data?.reason, 'booted-unconfirmed');
+    }
   }
   boot = (await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json;
   t.match(boot, { slot: 'B', check: { healthy: true, fell_back: true, from: 'A' } }, 'tries spent: the bootloader fell back to v2 by itself');
