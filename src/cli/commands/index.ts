@@ -9,6 +9,7 @@ import { fleetCommands } from './daemon.ts';
 import { deltaApply, deltaGenerate, deltaList, deltaShow } from './delta.ts';
 import { deviceCommands } from './device.ts';
 import { fsck } from './fsck.ts';
+import { imageBuildCommand } from './image.ts';
 import { init } from './init.ts';
 import { diff, log, ls, refs, show } from './inspect.ts';
 import { keygen } from './keygen.ts';
@@ -18,4 +19,4 @@ import { pullLocal } from './pull-local.ts';
 import { serve } from './serve.ts';
 import { sign, trust, verify } from './verify.ts';
 
-export const commands: Command[] = [init, keygen, commit, compose, sign, verify, trust, log, show, ls, diff, ...dbCommands, refs, checkout, fsck, prune, pullLocal, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...deviceCommands, ...fleetCommands, ...bootenvCommands];
+export const commands: Command[] = [init, keygen, commit, compose, sign, verify, trust, log, show, ls, diff, ...dbCommands, refs, checkout, fsck, prune, pullLocal, imageBuildCommand, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...deviceCommands, ...fleetCommands, ...bootenvCommands];

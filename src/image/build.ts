@@ -1,0 +1,145 @@
+/**
+ * larch image build: an image definition (composed now) or an existing commit becomes a bootable
+ * disk image for a board. The sysroot is provisioned exactly as on a device (`provision` over
+ * HTTP, from an in-process server on 127.0.0.1 over the repo after `publish`), the larch binary is
+ * added as S/larch/bin/larch, and disk.ts lays it out into partitions. No root needed.
+ */
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LarchError } from '../errors.ts';
+import { provision } from '../agent/provision.ts';
+import { httpRemote } from '../agent/remote-http.ts';
+import { Sysroot } from '../agent/sysroot.ts';
+import { DEFAULT_TRIES } from '../bootcount/state.ts';
+import { type ComposeResult, compose } from '../compose/compose.ts';
+import { publish } from '../server/publish.ts';
+import { startServer } from '../server/serve.ts';
+import type { Repo } from '../store/repo.ts';
+import type { SecretKey } from '../store/sign.ts';
+import { type DiskLayout, buildDisk } from './disk.ts';
+
+/** The boards `image build` knows, with their kernel arguments. */
+export const BOARDS = {
+  'qemu-x86_64-grub': {
+    bootloader: 'grub' as const,
+    architecture: 'amd64',
+    bootargs: 'console=ttyS0,115200 panic=10 quiet larch.root=/dev/vda2 larch.boot=/dev/vda1',
+  },
+};
+export type BoardName = keyof typeof BOARDS;
+
+export function isBoard(name: string): name is BoardName {
+  return Object.hasOwn(BOARDS, name);
+}
+
+export interface ImageBuildOptions {
+  board: BoardName;
+  out: string;
+  /** Compose this definition first; else `rev` names an existing commit. */
+  definitionPath?: string;
+  rev?: string;
+  /** The ref the device follows (default: the definition's, or the one ref that points at rev). */
+  ref?: string;
+  /** Signs the composed commit and the published summary. */
+  signKeys: SecretKey[];
+  /** Public key files the device trusts. */
+  trustedKeys: string[];
+  /** The update server recorded in the device's config. */
+  repoUrl: string;
+  /** The larch binary for the board's architecture (S/larch/bin/larch). */
+  larchBinary: string;
+  cacheDir: string;
+  defaultTimestamp: number;
+  workDir?: string;
+  bootSizeMiB?: number;
+  rootSizeMiB?: number;
+  progress?: (message: string) => void;
+}
+
+export interface ImageBuildResult {
+  out: string;
+  board: BoardName;
+  commit: string;
+  version: string;
+  ref: string;
+  compose: Pick<ComposeResult, 'commit' | 'packages' | 'kernel'> | null;
+  layout: DiskLayout;
+}
+
+/** board/grub/grub.cfg, from the source tree or next to the binary's assets. */
+async function boardFile(rel: string): Promise<string> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const candidates = [join(here, '..', '..', 'board', rel), join(process.cwd(), 'board', rel), join(dirname(process.execPath), '..', 'board', rel)];
+  for (const c of candidates) {
+    const text = await readFile(c, 'utf8').catch(() => null);
+    if (text !== null) return text;
+  }
+  throw new LarchError('NOT_FOUND', `image build: board/${rel} not found (looked in ${candidates.join(', ')})`, { hint: 'run from the larch source tree' });
+}
+
+export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<ImageBuildResult> {
+  const board = BOARDS[opts.board];
+  if (opts.trustedKeys.length === 0) throw new LarchError('USAGE', 'image build: --keys K.pub is required (the keys the device trusts)');
+  if (opts.signKeys.length === 0) throw new LarchError('USAGE', 'image build: --sign-key K.key is required (the summary the device reads must be signed)');
+  const larchCfg = await boardFile('grub/grub.cfg');
+  const log = opts.progress ?? (() => {});
+
+  let composed: ComposeResult | null = null;
+  let commit: string;
+  let ref = opts.ref;
+  if (opts.definitionPath) {
+    log(`composing ${opts.definitionPath}`);
+    composed = await compose(repo, { definitionPath: opts.definitionPath, cacheDir: opts.cacheDir, defaultTimestamp: opts.defaultTimestamp, signKeys: opts.signKeys, workDir: opts.workDir });
+    if (composed.architecture !== board.architecture) throw new LarchError('INVALID_INPUT', `image build: ${opts.definitionPath} is for ${composed.architecture}, board ${opts.board} is ${board.architecture}`);
+    commit = composed.commit;
+    ref ??= composed.ref;
+  } else if (opts.rev) {
+    commit = await repo.resolveRev(opts.rev);
+    if (!ref) {
+      const refs = (await repo.listRefs()).filter((r) => r.commit === commit).map((r) => r.branch);
+      if (refs.length !== 1) throw new LarchError('USAGE', `image build: pass --ref: ${refs.length === 0 ? 'no ref points at' : `several refs point at`} ${commit.slice(0, 12)}`);
+      ref = refs[0];
+    }
+  } else {
+    throw new LarchError('USAGE', 'image build: give a definition, or --rev REV of a commit in --repo');
+  }
+  const version = (await repo.readCommit(commit)).version;
+
+  log('publishing the summary');
+  await publish(repo, { signKeys: opts.signKeys, expiresInSeconds: 3600 });
+
+  const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'larch-image-'));
+  try {
+    const sysrootPath = join(work, 'sysroot');
+    await mkdir(sysrootPath);
+    const server = await startServer({ root: repo.path, host: '127.0.0.1', port: 0 });
+    try {
+      log(`provisioning the sysroot from ${server.url}`);
+      await provision(new Sysroot(sysrootPath), {
+        remote: httpRemote(server.url),
+        remoteUrl: opts.repoUrl,
+        remoteKind: 'http',
+        ref: ref!,
+        keys: opts.trustedKeys.map((k) => resolve(k)),
+        bootloader: board.bootloader,
+        tries: DEFAULT_TRIES,
+        target: commit,
+      });
+    } finally {
+      await server.close();
+    }
+    const bin = join(sysrootPath, 'larch', 'bin', 'larch');
+    await mkdir(dirname(bin), { recursive: true });
+    await copyFile(opts.larchBinary, bin);
+    await chmod(bin, 0o755);
+
+    log(`writing ${opts.out}`);
+    const grubCfg = `# larch: board ${opts.board}. The boot state logic is larch.cfg (board/grub/grub.cfg).\nset larch_bootargs="${board.bootargs}"\nsource \${prefix}/larch.cfg\n`;
+    const layout = await buildDisk({ sysroot: sysrootPath, out: opts.out, workDir: work, grubCfg, larchCfg, bootSizeMiB: opts.bootSizeMiB, rootSizeMiB: opts.rootSizeMiB });
+    return { out: opts.out, board: opts.board, commit, version, ref: ref!, compose: composed ? { commit: composed.commit, packages: composed.packages, kernel: composed.kernel } : null, layout };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
