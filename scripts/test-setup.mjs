@@ -21,6 +21,9 @@ const TOOLS = {
   nginx: 'nginx', // the device tests fetch updates from a real web server too
   '/usr/sbin/mosquitto': 'mosquitto', mosquitto_passwd: 'mosquitto', // the MQTT tests run a real broker on loopback
   'qemu-system-aarch64': 'qemu-system-arm', '/usr/lib/u-boot/qemu_arm64/u-boot.bin': 'u-boot-qemu', mcopy: 'mtools', 'mkfs.vfat': 'dosfstools',
+  // larch image build and its QEMU boot test: filesystems and partitions on image files, GRUB for BIOS, the initramfs
+  'mkfs.ext4': 'e2fsprogs', debugfs: 'e2fsprogs', sfdisk: 'fdisk', 'grub-mkimage': 'grub-common', '/usr/lib/grub/i386-pc/boot.img': 'grub-pc-bin',
+  'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio',
 };
 const missing = [...new Set(Object.entries(TOOLS).filter(([t]) => !has(t)).map(([, p]) => p))];
 if (missing.length > 0) {

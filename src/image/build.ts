@@ -68,10 +68,11 @@ export interface ImageBuildResult {
   layout: DiskLayout;
 }
 
-/** board/grub/grub.cfg, from the source tree or next to the binary's assets. */
-async function boardFile(rel: string): Promise<string> {
+/** A file of board/: from the source tree, the working directory, next to the binary, or next to images/. */
+async function boardFile(rel: string, definitionPath?: string): Promise<string> {
   const here = dirname(fileURLToPath(import.meta.url));
   const candidates = [join(here, '..', '..', 'board', rel), join(process.cwd(), 'board', rel), join(dirname(process.execPath), '..', 'board', rel)];
+  if (definitionPath) candidates.push(join(dirname(resolve(definitionPath)), '..', 'board', rel));
   for (const c of candidates) {
     const text = await readFile(c, 'utf8').catch(() => null);
     if (text !== null) return text;
@@ -83,7 +84,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
   const board = BOARDS[opts.board];
   if (opts.trustedKeys.length === 0) throw new LarchError('USAGE', 'image build: --keys K.pub is required (the keys the device trusts)');
   if (opts.signKeys.length === 0) throw new LarchError('USAGE', 'image build: --sign-key K.key is required (the summary the device reads must be signed)');
-  const larchCfg = await boardFile('grub/grub.cfg');
+  const larchCfg = await boardFile('grub/grub.cfg', opts.definitionPath);
   const log = opts.progress ?? (() => {});
 
   let composed: ComposeResult | null = null;

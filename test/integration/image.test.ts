@@ -1,0 +1,104 @@
+/**
+ * larch image build for qemu-x86_64-grub, through the Bun binary: the demo definition
+ * (images/qemu-x86_64-grub.toml, real Debian packages, cached in .cache/compose) becomes a disk
+ * image built without root; its partition table (sfdisk -d), boot partition (mtools) and root
+ * partition (debugfs) hold what docs/images.md says; then it boots under qemu-system-x86_64
+ * (TCG, never KVM): GRUB picks slot A, the initramfs mounts the deployment and runs
+ * `larch boot-check`, whose result is read from the serial console.
+ */
+import t from 'tap';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { BIN, ROOT, larchOk, sh, tempDir } from '../helpers.ts';
+
+const CACHE = join(ROOT, '.cache', 'compose');
+const TOOLS = ['qemu-system-x86_64', 'grub-mkimage', 'sfdisk', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'debugfs', 'cpio'];
+const missing = TOOLS.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
+const native = sh('dpkg --print-architecture').trim() === 'amd64';
+
+t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-check', { skip: missing.length ? `missing: ${missing.join(' ')}` : !native ? 'needs an amd64 host (apt indexes for amd64)' : false, timeout: 300_000 }, async (t) => {
+  const dir = tempDir(t, 'larch-image-');
+  const repo = join(dir, 'repo');
+  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  await larchOk(['keygen', '--out', join(dir, 'vendor')]);
+  const disk = join(dir, 'disk.img');
+  const started = Date.now();
+  const built = await larchOk(['image', 'build', join(ROOT, 'images', 'qemu-x86_64-grub.toml'), '--board', 'qemu-x86_64-grub', '--out', disk, '--repo', repo, '--sign-key', join(dir, 'vendor.key'), '--larch-bin', BIN, '--cache', CACHE, '--work-dir', dir, '--json'], { cwd: dir });
+  const result = JSON.parse(built.stdout);
+  t.comment(`image built in ${((Date.now() - started) / 1000).toFixed(1)} s: ${Math.round(result.layout.size / 1048576)} MiB`);
+  t.equal(result.board, 'qemu-x86_64-grub');
+  t.match(result.commit, /^[0-9a-f]{64}$/);
+  t.equal(result.compose.kernel.release, '6.1.0-56-cloud-amd64');
+
+  // The partition table: FAT32 boot (bootable) at 1 MiB, then the ext4 root.
+  const table = sh(`sfdisk -d '${disk}'`);
+  const parts = table.split('\n').filter((l) => l.startsWith(disk));
+  t.equal(parts.length, 2, 'two partitions');
+  t.match(parts[0], /start=\s*2048, size=\s*\d+, type=c, bootable/);
+  t.match(parts[1], /type=83/);
+  const rootStart = Number(/start=\s*(\d+)/.exec(parts[1])![1]) * 512;
+  t.equal(rootStart, result.layout.root.start);
+
+  // GRUB in the MBR gap: boot.img's code, then core.img from LBA 1.
+  const mbr = spawnSync('dd', [`if=${disk}`, 'bs=512', 'count=2', 'status=none']).stdout as Buffer;
+  t.equal(mbr.readUInt16LE(510), 0xaa55, 'MBR signature');
+  t.ok(mbr.subarray(0, 440).includes(Buffer.from('GRUB')), "GRUB's boot.img in the MBR");
+
+  // The boot partition: grub.cfg (board settings) + larch.cfg (board/grub/grub.cfg), grubenv, slot A.
+  const img = `${disk}@@1M`;
+  const grubDir = sh(`mdir -b -i '${img}' ::/grub`);
+  for (const f of ['grub.cfg', 'larch.cfg', 'grubenv']) t.match(grubDir, new RegExp(`/grub/${f.replace('.', '\\.')}\\b`), `/grub/${f}`);
+  t.match(sh(`mtype -i '${img}' ::/grub/grub.cfg`), /source \$\{prefix\}\/larch\.cfg/);
+  const env = sh(`mtype -i '${img}' ::/grub/grubenv`);
+  t.match(env, /^# GRUB Environment Block\n/);
+  t.match(env, /BOOT_ORDER=A B\nBOOT_A_GOOD=1\n/, 'slot A good and first');
+  const slotA = sh(`mdir -b -i '${img}' ::/A`);
+  t.match(slotA, /\/A\/vmlinuz\b/);
+  t.match(slotA, /\/A\/initrd\.img\b/);
+
+  // The root partition: the sysroot, with slot A deployed and the larch binary.
+  const debugfs = (cmd: string) => sh(`debugfs -R '${cmd}' '${disk}?offset=${rootStart}' 2>/dev/null`);
+  t.match(debugfs('ls -p /larch/deploy'), /\/A\//, 'slot A deployed');
+  t.match(debugfs('ls -p /larch/deploy/A/usr/bin'), /\/busybox\//);
+  t.match(debugfs('stat /larch/bin/larch'), /Size: \d{7,}/, 'larch binary');
+  t.match(debugfs('ls -p /larch/keys'), /vendor\.pub/);
+  t.match(debugfs('cat /larch/config.json'), /"bootloader":\s*"grub"/);
+
+  // Boot it: TCG only (-cpu max: Bun needs AVX2, which TCG has since QEMU 7.2).
+  const bootStarted = Date.now();
+  const qemu: ChildProcess = spawn('qemu-system-x86_64', ['-machine', 'pc', '-cpu', 'max', '-m', '1024', '-nographic', '-nodefaults', '-serial', 'stdio', '-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none', '-no-reboot'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (qemu.exitCode === null) qemu.kill('SIGKILL');
+  });
+  let console = '';
+  const line = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no boot-check line within 150 s; console:\n${console.slice(-3000)}`)), 150_000);
+    const onData = (d: Buffer) => {
+      console += d.toString('latin1');
+      const clean = console.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
+      const m = /^larch: boot-check: (.*)$/m.exec(clean);
+      if (m && clean.slice(m.index).includes('\n')) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    qemu.stdout!.on('data', onData);
+    qemu.stderr!.on('data', onData);
+    qemu.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`qemu exited ${code}; console:\n${console.slice(-3000)}`));
+    });
+  });
+  const bootSeconds = (Date.now() - bootStarted) / 1000;
+  t.comment(`boot to boot-check: ${bootSeconds.toFixed(1)} s`);
+  const clean = console.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
+  t.match(clean, /larch: slot=A rescue=0 wrote=0/, 'GRUB chose slot A from the grubenv without a write');
+  t.match(clean, /larch: init: slot A mounted/);
+  const outcome = JSON.parse(line);
+  t.equal(outcome.slot, 'A');
+  t.equal(outcome.commit, result.commit, 'the booted deployment is the built commit');
+  t.equal(outcome.healthy, true);
+  t.ok(['already-good', 'marked-good'].includes(outcome.outcome), `outcome ${outcome.outcome}`);
+  t.equal(outcome.fell_back, false);
+  qemu.kill('SIGKILL');
+});
