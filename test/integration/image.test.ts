@@ -16,6 +16,43 @@ const TOOLS = ['qemu-system-x86_64', 'grub-mkimage', 'sfdisk', 'mkfs.ext4', 'mkf
 const missing = TOOLS.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
 const native = sh('dpkg --print-architecture').trim() === 'amd64';
 
+/** Boots the image until the init has synced after boot-check; QEMU is stopped (and waited for) before returning. */
+async function boot(t: { teardown(fn: () => unknown): void }, disk: string): Promise<{ console: string; outcome: Record<string, unknown>; seconds: number }> {
+  const started = Date.now();
+  const qemu: ChildProcess = spawn('qemu-system-x86_64', ['-machine', 'pc', '-cpu', 'max', '-m', '1024', '-nographic', '-nodefaults', '-serial', 'stdio', '-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none', '-no-reboot'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = new Promise<void>((resolve) => qemu.on('exit', () => resolve()));
+  t.teardown(() => {
+    if (qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
+  });
+  let raw = '';
+  const clean = () => raw.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
+  try {
+    const line = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no boot-check within 150 s; console:\n${clean().slice(-3000)}`)), 150_000);
+      const onData = (d: Buffer) => {
+        raw += d.toString('latin1');
+        const text = clean();
+        const m = /^larch: boot-check: (.*)$/m.exec(text);
+        if (m && /larch: init: synced/.test(text)) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      };
+      qemu.stdout!.on('data', onData);
+      qemu.stderr!.on('data', onData);
+      qemu.on('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`qemu exited ${code}; console:\n${clean().slice(-3000)}`));
+      });
+    });
+    const seconds = (Date.now() - started) / 1000;
+    return { console: clean(), outcome: JSON.parse(line) as Record<string, unknown>, seconds };
+  } finally {
+    qemu.kill('SIGKILL');
+    await exited;
+  }
+}
+
 t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-check', { skip: missing.length ? `missing: ${missing.join(' ')}` : !native ? 'needs an amd64 host (apt indexes for amd64)' : false, timeout: 300_000 }, async (t) => {
   const dir = tempDir(t, 'larch-image-');
   const repo = join(dir, 'repo');
@@ -65,40 +102,27 @@ t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-chec
   t.match(debugfs('cat /larch/config.json'), /"bootloader":\s*"grub"/);
 
   // Boot it: TCG only (-cpu max: Bun needs AVX2, which TCG has since QEMU 7.2).
-  const bootStarted = Date.now();
-  const qemu: ChildProcess = spawn('qemu-system-x86_64', ['-machine', 'pc', '-cpu', 'max', '-m', '1024', '-nographic', '-nodefaults', '-serial', 'stdio', '-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none', '-no-reboot'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  t.teardown(() => {
-    if (qemu.exitCode === null) qemu.kill('SIGKILL');
-  });
-  let console = '';
-  const line = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no boot-check line within 150 s; console:\n${console.slice(-3000)}`)), 150_000);
-    const onData = (d: Buffer) => {
-      console += d.toString('latin1');
-      const clean = console.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
-      const m = /^larch: boot-check: (.*)$/m.exec(clean);
-      if (m && clean.slice(m.index).includes('\n')) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    qemu.stdout!.on('data', onData);
-    qemu.stderr!.on('data', onData);
-    qemu.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`qemu exited ${code}; console:\n${console.slice(-3000)}`));
-    });
-  });
-  const bootSeconds = (Date.now() - bootStarted) / 1000;
-  t.comment(`boot to boot-check: ${bootSeconds.toFixed(1)} s`);
-  const clean = console.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
-  t.match(clean, /larch: slot=A rescue=0 wrote=0/, 'GRUB chose slot A from the grubenv without a write');
-  t.match(clean, /larch: init: slot A mounted/);
-  const outcome = JSON.parse(line);
-  t.equal(outcome.slot, 'A');
-  t.equal(outcome.commit, result.commit, 'the booted deployment is the built commit');
-  t.equal(outcome.healthy, true);
-  t.ok(['already-good', 'marked-good'].includes(outcome.outcome), `outcome ${outcome.outcome}`);
-  t.equal(outcome.fell_back, false);
-  qemu.kill('SIGKILL');
+  const first = await boot(t, disk);
+  t.comment(`power-on to boot-check: ${first.seconds.toFixed(1)} s`);
+  t.match(first.console, /larch: slot=A rescue=0 wrote=0/, 'GRUB chose slot A from the grubenv without a write');
+  t.match(first.console, /larch: init: slot A mounted/);
+  t.equal(first.outcome.slot, 'A');
+  t.equal(first.outcome.commit, result.commit, 'the booted deployment is the built commit');
+  t.equal(first.outcome.healthy, true);
+  t.equal(first.outcome.outcome, 'already-good', 'provisioned slot A was already good');
+  t.equal(first.outcome.fell_back, false);
+
+  // Slot A unconfirmed with 3 tries (as after an upgrade): GRUB spends one (save_env on the FAT
+  // grubenv), boot-check finds it healthy and marks it good from Linux; the grubenv says so after.
+  const envFile = join(dir, 'grubenv');
+  sh(`mcopy -o -i '${img}' ::/grub/grubenv '${envFile}' && grub-editenv '${envFile}' set BOOT_A_GOOD=0 BOOT_A_LEFT=3 && mcopy -o -i '${img}' '${envFile}' ::/grub/grubenv`);
+  const second = await boot(t, disk);
+  t.comment(`power-on to boot-check (unconfirmed slot): ${second.seconds.toFixed(1)} s`);
+  t.match(second.console, /larch: slot=A rescue=0 wrote=1/, 'GRUB spent a try on slot A');
+  t.equal(second.outcome.outcome, 'confirmed', 'boot-check marked slot A good');
+  t.equal(second.outcome.healthy, true);
+  const after = sh(`mtype -i '${img}' ::/grub/grubenv`);
+  t.match(after, /BOOT_A_GOOD=1\n/, 'marked good in the grubenv');
+  t.match(after, /BOOT_A_LEFT=0\n/);
+  t.match(after, /BOOT_LKG=A\n/);
 });
