@@ -9,12 +9,29 @@
 import t from 'tap';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { BIN, ROOT, larchOk, sh, tempDir } from '../helpers.ts';
+import { BIN, ROOT, larch, larchOk, sh, tempDir } from '../helpers.ts';
 
 const CACHE = join(ROOT, '.cache', 'compose');
-const TOOLS = ['qemu-system-x86_64', 'grub-mkimage', 'sfdisk', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'debugfs', 'cpio'];
+const TOOLS = ['qemu-system-x86_64', 'grub-mkimage', 'sfdisk', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'debugfs', 'cpio', 'grub-editenv', 'mtype'];
 const missing = TOOLS.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
 const native = sh('dpkg --print-architecture').trim() === 'amd64';
+
+t.test('image build: usage errors', async (t) => {
+  const dir = tempDir(t, 'larch-image-usage-');
+  const repo = join(dir, 'repo');
+  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  const cases: [string, string[], RegExp][] = [
+    ['unknown board', ['image', 'build', 'x.toml', '--board', 'pi9', '--out', join(dir, 'd.img'), '--repo', repo], /unknown board 'pi9' \(known: qemu-x86_64-grub\)/],
+    ['definition and --rev', ['image', 'build', 'x.toml', '--rev', 'HEAD', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
+    ['neither', ['image', 'build', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
+    ['no --out', ['image', 'build', 'x.toml', '--board', 'qemu-x86_64-grub', '--repo', repo], /--out/],
+  ];
+  for (const [name, args, message] of cases) {
+    const r = await larch(args, { cwd: dir });
+    t.equal(r.code, 2, `${name}: exit 2`);
+    t.match(r.stderr, message, `${name}: message`);
+  }
+});
 
 /** Boots the image until the init has synced after boot-check; QEMU is stopped (and waited for) before returning. */
 async function boot(t: { teardown(fn: () => unknown): void }, disk: string): Promise<{ console: string; outcome: Record<string, unknown>; seconds: number }> {
