@@ -19,7 +19,38 @@ import { type ObjectSource, type PullResult, pullCommit } from '../store/pull-lo
 import { Repo, type StoredFile } from '../store/repo.ts';
 import { decodeSignatures, verifyCommitSignatures } from '../store/sign.ts';
 import { MAX_SUMMARY_BYTES, MAX_SUMMARY_SIG_BYTES, type Summary, type SummaryDelta, type VerifyOptions, deltaName, findDelta, verifySummary } from '../server/summary.ts';
-import { type FetchOptions, downloadFile, fetchBytes } from './http-fetch.ts';
+import { type DownloadProgress, type DownloadResult, type FetchOptions, downloadFile, fetchBytes } from './http-fetch.ts';
+
+/**
+ * Where the files of an archive repo come from, by repo-relative path ('summary',
+ * 'deltas/FROM-TO/part-0', 'objects/XX/REST.filez'): HTTP (httpFetcher) or MQTT chunk requests
+ * (agent/remote-mqtt.ts). Both resume a download from the length of what dest already holds,
+ * refuse more than maxBytes and another size than expectedSize, and throw NOT_FOUND for a file
+ * the repo does not have; the checks of what arrives (signatures, checksums) are made here, once
+ * for every transport.
+ */
+export interface FileFetcher {
+  /** Where a path is, for messages and error data (a URL). */
+  where(path: string): string;
+  fetchBytes(path: string, opts: { maxBytes: number; expectedSize?: number }): Promise<Uint8Array>;
+  downloadFile(path: string, dest: string, opts: { maxBytes: number; expectedSize?: number; onProgress?: (p: DownloadProgress) => void }): Promise<DownloadResult>;
+}
+
+/** The HTTP fetcher: BASE/PATH with http-fetch's resume, retries and slow-retrieval limits. */
+export function httpFetcher(baseUrl: string, fetch?: FetchOptions): FileFetcher {
+  return {
+    where: (path) => remoteUrl(baseUrl, path),
+    fetchBytes: (path, o) => fetchBytes(remoteUrl(baseUrl, path), { ...fetch, ...o }),
+    downloadFile: (path, dest, o) => downloadFile(remoteUrl(baseUrl, path), dest, { ...fetch, ...o }),
+  };
+}
+
+/** The fetcher of options that name either a base URL or a fetcher (the fetcher wins). */
+function fetcherOf(opts: { baseUrl?: string; fetcher?: FileFetcher; fetch?: FetchOptions }): FileFetcher {
+  if (opts.fetcher) return opts.fetcher;
+  if (opts.baseUrl === undefined) throw new LarchError('USAGE', 'a pull needs a base URL or a file fetcher');
+  return httpFetcher(opts.baseUrl, opts.fetch);
+}
 
 export interface TrustOptions {
   /** Keys trusted for commits and deltas; null (or empty) only with allowUnsigned. */
@@ -51,11 +82,12 @@ const isCode = (err: unknown, code: string) => err instanceof LarchError && err.
  * @throws SIGNATURE_MISSING, SIGNATURE_INVALID (data.reason), NOT_FOUND, IO
  * @example const summary = await fetchSummary(url, { trusted: keys, now: Math.floor(Date.now() / 1000), lastSerial });
  */
-export async function fetchSummary(baseUrl: string, opts: Omit<VerifyOptions, 'source'> & { fetch?: FetchOptions }): Promise<Summary> {
-  const url = remoteUrl(baseUrl, 'summary');
+export async function fetchSummary(baseUrl: string | FileFetcher, opts: Omit<VerifyOptions, 'source'> & { fetch?: FetchOptions }): Promise<Summary> {
+  const f = typeof baseUrl === 'string' ? httpFetcher(baseUrl, opts.fetch) : baseUrl;
+  const url = f.where('summary');
   const once = async () => {
-    const bytes = await fetchBytes(url, { ...opts.fetch, maxBytes: MAX_SUMMARY_BYTES });
-    const sig = await fetchBytes(`${url}.sig`, { ...opts.fetch, maxBytes: MAX_SUMMARY_SIG_BYTES }).catch((err) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
+    const bytes = await f.fetchBytes('summary', { maxBytes: MAX_SUMMARY_BYTES });
+    const sig = await f.fetchBytes('summary.sig', { maxBytes: MAX_SUMMARY_SIG_BYTES }).catch((err) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
     return verifySummary(bytes, sig, { ...opts, source: url });
   };
   try {
@@ -67,7 +99,9 @@ export async function fetchSummary(baseUrl: string, opts: Omit<VerifyOptions, 's
 }
 
 export interface DeltaPullOptions extends TrustOptions {
-  baseUrl: string;
+  /** The remote: a base URL (HTTP), or a fetcher (any transport; it wins over baseUrl). */
+  baseUrl?: string;
+  fetcher?: FileFetcher;
   /** The delta as the verified summary lists it: its sizes and checksums bind what is downloaded. */
   delta: SummaryDelta;
   /** Parts are kept in DIR/FROM-TO/ until applied, so an interrupted pull resumes (S/larch/download). */
@@ -91,14 +125,15 @@ export async function pullDeltaHttp(repo: Repo, opts: DeltaPullOptions): Promise
   }
   const dir = join(opts.downloadDir, name);
   await mkdir(dir, { recursive: true });
-  const base = remoteUrl(opts.baseUrl, `deltas/${name}/`);
+  const f = fetcherOf(opts);
+  const base = f.where(`deltas/${name}/`);
   let downloadedBytes = 0;
 
   // The envelope: its size and checksum are in the signed summary, so nothing else is accepted.
   const envelopePath = join(dir, 'envelope');
   let envelope = await readIfHash(envelopePath, delta.envelope.sha256, delta.envelope.size);
   if (envelope === null) {
-    envelope = await fetchBytes(`${base}envelope`, { ...opts.fetch, maxBytes: delta.envelope.size, expectedSize: delta.envelope.size });
+    envelope = await f.fetchBytes(`deltas/${name}/envelope`, { maxBytes: delta.envelope.size, expectedSize: delta.envelope.size });
     downloadedBytes += envelope.length;
     const actual = sha256(envelope);
     if (actual !== delta.envelope.sha256) throw new LarchError('DELTA_CORRUPT', `delta ${name}: envelope '${base}envelope': checksum mismatch: expected ${delta.envelope.sha256} (summary), got ${actual}`, { data: { url: `${base}envelope`, expected: delta.envelope.sha256, actual } });
@@ -122,7 +157,7 @@ export async function pullDeltaHttp(repo: Repo, opts: DeltaPullOptions): Promise
     const progress = (received: number) => opts.onProgress?.({ phase: 'download', done: held + received, total, part: i, parts: sb.parts.length });
     for (let round = 0; ; round++) {
       try {
-        const r = await downloadFile(url, path, { ...opts.fetch, maxBytes: part.size, expectedSize: part.size, onProgress: (p) => progress(p.receivedBytes) });
+        const r = await f.downloadFile(`deltas/${name}/part-${i}`, path, { maxBytes: part.size, expectedSize: part.size, onProgress: (p) => progress(p.receivedBytes) });
         downloadedBytes += r.bytes - r.resumedFromBytes;
       } catch (err) {
         throw addContext(`delta ${name}: ${label}`, err);
@@ -182,7 +217,9 @@ async function readIfHash(path: string, sha: string, size: number): Promise<Uint
 }
 
 export interface ObjectPullOptions extends TrustOptions {
-  baseUrl: string;
+  /** The remote: a base URL (HTTP), or a fetcher (any transport; it wins over baseUrl). */
+  baseUrl?: string;
+  fetcher?: FileFetcher;
   commit: ObjectId;
   /** Branch to point at the commit once it is complete. */
   ref?: string;
@@ -204,12 +241,13 @@ export interface ObjectPullOptions extends TrustOptions {
  */
 export async function pullObjectsHttp(repo: Repo, opts: ObjectPullOptions): Promise<PullResult> {
   const cacheDir = join(opts.downloadDir, 'objects-cache');
-  const source = await httpObjectSource(opts.baseUrl, cacheDir, opts);
+  const f = fetcherOf(opts);
+  const source = await httpObjectSource(f, cacheDir, opts);
   let objects = 0;
   const result = await pullCommit(repo, source, opts.commit, {
     ref: opts.ref,
     concurrency: opts.concurrency ?? 4,
-    verify: (_bytes, sigs) => verifyCommitTrust(opts.commit, sigs, opts, `${opts.baseUrl}`),
+    verify: (_bytes, sigs) => verifyCommitTrust(opts.commit, sigs, opts, f.where('')),
     onObject: () => opts.onProgress?.({ phase: 'objects', done: ++objects, total: null }),
   });
   await rm(cacheDir, { recursive: true, force: true });
@@ -232,26 +270,27 @@ async function verifyCommitTrust(id: ObjectId, sigBytes: Uint8Array | null, opts
  * download directory, so the .filez reader (header limits, DEFLATE that must end with the file)
  * is the store's own.
  */
-async function httpObjectSource(baseUrl: string, cacheDir: string, opts: ObjectPullOptions): Promise<ObjectSource> {
+async function httpObjectSource(f: FileFetcher, cacheDir: string, opts: ObjectPullOptions): Promise<ObjectSource> {
   const cache = await Repo.init(cacheDir, 'archive');
-  const url = (id: ObjectId, ext: string) => remoteUrl(baseUrl, `objects/${id.slice(0, 2)}/${id.slice(2)}.${ext}`);
+  const rel = (id: ObjectId, ext: string) => `objects/${id.slice(0, 2)}/${id.slice(2)}.${ext}`;
+  const url = (id: ObjectId, ext: string) => f.where(rel(id, ext));
   const missing = (kind: string, id: ObjectId, u: string) => (err: unknown) =>
     Promise.reject(isCode(err, 'NOT_FOUND') ? new LarchError('OBJECT_MISSING', `${kind} ${id} is missing from '${u}'`, { hint: 'the server repo is incomplete; ask the vendor to republish', data: { kind, id, url: u } }) : err);
   return {
-    path: baseUrl,
+    path: f.where(''),
     async readMetadataBytes(kind, id) {
       const u = url(id, kind);
-      const bytes = await fetchBytes(u, { ...opts.fetch, maxBytes: MAX_METADATA_BYTES }).catch(missing(kind, id, u));
+      const bytes = await f.fetchBytes(rel(id, kind), { maxBytes: MAX_METADATA_BYTES }).catch(missing(kind, id, u));
       const actual = sha256(bytes);
       if (actual !== id) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id} from '${u}': checksum mismatch: got ${actual}`, { data: { kind, id, url: u, actual } });
       return bytes;
     },
     async readSignatures(commitId) {
-      return fetchBytes(url(commitId, 'sig'), { ...opts.fetch, maxBytes: 1024 * 1024 }).catch((err) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
+      return f.fetchBytes(rel(commitId, 'sig'), { maxBytes: 1024 * 1024 }).catch((err) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
     },
     async readFile(id): Promise<StoredFile> {
       const u = url(id, 'filez');
-      await downloadFile(u, cache.objectPath('file', id), { ...opts.fetch, maxBytes: opts.maxObjectBytes ?? 4 * 1024 ** 3 }).catch(missing('file', id, u));
+      await f.downloadFile(rel(id, 'filez'), cache.objectPath('file', id), { maxBytes: opts.maxObjectBytes ?? 4 * 1024 ** 3 }).catch(missing('file', id, u));
       try {
         return await cache.readFile(id);
       } catch (err) {
@@ -265,7 +304,8 @@ async function httpObjectSource(baseUrl: string, cacheDir: string, opts: ObjectP
 }
 
 export interface UpdatePullOptions extends TrustOptions {
-  baseUrl: string;
+  baseUrl?: string;
+  fetcher?: FileFetcher;
   /** The verified summary (fetchSummary). */
   summary: Summary;
   /** The ref to pull, as the summary names it. */
@@ -284,7 +324,7 @@ export interface UpdatePullOptions extends TrustOptions {
  */
 export async function pullUpdate(repo: Repo, opts: UpdatePullOptions): Promise<{ commit: ObjectId; method: 'present' | 'delta' | 'objects'; downloadedBytes?: number }> {
   const target = opts.summary.refs[opts.ref];
-  if (!target) throw new LarchError('NOT_FOUND', `the remote '${opts.baseUrl}' has no ref '${opts.ref}'`, { data: { ref: opts.ref, refs: Object.keys(opts.summary.refs) } });
+  if (!target) throw new LarchError('NOT_FOUND', `the remote '${fetcherOf(opts).where('')}' has no ref '${opts.ref}'`, { data: { ref: opts.ref, refs: Object.keys(opts.summary.refs) } });
   if (await repo.hasObject('commit', target.commit)) return { commit: target.commit, method: 'present' };
   const delta = findDelta(opts.summary, opts.from, target.commit);
   if (delta) {

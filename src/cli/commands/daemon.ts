@@ -7,7 +7,7 @@ import { Daemon } from '../../agent/daemon.ts';
 import { mergerFor } from '../../agent/etc-merger.ts';
 import { appendJournal, type JournalEvent } from '../../agent/journal.ts';
 import { POLICIES, isPolicy, readDaemonConfig } from '../../agent/policy.ts';
-import { httpRemote } from '../../agent/remote-http.ts';
+import { remoteFor } from './device.ts';
 import { DEFAULT_SYSROOT, Sysroot } from '../../agent/sysroot.ts';
 import { writeFileAtomic } from '../../store/_durable.ts';
 import { isValidDeviceId } from '../../mqtt/format.ts';
@@ -75,13 +75,12 @@ EXAMPLES
     const deviceId = opt(args, 'device-id') ?? config.deviceId ?? hostname();
     if (!isValidDeviceId(deviceId)) throw new LarchError('USAGE', `daemon: '${deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`);
     const device = await sysroot.readConfig();
-    if (device.remote.kind !== 'http') throw new LarchError('INVALID_INPUT', `daemon: remote ${device.remote.url}: updates over MQTT only are not available in this build`, { hint: 'provision with --repo-url http://...; the daemon uses MQTT for announcements, status and commands' });
     const log = (line: string) => io.err(`${new Date().toISOString()} ${line}\n`);
     const d = new Daemon({
       sysroot,
       config,
       deviceId,
-      remote: httpRemote(device.remote.url),
+      remote: remoteFor(device),
       merger: mergerFor(),
       log,
       reboot: async (reason) => {

@@ -10,6 +10,7 @@ import { mergerFor } from '../../agent/etc-merger.ts';
 import { readJournal } from '../../agent/journal.ts';
 import { provision as provisionSysroot } from '../../agent/provision.ts';
 import { httpRemote } from '../../agent/remote-http.ts';
+import { mqttRemote } from '../../agent/remote-mqtt.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
 import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig } from '../../agent/sysroot.ts';
 import { type Remote, type UpdateContext, check as checkUpdate, cleanup as cleanupSysroot, finalize as finalizeSysroot, rollback as rollbackSysroot, setPinned, upgrade as upgradeSysroot } from '../../agent/update.ts';
@@ -29,9 +30,10 @@ function sysrootOf(args: ParsedArgs): Sysroot {
   return new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
 }
 
-function remoteFor(config: Pick<DeviceConfig, 'remote'>): Remote {
+export function remoteFor(config: Pick<DeviceConfig, 'remote'>): Remote {
   if (config.remote.kind === 'http') return httpRemote(config.remote.url);
-  throw new LarchError('INVALID_INPUT', `remote ${config.remote.url}: MQTT transport is not available in this build`, { hint: 'provision with --repo-url http://...' });
+  if (config.remote.kind === 'mqtt') return mqttRemote(config.remote.url);
+  throw new LarchError('INVALID_INPUT', `remote ${config.remote.url}: unknown transport '${String(config.remote.kind)}'`, { hint: 'provision with --repo-url http://... or --mqtt-url mqtt://...' });
 }
 
 function progressFor(io: Io, label: string): ((done: number, total: number | null) => void) | undefined {
@@ -56,12 +58,12 @@ function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
 export const provision: Command = {
   name: 'provision',
   summary: 'set up an empty sysroot: repo, keys, first deployment in slot A, boot state',
-  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' } },
+  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' } },
   help: `NAME
   larch provision - factory set-up of a device's sysroot
 
 SYNOPSIS
-  larch provision --sysroot S --repo-url URL --ref REF --keys K.pub [--keys K2.pub ...]
+  larch provision --sysroot S (--repo-url URL | --mqtt-url URL) --ref REF --keys K.pub [--keys K2.pub ...]
                   [--bootloader uboot|grub] [--commit ID | --version V] [--tries N] [--json]
 
 DESCRIPTION
@@ -74,6 +76,9 @@ DESCRIPTION
 OPTIONS
 ${SYSROOT_HELP}
   --repo-url URL  base URL of the vendor's archive repo (larch serve, or any web server)
+  --mqtt-url URL  instead of --repo-url: the MQTT broker (mqtt://HOST[:PORT], mqtts://...),
+                  the device's only path; updates come in chunks from 'larch serve --mqtt'
+                  responders (docs/fleet.md). User and password may be in the URL.
   --ref REF       the branch the device follows, e.g. os/stable
   --keys K.pub    a public key the device trusts (repeat for several)
   --bootloader B  uboot (env file S/boot/uboot.env, fw_env.config) or grub (S/boot/grub/grubenv);
@@ -89,17 +94,20 @@ EXAMPLES
       --keys vendor.pub --bootloader grub
 `,
   async run(args, io) {
-    const url = need(args, 'repo-url', 'provision');
+    const mqttUrl = opt(args, 'mqtt-url');
+    if (mqttUrl !== undefined && opt(args, 'repo-url') !== undefined) throw new LarchError('USAGE', 'provision: give --repo-url or --mqtt-url, not both');
+    const kind = mqttUrl !== undefined ? 'mqtt' : 'http';
+    const url = mqttUrl ?? need(args, 'repo-url', 'provision');
     const ref = need(args, 'ref', 'provision');
     const bootloader = opt(args, 'bootloader') ?? 'uboot';
     if (bootloader !== 'uboot' && bootloader !== 'grub') throw new LarchError('USAGE', `provision: --bootloader must be uboot or grub, got '${bootloader}'`);
     const tries = intOption(opt(args, 'tries'), 'tries', 'provision', 1) ?? DEFAULT_TRIES;
     if (tries > MAX_TRIES) throw new LarchError('USAGE', `provision: --tries must be 1..${MAX_TRIES}`);
-    const remote = remoteFor({ remote: { url, kind: 'http' } });
+    const remote = remoteFor({ remote: { url, kind } });
     const result = await provisionSysroot(sysrootOf(args), {
       remote,
       remoteUrl: url,
-      remoteKind: 'http',
+      remoteKind: kind,
       ref,
       keys: list(args, 'keys'),
       bootloader,

@@ -1,19 +1,22 @@
 /** larch serve: serve an archive repo over HTTP (development and small fleets). */
 import { appendFileSync } from 'node:fs';
 import { LarchError, fromSystemError } from '../../errors.ts';
+import { type ResponderLogEntry, startResponder } from '../../server/mqtt-responder.ts';
 import { type AccessLogEntry, startServer } from '../../server/serve.ts';
 import { type Command, intOption, opt } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings } from './announce.ts';
 
 export const serve: Command = {
   name: 'serve',
-  summary: 'serve an archive repo over HTTP (Range, ETag, access log)',
-  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' } },
+  summary: 'serve an archive repo over HTTP (Range, ETag, access log) and MQTT chunk requests',
+  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, mqtt: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
   help: `NAME
   larch serve - serve an archive repo over HTTP
 
 SYNOPSIS
   larch serve --repo R [--port P] [--host H] [--log FILE] [--rate BYTES_PER_SEC] [--json]
+              [--mqtt URL [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F ...]]
 
 DESCRIPTION
   A small static file server for R: GET and HEAD, one byte range per request (206 with
@@ -24,6 +27,13 @@ DESCRIPTION
   Each request gets one access-log line, a JSON object: {"time", "remote", "method",
   "path", "status", "range": [first, last] | null, "bytes" (body bytes written), "size",
   "ms"}. For many devices, put the same files on any web server or CDN instead.
+  With --mqtt, it also answers chunk requests from devices whose only path is the broker
+  (docs/formats.md §13.6): it subscribes to the shared subscription
+  $share/larch/larch/v1/fetch, so several 'larch serve --mqtt' instances share the requests,
+  and answers each with at most 256 KiB of one repo file (summary, summary.sig, deltas,
+  objects; nothing else). It keeps no per-device state. Each answered request gets a log
+  line too: {"time", "transport": "mqtt", "responder", "path", "offset", "length",
+  "status", "bytes", "size", "ms"}.
 
 OPTIONS
   --repo R        archive repository to serve (required)
@@ -31,7 +41,10 @@ OPTIONS
   --host H        address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --log FILE      append the access log to FILE (default: stderr)
   --rate N        send at most N bytes per second per response (to simulate a slow link)
-  --json          print {"url", "port", "repo"} on one line when listening
+  --json          print {"url", "port", "repo"} on one line when listening ("mqtt": the
+                  responder's client id, with --mqtt)
+  --mqtt URL      also answer chunk requests through this broker (mqtt:// or mqtts://)
+${MQTT_AUTH_HELP}
 
 EXIT STATUS
   0 stopped by a signal; 3 no repo at R; 4 R is not an archive repo; 9 the port is taken.
@@ -45,7 +58,7 @@ EXIT STATUS
     if (port !== undefined && port > 65535) throw new LarchError('USAGE', 'serve: --port must be 0..65535');
     const rate = intOption(opt(args, 'rate'), 'rate', 'serve', 1);
     const logFile = opt(args, 'log');
-    const writeLog = (e: AccessLogEntry) => {
+    const writeLog = (e: AccessLogEntry | ResponderLogEntry) => {
       const line = JSON.stringify(e) + '\n';
       // Synchronous appends: one line per request, in order, on disk before the response ends.
       if (logFile) appendFileSync(logFile, line);
@@ -54,11 +67,15 @@ EXIT STATUS
     const server = await startServer({ root: repo.path, host: opt(args, 'host') ?? '127.0.0.1', port: port ?? 0, onLog: writeLog, rateBytesPerSecond: rate }).catch((err) => {
       throw fromSystemError(err, 'listen on', `${opt(args, 'host') ?? '127.0.0.1'}:${port ?? 0}`);
     });
-    io.out(args.json ? JSON.stringify({ url: server.url, port: server.port, repo: repo.path }) + '\n' : `${server.url}\n`);
+    const responder = opt(args, 'mqtt')
+      ? await startResponder({ root: repo.path, mqtt: mqttSettings(args, 'serve'), onLog: writeLog, rateBytesPerSecond: rate, log: (line) => io.err(`${new Date().toISOString()} ${line}\n`) })
+      : null;
+    io.out(args.json ? JSON.stringify({ url: server.url, port: server.port, repo: repo.path, ...(responder ? { mqtt: responder.clientId } : {}) }) + '\n' : `${server.url}\n`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
     });
+    await responder?.close();
     await server.close();
   },
 };

@@ -1,0 +1,281 @@
+/**
+ * The MQTT remote: for devices whose only path to the vendor is the broker. The archive repo's
+ * files (summary, deltas, objects) are fetched in chunks from `larch serve --mqtt` responders
+ * (docs/formats.md §13.6) into the same download directory layout as over HTTP, and checked by
+ * the same code (pull-http.ts: signed summary, part sizes and SHA-256, commit signatures).
+ *
+ * Resume: a part is continued from the length its file already has, whichever responder
+ * answers; a request that gets no answer (broker restarted, responder gone) is sent again when
+ * the client reconnects and after a timeout, and a chunk already written is never asked again.
+ */
+import { randomBytes } from 'node:crypto';
+import { writeSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import type { MqttClient } from 'mqtt';
+import { LarchError, fromSystemError, quash } from '../errors.ts';
+import { type MqttSettings, connectPersistent, endClient } from '../mqtt/connect.ts';
+import { DEFAULT_CHUNK_BYTES, FETCH_TOPIC, type FetchResponse, decodeResponse, encodeRequest, replyTopic } from '../mqtt/fetch.ts';
+import { decodeCommit, metadataId, type ObjectId } from '../store/object.ts';
+import type { DownloadProgress, DownloadResult } from './http-fetch.ts';
+import { type FileFetcher, fetchSummary, pullDeltaHttp, pullObjectsHttp } from './pull-http.ts';
+import type { Remote } from './update.ts';
+
+export interface MqttFetchOptions {
+  /** Bytes asked for per request (default 64 KiB). */
+  chunkBytes?: number;
+  /**
+   * A request without an answer is asked again after 8 times the recent answer time, at least
+   * 2 s and at most this (default 30 s); at once after a reconnect.
+   */
+  requestTimeoutMs?: number;
+  /** Give up when no byte arrived for this long (default 120 s), or after attempts refusals in a row. */
+  stallTimeoutMs?: number;
+  /** Error answers in a row before giving up (default 10). */
+  attempts?: number;
+  /** The broker must accept the connection within this long (default 30 s). */
+  connectTimeoutMs?: number;
+  /** Called with each request sent (tests count them). */
+  onRequest?: (path: string, offset: number) => void;
+}
+
+const MAX_COMMIT_BYTES = 1024 * 1024;
+
+/** One connection's request/response: correlation data to match answers, resend on reconnect. */
+class ChunkClient {
+  private pending = new Map<string, { payload: Uint8Array; resolve: (r: FetchResponse) => void; timer: NodeJS.Timeout; reject: (e: Error) => void; sentAt: number }>();
+  readonly reply: string;
+  /** Smoothed answer time (ms), for the resend timeout. */
+  private rtt = 500;
+  constructor(
+    readonly client: MqttClient,
+    clientId: string,
+    private o: Required<Omit<MqttFetchOptions, 'onRequest'>> & Pick<MqttFetchOptions, 'onRequest'>,
+  ) {
+    this.reply = replyTopic(clientId);
+    client.on('message', (topic, payload, packet) => {
+      if (topic !== this.reply) return;
+      const c = packet.properties?.correlationData;
+      if (!c) return;
+      const p = this.pending.get(Buffer.from(c).toString('hex'));
+      if (!p) return; // an answer to a request already answered (sent twice)
+      let r: FetchResponse;
+      try {
+        r = decodeResponse(payload);
+      } catch {
+        return; // malformed: the timeout asks again
+      }
+      this.pending.delete(Buffer.from(c).toString('hex'));
+      clearTimeout(p.timer);
+      this.rtt = 0.8 * this.rtt + 0.2 * (Date.now() - p.sentAt);
+      p.resolve(r);
+    });
+    // After a reconnect (broker restart), whatever was asked and not answered is asked again.
+    client.on('connect', () => {
+      client.subscribe(this.reply, { qos: 1 }, () => {
+        for (const [key, p] of this.pending) {
+          p.sentAt = Date.now();
+          this.send(key, p.payload);
+        }
+      });
+    });
+  }
+
+  private send(key: string, payload: Uint8Array): void {
+    this.client.publish(FETCH_TOPIC, Buffer.from(payload), { qos: 1, properties: { responseTopic: this.reply, correlationData: Buffer.from(key, 'hex') } }, () => {});
+  }
+
+  /** One request, answered or timed out (rejects with a plain Error: the caller retries). */
+  request(path: string, offset: number, length: number): Promise<FetchResponse> {
+    const key = randomBytes(12).toString('hex');
+    const payload = encodeRequest({ path, offset, length });
+    this.o.onRequest?.(path, offset);
+    const waitMs = Math.round(Math.min(this.o.requestTimeoutMs, Math.max(2000, 8 * this.rtt)));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(key);
+        reject(new Error(`no answer within ${waitMs} ms`));
+      }, waitMs);
+      this.pending.set(key, { payload, resolve, reject, timer, sentAt: Date.now() });
+      if (this.client.connected) this.send(key, payload);
+      // not connected: sent by the 'connect' handler
+    });
+  }
+
+  close(): void {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(new Error('closed'));
+    }
+    this.pending.clear();
+  }
+}
+
+interface Sink {
+  size(): number;
+  truncate(): Promise<void>;
+  write(b: Uint8Array): void;
+}
+
+/**
+ * A FileFetcher over MQTT. Connects once per operation (fetchSummary, pull, history) and ends
+ * the connection afterwards, so no connection outlives a CLI command.
+ */
+export class MqttFetcher implements FileFetcher {
+  private o: Required<Omit<MqttFetchOptions, 'onRequest'>> & Pick<MqttFetchOptions, 'onRequest'>;
+  private cc: ChunkClient | null = null;
+  constructor(
+    private settings: Omit<MqttSettings, 'clientId'> & { clientId?: string },
+    opts: MqttFetchOptions = {},
+  ) {
+    this.o = { chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, requestTimeoutMs: opts.requestTimeoutMs ?? 30_000, stallTimeoutMs: opts.stallTimeoutMs ?? 120_000, attempts: opts.attempts ?? 10, connectTimeoutMs: opts.connectTimeoutMs ?? 30_000, onRequest: opts.onRequest };
+  }
+
+  where(path: string): string {
+    const u = new URL(this.settings.url);
+    u.username = '';
+    u.password = '';
+    return `${u.origin === 'null' ? `${u.protocol}//${u.host}` : u.origin}/${path}`;
+  }
+
+  /** Runs fn with a connected client, ending the connection afterwards. */
+  async session<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.cc) return fn();
+    const clientId = this.settings.clientId ?? `larch-fetch-${randomBytes(6).toString('hex')}`;
+    const client = await connectPersistent({ ...this.settings, clientId, clean: true }, () => {});
+    this.cc = new ChunkClient(client, clientId, this.o);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        if (client.connected) return resolve();
+        const timer = setTimeout(() => reject(new LarchError('IO', `MQTT broker ${quash(this.settings.url)}: no connection within ${this.o.connectTimeoutMs} ms`, { hint: 'check the URL, that the broker runs, and the credentials', data: { url: this.settings.url } })), this.o.connectTimeoutMs);
+        client.once('connect', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      return await fn();
+    } finally {
+      this.cc.close();
+      this.cc = null;
+      await endClient(client);
+    }
+  }
+
+  async fetchBytes(path: string, opts: { maxBytes: number; expectedSize?: number }): Promise<Uint8Array> {
+    let chunks: Uint8Array[] = [];
+    let size = 0;
+    await this.transfer(path, { size: () => size, truncate: async () => ((chunks = []), (size = 0), undefined), write: (b) => (chunks.push(Uint8Array.from(b)), (size += b.length)) }, opts);
+    return Uint8Array.from(Buffer.concat(chunks));
+  }
+
+  async downloadFile(path: string, dest: string, opts: { maxBytes: number; expectedSize?: number; onProgress?: (p: DownloadProgress) => void }): Promise<DownloadResult> {
+    const fh = await open(dest, 'a+', 0o644).catch((err) => Promise.reject(fromSystemError(err, 'open download', dest)));
+    try {
+      let size = (await fh.stat()).size;
+      const resumedFromBytes = size;
+      const sink: Sink = {
+        size: () => size,
+        async truncate() {
+          await fh.truncate(0);
+          size = 0;
+        },
+        write(b) {
+          for (let at = 0; at < b.length; ) at += writeSync(fh.fd, b, at, b.length - at);
+          size += b.length;
+        },
+      };
+      const requests = await this.transfer(path, sink, opts).catch((err) => Promise.reject(fromSystemError(err, 'write download', dest)));
+      await fh.sync();
+      return { bytes: size, resumedFromBytes, requests };
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Chunk by chunk from the sink's length to the file's end. Returns the requests made. */
+  private async transfer(path: string, sink: Sink, opts: { maxBytes: number; expectedSize?: number; onProgress?: (p: DownloadProgress) => void }): Promise<number> {
+    return this.session(async () => {
+      const cc = this.cc!;
+      const where = this.where(path);
+      if (opts.expectedSize !== undefined && sink.size() > opts.expectedSize) await sink.truncate();
+      // Already whole (by its signed size; the caller checks the checksum): nothing to ask.
+      if (opts.expectedSize !== undefined && sink.size() === opts.expectedSize) return 0;
+      let requests = 0;
+      let failures = 0;
+      let lastProgress = Date.now();
+      let total: number | null = opts.expectedSize ?? null;
+      for (;;) {
+        const offset = sink.size();
+        const limit = total ?? opts.maxBytes + 1;
+        const length = Math.max(1, Math.min(this.o.chunkBytes, limit - offset));
+        let r: FetchResponse;
+        requests++;
+        try {
+          r = await cc.request(path, offset, length);
+        } catch (err) {
+          if (Date.now() - lastProgress >= this.o.stallTimeoutMs) throw new LarchError('IO', `fetch '${where}' over MQTT: no answer for ${Math.round((Date.now() - lastProgress) / 1000)} s (${(err as Error).message}; held ${offset} bytes)`, { hint: 'is a responder (larch serve --mqtt) connected to the broker? run the command again to resume', data: { url: where, requests, receivedBytes: offset } });
+          continue;
+        }
+        if (r.status === 'not-found') throw new LarchError('NOT_FOUND', `fetch '${where}': the responder has no such file`, { hint: 'check the remote; the vendor may not have published this file', data: { url: where } });
+        if (r.status === 'bad-request') throw new LarchError('INVALID_INPUT', `fetch '${where}' over MQTT: the responder refused the request: ${quash(r.message)}`, { data: { url: where, status: r.status } });
+        if (r.status !== 'ok') {
+          if (++failures >= this.o.attempts) throw new LarchError('IO', `fetch '${where}' over MQTT: responder answered ${r.status}: ${quash(r.message)}`, { data: { url: where, status: r.status } });
+          continue;
+        }
+        if (opts.expectedSize !== undefined && r.size !== opts.expectedSize) throw new LarchError('INVALID_INPUT', `fetch '${where}': the responder's file is ${r.size} bytes, not the ${opts.expectedSize} the signed metadata says`, { data: { url: where, expected: opts.expectedSize, actual: r.size } });
+        if (r.size > opts.maxBytes) throw new LarchError('INVALID_INPUT', `fetch '${where}': the file is ${r.size} bytes, more than the ${opts.maxBytes} accepted`, { data: { url: where, maxBytes: opts.maxBytes, reason: 'too-large' } });
+        total = r.size;
+        if (r.offset !== offset) continue; // not our range: ask again
+        if (offset > r.size) {
+          await sink.truncate(); // our copy is longer than the file: another version; start over
+          continue;
+        }
+        if (r.bytes.length !== Math.min(length, r.size - offset)) {
+          if (++failures >= this.o.attempts) throw new LarchError('IO', `fetch '${where}' over MQTT: short answers (${r.bytes.length} bytes at ${offset})`, { data: { url: where } });
+          continue;
+        }
+        failures = 0;
+        lastProgress = Date.now();
+        sink.write(r.bytes);
+        opts.onProgress?.({ url: where, receivedBytes: sink.size(), totalBytes: r.size });
+        if (sink.size() === r.size) return requests;
+      }
+    });
+  }
+}
+
+/** A Remote over MQTT (remote.kind 'mqtt' in the device config; the URL names the broker). */
+export function mqttRemote(url: string, opts: MqttFetchOptions & { mqtt?: Omit<MqttSettings, 'url' | 'clientId'> } = {}): Remote {
+  const f = new MqttFetcher({ url, ...opts.mqtt }, opts);
+  return {
+    describe: () => url,
+    fetchSummary: (o) => f.session(() => fetchSummary(f, o)),
+    pull: (repo, to, { delta, trusted, downloadDir, progress }) =>
+      f.session(async () => {
+        if (delta && delta.to === to && (delta.from === null || (await repo.hasObject('commit', delta.from)))) {
+          const r = await pullDeltaHttp(repo, { fetcher: f, delta, downloadDir, trusted, onProgress: (e) => e.phase === 'download' && progress?.(e.done, e.total) });
+          return { via: 'delta' as const, bytes: r.downloadedBytes };
+        }
+        const r = await pullObjectsHttp(repo, { fetcher: f, commit: to, downloadDir, trusted, onProgress: (e) => progress?.(e.done, null) });
+        return { via: 'objects' as const, bytes: r.bytesWritten };
+      }),
+    history: (_repo, from, limit) =>
+      f.session(async () => {
+        const out: { commit: ObjectId; version: string }[] = [];
+        let id: ObjectId | null = from;
+        while (id !== null && out.length < limit) {
+          const path = `objects/${id.slice(0, 2)}/${id.slice(2)}.commit`;
+          const bytes = await f.fetchBytes(path, { maxBytes: MAX_COMMIT_BYTES });
+          if (metadataId(bytes) !== id) throw new LarchError('OBJECT_CORRUPT', `commit ${id} from '${f.where(path)}' does not match its id`, { data: { id, url: f.where(path) } });
+          let commit;
+          try {
+            commit = decodeCommit(bytes);
+          } catch (err) {
+            throw new LarchError('OBJECT_CORRUPT', `commit ${id} from '${f.where(path)}' is malformed: ${(err as Error).message}`, { data: { id, url: f.where(path) } });
+          }
+          out.push({ commit: id, version: commit.version });
+          id = commit.parent;
+        }
+        return out;
+      }),
+  };
+}

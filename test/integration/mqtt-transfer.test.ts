@@ -1,0 +1,169 @@
+/**
+ * Updates over MQTT only, with a real Mosquitto on loopback and `larch serve --mqtt` (the Bun
+ * binary) as the chunk responder: a device provisioned with only a broker URL provisions,
+ * upgrades and boots the new version; it resumes across a broker restart mid-transfer without
+ * asking again for chunks it holds (counted in the responder's log); two responders share the
+ * requests through the shared subscription.
+ */
+import t from 'tap';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REF, type Test, type Vendor, status, vendor } from '../device-helpers.ts';
+import { BIN, larchOk, tempDir } from '../helpers.ts';
+import { type Broker, sleep, startBroker } from '../mqtt-helpers.ts';
+
+interface Responder {
+  child: ChildProcess;
+  log: string;
+  entries(): any[];
+}
+
+/** `larch serve --repo R --mqtt URL` with its own log; resolves once it printed its line. */
+async function startResponderProc(t: Test, repo: string, broker: Broker, log: string, extra: string[] = []): Promise<Responder> {
+  const child = spawn(BIN, ['serve', '--repo', repo, '--port', '0', '--log', log, '--json', '--mqtt', broker.url, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('"mqtt"')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`larch serve exited ${code}`)));
+  });
+  const entries = () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []).filter((e) => e.transport === 'mqtt');
+  // Subscribed once the broker has it: a first request may otherwise find no subscriber.
+  await sleep(300);
+  return { child, log, entries };
+}
+
+async function setup(t: Test): Promise<{ v: Vendor; broker: Broker }> {
+  const v = await vendor(t);
+  await v.release(1);
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  return { v, broker };
+}
+
+async function mqttDevice(t: Test, v: Vendor, broker: Broker, name: string): Promise<string> {
+  const dev = join(tempDir(t), name);
+  const p = await larchOk(['provision', '--sysroot', dev, '--mqtt-url', broker.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot', '--json']);
+  t.equal(p.json.version, '1', 'provisioned v1 over MQTT');
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  return dev;
+}
+
+t.test('a device with only an MQTT URL provisions and upgrades end to end', async (t) => {
+  const { v, broker } = await setup(t);
+  const r = await startResponderProc(t, v.repo, broker, join(v.dir, 'responder.log'));
+  const dev = await mqttDevice(t, v, broker, 'dev-mqtt');
+  t.match(JSON.parse(readFileSync(join(dev, 'larch/config.json'), 'utf8')).remote, { kind: 'mqtt', url: broker.url }, 'the device config names the broker only');
+  t.ok(r.entries().some((e) => e.path === 'summary' && e.status === 'ok'), 'the summary came over MQTT');
+
+  await v.release(2, { files: { 'usr/share/blob': randomBytes(300 * 1024) } });
+  const check = await larchOk(['check', '--sysroot', dev, '--json']);
+  t.match(check.json, { available: true, update: { version: '2', via: 'delta' } });
+  const up = await larchOk(['upgrade', '--sysroot', dev, '--json']);
+  t.match(up.json, { result: 'staged', to: { version: '2' }, download: { via: 'delta' } });
+  t.ok(up.json.download.bytes > 300 * 1024 * 0.9, `downloaded the delta: ${up.json.download.bytes} bytes`);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  const s = await status(dev);
+  t.match(s.booted, { version: '2' }, 'v2 booted');
+  t.equal(readFileSync(join(dev, 'larch/config.json'), 'utf8').includes('http'), false, 'no HTTP URL anywhere in the config');
+  const parts = r.entries().filter((e) => /^deltas\/.*\/part-\d+$/.test(e.path));
+  t.ok(parts.length >= 5, `delta parts came in chunks: ${parts.length} requests`);
+  t.ok(parts.every((e) => e.bytes <= 64 * 1024), 'no chunk over 64 KiB');
+  // The HTTP side served nothing to this device.
+  const http = existsSync(join(v.dir, 'access.log')) ? readFileSync(join(v.dir, 'access.log'), 'utf8') : '';
+  t.equal(http.includes('/deltas/'), false, 'no delta over HTTP');
+});
+
+t.test('refusals: paths outside the repo, bad requests, unknown files', async (t) => {
+  const { v, broker } = await setup(t);
+  await startResponderProc(t, v.repo, broker, join(v.dir, 'responder.log'));
+  const { MqttFetcher } = await import('../../src/agent/remote-mqtt.ts');
+  const f = new MqttFetcher({ url: broker.url }, { requestTimeoutMs: 3000, stallTimeoutMs: 6000, attempts: 2 });
+  const summary = await f.session(() => f.fetchBytes('summary', { maxBytes: 1 << 20 }));
+  t.equal(Buffer.compare(Buffer.from(summary), readFileSync(join(v.repo, 'summary'))), 0, 'the summary, byte for byte');
+  const missing = await f.session(() => f.fetchBytes('summary.sig.nope', { maxBytes: 100 })).then(() => null, (e) => e);
+  t.match(missing, { code: 'NOT_FOUND' }, 'a path devices may not fetch is not found');
+  const traversal = await f.session(() => f.fetchBytes('../../../etc/passwd', { maxBytes: 1 << 20 })).then(() => null, (e) => e);
+  t.match(traversal, { code: 'NOT_FOUND' }, 'no path traversal');
+  const config = await f.session(() => f.fetchBytes('config', { maxBytes: 1 << 20 })).then(() => null, (e) => e);
+  t.match(config, { code: 'NOT_FOUND' }, 'repo files devices do not need are not served');
+  const tooBig = await f.session(() => f.fetchBytes('summary', { maxBytes: 10 })).then(() => null, (e) => e);
+  t.match(tooBig, { code: 'INVALID_INPUT' }, 'a file over maxBytes is refused');
+  const wrongSize = await f.session(() => f.fetchBytes('summary', { maxBytes: 1 << 20, expectedSize: 5 })).then(() => null, (e) => e);
+  t.match(wrongSize, { code: 'INVALID_INPUT' }, 'another size than the signed one is refused');
+});
+
+t.test('resumes across a broker restart without asking again for chunks it holds', async (t) => {
+  const { v, broker } = await setup(t);
+  const r = await startResponderProc(t, v.repo, broker, join(v.dir, 'responder.log'), ['--rate', String(256 * 1024)]);
+  const dev = await mqttDevice(t, v, broker, 'dev-resume');
+  const size = 2 * 1024 * 1024;
+  await v.release(2, { files: { 'usr/share/blob': randomBytes(size) } });
+  const before = r.entries().length;
+  const child = spawn(BIN, ['upgrade', '--sysroot', dev, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+  const partEntries = () => r.entries().slice(before).filter((e) => /\/part-\d+$/.test(e.path ?? ''));
+  for (let i = 0; i < 200 && partEntries().length < 8; i++) await sleep(50);
+  const heldBefore = partEntries().length;
+  t.ok(heldBefore >= 8 && heldBefore < 30, `restart mid-transfer (after ${heldBefore} chunk answers)`);
+  await broker.stop();
+  await sleep(500);
+  await broker.start();
+  const watch = setInterval(() => t.comment(`after restart: ${partEntries().length} chunk answers`), 5000);
+  const code = await exited;
+  clearInterval(watch);
+  t.equal(code, 0, `upgrade completed after the restart: ${err.slice(-500)}`);
+  t.match(JSON.parse(out), { result: 'staged', to: { version: '2' }, download: { via: 'delta' } });
+
+  // Per part file: every offset asked at most twice (once more for the request in flight at the
+  // restart), and never an offset below what was already held.
+  const byPath = new Map<string, number[]>();
+  for (const e of partEntries()) byPath.set(e.path, [...(byPath.get(e.path) ?? []), e.offset]);
+  let repeats = 0;
+  let sent = 0;
+  for (const [path, offsets] of byPath) {
+    const seen = new Map<number, number>();
+    for (const o of offsets) seen.set(o, (seen.get(o) ?? 0) + 1);
+    for (const [o, n] of seen) {
+      t.ok(n <= 2, `${path} offset ${o} asked ${n} times`);
+      repeats += n - 1;
+    }
+  }
+  for (const e of partEntries()) sent += e.bytes;
+  t.ok(repeats <= 2, `at most the in-flight chunks asked again: ${repeats} repeats over ${partEntries().length} requests`);
+  t.ok(sent <= size * 1.05 + 2 * 64 * 1024, `bytes sent ${sent} ≈ the delta (${size} of random data), not twice`);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  t.match((await status(dev)).booted, { version: '2' }, 'v2 booted');
+});
+
+t.test('two responders share the requests through the shared subscription', async (t) => {
+  const { v, broker } = await setup(t);
+  const a = await startResponderProc(t, v.repo, broker, join(v.dir, 'a.log'));
+  const b = await startResponderProc(t, v.repo, broker, join(v.dir, 'b.log'));
+  const dev = await mqttDevice(t, v, broker, 'dev-shared');
+  await v.release(2, { files: { 'usr/share/blob': randomBytes(1024 * 1024) } });
+  await larchOk(['upgrade', '--sysroot', dev, '--json']);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  t.match((await status(dev)).booted, { version: '2' }, 'v2 booted');
+  const na = a.entries().filter((e) => e.status === 'ok').length;
+  const nb = b.entries().filter((e) => e.status === 'ok').length;
+  t.ok(na > 0 && nb > 0, `both answered: ${na} and ${nb}`);
+  const ids = new Set([...a.entries(), ...b.entries()].map((e) => e.responder));
+  t.equal(ids.size, 2, 'two responder ids in the logs');
+  // Each chunk request answered once: none went to both.
+  const keys = [...a.entries(), ...b.entries()].filter((e) => /\/part-\d+$/.test(e.path ?? '')).map((e) => `${e.path}@${e.offset}`);
+  t.equal(new Set(keys).size, keys.length, `each of ${keys.length} requests answered by one responder`);
+});
