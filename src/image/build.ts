@@ -20,6 +20,9 @@ import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type DiskLayout, buildDisk } from './disk.ts';
 
+/** Seconds: `larch publish`'s default (7 days). */
+const SUMMARY_EXPIRES_IN = 7 * 24 * 3600;
+
 /** The boards `image build` knows, with their kernel arguments. */
 export const BOARDS = {
   'qemu-x86_64-grub': {
@@ -108,8 +111,10 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
   }
   const version = (await repo.readCommit(commit)).version;
 
+  // The device reads a signed summary, as from any remote: publish R's (as `larch publish` with
+  // its default expiry, so a vendor repo is left with a normal summary, not a short-lived one).
   log('publishing the summary');
-  await publish(repo, { signKeys: opts.signKeys, expiresInSeconds: 3600 });
+  await publish(repo, { signKeys: opts.signKeys, expiresInSeconds: SUMMARY_EXPIRES_IN });
 
   const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'larch-image-'));
   try {
