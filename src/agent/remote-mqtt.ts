@@ -1,7 +1,7 @@
 /**
  * The MQTT remote: for devices whose only path to the vendor is the broker. The archive repo's
  * files (summary, deltas, objects) are fetched in chunks from `larch serve --mqtt` responders
- * (docs/formats.md §13.6) into the same download directory layout as over HTTP, and checked by
+ * (docs/formats.md §13.8) into the same download directory layout as over HTTP, and checked by
  * the same code (pull-http.ts: signed summary, part sizes and SHA-256, commit signatures).
  *
  * Resume: a part is continued from the length its file already has, whichever responder

@@ -1,5 +1,5 @@
 /**
- * Files of an archive repo over MQTT (docs/formats.md §13.6): a device asks for a byte range of
+ * Files of an archive repo over MQTT (docs/formats.md §13.8): a device asks for a byte range of
  * one repo file, a responder answers with the bytes. Pure: the request and response bytes, and
  * the paths a responder may serve.
  *

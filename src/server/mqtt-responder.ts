@@ -1,6 +1,6 @@
 /**
  * The chunk responder: answers byte-range requests for an archive repo's files over MQTT
- * (docs/formats.md §13.6) so a device with no HTTP path can update. Stateless: every request
+ * (docs/formats.md §13.8) so a device with no HTTP path can update. Stateless: every request
  * opens, reads and closes its file, so several responders (processes or machines) share the
  * load through the shared subscription $share/larch/larch/v1/fetch and any of them can answer
  * the next chunk of a file another one started.
