@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, type Test, type Vendor, status, vendor } from '../device-helpers.ts';
 import { BIN, larchOk, tempDir } from '../helpers.ts';
-import { type Broker, sleep, startBroker } from '../mqtt-helpers.ts';
+import { type Broker, recorder, sleep, startBroker, startDaemon } from '../mqtt-helpers.ts';
 
 interface Responder {
   child: ChildProcess;
@@ -166,4 +166,22 @@ t.test('two responders share the requests through the shared subscription', asyn
   // Each chunk request answered once: none went to both.
   const keys = [...a.entries(), ...b.entries()].filter((e) => /\/part-\d+$/.test(e.path ?? '')).map((e) => `${e.path}@${e.offset}`);
   t.equal(new Set(keys).size, keys.length, `each of ${keys.length} requests answered by one responder`);
+});
+
+t.test('the daemon of an MQTT-only device: announcement, chunks, apply, sim-boot, status report', async (t) => {
+  const { v, broker } = await setup(t);
+  const r = await startResponderProc(t, v.repo, broker, join(v.dir, 'responder.log'));
+  const dev = await mqttDevice(t, v, broker, 'dev-daemon');
+  const topic = 'larch/v1/device/dev-daemon/status';
+  const rec = await recorder(t, broker.url, [topic]);
+  startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-daemon', '--policy', 'apply']);
+  await rec.waitFor((m) => m.topic === topic && m.json?.online === true, 20_000, 'online');
+  const v2 = await v.release(2, { files: { 'usr/share/blob': randomBytes(200 * 1024) } });
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url]);
+  const staged = await rec.waitFor((m) => m.topic === topic && m.json?.pending?.version === '2', 60_000, 'the staged update in the status');
+  t.match(staged.json, { online: true, version: '1', pending: { version: '2', commit: v2 } });
+  t.ok(r.entries().some((e) => /\/part-\d+$/.test(e.path ?? '') && e.status === 'ok'), 'the delta came from the responder');
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  const booted = await rec.waitFor((m) => m.topic === topic && m.json?.version === '2' && m.json.boot?.state === 'good', 15_000, 'booted v2 in the status');
+  t.match(booted.json, { pending: null, rollback: { version: '1' } });
 });
