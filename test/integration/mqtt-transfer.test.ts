@@ -8,7 +8,7 @@
 import t from 'tap';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, type Test, type Vendor, status, vendor } from '../device-helpers.ts';
 import { BIN, larchOk, tempDir } from '../helpers.ts';
@@ -184,4 +184,38 @@ t.test('the daemon of an MQTT-only device: announcement, chunks, apply, sim-boot
   await larchOk(['sim-boot', '--sysroot', dev]);
   const booted = await rec.waitFor((m) => m.topic === topic && m.json?.version === '2' && m.json.boot?.state === 'good', 15_000, 'booted v2 in the status');
   t.match(booted.json, { pending: null, rollback: { version: '1' } });
+});
+
+t.test('a killed upgrade resumes each part from the bytes it holds', async (t) => {
+  const { v, broker } = await setup(t);
+  const r = await startResponderProc(t, v.repo, broker, join(v.dir, 'responder.log'), ['--rate', String(256 * 1024)]);
+  const dev = await mqttDevice(t, v, broker, 'dev-kill');
+  await v.release(2, { files: { 'usr/share/blob': randomBytes(1536 * 1024) } });
+  const before = r.entries().length;
+  const child = spawn(BIN, ['upgrade', '--sysroot', dev, '--json'], { stdio: 'ignore' });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  const parts = () => r.entries().slice(before).filter((e) => /\/part-\d+$/.test(e.path ?? ''));
+  for (let i = 0; i < 200 && parts().length < 6; i++) await sleep(50);
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  child.kill('SIGKILL');
+  await exited;
+  await sleep(500); // answers in flight land in the log, not in the killed device
+  // What the killed run left in the download directory.
+  const dl = join(dev, 'larch/download');
+  const held = new Map<string, number>();
+  for (const d of readdirSync(dl)) for (const f of readdirSync(join(dl, d))) if (f.startsWith('part-')) held.set(`deltas/${d}/${f}`, statSync(join(dl, d, f)).size);
+  const partial = [...held].filter(([, n]) => n > 0);
+  t.ok(partial.length > 0, `a part was partly downloaded: ${partial.map(([p, n]) => `${p.split('/').pop()} ${n}`).join(', ')}`);
+  const mark = r.entries().length;
+  const again = await larchOk(['upgrade', '--sysroot', dev, '--json']);
+  t.match(again.json, { result: 'staged', to: { version: '2' } });
+  const second = r.entries().slice(mark).filter((e) => held.has(e.path));
+  for (const [path, n] of held) {
+    const offsets = second.filter((e) => e.path === path).map((e) => e.offset);
+    t.ok(offsets.every((o) => o >= n), `${path.split('/').pop()}: the second run asked nothing below the ${n} bytes held (first offset ${offsets[0]})`);
+  }
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  t.match((await status(dev)).booted, { version: '2' }, 'v2 booted');
 });
