@@ -24,9 +24,9 @@ import type { Sysroot } from './sysroot.ts';
 import { type Remote, type UpdateContext, check, finalize, rollback, trustedKeys, upgrade } from './update.ts';
 
 // Journal events the daemon adds; journal.ts's JournalEvent union does not list them yet (readers accept any event).
-const EVENT_ANNOUNCE = 'announce' as JournalEvent;
-const EVENT_COMMAND = 'command' as JournalEvent;
-const EVENT_REBOOT = 'reboot' as JournalEvent;
+const EVENT_ANNOUNCE: JournalEvent = 'announce';
+const EVENT_COMMAND: JournalEvent = 'command';
+const EVENT_REBOOT: JournalEvent = 'reboot';
 /** Largest journal slice read at once. */
 const JOURNAL_READ_BYTES = 64 * 1024;
 /** Progress reports are published at most this often. */

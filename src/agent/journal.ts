@@ -24,6 +24,9 @@ export type JournalEvent =
   | 'finalize'
   | 'cleanup'
   | 'pin'
+  | 'announce'
+  | 'command'
+  | 'reboot'
   | 'error';
 
 export interface JournalEntry {
