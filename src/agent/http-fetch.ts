@@ -10,10 +10,9 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { writeSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
-import { LarchError, fromSystemError } from '../errors.ts';
+import { LarchError } from '../errors.ts';
 import { parseContentRange } from '../server/range.ts';
+import { type FileDownload, type Sink, intoFile, intoMemory } from './download-sink.ts';
 
 export interface FetchOptions {
   /** Consecutive failed requests that brought no new byte before giving up (default 5). */
@@ -50,24 +49,7 @@ export interface DownloadOptions extends FetchOptions {
   onProgress?: (p: DownloadProgress) => void;
 }
 
-export interface DownloadResult {
-  bytes: number;
-  /** Bytes that were already there when the download started. */
-  resumedFromBytes: number;
-  requests: number;
-}
-
-/**
- * Where received bytes go: a file (resumable across runs) or memory. write is synchronous on
- * purpose: chunks are taken from 'data' events as they come, because a paused or async-iterated
- * response that aborts discards the chunks it had buffered (Node 20: 262,144 of 300,000 flushed
- * bytes kept, measured), and every lost byte would be sent again on resume.
- */
-interface Sink {
-  size(): number;
-  truncate(): Promise<void>;
-  write(chunk: Uint8Array): void;
-}
+export type DownloadResult = FileDownload;
 
 /** A failure worth retrying (network error, 5xx, stall, short body). */
 class RetryableError extends Error {}
@@ -83,32 +65,7 @@ const DEFAULTS = { attempts: 5, maxRequests: 200, backoffInitialMs: 500, backoff
  * @example await downloadFile(`${base}deltas/${name}/part-0`, join(dir, 'part-0'), { maxBytes: part.size, expectedSize: part.size })
  */
 export async function downloadFile(url: string, dest: string, opts: DownloadOptions): Promise<DownloadResult> {
-  let fh: FileHandle;
-  try {
-    fh = await open(dest, 'a+', 0o644);
-  } catch (err) {
-    throw fromSystemError(err, 'open download', dest);
-  }
-  try {
-    let size = (await fh.stat()).size;
-    const sink: Sink = {
-      size: () => size,
-      async truncate() {
-        await fh.truncate(0);
-        size = 0;
-      },
-      write(chunk) {
-        // 'a+' appends at the end whatever the position, which is what a resume needs.
-        for (let at = 0; at < chunk.length; ) at += writeSync(fh.fd, chunk, at, chunk.length - at);
-        size += chunk.length;
-      },
-    };
-    const resumedFromBytes = size;
-    const requests = await transfer(url, sink, opts).catch((err) => Promise.reject(fromSystemError(err, 'write download', dest)));
-    return { bytes: size, resumedFromBytes, requests };
-  } finally {
-    await fh.close();
-  }
+  return intoFile(dest, (sink) => transfer(url, sink, opts));
 }
 
 /**
@@ -116,21 +73,7 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
  * @throws NOT_FOUND, INVALID_INPUT, IO, as downloadFile
  */
 export async function fetchBytes(url: string, opts: Omit<DownloadOptions, 'onProgress'>): Promise<Uint8Array> {
-  let chunks: Uint8Array[] = [];
-  let size = 0;
-  const sink: Sink = {
-    size: () => size,
-    async truncate() {
-      chunks = [];
-      size = 0;
-    },
-    write(chunk) {
-      chunks.push(Uint8Array.from(chunk));
-      size += chunk.length;
-    },
-  };
-  await transfer(url, sink, opts);
-  return Uint8Array.from(Buffer.concat(chunks));
+  return intoMemory((sink) => transfer(url, sink, opts));
 }
 
 /** The retry loop around single requests. Returns the number of requests made. */

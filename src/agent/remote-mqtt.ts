@@ -9,13 +9,12 @@
  * the client reconnects and after a timeout, and a chunk already written is never asked again.
  */
 import { randomBytes } from 'node:crypto';
-import { writeSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import type { MqttClient } from 'mqtt';
-import { LarchError, fromSystemError, quash } from '../errors.ts';
+import { LarchError, quash } from '../errors.ts';
 import { type MqttSettings, connectPersistent, endClient } from '../mqtt/connect.ts';
 import { DEFAULT_CHUNK_BYTES, FETCH_TOPIC, type FetchResponse, decodeResponse, encodeRequest, replyTopic } from '../mqtt/fetch.ts';
 import { decodeCommit, metadataId, type ObjectId } from '../store/object.ts';
+import { type Sink, intoFile, intoMemory } from './download-sink.ts';
 import type { DownloadProgress, DownloadResult } from './http-fetch.ts';
 import { type FileFetcher, fetchSummary, pullDeltaHttp, pullObjectsHttp } from './pull-http.ts';
 import type { Remote } from './update.ts';
@@ -110,12 +109,6 @@ class ChunkClient {
   }
 }
 
-interface Sink {
-  size(): number;
-  truncate(): Promise<void>;
-  write(b: Uint8Array): void;
-}
-
 /**
  * A FileFetcher over MQTT. Connects once per operation (fetchSummary, pull, history) and ends
  * the connection afterwards, so no connection outlives a CLI command.
@@ -161,34 +154,11 @@ export class MqttFetcher implements FileFetcher {
   }
 
   async fetchBytes(path: string, opts: { maxBytes: number; expectedSize?: number }): Promise<Uint8Array> {
-    let chunks: Uint8Array[] = [];
-    let size = 0;
-    await this.transfer(path, { size: () => size, truncate: async () => ((chunks = []), (size = 0), undefined), write: (b) => (chunks.push(Uint8Array.from(b)), (size += b.length)) }, opts);
-    return Uint8Array.from(Buffer.concat(chunks));
+    return intoMemory((sink) => this.transfer(path, sink, opts));
   }
 
   async downloadFile(path: string, dest: string, opts: { maxBytes: number; expectedSize?: number; onProgress?: (p: DownloadProgress) => void }): Promise<DownloadResult> {
-    const fh = await open(dest, 'a+', 0o644).catch((err) => Promise.reject(fromSystemError(err, 'open download', dest)));
-    try {
-      let size = (await fh.stat()).size;
-      const resumedFromBytes = size;
-      const sink: Sink = {
-        size: () => size,
-        async truncate() {
-          await fh.truncate(0);
-          size = 0;
-        },
-        write(b) {
-          for (let at = 0; at < b.length; ) at += writeSync(fh.fd, b, at, b.length - at);
-          size += b.length;
-        },
-      };
-      const requests = await this.transfer(path, sink, opts).catch((err) => Promise.reject(fromSystemError(err, 'write download', dest)));
-      await fh.sync();
-      return { bytes: size, resumedFromBytes, requests };
-    } finally {
-      await fh.close();
-    }
+    return intoFile(dest, (sink) => this.transfer(path, sink, opts));
   }
 
   /** Chunk by chunk from the sink's length to the file's end. Returns the requests made. */
