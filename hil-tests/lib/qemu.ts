@@ -1,0 +1,227 @@
+/**
+ * The QEMU backend of Board: the disk image is the board's storage (it persists across power
+ * cycles, and with it the bootloader env on its FAT partition), the QEMU process is the power
+ * (start = power on, SIGKILL = power cut), the serial port is a pty opened with `serialport`.
+ * QEMU starts paused (-S) and is let go (QMP `cont`) only once the pty is open: QEMU's pty drops
+ * what it sends while nobody has it open, which would lose the bootloader's first lines.
+ * TCG only: KVM is present but broken on the machines this was written on (see
+ * /work/shared/research/boot-and-hil.md); never pass -enable-kvm.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SerialPort } from 'serialport';
+import type { Board, Bootloader } from './board.ts';
+import { Console } from './console.ts';
+import { Qmp } from './qmp.ts';
+
+export interface QemuProfile {
+  bootloader: Bootloader;
+  /** Debian architecture of the image (the larch binary must match). */
+  architecture: 'amd64' | 'arm64';
+  qemu: string;
+  /** Machine arguments; the disk, console, QMP and network arguments are added. */
+  machine: string[];
+  /** How the disk is attached, given its path. */
+  disk: (path: string) => string[];
+  /** Where the bootloader env lives on the boot partition (FAT at 1 MiB), as mtools names it. */
+  envFile: string;
+  /** Shell commands after boot: the kernel's virtio-net module from the deployment, and slirp's fixed address. */
+  setup: string[];
+}
+
+/** virtio-net is a module in Debian's kernels; load it (and what it needs) from the booted tree. */
+function netSetup(): string[] {
+  const mods = 'kernel/net/core/failover.ko kernel/drivers/net/net_failover.ko kernel/drivers/net/virtio_net.ko';
+  return [
+    `for m in ${mods}; do busybox insmod /lib/modules/$(busybox uname -r)/$m 2>/dev/null; done; true`,
+    // QEMU user networking: the guest is 10.0.2.15/24, the gateway 10.0.2.2 forwards to the host's loopback.
+    'n=0; while ! busybox ip link show eth0 >/dev/null 2>&1 && [ $n -lt 50 ]; do n=$((n+1)); busybox sleep 0.1; done; busybox ip link set lo up; busybox ip link set eth0 up && busybox ip addr add 10.0.2.15/24 dev eth0 2>/dev/null; busybox ip route add default via 10.0.2.2 2>/dev/null; busybox ip -4 addr show eth0 | busybox grep -q 10.0.2.15',
+  ];
+}
+
+export const QEMU_PROFILES: Record<string, QemuProfile> = {
+  'qemu-x86_64-grub': {
+    bootloader: 'grub',
+    architecture: 'amd64',
+    qemu: 'qemu-system-x86_64',
+    // -cpu max: the Bun binary needs AVX2, which TCG has since QEMU 7.2.
+    machine: ['-machine', 'pc', '-cpu', 'max', '-m', '1024', '-smp', '1'],
+    disk: (path) => ['-drive', `file=${path},format=raw,if=virtio`],
+    envFile: '::/grub/grubenv',
+    setup: netSetup(),
+  },
+  'qemu-arm64-uboot': {
+    bootloader: 'uboot',
+    architecture: 'arm64',
+    qemu: 'qemu-system-aarch64',
+    machine: ['-machine', 'virt', '-cpu', 'max,pauth-impdef=on', '-m', '1024', '-smp', '1', '-bios', '/usr/lib/u-boot/qemu_arm64/u-boot.bin'],
+    disk: (path) => ['-drive', `if=none,file=${path},format=raw,id=hd0`, '-device', 'virtio-blk-pci,drive=hd0'],
+    envFile: '::/uboot.env',
+    setup: netSetup(),
+  },
+};
+
+export interface QemuBoardOptions {
+  board: string;
+  /** The disk image: the board's storage (written in place). */
+  disk: string;
+  /** Scratch directory for the QMP socket and env copies. */
+  workDir: string;
+  /** The console log file. */
+  logPath: string;
+  /** The host's larch binary (reads and writes the env on the disk image: `larch bootenv`). */
+  larchBin: string;
+}
+
+export class QemuBoard implements Board {
+  readonly name: string;
+  readonly bootloader: Bootloader;
+  readonly console: Console;
+  readonly setupCommands: string[];
+  private readonly profile: QemuProfile;
+  private proc: ChildProcess | null = null;
+  private exited: Promise<void> | null = null;
+  private port: SerialPort | null = null;
+  private qmp: Qmp | null = null;
+
+  constructor(private readonly opts: QemuBoardOptions) {
+    const profile = QEMU_PROFILES[opts.board];
+    if (!profile) throw new Error(`hil: unknown QEMU board '${opts.board}' (known: ${Object.keys(QEMU_PROFILES).join(', ')})`);
+    this.profile = profile;
+    this.name = opts.board;
+    this.bootloader = profile.bootloader;
+    this.setupCommands = profile.setup;
+    this.console = new Console(opts.logPath);
+  }
+
+  get powered(): boolean {
+    return this.proc !== null;
+  }
+
+  async flash(image: string): Promise<void> {
+    if (this.powered) throw new Error('hil: flash while the board is powered');
+    const r = spawnSync('cp', ['--sparse=always', '--reflink=auto', image, this.opts.disk]);
+    if (r.status !== 0) throw new Error(`hil: cp ${image} ${this.opts.disk}: ${r.stderr}`);
+  }
+
+  async powerOn(): Promise<void> {
+    if (this.proc) throw new Error('hil: power on while already on');
+    const qmpPath = join(this.opts.workDir, `qmp-${process.pid}.sock`);
+    rmSync(qmpPath, { force: true });
+    const args = [
+      ...this.profile.machine,
+      '-display', 'none', '-nodefaults', '-S',
+      '-chardev', 'pty,id=ser0', '-serial', 'chardev:ser0',
+      '-qmp', `unix:${qmpPath},server=on,wait=off`,
+      ...this.profile.disk(this.opts.disk),
+      '-nic', 'user,model=virtio-net-pci',
+    ];
+    const proc = spawn(this.profile.qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    let out = '';
+    this.exited = new Promise((resolve) => proc.on('exit', () => resolve()));
+    proc.on('exit', (code, signal) => {
+      if (this.proc === proc) {
+        // Not a power cut of ours: QEMU died (or the guest powered itself off).
+        this.console.note(`qemu exited by itself (code ${code}, signal ${signal}): ${out.trim().slice(-500)}`);
+        this.proc = null;
+        this.console.attach(null);
+        this.console.abort(`the board lost power: qemu exited (code ${code}, signal ${signal})`);
+      }
+    });
+    const pty = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`hil: qemu printed no pty path within 20 s: ${out}`)), 20_000);
+      const onData = (d: Buffer) => {
+        out += d.toString();
+        const m = /char device redirected to (\/dev\/pts\/\d+) \(label ser0\)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      };
+      proc.stdout!.on('data', onData);
+      proc.stderr!.on('data', onData);
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`hil: ${this.profile.qemu} exited ${code} at start: ${out.trim()}`));
+      });
+    });
+    // Reopen every time: a restarted QEMU may get the same /dev/pts number, but it is a new pty.
+    const port = new SerialPort({ path: pty, baudRate: 115200, autoOpen: false });
+    await new Promise<void>((resolve, reject) => port.open((e) => (e ? reject(e) : resolve())));
+    port.on('data', (d: Buffer) => this.console.push(d));
+    port.on('error', () => {});
+    this.port = port;
+    this.console.attach(
+      (data) =>
+        new Promise((resolve, reject) => {
+          port.write(Buffer.from(data, 'latin1'), (e) => (e ? reject(e) : port.drain(() => resolve())));
+        }),
+    );
+    this.qmp = await Qmp.connect(qmpPath);
+    this.console.note(`power on (qemu pid ${proc.pid}, console ${pty})`);
+    await this.qmp.execute('cont');
+  }
+
+  async powerOff(): Promise<void> {
+    const proc = this.proc;
+    if (!proc) return;
+    this.proc = null;
+    this.console.note('power cut (SIGKILL qemu)');
+    this.console.attach(null);
+    proc.kill('SIGKILL');
+    await this.exited;
+    this.qmp?.close();
+    this.qmp = null;
+    const port = this.port;
+    this.port = null;
+    if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
+    this.console.abort('the board was powered off');
+  }
+
+  async readBootEnv(): Promise<Map<string, string> | null> {
+    if (this.powered) throw new Error('hil: read the boot env only while the board is off (QEMU caches the disk)');
+    const copy = join(this.opts.workDir, 'env.copy');
+    rmSync(copy, { force: true });
+    const r = spawnSync('mcopy', ['-o', '-n', '-i', `${this.opts.disk}@@1M`, this.profile.envFile, copy], { encoding: 'utf8' });
+    if (r.status !== 0) return null;
+    const list = spawnSync(this.opts.larchBin, ['bootenv', 'list', ...this.envArgs(copy), '--lock', `${copy}.lock`, '--json'], { encoding: 'utf8' });
+    if (list.status !== 0) return null; // corrupt: the bootloader reads it as the empty env
+    return new Map(Object.entries((JSON.parse(list.stdout) as { vars: Record<string, string> }).vars));
+  }
+
+  async writeBootEnv(env: Record<string, string> | 'missing' | 'corrupt'): Promise<void> {
+    if (this.powered) throw new Error('hil: write the boot env only while the board is off');
+    const img = `${this.opts.disk}@@1M`;
+    if (env === 'missing') {
+      spawnSync('mdel', ['-i', img, this.profile.envFile]);
+      return;
+    }
+    const copy = join(this.opts.workDir, 'env.copy');
+    rmSync(copy, { force: true });
+    if (this.bootloader === 'uboot') writeFileSync(copy, Buffer.alloc(0x4000));
+    const vars = env === 'corrupt' ? { BOOT_ORDER: 'B A' } : env;
+    const r = spawnSync(this.opts.larchBin, ['bootenv', 'init', ...this.envArgs(copy), '--lock', `${copy}.lock`, '--force', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`hil: larch bootenv init: ${r.stderr}`);
+    if (env === 'corrupt') {
+      // GRUB: a bad signature line; U-Boot: a bad CRC. Both read as the empty env.
+      const b = readFileSync(copy);
+      b[this.bootloader === 'grub' ? 2 : 0] ^= 0xff;
+      writeFileSync(copy, b);
+    }
+    const w = spawnSync('mcopy', ['-o', '-i', img, copy, this.profile.envFile], { encoding: 'utf8' });
+    if (w.status !== 0) throw new Error(`hil: mcopy ${copy} to ${this.profile.envFile}: ${w.stderr}`);
+  }
+
+  async close(): Promise<void> {
+    await this.powerOff();
+  }
+
+  private envArgs(copy: string): string[] {
+    if (this.bootloader === 'grub') return ['--grub', copy];
+    const config = `${copy}.config`;
+    if (!existsSync(config)) writeFileSync(config, `${copy} 0x0 0x4000\n`);
+    return ['--uboot', config];
+  }
+}
