@@ -46,20 +46,7 @@ export async function publish(repo: Repo, opts: PublishOptions): Promise<Publish
   const lock = await repo.lock();
   try {
     const now = opts.now ?? Math.floor(Date.now() / 1000);
-    const refs: Summary['refs'] = {};
-    for (const { branch, commit } of await repo.listRefs()) {
-      const c = await repo.readCommit(commit);
-      refs[branch] = { commit, version: c.version, timestamp: c.timestamp };
-    }
-    const targets = new Set(Object.values(refs).map((r) => r.commit));
-    const deltas: SummaryDelta[] = [];
-    const skipped: PublishResult['skipped'] = [];
-    for (const name of await listDeltaNames(repo.path)) {
-      const d = await describeDelta(join(repo.path, 'deltas', name));
-      if (typeof d === 'string') skipped.push({ name, reason: d });
-      else if (!targets.has(d.to)) skipped.push({ name, reason: 'leads to no ref' });
-      else deltas.push(d);
-    }
+    const { refs, deltas, skipped } = await summaryContents(repo);
     const previous = await readPreviousSerial(repo);
     const summary: Summary = { serial: Math.max(previous + 1, now), created: now, expires: now + opts.expiresInSeconds, refs, deltas };
     const bytes = encodeSummary(summary);
@@ -82,6 +69,29 @@ export async function publish(repo: Repo, opts: PublishOptions): Promise<Publish
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * What a summary of the repo lists now: every ref with its commit's version and time, and the
+ * complete deltas leading to a ref's commit (the others in `skipped`, with the reason). Read
+ * without the lock; publish calls it under the lock, `serve --sign-key` to see what changed.
+ */
+export async function summaryContents(repo: Repo): Promise<Pick<Summary, 'refs' | 'deltas'> & { skipped: PublishResult['skipped'] }> {
+  const refs: Summary['refs'] = {};
+  for (const { branch, commit } of await repo.listRefs()) {
+    const c = await repo.readCommit(commit);
+    refs[branch] = { commit, version: c.version, timestamp: c.timestamp };
+  }
+  const targets = new Set(Object.values(refs).map((r) => r.commit));
+  const deltas: SummaryDelta[] = [];
+  const skipped: PublishResult['skipped'] = [];
+  for (const name of await listDeltaNames(repo.path)) {
+    const d = await describeDelta(join(repo.path, 'deltas', name));
+    if (typeof d === 'string') skipped.push({ name, reason: d });
+    else if (!targets.has(d.to)) skipped.push({ name, reason: 'leads to no ref' });
+    else deltas.push(d);
+  }
+  return { refs, deltas, skipped };
 }
 
 /** A delta directory as the summary lists it, or why it is left out (unreadable, a part missing or of the wrong size). */

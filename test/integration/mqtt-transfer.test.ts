@@ -1,10 +1,10 @@
 /**
  * Updates over MQTT only, with a real Mosquitto on loopback and `larch serve --mqtt` (the Bun
  * binary) as the chunk responder: a device provisioned with only a broker URL provisions,
- * upgrades and boots the new version; a killed upgrade resumes each part from the bytes on disk;
- * two responders share the requests through the shared subscription.
- * The broker-restart resume test was taken out: it failed 1 run in 6 (provisioning through a
- * rate-limited responder got no answer for 120 s) and comes back once that is understood.
+ * upgrades and boots the new version; it resumes across a broker restart mid-transfer without
+ * asking again for chunks it holds (counted in the responder's log), and a killed upgrade resumes
+ * each part from the bytes on disk; two responders share the requests through the shared
+ * subscription.
  */
 import t from 'tap';
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -19,6 +19,8 @@ interface Responder {
   child: ChildProcess;
   log: string;
   entries(): any[];
+  /** What the responder printed on stderr (for failure messages). */
+  stderr(): string;
 }
 
 /** `larch serve --repo R --mqtt URL` with its own log; resolves once it printed its line. */
@@ -27,6 +29,8 @@ async function startResponderProc(t: Test, repo: string, broker: Broker, log: st
   t.teardown(() => {
     child.kill('SIGKILL');
   });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
@@ -38,7 +42,7 @@ async function startResponderProc(t: Test, repo: string, broker: Broker, log: st
   const entries = () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []).filter((e) => e.transport === 'mqtt');
   // Subscribed once the broker has it: a first request may otherwise find no subscriber.
   await sleep(300);
-  return { child, log, entries };
+  return { child, log, entries, stderr: () => stderr };
 }
 
 async function setup(t: Test): Promise<{ v: Vendor; broker: Broker }> {
@@ -48,9 +52,13 @@ async function setup(t: Test): Promise<{ v: Vendor; broker: Broker }> {
   return { v, broker };
 }
 
-async function mqttDevice(t: Test, v: Vendor, broker: Broker, name: string): Promise<string> {
+async function mqttDevice(t: Test, v: Vendor, broker: Broker, name: string, r?: Responder): Promise<string> {
   const dev = join(tempDir(t), name);
-  const p = await larchOk(['provision', '--sysroot', dev, '--mqtt-url', broker.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot', '--json']);
+  const p = await larchOk(['provision', '--sysroot', dev, '--mqtt-url', broker.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot', '--json']).catch((err: Error) => {
+    // What the responder saw and said, to tell a lost request from a dead responder.
+    const seen = r ? `; responder exit=${r.child.exitCode} answered ${r.entries().length}: ${JSON.stringify(r.entries().slice(-3))}; stderr: ${r.stderr().slice(-800)}` : '';
+    throw new Error(`${err.message}${seen}`);
+  });
   t.equal(p.json.version, '1', 'provisioned v1 over MQTT');
   await larchOk(['sim-boot', '--sysroot', dev]);
   return dev;
@@ -98,6 +106,56 @@ t.test('refusals: paths outside the repo, bad requests, unknown files', async (t
   t.match(tooBig, { code: 'INVALID_INPUT' }, 'a file over maxBytes is refused');
   const wrongSize = await f.session(() => f.fetchBytes('summary', { maxBytes: 1 << 20, expectedSize: 5 })).then(() => null, (e) => e);
   t.match(wrongSize, { code: 'INVALID_INPUT' }, 'another size than the signed one is refused');
+});
+
+t.test('resumes across a broker restart without asking again for chunks it holds', async (t) => {
+  const { v, broker } = await setup(t);
+  const r = await startResponderProc(t, v.repo, broker, join(v.dir, 'responder.log'), ['--rate', String(256 * 1024)]);
+  const dev = await mqttDevice(t, v, broker, 'dev-resume', r);
+  const size = 2 * 1024 * 1024;
+  await v.release(2, { files: { 'usr/share/blob': randomBytes(size) } });
+  const before = r.entries().length;
+  const child = spawn(BIN, ['upgrade', '--sysroot', dev, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+  });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));
+  const partEntries = () => r.entries().slice(before).filter((e) => /\/part-\d+$/.test(e.path ?? ''));
+  for (let i = 0; i < 200 && partEntries().length < 8; i++) await sleep(50);
+  const heldBefore = partEntries().length;
+  t.ok(heldBefore >= 8 && heldBefore < 30, `restart mid-transfer (after ${heldBefore} chunk answers)`);
+  await broker.stop();
+  await sleep(500);
+  await broker.start();
+  const watch = setInterval(() => t.comment(`after restart: ${partEntries().length} chunk answers`), 5000);
+  const code = await exited;
+  clearInterval(watch);
+  t.equal(code, 0, `upgrade completed after the restart: ${err.slice(-500)}`);
+  t.match(JSON.parse(out), { result: 'staged', to: { version: '2' }, download: { via: 'delta' } });
+
+  // Per part file: every offset asked at most twice (once more for the request in flight at the
+  // restart), and never an offset below what was already held.
+  const byPath = new Map<string, number[]>();
+  for (const e of partEntries()) byPath.set(e.path, [...(byPath.get(e.path) ?? []), e.offset]);
+  let repeats = 0;
+  let sent = 0;
+  for (const [path, offsets] of byPath) {
+    const seen = new Map<number, number>();
+    for (const o of offsets) seen.set(o, (seen.get(o) ?? 0) + 1);
+    for (const [o, n] of seen) {
+      t.ok(n <= 2, `${path} offset ${o} asked ${n} times`);
+      repeats += n - 1;
+    }
+  }
+  for (const e of partEntries()) sent += e.bytes;
+  t.ok(repeats <= 2, `at most the in-flight chunks asked again: ${repeats} repeats over ${partEntries().length} requests`);
+  t.ok(sent <= size * 1.05 + 2 * 64 * 1024, `bytes sent ${sent} ≈ the delta (${size} of random data), not twice`);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  t.match((await status(dev)).booted, { version: '2' }, 'v2 booted');
 });
 
 t.test('two responders share the requests through the shared subscription', async (t) => {

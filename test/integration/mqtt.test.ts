@@ -6,11 +6,12 @@
  * (apply stages over HTTP, check only reports); phased rollout; broker login.
  */
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REF, type Test, type Vendor, status, vendor } from '../device-helpers.ts';
-import { larch, larchOk, tempDir } from '../helpers.ts';
-import { type Broker, type Received, recorder, startBroker, startDaemon } from '../mqtt-helpers.ts';
+import { REF, type Test, type Vendor, makeTree, status, vendor } from '../device-helpers.ts';
+import { BIN, larch, larchOk, tempDir } from '../helpers.ts';
+import { type Broker, type Received, recorder, sleep, startBroker, startDaemon } from '../mqtt-helpers.ts';
 import { encodeSigned, formatCommand } from '../../src/mqtt/format.ts';
 import { inRollout, rolloutPosition } from '../../src/mqtt/rollout.ts';
 import { readSecretKey } from '../../src/store/sign.ts';
@@ -200,6 +201,44 @@ t.test('an announcement runs the policy: apply stages over HTTP, check only repo
   await rec.publish(`larch/v1/announce/${REF}`, JSON.stringify({ body: JSON.stringify({ type: 'announce', format: 1, ref: REF, commit: 'a'.repeat(64), version: '666', timestamp: 1, summary_serial: 1, rollout: 100, created: 9_999_999_999 }), sigs: [] }));
   await waitUntil(() => readFileSync(join(checkDev, 'larch/journal.jsonl'), 'utf8').includes('refused an announcement'), 10_000, 'refusal journaled');
   t.equal((await status(checkDev)).pending, null);
+});
+
+t.test('serve --sign-key --mqtt publishes and announces each new commit and delta by itself', async (t) => {
+  const { v, broker } = await setup(t);
+  const dev = await device(t, v, 'dev-auto');
+  const rec = await recorder(t, broker.url, ['larch/v1/announce/#']);
+  const announced = () => rec.messages.filter((m) => m.topic === `larch/v1/announce/${REF}`).map((m) => JSON.parse(m.json.body));
+  const serve = spawn(BIN, ['serve', '--repo', v.repo, '--port', '0', '--log', join(v.dir, 'auto.log'), '--mqtt', broker.url, '--sign-key', `${v.key}.key`, '--rollout', '40', '--watch-interval', '200'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let said = '';
+  serve.stderr!.on('data', (d) => (said += d));
+  t.teardown(() => {
+    serve.kill('SIGKILL');
+  });
+  await rec.waitFor((m) => m.topic === `larch/v1/announce/${REF}`, 20_000, 'the announcement of v1 at start');
+  t.match(announced()[0], { ref: REF, commit: v.commits[0], version: '1', rollout: 40 }, 'v1 announced at start, with --rollout');
+
+  // A commit alone (no publish, no delta): published and announced within a round or two.
+  const tree = join(v.dir, 'v2');
+  makeTree(tree, 2);
+  const c = await larchOk(['commit', '--repo', v.repo, '-b', REF, '--tree', tree, '--version', '2', '--sign-key', `${v.key}.key`, '--owner', '0:0', '--json']);
+  const v2 = c.json.commit as string;
+  await rec.waitFor((m) => m.topic === `larch/v1/announce/${REF}` && JSON.parse(m.json.body).commit === v2, 20_000, 'the announcement of v2');
+  t.match((await larchOk(['check', '--sysroot', dev, '--json'])).json, { available: true, update: { version: '2', via: 'objects' } }, 'the summary was published: v2 on offer, no delta yet');
+
+  // The delta, once complete: the summary lists it and v2 is announced again.
+  const before = announced().length;
+  await larchOk(['delta', 'generate', '--repo', v.repo, '--from', v.commits[0], '--to', v2, '--sign-key', `${v.key}.key`]);
+  await waitUntil(() => announced().length > before, 20_000, 'v2 announced again with its delta');
+  t.match((await larchOk(['check', '--sysroot', dev, '--json'])).json, { available: true, update: { version: '2', via: 'delta' } }, 'the delta is on offer');
+  const serials = announced().map((a) => a.summary_serial);
+  t.same(serials, [...serials].sort((a, b) => a - b), `announcements follow the summary serials: ${serials.join(' ')}`);
+
+  // Nothing changes: nothing more is published or announced.
+  const settled = announced().length;
+  await sleep(1500);
+  t.equal(announced().length, settled, 'no announcement without a change');
+  // At start the summary of v1 was current: not published again.
+  t.equal((said.match(/published summary/g) ?? []).length, 2, `published twice (commit, delta): ${said}`);
 });
 
 t.test('phased rollout: 25% takes exactly the devices placed below 25, then 100% takes all', async (t) => {

@@ -3,20 +3,24 @@ import { appendFileSync } from 'node:fs';
 import { LarchError, fromSystemError } from '../../errors.ts';
 import { type ResponderLogEntry, startResponder } from '../../server/mqtt-responder.ts';
 import { type AccessLogEntry, startServer } from '../../server/serve.ts';
-import { type Command, intOption, opt } from '../command.ts';
+import { startAutoPublish } from '../../server/auto-publish.ts';
+import { readSecretKey } from '../../store/sign.ts';
+import { type Command, intOption, list, opt } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
-import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings } from './announce.ts';
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings, parseRollout } from './announce.ts';
+import { DEFAULT_EXPIRES_IN, parseDuration } from './publish.ts';
 
 export const serve: Command = {
   name: 'serve',
   summary: 'serve an archive repo over HTTP (Range, ETag, access log) and MQTT chunk requests',
-  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, mqtt: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, mqtt: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, rollout: { type: 'string' }, 'expires-in': { type: 'string' }, 'watch-interval': { type: 'string' }, ...MQTT_AUTH_OPTIONS },
   help: `NAME
   larch serve - serve an archive repo over HTTP
 
 SYNOPSIS
   larch serve --repo R [--port P] [--host H] [--log FILE] [--rate BYTES_PER_SEC] [--json]
               [--mqtt URL [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F ...]]
+              [--sign-key K.key [--rollout PCT] [--expires-in DURATION] [--watch-interval MS]]
 
 DESCRIPTION
   A small static file server for R: GET and HEAD, one byte range per request (206 with
@@ -34,6 +38,13 @@ DESCRIPTION
   objects; nothing else). It keeps no per-device state. Each answered request gets a log
   line too: {"time", "transport": "mqtt", "responder", "path", "offset", "length",
   "status", "bytes", "size", "ms"}.
+  With --sign-key, serve also keeps R's summary current: every --watch-interval it compares
+  the refs and complete deltas in R with the published summary and, when they differ (a new
+  commit or delta) or the summary is past half its lifetime, publishes again as 'larch
+  publish' would. With --mqtt too, it then announces (as 'larch announce') each ref whose
+  commit or deltas changed, and every ref once at start. A vendor pipeline then only runs
+  'larch commit' and 'larch delta generate'. It says what it published and announced on
+  stderr; a failed round (the repo locked by a commit, the broker away) is retried.
 
 OPTIONS
   --repo R        archive repository to serve (required)
@@ -44,6 +55,10 @@ OPTIONS
   --json          print {"url", "port", "repo"} on one line when listening ("mqtt": the
                   responder's client id, with --mqtt)
   --mqtt URL      also answer chunk requests through this broker (mqtt:// or mqtts://)
+  --sign-key K.key  keep the summary signed and current, and announce (repeatable)
+  --rollout PCT   the announcements' rollout percentage, 0-100 (default 100)
+  --expires-in DURATION  lifetime of the summaries it publishes (default ${DEFAULT_EXPIRES_IN})
+  --watch-interval MS  how often R is looked at for changes (default 2000)
 ${MQTT_AUTH_HELP}
 
 EXIT STATUS
@@ -71,10 +86,22 @@ EXIT STATUS
       ? await startResponder({ root: repo.path, mqtt: mqttSettings(args, 'serve'), onLog: writeLog, rateBytesPerSecond: rate, log: (line) => io.err(`${new Date().toISOString()} ${line}\n`) })
       : null;
     io.out(args.json ? JSON.stringify({ url: server.url, port: server.port, repo: repo.path, ...(responder ? { mqtt: responder.clientId } : {}) }) + '\n' : `${server.url}\n`);
+    const keyFiles = list(args, 'sign-key');
+    const auto = keyFiles.length
+      ? startAutoPublish(repo, {
+          signKeys: await Promise.all(keyFiles.map(readSecretKey)),
+          expiresInSeconds: parseDuration(opt(args, 'expires-in') ?? DEFAULT_EXPIRES_IN, '--expires-in'),
+          mqtt: opt(args, 'mqtt') ? mqttSettings(args, 'serve') : undefined,
+          rollout: parseRollout(opt(args, 'rollout')),
+          intervalMs: intOption(opt(args, 'watch-interval'), 'watch-interval', 'serve', 100),
+          log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
+        })
+      : null;
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
     });
+    await auto?.close();
     await responder?.close();
     await server.close();
   },
