@@ -5,7 +5,9 @@
  * rollout, and runs signed, fresh, never-replayed commands. The update itself is the same
  * check/upgrade/rollback as the CLI verbs (src/agent/update.ts), over the device's HTTP remote.
  * One piece of work runs at a time (announcements and commands queue), so the daemon never
- * races itself on the sysroot. docs/fleet.md, docs/formats.md §13.
+ * races itself on the sysroot. With apply-and-reboot, the reboot waits for a window or a
+ * FleetLock slot by reboot_strategy (reboot-plan.ts). Optional Prometheus /metrics
+ * (daemon-metrics.ts). docs/fleet.md, docs/formats.md §13, §14.
  */
 import { mkdir, open, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -18,7 +20,11 @@ import { NonceLog } from '../mqtt/nonce-log.ts';
 import { inRollout, rolloutPosition } from '../mqtt/rollout.ts';
 import type { EtcMerger } from './deploy.ts';
 import { type JournalEvent, appendJournal } from './journal.ts';
+import { type MetricsSnapshot, type UpdateResult, type UpdateState, JournalTally, daemonMetrics } from './daemon-metrics.ts';
+import { formatMetrics } from './metrics.ts';
+import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
 import { type DaemonConfig, policyAction } from './policy.ts';
+import { type RebootWait, RebootPlanner } from './reboot-plan.ts';
 import { type Status, readStatus } from './status.ts';
 import type { Sysroot } from './sysroot.ts';
 import { type Remote, type UpdateContext, check, finalize, rollback, trustedKeys, upgrade } from './update.ts';
@@ -32,7 +38,7 @@ const JOURNAL_READ_BYTES = 64 * 1024;
 /** Progress reports are published at most this often. */
 const PROGRESS_INTERVAL_MS = 1000;
 
-export type UpdateState = 'idle' | 'waiting-rollout' | 'checking' | 'up-to-date' | 'available' | 'downloading' | 'downloaded' | 'staged' | 'rebooting' | 'error';
+export type { UpdateState } from './daemon-metrics.ts';
 
 export interface DaemonDeps {
   sysroot: Sysroot;
@@ -45,12 +51,20 @@ export interface DaemonDeps {
   /** Reboots the device, or (test sysroots) records that it would. */
   reboot(reason: string): Promise<void>;
   random?: () => number;
+  /** The clock for reboot windows (tests move it). */
+  now?: () => Date;
 }
 
 interface UpdateView {
   state: UpdateState;
   announced: { ref: string; commit: string; version: string; rollout: number; created: number; selected: boolean; position: number } | null;
   progress: { done: number; total: number | null } | null;
+  /** Staged and waiting to reboot: for a reboot window or a FleetLock slot. */
+  reboot_wait: 'window' | 'lock' | null;
+  /** window: when the next window opens (ISO); lock: null. */
+  reboot_at: string | null;
+  /** lock: refused attempts so far and the last refusal. */
+  lock: { attempts: number; reason: string | null } | null;
 }
 
 /** The retained status message (docs/formats.md §13.4). */
@@ -87,7 +101,12 @@ export class Daemon {
   private ref = '';
   private readonly started = new Date().toISOString();
   private seq = 0;
-  private update: UpdateView = { state: 'idle', announced: null, progress: null };
+  private update: UpdateView = { state: 'idle', announced: null, progress: null, reboot_wait: null, reboot_at: null, lock: null };
+  private planner!: RebootPlanner;
+  private metrics: MetricsServer | null = null;
+  private journalTally!: JournalTally;
+  private lastCheckS: number | null = null;
+  private updates: Record<UpdateResult, number> = { staged: 0, downloaded: 0, 'no-update': 0, pinned: 0, error: 0 };
   private lastError: { code: string; message: string; time: string } | null = null;
   private work: Promise<void> = Promise.resolve();
   private statusChain: Promise<void> = Promise.resolve();
@@ -118,6 +137,21 @@ export class Daemon {
     this.journalSeq = cursor.seq ?? 0;
     // The connect publishes the status and sends the journal: the first poll need not do it again.
     this.lastJournalSize = await stat(sysroot.journalPath).then((st) => st.size, () => 0);
+    this.journalTally = new JournalTally(sysroot.journalPath);
+    this.planner = new RebootPlanner({
+      config,
+      deviceId,
+      now: this.d.now ?? (() => new Date()),
+      log: this.d.log,
+      random: this.d.random,
+      onWait: (w) => this.onRebootWait(w),
+      go: (why, data) => this.rebootNow(why, data),
+      bootedGood: async () => (await readStatus(sysroot)).booted?.good === true,
+    });
+    if (config.metricsListen) {
+      this.metrics = await startMetricsServer(config.metricsListen, () => this.metricsText(), this.d.log);
+      this.d.log(`metrics: http://${config.metricsListen}/metrics`);
+    }
     if (config.mqttUrl) {
       const will = new TextEncoder().encode(JSON.stringify({ format: 1, online: false, device: deviceId }));
       this.client = await connectPersistent(
@@ -136,13 +170,22 @@ export class Daemon {
     this.timers.push(setInterval(() => void this.pollJournal(), Math.max(50, config.pollIntervalMs)));
     if (config.statusIntervalS > 0) this.timers.push(setInterval(() => this.queueStatus(), config.statusIntervalS * 1000));
     if (config.checkIntervalS > 0) this.timers.push(setInterval(() => this.enqueue(async () => void (await this.runPolicy(null))), config.checkIntervalS * 1000));
-    this.d.log(`daemon: device ${deviceId}, ref ${this.ref}, policy ${config.policy}, rollout position ${rolloutPosition(deviceId).toFixed(2)}${config.wariness !== undefined ? ` (wariness ${config.wariness})` : ''}`);
+    this.d.log(`daemon: device ${deviceId}, ref ${this.ref}, policy ${config.policy}${config.policy === 'apply-and-reboot' ? ` (reboot_strategy ${config.rebootStrategy})` : ''}, rollout position ${rolloutPosition(deviceId).toFixed(2)}${config.wariness !== undefined ? ` (wariness ${config.wariness})` : ''}`);
+    this.planner.start();
+    // Staged before this run (the daemon restarted while waiting for a window or a lock): go on waiting.
+    const pending = (await readStatus(sysroot)).pending;
+    if (pending && policyAction(config.policy) === 'stage-and-reboot') {
+      this.setUpdate({ state: 'staged' });
+      this.planner.request(`version ${pending.version} is staged`);
+    }
   }
 
   /** Publishes a last status with online false (a clean stop sends no last will) and disconnects. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    this.planner?.stop();
+    await this.metrics?.close();
     const client = this.client;
     if (!client) return;
     if (client.connected) {
@@ -242,6 +285,7 @@ export class Daemon {
     try {
       this.setUpdate({ state: 'checking', progress: null });
       const c = await check(ctx);
+      this.lastCheckS = Math.floor(Date.now() / 1000);
       if (!c.available || !c.update) {
         this.setUpdate({ state: 'up-to-date' });
         return true;
@@ -255,6 +299,7 @@ export class Daemon {
       const pending = (await readStatus(this.d.sysroot)).pending;
       if (pending?.commit === c.update.commit) {
         this.setUpdate({ state: 'staged' });
+        if (action === 'stage-and-reboot') this.planner.request(`version ${pending.version} is staged`);
         return true;
       }
       if (action === 'check') {
@@ -262,19 +307,76 @@ export class Daemon {
         return true;
       }
       this.setUpdate({ state: 'downloading' });
-      const r = await upgrade(ctx, { downloadOnly: action === 'download' });
+      const r = await this.countUpgrade(upgrade(ctx, { downloadOnly: action === 'download' }));
       this.setUpdate({ state: r.result === 'staged' ? 'staged' : r.result === 'downloaded' ? 'downloaded' : r.result === 'no-update' ? 'up-to-date' : 'idle', progress: null });
-      if (r.result === 'staged' && action === 'stage-and-reboot') {
-        await finalize(ctx);
-        this.setUpdate({ state: 'rebooting' });
-        await this.d.reboot(`version ${r.to?.version} staged by policy apply-and-reboot`);
-      }
+      // The reboot runs later in the queue (or waits for a window or a lock beside it).
+      if (r.result === 'staged' && action === 'stage-and-reboot') this.planner.request(`version ${r.to?.version} staged by policy apply-and-reboot`);
       return true;
     } catch (err) {
       this.recordError(err);
       this.setUpdate({ state: 'error', progress: null });
       return false;
     }
+  }
+
+  /** Counts the upgrade's result for larch_updates_total. */
+  private async countUpgrade<T extends { result: string }>(p: Promise<T>): Promise<T> {
+    try {
+      const r = await p;
+      if (r.result in this.updates) this.updates[r.result as UpdateResult]++;
+      return r;
+    } catch (err) {
+      this.updates.error++;
+      throw err;
+    }
+  }
+
+  // ---- the reboot (reboot-plan.ts decides when) ----
+
+  private onRebootWait(w: RebootWait | null): void {
+    if (!w) return this.setUpdate({ reboot_wait: null, reboot_at: null, lock: null });
+    if (w.kind === 'window') this.setUpdate({ state: 'staged', reboot_wait: 'window', reboot_at: w.at.toISOString(), lock: null });
+    else this.setUpdate({ state: 'staged', reboot_wait: 'lock', reboot_at: null, lock: { attempts: w.attempts, reason: w.reason } });
+  }
+
+  /** Runs in the work queue: journal, finalize /etc, reboot. False when nothing is staged any more. */
+  private rebootNow(why: string, data: Record<string, unknown>): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.enqueue(async () => {
+        try {
+          const pending = (await readStatus(this.d.sysroot)).pending;
+          if (!pending || this.stopped) {
+            this.d.log(`reboot: not rebooting (${this.stopped ? 'stopping' : 'nothing is staged any more'}): ${why}`);
+            return resolve(false);
+          }
+          await this.journal(EVENT_REBOOT, `rebooting into version ${pending.version} (slot ${pending.slot}): ${why}`, { version: pending.version, commit: pending.commit, slot: pending.slot, ...data });
+          await finalize(this.context());
+          this.setUpdate({ state: 'rebooting' });
+          await this.d.reboot(`version ${pending.version} staged by policy apply-and-reboot; ${why}`);
+          resolve(true);
+        } catch (err) {
+          this.recordError(err);
+          this.setUpdate({ state: 'error' });
+          resolve(false);
+        }
+      });
+    });
+  }
+
+  // ---- metrics ----
+
+  private async metricsText(): Promise<string> {
+    await this.journalTally.update();
+    const snap: MetricsSnapshot = {
+      status: await readStatus(this.d.sysroot),
+      state: this.update.state,
+      rebootWait: this.update.reboot_wait,
+      lastCheckS: this.lastCheckS,
+      updates: this.updates,
+      journal: this.journalTally,
+      mqttConnected: this.client ? this.client.connected : null,
+    };
+    return formatMetrics(daemonMetrics(snap));
   }
 
   private context(): UpdateContext {
@@ -327,10 +429,11 @@ export class Daemon {
       if (c.cmd === 'check') {
         this.setUpdate({ state: 'checking' });
         output = await check(ctx);
+        this.lastCheckS = Math.floor(Date.now() / 1000);
         this.setUpdate({ state: (output as { available: boolean }).available ? 'available' : 'up-to-date' });
       } else if (c.cmd === 'upgrade') {
         this.setUpdate({ state: 'downloading' });
-        const r = await upgrade(ctx);
+        const r = await this.countUpgrade(upgrade(ctx));
         output = { result: r.result, from: r.from, to: r.to, download: r.download, etc_conflicts: r.etc_conflicts };
         this.setUpdate({ state: r.result === 'staged' ? 'staged' : 'up-to-date', progress: null });
       } else if (c.cmd === 'rollback') {

@@ -1,0 +1,65 @@
+/**
+ * daemon.conf: the reboot and metrics keys, the one-line string arrays, and the refusals naming
+ * file and line (a strategy without its windows or lock URL names the line that chose it).
+ */
+import t from 'tap';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LarchError } from '../../../src/errors.ts';
+import { parseDaemonConfig, readDaemonConfig } from '../../../src/agent/policy.ts';
+import { tempDir } from '../../helpers.ts';
+
+t.test('reboot and metrics keys', async (t) => {
+  const c = parseDaemonConfig(
+    [
+      'reboot_strategy = "periodic"',
+      'reboot_windows = ["Mon,Wed 02:00 60m", "Sat-Sun 23:30 2h",]  # a trailing comma, a comment',
+      'fleet_lock_url = "http://fleetlock.example:8080/"',
+      'fleet_lock_group = "canary.eu-1"',
+      'fleet_lock_retry_s = 30',
+      'metrics_listen = "[::1]:9105"',
+    ].join('\n'),
+    'd.conf',
+  );
+  t.same(c, { rebootStrategy: 'periodic', rebootWindows: ['Mon,Wed 02:00 60m', 'Sat-Sun 23:30 2h'], fleetLockUrl: 'http://fleetlock.example:8080/', fleetLockGroup: 'canary.eu-1', fleetLockRetryS: 30, metricsListen: '[::1]:9105' });
+  t.same(parseDaemonConfig('reboot_windows = "Sun 03:00 1h"', 'd.conf'), { rebootWindows: ['Sun 03:00 1h'] }, 'one window as a plain string');
+  t.same(parseDaemonConfig('reboot_windows = []', 'd.conf'), { rebootWindows: [] });
+});
+
+t.test('bad values are refused with file and line', async (t) => {
+  const cases: [string, RegExp][] = [
+    ['reboot_strategy = "sometimes"', /must be one of immediate, periodic, fleet_lock/],
+    ['reboot_windows = ["Mon 25:00 1h"]', /not a time of day/],
+    ['reboot_windows = ["Mon 02:00 1h" "Tue 02:00 1h"]', /malformed array/],
+    ['reboot_windows = ["Mon 02:00 1h"', /malformed array|expected key = value/],
+    ['policy = ["apply"]', /takes one value, not an array/],
+    ['fleet_lock_url = "ftp://x"', /http:\/\/ or https:\/\//],
+    ['fleet_lock_group = "a b"', /letters, digits/],
+    ['metrics_listen = "9105"', /HOST:PORT/],
+    ['metrics_listen = "127.0.0.1:99999"', /HOST:PORT/],
+  ];
+  for (const [line, why] of cases) {
+    try {
+      parseDaemonConfig(`# x\n${line}\n`, '/s/larch/daemon.conf');
+      t.fail(`accepted: ${line}`);
+    } catch (err) {
+      t.ok(err instanceof LarchError && err.code === 'INVALID_INPUT', `${line}: INVALID_INPUT`);
+      t.match((err as Error).message, /^\/s\/larch\/daemon\.conf:2: /, 'names file and line');
+      t.match((err as Error).message, why);
+    }
+  }
+});
+
+t.test('a strategy without what it needs is refused after all files are read', async (t) => {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, 'daemon.conf.d'));
+  writeFileSync(join(dir, 'daemon.conf'), 'policy = "apply-and-reboot"\n');
+  writeFileSync(join(dir, 'daemon.conf.d/50-reboot.conf'), '# reboots\nreboot_strategy = "periodic"\n');
+  await t.rejects(readDaemonConfig(dir), { code: 'INVALID_INPUT', message: /50-reboot\.conf:2: reboot_strategy "periodic" needs reboot_windows/, data: { line: 2 } });
+  writeFileSync(join(dir, 'daemon.conf.d/60-windows.conf'), 'reboot_windows = ["Sat 02:00 60m"]\n');
+  t.same((await readDaemonConfig(dir)).config.rebootWindows, ['Sat 02:00 60m'], 'a later drop-in supplies the windows');
+  writeFileSync(join(dir, 'daemon.conf.d/70-lock.conf'), 'reboot_strategy = "fleet_lock"\n');
+  await t.rejects(readDaemonConfig(dir), { message: /70-lock\.conf:1: reboot_strategy "fleet_lock" needs fleet_lock_url/ });
+  writeFileSync(join(dir, 'daemon.conf.d/80-url.conf'), 'fleet_lock_url = "http://127.0.0.1:1"\n');
+  t.match((await readDaemonConfig(dir)).config, { rebootStrategy: 'fleet_lock', fleetLockGroup: 'default', fleetLockRetryS: 300, metricsListen: undefined });
+});
