@@ -4,7 +4,7 @@
  * child process.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -25,6 +25,35 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** A test CA and the certificates it signed (PEM files in dir), made with the openssl tool. */
+export interface TestPki {
+  ca: string;
+  /** For 127.0.0.1 (subjectAltName IP), as the broker presents it. */
+  server: { cert: string; key: string };
+  /** A client certificate with this common name (the broker's user name with use_identity_as_username). */
+  client(cn: string): { cert: string; key: string };
+}
+
+function openssl(args: string[], cwd: string): void {
+  const r = spawnSync('openssl', args, { cwd, encoding: 'utf8' });
+  if (r.error || r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.error?.message ?? r.stderr}`);
+}
+
+/** A CA valid for a day, a server certificate for 127.0.0.1, and client certificates on demand. */
+export function makePki(dir: string, caName = 'larch-test-ca'): TestPki {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const p = (name: string) => join(dir, name);
+  openssl(['req', '-x509', ...ec, '-keyout', p(`${caName}.key`), '-out', p(`${caName}.pem`), '-subj', `/CN=${caName}`, '-days', '1'], dir);
+  const issue = (name: string, cn: string, ext: string) => {
+    writeFileSync(p(`${name}.ext`), ext);
+    openssl(['req', ...ec, '-keyout', p(`${name}.key`), '-out', p(`${name}.csr`), '-subj', `/CN=${cn}`], dir);
+    openssl(['x509', '-req', '-in', p(`${name}.csr`), '-CA', p(`${caName}.pem`), '-CAkey', p(`${caName}.key`), '-CAcreateserial', '-out', p(`${name}.pem`), '-days', '1', '-extfile', p(`${name}.ext`)], dir);
+    return { cert: p(`${name}.pem`), key: p(`${name}.key`) };
+  };
+  const server = issue(`${caName}-server`, '127.0.0.1', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  return { ca: p(`${caName}.pem`), server, client: (cn) => issue(`${caName}-client-${cn}`, cn, 'extendedKeyUsage=clientAuth\n') };
+}
+
 export interface Broker {
   url: string;
   port: number;
@@ -36,12 +65,25 @@ export interface Broker {
   start(): Promise<void>;
 }
 
-/** Mosquitto on 127.0.0.1:PORT. With `users`, anonymous clients are refused and these logins are accepted. */
-export async function startBroker(t: Test, dir: string, opts: { users?: Record<string, string> } = {}): Promise<Broker> {
+/**
+ * Mosquitto on 127.0.0.1:PORT. With `users`, anonymous clients are refused and these logins are
+ * accepted. With `tls`, the listener speaks TLS only and wants a client certificate signed by the
+ * CA, whose common name is the user name; `acl` lines then say what each user may do.
+ */
+export async function startBroker(t: Test, dir: string, opts: { users?: Record<string, string>; tls?: TestPki; acl?: string[] } = {}): Promise<Broker> {
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
   const lines = [`listener ${port} 127.0.0.1`, 'persistence true', `persistence_location ${dir}/`, `log_dest file ${join(dir, 'mosquitto.log')}`, 'log_type all', 'user root'];
-  if (opts.users) {
+  if (opts.tls) {
+    lines.push(`cafile ${opts.tls.ca}`, `certfile ${opts.tls.server.cert}`, `keyfile ${opts.tls.server.key}`, 'require_certificate true', 'use_identity_as_username true', 'allow_anonymous false');
+  }
+  if (opts.acl) {
+    writeFileSync(join(dir, 'acl'), opts.acl.join('\n') + '\n');
+    lines.push(`acl_file ${join(dir, 'acl')}`);
+  }
+  if (opts.tls) {
+    // TLS and client certificates are the login.
+  } else if (opts.users) {
     const pw = join(dir, 'passwords');
     writeFileSync(pw, '');
     for (const [u, p] of Object.entries(opts.users)) {
@@ -54,7 +96,7 @@ export async function startBroker(t: Test, dir: string, opts: { users?: Record<s
   }
   writeFileSync(conf, lines.join('\n') + '\n');
   const broker: Broker = {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,
     dir,
     child: null as unknown as ChildProcess,
@@ -111,9 +153,11 @@ export interface Recorder {
   publish(topic: string, payload: Uint8Array | string, opts?: { retain?: boolean }): Promise<void>;
 }
 
-export async function recorder(t: Test, url: string, topics: string[], auth: { username?: string; password?: string } = {}): Promise<Recorder> {
+export async function recorder(t: Test, url: string, topics: string[], auth: { username?: string; password?: string; ca?: string; cert?: string; key?: string } = {}): Promise<Recorder> {
   const u = new URL(url);
-  const client = mqtt.connect({ host: u.hostname, port: Number(u.port), protocol: 'mqtt', protocolVersion: 5, clientId: `rec-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 200, ...auth });
+  const { ca, cert, key, ...login } = auth;
+  const tls = u.protocol === 'mqtts:' ? { ca: ca && readFileSync(ca), cert: cert && readFileSync(cert), key: key && readFileSync(key), rejectUnauthorized: true } : {};
+  const client = mqtt.connect({ host: u.hostname, port: Number(u.port), protocol: u.protocol === 'mqtts:' ? 'mqtts' : 'mqtt', protocolVersion: 5, clientId: `rec-${Math.random().toString(16).slice(2)}`, reconnectPeriod: 200, ...login, ...tls });
   t.teardown(() => new Promise<void>((r) => client.end(true, {}, () => r())));
   const messages: Received[] = [];
   const waiters: { pred: (m: Received) => boolean; resolve: (m: Received) => void }[] = [];

@@ -13,13 +13,15 @@ import { Repo } from '../store/repo.ts';
 import { findDelta } from '../server/summary.ts';
 import { readDeployment, writeDeployment } from './deploy.ts';
 import { appendJournal } from './journal.ts';
-import type { BootloaderKind, DeviceConfig, Sysroot } from './sysroot.ts';
+import type { BootloaderKind, DeviceConfig, RemoteMqttAuth, Sysroot } from './sysroot.ts';
 import { type Remote, trustedKeys } from './update.ts';
 
 export interface ProvisionOptions {
   remote: Remote;
   remoteUrl: string;
   remoteKind: 'http' | 'mqtt';
+  /** Broker login and TLS files for an MQTT remote, kept in the config for later commands. */
+  remoteMqtt?: RemoteMqttAuth;
   ref: string;
   keys: string[];
   bootloader: BootloaderKind;
@@ -60,7 +62,7 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
   const repo = await Repo.open(sysroot.repoPath).catch(() => Repo.init(sysroot.repoPath, process.getuid?.() === 0 ? 'bare' : 'bare-user'));
   await mkdir(sysroot.keysDir, { recursive: true });
   for (const k of opts.keys) await copyFile(k, join(sysroot.keysDir, basename(k).endsWith('.pub') ? basename(k) : `${basename(k)}.pub`));
-  const config: DeviceConfig = { larch: 1, remote: { url: opts.remoteUrl, kind: opts.remoteKind }, ref: opts.ref, bootloader: opts.bootloader, tries: opts.tries, pinned: false };
+  const config: DeviceConfig = { larch: 1, remote: { url: opts.remoteUrl, kind: opts.remoteKind, ...(opts.remoteMqtt ? { mqtt: opts.remoteMqtt } : {}) }, ref: opts.ref, bootloader: opts.bootloader, tries: opts.tries, pinned: false };
   await sysroot.writeConfig(config);
 
   const trusted = await trustedKeys(sysroot);

@@ -14,12 +14,24 @@ import { Repo } from '../store/repo.ts';
 export const DEFAULT_SYSROOT = '/sysroot';
 export type BootloaderKind = 'uboot' | 'grub';
 
+/** How a device with an MQTT remote logs in to the broker; read at each connect. */
+export interface RemoteMqttAuth {
+  username?: string;
+  passwordFile?: string;
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+}
+
 /** S/larch/config.json: what provision decided; read by every device command. */
 export interface DeviceConfig {
   /** Version of this file's format. */
   larch: 1;
-  /** Where updates come from: an HTTP(S) base URL of an archive repo, or an MQTT URL. */
-  remote: { url: string; kind: 'http' | 'mqtt' };
+  /**
+   * Where updates come from: an HTTP(S) base URL of an archive repo, or an MQTT URL and, for a
+   * broker that wants them, the login and TLS files (absolute paths on the device).
+   */
+  remote: { url: string; kind: 'http' | 'mqtt'; mqtt?: RemoteMqttAuth };
   ref: string;
   bootloader: BootloaderKind;
   /** Tries a new deployment gets before the bootloader falls back (1..9). */

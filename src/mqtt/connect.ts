@@ -57,7 +57,7 @@ export async function clientOptions(s: MqttSettings): Promise<IClientOptions> {
     opts.cert = await read(s.certFile, 'client certificate');
     opts.key = await read(s.keyFile, 'client key');
     opts.rejectUnauthorized = true;
-    opts.servername = opts.host;
+    // servername: mqtt.js sets it from a host name, and leaves it out for an IP (RFC 6066).
   }
   return opts;
 }

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, type Test, type Vendor, makeTree, status, vendor } from '../device-helpers.ts';
 import { BIN, larch, larchOk, tempDir } from '../helpers.ts';
-import { type Broker, type Received, recorder, sleep, startBroker, startDaemon } from '../mqtt-helpers.ts';
+import { type Broker, type Received, makePki, recorder, sleep, startBroker, startDaemon } from '../mqtt-helpers.ts';
 import { encodeSigned, formatCommand } from '../../src/mqtt/format.ts';
 import { inRollout, rolloutPosition } from '../../src/mqtt/rollout.ts';
 import { readSecretKey } from '../../src/store/sign.ts';
@@ -298,6 +298,84 @@ t.test('broker login from daemon.conf and its drop-ins; a wrong password is refu
   const r = await larch(['daemon', '--sysroot', dev, '--json']);
   t.equal(r.json?.error?.code, 'INVALID_INPUT');
   t.match(r.json?.error?.data, { line: 1 });
+});
+
+t.test('TLS with client certificates: the certificate is the login, the ACL keeps each device to its own topics', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const dir = tempDir(t, 'larch-mosquitto-');
+  const pki = makePki(dir);
+  // As docs/fleet.md advises: the certificate's CN is the user name; a device may use only its
+  // own topics, announcements are read-only to devices, chunk replies go to the asking client.
+  const acl = [
+    'pattern readwrite larch/v1/device/%u/#',
+    'pattern read larch/v1/announce/#',
+    'pattern write larch/v1/fetch',
+    'pattern read larch/v1/fetch/reply/%c',
+    'user vendor',
+    'topic write larch/v1/announce/#',
+    'user responder',
+    'topic read larch/v1/fetch',
+    'topic write larch/v1/fetch/reply/#',
+    'user dashboard',
+    'topic read larch/v1/device/+/status',
+  ];
+  const broker = await startBroker(t, dir, { tls: pki, acl });
+  t.match(broker.url, /^mqtts:/);
+  const tlsArgs = (cn: string) => ['--mqtt-ca', pki.ca, '--mqtt-cert', pki.client(cn).cert, '--mqtt-key', pki.client(cn).key];
+
+  // A device over HTTP for files, MQTT over TLS for control, settings in daemon.conf.
+  const dev = await device(t, v, 'dev-tls');
+  const devCert = pki.client('dev-tls');
+  writeFileSync(join(dev, 'larch/daemon.conf'), `policy = "check"\nmqtt_url = "${broker.url}"\ndevice_id = "dev-tls"\nmqtt_ca_file = "${pki.ca}"\nmqtt_cert_file = "${devCert.cert}"\nmqtt_key_file = "${devCert.key}"\n`);
+  const dash = pki.client('dashboard');
+  const rec = await recorder(t, broker.url, ['larch/v1/device/+/status'], { ca: pki.ca, ...dash });
+  startDaemon(t, dev, []);
+  await rec.waitFor(online('dev-tls'), 20_000, 'online over TLS with its certificate');
+
+  await v.release(2);
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, ...tlsArgs('vendor')]);
+  await rec.waitFor((m) => m.topic === statusTopic('dev-tls') && m.json?.update?.state === 'available', 30_000, 'the announcement reached the device over TLS');
+
+  // Refused: no client certificate, a certificate of another CA, a broker the client does not trust.
+  const rogue = makePki(tempDir(t), 'rogue-ca');
+  const announceWith = (extra: string[]) => larch(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--json', ...extra]);
+  for (const [what, extra] of [
+    ['no client certificate', ['--mqtt-ca', pki.ca]],
+    ['a certificate of another CA', ['--mqtt-ca', pki.ca, '--mqtt-cert', rogue.client('vendor').cert, '--mqtt-key', rogue.client('vendor').key]],
+    ["a broker certificate the client's CA did not sign", ['--mqtt-ca', rogue.ca, ...tlsArgs('vendor').slice(2)]],
+  ] as const) {
+    const r = await announceWith([...extra]);
+    t.equal(r.code, 9, `${what}: exit 9`);
+    t.equal(r.json?.error?.code, 'IO', `${what}: ${r.json?.error?.message}`);
+  }
+
+  // The ACL: dev-tls's certificate cannot speak for another device.
+  const other = await device(t, v, 'dev-other');
+  writeFileSync(join(other, 'larch/daemon.conf'), `mqtt_url = "${broker.url}"\ndevice_id = "dev-other"\nmqtt_ca_file = "${pki.ca}"\nmqtt_cert_file = "${devCert.cert}"\nmqtt_key_file = "${devCert.key}"\n`);
+  const impostor = startDaemon(t, other, []);
+  await sleep(3000);
+  t.equal(rec.on(statusTopic('dev-other')).length, 0, 'no status for dev-other from a dev-tls certificate');
+  t.match(readFileSync(join(dir, 'mosquitto.log'), 'utf8'), /Denied PUBLISH from larch-dev-other .*larch\/v1\/device\/dev-other\/status/, 'the broker denied it (it did connect)');
+  await impostor.kill9();
+
+  // A device whose only path is the broker, over TLS: provision keeps the files in its config.
+  const responder = spawn(BIN, ['serve', '--repo', v.repo, '--port', '0', '--log', join(v.dir, 'tls-responder.log'), '--mqtt', broker.url, ...tlsArgs('responder'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    responder.kill('SIGKILL');
+  });
+  await new Promise<void>((resolve, reject) => {
+    responder.stdout!.on('data', (d) => String(d).includes('"mqtt"') && resolve());
+    responder.on('exit', (code) => reject(new Error(`larch serve exited ${code}`)));
+  });
+  await sleep(300);
+  const mq = join(tempDir(t), 'dev-mq');
+  const p = await larchOk(['provision', '--sysroot', mq, '--mqtt-url', broker.url, '--ref', REF, '--keys', `${v.key}.pub`, '--json', ...tlsArgs('dev-mq')]);
+  t.equal(p.json.version, '2', 'provisioned over MQTT with TLS');
+  t.match(JSON.parse(readFileSync(join(mq, 'larch/config.json'), 'utf8')).remote, { kind: 'mqtt', url: broker.url, mqtt: { caFile: pki.ca, certFile: pki.client('dev-mq').cert, keyFile: pki.client('dev-mq').key } }, 'the TLS files are in the device config');
+  t.match((await larchOk(['check', '--sysroot', mq, '--json'])).json, { available: false }, 'later commands log in with them');
+  const wrong = await larch(['provision', '--sysroot', join(tempDir(t), 'x'), '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--mqtt-ca', pki.ca, '--json']);
+  t.equal(wrong.json?.error?.code, 'USAGE', 'TLS files go with --mqtt-url only');
 });
 
 t.test('the session survives a broker restart: the daemon reconnects and still gets its commands', async (t) => {

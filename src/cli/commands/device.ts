@@ -3,6 +3,7 @@
  * cleanup, pin/unpin, history, boot-check, mark-good/mark-bad, sim-boot. Every one takes
  * --sysroot S, so tests and the demo run devices as plain directories.
  */
+import { resolve } from 'node:path';
 import { LarchError } from '../../errors.ts';
 import { MAX_TRIES, DEFAULT_TRIES, type Slot } from '../../bootcount/state.ts';
 import { bootCheck, markSlot, simBoot } from '../../agent/boot-check.ts';
@@ -12,7 +13,8 @@ import { provision as provisionSysroot } from '../../agent/provision.ts';
 import { httpRemote } from '../../agent/remote-http.ts';
 import { mqttRemote } from '../../agent/remote-mqtt.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
-import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig } from '../../agent/sysroot.ts';
+import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig, type RemoteMqttAuth } from '../../agent/sysroot.ts';
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS } from './announce.ts';
 import { type Remote, type UpdateContext, check as checkUpdate, cleanup as cleanupSysroot, finalize as finalizeSysroot, rollback as rollbackSysroot, setPinned, upgrade as upgradeSysroot } from '../../agent/update.ts';
 import { createProgressBar, formatBytes } from '../progress.ts';
 import { type Command, type Io, type OptionSpec, type ParsedArgs, intOption, list, need, opt, positionals, printJson } from '../command.ts';
@@ -32,8 +34,16 @@ function sysrootOf(args: ParsedArgs): Sysroot {
 
 export function remoteFor(config: Pick<DeviceConfig, 'remote'>): Remote {
   if (config.remote.kind === 'http') return httpRemote(config.remote.url);
-  if (config.remote.kind === 'mqtt') return mqttRemote(config.remote.url);
+  if (config.remote.kind === 'mqtt') return mqttRemote(config.remote.url, { mqtt: config.remote.mqtt });
   throw new LarchError('INVALID_INPUT', `remote ${config.remote.url}: unknown transport '${String(config.remote.kind)}'`, { hint: 'provision with --repo-url http://... or --mqtt-url mqtt://...' });
+}
+
+/** The broker login and TLS files given to provision, as absolute paths (undefined: none). */
+function remoteMqttAuth(args: ParsedArgs): RemoteMqttAuth | undefined {
+  const file = (name: string) => (opt(args, name) === undefined ? undefined : resolve(opt(args, name)!));
+  const auth: RemoteMqttAuth = { username: opt(args, 'mqtt-username'), passwordFile: file('mqtt-password-file'), caFile: file('mqtt-ca'), certFile: file('mqtt-cert'), keyFile: file('mqtt-key') };
+  const given = Object.entries(auth).filter(([, v]) => v !== undefined);
+  return given.length ? (Object.fromEntries(given) as RemoteMqttAuth) : undefined;
 }
 
 function progressFor(io: Io, label: string): ((done: number, total: number | null) => void) | undefined {
@@ -58,13 +68,14 @@ function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
 export const provision: Command = {
   name: 'provision',
   summary: 'set up an empty sysroot: repo, keys, first deployment in slot A, boot state',
-  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' } },
+  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
   help: `NAME
   larch provision - factory set-up of a device's sysroot
 
 SYNOPSIS
   larch provision --sysroot S (--repo-url URL | --mqtt-url URL) --ref REF --keys K.pub [--keys K2.pub ...]
                   [--bootloader uboot|grub] [--commit ID | --version V] [--tries N] [--json]
+                  [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F] [--mqtt-cert F] [--mqtt-key F]
 
 DESCRIPTION
   Sets up an empty sysroot (a directory, or a mounted image): the local repo, the trusted
@@ -79,6 +90,9 @@ ${SYSROOT_HELP}
   --mqtt-url URL  instead of --repo-url: the MQTT broker (mqtt://HOST[:PORT], mqtts://...),
                   the device's only path; updates come in chunks from 'larch serve --mqtt'
                   responders (docs/fleet.md). User and password may be in the URL.
+${MQTT_AUTH_HELP}
+                         (with --mqtt-url; the paths are kept in S/larch/config.json and
+                         read at each connect, so certificates can be renewed in place)
   --ref REF       the branch the device follows, e.g. os/stable
   --keys K.pub    a public key the device trusts (repeat for several)
   --bootloader B  uboot (env file S/boot/uboot.env, fw_env.config) or grub (S/boot/grub/grubenv);
@@ -103,11 +117,14 @@ EXAMPLES
     if (bootloader !== 'uboot' && bootloader !== 'grub') throw new LarchError('USAGE', `provision: --bootloader must be uboot or grub, got '${bootloader}'`);
     const tries = intOption(opt(args, 'tries'), 'tries', 'provision', 1) ?? DEFAULT_TRIES;
     if (tries > MAX_TRIES) throw new LarchError('USAGE', `provision: --tries must be 1..${MAX_TRIES}`);
-    const remote = remoteFor({ remote: { url, kind } });
+    const mqttAuth = remoteMqttAuth(args);
+    if (mqttAuth && kind !== 'mqtt') throw new LarchError('USAGE', 'provision: --mqtt-username, --mqtt-password-file, --mqtt-ca, --mqtt-cert and --mqtt-key go with --mqtt-url');
+    const remote = remoteFor({ remote: { url, kind, mqtt: mqttAuth } });
     const result = await provisionSysroot(sysrootOf(args), {
       remote,
       remoteUrl: url,
       remoteKind: kind,
+      remoteMqtt: mqttAuth,
       ref,
       keys: list(args, 'keys'),
       bootloader,
