@@ -39,6 +39,9 @@ DESCRIPTION
   Settings come from S/larch/daemon.conf and S/larch/daemon.conf.d/*.conf (docs/fleet.md);
   the options here override them. In a test sysroot (not ${DEFAULT_SYSROOT}) a reboot is
   recorded in S/larch/daemon/reboot-requested.json and the journal instead of done.
+  With apply-and-reboot, reboot_strategy in daemon.conf says when: immediate, periodic
+  (reboot_windows, weekly, UTC) or fleet_lock (a slot from the FleetLock server at
+  fleet_lock_url). metrics_listen = "127.0.0.1:9105" serves Prometheus metrics on /metrics.
   Runs until SIGTERM or SIGINT, then publishes a last status with online false.
 
 OPTIONS
@@ -54,7 +57,8 @@ OPTIONS
   --poll-interval-ms MS  how often the journal is looked at for new entries (default 1000)
 
 EXIT STATUS
-  0 stopped by a signal; 2 usage; 3 not provisioned; 4 bad daemon.conf; 6 no trusted keys.
+  0 stopped by a signal; 2 usage; 3 not provisioned; 4 bad daemon.conf; 6 no trusted keys;
+  9 metrics_listen cannot be bound.
 
 EXAMPLES
   larch daemon --policy apply --mqtt mqtts://broker.example:8883
