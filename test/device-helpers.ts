@@ -45,8 +45,8 @@ export function makeTree(dir: string, version: number, opts: TreeOptions = {}): 
   }
 }
 
-export async function startServe(t: Test, repo: string, log: string): Promise<string> {
-  const child: ChildProcess = spawn(BIN, ['serve', '--repo', repo, '--port', '0', '--log', log, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startServe(t: Test, repo: string, log: string, extra: string[] = []): Promise<string> {
+  const child: ChildProcess = spawn(BIN, ['serve', '--repo', repo, '--port', '0', '--log', log, '--json', ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => child.kill('SIGTERM'));
   return new Promise((resolve, reject) => {
     let out = '';
@@ -72,7 +72,8 @@ export interface Vendor {
   release(version: number, opts?: TreeOptions & { delta?: boolean }): Promise<string>;
 }
 
-export async function vendor(t: Test): Promise<Vendor> {
+/** A vendor repo and key, served by `larch serve` (with serveArgs added to its command line). */
+export async function vendor(t: Test, opts: { serveArgs?: string[] } = {}): Promise<Vendor> {
   const dir = tempDir(t);
   const repo = join(dir, 'srv');
   const key = join(dir, 'vendor');
@@ -95,7 +96,7 @@ export async function vendor(t: Test): Promise<Vendor> {
       return id;
     },
   };
-  v.url = await startServe(t, repo, join(dir, 'access.log'));
+  v.url = await startServe(t, repo, join(dir, 'access.log'), opts.serveArgs);
   return v;
 }
 

@@ -70,10 +70,12 @@ export interface Broker {
  * accepted. With `tls`, the listener speaks TLS only and wants a client certificate signed by the
  * CA, whose common name is the user name; `acl` lines then say what each user may do.
  */
-export async function startBroker(t: Test, dir: string, opts: { users?: Record<string, string>; tls?: TestPki; acl?: string[] } = {}): Promise<Broker> {
+export async function startBroker(t: Test, dir: string, opts: { users?: Record<string, string>; tls?: TestPki; acl?: string[]; sysIntervalS?: number; quiet?: boolean } = {}): Promise<Broker> {
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
-  const lines = [`listener ${port} 127.0.0.1`, 'persistence true', `persistence_location ${dir}/`, `log_dest file ${join(dir, 'mosquitto.log')}`, 'log_type all', 'user root'];
+  const lines = [`listener ${port} 127.0.0.1`, 'persistence true', `persistence_location ${dir}/`, `log_dest file ${join(dir, 'mosquitto.log')}`, `log_type ${opts.quiet ? 'error' : 'all'}`, 'user root'];
+  // $SYS/broker/... counters (messages received and sent), every this many seconds.
+  if (opts.sysIntervalS) lines.push(`sys_interval ${opts.sysIntervalS}`);
   if (opts.tls) {
     lines.push(`cafile ${opts.tls.ca}`, `certfile ${opts.tls.server.cert}`, `keyfile ${opts.tls.server.key}`, 'require_certificate true', 'use_identity_as_username true', 'allow_anonymous false');
   }

@@ -17,7 +17,7 @@ import { type FileDownload, type Sink, intoFile, intoMemory } from './download-s
 export interface FetchOptions {
   /** Consecutive failed requests that brought no new byte before giving up (default 5). */
   attempts?: number;
-  /** Requests in all, whatever progress each made (default 200). */
+  /** Requests in all, whatever progress each made (default 200); busy answers (below) not counted. */
   maxRequests?: number;
   /** First retry delay; doubles per failure up to backoffMaxMs, with jitter (defaults 500 ms, 30 s). */
   backoffInitialMs?: number;
@@ -26,6 +26,11 @@ export interface FetchOptions {
   stallTimeoutMs?: number;
   /** Fewer than bytesPerSecond on average over windowMs aborts the request as too slow (default 64 B/s over 60 s; 0 turns it off). */
   lowSpeed?: { bytesPerSecond: number; windowMs: number };
+  /**
+   * A 503 or 429 with Retry-After (a busy server, `larch serve --max-downloads`) is waited out
+   * and asked again, not counted as a failure, for at most this long in all (default 1 h).
+   */
+  busyMaxMs?: number;
   headers?: Record<string, string>;
   signal?: AbortSignal;
   /** Injectable for tests: jitter source and the sleep between retries. */
@@ -54,8 +59,26 @@ export type DownloadResult = FileDownload;
 /** A failure worth retrying (network error, 5xx, stall, short body). */
 class RetryableError extends Error {}
 
+/** The server asked to come back later (503/429 with Retry-After). */
+class BusyError extends RetryableError {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Retry-After: seconds or an HTTP date (RFC 9110 §10.2.3); null when absent or unreadable. */
+export function parseRetryAfter(value: string | undefined, now = Date.now()): number | null {
+  if (value === undefined) return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
 const MAX_REDIRECTS = 5;
-const DEFAULTS = { attempts: 5, maxRequests: 200, backoffInitialMs: 500, backoffMaxMs: 30_000, stallTimeoutMs: 30_000, lowSpeed: { bytesPerSecond: 64, windowMs: 60_000 } };
+const DEFAULTS = { busyMaxMs: 3_600_000, attempts: 5, maxRequests: 200, backoffInitialMs: 500, backoffMaxMs: 30_000, stallTimeoutMs: 30_000, lowSpeed: { bytesPerSecond: 64, windowMs: 60_000 } };
 
 /**
  * Downloads url into dest, resuming from dest's current length (a previous run's partial
@@ -84,6 +107,8 @@ async function transfer(url: string, sink: Sink, opts: DownloadOptions): Promise
   if (o.expectedSize !== undefined && o.expectedSize > o.maxBytes) throw new RangeError('expectedSize is over maxBytes');
   let failures = 0;
   let requests = 0;
+  let busyMs = 0;
+  let busyAnswers = 0;
   let etag: string | undefined;
   let lastError = '';
   for (;;) {
@@ -91,7 +116,7 @@ async function transfer(url: string, sink: Sink, opts: DownloadOptions): Promise
     const limit = o.expectedSize ?? o.maxBytes;
     if (sink.size() > limit) await sink.truncate();
     if (o.expectedSize !== undefined && sink.size() === o.expectedSize) return requests;
-    if (requests >= o.maxRequests) break;
+    if (requests - busyAnswers >= o.maxRequests) break;
     requests++;
     const before = sink.size();
     try {
@@ -105,6 +130,15 @@ async function transfer(url: string, sink: Sink, opts: DownloadOptions): Promise
     } catch (err) {
       if (!(err instanceof RetryableError)) throw err;
       lastError = err.message;
+      if (err instanceof BusyError && busyMs < o.busyMaxMs) {
+        // Asked to wait: not a failure, and not counted against maxRequests. Up to twice the
+        // asked time, so devices turned away together do not all come back in the same second.
+        busyAnswers++;
+        const wait = Math.min(Math.max(err.retryAfterMs, 100) * (1 + random()), 300_000);
+        busyMs += wait;
+        await sleep(Math.round(wait));
+        continue;
+      }
     }
     // A request that brought bytes resets the count: a flaky link that keeps making progress gets there.
     failures = sink.size() > before ? 1 : failures + 1;
@@ -157,6 +191,8 @@ async function readResponse(url: string, res: IncomingMessage, sink: Sink, offse
     const total = /^bytes \*\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''));
     return { complete: total !== null && Number(total[1]) === offset && (o.expectedSize === undefined || o.expectedSize === offset) };
   }
+  const retryAfter = status === 503 || status === 429 ? parseRetryAfter(res.headers['retry-after']) : null;
+  if (retryAfter !== null) throw new BusyError(`server busy (HTTP ${status}, Retry-After ${res.headers['retry-after']})`, retryAfter);
   if (status >= 500 || status === 408 || status === 429) throw new RetryableError(`server answered HTTP ${status}`);
   if (status !== 200 && status !== 206) throw new LarchError('IO', `download '${url}': server answered HTTP ${status}`, { data: { url, status } });
   let total: number | null;

@@ -41,6 +41,14 @@ export interface ServeOptions {
    * (a graceful FIN after those bytes were flushed, as when a link drops between packets).
    */
   cutAfterBytes?: number;
+  /**
+   * At most this many file bodies (deltas, objects: everything but the summary) in flight at
+   * once; a request over the cap gets 503 with Retry-After, which devices honour. Caps the
+   * server's upload bandwidth and disk reads when a rollout wakes many devices at once.
+   */
+  maxDownloads?: number;
+  /** Seconds in the Retry-After of a 503 for the cap (default 2). */
+  retryAfterS?: number;
 }
 
 export interface RunningServer {
@@ -63,7 +71,7 @@ const CHUNK = 64 * 1024;
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const root = await realpath(opts.root);
   const sockets = new Set<Socket>();
-  const state = { stopping: false };
+  const state = { stopping: false, downloads: 0 };
   const server: Server = createServer((req, res) => {
     const started = Date.now();
     const entry: AccessLogEntry = { time: new Date(started).toISOString(), remote: req.socket.remoteAddress ?? '', method: req.method ?? '', path: req.url ?? '', status: 0, range: null, bytes: 0, size: null, ms: 0 };
@@ -133,7 +141,7 @@ export function resolveUrlPath(root: string, urlPath: string): string | null {
   return join(root, ...segments);
 }
 
-type HandleOptions = ServeOptions & { state: { stopping: boolean } };
+type HandleOptions = ServeOptions & { state: { stopping: boolean; downloads: number } };
 
 async function handle(root: string, req: IncomingMessage, res: ServerResponse, entry: AccessLogEntry, opts: HandleOptions, log: () => void): Promise<void> {
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, entry, 405, 'only GET and HEAD\n', { Allow: 'GET, HEAD' }, log);
@@ -167,6 +175,10 @@ async function handle(root: string, req: IncomingMessage, res: ServerResponse, e
   const range = parseRange(rangeHeader, st.size);
   if (range.kind === 'unsatisfiable') return send(res, entry, 416, 'range not satisfiable\n', { 'Content-Range': `bytes */${st.size}`, ETag: etag }, log);
   const [start, end] = range.kind === 'partial' ? [range.start, range.end] : [0, st.size - 1];
+  const capped = opts.maxDownloads !== undefined && req.method === 'GET' && st.size > 0 && headers['Cache-Control'] !== 'no-cache';
+  if (capped && opts.state.downloads >= opts.maxDownloads!) {
+    return send(res, entry, 503, 'busy: too many downloads at once, retry later\n', { 'Retry-After': String(opts.retryAfterS ?? 2) }, log);
+  }
   entry.status = range.kind === 'partial' ? 206 : 200;
   if (range.kind === 'partial') headers['Content-Range'] = `bytes ${start}-${end}/${st.size}`;
   headers['Content-Length'] = String(end - start + 1);
@@ -177,7 +189,12 @@ async function handle(root: string, req: IncomingMessage, res: ServerResponse, e
     return;
   }
   entry.range = [start, end];
-  await sendBody(real, start, end, res, entry, opts, log);
+  if (capped) opts.state.downloads++;
+  try {
+    await sendBody(real, start, end, res, entry, opts, log);
+  } finally {
+    if (capped) opts.state.downloads--;
+  }
 }
 
 /** Streams bytes start..end, counting what was flushed; honours the rate limit and the cut fault. */

@@ -168,6 +168,34 @@ t.test('a download cut off mid-transfer resumes; the log proves no byte was sent
   t.equal(sha(readFileSync(dest2)), sha(data));
 });
 
+t.test('--max-downloads: bodies over the cap get 503 Retry-After; the fetcher waits them out, uncounted', async (t) => {
+  const dir = tempDir(t);
+  const data = randomBytes(200_000);
+  writeFileSync(join(dir, 'blob'), data);
+  writeFileSync(join(dir, 'summary'), 'small');
+  // Two bodies at a time, each taking about 0.4 s: six downloads must queue.
+  const { server, log } = await serveDir(t, dir, { maxDownloads: 2, rateBytesPerSecond: 500_000, retryAfterS: 1 });
+  const busy = await raw(server.url, { path: '/summary' });
+  t.equal(busy.status, 200, 'the summary is never capped');
+  const waits: number[] = [];
+  const results = await Promise.all(
+    Array.from({ length: 6 }, (_, i) =>
+      downloadFile(`${server.url}blob`, join(dir, `blob.${i}`), { ...FAST, attempts: 1, maxBytes: data.length, expectedSize: data.length, sleep: (ms) => (waits.push(ms), new Promise((r) => setTimeout(r, ms))) }),
+    ),
+  );
+  for (let i = 0; i < 6; i++) t.equal(sha(readFileSync(join(dir, `blob.${i}`))), sha(data), `download ${i} whole`);
+  const refused = log.filter((e) => e.status === 503);
+  t.ok(refused.length >= 4, `over the cap: ${refused.length} answers 503`);
+  t.ok(results.some((r) => r.requests > 1), 'some downloads were turned away first (attempts: 1 did not make them fail)');
+  t.ok(waits.every((ms) => ms >= 1000 && ms <= 2000), `waits honour Retry-After: 1 s, spread to 1-2 s: ${waits.join(' ')}`);
+  // The bodies in flight at once, from the log's start times and durations.
+  const bodies = log.filter((e) => e.status === 200 && e.path === '/blob').map((e) => [Date.parse(e.time), Date.parse(e.time) + e.ms] as const);
+  const peak = Math.max(...bodies.map(([start]) => bodies.filter(([s, e]) => s <= start && start < e).length));
+  t.ok(peak <= 2, `at most 2 bodies at once (peak ${peak})`);
+  const r = await raw(server.url, { path: '/blob', headers: {} });
+  t.equal(r.status, 200);
+});
+
 t.test('the fetcher: retries 5xx, aborts stalls, refuses endless data and wrong sizes', async (t) => {
   let calls = 0;
   const flaky = await hostile(t, (_req, res) => {

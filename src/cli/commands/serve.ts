@@ -13,12 +13,12 @@ import { DEFAULT_EXPIRES_IN, parseDuration } from './publish.ts';
 export const serve: Command = {
   name: 'serve',
   summary: 'serve an archive repo over HTTP (Range, ETag, access log) and MQTT chunk requests',
-  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, mqtt: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, rollout: { type: 'string' }, 'expires-in': { type: 'string' }, 'watch-interval': { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, 'max-downloads': { type: 'string' }, mqtt: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, rollout: { type: 'string' }, 'expires-in': { type: 'string' }, 'watch-interval': { type: 'string' }, ...MQTT_AUTH_OPTIONS },
   help: `NAME
   larch serve - serve an archive repo over HTTP
 
 SYNOPSIS
-  larch serve --repo R [--port P] [--host H] [--log FILE] [--rate BYTES_PER_SEC] [--json]
+  larch serve --repo R [--port P] [--host H] [--log FILE] [--rate BYTES_PER_SEC] [--max-downloads N] [--json]
               [--mqtt URL [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F ...]]
               [--sign-key K.key [--rollout PCT] [--expires-in DURATION] [--watch-interval MS]]
 
@@ -52,6 +52,8 @@ OPTIONS
   --host H        address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
   --log FILE      append the access log to FILE (default: stderr)
   --rate N        send at most N bytes per second per response (to simulate a slow link)
+  --max-downloads N  at most N deltas and objects being sent at once; more requests get 503
+                  with Retry-After: 2, which devices wait out (spread over 2-4 s) and retry
   --json          print {"url", "port", "repo"} on one line when listening ("mqtt": the
                   responder's client id, with --mqtt)
   --mqtt URL      also answer chunk requests through this broker (mqtt:// or mqtts://)
@@ -79,7 +81,8 @@ EXIT STATUS
       if (logFile) appendFileSync(logFile, line);
       else io.err(line);
     };
-    const server = await startServer({ root: repo.path, host: opt(args, 'host') ?? '127.0.0.1', port: port ?? 0, onLog: writeLog, rateBytesPerSecond: rate }).catch((err) => {
+    const maxDownloads = intOption(opt(args, 'max-downloads'), 'max-downloads', 'serve', 1);
+    const server = await startServer({ root: repo.path, host: opt(args, 'host') ?? '127.0.0.1', port: port ?? 0, onLog: writeLog, rateBytesPerSecond: rate, maxDownloads }).catch((err) => {
       throw fromSystemError(err, 'listen on', `${opt(args, 'host') ?? '127.0.0.1'}:${port ?? 0}`);
     });
     const responder = opt(args, 'mqtt')
