@@ -147,6 +147,7 @@ export class Daemon {
       onWait: (w) => this.onRebootWait(w),
       go: (why, data) => this.rebootNow(why, data),
       bootedGood: async () => (await readStatus(sysroot)).booted?.good === true,
+      staged: async () => (await readStatus(sysroot)).pending !== null,
     });
     if (config.metricsListen) {
       this.metrics = await startMetricsServer(config.metricsListen, () => this.metricsText(), this.d.log);

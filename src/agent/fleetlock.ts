@@ -70,6 +70,8 @@ export interface RetryOptions {
   /** Longest wait between attempts (seconds); waits start at 1 s and double up to it, ±20%. */
   maxDelayS: number;
   signal: AbortSignal;
+  /** Checked before each attempt: true ends the wait (false is returned). */
+  giveUp?: () => Promise<boolean>;
   /** Called after each refused attempt (for the log and the status). */
   onRetry?: (answer: FleetLockAnswer, attempt: number, delayMs: number) => void;
   random?: () => number;
@@ -81,6 +83,7 @@ export async function fleetLockUntilOk(base: string, op: FleetLockOp, id: string
   const random = o.random ?? Math.random;
   let delayMs = Math.min(1000, o.maxDelayS * 1000);
   for (let attempt = 1; !o.signal.aborted; attempt++) {
+    if (await o.giveUp?.()) return false;
     const a = await fleetLockRequest(base, op, id, group, o.timeoutMs);
     if (o.signal.aborted) return false;
     if (a.ok) return true;

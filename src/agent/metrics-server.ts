@@ -50,6 +50,11 @@ export async function startMetricsServer(listen: string, collect: () => Promise<
   const a = server.address();
   return {
     address: { host, port: typeof a === 'object' && a ? a.port : port },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // A scraper keeps its connection alive between scrapes: do not wait for it to go.
+        server.closeAllConnections?.();
+      }),
   };
 }

@@ -28,6 +28,8 @@ export interface RebootPlanDeps {
   go(why: string, data: Record<string, unknown>): Promise<boolean>;
   /** Whether the booted slot is confirmed good (the FleetLock slot is given back only then). */
   bootedGood(): Promise<boolean>;
+  /** Whether an update is still staged (an operator's rollback ends the wait). */
+  staged(): Promise<boolean>;
   random?: () => number;
 }
 
@@ -85,6 +87,7 @@ export class RebootPlanner {
     const windows = this.d.config.rebootWindows.flatMap(parseWindowSpec);
     let announced = 0;
     while (!this.abort.signal.aborted) {
+      if (!(await this.stillStaged())) return;
       const now = this.d.now();
       const p = windowPosition(windows, now);
       if (p.open) {
@@ -104,13 +107,14 @@ export class RebootPlanner {
     const { fleetLockUrl: url, fleetLockGroup: group } = this.d.config;
     // A slot held from before the last reboot is given back first: otherwise the release still
     // being retried could give back the slot this wait is about to take.
-    await this.steady;
     this.d.onWait({ kind: 'lock', attempts: 0, reason: null });
+    await this.steady;
     this.d.log(`reboot: ${reason}; asking ${url} for a reboot slot (group ${group})`);
     const ok = await fleetLockUntilOk(url!, 'pre-reboot', this.d.deviceId, group, {
       maxDelayS: Math.max(1, this.d.config.fleetLockRetryS),
       signal: this.abort.signal,
       random: this.d.random,
+      giveUp: async () => !(await this.stillStaged()),
       onRetry: (a, attempt, ms) => {
         this.d.log(`reboot: no FleetLock slot yet (${a.reason}); attempt ${attempt}, again in ${(ms / 1000).toFixed(1)} s`);
         this.d.onWait({ kind: 'lock', attempts: attempt, reason: a.reason });
@@ -120,6 +124,14 @@ export class RebootPlanner {
     const done = await this.reboot(`${reason}; FleetLock slot granted by ${url} (group ${group})`, { strategy: 'fleet_lock', fleet_lock_url: url, group });
     // Nothing staged any more (rolled back by an operator meanwhile): the slot is not needed.
     if (!done) this.steady = this.release();
+  }
+
+  /** False (and the wait shown as over) when nothing is staged any more. */
+  private async stillStaged(): Promise<boolean> {
+    if (await this.d.staged().catch(() => true)) return true;
+    this.d.log('reboot: nothing is staged any more (rolled back?): not waiting to reboot');
+    this.d.onWait(null);
+    return false;
   }
 
   /** steady-state once the booted slot is good, retried until the server says 200. */

@@ -156,3 +156,34 @@ t.test('fleet_lock: one slot, two devices reboot one after the other; /metrics w
   t.same([...fl.holders.get('workers')!], [ids[second]]);
   t.notOk(fl.requests.some((r) => r.status === 400), 'every request was well formed');
 });
+
+t.test('immediate reboots at once, periodic at once inside a window; a rollback ends a lock wait', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  const fl = await startFleetLock(t, 1);
+  fl.holders.set('default', new Set(['someone-else']));
+  const now = await device(t, v, 'dev-now', `mqtt_url = "${broker.url}"\n`);
+  const open = await device(t, v, 'dev-open', `mqtt_url = "${broker.url}"\nreboot_strategy = "periodic"\nreboot_windows = "Mon-Sun 00:00 24h"\n`);
+  const held = await device(t, v, 'dev-held', `mqtt_url = "${broker.url}"\nreboot_strategy = "fleet_lock"\nfleet_lock_url = "${fl.url}"\nfleet_lock_retry_s = 1\n`);
+  const rec = await recorder(t, broker.url, ['dev-now', 'dev-open', 'dev-held'].map(statusTopic));
+  for (const dev of [now, open, held]) startDaemon(t, dev, []);
+  for (const id of ['dev-now', 'dev-open', 'dev-held']) await rec.waitFor(online(id), 20_000, `${id} online`);
+  await v.release(2);
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url]);
+  await waitUntil(() => rebootRequested(now) && rebootRequested(open), 60_000, 'both reboots');
+  t.match(journal(now).find((e) => e.event === 'reboot' && e.data?.strategy), { data: { strategy: 'immediate', version: '2' } }, 'immediate (the default)');
+  t.match(journal(open).find((e) => e.event === 'reboot' && e.data?.strategy), { data: { strategy: 'periodic', window: 'Mon-Sun 00:00 24h' } }, 'periodic, inside its window');
+  await rec.waitFor((m) => m.topic === statusTopic('dev-held') && m.json?.update?.reboot_wait === 'lock' && m.json.update.lock?.attempts >= 1, 30_000, 'waiting for the lock');
+  t.notOk(rebootRequested(held));
+  // The operator rolls the staged update back: nothing to reboot into, the wait ends.
+  const r = await larchOk(['command', '--mqtt', broker.url, '--device', 'dev-held', '--sign-key', `${v.key}.key`, '--wait', '20', '--json', 'rollback']);
+  t.match(r.json.result, { result: 'ok', cmd: 'rollback' });
+  const ended = await rec.waitFor((m) => m.topic === statusTopic('dev-held') && m.json?.pending === null && m.json.update?.reboot_wait === null, 20_000, 'the wait over');
+  t.equal(ended.json.update.lock, null);
+  const asked = fl.requests.filter((x) => x.op === '/v1/pre-reboot').length;
+  await new Promise((res) => setTimeout(res, 2500));
+  t.equal(fl.requests.filter((x) => x.op === '/v1/pre-reboot').length, asked, 'no more pre-reboot requests');
+  t.notOk(rebootRequested(held), 'no reboot');
+  t.same([...fl.holders.get('default')!], ['someone-else']);
+});
