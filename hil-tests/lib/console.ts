@@ -71,6 +71,8 @@ export class Console {
 
   /** Forget output seen so far: the next expect only sees what arrives from now on. */
   skipAll(): void {
+    // New output starts a line: a boot after a power cut must not join the old shell prompt ("/ # larch: slot=...").
+    if (this.text && !this.text.endsWith('\n')) this.text += '\n';
     this.cursor = this.text.length;
   }
 

@@ -35,9 +35,9 @@ export interface BootResult {
   seconds: number;
 }
 
-export const BOOTLOADER_LINE = /^larch: slot=([AB]) rescue=([01]) wrote=([01])$/m;
+export const BOOTLOADER_LINE = /^larch: slot=([AB]) rescue=([01]) wrote=([01])\n/m;
 const PANIC_LINE = /Kernel panic - not syncing/;
-const BOOT_CHECK_LINE = /^larch: boot-check: (.*)$/m;
+const BOOT_CHECK_LINE = /^larch: boot-check: (.*)\n/m;
 const SHELL_HANDOVER = /^larch: init: synced/m;
 
 /** Parses the bootloader's console line (pure). */

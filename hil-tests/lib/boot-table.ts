@@ -1,0 +1,75 @@
+/**
+ * board/boot-cases.json, the table the bootloader scripts, `larch sim-boot` (bootloaderChoose in
+ * src/bootcount/state.ts) and the boards all answer to. Pure: loading, predicting boots with the
+ * in-process bootloader, and comparing what a board did with a case.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BOOT_VARIABLES, bootloaderChoose } from '../../src/bootcount/state.ts';
+import type { BootLine } from './device.ts';
+
+export interface TableBoot extends BootLine {
+  env?: Record<string, string>;
+}
+export interface BootCase {
+  name: string;
+  comment?: string;
+  env: Record<string, string> | 'missing' | 'corrupt';
+  boots: TableBoot[];
+}
+
+export function loadBootCases(root: string): BootCase[] {
+  const path = join(root, 'board', 'boot-cases.json');
+  return (JSON.parse(readFileSync(path, 'utf8')) as { cases: BootCase[] }).cases;
+}
+
+export function bootCase(cases: BootCase[], name: string): BootCase {
+  const c = cases.find((x) => x.name === name);
+  if (!c) throw new Error(`hil: board/boot-cases.json has no case '${name}' (the scenarios name cases by their "name")`);
+  return c;
+}
+
+/** larch's variables only: the bootloader and the agent own nothing else. */
+export function larchVars(env: Map<string, string> | Record<string, string>): Record<string, string> {
+  const m = env instanceof Map ? env : new Map(Object.entries(env));
+  const out: Record<string, string> = {};
+  for (const k of BOOT_VARIABLES) if (m.has(k)) out[k] = m.get(k)!;
+  return out;
+}
+
+/** What the in-process bootloader does on `n` power-ons in a row from `env`, when nothing else writes in between. */
+export function predictBoots(env: Map<string, string>, n: number): { boots: BootLine[]; env: Map<string, string> } {
+  let vars = new Map(env);
+  const boots: BootLine[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = bootloaderChoose(vars);
+    boots.push({ slot: c.slot, rescue: c.rescue, wrote: c.wrote });
+    if (c.wrote) vars = new Map(c.newVars);
+  }
+  return { boots, env: vars };
+}
+
+export function formatBoots(boots: BootLine[]): string {
+  return boots.map((b) => `${b.slot}${b.rescue ? '(rescue)' : ''}${b.wrote ? '+write' : ''}`).join(' ') || '(none)';
+}
+
+/** Differences between what a board booted and what a case says (empty: they agree). */
+export function compareBoots(observed: BootLine[], expected: BootLine[]): string[] {
+  const problems: string[] = [];
+  if (observed.length !== expected.length) problems.push(`${observed.length} boots, expected ${expected.length}`);
+  for (let i = 0; i < Math.min(observed.length, expected.length); i++) {
+    const o = observed[i];
+    const e = expected[i];
+    if (o.slot !== e.slot || o.rescue !== e.rescue || o.wrote !== e.wrote) problems.push(`boot ${i + 1}: ${formatBoots([o])}, expected ${formatBoots([e])}`);
+  }
+  return problems.length ? [...problems, `observed: ${formatBoots(observed)}; expected: ${formatBoots(expected)}`] : [];
+}
+
+/** Differences between two envs in larch's variables. */
+export function compareEnv(observed: Record<string, string>, expected: Record<string, string>): string[] {
+  const a = larchVars(observed);
+  const b = larchVars(expected);
+  const problems: string[] = [];
+  for (const k of BOOT_VARIABLES) if (a[k] !== b[k]) problems.push(`${k}=${a[k] ?? '(unset)'}, expected ${b[k] ?? '(unset)'}`);
+  return problems;
+}

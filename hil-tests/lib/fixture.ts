@@ -1,0 +1,155 @@
+/**
+ * The host side of a HIL run: a vendor repo with a signing key, the board's disk image built from
+ * images/BOARD.toml by `larch image build`, new versions composed from the same definition with a
+ * few changes (a good one, one whose required health check fails, one whose kernel panics), and
+ * `larch serve` on 127.0.0.1 so the board can reach it (QEMU's 10.0.2.2 is this loopback).
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { parse, stringify } from 'smol-toml';
+
+export const ROOT = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
+/** The .deb cache image.test.ts also uses, so the packages are downloaded once per machine. */
+export const DEB_CACHE = join(ROOT, '.cache', 'compose');
+
+export function larchBinary(architecture: 'amd64' | 'arm64'): string {
+  const path = join(ROOT, 'dist', architecture === 'amd64' ? 'larch' : 'larch-arm64');
+  if (!existsSync(path)) throw new Error(`hil: ${path} is missing: run node scripts/build.mjs ${architecture === 'amd64' ? 'linux-x64' : 'linux-arm64'}`);
+  return path;
+}
+
+/** The host's own larch (x86_64 build machines). */
+export const HOST_LARCH = join(ROOT, 'dist', 'larch');
+
+export function run(cmd: string, args: string[], what = `${cmd} ${args.join(' ')}`): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`hil: ${what} exited ${r.status}:\n${(r.stderr || r.stdout).slice(-3000)}`);
+  return r.stdout;
+}
+
+/** A free TCP port on 127.0.0.1 (the image's repo URL names it before the server starts). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export interface BaseImage {
+  board: string;
+  /** The definition the image was built from (a copy under the work dir, with its overlays). */
+  definition: string;
+  repo: string;
+  signKey: string;
+  image: string;
+  commit: string;
+  version: string;
+  port: number;
+  /** The interface `larch serve` listens on (127.0.0.1 for QEMU: slirp's 10.0.2.2 ends there). */
+  listenHost: string;
+  seconds: number;
+}
+
+/** Builds the board's pristine disk image (once per run); the repo URL in it is http://10.0.2.2:PORT/. */
+export async function buildBaseImage(board: string, architecture: 'amd64' | 'arm64', workDir: string, opts: { serverHost?: string; listenHost?: string; reuse?: boolean } = {}): Promise<BaseImage> {
+  const started = Date.now();
+  mkdirSync(workDir, { recursive: true });
+  // --reuse: a base built by an earlier run in the same work dir (for working on the scenarios).
+  const saved = join(workDir, 'base.json');
+  if (opts.reuse && existsSync(saved)) return { ...(JSON.parse(readFileSync(saved, 'utf8')) as BaseImage), seconds: 0 };
+  rmSync(join(workDir, 'repo'), { recursive: true, force: true });
+  const source = join(ROOT, 'images', `${board}.toml`);
+  if (!existsSync(source)) throw new Error(`hil: ${source} is missing: the board has no image definition yet`);
+  // Variants are composed from copies next to the overlays (overlay paths must stay inside the definition's directory).
+  const images = join(workDir, 'images');
+  cpSync(join(ROOT, 'images'), images, { recursive: true });
+  cpSync(join(ROOT, 'board'), join(workDir, 'board'), { recursive: true });
+  const definition = join(images, `${board}.toml`);
+  const repo = join(workDir, 'repo');
+  run(HOST_LARCH, ['init', '--repo', repo, '--mode', 'archive']);
+  for (const f of ['vendor.key', 'vendor.pub']) rmSync(join(workDir, f), { force: true });
+  run(HOST_LARCH, ['keygen', '--out', join(workDir, 'vendor')]);
+  const port = await freePort();
+  const image = join(workDir, 'pristine.img');
+  const out = run(HOST_LARCH, ['image', 'build', definition, '--board', board, '--out', image, '--repo', repo, '--sign-key', join(workDir, 'vendor.key'), '--larch-bin', larchBinary(architecture), '--cache', DEB_CACHE, '--work-dir', workDir, '--repo-url', `http://${opts.serverHost ?? '10.0.2.2'}:${port}/`, '--json'], 'larch image build');
+  const built = JSON.parse(out) as { commit: string; version: string };
+  const base: BaseImage = { board, definition, repo, signKey: join(workDir, 'vendor.key'), image, commit: built.commit, version: built.version, port, listenHost: opts.listenHost ?? '127.0.0.1', seconds: (Date.now() - started) / 1000 };
+  writeFileSync(saved, JSON.stringify(base, null, 2) + '\n');
+  return base;
+}
+
+export type VariantKind = 'good' | 'bad-health' | 'bad-kernel';
+
+/** What each kind of variant adds to the definition's commands (run in the tree, after the definition's own). */
+export function variantCommands(kind: VariantKind, label: string): string[] {
+  const common = [`mkdir -p usr/share/hil && echo '${label}' > usr/share/hil/version`];
+  switch (kind) {
+    case 'good':
+      // A vendor change in /etc too, so the three-way merge has something to carry over.
+      return [...common, `echo 'vendor ${label}' > etc/hil-vendor.conf`];
+    case 'bad-health':
+      return [...common, `printf '#!/bin/sh\\necho "hil: ${label} fails its required health check on purpose"\\nexit 1\\n' > etc/larch/health.d/required.d/50-hil-fail`, 'chmod 755 etc/larch/health.d/required.d/50-hil-fail'];
+    case 'bad-kernel':
+      // The initramfs /init exits at once: the kernel panics ("Attempted to kill init") on every boot.
+      return [...common, `printf '#!/bin/busybox sh\\necho "larch: init: ${label} exits on purpose (kernel panic)"\\nexit 1\\n' > usr/lib/larch/init`, 'sh usr/lib/larch/mkinitramfs'];
+  }
+}
+
+export interface Variant {
+  kind: VariantKind;
+  commit: string;
+  version: string;
+}
+
+/** Composes a variant onto the device's ref in `repo` and publishes the summary; newer than everything before it. */
+export function composeVariant(base: BaseImage, repo: string, kind: VariantKind, n: number): Variant {
+  const def = parse(readFileSync(base.definition, 'utf8')) as Record<string, unknown>;
+  const version = `${base.version}.${n}-${kind}`;
+  def.version = version;
+  def.subject = `hil ${kind} variant ${n}`;
+  def.commands = [...((def.commands as string[]) ?? []), ...variantCommands(kind, version)];
+  delete def.timestamp;
+  const path = join(base.definition, '..', `hil-${kind}-${n}.toml`);
+  writeFileSync(path, stringify(def));
+  // Newer than the base (2026-01-01) and than every earlier variant: upgrades refuse older timestamps.
+  const timestamp = String(Date.UTC(2026, 0, 1) / 1000 + n * 86400);
+  const out = run(HOST_LARCH, ['compose', path, '--repo', repo, '--sign-key', base.signKey, '--cache', DEB_CACHE, '--timestamp', timestamp, '--json'], `larch compose ${path}`);
+  const commit = (JSON.parse(out) as { commit: string }).commit;
+  run(HOST_LARCH, ['publish', '--repo', repo, '--sign-key', base.signKey]);
+  return { kind, commit, version };
+}
+
+/** `larch serve` of a repo on the port the image's config names. */
+export class Server {
+  private proc: ChildProcess | null = null;
+  constructor(readonly repo: string, readonly port: number, readonly logPath: string, readonly host = '127.0.0.1') {}
+
+  async start(): Promise<void> {
+    const proc = spawn(HOST_LARCH, ['serve', '--repo', this.repo, '--host', this.host, '--port', String(this.port), '--log', this.logPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      proc.stdout!.on('data', (d) => {
+        out += d;
+        if (out.includes('http://')) resolve();
+      });
+      proc.stderr!.on('data', (d) => (out += d));
+      proc.on('exit', (code) => reject(new Error(`hil: larch serve exited ${code}: ${out}`)));
+    });
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    this.proc = null;
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise((r) => proc.on('exit', r));
+    proc.kill('SIGTERM');
+    await exited;
+  }
+}

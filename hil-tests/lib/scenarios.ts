@@ -1,0 +1,9 @@
+/** Every scenario, by id (the order `npm run hil` runs them in). */
+import type { Scenario } from './scenario.ts';
+import { upgrade } from '../scenarios/upgrade.ts';
+import { badUpdateScenario } from '../scenarios/bad-update.ts';
+import { powerCutScenario } from '../scenarios/power-cut.ts';
+import { rollbackScenario } from '../scenarios/rollback.ts';
+import { bootTableScenario } from '../scenarios/boot-table.ts';
+
+export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario];
