@@ -24,7 +24,7 @@ const TOOLS = {
   'qemu-system-aarch64': 'qemu-system-arm', '/usr/lib/u-boot/qemu_arm64/u-boot.bin': 'u-boot-qemu', mcopy: 'mtools', 'mkfs.vfat': 'dosfstools',
   // larch image build and its QEMU boot test: filesystems and partitions on image files, GRUB for BIOS, the initramfs
   'mkfs.ext4': 'e2fsprogs', debugfs: 'e2fsprogs', sfdisk: 'fdisk', 'grub-mkimage': 'grub-common', '/usr/lib/grub/i386-pc/boot.img': 'grub-pc-bin',
-  'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio',
+  'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio', mdir: 'mtools', mtype: 'mtools',
 };
 const missing = [...new Set(Object.entries(TOOLS).filter(([t]) => !has(t)).map(([, p]) => p))];
 if (missing.length > 0) {
@@ -37,6 +37,26 @@ if (missing.length > 0) {
   const inst = spawnSync('apt-get', ['install', '-y', '--no-install-recommends', ...missing], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
   if (upd.status !== 0 || inst.status !== 0) {
     console.error(`test-setup: apt-get install ${missing.join(' ')} failed`);
+    process.exit(1);
+  }
+}
+
+// The image test composes the arm64 demo image (images/qemu-arm64-uboot.toml) from Debian's arm64
+// packages, so apt needs arm64 indexes next to the host's: added here (root), or a loud failure.
+const hostArch = spawnSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).stdout.trim();
+const FOREIGN_ARCHES = hostArch === 'arm64' ? [] : ['arm64'];
+const aptKnows = (arch) => /Candidate: (?!\(none\))/.test(spawnSync('apt-cache', ['policy', `libc6:${arch}`], { encoding: 'utf8' }).stdout ?? '');
+const noIndexes = FOREIGN_ARCHES.filter((a) => !aptKnows(a));
+if (noIndexes.length > 0) {
+  const how = noIndexes.map((a) => `dpkg --add-architecture ${a}`).join(' && ') + ' && apt-get update';
+  if (!isRoot) {
+    console.error(`test-setup: apt has no ${noIndexes.join(', ')} indexes (the image test composes images for them). Run as root: ${how}`);
+    process.exit(1);
+  }
+  console.error(`test-setup: adding apt indexes for ${noIndexes.join(', ')}: ${how}`);
+  const r = spawnSync('sh', ['-c', how], { stdio: 'inherit' });
+  if (r.status !== 0 || noIndexes.some((a) => !aptKnows(a))) {
+    console.error(`test-setup: '${how}' did not give apt ${noIndexes.join(', ')} indexes`);
     process.exit(1);
   }
 }

@@ -141,8 +141,11 @@ else
   if load ${devtype} ${larch_part} ${kernel_addr_r} ${larch_slot}/${larch_kernel}; then
     setenv larch_initrd_arg -
     if load ${devtype} ${larch_part} ${ramdisk_addr_r} ${larch_slot}/${larch_initrd}; then setenv larch_initrd_arg ${ramdisk_addr_r}:${filesize}; fi
+    # No fdt_addr_r (QEMU's U-Boot has none): the device tree U-Boot itself runs on.
     setenv larch_fdt_addr ${fdtcontroladdr}
-    if load ${devtype} ${larch_part} ${fdt_addr_r} ${larch_slot}/${larch_fdt}; then setenv larch_fdt_addr ${fdt_addr_r}; fi
+    if test -n "${fdt_addr_r}"; then
+      if load ${devtype} ${larch_part} ${fdt_addr_r} ${larch_slot}/${larch_fdt}; then setenv larch_fdt_addr ${fdt_addr_r}; fi
+    fi
     ${larch_boot} ${kernel_addr_r} ${larch_initrd_arg} ${larch_fdt_addr}
   fi
   echo "larch: slot ${larch_slot} did not boot"

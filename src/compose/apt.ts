@@ -60,11 +60,15 @@ export async function checkArchitecture(architecture: string): Promise<{ native:
  */
 export async function resolvePackages(specs: PackageSpec[], architecture: string, native: boolean): Promise<ResolvedPackage[]> {
   const query = (name: string) => (native ? name : `${name}:${architecture}`);
-  const policyRun = await runTool('apt-cache', ['policy', ...specs.map((s) => query(s.name))]);
+  // apt lists Architecture: all packages under the host's architecture only ('name:arm64' on an
+  // amd64 host is an empty entry), so a foreign target also asks for the plain name.
+  const policyRun = await runTool('apt-cache', ['policy', ...specs.flatMap((s) => (native ? [s.name] : [query(s.name), s.name]))]);
   if (policyRun.code !== 0) throw new LarchError('IO', `'apt-cache policy' failed: ${stderrTail(policyRun.stderr)}`);
   const policy = parsePolicy(policyRun.stdout);
   const chosen = specs.map((spec) => {
-    const entry = policy.get(query(spec.name)) ?? policy.get(spec.name);
+    const qualified = policy.get(query(spec.name));
+    const entry = qualified && qualified.versions.length > 0 ? qualified : (policy.get(spec.name) ?? qualified);
+    const asked = entry === qualified ? query(spec.name) : spec.name;
     const available = (entry?.versions ?? []).filter((v) => v.downloadable).map((v) => v.version);
     if (!entry) {
       throw new LarchError('NOT_FOUND', `package '${spec.name}' does not exist in the apt sources for ${architecture}`, {
@@ -85,10 +89,10 @@ export async function resolvePackages(specs: PackageSpec[], architecture: string
       });
     }
     const version = spec.version ?? (entry.candidate && available.includes(entry.candidate) ? entry.candidate : available[0]);
-    return { name: spec.name, version };
+    return { name: spec.name, version, asked };
   });
 
-  const showRun = await runTool('apt-cache', ['show', ...chosen.map((c) => `${query(c.name)}=${c.version}`)]);
+  const showRun = await runTool('apt-cache', ['show', ...chosen.map((c) => `${c.asked}=${c.version}`)]);
   if (showRun.code !== 0) throw new LarchError('IO', `'apt-cache show' failed: ${stderrTail(showRun.stderr)}`);
   const stanzas = parseStanzas(showRun.stdout);
   return chosen.map((c) => {
@@ -133,8 +137,8 @@ export async function fetchPackages(packages: ResolvedPackage[], cacheDir: strin
   if (missing.length === 0) return out;
   const partial = await mkdtemp(join(cacheDir, '.partial-'));
   try {
-    // apt files Architecture: all packages under every architecture, so name:TARGET finds them too.
-    const query = (p: ResolvedPackage) => `${p.name}${target.native ? '' : `:${target.architecture}`}=${p.version}`;
+    // Architecture: all packages are known to apt by their plain name only (see resolvePackages).
+    const query = (p: ResolvedPackage) => `${p.name}${target.native || p.architecture === 'all' ? '' : `:${target.architecture}`}=${p.version}`;
     const run = await runTool('apt-get', ['download', '-q', ...missing.map(query)], { cwd: partial });
     if (run.code !== 0) {
       throw new LarchError('IO', `'apt-get download' of ${missing.length} package(s) failed: ${stderrTail(run.stderr)}`, {

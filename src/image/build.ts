@@ -4,7 +4,7 @@
  * HTTP, from an in-process server on 127.0.0.1 over the repo after `publish`), the larch binary is
  * added as S/larch/bin/larch, and disk.ts lays it out into partitions. No root needed.
  */
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,25 +12,48 @@ import { LarchError } from '../errors.ts';
 import { provision } from '../agent/provision.ts';
 import { httpRemote } from '../agent/remote-http.ts';
 import { Sysroot } from '../agent/sysroot.ts';
+import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import { DEFAULT_TRIES } from '../bootcount/state.ts';
 import { type ComposeResult, compose } from '../compose/compose.ts';
 import { publish } from '../server/publish.ts';
 import { startServer } from '../server/serve.ts';
 import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
-import { type DiskLayout, buildDisk } from './disk.ts';
+import { type DiskBootloader, type DiskLayout, buildDisk } from './disk.ts';
+import { grubBootloader } from './grub.ts';
+import { ubootBootloader } from './uboot.ts';
 
 /** Seconds: `larch publish`'s default (7 days). */
 const SUMMARY_EXPIRES_IN = 7 * 24 * 3600;
+/** Where the initramfs mounts the root partition, and where larch finds the sysroot on the device
+ * (images/overlay/initramfs/usr/lib/larch/init: `larch boot-check --sysroot /sysroot`). */
+export const DEVICE_SYSROOT = '/sysroot';
 
-/** The boards `image build` knows, with their kernel arguments. */
+interface Board {
+  bootloader: 'grub' | 'uboot';
+  /** Debian architecture: the definition's must match. */
+  architecture: string;
+  /** Kernel arguments; the boot script appends larch.slot=A|B. */
+  bootargs: string;
+  /** U-Boot boards: mkimage's -A for boot.scr. */
+  ubootArch?: string;
+}
+
+/** The boards `image build` knows. The disk is virtio (vda) on both; see docs/images.md. */
 export const BOARDS = {
   'qemu-x86_64-grub': {
-    bootloader: 'grub' as const,
+    bootloader: 'grub',
     architecture: 'amd64',
     bootargs: 'console=ttyS0,115200 panic=10 quiet larch.root=/dev/vda2 larch.boot=/dev/vda1',
   },
-};
+  // QEMU virt with Debian's u-boot-qemu as firmware; the console is the PL011 UART.
+  'qemu-arm64-uboot': {
+    bootloader: 'uboot',
+    architecture: 'arm64',
+    bootargs: 'console=ttyAMA0 panic=10 quiet larch.root=/dev/vda2 larch.boot=/dev/vda1',
+    ubootArch: 'arm64',
+  },
+} satisfies Record<string, Board>;
 export type BoardName = keyof typeof BOARDS;
 
 export function isBoard(name: string): name is BoardName {
@@ -84,10 +107,11 @@ async function boardFile(rel: string, definitionPath?: string): Promise<string> 
 }
 
 export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<ImageBuildResult> {
-  const board = BOARDS[opts.board];
+  const board: Board = BOARDS[opts.board];
   if (opts.trustedKeys.length === 0) throw new LarchError('USAGE', 'image build: --keys K.pub is required (the keys the device trusts)');
   if (opts.signKeys.length === 0) throw new LarchError('USAGE', 'image build: --sign-key K.key is required (the summary the device reads must be signed)');
-  const larchCfg = await boardFile('grub/grub.cfg', opts.definitionPath);
+  // Read before any work, so a missing board/ file fails fast.
+  const script = await boardFile(board.bootloader === 'grub' ? 'grub/grub.cfg' : 'uboot/boot.cmd', opts.definitionPath);
   const log = opts.progress ?? (() => {});
 
   let composed: ComposeResult | null = null;
@@ -142,10 +166,38 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     await chmod(bin, 0o755);
 
     log(`writing ${opts.out}`);
-    const grubCfg = `# larch: board ${opts.board}. The boot state logic is larch.cfg (board/grub/grub.cfg).\nset larch_bootargs="${board.bootargs}"\nsource \${prefix}/larch.cfg\n`;
-    const layout = await buildDisk({ sysroot: sysrootPath, out: opts.out, workDir: work, grubCfg, larchCfg, bootSizeMiB: opts.bootSizeMiB, rootSizeMiB: opts.rootSizeMiB });
+    const bootloader = board.bootloader === 'grub' ? grubFiles(opts.board, board, script, work) : await ubootFiles(opts.board, board, script, sysrootPath, work);
+    const layout = await buildDisk({ sysroot: sysrootPath, out: opts.out, workDir: work, bootloader, bootSizeMiB: opts.bootSizeMiB, rootSizeMiB: opts.rootSizeMiB });
     return { out: opts.out, board: opts.board, commit, version, ref: ref!, compose: composed ? { commit: composed.commit, packages: composed.packages, kernel: composed.kernel } : null, layout };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** GRUB: a grub.cfg that sets the board's variables and sources larch.cfg (board/grub/grub.cfg). */
+function grubFiles(name: BoardName, board: Board, larchCfg: string, work: string): DiskBootloader {
+  const grubCfg = `# larch: board ${name}. The boot state logic is larch.cfg (board/grub/grub.cfg).\nset larch_bootargs="${board.bootargs}"\nsource \${prefix}/larch.cfg\n`;
+  return grubBootloader({ grubCfg, larchCfg, workDir: work });
+}
+
+/**
+ * U-Boot: boot.scr (the board's settings, then board/uboot/boot.cmd). provision wrote uboot.env
+ * and an fw_env.config naming it by its path on this build host; the device reads the same file
+ * at DEVICE_SYSROOT/boot/uboot.env (the boot partition), so the config is rewritten to that.
+ */
+async function ubootFiles(name: BoardName, board: Board, bootCmd: string, sysrootPath: string, work: string): Promise<DiskBootloader> {
+  const sysroot = new Sysroot(sysrootPath);
+  const configPath = sysroot.fwEnvConfigPath();
+  const config = parseFwEnvConfig(await readFile(configPath, 'utf8'), `'${configPath}'`);
+  const size = `0x${config.envSizeBytes.toString(16)}`;
+  const devicePath = join(DEVICE_SYSROOT, 'boot', 'uboot.env');
+  await writeFile(configPath, `# larch: the U-Boot env is a file on the boot partition, mounted at ${DEVICE_SYSROOT}/boot (board/uboot/fw_env.config.fat-file)\n${devicePath}\t0x0\t${size}\n`);
+  return ubootBootloader({
+    arch: board.ubootArch ?? 'arm64',
+    name,
+    // The deployer names the slot's files vmlinuz and initrd.img (arm64's vmlinuz is an Image, as booti wants).
+    settings: { larch_bootargs: board.bootargs, larch_kernel: 'vmlinuz', larch_initrd: 'initrd.img', larch_env: 'fat', larch_env_file: 'uboot.env', larch_env_size: size },
+    bootCmd,
+    workDir: work,
+  });
 }

@@ -1,22 +1,26 @@
 /**
  * A partitioned disk image from a sysroot directory, without root: the boot partition (FAT, made
- * with mkfs.vfat and filled with mtools' mcopy) holds the sysroot's /boot; the root partition
- * (ext4, `mkfs.ext4 -d`) holds the rest; sfdisk writes an MBR partition table into the image file;
- * dd places the filesystems and GRUB's boot.img and core.img (i386-pc, from grub-pc-bin).
+ * with mkfs.vfat and filled with mtools' mcopy) holds the sysroot's /boot plus the bootloader's
+ * files; the root partition (ext4, `mkfs.ext4 -d`) holds the rest; sfdisk writes an MBR partition
+ * table into the image file; dd places the filesystems. What is bootloader-specific (files on the
+ * boot partition, boot code before it) comes in a DiskBootloader: grub.ts, uboot.ts.
  */
-import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { LarchError } from '../errors.ts';
-import { runTool, stderrTail } from '../compose/_run.ts';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { tool } from './_tool.ts';
 
 const MiB = 1024 * 1024;
-const SECTOR = 512;
-/** The first partition starts at 1 MiB; GRUB's core.img sits in the gap after the MBR (LBA 1). */
+export const SECTOR = 512;
+/** The first partition starts at 1 MiB (the gap before it holds GRUB's core.img on BIOS). */
 const FIRST_LBA = 2048;
 
-/** The GRUB modules of core.img: enough for board/grub/grub.cfg, the grubenv on FAT and linux boot. */
-export const GRUB_MODULES = ['biosdisk', 'part_msdos', 'fat', 'ext2', 'normal', 'configfile', 'loadenv', 'test', 'echo', 'linux', 'sleep', 'halt', 'reboot', 'serial', 'terminal', 'cat', 'ls'];
-const GRUB_I386_DIR = '/usr/lib/grub/i386-pc';
+/** What a bootloader adds to the disk. */
+export interface DiskBootloader {
+  /** Files for the boot partition, by path relative to its root (they replace the sysroot's). */
+  bootFiles: Record<string, string | Uint8Array>;
+  /** Writes boot code into the image after the partition table (MBR code, the gap before partition 1). */
+  writeBootCode?(disk: string, firstPartitionStart: number): Promise<void>;
+}
 
 export interface DiskLayout {
   /** Bytes of the whole image, partitions in bytes (multiples of 1 MiB). */
@@ -30,22 +34,9 @@ export interface BuildDiskOptions {
   sysroot: string;
   out: string;
   workDir: string;
-  /** Contents of the boot partition's /grub/grub.cfg (sets the board's variables, then sources larch.cfg). */
-  grubCfg: string;
-  /** board/grub/grub.cfg, installed as /grub/larch.cfg. */
-  larchCfg: string;
+  bootloader: DiskBootloader;
   bootSizeMiB?: number;
   rootSizeMiB?: number;
-}
-
-/** @throws IO or TOOL_MISSING when a tool fails */
-async function tool(cmd: string, args: string[], provider: string, cwd?: string): Promise<string> {
-  const r = await runTool(cmd, args, { cwd }).catch((err: unknown) => {
-    if (err instanceof LarchError && err.code === 'TOOL_MISSING') throw new LarchError('TOOL_MISSING', `image build: '${cmd}' is not installed`, { hint: `apt-get install ${provider}` });
-    throw err;
-  });
-  if (r.code !== 0) throw new LarchError('IO', `image build: ${cmd} failed: ${stderrTail(r.stderr) || `exit ${r.code}`}`, { data: { tool: cmd } });
-  return r.stdout;
 }
 
 /** Bytes used by a tree, as du counts them (blocks), for sizing the partitions. */
@@ -71,9 +62,10 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
   await rm(bootTree, { recursive: true, force: true });
   await rename(join(opts.sysroot, 'boot'), bootTree);
   await mkdir(join(opts.sysroot, 'boot'), { mode: 0o755 }); // the mount point
-  await mkdir(join(bootTree, 'grub'), { recursive: true });
-  await writeFile(join(bootTree, 'grub', 'grub.cfg'), opts.grubCfg);
-  await writeFile(join(bootTree, 'grub', 'larch.cfg'), opts.larchCfg);
+  for (const [path, content] of Object.entries(opts.bootloader.bootFiles)) {
+    await mkdir(dirname(join(bootTree, path)), { recursive: true });
+    await writeFile(join(bootTree, path), content);
+  }
 
   const layout = planLayout(await treeBytes(bootTree), await treeBytes(opts.sysroot), opts);
   const bootImg = join(opts.workDir, 'boot.vfat');
@@ -85,24 +77,16 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
   await rm(rootImg, { force: true });
   await tool('mkfs.ext4', ['-q', '-F', '-L', 'larch-root', '-E', 'root_owner=0:0', '-d', opts.sysroot, rootImg, `${layout.root.size / 1024}k`], 'e2fsprogs');
 
-  // core.img: GRUB for BIOS, with an embedded config that puts it on the serial port and reads
-  // /grub/grub.cfg of the boot partition.
-  const early = join(opts.workDir, 'early.cfg');
-  await writeFile(early, 'serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\nset root=(hd0,msdos1)\nset prefix=(hd0,msdos1)/grub\nconfigfile $prefix/grub.cfg\n');
-  const core = join(opts.workDir, 'core.img');
-  await tool('grub-mkimage', ['-O', 'i386-pc', '-d', GRUB_I386_DIR, '-o', core, '-p', '(hd0,msdos1)/grub', '-c', early, ...GRUB_MODULES], 'grub-pc-bin');
-  const coreSize = (await stat(core)).size;
-  if (coreSize > (FIRST_LBA - 1) * SECTOR) throw new LarchError('IO', `image build: GRUB core.img is ${coreSize} bytes, more than the gap before the first partition`);
-
   await rm(opts.out, { force: true });
   await tool('truncate', ['-s', String(layout.size), opts.out], 'coreutils');
+  // Partition 1 bootable: U-Boot's distro_bootcmd looks for boot.scr on bootable partitions only.
   const table = `label: dos\nunit: sectors\nstart=${layout.boot.start / SECTOR}, size=${layout.boot.size / SECTOR}, type=c, bootable\nstart=${layout.root.start / SECTOR}, size=${layout.root.size / SECTOR}, type=83\n`;
   const tableFile = join(opts.workDir, 'table.sfdisk');
   await writeFile(tableFile, table);
   await tool('sh', ['-c', 'sfdisk -q --no-reread --no-tell-kernel "$1" < "$2"', 'sh', opts.out, tableFile], 'fdisk');
-  const dd = (input: string, args: string[]) => tool('dd', [`if=${input}`, `of=${opts.out}`, 'conv=notrunc,fsync', 'status=none', ...args], 'coreutils');
-  await dd(join(GRUB_I386_DIR, 'boot.img'), ['bs=440', 'count=1']); // keeps the partition table
-  await dd(core, ['bs=512', 'seek=1']);
+  await opts.bootloader.writeBootCode?.(opts.out, layout.boot.start);
+  // sparse: the image is a fresh truncate, so the filesystems' zero blocks need no writing (most of the root partition).
+  const dd = (input: string, args: string[]) => tool('dd', [`if=${input}`, `of=${opts.out}`, 'conv=notrunc,sparse,fsync', 'status=none', ...args], 'coreutils');
   await dd(bootImg, ['bs=1M', `seek=${layout.boot.start / MiB}`]);
   await dd(rootImg, ['bs=1M', `seek=${layout.root.start / MiB}`]);
   await rm(bootImg, { force: true });

@@ -1,27 +1,47 @@
 /**
- * larch image build for qemu-x86_64-grub, through the Bun binary: the demo definition
- * (images/qemu-x86_64-grub.toml, real Debian packages, cached in .cache/compose) becomes a disk
- * image built without root; its partition table (sfdisk -d), boot partition (mtools) and root
- * partition (debugfs) hold what docs/images.md says; then it boots under qemu-system-x86_64
- * (TCG, never KVM): GRUB picks slot A, the initramfs mounts the deployment and runs
- * `larch boot-check`, whose result is read from the serial console.
+ * larch image build for both boards, through the Bun binary: the demo definitions
+ * (images/qemu-x86_64-grub.toml, images/qemu-arm64-uboot.toml; real Debian packages, cached in
+ * .cache/compose) become disk images built without root; their partition tables (sfdisk -d), boot
+ * partitions (mtools) and root partitions (debugfs) hold what docs/images.md says; then each boots
+ * under QEMU (TCG, never KVM): GRUB (x86_64, SeaBIOS) or U-Boot (aarch64 virt, Debian's
+ * u-boot-qemu) picks slot A, the initramfs mounts the deployment and runs `larch boot-check`, whose
+ * result is read from the serial console. Boot times are printed as comments.
+ *
+ * Outside CI a machine without the tools or the apt indexes skips a board; with CI set nothing is
+ * skipped: the test fails naming what is missing (scripts/test-setup.mjs installs it all).
  */
 import t from 'tap';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, ROOT, larch, larchOk, sh, tempDir } from '../helpers.ts';
 
 const CACHE = join(ROOT, '.cache', 'compose');
-const TOOLS = ['qemu-system-x86_64', 'grub-mkimage', 'sfdisk', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'debugfs', 'cpio', 'grub-editenv', 'mtype'];
-const missing = TOOLS.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0);
-const native = sh('dpkg --print-architecture').trim() === 'amd64';
+const CI = Boolean(process.env.CI);
+const UBOOT_BIN = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
+const BIN_ARM64 = join(ROOT, 'dist', 'larch-arm64');
+const COMMON_TOOLS = ['sfdisk', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'mtype', 'mdir', 'debugfs', 'cpio'];
+const hostArch = sh('dpkg --print-architecture').trim();
+const aptArchs = [hostArch, ...sh('dpkg --print-foreign-architectures').split('\n').filter(Boolean)];
+
+/** Why a board's test cannot run on this machine, or false. */
+function cannotRun(tools: string[], files: string[], arch: string): string | false {
+  const missing = [...tools.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0), ...files.filter((f) => !existsSync(f))];
+  if (missing.length > 0) return `missing: ${missing.join(' ')} (node scripts/test-setup.mjs installs them, as root)`;
+  if (!aptArchs.includes(arch)) return `no ${arch} apt indexes (dpkg --add-architecture ${arch} && apt-get update; node scripts/test-setup.mjs does it, as root)`;
+  return false;
+}
+const X86_CANNOT = hostArch !== 'amd64' ? 'needs an amd64 host (the guest runs dist/larch, the host build)' : cannotRun([...COMMON_TOOLS, 'qemu-system-x86_64', 'grub-mkimage', 'grub-editenv'], ['/usr/lib/grub/i386-pc/boot.img'], 'amd64');
+const ARM64_CANNOT = cannotRun([...COMMON_TOOLS, 'qemu-system-aarch64', 'mkimage', 'fw_printenv', 'fw_setenv'], [UBOOT_BIN, join(ROOT, 'node_modules', '.bin', 'bun')], 'arm64');
+/** tap options: skip outside CI only; in CI the test runs and fails on the reason. */
+const gate = (reason: string | false) => ({ skip: CI ? false : reason, timeout: 300_000 });
 
 t.test('image build: usage errors', async (t) => {
   const dir = tempDir(t, 'larch-image-usage-');
   const repo = join(dir, 'repo');
   await larchOk(['init', '--repo', repo, '--mode', 'archive']);
   const cases: [string, string[], RegExp][] = [
-    ['unknown board', ['image', 'build', 'x.toml', '--board', 'pi9', '--out', join(dir, 'd.img'), '--repo', repo], /unknown board 'pi9' \(known: qemu-x86_64-grub\)/],
+    ['unknown board', ['image', 'build', 'x.toml', '--board', 'pi9', '--out', join(dir, 'd.img'), '--repo', repo], /unknown board 'pi9' \(known: qemu-x86_64-grub, qemu-arm64-uboot\)/],
     ['definition and --rev', ['image', 'build', 'x.toml', '--rev', 'HEAD', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
     ['neither', ['image', 'build', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
     ['no --out', ['image', 'build', 'x.toml', '--board', 'qemu-x86_64-grub', '--repo', repo], /--out/],
@@ -33,22 +53,46 @@ t.test('image build: usage errors', async (t) => {
   }
 });
 
+/** The QEMU command line of a board (TCG only: never -enable-kvm, KVM is broken on CI-like hosts). */
+type Machine = { cmd: string; args: (disk: string) => string[] };
+// -cpu max: Bun needs AVX2, which TCG has since QEMU 7.2. -no-reboot: a panic ends the run.
+const X86: Machine = { cmd: 'qemu-system-x86_64', args: (disk) => ['-machine', 'pc', '-cpu', 'max', '-m', '1024', '-nographic', '-nodefaults', '-serial', 'stdio', '-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none', '-no-reboot'] };
+// Debian's U-Boot as the firmware; the disk on virtio-mmio (vda); cortex-a57 (ARMv8.0, as small boards
+// have; the Bun binary runs on it, and it is no slower under TCG than -cpu max).
+const ARM64: Machine = {
+  cmd: 'qemu-system-aarch64',
+  args: (disk) => ['-machine', 'virt', '-cpu', 'cortex-a57', '-m', '1024', '-nographic', '-nodefaults', '-serial', 'stdio', '-bios', UBOOT_BIN, '-drive', `if=none,file=${disk},format=raw,id=hd0`, '-device', 'virtio-blk-device,drive=hd0', '-nic', 'none', '-no-reboot'],
+};
+
+interface Boot {
+  console: string;
+  outcome: Record<string, unknown>;
+  /** Power-on to the boot-check line, and to the milestones before it (null: not seen). */
+  seconds: number;
+  chose: number | null;
+  mounted: number | null;
+}
+
 /** Boots the image until the init has synced after boot-check; QEMU is stopped (and waited for) before returning. */
-async function boot(t: { teardown(fn: () => unknown): void }, disk: string): Promise<{ console: string; outcome: Record<string, unknown>; seconds: number }> {
+async function boot(t: { teardown(fn: () => unknown): void }, machine: Machine, disk: string): Promise<Boot> {
   const started = Date.now();
-  const qemu: ChildProcess = spawn('qemu-system-x86_64', ['-machine', 'pc', '-cpu', 'max', '-m', '1024', '-nographic', '-nodefaults', '-serial', 'stdio', '-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none', '-no-reboot'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const qemu: ChildProcess = spawn(machine.cmd, machine.args(disk), { stdio: ['pipe', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => qemu.on('exit', () => resolve()));
   t.teardown(() => {
     if (qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
   });
   let raw = '';
   const clean = () => raw.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
+  const marks: { chose: number | null; mounted: number | null } = { chose: null, mounted: null };
+  const since = () => (Date.now() - started) / 1000;
   try {
     const line = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no boot-check within 150 s; console:\n${clean().slice(-3000)}`)), 150_000);
       const onData = (d: Buffer) => {
         raw += d.toString('latin1');
         const text = clean();
+        if (marks.chose === null && /larch: slot=[AB] /.test(text)) marks.chose = since();
+        if (marks.mounted === null && /^larch: init: slot [AB] mounted/m.test(text)) marks.mounted = since();
         const m = /^larch: boot-check: (.*)$/m.exec(text);
         if (m && /larch: init: synced/.test(text)) {
           clearTimeout(timer);
@@ -62,15 +106,21 @@ async function boot(t: { teardown(fn: () => unknown): void }, disk: string): Pro
         reject(new Error(`qemu exited ${code}; console:\n${clean().slice(-3000)}`));
       });
     });
-    const seconds = (Date.now() - started) / 1000;
-    return { console: clean(), outcome: JSON.parse(line) as Record<string, unknown>, seconds };
+    return { console: clean(), outcome: JSON.parse(line) as Record<string, unknown>, seconds: since(), ...marks };
   } finally {
     qemu.kill('SIGKILL');
     await exited;
   }
 }
 
-t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-check', { skip: missing.length ? `missing: ${missing.join(' ')}` : !native ? 'needs an amd64 host (apt indexes for amd64)' : false, timeout: 300_000 }, async (t) => {
+/** One comment line with the boot's times, for docs/images.md. */
+function timing(what: string, b: Boot): string {
+  const f = (n: number | null) => (n === null ? '?' : n.toFixed(1));
+  return `${what}: power-on to boot-check ${f(b.seconds)} s (bootloader chose the slot at ${f(b.chose)} s, init mounted it at ${f(b.mounted)} s)`;
+}
+
+t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-check', gate(X86_CANNOT), async (t) => {
+  if (X86_CANNOT) return void t.fail(`cannot run in CI: ${X86_CANNOT}`);
   const dir = tempDir(t, 'larch-image-');
   const repo = join(dir, 'repo');
   await larchOk(['init', '--repo', repo, '--mode', 'archive']);
@@ -118,9 +168,9 @@ t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-chec
   t.match(debugfs('ls -p /larch/keys'), /vendor\.pub/);
   t.match(debugfs('cat /larch/config.json'), /"bootloader":\s*"grub"/);
 
-  // Boot it: TCG only (-cpu max: Bun needs AVX2, which TCG has since QEMU 7.2).
-  const first = await boot(t, disk);
-  t.comment(`power-on to boot-check: ${first.seconds.toFixed(1)} s`);
+  // Boot it.
+  const first = await boot(t, X86, disk);
+  t.comment(timing('qemu-x86_64-grub', first));
   t.match(first.console, /larch: slot=A rescue=0 wrote=0/, 'GRUB chose slot A from the grubenv without a write');
   t.match(first.console, /larch: init: slot A mounted/);
   t.equal(first.outcome.slot, 'A');
@@ -133,8 +183,8 @@ t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-chec
   // grubenv), boot-check finds it healthy and marks it good from Linux; the grubenv says so after.
   const envFile = join(dir, 'grubenv');
   sh(`mcopy -o -i '${img}' ::/grub/grubenv '${envFile}' && grub-editenv '${envFile}' set BOOT_A_GOOD=0 BOOT_A_LEFT=3 && mcopy -o -i '${img}' '${envFile}' ::/grub/grubenv`);
-  const second = await boot(t, disk);
-  t.comment(`power-on to boot-check (unconfirmed slot): ${second.seconds.toFixed(1)} s`);
+  const second = await boot(t, X86, disk);
+  t.comment(timing('qemu-x86_64-grub, unconfirmed slot', second));
   t.match(second.console, /larch: slot=A rescue=0 wrote=1/, 'GRUB spent a try on slot A');
   t.equal(second.outcome.outcome, 'confirmed', 'boot-check marked slot A good');
   t.equal(second.outcome.healthy, true);
@@ -142,4 +192,83 @@ t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-chec
   t.match(after, /BOOT_A_GOOD=1\n/, 'marked good in the grubenv');
   t.match(after, /BOOT_A_LEFT=0\n/);
   t.match(after, /BOOT_LKG=A\n/);
+});
+
+t.test('image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to boot-check', gate(ARM64_CANNOT), async (t) => {
+  if (ARM64_CANNOT) return void t.fail(`cannot run in CI: ${ARM64_CANNOT}`);
+  // The guest's larch: the arm64 Bun build of this tree (Bun fetches its arm64 runtime from npm once).
+  const build = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), 'linux-arm64'], { cwd: ROOT, encoding: 'utf8' });
+  t.equal(build.status, 0, `node scripts/build.mjs linux-arm64: ${build.stderr.slice(-500)}`);
+  const dir = tempDir(t, 'larch-image-arm64-');
+  const repo = join(dir, 'repo');
+  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  await larchOk(['keygen', '--out', join(dir, 'vendor')]);
+  const disk = join(dir, 'disk.img');
+  const started = Date.now();
+  const built = await larchOk(['image', 'build', join(ROOT, 'images', 'qemu-arm64-uboot.toml'), '--board', 'qemu-arm64-uboot', '--out', disk, '--repo', repo, '--sign-key', join(dir, 'vendor.key'), '--larch-bin', BIN_ARM64, '--cache', CACHE, '--work-dir', dir, '--json'], { cwd: dir });
+  const result = JSON.parse(built.stdout);
+  t.comment(`qemu-arm64-uboot image built in ${((Date.now() - started) / 1000).toFixed(1)} s: ${Math.round(result.layout.size / 1048576)} MiB`);
+  t.equal(result.board, 'qemu-arm64-uboot');
+  t.equal(result.compose.kernel.release, '6.1.0-56-arm64');
+
+  // The partition table as on x86; no boot code before partition 1 (U-Boot is the board's firmware).
+  const parts = sh(`sfdisk -d '${disk}'`).split('\n').filter((l) => l.startsWith(disk));
+  t.equal(parts.length, 2, 'two partitions');
+  t.match(parts[0], /start=\s*2048, size=\s*\d+, type=c, bootable/, 'FAT32 boot partition, bootable (distro_bootcmd scans those)');
+  t.match(parts[1], /type=83/);
+  const rootStart = Number(/start=\s*(\d+)/.exec(parts[1])![1]) * 512;
+  const mbr = spawnSync('dd', [`if=${disk}`, 'bs=512', 'count=1', 'status=none']).stdout as Buffer;
+  t.ok(mbr.subarray(0, 440).every((b) => b === 0), 'no boot code in the MBR');
+
+  // The boot partition: boot.scr (a mkimage script: board settings, then board/uboot/boot.cmd),
+  // uboot.env (the boot state: A good and first), fw_env.config naming it at its path on the device.
+  const img = `${disk}@@1M`;
+  const scr = join(dir, 'boot.scr');
+  sh(`mcopy -o -i '${img}' ::/boot.scr '${scr}'`);
+  const scrText = sh(`cat '${scr}'`);
+  t.equal(spawnSync('od', ['-An', '-tx1', '-N4', scr], { encoding: 'utf8' }).stdout.trim(), '27 05 19 56', 'a U-Boot image (mkimage magic)');
+  t.match(scrText, /setenv larch_bootargs "console=ttyAMA0 [^"]*larch\.root=\/dev\/vda2 larch\.boot=\/dev\/vda1"/);
+  t.match(scrText, /setenv larch_kernel "vmlinuz"/);
+  t.match(scrText, /env import -c/, 'boot.cmd follows');
+  t.match(sh(`mtype -i '${img}' ::/fw_env.config`), /^\/sysroot\/boot\/uboot\.env\s+0x0\s+0x4000$/m);
+  const envFile = join(dir, 'uboot.env');
+  const envCfg = join(dir, 'fw_env.config');
+  sh(`printf '%s 0x0 0x4000\\n' '${envFile}' > '${envCfg}'`);
+  const readEnv = () => {
+    sh(`mcopy -o -i '${img}' ::/uboot.env '${envFile}'`);
+    return sh(`fw_printenv -c '${envCfg}'`);
+  };
+  const env = readEnv();
+  t.match(env, /^BOOT_ORDER=A B$/m, 'slot A first');
+  t.match(env, /^BOOT_A_GOOD=1$/m, 'slot A good');
+  const slotA = sh(`mdir -b -i '${img}' ::/A`);
+  t.match(slotA, /\/A\/vmlinuz\b/);
+  t.match(slotA, /\/A\/initrd\.img\b/);
+
+  // The root partition: slot A deployed, the arm64 larch binary, config for U-Boot.
+  const debugfs = (cmd: string) => sh(`debugfs -R '${cmd}' '${disk}?offset=${rootStart}' 2>/dev/null`);
+  t.match(debugfs('ls -p /larch/deploy/A/usr/lib'), /\/ld-linux-aarch64\.so\.1\//, "arm64 glibc's loader");
+  t.match(debugfs('stat /larch/bin/larch'), /Size: \d{7,}/, 'larch binary');
+  t.match(debugfs('cat /larch/config.json'), /"bootloader":\s*"uboot"/);
+
+  // One boot, of the case that exercises both writers: slot A unconfirmed with 3 tries (as after an
+  // upgrade). U-Boot reads uboot.env, spends a try (env export + fatwrite); Linux's boot-check finds
+  // the slot healthy and marks it good through the fw_env.config on the boot partition. (A good slot
+  // booting without a write is board-scripts.test.ts's, on the same U-Boot.)
+  sh(`fw_setenv -c '${envCfg}' BOOT_A_GOOD 0 && fw_setenv -c '${envCfg}' BOOT_A_LEFT 3 && mcopy -o -i '${img}' '${envFile}' ::/uboot.env`);
+  const booted = await boot(t, ARM64, disk);
+  t.comment(timing('qemu-arm64-uboot, unconfirmed slot', booted));
+  t.match(booted.console, /Found U-Boot script \/boot\.scr/, 'distro_bootcmd found boot.scr');
+  t.match(booted.console, /larch: boot state read from uboot\.env/);
+  t.match(booted.console, /larch: slot=A rescue=0 wrote=1/, 'U-Boot spent a try on slot A');
+  t.match(booted.console, /larch: init: slot A mounted/);
+  t.equal(booted.outcome.slot, 'A');
+  t.equal(booted.outcome.commit, result.commit, 'the booted deployment is the built commit');
+  t.equal(booted.outcome.healthy, true);
+  t.equal(booted.outcome.fell_back, false);
+  t.equal(booted.outcome.outcome, 'confirmed', 'boot-check marked slot A good');
+  const after = readEnv();
+  t.match(after, /^BOOT_A_GOOD=1$/m, 'marked good in uboot.env');
+  t.match(after, /^BOOT_A_LEFT=0$/m);
+  t.match(after, /^BOOT_LKG=A$/m);
 });
