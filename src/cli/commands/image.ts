@@ -48,10 +48,11 @@ DESCRIPTION
   R's summary (signed with --sign-key), provisions a sysroot from it over HTTP exactly as a
   device's factory set-up does (the first deployment in slot A, marked good; the trusted keys;
   the config pointing at --repo-url), adds the larch binary as /larch/bin/larch, and writes a
-  partitioned disk image: partition 1 FAT32 (the sysroot's /boot: GRUB's grub.cfg and
-  grubenv, the slots' kernels and initramfs), partition 2 ext4 (the rest of the sysroot), GRUB
-  for BIOS in the gap before partition 1. Needs no root: mkfs.vfat + mcopy, mkfs.ext4 -d,
-  sfdisk and dd on the image file, grub-mkimage. docs/images.md describes the image.
+  partitioned disk image: partition 1 FAT32 (the sysroot's /boot: the slots' kernels and
+  initramfs, the boot state, and GRUB's grub.cfg or U-Boot's boot.scr), partition 2 ext4 (the
+  rest of the sysroot); for GRUB, GRUB for BIOS in the gap before partition 1. Needs no root:
+  mkfs.vfat + mcopy, mkfs.ext4 -d, sfdisk and dd on the image file, grub-mkimage or mkimage.
+  docs/images.md describes the image.
 
 BOARDS
   ${Object.keys(BOARDS).join(', ')}
@@ -68,7 +69,8 @@ OPTIONS
   --repo-url URL    the update server in the device's config (default ${DEFAULT_REPO_URL}: the
                     host, seen from QEMU's user network)
   --larch-bin FILE  the larch binary for the board's architecture (default: this binary, when
-                    it is larch's Bun build; 'node scripts/build.mjs linux-x64' makes dist/larch)
+                    it is larch's Bun build; 'node scripts/build.mjs linux-x64' makes dist/larch,
+                    'node scripts/build.mjs linux-arm64' dist/larch-arm64)
   --cache DIR       .deb cache for compose (default: as larch compose)
   --boot-size MiB, --root-size MiB   partition sizes (default: from the content, with room
                     for a second slot)
@@ -80,6 +82,11 @@ EXAMPLES
       --repo repo --sign-key vendor.key
   qemu-system-x86_64 -machine pc -cpu max -m 1024 -nographic -nodefaults -serial stdio \\
       -drive file=disk.img,format=raw,if=virtio -nic none
+  larch image build images/qemu-arm64-uboot.toml --board qemu-arm64-uboot --out disk.img \\
+      --repo repo --sign-key vendor.key --larch-bin dist/larch-arm64
+  qemu-system-aarch64 -machine virt -cpu cortex-a57 -m 1024 -nographic -nodefaults \\
+      -serial stdio -bios /usr/lib/u-boot/qemu_arm64/u-boot.bin -nic none \\
+      -drive if=none,file=disk.img,format=raw,id=hd0 -device virtio-blk-device,drive=hd0
 
 EXIT STATUS
   0 written; 2 usage; 3 not found; 4 bad definition; 6 signatures; 9 a tool failed; 10 a tool
