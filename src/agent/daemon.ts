@@ -213,7 +213,9 @@ export class Daemon {
         const s = await readStatus(this.d.sysroot);
         await publishAcked(client, statusTopic(this.d.deviceId), Buffer.from(JSON.stringify(statusMessage(s, this.statusContext()))), { qos: 1, retain: true });
       } catch (err) {
-        this.d.log(`status: ${(err as Error).message}`);
+        // Not published: the newest state must still reach the broker, so build it again soon.
+        this.d.log(`status: ${(err as Error).message}; trying again in 1 s`);
+        setTimeout(() => this.queueStatus(), 1000).unref();
       }
     });
   }

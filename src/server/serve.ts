@@ -25,6 +25,8 @@ export interface AccessLogEntry {
   /** Size of the file, when one was found. */
   size: number | null;
   ms: number;
+  /** Of ms, the time from the first body byte handed to the socket to the last one flushed. */
+  sendMs?: number;
 }
 
 export interface ServeOptions {
@@ -202,6 +204,7 @@ async function sendBody(path: string, start: number, end: number, res: ServerRes
   const fh = await open(path, 'r');
   const buffer = Buffer.allocUnsafe(CHUNK);
   const began = Date.now();
+  const sent = () => (entry.sendMs = Date.now() - began);
   let closed = false;
   res.on('close', () => (closed = true));
   try {
@@ -211,6 +214,7 @@ async function sendBody(path: string, start: number, end: number, res: ServerRes
       if (opts.cutAfterBytes !== undefined) want = Math.min(want, opts.cutAfterBytes - entry.bytes);
       if (want <= 0 || opts.state.stopping) {
         // The fault: a graceful close after the flushed bytes, so the client keeps every one of them.
+        sent();
         log();
         res.socket?.end();
         return;
@@ -235,6 +239,7 @@ async function sendBody(path: string, start: number, end: number, res: ServerRes
         if (dueMs > 0) await new Promise((r) => setTimeout(r, dueMs));
       }
     }
+    sent();
     log();
     if (!closed) res.end();
   } finally {

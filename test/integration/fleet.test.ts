@@ -1,12 +1,20 @@
 /**
- * Fleet skeleton (issue 6 part 2, point 4 in small): N simulated devices (sysroots in temp dirs,
- * copies of one provisioned device) run as in-process agents (src/agent/daemon.ts) against one
- * Mosquitto and one `larch serve`. Rollout 25%: exactly the devices placed below 25 stage the
- * update; 100%: all do; the HTTP server sent about devices × delta bytes. N defaults to 24
- * (LARCH_FLEET_DEVICES=200 for the full-size run, not part of the regular suite yet).
+ * The fleet test (issue 6, must-show 4): N simulated devices (sysroots in temp dirs, copies of one
+ * provisioned device) run as in-process agents (src/agent/daemon.ts, the code `larch daemon`
+ * runs) in this one process, against one Mosquitto and one `larch serve --max-downloads CAP`.
+ * - Rollout 25%: exactly the devices whose stable position is below 25 stage the update, and
+ *   that is a quarter of the fleet within ±8 points (the positions are a hash of the id);
+ *   100%: all do.
+ * - The HTTP server sent about devices × delta size bytes of deltas (within 5%): every device
+ *   took the delta once, none fetched full objects.
+ * - Never more than CAP delta bodies in flight (from the access log); the others got 503 with
+ *   Retry-After and came back.
+ * It prints the agents' memory and the broker's message counts ($SYS). N is 200 (the issue's
+ * size); LARCH_FLEET_DEVICES=N for another size.
  */
 import t from 'tap';
-import { cpSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Daemon } from '../../src/agent/daemon.ts';
 import { mergerFor } from '../../src/agent/etc-merger.ts';
@@ -18,48 +26,86 @@ import { REF, vendor } from '../device-helpers.ts';
 import { larchOk, tempDir } from '../helpers.ts';
 import { recorder, startBroker } from '../mqtt-helpers.ts';
 
-const N = Number(process.env.LARCH_FLEET_DEVICES ?? 24);
+const N = Number(process.env.LARCH_FLEET_DEVICES ?? 200);
+/** Delta bodies the server sends at once. */
+const CAP = 8;
+/** Each delta body takes about 0.3 s at this rate, so a rollout wave queues on the cap. */
+const RATE = 1_000_000;
+const MiB = 1024 * 1024;
 
-t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%`, async (t) => {
-  const v = await vendor(t);
+t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%, downloads capped at ${CAP}`, { timeout: 900_000 }, async (t) => {
+  const v = await vendor(t, { serveArgs: ['--max-downloads', String(CAP), '--rate', String(RATE)] });
   await v.release(1);
-  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'), { sysIntervalS: 1, quiet: true });
   const root = tempDir(t);
   const proto = join(root, 'proto');
   await larchOk(['provision', '--sysroot', proto, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
   await larchOk(['sim-boot', '--sysroot', proto]);
   const ids = Array.from({ length: N }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);
   const statusTopic = (id: string) => `larch/v1/device/${id}/status`;
-  const rec = await recorder(t, broker.url, ['larch/v1/device/+/status']);
-  const rss0 = process.memoryUsage().rss;
+  const rec = await recorder(t, broker.url, ['larch/v1/device/+/status', '$SYS/broker/messages/+', '$SYS/broker/publish/messages/+']);
+  const sys = (name: string) => Number(rec.messages.filter((m) => m.topic === `$SYS/broker/${name}`).at(-1)?.payload.toString() ?? NaN);
+
+  global.gc?.();
+  const mem0 = process.memoryUsage();
+  const started = Date.now();
   const daemons: Daemon[] = [];
+  const logs: string[] = [];
   for (const id of ids) {
     const dir = join(root, id);
     cpSync(proto, dir, { recursive: true, verbatimSymlinks: true });
-    const d = new Daemon({ sysroot: new Sysroot(dir), config: { ...DEFAULT_DAEMON_CONFIG, policy: 'apply', mqttUrl: broker.url, jitterS: 2, pollIntervalMs: 500 }, deviceId: id, remote: httpRemote(v.url), merger: mergerFor(), log: () => {}, reboot: async () => {} });
+    const d = new Daemon({ sysroot: new Sysroot(dir), config: { ...DEFAULT_DAEMON_CONFIG, policy: 'apply', mqttUrl: broker.url, jitterS: 2, pollIntervalMs: 1000 }, deviceId: id, remote: httpRemote(v.url), merger: mergerFor(), log: (line) => logs.push(`${id}: ${line}`), reboot: async () => {} });
     daemons.push(d);
     await d.start();
   }
   t.teardown(() => Promise.all(daemons.map((d) => d.stop())));
-  for (const id of ids) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.online === true, 30_000, `${id} online`);
-  t.comment(`rss per agent: ${((process.memoryUsage().rss - rss0) / N / 1024 / 1024).toFixed(1)} MiB (all agents in this process)`);
+  for (const id of ids) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.online === true, 60_000, `${id} online`);
+  global.gc?.();
+  const mem1 = process.memoryUsage();
+  t.comment(`${N} agents online in ${((Date.now() - started) / 1000).toFixed(1)} s; per agent: ${((mem1.rss - mem0.rss) / N / MiB).toFixed(2)} MiB RSS, ${((mem1.heapUsed - mem0.heapUsed) / N / 1024).toFixed(0)} KiB JS heap (all agents in one process: total RSS ${(mem1.rss / MiB).toFixed(0)} MiB)`);
 
-  await v.release(2);
+  // v2 carries 256 KiB of new data: the delta is about that.
+  await v.release(2, { files: { 'usr/share/fleet/blob': randomBytes(256 * 1024) } });
+  const deltaDir = join(v.repo, 'deltas', readdirSync(join(v.repo, 'deltas'))[0]);
+  const deltaSize = readdirSync(deltaDir).reduce((n, f) => n + statSync(join(deltaDir, f)).size, 0);
   const early = ids.filter((id) => rolloutPosition(id) < 25);
   const late = ids.filter((id) => rolloutPosition(id) >= 25);
-  t.comment(`${early.length} of ${N} placed below 25`);
-  const logBytes = () => readFileSync(join(v.dir, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.path.includes('/deltas/') && e.path.includes('/part-')).reduce((n, e) => n + e.bytes, 0);
-  const before = logBytes();
+  t.ok(Math.abs(early.length / N - 0.25) <= 0.08, `${early.length} of ${N} (${((100 * early.length) / N).toFixed(1)}%) placed below 25: a quarter within ±8 points`);
+  type Entry = { path: string; status: number; bytes: number; time: string; ms: number; sendMs?: number };
+  const access = (): Entry[] => readFileSync(join(v.dir, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const before = access().length;
+  const since = () => access().slice(before);
+  const deltaBytes = () => since().filter((e) => e.path.startsWith('/deltas/')).reduce((n, e) => n + e.bytes, 0);
+
   await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--rollout', '25']);
-  for (const id of early) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.update?.state === 'staged', 120_000, `${id} staged`);
+  for (const id of early) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.update?.state === 'staged', 300_000, `${id} staged`);
   for (const id of late) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.update?.state === 'waiting-rollout', 60_000, `${id} waits`);
   const staged25 = ids.filter((id) => rec.on(statusTopic(id)).some((m) => m.json?.pending?.version === '2'));
-  t.same(staged25.sort(), [...early].sort(), `rollout 25%: exactly the ${early.length} devices placed below 25 staged (expected about ${N / 4})`);
-  const deltaBytes = (logBytes() - before) / Math.max(1, early.length);
+  const odd = [...early.filter((id) => !staged25.includes(id)), ...staged25.filter((id) => !early.includes(id))];
+  t.same(staged25, early, `rollout 25%: exactly the ${early.length} devices placed below 25 staged, no other${odd.length ? `; ${odd.join(' ')}: ${JSON.stringify(odd.map((id) => rec.on(statusTopic(id)).slice(-2).map((m) => m.json)))} ${logs.filter((l) => odd.some((id) => l.startsWith(id))).join('\n')}` : ''}`);
+  t.ok(Math.abs(deltaBytes() - early.length * deltaSize) <= 0.05 * early.length * deltaSize, `at 25%: ${deltaBytes()} delta bytes sent ≈ ${early.length} × ${deltaSize}`);
 
+  const wave = Date.now();
   await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--rollout', '100']);
-  for (const id of late) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.pending?.version === '2', 120_000, `${id} staged at 100%`);
-  const total = logBytes() - before;
-  t.ok(Math.abs(total - N * deltaBytes) <= 0.05 * N * deltaBytes + 1, `HTTP sent ${total} bytes of delta parts ≈ ${N} × ${Math.round(deltaBytes)}`);
-  t.comment(`broker messages seen by the recorder: ${rec.messages.length}`);
+  for (const id of late) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.pending?.version === '2', 600_000, `${id} staged at 100%`);
+  const waveS = (Date.now() - wave) / 1000;
+  const inB = ids.filter((id) => existsSync(join(root, id, 'larch/deploy/B.json')) && JSON.parse(readFileSync(join(root, id, 'larch/deploy/B.json'), 'utf8')).version === '2');
+  t.equal(inB.length, N, `at 100%: all ${N} devices have v2 deployed in slot B`);
+
+  const total = deltaBytes();
+  t.ok(Math.abs(total - N * deltaSize) <= 0.05 * N * deltaSize, `HTTP sent ${total} bytes of deltas ≈ ${N} devices × ${deltaSize} (${(total / (N * deltaSize)).toFixed(3)}×)`);
+  t.equal(since().filter((e) => e.path.startsWith('/objects/')).length, 0, 'no device fell back to fetching objects');
+  // Each body from its first byte to its last (time is when the request came; sendMs ends at ms).
+  const bodies = since()
+    .filter((e) => e.path.startsWith('/deltas/') && e.status >= 200 && e.status < 300 && e.bytes > 0)
+    .map((e) => [Date.parse(e.time) + e.ms - e.sendMs!, Date.parse(e.time) + e.ms] as const);
+  const peak = Math.max(...bodies.map(([start]) => bodies.filter(([s, e]) => s <= start && start < e).length));
+  const turnedAway = since().filter((e) => e.status === 503).length;
+  t.ok(peak <= CAP, `at most ${CAP} delta bodies in flight at once (peak ${peak}; ${turnedAway} requests turned away with 503)`);
+  await new Promise((r) => setTimeout(r, 1500)); // one more $SYS round
+  global.gc?.();
+  const mem2 = process.memoryUsage();
+  t.comment(`100% wave: ${late.length} devices in ${waveS.toFixed(1)} s; RSS after the update ${(mem2.rss / MiB).toFixed(0)} MiB (${((mem2.rss - mem0.rss) / N / MiB).toFixed(2)} MiB per agent)`);
+  t.comment(`agent log lines: ${logs.length}${logs.length ? `, e.g. ${logs.slice(0, 5).join(' | ')}` : ''}`);
+  t.comment(`broker: ${sys('messages/received')} messages received, ${sys('messages/sent')} sent (${sys('publish/messages/received')} / ${sys('publish/messages/sent')} PUBLISH); the recorder saw ${rec.messages.filter((m) => !m.topic.startsWith('$SYS')).length} status messages`);
 });

@@ -189,7 +189,7 @@ t.test('--max-downloads: bodies over the cap get 503 Retry-After; the fetcher wa
   t.ok(results.some((r) => r.requests > 1), 'some downloads were turned away first (attempts: 1 did not make them fail)');
   t.ok(waits.every((ms) => ms >= 1000 && ms <= 2000), `waits honour Retry-After: 1 s, spread to 1-2 s: ${waits.join(' ')}`);
   // The bodies in flight at once, from the log's start times and durations.
-  const bodies = log.filter((e) => e.status === 200 && e.path === '/blob').map((e) => [Date.parse(e.time), Date.parse(e.time) + e.ms] as const);
+  const bodies = log.filter((e) => e.status === 200 && e.path === '/blob').map((e) => [Date.parse(e.time) + e.ms - e.sendMs!, Date.parse(e.time) + e.ms] as const);
   const peak = Math.max(...bodies.map(([start]) => bodies.filter(([s, e]) => s <= start && start < e).length));
   t.ok(peak <= 2, `at most 2 bodies at once (peak ${peak})`);
   const r = await raw(server.url, { path: '/blob', headers: {} });
