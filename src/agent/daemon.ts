@@ -210,8 +210,11 @@ export class Daemon {
       const client = this.client;
       if (!client?.connected) return;
       try {
+        // The update state first, the deployments after: a report that says 'staged' then always
+        // shows the pending deployment (staging writes it before it sets the state).
+        const context = this.statusContext();
         const s = await readStatus(this.d.sysroot);
-        await publishAcked(client, statusTopic(this.d.deviceId), Buffer.from(JSON.stringify(statusMessage(s, this.statusContext()))), { qos: 1, retain: true });
+        await publishAcked(client, statusTopic(this.d.deviceId), Buffer.from(JSON.stringify(statusMessage(s, context))), { qos: 1, retain: true });
       } catch (err) {
         // Not published: the newest state must still reach the broker, so build it again soon.
         this.d.log(`status: ${(err as Error).message}; trying again in 1 s`);
