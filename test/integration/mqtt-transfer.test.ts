@@ -1,7 +1,8 @@
 /**
  * Updates over MQTT only, with a real Mosquitto on loopback and `larch serve --mqtt` (the Bun
  * binary) as the chunk responder: a device provisioned with only a broker URL provisions,
- * upgrades and boots the new version; it resumes across a broker restart mid-transfer without
+ * upgrades and boots the new version, then its daemon takes the next one from an announcement
+ * (chunks, apply, boot, all in its retained status); it resumes across a broker restart mid-transfer without
  * asking again for chunks it holds (counted in the responder's log), and a killed upgrade resumes
  * each part from the bytes on disk; two responders share the requests through the shared
  * subscription.
@@ -84,6 +85,23 @@ t.test('a device with only an MQTT URL provisions and upgrades end to end', asyn
   const parts = r.entries().filter((e) => /^deltas\/.*\/part-\d+$/.test(e.path));
   t.ok(parts.length >= 5, `delta parts came in chunks: ${parts.length} requests`);
   t.ok(parts.every((e) => e.bytes <= 64 * 1024), 'no chunk over 64 KiB');
+
+  // The daemon on the same device: an announcement, chunks through the broker, apply, boot, and
+  // every step in its retained status.
+  const rec = await recorder(t, broker.url, ['larch/v1/device/dev-mqtt/status']);
+  startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-mqtt', '--policy', 'apply']);
+  await rec.waitFor((m) => m.json?.online === true && m.json.version === '2', 20_000, 'the daemon online on v2');
+  const v3 = await v.release(3, { files: { 'usr/share/blob': randomBytes(200 * 1024) } });
+  const asked = r.entries().length;
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url]);
+  const staged = await rec.waitFor((m) => m.json?.update?.state === 'staged', 60_000, 'v3 staged by the daemon');
+  t.match(staged.json, { version: '2', pending: { version: '3', commit: v3 } }, 'the status shows v3 pending');
+  const v3Parts = r.entries().slice(asked).filter((e) => /^deltas\/.*\/part-\d+$/.test(e.path) && e.status === 'ok');
+  t.ok(v3Parts.length >= 3, `the daemon took v3's delta in chunks from the responder: ${v3Parts.length} answers`);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  // The simulated boot changes the sysroot under the running daemon, which reports it.
+  await rec.waitFor((m) => m.json?.version === '3' && m.json.boot?.state === 'good', 20_000, 'v3 booted and good in the status');
+
   // The HTTP side served nothing to this device.
   const http = existsSync(join(v.dir, 'access.log')) ? readFileSync(join(v.dir, 'access.log'), 'utf8') : '';
   t.equal(http.includes('/deltas/'), false, 'no delta over HTTP');
