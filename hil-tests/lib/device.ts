@@ -30,6 +30,8 @@ export interface BootResult {
   boots: BootLine[];
   /** Kernel panics seen on the way. */
   panics: number;
+  /** boot-check results that asked for a reboot on the way (unhealthy tries). */
+  retries: BootCheck[];
   check: BootCheck;
   /** From the start of the wait (power on or reboot command) to the boot-check line. */
   seconds: number;
@@ -46,8 +48,8 @@ export function parseBootLine(m: RegExpExecArray): BootLine {
 }
 
 /**
- * Follows boots until one reaches the init's shell hand-over, which comes after boot-check, or
- * until `maxBoots` bootloader runs were seen. Output before the call is ignored only if the
+ * Follows boots (through panics and boot-check's reboots) until a boot-check that keeps the board
+ * up, then waits for the init's shell hand-over. Output before the call is ignored only if the
  * caller skipped it (Console.skipAll) when it powered on or rebooted.
  */
 export async function waitBoot(board: Board, opts: { timeoutMs?: number; started?: number; untilShell?: boolean } = {}): Promise<BootResult> {
@@ -55,6 +57,7 @@ export async function waitBoot(board: Board, opts: { timeoutMs?: number; started
   const deadline = started + (opts.timeoutMs ?? 240_000);
   const boots: BootLine[] = [];
   let panics = 0;
+  const retries: BootCheck[] = [];
   const any = new RegExp(`${BOOTLOADER_LINE.source}|${PANIC_LINE.source}|${BOOT_CHECK_LINE.source}`, 'm');
   for (;;) {
     const left = deadline - Date.now();
@@ -64,9 +67,14 @@ export async function waitBoot(board: Board, opts: { timeoutMs?: number; started
     else if (PANIC_LINE.test(m[0])) panics++;
     else if (m[4] !== undefined) {
       const check = parseBootCheck(m[4]);
+      // boot-check asked for a reboot (unhealthy, unconfirmed): the init reboots; follow the next boot.
+      if (check.reboot) {
+        retries.push(check);
+        continue;
+      }
       const seconds = (Date.now() - started) / 1000;
       if (opts.untilShell !== false) await board.console.expect(SHELL_HANDOVER, 120_000, 'the init handing over after boot-check');
-      return { boots, panics, check, seconds };
+      return { boots, panics, retries, check, seconds };
     }
   }
 }
@@ -131,8 +139,23 @@ export async function larchJson<T = any>(shell: Shell, args: string, timeoutMs?:
   return { code: r.code, json: lastJson(r.out) as T | null, out: r.out };
 }
 
-/** The last top-level JSON object in a text (larch prints one; stray kernel lines may surround it). */
+/** The JSON value larch printed (an object or an array; stray kernel lines may surround it). */
 export function lastJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    /* stray lines around it: look for the last complete value */
+  }
+  const arrayEnd = text.lastIndexOf(']');
+  if (arrayEnd > text.lastIndexOf('}')) {
+    for (let start = text.lastIndexOf('[', arrayEnd); start >= 0; start = text.lastIndexOf('[', start - 1)) {
+      try {
+        return JSON.parse(text.slice(start, arrayEnd + 1));
+      } catch {
+        /* not yet the whole array */
+      }
+    }
+  }
   for (let end = text.lastIndexOf('}'); end >= 0; end = text.lastIndexOf('}', end - 1)) {
     for (let start = text.lastIndexOf('{', end); start >= 0; start = text.lastIndexOf('{', start - 1)) {
       try {

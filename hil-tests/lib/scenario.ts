@@ -110,8 +110,12 @@ export class Ctx {
     const c = this.cases.find((x) => x.name === caseName);
     expectThat(c, `board/boot-cases.json has no case '${caseName}'`);
     const expected: BootLine[] = c.boots.slice(0, bootCount);
+    // A power cycle, not a power cut: flush everything first (cuts are scenario c's business; a cut
+    // right after `larch upgrade` returned has left the FAT boot partition inconsistent).
+    if (this.board.powered) await this.shell.ok('sync');
     await this.board.powerOff();
     const env = this.board.readBootEnv ? await this.board.readBootEnv() : null;
+    if (this.board.readBootEnv) expectThat(env !== null, `the bootloader env on the board cannot be read (missing or corrupt) before case ${caseName}`);
     if (env && typeof c.env === 'object') {
       const diff = compareEnv(larchVars(env), c.env);
       expectThat(diff.length === 0, `the env on the board is not case ${caseName}'s: ${diff.join('; ')}`);

@@ -16,6 +16,7 @@ async function badUpdate(ctx: Ctx, kind: VariantKind, label: string): Promise<vo
   // 3 tries on the new slot, then the good one: 4 bootloader runs, no help from the harness.
   const r = await ctx.powerOnAsCase('upgrade-b-fails-falls-back-to-a', 4, label, { timeoutMs: 900_000 });
   if (kind === 'bad-kernel') expectThat(r.panics >= 3, `${label}: expected 3 kernel panics, saw ${r.panics}`);
+  if (kind === 'bad-health') expectThat(r.retries.length === 3 && r.retries.every((c) => !c.healthy && c.outcome === 'retry'), `${label}: expected 3 unhealthy boot-checks asking for a reboot, saw ${JSON.stringify(r.retries.map((c) => c.outcome))}`);
   expectThat(r.check.slot === good.slot && r.check.commit === good.commit && r.check.healthy, `${label}: expected the old tree ${good.version} healthy in slot ${good.slot}, got ${JSON.stringify(r.check)}`);
   expectThat(r.check.fell_back === true && r.check.from !== null && r.check.from !== good.slot, `${label}: boot-check did not report the fallback: ${JSON.stringify(r.check)}`);
   const st = await ctx.status();
