@@ -1,0 +1,56 @@
+/**
+ * The harness's pure parts: console cleaning, JSON cut out of console output, the real-board
+ * config, cut moments, and the boot table through bootloaderChoose (the prediction the
+ * scenarios check the boards against).
+ */
+import t from 'tap';
+import { ROOT } from './lib/fixture.ts';
+import { cleanConsole } from './lib/console.ts';
+import { lastJson, parseBootCheck } from './lib/device.ts';
+import { parseBoardConfig } from './lib/config.ts';
+import { cutMoments } from './scenarios/power-cut.ts';
+import { compareBoots, compareEnv, loadBootCases, predictBoots } from './lib/boot-table.ts';
+
+t.test('console cleaning', async (t) => {
+  t.equal(cleanConsole('\x1b[H\x1b[J\x1b[1;1Hlarch: slot=A rescue=0 wrote=0\r\r\n'), 'larch: slot=A rescue=0 wrote=0\n');
+  t.equal(cleanConsole('/ # \x1b[6nls\r\n'), '/ # ls\n');
+});
+
+t.test('JSON from console output', async (t) => {
+  t.same(lastJson('{\n "a": 1\n}\n'), { a: 1 });
+  t.same(lastJson('[  12.3] virtio_net ...\n{"a": {"b": [1, 2]}}\n'), { a: { b: [1, 2] } });
+  t.same(lastJson('noise\n[\n {"e": 1},\n {"e": 2}\n]\n'), [{ e: 1 }, { e: 2 }]);
+  t.equal(lastJson('no json here'), null);
+  t.equal(parseBootCheck('{   "slot": "A",   "reboot": true } ').slot, 'A');
+  t.throws(() => parseBootCheck('larch: error'), /printed no JSON/);
+});
+
+t.test('real-board config', async (t) => {
+  const good = `name = "g1"\nbootloader = "uboot"\nimage_board = "qemu-arm64-uboot"\nserver_host = "192.168.7.1"\n[serial]\ndevice = "/dev/ttyUSB0"\n[power]\non = "relay 1"\noff = "relay 0"\n[flash]\ncommand = "dd if={image} of=/dev/sdz"\n`;
+  const c = parseBoardConfig(good, 'g1.toml');
+  t.equal(c.serial.baud, 115200);
+  t.equal(c.listenHost, '0.0.0.0');
+  t.equal(c.power.settleMs, 2000);
+  t.throws(() => parseBoardConfig(good.replace('{image}', 'x.img'), 'g1.toml'), /g1\.toml: field 'flash\.command' must contain \{image\}/);
+  t.throws(() => parseBoardConfig('colour = "red"\n' + good, 'g1.toml'), /field 'colour' is unknown/);
+  t.throws(() => parseBoardConfig(good.replace('bootloader = "uboot"', 'bootloader = "lilo"'), 'g1.toml'), /field 'bootloader' must be 'grub' or 'uboot'/);
+  t.throws(() => parseBoardConfig(good.replace('[serial]\ndevice = "/dev/ttyUSB0"\n', '[serial]\n'), 'g1.toml'), /field 'serial\.device' is required/);
+});
+
+t.test('cut moments: one in each share of the span, all different', async (t) => {
+  const m = cutMoments(10, 10_000, () => 0.5);
+  t.same(m, [500, 1500, 2500, 3500, 4500, 5500, 6500, 7500, 8500, 9500]);
+  const r = cutMoments(10, 10_000);
+  r.forEach((x, i) => t.ok(x >= i * 1000 && x <= (i + 1) * 1000, `cut ${i} in its share`));
+});
+
+t.test('the boot table through bootloaderChoose, as the scenarios predict boards', async (t) => {
+  for (const c of loadBootCases(ROOT)) {
+    if (typeof c.env !== 'object') continue;
+    const p = predictBoots(new Map(Object.entries(c.env)), c.boots.length);
+    t.same(compareBoots(p.boots, c.boots), [], `${c.name}: boots`);
+    const lastWrite = [...c.boots].reverse().find((b) => b.wrote);
+    if (lastWrite?.env) t.same(compareEnv(Object.fromEntries(p.env), lastWrite.env), [], `${c.name}: env after`);
+  }
+  t.match(compareBoots([{ slot: 'A', rescue: false, wrote: false }], [{ slot: 'B', rescue: false, wrote: true }]).join(';'), /boot 1: A, expected B\+write/);
+});
