@@ -24,6 +24,8 @@ export interface QemuProfile {
   machine: string[];
   /** How the disk is attached, given its path. */
   disk: (path: string) => string[];
+  /** The network: QEMU user networking (slirp), the guest's virtio-net. */
+  net: string[];
   /** Where the bootloader env lives on the boot partition (FAT at 1 MiB), as mtools names it. */
   envFile: string;
   /** Shell commands after boot: the kernel's virtio-net module from the deployment, and slirp's fixed address. */
@@ -48,6 +50,7 @@ export const QEMU_PROFILES: Record<string, QemuProfile> = {
     // -cpu max: the Bun binary needs AVX2, which TCG has since QEMU 7.2.
     machine: ['-machine', 'pc', '-cpu', 'max', '-m', '1024', '-smp', '1'],
     disk: (path) => ['-drive', `file=${path},format=raw,if=virtio`],
+    net: ['-nic', 'user,model=virtio-net-pci'],
     envFile: '::/grub/grubenv',
     setup: netSetup(),
   },
@@ -55,8 +58,11 @@ export const QEMU_PROFILES: Record<string, QemuProfile> = {
     bootloader: 'uboot',
     architecture: 'arm64',
     qemu: 'qemu-system-aarch64',
-    machine: ['-machine', 'virt', '-cpu', 'max,pauth-impdef=on', '-m', '1024', '-smp', '1', '-bios', '/usr/lib/u-boot/qemu_arm64/u-boot.bin'],
-    disk: (path) => ['-drive', `if=none,file=${path},format=raw,id=hd0`, '-device', 'virtio-blk-pci,drive=hd0'],
+    // As test/integration/image.test.ts: Debian's U-Boot as the firmware, cortex-a57 (ARMv8.0, as small boards have).
+    machine: ['-machine', 'virt', '-cpu', 'cortex-a57', '-m', '1024', '-smp', '1', '-bios', '/usr/lib/u-boot/qemu_arm64/u-boot.bin'],
+    // virtio-mmio, whose driver the initramfs loads (virtio_pci is a module the image may not keep).
+    disk: (path) => ['-drive', `if=none,file=${path},format=raw,id=hd0`, '-device', 'virtio-blk-device,drive=hd0'],
+    net: ['-netdev', 'user,id=n0', '-device', 'virtio-net-device,netdev=n0'],
     envFile: '::/uboot.env',
     setup: netSetup(),
   },
@@ -115,7 +121,7 @@ export class QemuBoard implements Board {
       '-chardev', 'pty,id=ser0', '-serial', 'chardev:ser0',
       '-qmp', `unix:${qmpPath},server=on,wait=off`,
       ...this.profile.disk(this.opts.disk),
-      '-nic', 'user,model=virtio-net-pci',
+      ...this.profile.net,
     ];
     const proc = spawn(this.profile.qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
