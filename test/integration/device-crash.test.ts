@@ -49,10 +49,7 @@ t.test(`kill -9 during upgrade at ${ROUNDS} random moments`, async (t) => {
   await larchOk(['sim-boot', '--sysroot', dev]);
   const varBefore = await snapshotTree(join(dev, 'var'));
 
-  // How long a whole upgrade takes here, so the kills land across all of it.
-  const started = Date.now();
   await larchOk(['upgrade', '--sysroot', dev]);
-  const fullMs = Date.now() - started;
   const reset = async () => {
     if ((await status(dev)).booted?.commit !== v1) {
       await larchOk(['deploy', v1, '--allow-downgrade', '--sysroot', dev]);
@@ -65,6 +62,20 @@ t.test(`kill -9 during upgrade at ${ROUNDS} random moments`, async (t) => {
   };
   await larchOk(['sim-boot', '--sysroot', dev]);
   await reset();
+  // How long an upgrade takes in the state every round starts from (after a reset, which may
+  // leave v2's objects in the repo: then it is shorter than the first one), so the kills land
+  // across all of it. The shorter of two, so a slow one on a loaded machine does not push the
+  // kills past the end.
+  const timings: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const started = Date.now();
+    await larchOk(['upgrade', '--sysroot', dev]);
+    timings.push(Date.now() - started);
+    await larchOk(['sim-boot', '--sysroot', dev]);
+    await reset();
+  }
+  const fullMs = Math.min(...timings);
+  t.comment(`an upgrade takes ${timings.join(' and ')} ms here`);
 
   const random = prng(20261122);
   const outcomes = { killed: 0, finished: 0 };
