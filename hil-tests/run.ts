@@ -14,6 +14,15 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatReport } from './lib/report.ts';
 import { runHil } from './lib/runner.ts';
+import { live } from './lib/scenario.ts';
+
+// Ctrl-C or a CI timeout: cut the boards' power and stop the servers, so no QEMU is left running.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`hil: ${signal}: powering off and stopping`);
+    void Promise.allSettled([...[...live.boards].map((b) => b.powerOff()), ...[...live.servers].map((s) => s.stop())]).then(() => process.exit(130));
+  });
+}
 
 async function main(): Promise<number> {
   const { values } = parseArgs({

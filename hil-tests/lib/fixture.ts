@@ -14,7 +14,10 @@ export const ROOT = new URL('../..', import.meta.url).pathname.replace(/\/$/, ''
 /** The .deb cache image.test.ts also uses, so the packages are downloaded once per machine. */
 export const DEB_CACHE = join(ROOT, '.cache', 'compose');
 
+/** The device's larch binary (HIL_DEVICE_LARCH: another build, e.g. to try a fix on the board). */
 export function larchBinary(architecture: 'amd64' | 'arm64'): string {
+  const override = architecture === 'amd64' ? process.env.HIL_DEVICE_LARCH : process.env.HIL_DEVICE_LARCH_ARM64;
+  if (override) return override;
   const path = join(ROOT, 'dist', architecture === 'amd64' ? 'larch' : 'larch-arm64');
   if (!existsSync(path)) throw new Error(`hil: ${path} is missing: run node scripts/build.mjs ${architecture === 'amd64' ? 'linux-x64' : 'linux-arm64'}`);
   return path;

@@ -153,6 +153,9 @@ export interface RunOptions {
   workDir: string;
 }
 
+/** What to stop when the run is interrupted (Ctrl-C): QEMU and larch serve are child processes. */
+export const live = { boards: new Set<Board>(), servers: new Set<Server>() };
+
 /** Runs one scenario on a freshly flashed board with its own copy of the vendor repo. */
 export async function runScenario(s: Scenario, opts: RunOptions): Promise<ScenarioReport> {
   const started = Date.now();
@@ -163,6 +166,8 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<Scenar
   cpSync(opts.base.repo, repo, { recursive: true });
   const server = new Server(repo, opts.base.port, join(dir, 'serve.log'), opts.base.listenHost);
   const ctx = new Ctx(opts.board, opts.base, repo, dir);
+  live.boards.add(opts.board);
+  live.servers.add(server);
   const report: ScenarioReport = { id: s.id, name: s.name, board: opts.board.name, ok: false, seconds: 0, boots: ctx.boots, notes: ctx.notes, log: opts.board.console.logPath };
   opts.board.console.note(`==== scenario ${s.id}: ${s.name}`);
   try {
@@ -187,6 +192,7 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<Scenar
   } finally {
     await opts.board.powerOff().catch(() => {});
     await server.stop();
+    live.servers.delete(server);
     report.seconds = (Date.now() - started) / 1000;
   }
   return report;
