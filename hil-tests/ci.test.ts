@@ -9,6 +9,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatReport } from './lib/report.ts';
 import { qemuBoardProblem, runHil } from './lib/runner.ts';
+import { live } from './lib/scenario.ts';
+
+// tap's timeout ends this process with SIGTERM: leave no QEMU or larch serve behind.
+process.once('SIGTERM', () => {
+  void Promise.allSettled([...[...live.boards].map((b) => b.powerOff()), ...[...live.servers].map((s) => s.stop())]).then(() => process.exit(143));
+});
 
 const board = process.env.HIL_CI_BOARD ?? 'qemu-x86_64-grub';
 const scenarios = (process.env.HIL_CI_SCENARIOS ?? 'b').split(',');
