@@ -14,7 +14,7 @@ import { LarchError, addContext } from '../errors.ts';
 import { applyDelta, openDelta, type ApplyResult, type DeltaSource } from '../delta/apply.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
 import { sha256, sha256Stream } from '../store/_hash.ts';
-import { MAX_METADATA_BYTES, type ObjectId } from '../store/object.ts';
+import { type Commit, MAX_METADATA_BYTES, ObjectFormatError, type ObjectId, decodeCommit } from '../store/object.ts';
 import { type ObjectSource, type PullResult, pullCommit } from '../store/pull-local.ts';
 import { Repo, type StoredFile } from '../store/repo.ts';
 import { decodeSignatures, verifyCommitSignatures } from '../store/sign.ts';
@@ -265,6 +265,45 @@ async function verifyCommitTrust(id: ObjectId, sigBytes: Uint8Array | null, opts
   if (!(await verifyCommitSignatures(id, sigs, opts.trusted))) throw new LarchError('SIGNATURE_INVALID', `commit ${id} from '${where}' is not signed by a trusted key`, { data: { id } });
 }
 
+/** An object's path in an archive repo (formats.md §3). */
+const objectPath = (id: ObjectId, ext: string) => `objects/${id.slice(0, 2)}/${id.slice(2)}.${ext}`;
+
+/** NOT_FOUND of an object's file becomes OBJECT_MISSING naming the object and where it was looked for. */
+const missing = (kind: string, id: ObjectId, u: string) => (err: unknown) =>
+  Promise.reject(isCode(err, 'NOT_FOUND') ? new LarchError('OBJECT_MISSING', `${kind} ${id} is missing from '${u}'`, { hint: 'the server repo is incomplete; ask the vendor to republish', data: { kind, id, url: u } }) : err);
+
+/** A metadata object's bytes, checked against its id. @throws OBJECT_MISSING, OBJECT_CORRUPT, IO */
+async function fetchMetadataObject(f: FileFetcher, kind: 'dirtree' | 'dirmeta' | 'commit', id: ObjectId): Promise<Uint8Array> {
+  const u = f.where(objectPath(id, kind));
+  const bytes = await f.fetchBytes(objectPath(id, kind), { maxBytes: MAX_METADATA_BYTES }).catch(missing(kind, id, u));
+  const actual = sha256(bytes);
+  if (actual !== id) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id} from '${u}': checksum mismatch: got ${actual}`, { data: { kind, id, url: u, actual } });
+  return bytes;
+}
+
+/** A commit's .sig file, or null when the remote has none (verifyCommitTrust decides what that means). */
+async function fetchCommitSignatures(f: FileFetcher, id: ObjectId): Promise<Uint8Array | null> {
+  return f.fetchBytes(objectPath(id, 'sig'), { maxBytes: 1024 * 1024 }).catch((err) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
+}
+
+/**
+ * One commit object and nothing under it, checked as a pull checks it (its id, then its
+ * signatures against the trusted keys), then decoded: what `larch check` reads the package list
+ * of the update on offer from. It is not stored: a repo holding a commit without its tree would
+ * count the commit as pulled (upgrade and pullUpdate skip a commit the repo has).
+ * @throws OBJECT_MISSING, OBJECT_CORRUPT, SIGNATURE_MISSING, SIGNATURE_INVALID, IO
+ */
+export async function fetchCommitObject(f: FileFetcher, id: ObjectId, trust: TrustOptions): Promise<Commit> {
+  const bytes = await fetchMetadataObject(f, 'commit', id);
+  await verifyCommitTrust(id, await fetchCommitSignatures(f, id), trust, f.where(''));
+  try {
+    return decodeCommit(bytes);
+  } catch (err) {
+    if (err instanceof ObjectFormatError) throw new LarchError('OBJECT_CORRUPT', `commit ${id} from '${f.where(objectPath(id, 'commit'))}': ${err.message}`, { data: { kind: 'commit', id } });
+    throw err;
+  }
+}
+
 /**
  * Objects of an archive repo over HTTP. File objects go through a throwaway archive repo in the
  * download directory, so the .filez reader (header limits, DEFLATE that must end with the file)
@@ -272,25 +311,13 @@ async function verifyCommitTrust(id: ObjectId, sigBytes: Uint8Array | null, opts
  */
 async function httpObjectSource(f: FileFetcher, cacheDir: string, opts: ObjectPullOptions): Promise<ObjectSource> {
   const cache = await Repo.init(cacheDir, 'archive');
-  const rel = (id: ObjectId, ext: string) => `objects/${id.slice(0, 2)}/${id.slice(2)}.${ext}`;
-  const url = (id: ObjectId, ext: string) => f.where(rel(id, ext));
-  const missing = (kind: string, id: ObjectId, u: string) => (err: unknown) =>
-    Promise.reject(isCode(err, 'NOT_FOUND') ? new LarchError('OBJECT_MISSING', `${kind} ${id} is missing from '${u}'`, { hint: 'the server repo is incomplete; ask the vendor to republish', data: { kind, id, url: u } }) : err);
   return {
     path: f.where(''),
-    async readMetadataBytes(kind, id) {
-      const u = url(id, kind);
-      const bytes = await f.fetchBytes(rel(id, kind), { maxBytes: MAX_METADATA_BYTES }).catch(missing(kind, id, u));
-      const actual = sha256(bytes);
-      if (actual !== id) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id} from '${u}': checksum mismatch: got ${actual}`, { data: { kind, id, url: u, actual } });
-      return bytes;
-    },
-    async readSignatures(commitId) {
-      return f.fetchBytes(rel(commitId, 'sig'), { maxBytes: 1024 * 1024 }).catch((err) => (isCode(err, 'NOT_FOUND') ? null : Promise.reject(err)));
-    },
+    readMetadataBytes: (kind, id) => fetchMetadataObject(f, kind, id),
+    readSignatures: (commitId) => fetchCommitSignatures(f, commitId),
     async readFile(id): Promise<StoredFile> {
-      const u = url(id, 'filez');
-      await f.downloadFile(rel(id, 'filez'), cache.objectPath('file', id), { maxBytes: opts.maxObjectBytes ?? 4 * 1024 ** 3 }).catch(missing('file', id, u));
+      const u = f.where(objectPath(id, 'filez'));
+      await f.downloadFile(objectPath(id, 'filez'), cache.objectPath('file', id), { maxBytes: opts.maxObjectBytes ?? 4 * 1024 ** 3 }).catch(missing('file', id, u));
       try {
         return await cache.readFile(id);
       } catch (err) {

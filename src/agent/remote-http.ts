@@ -2,7 +2,7 @@
 import { LarchError } from '../errors.ts';
 import { decodeCommit, metadataId, type ObjectId } from '../store/object.ts';
 import { fetchBytes } from './http-fetch.ts';
-import { fetchSummary, pullDeltaHttp, pullObjectsHttp, remoteUrl } from './pull-http.ts';
+import { fetchCommitObject, fetchSummary, httpFetcher, pullDeltaHttp, pullObjectsHttp, remoteUrl } from './pull-http.ts';
 import type { Remote } from './update.ts';
 
 /** Largest commit object read while walking history (commits are small: metadata only). */
@@ -20,6 +20,7 @@ export function httpRemote(baseUrl: string): Remote {
       const r = await pullObjectsHttp(repo, { baseUrl, commit: to, downloadDir, trusted, onProgress: (e) => progress?.(e.done, null) });
       return { via: 'objects', bytes: r.bytesWritten };
     },
+    fetchCommit: (id, { trusted }) => fetchCommitObject(httpFetcher(baseUrl), id, { trusted }),
     async history(_repo, from, limit) {
       const out: { commit: ObjectId; version: string }[] = [];
       let id: ObjectId | null = from;

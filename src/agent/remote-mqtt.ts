@@ -16,7 +16,7 @@ import { DEFAULT_CHUNK_BYTES, FETCH_TOPIC, type FetchResponse, decodeResponse, e
 import { decodeCommit, metadataId, type ObjectId } from '../store/object.ts';
 import { type Sink, intoFile, intoMemory } from './download-sink.ts';
 import type { DownloadProgress, DownloadResult } from './http-fetch.ts';
-import { type FileFetcher, fetchSummary, pullDeltaHttp, pullObjectsHttp } from './pull-http.ts';
+import { type FileFetcher, fetchCommitObject, fetchSummary, pullDeltaHttp, pullObjectsHttp } from './pull-http.ts';
 import type { Remote } from './update.ts';
 
 export interface MqttFetchOptions {
@@ -228,6 +228,7 @@ export function mqttRemote(url: string, opts: MqttFetchOptions & { mqtt?: Omit<M
         const r = await pullObjectsHttp(repo, { fetcher: f, commit: to, downloadDir, trusted, onProgress: (e) => progress?.(e.done, null) });
         return { via: 'objects' as const, bytes: r.bytesWritten };
       }),
+    fetchCommit: (id, { trusted }) => f.session(() => fetchCommitObject(f, id, { trusted })),
     history: (_repo, from, limit) =>
       f.session(async () => {
         const out: { commit: ObjectId; version: string }[] = [];

@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { type BootState, type Slot, isBootable, next, other } from '../bootcount/state.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
-import type { ObjectId } from '../store/object.ts';
+import { type PackageDiff, decodePackageList, diffCommitPackages } from '../compose/package-diff.ts';
+import type { Commit, ObjectId } from '../store/object.ts';
 import { prune } from '../store/prune.ts';
 import type { Repo } from '../store/repo.ts';
 import { readPublicKey } from '../store/sign.ts';
@@ -35,6 +36,8 @@ export interface Remote {
   fetchSummary(opts: { trusted: Uint8Array[]; lastSerial?: number; now: number }): Promise<Summary>;
   /** Brings commit `to` into repo: through `delta` when given, else object by object. */
   pull(repo: Repo, to: ObjectId, opts: { delta: SummaryDelta | null; trusted: Uint8Array[]; downloadDir: string; progress?: (done: number, total: number | null) => void }): Promise<{ via: 'delta' | 'objects'; bytes: number }>;
+  /** One commit object, its id and signatures checked, not stored (check's package diff). */
+  fetchCommit(id: ObjectId, opts: { trusted: Uint8Array[] }): Promise<Commit>;
   /** A commit's parent chain, for `deploy VERSION` (newest first, at most `limit`). */
   history?(repo: Repo, from: ObjectId, limit: number): Promise<{ commit: ObjectId; version: string }[]>;
 }
@@ -61,6 +64,16 @@ export interface UpgradeResult {
   download: { via: 'delta' | 'objects' | 'none'; bytes: number };
   etc_conflicts: string[];
   etc_plan?: unknown;
+  /** dry-run only: what the packages do (db diff's shape); null when a commit has no package list. */
+  packages?: PackageDiff | null;
+}
+
+export interface CheckResult {
+  available: boolean;
+  booted: { slot: Slot; commit: string; version: string };
+  update: { commit: string; version: string; timestamp: number; bytes: number | null; via: 'delta' | 'objects' } | null;
+  /** With opts.packages: the update's package diff; null when there is no update or a commit has no package list. */
+  packages?: PackageDiff | null;
 }
 
 export async function trustedKeys(sysroot: Sysroot): Promise<Uint8Array[]> {
@@ -79,7 +92,11 @@ async function bootedDeployment(sysroot: Sysroot, state: BootState): Promise<{ s
   return { slot, record };
 }
 
-export async function check(ctx: UpdateContext): Promise<{ available: boolean; booted: { slot: Slot; commit: string; version: string }; update: { commit: string; version: string; timestamp: number; bytes: number | null; via: 'delta' | 'objects' } | null }> {
+/**
+ * Is there an update? With opts.packages (the CLI's check), also its package diff, which costs
+ * one commit object more from the remote; the daemon's periodic checks do without.
+ */
+export async function check(ctx: UpdateContext, opts: { packages?: boolean } = {}): Promise<CheckResult> {
   const { sysroot } = ctx;
   const config = await sysroot.readConfig();
   const { state } = await readBootState(sysroot, config);
@@ -89,9 +106,26 @@ export async function check(ctx: UpdateContext): Promise<{ available: boolean; b
   const head = summary.refs[config.ref];
   if (!head) throw new LarchError('NOT_FOUND', `the remote has no ref '${config.ref}'`, { hint: 'check the ref the device was provisioned with (larch status)' });
   const bootedInfo = { slot: booted.slot, commit: booted.record.commit, version: booted.record.version };
-  if (head.commit === booted.record.commit) return { available: false, booted: bootedInfo, update: null };
+  const packages = opts.packages ? { packages: null } : {};
+  if (head.commit === booted.record.commit) return { available: false, booted: bootedInfo, update: null, ...packages };
   const delta = findDelta(summary, booted.record.commit, head.commit);
-  return { available: true, booted: bootedInfo, update: { commit: head.commit, version: head.version, timestamp: head.timestamp, bytes: delta ? delta.bytes : null, via: delta ? 'delta' : 'objects' } };
+  const update = { commit: head.commit, version: head.version, timestamp: head.timestamp, bytes: delta ? delta.bytes : null, via: delta ? ('delta' as const) : ('objects' as const) };
+  if (!opts.packages) return { available: true, booted: bootedInfo, update };
+  return { available: true, booted: bootedInfo, update, packages: await offeredPackages(ctx, booted.record.commit, head.commit) };
+}
+
+/**
+ * The package diff of the update on offer: the booted commit's list from the local repo, the
+ * offered commit's from the repo when a download already brought it, else from its commit
+ * object alone (remote.fetchCommit: verified, kept in memory). No fetch when the booted commit
+ * has no list: the answer is null either way.
+ */
+async function offeredPackages(ctx: UpdateContext, bootedCommit: ObjectId, offered: ObjectId): Promise<PackageDiff | null> {
+  const repo = await ctx.sysroot.openRepo();
+  const booted = await repo.readCommit(bootedCommit);
+  if (!decodePackageList(booted.metadata)) return null;
+  const target = (await repo.hasObject('commit', offered)) ? await repo.readCommit(offered) : await ctx.remote.fetchCommit(offered, { trusted: await trustedKeys(ctx.sysroot) });
+  return diffCommitPackages(booted.metadata, target.metadata);
 }
 
 async function fetchVerifiedSummary(ctx: UpdateContext, config: DeviceConfig): Promise<Summary> {
@@ -169,7 +203,11 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   await appendJournal(sysroot.journalPath, { event: 'verify', commit: target.commit, version: target.version, message: `commit signed by ${signedBy.join(', ')}` });
   await repo.writeRef('larch/downloaded', target.commit);
   // A dry run downloads (into the repo only: nothing bootable changes) so it can show the /etc plan.
-  if (opts.dryRun) return { result: 'dry-run', from, to, download, etc_conflicts: [] };
+  if (opts.dryRun) {
+    // The target is in the repo now (pulled and verified above): both lists are local reads.
+    const packages = diffCommitPackages((await repo.readCommit(booted.record.commit)).metadata, (await repo.readCommit(target.commit)).metadata);
+    return { result: 'dry-run', from, to, download, etc_conflicts: [], packages };
+  }
   if (opts.downloadOnly) return { result: 'downloaded', from, to, download, etc_conflicts: [] };
 
   // 4. deploy into the other slot and stage it

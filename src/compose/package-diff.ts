@@ -78,3 +78,13 @@ export function diffPackageLists(from: InstalledPackage[], to: InstalledPackage[
   for (const list of Object.values(diff) as InstalledPackage[][]) list.sort(byName);
   return diff;
 }
+
+/**
+ * The package diff between two commits, from their metadata; null when either was not made by
+ * compose (no package list), so "no changes" and "not known" never look alike.
+ */
+export function diffCommitPackages(from: Map<string, CborValue>, to: Map<string, CborValue>): PackageDiff | null {
+  const before = decodePackageList(from);
+  const after = decodePackageList(to);
+  return before && after ? diffPackageLists(before, after) : null;
+}

@@ -3,14 +3,19 @@
  * apt-get download (cached in .cache/compose): a 38-package definition composes to the same
  * commit id twice; one changed pin changes it and db diff names exactly that package; old and
  * new versions of real packages give a db diff that matches dpkg-deb -f of the .deb files
- * used (directions by the real dpkg --compare-versions); a missing package, an unavailable
- * version and escaping overlays fail before anything is committed.
+ * used (directions by the real dpkg --compare-versions), and a device provisioned with the old
+ * commit (over HTTP, and over MQTT) shows that same diff in `check --json` and `upgrade --dry-run
+ * --json` (fetching only the new commit object for check; the dry run stages nothing), while a
+ * device on commits without package lists gets `packages: null`; a missing package, an
+ * unavailable version and escaping overlays fail before anything is committed.
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { type Test, startServe, status, vendor } from '../device-helpers.ts';
 import { ROOT, larch, larchOk, sh, tempDir } from '../helpers.ts';
+import { sleep, startBroker } from '../mqtt-helpers.ts';
 
 const CACHE = join(ROOT, '.cache', 'compose');
 const ARCH = sh('dpkg --print-architecture').trim();
@@ -37,16 +42,16 @@ function dpkgCompare(a: string, op: 'lt' | 'gt' | 'eq', b: string): boolean {
   return spawnSync('dpkg', ['--compare-versions', a, op, b]).status === 0;
 }
 
-function definition(dir: string, name: string, pins: Record<string, string>, extra = ''): string {
+function definition(dir: string, name: string, pins: Record<string, string>, extra = '', version = '1.0'): string {
   const packages = PACKAGES.map((p) => (pins[p] ? `${p}=${pins[p]}` : p));
   const path = join(dir, `${name}.toml`);
-  writeFileSync(path, `ref = "test/${name}"\nversion = "1.0"\narchitecture = "${ARCH}"\ntimestamp = 2026-01-01T00:00:00Z\npackages = ${JSON.stringify(packages)}\n${extra}`);
+  writeFileSync(path, `ref = "test/${name}"\nversion = "${version}"\narchitecture = "${ARCH}"\ntimestamp = 2026-01-01T00:00:00Z\npackages = ${JSON.stringify(packages)}\n${extra}`);
   return path;
 }
 
-async function newRepo(dir: string, name: string): Promise<string> {
+async function newRepo(dir: string, name: string, mode = 'bare-user'): Promise<string> {
   const repo = join(dir, name);
-  await larchOk(['init', '--repo', repo, '--mode', 'bare-user']);
+  await larchOk(['init', '--repo', repo, '--mode', mode]);
   return repo;
 }
 
@@ -115,9 +120,13 @@ t.test('old and new versions of real packages: db diff matches dpkg-deb -f of th
     oldPins[pkg] = versions[versions.length - 1];
   }
   t.ok(Object.keys(oldPins).length >= 5, `at least 5 packages in two versions (${Object.keys(oldPins).join(', ')})`);
-  const repo = await newRepo(dir, 'repo');
-  const oldRun = (await compose(definition(dir, 'old', oldPins), repo)).json;
-  const newRun = (await compose(definition(dir, 'new', newPins), repo)).json;
+  // An archive repo with signed commits, so devices can take them (the device part below); the
+  // new commit's parent is the old one, so the old is in test/new's history for provision --commit.
+  const repo = await newRepo(dir, 'repo', 'archive');
+  const key = join(dir, 'vendor');
+  await larchOk(['keygen', '--out', key]);
+  const oldRun = (await compose(definition(dir, 'old', oldPins), repo, ['--sign-key', `${key}.key`])).json;
+  const newRun = (await compose(definition(dir, 'new', newPins, '', '2.0'), repo, ['--sign-key', `${key}.key`, '--parent', oldRun.commit, '--timestamp', '1767229200'])).json;
 
   const fields = (run: { debFiles: string[] }) => run.debFiles.map(controlFields);
   const oldFields = fields(oldRun);
@@ -138,6 +147,71 @@ t.test('old and new versions of real packages: db diff matches dpkg-deb -f of th
   t.same([diff.added, diff.removed], [[], []], 'nothing added or removed');
   const back = (await larchOk(['db', 'diff', '--repo', repo, newRun.commit, oldRun.commit, '--json'])).json;
   t.equal(back.downgraded.length, expected.upgraded.length, 'the other way round, the same packages are downgrades');
+
+  // The device's view of the same update: db diff's four lists, from check and from the dry run.
+  const packages = { upgraded: diff.upgraded, downgraded: diff.downgraded, added: diff.added, removed: diff.removed };
+  const dbText = (await larchOk(['db', 'diff', '--repo', repo, oldRun.commit, newRun.commit])).stdout;
+  const sections = dbText.split('\n').slice(2).join('\n'); // without its from:/to: lines
+  // Deltas (fast brotli): a whole-tree one to provision, over MQTT too, in one file rather than
+  // 3000 objects, and old -> new for the dry run.
+  for (const from of [[], ['--from', oldRun.commit]]) await larchOk(['delta', 'generate', '--repo', repo, ...from, '--to', from.length ? newRun.commit : oldRun.commit, '--quality', '1', '--sign-key', `${key}.key`]);
+  await larchOk(['publish', '--repo', repo, '--sign-key', `${key}.key`]);
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'), { quiet: true });
+  const log = join(dir, 'access.log');
+  const url = await startServe(t, repo, log, ['--mqtt', broker.url]);
+  await sleep(300); // the responder's subscription reaches the broker
+  const requests = () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
+
+  const onDevice = async (t: Test, dev: string, remote: string[]) => {
+    await larchOk(['provision', '--sysroot', dev, ...remote, '--ref', 'test/new', '--keys', `${key}.pub`, '--commit', oldRun.commit, '--json']);
+    await larchOk(['sim-boot', '--sysroot', dev]);
+    const before = requests().length;
+    const started = Date.now();
+    const check = (await larchOk(['check', '--sysroot', dev, '--json'])).json;
+    t.comment(`check with the package diff: ${Date.now() - started} ms`);
+    t.match(check, { available: true, booted: { commit: oldRun.commit, version: '1.0' }, update: { commit: newRun.commit, version: '2.0', via: 'delta' } }, 'check offers the new commit');
+    t.same(check.packages, packages, 'check --json: exactly the lists of db diff --json');
+    // Only the summary and the new commit object (with its signatures) were fetched, and the
+    // commit was not stored: a repo holding it without its tree would skip its pull.
+    const commitPath = `objects/${newRun.commit.slice(0, 2)}/${newRun.commit.slice(2)}`;
+    const paths = requests().slice(before).map((e) => String(e.path).replace(/^\/+/, '').replace(/\?.*$/, ''));
+    t.same([...new Set(paths)].sort(), ['summary', 'summary.sig', `${commitPath}.commit`, `${commitPath}.sig`].sort(), 'check fetched the summary and the commit object only');
+    t.notOk(existsSync(join(dev, 'larch/repo', `${commitPath}.commit`)), 'the fetched commit is not in the device repo');
+    const text = (await larchOk(['check', '--sysroot', dev])).stdout;
+    t.equal(text.slice(text.indexOf('\n') + 1), sections, "check's text: db diff's sections after the update line");
+
+    const dry = (await larchOk(['upgrade', '--sysroot', dev, '--dry-run', '--json'])).json;
+    t.match(dry, { result: 'dry-run', to: { commit: newRun.commit }, download: { via: 'delta' } }, 'the dry run targets the new commit');
+    t.same(dry.packages, packages, 'upgrade --dry-run --json: exactly the lists of db diff --json');
+    const dryText = (await larchOk(['upgrade', '--sysroot', dev, '--dry-run'])).stdout;
+    t.ok(dryText.endsWith(sections), "the dry run's text ends with db diff's sections");
+    // The dry run brought the commit into the repo: check reads it there and fetches no object.
+    const since = requests().length;
+    t.same((await larchOk(['check', '--sysroot', dev, '--json'])).json.packages, packages, 'check after the dry run: the same diff');
+    t.notOk(requests().slice(since).some((e) => /^\/?objects\//.test(String(e.path))), 'read from the repo, no object fetched');
+    const st = await status(dev);
+    t.equal(st.pending, null, 'the dry run staged nothing');
+    t.same([st.booted.commit, st.boot.order[0], st.boot.slots.B.deployed], [oldRun.commit, 'A', false], 'slot A first and booted with the old commit, slot B empty');
+  };
+  await t.test('a device over HTTP', (t) => onDevice(t, join(dir, 'dev-http'), ['--repo-url', url]));
+  await t.test('a device over MQTT', (t) => onDevice(t, join(dir, 'dev-mqtt'), ['--mqtt-url', broker.url]));
+});
+
+t.test('a device whose commits have no package list (plain larch commit) gets packages: null', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const dev = join(tempDir(t), 'dev');
+  await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', 'os/stable', '--keys', `${v.key}.pub`, '--json']);
+  const none = (await larchOk(['check', '--sysroot', dev, '--json'])).json;
+  t.same([none.available, none.packages], [false, null], 'no update: packages null');
+  await v.release(2);
+  const check = (await larchOk(['check', '--sysroot', dev, '--json'])).json;
+  t.same([check.available, check.update?.version, check.packages], [true, '2', null], 'an update without package lists: packages null');
+  const text = (await larchOk(['check', '--sysroot', dev])).stdout;
+  t.match(text, /^update available: version 2 \([0-9a-f]{12}\); download [^\n]*\n$/, 'text: the update line alone');
+  const dry = (await larchOk(['upgrade', '--sysroot', dev, '--dry-run', '--json'])).json;
+  t.same([dry.result, dry.packages], ['dry-run', null], 'the dry run: packages null');
+  t.equal((await status(dev)).pending, null, 'the dry run staged nothing');
 });
 
 t.test('bad definitions fail before anything is committed, naming what is wrong', async (t) => {

@@ -17,6 +17,7 @@ import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig, type RemoteMqttAuth } from
 import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS } from './announce.ts';
 import { type Remote, type UpdateContext, check as checkUpdate, cleanup as cleanupSysroot, finalize as finalizeSysroot, rollback as rollbackSysroot, setPinned, upgrade as upgradeSysroot } from '../../agent/update.ts';
 import { createProgressBar, formatBytes } from '../progress.ts';
+import { formatPackageDiff } from './db.ts';
 import { type Command, type Io, type OptionSpec, type ParsedArgs, intOption, list, need, opt, positionals, printJson } from '../command.ts';
 
 const SYSROOT_OPTION: OptionSpec = { sysroot: { type: 'string' } };
@@ -182,20 +183,24 @@ DESCRIPTION
   Fetches and verifies the remote's signed summary (trusted key, not expired, serial not older
   than the last one seen) and says whether the followed ref has a newer commit than the booted
   one, its version, and how many bytes the upgrade will download (the static delta's size; for
-  an object-by-object pull the size is not known in advance).
+  an object-by-object pull the size is not known in advance). When both commits were made by
+  'larch compose', it also lists the packages upgraded, downgraded, added and removed, as
+  'larch db diff' does (only the new commit object is fetched for that, verified, not stored).
 
 OPTIONS
 ${SYSROOT_HELP}
   --json          print {"available", "booted": {slot, commit, version}, "update": null |
-                  {commit, version, timestamp, bytes, via}}
+                  {commit, version, timestamp, bytes, via}, "packages": null | {upgraded,
+                  downgraded, added, removed}} (packages: db diff --json's lists; null when
+                  there is no update or a commit has no package list)
 
 ${EXIT_HELP}
 `,
   async run(args, io) {
-    const r = await checkUpdate(await context(args, io));
+    const r = await checkUpdate(await context(args, io), { packages: true });
     if (args.json) printJson(io, r);
     else if (!r.available) io.out(`no update: version ${r.booted.version} is the newest\n`);
-    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n`);
+    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n${r.packages ? formatPackageDiff(r.packages) : ''}`);
   },
 };
 
@@ -211,6 +216,7 @@ async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<vo
     const preview = await previewEtcMerge(ctx.sysroot, r.from.slot, r.to.commit);
     if (args.json) return printJson(io, { ...r, etc_plan: preview.json });
     io.out(`would upgrade slot ${r.from.slot} version ${r.from.version} -> slot ${r.to.slot} version ${r.to.version} (${r.download.via}${r.download.bytes ? `, ${formatBytes(r.download.bytes)}` : ''})\n/etc merge plan:\n${preview.text}`);
+    if (r.packages) io.out(formatPackageDiff(r.packages));
     return;
   }
   if (args.json) return printJson(io, { ...r, finalized });
@@ -257,10 +263,12 @@ OPTIONS
 ${SYSROOT_HELP}
   --reboot           finalize (merge /etc again with edits made since) and reboot
   --download-only    stop after the download and verification
-  --dry-run          show what would be downloaded and the /etc merge plan; write nothing
+  --dry-run          show what would be downloaded, the /etc merge plan and the package
+                     changes (as check); stage nothing
   --allow-downgrade  accept a target older than the booted commit
   --json             print {"result": staged|downloaded|no-update|pinned|dry-run, "from",
-                     "to", "download": {via, bytes}, "etc_conflicts"}
+                     "to", "download": {via, bytes}, "etc_conflicts"}; with --dry-run also
+                     "etc_plan" and "packages" (as for check)
 
 ${EXIT_HELP}
 
