@@ -2,7 +2,7 @@
 import t from 'tap';
 import { parsePolicy, parseStanzas } from '../../../src/compose/apt-output.ts';
 import { bootDestination, imagePath, matchGlob, normalizeMemberName } from '../../../src/compose/layout.ts';
-import { decodePackageList, diffPackageLists, encodePackageList } from '../../../src/compose/package-diff.ts';
+import { decodePackageList, diffCommitPackages, diffPackageLists, encodePackageList } from '../../../src/compose/package-diff.ts';
 import { formatPackageDiff } from '../../../src/cli/commands/db.ts';
 import type { CborValue } from '../../../src/store/cbor.ts';
 
@@ -70,4 +70,14 @@ busybox:arm64:
   t.same(policy.get('tzdata'), { candidate: '2026f-0+deb12u1', versions: [{ version: '2026f-0+deb12u1', downloadable: true }, { version: '2025b-0+deb12u2', downloadable: false }] });
   t.same(policy.get('busybox:arm64'), { candidate: undefined, versions: [] });
   t.same(parseStanzas('Package: a\nVersion: 1\nDescription: x\n more\n\nPackage: b\nSHA256: AB\n'), [{ Package: 'a', Version: '1', Description: 'x\nmore' }, { Package: 'b', SHA256: 'AB' }]);
+});
+
+t.test('diffCommitPackages: the diff of two commits with package lists; null when either has none', async (t) => {
+  const meta = (pkgs?: ReturnType<typeof p>[]) => new Map<string, CborValue>(pkgs ? [['larch.packages', encodePackageList(pkgs)]] : [['version', 'x']]);
+  const a = [p('libc6', '2.36-9+deb12u7'), p('gone', '1')];
+  const b = [p('libc6', '2.36-9+deb12u14'), p('new', '2', 'all')];
+  t.same(diffCommitPackages(meta(a), meta(b)), diffPackageLists(a, b), "the lists' diff");
+  t.same(diffCommitPackages(meta(a), meta(a)), { upgraded: [], downgraded: [], added: [], removed: [] }, 'no changes is empty lists, not null');
+  t.equal(diffCommitPackages(meta(), meta(b)), null, 'the booted commit has no list');
+  t.equal(diffCommitPackages(meta(a), meta()), null, 'the offered commit has no list');
 });
