@@ -63,6 +63,23 @@ export const powerCutScenario: Scenario = {
       }
       ctx.note(`cut ${i + 1} at ${(at / 1000).toFixed(1)} s ${phase}: booted ${version} in slot ${r.check.slot} (${r.check.outcome})${checked}`);
     }
+    // The moment larch says "staged", with no sync after it: what it acknowledged must survive.
+    const now = await ctx.status();
+    if (!target || now.booted.commit === target.commit) {
+      target = ctx.compose('good');
+      known.set(target.commit, target.version);
+    }
+    const staged = await ctx.larch('upgrade');
+    expectThat(staged.result === 'staged', `upgrade before the last cut: expected staged, got ${JSON.stringify(staged).slice(0, 400)}`);
+    await ctx.board.powerOff();
+    if (ctx.board.readBootEnv) {
+      const env = await ctx.board.readBootEnv();
+      expectThat(env !== null, `a power cut right after 'larch upgrade' returned staged left the bootloader env unreadable on the boot partition (see console.log; the boot partition's filesystem was not flushed)`);
+    }
+    const last = await ctx.powerOn('boot after the cut right after staged', { timeoutMs: 600_000 });
+    expectThat(last.check.commit === target.commit && last.check.healthy, `a power cut right after 'larch upgrade' returned staged: expected the staged ${target.version} to boot, booted ${JSON.stringify(last.check)} after ${JSON.stringify(last.boots)}`);
+    ctx.note(`cut ${CUTS + 1} right after larch upgrade returned staged (no sync): booted the staged ${target.version} (${last.check.outcome})`);
+
     const final = await upgradeAndConfirm(ctx, 'upgrade after the cuts');
     ctx.note(`after ${CUTS} cuts an upgrade to ${final.version} completed`);
   },
