@@ -41,6 +41,12 @@ export const BOOTLOADER_LINE = /^larch: slot=([AB]) rescue=([01]) wrote=([01])\n
 const PANIC_LINE = /Kernel panic - not syncing/;
 const BOOT_CHECK_LINE = /^larch: boot-check: (.*)\n/m;
 const SHELL_HANDOVER = /^larch: init: synced/m;
+/** The init's own failures (images/overlay/initramfs/usr/lib/larch/init `fail`): it then runs a rescue shell, boot-check never comes. */
+const INIT_FAILURE = /^larch: init: (?!slot [AB] mounted|synced|boot-check asks)(.*)\n/m;
+
+function formatBootLines(boots: BootLine[]): string {
+  return boots.map((b) => `slot ${b.slot}${b.rescue ? ' (rescue)' : ''}${b.wrote ? ' +write' : ''}`).join(', ') || 'no bootloader line';
+}
 
 /** Parses the bootloader's console line (pure). */
 export function parseBootLine(m: RegExpExecArray): BootLine {
@@ -58,13 +64,15 @@ export async function waitBoot(board: Board, opts: { timeoutMs?: number; started
   const boots: BootLine[] = [];
   let panics = 0;
   const retries: BootCheck[] = [];
-  const any = new RegExp(`${BOOTLOADER_LINE.source}|${PANIC_LINE.source}|${BOOT_CHECK_LINE.source}`, 'm');
+  const any = new RegExp(`${BOOTLOADER_LINE.source}|${PANIC_LINE.source}|${BOOT_CHECK_LINE.source}|${INIT_FAILURE.source}`, 'm');
   for (;;) {
     const left = deadline - Date.now();
     if (left <= 0) throw new Error(`hil: no boot-check within ${((deadline - started) / 1000).toFixed(0)} s (${boots.length} bootloader runs, ${panics} panics); console:\n${board.console.tail(2500)}`);
     const m = await board.console.expect(any, left, 'boot progress (bootloader line, panic or boot-check)');
     if (m[1]) boots.push({ slot: m[1] as 'A' | 'B', rescue: m[2] === '1', wrote: m[3] === '1' });
-    else if (PANIC_LINE.test(m[0])) panics++;
+    else if (m[5] !== undefined) {
+      throw new Error(`hil: the board did not reach boot-check: the initramfs said "larch: init: ${m[5]}" after ${formatBootLines(boots)}; console:\n${board.console.tail(1500)}`);
+    } else if (PANIC_LINE.test(m[0])) panics++;
     else if (m[4] !== undefined) {
       const check = parseBootCheck(m[4]);
       // boot-check asked for a reboot (unhealthy, unconfirmed): the init reboots; follow the next boot.

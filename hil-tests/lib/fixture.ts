@@ -100,7 +100,7 @@ export function variantCommands(kind: VariantKind, label: string): string[] {
       return [...common, `printf '#!/bin/sh\\necho "hil: ${label} fails its required health check on purpose"\\nexit 1\\n' > etc/larch/health.d/required.d/50-hil-fail`, 'chmod 755 etc/larch/health.d/required.d/50-hil-fail'];
     case 'bad-kernel':
       // The initramfs /init exits at once: the kernel panics ("Attempted to kill init") on every boot.
-      return [...common, `printf '#!/bin/busybox sh\\necho "larch: init: ${label} exits on purpose (kernel panic)"\\nexit 1\\n' > usr/lib/larch/init`, 'sh usr/lib/larch/mkinitramfs'];
+      return [...common, `printf '#!/bin/busybox sh\\necho "hil: the init of ${label} exits on purpose (kernel panic)"\\nexit 1\\n' > usr/lib/larch/init`, 'sh usr/lib/larch/mkinitramfs'];
   }
 }
 
