@@ -279,7 +279,14 @@ export function ubootEnvStore(config: FwEnvConfig, options: UbootEnvStoreOptions
 
   return {
     describe: () => source,
-    read: () => withLock(options, UBOOT_LOCK_PATH, async () => (await readState()).vars),
+    // Optimistic: every copy carries a CRC, so a read that overlaps a writer (larch or
+    // fw_setenv) finds a torn copy invalid and the other copy, or nothing valid. Only then is the
+    // read repeated under the lock, after the writer. This keeps status reads from spawning a
+    // flock process each (the daemon reads the env for every status report).
+    read: () => readState().then(
+      (state) => state.vars,
+      () => withLock(options, UBOOT_LOCK_PATH, async () => (await readState()).vars),
+    ),
     write: (vars) => withLock(options, UBOOT_LOCK_PATH, async () => writeOver(await readState(), vars)),
     update: (change) =>
       withLock(options, UBOOT_LOCK_PATH, async () => {

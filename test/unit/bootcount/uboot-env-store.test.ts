@@ -330,9 +330,16 @@ t.test('larch and fw_setenv share /var/lock/fw_printenv.lock', async (t) => {
 
   const holder = spawn('flock', ['-x', s.lockPath, 'sleep', '3']);
   await new Promise((r) => setTimeout(r, 300));
-  const err = await rejection((await openUbootEnvStore(s.cfg, { lockPath: s.lockPath, lockTimeoutMs: 200 })).read());
+  const held = await openUbootEnvStore(s.cfg, { lockPath: s.lockPath, lockTimeoutMs: 200 });
+  const err = await rejection(held.update((v) => v.set('x', '1')));
   t.equal(err.code, 'LOCKED', 'a held lock times out with LOCKED');
   t.match(err.message, /bootloader env lock/);
+  // Reads are optimistic: a valid env (every copy has a CRC) is read without the lock...
+  t.equal((await held.read()).get('waited'), 'yes', 'a valid env reads while the lock is held');
+  // ...and one that does not check out is read again under the lock, after the writer.
+  writeFileSync(s.env, new Uint8Array(SIZE));
+  const blank = await rejection(held.read());
+  t.equal(blank.code, 'LOCKED', 'an invalid env waits for the lock (here: times out) instead of failing at once');
   holder.kill();
 });
 
