@@ -3,7 +3,7 @@
  * sync for transactions that stage many files (one syncfs instead of one fsync per file,
  * as OSTree does: per-file fsync made a 10k-file commit 20x slower, measured).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { lstat, open, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -46,12 +46,18 @@ let syncfsWorks: boolean | undefined;
 /**
  * Flushes the filesystem holding path to stable storage. Uses `sync -f` (syncfs(2), coreutils
  * and busybox both have it) because Node has no syncfs; falls back to fsync of each listed path.
+ * Asynchronous: a syncfs on slow flash can take seconds, and the daemon must keep answering its
+ * broker (keepalive) meanwhile.
  */
 export async function syncFilesystem(path: string, fallbackPaths: string[] = []): Promise<void> {
   if (process.env.LARCH_SYNC === 'file') syncfsWorks = false;
   if (syncfsWorks !== false) {
-    const r = spawnSync('sync', ['-f', path], { stdio: 'ignore' });
-    if (r.status === 0) {
+    const code = await new Promise<number | null>((resolve) => {
+      const child = spawn('sync', ['-f', path], { stdio: 'ignore' });
+      child.once('error', () => resolve(null)); // no sync(1) at all
+      child.once('close', (status) => resolve(status));
+    });
+    if (code === 0) {
       syncfsWorks = true;
       return;
     }
