@@ -5,25 +5,17 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
-import { BIN } from './helpers.ts';
+import { BIN, freePort } from './helpers.ts';
+
+export { freePort };
 import type { Test } from './device-helpers.ts';
 
 /** Debian installs it in /usr/sbin, which is not on every user's PATH. */
 const MOSQUITTO = existsSync('/usr/sbin/mosquitto') ? '/usr/sbin/mosquitto' : 'mosquitto';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** A test CA and the certificates it signed (PEM files in dir), made with the openssl tool. */
 export interface TestPki {
