@@ -107,7 +107,6 @@ export class Console {
   /** Sends one line (the line end is added: \r suits both U-Boot and a Linux tty). */
   async send(line: string): Promise<void> {
     if (!this.writer) throw new Error('console: the board is not powered (no serial connection to send on)');
-    appendFileSync(this.logPath, '');
     await this.writer(`${line}\r`);
   }
 
