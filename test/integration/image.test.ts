@@ -15,6 +15,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, ROOT, larch, larchOk, sh, tempDir } from '../helpers.ts';
+import type { Test } from '../device-helpers.ts';
 
 const CACHE = join(ROOT, '.cache', 'compose');
 const CI = Boolean(process.env.CI);
@@ -119,17 +120,23 @@ function timing(what: string, b: Boot): string {
   return `${what}: power-on to boot-check ${f(b.seconds)} s (bootloader chose the slot at ${f(b.chose)} s, init mounted it at ${f(b.mounted)} s)`;
 }
 
-t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-check', gate(X86_CANNOT), async (t) => {
-  if (X86_CANNOT) return void t.fail(`cannot run in CI: ${X86_CANNOT}`);
-  const dir = tempDir(t, 'larch-image-');
+/** A fresh archive repo and key, and `larch image build images/BOARD.toml --board BOARD` from it. */
+async function buildImage(t: Test, board: string, larchBin: string): Promise<{ dir: string; repo: string; disk: string; result: any }> {
+  const dir = tempDir(t, `larch-image-${board}-`);
   const repo = join(dir, 'repo');
   await larchOk(['init', '--repo', repo, '--mode', 'archive']);
   await larchOk(['keygen', '--out', join(dir, 'vendor')]);
   const disk = join(dir, 'disk.img');
   const started = Date.now();
-  const built = await larchOk(['image', 'build', join(ROOT, 'images', 'qemu-x86_64-grub.toml'), '--board', 'qemu-x86_64-grub', '--out', disk, '--repo', repo, '--sign-key', join(dir, 'vendor.key'), '--larch-bin', BIN, '--cache', CACHE, '--work-dir', dir, '--json'], { cwd: dir });
+  const built = await larchOk(['image', 'build', join(ROOT, 'images', `${board}.toml`), '--board', board, '--out', disk, '--repo', repo, '--sign-key', join(dir, 'vendor.key'), '--larch-bin', larchBin, '--cache', CACHE, '--work-dir', dir, '--json'], { cwd: dir });
   const result = JSON.parse(built.stdout);
-  t.comment(`image built in ${((Date.now() - started) / 1000).toFixed(1)} s: ${Math.round(result.layout.size / 1048576)} MiB`);
+  t.comment(`${board} image built in ${((Date.now() - started) / 1000).toFixed(1)} s: ${Math.round(result.layout.size / 1048576)} MiB`);
+  return { dir, repo, disk, result };
+}
+
+t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-check', gate(X86_CANNOT), async (t) => {
+  if (X86_CANNOT) return void t.fail(`cannot run in CI: ${X86_CANNOT}`);
+  const { dir, repo, disk, result } = await buildImage(t, 'qemu-x86_64-grub', BIN);
   t.equal(result.board, 'qemu-x86_64-grub');
   t.match(result.commit, /^[0-9a-f]{64}$/);
   t.equal(result.compose.kernel.release, '6.1.0-56-cloud-amd64');
@@ -199,15 +206,7 @@ t.test('image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to 
   // The guest's larch: the arm64 Bun build of this tree (Bun fetches its arm64 runtime from npm once).
   const build = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), 'linux-arm64'], { cwd: ROOT, encoding: 'utf8' });
   t.equal(build.status, 0, `node scripts/build.mjs linux-arm64: ${build.stderr.slice(-500)}`);
-  const dir = tempDir(t, 'larch-image-arm64-');
-  const repo = join(dir, 'repo');
-  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
-  await larchOk(['keygen', '--out', join(dir, 'vendor')]);
-  const disk = join(dir, 'disk.img');
-  const started = Date.now();
-  const built = await larchOk(['image', 'build', join(ROOT, 'images', 'qemu-arm64-uboot.toml'), '--board', 'qemu-arm64-uboot', '--out', disk, '--repo', repo, '--sign-key', join(dir, 'vendor.key'), '--larch-bin', BIN_ARM64, '--cache', CACHE, '--work-dir', dir, '--json'], { cwd: dir });
-  const result = JSON.parse(built.stdout);
-  t.comment(`qemu-arm64-uboot image built in ${((Date.now() - started) / 1000).toFixed(1)} s: ${Math.round(result.layout.size / 1048576)} MiB`);
+  const { dir, repo, disk, result } = await buildImage(t, 'qemu-arm64-uboot', BIN_ARM64);
   t.equal(result.board, 'qemu-arm64-uboot');
   t.equal(result.compose.kernel.release, '6.1.0-56-arm64');
 
