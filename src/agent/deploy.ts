@@ -102,12 +102,16 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
     if (!(await exists(sysroot.varDir))) await mkdir(sysroot.varDir, { recursive: true });
 
     const bootFiles = await copyBootFiles(join(tmp, 'boot'), bootTmp);
-    await syncFilesystem(sysroot.path, [tmp, bootTmp]);
+    // S/boot is usually its own (FAT) partition: syncfs of the root does not reach it.
+    await syncFilesystem(sysroot.path, [tmp]);
+    await syncFilesystem(sysroot.bootDir, [bootTmp]);
     await rm(sysroot.slotBootDir(slot), { recursive: true, force: true });
     await rename(bootTmp, sysroot.slotBootDir(slot));
     await rename(tmp, dir);
     await fsyncPath(sysroot.bootDir);
     await fsyncPath(join(sysroot.larchDir, 'deploy'));
+    // ...and on vfat the renamed directories' entries are only durable once the partition is.
+    await syncFilesystem(sysroot.bootDir);
 
     const record: DeploymentRecord = {
       slot,

@@ -35,6 +35,11 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, m
     }
     await rename(tmp, path);
     await fsyncPath(dirname(path));
+    // vfat (a FAT boot partition holding uboot.env or grubenv) writes a renamed file's directory
+    // entry with the file's inode, not the directory's: without this fsync a power cut leaves the
+    // entry pointing at the old file's clusters, which the flushed FAT says are free. Found by
+    // the HIL power-cut scenario (hil-tests/README.md, Findings).
+    await fsyncPath(path);
   } catch (err) {
     await rm(tmp, { force: true });
     throw fromSystemError(err, 'write', path);
