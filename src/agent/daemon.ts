@@ -3,7 +3,8 @@
  * the device's status (retained, with a last will) and its journal (QoS 1, in order, resent
  * after a restart), acts on signed announcements through the update policy and the phased
  * rollout, and runs signed, fresh, never-replayed commands. The update itself is the same
- * check/upgrade/rollback as the CLI verbs (src/agent/update.ts), over the device's HTTP remote.
+ * check/upgrade/rollback as the CLI verbs (src/agent/update.ts), over the device's remote
+ * (HTTP, or chunks through the broker).
  * One piece of work runs at a time (announcements and commands queue), so the daemon never
  * races itself on the sysroot. With apply-and-reboot, the reboot waits for a window or a
  * FleetLock slot by reboot_strategy (reboot-plan.ts). Optional Prometheus /metrics

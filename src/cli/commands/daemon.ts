@@ -35,7 +35,8 @@ DESCRIPTION
   retained announcements of its ref (larch/v1/announce/REF) through the policy and the
   phased rollout; runs the signed commands on .../cmd (check, upgrade, rollback, reboot)
   when signed by a trusted key, fresh and never seen before, answering on .../cmd/result.
-  Updates are fetched over the device's HTTP remote (MQTT-only transfer comes later).
+  Updates are fetched from the device's remote: its HTTP server, or for a device provisioned
+  with --mqtt-url, in chunks through the broker from 'larch serve --mqtt' responders.
   Settings come from S/larch/daemon.conf and S/larch/daemon.conf.d/*.conf (docs/fleet.md);
   the options here override them. In a test sysroot (not ${DEFAULT_SYSROOT}) a reboot is
   recorded in S/larch/daemon/reboot-requested.json and the journal instead of done.
