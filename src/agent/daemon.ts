@@ -66,6 +66,8 @@ interface UpdateView {
   reboot_at: string | null;
   /** lock: refused attempts so far and the last refusal. */
   lock: { attempts: number; reason: string | null } | null;
+  /** The announced update failed: when it is tried again, and how many attempts failed so far. */
+  retry: { at: string; failures: number } | null;
 }
 
 /** The retained status message (docs/formats.md §13.4). */
@@ -102,7 +104,7 @@ export class Daemon {
   private ref = '';
   private readonly started = new Date().toISOString();
   private seq = 0;
-  private update: UpdateView = { state: 'idle', announced: null, progress: null, reboot_wait: null, reboot_at: null, lock: null };
+  private update: UpdateView = { state: 'idle', announced: null, progress: null, reboot_wait: null, reboot_at: null, lock: null, retry: null };
   private planner!: RebootPlanner;
   private metrics: MetricsServer | null = null;
   private journalTally!: JournalTally;
@@ -115,6 +117,9 @@ export class Daemon {
   private lastProgressMs = 0;
   private newestAnnouncement: Announcement | null = null;
   private handled = new Set<string>();
+  /** Failed attempts at the newest announcement, and the timer that tries it again. */
+  private failures = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private timers: ReturnType<typeof setInterval>[] = [];
   private journalOffset = 0;
   private journalSeq = 0;
@@ -186,6 +191,7 @@ export class Daemon {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     this.planner?.stop();
     await this.metrics?.close();
     const client = this.client;
@@ -257,9 +263,10 @@ export class Daemon {
     }
     if (a.ref !== this.ref) return;
     if (this.newestAnnouncement && a.created < this.newestAnnouncement.created) return; // an older one, replayed
-    this.newestAnnouncement = a;
-    const key = `${a.commit}@${a.created}`;
+    const key = announcementKey(a);
     if (this.handled.has(key)) return;
+    if (!this.newestAnnouncement || announcementKey(this.newestAnnouncement) !== key) this.clearRetry();
+    this.newestAnnouncement = a;
     const position = this.d.config.wariness !== undefined ? this.d.config.wariness * 100 : rolloutPosition(this.d.deviceId);
     const selected = inRollout(this.d.deviceId, a.rollout, this.d.config.wariness);
     this.setUpdate({ announced: { ref: a.ref, commit: a.commit, version: a.version, rollout: a.rollout, created: a.created, selected, position } });
@@ -278,7 +285,50 @@ export class Daemon {
     const jitterMs = Math.floor((this.d.random ?? Math.random)() * this.d.config.jitterS * 1000);
     if (jitterMs > 0) await sleep(jitterMs);
     if (this.stopped) return;
-    if (await this.runPolicy(a)) this.handled.add(key);
+    await this.actOn(a);
+  }
+
+  /** Runs the policy for an announcement; a failure (not a stale announcement) is tried again later. */
+  private async actOn(a: Announcement): Promise<void> {
+    if (await this.runPolicy(a)) {
+      this.handled.add(announcementKey(a));
+      this.clearRetry();
+    } else if (this.update.state === 'error') {
+      this.scheduleRetry(a);
+    }
+  }
+
+  /**
+   * A download cut short, a busy or unreachable server, a full disk: an announced update that
+   * failed is tried again after retry_interval_s, doubling up to retry_max_s, each wait between
+   * half and all of that (a fleet that failed together does not come back together). A newer
+   * announcement replaces it.
+   */
+  private scheduleRetry(a: Announcement): void {
+    const { retryIntervalS, retryMaxS } = this.d.config;
+    this.failures++;
+    if (retryIntervalS <= 0 || this.stopped) return;
+    const baseS = Math.min(Math.max(retryMaxS, retryIntervalS), retryIntervalS * 2 ** (this.failures - 1));
+    const ms = Math.round(baseS * 1000 * (0.5 + 0.5 * (this.d.random ?? Math.random)()));
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.enqueue(async () => {
+        if (this.stopped || this.newestAnnouncement !== a || this.handled.has(announcementKey(a))) return;
+        this.d.log(`announce: trying version ${a.version} again (attempt ${this.failures + 1})`);
+        this.setUpdate({ retry: null });
+        await this.actOn(a);
+      });
+    }, ms);
+    this.setUpdate({ retry: { at: new Date(Date.now() + ms).toISOString(), failures: this.failures } });
+    this.d.log(`announce: version ${a.version} failed (attempt ${this.failures}); trying again in ${(ms / 1000).toFixed(0)} s`);
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.failures = 0;
+    if (this.update.retry) this.setUpdate({ retry: null });
   }
 
   /** Runs the policy for an announcement (or a periodic check: a = null). True when it completed. */
@@ -560,6 +610,10 @@ function describeRefusal(reason: string): string {
       'too-large': 'it is larger than any command',
     } as Record<string, string>
   )[reason] ?? reason;
+}
+
+function announcementKey(a: Announcement): string {
+  return `${a.commit}@${a.created}`;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -42,6 +42,10 @@ export interface DaemonConfig {
   statusIntervalS: number;
   /** Poll the HTTP summary this often (0: only act on announcements and commands). */
   checkIntervalS: number;
+  /** After an announced update fails, try it again after about this long, doubling each time (0: never). */
+  retryIntervalS: number;
+  /** The longest wait between those attempts. */
+  retryMaxS: number;
   /** How often the journal and sysroot state are looked at for changes. */
   pollIntervalMs: number;
   /** 0..1: replaces the hash-derived rollout position (src/mqtt/rollout.ts). */
@@ -69,6 +73,8 @@ export const DEFAULT_DAEMON_CONFIG: DaemonConfig = {
   jitterS: 60,
   statusIntervalS: 60,
   checkIntervalS: 0,
+  retryIntervalS: 60,
+  retryMaxS: 3600,
   pollIntervalMs: 1000,
   clockSkewS: 300,
   keepaliveS: 30,
@@ -92,6 +98,8 @@ const KEYS: Record<string, { field: keyof DaemonConfig; kind: Kind }> = {
   jitter_s: { field: 'jitterS', kind: 'uint' },
   status_interval_s: { field: 'statusIntervalS', kind: 'uint' },
   check_interval_s: { field: 'checkIntervalS', kind: 'uint' },
+  retry_interval_s: { field: 'retryIntervalS', kind: 'uint' },
+  retry_max_s: { field: 'retryMaxS', kind: 'uint' },
   poll_interval_ms: { field: 'pollIntervalMs', kind: 'uint' },
   wariness: { field: 'wariness', kind: 'fraction' },
   clock_skew_s: { field: 'clockSkewS', kind: 'uint' },

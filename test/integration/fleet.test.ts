@@ -14,7 +14,7 @@
  * size); LARCH_FLEET_DEVICES=N for another size.
  */
 import t from 'tap';
-import { cpSync, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Daemon } from '../../src/agent/daemon.ts';
@@ -22,6 +22,7 @@ import { mergerFor } from '../../src/agent/etc-merger.ts';
 import { DEFAULT_DAEMON_CONFIG } from '../../src/agent/policy.ts';
 import { httpRemote } from '../../src/agent/remote-http.ts';
 import { Sysroot } from '../../src/agent/sysroot.ts';
+import { readStatus } from '../../src/agent/status.ts';
 import { rolloutPosition } from '../../src/mqtt/rollout.ts';
 import { REF, vendor } from '../device-helpers.ts';
 import { larchOk, tempDir } from '../helpers.ts';
@@ -45,6 +46,15 @@ t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%, downloads capp
   const ids = Array.from({ length: N }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);
   const statusTopic = (id: string) => `larch/v1/device/${id}/status`;
   const rec = await recorder(t, broker.url, ['larch/v1/device/+/status', '$SYS/broker/messages/+', '$SYS/broker/publish/messages/+']);
+  /** Waits for a status of the device; a timeout names the device's last status and log lines. */
+  const waitStatus = async (id: string, pred: (json: any) => boolean, timeoutMs: number, what: string) => {
+    try {
+      return await rec.waitFor((m) => m.topic === statusTopic(id) && m.json !== undefined && pred(m.json), timeoutMs, `${id} ${what}`);
+    } catch (err) {
+      const mine = logs.filter((l) => l.startsWith(`${id}: `));
+      throw new Error(`${(err as Error).message}\n${id}'s last status: ${JSON.stringify(rec.on(statusTopic(id)).at(-1)?.json)}\n${id}'s log (${mine.length} lines):\n${mine.slice(-20).join('\n')}`);
+    }
+  };
   const sys = (name: string) => Number(rec.messages.filter((m) => m.topic === `$SYS/broker/${name}`).at(-1)?.payload.toString() ?? NaN);
 
   global.gc?.();
@@ -55,12 +65,16 @@ t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%, downloads capp
   for (const id of ids) {
     const dir = join(root, id);
     cpSync(proto, dir, { recursive: true, verbatimSymlinks: true });
-    const d = new Daemon({ sysroot: new Sysroot(dir), config: { ...DEFAULT_DAEMON_CONFIG, policy: 'apply', mqttUrl: broker.url, jitterS: 2, pollIntervalMs: 1000 }, deviceId: id, remote: httpRemote(v.url), merger: mergerFor(), log: (line) => logs.push(`${id}: ${line}`), reboot: async () => {} });
+    // fw_env.config names its env file by absolute path: each copy gets its own env, not proto's
+    // (200 devices writing one env was caught by the read-back check, as it should be).
+    const envConfig = join(dir, 'boot/fw_env.config');
+    writeFileSync(envConfig, readFileSync(envConfig, 'utf8').replaceAll(`${proto}/`, `${dir}/`));
+    const d = new Daemon({ sysroot: new Sysroot(dir), config: { ...DEFAULT_DAEMON_CONFIG, policy: 'apply', mqttUrl: broker.url, jitterS: 2, pollIntervalMs: 1000, retryIntervalS: 5 }, deviceId: id, remote: httpRemote(v.url), merger: mergerFor(), log: (line) => logs.push(`${id}: ${line}`), reboot: async () => {} });
     daemons.push(d);
     await d.start();
   }
   t.teardown(() => Promise.all(daemons.map((d) => d.stop())));
-  for (const id of ids) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.online === true, 60_000, `${id} online`);
+  for (const id of ids) await waitStatus(id, (s) => s.online === true, 60_000, 'online');
   global.gc?.();
   const mem1 = process.memoryUsage();
   t.comment(`${N} agents online in ${((Date.now() - started) / 1000).toFixed(1)} s; per agent: ${((mem1.rss - mem0.rss) / N / MiB).toFixed(2)} MiB RSS, ${((mem1.heapUsed - mem0.heapUsed) / N / 1024).toFixed(0)} KiB JS heap (all agents in one process: total RSS ${(mem1.rss / MiB).toFixed(0)} MiB)`);
@@ -81,8 +95,8 @@ t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%, downloads capp
   const deltaBytes = () => since().filter((e) => e.path.startsWith('/deltas/')).reduce((n, e) => n + e.bytes, 0);
 
   await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--rollout', '25']);
-  for (const id of early) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.update?.state === 'staged', 300_000, `${id} staged`);
-  for (const id of late) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.update?.state === 'waiting-rollout', 60_000, `${id} waits`);
+  for (const id of early) await waitStatus(id, (s) => s.update?.state === 'staged', 300_000, 'staged');
+  for (const id of late) await waitStatus(id, (s) => s.update?.state === 'waiting-rollout', 60_000, 'waits');
   const staged25 = ids.filter((id) => rec.on(statusTopic(id)).some((m) => m.json?.pending?.version === '2'));
   const odd = [...early.filter((id) => !staged25.includes(id)), ...staged25.filter((id) => !early.includes(id))];
   t.same(staged25, early, `rollout 25%: exactly the ${early.length} devices placed below 25 staged, no other${odd.length ? `; ${odd.join(' ')}: ${JSON.stringify(odd.map((id) => rec.on(statusTopic(id)).slice(-2).map((m) => m.json)))} ${logs.filter((l) => odd.some((id) => l.startsWith(id))).join('\n')}` : ''}`);
@@ -90,10 +104,12 @@ t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%, downloads capp
 
   const wave = Date.now();
   await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--rollout', '100']);
-  for (const id of late) await rec.waitFor((m) => m.topic === statusTopic(id) && m.json?.pending?.version === '2', 600_000, `${id} staged at 100%`);
+  for (const id of late) await waitStatus(id, (s) => s.pending?.version === '2', 600_000, 'staged at 100%');
   const waveS = (Date.now() - wave) / 1000;
   const inB = ids.filter((id) => existsSync(join(root, id, 'larch/deploy/B.json')) && JSON.parse(readFileSync(join(root, id, 'larch/deploy/B.json'), 'utf8')).version === '2');
   t.equal(inB.length, N, `at 100%: all ${N} devices have v2 deployed in slot B`);
+  const pendingInOwnEnv = (await Promise.all(ids.map((id) => readStatus(new Sysroot(join(root, id)))))).filter((s) => s.pending?.version === '2').length;
+  t.equal(pendingInOwnEnv, N, `each device's own env (boot/uboot.env) boots v2 next`);
 
   const total = deltaBytes();
   t.ok(Math.abs(total - N * deltaSize) <= 0.05 * N * deltaSize, `HTTP sent ${total} bytes of deltas ≈ ${N} devices × ${deltaSize} (${(total / (N * deltaSize)).toFixed(3)}×)`);
@@ -110,5 +126,8 @@ t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%, downloads capp
   const mem2 = process.memoryUsage();
   t.comment(`100% wave: ${late.length} devices in ${waveS.toFixed(1)} s; RSS after the update ${(mem2.rss / MiB).toFixed(0)} MiB (${((mem2.rss - mem0.rss) / N / MiB).toFixed(2)} MiB per agent)`);
   t.comment(`agent log lines: ${logs.length}${logs.length ? `, e.g. ${logs.slice(0, 5).join(' | ')}` : ''}`);
+  // A failed attempt is tried again (retry_interval_s, here 5 s): the fleet still converges, but each one is worth reading.
+  const failures = logs.filter((l) => / failed \(attempt \d+\); trying again/.test(l));
+  t.comment(`attempts that failed and were tried again: ${failures.length}${failures.length ? `:\n${logs.filter((l) => /daemon: [A-Z_]+: /.test(l)).join('\n')}` : ''}`);
   t.comment(`broker: ${sys('messages/received')} messages received, ${sys('messages/sent')} sent (${sys('publish/messages/received')} / ${sys('publish/messages/sent')} PUBLISH); the recorder saw ${rec.messages.filter((m) => !m.topic.startsWith('$SYS')).length} status messages`);
 });

@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, type Test, type Vendor, makeTree, status, vendor } from '../device-helpers.ts';
 import { BIN, larch, larchOk, tempDir } from '../helpers.ts';
@@ -201,6 +201,27 @@ t.test('an announcement runs the policy: apply stages over HTTP, check only repo
   await rec.publish(`larch/v1/announce/${REF}`, JSON.stringify({ body: JSON.stringify({ type: 'announce', format: 1, ref: REF, commit: 'a'.repeat(64), version: '666', timestamp: 1, summary_serial: 1, rollout: 100, created: 9_999_999_999 }), sigs: [] }));
   await waitUntil(() => readFileSync(join(checkDev, 'larch/journal.jsonl'), 'utf8').includes('refused an announcement'), 10_000, 'refusal journaled');
   t.equal((await status(checkDev)).pending, null);
+});
+
+t.test('an announced update that fails is tried again: with the objects away it fails, once back it stages', async (t) => {
+  const { v, broker } = await setup(t);
+  const dev = await device(t, v, 'dev-retry');
+  writeFileSync(join(dev, 'larch/daemon.conf'), 'retry_interval_s = 2\n');
+  const rec = await recorder(t, broker.url, [statusTopic('dev-retry')]);
+  startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-retry', '--policy', 'apply']);
+  await rec.waitFor(online('dev-retry'), 20_000, 'online');
+  await v.release(2);
+  // The summary names v2, but neither its objects nor its deltas can be fetched (HTTP 404).
+  for (const dir of ['objects', 'deltas']) renameSync(join(v.repo, dir), join(v.repo, `${dir}.away`));
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url]);
+  const failed = await rec.waitFor((m) => m.topic === statusTopic('dev-retry') && m.json?.update?.state === 'error' && m.json.update.retry !== null, 60_000, 'the failure with a retry planned');
+  for (const dir of ['objects', 'deltas']) renameSync(join(v.repo, `${dir}.away`), join(v.repo, dir));
+  t.match(failed.json, { pending: null, update: { retry: { failures: 1 } }, last_error: { code: String } }, `failed, reported with the error (${failed.json.last_error?.message}) and the retry`);
+  const retryInMs = Date.parse(failed.json.update.retry.at) - Date.parse(failed.json.time);
+  t.ok(retryInMs >= 900 && retryInMs <= 2100, `the retry is planned 1-2 s later (retry_interval_s 2, half to all of it): ${retryInMs} ms`);
+  const staged = await rec.waitFor((m) => m.topic === statusTopic('dev-retry') && m.json?.update?.state === 'staged', 60_000, 'staged on a later attempt');
+  t.match(staged.json, { pending: { version: '2' }, update: { retry: null } }, 'staged without a new announcement; no retry left');
+  t.match(await status(dev), { pending: { version: '2' } });
 });
 
 t.test('serve --sign-key --mqtt publishes and announces each new commit and delta by itself', async (t) => {
