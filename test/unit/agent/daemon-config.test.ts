@@ -24,6 +24,7 @@ t.test('reboot and metrics keys', async (t) => {
   t.same(c, { rebootStrategy: 'periodic', rebootWindows: ['Mon,Wed 02:00 60m', 'Sat-Sun 23:30 2h'], fleetLockUrl: 'http://fleetlock.example:8080/', fleetLockGroup: 'canary.eu-1', fleetLockRetryS: 30, metricsListen: '[::1]:9105' });
   t.same(parseDaemonConfig('reboot_windows = "Sun 03:00 1h"', 'd.conf'), { rebootWindows: ['Sun 03:00 1h'] }, 'one window as a plain string');
   t.same(parseDaemonConfig('reboot_windows = []', 'd.conf'), { rebootWindows: [] });
+  t.same(parseDaemonConfig('retry_interval_s = 30\nretry_max_s = 600', 'd.conf'), { retryIntervalS: 30, retryMaxS: 600 }, 'the retry of a failed announced update');
 });
 
 t.test('bad values are refused with file and line', async (t) => {
@@ -36,6 +37,7 @@ t.test('bad values are refused with file and line', async (t) => {
     ['fleet_lock_url = "ftp://x"', /http:\/\/ or https:\/\//],
     ['fleet_lock_group = "a b"', /letters, digits/],
     ['metrics_listen = "9105"', /HOST:PORT/],
+    ['retry_interval_s = -1', /got '-1'/],
     ['metrics_listen = "127.0.0.1:99999"', /HOST:PORT/],
   ];
   for (const [line, why] of cases) {
