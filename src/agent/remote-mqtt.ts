@@ -23,6 +23,12 @@ export interface MqttFetchOptions {
   /** Bytes asked for per request (default 64 KiB). */
   chunkBytes?: number;
   /**
+   * Requests in flight at once for one file (default 8: 512 KiB, a 40 Mbit/s link's worth over a
+   * 100 ms round trip). One at a time, the round trip bounds the rate: 0.6 MiB/s at 100 ms
+   * against 4.3 MiB/s with 8 (bench/mqtt-fetch.ts).
+   */
+  window?: number;
+  /**
    * A request without an answer is asked again after 8 times the recent answer time, at least
    * 2 s and at most this (default 30 s); at once after a reconnect.
    */
@@ -38,6 +44,14 @@ export interface MqttFetchOptions {
 }
 
 const MAX_COMMIT_BYTES = 1024 * 1024;
+export const DEFAULT_WINDOW = 8;
+
+/** A request sent and its outcome (never rejects: a failure is an outcome). */
+interface InFlight {
+  offset: number;
+  length: number;
+  outcome: Promise<{ r: FetchResponse } | { err: Error }>;
+}
 
 /** One connection's request/response: correlation data to match answers, resend on reconnect. */
 class ChunkClient {
@@ -120,7 +134,7 @@ export class MqttFetcher implements FileFetcher {
     private settings: Omit<MqttSettings, 'clientId'> & { clientId?: string },
     opts: MqttFetchOptions = {},
   ) {
-    this.o = { chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, requestTimeoutMs: opts.requestTimeoutMs ?? 30_000, stallTimeoutMs: opts.stallTimeoutMs ?? 120_000, attempts: opts.attempts ?? 10, connectTimeoutMs: opts.connectTimeoutMs ?? 30_000, onRequest: opts.onRequest };
+    this.o = { chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES, window: Math.max(1, opts.window ?? DEFAULT_WINDOW), requestTimeoutMs: opts.requestTimeoutMs ?? 30_000, stallTimeoutMs: opts.stallTimeoutMs ?? 120_000, attempts: opts.attempts ?? 10, connectTimeoutMs: opts.connectTimeoutMs ?? 30_000, onRequest: opts.onRequest };
   }
 
   where(path: string): string {
@@ -161,7 +175,11 @@ export class MqttFetcher implements FileFetcher {
     return intoFile(dest, (sink) => this.transfer(path, sink, opts));
   }
 
-  /** Chunk by chunk from the sink's length to the file's end. Returns the requests made. */
+  /**
+   * Chunk by chunk from the sink's length to the file's end, up to `window` requests in flight
+   * once the file's size is known (the first answer says it). Chunks are written in order; an
+   * answer that fails is asked again alone, the ones behind it kept. Returns the requests made.
+   */
   private async transfer(path: string, sink: Sink, opts: { maxBytes: number; expectedSize?: number; onProgress?: (p: DownloadProgress) => void }): Promise<number> {
     return this.session(async () => {
       const cc = this.cc!;
@@ -173,39 +191,64 @@ export class MqttFetcher implements FileFetcher {
       let failures = 0;
       let lastProgress = Date.now();
       let total: number | null = opts.expectedSize ?? null;
-      for (;;) {
-        const offset = sink.size();
-        const limit = total ?? opts.maxBytes + 1;
-        const length = Math.max(1, Math.min(this.o.chunkBytes, limit - offset));
-        let r: FetchResponse;
+      let window: InFlight[] = [];
+      const ask = (offset: number, length: number): InFlight => {
         requests++;
-        try {
-          r = await cc.request(path, offset, length);
-        } catch (err) {
-          if (Date.now() - lastProgress >= this.o.stallTimeoutMs) throw new LarchError('IO', `fetch '${where}' over MQTT: no answer for ${Math.round((Date.now() - lastProgress) / 1000)} s (${(err as Error).message}; held ${offset} bytes)`, { hint: 'is a responder (larch serve --mqtt) connected to the broker? run the command again to resume', data: { url: where, requests, receivedBytes: offset } });
+        return { offset, length, outcome: cc.request(path, offset, length).then((r) => ({ r }), (err: Error) => ({ err })) };
+      };
+      /** Keeps the window full: the next chunks after the last one asked, up to the file's end. */
+      const fill = () => {
+        const limit = total ?? opts.maxBytes + 1;
+        const depth = total === null ? 1 : this.o.window;
+        let next = window.length > 0 ? window.at(-1)!.offset + window.at(-1)!.length : sink.size();
+        while (window.length < depth && (window.length === 0 || next < limit)) {
+          const length = Math.max(1, Math.min(this.o.chunkBytes, limit - next));
+          window.push(ask(next, length));
+          next += length;
+        }
+      };
+      /** Starts over from what the sink holds (the answers in flight are dropped when they come). */
+      const restart = () => (window = []);
+      for (;;) {
+        fill();
+        const head = window[0];
+        const o = await head.outcome;
+        const offset = sink.size();
+        if ('err' in o) {
+          if (Date.now() - lastProgress >= this.o.stallTimeoutMs) throw new LarchError('IO', `fetch '${where}' over MQTT: no answer for ${Math.round((Date.now() - lastProgress) / 1000)} s (${o.err.message}; held ${offset} bytes)`, { hint: 'is a responder (larch serve --mqtt) connected to the broker? run the command again to resume', data: { url: where, requests, receivedBytes: offset } });
+          window[0] = ask(head.offset, head.length);
           continue;
         }
+        const r = o.r;
         if (r.status === 'not-found') throw new LarchError('NOT_FOUND', `fetch '${where}': the responder has no such file`, { hint: 'check the remote; the vendor may not have published this file', data: { url: where } });
         if (r.status === 'bad-request') throw new LarchError('INVALID_INPUT', `fetch '${where}' over MQTT: the responder refused the request: ${quash(r.message)}`, { data: { url: where, status: r.status } });
         if (r.status !== 'ok') {
           if (++failures >= this.o.attempts) throw new LarchError('IO', `fetch '${where}' over MQTT: responder answered ${r.status}: ${quash(r.message)}`, { data: { url: where, status: r.status } });
+          window[0] = ask(head.offset, head.length);
           continue;
         }
         if (opts.expectedSize !== undefined && r.size !== opts.expectedSize) throw new LarchError('INVALID_INPUT', `fetch '${where}': the responder's file is ${r.size} bytes, not the ${opts.expectedSize} the signed metadata says`, { data: { url: where, expected: opts.expectedSize, actual: r.size } });
         if (r.size > opts.maxBytes) throw new LarchError('INVALID_INPUT', `fetch '${where}': the file is ${r.size} bytes, more than the ${opts.maxBytes} accepted`, { data: { url: where, maxBytes: opts.maxBytes, reason: 'too-large' } });
+        if (total !== null && r.size !== total) restart(); // the file changed size: the chunks behind were cut for the old one
         total = r.size;
-        if (r.offset !== offset) continue; // not our range: ask again
-        if (offset > r.size) {
-          await sink.truncate(); // our copy is longer than the file: another version; start over
+        if (r.offset !== offset || head.offset !== offset) {
+          restart(); // not our range: ask again
           continue;
         }
-        if (r.bytes.length !== Math.min(length, r.size - offset)) {
+        if (offset > r.size) {
+          await sink.truncate(); // our copy is longer than the file: another version; start over
+          restart();
+          continue;
+        }
+        if (r.bytes.length !== Math.min(head.length, r.size - offset)) {
           if (++failures >= this.o.attempts) throw new LarchError('IO', `fetch '${where}' over MQTT: short answers (${r.bytes.length} bytes at ${offset})`, { data: { url: where } });
+          restart();
           continue;
         }
         failures = 0;
         lastProgress = Date.now();
         sink.write(r.bytes);
+        if (window[0] === head) window.shift();
         opts.onProgress?.({ url: where, receivedBytes: sink.size(), totalBytes: r.size });
         if (sink.size() === r.size) return requests;
       }
