@@ -62,8 +62,33 @@ export interface Broker {
  * accepted. With `tls`, the listener speaks TLS only and wants a client certificate signed by the
  * CA, whose common name is the user name; `acl` lines then say what each user may do.
  */
-export async function startBroker(t: Test, dir: string, opts: { users?: Record<string, string>; tls?: TestPki; acl?: string[]; sysIntervalS?: number; quiet?: boolean } = {}): Promise<Broker> {
-  const port = await freePort();
+export async function startBroker(t: Test, dir: string, opts: BrokerOptions = {}): Promise<Broker> {
+  // Another test process may take freePort's port before mosquitto binds it; the connect check
+  // would then reach that process's broker. Mosquitto exits at once when it cannot bind: that
+  // shows within a moment, and another port is tried.
+  for (let attempt = 1; ; attempt++) {
+    const broker = brokerOn(await freePort(), dir, opts);
+    const bound = await broker.start().then(
+      async () => (await sleep(200), broker.child.exitCode === null && broker.child.signalCode === null),
+      (err) => (attempt >= 5 ? Promise.reject(err) : false),
+    );
+    if (bound) {
+      t.teardown(() => broker.stop());
+      return broker;
+    }
+    if (attempt >= 5) throw new Error(`mosquitto could not keep a port in ${attempt} attempts`);
+  }
+}
+
+interface BrokerOptions {
+  users?: Record<string, string>;
+  tls?: TestPki;
+  acl?: string[];
+  sysIntervalS?: number;
+  quiet?: boolean;
+}
+
+function brokerOn(port: number, dir: string, opts: BrokerOptions): Broker {
   const conf = join(dir, 'mosquitto.conf');
   const lines = [`listener ${port} 127.0.0.1`, 'persistence true', `persistence_location ${dir}/`, `log_dest file ${join(dir, 'mosquitto.log')}`, `log_type ${opts.quiet ? 'error' : 'all'}`, 'user root'];
   // As docs/fleet.md recommends: without it, each chunk answer waits ~40 ms for a delayed ACK (bench/mqtt-fetch.ts).
@@ -115,8 +140,6 @@ export async function startBroker(t: Test, dir: string, opts: { users?: Record<s
       await exited;
     },
   };
-  await broker.start();
-  t.teardown(() => broker.stop());
   return broker;
 }
 

@@ -89,7 +89,11 @@ export async function connectPersistent(s: MqttSettings, log: (line: string) => 
  * answer on loopback (bench/mqtt-fetch.ts), the same in every direction of request/response.
  */
 function disableNagle(client: MqttClient): void {
-  (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
+  try {
+    (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
+  } catch {
+    // A transport without the option (a WebSocket stream): only slower, never a reason to fail.
+  }
 }
 
 /** Connects once (no retries) for a CLI tool. @throws IO when the broker cannot be reached or refuses */
