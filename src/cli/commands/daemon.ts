@@ -43,6 +43,9 @@ DESCRIPTION
   With apply-and-reboot, reboot_strategy in daemon.conf says when: immediate, periodic
   (reboot_windows, weekly, UTC) or fleet_lock (a slot from the FleetLock server at
   fleet_lock_url). metrics_listen = "127.0.0.1:9105" serves Prometheus metrics on /metrics.
+  An announced update that fails (a cut download, a busy or unreachable server, a full disk)
+  is tried again by itself after retry_interval_s (60), the wait doubling up to retry_max_s
+  (3600); the status shows update.retry until it is staged or a newer one is announced.
   Runs until SIGTERM or SIGINT, then publishes a last status with online false.
 
 OPTIONS
