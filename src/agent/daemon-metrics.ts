@@ -19,6 +19,8 @@ export interface MetricsSnapshot {
   status: Status;
   state: UpdateState;
   rebootWait: 'window' | 'lock' | null;
+  /** The announced update failed and is tried again: failures so far and when (Unix seconds). */
+  retry: { failures: number; atS: number } | null;
   /** Unix seconds of the last completed check, null before the first. */
   lastCheckS: number | null;
   updates: Record<UpdateResult, number>;
@@ -35,6 +37,8 @@ export function daemonMetrics(s: MetricsSnapshot): MetricFamily[] {
     { name: 'larch_update_state', type: 'gauge', help: "The daemon's update state: 1 for the current one, 0 for the others.", samples: UPDATE_STATES.map((state) => ({ labels: { state }, value: state === s.state ? 1 : 0 })) },
     { name: 'larch_reboot_waiting', type: 'gauge', help: 'A staged update waits to reboot for a window or a FleetLock slot (1), or not (0).', samples: (['window', 'lock'] as const).map((reason) => ({ labels: { reason }, value: s.rebootWait === reason ? 1 : 0 })) },
     { name: 'larch_pending', type: 'gauge', help: 'An update is staged for the next boot (1) or not (0).', samples: [{ value: s.status.pending ? 1 : 0 }] },
+    { name: 'larch_update_retry_failures', type: 'gauge', help: 'Failed attempts at the announced update that is to be tried again (0: none waits).', samples: [{ value: s.retry?.failures ?? 0 }] },
+    { name: 'larch_update_retry_timestamp_seconds', type: 'gauge', help: 'When that update is tried again (Unix time; 0: none waits).', samples: [{ value: s.retry?.atS ?? 0 }] },
     { name: 'larch_last_check_timestamp_seconds', type: 'gauge', help: 'When the daemon last checked the remote successfully (Unix time; 0: not yet).', samples: [{ value: s.lastCheckS ?? 0 }] },
     { name: 'larch_downloaded_bytes_total', type: 'counter', help: 'Bytes downloaded for updates, from the journal.', samples: [{ value: s.journal.downloadedBytes }] },
     { name: 'larch_updates_total', type: 'counter', help: 'Update attempts by this daemon run, by result.', samples: UPDATE_RESULTS.map((result) => ({ labels: { result }, value: s.updates[result] })) },

@@ -428,6 +428,7 @@ export class Daemon {
       status: await readStatus(this.d.sysroot),
       state: this.update.state,
       rebootWait: this.update.reboot_wait,
+      retry: this.update.retry ? { failures: this.update.retry.failures, atS: Math.floor(Date.parse(this.update.retry.at) / 1000) } : null,
       lastCheckS: this.lastCheckS,
       updates: this.updates,
       journal: this.journalTally,

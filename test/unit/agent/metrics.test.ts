@@ -31,7 +31,7 @@ const status = (): Status => ({
 
 t.test('the daemon families', async (t) => {
   const tally = new JournalTally('/nonexistent');
-  const text = formatMetrics(daemonMetrics({ status: status(), state: 'staged', rebootWait: 'lock', lastCheckS: 1_800_000_000, updates: { staged: 2, downloaded: 0, 'no-update': 1, pinned: 0, error: 1 }, journal: tally, mqttConnected: true }));
+  const text = formatMetrics(daemonMetrics({ status: status(), state: 'staged', rebootWait: 'lock', retry: null, lastCheckS: 1_800_000_000, updates: { staged: 2, downloaded: 0, 'no-update': 1, pinned: 0, error: 1 }, journal: tally, mqttConnected: true }));
   t.match(text, `larch_info{version="1 \\"beta\\"",commit="${'c'.repeat(64)}",slot="A",ref="os/stable"} 1\n`);
   t.match(text, 'larch_update_state{state="staged"} 1\n');
   t.match(text, 'larch_update_state{state="idle"} 0\n');
@@ -43,6 +43,11 @@ t.test('the daemon families', async (t) => {
   t.match(text, 'larch_boot_tries_left{slot="B"} 0\n');
   t.match(text, '# TYPE larch_rollbacks_total counter\n');
   t.equal(text.split('\n').filter((l) => l.startsWith('larch_update_state{')).length, 10, 'every state listed');
+  t.match(text, 'larch_update_retry_failures 0\n', 'no retry waits');
+  t.match(text, 'larch_update_retry_timestamp_seconds 0\n');
+  const retrying = formatMetrics(daemonMetrics({ status: status(), state: 'error', rebootWait: null, retry: { failures: 3, atS: 1_800_000_240 }, lastCheckS: null, updates: { staged: 0, downloaded: 0, 'no-update': 0, pinned: 0, error: 3 }, journal: tally, mqttConnected: true }));
+  t.match(retrying, 'larch_update_retry_failures 3\n');
+  t.match(retrying, 'larch_update_retry_timestamp_seconds 1800000240\n');
 });
 
 t.test('journal tally: download bytes and rollbacks, incrementally, a torn line and a rotation', async (t) => {
