@@ -24,7 +24,7 @@ import { type JournalEvent, appendJournal } from './journal.ts';
 import { type MetricsSnapshot, type UpdateResult, type UpdateState, JournalTally, daemonMetrics } from './daemon-metrics.ts';
 import { formatMetrics } from './metrics.ts';
 import { type MetricsServer, startMetricsServer } from './metrics-server.ts';
-import { type DaemonConfig, policyAction } from './policy.ts';
+import { type DaemonConfig, policyAction, retryDelayMs } from './policy.ts';
 import { type RebootWait, RebootPlanner } from './reboot-plan.ts';
 import { type Status, readStatus } from './status.ts';
 import type { Sysroot } from './sysroot.ts';
@@ -305,11 +305,9 @@ export class Daemon {
    * announcement replaces it.
    */
   private scheduleRetry(a: Announcement): void {
-    const { retryIntervalS, retryMaxS } = this.d.config;
     this.failures++;
-    if (retryIntervalS <= 0 || this.stopped) return;
-    const baseS = Math.min(Math.max(retryMaxS, retryIntervalS), retryIntervalS * 2 ** (this.failures - 1));
-    const ms = Math.round(baseS * 1000 * (0.5 + 0.5 * (this.d.random ?? Math.random)()));
+    const ms = retryDelayMs(this.failures, this.d.config, (this.d.random ?? Math.random)());
+    if (ms === null || this.stopped) return;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;

@@ -131,6 +131,17 @@ function parseStringArray(raw: string): string[] | null {
   }
 }
 
+/**
+ * How long to wait before the next attempt at a failed announced update: retry_interval_s,
+ * doubled per failure up to retry_max_s, times 0.5..1 (random: 0..1) so that a fleet that
+ * failed together comes back spread out. Null when retries are off (retry_interval_s 0).
+ */
+export function retryDelayMs(failures: number, c: Pick<DaemonConfig, 'retryIntervalS' | 'retryMaxS'>, random: number): number | null {
+  if (c.retryIntervalS <= 0) return null;
+  const baseS = Math.min(Math.max(c.retryMaxS, c.retryIntervalS), c.retryIntervalS * 2 ** Math.max(0, failures - 1));
+  return Math.round(baseS * 1000 * (0.5 + 0.5 * random));
+}
+
 export function isPolicy(s: string): s is Policy {
   return (POLICIES as readonly string[]).includes(s);
 }

@@ -6,7 +6,7 @@ import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LarchError } from '../../../src/errors.ts';
-import { parseDaemonConfig, readDaemonConfig } from '../../../src/agent/policy.ts';
+import { parseDaemonConfig, readDaemonConfig, retryDelayMs } from '../../../src/agent/policy.ts';
 import { tempDir } from '../../helpers.ts';
 
 t.test('reboot and metrics keys', async (t) => {
@@ -64,4 +64,12 @@ t.test('a strategy without what it needs is refused after all files are read', a
   await t.rejects(readDaemonConfig(dir), { message: /70-lock\.conf:1: reboot_strategy "fleet_lock" needs fleet_lock_url/ });
   writeFileSync(join(dir, 'daemon.conf.d/80-url.conf'), 'fleet_lock_url = "http://127.0.0.1:1"\n');
   t.match((await readDaemonConfig(dir)).config, { rebootStrategy: 'fleet_lock', fleetLockGroup: 'default', fleetLockRetryS: 300, metricsListen: undefined });
+});
+
+t.test('the wait before a failed announced update is tried again', async (t) => {
+  const c = { retryIntervalS: 60, retryMaxS: 3600 };
+  t.same([1, 2, 3, 4, 5, 6, 7, 8].map((n) => retryDelayMs(n, c, 1)), [60, 120, 240, 480, 960, 1920, 3600, 3600].map((s) => s * 1000), 'doubling, capped at retry_max_s');
+  t.equal(retryDelayMs(3, c, 0), 120_000, 'at least half the wait');
+  t.equal(retryDelayMs(1, { retryIntervalS: 0, retryMaxS: 3600 }, 1), null, 'retry_interval_s 0: never');
+  t.equal(retryDelayMs(5, { retryIntervalS: 600, retryMaxS: 60 }, 1), 600_000, 'a max below the interval does not shorten the first wait');
 });
