@@ -3,9 +3,10 @@
  * shared /var, and the bootloader state (A good, first). Idempotent: provisioning a sysroot again
  * with the same remote and ref changes nothing and succeeds; anything else is refused.
  */
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { LarchError } from '../errors.ts';
+import { LarchError, fromSystemError } from '../errors.ts';
+import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import { INITIAL_STATE, encode } from '../bootcount/state.ts';
 import { readPublicKey, keyId } from '../store/sign.ts';
 import { verifyCommit } from '../store/signatures.ts';
@@ -28,6 +29,12 @@ export interface ProvisionOptions {
   tries: number;
   /** A commit id or version instead of the ref's head. */
   target?: string;
+  /**
+   * U-Boot: the board's own fw_env.config (the env in raw eMMC or MTD at its offsets), copied to
+   * S/boot/fw_env.config as is; the initial env is written where it says. Default: a 16 KiB env
+   * file S/boot/uboot.env on the boot partition.
+   */
+  fwEnvConfig?: string;
   progress?: (done: number, total: number | null) => void;
 }
 
@@ -57,6 +64,7 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
   }
   if (opts.keys.length === 0) throw new LarchError('USAGE', 'provision: --keys K.pub is required (the keys the device trusts)');
   for (const k of opts.keys) await readPublicKey(k); // refuse a bad key file before writing anything
+  const boardEnvConfig = opts.fwEnvConfig === undefined ? null : await readBoardEnvConfig(opts.fwEnvConfig, opts.bootloader);
 
   await mkdir(sysroot.larchDir, { recursive: true });
   const repo = await Repo.open(sysroot.repoPath).catch(() => Repo.init(sysroot.repoPath, process.getuid?.() === 0 ? 'bare' : 'bare-user'));
@@ -89,7 +97,9 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
 
   // The bootloader state last: until it exists, nothing on the device claims to be bootable.
   await mkdir(sysroot.bootDir, { recursive: true });
-  if (opts.bootloader === 'uboot') {
+  if (boardEnvConfig !== null) {
+    await writeFile(sysroot.fwEnvConfigPath(), boardEnvConfig);
+  } else if (opts.bootloader === 'uboot') {
     await writeFile(sysroot.fwEnvConfigPath(), `# larch: U-Boot env in a file on the boot partition (board/uboot/fw_env.config.fat-file)\n${sysroot.envPath('uboot')}\t0x0\t0x${UBOOT_ENV_SIZE.toString(16)}\n`);
   } else {
     await mkdir(join(sysroot.bootDir, 'grub'), { recursive: true });
@@ -98,4 +108,12 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
   await store.init(new Map(encode(INITIAL_STATE)), { force: true });
   await appendJournal(sysroot.journalPath, { event: 'provision', slot: 'A', commit, version: record.version, message: `provisioned with version ${record.version} in slot A from ${opts.remoteUrl} ${opts.ref} (${opts.bootloader})` });
   return { result: 'provisioned', sysroot: sysroot.path, slot: 'A', commit, version: record.version, bootloader: opts.bootloader, download };
+}
+
+/** The board's fw_env.config, checked before anything is written. @throws USAGE, NOT_FOUND, INVALID_INPUT naming the file */
+async function readBoardEnvConfig(path: string, bootloader: BootloaderKind): Promise<string> {
+  if (bootloader !== 'uboot') throw new LarchError('USAGE', 'provision: --fw-env-config goes with --bootloader uboot (GRUB keeps its state in S/boot/grub/grubenv)');
+  const text = await readFile(path, 'utf8').catch((err) => Promise.reject(fromSystemError(err, 'read fw_env.config', path)));
+  parseFwEnvConfig(text, `'${path}'`);
+  return text;
 }

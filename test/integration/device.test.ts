@@ -187,3 +187,37 @@ t.test('refused before any write: unsigned, wrongly signed and expired summaries
   t.match(downgrade.json?.error?.message, /downgrade/);
   t.same(diffSnapshots(before2.deploy, await snapshotTree(join(dev, 'larch/deploy'))), [], 'downgrade: deployments untouched');
 });
+
+t.test("provision --fw-env-config: the board's own env layout (redundant, at offsets of a disk), read by fw_printenv", async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const dir = tempDir(t);
+  // A stand-in for the board's eMMC: U-Boot's two env copies at 1 MiB and 1 MiB + 16 KiB.
+  const disk = join(dir, 'emmc.img');
+  writeFileSync(disk, Buffer.alloc(2 * 1024 * 1024));
+  const boardConfig = join(dir, 'fw_env.config');
+  writeFileSync(boardConfig, `# the board's\n${disk} 0x100000 0x4000\n${disk} 0x104000 0x4000\n`);
+  const provision = (dev: string, extra: string[]) => larch(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--json', ...extra]);
+
+  const dev = join(dir, 'device');
+  const p = await provision(dev, ['--bootloader', 'uboot', '--fw-env-config', boardConfig]);
+  t.equal(p.code, 0, `provisioned: ${p.stderr}`);
+  t.equal(readFileSync(join(dev, 'boot/fw_env.config'), 'utf8'), readFileSync(boardConfig, 'utf8'), 'the board config, copied as is');
+  t.notOk(existsSync(join(dev, 'boot/uboot.env')), 'no env file on the boot partition');
+  t.equal(sh(`fw_printenv -c '${boardConfig}' -n BOOT_ORDER`).trim(), 'A B', 'fw_printenv finds the env at the offsets');
+  t.ok(readFileSync(disk).subarray(0x100000, 0x108000).some((b) => b !== 0), 'written into the disk at the env offsets');
+  t.ok(readFileSync(disk).subarray(0, 0x100000).every((b) => b === 0), 'nothing written before them');
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  t.match(await status(dev), { booted: { slot: 'A', version: '1', good: true } }, 'boots and is confirmed through that env');
+
+  const grub = await provision(join(dir, 'grub'), ['--bootloader', 'grub', '--fw-env-config', boardConfig]);
+  expectFail(t, grub, 'USAGE', '--fw-env-config with grub');
+  const garbage = join(dir, 'garbage.config');
+  writeFileSync(garbage, '/dev/mmcblk0 not-an-offset\n');
+  const bad = await provision(join(dir, 'bad'), ['--fw-env-config', garbage]);
+  expectFail(t, bad, 'INVALID_INPUT', 'a malformed fw_env.config');
+  t.match(bad.json?.error?.message, garbage, 'the error names the file');
+  t.notOk(existsSync(join(dir, 'bad/larch/config.json')), 'nothing provisioned');
+  const missing = await provision(join(dir, 'missing'), ['--fw-env-config', join(dir, 'nope.config')]);
+  expectFail(t, missing, 'NOT_FOUND', 'a missing fw_env.config');
+});

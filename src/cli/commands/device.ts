@@ -69,13 +69,13 @@ function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
 export const provision: Command = {
   name: 'provision',
   summary: 'set up an empty sysroot: repo, keys, first deployment in slot A, boot state',
-  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
   help: `NAME
   larch provision - factory set-up of a device's sysroot
 
 SYNOPSIS
   larch provision --sysroot S (--repo-url URL | --mqtt-url URL) --ref REF --keys K.pub [--keys K2.pub ...]
-                  [--bootloader uboot|grub] [--commit ID | --version V] [--tries N] [--json]
+                  [--bootloader uboot|grub] [--fw-env-config F] [--commit ID | --version V] [--tries N] [--json]
                   [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F] [--mqtt-cert F] [--mqtt-key F]
 
 DESCRIPTION
@@ -98,6 +98,11 @@ ${MQTT_AUTH_HELP}
   --keys K.pub    a public key the device trusts (repeat for several)
   --bootloader B  uboot (env file S/boot/uboot.env, fw_env.config) or grub (S/boot/grub/grubenv);
                   default uboot
+  --fw-env-config F  uboot: the board's own fw_env.config (the env in raw eMMC or MTD at the
+                  offsets U-Boot uses, one line per copy), copied to S/boot/fw_env.config; the
+                  initial env is written where it says. Run where those devices are the
+                  device's (on the device, or a factory image booted on it). Default: a
+                  16 KiB env file S/boot/uboot.env on the boot partition, named by its path
   --commit ID, --version V   install this commit or version instead of the ref's newest
   --tries N       boots a new deployment gets before falling back (1-${MAX_TRIES}, default ${DEFAULT_TRIES})
   --json          print {"result", "sysroot", "slot", "commit", "version", "bootloader", "download"}
@@ -131,6 +136,7 @@ EXAMPLES
       bootloader,
       tries,
       target: opt(args, 'commit') ?? opt(args, 'version'),
+      fwEnvConfig: opt(args, 'fw-env-config'),
       progress: args.json ? undefined : progressFor(io, 'download'),
     });
     if (args.json) printJson(io, result);
