@@ -80,6 +80,14 @@ export interface QemuBoardOptions {
   larchBin: string;
 }
 
+/**
+ * QEMU runs under this sh, which prints QEMU's pid and kills it (SIGKILL) when the sh's stdin
+ * reaches its end: when this process closes it or dies (a test timeout's SIGKILL), so no QEMU
+ * outlives the run. Arguments: the QEMU binary, then its arguments.
+ */
+// (A background list's stdin is /dev/null unless redirected: hence fd 3 for the watchdog's cat.)
+const WATCHDOG = 'exec 3<&0; q="$1"; shift; "$q" "$@" </dev/null & pid=$!; echo "hil-qemu-pid $pid" >&2; { cat <&3 >/dev/null; kill -9 "$pid" 2>/dev/null; } & wait "$pid"';
+
 export class QemuBoard implements Board {
   readonly name: string;
   readonly bootloader: Bootloader;
@@ -87,6 +95,7 @@ export class QemuBoard implements Board {
   readonly setupCommands: string[];
   private readonly profile: QemuProfile;
   private proc: ChildProcess | null = null;
+  private qemuPid: number | null = null;
   private exited: Promise<void> | null = null;
   private port: SerialPort | null = null;
   private qmp: Qmp | null = null;
@@ -123,11 +132,13 @@ export class QemuBoard implements Board {
       ...this.profile.disk(this.opts.disk),
       ...this.profile.net,
     ];
-    const proc = spawn(this.profile.qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn('sh', ['-c', WATCHDOG, 'hil-qemu', this.profile.qemu, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.proc = proc;
+    this.qemuPid = null;
     let out = '';
     this.exited = new Promise((resolve) => proc.on('exit', () => resolve()));
     proc.on('exit', (code, signal) => {
+      proc.stdin!.end(); // ends the watchdog's cat
       if (this.proc === proc) {
         // Not a power cut of ours: QEMU died (or the guest powered itself off).
         this.console.note(`qemu exited by itself (code ${code}, signal ${signal}): ${out.trim().slice(-500)}`);
@@ -140,6 +151,8 @@ export class QemuBoard implements Board {
       const timer = setTimeout(() => reject(new Error(`hil: qemu printed no pty path within 20 s: ${out}`)), 20_000);
       const onData = (d: Buffer) => {
         out += d.toString();
+        const pid = /hil-qemu-pid (\d+)/.exec(out);
+        if (pid) this.qemuPid = Number(pid[1]);
         const m = /char device redirected to (\/dev\/pts\/\d+) \(label ser0\)/.exec(out);
         if (m) {
           clearTimeout(timer);
@@ -166,7 +179,7 @@ export class QemuBoard implements Board {
         }),
     );
     this.qmp = await Qmp.connect(qmpPath);
-    this.console.note(`power on (qemu pid ${proc.pid}, console ${pty})`);
+    this.console.note(`power on (qemu pid ${this.qemuPid}, console ${pty})`);
     await this.qmp.execute('cont');
   }
 
@@ -176,7 +189,14 @@ export class QemuBoard implements Board {
     this.proc = null;
     this.console.note('power cut (SIGKILL qemu)');
     this.console.attach(null);
-    proc.kill('SIGKILL');
+    if (this.qemuPid !== null) {
+      try {
+        process.kill(this.qemuPid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    proc.stdin!.end(); // the watchdog kills QEMU too, should the pid not have been read
     await this.exited;
     this.qmp?.close();
     this.qmp = null;
