@@ -232,6 +232,7 @@ export class MqttFetcher implements FileFetcher {
         if (total !== null && r.size !== total) restart(); // the file changed size: the chunks behind were cut for the old one
         total = r.size;
         if (r.offset !== offset || head.offset !== offset) {
+          if (++failures >= this.o.attempts) throw new LarchError('IO', `fetch '${where}' over MQTT: answers for another range (${r.offset}, asked ${offset})`, { data: { url: where } });
           restart(); // not our range: ask again
           continue;
         }
