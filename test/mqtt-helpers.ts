@@ -70,7 +70,10 @@ export async function startBroker(t: Test, dir: string, opts: BrokerOptions = {}
     const broker = brokerOn(await freePort(), dir, opts);
     const bound = await broker.start().then(
       async () => (await sleep(200), broker.child.exitCode === null && broker.child.signalCode === null),
-      (err) => (attempt >= 5 ? Promise.reject(err) : false),
+      (err) => {
+        broker.child?.kill('SIGKILL'); // it never listened: not left running
+        return attempt >= 5 ? Promise.reject(err) : false;
+      },
     );
     if (bound) {
       t.teardown(() => broker.stop());
