@@ -46,17 +46,20 @@ export interface Responder {
 export async function startResponder(opts: ResponderOptions): Promise<Responder> {
   const clientId = opts.mqtt.clientId ?? `larch-responder-${randomBytes(6).toString('hex')}`;
   const log = opts.log ?? (() => {});
-  const client = await connectPersistent({ ...opts.mqtt, clientId, clean: true }, log);
   const rootReal = await realpath(opts.root);
+  // Nothing awaited between the connect and the listeners below: a 'connect' that came first
+  // would leave the responder connected and never subscribed (answering nothing).
+  const client = await connectPersistent({ ...opts.mqtt, clientId, clean: true }, log);
   // A clean session: subscribe on every connect (after a broker restart too).
   let subscribed: () => void = () => {};
   const firstSubscription = new Promise<void>((resolve) => (subscribed = resolve));
-  client.on('connect', () => {
+  const subscribe = () =>
     client.subscribe(FETCH_SHARED_SUBSCRIPTION, { qos: 1 }, (err) => {
       if (err) log(`mqtt: subscribe ${FETCH_SHARED_SUBSCRIPTION}: ${err.message}`);
       else subscribed();
     });
-  });
+  client.on('connect', subscribe);
+  if (client.connected) subscribe();
   client.on('message', (topic, payload, packet) => {
     if (topic !== FETCH_TOPIC) return;
     const started = Date.now();
