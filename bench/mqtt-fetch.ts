@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MqttFetcher } from '../src/agent/remote-mqtt.ts';
+import { freePort } from '../test/helpers.ts';
 import { ROOT } from './corpus.ts';
 
 const BIN = join(ROOT, 'dist', 'larch');
@@ -40,14 +41,6 @@ function larch(args: string[]): string {
   const r = spawnSync(BIN, args, { encoding: 'utf8' });
   if (r.status !== 0) fail(`larch ${args.join(' ')}: ${r.stderr || r.stdout}`);
   return r.stdout;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 /** A TCP proxy to 127.0.0.1:target that delays every chunk by oneWayMs in each direction. */
