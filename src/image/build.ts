@@ -14,9 +14,11 @@ import { httpRemote } from '../agent/remote-http.ts';
 import { Sysroot } from '../agent/sysroot.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import { DEFAULT_TRIES } from '../bootcount/state.ts';
-import { type ComposeResult, compose } from '../compose/compose.ts';
+import { type ComposeResult, METADATA_KEYS, compose } from '../compose/compose.ts';
+import { decodePackageList } from '../compose/package-diff.ts';
 import { publish } from '../server/publish.ts';
 import { startServer } from '../server/serve.ts';
+import type { CborValue } from '../store/cbor.ts';
 import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type DiskBootloader, type DiskLayout, buildDisk } from './disk.ts';
@@ -125,6 +127,15 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     ref ??= composed.ref;
   } else if (opts.rev) {
     commit = await repo.resolveRev(opts.rev);
+    // Before any work: an image of another architecture's commit would be built, and never boot.
+    const architectures = commitArchitectures((await repo.readCommit(commit)).metadata);
+    const foreign = architectures.filter((a) => a !== board.architecture);
+    if (foreign.length > 0) {
+      throw new LarchError('INVALID_INPUT', `image build: commit ${commit.slice(0, 12)} (${opts.rev}) is for ${architectures.join(', ')}, board ${opts.board} is ${board.architecture}`, {
+        hint: `build an image of a commit composed for ${board.architecture}, or choose a board of ${foreign[0]}`,
+        data: { commit, architecture: architectures.join(','), board: opts.board, board_architecture: board.architecture },
+      });
+    }
     if (!ref) {
       const refs = (await repo.listRefs()).filter((r) => r.commit === commit).map((r) => r.branch);
       if (refs.length !== 1) throw new LarchError('USAGE', `image build: pass --ref: ${refs.length === 0 ? 'no ref points at' : `several refs point at`} ${commit.slice(0, 12)}`);
@@ -172,6 +183,18 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The Debian architectures a commit is recorded for: compose's larch.architecture, else those of
+ * its package list (not `all`). Empty when it records neither (a commit made from a directory
+ * with `larch commit`): then nothing says what it runs on, and the build goes ahead.
+ */
+export function commitArchitectures(metadata: Map<string, CborValue>): string[] {
+  const recorded = metadata.get(METADATA_KEYS.architecture);
+  if (typeof recorded === 'string') return [recorded];
+  const fromPackages = new Set((decodePackageList(metadata) ?? []).map((p) => p.architecture).filter((a) => a !== 'all'));
+  return [...fromPackages].sort();
 }
 
 /** GRUB: a grub.cfg that sets the board's variables and sources larch.cfg (board/grub/grub.cfg). */
