@@ -69,7 +69,7 @@ function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
 export const provision: Command = {
   name: 'provision',
   summary: 'set up an empty sysroot: repo, keys, first deployment in slot A, boot state',
-  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS, 'device-id': { type: 'string' }, 'daemon-conf': { type: 'string', multiple: true }, force: { type: 'boolean' } },
   help: `NAME
   larch provision - factory set-up of a device's sysroot
 
@@ -77,13 +77,22 @@ SYNOPSIS
   larch provision --sysroot S (--repo-url URL | --mqtt-url URL) --ref REF --keys K.pub [--keys K2.pub ...]
                   [--bootloader uboot|grub] [--fw-env-config F] [--commit ID | --version V] [--tries N] [--json]
                   [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F] [--mqtt-cert F] [--mqtt-key F]
+                  [--device-id ID] [--daemon-conf F.conf ...] [--force]
 
 DESCRIPTION
   Sets up an empty sysroot (a directory, or a mounted image): the local repo, the trusted
-  keys, the device config (remote and ref), the first deployment in slot A, a shared /var
-  seeded from the commit's /var, and the bootloader state (slot A good and first). The
-  remote's summary and the commit must be signed by one of the keys.
-  Idempotent: running it again with the same URL, ref and bootloader changes nothing.
+  keys (S/larch/keys/KEYID.pub), the device config (remote and ref), the device's identity,
+  the first deployment in slot A, a shared /var seeded from the commit's /var, and the
+  bootloader state (slot A good and first). The remote's summary and the commit must be
+  signed by one of the keys.
+  Atomic: everything is built in staging folders (S/.larch-provision, S/boot/.larch-provision)
+  and moved into place last, S/larch last of all. A run that fails or is killed leaves the
+  sysroot not provisioned, none of its keys trusted; run it again.
+  Idempotent: running it again with the same options changes nothing ("already-provisioned").
+  Other options are refused (exit 11, data.differs names them: url, ref, bootloader, tries,
+  keys, version, fw_env_config, device_id, mqtt_username, mqtt_password_file, mqtt_ca,
+  mqtt_cert, mqtt_key, daemon_conf) unless --force. Without --commit/--version, any
+  installed version matches.
 
 OPTIONS
 ${SYSROOT_HELP}
@@ -92,8 +101,16 @@ ${SYSROOT_HELP}
                   the device's only path; updates come in chunks from 'larch serve --mqtt'
                   responders (docs/fleet.md). User and password may be in the URL.
 ${MQTT_AUTH_HELP}
-                         (with --mqtt-url; the paths are kept in S/larch/config.json and
-                         read at each connect, so certificates can be renewed in place)
+                         the device's broker login: the files are copied to S/larch/identity/
+                         (key and password 0600) and named in S/larch/daemon.conf.d/00-provision.conf
+                         (for 'larch daemon') and, with --mqtt-url, in S/larch/config.json; read at
+                         each connect, so they can be renewed in place
+  --device-id ID  the device's id (MQTT client id and topics), device_id in 00-provision.conf
+  --daemon-conf F.conf  a daemon.conf drop-in, checked and copied to S/larch/daemon.conf.d/
+                  under its name (repeat for several; read after 00-provision.conf in name order)
+  --force         provision again from scratch a sysroot provisioned with other options: its
+                  keys, config, identity and deployments are replaced (S/var is kept); until the
+                  new state is in place, a failure leaves the old one
   --ref REF       the branch the device follows, e.g. os/stable
   --keys K.pub    a public key the device trusts (repeat for several)
   --bootloader B  uboot (env file S/boot/uboot.env, fw_env.config) or grub (S/boot/grub/grubenv);
@@ -108,6 +125,7 @@ ${MQTT_AUTH_HELP}
   --json          print {"result", "sysroot", "slot", "commit", "version", "bootloader", "download"}
 
 ${EXIT_HELP}
+  11: already provisioned with other options (data.differs); add --force to redo it.
 
 EXAMPLES
   larch provision --sysroot /mnt/sysroot --repo-url http://updates.example/os --ref os/stable \\
@@ -123,14 +141,15 @@ EXAMPLES
     if (bootloader !== 'uboot' && bootloader !== 'grub') throw new LarchError('USAGE', `provision: --bootloader must be uboot or grub, got '${bootloader}'`);
     const tries = intOption(opt(args, 'tries'), 'tries', 'provision', 1) ?? DEFAULT_TRIES;
     if (tries > MAX_TRIES) throw new LarchError('USAGE', `provision: --tries must be 1..${MAX_TRIES}`);
+    // The files given are this host's; provision copies them into the sysroot (the device's identity).
     const mqttAuth = remoteMqttAuth(args);
-    if (mqttAuth && kind !== 'mqtt') throw new LarchError('USAGE', 'provision: --mqtt-username, --mqtt-password-file, --mqtt-ca, --mqtt-cert and --mqtt-key go with --mqtt-url');
     const remote = remoteFor({ remote: { url, kind, mqtt: mqttAuth } });
     const result = await provisionSysroot(sysrootOf(args), {
       remote,
       remoteUrl: url,
       remoteKind: kind,
-      remoteMqtt: mqttAuth,
+      identity: { deviceId: opt(args, 'device-id'), mqttUsername: mqttAuth?.username, mqttPasswordFile: mqttAuth?.passwordFile, mqttCaFile: mqttAuth?.caFile, mqttCertFile: mqttAuth?.certFile, mqttKeyFile: mqttAuth?.keyFile, daemonConf: list(args, 'daemon-conf') },
+      force: args.values.force === true,
       ref,
       keys: list(args, 'keys'),
       bootloader,
