@@ -221,7 +221,11 @@ async function readInputs(opts: ProvisionOptions): Promise<Inputs> {
  * the device uses); the rest from provision.json (none before it existed).
  */
 async function readProvisioned(sysroot: Sysroot): Promise<{ options: ProvisionRequest; installed: { commit: string; version: string } } | null> {
-  const config = await sysroot.readConfig().catch((err) => (err instanceof LarchError && err.code === 'NOT_FOUND' ? null : Promise.reject(err)));
+  const config = await sysroot.readConfig().catch((err) => {
+    if (err instanceof LarchError && err.code === 'NOT_FOUND') return null;
+    if (err instanceof LarchError && err.code === 'INVALID_INPUT') throw new LarchError(err.code, err.message, { hint: 'provision it again from scratch with --force', data: err.data });
+    throw err;
+  });
   const a = config && (await readDeployment(sysroot, 'A'));
   if (!config || !a) return null;
   const record = await readFile(sysroot.provisionRecordPath, 'utf8').then((t) => JSON.parse(t) as ProvisionRecord, () => null);
