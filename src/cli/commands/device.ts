@@ -109,8 +109,8 @@ ${MQTT_AUTH_HELP}
   --daemon-conf F.conf  a daemon.conf drop-in, checked and copied to S/larch/daemon.conf.d/
                   under its name (repeat for several; read after 00-provision.conf in name order)
   --force         provision again from scratch a sysroot provisioned with other options: its
-                  keys, config, identity and deployments are replaced (S/var is kept); until the
-                  new state is in place, a failure leaves the old one
+                  keys, config, identity and deployments are replaced (S/var is kept); a
+                  failure while downloading or checking leaves the old state as it was
   --ref REF       the branch the device follows, e.g. os/stable
   --keys K.pub    a public key the device trusts (repeat for several)
   --bootloader B  uboot (env file S/boot/uboot.env, fw_env.config) or grub (S/boot/grub/grubenv);
@@ -125,11 +125,14 @@ ${MQTT_AUTH_HELP}
   --json          print {"result", "sysroot", "slot", "commit", "version", "bootloader", "download"}
 
 ${EXIT_HELP}
-  11: already provisioned with other options (data.differs); add --force to redo it.
+  provision: 11 already provisioned with other options (data.differs); add --force.
 
 EXAMPLES
   larch provision --sysroot /mnt/sysroot --repo-url http://updates.example/os --ref os/stable \\
       --keys vendor.pub --bootloader grub
+  larch provision --sysroot /mnt/sysroot --repo-url http://updates.example/os --ref os/stable \\
+      --keys vendor.pub --device-id gw-0042 --mqtt-ca ca.pem --mqtt-cert gw-0042.crt \\
+      --mqtt-key gw-0042.key --daemon-conf fleet/50-policy.conf
 `,
   async run(args, io) {
     const mqttUrl = opt(args, 'mqtt-url');
