@@ -54,9 +54,8 @@ export function forgetFailure(f: FailedReleases, commit: string): FailedReleases
   return { format: 1, releases: f.releases.filter((r) => r.commit !== commit) };
 }
 
-/** @throws TypeError naming what is wrong (the store turns it into a LarchError naming the file) */
-export function parseFailedReleases(text: string): FailedReleases {
-  const o = JSON.parse(text) as unknown;
+/** The file's parsed JSON, checked. @throws TypeError naming what is wrong (the store turns it into a LarchError naming the file) */
+export function toFailedReleases(o: unknown): FailedReleases {
   if (typeof o !== 'object' || o === null || (o as { format?: unknown }).format !== 1 || !Array.isArray((o as { releases?: unknown }).releases)) throw new TypeError('expected {"format": 1, "releases": [...]}');
   const releases = (o as { releases: unknown[] }).releases.map((r, i) => {
     const e = r as Partial<FailedRelease>;

@@ -3,14 +3,13 @@
  * the rules). In the sysroot, apart from the slots' deployment records, so the memory survives
  * reboots and a slot being written again; replaced atomically at each change.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LarchError, fromSystemError } from '../errors.ts';
+import { LarchError } from '../errors.ts';
 import type { Slot } from '../bootcount/state.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
-import type { LastBoot } from './boot.ts';
+import { type LastBoot, readJsonFile } from './boot.ts';
 import { readDeployment } from './deploy.ts';
-import { EMPTY_FAILED_RELEASES, type FailedRelease, type FailedReleases, forgetFailure, formatFailedReleases, parseFailedReleases, recordFailure } from './failed-releases.ts';
+import { EMPTY_FAILED_RELEASES, type FailedRelease, type FailedReleases, forgetFailure, formatFailedReleases, recordFailure, toFailedReleases } from './failed-releases.ts';
 import type { Sysroot } from './sysroot.ts';
 
 export function failedReleasesPath(sysroot: Sysroot): string {
@@ -20,15 +19,10 @@ export function failedReleasesPath(sysroot: Sysroot): string {
 /** The remembered failures; none when the file does not exist. @throws INVALID_INPUT naming the file when it is not ours */
 export async function readFailedReleases(sysroot: Sysroot): Promise<FailedReleases> {
   const path = failedReleasesPath(sysroot);
-  let text: string;
+  const json = await readJsonFile<unknown>(path);
+  if (json === null) return EMPTY_FAILED_RELEASES;
   try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return EMPTY_FAILED_RELEASES;
-    throw fromSystemError(err, 'read', path);
-  }
-  try {
-    return parseFailedReleases(text);
+    return toFailedReleases(json);
   } catch (err) {
     throw new LarchError('INVALID_INPUT', `${path}: not a list of failed releases: ${(err as Error).message}`, { hint: 'remove the file (the device then forgets which releases failed on it); docs/formats.md describes it' });
   }
