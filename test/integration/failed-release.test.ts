@@ -71,6 +71,11 @@ t.test('a release that fell back is never staged again by itself: upgrade, the d
   const st = await rec.waitFor((m) => m.topic === tp.status && m.json?.last_skip?.reason === 'failed-here', 10_000, 'last_skip in the status');
   t.match(st.json, { pending: null, version: '1', last_skip: { reason: 'failed-here', message: /waiting for a newer release/, time: String }, failed_releases: [{ commit: v2, version: '2', time: failed.time }] });
 
+  // An announcement of it is not acted on either.
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url]);
+  const announced = await rec.waitFor((m) => m.topic === tp.journal && m.json?.event === 'announce' && m.json.data?.reason === 'failed-here', 30_000, 'the announcement not acted on');
+  t.match(announced.json, { message: /^the announced version 2: not staging version 2: 2 failed on this device/, data: { commit: v2 } });
+
   // A signed upgrade command is refused too.
   const cmd = await larch(['command', '--mqtt', broker.url, '--device', 'dev-failed', '--sign-key', `${v.key}.key`, '--wait', '20', '--json', 'upgrade']);
   t.match(cmd.json?.result, { result: 'refused', reason: 'failed-here', cmd: 'upgrade' }, `command refused: ${cmd.stderr}`);
