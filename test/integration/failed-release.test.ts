@@ -53,6 +53,7 @@ t.test('a release that fell back is never staged again by itself: upgrade, the d
   t.equal(up.code, 4, 'exit 4 (INVALID_INPUT), as a refused downgrade');
   t.match(up.json?.error, { code: 'INVALID_INPUT', hint: /--retry-failed/, data: { reason: 'failed-here', commit: v2, version: '2', time: failed.time, failed_checks: failed.failed_checks } });
   t.match(await status(dev), { pending: null, booted: { slot: 'A', version: '1' } });
+  t.match((await larchOk(['check', '--sysroot', dev, '--json'])).json, { available: true, update: { commit: v2, failed_here: { time: failed.time, failed_checks: failed.failed_checks } } }, 'check reports the update with its failure');
 
   // The daemon (policy apply, a check every 2 s) does not stage it; its status and journal say why.
   const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
