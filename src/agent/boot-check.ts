@@ -8,10 +8,11 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { type HealthReport, runHealthChecks } from '../bootcount/health.ts';
-import { type BootCheckPlan, type Slot, applyAll, bootloaderChoose, next, planBootCheck } from '../bootcount/state.ts';
+import { type BootCheckPlan, type BootState, type Slot, applyAll, bootloaderChoose, next, other, planBootCheck } from '../bootcount/state.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
-import { type LastBoot, bootedSlot, changeBootState, writeLastBoot } from './boot.ts';
+import { type LastBoot, bootedSlot, changeBootState, lastBootPath, readJsonFile, writeLastBoot } from './boot.ts';
 import { readDeployment, recoverEtcSwap } from './deploy.ts';
+import { failedReleasesPath, rememberBootFailure, rememberFailure } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
 import type { Sysroot } from './sysroot.ts';
 
@@ -53,11 +54,17 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
   const healthy = failed.length === 0;
 
   let plan: BootCheckPlan | null = null;
+  let triesLeft = 0;
   await changeBootState(sysroot, config, (state) => {
     plan = planBootCheck(state, slot, healthy);
+    triesLeft = state.slots[slot].triesLeft;
     return plan.events.length > 0 ? applyAll(state, plan.events) : null;
   });
   const p = plan! as BootCheckPlan;
+  // A release that spent its last try, or that the bootloader left, is never staged again by itself.
+  await rememberBootFailure(sysroot, { slot, commit: record?.commit ?? null, version: record?.version ?? null, retry: p.outcome === 'retry', triesLeft, failed, fellBackFrom: p.report.fellBack ? p.report.from : null, previousBoot: await readJsonFile<LastBoot>(lastBootPath(sysroot)).catch(() => null) }).catch((err) =>
+    journal({ event: 'error', message: `could not remember the failed release in ${failedReleasesPath(sysroot)}: ${(err as Error).message}` }).catch(() => {}),
+  );
   if (p.report.fellBack) {
     await journal({ event: 'fallback', message: `the bootloader fell back from slot ${p.report.from} to slot ${slot}: slot ${p.report.from} used up its tries without being marked good`, data: { from: p.report.from, to: slot } });
   }
@@ -121,12 +128,34 @@ export async function simBoot(sysroot: Sysroot, opts: BootCheckOptions = {}): Pr
 }
 
 /** `larch mark-good` / `mark-bad` by hand (default: the booted slot). */
-export async function markSlot(sysroot: Sysroot, good: boolean, slotArg?: Slot): Promise<{ slot: Slot }> {
+export async function markSlot(sysroot: Sysroot, good: boolean, slotArg?: Slot, opts: { force?: boolean } = {}): Promise<{ slot: Slot }> {
   const config = await sysroot.readConfig();
-  const slot = slotArg ?? (await bootedSlot(sysroot));
+  const booted = await bootedSlot(sysroot);
+  const slot = slotArg ?? booted;
   if (!slot) throw new LarchError('USAGE', 'cannot tell which slot booted; name it with --slot A|B');
-  if (good && !(await readDeployment(sysroot, slot))) throw new LarchError('NOT_FOUND', `slot ${slot} holds no deployment; nothing to mark good`);
-  await changeBootState(sysroot, config, (state) => next(state, good ? { type: 'marked-good', slot } : { type: 'marked-bad', slot }));
+  const record = await readDeployment(sysroot, slot);
+  if (good && !record) throw new LarchError('NOT_FOUND', `slot ${slot} holds no deployment; nothing to mark good`);
+  await changeBootState(sysroot, config, (state) => {
+    if (!good && !opts.force && isOnlyGood(state, slot, booted)) {
+      throw new LarchError('INVALID_INPUT', `slot ${slot}${record ? ` (version ${record.version})` : ''} is the only slot known to boot: marking it bad could leave the device with nothing to boot`, {
+        hint: `pass --force if you mean it; to get rid of a bad update instead, mark that slot bad (--slot ${other(slot)}) or 'larch deploy' another version first`,
+        data: { reason: 'only-good-slot', slot },
+      });
+    }
+    return next(state, good ? { type: 'marked-good', slot } : { type: 'marked-bad', slot });
+  });
   await appendJournal(sysroot.journalPath, { event: good ? 'mark-good' : 'mark-bad', slot, message: `slot ${slot} marked ${good ? 'good' : 'bad'} by hand` });
+  // A release marked bad is not staged again by itself (failed-releases.ts).
+  if (!good && record) {
+    const last = await readJsonFile<LastBoot>(lastBootPath(sysroot)).catch(() => null);
+    const checks = last && last.commit === record.commit && !last.healthy ? last.failed_checks : [];
+    await rememberFailure(sysroot, { commit: record.commit, version: record.version, time: new Date().toISOString(), reason: 'marked-bad', failed_checks: checks, slot });
+  }
   return { slot };
+}
+
+/** Marking `slot` bad leaves no slot known to boot: the other is not good and this one is good, booted or the last known good. */
+function isOnlyGood(state: BootState, slot: Slot, booted: Slot | null): boolean {
+  if (state.slots[other(slot)].good) return false;
+  return state.slots[slot].good || slot === booted || slot === state.lastGood;
 }

@@ -12,6 +12,7 @@ import { readJournal } from '../../agent/journal.ts';
 import { provision as provisionSysroot } from '../../agent/provision.ts';
 import { httpRemote } from '../../agent/remote-http.ts';
 import { mqttRemote } from '../../agent/remote-mqtt.ts';
+import { describeFailure } from '../../agent/failed-releases.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
 import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig, type RemoteMqttAuth } from '../../agent/sysroot.ts';
 import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS } from './announce.ts';
@@ -25,7 +26,7 @@ const SYSROOT_HELP = `  --sysroot S     the device's root filesystem, or a direc
                   (default ${DEFAULT_SYSROOT})`;
 const EXIT_HELP = `EXIT STATUS
   0 success; 2 usage; 3 not found (not provisioned, unknown version); 4 invalid input (a
-  refused downgrade); 5 corrupt data; 6 signature problems (unsigned, untrusted, expired or
+  refusal: downgrade, failed-here, only-good-slot; data.reason says which); 5 corrupt data; 6 signature problems (unsigned, untrusted, expired or
   replayed summary); 7 locked; 8 no space; 9 I/O; 12 delta for another base; 13 bootloader
   env unreadable. docs/cli.md lists them all.`;
 
@@ -177,16 +178,21 @@ SYNOPSIS
   larch status [--sysroot S] [--json]
 
 DESCRIPTION
-  Shows the booted deployment, the pending one (staged: the bootloader tries it next boot) and
-  the rollback one (good, not first), each with version, commit, timestamp, origin, signing key
-  and tries left; the boot order; what the last boot-check found (health, whether the
-  bootloader fell back); and the last update's result or error.
+  Shows every deployment labelled by what it is, as rpm-ostree status does: booted, pending
+  (staged: the bootloader tries it next boot), next boot (good and first, but not booted now:
+  before the first boot, or after rollback), rollback (good, not first), failed (failed on
+  this device) or unbootable (a cancelled update), each with version, commit, timestamp,
+  origin, signing key and tries left; releases that failed on this device ("2 failed on this
+  device at TIME; waiting for a newer release"); the boot order; what the last boot-check found
+  (health, whether the bootloader fell back); and the last update's result or error.
 
 OPTIONS
 ${SYSROOT_HELP}
   --json          print the status object. Scripts may rely on: booted.{slot,commit,version},
                   pending (null or a deployment; pending.version), rollback, boot.order,
-                  last_boot.fell_back, last_boot.healthy, last_update.{result,error}
+                  last_boot.fell_back, last_boot.healthy, last_update.{result,error},
+                  deployments[].label (booted, staged, next-boot, rollback, failed,
+                  unbootable), next_boot, failed_releases[].{commit,version,time,failed_checks}
 
 ${EXIT_HELP}
 `,
@@ -218,7 +224,7 @@ DESCRIPTION
 OPTIONS
 ${SYSROOT_HELP}
   --json          print {"available", "booted": {slot, commit, version}, "update": null |
-                  {commit, version, timestamp, bytes, via}, "packages": null | {upgraded,
+                  {commit, version, timestamp, bytes, via, failed_here}, "packages": null | {upgraded,
                   downgraded, added, removed}} (packages: db diff --json's lists; null when
                   there is no update or a commit has no package list)
 
@@ -228,7 +234,7 @@ ${EXIT_HELP}
     const r = await checkUpdate(await context(args, io), { packages: true });
     if (args.json) printJson(io, r);
     else if (!r.available) io.out(`no update: version ${r.booted.version} is the newest\n`);
-    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n${r.packages ? formatPackageDiff(r.packages) : ''}`);
+    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n${r.update!.failed_here ? `but ${describeFailure(r.update!.failed_here)}: upgrade refuses it\n` : ''}${r.packages ? formatPackageDiff(r.packages) : ''}`);
   },
 };
 
@@ -236,7 +242,7 @@ const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolea
 
 async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<void> {
   const ctx = await context(args, io);
-  const r = await upgradeSysroot(ctx, { target, dryRun: args.values['dry-run'] === true, downloadOnly: args.values['download-only'] === true, allowDowngrade: args.values['allow-downgrade'] === true });
+  const r = await upgradeSysroot(ctx, { target, dryRun: args.values['dry-run'] === true, downloadOnly: args.values['download-only'] === true, allowDowngrade: args.values['allow-downgrade'] === true, retryFailed: args.values['retry-failed'] === true });
   let finalized = null;
   if (r.result === 'staged' && args.values.reboot === true) finalized = await finalizeSysroot(ctx);
   if (args.values['dry-run'] === true && r.to) {
@@ -278,7 +284,10 @@ SYNOPSIS
   larch upgrade [--sysroot S] [--reboot] [--download-only] [--dry-run] [--allow-downgrade] [--json]
 
 DESCRIPTION
-  Verifies the signed summary, refuses a downgrade unless allowed, checks free space, downloads
+  Verifies the signed summary, refuses a downgrade unless allowed (older by Debian version
+  ordering or by commit timestamp: data.reason "downgrade") and a release that failed on this
+  device (data.reason "failed-here": it fell back or was marked bad; a newer release is taken
+  as usual; 'larch deploy VERSION --retry-failed' tries it again), checks free space, downloads
   the update (a static delta from the booted commit when the server has one, else object by
   object; interrupted downloads resume), verifies every object and the commit's signature, and
   only then writes the other slot: a hardlink checkout, /etc merged three ways (local and
@@ -293,7 +302,7 @@ ${SYSROOT_HELP}
   --download-only    stop after the download and verification
   --dry-run          show what would be downloaded, the /etc merge plan and the package
                      changes (as check); stage nothing
-  --allow-downgrade  accept a target older than the booted commit
+  --allow-downgrade  accept a target older than the booted commit (by version or timestamp)
   --json             print {"result": staged|downloaded|no-update|pinned|dry-run, "from",
                      "to", "download": {via, bytes}, "etc_conflicts"}; with --dry-run also
                      "etc_plan" and "packages" (as for check)
@@ -312,20 +321,24 @@ EXAMPLES
 export const deploy: Command = {
   name: 'deploy',
   summary: 'stage a given version or commit (rpm-ostree deploy)',
-  options: UPGRADE_OPTIONS,
+  options: { ...UPGRADE_OPTIONS, 'retry-failed': { type: 'boolean' } },
   positionals: true,
   help: `NAME
   larch deploy - stage a given version or commit of the followed ref
 
 SYNOPSIS
-  larch deploy VERSION|COMMIT [--sysroot S] [--allow-downgrade] [--reboot] [--dry-run] [--json]
+  larch deploy VERSION|COMMIT [--sysroot S] [--allow-downgrade] [--retry-failed] [--reboot] [--dry-run] [--json]
 
 DESCRIPTION
-  As upgrade, but for a named version or commit from the ref's history. An older one is
-  refused unless --allow-downgrade is given.
+  As upgrade, but for a named version or commit from the ref's history. An older one (by
+  Debian version ordering or by commit timestamp) is refused unless --allow-downgrade is
+  given. A release that failed on this device (it fell back, or was marked bad) is refused
+  unless --retry-failed is given.
 
 OPTIONS
 ${SYSROOT_HELP}
+  --retry-failed  stage a release that failed on this device again (it is forgotten as
+                  failed; if it fails again it is remembered again)
   --allow-downgrade, --reboot, --download-only, --dry-run, --json   as for upgrade
 
 ${EXIT_HELP}
@@ -533,25 +546,29 @@ function markCommand(good: boolean): Command {
   return {
     name,
     summary: good ? 'mark a slot good by hand' : 'mark a slot bad: it never boots again until redeployed',
-    options: { ...SYSROOT_OPTION, slot: { type: 'string' } },
+    options: { ...SYSROOT_OPTION, slot: { type: 'string' }, ...(good ? {} : { force: { type: 'boolean' } }) },
     help: `NAME
   larch ${name} - ${good ? 'confirm a slot without running health checks' : 'stop a slot from booting'}
 
 SYNOPSIS
-  larch ${name} [--sysroot S] [--slot A|B] [--json]
+  larch ${name} [--sysroot S] [--slot A|B]${good ? '' : ' [--force]'} [--json]
 
 DESCRIPTION
-  ${good ? 'Marks the slot (default: the booted one) good: it boots without spending tries and becomes the last known good slot.' : 'Marks the slot (default: the booted one) bad: the bootloader skips it until a new deployment is written to it.'}
+  ${good ? 'Marks the slot (default: the booted one) good: it boots without spending tries and becomes the last known good slot.' : `Marks the slot (default: the booted one) bad: the bootloader skips it until a new deployment is written to it.
+  Its release is remembered as failed on this device (S/larch/failed.json): upgrade and the
+  daemon do not stage it again; 'larch deploy VERSION --retry-failed' does. Marking the only
+  slot known to boot bad (the other is not good) is refused unless --force is given.`}
 
 OPTIONS
 ${SYSROOT_HELP}
-  --slot A|B      the slot (default: the booted one)
+  --slot A|B      the slot (default: the booted one)${good ? '' : `
+  --force         also mark the only slot known to boot bad`}
   --json          print {"slot"}
 
 ${EXIT_HELP}
 `,
     async run(args, io) {
-      const r = await markSlot(sysrootOf(args), good, slotOption(args, name));
+      const r = await markSlot(sysrootOf(args), good, slotOption(args, name), { force: args.values.force === true });
       if (args.json) printJson(io, r);
       else io.out(`slot ${r.slot} marked ${good ? 'good' : 'bad'}\n`);
     },
