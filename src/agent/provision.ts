@@ -22,6 +22,8 @@ import { verifyCommit } from '../store/signatures.ts';
 import { Repo } from '../store/repo.ts';
 import { findDelta } from '../server/summary.ts';
 import { readDeployment, writeDeployment } from './deploy.ts';
+import { formatFailedReleases } from './failed-releases.ts';
+import { failedReleasesPath, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
 import { parseDaemonConfig } from './policy.ts';
 import { type BootloaderKind, type DeviceConfig, IDENTITY_FILES, type RemoteMqttAuth, Sysroot } from './sysroot.ts';
@@ -143,6 +145,7 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
   const staging = await startStaging(sysroot);
   try {
     const result = await build(staging, opts, input);
+    await keepFailedReleases(sysroot, staging);
     await moveIntoPlace(sysroot, staging, opts.bootloader, input.boardEnvConfig);
     return { ...result, sysroot: sysroot.path };
   } finally {
@@ -235,6 +238,15 @@ async function readProvisioned(sysroot: Sysroot): Promise<{ options: ProvisionRe
   const none: ProvisionRequest = { url: '', ref: '', bootloader: config.bootloader, tries: 0, keys: [], version: null, fw_env_config: null, device_id: null, mqtt_username: null, mqtt_password_file: null, mqtt_ca: null, mqtt_cert: null, mqtt_key: null, daemon_conf: {} };
   const options: ProvisionRequest = { ...none, ...record?.options, url: config.remote.url, ref: config.ref, bootloader: config.bootloader, tries: config.tries, keys: [...new Set(keys)].sort() };
   return { options, installed: record ? { commit: record.commit, version: record.version } : { commit: a.commit, version: a.version } };
+}
+
+/**
+ * The releases that failed on this device outlive a --force provision (issue 13 §1: the memory
+ * survives a reprovision): the device's experience of a commit does not change with its keys.
+ */
+async function keepFailedReleases(sysroot: Sysroot, staging: Sysroot): Promise<void> {
+  const failed = await readFailedReleases(sysroot).catch(() => null); // unreadable: nothing worth keeping
+  if (failed && failed.releases.length > 0) await writeFileAtomic(failedReleasesPath(staging), formatFailedReleases(failed));
 }
 
 /** Empty staging folders (a killed run's are removed), and the sysroot as seen while staging. */

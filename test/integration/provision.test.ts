@@ -63,11 +63,15 @@ t.test('a re-run with the same options is a no-op; other options are refused, na
   t.equal(readFileSync(join(dev, 'larch', 'config.json'), 'utf8'), config, 'nothing changed');
   t.same(trustedFiles(dev).length, 1, 'still one trusted key');
 
+  // What failed on this device is the device's memory, not provisioning state: --force keeps it.
+  const failed = { format: 1, releases: [{ commit: 'c'.repeat(64), version: '1.5', time: '2026-12-01T00:00:00.000Z', reason: 'fell-back', failed_checks: ['app'], slot: 'B' }] };
+  writeFileSync(join(dev, 'larch', 'failed.json'), JSON.stringify(failed));
   const forced = await larch(provisionArgs(dev, v.url, [other, vendorKey], ['--version', '2', '--tries', '5', '--force']));
   t.equal(forced.code, 0, `--force: ${forced.stderr}`);
   t.match(forced.json, { result: 'provisioned', version: '2' });
   t.equal(JSON.parse(readFileSync(join(dev, 'larch', 'config.json'), 'utf8')).tries, 5, 'the new tries');
   t.equal(trustedFiles(dev).length, 2, 'the new keys');
+  t.same(JSON.parse(readFileSync(join(dev, 'larch', 'failed.json'), 'utf8')), failed, '--force keeps the releases that failed here');
   t.match(JSON.parse(readFileSync(join(dev, 'larch', 'deploy', 'A.json'), 'utf8')), { version: '2' }, 'slot A holds the new version');
   t.match((await larch(provisionArgs(dev, v.url, [vendorKey, other], ['--version', '2', '--tries', '5']))).json, { result: 'already-provisioned' }, 'and a re-run of that is a no-op');
 
