@@ -3,15 +3,15 @@
  * shared /var, and the bootloader state (A good, first). Idempotent: provisioning a sysroot again
  * with the same remote and ref changes nothing and succeeds; anything else is refused.
  */
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
-import { INITIAL_STATE, encode } from '../bootcount/state.ts';
 import { readPublicKey, keyId } from '../store/sign.ts';
 import { verifyCommit } from '../store/signatures.ts';
 import { Repo } from '../store/repo.ts';
 import { findDelta } from '../server/summary.ts';
+import { createBootEnv } from './boot.ts';
 import { readDeployment, writeDeployment } from './deploy.ts';
 import { appendJournal } from './journal.ts';
 import type { BootloaderKind, DeviceConfig, RemoteMqttAuth, Sysroot } from './sysroot.ts';
@@ -47,9 +47,6 @@ export interface ProvisionResult {
   bootloader: BootloaderKind;
   download: { via: 'delta' | 'objects' | 'none'; bytes: number };
 }
-
-/** U-Boot env size used for a file env on the boot partition (board/uboot/boot.cmd's larch_env_size). */
-const UBOOT_ENV_SIZE = 0x4000;
 
 export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promise<ProvisionResult> {
   const existing = await sysroot.readConfig().catch((err) => (err instanceof LarchError && err.code === 'NOT_FOUND' ? null : Promise.reject(err)));
@@ -96,16 +93,7 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
   await repo.writeRef('larch/slot-A', commit);
 
   // The bootloader state last: until it exists, nothing on the device claims to be bootable.
-  await mkdir(sysroot.bootDir, { recursive: true });
-  if (boardEnvConfig !== null) {
-    await writeFile(sysroot.fwEnvConfigPath(), boardEnvConfig);
-  } else if (opts.bootloader === 'uboot') {
-    await writeFile(sysroot.fwEnvConfigPath(), `# larch: U-Boot env in a file on the boot partition (board/uboot/fw_env.config.fat-file)\n${sysroot.envPath('uboot')}\t0x0\t0x${UBOOT_ENV_SIZE.toString(16)}\n`);
-  } else {
-    await mkdir(join(sysroot.bootDir, 'grub'), { recursive: true });
-  }
-  const store = await sysroot.envStore(opts.bootloader);
-  await store.init(new Map(encode(INITIAL_STATE)), { force: true });
+  await createBootEnv(sysroot, opts.bootloader, boardEnvConfig);
   await appendJournal(sysroot.journalPath, { event: 'provision', slot: 'A', commit, version: record.version, message: `provisioned with version ${record.version} in slot A from ${opts.remoteUrl} ${opts.ref} (${opts.bootloader})` });
   return { result: 'provisioned', sysroot: sysroot.path, slot: 'A', commit, version: record.version, bootloader: opts.bootloader, download };
 }
