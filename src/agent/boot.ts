@@ -241,21 +241,31 @@ export function slotFromCmdline(cmdline: string): Slot | null {
   return m ? (m[1] as Slot) : null;
 }
 
+/** The kernel command line of the running system; tests of a booted device bind-mount over it. */
+export const PROC_CMDLINE = '/proc/cmdline';
+
+async function slotIn(path: string): Promise<Slot | null> {
+  try {
+    return slotFromCmdline(await readFile(path, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fromSystemError(err, 'read', path);
+  }
+}
+
+/** The slot named by /proc/cmdline: set only on a system booted through larch's boot script. */
+export function realBootedSlot(): Promise<Slot | null> {
+  return slotIn(PROC_CMDLINE);
+}
+
 /**
- * The slot that booted: the simulated command line of `larch sim-boot` when the sysroot has one,
- * else /proc/cmdline (a real device). Null when neither names a slot (not booted through larch).
+ * The slot that booted: /proc/cmdline's larch.slot= on a booted system, which always wins; else
+ * the simulated command line `larch sim-boot` wrote (a sysroot that is a plain directory). A stale
+ * simulation file (e.g. in an image made from a sysroot that once ran sim-boot) never overrides the
+ * real one. Null when neither names a slot (not booted through larch).
  */
 export async function bootedSlot(sysroot: Sysroot): Promise<Slot | null> {
-  for (const path of [sysroot.simCmdlinePath, '/proc/cmdline']) {
-    try {
-      const slot = slotFromCmdline(await readFile(path, 'utf8'));
-      if (slot) return slot;
-      if (path === sysroot.simCmdlinePath) return null;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, 'read', path);
-    }
-  }
-  return null;
+  return (await realBootedSlot()) ?? (await slotIn(sysroot.simCmdlinePath));
 }
 
 /** What the last boot-check found; S/larch/last-boot.json. */
