@@ -15,7 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { type EnvStore } from '../bootcount/env-store.ts';
 import { formatFwEnvConfig, parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
-import { type BootState, type EnvProblem, type Slot, INITIAL_STATE, SLOTS, decode, encode, findProblems, mergeInto, other } from '../bootcount/state.ts';
+import { type BootState, type EnvProblem, type Slot, INITIAL_STATE, SLOTS, decode, encode, findProblems, markerSlot, mergeInto, other } from '../bootcount/state.ts';
 import { fsyncPath, writeFileAtomic } from '../store/_durable.ts';
 import { readDeployment } from './deploy.ts';
 import { appendJournal, readJournal } from './journal.ts';
@@ -63,9 +63,10 @@ export async function readLkgMarker(sysroot: Sysroot, kind: BootloaderKind): Pro
 }
 
 /**
- * Makes the marker name `slot`, durably. Called only after the env write that made `slot` the last
- * known good one, and before any slot's files are rewritten (stage() writes the env first), so the
- * marker names a slot that held a confirmed deployment: the current last known good or the one before.
+ * Makes the marker name `slot` (markerSlot() of the state an env write leaves), durably; before
+ * that write when `slot` is good on both sides of it, else after it (changeBootState). So the
+ * marker names a slot that is good in the env on the disk at every moment, whenever one is, and
+ * never one about to be rewritten (stage() first writes the env that marks that slot bad).
  */
 export async function writeLkgMarker(sysroot: Sysroot, kind: BootloaderKind, slot: Slot): Promise<void> {
   if ((await readLkgMarker(sysroot, kind)) === slot) return;
@@ -109,7 +110,7 @@ export async function createBootEnv(sysroot: Sysroot, kind: BootloaderKind, boar
   if (kind === 'uboot') await writeFile(sysroot.fwEnvConfigPath(), boardFwEnvConfig ?? fatEnvConfig(sysroot.bootDir));
   const store = await sysroot.envStore(kind);
   await store.init(new Map(encode(INITIAL_STATE)), { force: true });
-  await writeLkgMarker(sysroot, kind, INITIAL_STATE.lastGood);
+  await writeLkgMarker(sysroot, kind, markerSlot(INITIAL_STATE));
 }
 
 /** Is this error an env with no valid copy (or a grubenv that is not there)? */
@@ -118,25 +119,26 @@ function isDamagedEnv(err: unknown, kind: BootloaderKind): err is LarchError {
 }
 
 /**
- * What the agent can prove about a damaged env's state, never more bootable than the bootloader's
- * own safe default: the marker's slot is good (the bootloader boots it as good); another slot is
- * good only when the journal's last word on it is a mark-good (or provision) of the deployment it
- * holds now; no slot gets tries (an unconfirmed slot's count cannot be proved); the booted slot is
- * first when it is good, else the last known good one.
+ * What the agent can prove about a damaged env's state: a slot is good only when the journal's
+ * last word on it is a mark-good (or provision) of the deployment it holds now; no slot gets tries
+ * (an unconfirmed slot's count cannot be proved); the marker's slot is the last known good one; the
+ * booted slot is first when it is good, else the last known good one. With nothing proved, no slot
+ * is good and the bootloader boots the marker's slot in rescue: the slot its safe default boots,
+ * without reviving a slot marked bad since (test/unit/bootcount/torn-env.property.test.ts).
  */
 export async function reconstruct(sysroot: Sysroot, marker: Slot, booted: Slot | null): Promise<BootState> {
   const journal = await readJournal(sysroot.journalPath);
-  const proved = new Set<Slot>([marker]);
+  const proved = new Set<Slot>();
   for (const slot of SLOTS) {
     const record = await readDeployment(sysroot, slot);
     const last = journal.filter((e) => e.slot === slot && ['mark-good', 'mark-bad', 'stage', 'provision', 'deploy'].includes(e.event)).at(-1);
     const forThisDeployment = record && last && (last.commit ? last.commit === record.commit : last.time >= record.deployedAt);
     if (forThisDeployment && (last.event === 'mark-good' || last.event === 'provision')) proved.add(slot);
   }
-  const base = decode(new Map(), { lkgMarker: marker });
   const good = (slot: Slot) => ({ good: proved.has(slot), triesLeft: 0 });
-  const first = booted && proved.has(booted) ? booted : marker;
-  return { ...base, order: [first, other(first)], slots: { A: good('A'), B: good('B') } };
+  const lastGood = proved.has(marker) || proved.size === 0 ? marker : other(marker);
+  const first = booted && proved.has(booted) ? booted : lastGood;
+  return { order: [first, other(first)], slots: { A: good('A'), B: good('B') }, lastGood, rescue: false };
 }
 
 function describeState(s: BootState): string {
@@ -196,11 +198,16 @@ export async function changeBootState(sysroot: Sysroot, config: DeviceConfig, ch
   let result: BootState | null = null;
   let wanted: Map<string, string> | null = null;
   try {
-    await store.update((vars) => {
+    await store.update(async (vars) => {
       const before = decode(vars, { lkgMarker: marker });
       const after = change(before);
       result = after ?? before;
       if (after === null) return;
+      // A marker moving to a slot good before and after this write (away from a slot this write
+      // marks bad or is about to rewrite) moves first; one moving to a slot this write confirms,
+      // after it. A power cut in between then leaves it on a slot good in the env on the disk.
+      const target = markerSlot(after);
+      if (target !== marker && before.slots[target].good && after.slots[target].good) await writeLkgMarker(sysroot, config.bootloader, target);
       const merged = mergeInto(vars, after);
       wanted = merged;
       vars.clear();
@@ -210,7 +217,7 @@ export async function changeBootState(sysroot: Sysroot, config: DeviceConfig, ch
     if (wanted && err instanceof LarchError && err.code === 'IO') throw await afterFailedWrite(store, err, wanted, marker);
     throw err;
   }
-  await writeLkgMarker(sysroot, config.bootloader, (result as BootState | null)!.lastGood);
+  await writeLkgMarker(sysroot, config.bootloader, markerSlot((result as BootState | null)!));
   return result!;
 }
 

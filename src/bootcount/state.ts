@@ -15,7 +15,7 @@
  *                                Booted anyway when no slot is bootable. Anything else (and an env with
  *                                no valid copy): the LKG marker's slot, B when the file larch-lkg-B sits
  *                                beside the env, else A. The marker is written only after an env write
- *                                that changed BOOT_LKG (src/agent/boot.ts), never by a torn env write.
+ *                                (markerSlot(); src/agent/boot.ts), never by a torn env write.
  *   BOOT_RESCUE  "1" | "0"       set by the bootloader when no slot was bootable and it booted BOOT_LKG
  *                                anyway; the agent reports it and stops rebooting (greenboot#26).
  *                                Read as set only while no slot is bootable, so a stale "1" is harmless.
@@ -317,6 +317,19 @@ export function planBootCheck(state: BootState, booted: Slot, healthy: boolean):
   if (s.rescue) return { events, reboot: false, report, outcome: 'both-bad' };
   if (slot.good) return { events, reboot: false, report, outcome: 'unhealthy-stay' };
   return { events, reboot: true, report, outcome: 'retry' };
+}
+
+/**
+ * The slot the LKG marker must name after a write that left `state`: the last known good slot
+ * while it is good; when it was marked bad and the other slot is good, the other one; with no
+ * good slot, the last known good (the rescue slot, which the bootloader boots anyway). So an env
+ * lost afterwards (decode(empty, { lkgMarker })) boots a good slot, never one marked bad or
+ * unconfirmed, whenever there is a good one.
+ */
+export function markerSlot(state: BootState): Slot {
+  const s = normalise(state);
+  if (s.slots[s.lastGood].good) return s.lastGood;
+  return s.slots[other(s.lastGood)].good ? other(s.lastGood) : s.lastGood;
 }
 
 /** Applies events in order (one write's worth). */
