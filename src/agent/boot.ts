@@ -172,7 +172,14 @@ async function openBootEnv(sysroot: Sysroot, config: DeviceConfig): Promise<{ st
     return { store, vars: null, report: { health: 'corrupt', message: `${damage.message}; the bootloader boots its safe default (slot ${state.lastGood} as good)`, hint }, marker };
   }
   const vars = new Map<string, string>(encode(state));
-  await store.init(vars, { force: true });
+  try {
+    await store.init(vars, { force: true });
+  } catch (err) {
+    // Storage that cannot be written (read-only, failing): still no reason to stop; say so.
+    if (!(err instanceof LarchError)) throw err;
+    const hint = `the env could not be rewritten (${err.message}); fix the storage, then any larch command that reads the env rewrites it`;
+    return { store, vars: null, report: { health: 'corrupt', message: `${damage.message}; the bootloader boots its safe default (slot ${state.lastGood} as good)`, hint }, marker };
+  }
   const message = `the boot env had no valid copy (${damage.message}); rewritten with the state larch can prove: ${describeState(state)}`;
   await appendJournal(sysroot.journalPath, { event: 'error', message, data: { boot_env: 'repaired', code: damage.code, state: Object.fromEntries(vars) } });
   return { store, vars, report: { health: 'repaired', message, hint: null }, marker };

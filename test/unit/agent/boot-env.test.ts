@@ -4,12 +4,12 @@
  * effect and which state the env is in, read back. The env storage is injected (EnvFileIo).
  */
 import t from 'tap';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { LarchError } from '../../../src/errors.ts';
 import { type EnvFileIo, type EnvStore, grubEnvStore, nodeEnvFileIo, openUbootEnvStore } from '../../../src/bootcount/env-store.ts';
 import { next } from '../../../src/bootcount/state.ts';
-import { changeBootState, createBootEnv } from '../../../src/agent/boot.ts';
+import { changeBootState, createBootEnv, readBootState } from '../../../src/agent/boot.ts';
 import { type BootloaderKind, type DeviceConfig, Sysroot } from '../../../src/agent/sysroot.ts';
 import { tempDir } from '../../helpers.ts';
 
@@ -70,4 +70,16 @@ t.test('a rename that fails leaves the old env and says so', async (t) => {
   const err = (await changeBootState(new FaultySysroot(dir, io), { bootloader: 'grub' } as DeviceConfig, (s) => next(s, { type: 'marked-bad', slot: 'A' })).catch((e: unknown) => e)) as LarchError;
   t.equal(err.code, 'IO');
   t.equal(err.data.took_effect, false);
+});
+
+t.test('a damaged env on storage that cannot be written: read as the safe default, reported corrupt, never fatal', async (t) => {
+  const dir = await provisioned(t, 'grub');
+  writeFileSync(new Sysroot(dir).envPath('grub'), Buffer.alloc(1024));
+  const sysroot = new FaultySysroot(dir, ios['EIO before anything was written']);
+  const read = await readBootState(sysroot, { bootloader: 'grub' } as DeviceConfig);
+  t.equal(read.env.health, 'corrupt');
+  t.match(read.env.hint, /could not be rewritten .*EIO/);
+  t.same([read.state.order, read.state.lastGood, read.state.slots.A.good], [['A', 'B'], 'A', true], "the bootloader's view: the safe default");
+  const err = (await changeBootState(sysroot, { bootloader: 'grub' } as DeviceConfig, (s) => s).catch((e: unknown) => e)) as LarchError;
+  t.equal(err.code, 'ENV_CORRUPT', 'a change is refused with the reason');
 });
