@@ -10,17 +10,18 @@
  * are refused (EXISTS, data.differs naming them) unless force, which provisions again from scratch.
  */
 import { createHash } from 'node:crypto';
-import { access, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
-import { INITIAL_STATE, type Slot, encode } from '../bootcount/state.ts';
+import type { Slot } from '../bootcount/state.ts';
 import { isValidDeviceId } from '../mqtt/format.ts';
 import { fsyncPath, syncFilesystem, writeFileAtomic } from '../store/_durable.ts';
 import { readPublicKey, keyId, formatPublicKey } from '../store/sign.ts';
 import { verifyCommit } from '../store/signatures.ts';
 import { Repo } from '../store/repo.ts';
 import { findDelta } from '../server/summary.ts';
+import { createBootEnv } from './boot.ts';
 import { readDeployment, writeDeployment } from './deploy.ts';
 import { formatFailedReleases } from './failed-releases.ts';
 import { failedReleasesPath, readFailedReleases } from './failed-store.ts';
@@ -107,8 +108,6 @@ interface ProvisionRecord {
   version: string;
 }
 
-/** U-Boot env size used for a file env on the boot partition (board/uboot/boot.cmd's larch_env_size). */
-const UBOOT_ENV_SIZE = 0x4000;
 /** The staging folder's name, in S and in S/boot (a stale one, from a killed run, is removed). */
 const STAGING = '.larch-provision';
 /** The drop-in provision writes for --device-id and the --mqtt-* options. */
@@ -346,24 +345,10 @@ async function moveIntoPlace(sysroot: Sysroot, staging: Sysroot, bootloader: Boo
   // /var is the device's data: seeded once, kept by --force.
   if (!(await exists(sysroot.varDir))) await rename(staging.varDir, sysroot.varDir).catch(io('move /var into place', sysroot.varDir));
   // The bootloader state: written in place (the env may be raw storage), taking its lock in the staged S/larch.
-  await writeInitialEnv(new Sysroot(sysroot.path, { larchDir: staging.larchDir }), bootloader, boardEnvConfig);
+  await createBootEnv(new Sysroot(sysroot.path, { larchDir: staging.larchDir }), bootloader, boardEnvConfig);
   await syncFilesystem(sysroot.path, [staging.larchDir]);
   await rename(staging.larchDir, sysroot.larchDir).catch(io('move the provisioned state into place', sysroot.larchDir));
   await fsyncPath(sysroot.path);
-}
-
-/** fw_env.config (the board's, or one naming the file env S/boot/uboot.env) or S/boot/grub, and the initial env: slot A good, first. */
-async function writeInitialEnv(sysroot: Sysroot, bootloader: BootloaderKind, boardEnvConfig: string | null): Promise<void> {
-  await mkdir(sysroot.bootDir, { recursive: true });
-  if (boardEnvConfig !== null) {
-    await writeFile(sysroot.fwEnvConfigPath(), boardEnvConfig);
-  } else if (bootloader === 'uboot') {
-    await writeFile(sysroot.fwEnvConfigPath(), `# larch: U-Boot env in a file on the boot partition (board/uboot/fw_env.config.fat-file)\n${sysroot.envPath('uboot')}\t0x0\t0x${UBOOT_ENV_SIZE.toString(16)}\n`);
-  } else {
-    await mkdir(join(sysroot.bootDir, 'grub'), { recursive: true });
-  }
-  const store = await sysroot.envStore(bootloader);
-  await store.init(new Map(encode(INITIAL_STATE)), { force: true });
 }
 
 const exists = (path: string) => access(path).then(() => true, () => false);

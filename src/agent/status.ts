@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { compareDebianVersions, parseDebianVersion } from '../compose/debian-version.ts';
 import { type BootState, type Slot, SLOTS, isBootable, other } from '../bootcount/state.ts';
-import { type LastBoot, bootedSlot, lastBootPath, readBootState, readJsonFile } from './boot.ts';
+import { type BootEnvHealth, type LastBoot, bootedSlot, lastBootPath, readBootState, readJsonFile } from './boot.ts';
 import { type DeploymentRecord, readDeployment } from './deploy.ts';
 import { type FailedRelease, type FailedReleases, describeFailure, findFailed } from './failed-releases.ts';
 import { readFailedReleases } from './failed-store.ts';
@@ -66,6 +66,9 @@ export interface Status {
   next_boot: Slot | null;
   /** Releases that failed on this device (S/larch/failed.json), oldest first: never staged again by themselves. */
   failed_releases: FailedRelease[];
+  /** The boot env: ok; repaired (no valid copy, rewritten by this read); corrupt (a board env larch never rewrites). */
+  boot_env: BootEnvHealth;
+  boot_env_detail: { message: string; hint: string | null } | null;
 }
 
 export function lastUpdatePath(sysroot: Sysroot): string {
@@ -74,7 +77,7 @@ export function lastUpdatePath(sysroot: Sysroot): string {
 
 export async function readStatus(sysroot: Sysroot): Promise<Status> {
   const config = await sysroot.readConfig();
-  const { state } = await readBootState(sysroot, config);
+  const { state, env } = await readBootState(sysroot, config);
   const records: Record<Slot, DeploymentRecord | null> = { A: await readDeployment(sysroot, 'A'), B: await readDeployment(sysroot, 'B') };
   const booted = await bootedSlot(sysroot);
   const view = (slot: Slot | null) => (slot && records[slot] ? deploymentStatus(records[slot]!, state) : null);
@@ -107,6 +110,8 @@ export async function readStatus(sysroot: Sysroot): Promise<Status> {
     deployments: SLOTS.filter((s) => records[s]).map((s) => ({ label: labels[s]!, ...deploymentStatus(records[s]!, state) })),
     next_boot: nextBoot,
     failed_releases: failed.releases,
+    boot_env: env.health,
+    boot_env_detail: env.message === null ? null : { message: env.message, hint: env.hint },
   };
 }
 
@@ -165,6 +170,8 @@ export function formatStatus(s: Status): string {
     lines.push(`  ${describeFailure(f)}`);
   }
   lines.push(`boot order ${s.boot.order.join(' ')}; last known good ${s.boot.last_good}${s.boot.rescue ? '; RESCUE: no slot is bootable, running the last known good one' : ''}`);
+  lines.push(`boot env ${s.boot_env}${s.boot_env_detail ? `: ${s.boot_env_detail.message}` : ''}`);
+  if (s.boot_env_detail?.hint) lines.push(`    to fix: ${s.boot_env_detail.hint}`);
   if (s.last_boot) {
     const b = s.last_boot;
     lines.push(`last boot ${b.time}: slot ${b.slot}, ${b.healthy ? 'healthy' : `UNHEALTHY (${b.failed_checks.join(', ')})`}, ${b.outcome}${b.fell_back ? `; FELL BACK from slot ${b.from}` : ''}`);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LarchError } from '../errors.ts';
+import { LKG_MARKER, UBOOT_ENV_FILE2, fatEnvConfig } from '../agent/boot.ts';
 import { provision } from '../agent/provision.ts';
 import { httpRemote } from '../agent/remote-http.ts';
 import { Sysroot } from '../agent/sysroot.ts';
@@ -204,22 +205,22 @@ function grubFiles(name: BoardName, board: Board, larchCfg: string, work: string
 }
 
 /**
- * U-Boot: boot.scr (the board's settings, then board/uboot/boot.cmd). provision wrote uboot.env
- * and an fw_env.config naming it by its path on this build host; the device reads the same file
- * at DEVICE_SYSROOT/boot/uboot.env (the boot partition), so the config is rewritten to that.
+ * U-Boot: boot.scr (the board's settings, then board/uboot/boot.cmd). provision wrote the
+ * redundant env (uboot.env and uboot-redund.env) and an fw_env.config naming them by their paths
+ * on this build host; the device reads the same files under DEVICE_SYSROOT/boot (the boot
+ * partition), so the config is rewritten to that.
  */
 async function ubootFiles(name: BoardName, board: Board, bootCmd: string, sysrootPath: string, work: string): Promise<DiskBootloader> {
   const sysroot = new Sysroot(sysrootPath);
   const configPath = sysroot.fwEnvConfigPath();
   const config = parseFwEnvConfig(await readFile(configPath, 'utf8'), `'${configPath}'`);
   const size = `0x${config.envSizeBytes.toString(16)}`;
-  const devicePath = join(DEVICE_SYSROOT, 'boot', 'uboot.env');
-  await writeFile(configPath, `# larch: the U-Boot env is a file on the boot partition, mounted at ${DEVICE_SYSROOT}/boot (board/uboot/fw_env.config.fat-file)\n${devicePath}\t0x0\t${size}\n`);
+  await writeFile(configPath, fatEnvConfig(join(DEVICE_SYSROOT, 'boot')));
   return ubootBootloader({
     arch: board.ubootArch ?? 'arm64',
     name,
     // The deployer names the slot's files vmlinuz and initrd.img (arm64's vmlinuz is an Image, as booti wants).
-    settings: { larch_bootargs: board.bootargs, larch_kernel: 'vmlinuz', larch_initrd: 'initrd.img', larch_env: 'fat', larch_env_file: 'uboot.env', larch_env_size: size },
+    settings: { larch_bootargs: board.bootargs, larch_kernel: 'vmlinuz', larch_initrd: 'initrd.img', larch_env: 'fat', larch_env_file: 'uboot.env', larch_env_file2: UBOOT_ENV_FILE2, larch_env_size: size, larch_lkg_marker: LKG_MARKER },
     bootCmd,
     workDir: work,
   });

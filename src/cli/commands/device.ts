@@ -193,6 +193,9 @@ ${SYSROOT_HELP}
                   last_boot.fell_back, last_boot.healthy, last_update.{result,error},
                   deployments[].label (booted, staged, next-boot, rollback, failed,
                   unbootable), next_boot, failed_releases[].{commit,version,time,failed_checks}
+                  boot_env ("ok"; "repaired": the env had no valid copy and was rewritten with
+                  the state larch can prove; "corrupt": a board env with no valid copy, which
+                  larch never rewrites; boot_env_detail.{message,hint} says what and how to fix)
 
 ${EXIT_HELP}
 `,
@@ -527,7 +530,9 @@ ${SYSROOT_HELP}
   --no-reboot     report that a reboot is needed instead of rebooting
   --timeout S     per-check timeout in seconds (default 60)
   --json          print {"slot", "healthy", "outcome", "reboot", "fell_back", "from", "rescue",
-                  "failed_checks", "health"}
+                  "failed_checks", "health", "boot_env"} (boot_env: ok, repaired (the env had no
+                  valid copy and was rewritten), or corrupt (a board env larch may not rewrite:
+                  the result was not recorded; the journal names the restore command))
 
 ${EXIT_HELP}
 `,
@@ -536,7 +541,7 @@ ${EXIT_HELP}
     const timeout = intOption(opt(args, 'timeout'), 'timeout', 'boot-check', 1);
     const r = await bootCheck(sysroot, { timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
     if (args.json) printJson(io, r);
-    else io.out(`slot ${r.slot}: ${r.healthy ? 'healthy' : `unhealthy (${r.failed_checks.join(', ')})`}; ${r.outcome}${r.fell_back ? `; the bootloader fell back from slot ${r.from}` : ''}\n`);
+    else io.out(`slot ${r.slot}: ${r.healthy ? 'healthy' : `unhealthy (${r.failed_checks.join(', ')})`}; ${r.outcome}${r.fell_back ? `; the bootloader fell back from slot ${r.from}` : ''}${r.boot_env === 'ok' ? '' : `; boot env ${r.boot_env}`}\n`);
     if (r.reboot && args.values['no-reboot'] !== true && sysroot.path === DEFAULT_SYSROOT) await rebootNow();
   },
 };
@@ -591,10 +596,15 @@ DESCRIPTION
   Runs the bootloader's decision (exactly what board/uboot/boot.cmd and board/grub/grub.cfg
   do: pick the first good slot, or spend a try of an unconfirmed one, or fall back) on the
   sysroot's real env file, records the chosen slot as the kernel command line would
-  (larch.slot=X), then runs boot-check. For tests and the demo.
+  (larch.slot=X in S/larch/sim/cmdline), then runs boot-check. For tests and the demo.
+  An env with no valid copy is read as the scripts read it (the safe default: the LKG
+  marker's slot, no write); boot-check then repairs it.
+  Refused (exit 2) without an explicit --sysroot, for the real roots / and /sysroot, and on
+  a system booted through larch (larch.slot= on /proc/cmdline): there the env is the
+  device's own, and /proc/cmdline always wins over a simulated command line.
 
 OPTIONS
-${SYSROOT_HELP}
+  --sysroot S     a test sysroot (a directory provisioned with larch provision); required
   --unhealthy     make the health checks fail (a stand-in for a broken tree)
   --json          print {"slot", "rescue", "wrote", "check": <boot-check result>}
 
@@ -602,6 +612,7 @@ ${EXIT_HELP}
 `,
   async run(args, io) {
     const timeout = intOption(opt(args, 'timeout'), 'timeout', 'sim-boot', 1);
+    if (opt(args, 'sysroot') === undefined) throw new LarchError('USAGE', 'sim-boot needs --sysroot S: it rewrites the boot env of S as a reboot would, and the default /sysroot is a real device', { hint: "run 'larch sim-boot --sysroot DIR' on a test sysroot; on a device, reboot" });
     const r = await simBoot(sysrootOf(args), { forceUnhealthy: args.values.unhealthy === true, timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
     if (args.json) printJson(io, r);
     else io.out(`booted slot ${r.slot}${r.rescue ? ' (rescue)' : ''}: ${r.check.healthy ? 'healthy' : `unhealthy (${r.check.failed_checks.join(', ')})`}; ${r.check.outcome}${r.check.fell_back ? `; FELL BACK from slot ${r.check.from}` : ''}${r.check.reboot ? '; needs a reboot' : ''}\n`);
