@@ -2,7 +2,7 @@
 import { LarchError } from '../errors.ts';
 import { decodeCommit, metadataId, type ObjectId } from '../store/object.ts';
 import { fetchBytes } from './http-fetch.ts';
-import { fetchCommitObject, fetchSummary, httpFetcher, pullDeltaHttp, pullObjectsHttp, remoteUrl } from './pull-http.ts';
+import { fetchCommitObject, fetchSummary, httpFetcher, pullCommitWithFallback, remoteUrl } from './pull-http.ts';
 import type { Remote } from './update.ts';
 
 /** Largest commit object read while walking history (commits are small: metadata only). */
@@ -12,14 +12,7 @@ export function httpRemote(baseUrl: string): Remote {
   return {
     describe: () => baseUrl,
     fetchSummary: (opts) => fetchSummary(baseUrl, opts),
-    async pull(repo, to, { delta, trusted, downloadDir, progress }) {
-      if (delta && delta.to === to && (delta.from === null || (await repo.hasObject('commit', delta.from)))) {
-        const r = await pullDeltaHttp(repo, { baseUrl, delta, downloadDir, trusted, onProgress: (e) => e.phase === 'download' && progress?.(e.done, e.total) });
-        return { via: 'delta', bytes: r.downloadedBytes };
-      }
-      const r = await pullObjectsHttp(repo, { baseUrl, commit: to, downloadDir, trusted, onProgress: (e) => progress?.(e.done, null) });
-      return { via: 'objects', bytes: r.bytesWritten };
-    },
+    pull: (repo, to, opts) => pullCommitWithFallback(repo, to, { ...opts, fetcher: httpFetcher(baseUrl) }),
     fetchCommit: (id, { trusted }) => fetchCommitObject(httpFetcher(baseUrl), id, { trusted }),
     async history(_repo, from, limit) {
       const out: { commit: ObjectId; version: string }[] = [];

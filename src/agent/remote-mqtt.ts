@@ -16,7 +16,7 @@ import { DEFAULT_CHUNK_BYTES, FETCH_TOPIC, type FetchResponse, decodeResponse, e
 import { decodeCommit, metadataId, type ObjectId } from '../store/object.ts';
 import { type Sink, intoFile, intoMemory } from './download-sink.ts';
 import type { DownloadProgress, DownloadResult } from './http-fetch.ts';
-import { type FileFetcher, fetchCommitObject, fetchSummary, pullDeltaHttp, pullObjectsHttp } from './pull-http.ts';
+import { type FileFetcher, fetchCommitObject, fetchSummary, pullCommitWithFallback } from './pull-http.ts';
 import type { Remote } from './update.ts';
 
 export interface MqttFetchOptions {
@@ -263,15 +263,7 @@ export function mqttRemote(url: string, opts: MqttFetchOptions & { mqtt?: Omit<M
   return {
     describe: () => url,
     fetchSummary: (o) => f.session(() => fetchSummary(f, o)),
-    pull: (repo, to, { delta, trusted, downloadDir, progress }) =>
-      f.session(async () => {
-        if (delta && delta.to === to && (delta.from === null || (await repo.hasObject('commit', delta.from)))) {
-          const r = await pullDeltaHttp(repo, { fetcher: f, delta, downloadDir, trusted, onProgress: (e) => e.phase === 'download' && progress?.(e.done, e.total) });
-          return { via: 'delta' as const, bytes: r.downloadedBytes };
-        }
-        const r = await pullObjectsHttp(repo, { fetcher: f, commit: to, downloadDir, trusted, onProgress: (e) => progress?.(e.done, null) });
-        return { via: 'objects' as const, bytes: r.bytesWritten };
-      }),
+    pull: (repo, to, o) => f.session(() => pullCommitWithFallback(repo, to, { ...o, fetcher: f })),
     fetchCommit: (id, { trusted }) => f.session(() => fetchCommitObject(f, id, { trusted })),
     history: (_repo, from, limit) =>
       f.session(async () => {

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type AnnounceOptions, announce } from './mqtt-publisher.ts';
-import { publish, summaryContents } from './publish.ts';
+import { deltaTrust, publish, summaryContents } from './publish.ts';
 import { type Summary, decodeSummary } from './summary.ts';
 
 export interface AutoPublishOptions {
@@ -81,12 +81,12 @@ export function startAutoPublish(repo: Repo, opts: AutoPublishOptions): AutoPubl
     const published = await readPublished(repo);
     let listing: Listing = published ?? { refs: {}, deltas: [] };
     const halfLife = published ? published.created + (published.expires - published.created) / 2 : 0;
-    const current = await summaryContents(repo);
+    const current = await summaryContents(repo, await deltaTrust(repo, opts.signKeys));
     if (!published || !sameListing(published, current) || now() >= halfLife) {
       const r = await publish(repo, { signKeys: opts.signKeys, expiresInSeconds: opts.expiresInSeconds, now: now() });
       listing = { refs: r.refs, deltas: current.deltas };
       opts.log(`published summary serial ${r.serial}: ${Object.keys(r.refs).length} ref(s), ${r.deltas.length} delta(s)`);
-      for (const s of r.skipped) if (s.reason !== 'leads to no ref') opts.log(`delta ${s.name} left out: ${s.reason}`);
+      for (const s of r.skipped) if (s.reason !== 'no_ref') opts.log(`delta ${s.name} left out (${s.reason}): ${s.message}`);
     }
     if (!opts.mqtt) return;
     const changed = [...refFingerprints(listing)].filter(([ref, f]) => announced.get(ref) !== f);
