@@ -7,13 +7,14 @@
 import t from 'tap';
 import { lstatSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REF, type Test, type Vendor, vendor } from '../device-helpers.ts';
+import { REF, type Test, type Vendor, startServe, vendor } from '../device-helpers.ts';
 import { larch, larchOk, prng, tempDir } from '../helpers.ts';
+import { startBroker } from '../mqtt-helpers.ts';
 
-/** A device provisioned from the vendor's first release and booted once. */
-async function device(t: Test, v: Vendor): Promise<string> {
+/** A device provisioned from the vendor's first release (over HTTP, or `remote` given) and booted once. */
+async function device(t: Test, v: Vendor, remote = ['--repo-url', v.url]): Promise<string> {
   const dev = join(tempDir(t), 'device');
-  await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
+  await larchOk(['provision', '--sysroot', dev, ...remote, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
   await larchOk(['sim-boot', '--sysroot', dev]);
   return dev;
 }
@@ -93,4 +94,15 @@ t.test('a corrupt delta source object on the device (the delta cannot be applied
   bytes[5000] ^= 0x01;
   writeFileSync(source, bytes);
   await expectFallback(t, dev, v2, 'corrupt');
+});
+
+t.test('over MQTT: a delta part the responders do not have: objects instead, journaled', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  await startServe(t, v.repo, join(v.dir, 'responder.log'), ['--mqtt', broker.url]);
+  const dev = await device(t, v, ['--mqtt-url', broker.url]);
+  const v2 = await v.release(2);
+  rmSync(join(deltaDir(v), 'part-0'));
+  await expectFallback(t, dev, v2, 'missing');
 });

@@ -9,9 +9,9 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
-import { REF, type Test, vendor } from '../device-helpers.ts';
+import { REF, type Test, startServe, vendor } from '../device-helpers.ts';
 import { BIN, larch, larchOk, tempDir } from '../helpers.ts';
-import { startDaemon } from '../mqtt-helpers.ts';
+import { startBroker, startDaemon } from '../mqtt-helpers.ts';
 
 /** A loopback server that accepts every connection and never sends a byte. Resolves with its URL. */
 async function silentServer(t: Test): Promise<string> {
@@ -29,12 +29,13 @@ async function silentServer(t: Test): Promise<string> {
   return `http://127.0.0.1:${port}/`;
 }
 
-/** A device provisioned from a vendor, then pointed at `url`. */
-async function deviceAt(t: Test, url: string): Promise<string> {
+/** A device provisioned from a vendor (over HTTP, or through `broker` and a responder), then pointed at `url`. */
+async function deviceAt(t: Test, url: string, broker?: string): Promise<string> {
   const v = await vendor(t);
   await v.release(1);
   const dev = join(tempDir(t), 'device');
-  await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
+  if (broker) await startServe(t, v.repo, join(v.dir, 'responder.log'), ['--mqtt', broker]);
+  await larchOk(['provision', '--sysroot', dev, ...(broker ? ['--mqtt-url', broker] : ['--repo-url', v.url]), '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
   await larchOk(['sim-boot', '--sysroot', dev]);
   const configPath = join(dev, 'larch/config.json');
   const config = JSON.parse(readFileSync(configPath, 'utf8'));
@@ -56,6 +57,18 @@ t.test('check and upgrade --timeout against a server that never answers', async 
   }
   const bad = await larch(['check', '--sysroot', dev, '--timeout', '0', '--json']);
   t.equal(bad.json?.error?.code, 'USAGE', '--timeout 0 is refused');
+});
+
+t.test('check --timeout over MQTT, through a broker where no responder answers', async (t) => {
+  const first = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  const silent = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  const dev = await deviceAt(t, silent.url, first.url);
+  const started = Date.now();
+  const r = await larch(['check', '--sysroot', dev, '--timeout', '3', '--json']);
+  const seconds = (Date.now() - started) / 1000;
+  t.ok(seconds < 10, `check gave up after ${seconds.toFixed(1)} s (limit 3 s; a request is asked again for 120 s without it)`);
+  t.match(r.json?.error, { code: 'IO', data: { reason: 'timeout', timeout_s: 3 } }, 'the error says timeout and the limit');
+  t.match(r.json?.error?.message, new RegExp(`127\\.0\\.0\\.1:${silent.port}.*within 3 s`), 'and names the broker');
 });
 
 t.test('daemon.conf timeout_s bounds the daemon\'s checks', async (t) => {
