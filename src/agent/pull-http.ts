@@ -273,17 +273,25 @@ function countingFetcher(f: FileFetcher, received: (bytes: number) => void): Fil
       received(bytes.length);
       return bytes;
     },
-    downloadFile(path, dest, o) {
+    async downloadFile(path, dest, o) {
       let held: number | null = null;
-      return f.downloadFile(path, dest, {
+      let counted = 0;
+      const r = await f.downloadFile(path, dest, {
         ...o,
         onProgress: (p) => {
-          // The first report is what an earlier run left: held, not received now.
-          if (held !== null && p.receivedBytes > held) received(p.receivedBytes - held);
+          // The first report may be what an earlier run left (HTTP) or already hold a chunk (MQTT):
+          // counted as the difference from then on, and the rest when the file is whole.
+          if (held !== null && p.receivedBytes > held) {
+            received(p.receivedBytes - held);
+            counted += p.receivedBytes - held;
+          }
           held = p.receivedBytes;
           o.onProgress?.(p);
         },
       });
+      const rest = r.bytes - r.resumedFromBytes - counted;
+      if (rest > 0) received(rest);
+      return r;
     },
   };
 }
