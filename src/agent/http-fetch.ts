@@ -81,6 +81,35 @@ const MAX_REDIRECTS = 5;
 const DEFAULTS = { busyMaxMs: 3_600_000, attempts: 5, maxRequests: 200, backoffInitialMs: 500, backoffMaxMs: 30_000, stallTimeoutMs: 30_000, lowSpeed: { bytesPerSecond: 64, windowMs: 60_000 } };
 
 /**
+ * Runs fn with an AbortSignal that fires after timeoutMs (none when timeoutMs is undefined or
+ * 0): the total bound of one check or download (`--timeout`, daemon.conf `timeout_s`),
+ * whatever the retries and stall timeouts inside would allow. The signal's reason, which the
+ * aborted operation throws, is an IO error naming the server and the limit.
+ * @throws IO (data.reason 'timeout', data.url, data.timeout_s), and what fn throws
+ */
+export async function withDeadline<T>(timeoutMs: number | undefined, server: string, fn: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+  if (!timeoutMs) return fn(undefined);
+  const ac = new AbortController();
+  const seconds = Math.round(timeoutMs / 100) / 10;
+  const timer = setTimeout(() => {
+    ac.abort(
+      new LarchError('IO', `${server}: no complete answer within ${seconds} s (the --timeout limit); gave up`, {
+        hint: 'check that the server is up and answers; raise --timeout (daemon.conf timeout_s) for a slow link; a download resumes where it stopped',
+        data: { url: server, reason: 'timeout', timeout_s: seconds },
+      }),
+    );
+  }, timeoutMs);
+  try {
+    return await fn(ac.signal);
+  } catch (err) {
+    // An operation that noticed the abort by another error (a socket reset) still reports the deadline.
+    throw ac.signal.aborted ? ac.signal.reason : err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
  * Downloads url into dest, resuming from dest's current length (a previous run's partial
  * download) with `Range: bytes=N-`. dest holds exactly the file when this resolves.
  * @throws NOT_FOUND (404/410), INVALID_INPUT (over maxBytes, or another size than expected),
@@ -128,6 +157,7 @@ async function transfer(url: string, sink: Sink, opts: DownloadOptions): Promise
       await sink.truncate();
       continue;
     } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason; // the caller's deadline: no retry
       if (!(err instanceof RetryableError)) throw err;
       lastError = err.message;
       if (err instanceof BusyError && busyMs < o.busyMaxMs) {

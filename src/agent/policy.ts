@@ -66,6 +66,8 @@ export interface DaemonConfig {
   fleetLockRetryS: number;
   /** HOST:PORT of the Prometheus /metrics endpoint; none: no endpoint. */
   metricsListen?: string;
+  /** The total bound of each check and each download, in seconds (as `check --timeout`); none: no total bound. */
+  timeoutS?: number;
 }
 
 export const DEFAULT_DAEMON_CONFIG: DaemonConfig = {
@@ -111,6 +113,7 @@ const KEYS: Record<string, { field: keyof DaemonConfig; kind: Kind }> = {
   fleet_lock_group: { field: 'fleetLockGroup', kind: 'group' },
   fleet_lock_retry_s: { field: 'fleetLockRetryS', kind: 'uint' },
   metrics_listen: { field: 'metricsListen', kind: 'listen' },
+  timeout_s: { field: 'timeoutS', kind: 'uint' },
 };
 
 const STRING = /^"((?:[^"\\]|\\["\\])*)"/;

@@ -64,6 +64,8 @@ export interface PullProgress {
   done: number;
   /** download: bytes to hold in all (parts already applied are not counted); objects: unknown (null). */
   total: number | null;
+  /** objects: bytes of object files fetched so far (a progress bar counts these, not objects). */
+  bytes?: number;
   part?: number;
   parts?: number;
 }
@@ -241,17 +243,57 @@ export interface ObjectPullOptions extends TrustOptions {
  */
 export async function pullObjectsHttp(repo: Repo, opts: ObjectPullOptions): Promise<PullResult> {
   const cacheDir = join(opts.downloadDir, 'objects-cache');
-  const f = fetcherOf(opts);
-  const source = await httpObjectSource(f, cacheDir, opts);
   let objects = 0;
+  let bytes = 0;
+  const report = () => opts.onProgress?.({ phase: 'objects', done: objects, total: null, bytes });
+  const f = countingFetcher(fetcherOf(opts), (n) => {
+    bytes += n;
+    report();
+  });
+  const source = await httpObjectSource(f, cacheDir, opts);
   const result = await pullCommit(repo, source, opts.commit, {
     ref: opts.ref,
     concurrency: opts.concurrency ?? 4,
     verify: (_bytes, sigs) => verifyCommitTrust(opts.commit, sigs, opts, f.where('')),
-    onObject: () => opts.onProgress?.({ phase: 'objects', done: ++objects, total: null }),
+    onObject: () => {
+      objects++;
+      report();
+    },
   });
   await rm(cacheDir, { recursive: true, force: true });
   return result;
+}
+
+/** A fetcher that reports every byte it receives (for a progress bar in bytes). */
+function countingFetcher(f: FileFetcher, received: (bytes: number) => void): FileFetcher {
+  return {
+    where: (path) => f.where(path),
+    async fetchBytes(path, o) {
+      const bytes = await f.fetchBytes(path, o);
+      received(bytes.length);
+      return bytes;
+    },
+    async downloadFile(path, dest, o) {
+      let held: number | null = null;
+      let counted = 0;
+      const r = await f.downloadFile(path, dest, {
+        ...o,
+        onProgress: (p) => {
+          // The first report may be what an earlier run left (HTTP) or already hold a chunk (MQTT):
+          // counted as the difference from then on, and the rest when the file is whole.
+          if (held !== null && p.receivedBytes > held) {
+            received(p.receivedBytes - held);
+            counted += p.receivedBytes - held;
+          }
+          held = p.receivedBytes;
+          o.onProgress?.(p);
+        },
+      });
+      const rest = r.bytes - r.resumedFromBytes - counted;
+      if (rest > 0) received(rest);
+      return r;
+    },
+  };
 }
 
 async function verifyCommitTrust(id: ObjectId, sigBytes: Uint8Array | null, opts: TrustOptions, where: string): Promise<void> {
@@ -328,6 +370,79 @@ async function httpObjectSource(f: FileFetcher, cacheDir: string, opts: ObjectPu
       await rm(cache.objectPath('file', id), { force: true });
     },
   };
+}
+
+/**
+ * Why a delta could not bring its commit, where the object pull of the same commit can: the
+ * delta is unsigned or untrusted, missing (404), its files are not the size or checksum the
+ * signed summary says (truncated, replaced, damaged beyond a resume), or it rebuilt an object
+ * wrong (a corrupt source object on the device). Snake_case, for the journal and --json.
+ */
+export type DeltaFallbackReason = 'unsigned' | 'untrusted' | 'missing' | 'truncated' | 'corrupt' | 'base_missing';
+
+export interface DeltaFallback {
+  /** The delta's name (FROM-TO). */
+  delta: string;
+  reason: DeltaFallbackReason;
+  /** The error the delta failed with. */
+  code: string;
+  message: string;
+}
+
+const FALLBACK_REASONS: Partial<Record<string, DeltaFallbackReason>> = {
+  SIGNATURE_MISSING: 'unsigned',
+  SIGNATURE_INVALID: 'untrusted',
+  NOT_FOUND: 'missing',
+  INVALID_INPUT: 'truncated',
+  DELTA_CORRUPT: 'corrupt',
+  OBJECT_CORRUPT: 'corrupt',
+  DELTA_BASE_MISSING: 'base_missing',
+};
+
+/**
+ * The fallback reason of an error from a delta pull, or null when the object pull would fail
+ * the same way (network down, no space, the repo locked, a timeout): then the error stands.
+ */
+export function deltaFallbackReason(err: unknown): DeltaFallbackReason | null {
+  return err instanceof LarchError ? (FALLBACK_REASONS[err.code] ?? null) : null;
+}
+
+export interface CommitPullOptions extends TrustOptions {
+  fetcher: FileFetcher;
+  /** The delta the summary offers to this commit, or null. */
+  delta: SummaryDelta | null;
+  downloadDir: string;
+  /** Bytes held so far (delta parts, or object files) and the total when known. */
+  progress?: (done: number, total: number | null) => void;
+  /** Told (and awaited) before the object pull starts when the delta failed: the device journals it. */
+  onFallback?: (f: DeltaFallback) => Promise<void>;
+}
+
+/**
+ * A Remote's pull, for every transport: the delta when it leads from a commit the repo holds,
+ * and when that delta cannot bring the commit (deltaFallbackReason), the commit object by
+ * object, so one bad delta on the server never blocks an update the objects can deliver.
+ * @throws what pullObjectsHttp throws, and pullDeltaHttp's errors that are no fallback reason
+ */
+export async function pullCommitWithFallback(repo: Repo, to: ObjectId, opts: CommitPullOptions): Promise<{ via: 'delta' | 'objects'; bytes: number; fallback?: DeltaFallback }> {
+  const { delta, fetcher, trusted, downloadDir, progress } = opts;
+  let fallback: DeltaFallback | undefined;
+  if (delta && delta.to === to && (delta.from === null || (await repo.hasObject('commit', delta.from)))) {
+    try {
+      const r = await pullDeltaHttp(repo, { fetcher, delta, downloadDir, trusted, onProgress: (e) => e.phase === 'download' && progress?.(e.done, e.total) });
+      return { via: 'delta', bytes: r.downloadedBytes };
+    } catch (err) {
+      const reason = deltaFallbackReason(err);
+      if (reason === null) throw err;
+      const e = err as LarchError;
+      fallback = { delta: deltaName(delta), reason, code: e.code, message: e.message };
+      // What was downloaded of it is of no further use (and may be what is damaged).
+      await rm(join(downloadDir, deltaName(delta)), { recursive: true, force: true });
+      await opts.onFallback?.(fallback);
+    }
+  }
+  const r = await pullObjectsHttp(repo, { fetcher, commit: to, downloadDir, trusted, onProgress: (e) => e.bytes !== undefined && progress?.(e.bytes, null) });
+  return { via: 'objects', bytes: r.bytesWritten, ...(fallback ? { fallback } : {}) };
 }
 
 export interface UpdatePullOptions extends TrustOptions {

@@ -15,8 +15,8 @@ import { type MqttSettings, connectPersistent, endClient } from '../mqtt/connect
 import { DEFAULT_CHUNK_BYTES, FETCH_TOPIC, type FetchResponse, decodeResponse, encodeRequest, replyTopic } from '../mqtt/fetch.ts';
 import { decodeCommit, metadataId, type ObjectId } from '../store/object.ts';
 import { type Sink, intoFile, intoMemory } from './download-sink.ts';
-import type { DownloadProgress, DownloadResult } from './http-fetch.ts';
-import { type FileFetcher, fetchCommitObject, fetchSummary, pullDeltaHttp, pullObjectsHttp } from './pull-http.ts';
+import { type DownloadProgress, type DownloadResult, withDeadline } from './http-fetch.ts';
+import { type FileFetcher, fetchCommitObject, fetchSummary, pullCommitWithFallback } from './pull-http.ts';
 import type { Remote } from './update.ts';
 
 export interface MqttFetchOptions {
@@ -59,6 +59,8 @@ class ChunkClient {
   readonly reply: string;
   /** Smoothed answer time (ms), for the resend timeout. */
   private rtt = 500;
+  /** Closed with its session: no request is sent any more. */
+  private closed = false;
   constructor(
     readonly client: MqttClient,
     clientId: string,
@@ -103,6 +105,7 @@ class ChunkClient {
     const payload = encodeRequest({ path, offset, length });
     this.o.onRequest?.(path, offset);
     const waitMs = Math.round(Math.min(this.o.requestTimeoutMs, Math.max(2000, 8 * this.rtt)));
+    if (this.closed) return Promise.reject(new Error('closed'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(key);
@@ -115,6 +118,7 @@ class ChunkClient {
   }
 
   close(): void {
+    this.closed = true;
     for (const p of this.pending.values()) {
       clearTimeout(p.timer);
       p.reject(new Error('closed'));
@@ -144,22 +148,26 @@ export class MqttFetcher implements FileFetcher {
     return `${u.origin === 'null' ? `${u.protocol}//${u.host}` : u.origin}/${path}`;
   }
 
-  /** Runs fn with a connected client, ending the connection afterwards. */
-  async session<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs fn with a connected client, ending the connection afterwards. When signal aborts, the
+   * session ends at once with its reason (the transfers in it stop at their next step).
+   */
+  async session<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     if (this.cc) return fn();
     const clientId = this.settings.clientId ?? `larch-fetch-${randomBytes(6).toString('hex')}`;
     const client = await connectPersistent({ ...this.settings, clientId, clean: true }, () => {});
     this.cc = new ChunkClient(client, clientId, this.o);
+    const bound = <U>(p: Promise<U>) => (signal ? untilAborted(p, signal) : p);
     try {
-      await new Promise<void>((resolve, reject) => {
+      await bound(new Promise<void>((resolve, reject) => {
         if (client.connected) return resolve();
         const timer = setTimeout(() => reject(new LarchError('IO', `MQTT broker ${quash(this.settings.url)}: no connection within ${this.o.connectTimeoutMs} ms`, { hint: 'check the URL, that the broker runs, and the credentials', data: { url: this.settings.url } })), this.o.connectTimeoutMs);
         client.once('connect', () => {
           clearTimeout(timer);
           resolve();
         });
-      });
-      return await fn();
+      }));
+      return await bound(fn());
     } finally {
       this.cc.close();
       this.cc = null;
@@ -192,6 +200,7 @@ export class MqttFetcher implements FileFetcher {
       let lastProgress = Date.now();
       let total: number | null = opts.expectedSize ?? null;
       let window: InFlight[] = [];
+      const ended = () => this.cc !== cc; // the session ended (a deadline): stop asking
       const ask = (offset: number, length: number): InFlight => {
         requests++;
         return { offset, length, outcome: cc.request(path, offset, length).then((r) => ({ r }), (err: Error) => ({ err })) };
@@ -210,6 +219,7 @@ export class MqttFetcher implements FileFetcher {
       /** Starts over from what the sink holds (the answers in flight are dropped when they come). */
       const restart = () => (window = []);
       for (;;) {
+        if (ended()) throw new LarchError('IO', `fetch '${where}' over MQTT: the session ended`, { data: { url: where } });
         fill();
         const head = window[0];
         const o = await head.outcome;
@@ -257,24 +267,30 @@ export class MqttFetcher implements FileFetcher {
   }
 }
 
-/** A Remote over MQTT (remote.kind 'mqtt' in the device config; the URL names the broker). */
-export function mqttRemote(url: string, opts: MqttFetchOptions & { mqtt?: Omit<MqttSettings, 'url' | 'clientId'> } = {}): Remote {
+/** Rejects with the signal's reason when it aborts first. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * A Remote over MQTT (remote.kind 'mqtt' in the device config; the URL names the broker).
+ * opts.timeoutMs bounds each exchange in all (a check's summary, a whole download).
+ */
+export function mqttRemote(url: string, opts: MqttFetchOptions & { mqtt?: Omit<MqttSettings, 'url' | 'clientId'>; timeoutMs?: number } = {}): Remote {
   const f = new MqttFetcher({ url, ...opts.mqtt }, opts);
+  const session = <T>(fn: () => Promise<T>) => withDeadline(opts.timeoutMs, f.where(''), (signal) => f.session(fn, signal));
   return {
     describe: () => url,
-    fetchSummary: (o) => f.session(() => fetchSummary(f, o)),
-    pull: (repo, to, { delta, trusted, downloadDir, progress }) =>
-      f.session(async () => {
-        if (delta && delta.to === to && (delta.from === null || (await repo.hasObject('commit', delta.from)))) {
-          const r = await pullDeltaHttp(repo, { fetcher: f, delta, downloadDir, trusted, onProgress: (e) => e.phase === 'download' && progress?.(e.done, e.total) });
-          return { via: 'delta' as const, bytes: r.downloadedBytes };
-        }
-        const r = await pullObjectsHttp(repo, { fetcher: f, commit: to, downloadDir, trusted, onProgress: (e) => progress?.(e.done, null) });
-        return { via: 'objects' as const, bytes: r.bytesWritten };
-      }),
-    fetchCommit: (id, { trusted }) => f.session(() => fetchCommitObject(f, id, { trusted })),
+    fetchSummary: (o) => session(() => fetchSummary(f, o)),
+    pull: (repo, to, o) => session(() => pullCommitWithFallback(repo, to, { ...o, fetcher: f })),
+    fetchCommit: (id, { trusted }) => session(() => fetchCommitObject(f, id, { trusted })),
     history: (_repo, from, limit) =>
-      f.session(async () => {
+      session(async () => {
         const out: { commit: ObjectId; version: string }[] = [];
         let id: ObjectId | null = from;
         while (id !== null && out.length < limit) {

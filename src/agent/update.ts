@@ -29,6 +29,7 @@ import { type DeploymentRecord, type EtcMerger, readDeployment, redoEtcMerge, re
 import { type FailedRelease, describeFailure, findFailed } from './failed-releases.ts';
 import { forgetFailedRelease, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
+import type { DeltaFallback } from './pull-http.ts';
 import { type LastUpdate, lastUpdatePath } from './status.ts';
 import type { DeviceConfig, Sysroot } from './sysroot.ts';
 
@@ -38,7 +39,8 @@ export interface Remote {
   /** The verified summary. @throws SIGNATURE_MISSING, SIGNATURE_INVALID (expired, rollback, ...) */
   fetchSummary(opts: { trusted: Uint8Array[]; lastSerial?: number; now: number }): Promise<Summary>;
   /** Brings commit `to` into repo: through `delta` when given, else object by object. */
-  pull(repo: Repo, to: ObjectId, opts: { delta: SummaryDelta | null; trusted: Uint8Array[]; downloadDir: string; progress?: (done: number, total: number | null) => void }): Promise<{ via: 'delta' | 'objects'; bytes: number }>;
+  /** A delta that fails (unsigned, missing, damaged) falls back to the objects: onFallback says why, the result keeps it. */
+  pull(repo: Repo, to: ObjectId, opts: { delta: SummaryDelta | null; trusted: Uint8Array[]; downloadDir: string; progress?: (done: number, total: number | null) => void; onFallback?: (f: DeltaFallback) => Promise<void> }): Promise<{ via: 'delta' | 'objects'; bytes: number; fallback?: DeltaFallback }>;
   /** One commit object, its id and signatures checked, not stored (check's package diff). */
   fetchCommit(id: ObjectId, opts: { trusted: Uint8Array[] }): Promise<Commit>;
   /** A commit's parent chain, for `deploy VERSION` (newest first, at most `limit`). */
@@ -66,7 +68,7 @@ export interface UpgradeResult {
   result: 'staged' | 'downloaded' | 'no-update' | 'dry-run' | 'pinned';
   from: { slot: Slot; commit: ObjectId; version: string };
   to: { slot: Slot; commit: ObjectId; version: string } | null;
-  download: { via: 'delta' | 'objects' | 'none'; bytes: number };
+  download: { via: 'delta' | 'objects' | 'none'; bytes: number; fallback?: DeltaFallback };
   etc_conflicts: string[];
   etc_plan?: unknown;
   /** dry-run only: what the packages do (db diff's shape); null when a commit has no package list. */
@@ -212,7 +214,8 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const trusted = await trustedKeys(sysroot);
   let download: UpgradeResult['download'] = none;
   if (!(await repo.hasObject('commit', target.commit))) {
-    download = await ctx.remote.pull(repo, target.commit, { delta, trusted, downloadDir: sysroot.downloadDir, progress: ctx.progress });
+    const onFallback = (f: DeltaFallback) => appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `delta ${f.delta} failed (${f.reason}: ${f.message}); fetching version ${target.version} object by object`, data: { fallback: f } }).then(() => {});
+    download = await ctx.remote.pull(repo, target.commit, { delta, trusted, downloadDir: sysroot.downloadDir, progress: ctx.progress, onFallback });
     await appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `downloaded version ${target.version} (${download.bytes} bytes, ${download.via === 'delta' ? 'static delta' : 'object by object'})`, data: download });
   }
   const verified = await verifyCommit(repo, target.commit, trusted);

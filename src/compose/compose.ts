@@ -34,8 +34,13 @@ export interface ComposeOptions {
   cacheDir: string;
   /** Overrides the definition's timestamp. */
   timestamp?: number;
-  /** Used when neither the option nor the definition gives a timestamp (the CLI passes SOURCE_DATE_EPOCH, else 0). */
-  defaultTimestamp: number;
+  /**
+   * Used when neither the option nor the definition gives a timestamp: the CLI passes
+   * SOURCE_DATE_EPOCH. Absent or 0: the newest package's date (newestPackageTime), never 0.
+   */
+  defaultTimestamp?: number;
+  /** Commit even when the tree and metadata equal the ref's head (default: no new commit then). */
+  force?: boolean;
   /** The parent; defaults to the ref's current commit. null starts a new history. */
   parent?: ObjectId | null;
   signKeys?: SecretKey[];
@@ -107,6 +112,21 @@ function kernelInfo(def: ImageDefinition, packages: InstalledPackage[], releases
 }
 
 /**
+ * The commit time when neither --timestamp nor the definition gives one: SOURCE_DATE_EPOCH
+ * (given), else the newest package's date, so the same packages give the same commit on any
+ * machine and a commit is never dated 1970 (which would disable the devices' downgrade check).
+ * @throws INVALID_INPUT when neither is known
+ */
+function defaultTimestamp(definitionPath: string, sourceDateEpoch: number | undefined, newestPackageTime: number): number {
+  const t = sourceDateEpoch || newestPackageTime;
+  if (t > 0) return t;
+  throw new LarchError('INVALID_INPUT', `image definition '${definitionPath}': no commit time: no 'timestamp', no SOURCE_DATE_EPOCH, and the packages carry no dates`, {
+    hint: "set 'timestamp' in the definition, pass --timestamp, or set SOURCE_DATE_EPOCH",
+    data: { file: definitionPath, field: 'timestamp' },
+  });
+}
+
+/**
  * Composes the definition into a commit on its ref.
  * @throws INVALID_INPUT (definition, overlay, layout, a failing command), NOT_FOUND (package,
  *   version, overlay source), IO (apt), TOOL_MISSING, OBJECT_CORRUPT (a download), LOCKED, NO_SPACE
@@ -148,10 +168,11 @@ export async function compose(repo: Repo, opts: ComposeOptions): Promise<Compose
       version: def.version,
       subject: def.subject,
       metadata,
-      timestamp: opts.timestamp ?? def.timestamp ?? opts.defaultTimestamp,
+      timestamp: opts.timestamp ?? def.timestamp ?? defaultTimestamp(opts.definitionPath, opts.defaultTimestamp, image.newestPackageTime),
       parent: opts.parent,
       signKeys: opts.signKeys,
       xattrs: true,
+      unlessUnchanged: !opts.force,
     });
     return { ...result, ref: def.ref, architecture: def.architecture, packages, kernel, bootFiles: image.bootFiles.map((p) => `/${p}`), debFiles: fetched.map((p) => p.path), downloaded, cached: fetched.length - downloaded };
   } finally {

@@ -34,6 +34,12 @@ export interface ImageTarResult {
   bootFiles: string[];
   /** The kernel releases (from /boot/vmlinuz-RELEASE) each package ships. */
   kernelReleases: Map<string, string[]>;
+  /**
+   * The newest modification time (seconds) of any member of the packages' data: the date of
+   * the newest package build (Debian sets it from the changelog, SOURCE_DATE_EPOCH), the
+   * same for the same package versions on any machine. 0 when the packages carry no times.
+   */
+  newestPackageTime: number;
 }
 
 type EntryType = 'directory' | 'file' | 'symlink' | 'link' | 'fifo';
@@ -52,6 +58,7 @@ class ImageTarWriter {
   readonly bootCopies: { path: string; header: EntryHeader; content: Buffer }[] = [];
   bootCopyBytes = 0;
   readonly kernelReleases = new Map<string, string[]>();
+  newestPackageTime = 0;
 
   constructor(readonly bootPatterns: string[]) {}
 
@@ -122,6 +129,7 @@ async function addPackage(w: ImageTarWriter, pkg: FetchedPackage): Promise<void>
         entry.resume();
         continue;
       }
+      if (h.mtime) w.newestPackageTime = Math.max(w.newestPackageTime, Math.floor(h.mtime.getTime() / 1000));
       const path = imagePath(rel);
       w.checkAncestors(path, what);
       const before = w.placed.get(path);
@@ -231,5 +239,5 @@ export async function writeImageTar(input: ImageTarInput): Promise<ImageTarResul
   w.pack.finalize();
   await written;
   const bootFiles = [...w.placed].filter(([p, e]) => p.startsWith('boot/') && (e.type === 'file' || e.type === 'link')).map(([p]) => p).sort();
-  return { entries: w.placed.size, bootFiles, kernelReleases: w.kernelReleases };
+  return { entries: w.placed.size, bootFiles, kernelReleases: w.kernelReleases, newestPackageTime: w.newestPackageTime };
 }

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type AnnounceOptions, announce } from './mqtt-publisher.ts';
-import { publish, summaryContents } from './publish.ts';
+import { deltaTrust, publish, summaryContents } from './publish.ts';
 import { type Summary, decodeSummary } from './summary.ts';
 
 export interface AutoPublishOptions {
@@ -23,6 +23,7 @@ export interface AutoPublishOptions {
   expiresInSeconds: number;
   /** Announce through this broker (none: only keep the summary current). */
   mqtt?: AnnounceOptions['mqtt'];
+  /** Set as the rollout of every ref at the first announcement (serve --rollout); absent: R/rollout.json decides. */
   rollout?: number;
   intervalMs?: number;
   log: (line: string) => void;
@@ -76,22 +77,29 @@ export function startAutoPublish(repo: Repo, opts: AutoPublishOptions): AutoPubl
   let closed = false;
   let running: Promise<void> = Promise.resolve();
   let lastError = '';
+  /** An explicit --rollout is recorded once; after that the repo's rollout state decides (announce --rollout may change it). */
+  let rollout = opts.rollout;
+  let saidSkipped = new Set<string>();
 
   async function round(): Promise<void> {
     const published = await readPublished(repo);
     let listing: Listing = published ?? { refs: {}, deltas: [] };
     const halfLife = published ? published.created + (published.expires - published.created) / 2 : 0;
-    const current = await summaryContents(repo);
+    const current = await summaryContents(repo, await deltaTrust(repo, opts.signKeys));
+    // Each delta left out is said once (again if it is fixed and breaks again); one leading to no ref is normal.
+    const skipped = current.skipped.filter((s) => s.reason !== 'no_ref');
+    for (const s of skipped) if (!saidSkipped.has(`${s.name} ${s.reason}`)) opts.log(`delta ${s.name} left out (${s.reason}): ${s.message}`);
+    saidSkipped = new Set(skipped.map((s) => `${s.name} ${s.reason}`));
     if (!published || !sameListing(published, current) || now() >= halfLife) {
       const r = await publish(repo, { signKeys: opts.signKeys, expiresInSeconds: opts.expiresInSeconds, now: now() });
       listing = { refs: r.refs, deltas: current.deltas };
       opts.log(`published summary serial ${r.serial}: ${Object.keys(r.refs).length} ref(s), ${r.deltas.length} delta(s)`);
-      for (const s of r.skipped) if (s.reason !== 'leads to no ref') opts.log(`delta ${s.name} left out: ${s.reason}`);
     }
     if (!opts.mqtt) return;
     const changed = [...refFingerprints(listing)].filter(([ref, f]) => announced.get(ref) !== f);
     if (changed.length === 0) return;
-    const r = await announce(repo, { signKeys: opts.signKeys, mqtt: opts.mqtt, refs: changed.map(([ref]) => ref), rollout: opts.rollout, now: now() });
+    const r = await announce(repo, { signKeys: opts.signKeys, mqtt: opts.mqtt, refs: changed.map(([ref]) => ref), rollout, now: now() });
+    rollout = undefined;
     for (const [ref, f] of changed) announced.set(ref, f);
     for (const a of r.announcements) opts.log(`announced ${a.ref} ${a.version} (${a.commit.slice(0, 12)}) rollout ${a.rollout}%`);
   }

@@ -12,6 +12,7 @@ import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type MqttSettings, connectOnce, endClient, publishAcked } from '../mqtt/connect.ts';
 import { type Announcement, type CommandName, type CommandResult, type DeviceCommand, announceTopic, commandResultTopic, commandTopic, encodeSigned, formatAnnouncement, formatCommand } from '../mqtt/format.ts';
+import { readRolloutState, rolloutOf, writeRollout } from './rollout-state.ts';
 import { decodeSummary } from './summary.ts';
 
 export interface AnnounceOptions {
@@ -19,7 +20,10 @@ export interface AnnounceOptions {
   mqtt: Omit<MqttSettings, 'clientId'> & { clientId?: string };
   /** Only these refs (default: every ref in the summary). */
   refs?: string[];
-  /** 0-100 (default 100). */
+  /**
+   * 0-100: recorded as the refs' rollout (R/rollout.json) before they are announced. Absent:
+   * each ref is announced with its recorded rollout (100 when none was ever set).
+   */
   rollout?: number;
   /** Seconds since the epoch (default now). */
   now?: number;
@@ -40,10 +44,14 @@ export async function announce(repo: Repo, opts: AnnounceOptions): Promise<{ ann
   }
   const refs = opts.refs && opts.refs.length > 0 ? opts.refs : Object.keys(summary.refs).sort();
   const created = opts.now ?? Math.floor(Date.now() / 1000);
+  for (const ref of refs) {
+    if (!summary.refs[ref]) throw new LarchError('NOT_FOUND', `ref '${quash(ref)}' is not in the published summary of ${repo.path}`, { hint: "run 'larch publish' after committing, then announce" });
+  }
+  // Written before anything is announced: a crash in between re-announces this, never a wider rollout.
+  const rollouts = opts.rollout === undefined ? await readRolloutState(repo) : await writeRollout(repo, refs, opts.rollout);
   const list = refs.map((ref) => {
-    const r = summary.refs[ref];
-    if (!r) throw new LarchError('NOT_FOUND', `ref '${quash(ref)}' is not in the published summary of ${repo.path}`, { hint: "run 'larch publish' after committing, then announce" });
-    return { ref, commit: r.commit, version: r.version, timestamp: r.timestamp, summarySerial: summary.serial, rollout: opts.rollout ?? 100, created, topic: announceTopic(ref) };
+    const r = summary.refs[ref]!;
+    return { ref, commit: r.commit, version: r.version, timestamp: r.timestamp, summarySerial: summary.serial, rollout: rolloutOf(rollouts, ref), created, topic: announceTopic(ref) };
   });
   const client = await connectOnce({ clientId: `larch-announce-${randomBytes(6).toString('hex')}`, ...opts.mqtt });
   try {

@@ -23,6 +23,12 @@ export interface CommitOptions {
   signKeys?: SecretKey[];
   xattrs?: boolean;
   owner?: { uid: number; gid: number };
+  /**
+   * When the commit would be the branch's head again (same tree, version, subject, body and
+   * metadata; only the timestamp may differ), write nothing and return the head with
+   * changed: false, as `rpm-ostree compose tree` does: devices then download nothing.
+   */
+  unlessUnchanged?: boolean;
 }
 
 export interface CommitResult {
@@ -35,6 +41,8 @@ export interface CommitResult {
   objectsWritten: number;
   objectsReused: number;
   bytesWritten: number;
+  /** False when unlessUnchanged found the branch's head equal (commit is then the head). */
+  changed: boolean;
 }
 
 /** @throws LOCKED, NOT_FOUND, INVALID_INPUT, UNSUPPORTED_FILE_TYPE, NO_SPACE */
@@ -53,7 +61,16 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
     const root = await writeMTree(txn, tree);
     const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
     const metadata = new Map(Object.entries(opts.metadata ?? {}).sort(([a], [b]) => (a < b ? -1 : 1)));
-    const bytes = encodeCommit({ root, parent, timestamp, version: opts.version, subject: opts.subject ?? '', body: opts.body ?? '', metadata });
+    const fields = { root, version: opts.version, subject: opts.subject ?? '', body: opts.body ?? '', metadata };
+    if (opts.unlessUnchanged && parent !== null && parent === branchHead) {
+      const head = await repo.readCommit(parent);
+      const same = Buffer.from(encodeCommit({ ...fields, parent: head.parent, timestamp: head.timestamp })).equals(await repo.readMetadataBytes('commit', parent));
+      if (same) {
+        await txn.abort();
+        return { commit: parent, branch: opts.branch, parent: head.parent, version: head.version, timestamp: head.timestamp, signedBy: [], objectsWritten: 0, objectsReused: 0, bytesWritten: 0, changed: false };
+      }
+    }
+    const bytes = encodeCommit({ ...fields, parent, timestamp });
     const commit = await txn.writeMetadata('commit', bytes);
     const signed = [];
     for (const key of opts.signKeys ?? []) signed.push(await signCommit(commit, key));
@@ -61,7 +78,7 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
     if (sigs.length > 0) await txn.writeSignatures(commit, encodeSignatures(sigs));
     const stats = { ...txn.stats };
     await txn.commit({ [opts.branch]: commit });
-    return { commit, branch: opts.branch, parent, version: opts.version, timestamp, signedBy: sigs.map((s) => keyId(s.key)), ...stats };
+    return { commit, branch: opts.branch, parent, version: opts.version, timestamp, signedBy: sigs.map((s) => keyId(s.key)), ...stats, changed: true };
   } catch (err) {
     await txn.abort();
     throw err;

@@ -138,7 +138,7 @@ t.test('refused before anything is stored', async (t) => {
   const r = await larch(['delta', 'apply', '--repo', device, deltaFile, '--key', join(dir, 'other.pub'), '--json']);
   t.equal(r.json.error.code, 'SIGNATURE_INVALID', 'untrusted key refused');
   const unsigned = join(dir, 'unsigned.delta');
-  await larchOk(['delta', 'generate', '--repo', server, '--from', ida, '--to', idb, '--out', unsigned]);
+  await larchOk(['delta', 'generate', '--repo', server, '--from', ida, '--to', idb, '--unsigned', '--out', unsigned]);
   await expectRefused(unsigned, 'SIGNATURE_INVALID', 'unsigned delta');
 
   const bytes = readFileSync(deltaFile);

@@ -39,7 +39,12 @@ DESCRIPTION
   and timestamp, the summary's serial, the rollout percentage and the time
   (docs/formats.md §13). Devices running 'larch daemon' act on it through their policy when
   their rollout position is below PCT. Raise the rollout by announcing again with a larger
-  PCT: the new retained message replaces the old one. Devices still fetch and verify the
+  PCT: the new retained message replaces the old one.
+  The rollout of each ref is state of the repo: --rollout PCT is recorded in R/rollout.json
+  (durably, before anything is published), and every announcement without --rollout (this
+  command, or 'larch serve --sign-key --mqtt' at a restart or a new commit) uses the ref's
+  recorded percentage, 100 when it never had one. So only an explicit --rollout widens a
+  canary. Devices still fetch and verify the
   signed summary over HTTP: the announcement is a signed trigger, not the authority.
 
 OPTIONS
@@ -47,13 +52,15 @@ OPTIONS
   --sign-key K.key       sign the announcements (required; repeatable)
   --mqtt URL             the broker: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (required)
   --ref REF              announce only this ref (repeatable; default every ref)
-  --rollout PCT          0-100, the share of the fleet that acts now (default 100)
+  --rollout PCT          0-100, the share of the fleet that acts now, recorded for the
+                         refs (default: each ref's recorded rollout, else 100)
 ${MQTT_AUTH_HELP}
   --json                 print {"announcements": [{ref, commit, version, timestamp,
                          summarySerial, rollout, created, topic}]}
 
 EXIT STATUS
-  0 published and acknowledged by the broker; 3 no summary or unknown ref; 9 broker unreachable.
+  0 published and acknowledged by the broker; 3 no summary or unknown ref; 4 R/rollout.json
+  is damaged; 7 (LOCKED) another writer holds R; 9 broker unreachable.
 
 EXAMPLES
   larch publish --repo /srv/larch --sign-key vendor.key

@@ -13,10 +13,10 @@ function defaultCacheDir(): string {
   return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'larch', 'debs');
 }
 
-/** SOURCE_DATE_EPOCH (reproducible-builds.org) when set, else 0. @throws USAGE */
-function sourceDateEpoch(): number {
+/** SOURCE_DATE_EPOCH (reproducible-builds.org) when set, else undefined. @throws USAGE */
+function sourceDateEpoch(): number | undefined {
   const text = process.env.SOURCE_DATE_EPOCH;
-  if (text === undefined || text === '') return 0;
+  if (text === undefined || text === '') return undefined;
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw new LarchError('USAGE', `compose: SOURCE_DATE_EPOCH '${text}' is not seconds since the epoch`);
   return Number(text);
 }
@@ -32,6 +32,7 @@ export const compose: Command = {
     parent: { type: 'string' },
     orphan: { type: 'boolean' },
     'work-dir': { type: 'string' },
+    force: { type: 'boolean' },
   },
   positionals: true,
   help: `NAME
@@ -39,7 +40,7 @@ export const compose: Command = {
 
 SYNOPSIS
   larch compose DEFINITION.toml --repo R [--sign-key K.key]... [--cache DIR]
-                [--timestamp T] [--parent REV | --orphan] [--work-dir DIR] [--json]
+                [--timestamp T] [--parent REV | --orphan] [--work-dir DIR] [--force] [--json]
 
 DESCRIPTION
   Reads the image definition (docs/images.md), resolves every package to one exact version
@@ -57,6 +58,10 @@ DESCRIPTION
   the same commit id (times are not recorded, owners come from the packages, the timestamp
   from the definition). Compose into a fresh repo, or with --orphan, to compare two builds.
 
+  As 'rpm-ostree compose tree': when the tree, version, subject and metadata equal the
+  ref's head (only the timestamp may differ), no commit is made, so devices download
+  nothing: it prints the head (stdout) and 'no changes' (stderr). --force commits anyway.
+
   A missing package, an unavailable version, an overlay that leaves the definition's
   directory or the tree, two packages shipping one path, or a failing command stop the
   compose before anything is committed; the refs stay as they were.
@@ -67,10 +72,13 @@ OPTIONS
   --cache DIR       where .deb files are kept (default: $XDG_CACHE_HOME/larch/debs,
                     else ~/.cache/larch/debs)
   --timestamp T     commit time (seconds or ISO 8601); default: the definition's
-                    'timestamp', else $SOURCE_DATE_EPOCH, else 0
+                    'timestamp', else $SOURCE_DATE_EPOCH, else the newest package's date
+                    (the newest file time in the packages' data: their build dates)
   --parent REV      parent commit (default: the ref's current commit); --orphan for none
   --work-dir DIR    where the temporary image tar goes (default: the OS temp dir)
-  --json            print {"commit", "ref", "version", "timestamp", "architecture",
+  --force           commit even when nothing changed
+  --json            print {"commit": HEAD, "changed": false} when nothing changed, else
+                    {"commit", "changed": true, "ref", "version", "timestamp", "architecture",
                     "packages": [{"name", "version", "architecture"}], "kernel",
                     "bootFiles", "debFiles" (the .deb files used), "downloaded", "cached", "parent", "signedBy",
                     "objectsWritten", "objectsReused", "bytesWritten"}
@@ -98,8 +106,15 @@ EXIT STATUS
       parent: args.values.orphan ? null : parentRev ? await repo.resolveRev(parentRev) : undefined,
       signKeys,
       workDir: opt(args, 'work-dir'),
+      force: args.values.force === true,
       progress: io.isTTY && !args.json ? (m) => io.err(`${m}\n`) : undefined,
     });
+    if (!result.changed) {
+      if (args.json) return printJson(io, { commit: result.commit, changed: false });
+      // stdout stays the commit id, as for a new commit, so C=$(larch compose ...) works either way.
+      io.err(`larch: compose: no changes: ${result.ref} stays at ${result.commit} (--force commits anyway)\n`);
+      return io.out(`${result.commit}\n`);
+    }
     if (args.json) printJson(io, result);
     else {
       io.out(`${result.commit}\n`);

@@ -100,7 +100,7 @@ EXAMPLES
       sysroot,
       config,
       deviceId,
-      remote: remoteFor(device),
+      remote: remoteFor(device, { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined }),
       merger: mergerFor(),
       log,
       reboot: async (reason) => {

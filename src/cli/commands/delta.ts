@@ -14,13 +14,13 @@ import { REPO_OPTION, formatTime, openRepo } from './_repo.ts';
 export const deltaGenerate: Command = {
   name: 'delta generate',
   summary: 'make a signed static delta from one commit to another',
-  options: { ...REPO_OPTION, from: { type: 'string' }, to: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, out: { type: 'string' }, quality: { type: 'string' }, 'part-size': { type: 'string' } },
+  options: { ...REPO_OPTION, from: { type: 'string' }, to: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, unsigned: { type: 'boolean' }, out: { type: 'string' }, quality: { type: 'string' }, 'part-size': { type: 'string' } },
   help: `NAME
   larch delta generate - make a signed static delta from one commit to another
 
 SYNOPSIS
-  larch delta generate --repo R [--from A] --to B [--sign-key K.key]... [--out FILE]
-                       [--quality Q] [--part-size BYTES] [--json]
+  larch delta generate --repo R [--from A] --to B (--sign-key K.key... | --unsigned)
+                       [--out FILE] [--quality Q] [--part-size BYTES] [--json]
 
 DESCRIPTION
   Writes the objects B has and A lacks into R/deltas/A-B/ (an 'envelope' and 'part-N'
@@ -34,7 +34,10 @@ OPTIONS
   --repo R          repository holding A and B (required)
   --from A          base commit (REV); omit for a from-scratch delta
   --to B            target commit (REV, required)
-  --sign-key K.key  sign the delta (repeatable); devices refuse unsigned deltas
+  --sign-key K.key  sign the delta (repeatable); devices refuse unsigned deltas, and
+                    'publish' leaves them out of the summary
+  --unsigned        make an unsigned delta on purpose (offline tests, 'delta apply
+                    --allow-unsigned'); one of --sign-key and --unsigned is required
   --out FILE        also write the delta as one file
   --quality Q       brotli quality 0-11 (default 11: smallest, slowest)
   --part-size BYTES raw bytes per part (default 33554432): smaller parts resume at a finer
@@ -43,16 +46,24 @@ OPTIONS
                     "signedBy", "name", "dir", "out"}
 
 EXIT STATUS
-  0 written; 3 A or B not found; 5 an object of A or B is corrupt.
+  0 written; 2 (USAGE) neither --sign-key nor --unsigned, or both; 3 A or B not found;
+  5 an object of A or B is corrupt.
 `,
   async run(args, io) {
+    // An unsigned delta is refused by every device: say so here, not at the device.
+    const unsigned = args.values.unsigned === true;
+    const keyFiles = list(args, 'sign-key');
+    if (keyFiles.length === 0 && !unsigned) {
+      throw new LarchError('USAGE', 'delta generate: no --sign-key: devices refuse unsigned deltas (usage: delta generate (--sign-key K | --unsigned))', { hint: "pass --sign-key K.key (the key 'larch publish' signs with), or --unsigned to make an unsigned delta on purpose" });
+    }
+    if (keyFiles.length > 0 && unsigned) throw new LarchError('USAGE', 'delta generate: --sign-key and --unsigned exclude each other (usage: delta generate (--sign-key K | --unsigned))');
     const quality = intOption(opt(args, 'quality'), 'quality', 'delta generate', 0);
     if (quality !== undefined && quality > 11) throw new LarchError('USAGE', 'delta generate: --quality must be 0..11');
     const repo = await openRepo(args, 'delta generate');
     const fromRev = opt(args, 'from');
     const from = fromRev ? await repo.resolveRev(fromRev) : null;
     const to = await repo.resolveRev(need(args, 'to', 'delta generate'));
-    const signKeys = await Promise.all(list(args, 'sign-key').map(readSecretKey));
+    const signKeys = await Promise.all(keyFiles.map(readSecretKey));
     const partBytes = intOption(opt(args, 'part-size'), 'part-size', 'delta generate', 4096);
     const r = await generateDelta(repo, { from, to, signKeys, out: opt(args, 'out'), quality, partBytes });
     if (args.json) printJson(io, r);

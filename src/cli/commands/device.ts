@@ -34,9 +34,10 @@ function sysrootOf(args: ParsedArgs): Sysroot {
   return new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
 }
 
-export function remoteFor(config: Pick<DeviceConfig, 'remote'>): Remote {
-  if (config.remote.kind === 'http') return httpRemote(config.remote.url);
-  if (config.remote.kind === 'mqtt') return mqttRemote(config.remote.url, { mqtt: config.remote.mqtt });
+/** opts.timeoutMs: the total bound of each check or download (--timeout, daemon.conf timeout_s). */
+export function remoteFor(config: Pick<DeviceConfig, 'remote'>, opts: { timeoutMs?: number } = {}): Remote {
+  if (config.remote.kind === 'http') return httpRemote(config.remote.url, opts);
+  if (config.remote.kind === 'mqtt') return mqttRemote(config.remote.url, { mqtt: config.remote.mqtt, ...opts });
   throw new LarchError('INVALID_INPUT', `remote ${config.remote.url}: unknown transport '${String(config.remote.kind)}'`, { hint: 'provision with --repo-url http://... or --mqtt-url mqtt://...' });
 }
 
@@ -57,7 +58,8 @@ function progressFor(io: Io, label: string): ((done: number, total: number | nul
 async function context(args: ParsedArgs, io: Io): Promise<UpdateContext> {
   const sysroot = sysrootOf(args);
   const config = await sysroot.readConfig();
-  return { sysroot, remote: remoteFor(config), merger: mergerFor(), progress: args.json ? undefined : progressFor(io, 'download') };
+  const timeoutS = intOption(opt(args, 'timeout'), 'timeout', 'larch', 1);
+  return { sysroot, remote: remoteFor(config, { timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000 }), merger: mergerFor(), progress: args.json ? undefined : progressFor(io, 'download') };
 }
 
 function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
@@ -209,12 +211,12 @@ ${EXIT_HELP}
 export const checkCmd: Command = {
   name: 'check',
   summary: 'ask the remote whether an update exists, and its size',
-  options: { ...SYSROOT_OPTION },
+  options: { ...SYSROOT_OPTION, timeout: { type: 'string' } },
   help: `NAME
   larch check - is there an update?
 
 SYNOPSIS
-  larch check [--sysroot S] [--json]
+  larch check [--sysroot S] [--timeout SECONDS] [--json]
 
 DESCRIPTION
   Fetches and verifies the remote's signed summary (trusted key, not expired, serial not older
@@ -226,6 +228,9 @@ DESCRIPTION
 
 OPTIONS
 ${SYSROOT_HELP}
+  --timeout SECONDS  give up when the server has not answered the whole check within
+                  this long: exit 9 (IO, data.reason "timeout") naming the server and the
+                  limit (default: no total limit; each request still stalls out after 30 s)
   --json          print {"available", "booted": {slot, commit, version}, "update": null |
                   {commit, version, timestamp, bytes, via, failed_here}, "packages": null | {upgraded,
                   downgraded, added, removed}} (packages: db diff --json's lists; null when
@@ -241,7 +246,7 @@ ${EXIT_HELP}
   },
 };
 
-const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolean' }, 'download-only': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, 'allow-downgrade': { type: 'boolean' } };
+const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolean' }, 'download-only': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, 'allow-downgrade': { type: 'boolean' }, timeout: { type: 'string' } };
 
 async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<void> {
   const ctx = await context(args, io);
@@ -284,7 +289,8 @@ export const upgrade: Command = {
   larch upgrade - update to the newest version of the followed ref
 
 SYNOPSIS
-  larch upgrade [--sysroot S] [--reboot] [--download-only] [--dry-run] [--allow-downgrade] [--json]
+  larch upgrade [--sysroot S] [--reboot] [--download-only] [--dry-run] [--allow-downgrade]
+                [--timeout SECONDS] [--json]
 
 DESCRIPTION
   Verifies the signed summary, refuses a downgrade unless allowed (older by Debian version
@@ -306,8 +312,14 @@ ${SYSROOT_HELP}
   --dry-run          show what would be downloaded, the /etc merge plan and the package
                      changes (as check); stage nothing
   --allow-downgrade  accept a target older than the booted commit (by version or timestamp)
+  --timeout SECONDS  bound the summary fetch and, separately, the whole download: past it,
+                     exit 9 (IO, data.reason "timeout") naming the server and the limit;
+                     what was downloaded is kept and the next run resumes
   --json             print {"result": staged|downloaded|no-update|pinned|dry-run, "from",
-                     "to", "download": {via, bytes}, "etc_conflicts"}; with --dry-run also
+                     "to", "download": {via, bytes, fallback?}, "etc_conflicts"}; fallback
+                     {delta, reason, code, message} when the delta failed (reason unsigned,
+                     untrusted, missing, truncated, corrupt, base_missing) and the commit
+                     was fetched object by object instead (also journaled); with --dry-run also
                      "etc_plan" and "packages" (as for check)
 
 ${EXIT_HELP}
@@ -330,7 +342,8 @@ export const deploy: Command = {
   larch deploy - stage a given version or commit of the followed ref
 
 SYNOPSIS
-  larch deploy VERSION|COMMIT [--sysroot S] [--allow-downgrade] [--retry-failed] [--reboot] [--dry-run] [--json]
+  larch deploy VERSION|COMMIT [--sysroot S] [--allow-downgrade] [--retry-failed] [--reboot]
+               [--dry-run] [--timeout SECONDS] [--json]
 
 DESCRIPTION
   As upgrade, but for a named version or commit from the ref's history. An older one (by
@@ -342,7 +355,7 @@ OPTIONS
 ${SYSROOT_HELP}
   --retry-failed  stage a release that failed on this device again (it is forgotten as
                   failed; if it fails again it is remembered again)
-  --allow-downgrade, --reboot, --download-only, --dry-run, --json   as for upgrade
+  --allow-downgrade, --reboot, --download-only, --dry-run, --timeout, --json   as for upgrade
 
 ${EXIT_HELP}
 `,

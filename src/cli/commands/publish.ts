@@ -37,7 +37,9 @@ DESCRIPTION
   Devices refuse a summary past its expiry (a frozen or stale mirror) and one whose serial
   is lower than the last they saw (a rollback), so publish again before it expires, e.g.
   from cron, and after every commit or delta. The serial is max(previous + 1, now in
-  seconds). Deltas that lead to no branch, or with a part missing, are left out and listed.
+  seconds). Deltas that lead to no branch, with a part missing, unsigned, or not signed by a
+  --sign-key (or a key of R's keyring, 'larch trust') are left out and named on stderr: a
+  device would refuse them instead of fetching the commit object by object.
 
 OPTIONS
   --repo R              repository to publish (archive mode, to be served) (required)
@@ -45,7 +47,8 @@ OPTIONS
   --expires-in DURATION how long devices accept this summary: seconds, or a number with
                         s, m, h, d or w (default ${DEFAULT_EXPIRES_IN})
   --json                print {"path", "serial", "created", "expires", "refs", "deltas",
-                        "skipped", "signedBy"}
+                        "skipped": [{"name", "reason", "message"}], "signedBy"}; reason is
+                        one of unreadable, malformed, incomplete, no_ref, unsigned, untrusted
 
 EXIT STATUS
   0 written; 6 (SIGNATURE_MISSING) no --sign-key; 7 (LOCKED) another writer holds R.
@@ -62,6 +65,6 @@ EXAMPLES
     const r = await publishSummary(repo, { signKeys, expiresInSeconds });
     if (args.json) return printJson(io, r);
     io.out(`${r.path}: serial ${r.serial}, ${Object.keys(r.refs).length} ref(s), ${r.deltas.length} delta(s); expires ${isoTime(r.expires)}; signed by ${r.signedBy.join(', ')}\n`);
-    for (const s of r.skipped) io.err(`larch: publish: delta ${s.name} left out: ${s.reason}\n`);
+    for (const s of r.skipped) io.err(`larch: publish: delta ${s.name} left out (${s.reason}): ${s.message}\n`);
   },
 };

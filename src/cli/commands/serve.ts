@@ -41,10 +41,13 @@ DESCRIPTION
   With --sign-key, serve also keeps R's summary current: every --watch-interval it compares
   the refs and complete deltas in R with the published summary and, when they differ (a new
   commit or delta) or the summary is past half its lifetime, publishes again as 'larch
-  publish' would. With --mqtt too, it then announces (as 'larch announce') each ref whose
-  commit or deltas changed, and every ref once at start. A vendor pipeline then only runs
-  'larch commit' and 'larch delta generate'. It says what it published and announced on
-  stderr; a failed round (the repo locked by a commit, the broker away) is retried.
+  publish' would, leaving out (and saying once) the deltas publish leaves out: unsigned,
+  untrusted or incomplete ones. With --mqtt too, it then announces (as 'larch announce')
+  each ref whose commit or deltas changed, and every ref once at start, each at the ref's
+  rollout recorded in R/rollout.json (100 when none), so a restart re-announces what was
+  announced. A vendor pipeline then only runs 'larch commit' and 'larch delta generate'. It
+  says what it published and announced on stderr; a failed round (the repo locked by a
+  commit, the broker away) is retried.
 
 OPTIONS
   --repo R        archive repository to serve (required)
@@ -58,7 +61,8 @@ OPTIONS
                   responder's client id, with --mqtt)
   --mqtt URL      also answer chunk requests through this broker (mqtt:// or mqtts://)
   --sign-key K.key  keep the summary signed and current, and announce (repeatable)
-  --rollout PCT   the announcements' rollout percentage, 0-100 (default 100)
+  --rollout PCT   set every ref's rollout (0-100) at the first announcement, as 'larch
+                  announce --rollout' (default: the rollout recorded in R/rollout.json, else 100)
   --expires-in DURATION  lifetime of the summaries it publishes (default ${DEFAULT_EXPIRES_IN})
   --watch-interval MS  how often R is looked at for changes (default 2000)
 ${MQTT_AUTH_HELP}
