@@ -229,12 +229,15 @@ t.test('image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to 
   t.match(scrText, /setenv larch_bootargs "console=ttyAMA0 [^"]*larch\.root=\/dev\/vda2 larch\.boot=\/dev\/vda1"/);
   t.match(scrText, /setenv larch_kernel "vmlinuz"/);
   t.match(scrText, /env import -c/, 'boot.cmd follows');
-  t.match(sh(`mtype -i '${img}' ::/fw_env.config`), /^\/sysroot\/boot\/uboot\.env\s+0x0\s+0x4000$/m);
-  const envFile = join(dir, 'uboot.env');
+  // The redundant env (docs/boot.md): two files, each one copy with a flags byte, both in fw_env.config.
+  const fwEnv = sh(`mtype -i '${img}' ::/fw_env.config`);
+  t.match(fwEnv, /^\/sysroot\/boot\/uboot\.env\s+0x0\s+0x4000\s+0x4000\s+0x1$/m);
+  t.match(fwEnv, /^\/sysroot\/boot\/uboot-redund\.env\s+0x0\s+0x4000\s+0x4000\s+0x1$/m);
+  const envFiles = ['uboot.env', 'uboot-redund.env'].map((n) => ({ name: n, local: join(dir, n) }));
   const envCfg = join(dir, 'fw_env.config');
-  sh(`printf '%s 0x0 0x4000\\n' '${envFile}' > '${envCfg}'`);
+  sh(`printf '%s 0x0 0x4000 0x4000 0x1\\n%s 0x0 0x4000 0x4000 0x1\\n' '${envFiles[0]!.local}' '${envFiles[1]!.local}' > '${envCfg}'`);
   const readEnv = () => {
-    sh(`mcopy -o -i '${img}' ::/uboot.env '${envFile}'`);
+    for (const f of envFiles) sh(`mcopy -o -i '${img}' ::/${f.name} '${f.local}'`);
     return sh(`fw_printenv -c '${envCfg}'`);
   };
   const env = readEnv();
@@ -254,11 +257,12 @@ t.test('image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to 
   // upgrade). U-Boot reads uboot.env, spends a try (env export + fatwrite); Linux's boot-check finds
   // the slot healthy and marks it good through the fw_env.config on the boot partition. (A good slot
   // booting without a write is board-scripts.test.ts's, on the same U-Boot.)
-  sh(`fw_setenv -c '${envCfg}' BOOT_A_GOOD 0 && fw_setenv -c '${envCfg}' BOOT_A_LEFT 3 && mcopy -o -i '${img}' '${envFile}' ::/uboot.env`);
+  sh(`fw_setenv -c '${envCfg}' BOOT_A_GOOD 0 && fw_setenv -c '${envCfg}' BOOT_A_LEFT 3`);
+  for (const f of envFiles) sh(`mcopy -o -i '${img}' '${f.local}' ::/${f.name}`);
   const booted = await boot(t, ARM64, disk);
   t.comment(timing('qemu-arm64-uboot, unconfirmed slot', booted));
   t.match(booted.console, /Found U-Boot script \/boot\.scr/, 'distro_bootcmd found boot.scr');
-  t.match(booted.console, /larch: boot state read from uboot\.env/);
+  t.match(booted.console, /larch: boot state read from copy [01] \(redundant\)/, "U-Boot read the redundant env");
   t.match(booted.console, /larch: slot=A rescue=0 wrote=1/, 'U-Boot spent a try on slot A');
   t.match(booted.console, /larch: init: slot A mounted/);
   t.equal(booted.outcome.slot, 'A');
