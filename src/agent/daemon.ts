@@ -28,7 +28,8 @@ import { type DaemonConfig, policyAction, retryDelayMs } from './policy.ts';
 import { type RebootWait, RebootPlanner } from './reboot-plan.ts';
 import { type Status, readStatus } from './status.ts';
 import type { Sysroot } from './sysroot.ts';
-import { type Remote, type UpdateContext, check, finalize, rollback, trustedKeys, upgrade } from './update.ts';
+import { type Remote, type UpdateContext, check, cleanup, finalize, rollback, trustedKeys, upgrade } from './update.ts';
+import { withDeviceLock } from './device-lock.ts';
 
 // Journal events the daemon adds; journal.ts's JournalEvent union does not list them yet (readers accept any event).
 const EVENT_ANNOUNCE: JournalEvent = 'announce';
@@ -362,7 +363,7 @@ export class Daemon {
         return true;
       }
       this.setUpdate({ state: 'downloading' });
-      const r = await this.countUpgrade(upgrade(ctx, { downloadOnly: action === 'download' }));
+      const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, 'daemon upgrade', () => upgrade(ctx, { downloadOnly: action === 'download' })));
       this.setUpdate({ state: r.result === 'staged' ? 'staged' : r.result === 'downloaded' ? 'downloaded' : r.result === 'no-update' ? 'up-to-date' : 'idle', progress: null });
       // The reboot runs later in the queue (or waits for a window or a lock beside it).
       if (r.result === 'staged' && action === 'stage-and-reboot') this.planner.request(`version ${r.to?.version} staged by policy apply-and-reboot`);
@@ -405,7 +406,7 @@ export class Daemon {
             return resolve(false);
           }
           await this.journal(EVENT_REBOOT, `rebooting into version ${pending.version} (slot ${pending.slot}): ${why}`, { version: pending.version, commit: pending.commit, slot: pending.slot, ...data });
-          await finalize(this.context());
+          await withDeviceLock(this.d.sysroot, 'daemon finalize', () => finalize(this.context()));
           this.setUpdate({ state: 'rebooting' });
           await this.d.reboot(`version ${pending.version} staged by policy apply-and-reboot; ${why}`);
           resolve(true);
@@ -489,22 +490,24 @@ export class Daemon {
         this.setUpdate({ state: (output as { available: boolean }).available ? 'available' : 'up-to-date' });
       } else if (c.cmd === 'upgrade') {
         this.setUpdate({ state: 'downloading' });
-        const r = await this.countUpgrade(upgrade(ctx));
+        const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, "command 'upgrade'", () => upgrade(ctx)));
         output = { result: r.result, from: r.from, to: r.to, download: r.download, etc_conflicts: r.etc_conflicts };
         this.setUpdate({ state: r.result === 'staged' ? 'staged' : 'up-to-date', progress: null });
       } else if (c.cmd === 'rollback') {
-        output = await rollback(this.d.sysroot);
+        output = await withDeviceLock(this.d.sysroot, "command 'rollback'", () => rollback(this.d.sysroot));
+      } else if (c.cmd === 'cleanup') {
+        output = await withDeviceLock(this.d.sysroot, "command 'cleanup'", () => cleanup(this.d.sysroot));
       } else {
         output = { result: 'rebooting' };
       }
       await this.report({ nonce: c.nonce, cmd: c.cmd, result: 'ok', message: `ran command '${c.cmd}' (signed by ${opened.signedBy.join(', ')})`, output }, { signedBy: opened.signedBy });
       if (c.cmd === 'reboot') {
-        await finalize(ctx).catch(() => {});
+        await withDeviceLock(this.d.sysroot, "command 'reboot'", () => finalize(ctx)).catch(() => {});
         await this.d.reboot(`command reboot (nonce ${c.nonce})`);
       }
     } catch (err) {
       this.recordError(err);
-      if (c.cmd !== 'rollback') this.setUpdate({ state: 'error', progress: null });
+      if (c.cmd !== 'rollback' && c.cmd !== 'cleanup') this.setUpdate({ state: 'error', progress: null });
       const e = err instanceof LarchError ? err : null;
       await this.report({ nonce: c.nonce, cmd: c.cmd, result: 'error', code: e?.code ?? 'INTERNAL', message: `command '${c.cmd}' failed: ${(err as Error).message}` }, {});
     }

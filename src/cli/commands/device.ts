@@ -3,6 +3,7 @@
  * cleanup, pin/unpin, history, boot-check, mark-good/mark-bad, sim-boot. Every one takes
  * --sysroot S, so tests and the demo run devices as plain directories.
  */
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LarchError } from '../../errors.ts';
 import { MAX_TRIES, DEFAULT_TRIES, type Slot } from '../../bootcount/state.ts';
@@ -14,6 +15,7 @@ import { httpRemote } from '../../agent/remote-http.ts';
 import { mqttRemote } from '../../agent/remote-mqtt.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
 import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig, type RemoteMqttAuth } from '../../agent/sysroot.ts';
+import { withDeviceLock } from '../../agent/device-lock.ts';
 import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS } from './announce.ts';
 import { type Remote, type UpdateContext, check as checkUpdate, cleanup as cleanupSysroot, finalize as finalizeSysroot, rollback as rollbackSysroot, setPinned, upgrade as upgradeSysroot } from '../../agent/update.ts';
 import { createProgressBar, formatBytes } from '../progress.ts';
@@ -569,4 +571,27 @@ ${EXIT_HELP}
   },
 };
 
-export const deviceCommands: Command[] = [provision, status, checkCmd, upgrade, deploy, rollback, finalize, cleanup, pin, unpin, history, bootCheckCmd, markGood, markBad, simBootCmd];
+/**
+ * A command that changes the sysroot runs holding the device lock (src/agent/device-lock.ts), so
+ * two of them (or one and the daemon) never interleave. provision takes it only on a sysroot that
+ * already has S/larch: a first provision builds its state aside and moves it into place.
+ */
+function locked(cmd: Command, opts: { onlyIfProvisioned?: boolean } = {}): Command {
+  return {
+    ...cmd,
+    async run(args, io) {
+      const sysroot = sysrootOf(args);
+      if (opts.onlyIfProvisioned && !existsSync(sysroot.larchDir)) return cmd.run(args, io);
+      return withDeviceLock(sysroot, `larch ${cmd.name}`, () => cmd.run(args, io));
+    },
+  };
+}
+
+export const deviceCommands: Command[] = [
+  locked(provision, { onlyIfProvisioned: true }),
+  status,
+  locked(checkCmd),
+  ...[upgrade, deploy, rollback, finalize, cleanup, pin, unpin].map((c) => locked(c)),
+  history,
+  ...[bootCheckCmd, markGood, markBad, simBootCmd].map((c) => locked(c)),
+];
