@@ -2,10 +2,23 @@
  * The device journal: one JSON object per line in S/larch/journal.jsonl, appended and fsync'd
  * before the step it records counts, so "why did it roll back" has an answer after any crash.
  * A torn last line (power cut mid-append) is skipped when reading, never fatal.
+ *
+ * Bounded: an append that would take the file past JOURNAL_MAX_BYTES first renames it to
+ * journal.1.jsonl (replacing the previous one), so the journal never holds more than twice that.
+ * Best-effort on a full filesystem: the journal records steps, it must never be the reason one
+ * fails (a full /var would otherwise keep boot-check from marking a healthy slot good).
  */
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { fromSystemError } from '../errors.ts';
+import { LarchError, fromSystemError } from '../errors.ts';
+
+/** Size at which journal.jsonl is rotated to journal.1.jsonl. */
+export const JOURNAL_MAX_BYTES = 256 * 1024;
+
+/** The rotated journal beside path: journal.jsonl -> journal.1.jsonl. */
+export function rotatedJournalPath(path: string): string {
+  return path.replace(/(\.jsonl)?$/, '.1.jsonl');
+}
 
 export type JournalEvent =
   | 'provision'
@@ -42,25 +55,38 @@ export interface JournalEntry {
   data?: Record<string, unknown>;
 }
 
+/** Appends an entry. A full filesystem skips it (with a warning on stderr) instead of failing. */
 export async function appendJournal(path: string, entry: Omit<JournalEntry, 'time'> & { time?: string }): Promise<JournalEntry> {
   const full: JournalEntry = { time: entry.time ?? new Date().toISOString(), ...entry } as JournalEntry;
+  const line = JSON.stringify(full) + '\n';
   try {
     await mkdir(dirname(path), { recursive: true });
+    const size = await stat(path).then((st) => st.size, () => 0);
+    if (size > 0 && size + Buffer.byteLength(line) > JOURNAL_MAX_BYTES) await rename(path, rotatedJournalPath(path));
     const fh = await open(path, 'a', 0o644);
     try {
-      await fh.write(JSON.stringify(full) + '\n');
+      await fh.write(line);
       await fh.sync();
     } finally {
       await fh.close();
     }
   } catch (err) {
-    throw fromSystemError(err, 'append to journal', path);
+    const e = fromSystemError(err, 'append to journal', path);
+    if (e instanceof LarchError && e.code === 'NO_SPACE') {
+      process.stderr.write(`larch: warning: ${e.message}: not recorded: ${full.message}\n`);
+      return full;
+    }
+    throw e;
   }
   return full;
 }
 
-/** All entries, oldest first; unreadable lines (a torn append) are skipped. */
+/** All entries (the rotated file's, then the current one's), oldest first; unreadable lines (a torn append) are skipped. */
 export async function readJournal(path: string): Promise<JournalEntry[]> {
+  return [...(await readJournalFile(rotatedJournalPath(path))), ...(await readJournalFile(path))];
+}
+
+async function readJournalFile(path: string): Promise<JournalEntry[]> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
