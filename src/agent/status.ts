@@ -22,7 +22,7 @@ export interface DeploymentStatus {
   tries_left: number;
   etc_conflicts: string[];
   /** Its finalize (the /etc merge at shutdown) did not complete: /etc edits made after the upgrade may be missing. */
-  finalize_interrupted: { started: string; detected: string; from_slot: Slot } | null;
+  finalize_interrupted?: { started: string; detected: string; from_slot: Slot } | null;
 }
 
 /** S/larch/last-update.json: the result of the last check/upgrade/deploy/rollback. */
