@@ -39,6 +39,12 @@ const EVENT_REBOOT: JournalEvent = 'reboot';
 const JOURNAL_READ_BYTES = 64 * 1024;
 /** Progress reports are published at most this often. */
 const PROGRESS_INTERVAL_MS = 1000;
+/**
+ * Refused commands journaled per minute at most: anyone who can publish to the broker can send
+ * refusals (unsigned, replayed), and each journal entry is an fsync'd write to flash. The rest
+ * are counted and the count goes into the next refusal journaled.
+ */
+const REFUSALS_JOURNALED_PER_MINUTE = 10;
 
 export type { UpdateState } from './daemon-metrics.ts';
 
@@ -513,10 +519,26 @@ export class Daemon {
     }
   }
 
+  private refusals = { windowStart: 0, journaled: 0, suppressed: 0 };
+
+  /** Whether this refusal is journaled (REFUSALS_JOURNALED_PER_MINUTE); adds the count of those that were not. */
+  private journalRefusal(data: Record<string, unknown>): boolean {
+    const now = Date.now();
+    if (now - this.refusals.windowStart >= 60_000) this.refusals = { ...this.refusals, windowStart: now, journaled: 0 };
+    if (this.refusals.journaled >= REFUSALS_JOURNALED_PER_MINUTE) {
+      this.refusals.suppressed++;
+      return false;
+    }
+    this.refusals.journaled++;
+    if (this.refusals.suppressed > 0) data.suppressed = this.refusals.suppressed;
+    this.refusals.suppressed = 0;
+    return true;
+  }
+
   private async report(r: Omit<CommandResult, 'format' | 'device' | 'time'>, data: Record<string, unknown>): Promise<void> {
     const full: CommandResult = { format: 1, device: this.d.deviceId, ...r, time: new Date().toISOString() };
     if (r.result !== 'ok') this.d.log(`command: ${r.message}`);
-    await this.journal(EVENT_COMMAND, r.message, { nonce: r.nonce, cmd: r.cmd, result: r.result, ...(r.reason ? { reason: r.reason } : {}), ...(r.code ? { code: r.code } : {}), ...data });
+    if (r.result !== 'refused' || this.journalRefusal(data)) await this.journal(EVENT_COMMAND, r.message, { nonce: r.nonce, cmd: r.cmd, result: r.result, ...(r.reason ? { reason: r.reason } : {}), ...(r.code ? { code: r.code } : {}), ...data });
     if (this.client) await publishAcked(this.client, commandResultTopic(this.d.deviceId), Buffer.from(JSON.stringify(full)), { qos: 1 }).catch((err) => this.d.log(`command result: ${(err as Error).message}`));
   }
 

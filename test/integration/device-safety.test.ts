@@ -9,7 +9,8 @@
  *   - a flipped byte in a stored object is fetched again, never deployed;
  *   - a finalize that did not complete is reported at the next boot (status, history);
  *   - objects only old deployments used are pruned after a slot is confirmed good;
- *   - the journal is rotated at 256 KiB.
+ *   - the journal is rotated at 256 KiB, and refused MQTT commands are rate-limited in it;
+ *   - a signed MQTT cleanup command runs.
  * Tests that mount (a read-only bind mount stands in for an unlink or a write that fails half-way)
  * need root, as CI runs.
  */
@@ -20,7 +21,8 @@ import { cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rea
 import { join } from 'node:path';
 import { REF, type Test, expectFail, status, vendor } from '../device-helpers.ts';
 import { IS_ROOT, diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from '../helpers.ts';
-import { startDaemon } from '../mqtt-helpers.ts';
+import { recorder, startBroker, startDaemon } from '../mqtt-helpers.ts';
+import { formatCommand } from '../../src/mqtt/format.ts';
 
 const sha = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 const history = async (dev: string) => (await larchOk(['history', '--sysroot', dev, '--json'])).json as { event: string; message: string; data?: Record<string, unknown> }[];
@@ -246,4 +248,37 @@ t.test('the journal is bounded: rotated to journal.1.jsonl at 256 KiB (§8)', as
   t.equal(all.at(-1)?.event, 'pin', 'the newest entry last');
   await larchOk(['unpin', '--sysroot', dev]);
   t.ok(statSync(path).size + statSync(join(dev, 'larch/journal.1.jsonl')).size <= 2 * 256 * 1024, 'the journal never holds more than twice the bound');
+});
+
+t.test('refused commands are rate-limited in the journal; a signed cleanup command runs (§8)', async (t) => {
+  const { v, dev } = await provisioned(t);
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  const id = 'dev-flood';
+  const resultTopic = `larch/v1/device/${id}/cmd/result`;
+  const rec = await recorder(t, broker.url, [`larch/v1/device/${id}/status`, resultTopic]);
+  const d = startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', id, '--policy', 'none']);
+  await rec.waitFor((m) => m.topic === `larch/v1/device/${id}/status` && m.json?.online === true, 20_000, 'online');
+  const journalSize = () => statSync(join(dev, 'larch/journal.jsonl')).size;
+  const before = journalSize();
+
+  // 200 unsigned commands from anyone who can publish to the broker: each is answered...
+  const now = Math.floor(Date.now() / 1000);
+  const FLOOD = 200;
+  for (let i = 0; i < FLOOD; i++) {
+    const body = formatCommand({ cmd: 'upgrade', device: id, nonce: `flood-${String(i).padStart(12, '0')}`, issued: now, expires: now + 300 });
+    await rec.publish(`larch/v1/device/${id}/cmd`, JSON.stringify({ body, sigs: [] }));
+  }
+  await rec.waitFor((m) => m.topic === resultTopic && m.json?.nonce === `flood-${String(FLOOD - 1).padStart(12, '0')}`, 60_000, 'the last refusal answered');
+  t.equal(rec.messages.filter((m) => m.topic === resultTopic && m.json?.reason === 'unsigned').length, FLOOD, 'every refusal is answered');
+  // ...but only a few are written to the journal.
+  const refusals = (await history(dev)).filter((e) => e.event === 'command' && e.data?.result === 'refused');
+  // 10 a minute (20 if the flood straddled two windows on a slow machine).
+  t.ok(refusals.length >= 10 && refusals.length <= 20, `${refusals.length} of ${FLOOD} refusals journaled`);
+  t.ok(journalSize() - before < 10 * 1024, `the journal grew by ${journalSize() - before} bytes, not ${FLOOD} entries' worth`);
+
+  // cleanup, signed, runs on the device.
+  const r = await larch(['command', '--mqtt', broker.url, '--device', id, '--sign-key', `${v.key}.key`, '--wait', '30', '--json', 'cleanup']);
+  t.equal(r.code, 0, `cleanup command exit 0 (${r.stderr})`);
+  t.match(r.json?.result, { result: 'ok', cmd: 'cleanup', output: { removedSlot: null, objectsDeleted: Number, bytesFreed: Number } });
+  await d.stop();
 });
