@@ -227,7 +227,7 @@ async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: S
   const slot = other(bootedSlotName);
   const repo = await sysroot.openRepo();
   // Before anything is written: the tree is deployable (planDeployment) and its boot files fit.
-  const plan = await planDeployment(repo, commit);
+  const plan = await repairing(ctx, repo, commit, () => planDeployment(repo, commit));
   await checkDeployable(sysroot, plan, bootedSlotName, commit);
   // First: the bootloader must not boot the slot while it is rewritten.
   await changeBootState(sysroot, config, (s) => {
@@ -235,16 +235,7 @@ async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: S
     return { ...marked, order: [bootedSlotName, slot], lastGood: marked.slots[bootedSlotName].good ? bootedSlotName : marked.lastGood };
   });
   const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger } });
-  const record = await write().catch(async (err) => {
-    // A stored object that no longer matches its id (bit rot, a deployed file edited in place):
-    // drop it, fetch it again object by object (every object verified on the way in), once.
-    if (!(err instanceof LarchError && err.code === 'OBJECT_CORRUPT' && err.data.kind === 'file')) throw err;
-    const ids = Array.isArray(err.data.ids) ? (err.data.ids as string[]) : [err.data.id as string];
-    await dropObjects(repo, 'file', ids);
-    const again = await ctx.remote.pull(repo, commit, { delta: null, trusted: await trustedKeys(sysroot), downloadDir: sysroot.downloadDir, progress: ctx.progress });
-    await appendJournal(sysroot.journalPath, { event: 'download', commit, message: `${ids.length} stored object(s) of commit ${commit.slice(0, 12)} were corrupt (${err.message}); fetched them again (${again.bytes} bytes)`, data: { corrupt: ids, ...again } });
-    return write();
-  });
+  const record = await repairing(ctx, repo, commit, write);
   await repo.writeRef(`larch/slot-${slot}`, commit);
   await changeBootState(sysroot, config, (s) => next(s, { type: 'upgrade-staged', slot, tries: config.tries }));
   await appendJournal(sysroot.journalPath, {
@@ -256,6 +247,26 @@ async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: S
     data: { etcConflicts: record.etcMerge?.conflicts ?? [] },
   });
   return record;
+}
+
+/**
+ * Runs fn (which reads commit's objects) and, when a stored object of the commit is missing (a
+ * partial commit an older prune left) or does not match its id (bit rot, a deployed file edited
+ * in place), drops the damaged ones, pulls the commit again object by object (only what is not
+ * in the repo is fetched, each object verified on the way in) and runs fn once more.
+ */
+async function repairing<T>(ctx: UpdateContext, repo: Repo, commit: ObjectId, fn: () => Promise<T>): Promise<T> {
+  return fn().catch(async (err) => {
+    const kind = err instanceof LarchError ? err.data.kind : undefined;
+    const damaged = err instanceof LarchError && (err.code === 'OBJECT_MISSING' || err.code === 'OBJECT_CORRUPT') && (kind === 'file' || kind === 'dirtree' || kind === 'dirmeta');
+    if (!damaged) throw err;
+    const ids = Array.isArray(err.data.ids) ? (err.data.ids as string[]) : [err.data.id as string];
+    if (err.code === 'OBJECT_CORRUPT') await dropObjects(repo, kind, ids);
+    const again = await ctx.remote.pull(repo, commit, { delta: null, trusted: await trustedKeys(ctx.sysroot), downloadDir: ctx.sysroot.downloadDir, progress: ctx.progress });
+    const what = err.code === 'OBJECT_CORRUPT' ? 'corrupt' : 'missing';
+    await appendJournal(ctx.sysroot.journalPath, { event: 'download', commit, message: `${ids.length} stored object(s) of commit ${commit.slice(0, 12)} were ${what} (${err.message}); fetched the commit's objects again (${again.bytes} bytes)`, data: { [what]: ids, ...again } });
+    return fn();
+  });
 }
 
 async function resolveTarget(ctx: UpdateContext, repo: Repo, summary: Summary, config: DeviceConfig, target: string): Promise<{ commit: ObjectId; version: string; timestamp: number }> {

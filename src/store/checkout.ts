@@ -165,6 +165,6 @@ async function copyObject(id: ObjectId, h: FileHeader, content: AsyncIterable<Ui
   const actual = hash.digest('hex');
   if (count !== h.size || actual !== id) {
     await rm(target, { force: true });
-    throw new LarchError('OBJECT_CORRUPT', `file ${id} at '${pathText(path)}': checksum mismatch: expected ${id}, got ${actual} (${count} of ${h.size} bytes)`, { data: { id, path: pathText(path), actual } });
+    throw new LarchError('OBJECT_CORRUPT', `file ${id} at '${pathText(path)}': checksum mismatch: expected ${id}, got ${actual} (${count} of ${h.size} bytes)`, { data: { kind: 'file', id, path: pathText(path), actual } });
   }
 }

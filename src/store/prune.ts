@@ -41,11 +41,11 @@ const DELETE_RANK: Record<string, number> = { commit: 0, sig: 1, other: 2 };
  * Deletes objects that are known bad (a corrupt file found by a verifying checkout), with their
  * sidecars, under the writer lock, so the next pull of their commit fetches them again.
  */
-export async function dropObjects(repo: Repo, kind: 'file', ids: ObjectId[]): Promise<void> {
+export async function dropObjects(repo: Repo, kind: 'file' | 'dirtree' | 'dirmeta', ids: ObjectId[]): Promise<void> {
   const lock = await repo.lock();
   try {
     for (const id of ids) {
-      for (const k of [kind, 'filemeta', 'xattrs'] as const) await rm(repo.objectPath(k, id), { force: true });
+      for (const k of kind === 'file' ? (['file', 'filemeta', 'xattrs'] as const) : [kind]) await rm(repo.objectPath(k, id), { force: true });
     }
   } finally {
     await lock.release();

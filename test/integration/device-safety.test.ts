@@ -6,7 +6,8 @@
  *   - one device-wide lock: a second command fails with LOCKED after LARCH_LOCK_TIMEOUT, and the
  *     daemon's upgrade waits its turn;
  *   - a prune stopped at an unlink leaves fsck clean and deploy working (commits go first);
- *   - a flipped byte in a stored object is fetched again, never deployed;
+ *   - a flipped byte in a stored object is fetched again, never deployed; so are the missing
+ *     trees and files of a partial commit;
  *   - a finalize that did not complete is reported at the next boot (status, history);
  *   - objects only old deployments used are pruned after a slot is confirmed good;
  *   - the journal is rotated at 256 KiB, and refused MQTT commands are rate-limited in it;
@@ -17,7 +18,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, type Test, expectFail, status, vendor } from '../device-helpers.ts';
 import { IS_ROOT, diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from '../helpers.ts';
@@ -191,6 +192,25 @@ t.test('a flipped byte in a stored object is fetched again, never deployed (§9)
   t.equal(up.code, 0, `upgrade succeeds (${up.json?.error?.message})`);
   t.equal(sha(join(dev, 'larch/deploy/B/bin/busybox')), sha(join(v.dir, 'v2/bin/busybox')), "slot B's busybox is the vendor's, not the damaged object");
   t.ok((await history(dev)).some((e) => e.event === 'download' && /corrupt/.test(e.message) && Array.isArray(e.data?.corrupt)), 'the journal says which objects were fetched again');
+  t.equal((await larch(['fsck', '--repo', join(dev, 'larch/repo'), '--json'])).code, 0, 'the repo is whole again');
+});
+
+t.test('a commit whose trees and files are partly missing (a prune of an older larch) is completed at deploy (§9)', async (t) => {
+  const { v, dev } = await provisioned(t);
+  const objectsDir = join(dev, 'larch/repo/objects');
+  const objects = () => new Set(readdirSync(objectsDir).flatMap((sub) => readdirSync(join(objectsDir, sub)).map((n) => join(sub, n))));
+  const before = objects();
+  await v.release(2);
+  await larchOk(['upgrade', '--download-only', '--sysroot', dev]);
+  const added = [...objects()].filter((o) => !before.has(o));
+  const gone = added.filter((o) => o.endsWith('.dirtree') || o.endsWith('.file'));
+  t.ok(gone.some((o) => o.endsWith('.dirtree')) && gone.some((o) => o.endsWith('.file')), `version 2 brought new trees and files (${gone.length})`);
+  for (const o of gone) rmSync(join(objectsDir, o));
+  const up = await larch(['upgrade', '--sysroot', dev, '--json']);
+  t.equal(up.code, 0, `upgrade succeeds (${up.json?.error?.message})`);
+  t.match(up.json, { result: 'staged', to: { version: '2' } });
+  t.equal(readFileSync(join(dev, 'larch/deploy/B/usr/etc/os-release'), 'utf8'), 'NAME=larch-test\nVERSION=2\n', "slot B holds version 2's files");
+  t.ok((await history(dev)).some((e) => e.event === 'download' && Array.isArray(e.data?.missing)), 'the journal says the missing objects were fetched again');
   t.equal((await larch(['fsck', '--repo', join(dev, 'larch/repo'), '--json'])).code, 0, 'the repo is whole again');
 });
 
