@@ -27,9 +27,11 @@ const SYSROOT_HELP = `  --sysroot S     the device's root filesystem, or a direc
                   (default ${DEFAULT_SYSROOT})`;
 const EXIT_HELP = `EXIT STATUS
   0 success; 2 usage; 3 not found (not provisioned, unknown version); 4 invalid input (a
-  refused downgrade); 5 corrupt data; 6 signature problems (unsigned, untrusted, expired or
-  replayed summary); 7 locked; 8 no space; 9 I/O; 12 delta for another base; 13 bootloader
-  env unreadable. docs/cli.md lists them all.`;
+  refused downgrade); 5 corrupt data, or a tree that would write outside its deployment;
+  6 signature problems (unsigned, untrusted, expired or replayed summary); 7 locked: another
+  command holds the device lock S/larch/lock (waits LARCH_LOCK_TIMEOUT seconds, default 60);
+  8 no space; 9 I/O; 12 delta for another base; 13 bootloader env unreadable. docs/cli.md
+  lists them all.`;
 
 function sysrootOf(args: ParsedArgs): Sysroot {
   return new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
@@ -263,9 +265,16 @@ DESCRIPTION
   object; interrupted downloads resume), verifies every object and the commit's signature, and
   only then writes the other slot: a hardlink checkout, /etc merged three ways (local and
   vendor changes both kept; an overlapping change keeps yours and saves the vendor's as
-  FILE.larchnew), the kernel and initramfs copied to the slot's boot directory. Last, the slot
-  is made first in the boot order with N tries. /var is never touched. A refusal or a crash at
-  any point leaves the booted deployment and the boot state as they were.
+  FILE.larchnew), the kernel and initramfs copied to the slot's boot directory (once each, as
+  vmlinuz and initrd.img). Last, the slot is made first in the boot order with N tries. /var
+  is never touched. A refusal or a crash at any point leaves the booted deployment and the boot
+  state as they were.
+
+  Before anything is written: free space on the repo's filesystem (the delta, its objects, the
+  new /etc) and on S/boot (one slot's boot files; the other slot's old ones count as free, as
+  they are removed first); a tree whose /usr, /etc, /boot or /var is not a real directory, or
+  whose boot file links out of its /boot, is refused (exit 5). Objects found missing or
+  corrupt when the slot is written are fetched again.
 
 OPTIONS
 ${SYSROOT_HELP}
@@ -386,7 +395,9 @@ SYNOPSIS
 DESCRIPTION
   Deletes repo objects that no deployment uses, and interrupted downloads. With --rollback
   also removes the rollback deployment (after which rollback is impossible until the next
-  upgrade). Never touches the booted or the staged deployment.
+  upgrade). Never touches the booted or the staged deployment. Runs by itself after
+  boot-check marks a slot good, and as the signed MQTT command 'cleanup'. Commits are removed
+  before their trees, so a cleanup killed at any point leaves every remaining commit whole.
 
 OPTIONS
 ${SYSROOT_HELP}
@@ -444,7 +455,8 @@ SYNOPSIS
   larch history [--sysroot S] [--limit N] [--json]
 
 DESCRIPTION
-  Prints the journal (S/larch/journal.jsonl), oldest first: provisioning, checks, downloads,
+  Prints the journal (S/larch/journal.1.jsonl, the part rotated at 256 KiB, then
+  S/larch/journal.jsonl), oldest first: provisioning, checks, downloads,
   verification, deployments, each boot and which slot it took, each health check, mark-good,
   fallbacks, rollbacks and errors, each with its reason.
 
@@ -488,6 +500,9 @@ DESCRIPTION
     no slot bootable (rescue)        stays and reports; never reboots in a loop
   A fallback by the bootloader (the booted slot is not the one it was asked to boot) is
   recorded and reported in status and history. Run by larch-boot-check.service at each boot.
+  After marking a slot good it runs cleanup. A full filesystem does not stop it (journal
+  entries that do not fit are skipped with a warning). A finalize of the booted slot that did
+  not complete is completed, or reported in status (finalize_interrupted) and history.
 
 OPTIONS
 ${SYSROOT_HELP}
