@@ -367,7 +367,9 @@ DESCRIPTION
   Redoes the three-way /etc merge of the staged deployment against the booted /etc as it is
   now, so edits made between upgrade and reboot are kept (as OSTree's staged deployments).
   Run by upgrade --reboot and by the larch-finalize shutdown unit. A power cut during it
-  leaves one complete merge in place. Does nothing when no update is staged.
+  leaves one complete merge in place; a finalize that did not complete is completed or
+  reported when the slot boots (status: finalize_interrupted; history). Does nothing when no
+  update is staged.
 
 OPTIONS
 ${SYSROOT_HELP}
