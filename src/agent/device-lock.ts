@@ -4,9 +4,11 @@
  * mark-good/bad, boot-check, sim-boot, pin/unpin, provision) and by the daemon while it runs one
  * of them, so two updates can never write one slot at once. A dead holder never keeps it (the
  * kernel drops a flock with its process). Re-entrant within a process: a command that calls
- * another (sim-boot -> boot-check -> cleanup) takes it once.
+ * another (sim-boot -> boot-check -> cleanup) takes it once. A sysroot without S/larch (not
+ * provisioned, or being provisioned for the first time, which builds its state aside) is not
+ * locked.
  */
-import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { type Lock, acquireLock } from '../store/lock.ts';
@@ -45,7 +47,8 @@ export async function withDeviceLock<T>(sysroot: Sysroot, what: string, fn: () =
       mine.depth--;
     }
   }
-  await mkdir(sysroot.larchDir, { recursive: true });
+  // Not provisioned (yet): nothing to protect, and a mistyped --sysroot must not be created.
+  if (!existsSync(sysroot.larchDir)) return fn();
   const timeout = waitMs();
   let lock: Lock;
   try {

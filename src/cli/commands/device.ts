@@ -3,7 +3,6 @@
  * cleanup, pin/unpin, history, boot-check, mark-good/mark-bad, sim-boot. Every one takes
  * --sysroot S, so tests and the demo run devices as plain directories.
  */
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { LarchError } from '../../errors.ts';
 import { MAX_TRIES, DEFAULT_TRIES, type Slot } from '../../bootcount/state.ts';
@@ -590,22 +589,14 @@ ${EXIT_HELP}
 
 /**
  * A command that changes the sysroot runs holding the device lock (src/agent/device-lock.ts), so
- * two of them (or one and the daemon) never interleave. provision takes it only on a sysroot that
- * already has S/larch: a first provision builds its state aside and moves it into place.
+ * two of them (or one and the daemon) never interleave.
  */
-function locked(cmd: Command, opts: { onlyIfProvisioned?: boolean } = {}): Command {
-  return {
-    ...cmd,
-    async run(args, io) {
-      const sysroot = sysrootOf(args);
-      if (opts.onlyIfProvisioned && !existsSync(sysroot.larchDir)) return cmd.run(args, io);
-      return withDeviceLock(sysroot, `larch ${cmd.name}`, () => cmd.run(args, io));
-    },
-  };
+function locked(cmd: Command): Command {
+  return { ...cmd, run: (args, io) => withDeviceLock(sysrootOf(args), `larch ${cmd.name}`, () => cmd.run(args, io)) };
 }
 
 export const deviceCommands: Command[] = [
-  locked(provision, { onlyIfProvisioned: true }),
+  locked(provision),
   status,
   locked(checkCmd),
   ...[upgrade, deploy, rollback, finalize, cleanup, pin, unpin].map((c) => locked(c)),
