@@ -575,10 +575,9 @@ export class Daemon {
         if (!client.connected) return;
         const path = this.d.sysroot.journalPath;
         const size = await stat(path).then((s) => s.size, () => 0);
-        if (size < this.journalOffset) {
-          this.journalOffset = 0; // the journal was replaced (rotated): start over
-          this.journalSeq = 0;
-        }
+        // The journal was rotated (journal.jsonl -> journal.1.jsonl at 256 KiB): go on from the
+        // new file's start; seq keeps counting, so a consumer's duplicate check by seq still holds.
+        if (size < this.journalOffset) this.journalOffset = 0;
         if (size === this.journalOffset) return;
         const fh = await open(path, 'r');
         let chunk: Buffer;
