@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   LOCKED: { exit: 7, hint: 'another larch process is writing to this repo; wait for it to finish (a dead process never holds the lock)' },
   NO_SPACE: { exit: 8, hint: "free space, e.g. with 'larch prune', then run the command again; nothing was half-written" },
   IO: { exit: 9, hint: 'check the path and its permissions' },
+  READ_ONLY: { exit: 9, hint: 'remount the filesystem read-write (mount -o remount,rw MOUNTPOINT), or check that --sysroot / --repo names the right place' },
   TOOL_MISSING: { exit: 10, hint: 'install the tool named in the message' },
   EXISTS: { exit: 11, hint: 'choose another destination or remove the existing one' },
   ENV_CORRUPT: { exit: 13, hint: 'the bootloader environment named in the message has no valid copy; check its fw_env.config / grubenv path, or write a whole one with `larch bootenv init --defaults FILE`' },
@@ -77,6 +78,7 @@ export function fromSystemError(err: unknown, action: string, path: string): unk
   const data = { path, errno: code };
   if (code === 'ENOSPC' || code === 'EDQUOT') return new LarchError('NO_SPACE', `${action} '${path}': no space left on device`, { data, cause: err });
   if (code === 'ENOENT') return new LarchError('NOT_FOUND', `${action} '${path}': no such file or directory`, { data, cause: err });
+  if (code === 'EROFS') return new LarchError('READ_ONLY', `${action}: the filesystem at '${path}' is read-only`, { data, cause: err });
   if (code === 'EEXIST') return new LarchError('EXISTS', `${action} '${path}': already exists`, { data, cause: err });
   return new LarchError('IO', `${action} '${path}': ${(err as Error).message}`, { data, cause: err });
 }

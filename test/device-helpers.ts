@@ -75,7 +75,8 @@ export interface Vendor {
   key: string;
   url: string;
   commits: string[];
-  release(version: number, opts?: TreeOptions & { delta?: boolean }): Promise<string>;
+  /** timestamp: the commit's (seconds; default 1_700_000_000 + version * 1000). */
+  release(version: number, opts?: TreeOptions & { delta?: boolean; timestamp?: number }): Promise<string>;
 }
 
 /** A vendor repo and key, served by `larch serve` (with serveArgs added to its command line). */
@@ -94,7 +95,7 @@ export async function vendor(t: Test, opts: { serveArgs?: string[] } = {}): Prom
     async release(version, opts = {}) {
       const tree = join(dir, `v${version}`);
       makeTree(tree, version, opts);
-      const c = await larchOk(['commit', '--repo', repo, '-b', REF, '--tree', tree, '--version', String(version), '--subject', `v${version}`, '--sign-key', `${key}.key`, '--owner', '0:0', '--timestamp', String(1_700_000_000 + version * 1000), '--json']);
+      const c = await larchOk(['commit', '--repo', repo, '-b', REF, '--tree', tree, '--version', String(version), '--subject', `v${version}`, '--sign-key', `${key}.key`, '--owner', '0:0', '--timestamp', String(opts.timestamp ?? 1_700_000_000 + version * 1000), '--json']);
       const id = c.json.commit as string;
       if (v.commits.length > 0 && opts.delta !== false) await larchOk(['delta', 'generate', '--repo', repo, '--from', v.commits.at(-1)!, '--to', id, '--sign-key', `${key}.key`]);
       v.commits.push(id);

@@ -5,10 +5,18 @@
 # are described in docs/boot.md.
 #
 # Board settings (U-Boot's default env, or setenv before running the script):
-#   larch_env       fat (default): the boot state lives in ${larch_env_file} on the boot partition and
-#                   is read with load + env import -c, written with env export -c + fatwrite;
+#   larch_env       fat (default): the boot state lives in files on the boot partition, read with
+#                   load + env import -c, written with env export -c + fatwrite;
 #                   native: U-Boot's own env storage (already loaded at power-on), written with saveenv
-#   larch_env_file  uboot.env          larch_env_size  0x4000 (the size in fw_env.config)
+#   larch_env_file  uboot.env          larch_env_file2  uboot-redund.env
+#                   A redundant env (CONFIG_SYS_REDUNDAND_ENVIRONMENT's layout, one copy per file:
+#                   crc32, flags byte, data): the valid copy with the newer flags is read, and a write
+#                   goes to the other file with flags + 1, so a torn write leaves the copy in use.
+#                   With no ${larch_env_file2}, ${larch_env_file} may also be a single-copy env (the
+#                   former layout), written back as one.
+#   larch_env_size  0x4000 (the size of one copy, as in fw_env.config)
+#   larch_lkg_marker larch-lkg-B: when this file exists on the boot partition, B is the last known good
+#                   slot wherever BOOT_LKG is missing or garbage (e.g. no valid env copy at all)
 #   larch_env_keep  names of other variables the env file keeps when this script rewrites it
 #   larch_kernel    Image    larch_initrd  initrd    larch_fdt  dtb    (files under /A and /B)
 #   larch_boot      booti (arm64); bootz for 32-bit ARM
@@ -23,6 +31,8 @@ if test -z "${distro_bootpart}"; then setenv distro_bootpart 1; fi
 setenv larch_part ${devnum}:${distro_bootpart}
 if test -z "${larch_env}"; then setenv larch_env fat; fi
 if test -z "${larch_env_file}"; then setenv larch_env_file uboot.env; fi
+if test -z "${larch_env_file2}"; then setenv larch_env_file2 uboot-redund.env; fi
+if test -z "${larch_lkg_marker}"; then setenv larch_lkg_marker larch-lkg-B; fi
 if test -z "${larch_env_size}"; then setenv larch_env_size 0x4000; fi
 if test -z "${larch_kernel}"; then setenv larch_kernel Image; fi
 if test -z "${larch_initrd}"; then setenv larch_initrd initrd; fi
@@ -31,17 +41,58 @@ if test -z "${larch_boot}"; then setenv larch_boot booti; fi
 if test -z "${larch_env_addr}"; then setenv larch_env_addr ${kernel_addr_r}; fi
 setenv larch_vars "BOOT_ORDER BOOT_A_GOOD BOOT_A_LEFT BOOT_B_GOOD BOOT_B_LEFT BOOT_LKG BOOT_RESCUE"
 
-# 1. Load. A missing file or a bad CRC leaves larch's variables unset: the safe default below.
+# 1. Load. No valid copy (missing, torn, zeroed) leaves larch's variables unset: the safe default.
+#    A copy counts only when its file is whole (a short file would leave older bytes in RAM).
 if test "${larch_env}" = fat; then
   env delete -f ${larch_vars}
-  if load ${devtype} ${larch_part} ${larch_env_addr} ${larch_env_file}; then
-    if env import -c ${larch_env_addr} ${filesize}; then
-      echo "larch: boot state read from ${larch_env_file}"
-    else
-      echo "larch: ${larch_env_file} failed its CRC check; using the safe default"
+  setexpr larch_addr1 ${larch_env_addr} + ${larch_env_size}
+  setexpr larch_scratch ${larch_addr1} + ${larch_env_size}
+  setexpr larch_size1 ${larch_env_size} - 1
+  setenv larch_layout
+  setenv larch_active
+  setenv larch_flags 0
+  setenv larch_got0 0
+  setenv larch_got1 0
+  setenv larch_f0 0
+  setenv larch_f1 0
+  if load ${devtype} ${larch_part} ${larch_env_addr} ${larch_env_file} ${larch_env_size}; then
+    setexpr larch_t ${filesize} - ${larch_env_size}
+    if test "${larch_t}" = 0; then setenv larch_got0 1; setexpr larch_t ${larch_env_addr} + 4; setexpr.b larch_f0 *${larch_t}; fi
+  fi
+  if load ${devtype} ${larch_part} ${larch_addr1} ${larch_env_file2} ${larch_env_size}; then
+    setexpr larch_t ${filesize} - ${larch_env_size}
+    if test "${larch_t}" = 0; then setenv larch_got1 1; setexpr larch_t ${larch_addr1} + 4; setexpr.b larch_f1 *${larch_t}; fi
+  fi
+  # The former single-copy file (CRC over everything after it), when there is no second file.
+  if test "${larch_got0}${larch_got1}" = 10; then
+    if env import -c ${larch_env_addr} ${larch_env_size}; then setenv larch_layout single; setenv larch_active 0; fi
+  fi
+  # Redundant copies: the newer flags first (greater wins, 0 beats ff, equal: copy 0), as U-Boot,
+  # libubootenv and selectCopy() in src/bootcount/uboot-env.ts. setexpr is hex: f1 + ff - f0 is
+  # 100 or more exactly when f1 > f0. A copy that fails its CRC changes nothing: then the other.
+  setexpr larch_t ${larch_f1} + ff
+  setexpr larch_t ${larch_t} - ${larch_f0}
+  setexpr larch_t ${larch_t} / 100
+  if test "${larch_f0}" = ff -a "${larch_f1}" = 0; then setenv larch_t 1; fi
+  if test "${larch_f1}" = ff -a "${larch_f0}" = 0; then setenv larch_t 0; fi
+  if test "${larch_t}" = 1; then setenv larch_copies "1 0"; else setenv larch_copies "0 1"; fi
+  for c in ${larch_copies}; do
+    if test -z "${larch_layout}"; then
+      if test "${c}" = 0; then setenv larch_p ${larch_env_addr}; setenv larch_g ${larch_got0}; setenv larch_f ${larch_f0}
+      else setenv larch_p ${larch_addr1}; setenv larch_g ${larch_got1}; setenv larch_f ${larch_f1}; fi
+      if test "${larch_g}" = 1; then
+        # env import -c reads [crc][data]: move the CRC over the flags byte, then import from +1.
+        setexpr larch_p1 ${larch_p} + 1
+        cp.b ${larch_p} ${larch_scratch} 4
+        cp.b ${larch_scratch} ${larch_p1} 4
+        if env import -c ${larch_p1} ${larch_size1}; then setenv larch_layout redundant; setenv larch_active ${c}; setenv larch_flags ${larch_f}; fi
+      fi
     fi
+  done
+  if test -n "${larch_layout}"; then
+    echo "larch: boot state read from copy ${larch_active} (${larch_layout})"
   else
-    echo "larch: no ${larch_env_file}; using the safe default"
+    echo "larch: no valid copy of ${larch_env_file} / ${larch_env_file2}; using the safe default"
   fi
 fi
 
@@ -53,7 +104,13 @@ fi
 for v in ${larch_vars}; do
   if env exists ${v}; then setexpr ${v} gsub "[^0123456789AB ]" _; fi
 done
-if test "${BOOT_LKG}" = B; then setenv larch_lkg B; else setenv larch_lkg A; fi
+# The last known good slot: BOOT_LKG, else the marker file (written by larch only after an env
+# write, so a torn env never reaches it), else A.
+setenv larch_marker A
+if test -e ${devtype} ${larch_part} ${larch_lkg_marker}; then setenv larch_marker B; fi
+if test "${BOOT_LKG}" = B; then setenv larch_lkg B
+elif test "${BOOT_LKG}" = A; then setenv larch_lkg A
+else setenv larch_lkg ${larch_marker}; fi
 if test "${BOOT_ORDER}" = "A B"; then setenv larch_order "A B"
 elif test "${BOOT_ORDER}" = "B A"; then setenv larch_order "B A"
 elif test "${larch_lkg}" = B; then setenv larch_order "B A"
@@ -120,8 +177,23 @@ if test "${larch_write}" = 1; then
     saveenv || setenv larch_saved 0
   else
     setenv larch_saved 0
-    if env export -c -s ${larch_env_size} ${larch_env_addr} ${larch_vars} larch_env_keep ${larch_env_keep}; then
-      fatwrite ${devtype} ${larch_part} ${larch_env_addr} ${larch_env_file} ${larch_env_size} && setenv larch_saved 1
+    if test "${larch_layout}" = single; then
+      if env export -c -s ${larch_env_size} ${larch_env_addr} ${larch_vars} larch_env_keep ${larch_env_keep}; then
+        fatwrite ${devtype} ${larch_part} ${larch_env_addr} ${larch_env_file} ${larch_env_size} && setenv larch_saved 1
+      fi
+    else
+      # The copy not in use gets flags + 1; the one in use stays whole until this write is done.
+      if test "${larch_active}" = 0; then setenv larch_wfile ${larch_env_file2}; else setenv larch_wfile ${larch_env_file}; fi
+      setexpr larch_nf ${larch_flags} + 1
+      setexpr larch_nf ${larch_nf} % 100
+      setexpr larch_p1 ${larch_env_addr} + 1
+      if env export -c -s ${larch_size1} ${larch_p1} ${larch_vars} larch_env_keep ${larch_env_keep}; then
+        cp.b ${larch_p1} ${larch_scratch} 4
+        cp.b ${larch_scratch} ${larch_env_addr} 4
+        setexpr larch_t ${larch_env_addr} + 4
+        mw.b ${larch_t} ${larch_nf}
+        fatwrite ${devtype} ${larch_part} ${larch_env_addr} ${larch_wfile} ${larch_env_size} && setenv larch_saved 1
+      fi
     fi
   fi
 fi

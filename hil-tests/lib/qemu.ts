@@ -26,8 +26,8 @@ export interface QemuProfile {
   disk: (path: string) => string[];
   /** The network: QEMU user networking (slirp), the guest's virtio-net. */
   net: string[];
-  /** Where the bootloader env lives on the boot partition (FAT at 1 MiB), as mtools names it. */
-  envFile: string;
+  /** Where the bootloader env lives on the boot partition (FAT at 1 MiB), as mtools names it: one file per copy (U-Boot: the redundant pair). */
+  envFiles: string[];
   /** Shell commands after boot: the kernel's virtio-net module from the deployment, and slirp's fixed address. */
   setup: string[];
 }
@@ -51,7 +51,7 @@ export const QEMU_PROFILES: Record<string, QemuProfile> = {
     machine: ['-machine', 'pc', '-cpu', 'max', '-m', '1024', '-smp', '1'],
     disk: (path) => ['-drive', `file=${path},format=raw,if=virtio`],
     net: ['-nic', 'user,model=virtio-net-pci'],
-    envFile: '::/grub/grubenv',
+    envFiles: ['::/grub/grubenv'],
     setup: netSetup(),
   },
   'qemu-arm64-uboot': {
@@ -63,7 +63,7 @@ export const QEMU_PROFILES: Record<string, QemuProfile> = {
     // virtio-mmio, whose driver the initramfs loads (virtio_pci is a module the image may not keep).
     disk: (path) => ['-drive', `if=none,file=${path},format=raw,id=hd0`, '-device', 'virtio-blk-device,drive=hd0'],
     net: ['-netdev', 'user,id=n0', '-device', 'virtio-net-device,netdev=n0'],
-    envFile: '::/uboot.env',
+    envFiles: ['::/uboot.env', '::/uboot-redund.env'],
     setup: netSetup(),
   },
 };
@@ -208,11 +208,13 @@ export class QemuBoard implements Board {
 
   async readBootEnv(): Promise<Map<string, string> | null> {
     if (this.powered) throw new Error('hil: read the boot env only while the board is off (QEMU caches the disk)');
-    const copy = join(this.opts.workDir, 'env.copy');
-    rmSync(copy, { force: true });
-    const r = spawnSync('mcopy', ['-o', '-n', '-i', `${this.opts.disk}@@1M`, this.profile.envFile, copy], { encoding: 'utf8' });
-    if (r.status !== 0) return null;
-    const list = spawnSync(this.opts.larchBin, ['bootenv', 'list', ...this.envArgs(copy), '--lock', `${copy}.lock`, '--json'], { encoding: 'utf8' });
+    const copies = this.copyPaths();
+    for (const [i, file] of this.profile.envFiles.entries()) {
+      rmSync(copies[i], { force: true });
+      spawnSync('mcopy', ['-o', '-n', '-i', `${this.opts.disk}@@1M`, file, copies[i]], { encoding: 'utf8' });
+    }
+    if (!copies.some((c) => existsSync(c))) return null;
+    const list = spawnSync(this.opts.larchBin, ['bootenv', 'list', ...this.envArgs(copies), '--lock', `${copies[0]}.lock`, '--json'], { encoding: 'utf8' });
     if (list.status !== 0) return null; // corrupt: the bootloader reads it as the empty env
     return new Map(Object.entries((JSON.parse(list.stdout) as { vars: Record<string, string> }).vars));
   }
@@ -221,33 +223,43 @@ export class QemuBoard implements Board {
     if (this.powered) throw new Error('hil: write the boot env only while the board is off');
     const img = `${this.opts.disk}@@1M`;
     if (env === 'missing') {
-      spawnSync('mdel', ['-i', img, this.profile.envFile]);
+      for (const file of this.profile.envFiles) spawnSync('mdel', ['-i', img, file]);
       return;
     }
-    const copy = join(this.opts.workDir, 'env.copy');
-    rmSync(copy, { force: true });
-    if (this.bootloader === 'uboot') writeFileSync(copy, Buffer.alloc(0x4000));
-    const vars = env === 'corrupt' ? { BOOT_ORDER: 'B A' } : env;
-    const r = spawnSync(this.opts.larchBin, ['bootenv', 'init', ...this.envArgs(copy), '--lock', `${copy}.lock`, '--force', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`hil: larch bootenv init: ${r.stderr}`);
-    if (env === 'corrupt') {
-      // GRUB: a bad signature line; U-Boot: a bad CRC. Both read as the empty env.
-      const b = readFileSync(copy);
-      b[this.bootloader === 'grub' ? 2 : 0] ^= 0xff;
-      writeFileSync(copy, b);
+    const copies = this.copyPaths();
+    for (const copy of copies) {
+      rmSync(copy, { force: true });
+      if (this.bootloader === 'uboot') writeFileSync(copy, Buffer.alloc(0x4000));
     }
-    const w = spawnSync('mcopy', ['-o', '-i', img, copy, this.profile.envFile], { encoding: 'utf8' });
-    if (w.status !== 0) throw new Error(`hil: mcopy ${copy} to ${this.profile.envFile}: ${w.stderr}`);
+    const vars = env === 'corrupt' ? { BOOT_ORDER: 'B A' } : env;
+    const r = spawnSync(this.opts.larchBin, ['bootenv', 'init', ...this.envArgs(copies), '--lock', `${copies[0]}.lock`, '--force', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`hil: larch bootenv init: ${r.stderr}`);
+    for (const [i, copy] of copies.entries()) {
+      if (env === 'corrupt') {
+        // GRUB: a bad signature line; U-Boot: a bad CRC in every copy. Both read as the empty env.
+        const b = readFileSync(copy);
+        b[this.bootloader === 'grub' ? 2 : 0] ^= 0xff;
+        writeFileSync(copy, b);
+      }
+      const w = spawnSync('mcopy', ['-o', '-i', img, copy, this.profile.envFiles[i]], { encoding: 'utf8' });
+      if (w.status !== 0) throw new Error(`hil: mcopy ${copy} to ${this.profile.envFiles[i]}: ${w.stderr}`);
+    }
+  }
+
+  /** Host copies of the env files, one per copy. */
+  private copyPaths(): string[] {
+    return this.profile.envFiles.map((_, i) => join(this.opts.workDir, `env${i}.copy`));
   }
 
   async close(): Promise<void> {
     await this.powerOff();
   }
 
-  private envArgs(copy: string): string[] {
-    if (this.bootloader === 'grub') return ['--grub', copy];
-    const config = `${copy}.config`;
-    if (!existsSync(config)) writeFileSync(config, `${copy} 0x0 0x4000\n`);
+  private envArgs(copies: string[]): string[] {
+    if (this.bootloader === 'grub') return ['--grub', copies[0]];
+    // The redundant pair, as S/boot/fw_env.config lists it (one copy per file).
+    const config = `${copies[0]}.config`;
+    writeFileSync(config, copies.map((c) => `${c} 0x0 0x4000\n`).join(''));
     return ['--uboot', config];
   }
 }

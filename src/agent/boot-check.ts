@@ -8,13 +8,14 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { type HealthReport, runHealthChecks } from '../bootcount/health.ts';
-import { type BootCheckPlan, type Slot, applyAll, bootloaderChoose, next, planBootCheck } from '../bootcount/state.ts';
+import { type BootCheckPlan, type BootState, type Slot, applyAll, bootloaderChoose, next, other, planBootCheck } from '../bootcount/state.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
-import { type LastBoot, bootedSlot, changeBootState, writeLastBoot } from './boot.ts';
+import { type BootEnvHealth, type LastBoot, bootedSlot, changeBootState, lastBootPath, readBootState, readJsonFile, readLkgMarker, realBootedSlot, writeLastBoot } from './boot.ts';
+import { DEFAULT_SYSROOT, type Sysroot } from './sysroot.ts';
 import { type DeploymentRecord, finalizeMarkerPath, readDeployment, recoverEtcSwap } from './deploy.ts';
+import { failedReleasesPath, rememberBootFailure, rememberFailure } from './failed-store.ts';
 import { cleanup } from './update.ts';
 import { appendJournal } from './journal.ts';
-import type { Sysroot } from './sysroot.ts';
 
 export interface BootCheckOptions {
   /** Treat the health checks as failed (sim-boot --unhealthy: a stand-in for a broken tree). */
@@ -25,6 +26,8 @@ export interface BootCheckOptions {
 
 export interface BootCheckResult extends LastBoot {
   health: HealthReport | null;
+  /** The boot env as this boot-check found it: ok, repaired (rewritten), or corrupt (a board env larch may not rewrite: nothing recorded). */
+  boot_env: BootEnvHealth;
 }
 
 /** @throws NOT_FOUND when no larch.slot= says which slot booted */
@@ -55,11 +58,26 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
   const healthy = failed.length === 0;
 
   let plan: BootCheckPlan | null = null;
-  await changeBootState(sysroot, config, (state) => {
-    plan = planBootCheck(state, slot, healthy);
-    return plan.events.length > 0 ? applyAll(state, plan.events) : null;
-  });
+  let triesLeft = 0;
+  // A damaged env is repaired here when larch owns it; a damaged board env cannot take the
+  // result: decide on what the bootloader does with it (the safe default) and say so.
+  const { env, state: bootloaderView } = await readBootState(sysroot, config);
+  if (env.health === 'corrupt') {
+    plan = planBootCheck(bootloaderView, slot, healthy);
+    triesLeft = bootloaderView.slots[slot].triesLeft;
+    await journal({ event: 'error', message: `boot-check cannot record its result: ${env.message}`, data: { boot_env: 'corrupt', hint: env.hint } });
+  } else {
+    await changeBootState(sysroot, config, (state) => {
+      plan = planBootCheck(state, slot, healthy);
+      triesLeft = state.slots[slot].triesLeft;
+      return plan.events.length > 0 ? applyAll(state, plan.events) : null;
+    });
+  }
   const p = plan! as BootCheckPlan;
+  // A release that spent its last try, or that the bootloader left, is never staged again by itself.
+  await rememberBootFailure(sysroot, { slot, commit: record?.commit ?? null, version: record?.version ?? null, retry: p.outcome === 'retry', triesLeft, failed, fellBackFrom: p.report.fellBack ? p.report.from : null, previousBoot: await readJsonFile<LastBoot>(lastBootPath(sysroot)).catch(() => null) }).catch((err) =>
+    journal({ event: 'error', message: `could not remember the failed release in ${failedReleasesPath(sysroot)}: ${(err as Error).message}` }).catch(() => {}),
+  );
   if (p.report.fellBack) {
     await journal({ event: 'fallback', message: `the bootloader fell back from slot ${p.report.from} to slot ${slot}: slot ${p.report.from} used up its tries without being marked good`, data: { from: p.report.from, to: slot } });
   }
@@ -86,8 +104,9 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
     reboot: p.reboot,
     failed_checks: failed,
     health,
+    boot_env: env.health,
   };
-  const { health: _omit, ...lastBoot } = result;
+  const { health: _omit, boot_env: _env, ...lastBoot } = result;
   // The env already says what happened; a full filesystem must not make a confirmed boot fail.
   await writeLastBoot(sysroot, lastBoot).catch((err) => {
     if (!(err instanceof LarchError && err.code === 'NO_SPACE')) throw err;
@@ -141,17 +160,35 @@ export interface SimBootResult {
 /**
  * A simulated reboot: the bootloader's step (bootloaderChoose, what board/ scripts do) on the
  * sysroot's real env file, the chosen slot recorded as the kernel command line, then boot-check.
+ * An env with no valid copy reads as the scripts read it: the safe default (the LKG marker's slot),
+ * no write; boot-check then repairs it. Refused on a real root (/, /sysroot) and on a system booted
+ * through larch (larch.slot= on /proc/cmdline): there the env is the device's own.
+ * @throws USAGE on a real root
  */
 export async function simBoot(sysroot: Sysroot, opts: BootCheckOptions = {}): Promise<SimBootResult> {
+  const real = await realBootedSlot();
+  if (sysroot.path === '/' || sysroot.path === DEFAULT_SYSROOT || real) {
+    throw new LarchError('USAGE', `sim-boot refuses ${real ? `a system booted through larch (larch.slot=${real} on /proc/cmdline)` : `the real root '${sysroot.path}'`}: it rewrites the boot env as a reboot would`, {
+      data: { sysroot: sysroot.path, booted: real },
+      hint: 'run it on a test sysroot (a directory made with larch provision --sysroot DIR); on a device, reboot',
+    });
+  }
   const config = await sysroot.readConfig();
   const store = await sysroot.envStore(config.bootloader);
+  const lkgMarker = await readLkgMarker(sysroot, config.bootloader);
   let choice: ReturnType<typeof bootloaderChoose> | null = null;
-  await store.update((vars) => {
-    choice = bootloaderChoose(vars);
-    if (!choice.wrote) return;
-    vars.clear();
-    for (const [k, v] of choice.newVars) vars.set(k, v);
-  });
+  try {
+    await store.update((vars) => {
+      choice = bootloaderChoose(vars, { lkgMarker });
+      if (!choice.wrote) return;
+      vars.clear();
+      for (const [k, v] of choice.newVars) vars.set(k, v);
+    });
+  } catch (err) {
+    if (!(err instanceof LarchError && (err.code === 'ENV_CORRUPT' || (config.bootloader === 'grub' && err.code === 'NOT_FOUND')))) throw err;
+    // No valid copy: the scripts boot the safe default and never write.
+    choice = bootloaderChoose(new Map(), { lkgMarker });
+  }
   const c = choice! as ReturnType<typeof bootloaderChoose>;
   await mkdir(dirname(sysroot.simCmdlinePath), { recursive: true });
   await writeFileAtomic(sysroot.simCmdlinePath, `larch.slot=${c.slot}${c.rescue ? ' larch.rescue=1' : ''}\n`);
@@ -161,12 +198,35 @@ export async function simBoot(sysroot: Sysroot, opts: BootCheckOptions = {}): Pr
 }
 
 /** `larch mark-good` / `mark-bad` by hand (default: the booted slot). */
-export async function markSlot(sysroot: Sysroot, good: boolean, slotArg?: Slot): Promise<{ slot: Slot }> {
+export async function markSlot(sysroot: Sysroot, good: boolean, slotArg?: Slot, opts: { force?: boolean } = {}): Promise<{ slot: Slot }> {
   const config = await sysroot.readConfig();
-  const slot = slotArg ?? (await bootedSlot(sysroot));
+  const booted = await bootedSlot(sysroot);
+  const slot = slotArg ?? booted;
   if (!slot) throw new LarchError('USAGE', 'cannot tell which slot booted; name it with --slot A|B');
-  if (good && !(await readDeployment(sysroot, slot))) throw new LarchError('NOT_FOUND', `slot ${slot} holds no deployment; nothing to mark good`);
-  await changeBootState(sysroot, config, (state) => next(state, good ? { type: 'marked-good', slot } : { type: 'marked-bad', slot }));
-  await appendJournal(sysroot.journalPath, { event: good ? 'mark-good' : 'mark-bad', slot, message: `slot ${slot} marked ${good ? 'good' : 'bad'} by hand` });
+  const record = await readDeployment(sysroot, slot);
+  if (good && !record) throw new LarchError('NOT_FOUND', `slot ${slot} holds no deployment; nothing to mark good`);
+  await changeBootState(sysroot, config, (state) => {
+    if (!good && !opts.force && isOnlyGood(state, slot, booted)) {
+      throw new LarchError('INVALID_INPUT', `slot ${slot}${record ? ` (version ${record.version})` : ''} is the only slot known to boot: marking it bad could leave the device with nothing to boot`, {
+        hint: `pass --force if you mean it; to get rid of a bad update instead, mark that slot bad (--slot ${other(slot)}) or 'larch deploy' another version first`,
+        data: { reason: 'only-good-slot', slot },
+      });
+    }
+    return next(state, good ? { type: 'marked-good', slot } : { type: 'marked-bad', slot });
+  });
+  // The commit lets a damaged env be reconstructed (reconstruct() in boot.ts): this deployment was confirmed.
+  await appendJournal(sysroot.journalPath, { event: good ? 'mark-good' : 'mark-bad', slot, commit: record?.commit, version: record?.version, message: `slot ${slot} marked ${good ? 'good' : 'bad'} by hand` });
+  // A release marked bad is not staged again by itself (failed-releases.ts).
+  if (!good && record) {
+    const last = await readJsonFile<LastBoot>(lastBootPath(sysroot)).catch(() => null);
+    const checks = last && last.commit === record.commit && !last.healthy ? last.failed_checks : [];
+    await rememberFailure(sysroot, { commit: record.commit, version: record.version, time: new Date().toISOString(), reason: 'marked-bad', failed_checks: checks, slot });
+  }
   return { slot };
+}
+
+/** Marking `slot` bad leaves no slot known to boot: the other is not good and this one is good, booted or the last known good. */
+function isOnlyGood(state: BootState, slot: Slot, booted: Slot | null): boolean {
+  if (state.slots[other(slot)].good) return false;
+  return state.slots[slot].good || slot === booted || slot === state.lastGood;
 }

@@ -20,6 +20,8 @@ import { type Announcement, type CommandResult, announceTopic, commandFreshness,
 import { NonceLog } from '../mqtt/nonce-log.ts';
 import { inRollout, rolloutPosition } from '../mqtt/rollout.ts';
 import type { EtcMerger } from './deploy.ts';
+import { bootedSlot } from './boot.ts';
+import { describeFailure } from './failed-releases.ts';
 import { type JournalEvent, appendJournal } from './journal.ts';
 import { type MetricsSnapshot, type UpdateResult, type UpdateState, JournalTally, daemonMetrics } from './daemon-metrics.ts';
 import { formatMetrics } from './metrics.ts';
@@ -77,8 +79,15 @@ interface UpdateView {
   retry: { at: string; failures: number } | null;
 }
 
+/** An announcement, a periodic check's result or a command the daemon did not act on, and why (a short kebab-case reason). */
+export interface Skip {
+  reason: string;
+  message: string;
+  time: string;
+}
+
 /** The retained status message (docs/formats.md §13.4). */
-export function statusMessage(s: Status, d: { device: string; seq: number; started: string; policy: string; update: UpdateView; lastError: { code: string; message: string; time: string } | null }, online = true): Record<string, unknown> {
+export function statusMessage(s: Status, d: { device: string; seq: number; started: string; policy: string; update: UpdateView; lastError: { code: string; message: string; time: string } | null; lastSkip?: Skip | null }, online = true): Record<string, unknown> {
   const dep = (x: Status['booted']) => (x ? { slot: x.slot, version: x.version, commit: x.commit, good: x.good, tries_left: x.tries_left } : null);
   const booted = s.booted;
   return {
@@ -101,6 +110,8 @@ export function statusMessage(s: Status, d: { device: string; seq: number; start
     last_boot: s.last_boot ? { time: s.last_boot.time, slot: s.last_boot.slot, healthy: s.last_boot.healthy, fell_back: s.last_boot.fell_back, outcome: s.last_boot.outcome } : null,
     last_update: s.last_update,
     last_error: d.lastError ?? (s.last_update?.error ? { ...s.last_update.error, time: s.last_update.time } : null),
+    last_skip: d.lastSkip ?? null,
+    failed_releases: s.failed_releases.map((f) => ({ commit: f.commit, version: f.version, time: f.time, reason: f.reason, failed_checks: f.failed_checks })),
   };
 }
 
@@ -118,6 +129,7 @@ export class Daemon {
   private lastCheckS: number | null = null;
   private updates: Record<UpdateResult, number> = { staged: 0, downloaded: 0, 'no-update': 0, pinned: 0, error: 0 };
   private lastError: { code: string; message: string; time: string } | null = null;
+  private lastSkip: Skip | null = null;
   private work: Promise<void> = Promise.resolve();
   private statusChain: Promise<void> = Promise.resolve();
   private statusQueued = false;
@@ -212,7 +224,7 @@ export class Daemon {
   }
 
   private statusContext() {
-    return { device: this.d.deviceId, seq: ++this.seq, started: this.started, policy: this.d.config.policy, update: this.update, lastError: this.lastError };
+    return { device: this.d.deviceId, seq: ++this.seq, started: this.started, policy: this.d.config.policy, update: this.update, lastError: this.lastError, lastSkip: this.lastSkip };
   }
 
   /** Coalesces: at most one status build waits behind the one being published. */
@@ -258,20 +270,21 @@ export class Daemon {
     const opened = await openSigned('announce', payload, this.trusted);
     if (!opened.ok) {
       this.d.log(`announce: refused (${opened.reason})`);
-      await this.journal(EVENT_ANNOUNCE, `refused an announcement on ${announceTopic(this.ref)}: ${opened.reason}`, { reason: opened.reason });
-      return;
+      return this.skip(EVENT_ANNOUNCE, opened.reason, `refused an announcement on ${announceTopic(this.ref)}: ${opened.reason}`);
     }
     let a: Announcement;
     try {
       a = parseAnnouncement(opened.body);
     } catch (err) {
-      await this.journal(EVENT_ANNOUNCE, `refused a malformed announcement: ${(err as Error).message}`, { reason: 'malformed' });
-      return;
+      return this.skip(EVENT_ANNOUNCE, 'malformed', `refused a malformed announcement: ${(err as Error).message}`);
     }
-    if (a.ref !== this.ref) return;
-    if (this.newestAnnouncement && a.created < this.newestAnnouncement.created) return; // an older one, replayed
+    const about = { commit: a.commit, version: a.version, created: a.created };
+    if (a.ref !== this.ref) return this.skip(EVENT_ANNOUNCE, 'other-ref', `ignored an announcement of version ${a.version} for ${a.ref}: this device follows ${this.ref}`, about);
+    if (this.newestAnnouncement && a.created < this.newestAnnouncement.created) {
+      return this.skip(EVENT_ANNOUNCE, 'older', `ignored an announcement of version ${a.version} made ${new Date(a.created * 1000).toISOString()}: one made later (version ${this.newestAnnouncement.version}) replaces it`, about);
+    }
     const key = announcementKey(a);
-    if (this.handled.has(key)) return;
+    if (this.handled.has(key)) return this.skip(EVENT_ANNOUNCE, 'already-handled', `ignored the announcement of version ${a.version} again: it was acted on already (a resent retained message)`, about);
     if (!this.newestAnnouncement || announcementKey(this.newestAnnouncement) !== key) this.clearRetry();
     this.newestAnnouncement = a;
     const position = this.d.config.wariness !== undefined ? this.d.config.wariness * 100 : rolloutPosition(this.d.deviceId);
@@ -280,15 +293,16 @@ export class Daemon {
     const status = await readStatus(this.d.sysroot);
     if (status.booted?.commit === a.commit || status.pending?.commit === a.commit) {
       this.handled.add(key);
-      this.setUpdate({ state: status.pending?.commit === a.commit ? 'staged' : 'up-to-date' });
-      return;
+      const staged = status.pending?.commit === a.commit;
+      this.setUpdate({ state: staged ? 'staged' : 'up-to-date' });
+      return this.skip(EVENT_ANNOUNCE, staged ? 'already-staged' : 'up-to-date', `version ${a.version} announced for ${a.ref}: it is ${staged ? 'staged already' : 'booted already'}`, about);
     }
-    await this.journal(EVENT_ANNOUNCE, `version ${a.version} announced for ${a.ref} at rollout ${a.rollout}%: ${selected ? `this device (position ${position.toFixed(2)}) takes it` : `this device (position ${position.toFixed(2)}) waits`}`, { commit: a.commit, rollout: a.rollout, position, selected });
     if (!selected) {
       this.setUpdate({ state: 'waiting-rollout' });
       this.handled.add(key);
-      return;
+      return this.skip(EVENT_ANNOUNCE, 'outside-rollout', `version ${a.version} announced for ${a.ref} at rollout ${a.rollout}%: this device (position ${position.toFixed(2)}) waits`, { ...about, rollout: a.rollout, position, selected });
     }
+    await this.journal(EVENT_ANNOUNCE, `version ${a.version} announced for ${a.ref} at rollout ${a.rollout}%: this device (position ${position.toFixed(2)}) takes it`, { commit: a.commit, rollout: a.rollout, position, selected });
     const jitterMs = Math.floor((this.d.random ?? Math.random)() * this.d.config.jitterS * 1000);
     if (jitterMs > 0) await sleep(jitterMs);
     if (this.stopped) return;
@@ -339,8 +353,17 @@ export class Daemon {
   /** Runs the policy for an announcement (or a periodic check: a = null). True when it completed. */
   private async runPolicy(a: Announcement | null): Promise<boolean> {
     const action = policyAction(this.d.config.policy);
+    const event = a ? EVENT_ANNOUNCE : 'check';
+    const what = a ? `the announced version ${a.version}` : 'the periodic check';
     if (action === 'report') {
       this.setUpdate({ state: a ? 'available' : this.update.state });
+      if (a) await this.skip(event, 'policy-none', `${what}: reported only (policy none)`, { commit: a.commit });
+      return true;
+    }
+    if ((await bootedSlot(this.d.sysroot)) === null) {
+      // Writing "the other slot" needs to know which one runs now: never guessed.
+      this.setUpdate({ state: 'idle' });
+      await this.skip(event, 'not-booted', `${what}: not acted on, this device has not booted through larch yet (no larch.slot= on the kernel command line); boot-check at the next boot makes it so`);
       return true;
     }
     const ctx = this.context();
@@ -356,7 +379,14 @@ export class Daemon {
         // The summary, not the announcement, says what the ref's head is: an announcement of another commit is stale (or early).
         this.d.log(`announce: version ${a.version} is not the head of ${a.ref} on ${ctx.remote.describe()} (head is ${c.update.version}); waiting for the next announcement`);
         this.setUpdate({ state: 'available' });
+        await this.skip(event, 'not-head', `${what}: not acted on, the head of ${a.ref} on ${ctx.remote.describe()} is version ${c.update.version}; waiting for the next announcement`, { commit: a.commit, head: c.update.commit });
         return false;
+      }
+      if (c.update.failed_here && (action === 'stage' || action === 'stage-and-reboot' || action === 'download')) {
+        // Staging it again would loop: update, fail, fall back. Only deploy --retry-failed tries it.
+        this.setUpdate({ state: 'idle' });
+        await this.skip(event, 'failed-here', `${what}: not staging version ${c.update.version}: ${describeFailure(c.update.failed_here)}`, { commit: c.update.commit, version: c.update.version, time: c.update.failed_here.time, failed_checks: c.update.failed_here.failed_checks });
+        return true;
       }
       const pending = (await readStatus(this.d.sysroot)).pending;
       if (pending?.commit === c.update.commit) {
@@ -371,6 +401,7 @@ export class Daemon {
       this.setUpdate({ state: 'downloading' });
       const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, 'daemon upgrade', () => upgrade(ctx, { downloadOnly: action === 'download' })));
       this.setUpdate({ state: r.result === 'staged' ? 'staged' : r.result === 'downloaded' ? 'downloaded' : r.result === 'no-update' ? 'up-to-date' : 'idle', progress: null });
+      if (r.result === 'pinned') await this.skip(event, 'pinned', `${what}: not acted on, the device is pinned (larch unpin to resume)`, { commit: c.update.commit });
       // The reboot runs later in the queue (or waits for a window or a lock beside it).
       if (r.result === 'staged' && action === 'stage-and-reboot') this.planner.request(`version ${r.to?.version} staged by policy apply-and-reboot`);
       return true;
@@ -512,9 +543,14 @@ export class Daemon {
         await this.d.reboot(`command reboot (nonce ${c.nonce})`);
       }
     } catch (err) {
+      const e = err instanceof LarchError ? err : null;
+      if (e?.data.reason === 'failed-here') {
+        // Not an error of the device: a refusal, as upgrade's (deploy --retry-failed on the device tries it).
+        this.setUpdate({ state: 'idle', progress: null });
+        return this.report({ nonce: c.nonce, cmd: c.cmd, result: 'refused', reason: 'failed-here', message: `refused command '${c.cmd}': ${e.message}` }, { commit: e.data.commit, version: e.data.version, time: e.data.time, failed_checks: e.data.failed_checks });
+      }
       this.recordError(err);
       if (c.cmd !== 'rollback' && c.cmd !== 'cleanup') this.setUpdate({ state: 'error', progress: null });
-      const e = err instanceof LarchError ? err : null;
       await this.report({ nonce: c.nonce, cmd: c.cmd, result: 'error', code: e?.code ?? 'INTERNAL', message: `command '${c.cmd}' failed: ${(err as Error).message}` }, {});
     }
   }
@@ -537,9 +573,27 @@ export class Daemon {
 
   private async report(r: Omit<CommandResult, 'format' | 'device' | 'time'>, data: Record<string, unknown>): Promise<void> {
     const full: CommandResult = { format: 1, device: this.d.deviceId, ...r, time: new Date().toISOString() };
+    if (r.result === 'refused' && r.reason) {
+      this.lastSkip = { reason: r.reason, message: r.message, time: full.time };
+      this.queueStatus();
+    }
     if (r.result !== 'ok') this.d.log(`command: ${r.message}`);
     if (r.result !== 'refused' || this.journalRefusal(data)) await this.journal(EVENT_COMMAND, r.message, { nonce: r.nonce, cmd: r.cmd, result: r.result, ...(r.reason ? { reason: r.reason } : {}), ...(r.code ? { code: r.code } : {}), ...data });
     if (this.client) await publishAcked(this.client, commandResultTopic(this.d.deviceId), Buffer.from(JSON.stringify(full)), { qos: 1 }).catch((err) => this.d.log(`command result: ${(err as Error).message}`));
+  }
+
+  /**
+   * Something not acted on: one journal line with its reason, and the status's last_skip. The
+   * same decision again (each periodic check of a release that failed here) updates last_skip's
+   * time without another line.
+   */
+  private async skip(event: JournalEvent, reason: string, message: string, data: Record<string, unknown> = {}): Promise<void> {
+    const again = this.lastSkip?.reason === reason && this.lastSkip.message === message;
+    this.lastSkip = { reason, message, time: new Date().toISOString() };
+    this.queueStatus();
+    if (again) return;
+    this.d.log(`skip (${reason}): ${message}`);
+    await this.journal(event, message, { reason, ...data });
   }
 
   private async journal(event: JournalEvent, message: string, data: Record<string, unknown>): Promise<void> {

@@ -14,7 +14,7 @@
  * are checked once all files are read, naming the file and line that chose the strategy.
  */
 import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
 import { FLEET_LOCK_GROUP } from './fleetlock.ts';
 import { parseListen } from './metrics-server.ts';
@@ -246,6 +246,8 @@ export async function readDaemonConfig(larchDir: string): Promise<{ config: Daem
     config = { ...config, ...parseDaemonConfig(text, f, origins) };
     read.push(f);
   }
+  // A relative file is relative to S/larch (provision writes identity/… there), never to the cwd.
+  for (const k of ['mqttPasswordFile', 'mqttCaFile', 'mqttCertFile', 'mqttKeyFile'] as const) if (config[k] !== undefined && !isAbsolute(config[k]!)) config[k] = join(larchDir, config[k]!);
   checkRebootSettings(config, origins);
   return { config, files: read };
 }

@@ -1,28 +1,53 @@
 /**
- * Factory set-up of an empty sysroot: repo, trusted keys, config, the first deployment in slot A,
- * shared /var, and the bootloader state (A good, first). Idempotent: provisioning a sysroot again
- * with the same remote and ref changes nothing and succeeds; anything else is refused.
+ * Factory set-up of a sysroot: repo, trusted keys (by key id), config, the device's identity,
+ * the first deployment in slot A, shared /var, and the bootloader state (A good, first).
+ *
+ * Atomic: the whole state is built in staging folders (S/.larch-provision/ for S/larch and /var,
+ * S/boot/.larch-provision/ for the slot's boot files, on the boot partition) and moved into place
+ * last, S/larch (whose config.json makes the sysroot "provisioned") by the very last rename. A run
+ * that fails or is killed leaves the sysroot unprovisioned, none of its keys trusted; the next run
+ * starts from scratch. Idempotent: a re-run with the same options changes nothing; other options
+ * are refused (EXISTS, data.differs naming them) unless force, which provisions again from scratch.
  */
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { access, mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
-import { INITIAL_STATE, encode } from '../bootcount/state.ts';
-import { readPublicKey, keyId } from '../store/sign.ts';
+import type { Slot } from '../bootcount/state.ts';
+import { isValidDeviceId } from '../mqtt/format.ts';
+import { fsyncPath, syncFilesystem, writeFileAtomic } from '../store/_durable.ts';
+import { readPublicKey, keyId, formatPublicKey } from '../store/sign.ts';
 import { verifyCommit } from '../store/signatures.ts';
 import { Repo } from '../store/repo.ts';
 import { findDelta } from '../server/summary.ts';
+import { createBootEnv } from './boot.ts';
 import { readDeployment, writeDeployment } from './deploy.ts';
+import { formatFailedReleases } from './failed-releases.ts';
+import { failedReleasesPath, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
-import type { BootloaderKind, DeviceConfig, RemoteMqttAuth, Sysroot } from './sysroot.ts';
-import { type Remote, trustedKeys } from './update.ts';
+import { parseDaemonConfig } from './policy.ts';
+import { type BootloaderKind, type DeviceConfig, IDENTITY_FILES, type RemoteMqttAuth, Sysroot } from './sysroot.ts';
+import type { Remote } from './update.ts';
+
+/** The device's own settings, written under S/larch where the daemon and the remote read them. */
+export interface DeviceIdentity {
+  /** device_id in the provision drop-in (the daemon's MQTT client id and topics). */
+  deviceId?: string;
+  mqttUsername?: string;
+  /** Files on this host, copied to S/larch/identity/ (IDENTITY_FILES) and named in the drop-in. */
+  mqttPasswordFile?: string;
+  mqttCaFile?: string;
+  mqttCertFile?: string;
+  mqttKeyFile?: string;
+  /** daemon.conf files copied to S/larch/daemon.conf.d/ under their own names. */
+  daemonConf?: string[];
+}
 
 export interface ProvisionOptions {
   remote: Remote;
   remoteUrl: string;
   remoteKind: 'http' | 'mqtt';
-  /** Broker login and TLS files for an MQTT remote, kept in the config for later commands. */
-  remoteMqtt?: RemoteMqttAuth;
   ref: string;
   keys: string[];
   bootloader: BootloaderKind;
@@ -35,6 +60,9 @@ export interface ProvisionOptions {
    * file S/boot/uboot.env on the boot partition.
    */
   fwEnvConfig?: string;
+  identity?: DeviceIdentity;
+  /** Provision again from scratch, whatever the sysroot holds. */
+  force?: boolean;
   progress?: (done: number, total: number | null) => void;
 }
 
@@ -48,34 +76,199 @@ export interface ProvisionResult {
   download: { via: 'delta' | 'objects' | 'none'; bytes: number };
 }
 
-/** U-Boot env size used for a file env on the boot partition (board/uboot/boot.cmd's larch_env_size). */
-const UBOOT_ENV_SIZE = 0x4000;
+/**
+ * What provision was asked, comparable between runs: the "options" of S/larch/provision.json
+ * (docs/formats.md). Files are compared by their SHA-256; keys by their ids. The names are those
+ * `data.differs` lists.
+ */
+export interface ProvisionRequest {
+  url: string;
+  ref: string;
+  bootloader: BootloaderKind;
+  tries: number;
+  keys: string[];
+  /** --commit or --version as given; null: the ref's head at the time. */
+  version: string | null;
+  fw_env_config: string | null;
+  device_id: string | null;
+  mqtt_username: string | null;
+  mqtt_password_file: string | null;
+  mqtt_ca: string | null;
+  mqtt_cert: string | null;
+  mqtt_key: string | null;
+  /** Drop-in name -> SHA-256. */
+  daemon_conf: Record<string, string>;
+}
+
+interface ProvisionRecord {
+  larch: 1;
+  time: string;
+  options: ProvisionRequest;
+  commit: string;
+  version: string;
+}
+
+/** The staging folder's name, in S and in S/boot (a stale one, from a killed run, is removed). */
+const STAGING = '.larch-provision';
+/** The drop-in provision writes for --device-id and the --mqtt-* options. */
+export const PROVISION_DROPIN = '00-provision.conf';
+const IDENTITY_CONF_KEYS = { mqttPasswordFile: 'mqtt_password_file', mqttCaFile: 'mqtt_ca_file', mqttCertFile: 'mqtt_cert_file', mqttKeyFile: 'mqtt_key_file' } as const;
+const IDENTITY_REQUEST_KEYS = { mqttPasswordFile: 'mqtt_password_file', mqttCaFile: 'mqtt_ca', mqttCertFile: 'mqtt_cert', mqttKeyFile: 'mqtt_key' } as const;
+type IdentityFile = keyof typeof IDENTITY_FILES;
+const SECRET_FILES: IdentityFile[] = ['mqttPasswordFile', 'mqttKeyFile'];
+
+/** Every input, read and checked before anything is written. */
+interface Inputs {
+  request: ProvisionRequest;
+  keys: Map<string, Uint8Array>;
+  boardEnvConfig: string | null;
+  files: Partial<Record<IdentityFile, Buffer>>;
+  dropins: { name: string; text: string }[];
+}
 
 export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promise<ProvisionResult> {
-  const existing = await sysroot.readConfig().catch((err) => (err instanceof LarchError && err.code === 'NOT_FOUND' ? null : Promise.reject(err)));
-  if (existing) {
-    const a = await readDeployment(sysroot, 'A');
-    if (existing.remote.url === opts.remoteUrl && existing.ref === opts.ref && existing.bootloader === opts.bootloader && a) {
-      return { result: 'already-provisioned', sysroot: sysroot.path, slot: 'A', commit: a.commit, version: a.version, bootloader: existing.bootloader, download: { via: 'none', bytes: 0 } };
-    }
-    if (a) {
-      throw new LarchError('EXISTS', `${sysroot.path} is already provisioned (${existing.remote.url} ${existing.ref}, ${existing.bootloader})`, { hint: 'provision an empty sysroot, or use the same --repo-url, --ref and --bootloader to re-run' });
+  const input = await readInputs(opts);
+  if (!opts.force) {
+    const existing = await readProvisioned(sysroot);
+    if (existing) {
+      const differs = differingOptions(existing.options, existing.installed, input.request);
+      if (differs.length === 0) {
+        return { result: 'already-provisioned', sysroot: sysroot.path, slot: 'A', commit: existing.installed.commit, version: existing.installed.version, bootloader: existing.options.bootloader, download: { via: 'none', bytes: 0 } };
+      }
+      throw new LarchError('EXISTS', `${sysroot.path} is already provisioned, with other ${differs.join(', ')}`, {
+        hint: 'run provision with the options the sysroot was provisioned with (S/larch/provision.json), or add --force to provision it again from scratch (its keys, config and deployments are replaced)',
+        data: { sysroot: sysroot.path, differs },
+      });
     }
   }
+  const staging = await startStaging(sysroot);
+  try {
+    const result = await build(staging, opts, input);
+    await keepFailedReleases(sysroot, staging);
+    await moveIntoPlace(sysroot, staging, opts.bootloader, input.boardEnvConfig);
+    return { ...result, sysroot: sysroot.path };
+  } finally {
+    await rm(dirname(staging.larchDir), { recursive: true, force: true }).catch(() => {});
+    await rm(staging.bootDir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/**
+ * The option names whose values differ between what the sysroot was provisioned with and what is
+ * asked now. A --commit/--version matches the installed commit or version; none asked matches any.
+ */
+export function differingOptions(was: ProvisionRequest, installed: { commit: string; version: string }, now: ProvisionRequest): string[] {
+  const differs: string[] = [];
+  for (const k of Object.keys(now) as (keyof ProvisionRequest)[]) {
+    if (k === 'version') {
+      if (now.version !== null && now.version !== installed.commit && now.version !== installed.version) differs.push(k);
+    } else if (JSON.stringify(canonical(was[k])) !== JSON.stringify(canonical(now[k]))) {
+      differs.push(k);
+    }
+  }
+  return differs;
+}
+
+const canonical = (v: unknown): unknown => (Array.isArray(v) ? [...v].sort() : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v);
+const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex');
+
+/** @throws USAGE, NOT_FOUND, KEY_INVALID, INVALID_INPUT naming the file */
+async function readInputs(opts: ProvisionOptions): Promise<Inputs> {
   if (opts.keys.length === 0) throw new LarchError('USAGE', 'provision: --keys K.pub is required (the keys the device trusts)');
-  for (const k of opts.keys) await readPublicKey(k); // refuse a bad key file before writing anything
+  const keys = new Map<string, Uint8Array>();
+  for (const k of opts.keys) {
+    const pub = await readPublicKey(k);
+    keys.set(keyId(pub), pub);
+  }
   const boardEnvConfig = opts.fwEnvConfig === undefined ? null : await readBoardEnvConfig(opts.fwEnvConfig, opts.bootloader);
+  const id = opts.identity ?? {};
+  if (id.deviceId !== undefined && !isValidDeviceId(id.deviceId)) throw new LarchError('USAGE', `provision: '${id.deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`);
+  const files: Inputs['files'] = {};
+  for (const k of Object.keys(IDENTITY_FILES) as IdentityFile[]) {
+    const path = id[k];
+    if (path !== undefined) files[k] = await readFile(path).catch((err) => Promise.reject(fromSystemError(err, `read --${IDENTITY_REQUEST_KEYS[k].replace(/_/g, '-')}`, path)));
+  }
+  const dropins: Inputs['dropins'] = [];
+  for (const path of id.daemonConf ?? []) {
+    const name = basename(path);
+    if (!name.endsWith('.conf')) throw new LarchError('USAGE', `provision: --daemon-conf '${path}': the name must end in .conf (the daemon reads daemon.conf.d/*.conf)`);
+    if (name === PROVISION_DROPIN || dropins.some((d) => d.name === name)) throw new LarchError('USAGE', `provision: --daemon-conf '${path}': another drop-in is already named ${name}`, { hint: `give each --daemon-conf file its own name (${PROVISION_DROPIN} is provision's own)` });
+    const text = await readFile(path, 'utf8').catch((err) => Promise.reject(fromSystemError(err, 'read --daemon-conf', path)));
+    parseDaemonConfig(text, path); // a bad file is refused now, not when the daemon starts on the device
+    dropins.push({ name, text });
+  }
+  const request: ProvisionRequest = {
+    url: opts.remoteUrl,
+    ref: opts.ref,
+    bootloader: opts.bootloader,
+    tries: opts.tries,
+    keys: [...keys.keys()].sort(),
+    version: opts.target ?? null,
+    fw_env_config: boardEnvConfig === null ? null : sha256(boardEnvConfig),
+    device_id: id.deviceId ?? null,
+    mqtt_username: id.mqttUsername ?? null,
+    mqtt_password_file: files.mqttPasswordFile ? sha256(files.mqttPasswordFile) : null,
+    mqtt_ca: files.mqttCaFile ? sha256(files.mqttCaFile) : null,
+    mqtt_cert: files.mqttCertFile ? sha256(files.mqttCertFile) : null,
+    mqtt_key: files.mqttKeyFile ? sha256(files.mqttKeyFile) : null,
+    daemon_conf: Object.fromEntries(dropins.map((d) => [d.name, sha256(d.text)])),
+  };
+  return { request, keys, boardEnvConfig, files, dropins };
+}
 
-  await mkdir(sysroot.larchDir, { recursive: true });
-  const repo = await Repo.open(sysroot.repoPath).catch(() => Repo.init(sysroot.repoPath, process.getuid?.() === 0 ? 'bare' : 'bare-user'));
-  await mkdir(sysroot.keysDir, { recursive: true });
-  for (const k of opts.keys) await copyFile(k, join(sysroot.keysDir, basename(k).endsWith('.pub') ? basename(k) : `${basename(k)}.pub`));
-  const config: DeviceConfig = { larch: 1, remote: { url: opts.remoteUrl, kind: opts.remoteKind, ...(opts.remoteMqtt ? { mqtt: opts.remoteMqtt } : {}) }, ref: opts.ref, bootloader: opts.bootloader, tries: opts.tries, pinned: false };
-  await sysroot.writeConfig(config);
+/**
+ * What the sysroot was provisioned with, or null when it is not provisioned (no config.json, or
+ * the config of a run that stopped before slot A was deployed, by a larch before staging).
+ * The remote, ref, bootloader and tries come from config.json and the keys from S/larch/keys (what
+ * the device uses); the rest from provision.json (none before it existed).
+ */
+async function readProvisioned(sysroot: Sysroot): Promise<{ options: ProvisionRequest; installed: { commit: string; version: string } } | null> {
+  const config = await sysroot.readConfig().catch((err) => {
+    if (err instanceof LarchError && err.code === 'NOT_FOUND') return null;
+    if (err instanceof LarchError && err.code === 'INVALID_INPUT') throw new LarchError(err.code, err.message, { hint: 'provision it again from scratch with --force', data: err.data });
+    throw err;
+  });
+  const a = config && (await readDeployment(sysroot, 'A'));
+  if (!config || !a) return null;
+  const record = await readFile(sysroot.provisionRecordPath, 'utf8').then((t) => JSON.parse(t) as ProvisionRecord, () => null);
+  const keys: string[] = [];
+  const names = await readdir(sysroot.keysDir).catch(() => [] as string[]);
+  for (const n of names.filter((n) => n.endsWith('.pub'))) keys.push(keyId(await readPublicKey(join(sysroot.keysDir, n))));
+  const none: ProvisionRequest = { url: '', ref: '', bootloader: config.bootloader, tries: 0, keys: [], version: null, fw_env_config: null, device_id: null, mqtt_username: null, mqtt_password_file: null, mqtt_ca: null, mqtt_cert: null, mqtt_key: null, daemon_conf: {} };
+  const options: ProvisionRequest = { ...none, ...record?.options, url: config.remote.url, ref: config.ref, bootloader: config.bootloader, tries: config.tries, keys: [...new Set(keys)].sort() };
+  return { options, installed: record ? { commit: record.commit, version: record.version } : { commit: a.commit, version: a.version } };
+}
 
-  const trusted = await trustedKeys(sysroot);
+/**
+ * The releases that failed on this device outlive a --force provision (issue 13 §1: the memory
+ * survives a reprovision): the device's experience of a commit does not change with its keys.
+ */
+async function keepFailedReleases(sysroot: Sysroot, staging: Sysroot): Promise<void> {
+  const failed = await readFailedReleases(sysroot).catch(() => null); // unreadable: nothing worth keeping
+  if (failed && failed.releases.length > 0) await writeFileAtomic(failedReleasesPath(staging), formatFailedReleases(failed));
+}
+
+/** Empty staging folders (a killed run's are removed), and the sysroot as seen while staging. */
+async function startStaging(sysroot: Sysroot): Promise<Sysroot> {
+  const root = join(sysroot.path, STAGING);
+  const boot = join(sysroot.bootDir, STAGING);
+  for (const dir of [root, boot]) {
+    await rm(dir, { recursive: true, force: true }).catch((err) => Promise.reject(fromSystemError(err, 'remove a stale staging folder', dir)));
+    await mkdir(dir, { recursive: true }).catch((err) => Promise.reject(fromSystemError(err, 'create the staging folder', dir)));
+  }
+  return new Sysroot(sysroot.path, { larchDir: join(root, 'larch'), varDir: join(root, 'var'), bootDir: boot });
+}
+
+/** Builds S/larch, slot A (its boot files in the boot staging folder) and /var in the staging folders. */
+async function build(staging: Sysroot, opts: ProvisionOptions, input: Inputs): Promise<Omit<ProvisionResult, 'sysroot'>> {
+  await mkdir(staging.keysDir, { recursive: true });
+  const repo = await Repo.init(staging.repoPath, process.getuid?.() === 0 ? 'bare' : 'bare-user');
+  // By key id: two vendor.pub from different folders are two keys.
+  for (const [id, pub] of input.keys) await writeFileAtomic(join(staging.keysDir, `${id}.pub`), formatPublicKey(pub));
+  const remoteAuth = await writeIdentity(staging, opts.identity ?? {}, input);
+  const trusted = [...input.keys.values()];
+
   const summary = await opts.remote.fetchSummary({ trusted, now: Math.floor(Date.now() / 1000) });
-  await sysroot.writeConfig({ ...config, summarySerial: summary.serial });
   const head = summary.refs[opts.ref];
   if (!head) throw new LarchError('NOT_FOUND', `${opts.remote.describe()} has no ref '${opts.ref}' (it has: ${Object.keys(summary.refs).join(', ') || 'none'})`, { hint: 'check --ref' });
   let commit = head.commit;
@@ -87,28 +280,78 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
   }
   let download: ProvisionResult['download'] = { via: 'none', bytes: 0 };
   if (!(await repo.hasObject('commit', commit))) {
-    download = await opts.remote.pull(repo, commit, { delta: findDelta(summary, null, commit), trusted, downloadDir: sysroot.downloadDir, progress: opts.progress });
+    download = await opts.remote.pull(repo, commit, { delta: findDelta(summary, null, commit), trusted, downloadDir: staging.downloadDir, progress: opts.progress });
   }
   const verified = await verifyCommit(repo, commit, trusted);
   if (!verified.valid) throw new LarchError('SIGNATURE_INVALID', `commit ${commit} is not signed by a trusted key (${trusted.map(keyId).join(', ')})`, { data: { commit } });
 
-  const record = await writeDeployment(sysroot, repo, 'A', commit, { origin: { remote: opts.remoteUrl, ref: opts.ref }, signedBy: verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId) });
+  const record = await writeDeployment(staging, repo, 'A', commit, { origin: { remote: opts.remoteUrl, ref: opts.ref }, signedBy: verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId) });
   await repo.writeRef('larch/slot-A', commit);
-
-  // The bootloader state last: until it exists, nothing on the device claims to be bootable.
-  await mkdir(sysroot.bootDir, { recursive: true });
-  if (boardEnvConfig !== null) {
-    await writeFile(sysroot.fwEnvConfigPath(), boardEnvConfig);
-  } else if (opts.bootloader === 'uboot') {
-    await writeFile(sysroot.fwEnvConfigPath(), `# larch: U-Boot env in a file on the boot partition (board/uboot/fw_env.config.fat-file)\n${sysroot.envPath('uboot')}\t0x0\t0x${UBOOT_ENV_SIZE.toString(16)}\n`);
-  } else {
-    await mkdir(join(sysroot.bootDir, 'grub'), { recursive: true });
-  }
-  const store = await sysroot.envStore(opts.bootloader);
-  await store.init(new Map(encode(INITIAL_STATE)), { force: true });
-  await appendJournal(sysroot.journalPath, { event: 'provision', slot: 'A', commit, version: record.version, message: `provisioned with version ${record.version} in slot A from ${opts.remoteUrl} ${opts.ref} (${opts.bootloader})` });
-  return { result: 'provisioned', sysroot: sysroot.path, slot: 'A', commit, version: record.version, bootloader: opts.bootloader, download };
+  const config: DeviceConfig = { larch: 1, remote: { url: opts.remoteUrl, kind: opts.remoteKind, ...(opts.remoteKind === 'mqtt' && remoteAuth ? { mqtt: remoteAuth } : {}) }, ref: opts.ref, bootloader: opts.bootloader, tries: opts.tries, pinned: false, summarySerial: summary.serial };
+  await staging.writeConfig(config);
+  const provisioned: ProvisionRecord = { larch: 1, time: new Date().toISOString(), options: input.request, commit, version: record.version };
+  await writeFileAtomic(staging.provisionRecordPath, JSON.stringify(provisioned, null, 2) + '\n');
+  await appendJournal(staging.journalPath, { event: 'provision', slot: 'A', commit, version: record.version, message: `provisioned with version ${record.version} in slot A from ${opts.remoteUrl} ${opts.ref} (${opts.bootloader})` });
+  return { result: 'provisioned', slot: 'A', commit, version: record.version, bootloader: opts.bootloader, download };
 }
+
+/**
+ * S/larch/identity/ (the files, secrets 0600), the provision drop-in naming them, and the
+ * --daemon-conf drop-ins. Paths are relative to S/larch, so they hold wherever the sysroot is
+ * mounted. Returns the broker login for config.json (undefined: none).
+ */
+async function writeIdentity(staging: Sysroot, id: DeviceIdentity, input: Inputs): Promise<RemoteMqttAuth | undefined> {
+  const auth: RemoteMqttAuth = {};
+  const lines: string[] = [];
+  const quote = (s: string) => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  if (id.deviceId !== undefined) lines.push(`device_id = ${quote(id.deviceId)}`);
+  if (id.mqttUsername !== undefined) {
+    lines.push(`mqtt_username = ${quote(id.mqttUsername)}`);
+    auth.username = id.mqttUsername;
+  }
+  for (const k of Object.keys(IDENTITY_FILES) as IdentityFile[]) {
+    const bytes = input.files[k];
+    if (bytes === undefined) continue;
+    const rel = IDENTITY_FILES[k];
+    await mkdir(join(staging.larchDir, dirname(rel)), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(staging.resolveLarchPath(rel), bytes, SECRET_FILES.includes(k) ? 0o600 : 0o644);
+    lines.push(`${IDENTITY_CONF_KEYS[k]} = ${quote(rel)}`);
+    auth[k === 'mqttPasswordFile' ? 'passwordFile' : k === 'mqttCaFile' ? 'caFile' : k === 'mqttCertFile' ? 'certFile' : 'keyFile'] = rel;
+  }
+  if (lines.length > 0 || input.dropins.length > 0) await mkdir(staging.daemonConfDir, { recursive: true });
+  if (lines.length > 0) {
+    const text = `# Written by larch provision: this device's identity (docs/fleet.md). Relative paths are relative to S/larch.\n${lines.join('\n')}\n`;
+    const path = join(staging.daemonConfDir, PROVISION_DROPIN);
+    parseDaemonConfig(text, PROVISION_DROPIN); // e.g. a user name the format cannot hold
+    await writeFileAtomic(path, text);
+  }
+  for (const d of input.dropins) await writeFileAtomic(join(staging.daemonConfDir, d.name), d.text);
+  return Object.keys(auth).length > 0 ? auth : undefined;
+}
+
+/**
+ * The staged state into place. First the old S/larch out of the way (from then on, until the last
+ * rename, the sysroot is not provisioned: a kill leaves nothing trusted), then the boot files of
+ * slot A (the old slots' removed) and /var, then the bootloader state, and S/larch last.
+ */
+async function moveIntoPlace(sysroot: Sysroot, staging: Sysroot, bootloader: BootloaderKind, boardEnvConfig: string | null): Promise<void> {
+  const stagingRoot = dirname(staging.larchDir);
+  const io = (action: string, path: string) => (err: unknown) => Promise.reject(fromSystemError(err, action, path));
+  if (await exists(sysroot.larchDir)) await rename(sysroot.larchDir, join(stagingRoot, 'old')).catch(io('move the old state aside', sysroot.larchDir));
+  for (const slot of ['A', 'B'] as Slot[]) await rm(sysroot.slotBootDir(slot), { recursive: true, force: true }).catch(io('remove old boot files', sysroot.slotBootDir(slot)));
+  await rename(staging.slotBootDir('A'), sysroot.slotBootDir('A')).catch(io('move boot files into place', sysroot.slotBootDir('A')));
+  await fsyncPath(sysroot.bootDir);
+  await syncFilesystem(sysroot.bootDir); // vfat: the renamed entry is durable once the partition is
+  // /var is the device's data: seeded once, kept by --force.
+  if (!(await exists(sysroot.varDir))) await rename(staging.varDir, sysroot.varDir).catch(io('move /var into place', sysroot.varDir));
+  // The bootloader state: written in place (the env may be raw storage), taking its lock in the staged S/larch.
+  await createBootEnv(new Sysroot(sysroot.path, { larchDir: staging.larchDir }), bootloader, boardEnvConfig);
+  await syncFilesystem(sysroot.path, [staging.larchDir]);
+  await rename(staging.larchDir, sysroot.larchDir).catch(io('move the provisioned state into place', sysroot.larchDir));
+  await fsyncPath(sysroot.path);
+}
+
+const exists = (path: string) => access(path).then(() => true, () => false);
 
 /** The board's fw_env.config, checked before anything is written. @throws USAGE, NOT_FOUND, INVALID_INPUT naming the file */
 async function readBoardEnvConfig(path: string, bootloader: BootloaderKind): Promise<string> {

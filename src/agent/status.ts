@@ -3,9 +3,12 @@
  * boot and the last update did. The JSON shape is a contract for scripts (docs/cli.md).
  */
 import { join } from 'node:path';
+import { compareDebianVersions, parseDebianVersion } from '../compose/debian-version.ts';
 import { type BootState, type Slot, SLOTS, isBootable, other } from '../bootcount/state.ts';
-import { type LastBoot, bootedSlot, lastBootPath, readBootState, readJsonFile } from './boot.ts';
+import { type BootEnvHealth, type LastBoot, bootedSlot, lastBootPath, readBootState, readJsonFile } from './boot.ts';
 import { type DeploymentRecord, readDeployment } from './deploy.ts';
+import { type FailedRelease, type FailedReleases, describeFailure, findFailed } from './failed-releases.ts';
+import { readFailedReleases } from './failed-store.ts';
 import type { Sysroot } from './sysroot.ts';
 
 export interface DeploymentStatus {
@@ -29,11 +32,21 @@ export interface DeploymentStatus {
 export interface LastUpdate {
   time: string;
   action: string;
-  result: 'ok' | 'error' | 'no-update';
+  /** ok: staged (or rolled back); downloaded: --download-only fetched it, nothing staged; pinned: upgrade held. */
+  result: 'ok' | 'downloaded' | 'pinned' | 'error' | 'no-update';
   version: string | null;
   commit: string | null;
   error: { code: string; message: string; hint: string } | null;
 }
+
+/**
+ * What a deployment is, as rpm-ostree status labels them: booted; staged (unconfirmed, the
+ * bootloader tries it next); next-boot (good, boots next though not booted now: before the
+ * first boot, or after `larch rollback`); rollback (good, not first); failed (remembered as
+ * failed here, failed-releases.ts); unbootable (neither good nor with tries: a cancelled or
+ * interrupted update).
+ */
+export type DeploymentLabel = 'booted' | 'staged' | 'next-boot' | 'rollback' | 'failed' | 'unbootable';
 
 export interface Status {
   sysroot: string;
@@ -49,6 +62,15 @@ export interface Status {
   boot: { order: Slot[]; last_good: Slot; rescue: boolean; slots: Record<Slot, { good: boolean; tries_left: number; deployed: boolean }> };
   last_boot: LastBoot | null;
   last_update: LastUpdate | null;
+  /** Every deployment, slot order, each labelled by what it is. */
+  deployments: (DeploymentStatus & { label: DeploymentLabel })[];
+  /** The slot the bootloader boots next (null: neither is bootable nor known good). */
+  next_boot: Slot | null;
+  /** Releases that failed on this device (S/larch/failed.json), oldest first: never staged again by themselves. */
+  failed_releases: FailedRelease[];
+  /** The boot env: ok; repaired (no valid copy, rewritten by this read); corrupt (a board env larch never rewrites). */
+  boot_env: BootEnvHealth;
+  boot_env_detail: { message: string; hint: string | null } | null;
 }
 
 export function lastUpdatePath(sysroot: Sysroot): string {
@@ -57,13 +79,16 @@ export function lastUpdatePath(sysroot: Sysroot): string {
 
 export async function readStatus(sysroot: Sysroot): Promise<Status> {
   const config = await sysroot.readConfig();
-  const { state } = await readBootState(sysroot, config);
+  const { state, env } = await readBootState(sysroot, config);
   const records: Record<Slot, DeploymentRecord | null> = { A: await readDeployment(sysroot, 'A'), B: await readDeployment(sysroot, 'B') };
   const booted = await bootedSlot(sysroot);
   const view = (slot: Slot | null) => (slot && records[slot] ? deploymentStatus(records[slot]!, state) : null);
   const others = booted ? [other(booted)] : [...SLOTS];
   const pendingSlot = others.find((s) => records[s] && state.order[0] === s && !state.slots[s].good && isBootable(state, s)) ?? null;
-  const rollbackSlot = others.find((s) => records[s] && s !== pendingSlot && state.slots[s].good && s !== booted) ?? null;
+  const failed = await readFailedReleases(sysroot);
+  const nextBoot = state.order.find((s) => isBootable(state, s)) ?? (state.slots[state.lastGood] ? state.lastGood : null);
+  const labels = labelDeployments(state, records, booted, nextBoot, failed);
+  const rollbackSlot = others.find((s) => labels[s] === 'rollback') ?? null;
   return {
     sysroot: sysroot.path,
     remote: config.remote.url,
@@ -84,7 +109,23 @@ export async function readStatus(sysroot: Sysroot): Promise<Status> {
     },
     last_boot: await readJsonFile<LastBoot>(lastBootPath(sysroot)),
     last_update: await readJsonFile<LastUpdate>(lastUpdatePath(sysroot)),
+    deployments: SLOTS.filter((s) => records[s]).map((s) => ({ label: labels[s]!, ...deploymentStatus(records[s]!, state) })),
+    next_boot: nextBoot,
+    failed_releases: failed.releases,
+    boot_env: env.health,
+    boot_env_detail: env.message === null ? null : { message: env.message, hint: env.hint },
   };
+}
+
+function labelDeployments(state: BootState, records: Record<Slot, DeploymentRecord | null>, booted: Slot | null, nextBoot: Slot | null, failed: FailedReleases): Record<Slot, DeploymentLabel | null> {
+  const label = (s: Slot): DeploymentLabel | null => {
+    const r = records[s];
+    if (!r) return null;
+    if (s === booted) return 'booted';
+    if (!state.slots[s].good) return isBootable(state, s) ? 'staged' : findFailed(failed, r.commit) ? 'failed' : 'unbootable';
+    return s === nextBoot && (booted === null || state.order[0] === s) ? 'next-boot' : 'rollback';
+  };
+  return { A: label('A'), B: label('B') };
 }
 
 function deploymentStatus(r: DeploymentRecord, state: BootState): DeploymentStatus {
@@ -104,22 +145,37 @@ function deploymentStatus(r: DeploymentRecord, state: BootState): DeploymentStat
   };
 }
 
+function notOlder(a: string, b: string): boolean {
+  return !(parseDebianVersion(a) && parseDebianVersion(b) && compareDebianVersions(a, b) < 0);
+}
+
 /** The human form of `larch status`. */
 export function formatStatus(s: Status): string {
   const lines: string[] = [];
   const dep = (label: string, d: DeploymentStatus | null) => {
     if (!d) return;
     lines.push(`${label} slot ${d.slot}: version ${d.version}  commit ${d.commit.slice(0, 12)}  ${d.timestamp}`);
-    lines.push(`    ${d.good ? 'good' : `unconfirmed, ${d.tries_left} tries left`}; from ${d.origin.remote} ${d.origin.ref}; signed by ${d.signed_by.join(', ') || 'nobody'}`);
+    lines.push(`    ${d.good ? 'good' : d.tries_left > 0 ? `unconfirmed, ${d.tries_left} tries left` : 'not bootable'}; from ${d.origin.remote} ${d.origin.ref}; signed by ${d.signed_by.join(', ') || 'nobody'}`);
     if (d.etc_conflicts.length > 0) lines.push(`    /etc conflicts (vendor's version saved as FILE.larchnew): ${d.etc_conflicts.join(', ')}`);
     if (d.finalize_interrupted) lines.push(`    FINALIZE INTERRUPTED (started ${d.finalize_interrupted.started}): /etc edits made on slot ${d.finalize_interrupted.from_slot} after the upgrade may be missing (see larch history)`);
   };
   lines.push(`sysroot ${s.sysroot}  (${s.bootloader}; ${s.remote} ${s.ref}${s.pinned ? '; pinned' : ''})`);
   if (!s.booted) lines.push('booted: unknown (not booted through larch yet: no larch.slot= on the kernel command line)');
-  dep('* booted ', s.booted);
-  dep('  pending', s.pending);
-  dep('  rollback', s.rollback);
+  const titles: Record<DeploymentLabel, string> = { booted: '* booted ', staged: '  pending', 'next-boot': '  next boot', rollback: '  rollback', failed: '  failed', unbootable: '  unbootable' };
+  for (const d of s.deployments) {
+    dep(titles[d.label], d);
+    const f = d.label === 'failed' ? s.failed_releases.find((r) => r.commit === d.commit) : undefined;
+    if (f) lines.push(`    ${describeFailure(f)}`);
+    if (d.label === 'unbootable') lines.push('    not bootable (a cancelled or interrupted update): the bootloader skips it');
+  }
+  // A failed release not in a slot any more is still refused: say so while it is not older than the booted one.
+  for (const f of s.failed_releases) {
+    if (s.deployments.some((d) => d.commit === f.commit) || (s.booted && !notOlder(f.version, s.booted.version))) continue;
+    lines.push(`  ${describeFailure(f)}`);
+  }
   lines.push(`boot order ${s.boot.order.join(' ')}; last known good ${s.boot.last_good}${s.boot.rescue ? '; RESCUE: no slot is bootable, running the last known good one' : ''}`);
+  lines.push(`boot env ${s.boot_env}${s.boot_env_detail ? `: ${s.boot_env_detail.message}` : ''}`);
+  if (s.boot_env_detail?.hint) lines.push(`    to fix: ${s.boot_env_detail.hint}`);
   if (s.last_boot) {
     const b = s.last_boot;
     lines.push(`last boot ${b.time}: slot ${b.slot}, ${b.healthy ? 'healthy' : `UNHEALTHY (${b.failed_checks.join(', ')})`}, ${b.outcome}${b.fell_back ? `; FELL BACK from slot ${b.from}` : ''}`);

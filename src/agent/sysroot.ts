@@ -4,7 +4,7 @@
  * directory; on a device it is the physical root filesystem (default /sysroot, as OSTree's).
  */
 import { mkdir, readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { type EnvStore, grubEnvStore, openUbootEnvStore } from '../bootcount/env-store.ts';
 import type { Slot } from '../bootcount/state.ts';
@@ -29,7 +29,8 @@ export interface DeviceConfig {
   larch: 1;
   /**
    * Where updates come from: an HTTP(S) base URL of an archive repo, or an MQTT URL and, for a
-   * broker that wants them, the login and TLS files (absolute paths on the device).
+   * broker that wants them, the login and TLS files (paths on the device; relative ones are
+   * relative to S/larch, as provision writes them: identity/mqtt-client.crt ...).
    */
   remote: { url: string; kind: 'http' | 'mqtt'; mqtt?: RemoteMqttAuth };
   ref: string;
@@ -42,15 +43,46 @@ export interface DeviceConfig {
   summarySerial?: number;
 }
 
+/**
+ * Where parts of a sysroot are, when not in their usual place: provision builds S/larch, the
+ * slot's boot files and /var in staging folders and moves them into place last.
+ */
+export interface SysrootLayout {
+  larchDir?: string;
+  bootDir?: string;
+  varDir?: string;
+}
+
+/** Files under S/larch that provision writes (device identity, docs/formats.md "Sysroot layout"). */
+export const IDENTITY_FILES = {
+  mqttCaFile: 'identity/mqtt-ca.crt',
+  mqttCertFile: 'identity/mqtt-client.crt',
+  mqttKeyFile: 'identity/mqtt-client.key',
+  mqttPasswordFile: 'identity/mqtt-password',
+} as const;
+
 export class Sysroot {
   readonly path: string;
+  private readonly layout: SysrootLayout;
 
-  constructor(path: string) {
+  constructor(path: string, layout: SysrootLayout = {}) {
     this.path = resolve(path);
+    this.layout = layout;
   }
 
   get larchDir(): string {
-    return join(this.path, 'larch');
+    return this.layout.larchDir ?? join(this.path, 'larch');
+  }
+  /** S/larch/provision.json: what provision was asked (compared on a re-run). */
+  get provisionRecordPath(): string {
+    return join(this.larchDir, 'provision.json');
+  }
+  get daemonConfDir(): string {
+    return join(this.larchDir, 'daemon.conf.d');
+  }
+  /** A path written in config.json or daemon.conf: relative ones are relative to S/larch (where provision puts identity files). */
+  resolveLarchPath(path: string): string {
+    return isAbsolute(path) ? path : join(this.larchDir, path);
   }
   get repoPath(): string {
     return join(this.larchDir, 'repo');
@@ -75,10 +107,10 @@ export class Sysroot {
     return join(this.larchDir, 'sim', 'cmdline');
   }
   get varDir(): string {
-    return join(this.path, 'var');
+    return this.layout.varDir ?? join(this.path, 'var');
   }
   get bootDir(): string {
-    return join(this.path, 'boot');
+    return this.layout.bootDir ?? join(this.path, 'boot');
   }
   deployDir(slot: Slot): string {
     return join(this.larchDir, 'deploy', slot);
@@ -110,6 +142,10 @@ export class Sysroot {
     try {
       const config = JSON.parse(text) as DeviceConfig;
       if (config.larch !== 1 || typeof config.ref !== 'string' || !config.remote || (config.bootloader !== 'uboot' && config.bootloader !== 'grub')) throw new Error('missing or unknown fields');
+      const mqtt = config.remote.mqtt;
+      if (mqtt) {
+        for (const k of ['passwordFile', 'caFile', 'certFile', 'keyFile'] as const) if (typeof mqtt[k] === 'string') mqtt[k] = this.resolveLarchPath(mqtt[k]);
+      }
       return config;
     } catch (err) {
       throw new LarchError('INVALID_INPUT', `${this.configPath}: not a larch device config: ${(err as Error).message}`, { hint: 'restore it from a backup, or provision the sysroot again' });
@@ -118,7 +154,11 @@ export class Sysroot {
 
   async writeConfig(config: DeviceConfig): Promise<void> {
     await mkdir(this.larchDir, { recursive: true });
-    await writeFileAtomic(this.configPath, JSON.stringify(config, null, 2) + '\n');
+    // Files under S/larch stay relative to it (readConfig made them absolute), so the sysroot
+    // reads the same mounted elsewhere (a factory host, an image builder).
+    const mqtt = config.remote.mqtt;
+    const stored = mqtt ? { ...config, remote: { ...config.remote, mqtt: Object.fromEntries(Object.entries(mqtt).map(([k, v]) => [k, k !== 'username' && typeof v === 'string' && v.startsWith(`${this.larchDir}/`) ? relative(this.larchDir, v) : v])) } } : config;
+    await writeFileAtomic(this.configPath, JSON.stringify(stored, null, 2) + '\n');
   }
 
   async openRepo(): Promise<Repo> {

@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { type BootState, type Slot, isBootable, next, other } from '../bootcount/state.ts';
 import { fsyncPath, writeFileAtomic } from '../store/_durable.ts';
+import { compareDebianVersions, parseDebianVersion } from '../compose/debian-version.ts';
 import { type PackageDiff, decodePackageList, diffCommitPackages } from '../compose/package-diff.ts';
 import type { Commit, ObjectId } from '../store/object.ts';
 import { dropObjects, prune } from '../store/prune.ts';
@@ -25,6 +26,8 @@ import type { Summary, SummaryDelta } from '../server/summary.ts';
 import { findDelta } from '../server/summary.ts';
 import { bootedSlot, changeBootState, readBootState } from './boot.ts';
 import { type DeploymentPlan, type DeploymentRecord, type EtcMerger, finalizeMarkerPath, planDeployment, readDeployment, redoEtcMerge, removeDeployment, writeDeployment } from './deploy.ts';
+import { type FailedRelease, describeFailure, findFailed } from './failed-releases.ts';
+import { forgetFailedRelease, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
 import { type LastUpdate, lastUpdatePath } from './status.ts';
 import type { DeviceConfig, Sysroot } from './sysroot.ts';
@@ -55,6 +58,8 @@ export interface UpgradeOptions {
   allowDowngrade?: boolean;
   /** deploy: a commit id or a version instead of the ref's head. */
   target?: string;
+  /** deploy --retry-failed: stage a commit that failed on this device (failed-releases.ts) again. */
+  retryFailed?: boolean;
 }
 
 export interface UpgradeResult {
@@ -71,7 +76,7 @@ export interface UpgradeResult {
 export interface CheckResult {
   available: boolean;
   booted: { slot: Slot; commit: string; version: string };
-  update: { commit: string; version: string; timestamp: number; bytes: number | null; via: 'delta' | 'objects' } | null;
+  update: { commit: string; version: string; timestamp: number; bytes: number | null; via: 'delta' | 'objects'; failed_here: FailedRelease | null } | null;
   /** With opts.packages: the update's package diff; null when there is no update or a commit has no package list. */
   packages?: PackageDiff | null;
 }
@@ -109,7 +114,9 @@ export async function check(ctx: UpdateContext, opts: { packages?: boolean } = {
   const packages = opts.packages ? { packages: null } : {};
   if (head.commit === booted.record.commit) return { available: false, booted: bootedInfo, update: null, ...packages };
   const delta = findDelta(summary, booted.record.commit, head.commit);
-  const update = { commit: head.commit, version: head.version, timestamp: head.timestamp, bytes: delta ? delta.bytes : null, via: delta ? ('delta' as const) : ('objects' as const) };
+  // An update that failed here is still reported, with that failure: upgrade refuses it.
+  const failedHere = findFailed(await readFailedReleases(sysroot), head.commit);
+  const update = { commit: head.commit, version: head.version, timestamp: head.timestamp, bytes: delta ? delta.bytes : null, via: delta ? ('delta' as const) : ('objects' as const), failed_here: failedHere };
   if (!opts.packages) return { available: true, booted: bootedInfo, update };
   return { available: true, booted: bootedInfo, update, packages: await offeredPackages(ctx, booted.record.commit, head.commit) };
 }
@@ -140,7 +147,7 @@ export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Pr
   const action = opts.target ? 'deploy' : 'upgrade';
   try {
     const result = await upgradeSteps(ctx, opts);
-    if (!opts.dryRun) await recordLastUpdate(sysroot, { action, result: result.result === 'staged' || result.result === 'downloaded' ? 'ok' : 'no-update', version: result.to?.version ?? null, commit: result.to?.commit ?? null, error: null });
+    if (!opts.dryRun) await recordLastUpdate(sysroot, { action, result: lastUpdateResult(result.result), version: result.to?.version ?? null, commit: result.to?.commit ?? null, error: null });
     return result;
   } catch (caught) {
     let err = caught;
@@ -160,6 +167,11 @@ export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Pr
   }
 }
 
+/** What last-update.json says of an upgrade that returned: a download is not an update done. */
+function lastUpdateResult(r: UpgradeResult['result']): LastUpdate['result'] {
+  return r === 'staged' ? 'ok' : r === 'downloaded' ? 'downloaded' : r === 'pinned' ? 'pinned' : 'no-update';
+}
+
 async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<UpgradeResult> {
   const { sysroot } = ctx;
   const config = await sysroot.readConfig();
@@ -176,9 +188,17 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const repo = await sysroot.openRepo();
   const target = opts.target ? await resolveTarget(ctx, repo, summary, config, opts.target) : { commit: head.commit, version: head.version, timestamp: head.timestamp };
   if (target.commit === booted.record.commit) return { result: 'no-update', from, to: null, download: none, etc_conflicts: [] };
+  const failed = findFailed(await readFailedReleases(sysroot), target.commit);
+  if (failed && !opts.retryFailed) {
+    throw new LarchError('INVALID_INPUT', `refusing version ${target.version} (commit ${target.commit.slice(0, 12)}): ${describeFailure(failed)}`, {
+      hint: `larch deploy ${target.version} --retry-failed tries it again; a newer release on ${config.ref} is taken as usual`,
+      data: { reason: 'failed-here', commit: target.commit, version: target.version, time: failed.time, failed_checks: failed.failed_checks, failure: failed.reason },
+    });
+  }
   const bootedTime = Date.parse(booted.record.timestamp) / 1000;
-  if (target.timestamp < bootedTime && !opts.allowDowngrade) {
-    throw new LarchError('INVALID_INPUT', `refusing to downgrade from version ${booted.record.version} (${booted.record.timestamp}) to ${target.version} (${new Date(target.timestamp * 1000).toISOString()})`, { hint: 'pass --allow-downgrade if you mean it', data: { reason: 'downgrade' } });
+  const older = isOlderRelease({ version: target.version, timestamp: target.timestamp }, { version: booted.record.version, timestamp: bootedTime });
+  if (older && !opts.allowDowngrade) {
+    throw new LarchError('INVALID_INPUT', `refusing to downgrade from version ${booted.record.version} (${booted.record.timestamp}) to ${target.version} (${new Date(target.timestamp * 1000).toISOString()}): its ${older} is older`, { hint: 'pass --allow-downgrade if you mean it', data: { reason: 'downgrade', by: older } });
   }
   if (!state.slots[booted.slot].good && !opts.downloadOnly && !opts.dryRun) {
     // Writing the other slot now could replace the last tree known to boot.
@@ -218,6 +238,8 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   // 4. deploy into the other slot and stage it
   const record = await stage(ctx, config, booted.slot, target.commit, signedBy);
   await repo.writeRef('larch/downloaded', null);
+  // Tried again on purpose: a new failure will be a new record.
+  if (failed) await forgetFailedRelease(sysroot, target.commit);
   return { result: 'staged', from, to, download, etc_conflicts: record.etcMerge?.conflicts ?? [], etc_plan: record.etcMerge?.plan };
 }
 
@@ -282,8 +304,21 @@ async function resolveTarget(ctx: UpdateContext, repo: Repo, summary: Summary, c
   const history = ctx.remote.history ? await ctx.remote.history(repo, head.commit, 100) : [];
   const found = history.find((h) => h.version === target || h.commit === target);
   if (!found) throw new LarchError('NOT_FOUND', `version or commit '${target}' is not in the history of ${config.ref} on ${ctx.remote.describe()}`, { hint: "larch check shows the newest version; use a version from the vendor's release list" });
-  const c = await repo.readCommit(found.commit).catch(() => null);
-  return { commit: found.commit, version: found.version, timestamp: c?.timestamp ?? 0 };
+  // Not local yet: the commit object (verified, not stored) says when it was made; guessing 0
+  // would call every newer commit a downgrade.
+  const c = (await repo.hasObject('commit', found.commit)) ? await repo.readCommit(found.commit) : await ctx.remote.fetchCommit(found.commit, { trusted: await trustedKeys(ctx.sysroot) });
+  return { commit: found.commit, version: found.version, timestamp: c.timestamp };
+}
+
+/**
+ * Whether a release is older than another: by Debian version ordering (when both versions are
+ * Debian versions) or by commit timestamp. Either one is enough, so a wrong build clock (a 1970
+ * timestamp) cannot open a downgrade, nor can a version string out of order. Names what is older.
+ */
+export function isOlderRelease(a: { version: string; timestamp: number }, b: { version: string; timestamp: number }): 'version' | 'timestamp' | null {
+  if (parseDebianVersion(a.version) && parseDebianVersion(b.version) && compareDebianVersions(a.version, b.version) < 0) return 'version';
+  if (a.timestamp < b.timestamp) return 'timestamp';
+  return null;
 }
 
 /**

@@ -12,7 +12,10 @@
  *   BOOT_B_LEFT                  "0" once a slot is good. Anything else ("10", "03", "x"): 0. Nine is the
  *                                cap so that GRUB, which cannot count, decrements with an equality chain.
  *   BOOT_LKG     "A" | "B"       last known good: the slot most recently marked good (or rolled back to).
- *                                Booted anyway when no slot is bootable. Anything else: "A".
+ *                                Booted anyway when no slot is bootable. Anything else (and an env with
+ *                                no valid copy): the LKG marker's slot, B when the file larch-lkg-B sits
+ *                                beside the env, else A. The marker is written only after an env write
+ *                                (markerSlot(); src/agent/boot.ts), never by a torn env write.
  *   BOOT_RESCUE  "1" | "0"       set by the bootloader when no slot was bootable and it booted BOOT_LKG
  *                                anyway; the agent reports it and stops rebooting (greenboot#26).
  *                                Read as set only while no slot is bootable, so a stale "1" is harmless.
@@ -84,14 +87,24 @@ function decodeTries(value: string | undefined): number {
   return value !== undefined && DIGITS.includes(value) ? Number(value) : 0;
 }
 
+export interface DecodeOptions {
+  /**
+   * The slot the LKG marker names (larch-lkg-B beside the env: B; none: A). It is the default of
+   * BOOT_LKG, so an env that lost its copies (torn, zeroed, missing) boots the slot last known
+   * good with no write instead of A, which may hold a staged, unconfirmed update.
+   */
+  lkgMarker?: Slot;
+}
+
 /**
  * Reads the boot state from the bootloader variables. Never throws: missing or garbage values take
  * the documented safe default (the header of this file), the same one the scripts take, so the
  * agent and the bootloader always agree. Use findProblems() to report what was wrong.
  * @example decode(new Map([['BOOT_ORDER', 'B A'], ['BOOT_B_LEFT', '2']])).order // ['B', 'A']
  */
-export function decode(vars: Vars): BootState {
-  const lastGood: Slot = vars.get('BOOT_LKG') === 'B' ? 'B' : 'A';
+export function decode(vars: Vars, options: DecodeOptions = {}): BootState {
+  const lkg = vars.get('BOOT_LKG');
+  const lastGood: Slot = lkg === 'A' || lkg === 'B' ? lkg : (options.lkgMarker ?? 'A');
   const orderText = vars.get('BOOT_ORDER');
   const order: [Slot, Slot] = orderText === 'A B' ? ['A', 'B'] : orderText === 'B A' ? ['B', 'A'] : [lastGood, other(lastGood)];
   const slot = (name: Slot): SlotState => {
@@ -200,11 +213,12 @@ export interface BootloaderChoice {
  * Exactly what board/uboot/boot.cmd and board/grub/grub.cfg do with the variables they load; the
  * in-process stand-in for a reboot (`larch sim-boot`), checked against the real scripts with
  * board/boot-cases.json.
+ * `lkgMarker`: the slot the LKG marker file names (decode()).
  * `saveFails`: the env write failed. The scripts then boot lastGood without spending a try, because
  * a try that was not recorded would let a bad slot boot forever.
  */
-export function bootloaderChoose(vars: Vars, options: { saveFails?: boolean } = {}): BootloaderChoice {
-  const attempt = attemptBoot(decode(vars));
+export function bootloaderChoose(vars: Vars, options: { saveFails?: boolean; lkgMarker?: Slot } = {}): BootloaderChoice {
+  const attempt = attemptBoot(decode(vars, options));
   if (!attempt.wrote) return { slot: attempt.slot, rescue: attempt.rescue, wrote: false, newVars: new Map(vars) };
   if (options.saveFails) return { slot: attempt.state.lastGood, rescue: attempt.rescue, wrote: false, newVars: new Map(vars) };
   return { slot: attempt.slot, rescue: attempt.rescue, wrote: true, newVars: mergeInto(vars, attempt.state) };
@@ -303,6 +317,19 @@ export function planBootCheck(state: BootState, booted: Slot, healthy: boolean):
   if (s.rescue) return { events, reboot: false, report, outcome: 'both-bad' };
   if (slot.good) return { events, reboot: false, report, outcome: 'unhealthy-stay' };
   return { events, reboot: true, report, outcome: 'retry' };
+}
+
+/**
+ * The slot the LKG marker must name after a write that left `state`: the last known good slot
+ * while it is good; when it was marked bad and the other slot is good, the other one; with no
+ * good slot, the last known good (the rescue slot, which the bootloader boots anyway). So an env
+ * lost afterwards (decode(empty, { lkgMarker })) boots a good slot, never one marked bad or
+ * unconfirmed, whenever there is a good one.
+ */
+export function markerSlot(state: BootState): Slot {
+  const s = normalise(state);
+  if (s.slots[s.lastGood].good) return s.lastGood;
+  return s.slots[other(s.lastGood)].good ? other(s.lastGood) : s.lastGood;
 }
 
 /** Applies events in order (one write's worth). */

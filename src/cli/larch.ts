@@ -1,9 +1,18 @@
 /** Process entry of the `larch` binary (bun build --compile) and of bin/larch.js (Node). */
-import { main } from './main.ts';
+import { exitIfOutputClosed, main } from './main.ts';
+
+process.stdout.on('error', (err) => {
+  exitIfOutputClosed(err);
+  throw err;
+});
 
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // An empty write's callback runs once everything before it has reached the pipe: a reader
+    // that went away with output still queued (one large write, as diff's) is then noticed
+    // (EPIPE, exit 141) instead of being dropped at exit with status 0.
+    process.stdout.write('', (err) => exitIfOutputClosed(err));
   },
   (err) => {
     process.stderr.write(`larch: internal error: ${err}\n`);

@@ -5,8 +5,29 @@ import { commands } from './commands/index.ts';
 
 export const VERSION = '0.1.0';
 
+/** Exit status when the reader of stdout went away (`larch ls | head -1`): 128 + SIGPIPE, as a C tool killed by SIGPIPE. */
+export const EXIT_OUTPUT_CLOSED = 141;
+
+/**
+ * The reader of stdout closed the pipe: stop quietly, as a shell tool killed by SIGPIPE does.
+ * Node and Bun ignore SIGPIPE, so the write fails with EPIPE instead: synchronously under Bun,
+ * as an 'error' event of process.stdout under Node (src/cli/larch.ts listens for both).
+ */
+export function exitIfOutputClosed(err: unknown): void {
+  if ((err as NodeJS.ErrnoException)?.code === 'EPIPE') process.exit(EXIT_OUTPUT_CLOSED);
+}
+
+function writeOut(text: string): void {
+  try {
+    process.stdout.write(text);
+  } catch (err) {
+    exitIfOutputClosed(err);
+    throw err;
+  }
+}
+
 const io: Io = {
-  out: (t) => void process.stdout.write(t),
+  out: writeOut,
   err: (t) => void process.stderr.write(t),
   isTTY: process.stdout.isTTY === true,
 };

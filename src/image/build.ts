@@ -9,14 +9,17 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LarchError } from '../errors.ts';
+import { LKG_MARKER, UBOOT_ENV_FILE2, fatEnvConfig } from '../agent/boot.ts';
 import { provision } from '../agent/provision.ts';
 import { httpRemote } from '../agent/remote-http.ts';
 import { Sysroot } from '../agent/sysroot.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import { DEFAULT_TRIES } from '../bootcount/state.ts';
-import { type ComposeResult, compose } from '../compose/compose.ts';
+import { type ComposeResult, METADATA_KEYS, compose } from '../compose/compose.ts';
+import { decodePackageList } from '../compose/package-diff.ts';
 import { publish } from '../server/publish.ts';
 import { startServer } from '../server/serve.ts';
+import type { CborValue } from '../store/cbor.ts';
 import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type DiskBootloader, type DiskLayout, buildDisk } from './disk.ts';
@@ -125,6 +128,15 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     ref ??= composed.ref;
   } else if (opts.rev) {
     commit = await repo.resolveRev(opts.rev);
+    // Before any work: an image of another architecture's commit would be built, and never boot.
+    const architectures = commitArchitectures((await repo.readCommit(commit)).metadata);
+    const foreign = architectures.filter((a) => a !== board.architecture);
+    if (foreign.length > 0) {
+      throw new LarchError('INVALID_INPUT', `image build: commit ${commit.slice(0, 12)} (${opts.rev}) is for ${architectures.join(', ')}, board ${opts.board} is ${board.architecture}`, {
+        hint: `build an image of a commit composed for ${board.architecture}, or choose a board of ${foreign[0]}`,
+        data: { commit, architecture: architectures.join(','), board: opts.board, board_architecture: board.architecture },
+      });
+    }
     if (!ref) {
       const refs = (await repo.listRefs()).filter((r) => r.commit === commit).map((r) => r.branch);
       if (refs.length !== 1) throw new LarchError('USAGE', `image build: pass --ref: ${refs.length === 0 ? 'no ref points at' : `several refs point at`} ${commit.slice(0, 12)}`);
@@ -174,6 +186,18 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
   }
 }
 
+/**
+ * The Debian architectures a commit is recorded for: compose's larch.architecture, else those of
+ * its package list (not `all`). Empty when it records neither (a commit made from a directory
+ * with `larch commit`): then nothing says what it runs on, and the build goes ahead.
+ */
+export function commitArchitectures(metadata: Map<string, CborValue>): string[] {
+  const recorded = metadata.get(METADATA_KEYS.architecture);
+  if (typeof recorded === 'string') return [recorded];
+  const fromPackages = new Set((decodePackageList(metadata) ?? []).map((p) => p.architecture).filter((a) => a !== 'all'));
+  return [...fromPackages].sort();
+}
+
 /** GRUB: a grub.cfg that sets the board's variables and sources larch.cfg (board/grub/grub.cfg). */
 function grubFiles(name: BoardName, board: Board, larchCfg: string, work: string): DiskBootloader {
   const grubCfg = `# larch: board ${name}. The boot state logic is larch.cfg (board/grub/grub.cfg).\nset larch_bootargs="${board.bootargs}"\nsource \${prefix}/larch.cfg\n`;
@@ -181,22 +205,22 @@ function grubFiles(name: BoardName, board: Board, larchCfg: string, work: string
 }
 
 /**
- * U-Boot: boot.scr (the board's settings, then board/uboot/boot.cmd). provision wrote uboot.env
- * and an fw_env.config naming it by its path on this build host; the device reads the same file
- * at DEVICE_SYSROOT/boot/uboot.env (the boot partition), so the config is rewritten to that.
+ * U-Boot: boot.scr (the board's settings, then board/uboot/boot.cmd). provision wrote the
+ * redundant env (uboot.env and uboot-redund.env) and an fw_env.config naming them by their paths
+ * on this build host; the device reads the same files under DEVICE_SYSROOT/boot (the boot
+ * partition), so the config is rewritten to that.
  */
 async function ubootFiles(name: BoardName, board: Board, bootCmd: string, sysrootPath: string, work: string): Promise<DiskBootloader> {
   const sysroot = new Sysroot(sysrootPath);
   const configPath = sysroot.fwEnvConfigPath();
   const config = parseFwEnvConfig(await readFile(configPath, 'utf8'), `'${configPath}'`);
   const size = `0x${config.envSizeBytes.toString(16)}`;
-  const devicePath = join(DEVICE_SYSROOT, 'boot', 'uboot.env');
-  await writeFile(configPath, `# larch: the U-Boot env is a file on the boot partition, mounted at ${DEVICE_SYSROOT}/boot (board/uboot/fw_env.config.fat-file)\n${devicePath}\t0x0\t${size}\n`);
+  await writeFile(configPath, fatEnvConfig(join(DEVICE_SYSROOT, 'boot')));
   return ubootBootloader({
     arch: board.ubootArch ?? 'arm64',
     name,
     // The deployer names the slot's files vmlinuz and initrd.img (arm64's vmlinuz is an Image, as booti wants).
-    settings: { larch_bootargs: board.bootargs, larch_kernel: 'vmlinuz', larch_initrd: 'initrd.img', larch_env: 'fat', larch_env_file: 'uboot.env', larch_env_size: size },
+    settings: { larch_bootargs: board.bootargs, larch_kernel: 'vmlinuz', larch_initrd: 'initrd.img', larch_env: 'fat', larch_env_file: 'uboot.env', larch_env_file2: UBOOT_ENV_FILE2, larch_env_size: size, larch_lkg_marker: LKG_MARKER },
     bootCmd,
     workDir: work,
   });

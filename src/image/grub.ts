@@ -1,7 +1,9 @@
 /**
  * The GRUB (BIOS, i386-pc) part of a disk image: /grub/grub.cfg and /grub/larch.cfg on the boot
  * partition, and GRUB's boot.img (MBR code) plus core.img in the gap before the first partition.
- * core.img is made with grub-mkimage (grub-pc-bin), so no grub-install and no root.
+ * core.img is made with grub-mkimage (grub-pc-bin), so no grub-install and no root. The boot state
+ * (/grub/grubenv, and the LKG marker /grub/larch-lkg-B that larch.cfg tests) comes with the
+ * sysroot's /boot, written by provision (createBootEnv in src/agent/boot.ts).
  */
 import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,8 +1,9 @@
 /**
  * The U-Boot part of a disk image: /boot.scr on the boot partition, which U-Boot's distro_bootcmd
  * finds on a bootable partition. It is the board's settings followed by board/uboot/boot.cmd,
- * wrapped by mkimage (u-boot-tools). The boot state (uboot.env) is already in the sysroot's /boot,
- * written by provision; U-Boot itself comes from the board's firmware, so nothing goes before the
+ * wrapped by mkimage (u-boot-tools). The boot state (the redundant env uboot.env + uboot-redund.env,
+ * and the LKG marker larch-lkg-B when B is the last known good slot) is already in the sysroot's
+ * /boot, written by provision (createBootEnv in src/agent/boot.ts); U-Boot itself comes from the board's firmware, so nothing goes before the
  * first partition.
  */
 import { readFile, writeFile } from 'node:fs/promises';

@@ -3,6 +3,7 @@
  * certificates), reconnect with exponential backoff, and one-shot connects for the CLI tools.
  * larch never runs a broker; any MQTT 5 broker (Mosquitto, EMQX, HiveMQ) serves.
  */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { connect, type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
@@ -53,13 +54,29 @@ export async function clientOptions(s: MqttSettings): Promise<IClientOptions> {
     will: s.will ? { topic: s.will.topic, payload: Buffer.from(s.will.payload), retain: s.will.retain, qos: s.will.qos } : undefined,
   };
   if (tls) {
-    opts.ca = await read(s.caFile, 'CA certificate');
-    opts.cert = await read(s.certFile, 'client certificate');
-    opts.key = await read(s.keyFile, 'client key');
+    opts.ca = checkPem(await read(s.caFile, 'CA certificate'), 'CA certificate', s.caFile);
+    opts.cert = checkPem(await read(s.certFile, 'client certificate'), 'client certificate', s.certFile);
+    opts.key = checkPem(await read(s.keyFile, 'client key'), 'client key', s.keyFile);
     opts.rejectUnauthorized = true;
     // servername: mqtt.js sets it from a host name, and leaves it out for an IP (RFC 6066).
   }
   return opts;
+}
+
+/**
+ * A TLS file that is not what it claims is refused naming the file, before mqtt.js's first connect
+ * would throw an OpenSSL error from inside the client (an internal error, not a hint).
+ * @throws INVALID_INPUT
+ */
+function checkPem(bytes: Buffer | undefined, what: 'CA certificate' | 'client certificate' | 'client key', path: string | undefined): Buffer | undefined {
+  if (bytes === undefined) return undefined;
+  try {
+    if (what === 'client key') createPrivateKey(bytes);
+    else new X509Certificate(bytes);
+  } catch (err) {
+    throw new LarchError('INVALID_INPUT', `${path}: not a PEM ${what}: ${(err as Error).message}`, { hint: `give the ${what} in PEM form (openssl x509 -in F -text / openssl pkey -in F show what a file holds)`, data: { path } });
+  }
+  return bytes;
 }
 
 /**

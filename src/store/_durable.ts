@@ -41,7 +41,9 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string, m
     // the HIL power-cut scenario (hil-tests/README.md, Findings).
     await fsyncPath(path);
   } catch (err) {
-    await rm(tmp, { force: true });
+    // Best effort: the error to report is the write's (on a read-only filesystem the rm fails
+    // too, and its EROFS about '.tmp-…' would hide which file could not be written).
+    await rm(tmp, { force: true }).catch(() => {});
     throw fromSystemError(err, 'write', path);
   }
 }

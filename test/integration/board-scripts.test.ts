@@ -1,6 +1,7 @@
 /**
  * The real bootloaders run board/boot-cases.json: U-Boot (Debian's qemu_arm64 build under QEMU TCG)
- * sources board/uboot/boot.scr from a FAT disk holding uboot.env, and GRUB (grub-emu, GRUB in
+ * sources board/uboot/boot.scr from a FAT disk holding the redundant env (uboot.env and
+ * uboot-redund.env, or the former single uboot.env) and the LKG marker, and GRUB (grub-emu, GRUB in
  * userspace) runs board/grub/grub.cfg against a grubenv on a FAT disk image. After every boot the
  * chosen slot and the env on the disk must match the table, which bootloaderChoose() also passes
  * (test/unit/bootcount/state.test.ts): the scripts and the in-process simulation are the same thing.
@@ -9,6 +10,7 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
+import { selectCopy } from '../../src/bootcount/uboot-env.ts';
 import { ROOT, tempDir } from '../helpers.ts';
 
 interface Boot {
@@ -19,13 +21,24 @@ interface Boot {
 }
 interface BootCase {
   name: string;
-  env: Record<string, string> | 'missing' | 'corrupt';
+  env: Record<string, string> | 'missing' | 'corrupt' | 'zero';
+  previous?: Record<string, string>;
+  torn?: boolean;
+  lkg_marker?: 'B';
+  uboot_layout?: 'single';
+  only?: 'uboot';
   boots: Boot[];
 }
 const cases = (JSON.parse(readFileSync(join(ROOT, 'board', 'boot-cases.json'), 'utf8')) as { cases: BootCase[] }).cases;
 
 const UBOOT_BIN = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
 const ENV_SIZE = 0x4000;
+const ENV_FILES = ['uboot.env', 'uboot-redund.env'];
+const MARKER = 'larch-lkg-B';
+/** A torn copy: the write stopped after this many bytes; the rest reads as erased flash (0xff). */
+const TORN_AT = 24;
+/** What a "corrupt" env holds before its check fails: A staged and unconfirmed, B good. */
+const CORRUPT_VARS = { BOOT_ORDER: 'A B', BOOT_A_GOOD: '0', BOOT_A_LEFT: '3', BOOT_B_GOOD: '1', BOOT_LKG: 'B' };
 const PART_OFFSET = 1024 * 1024;
 
 function missingTools(tools: string[]): string[] {
@@ -75,9 +88,12 @@ function parseLines(text: string): Record<string, string> {
   return out;
 }
 
-/** What the env should hold after each boot: the last write, or the initial env. */
-function expectedEnvs(c: BootCase): (Record<string, string> | null)[] {
-  let current = typeof c.env === 'string' ? null : c.env;
+/**
+ * What the env should hold after each boot: the last write, or the initial env (a torn newer
+ * copy: U-Boot reads the previous copy, GRUB has no valid grubenv).
+ */
+function expectedEnvs(c: BootCase, bootloader: 'uboot' | 'grub'): (Record<string, string> | null)[] {
+  let current = typeof c.env === 'string' ? null : c.torn ? (bootloader === 'uboot' ? c.previous! : null) : c.env;
   return c.boots.map((b) => (current = b.wrote ? b.env! : current));
 }
 
@@ -154,13 +170,29 @@ class UbootConsole {
   }
 }
 
-function makeUbootEnv(path: string, env: Record<string, string>, corrupt: boolean): void {
-  run('mkenvimage', ['-s', `0x${ENV_SIZE.toString(16)}`, '-o', path, '-'], Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(''));
-  if (corrupt) {
-    const bytes = readFileSync(path);
-    bytes[0] ^= 0xff;
-    writeFileSync(path, bytes);
-  }
+/** One env copy made by mkenvimage (-r: redundant, with `flags`); `damage` breaks its CRC. */
+function makeUbootCopy(dir: string, env: Record<string, string>, redundant: boolean, flags: number, damage: 'none' | 'flip' | 'torn'): Buffer {
+  const path = join(dir, 'copy.bin');
+  run('mkenvimage', ['-s', `0x${ENV_SIZE.toString(16)}`, ...(redundant ? ['-r'] : []), '-o', path, '-'], Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(''));
+  const bytes = readFileSync(path);
+  if (redundant) bytes[4] = flags;
+  if (damage === 'flip') bytes[0] ^= 0xff;
+  if (damage === 'torn') bytes.fill(0xff, TORN_AT);
+  return bytes;
+}
+
+/** The env files of a case: [uboot.env] for the single layout, else the redundant pair. */
+function makeUbootEnvFiles(dir: string, c: BootCase): Buffer[] {
+  const redundant = c.uboot_layout !== 'single';
+  const copies = redundant ? 2 : 1;
+  if (c.env === 'missing') return [];
+  if (c.env === 'zero') return Array.from({ length: copies }, () => Buffer.alloc(ENV_SIZE));
+  if (c.env === 'corrupt') return Array.from({ length: copies }, (_, i) => makeUbootCopy(dir, CORRUPT_VARS, redundant, 1 - i, 'flip'));
+  if (!redundant) return [makeUbootCopy(dir, c.env, false, 0, 'none')];
+  // As provisioned: both copies, copy 0 selected (flags 1 over 0). With `previous`: the older copy
+  // 0 (flags 1) and the newer copy 1 (flags 2), whose write may have been torn.
+  if (!c.previous) return [makeUbootCopy(dir, c.env, true, 1, 'none'), makeUbootCopy(dir, c.env, true, 0, 'none')];
+  return [makeUbootCopy(dir, c.previous, true, 1, 'none'), makeUbootCopy(dir, c.env, true, 2, c.torn ? 'torn' : 'none')];
 }
 
 const ubootTools = ['mkimage', 'mkenvimage', 'mkfs.vfat', 'mcopy', 'fw_printenv', 'qemu-system-aarch64', UBOOT_BIN];
@@ -171,24 +203,26 @@ t.test('U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', { skip: mi
   run('mkimage', ['-A', 'arm64', '-O', 'linux', '-T', 'script', '-C', 'none', '-n', 'larch', '-d', join(ROOT, 'board', 'uboot', 'boot.cmd'), scr]);
   const names = ['BOOT_ORDER', 'BOOT_A_GOOD', 'BOOT_A_LEFT', 'BOOT_B_GOOD', 'BOOT_B_LEFT', 'BOOT_LKG', 'BOOT_RESCUE'];
 
+  const empty = join(dir, MARKER);
+  writeFileSync(empty, '');
   const disks = cases.map((c, i) => {
     // Each disk says which case it holds: QEMU and U-Boot do not number virtio-mmio disks in -drive order.
     const idFile = join(dir, `id${i}`);
     run('mkdir', ['-p', idFile]);
     writeFileSync(join(idFile, 'case.txt'), 'x'.repeat(i + 1));
     const files = [scr, join(idFile, 'case.txt')];
-    const envPath = join(dir, `case${i}.env`);
-    if (c.env !== 'missing') {
-      makeUbootEnv(envPath, c.env === 'corrupt' ? { BOOT_ORDER: 'B A', BOOT_A_GOOD: '0', BOOT_B_LEFT: '3' } : c.env, c.env === 'corrupt');
-      // mcopy names the file after its source, so stage it as uboot.env.
-      const staged = join(dir, `stage${i}`);
-      run('mkdir', ['-p', staged]);
-      writeFileSync(join(staged, 'uboot.env'), readFileSync(envPath));
-      files.push(join(staged, 'uboot.env'));
-    }
+    if (c.lkg_marker === 'B') files.push(empty);
+    // mcopy names each file after its source, so stage them under their names.
+    const staged = join(dir, `stage${i}`);
+    run('mkdir', ['-p', staged]);
+    const initial = makeUbootEnvFiles(dir, c);
+    initial.forEach((bytes, k) => {
+      writeFileSync(join(staged, ENV_FILES[k]), bytes);
+      files.push(join(staged, ENV_FILES[k]));
+    });
     const disk = join(dir, `disk${i}.img`);
     makeFatDisk(disk, files);
-    return { disk, initial: c.env === 'missing' ? null : readFileSync(envPath) };
+    return { disk, initial, redundant: c.uboot_layout !== 'single' };
   });
   // virt has 32 virtio-mmio slots; one disk per case keeps this to one QEMU run.
   t.ok(cases.length <= 32, 'one QEMU run holds every case');
@@ -208,7 +242,7 @@ t.test('U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', { skip: mi
   t.equal(deviceOf.size, cases.length, 'U-Boot sees every disk');
   for (const [caseIndex, c] of cases.entries()) {
     const i = deviceOf.get(caseIndex)!.toString(16);
-    const expected = expectedEnvs(c);
+    const expected = expectedEnvs(c, 'uboot');
     for (const [k, boot] of c.boots.entries()) {
       const at = `${c.name} boot ${k + 1}`;
       // A power-on: U-Boot's default env, then the script as distro_bootcmd would run it.
@@ -216,10 +250,27 @@ t.test('U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', { skip: mi
       t.same(parseChoice(out), { slot: boot.slot, rescue: boot.rescue, wrote: boot.wrote }, `${at}: choice`);
       const want = expected[k];
       if (want) {
-        // U-Boot's own view of the file it just wrote (or left alone).
-        const shown = await uboot.command(`env default -f -a; load virtio ${i}:1 \${kernel_addr_r} uboot.env; env import -c \${kernel_addr_r} \${filesize}; printenv ${[...new Set([...names, ...Object.keys(want)])].join(' ')}`);
-        const seen = parseLines(shown.split('\n').filter((l) => !l.startsWith('## ') && !l.includes(' bytes read')).join('\n'));
-        t.same(seen, want, `${at}: env as U-Boot reads it back`);
+        const printed = `printenv ${[...new Set([...names, ...Object.keys(want)])].join(' ')}`;
+        const lines = (out: string) => parseLines(out.split('\n').filter((l) => !l.startsWith('## ') && !l.includes(' bytes read') && !l.includes('copy-ok=')).join('\n'));
+        if (!disks[caseIndex].redundant) {
+          // U-Boot's own view of the file it just wrote (or left alone).
+          const shown = await uboot.command(`env default -f -a; load virtio ${i}:1 \${kernel_addr_r} uboot.env; env import -c \${kernel_addr_r} \${filesize}; ${printed}`);
+          t.same(lines(shown), want, `${at}: env as U-Boot reads it back`);
+        } else {
+          // Each copy as U-Boot's CRC check reads it (the CRC moved over the flags byte, as boot.cmd
+          // does); the copy in use picked by selectCopy, which libubootenv agrees with (below).
+          const copies = [];
+          for (const file of ENV_FILES) {
+            const shown = await uboot.command(
+              `env default -f -a; setenv f none; if load virtio ${i}:1 \${kernel_addr_r} ${file} 0x4000; then setexpr t \${kernel_addr_r} + 4; setexpr.b f *\${t}; setexpr p \${kernel_addr_r} + 1; setexpr s \${kernel_addr_r} + 10000; cp.b \${kernel_addr_r} \${s} 4; cp.b \${s} \${p} 4; if env import -c \${p} 3fff; then echo "copy-ok=\${f}="; ${printed}; fi; fi`,
+            );
+            const ok = /copy-ok=([0-9a-f]+)=/.exec(shown);
+            copies.push({ crcValid: ok !== null, flags: ok ? parseInt(ok[1], 16) : 0, vars: lines(shown) });
+          }
+          const active = selectCopy([copies[0], copies[1]]);
+          t.not(active, null, `${at}: a valid copy`);
+          t.same(active === null ? null : copies[active].vars, want, `${at}: env as U-Boot reads it back (copy ${active})`);
+        }
       }
     }
   }
@@ -227,16 +278,18 @@ t.test('U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', { skip: mi
   uboot.stop();
   t.comment(`U-Boot: ${cases.reduce((n, c) => n + c.boots.length, 0)} boots in ${Date.now() - started} ms`);
 
-  // The files on the disks, decoded on the host by libubootenv's fw_printenv (CRC checked).
+  // The files on the disks, decoded on the host by libubootenv's fw_printenv (CRC checked; two
+  // lines in fw_env.config: redundant, the newer valid copy).
   for (const [i, c] of cases.entries()) {
-    const final = expectedEnvs(c).at(-1);
-    const got = readFromDisk(disks[i].disk, 'uboot.env', join(dir, `out${i}.env`));
+    const final = expectedEnvs(c, 'uboot').at(-1);
+    const files = disks[i].redundant ? ENV_FILES : ENV_FILES.slice(0, 1);
+    const got = files.map((name, k) => readFromDisk(disks[i].disk, name, join(dir, `out${i}-${k}.env`)));
     if (!c.boots.some((b) => b.wrote)) {
-      t.same(got, disks[i].initial, `${c.name}: env file untouched`);
+      t.same(got, files.map((_, k) => disks[i].initial[k] ?? null), `${c.name}: env files untouched`);
       continue;
     }
     const config = join(dir, `out${i}.config`);
-    writeFileSync(config, `${join(dir, `out${i}.env`)} 0x0 0x${ENV_SIZE.toString(16)}\n`);
+    writeFileSync(config, files.map((_, k) => `${join(dir, `out${i}-${k}.env`)} 0x0 0x${ENV_SIZE.toString(16)}\n`).join(''));
     t.same(parseLines(run('fw_printenv', ['-c', config])), final, `${c.name}: fw_printenv reads the final env`);
   }
 });
@@ -254,14 +307,21 @@ t.test('GRUB grub.cfg follows boot-cases.json (grub-emu)', { skip: missingTools(
   const started = Date.now();
   let boots = 0;
   for (const [i, c] of cases.entries()) {
+    if (c.only === 'uboot') continue;
     const caseDir = join(dir, `case${i}`);
     run('mkdir', ['-p', caseDir]);
     const grubenv = join(caseDir, 'grubenv');
     const files: string[] = [];
+    if (c.lkg_marker === 'B') {
+      writeFileSync(join(caseDir, MARKER), '');
+      files.push(join(caseDir, MARKER));
+    }
     if (c.env !== 'missing') {
-      if (c.env === 'corrupt') {
-        // Right size, wrong signature line: load_env refuses it.
-        writeFileSync(grubenv, `# GRUB Environment Blok\nBOOT_ORDER=B A\nBOOT_B_LEFT=3\n`.padEnd(1024, '#'));
+      if (c.env === 'corrupt' || c.torn) {
+        // Right size, wrong signature line (a write cut before its first sector): load_env refuses it.
+        writeFileSync(grubenv, `# GRUB Environment Blok\nBOOT_ORDER=A B\nBOOT_A_LEFT=3\n`.padEnd(1024, '#'));
+      } else if (c.env === 'zero') {
+        writeFileSync(grubenv, Buffer.alloc(1024));
       } else {
         run('grub-editenv', [grubenv, 'create']);
         const pairs = Object.entries(c.env).map(([k, v]) => `${k}=${v}`);
@@ -276,9 +336,9 @@ t.test('GRUB grub.cfg follows boot-cases.json (grub-emu)', { skip: missingTools(
     // grub-emu runs ${prefix}/grub.cfg with prefix (host)/caseDir: a power-on that sources the fragment.
     writeFileSync(
       join(caseDir, 'grub.cfg'),
-      `insmod part_msdos\ninsmod fat\nset larch_dryrun=1\nset larch_grubenv=(hd0,msdos1)/grubenv\nsource (host)${fragment}\nreboot\n`,
+      `insmod part_msdos\ninsmod fat\nset larch_dryrun=1\nset larch_grubenv=(hd0,msdos1)/grubenv\nset larch_lkg_marker=(hd0,msdos1)/${MARKER}\nsource (host)${fragment}\nreboot\n`,
     );
-    const expected = expectedEnvs(c);
+    const expected = expectedEnvs(c, 'grub');
     for (const [k, boot] of c.boots.entries()) {
       const at = `${c.name} boot ${k + 1}`;
       const r = spawnSync('grub-emu', ['-d', caseDir, '-r', 'host', '-m', join(caseDir, 'device.map')], { input: '', encoding: 'latin1', timeout: 20000 });

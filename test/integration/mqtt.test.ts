@@ -385,7 +385,7 @@ t.test('TLS with client certificates: the certificate is the login, the ACL keep
   t.match(readFileSync(join(dir, 'mosquitto.log'), 'utf8'), /Denied PUBLISH from larch-dev-other .*larch\/v1\/device\/dev-other\/status/, 'the broker denied it (it did connect)');
   await impostor.kill9();
 
-  // A device whose only path is the broker, over TLS: provision keeps the files in its config.
+  // A device whose only path is the broker, over TLS: provision copies the files into the sysroot and names them in its config.
   const responder = spawn(BIN, ['serve', '--repo', v.repo, '--port', '0', '--log', join(v.dir, 'tls-responder.log'), '--mqtt', broker.url, ...tlsArgs('responder'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
     responder.kill('SIGKILL');
@@ -396,12 +396,12 @@ t.test('TLS with client certificates: the certificate is the login, the ACL keep
   });
   await sleep(300);
   const mq = join(tempDir(t), 'dev-mq');
-  const p = await larchOk(['provision', '--sysroot', mq, '--mqtt-url', broker.url, '--ref', REF, '--keys', `${v.key}.pub`, '--json', ...tlsArgs('dev-mq')]);
+  const mqTls = tlsArgs('dev-mq');
+  const p = await larchOk(['provision', '--sysroot', mq, '--mqtt-url', broker.url, '--ref', REF, '--keys', `${v.key}.pub`, '--json', ...mqTls]);
   t.equal(p.json.version, '2', 'provisioned over MQTT with TLS');
-  t.match(JSON.parse(readFileSync(join(mq, 'larch/config.json'), 'utf8')).remote, { kind: 'mqtt', url: broker.url, mqtt: { caFile: pki.ca, certFile: pki.client('dev-mq').cert, keyFile: pki.client('dev-mq').key } }, 'the TLS files are in the device config');
+  t.match(JSON.parse(readFileSync(join(mq, 'larch/config.json'), 'utf8')).remote, { kind: 'mqtt', url: broker.url, mqtt: { caFile: 'identity/mqtt-ca.crt', certFile: 'identity/mqtt-client.crt', keyFile: 'identity/mqtt-client.key' } }, 'the TLS files are in the device config, relative to S/larch');
+  t.equal(readFileSync(join(mq, 'larch/identity/mqtt-client.crt'), 'utf8'), readFileSync(mqTls[3], 'utf8'), 'copied into the sysroot');
   t.match((await larchOk(['check', '--sysroot', mq, '--json'])).json, { available: false }, 'later commands log in with them');
-  const wrong = await larch(['provision', '--sysroot', join(tempDir(t), 'x'), '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--mqtt-ca', pki.ca, '--json']);
-  t.equal(wrong.json?.error?.code, 'USAGE', 'TLS files go with --mqtt-url only');
 });
 
 t.test('the session survives a broker restart: the daemon reconnects and still gets its commands', async (t) => {

@@ -46,6 +46,11 @@ DESCRIPTION
   An announced update that fails (a cut download, a busy or unreachable server, a full disk)
   is tried again by itself after retry_interval_s (60), the wait doubling up to retry_max_s
   (3600); the status shows update.retry until it is staged or a newer one is announced.
+  Every announcement, periodic check result or command it does not act on is journaled once
+  with its reason (not-booted, pinned, outside-rollout, failed-here, older, already-handled,
+  already-staged, up-to-date, not-head, other-ref, policy-none, and the command refusals);
+  the status carries the last one as last_skip {reason, message, time}. A release that failed
+  on this device (failed_releases in the status) is never staged again by the daemon.
   Runs until SIGTERM or SIGINT, then publishes a last status with online false.
 
 OPTIONS
@@ -53,7 +58,9 @@ OPTIONS
   --policy P             none: report announcements only; check: check the remote and report;
                          download: download and verify; apply: download and stage (boots at
                          the next reboot); apply-and-reboot: stage, then reboot (default check)
-  --mqtt URL             the broker (default: mqtt_url in daemon.conf; none: no MQTT)
+  --mqtt URL             the broker (default: mqtt_url in daemon.conf, else the broker the
+                         device was provisioned with (--mqtt-url, with its login and TLS
+                         files); a device provisioned with --repo-url and neither: no MQTT)
   --device-id ID         the device's id, one topic level (default: device_id, else the host name)
   --jitter SECONDS       wait a random 0..SECONDS before acting on an announcement (default 60)
   --status-interval S    publish the status at least this often (default 60)
@@ -75,14 +82,19 @@ EXAMPLES
       if (!isPolicy(policy)) throw new LarchError('USAGE', `daemon: --policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
       config.policy = policy;
     }
+    const device = await sysroot.readConfig();
     config.mqttUrl = opt(args, 'mqtt') ?? config.mqttUrl;
+    if (config.mqttUrl === undefined && device.remote.kind === 'mqtt') {
+      // Provisioned with --mqtt-url: that broker, with the login and TLS files given to provision.
+      const auth = device.remote.mqtt ?? {};
+      Object.assign(config, { mqttUrl: device.remote.url, mqttUsername: config.mqttUsername ?? auth.username, mqttPasswordFile: config.mqttPasswordFile ?? auth.passwordFile, mqttCaFile: config.mqttCaFile ?? auth.caFile, mqttCertFile: config.mqttCertFile ?? auth.certFile, mqttKeyFile: config.mqttKeyFile ?? auth.keyFile });
+    }
     config.jitterS = intOption(opt(args, 'jitter'), 'jitter', 'daemon') ?? config.jitterS;
     config.statusIntervalS = intOption(opt(args, 'status-interval'), 'status-interval', 'daemon') ?? config.statusIntervalS;
     config.checkIntervalS = intOption(opt(args, 'check-interval'), 'check-interval', 'daemon') ?? config.checkIntervalS;
     config.pollIntervalMs = intOption(opt(args, 'poll-interval-ms'), 'poll-interval-ms', 'daemon', 10) ?? config.pollIntervalMs;
     const deviceId = opt(args, 'device-id') ?? config.deviceId ?? hostname();
     if (!isValidDeviceId(deviceId)) throw new LarchError('USAGE', `daemon: '${deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`);
-    const device = await sysroot.readConfig();
     const log = (line: string) => io.err(`${new Date().toISOString()} ${line}\n`);
     const d = new Daemon({
       sysroot,

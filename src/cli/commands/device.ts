@@ -12,6 +12,7 @@ import { readJournal } from '../../agent/journal.ts';
 import { provision as provisionSysroot } from '../../agent/provision.ts';
 import { httpRemote } from '../../agent/remote-http.ts';
 import { mqttRemote } from '../../agent/remote-mqtt.ts';
+import { describeFailure } from '../../agent/failed-releases.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
 import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig, type RemoteMqttAuth } from '../../agent/sysroot.ts';
 import { withDeviceLock } from '../../agent/device-lock.ts';
@@ -26,11 +27,11 @@ const SYSROOT_HELP = `  --sysroot S     the device's root filesystem, or a direc
                   (default ${DEFAULT_SYSROOT})`;
 const EXIT_HELP = `EXIT STATUS
   0 success; 2 usage; 3 not found (not provisioned, unknown version); 4 invalid input (a
-  refused downgrade); 5 corrupt data, or a tree that would write outside its deployment;
-  6 signature problems (unsigned, untrusted, expired or replayed summary); 7 locked: another
-  command holds the device lock S/larch/lock (waits LARCH_LOCK_TIMEOUT seconds, default 60);
-  8 no space; 9 I/O; 12 delta for another base; 13 bootloader env unreadable. docs/cli.md
-  lists them all.`;
+  refusal: downgrade, failed-here, only-good-slot; data.reason says which); 5 corrupt data, or
+  a tree that would write outside its deployment; 6 signature problems (unsigned, untrusted,
+  expired or replayed summary); 7 locked: another command holds the device lock S/larch/lock
+  (waits LARCH_LOCK_TIMEOUT seconds, default 60); 8 no space; 9 I/O; 12 delta for another
+  base; 13 bootloader env unreadable. docs/cli.md lists them all.`;
 
 function sysrootOf(args: ParsedArgs): Sysroot {
   return new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
@@ -72,7 +73,7 @@ function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
 export const provision: Command = {
   name: 'provision',
   summary: 'set up an empty sysroot: repo, keys, first deployment in slot A, boot state',
-  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS, 'device-id': { type: 'string' }, 'daemon-conf': { type: 'string', multiple: true }, force: { type: 'boolean' } },
   help: `NAME
   larch provision - factory set-up of a device's sysroot
 
@@ -80,13 +81,22 @@ SYNOPSIS
   larch provision --sysroot S (--repo-url URL | --mqtt-url URL) --ref REF --keys K.pub [--keys K2.pub ...]
                   [--bootloader uboot|grub] [--fw-env-config F] [--commit ID | --version V] [--tries N] [--json]
                   [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F] [--mqtt-cert F] [--mqtt-key F]
+                  [--device-id ID] [--daemon-conf F.conf ...] [--force]
 
 DESCRIPTION
   Sets up an empty sysroot (a directory, or a mounted image): the local repo, the trusted
-  keys, the device config (remote and ref), the first deployment in slot A, a shared /var
-  seeded from the commit's /var, and the bootloader state (slot A good and first). The
-  remote's summary and the commit must be signed by one of the keys.
-  Idempotent: running it again with the same URL, ref and bootloader changes nothing.
+  keys (S/larch/keys/KEYID.pub), the device config (remote and ref), the device's identity,
+  the first deployment in slot A, a shared /var seeded from the commit's /var, and the
+  bootloader state (slot A good and first). The remote's summary and the commit must be
+  signed by one of the keys.
+  Atomic: everything is built in staging folders (S/.larch-provision, S/boot/.larch-provision)
+  and moved into place last, S/larch last of all. A run that fails or is killed leaves the
+  sysroot not provisioned, none of its keys trusted; run it again.
+  Idempotent: running it again with the same options changes nothing ("already-provisioned").
+  Other options are refused (exit 11, data.differs names them: url, ref, bootloader, tries,
+  keys, version, fw_env_config, device_id, mqtt_username, mqtt_password_file, mqtt_ca,
+  mqtt_cert, mqtt_key, daemon_conf) unless --force. Without --commit/--version, any
+  installed version matches.
 
 OPTIONS
 ${SYSROOT_HELP}
@@ -95,8 +105,16 @@ ${SYSROOT_HELP}
                   the device's only path; updates come in chunks from 'larch serve --mqtt'
                   responders (docs/fleet.md). User and password may be in the URL.
 ${MQTT_AUTH_HELP}
-                         (with --mqtt-url; the paths are kept in S/larch/config.json and
-                         read at each connect, so certificates can be renewed in place)
+                         the device's broker login: the files are copied to S/larch/identity/
+                         (key and password 0600) and named in S/larch/daemon.conf.d/00-provision.conf
+                         (for 'larch daemon') and, with --mqtt-url, in S/larch/config.json; read at
+                         each connect, so they can be renewed in place
+  --device-id ID  the device's id (MQTT client id and topics), device_id in 00-provision.conf
+  --daemon-conf F.conf  a daemon.conf drop-in, checked and copied to S/larch/daemon.conf.d/
+                  under its name (repeat for several; read after 00-provision.conf in name order)
+  --force         provision again from scratch a sysroot provisioned with other options: its
+                  keys, config, identity and deployments are replaced (S/var is kept); a
+                  failure while downloading or checking leaves the old state as it was
   --ref REF       the branch the device follows, e.g. os/stable
   --keys K.pub    a public key the device trusts (repeat for several)
   --bootloader B  uboot (env file S/boot/uboot.env, fw_env.config) or grub (S/boot/grub/grubenv);
@@ -111,10 +129,14 @@ ${MQTT_AUTH_HELP}
   --json          print {"result", "sysroot", "slot", "commit", "version", "bootloader", "download"}
 
 ${EXIT_HELP}
+  provision: 11 already provisioned with other options (data.differs); add --force.
 
 EXAMPLES
   larch provision --sysroot /mnt/sysroot --repo-url http://updates.example/os --ref os/stable \\
       --keys vendor.pub --bootloader grub
+  larch provision --sysroot /mnt/sysroot --repo-url http://updates.example/os --ref os/stable \\
+      --keys vendor.pub --device-id gw-0042 --mqtt-ca ca.pem --mqtt-cert gw-0042.crt \\
+      --mqtt-key gw-0042.key --daemon-conf fleet/50-policy.conf
 `,
   async run(args, io) {
     const mqttUrl = opt(args, 'mqtt-url');
@@ -126,14 +148,15 @@ EXAMPLES
     if (bootloader !== 'uboot' && bootloader !== 'grub') throw new LarchError('USAGE', `provision: --bootloader must be uboot or grub, got '${bootloader}'`);
     const tries = intOption(opt(args, 'tries'), 'tries', 'provision', 1) ?? DEFAULT_TRIES;
     if (tries > MAX_TRIES) throw new LarchError('USAGE', `provision: --tries must be 1..${MAX_TRIES}`);
+    // The files given are this host's; provision copies them into the sysroot (the device's identity).
     const mqttAuth = remoteMqttAuth(args);
-    if (mqttAuth && kind !== 'mqtt') throw new LarchError('USAGE', 'provision: --mqtt-username, --mqtt-password-file, --mqtt-ca, --mqtt-cert and --mqtt-key go with --mqtt-url');
     const remote = remoteFor({ remote: { url, kind, mqtt: mqttAuth } });
     const result = await provisionSysroot(sysrootOf(args), {
       remote,
       remoteUrl: url,
       remoteKind: kind,
-      remoteMqtt: mqttAuth,
+      identity: { deviceId: opt(args, 'device-id'), mqttUsername: mqttAuth?.username, mqttPasswordFile: mqttAuth?.passwordFile, mqttCaFile: mqttAuth?.caFile, mqttCertFile: mqttAuth?.certFile, mqttKeyFile: mqttAuth?.keyFile, daemonConf: list(args, 'daemon-conf') },
+      force: args.values.force === true,
       ref,
       keys: list(args, 'keys'),
       bootloader,
@@ -158,16 +181,24 @@ SYNOPSIS
   larch status [--sysroot S] [--json]
 
 DESCRIPTION
-  Shows the booted deployment, the pending one (staged: the bootloader tries it next boot) and
-  the rollback one (good, not first), each with version, commit, timestamp, origin, signing key
-  and tries left; the boot order; what the last boot-check found (health, whether the
-  bootloader fell back); and the last update's result or error.
+  Shows every deployment labelled by what it is, as rpm-ostree status does: booted, pending
+  (staged: the bootloader tries it next boot), next boot (good and first, but not booted now:
+  before the first boot, or after rollback), rollback (good, not first), failed (failed on
+  this device) or unbootable (a cancelled update), each with version, commit, timestamp,
+  origin, signing key and tries left; releases that failed on this device ("2 failed on this
+  device at TIME; waiting for a newer release"); the boot order; what the last boot-check found
+  (health, whether the bootloader fell back); and the last update's result or error.
 
 OPTIONS
 ${SYSROOT_HELP}
   --json          print the status object. Scripts may rely on: booted.{slot,commit,version},
                   pending (null or a deployment; pending.version), rollback, boot.order,
-                  last_boot.fell_back, last_boot.healthy, last_update.{result,error}
+                  last_boot.fell_back, last_boot.healthy, last_update.{result,error},
+                  deployments[].label (booted, staged, next-boot, rollback, failed,
+                  unbootable), next_boot, failed_releases[].{commit,version,time,failed_checks}
+                  boot_env ("ok"; "repaired": the env had no valid copy and was rewritten with
+                  the state larch can prove; "corrupt": a board env with no valid copy, which
+                  larch never rewrites; boot_env_detail.{message,hint} says what and how to fix)
 
 ${EXIT_HELP}
 `,
@@ -199,7 +230,7 @@ DESCRIPTION
 OPTIONS
 ${SYSROOT_HELP}
   --json          print {"available", "booted": {slot, commit, version}, "update": null |
-                  {commit, version, timestamp, bytes, via}, "packages": null | {upgraded,
+                  {commit, version, timestamp, bytes, via, failed_here}, "packages": null | {upgraded,
                   downgraded, added, removed}} (packages: db diff --json's lists; null when
                   there is no update or a commit has no package list)
 
@@ -209,7 +240,7 @@ ${EXIT_HELP}
     const r = await checkUpdate(await context(args, io), { packages: true });
     if (args.json) printJson(io, r);
     else if (!r.available) io.out(`no update: version ${r.booted.version} is the newest\n`);
-    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n${r.packages ? formatPackageDiff(r.packages) : ''}`);
+    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n${r.update!.failed_here ? `but ${describeFailure(r.update!.failed_here)}: upgrade refuses it\n` : ''}${r.packages ? formatPackageDiff(r.packages) : ''}`);
   },
 };
 
@@ -217,7 +248,7 @@ const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolea
 
 async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<void> {
   const ctx = await context(args, io);
-  const r = await upgradeSysroot(ctx, { target, dryRun: args.values['dry-run'] === true, downloadOnly: args.values['download-only'] === true, allowDowngrade: args.values['allow-downgrade'] === true });
+  const r = await upgradeSysroot(ctx, { target, dryRun: args.values['dry-run'] === true, downloadOnly: args.values['download-only'] === true, allowDowngrade: args.values['allow-downgrade'] === true, retryFailed: args.values['retry-failed'] === true });
   let finalized = null;
   if (r.result === 'staged' && args.values.reboot === true) finalized = await finalizeSysroot(ctx);
   if (args.values['dry-run'] === true && r.to) {
@@ -259,7 +290,10 @@ SYNOPSIS
   larch upgrade [--sysroot S] [--reboot] [--download-only] [--dry-run] [--allow-downgrade] [--json]
 
 DESCRIPTION
-  Verifies the signed summary, refuses a downgrade unless allowed, checks free space, downloads
+  Verifies the signed summary, refuses a downgrade unless allowed (older by Debian version
+  ordering or by commit timestamp: data.reason "downgrade") and a release that failed on this
+  device (data.reason "failed-here": it fell back or was marked bad; a newer release is taken
+  as usual; 'larch deploy VERSION --retry-failed' tries it again), checks free space, downloads
   the update (a static delta from the booted commit when the server has one, else object by
   object; interrupted downloads resume), verifies every object and the commit's signature, and
   only then writes the other slot: a hardlink checkout, /etc merged three ways (local and
@@ -281,7 +315,7 @@ ${SYSROOT_HELP}
   --download-only    stop after the download and verification
   --dry-run          show what would be downloaded, the /etc merge plan and the package
                      changes (as check); stage nothing
-  --allow-downgrade  accept a target older than the booted commit
+  --allow-downgrade  accept a target older than the booted commit (by version or timestamp)
   --json             print {"result": staged|downloaded|no-update|pinned|dry-run, "from",
                      "to", "download": {via, bytes}, "etc_conflicts"}; with --dry-run also
                      "etc_plan" and "packages" (as for check)
@@ -300,20 +334,24 @@ EXAMPLES
 export const deploy: Command = {
   name: 'deploy',
   summary: 'stage a given version or commit (rpm-ostree deploy)',
-  options: UPGRADE_OPTIONS,
+  options: { ...UPGRADE_OPTIONS, 'retry-failed': { type: 'boolean' } },
   positionals: true,
   help: `NAME
   larch deploy - stage a given version or commit of the followed ref
 
 SYNOPSIS
-  larch deploy VERSION|COMMIT [--sysroot S] [--allow-downgrade] [--reboot] [--dry-run] [--json]
+  larch deploy VERSION|COMMIT [--sysroot S] [--allow-downgrade] [--retry-failed] [--reboot] [--dry-run] [--json]
 
 DESCRIPTION
-  As upgrade, but for a named version or commit from the ref's history. An older one is
-  refused unless --allow-downgrade is given.
+  As upgrade, but for a named version or commit from the ref's history. An older one (by
+  Debian version ordering or by commit timestamp) is refused unless --allow-downgrade is
+  given. A release that failed on this device (it fell back, or was marked bad) is refused
+  unless --retry-failed is given.
 
 OPTIONS
 ${SYSROOT_HELP}
+  --retry-failed  stage a release that failed on this device again (it is forgotten as
+                  failed; if it fails again it is remembered again)
   --allow-downgrade, --reboot, --download-only, --dry-run, --json   as for upgrade
 
 ${EXIT_HELP}
@@ -510,7 +548,9 @@ ${SYSROOT_HELP}
   --no-reboot     report that a reboot is needed instead of rebooting
   --timeout S     per-check timeout in seconds (default 60)
   --json          print {"slot", "healthy", "outcome", "reboot", "fell_back", "from", "rescue",
-                  "failed_checks", "health"}
+                  "failed_checks", "health", "boot_env"} (boot_env: ok, repaired (the env had no
+                  valid copy and was rewritten), or corrupt (a board env larch may not rewrite:
+                  the result was not recorded; the journal names the restore command))
 
 ${EXIT_HELP}
 `,
@@ -519,7 +559,7 @@ ${EXIT_HELP}
     const timeout = intOption(opt(args, 'timeout'), 'timeout', 'boot-check', 1);
     const r = await bootCheck(sysroot, { timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
     if (args.json) printJson(io, r);
-    else io.out(`slot ${r.slot}: ${r.healthy ? 'healthy' : `unhealthy (${r.failed_checks.join(', ')})`}; ${r.outcome}${r.fell_back ? `; the bootloader fell back from slot ${r.from}` : ''}\n`);
+    else io.out(`slot ${r.slot}: ${r.healthy ? 'healthy' : `unhealthy (${r.failed_checks.join(', ')})`}; ${r.outcome}${r.fell_back ? `; the bootloader fell back from slot ${r.from}` : ''}${r.boot_env === 'ok' ? '' : `; boot env ${r.boot_env}`}\n`);
     if (r.reboot && args.values['no-reboot'] !== true && sysroot.path === DEFAULT_SYSROOT) await rebootNow();
   },
 };
@@ -529,25 +569,29 @@ function markCommand(good: boolean): Command {
   return {
     name,
     summary: good ? 'mark a slot good by hand' : 'mark a slot bad: it never boots again until redeployed',
-    options: { ...SYSROOT_OPTION, slot: { type: 'string' } },
+    options: { ...SYSROOT_OPTION, slot: { type: 'string' }, ...(good ? {} : { force: { type: 'boolean' } }) },
     help: `NAME
   larch ${name} - ${good ? 'confirm a slot without running health checks' : 'stop a slot from booting'}
 
 SYNOPSIS
-  larch ${name} [--sysroot S] [--slot A|B] [--json]
+  larch ${name} [--sysroot S] [--slot A|B]${good ? '' : ' [--force]'} [--json]
 
 DESCRIPTION
-  ${good ? 'Marks the slot (default: the booted one) good: it boots without spending tries and becomes the last known good slot.' : 'Marks the slot (default: the booted one) bad: the bootloader skips it until a new deployment is written to it.'}
+  ${good ? 'Marks the slot (default: the booted one) good: it boots without spending tries and becomes the last known good slot.' : `Marks the slot (default: the booted one) bad: the bootloader skips it until a new deployment is written to it.
+  Its release is remembered as failed on this device (S/larch/failed.json): upgrade and the
+  daemon do not stage it again; 'larch deploy VERSION --retry-failed' does. Marking the only
+  slot known to boot bad (the other is not good) is refused unless --force is given.`}
 
 OPTIONS
 ${SYSROOT_HELP}
-  --slot A|B      the slot (default: the booted one)
+  --slot A|B      the slot (default: the booted one)${good ? '' : `
+  --force         also mark the only slot known to boot bad`}
   --json          print {"slot"}
 
 ${EXIT_HELP}
 `,
     async run(args, io) {
-      const r = await markSlot(sysrootOf(args), good, slotOption(args, name));
+      const r = await markSlot(sysrootOf(args), good, slotOption(args, name), { force: args.values.force === true });
       if (args.json) printJson(io, r);
       else io.out(`slot ${r.slot} marked ${good ? 'good' : 'bad'}\n`);
     },
@@ -570,10 +614,15 @@ DESCRIPTION
   Runs the bootloader's decision (exactly what board/uboot/boot.cmd and board/grub/grub.cfg
   do: pick the first good slot, or spend a try of an unconfirmed one, or fall back) on the
   sysroot's real env file, records the chosen slot as the kernel command line would
-  (larch.slot=X), then runs boot-check. For tests and the demo.
+  (larch.slot=X in S/larch/sim/cmdline), then runs boot-check. For tests and the demo.
+  An env with no valid copy is read as the scripts read it (the safe default: the LKG
+  marker's slot, no write); boot-check then repairs it.
+  Refused (exit 2) without an explicit --sysroot, for the real roots / and /sysroot, and on
+  a system booted through larch (larch.slot= on /proc/cmdline): there the env is the
+  device's own, and /proc/cmdline always wins over a simulated command line.
 
 OPTIONS
-${SYSROOT_HELP}
+  --sysroot S     a test sysroot (a directory provisioned with larch provision); required
   --unhealthy     make the health checks fail (a stand-in for a broken tree)
   --json          print {"slot", "rescue", "wrote", "check": <boot-check result>}
 
@@ -581,6 +630,7 @@ ${EXIT_HELP}
 `,
   async run(args, io) {
     const timeout = intOption(opt(args, 'timeout'), 'timeout', 'sim-boot', 1);
+    if (opt(args, 'sysroot') === undefined) throw new LarchError('USAGE', 'sim-boot needs --sysroot S: it rewrites the boot env of S as a reboot would, and the default /sysroot is a real device', { hint: "run 'larch sim-boot --sysroot DIR' on a test sysroot; on a device, reboot" });
     const r = await simBoot(sysrootOf(args), { forceUnhealthy: args.values.unhealthy === true, timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
     if (args.json) printJson(io, r);
     else io.out(`booted slot ${r.slot}${r.rescue ? ' (rescue)' : ''}: ${r.check.healthy ? 'healthy' : `unhealthy (${r.check.failed_checks.join(', ')})`}; ${r.check.outcome}${r.check.fell_back ? `; FELL BACK from slot ${r.check.from}` : ''}${r.check.reboot ? '; needs a reboot' : ''}\n`);

@@ -89,7 +89,8 @@ EXAMPLES
       -drive if=none,file=disk.img,format=raw,id=hd0 -device virtio-blk-device,drive=hd0
 
 EXIT STATUS
-  0 written; 2 usage; 3 not found; 4 bad definition; 6 signatures; 9 a tool failed; 10 a tool
+  0 written; 2 usage; 3 not found; 4 bad definition, or the definition or REV is for
+  another architecture than the board's; 6 signatures; 9 a tool failed; 10 a tool
   is missing.
 `,
   async run(args, io) {

@@ -26,7 +26,8 @@ const status = (): Status => ({
   booted: { slot: 'A', commit: 'c'.repeat(64), version: '1 "beta"', timestamp: '', subject: '', origin: { remote: 'r', ref: 'os/stable' }, signed_by: [], deployed_at: '', good: true, tries_left: 3, etc_conflicts: [] },
   pending: null, rollback: null,
   boot: { order: ['A', 'B'], last_good: 'A', rescue: false, slots: { A: { good: true, tries_left: 3, deployed: true }, B: { good: false, tries_left: 0, deployed: false } } },
-  last_boot: null, last_update: null,
+  last_boot: null, last_update: null, boot_env: 'ok', boot_env_detail: null,
+  deployments: [], next_boot: 'A', failed_releases: [],
 });
 
 t.test('the daemon families', async (t) => {
