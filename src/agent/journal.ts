@@ -53,7 +53,16 @@ export interface JournalEntry {
   version?: string;
   /** Anything else worth keeping (error code, health check names, bytes). */
   data?: Record<string, unknown>;
+  /** A copy carried into a new journal.jsonl at a rotation (the original is in journal.1.jsonl). */
+  carried?: true;
 }
+
+/**
+ * The events a slot's state is proved from when the boot env is damaged (reconstruct() in
+ * boot.ts): the last one of each slot is carried into the new file at a rotation, so a rotation
+ * never takes away what proves a slot good.
+ */
+const CARRIED_EVENTS: readonly JournalEvent[] = ['mark-good', 'mark-bad', 'stage', 'provision', 'deploy'];
 
 /** Appends an entry. A full filesystem skips it (with a warning on stderr) instead of failing. */
 export async function appendJournal(path: string, entry: Omit<JournalEntry, 'time'> & { time?: string }): Promise<JournalEntry> {
@@ -62,7 +71,7 @@ export async function appendJournal(path: string, entry: Omit<JournalEntry, 'tim
   try {
     await mkdir(dirname(path), { recursive: true });
     const size = await stat(path).then((st) => st.size, () => 0);
-    if (size > 0 && size + Buffer.byteLength(line) > JOURNAL_MAX_BYTES) await rename(path, rotatedJournalPath(path));
+    if (size > 0 && size + Buffer.byteLength(line) > JOURNAL_MAX_BYTES) await rotate(path);
     const fh = await open(path, 'a', 0o644);
     try {
       await fh.write(line);
@@ -81,9 +90,31 @@ export async function appendJournal(path: string, entry: Omit<JournalEntry, 'tim
   return full;
 }
 
-/** All entries (the rotated file's, then the current one's), oldest first; unreadable lines (a torn append) are skipped. */
+/** journal.jsonl -> journal.1.jsonl, and the last entry per slot of CARRIED_EVENTS into the new file. */
+async function rotate(path: string): Promise<void> {
+  const entries = await readJournalFile(path);
+  const carried = ['A', 'B'].map((slot) => entries.filter((e) => e.slot === slot && CARRIED_EVENTS.includes(e.event)).at(-1)).filter((e) => e !== undefined);
+  await rename(path, rotatedJournalPath(path));
+  if (carried.length === 0) return;
+  carried.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+  const fh = await open(path, 'a', 0o644);
+  try {
+    await fh.write(carried.map((e) => JSON.stringify({ ...e, carried: true }) + '\n').join(''));
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * All entries (the rotated file's, then the current one's), oldest first; unreadable lines (a torn
+ * append) are skipped, and so are the current file's carried copies when the rotated file, which
+ * holds their originals, is there.
+ */
 export async function readJournal(path: string): Promise<JournalEntry[]> {
-  return [...(await readJournalFile(rotatedJournalPath(path))), ...(await readJournalFile(path))];
+  const older = await readJournalFile(rotatedJournalPath(path));
+  const current = await readJournalFile(path);
+  return [...older, ...(older.length > 0 ? current.filter((e) => !e.carried) : current)];
 }
 
 async function readJournalFile(path: string): Promise<JournalEntry[]> {

@@ -266,6 +266,10 @@ t.test('the journal is bounded: rotated to journal.1.jsonl at 256 KiB (§8)', as
   const all = await history(dev);
   t.equal(all.length, entriesBefore + 1, 'history reads both files: nothing lost by the rotation');
   t.equal(all.at(-1)?.event, 'pin', 'the newest entry last');
+  // What proves slot A good after a damaged env (the provision entry) is carried into the new file.
+  const current = readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.match(current[0], { event: 'provision', slot: 'A', carried: true }, "slot A's last state entry is carried over");
+  t.equal(all.filter((e) => e.event === 'provision').length, 1, 'history shows it once');
   await larchOk(['unpin', '--sysroot', dev]);
   t.ok(statSync(path).size + statSync(join(dev, 'larch/journal.1.jsonl')).size <= 2 * 256 * 1024, 'the journal never holds more than twice the bound');
 });
