@@ -3,7 +3,7 @@
  * small OS trees made from real Debian packages, and shortcuts for status and refusals.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, type RunResult, debs, larchOk, sh, tempDir } from './helpers.ts';
 
@@ -18,6 +18,8 @@ export interface TreeOptions {
   failingHealthCheck?: boolean;
   /** Extra files: relative path -> content. */
   files?: Record<string, Uint8Array | string>;
+  /** Symlinks: relative path -> target, replacing whatever the tree has there (a hostile tree). */
+  symlinks?: Record<string, string>;
 }
 
 export function makeTree(dir: string, version: number, opts: TreeOptions = {}): void {
@@ -42,6 +44,10 @@ export function makeTree(dir: string, version: number, opts: TreeOptions = {}): 
   for (const [path, content] of Object.entries(opts.files ?? {})) {
     mkdirSync(join(dir, path, '..'), { recursive: true });
     writeFileSync(join(dir, path), content);
+  }
+  for (const [path, target] of Object.entries(opts.symlinks ?? {})) {
+    rmSync(join(dir, path), { recursive: true, force: true });
+    symlinkSync(target, join(dir, path));
   }
 }
 

@@ -4,16 +4,17 @@
  * mark it good, or spend another try by rebooting, or report a fallback / both-bad rescue. The
  * decision itself is planBootCheck() in src/bootcount/state.ts; this module does the I/O.
  */
-import { mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { type HealthReport, runHealthChecks } from '../bootcount/health.ts';
 import { type BootCheckPlan, type BootState, type Slot, applyAll, bootloaderChoose, next, other, planBootCheck } from '../bootcount/state.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
 import { type BootEnvHealth, type LastBoot, bootedSlot, changeBootState, lastBootPath, readBootState, readJsonFile, readLkgMarker, realBootedSlot, writeLastBoot } from './boot.ts';
 import { DEFAULT_SYSROOT, type Sysroot } from './sysroot.ts';
-import { readDeployment, recoverEtcSwap } from './deploy.ts';
+import { type DeploymentRecord, finalizeMarkerPath, readDeployment, recoverEtcSwap } from './deploy.ts';
 import { failedReleasesPath, rememberBootFailure, rememberFailure } from './failed-store.ts';
+import { cleanup } from './update.ts';
 import { appendJournal } from './journal.ts';
 
 export interface BootCheckOptions {
@@ -38,9 +39,10 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
       hint: 'boot through the larch boot script (board/uboot/boot.cmd or board/grub/grub.cfg), which adds larch.slot=; in a test sysroot run larch sim-boot',
     });
   }
-  await recoverEtcSwap(sysroot, slot);
-  const record = await readDeployment(sysroot, slot);
+  const swap = await recoverEtcSwap(sysroot, slot);
+  let record = await readDeployment(sysroot, slot);
   const journal = (entry: Parameters<typeof appendJournal>[1]) => appendJournal(sysroot.journalPath, { slot, commit: record?.commit, version: record?.version, ...entry });
+  if (record) record = await checkFinalized(sysroot, record, swap, journal);
 
   let health: HealthReport | null = null;
   let failed: string[] = [];
@@ -105,8 +107,46 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
     boot_env: env.health,
   };
   const { health: _omit, boot_env: _env, ...lastBoot } = result;
-  await writeLastBoot(sysroot, lastBoot);
+  // The env already says what happened; a full filesystem must not make a confirmed boot fail.
+  await writeLastBoot(sysroot, lastBoot).catch((err) => {
+    if (!(err instanceof LarchError && err.code === 'NO_SPACE')) throw err;
+    process.stderr.write(`larch: warning: ${err.message}: last boot not recorded\n`);
+  });
+  // A confirmed slot makes the objects only older deployments used garbage: free them now, so
+  // a device does not fill up over releases. Never a reason for the boot check to fail.
+  if (p.outcome === 'confirmed') {
+    await cleanup(sysroot).catch((err) => journal({ event: 'error', message: `cleanup after mark-good failed: ${(err as Error).message}`, data: { code: err instanceof LarchError ? err.code : 'INTERNAL' } }));
+  }
   return result;
+}
+
+/**
+ * A finalize of this slot that started and did not complete (S/larch/deploy/X.finalizing left
+ * behind): completed when its new /etc was whole (the swap took .etc.new), else reported in the
+ * journal and the deployment record (status), since /etc edits made after the upgrade may be
+ * missing here; the other slot's /etc still has them.
+ */
+async function checkFinalized(sysroot: Sysroot, record: DeploymentRecord, swap: 'new' | 'old' | null, journal: (e: Parameters<typeof appendJournal>[1]) => Promise<unknown>): Promise<DeploymentRecord> {
+  const marker = finalizeMarkerPath(sysroot, record.slot);
+  const started = await readFile(marker, 'utf8').then((t) => JSON.parse(t) as { started: string; from_slot: Slot }, () => null);
+  if (!started) return record;
+  const dir = sysroot.deployDir(record.slot);
+  await rm(join(dir, '.etc.new'), { recursive: true, force: true });
+  await rm(join(dir, '.etc.old'), { recursive: true, force: true });
+  let updated = record;
+  if (swap === 'new') {
+    await journal({ event: 'finalize', message: `the /etc merge of slot ${record.slot} at shutdown (finalize, started ${started.started}) was cut between its renames; completed now: its /etc has the edits made after the upgrade`, data: { interrupted: true, completed: true } });
+  } else {
+    updated = { ...record, finalizeInterrupted: { started: started.started, detected: new Date().toISOString(), from_slot: started.from_slot } };
+    await writeFileAtomic(sysroot.deployRecordPath(record.slot), JSON.stringify(updated, null, 2) + '\n');
+    await journal({
+      event: 'finalize',
+      message: `the /etc merge of slot ${record.slot} at shutdown (finalize, started ${started.started}) did not complete: /etc edits made on slot ${started.from_slot} after the upgrade may be missing here; they are still in ${join(sysroot.deployDir(started.from_slot), 'etc')}`,
+      data: { interrupted: true, completed: false, from_slot: started.from_slot },
+    });
+  }
+  await rm(marker, { force: true });
+  return updated;
 }
 
 export interface SimBootResult {

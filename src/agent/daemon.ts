@@ -30,7 +30,8 @@ import { type DaemonConfig, policyAction, retryDelayMs } from './policy.ts';
 import { type RebootWait, RebootPlanner } from './reboot-plan.ts';
 import { type Status, readStatus } from './status.ts';
 import type { Sysroot } from './sysroot.ts';
-import { type Remote, type UpdateContext, check, finalize, rollback, trustedKeys, upgrade } from './update.ts';
+import { type Remote, type UpdateContext, check, cleanup, finalize, rollback, trustedKeys, upgrade } from './update.ts';
+import { withDeviceLock } from './device-lock.ts';
 
 // Journal events the daemon adds; journal.ts's JournalEvent union does not list them yet (readers accept any event).
 const EVENT_ANNOUNCE: JournalEvent = 'announce';
@@ -40,6 +41,12 @@ const EVENT_REBOOT: JournalEvent = 'reboot';
 const JOURNAL_READ_BYTES = 64 * 1024;
 /** Progress reports are published at most this often. */
 const PROGRESS_INTERVAL_MS = 1000;
+/**
+ * Refused commands journaled per minute at most: anyone who can publish to the broker can send
+ * refusals (unsigned, replayed), and each journal entry is an fsync'd write to flash. The rest
+ * are counted and the count goes into the next refusal journaled.
+ */
+const REFUSALS_JOURNALED_PER_MINUTE = 10;
 
 export type { UpdateState } from './daemon-metrics.ts';
 
@@ -392,7 +399,7 @@ export class Daemon {
         return true;
       }
       this.setUpdate({ state: 'downloading' });
-      const r = await this.countUpgrade(upgrade(ctx, { downloadOnly: action === 'download' }));
+      const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, 'daemon upgrade', () => upgrade(ctx, { downloadOnly: action === 'download' })));
       this.setUpdate({ state: r.result === 'staged' ? 'staged' : r.result === 'downloaded' ? 'downloaded' : r.result === 'no-update' ? 'up-to-date' : 'idle', progress: null });
       if (r.result === 'pinned') await this.skip(event, 'pinned', `${what}: not acted on, the device is pinned (larch unpin to resume)`, { commit: c.update.commit });
       // The reboot runs later in the queue (or waits for a window or a lock beside it).
@@ -436,7 +443,7 @@ export class Daemon {
             return resolve(false);
           }
           await this.journal(EVENT_REBOOT, `rebooting into version ${pending.version} (slot ${pending.slot}): ${why}`, { version: pending.version, commit: pending.commit, slot: pending.slot, ...data });
-          await finalize(this.context());
+          await withDeviceLock(this.d.sysroot, 'daemon finalize', () => finalize(this.context()));
           this.setUpdate({ state: 'rebooting' });
           await this.d.reboot(`version ${pending.version} staged by policy apply-and-reboot; ${why}`);
           resolve(true);
@@ -520,17 +527,19 @@ export class Daemon {
         this.setUpdate({ state: (output as { available: boolean }).available ? 'available' : 'up-to-date' });
       } else if (c.cmd === 'upgrade') {
         this.setUpdate({ state: 'downloading' });
-        const r = await this.countUpgrade(upgrade(ctx));
+        const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, "command 'upgrade'", () => upgrade(ctx)));
         output = { result: r.result, from: r.from, to: r.to, download: r.download, etc_conflicts: r.etc_conflicts };
         this.setUpdate({ state: r.result === 'staged' ? 'staged' : 'up-to-date', progress: null });
       } else if (c.cmd === 'rollback') {
-        output = await rollback(this.d.sysroot);
+        output = await withDeviceLock(this.d.sysroot, "command 'rollback'", () => rollback(this.d.sysroot));
+      } else if (c.cmd === 'cleanup') {
+        output = await withDeviceLock(this.d.sysroot, "command 'cleanup'", () => cleanup(this.d.sysroot));
       } else {
         output = { result: 'rebooting' };
       }
       await this.report({ nonce: c.nonce, cmd: c.cmd, result: 'ok', message: `ran command '${c.cmd}' (signed by ${opened.signedBy.join(', ')})`, output }, { signedBy: opened.signedBy });
       if (c.cmd === 'reboot') {
-        await finalize(ctx).catch(() => {});
+        await withDeviceLock(this.d.sysroot, "command 'reboot'", () => finalize(ctx)).catch(() => {});
         await this.d.reboot(`command reboot (nonce ${c.nonce})`);
       }
     } catch (err) {
@@ -541,9 +550,25 @@ export class Daemon {
         return this.report({ nonce: c.nonce, cmd: c.cmd, result: 'refused', reason: 'failed-here', message: `refused command '${c.cmd}': ${e.message}` }, { commit: e.data.commit, version: e.data.version, time: e.data.time, failed_checks: e.data.failed_checks });
       }
       this.recordError(err);
-      if (c.cmd !== 'rollback') this.setUpdate({ state: 'error', progress: null });
+      if (c.cmd !== 'rollback' && c.cmd !== 'cleanup') this.setUpdate({ state: 'error', progress: null });
       await this.report({ nonce: c.nonce, cmd: c.cmd, result: 'error', code: e?.code ?? 'INTERNAL', message: `command '${c.cmd}' failed: ${(err as Error).message}` }, {});
     }
+  }
+
+  private refusals = { windowStart: 0, journaled: 0, suppressed: 0 };
+
+  /** Whether this refusal is journaled (REFUSALS_JOURNALED_PER_MINUTE); adds the count of those that were not. */
+  private journalRefusal(data: Record<string, unknown>): boolean {
+    const now = Date.now();
+    if (now - this.refusals.windowStart >= 60_000) this.refusals = { ...this.refusals, windowStart: now, journaled: 0 };
+    if (this.refusals.journaled >= REFUSALS_JOURNALED_PER_MINUTE) {
+      this.refusals.suppressed++;
+      return false;
+    }
+    this.refusals.journaled++;
+    if (this.refusals.suppressed > 0) data.suppressed = this.refusals.suppressed;
+    this.refusals.suppressed = 0;
+    return true;
   }
 
   private async report(r: Omit<CommandResult, 'format' | 'device' | 'time'>, data: Record<string, unknown>): Promise<void> {
@@ -553,7 +578,7 @@ export class Daemon {
       this.queueStatus();
     }
     if (r.result !== 'ok') this.d.log(`command: ${r.message}`);
-    await this.journal(EVENT_COMMAND, r.message, { nonce: r.nonce, cmd: r.cmd, result: r.result, ...(r.reason ? { reason: r.reason } : {}), ...(r.code ? { code: r.code } : {}), ...data });
+    if (r.result !== 'refused' || this.journalRefusal(data)) await this.journal(EVENT_COMMAND, r.message, { nonce: r.nonce, cmd: r.cmd, result: r.result, ...(r.reason ? { reason: r.reason } : {}), ...(r.code ? { code: r.code } : {}), ...data });
     if (this.client) await publishAcked(this.client, commandResultTopic(this.d.deviceId), Buffer.from(JSON.stringify(full)), { qos: 1 }).catch((err) => this.d.log(`command result: ${(err as Error).message}`));
   }
 
@@ -604,10 +629,9 @@ export class Daemon {
         if (!client.connected) return;
         const path = this.d.sysroot.journalPath;
         const size = await stat(path).then((s) => s.size, () => 0);
-        if (size < this.journalOffset) {
-          this.journalOffset = 0; // the journal was replaced (rotated): start over
-          this.journalSeq = 0;
-        }
+        // The journal was rotated (journal.jsonl -> journal.1.jsonl at 256 KiB): go on from the
+        // new file's start; seq keeps counting, so a consumer's duplicate check by seq still holds.
+        if (size < this.journalOffset) this.journalOffset = 0;
         if (size === this.journalOffset) return;
         const fh = await open(path, 'r');
         let chunk: Buffer;

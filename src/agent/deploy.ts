@@ -4,11 +4,17 @@
  * var/ (the shared S/var is mounted there), and the kernel/initramfs/device tree copied to the
  * slot's boot directory. The slot is written under a temporary name and renamed into place, and
  * its record (S/larch/deploy/X.json) is written last: a slot without a record is not a deployment.
+ *
+ * A signed tree is still checked before anything is written (planDeployment): /usr, /etc, /boot
+ * and /var must be real directories (a symlink there would make the /etc move or the boot copy
+ * act outside the deployment), and every boot file must resolve to a file inside the tree's
+ * /boot. Node has no openat2(RESOLVE_BENEATH), so paths in the checkout are used only after an
+ * lstat of each component says they are what the plan expects.
  */
 import { spawnSync } from 'node:child_process';
 import { copyFile, lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { LarchError, fromSystemError } from '../errors.ts';
+import { join, posix } from 'node:path';
+import { LarchError, fromSystemError, quash } from '../errors.ts';
 import type { Slot } from '../bootcount/state.ts';
 import { fsyncPath, syncFilesystem, writeFileAtomic } from '../store/_durable.ts';
 import { checkout } from '../store/checkout.ts';
@@ -30,8 +36,24 @@ export interface DeploymentRecord {
   deployedAt: string;
   /** Kernel, initramfs and device tree files copied to S/boot/X/. */
   bootFiles: string[];
+  /**
+   * The tree's file behind each name the boards load, when they differ: {"vmlinuz":
+   * "vmlinuz-6.1.0-9", "initrd.img": "initrd.img-6.1.0-9"}. The kernel is stored once, under the
+   * loaded name (absent in records written before this field).
+   */
+  bootAliases?: Record<string, string>;
   /** What the /etc merge did (null for a first deployment, whose /etc is the vendor's). */
   etcMerge: EtcMergeSummary | null;
+  /**
+   * Set at the boot of this deployment when its finalize (the /etc merge again at shutdown)
+   * started and did not complete: /etc edits made after the upgrade may be missing from it.
+   */
+  finalizeInterrupted?: { started: string; detected: string; from_slot: Slot };
+}
+
+/** S/larch/deploy/X.finalizing: written when finalize starts on slot X, removed when it completes. */
+export function finalizeMarkerPath(sysroot: Sysroot, slot: Slot): string {
+  return join(sysroot.larchDir, 'deploy', `${slot}.finalizing`);
 }
 
 export interface EtcMergeSummary {
@@ -63,16 +85,21 @@ export const VENDOR_ETC = join('usr', 'etc');
  */
 export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, commitId: ObjectId, opts: WriteDeploymentOptions): Promise<DeploymentRecord> {
   const commit = await repo.readCommit(commitId);
+  const plan = await planDeployment(repo, commitId);
   const dir = sysroot.deployDir(slot);
   const tmp = `${dir}.tmp`;
   const bootTmp = `${sysroot.slotBootDir(slot)}.tmp`;
   await rm(sysroot.deployRecordPath(slot), { force: true });
   await fsyncPath(join(sysroot.larchDir, 'deploy')).catch(() => {});
-  for (const p of [tmp, dir, bootTmp]) await rm(p, { recursive: true, force: true });
+  // The slot is unbootable now (the caller marked it so): its old boot files go first, so /boot
+  // needs room for one slot's files beside the booted slot's, never for three.
+  for (const p of [tmp, dir, bootTmp, sysroot.slotBootDir(slot)]) await rm(p, { recursive: true, force: true });
+  await syncFilesystem(sysroot.bootDir).catch(() => {});
   await mkdir(join(sysroot.larchDir, 'deploy'), { recursive: true });
 
-  await checkout(repo, commitId, tmp);
+  await checkout(repo, commitId, tmp, { verify: true });
   try {
+    await checkRealDirs(tmp);
     // Vendor /etc -> usr/etc (hardlinks, never edited); /etc becomes a real copy or a merge.
     const checkedOutEtc = join(tmp, 'etc');
     const vendorEtc = join(tmp, VENDOR_ETC);
@@ -101,11 +128,10 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
     await mkdir(commitVar, { recursive: true });
     if (!(await exists(sysroot.varDir))) await mkdir(sysroot.varDir, { recursive: true });
 
-    const bootFiles = await copyBootFiles(join(tmp, 'boot'), bootTmp);
+    const bootFiles = await copyBootFiles(plan, join(tmp, 'boot'), bootTmp);
     // S/boot is usually its own (FAT) partition: syncfs of the root does not reach it.
     await syncFilesystem(sysroot.path, [tmp]);
     await syncFilesystem(sysroot.bootDir, [bootTmp]);
-    await rm(sysroot.slotBootDir(slot), { recursive: true, force: true });
     await rename(bootTmp, sysroot.slotBootDir(slot));
     await rename(tmp, dir);
     await fsyncPath(sysroot.bootDir);
@@ -123,6 +149,7 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
       signedBy: opts.signedBy,
       deployedAt: new Date().toISOString(),
       bootFiles,
+      ...(Object.keys(plan.aliases).length > 0 ? { bootAliases: plan.aliases } : {}),
       etcMerge,
     };
     await writeFileAtomic(sysroot.deployRecordPath(slot), JSON.stringify(record, null, 2) + '\n');
@@ -158,18 +185,20 @@ export async function redoEtcMerge(sysroot: Sysroot, bootedSlot: Slot, slot: Slo
 
 /**
  * Completes an /etc swap that a power cut interrupted between its two renames: a slot with no
- * etc/ takes the new merge when it is there, else the old one. Run before a slot is booted or merged.
+ * etc/ takes the new merge when it is there, else the old one. Run before a slot is booted or
+ * merged. Says which one it took ('new': the interrupted merge is complete after all).
  */
-export async function recoverEtcSwap(sysroot: Sysroot, slot: Slot): Promise<void> {
+export async function recoverEtcSwap(sysroot: Sysroot, slot: Slot): Promise<'new' | 'old' | null> {
   const dir = sysroot.deployDir(slot);
-  if ((await exists(join(dir, 'etc'))) || !(await isDir(dir))) return;
-  for (const candidate of ['.etc.new', '.etc.old']) {
+  if ((await exists(join(dir, 'etc'))) || !(await isDir(dir))) return null;
+  for (const candidate of ['.etc.new', '.etc.old'] as const) {
     if (await isDir(join(dir, candidate))) {
       await rename(join(dir, candidate), join(dir, 'etc'));
       await fsyncPath(dir);
-      return;
+      return candidate === '.etc.new' ? 'new' : 'old';
     }
   }
+  return null;
 }
 
 /** The slot's record, or null when the slot holds no complete deployment. */
@@ -199,29 +228,139 @@ export async function removeDeployment(sysroot: Sysroot, slot: Slot): Promise<vo
   await rm(sysroot.slotBootDir(slot), { recursive: true, force: true });
 }
 
+/** What a deployment of a commit writes to its slot's boot directory (planDeployment). */
+export interface DeploymentPlan {
+  /** name in S/boot/X/ <- the tree's /boot/SOURCE (a file, or the dtbs/ directory). */
+  bootFiles: { name: string; source: string; bytes: number; dir: boolean }[];
+  /** Loaded name -> the versioned file it stands for (DeploymentRecord.bootAliases). */
+  aliases: Record<string, string>;
+  /** Bytes of all boot files (what the slot takes on /boot). */
+  bootBytes: number;
+  /** The slot file the boards load as the kernel, or null when the tree has no kernel. */
+  kernel: string | null;
+}
+
+/** The names board/ scripts load (larch_kernel, larch_initrd) and the versioned files they stand for. */
+const ALIASES = [
+  ['vmlinuz', 'vmlinuz-'],
+  ['initrd.img', 'initrd.img-'],
+] as const;
+/** Where a symlink chain in /boot may lead before it counts as a loop. */
+const MAX_LINK_HOPS = 8;
+/** Top-level entries of a deployment that must be real directories when present. */
+export const REAL_DIRS = ['usr', 'etc', 'boot', 'var'] as const;
+
 /**
- * Kernel, initramfs and device trees from the commit's /boot, copied (boot partitions are often
- * FAT: no hardlinks, no symlinks). The newest vmlinuz-* / initrd.img-* are also copied as
- * `vmlinuz` / `initrd.img`, the names board/ scripts load by default.
+ * Reads a commit's top level and /boot from the repo (nothing is written) and decides what its
+ * deployment writes to the slot's boot directory: every file of /boot once (a symlink resolved to
+ * the file it names inside /boot), the newest vmlinuz-* / initrd.img-* stored under the names the
+ * boards load (vmlinuz, initrd.img) instead of twice, and dtbs/.
+ * @throws HOSTILE_TREE (/usr, /etc, /boot or /var not a directory; a boot symlink leading out of
+ *   /boot, to a non-file or in a loop), OBJECT_MISSING, OBJECT_CORRUPT
  */
-async function copyBootFiles(commitBoot: string, dest: string): Promise<string[]> {
-  await mkdir(dest, { recursive: true });
-  const names = (await isDir(commitBoot)) ? (await readdir(commitBoot)).sort() : [];
-  const copied: string[] = [];
-  for (const name of names) {
-    const st = await lstat(join(commitBoot, name));
-    if (!st.isFile() && !(st.isDirectory() && name === 'dtbs')) continue;
-    if (st.isDirectory()) await copyTree(join(commitBoot, name), join(dest, name));
-    else await copyFile(join(commitBoot, name), join(dest, name));
-    copied.push(name);
+export async function planDeployment(repo: Repo, commitId: ObjectId): Promise<DeploymentPlan> {
+  const commit = await repo.readCommit(commitId);
+  const root = await repo.readDirTree(commit.root.tree);
+  const nameOf = (n: Uint8Array) => Buffer.from(n).toString('utf8');
+  const refuse = (what: string) =>
+    new LarchError('HOSTILE_TREE', `commit ${commitId} (version ${commit.version}): ${what}`, {
+      hint: "do not deploy this commit: a deployment's /usr, /etc, /boot and /var must be real directories and its boot files files inside its /boot; rebuild the tree",
+      data: { commit: commitId },
+    });
+  const describe = async (id: ObjectId) => {
+    const h = (await repo.readFile(id)).header;
+    return h.type === 'lnk' ? `a symlink to '${quash(Buffer.from(h.target).toString('utf8'))}'` : `a ${h.type === 'reg' ? 'regular file' : h.type}`;
+  };
+  for (const f of root.files) {
+    if ((REAL_DIRS as readonly string[]).includes(nameOf(f.name))) throw refuse(`/${nameOf(f.name)} is ${await describe(f.file)}, not a directory`);
   }
-  const newest = (prefix: string) => names.filter((n) => n.startsWith(prefix)).sort(compareVersions).at(-1);
-  for (const [prefix, alias] of [['vmlinuz-', 'vmlinuz'], ['initrd.img-', 'initrd.img']] as const) {
-    const file = newest(prefix);
-    if (file && !names.includes(alias)) {
-      await copyFile(join(commitBoot, file), join(dest, alias));
-      copied.push(alias);
+  const usr = root.dirs.find((d) => nameOf(d.name) === 'usr');
+  if (usr) {
+    const etc = (await repo.readDirTree(usr.tree)).files.find((f) => nameOf(f.name) === 'etc');
+    if (etc) throw refuse(`/usr/etc is ${await describe(etc.file)}, not a directory`);
+  }
+  const plan: DeploymentPlan = { bootFiles: [], aliases: {}, bootBytes: 0, kernel: null };
+  const bootDir = root.dirs.find((d) => nameOf(d.name) === 'boot');
+  if (!bootDir) return plan;
+  const boot = await repo.readDirTree(bootDir.tree);
+  const files = new Map(boot.files.map((f) => [nameOf(f.name), f.file]));
+
+  // Each name of /boot -> the regular file it is or (through symlinks) names inside /boot.
+  const resolved = new Map<string, { source: string; bytes: number }>();
+  for (const name of [...files.keys()].sort()) {
+    let at = name;
+    for (let hop = 0; ; hop++) {
+      const h = (await repo.readFile(files.get(at)!)).header;
+      if (h.type === 'reg') {
+        resolved.set(name, { source: at, bytes: h.size });
+        break;
+      }
+      if (h.type !== 'lnk') break; // a FIFO is no boot file
+      const target = Buffer.from(h.target).toString('utf8');
+      const inBoot = posix.normalize(target.startsWith('/') ? target : posix.join('/boot', target));
+      const next = inBoot.startsWith('/boot/') ? inBoot.slice('/boot/'.length) : null;
+      if (next === null || next.includes('/') || !files.has(next)) throw refuse(`/boot/${quash(name)} is a symlink to '${quash(target)}', which is not a file in the tree's /boot`);
+      if (hop >= MAX_LINK_HOPS) throw refuse(`/boot/${quash(name)}: more than ${MAX_LINK_HOPS} symlinks in a row (a loop?)`);
+      at = next;
     }
+  }
+  // The loaded names: the tree's own vmlinuz when it has one, else its newest vmlinuz-*; the
+  // versioned file behind it is not stored a second time.
+  const taken = new Set<string>();
+  for (const [alias, prefix] of ALIASES) {
+    const from = resolved.has(alias) ? alias : [...resolved.keys()].filter((n) => n.startsWith(prefix)).sort(compareVersions).at(-1);
+    if (!from) continue;
+    const r = resolved.get(from)!;
+    plan.bootFiles.push({ name: alias, source: r.source, bytes: r.bytes, dir: false });
+    if (r.source !== alias) plan.aliases[alias] = r.source;
+    if (alias === 'vmlinuz') plan.kernel = alias;
+    taken.add(alias);
+    for (const [n, other] of resolved) if (n.startsWith(prefix) && other.source === r.source) taken.add(n);
+  }
+  for (const [name, r] of resolved) {
+    if (!taken.has(name)) plan.bootFiles.push({ name, source: r.source, bytes: r.bytes, dir: false });
+  }
+  const dtbs = boot.dirs.find((d) => nameOf(d.name) === 'dtbs');
+  if (dtbs) plan.bootFiles.push({ name: 'dtbs', source: 'dtbs', bytes: await treeBytes(repo, dtbs.tree), dir: true });
+  plan.bootFiles.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  plan.bootBytes = plan.bootFiles.reduce((n, f) => n + f.bytes, 0);
+  return plan;
+}
+
+async function treeBytes(repo: Repo, tree: ObjectId): Promise<number> {
+  const dt = await repo.readDirTree(tree);
+  let total = 0;
+  for (const f of dt.files) {
+    const h = (await repo.readFile(f.file)).header;
+    if (h.type === 'reg') total += h.size;
+  }
+  for (const d of dt.dirs) total += await treeBytes(repo, d.tree);
+  return total;
+}
+
+/** The checkout's top-level /usr, /etc, /boot, /var (and /usr/etc) are directories, not links out of it. */
+async function checkRealDirs(tmp: string): Promise<void> {
+  for (const p of [...REAL_DIRS, VENDOR_ETC]) {
+    const st = await lstat(join(tmp, p)).catch(() => null);
+    if (st && !st.isDirectory()) throw new LarchError('HOSTILE_TREE', `deployment '${tmp}': /${p} is not a directory`, { data: { path: join(tmp, p) } });
+  }
+}
+
+/**
+ * Copies the planned boot files from the checkout's boot/ (boot partitions are often FAT: no
+ * hardlinks, no symlinks). Each source is lstat'ed first: a plain file (or the dtbs/ directory)
+ * inside the checkout, never a symlink followed out of it.
+ */
+async function copyBootFiles(plan: DeploymentPlan, commitBoot: string, dest: string): Promise<string[]> {
+  await mkdir(dest, { recursive: true });
+  const copied: string[] = [];
+  for (const f of plan.bootFiles) {
+    const src = join(commitBoot, f.source);
+    const st = await lstat(src);
+    if (f.dir ? !st.isDirectory() : !st.isFile()) throw new LarchError('HOSTILE_TREE', `boot file '${src}' is not the ${f.dir ? 'directory' : 'file'} its commit names`, { data: { path: src } });
+    if (f.dir) await copyTree(src, join(dest, f.name));
+    else await copyFile(src, join(dest, f.name));
+    copied.push(f.name);
   }
   return copied;
 }

@@ -24,6 +24,8 @@ export interface DeploymentStatus {
   good: boolean;
   tries_left: number;
   etc_conflicts: string[];
+  /** Its finalize (the /etc merge at shutdown) did not complete: /etc edits made after the upgrade may be missing. */
+  finalize_interrupted?: { started: string; detected: string; from_slot: Slot } | null;
 }
 
 /** S/larch/last-update.json: the result of the last check/upgrade/deploy/rollback. */
@@ -139,6 +141,7 @@ function deploymentStatus(r: DeploymentRecord, state: BootState): DeploymentStat
     good: state.slots[r.slot].good,
     tries_left: state.slots[r.slot].triesLeft,
     etc_conflicts: r.etcMerge?.conflicts ?? [],
+    finalize_interrupted: r.finalizeInterrupted ?? null,
   };
 }
 
@@ -154,6 +157,7 @@ export function formatStatus(s: Status): string {
     lines.push(`${label} slot ${d.slot}: version ${d.version}  commit ${d.commit.slice(0, 12)}  ${d.timestamp}`);
     lines.push(`    ${d.good ? 'good' : d.tries_left > 0 ? `unconfirmed, ${d.tries_left} tries left` : 'not bootable'}; from ${d.origin.remote} ${d.origin.ref}; signed by ${d.signed_by.join(', ') || 'nobody'}`);
     if (d.etc_conflicts.length > 0) lines.push(`    /etc conflicts (vendor's version saved as FILE.larchnew): ${d.etc_conflicts.join(', ')}`);
+    if (d.finalize_interrupted) lines.push(`    FINALIZE INTERRUPTED (started ${d.finalize_interrupted.started}): /etc edits made on slot ${d.finalize_interrupted.from_slot} after the upgrade may be missing (see larch history)`);
   };
   lines.push(`sysroot ${s.sysroot}  (${s.bootloader}; ${s.remote} ${s.ref}${s.pinned ? '; pinned' : ''})`);
   if (!s.booted) lines.push('booted: unknown (not booted through larch yet: no larch.slot= on the kernel command line)');

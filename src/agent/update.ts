@@ -10,22 +10,22 @@
  *   4. mark the inactive slot unbootable, write the deployment into it (checkout, /etc merge,
  *      boot files), then make it first in the boot order with N tries: one env write each.
  */
-import { readdir, stat, statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, readdir, rm, statfs } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { type BootState, type Slot, isBootable, next, other } from '../bootcount/state.ts';
-import { writeFileAtomic } from '../store/_durable.ts';
+import { fsyncPath, writeFileAtomic } from '../store/_durable.ts';
 import { compareDebianVersions, parseDebianVersion } from '../compose/debian-version.ts';
 import { type PackageDiff, decodePackageList, diffCommitPackages } from '../compose/package-diff.ts';
 import type { Commit, ObjectId } from '../store/object.ts';
-import { prune } from '../store/prune.ts';
+import { dropObjects, prune } from '../store/prune.ts';
 import type { Repo } from '../store/repo.ts';
 import { readPublicKey } from '../store/sign.ts';
 import { verifyCommit } from '../store/signatures.ts';
 import type { Summary, SummaryDelta } from '../server/summary.ts';
 import { findDelta } from '../server/summary.ts';
 import { bootedSlot, changeBootState, readBootState } from './boot.ts';
-import { type DeploymentRecord, type EtcMerger, readDeployment, redoEtcMerge, removeDeployment, writeDeployment } from './deploy.ts';
+import { type DeploymentPlan, type DeploymentRecord, type EtcMerger, finalizeMarkerPath, planDeployment, readDeployment, redoEtcMerge, removeDeployment, writeDeployment } from './deploy.ts';
 import { type FailedRelease, describeFailure, findFailed } from './failed-releases.ts';
 import { forgetFailedRelease, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
@@ -154,7 +154,12 @@ export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Pr
   } catch (caught) {
     let err = caught;
     if (err instanceof LarchError && err.code === 'NO_SPACE') {
-      err = new LarchError('NO_SPACE', `${action}: ${err.message}`, { hint: "run 'larch cleanup' (add --rollback to drop the rollback deployment) to free space, then upgrade again; nothing was deployed", data: err.data });
+      // cleanup frees the repo's filesystem; the boot partition holds only the two slots' boot files.
+      const onBoot = typeof err.data.path === 'string' && (err.data.path === sysroot.bootDir || err.data.path.startsWith(sysroot.bootDir + '/'));
+      const hint = onBoot
+        ? `the boot partition ${sysroot.bootDir} cannot hold this release's boot files beside the booted slot's; larch cleanup cannot free it: remove files that are not larch's from ${sysroot.bootDir}, or ship a smaller kernel/initramfs`
+        : "run 'larch cleanup' (add --rollback to drop the rollback deployment) to free space, then upgrade again; nothing was deployed";
+      err = new LarchError('NO_SPACE', `${action}: ${err.message}`, { hint, data: err.data });
     }
     if (err instanceof LarchError) {
       await recordLastUpdate(sysroot, { action, result: 'error', version: null, commit: null, error: { code: err.code, message: err.message, hint: err.hint } }).catch(() => {});
@@ -245,13 +250,17 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
 async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: Slot, commit: ObjectId, signedBy: string[]): Promise<DeploymentRecord> {
   const { sysroot } = ctx;
   const slot = other(bootedSlotName);
+  const repo = await sysroot.openRepo();
+  // Before anything is written: the tree is deployable (planDeployment) and its boot files fit.
+  const plan = await repairing(ctx, repo, commit, () => planDeployment(repo, commit));
+  await checkDeployable(sysroot, plan, bootedSlotName, commit);
   // First: the bootloader must not boot the slot while it is rewritten.
   await changeBootState(sysroot, config, (s) => {
     const marked = next(s, { type: 'marked-bad', slot });
     return { ...marked, order: [bootedSlotName, slot], lastGood: marked.slots[bootedSlotName].good ? bootedSlotName : marked.lastGood };
   });
-  const repo = await sysroot.openRepo();
-  const record = await writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger } });
+  const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger } });
+  const record = await repairing(ctx, repo, commit, write);
   await repo.writeRef(`larch/slot-${slot}`, commit);
   await changeBootState(sysroot, config, (s) => next(s, { type: 'upgrade-staged', slot, tries: config.tries }));
   await appendJournal(sysroot.journalPath, {
@@ -263,6 +272,26 @@ async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: S
     data: { etcConflicts: record.etcMerge?.conflicts ?? [] },
   });
   return record;
+}
+
+/**
+ * Runs fn (which reads commit's objects) and, when a stored object of the commit is missing (a
+ * partial commit an older prune left) or does not match its id (bit rot, a deployed file edited
+ * in place), drops the damaged ones, pulls the commit again object by object (only what is not
+ * in the repo is fetched, each object verified on the way in) and runs fn once more.
+ */
+async function repairing<T>(ctx: UpdateContext, repo: Repo, commit: ObjectId, fn: () => Promise<T>): Promise<T> {
+  return fn().catch(async (err) => {
+    const kind = err instanceof LarchError ? err.data.kind : undefined;
+    const damaged = err instanceof LarchError && (err.code === 'OBJECT_MISSING' || err.code === 'OBJECT_CORRUPT') && (kind === 'file' || kind === 'dirtree' || kind === 'dirmeta');
+    if (!damaged) throw err;
+    const ids = Array.isArray(err.data.ids) ? (err.data.ids as string[]) : [err.data.id as string];
+    if (err.code === 'OBJECT_CORRUPT') await dropObjects(repo, kind, ids);
+    const again = await ctx.remote.pull(repo, commit, { delta: null, trusted: await trustedKeys(ctx.sysroot), downloadDir: ctx.sysroot.downloadDir, progress: ctx.progress });
+    const what = err.code === 'OBJECT_CORRUPT' ? 'corrupt' : 'missing';
+    await appendJournal(ctx.sysroot.journalPath, { event: 'download', commit, message: `${ids.length} stored object(s) of commit ${commit.slice(0, 12)} were ${what} (${err.message}); fetched the commit's objects again (${again.bytes} bytes)`, data: { [what]: ids, ...again } });
+    return fn();
+  });
 }
 
 async function resolveTarget(ctx: UpdateContext, repo: Repo, summary: Summary, config: DeviceConfig, target: string): Promise<{ commit: ObjectId; version: string; timestamp: number }> {
@@ -296,29 +325,65 @@ export function isOlderRelease(a: { version: string; timestamp: number }, b: { v
 }
 
 /**
- * Space pre-flight: the delta's bytes (downloaded, then applied), the new objects (estimated as
- * the delta's uncompressed size, or 2x the compressed one when unknown), and the boot files (as
- * large as the booted slot's). @throws NO_SPACE naming what is missing and what cleanup frees
+ * Space pre-flight, before anything is downloaded or written, per filesystem (S/boot is usually
+ * its own FAT partition, so it is statfs'ed on its own):
+ *   - the repo's: the delta's bytes (downloaded, then applied) and its new objects (estimated as
+ *     2x the compressed size), plus the new /etc (a real copy, as large as the booted one's);
+ *     an object-by-object pull's size is not known up front, and a pull that runs out fails
+ *     cleanly with NO_SPACE;
+ *   - /boot's: one slot's boot files (estimated as the booted slot's; checkDeployable checks the
+ *     exact size once the commit is local), with the other slot's old files counted as free,
+ *     since they are removed (the slot marked unbootable first) before the new ones are written.
+ * @throws NO_SPACE naming the filesystem, what is missing and what would free it
  */
 async function checkSpace(sysroot: Sysroot, delta: SummaryDelta | null, bootedSlotName: Slot): Promise<void> {
-  if (!delta) return; // object by object: the size is not known up front; the pull fails cleanly with NO_SPACE
-  const bootBytes = await dirBytes(sysroot.slotBootDir(bootedSlotName));
-  const need = delta.bytes * 3 + bootBytes + 4 * 1024 * 1024;
-  const st = await statfs(sysroot.larchDir);
-  const free = Number(st.bavail) * Number(st.bsize);
-  if (free < need) {
-    const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
-    throw new LarchError('NO_SPACE', `not enough space on ${sysroot.path}: the update needs about ${mib(need)} (download ${mib(delta.bytes)}, new objects, boot files ${mib(bootBytes)}), ${mib(free)} is free; ${mib(need - free)} missing`, {
-      hint: "run 'larch cleanup' to remove the rollback deployment and objects no deployment uses, then upgrade again",
-      data: { need, free },
-    });
-  }
+  const etcBytes = await dirBytes(join(sysroot.deployDir(bootedSlotName), 'etc'), true);
+  const need = (delta ? delta.bytes * 3 : 0) + etcBytes + 4 * 1024 * 1024;
+  await requireFree(sysroot.larchDir, need, 0, `the update needs about ${mib(need)} (${delta ? `download ${mib(delta.bytes)}, new objects, ` : ''}/etc ${mib(etcBytes)})`, "run 'larch cleanup' to remove the rollback deployment and objects no deployment uses, then upgrade again");
+  await checkBootSpace(sysroot, await dirBytes(sysroot.slotBootDir(bootedSlotName), true), bootedSlotName);
 }
 
-async function dirBytes(dir: string): Promise<number> {
+/** Room for `bytes` of boot files in the slot beside bootedSlotName (its old files count as free). */
+async function checkBootSpace(sysroot: Sysroot, bytes: number, bootedSlotName: Slot): Promise<void> {
+  const reclaimable = await dirBytes(sysroot.slotBootDir(other(bootedSlotName)), true);
+  // Room for a new env copy too (uboot.env and grubenv are rewritten through a temp file).
+  const need = bytes + 64 * 1024;
+  await requireFree(sysroot.bootDir, need, reclaimable, `the boot files need about ${mib(need)}`, `the boot partition holds only the booted slot's files and one update's; remove files that are not larch's from ${sysroot.bootDir}, or ship a smaller kernel/initramfs (larch cleanup cannot free it)`);
+}
+
+const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+
+async function requireFree(path: string, need: number, reclaimable: number, what: string, hint: string): Promise<void> {
+  const st = await statfs(path);
+  const free = Number(st.bavail) * Number(st.bsize) + reclaimable;
+  if (free >= need) return;
+  throw new LarchError('NO_SPACE', `not enough space on the filesystem of ${path}: ${what}, ${mib(free)} is free${reclaimable ? ` (with the other slot's old files, ${mib(reclaimable)}, removed)` : ''}; ${mib(need - free)} missing`, {
+    hint,
+    data: { path, need, free },
+  });
+}
+
+/**
+ * The last checks before a slot is touched, on the commit now in the repo: a kernel when the
+ * booted slot boots one (a slot without a kernel is never staged), and the exact boot files' size.
+ */
+async function checkDeployable(sysroot: Sysroot, plan: DeploymentPlan, bootedSlotName: Slot, commit: ObjectId): Promise<void> {
+  const booted = await readDeployment(sysroot, bootedSlotName);
+  if (!plan.kernel && booted?.bootFiles.includes('vmlinuz')) {
+    throw new LarchError('INVALID_INPUT', `commit ${commit} has no kernel in /boot (no vmlinuz or vmlinuz-*), so its slot could not boot; nothing was written`, {
+      hint: 'the vendor must ship a kernel in the tree (compose: kernel = "linux-image-...")',
+      data: { commit, reason: 'no-kernel' },
+    });
+  }
+  await checkBootSpace(sysroot, plan.bootBytes, bootedSlotName);
+}
+
+/** Bytes of the regular files in dir (and, with deep, below it; symlinks not followed). */
+async function dirBytes(dir: string, deep = false): Promise<number> {
   let total = 0;
   for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
-    if (e.isFile()) total += await stat(join(dir, e.name)).then((s) => s.size, () => 0);
+    if (e.isFile()) total += await lstat(join(dir, e.name)).then((s) => s.size, () => 0);
+    else if (deep && e.isDirectory()) total += await dirBytes(join(dir, e.name), true);
   }
   return total;
 }
@@ -366,9 +431,15 @@ export async function finalize(ctx: UpdateContext): Promise<{ slot: Slot | null;
   const slot = other(booted.slot);
   const record = await readDeployment(sysroot, slot);
   if (!record || state.order[0] !== slot || state.slots[slot].good) return { slot: null, conflicts: [] };
+  // A marker for the time between start and end: a finalize that does not complete (power cut,
+  // kill, a full disk) is reported when the slot boots, instead of its /etc edits going missing silently.
+  const marker = finalizeMarkerPath(sysroot, slot);
+  await writeFileAtomic(marker, JSON.stringify({ started: new Date().toISOString(), from_slot: booted.slot }) + '\n');
   const merge = await redoEtcMerge(sysroot, booted.slot, slot, ctx.merger);
   const updated: DeploymentRecord = { ...record, etcMerge: merge };
   await writeFileAtomic(sysroot.deployRecordPath(slot), JSON.stringify(updated, null, 2) + '\n');
+  await rm(marker, { force: true });
+  await fsyncPath(dirname(marker));
   await appendJournal(sysroot.journalPath, { event: 'finalize', slot, commit: record.commit, version: record.version, message: `/etc of slot ${slot} merged again with the current local /etc${merge.conflicts.length ? `; conflicts: ${merge.conflicts.join(', ')}` : ''}` });
   return { slot, conflicts: merge.conflicts };
 }

@@ -33,7 +33,7 @@ export const DEFAULT_CLOCK_SKEW_S = 300;
 export type SignedKind = 'announce' | 'command';
 const DOMAINS: Record<SignedKind, string> = { announce: 'larch-announce-v1:', command: 'larch-command-v1:' };
 
-export const COMMANDS = ['check', 'upgrade', 'rollback', 'reboot'] as const;
+export const COMMANDS = ['check', 'upgrade', 'rollback', 'reboot', 'cleanup'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;

@@ -23,6 +23,12 @@ export interface CheckoutOptions {
   copy?: boolean;
   /** Keep owners as they are in the commit (default: when running as root). */
   owners?: boolean;
+  /**
+   * Hash every object before it is hardlinked (copies are always checked): a deployment must not
+   * take a flipped bit from the repo. Corrupt objects are all named in one OBJECT_CORRUPT
+   * (data.ids), so the caller can fetch them again at once.
+   */
+  verify?: boolean;
 }
 
 export interface CheckoutResult {
@@ -45,7 +51,7 @@ export async function checkout(repo: Repo, commitId: ObjectId, dest: string, opt
   const owners = opts.owners ?? isRoot();
   const result: CheckoutResult = { commit: commitId, dest, files: plan.files.length, dirs: plan.dirs.length, hardlinked: 0, copied: 0 };
   try {
-    await writeTree(repo, plan, Buffer.from(dest), { copy: opts.copy ?? repo.mode === 'archive', owners }, result);
+    await writeTree(repo, plan, Buffer.from(dest), { copy: opts.copy ?? repo.mode === 'archive', owners, verify: opts.verify === true }, result);
   } catch (err) {
     // Leave nothing half-written behind: a partial checkout would look like a good one. DEST
     // was empty (or absent) before, so everything in it is ours.
@@ -56,13 +62,14 @@ export async function checkout(repo: Repo, commitId: ObjectId, dest: string, opt
   return result;
 }
 
-async function writeTree(repo: Repo, plan: TreePlan, dest: Buffer, opts: { copy: boolean; owners: boolean }, result: CheckoutResult): Promise<void> {
+async function writeTree(repo: Repo, plan: TreePlan, dest: Buffer, opts: { copy: boolean; owners: boolean; verify: boolean }, result: CheckoutResult): Promise<void> {
   const abs = (p: Buffer) => childPath(dest, p);
   // Directories start private and writable; their real mode is set last, deepest first.
   for (const d of plan.dirs) await mkdir(d.path.length === 0 ? dest : abs(d.path), { mode: 0o700 }).catch((err) => (d.path.length === 0 && err.code === 'EEXIST' ? undefined : Promise.reject(err)));
   const xattrJobs: { path: Buffer; xattrs: FileHeader['xattrs'] }[] = [];
   const pool = makePool(8);
   let canLink = !opts.copy;
+  const corrupt = new Map<ObjectId, string>();
   await Promise.all(
     plan.files.map((f) =>
       pool(async () => {
@@ -70,6 +77,7 @@ async function writeTree(repo: Repo, plan: TreePlan, dest: Buffer, opts: { copy:
         const stored = await repo.readFile(f.id);
         const h = stored.header;
         if (canLink && (await linkable(repo, f.id, h, opts.owners))) {
+          if (opts.verify && (await storedId(h, stored.content())) !== f.id) return void corrupt.set(f.id, pathText(f.path));
           try {
             await link(repo.objectPath('file', f.id), target);
             result.hardlinked++;
@@ -88,6 +96,13 @@ async function writeTree(repo: Repo, plan: TreePlan, dest: Buffer, opts: { copy:
       }),
     ),
   );
+  if (corrupt.size > 0) {
+    const [[id, path]] = [...corrupt];
+    throw new LarchError('OBJECT_CORRUPT', `${corrupt.size} stored file object(s) do not match their ids, e.g. ${id} at '${path}' (a flipped bit on disk, or a deployed file edited in place)`, {
+      hint: "fetch the commit again (larch upgrade or deploy does it by itself); 'larch fsck' lists every damaged object",
+      data: { kind: 'file', id, ids: [...corrupt.keys()], path },
+    });
+  }
   for (const d of [...plan.dirs].reverse()) {
     const p = d.path.length === 0 ? dest : abs(d.path);
     if (opts.owners) await chown(p, d.meta.uid, d.meta.gid);
@@ -115,6 +130,18 @@ async function linkable(repo: Repo, id: ObjectId, h: FileHeader, owners: boolean
   return !owners || (st.uid === h.uid && st.gid === h.gid);
 }
 
+/** The id of a stored object as its header and content hash now (the content is read whole). */
+async function storedId(h: FileHeader, content: AsyncIterable<Uint8Array>): Promise<string> {
+  const hash = sha256Stream().update(encodeFileHeader(h));
+  let count = 0;
+  for await (const chunk of content) {
+    count += chunk.length;
+    if (h.type === 'reg' && count > h.size) return 'longer than its header says';
+    hash.update(chunk);
+  }
+  return hash.digest('hex');
+}
+
 /** Writes an object's content to a new file, checking it against its id on the way. */
 async function copyObject(id: ObjectId, h: FileHeader, content: AsyncIterable<Uint8Array>, target: Buffer, path: Buffer): Promise<void> {
   if (h.type === 'lnk') return void (await symlink(Buffer.from(h.target), target));
@@ -138,6 +165,6 @@ async function copyObject(id: ObjectId, h: FileHeader, content: AsyncIterable<Ui
   const actual = hash.digest('hex');
   if (count !== h.size || actual !== id) {
     await rm(target, { force: true });
-    throw new LarchError('OBJECT_CORRUPT', `file ${id} at '${pathText(path)}': checksum mismatch: expected ${id}, got ${actual} (${count} of ${h.size} bytes)`, { data: { id, path: pathText(path), actual } });
+    throw new LarchError('OBJECT_CORRUPT', `file ${id} at '${pathText(path)}': checksum mismatch: expected ${id}, got ${actual} (${count} of ${h.size} bytes)`, { data: { kind: 'file', id, path: pathText(path), actual } });
   }
 }

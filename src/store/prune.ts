@@ -2,6 +2,11 @@
  * Removes what no ref needs: leftover staging directories of dead processes, commits beyond
  * --keep on each branch, and every object no kept commit reaches. Holds the writer lock, so
  * no transaction can be relying on an object while it is deleted.
+ *
+ * Commit objects go first, then their signatures, then trees and files: a prune killed at any
+ * unlink leaves every commit still in the repo whole (the ones it was removing are gone, what is
+ * left of them is unreachable garbage the next prune removes), so a reader never meets a commit
+ * whose trees are missing, and a later pull of that commit fetches it again.
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,6 +34,23 @@ async function listDirs(dir: string): Promise<string[]> {
 }
 
 const SIDECARS: Record<string, string> = { commit: 'sig', file: 'filemeta' };
+/** Deletion order by extension: commits, their signatures, then everything they reached. */
+const DELETE_RANK: Record<string, number> = { commit: 0, sig: 1, other: 2 };
+
+/**
+ * Deletes objects that are known bad (a corrupt file found by a verifying checkout), with their
+ * sidecars, under the writer lock, so the next pull of their commit fetches them again.
+ */
+export async function dropObjects(repo: Repo, kind: 'file' | 'dirtree' | 'dirmeta', ids: ObjectId[]): Promise<void> {
+  const lock = await repo.lock();
+  try {
+    for (const id of ids) {
+      for (const k of kind === 'file' ? (['file', 'filemeta', 'xattrs'] as const) : [kind]) await rm(repo.objectPath(k, id), { force: true });
+    }
+  } finally {
+    await lock.release();
+  }
+}
 
 export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneResult> {
   const lock = await repo.lock();
@@ -75,22 +97,28 @@ export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneR
       }
     }
 
+    const doomed: { path: string; rank: number }[] = [];
     for (let i = 0; i < 256; i++) {
       const sub = i.toString(16).padStart(2, '0');
       const dir = join(repo.path, 'objects', sub);
       for (const name of await readdir(dir).catch(() => [])) {
         const dot = name.indexOf('.');
         const id = sub + name.slice(0, dot);
-        let kind = name.slice(dot + 1);
+        const ext = name.slice(dot + 1);
+        let kind = ext;
         if (kind === 'filez' || kind === 'xattrs') kind = 'file';
-        const owner = Object.entries(SIDECARS).find(([, ext]) => ext === kind)?.[0];
+        const owner = Object.entries(SIDECARS).find(([, e]) => e === kind)?.[0];
         if (reachable.has(`${owner ?? kind}:${id}`)) continue;
-        const path = join(dir, name);
-        const size = await stat(path).then((s) => s.size, () => 0);
-        if (!opts.dryRun) await rm(path, { force: true });
-        result.objectsDeleted++;
-        result.bytesFreed += size;
+        doomed.push({ path: join(dir, name), rank: DELETE_RANK[ext] ?? DELETE_RANK.other! });
       }
+    }
+    // Stable: within a rank, objects/00..ff order.
+    doomed.sort((a, b) => a.rank - b.rank);
+    for (const { path } of doomed) {
+      const size = await stat(path).then((s) => s.size, () => 0);
+      if (!opts.dryRun) await rm(path, { force: true });
+      result.objectsDeleted++;
+      result.bytesFreed += size;
     }
     return result;
   } finally {

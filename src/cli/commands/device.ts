@@ -15,6 +15,7 @@ import { mqttRemote } from '../../agent/remote-mqtt.ts';
 import { describeFailure } from '../../agent/failed-releases.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
 import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig, type RemoteMqttAuth } from '../../agent/sysroot.ts';
+import { withDeviceLock } from '../../agent/device-lock.ts';
 import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS } from './announce.ts';
 import { type Remote, type UpdateContext, check as checkUpdate, cleanup as cleanupSysroot, finalize as finalizeSysroot, rollback as rollbackSysroot, setPinned, upgrade as upgradeSysroot } from '../../agent/update.ts';
 import { createProgressBar, formatBytes } from '../progress.ts';
@@ -26,9 +27,11 @@ const SYSROOT_HELP = `  --sysroot S     the device's root filesystem, or a direc
                   (default ${DEFAULT_SYSROOT})`;
 const EXIT_HELP = `EXIT STATUS
   0 success; 2 usage; 3 not found (not provisioned, unknown version); 4 invalid input (a
-  refusal: downgrade, failed-here, only-good-slot; data.reason says which); 5 corrupt data; 6 signature problems (unsigned, untrusted, expired or
-  replayed summary); 7 locked; 8 no space; 9 I/O; 12 delta for another base; 13 bootloader
-  env unreadable. docs/cli.md lists them all.`;
+  refusal: downgrade, failed-here, only-good-slot; data.reason says which); 5 corrupt data, or
+  a tree that would write outside its deployment; 6 signature problems (unsigned, untrusted,
+  expired or replayed summary); 7 locked: another command holds the device lock S/larch/lock
+  (waits LARCH_LOCK_TIMEOUT seconds, default 60); 8 no space; 9 I/O; 12 delta for another
+  base; 13 bootloader env unreadable. docs/cli.md lists them all.`;
 
 function sysrootOf(args: ParsedArgs): Sysroot {
   return new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
@@ -301,9 +304,16 @@ DESCRIPTION
   object; interrupted downloads resume), verifies every object and the commit's signature, and
   only then writes the other slot: a hardlink checkout, /etc merged three ways (local and
   vendor changes both kept; an overlapping change keeps yours and saves the vendor's as
-  FILE.larchnew), the kernel and initramfs copied to the slot's boot directory. Last, the slot
-  is made first in the boot order with N tries. /var is never touched. A refusal or a crash at
-  any point leaves the booted deployment and the boot state as they were.
+  FILE.larchnew), the kernel and initramfs copied to the slot's boot directory (once each, as
+  vmlinuz and initrd.img). Last, the slot is made first in the boot order with N tries. /var
+  is never touched. A refusal or a crash at any point leaves the booted deployment and the boot
+  state as they were.
+
+  Before anything is written: free space on the repo's filesystem (the delta, its objects, the
+  new /etc) and on S/boot (one slot's boot files; the other slot's old ones count as free, as
+  they are removed first); a tree whose /usr, /etc, /boot or /var is not a real directory, or
+  whose boot file links out of its /boot, is refused (exit 5). Objects found missing or
+  corrupt when the slot is written are fetched again.
 
 OPTIONS
 ${SYSROOT_HELP}
@@ -407,7 +417,9 @@ DESCRIPTION
   Redoes the three-way /etc merge of the staged deployment against the booted /etc as it is
   now, so edits made between upgrade and reboot are kept (as OSTree's staged deployments).
   Run by upgrade --reboot and by the larch-finalize shutdown unit. A power cut during it
-  leaves one complete merge in place. Does nothing when no update is staged.
+  leaves one complete merge in place; a finalize that did not complete is completed or
+  reported when the slot boots (status: finalize_interrupted; history). Does nothing when no
+  update is staged.
 
 OPTIONS
 ${SYSROOT_HELP}
@@ -435,7 +447,9 @@ SYNOPSIS
 DESCRIPTION
   Deletes repo objects that no deployment uses, and interrupted downloads. With --rollback
   also removes the rollback deployment (after which rollback is impossible until the next
-  upgrade). Never touches the booted or the staged deployment.
+  upgrade). Never touches the booted or the staged deployment. Runs by itself after
+  boot-check marks a slot good, and as the signed MQTT command 'cleanup'. Commits are removed
+  before their trees, so a cleanup killed at any point leaves every remaining commit whole.
 
 OPTIONS
 ${SYSROOT_HELP}
@@ -493,7 +507,8 @@ SYNOPSIS
   larch history [--sysroot S] [--limit N] [--json]
 
 DESCRIPTION
-  Prints the journal (S/larch/journal.jsonl), oldest first: provisioning, checks, downloads,
+  Prints the journal (S/larch/journal.1.jsonl, the part rotated at 256 KiB, then
+  S/larch/journal.jsonl), oldest first: provisioning, checks, downloads,
   verification, deployments, each boot and which slot it took, each health check, mark-good,
   fallbacks, rollbacks and errors, each with its reason.
 
@@ -537,6 +552,9 @@ DESCRIPTION
     no slot bootable (rescue)        stays and reports; never reboots in a loop
   A fallback by the bootloader (the booted slot is not the one it was asked to boot) is
   recorded and reported in status and history. Run by larch-boot-check.service at each boot.
+  After marking a slot good it runs cleanup. A full filesystem does not stop it (journal
+  entries that do not fit are skipped with a warning). A finalize of the booted slot that did
+  not complete is completed, or reported in status (finalize_interrupted) and history.
 
 OPTIONS
 ${SYSROOT_HELP}
@@ -632,4 +650,19 @@ ${EXIT_HELP}
   },
 };
 
-export const deviceCommands: Command[] = [provision, status, checkCmd, upgrade, deploy, rollback, finalize, cleanup, pin, unpin, history, bootCheckCmd, markGood, markBad, simBootCmd];
+/**
+ * A command that changes the sysroot runs holding the device lock (src/agent/device-lock.ts), so
+ * two of them (or one and the daemon) never interleave.
+ */
+function locked(cmd: Command): Command {
+  return { ...cmd, run: (args, io) => withDeviceLock(sysrootOf(args), `larch ${cmd.name}`, () => cmd.run(args, io)) };
+}
+
+export const deviceCommands: Command[] = [
+  locked(provision),
+  status,
+  locked(checkCmd),
+  ...[upgrade, deploy, rollback, finalize, cleanup, pin, unpin].map((c) => locked(c)),
+  history,
+  ...[bootCheckCmd, markGood, markBad, simBootCmd].map((c) => locked(c)),
+];

@@ -9,7 +9,7 @@ import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings } from './announce.ts';
 
 export const sendCommandCmd: Command = {
   name: 'command',
-  summary: 'send a signed command (check, upgrade, rollback, reboot) to one device over MQTT',
+  summary: 'send a signed command (check, upgrade, rollback, reboot, cleanup) to one device over MQTT',
   positionals: true,
   options: { mqtt: { type: 'string' }, device: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, 'expires-in': { type: 'string' }, nonce: { type: 'string' }, issued: { type: 'string' }, wait: { type: 'string' }, ...MQTT_AUTH_OPTIONS },
   help: `NAME
