@@ -177,11 +177,15 @@ function lastUpdateResult(r: UpgradeResult['result']): LastUpdate['result'] {
 async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<UpgradeResult> {
   const { sysroot } = ctx;
   const config = await sysroot.readConfig();
-  const { state } = await readBootState(sysroot, config);
+  const { state, env } = await readBootState(sysroot, config);
   const booted = await bootedDeployment(sysroot, state);
   const from = { slot: booted.slot, commit: booted.record.commit, version: booted.record.version };
   const none = { via: 'none' as const, bytes: 0 };
   if (config.pinned && !opts.target) return { result: 'pinned', from, to: null, download: none, etc_conflicts: [] };
+  // A board env with no valid copy cannot take the staging writes: say so before downloading.
+  if (env.health === 'corrupt' && !opts.downloadOnly && !opts.dryRun) {
+    throw new LarchError('ENV_CORRUPT', `${env.message}; larch does not change it, so nothing can be staged`, { data: { boot_env: 'corrupt' }, hint: `${env.hint}; --download-only works meanwhile` });
+  }
 
   // 1. the signed summary and the target
   const summary = await fetchVerifiedSummary(ctx, config);

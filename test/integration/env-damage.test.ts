@@ -70,7 +70,7 @@ async function stagedOverGood(t: Test, layout: Layout) {
     if (existsSync(cfg)) writeFileSync(cfg, readFileSync(cfg, 'utf8').replaceAll(dev, to));
     return to;
   };
-  return { dev, copy };
+  return { dev, copy, vendor: v };
 }
 
 /** Damages every copy of the env (the bootloader finds none valid). */
@@ -116,7 +116,8 @@ for (const layout of ['fat', 'grub'] as const) {
 }
 
 t.test('raw board env (redundant, at disk offsets): never rewritten partially; corrupt, with the command that restores it', async (t) => {
-  const { copy } = await stagedOverGood(t, 'raw');
+  const { copy, vendor: v } = await stagedOverGood(t, 'raw');
+  const v4 = await v.release(4); // on offer, not on the devices: a refused upgrade must not fetch it
   for (const how of ['torn', 'flip', 'zero'] as const) {
     const dev = copy();
     damageEnv(dev, 'raw', how);
@@ -131,6 +132,7 @@ t.test('raw board env (redundant, at disk offsets): never rewritten partially; c
     t.match((await larchOk(['boot-check', '--sysroot', dev, '--json'])).json, { slot: 'B', healthy: true, boot_env: 'corrupt' }, `${at}: boot-check completes`);
     const up = await larch(['upgrade', '--sysroot', dev, '--json']);
     expectFail(t, up, 'ENV_CORRUPT', `${at}: upgrade cannot stage without an env`);
+    t.notOk(existsSync(join(dev, 'larch/repo/objects', v4.slice(0, 2), `${v4.slice(2)}.commit`)), `${at}: refused before v4 is downloaded`);
     t.match(up.json?.error?.hint, 'fw_setenv -c', `${at}: and says how to restore it`);
     t.ok(readFileSync(join(dev, 'emmc.img')).equals(before), `${at}: nothing written to the board's storage`);
 
