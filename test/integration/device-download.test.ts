@@ -115,6 +115,9 @@ async function progressCounts(t: Test, mqtt: boolean): Promise<void> {
   // Objects counted as bytes would show at most a few dozen "B"; the last draw may come before the last chunks.
   t.ok(most >= (mqtt ? 65536 : fileBytes / 2), `it counted bytes: up to ${most} of the ${fileBytes} bytes of ${files.length} file objects (not ${files.length} objects)`);
   t.ok(most <= fileBytes * 1.1 + 65536, 'and no more than were downloaded');
+  // The bar's last draw is the final amount (drawn when the pull is done, not left at the last 100 ms tick).
+  const last = amounts.at(-1)!;
+  t.ok(last >= fileBytes * 0.95, `the last draw shows the whole download: ${last} of ${fileBytes} bytes`);
 }
 
 t.test('the progress bar of an object-by-object pull counts bytes, not objects', (t) => progressCounts(t, false));

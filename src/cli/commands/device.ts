@@ -52,10 +52,24 @@ function remoteMqttAuth(args: ParsedArgs): RemoteMqttAuth | undefined {
   return given.length ? (Object.fromEntries(given) as RemoteMqttAuth) : undefined;
 }
 
-function progressFor(io: Io, label: string): ((done: number, total: number | null) => void) | undefined {
+/** A download bar's update function; finishProgress() draws its final amount and ends the line. */
+type ProgressFn = ((done: number, total: number | null) => void) & { finish?: () => void };
+
+function progressFor(io: Io, label: string): ProgressFn | undefined {
   if (!process.stderr.isTTY) return undefined;
   const bar = createProgressBar(label);
-  return (done, total) => bar.update(done, total);
+  let used = false;
+  const fn: ProgressFn = (done, total) => {
+    used = true;
+    bar.update(done, total);
+  };
+  // The bar redraws at most every 100 ms: without a last draw a fast transfer ends short of its size.
+  fn.finish = () => used && bar.done();
+  return fn;
+}
+
+function finishProgress(progress: ProgressFn | undefined): void {
+  progress?.finish?.();
 }
 
 async function context(args: ParsedArgs, io: Io): Promise<UpdateContext> {
@@ -153,6 +167,7 @@ EXAMPLES
     // The files given are this host's; provision copies them into the sysroot (the device's identity).
     const mqttAuth = remoteMqttAuth(args);
     const remote = remoteFor({ remote: { url, kind, mqtt: mqttAuth } });
+    const progress = args.json ? undefined : progressFor(io, 'download');
     const result = await provisionSysroot(sysrootOf(args), {
       remote,
       remoteUrl: url,
@@ -165,8 +180,8 @@ EXAMPLES
       tries,
       target: opt(args, 'commit') ?? opt(args, 'version'),
       fwEnvConfig: opt(args, 'fw-env-config'),
-      progress: args.json ? undefined : progressFor(io, 'download'),
-    });
+      progress,
+    }).finally(() => finishProgress(progress));
     if (args.json) printJson(io, result);
     else io.out(result.result === 'already-provisioned' ? `${result.sysroot} is already provisioned with version ${result.version} in slot A\n` : `provisioned ${result.sysroot}: version ${result.version} (${result.commit.slice(0, 12)}) in slot A, ${result.bootloader}; downloaded ${formatBytes(result.download.bytes)}\n`);
   },
@@ -253,7 +268,7 @@ const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolea
 
 async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<void> {
   const ctx = await context(args, io);
-  const r = await upgradeSysroot(ctx, { target, dryRun: args.values['dry-run'] === true, downloadOnly: args.values['download-only'] === true, allowDowngrade: args.values['allow-downgrade'] === true, retryFailed: args.values['retry-failed'] === true });
+  const r = await upgradeSysroot(ctx, { target, dryRun: args.values['dry-run'] === true, downloadOnly: args.values['download-only'] === true, allowDowngrade: args.values['allow-downgrade'] === true, retryFailed: args.values['retry-failed'] === true }).finally(() => finishProgress(ctx.progress));
   let finalized = null;
   if (r.result === 'staged' && args.values.reboot === true) finalized = await finalizeSysroot(ctx);
   if (args.values['dry-run'] === true && r.to) {
