@@ -41,12 +41,13 @@ function tryLock(path: string): Promise<Attempt> {
     child.once('close', (code) => {
       if (held) return;
       if (code === 1 && stderr.trim() === '') resolve({ busy: true });
+      else if (/Read-only file system/.test(stderr)) reject(new LarchError('READ_ONLY', `cannot lock '${path}': the filesystem is read-only`, { data: { path } }));
       else reject(new LarchError('IO', `cannot lock '${path}': ${stderr.trim() || `flock exited ${code}`}`, { data: { path } }));
     });
   });
 }
 
-/** Takes the exclusive lock on path, waiting up to timeoutMs for its holder. @throws LOCKED, TOOL_MISSING, IO */
+/** Takes the exclusive lock on path, waiting up to timeoutMs for its holder. @throws LOCKED, TOOL_MISSING, READ_ONLY (the lock file cannot be created), IO */
 export async function acquireLock(path: string, timeoutMs = 30_000): Promise<Lock> {
   const deadline = Date.now() + timeoutMs;
   for (let delayMs = 20; ; delayMs = Math.min(delayMs * 2, 500)) {

@@ -63,6 +63,8 @@ t.test('a read-only filesystem is reported as read-only (READ_ONLY, exit 9), nam
   // A sysroot's config, written while the filesystem is writable; then the filesystem goes read-only.
   mkdirSync(join(mnt, 'larch'));
   writeFileSync(join(mnt, 'larch', 'config.json'), JSON.stringify({ larch: 1, remote: { url: 'http://127.0.0.1:9/', kind: 'http' }, ref: 'os/stable', bootloader: 'uboot', tries: 3, pinned: false }));
+  // The device lock's file exists (any earlier command made it): flock opens it read-only, and the first write is config.json.
+  writeFileSync(join(mnt, 'larch', 'lock'), '');
   sh(`mount -o remount,ro '${mnt}'`);
 
   const r = await larch(['pin', '--sysroot', mnt, '--json']);
@@ -72,4 +74,11 @@ t.test('a read-only filesystem is reported as read-only (READ_ONLY, exit 9), nam
   t.match(r.json?.error?.message, /read-only/, 'the message says read-only');
   t.notMatch(r.stderr, /\.tmp-|INTERNAL/, 'not the clean-up of the temp file, not an internal error');
   t.match(r.stderr, /hint: remount .*read-write/, 'the hint says how to fix it');
+
+  // Without the lock file, the lock is the first write: READ_ONLY naming it, not IO.
+  sh(`mount -o remount,rw '${mnt}' && rm '${join(mnt, 'larch', 'lock')}' && mount -o remount,ro '${mnt}'`);
+  const nolock = await larch(['pin', '--sysroot', mnt, '--json']);
+  t.equal(nolock.json?.error?.code, 'READ_ONLY', `no lock file yet: READ_ONLY (${nolock.stderr.trim()})`);
+  t.equal(nolock.json?.error?.data?.path, join(mnt, 'larch', 'lock'), 'naming the lock file');
+  t.match(nolock.stderr, /hint: remount .*read-write/, 'with the same hint');
 });
