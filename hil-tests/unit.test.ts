@@ -9,7 +9,7 @@ import { cleanConsole } from './lib/console.ts';
 import { lastJson, parseBootCheck } from './lib/device.ts';
 import { parseBoardConfig } from './lib/config.ts';
 import { cutMoments } from './scenarios/power-cut.ts';
-import { compareBoots, compareEnv, loadBootCases, predictBoots } from './lib/boot-table.ts';
+import { caseStartVars, compareBoots, compareEnv, loadBootCases, predictBoots } from './lib/boot-table.ts';
 
 t.test('console cleaning', async (t) => {
   t.equal(cleanConsole('\x1b[H\x1b[J\x1b[1;1Hlarch: slot=A rescue=0 wrote=0\r\r\n'), 'larch: slot=A rescue=0 wrote=0\n');
@@ -47,7 +47,7 @@ t.test('cut moments: one in each share of the span, all different', async (t) =>
 t.test('the boot table through bootloaderChoose, as the scenarios predict boards', async (t) => {
   for (const c of loadBootCases(ROOT)) {
     if (typeof c.env !== 'object') continue;
-    const p = predictBoots(new Map(Object.entries(c.env)), c.boots.length);
+    const p = predictBoots(caseStartVars(c), c.boots.length, { lkgMarker: c.lkg_marker });
     t.same(compareBoots(p.boots, c.boots), [], `${c.name}: boots`);
     const lastWrite = [...c.boots].reverse().find((b) => b.wrote);
     if (lastWrite?.env) t.same(compareEnv(Object.fromEntries(p.env), lastWrite.env), [], `${c.name}: env after`);

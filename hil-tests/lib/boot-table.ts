@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BOOT_VARIABLES, bootloaderChoose } from '../../src/bootcount/state.ts';
+import { decodeEnv, encodeCopy } from '../../src/bootcount/uboot-env.ts';
 import type { BootLine } from './device.ts';
 
 export interface TableBoot extends BootLine {
@@ -14,8 +15,35 @@ export interface TableBoot extends BootLine {
 export interface BootCase {
   name: string;
   comment?: string;
-  env: Record<string, string> | 'missing' | 'corrupt';
+  env: Record<string, string> | 'missing' | 'corrupt' | 'zero';
+  /** The older redundant copy (U-Boot copy 0, flags 1; `env` is then copy 1, flags 2). */
+  previous?: Record<string, string>;
+  /** The write of `env` was cut: copy 1 fails its CRC. */
+  torn?: boolean;
+  /** The LKG marker file larch-lkg-B exists. */
+  lkg_marker?: 'B';
+  uboot_layout?: 'single';
+  only?: 'uboot';
   boots: TableBoot[];
+}
+
+/** A torn copy in the table's cases: the write stopped after this many bytes; the rest reads as erased flash (0xff). */
+const TORN_AT = 24;
+
+/**
+ * The variables the bootloader starts from for a case: a redundant U-Boot env built from it
+ * (previous as copy 0 with flags 1, env as copy 1 with flags 2, torn: copy 1 cut after TORN_AT
+ * bytes), decoded by the copy selection of uboot-env.ts. No valid copy reaches the script as no
+ * variables at all.
+ */
+export function caseStartVars(c: BootCase): Map<string, string> {
+  if (typeof c.env === 'string') return new Map();
+  if (!c.previous) return new Map(Object.entries(c.env));
+  const layout = { sizeBytes: 0x400, redundant: true };
+  const older = encodeCopy(new Map(Object.entries(c.previous)), layout, { flags: 1 });
+  const newer = encodeCopy(new Map(Object.entries(c.env)), layout, { flags: 2 });
+  if (c.torn) newer.fill(0xff, TORN_AT);
+  return decodeEnv([older, newer], layout).vars;
 }
 
 export function loadBootCases(root: string): BootCase[] {
@@ -38,11 +66,11 @@ export function larchVars(env: Map<string, string> | Record<string, string>): Re
 }
 
 /** What the in-process bootloader does on `n` power-ons in a row from `env`, when nothing else writes in between. */
-export function predictBoots(env: Map<string, string>, n: number): { boots: BootLine[]; env: Map<string, string> } {
+export function predictBoots(env: Map<string, string>, n: number, opts: { lkgMarker?: 'B' } = {}): { boots: BootLine[]; env: Map<string, string> } {
   let vars = new Map(env);
   const boots: BootLine[] = [];
   for (let i = 0; i < n; i++) {
-    const c = bootloaderChoose(vars);
+    const c = bootloaderChoose(vars, { lkgMarker: opts.lkgMarker });
     boots.push({ slot: c.slot, rescue: c.rescue, wrote: c.wrote });
     if (c.wrote) vars = new Map(c.newVars);
   }

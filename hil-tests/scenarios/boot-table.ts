@@ -24,8 +24,14 @@ export const bootTableScenario: Scenario = {
     let boots = 0;
     for (const c of ctx.cases) {
       if (only && !only.includes(c.name)) continue;
+      // A board backend writes one env; the torn-copy, marker-file, zeroed and single-copy cases
+      // need the storage laid out byte by byte: board-scripts.test.ts runs them on the same bootloaders.
+      if (c.previous || c.lkg_marker || c.env === 'zero' || c.uboot_layout) {
+        ctx.note(`case ${c.name}: not run here (needs a torn copy, the LKG marker file or a raw layout); test/integration/board-scripts.test.ts runs it on real U-Boot and GRUB`);
+        continue;
+      }
       await board.powerOff();
-      await board.writeBootEnv(c.env);
+      await board.writeBootEnv(c.env as Record<string, string> | 'missing' | 'corrupt');
       let expectedEnv: Record<string, string> | null = typeof c.env === 'object' ? c.env : null;
       for (const [i, want] of c.boots.entries()) {
         const before = (await board.readBootEnv()) ?? new Map<string, string>();

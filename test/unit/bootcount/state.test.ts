@@ -16,42 +16,15 @@ import {
   next,
   planBootCheck,
 } from '../../../src/bootcount/state.ts';
-import { decodeEnv, encodeCopy } from '../../../src/bootcount/uboot-env.ts';
+import { type BootCase, caseStartVars } from '../../../hil-tests/lib/boot-table.ts';
 import { ROOT } from '../../helpers.ts';
 
-interface BootCase {
-  name: string;
-  comment: string;
-  env: Record<string, string> | 'missing' | 'corrupt' | 'zero';
-  previous?: Record<string, string>;
-  torn?: boolean;
-  lkg_marker?: 'B';
-  boots: { slot: 'A' | 'B'; rescue: boolean; wrote: boolean; env?: Record<string, string> }[];
-}
 const table = JSON.parse(readFileSync(join(ROOT, 'board', 'boot-cases.json'), 'utf8')) as { cases: BootCase[] };
-
-/** A torn copy: the write stopped after this many bytes; the rest reads as erased flash (0xff). */
-const TORN_AT = 24;
-
-/**
- * The variables the bootloader starts from: a redundant U-Boot env built from the case (previous
- * as copy 0 with flags 1, env as copy 1 with flags 2, torn: copy 1 cut after TORN_AT bytes), decoded by the
- * copy selection of uboot-env.ts. No valid copy reaches the script as no variables at all.
- */
-function startVars(c: BootCase): Map<string, string> {
-  if (typeof c.env === 'string') return new Map();
-  if (!c.previous) return new Map(Object.entries(c.env));
-  const layout = { sizeBytes: 0x400, redundant: true };
-  const older = encodeCopy(new Map(Object.entries(c.previous)), layout, { flags: 1 });
-  const newer = encodeCopy(new Map(Object.entries(c.env)), layout, { flags: 2 });
-  if (c.torn) newer.fill(0xff, TORN_AT);
-  return decodeEnv([older, newer], layout).vars;
-}
 
 t.test('boot-cases.json through bootloaderChoose', async (t) => {
   t.ok(table.cases.length >= 25, `${table.cases.length} cases`);
   for (const c of table.cases) {
-    let vars = startVars(c);
+    let vars = caseStartVars(c);
     c.boots.forEach((expected, i) => {
       const at = `${c.name} boot ${i + 1}`;
       const choice = bootloaderChoose(vars, { lkgMarker: c.lkg_marker });
