@@ -28,7 +28,7 @@ export interface BootCase {
 }
 
 /** A torn copy in the table's cases: the write stopped after this many bytes; the rest reads as erased flash (0xff). */
-const TORN_AT = 24;
+export const TORN_AT = 24;
 
 /**
  * The variables the bootloader starts from for a case: a redundant U-Boot env built from it

@@ -11,32 +11,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync, openSync, writeSync, closeSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { selectCopy } from '../../src/bootcount/uboot-env.ts';
+import { type BootCase, type TableBoot, TORN_AT, loadBootCases } from '../../hil-tests/lib/boot-table.ts';
 import { ROOT, tempDir } from '../helpers.ts';
 
-interface Boot {
-  slot: 'A' | 'B';
-  rescue: boolean;
-  wrote: boolean;
-  env?: Record<string, string>;
-}
-interface BootCase {
-  name: string;
-  env: Record<string, string> | 'missing' | 'corrupt' | 'zero';
-  previous?: Record<string, string>;
-  torn?: boolean;
-  lkg_marker?: 'B';
-  uboot_layout?: 'single';
-  only?: 'uboot';
-  boots: Boot[];
-}
-const cases = (JSON.parse(readFileSync(join(ROOT, 'board', 'boot-cases.json'), 'utf8')) as { cases: BootCase[] }).cases;
+const cases = loadBootCases(ROOT);
 
 const UBOOT_BIN = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
 const ENV_SIZE = 0x4000;
 const ENV_FILES = ['uboot.env', 'uboot-redund.env'];
 const MARKER = 'larch-lkg-B';
-/** A torn copy: the write stopped after this many bytes; the rest reads as erased flash (0xff). */
-const TORN_AT = 24;
 /** What a "corrupt" env holds before its check fails: A staged and unconfirmed, B good. */
 const CORRUPT_VARS = { BOOT_ORDER: 'A B', BOOT_A_GOOD: '0', BOOT_A_LEFT: '3', BOOT_B_GOOD: '1', BOOT_LKG: 'B' };
 const PART_OFFSET = 1024 * 1024;
@@ -97,7 +80,7 @@ function expectedEnvs(c: BootCase, bootloader: 'uboot' | 'grub'): (Record<string
   return c.boots.map((b) => (current = b.wrote ? b.env! : current));
 }
 
-function parseChoice(output: string): Omit<Boot, 'env'> | null {
+function parseChoice(output: string): Omit<TableBoot, 'env'> | null {
   const m = /larch: slot=([AB]) rescue=([01]) wrote=([01])/.exec(output);
   return m ? { slot: m[1] as 'A' | 'B', rescue: m[2] === '1', wrote: m[3] === '1' } : null;
 }
