@@ -148,6 +148,7 @@ async function main(): Promise<void> {
     const floor = spawn(join(work, 'floor'), [], { stdio: 'ignore' });
     children.push(floor);
     const csub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(port), '-t', 'larch/v1/device/idle/status', '-V', 'mqttv5'], { stdio: 'ignore' });
+    csub.on('error', (err: NodeJS.ErrnoException) => fail(err.code === 'ENOENT' ? 'mosquitto_sub not found: install Debian\'s mosquitto-clients (the C client this benchmark compares with)' : `mosquitto_sub: ${err.message}`));
     children.push(csub);
     await sleep(1000);
 
