@@ -17,6 +17,8 @@ export interface Sink {
   /** Drop everything (the server's file changed, or it is longer than it may be). */
   truncate(): Promise<void>;
   write(chunk: Uint8Array): void;
+  /** The response says the file holds this many bytes in all (already capped): room for them may be made at once. */
+  expect?(total: number): void;
 }
 
 export interface FileDownload {
@@ -56,21 +58,34 @@ export async function intoFile(dest: string, transfer: (sink: Sink) => Promise<n
   }
 }
 
-/** Runs transfer with a sink in memory; returns the bytes. */
+/**
+ * Runs transfer with a sink in memory; returns the bytes. One buffer, sized at once when the
+ * response tells its length (expect) and else doubled as bytes come, so a capped download holds
+ * about twice its cap at most, not every chunk plus their concatenation (a list of chunk copies
+ * and a concat took a 63 MiB body to 1.4 GiB under Bun, measured).
+ */
 export async function intoMemory(transfer: (sink: Sink) => Promise<unknown>): Promise<Uint8Array> {
-  let chunks: Uint8Array[] = [];
+  let buffer = new Uint8Array(0);
   let size = 0;
+  const room = (n: number) => {
+    if (n <= buffer.length) return;
+    const grown = new Uint8Array(n);
+    grown.set(buffer.subarray(0, size));
+    buffer = grown;
+  };
   await transfer({
     size: () => size,
     async truncate() {
-      chunks = [];
+      buffer = new Uint8Array(0);
       size = 0;
     },
+    expect: (total) => room(total),
     write(chunk) {
-      // A copy: the transport may reuse the chunk's buffer.
-      chunks.push(Uint8Array.from(chunk));
+      // A copy (the transport may reuse the chunk's buffer) into the one buffer.
+      if (size + chunk.length > buffer.length) room(Math.max(size + chunk.length, buffer.length * 2, 64 * 1024));
+      buffer.set(chunk, size);
       size += chunk.length;
     },
   });
-  return Uint8Array.from(Buffer.concat(chunks));
+  return buffer.length === size ? buffer : buffer.slice(0, size);
 }

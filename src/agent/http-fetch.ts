@@ -24,7 +24,12 @@ export interface FetchOptions {
   backoffMaxMs?: number;
   /** No byte (or no response) for this long aborts the request, which is then retried (default 30 s). */
   stallTimeoutMs?: number;
-  /** Fewer than bytesPerSecond on average over windowMs aborts the request as too slow (default 64 B/s over 60 s; 0 turns it off). */
+  /**
+   * Fewer than bytesPerSecond on average over windowMs aborts the request as too slow (default
+   * 1024 B/s over 30 s, as curl's --speed-limit/--speed-time; bytesPerSecond 0 turns it off).
+   * A request aborted as too slow or stalled counts as a failure even if it brought bytes, so a
+   * server trickling below the minimum is given up after `attempts` of them.
+   */
   lowSpeed?: { bytesPerSecond: number; windowMs: number };
   /**
    * A 503 or 429 with Retry-After (a busy server, `larch serve --max-downloads`) is waited out
@@ -59,6 +64,9 @@ export type DownloadResult = FileDownload;
 /** A failure worth retrying (network error, 5xx, stall, short body). */
 class RetryableError extends Error {}
 
+/** The response stalled or crawled below the minimum speed: retried, but never counted as progress. */
+class SlowError extends RetryableError {}
+
 /** The server asked to come back later (503/429 with Retry-After). */
 class BusyError extends RetryableError {
   constructor(
@@ -78,7 +86,9 @@ export function parseRetryAfter(value: string | undefined, now = Date.now()): nu
 }
 
 const MAX_REDIRECTS = 5;
-const DEFAULTS = { busyMaxMs: 3_600_000, attempts: 5, maxRequests: 200, backoffInitialMs: 500, backoffMaxMs: 30_000, stallTimeoutMs: 30_000, lowSpeed: { bytesPerSecond: 64, windowMs: 60_000 } };
+/** The minimum-speed rule unless the caller sets one (--min-speed, --min-speed-time). */
+export const DEFAULT_MIN_SPEED = { bytesPerSecond: 1024, windowMs: 30_000 };
+const DEFAULTS = { busyMaxMs: 3_600_000, attempts: 5, maxRequests: 200, backoffInitialMs: 500, backoffMaxMs: 30_000, stallTimeoutMs: 30_000, lowSpeed: DEFAULT_MIN_SPEED };
 
 /**
  * Runs fn with an AbortSignal that fires after timeoutMs (none when timeoutMs is undefined or
@@ -148,6 +158,7 @@ async function transfer(url: string, sink: Sink, opts: DownloadOptions): Promise
     if (requests - busyAnswers >= o.maxRequests) break;
     requests++;
     const before = sink.size();
+    let slow = false;
     try {
       const r = await requestOnce(url, sink, o, etag);
       etag = r.etag ?? etag;
@@ -160,6 +171,7 @@ async function transfer(url: string, sink: Sink, opts: DownloadOptions): Promise
       if (opts.signal?.aborted) throw opts.signal.reason; // the caller's deadline: no retry
       if (!(err instanceof RetryableError)) throw err;
       lastError = err.message;
+      slow = err instanceof SlowError;
       if (err instanceof BusyError && busyMs < o.busyMaxMs) {
         // Asked to wait: not a failure, and not counted against maxRequests. Up to twice the
         // asked time, so devices turned away together do not all come back in the same second.
@@ -171,7 +183,8 @@ async function transfer(url: string, sink: Sink, opts: DownloadOptions): Promise
       }
     }
     // A request that brought bytes resets the count: a flaky link that keeps making progress gets there.
-    failures = sink.size() > before ? 1 : failures + 1;
+    // A trickle below the minimum speed is no progress, whatever it brought.
+    failures = sink.size() > before && !slow ? 1 : failures + 1;
     if (failures >= o.attempts) break;
     const delay = Math.min(o.backoffMaxMs, o.backoffInitialMs * 2 ** (failures - 1));
     await sleep(Math.round(delay / 2 + (random() * delay) / 2));
@@ -201,7 +214,16 @@ async function requestOnce(url: string, sink: Sink, o: DownloadOptions & typeof 
     if (status >= 300 && status < 400 && status !== 304 && res.headers.location) {
       res.resume();
       if (redirects >= MAX_REDIRECTS) throw new LarchError('IO', `download '${url}': more than ${MAX_REDIRECTS} redirects`, { data: { url } });
-      target = new URL(res.headers.location, target).toString();
+      const next = new URL(res.headers.location, target);
+      // Same origin only (scheme, host, port): the device talks to the server its config names,
+      // and an https remote is never taken to plain http or to a host nobody configured.
+      if (next.origin !== new URL(target).origin) {
+        throw new LarchError('IO', `download '${url}': the server redirects to another origin (${next.origin}); refused`, {
+          hint: 'set the remote URL to where the files are (larch provision --repo-url, or larch/config.json remote.url); redirects are followed within the same scheme, host and port only',
+          data: { url, location: next.toString(), reason: 'redirect' },
+        });
+      }
+      target = next.toString();
       continue;
     }
     try {
@@ -225,6 +247,14 @@ async function readResponse(url: string, res: IncomingMessage, sink: Sink, offse
   if (retryAfter !== null) throw new BusyError(`server busy (HTTP ${status}, Retry-After ${res.headers['retry-after']})`, retryAfter);
   if (status >= 500 || status === 408 || status === 429) throw new RetryableError(`server answered HTTP ${status}`);
   if (status !== 200 && status !== 206) throw new LarchError('IO', `download '${url}': server answered HTTP ${status}`, { data: { url, status } });
+  // No larch file is HTML: this is a captive portal, a proxy's or a CDN's error page.
+  const type = String(res.headers['content-type'] ?? '');
+  if (/^\s*text\/html\b/i.test(type)) {
+    throw new LarchError('INVALID_INPUT', `download '${url}': the server answered a web page (Content-Type ${type}), not a larch file`, {
+      hint: 'a captive portal, a proxy or a misconfigured server answers for the remote; check the remote URL and the network',
+      data: { url, content_type: type, reason: 'content-type' },
+    });
+  }
   let total: number | null;
   if (status === 206) {
     const cr = parseContentRange(res.headers['content-range']);
@@ -241,6 +271,7 @@ async function readResponse(url: string, res: IncomingMessage, sink: Sink, offse
     throw new LarchError('INVALID_INPUT', `download '${url}': the server's file is ${total} bytes, not the ${o.expectedSize} the signed metadata says`, { data: { url, expected: o.expectedSize, actual: total } });
   }
   if (total !== null && total > o.maxBytes) throw tooLarge(url, o.maxBytes);
+  if (total !== null) sink.expect?.(total);
   o.onProgress?.({ url, receivedBytes: sink.size(), totalBytes: total });
   const watch = watchSpeed(res, o);
   try {
@@ -267,10 +298,10 @@ async function readResponse(url: string, res: IncomingMessage, sink: Sink, offse
         }
         o.onProgress?.({ url, receivedBytes: sink.size(), totalBytes: total });
       });
-      res.on('error', (err) => fail(err instanceof RetryableError ? err : new RetryableError(watch.reason() ?? `connection lost after ${sink.size()} bytes: ${err.message}`)));
+      res.on('error', (err) => fail(err instanceof RetryableError ? err : watch.reason() ? new SlowError(watch.reason()!) : new RetryableError(`connection lost after ${sink.size()} bytes: ${err.message}`)));
       res.on('end', () => resolve());
       // 'close' without 'end': cut off (Bun may close without an error).
-      res.on('close', () => (res.complete ? resolve() : fail(new RetryableError(watch.reason() ?? `connection closed after ${sink.size()} of ${total ?? '?'} bytes`))));
+      res.on('close', () => (res.complete ? resolve() : fail(watch.reason() ? new SlowError(watch.reason()!) : new RetryableError(`connection closed after ${sink.size()} of ${total ?? '?'} bytes`))));
     });
   } catch (err) {
     if (err instanceof LarchError || err instanceof RetryableError) throw err;
@@ -278,7 +309,7 @@ async function readResponse(url: string, res: IncomingMessage, sink: Sink, offse
   } finally {
     watch.stop();
   }
-  if (watch.reason()) throw new RetryableError(watch.reason()!);
+  if (watch.reason()) throw new SlowError(watch.reason()!);
   if (total !== null && sink.size() !== total) throw new RetryableError(`connection closed after ${sink.size()} of ${total} bytes`);
   return { complete: true, etag };
 }
@@ -297,7 +328,7 @@ function get(url: string, headers: Record<string, string>, o: DownloadOptions & 
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return reject(new LarchError('INVALID_INPUT', `'${url}': only http and https URLs are supported`, { data: { url } }));
     const req = (parsed.protocol === 'https:' ? httpsRequest : httpRequest)(parsed, { method: 'GET', headers, signal: o.signal });
-    const timer = setTimeout(() => req.destroy(new RetryableError(`no response within ${o.stallTimeoutMs} ms`)), o.stallTimeoutMs);
+    const timer = setTimeout(() => req.destroy(new SlowError(`stalled: no response within ${o.stallTimeoutMs} ms`)), o.stallTimeoutMs);
     req.on('response', (res) => {
       clearTimeout(timer);
       resolve(res);
@@ -319,7 +350,7 @@ function watchSpeed(res: IncomingMessage, o: DownloadOptions & typeof DEFAULTS) 
   let windowBytes = 0;
   const abort = (reason: string) => {
     why = reason;
-    res.destroy(new RetryableError(reason));
+    res.destroy(new SlowError(reason));
   };
   const tick = setInterval(() => {
     const now = Date.now();

@@ -68,6 +68,9 @@ export interface DaemonConfig {
   metricsListen?: string;
   /** The total bound of each check and each download, in seconds (as `check --timeout`); none: no total bound. */
   timeoutS?: number;
+  /** The minimum-speed rule of HTTP requests (as `check --min-speed` / `--min-speed-time`); none: the default (1024 B/s over 30 s). */
+  minSpeed?: number;
+  minSpeedTimeS?: number;
 }
 
 export const DEFAULT_DAEMON_CONFIG: DaemonConfig = {
@@ -114,6 +117,8 @@ const KEYS: Record<string, { field: keyof DaemonConfig; kind: Kind }> = {
   fleet_lock_retry_s: { field: 'fleetLockRetryS', kind: 'uint' },
   metrics_listen: { field: 'metricsListen', kind: 'listen' },
   timeout_s: { field: 'timeoutS', kind: 'uint' },
+  min_speed: { field: 'minSpeed', kind: 'uint' },
+  min_speed_time_s: { field: 'minSpeedTimeS', kind: 'uint' },
 };
 
 const STRING = /^"((?:[^"\\]|\\["\\])*)"/;

@@ -14,7 +14,7 @@ import { LarchError, addContext } from '../errors.ts';
 import { applyDelta, openDelta, type ApplyResult, type DeltaSource } from '../delta/apply.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
 import { sha256, sha256Stream } from '../store/_hash.ts';
-import { type Commit, MAX_METADATA_BYTES, ObjectFormatError, type ObjectId, decodeCommit } from '../store/object.ts';
+import { type Commit, ObjectFormatError, type ObjectId, decodeCommit } from '../store/object.ts';
 import { type ObjectSource, type PullResult, pullCommit } from '../store/pull-local.ts';
 import { Repo, type StoredFile } from '../store/repo.ts';
 import { decodeSignatures, verifyCommitSignatures } from '../store/sign.ts';
@@ -314,10 +314,19 @@ const objectPath = (id: ObjectId, ext: string) => `objects/${id.slice(0, 2)}/${i
 const missing = (kind: string, id: ObjectId, u: string) => (err: unknown) =>
   Promise.reject(isCode(err, 'NOT_FOUND') ? new LarchError('OBJECT_MISSING', `${kind} ${id} is missing from '${u}'`, { hint: 'the server repo is incomplete; ask the vendor to republish', data: { kind, id, url: u } }) : err);
 
+/**
+ * The largest metadata object read from a remote, by kind (formats.md §2.7): far above what a
+ * real tree needs (a commit with a package list is kilobytes; a dirtree entry is about 80 bytes,
+ * so 16 MiB is some 200,000 entries in one directory) and far below the store's 64 MiB, because
+ * an object is held in memory before its id can be checked: a server, or anyone on the path,
+ * sends at most this much to a device's memory.
+ */
+export const MAX_PULLED_METADATA_BYTES = { commit: 4 * 1024 * 1024, dirmeta: 1024 * 1024, dirtree: 16 * 1024 * 1024 } as const;
+
 /** A metadata object's bytes, checked against its id. @throws OBJECT_MISSING, OBJECT_CORRUPT, IO */
 async function fetchMetadataObject(f: FileFetcher, kind: 'dirtree' | 'dirmeta' | 'commit', id: ObjectId): Promise<Uint8Array> {
   const u = f.where(objectPath(id, kind));
-  const bytes = await f.fetchBytes(objectPath(id, kind), { maxBytes: MAX_METADATA_BYTES }).catch(missing(kind, id, u));
+  const bytes = await f.fetchBytes(objectPath(id, kind), { maxBytes: MAX_PULLED_METADATA_BYTES[kind] }).catch(missing(kind, id, u));
   const actual = sha256(bytes);
   if (actual !== id) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id} from '${u}': checksum mismatch: got ${actual}`, { data: { kind, id, url: u, actual } });
   return bytes;

@@ -22,7 +22,7 @@
  *   literal = metadata bytes, file contents and bsdiff "extra" bytes, in order
  */
 import { type CborValue, decodeCanonical, encodeCanonical } from '../store/cbor.ts';
-import { type ObjectId, type ObjectKind, bytesToId, idToBytes, MAX_FILE_HEADER_BYTES } from '../store/object.ts';
+import { type ObjectId, type ObjectKind, bytesToId, idToBytes, MAX_FILE_HEADER_BYTES, MAX_METADATA_BYTES } from '../store/object.ts';
 
 export const DELTA_MAGIC = Buffer.from('LARCHDLT', 'ascii');
 export const DELTA_FORMAT = 1;
@@ -226,7 +226,10 @@ export function decodeRecord(body: Uint8Array, expectOps: boolean): ControlRecor
   if (!Array.isArray(v)) return fail('control record is not an array');
   if (v[0] === 1 || v[0] === 2) {
     if (v.length !== 2) fail('metadata record is not [kind, length]');
-    return { type: 'metadata', kind: v[0] === 1 ? 'dirtree' : 'dirmeta', length: uint(v[1], 'metadata length') };
+    const length = uint(v[1], 'metadata length');
+    // Checked here, before apply reads (allocates) that many bytes: a record may declare 2^40.
+    if (length > MAX_METADATA_BYTES) fail(`metadata record declares ${length} bytes, over the ${MAX_METADATA_BYTES}-byte limit`);
+    return { type: 'metadata', kind: v[0] === 1 ? 'dirtree' : 'dirmeta', length };
   }
   if (v[0] === 0) {
     if (v.length !== 3 || !(v[1] instanceof Uint8Array)) fail('file record is not [0, header, source]');

@@ -7,7 +7,7 @@ import { Daemon } from '../../agent/daemon.ts';
 import { mergerFor } from '../../agent/etc-merger.ts';
 import { appendJournal, type JournalEvent } from '../../agent/journal.ts';
 import { POLICIES, isPolicy, readDaemonConfig } from '../../agent/policy.ts';
-import { remoteFor } from './device.ts';
+import { minSpeedOf, remoteFor } from './device.ts';
 import { DEFAULT_SYSROOT, Sysroot } from '../../agent/sysroot.ts';
 import { writeFileAtomic } from '../../store/_durable.ts';
 import { isValidDeviceId } from '../../mqtt/format.ts';
@@ -100,7 +100,7 @@ EXAMPLES
       sysroot,
       config,
       deviceId,
-      remote: remoteFor(device, { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined }),
+      remote: remoteFor(device, { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined, minSpeed: minSpeedOf(config.minSpeed, config.minSpeedTimeS || undefined) }),
       merger: mergerFor(),
       log,
       reboot: async (reason) => {

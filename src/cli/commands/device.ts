@@ -10,6 +10,7 @@ import { bootCheck, markSlot, simBoot } from '../../agent/boot-check.ts';
 import { mergerFor } from '../../agent/etc-merger.ts';
 import { readJournal } from '../../agent/journal.ts';
 import { provision as provisionSysroot } from '../../agent/provision.ts';
+import { DEFAULT_MIN_SPEED } from '../../agent/http-fetch.ts';
 import { httpRemote } from '../../agent/remote-http.ts';
 import { mqttRemote } from '../../agent/remote-mqtt.ts';
 import { describeFailure } from '../../agent/failed-releases.ts';
@@ -37,10 +38,21 @@ function sysrootOf(args: ParsedArgs): Sysroot {
   return new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
 }
 
-/** opts.timeoutMs: the total bound of each check or download (--timeout, daemon.conf timeout_s). */
-export function remoteFor(config: Pick<DeviceConfig, 'remote'>, opts: { timeoutMs?: number } = {}): Remote {
+/** The bound of each check or download when none is given (--timeout, daemon.conf timeout_s): 1 hour. */
+export const DEFAULT_TIMEOUT_S = 3600;
+
+/** How long and how slowly a remote may answer (--timeout, --min-speed, --min-speed-time; daemon.conf timeout_s, min_speed, min_speed_time_s). */
+export interface RemoteLimits {
+  /** The total bound of each check or download (default DEFAULT_TIMEOUT_S). */
+  timeoutMs?: number;
+  /** HTTP: below bytesPerSecond over windowMs a request is aborted as too slow (default http-fetch's DEFAULT_MIN_SPEED). */
+  minSpeed?: { bytesPerSecond: number; windowMs: number };
+}
+
+export function remoteFor(config: Pick<DeviceConfig, 'remote'>, limits: RemoteLimits = {}): Remote {
+  const opts = { ...limits, timeoutMs: limits.timeoutMs ?? DEFAULT_TIMEOUT_S * 1000 };
   if (config.remote.kind === 'http') return httpRemote(config.remote.url, opts);
-  if (config.remote.kind === 'mqtt') return mqttRemote(config.remote.url, { mqtt: config.remote.mqtt, ...opts });
+  if (config.remote.kind === 'mqtt') return mqttRemote(config.remote.url, { mqtt: config.remote.mqtt, timeoutMs: opts.timeoutMs });
   throw new LarchError('INVALID_INPUT', `remote ${config.remote.url}: unknown transport '${String(config.remote.kind)}'`, { hint: 'provision with --repo-url http://... or --mqtt-url mqtt://...' });
 }
 
@@ -75,8 +87,27 @@ function finishProgress(progress: ProgressFn | undefined): void {
 async function context(args: ParsedArgs, io: Io): Promise<UpdateContext> {
   const sysroot = sysrootOf(args);
   const config = await sysroot.readConfig();
+  return { sysroot, remote: remoteFor(config, remoteLimits(args)), merger: mergerFor(), progress: args.json ? undefined : progressFor(io, 'download') };
+}
+
+const REMOTE_LIMIT_OPTIONS: OptionSpec = { timeout: { type: 'string' }, 'min-speed': { type: 'string' }, 'min-speed-time': { type: 'string' } };
+const MIN_SPEED_HELP = `  --min-speed BYTES  HTTP: a request bringing fewer than BYTES per second over
+                     --min-speed-time is aborted as too slow (default 1024; 0: off), and
+                     given up after 5 such in a row: exit 9 (IO) "too slow"
+  --min-speed-time SECONDS  the window of --min-speed, and how long a request may bring no
+                     byte at all (default 30)`;
+/** --timeout, --min-speed and --min-speed-time (check, upgrade, deploy). */
+function remoteLimits(args: ParsedArgs): RemoteLimits {
   const timeoutS = intOption(opt(args, 'timeout'), 'timeout', 'larch', 1);
-  return { sysroot, remote: remoteFor(config, { timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000 }), merger: mergerFor(), progress: args.json ? undefined : progressFor(io, 'download') };
+  const speed = intOption(opt(args, 'min-speed'), 'min-speed', 'larch', 0);
+  const speedTime = intOption(opt(args, 'min-speed-time'), 'min-speed-time', 'larch', 1);
+  return { timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000, minSpeed: minSpeedOf(speed, speedTime) };
+}
+
+/** The minimum-speed rule from its two settings (either may be left out: its default stands). */
+export function minSpeedOf(bytesPerSecond: number | undefined, seconds: number | undefined): RemoteLimits['minSpeed'] {
+  if (bytesPerSecond === undefined && seconds === undefined) return undefined;
+  return { bytesPerSecond: bytesPerSecond ?? DEFAULT_MIN_SPEED.bytesPerSecond, windowMs: seconds === undefined ? DEFAULT_MIN_SPEED.windowMs : seconds * 1000 };
 }
 
 function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
@@ -229,12 +260,12 @@ ${EXIT_HELP}
 export const checkCmd: Command = {
   name: 'check',
   summary: 'ask the remote whether an update exists, and its size',
-  options: { ...SYSROOT_OPTION, timeout: { type: 'string' } },
+  options: { ...SYSROOT_OPTION, ...REMOTE_LIMIT_OPTIONS },
   help: `NAME
   larch check - is there an update?
 
 SYNOPSIS
-  larch check [--sysroot S] [--timeout SECONDS] [--json]
+  larch check [--sysroot S] [--timeout SECONDS] [--min-speed BYTES] [--min-speed-time SECONDS] [--json]
 
 DESCRIPTION
   Fetches and verifies the remote's signed summary (trusted key, not expired, serial not older
@@ -248,7 +279,8 @@ OPTIONS
 ${SYSROOT_HELP}
   --timeout SECONDS  give up when the server has not answered the whole check within
                   this long: exit 9 (IO, data.reason "timeout") naming the server and the
-                  limit (default: no total limit; each request still stalls out after 30 s)
+                  limit (default 3600)
+${MIN_SPEED_HELP}
   --json          print {"available", "booted": {slot, commit, version}, "update": null |
                   {commit, version, timestamp, bytes, via, failed_here}, "packages": null | {upgraded,
                   downgraded, added, removed}} (packages: db diff --json's lists; null when
@@ -264,7 +296,7 @@ ${EXIT_HELP}
   },
 };
 
-const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolean' }, 'download-only': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, 'allow-downgrade': { type: 'boolean' }, timeout: { type: 'string' } };
+const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolean' }, 'download-only': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, 'allow-downgrade': { type: 'boolean' }, ...REMOTE_LIMIT_OPTIONS };
 
 async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<void> {
   const ctx = await context(args, io);
@@ -308,7 +340,7 @@ export const upgrade: Command = {
 
 SYNOPSIS
   larch upgrade [--sysroot S] [--reboot] [--download-only] [--dry-run] [--allow-downgrade]
-                [--timeout SECONDS] [--json]
+                [--timeout SECONDS] [--min-speed BYTES] [--min-speed-time SECONDS] [--json]
 
 DESCRIPTION
   Verifies the signed summary, refuses a downgrade unless allowed (older by Debian version
@@ -339,7 +371,8 @@ ${SYSROOT_HELP}
   --allow-downgrade  accept a target older than the booted commit (by version or timestamp)
   --timeout SECONDS  bound the summary fetch and, separately, the whole download: past it,
                      exit 9 (IO, data.reason "timeout") naming the server and the limit;
-                     what was downloaded is kept and the next run resumes
+                     what was downloaded is kept and the next run resumes (default 3600)
+${MIN_SPEED_HELP}
   --json             print {"result": staged|downloaded|no-update|pinned|dry-run, "from",
                      "to", "download": {via, bytes, fallback?}, "etc_conflicts"}; fallback
                      {delta, reason, code, message} when the delta failed (reason unsigned,
@@ -380,7 +413,8 @@ OPTIONS
 ${SYSROOT_HELP}
   --retry-failed  stage a release that failed on this device again (it is forgotten as
                   failed; if it fails again it is remembered again)
-  --allow-downgrade, --reboot, --download-only, --dry-run, --timeout, --json   as for upgrade
+  --allow-downgrade, --reboot, --download-only, --dry-run, --timeout, --min-speed,
+  --min-speed-time, --json   as for upgrade
 
 ${EXIT_HELP}
 `,
