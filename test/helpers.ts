@@ -1,7 +1,7 @@
 /** Shared test helpers: run the larch CLI (Bun binary or Node), make temp dirs, snapshot trees. */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,13 +20,27 @@ export interface RunResult {
   stdout: string;
   stderr: string;
   json: any;
+  /** With opts.peakRss: the process's peak resident set in KiB (GNU time's %M). */
+  peakRssKiB?: number;
 }
 
-/** Runs `larch ARGS` through the Bun binary (default) or Node, and parses --json output. */
-export function larch(args: string[], opts: { runtime?: Runtime; cwd?: string; env?: Record<string, string>; input?: string } = {}): Promise<RunResult> {
+/** GNU time (package `time`): the peak RSS of a child, as the kernel counted it at its exit. */
+const GNU_TIME = '/usr/bin/time';
+
+/**
+ * Runs `larch ARGS` through the Bun binary (default) or Node, and parses --json output. With
+ * peakRss, under GNU time (its figure written to a file, so stderr stays the command's own).
+ */
+export function larch(args: string[], opts: { runtime?: Runtime; cwd?: string; env?: Record<string, string>; input?: string; peakRss?: boolean } = {}): Promise<RunResult> {
   const runtime = opts.runtime ?? 'bun';
   if (runtime === 'bun' && !existsSync(BIN)) throw new Error(`${BIN} is missing: run 'npm run build' first`);
-  const [cmd, argv] = runtime === 'bun' ? [BIN, args] : [process.execPath, [NODE_ENTRY, ...args]];
+  let [cmd, argv] = runtime === 'bun' ? [BIN, args] : [process.execPath, [NODE_ENTRY, ...args]];
+  let rssFile: string | undefined;
+  if (opts.peakRss) {
+    if (!existsSync(GNU_TIME)) throw new Error(`${GNU_TIME} is missing: install the package 'time'`);
+    rssFile = join(mkdtempSync(join(tmpdir(), 'larch-rss-')), 'rss');
+    [cmd, argv] = [GNU_TIME, ['-f', '%M', '-o', rssFile, cmd, ...argv]];
+  }
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, argv, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -41,7 +55,10 @@ export function larch(args: string[], opts: { runtime?: Runtime; cwd?: string; e
       } catch {
         json = undefined;
       }
-      resolve({ code: code ?? -1, stdout, stderr, json });
+      const peakRssKiB = rssFile === undefined ? undefined : Number(/(\d+)\s*$/.exec(readFileSync(rssFile, 'utf8'))?.[1]);
+      if (rssFile !== undefined) rmSync(join(rssFile, '..'), { recursive: true, force: true });
+      // GNU time exits with the command's status (its own errors would say so on stderr).
+      resolve({ code: code ?? -1, stdout, stderr, json, ...(peakRssKiB === undefined ? {} : { peakRssKiB }) });
     });
     child.stdin.end(opts.input);
   });

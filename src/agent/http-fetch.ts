@@ -298,7 +298,7 @@ async function readResponse(url: string, res: IncomingMessage, sink: Sink, offse
         }
         o.onProgress?.({ url, receivedBytes: sink.size(), totalBytes: total });
       });
-      res.on('error', (err) => fail(err instanceof RetryableError ? err : watch.reason() ? new SlowError(watch.reason()!) : new RetryableError(`connection lost after ${sink.size()} bytes: ${err.message}`)));
+      res.on('error', (err) => fail(err instanceof RetryableError ? err : watch.reason() ? new SlowError(watch.reason()!) : new RetryableError(`connection lost after ${sink.size()} of ${total ?? '?'} bytes: ${err.message}`)));
       res.on('end', () => resolve());
       // 'close' without 'end': cut off (Bun may close without an error).
       res.on('close', () => (res.complete ? resolve() : fail(watch.reason() ? new SlowError(watch.reason()!) : new RetryableError(`connection closed after ${sink.size()} of ${total ?? '?'} bytes`))));
