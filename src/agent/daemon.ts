@@ -131,6 +131,8 @@ export class Daemon {
   private lastError: { code: string; message: string; time: string } | null = null;
   private lastSkip: Skip | null = null;
   private work: Promise<void> = Promise.resolve();
+  /** Aborts the running piece of work's exchange with the remote (preempt); null when the queue is idle. */
+  private transfer: AbortController | null = null;
   private statusChain: Promise<void> = Promise.resolve();
   private statusQueued = false;
   private lastProgressMs = 0;
@@ -255,10 +257,53 @@ export class Daemon {
   }
 
   private enqueue(job: () => Promise<void>): void {
-    this.work = this.work.then(job).catch((err) => this.d.log(`daemon: ${(err as Error).stack ?? err}`));
+    this.work = this.work
+      .then(async () => {
+        this.transfer = new AbortController();
+        try {
+          await job();
+        } finally {
+          this.transfer = null;
+        }
+      })
+      .catch((err) => this.d.log(`daemon: ${(err as Error).stack ?? err}`));
+  }
+
+  /** The signal that ends the exchange with the remote the running piece of work is in (remoteFor's cancel). */
+  transferSignal(): AbortSignal | undefined {
+    return this.transfer?.signal;
+  }
+
+  /**
+   * A rollback must not wait behind a slow transfer (a server trickling bytes keeps a check or a
+   * download going until its deadline): a signed, fresh, unused rollback command for this device
+   * ends the exchange with the remote the queue is busy with (the download resumes at the next
+   * check), so the command, queued as every command, runs next. Status publishing never waits
+   * for the queue.
+   */
+  private async preempt(payload: Buffer): Promise<void> {
+    if (!this.transfer) return;
+    const opened = await openSigned('command', payload, this.trusted);
+    if (!opened.ok) return;
+    let c;
+    try {
+      c = parseCommand(opened.body);
+    } catch {
+      return;
+    }
+    if (c.cmd !== 'rollback' || c.device !== this.d.deviceId || this.nonces.has(c.nonce)) return;
+    if (commandFreshness(c, Math.floor(Date.now() / 1000), this.d.config.clockSkewS) !== 'fresh') return;
+    this.d.log(`command 'rollback' (nonce ${c.nonce}): ending the transfer in progress`);
+    this.transfer?.abort(
+      new LarchError('IO', `cancelled: command 'rollback' (nonce ${c.nonce}) arrived during the exchange with the server`, {
+        hint: 'a download resumes where it stopped at the next check or upgrade',
+        data: { reason: 'cancelled', nonce: c.nonce },
+      }),
+    );
   }
 
   private onMessage(topic: string, payload: Buffer): void {
+    if (topic === commandTopic(this.d.deviceId)) void this.preempt(payload).catch((err) => this.d.log(`command: ${(err as Error).message}`));
     if (topic === commandTopic(this.d.deviceId)) this.enqueue(() => this.handleCommand(payload));
     else if (topic === announceTopic(this.ref)) this.enqueue(() => this.handleAnnouncement(payload));
   }

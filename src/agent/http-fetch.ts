@@ -97,18 +97,22 @@ const DEFAULTS = { busyMaxMs: 3_600_000, attempts: 5, maxRequests: 200, backoffI
  * aborted operation throws, is an IO error naming the server and the limit.
  * @throws IO (data.reason 'timeout', data.url, data.timeout_s), and what fn throws
  */
-export async function withDeadline<T>(timeoutMs: number | undefined, server: string, fn: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
-  if (!timeoutMs) return fn(undefined);
+export async function withDeadline<T>(timeoutMs: number | undefined, server: string, fn: (signal: AbortSignal | undefined) => Promise<T>, cancel?: AbortSignal): Promise<T> {
+  if (!timeoutMs && !cancel) return fn(undefined);
+  if (cancel?.aborted) throw cancel.reason;
   const ac = new AbortController();
-  const seconds = Math.round(timeoutMs / 100) / 10;
-  const timer = setTimeout(() => {
+  // The caller's cancel (the daemon ending a transfer for a command) ends it too, with its reason.
+  const onCancel = () => ac.abort(cancel!.reason);
+  cancel?.addEventListener('abort', onCancel, { once: true });
+  const seconds = Math.round((timeoutMs ?? 0) / 100) / 10;
+  const timer = timeoutMs ? setTimeout(() => {
     ac.abort(
       new LarchError('IO', `${server}: no complete answer within ${seconds} s (the --timeout limit); gave up`, {
         hint: 'check that the server is up and answers; raise --timeout (daemon.conf timeout_s) for a slow link; a download resumes where it stopped',
         data: { url: server, reason: 'timeout', timeout_s: seconds },
       }),
     );
-  }, timeoutMs);
+  }, timeoutMs) : undefined;
   try {
     return await fn(ac.signal);
   } catch (err) {
@@ -116,6 +120,7 @@ export async function withDeadline<T>(timeoutMs: number | undefined, server: str
     throw ac.signal.aborted ? ac.signal.reason : err;
   } finally {
     clearTimeout(timer);
+    cancel?.removeEventListener('abort', onCancel);
   }
 }
 

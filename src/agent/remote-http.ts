@@ -11,10 +11,11 @@ const MAX_COMMIT_BYTES = 1024 * 1024;
 /**
  * opts.timeoutMs bounds each exchange in all (a check's summary, a whole download, a history
  * walk); opts.minSpeed is the minimum-speed rule of every request (--min-speed, --min-speed-time;
- * its window is also the stall timeout).
+ * its window is also the stall timeout); opts.cancel gives, at the start of each exchange, a
+ * signal that ends it early (the daemon's, for a command that must not wait behind it).
  */
-export function httpRemote(baseUrl: string, opts: { timeoutMs?: number; minSpeed?: { bytesPerSecond: number; windowMs: number } } = {}): Remote {
-  const bounded = <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => withDeadline(opts.timeoutMs, baseUrl, fn);
+export function httpRemote(baseUrl: string, opts: { timeoutMs?: number; minSpeed?: { bytesPerSecond: number; windowMs: number }; cancel?: () => AbortSignal | undefined } = {}): Remote {
+  const bounded = <T>(fn: (signal: AbortSignal | undefined) => Promise<T>) => withDeadline(opts.timeoutMs, baseUrl, fn, opts.cancel?.());
   const fetch = (signal: AbortSignal | undefined): FetchOptions => (opts.minSpeed ? { signal, lowSpeed: opts.minSpeed, stallTimeoutMs: opts.minSpeed.windowMs } : { signal });
   return {
     describe: () => baseUrl,

@@ -10,12 +10,14 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
 import type { Socket } from 'node:net';
 import { join, normalize } from 'node:path';
 import { REF, type Test, status, vendor } from '../device-helpers.ts';
 import { larch, larchOk, tempDir } from '../helpers.ts';
+import { recorder, startBroker, startDaemon } from '../mqtt-helpers.ts';
+import { statusTopic } from '../../src/mqtt/format.ts';
 
 const MiB = 1024 * 1024;
 /** The bound every case is held to (issue 14 must-show 4). */
@@ -214,4 +216,41 @@ t.test('a lying server: each case ends with a clear error, in bounded time and m
   });
 
   t.comment(`peak RSS of the Bun agent per case (GNU time %M), limits ${LIMITS.join(' ')}:\n${table.join('\n')}`);
+});
+
+t.test('the daemon keeps publishing its status and answers a rollback while a server trickles', async (t) => {
+  const v = await vendor(t);
+  const v1 = await v.release(1);
+  const hs = await hostileServer(t, v.repo);
+  const dev = join(tempDir(t), 'device');
+  await larchOk(['provision', '--sysroot', dev, '--repo-url', hs.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  const v2 = await v.release(2);
+  await larchOk(['upgrade', '--sysroot', dev]);
+  t.equal((await status(dev)).pending?.commit, v2, 'an update is staged (the rollback will cancel it)');
+  const summary = readFileSync(join(v.repo, 'summary'));
+  const rate = 20;
+  let trickling = 0;
+  hs.lie = on(is('summary'), (res) => {
+    trickling = trickling || Date.now();
+    endless(res, { 'content-length': summary.length }, rate, summary.length);
+  });
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  // A slow link within the rules (no minimum speed): the check goes on for summary.length / rate seconds.
+  writeFileSync(join(dev, 'larch/daemon.conf'), `policy = "check"\ndevice_id = "dev-slow"\nmqtt_url = "${broker.url}"\nstatus_interval_s = 1\ncheck_interval_s = 1\nmin_speed = 0\ntimeout_s = 600\n`);
+  const rec = await recorder(t, broker.url, [statusTopic('dev-slow')]);
+  startDaemon(t, dev, []);
+  const trickleS = summary.length / rate;
+  for (const end = Date.now() + 20_000; trickling === 0; await new Promise((r) => setTimeout(r, 50))) if (Date.now() > end) throw new Error('the daemon never asked for the summary');
+  const seq0 = Math.max(0, ...rec.messages.map((m) => m.json?.seq ?? 0));
+  const later = await rec.waitFor((m) => m.json?.seq >= seq0 + 3, 10_000, 'three status messages during the trickle');
+  t.ok(Date.now() - trickling < trickleS * 1000, `status messages ${seq0 + 1}..${later.json.seq} arrived while the summary trickles (${summary.length} bytes at ${rate} B/s: ${trickleS.toFixed(0)} s)`);
+  const asked = Date.now();
+  const r = await larch(['command', '--mqtt', broker.url, '--device', 'dev-slow', '--sign-key', `${v.key}.key`, '--wait', '20', '--json', 'rollback']);
+  const answeredS = (Date.now() - asked) / 1000;
+  t.match(r.json?.result, { result: 'ok', cmd: 'rollback' }, `the rollback is answered (${r.stderr.trim()})`);
+  t.ok(Date.now() - trickling < trickleS * 1000, `in ${answeredS.toFixed(1)} s, before the trickle would have ended`);
+  const s = await status(dev);
+  t.equal(s.pending, null, 'the staged update is cancelled');
+  t.equal(s.booted?.commit, v1, 'still booted on its verified commit');
 });

@@ -96,11 +96,11 @@ EXAMPLES
     const deviceId = opt(args, 'device-id') ?? config.deviceId ?? hostname();
     if (!isValidDeviceId(deviceId)) throw new LarchError('USAGE', `daemon: '${deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`);
     const log = (line: string) => io.err(`${new Date().toISOString()} ${line}\n`);
-    const d = new Daemon({
+    const d: Daemon = new Daemon({
       sysroot,
       config,
       deviceId,
-      remote: remoteFor(device, { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined, minSpeed: minSpeedOf(config.minSpeed, config.minSpeedTimeS || undefined) }),
+      remote: remoteFor(device, { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined, minSpeed: minSpeedOf(config.minSpeed, config.minSpeedTimeS || undefined), cancel: (): AbortSignal | undefined => d.transferSignal() }),
       merger: mergerFor(),
       log,
       reboot: async (reason) => {

@@ -47,6 +47,8 @@ export interface RemoteLimits {
   timeoutMs?: number;
   /** HTTP: below bytesPerSecond over windowMs a request is aborted as too slow (default http-fetch's DEFAULT_MIN_SPEED). */
   minSpeed?: { bytesPerSecond: number; windowMs: number };
+  /** HTTP: a signal, asked at the start of each exchange, that ends it early (the daemon's). */
+  cancel?: () => AbortSignal | undefined;
 }
 
 export function remoteFor(config: Pick<DeviceConfig, 'remote'>, limits: RemoteLimits = {}): Remote {
