@@ -133,6 +133,7 @@ export class Daemon {
   private work: Promise<void> = Promise.resolve();
   /** Aborts the running piece of work's exchange with the remote (preempt); null when the queue is idle. */
   private transfer: AbortController | null = null;
+  private periodicCheckPending = false;
   private statusChain: Promise<void> = Promise.resolve();
   private statusQueued = false;
   private lastProgressMs = 0;
@@ -197,7 +198,7 @@ export class Daemon {
     }
     this.timers.push(setInterval(() => void this.pollJournal(), Math.max(50, config.pollIntervalMs)));
     if (config.statusIntervalS > 0) this.timers.push(setInterval(() => this.queueStatus(), config.statusIntervalS * 1000));
-    if (config.checkIntervalS > 0) this.timers.push(setInterval(() => this.enqueue(async () => void (await this.runPolicy(null))), config.checkIntervalS * 1000));
+    if (config.checkIntervalS > 0) this.timers.push(setInterval(() => this.enqueuePeriodicCheck(), config.checkIntervalS * 1000));
     this.d.log(`daemon: device ${deviceId}, ref ${this.ref}, policy ${config.policy}${config.policy === 'apply-and-reboot' ? ` (reboot_strategy ${config.rebootStrategy})` : ''}, rollout position ${rolloutPosition(deviceId).toFixed(2)}${config.wariness !== undefined ? ` (wariness ${config.wariness})` : ''}`);
     this.planner.start();
     // Staged before this run (the daemon restarted while waiting for a window or a lock): go on waiting.
@@ -267,6 +268,22 @@ export class Daemon {
         }
       })
       .catch((err) => this.d.log(`daemon: ${(err as Error).stack ?? err}`));
+  }
+
+  /**
+   * One periodic check at a time: while one waits or runs (behind a slow transfer), the timer adds
+   * no more, so a command queued meanwhile is not left behind a pile of them.
+   */
+  private enqueuePeriodicCheck(): void {
+    if (this.periodicCheckPending) return;
+    this.periodicCheckPending = true;
+    this.enqueue(async () => {
+      try {
+        await this.runPolicy(null);
+      } finally {
+        this.periodicCheckPending = false;
+      }
+    });
   }
 
   /** The signal that ends the exchange with the remote the running piece of work is in (remoteFor's cancel). */
