@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { type Server, type Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -179,6 +179,24 @@ export function prng(seed: number): () => number {
 }
 
 export { readFile };
+
+/**
+ * Listens on a free port of 127.0.0.1 and, at the test's end, closes the server and every
+ * connection still open (a test server that stalls or trickles keeps them). Resolves with the port.
+ */
+export async function listenLoopback(t: { teardown(fn: () => unknown): void }, server: Server): Promise<number> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return (server.address() as { port: number }).port;
+}
 
 /** A free TCP port on 127.0.0.1 (for a server whose port must be known before it starts). */
 export async function freePort(): Promise<number> {

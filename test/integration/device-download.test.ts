@@ -7,25 +7,16 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { type Socket, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { REF, type Test, startServe, vendor } from '../device-helpers.ts';
-import { BIN, larch, larchOk, tempDir } from '../helpers.ts';
+import { BIN, larch, larchOk, listenLoopback, tempDir } from '../helpers.ts';
 import { startBroker, startDaemon } from '../mqtt-helpers.ts';
 
 /** A loopback server that accepts every connection and never sends a byte. Resolves with its URL. */
 async function silentServer(t: Test): Promise<string> {
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  const { port } = server.address() as { port: number };
+  // Accepts every connection and never reads or writes.
+  const port = await listenLoopback(t, createServer(() => {}));
   return `http://127.0.0.1:${port}/`;
 }
 

@@ -12,10 +12,9 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
-import type { Socket } from 'node:net';
 import { join, normalize } from 'node:path';
 import { REF, type Test, status, vendor } from '../device-helpers.ts';
-import { larch, larchOk, tempDir } from '../helpers.ts';
+import { larch, larchOk, listenLoopback, tempDir } from '../helpers.ts';
 import { recorder, startBroker, startDaemon } from '../mqtt-helpers.ts';
 import { statusTopic } from '../../src/mqtt/format.ts';
 
@@ -37,7 +36,6 @@ interface HostileServer {
 
 /** Serves the files under root (an archive repo) on loopback, except where `lie` says otherwise. */
 async function hostileServer(t: Test, root: string): Promise<HostileServer> {
-  const sockets = new Set<Socket>();
   const hs: HostileServer = { url: '', port: 0, lie: null };
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname).replace(/^\/+/, '');
@@ -50,16 +48,7 @@ async function hostileServer(t: Test, root: string): Promise<HostileServer> {
     const body = readFileSync(file);
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length }).end(body);
   });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  hs.port = (server.address() as { port: number }).port;
+  hs.port = await listenLoopback(t, server);
   hs.url = `http://127.0.0.1:${hs.port}/`;
   return hs;
 }
@@ -152,13 +141,8 @@ const CASES: Case[] = [
   { name: 'a web page instead of the summary', cmd: 'check', lie: () => on(is('summary'), (res) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<html><body>Please log in to use this network</body></html>')), exit: 4, code: 'INVALID_INPUT', message: /summary': the server answered a web page \(Content-Type text\/html; charset=utf-8\), not a larch file/, seconds: 10 },
 ];
 
-const noDeltas: Lie = (path, _req, res) => {
-  if (!path.startsWith('deltas/')) return false;
-  res.writeHead(404).end();
-  return true;
-};
-
-t.test('a lying server: each case ends with a clear error, in bounded time and memory, the device unchanged', async (t) => {
+/** A vendor with releases 1 and 2 (a delta between), and a device booted on 1 whose remote is the hostile server. */
+async function deviceBehind(t: Test) {
   const v = await vendor(t);
   const v1 = await v.release(1);
   const hs = await hostileServer(t, v.repo);
@@ -166,6 +150,17 @@ t.test('a lying server: each case ends with a clear error, in bounded time and m
   await larchOk(['provision', '--sysroot', dev, '--repo-url', hs.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
   await larchOk(['sim-boot', '--sysroot', dev]);
   const v2 = await v.release(2);
+  return { v, v1, v2, hs, dev };
+}
+
+const noDeltas: Lie = (path, _req, res) => {
+  if (!path.startsWith('deltas/')) return false;
+  res.writeHead(404).end();
+  return true;
+};
+
+t.test('a lying server: each case ends with a clear error, in bounded time and memory, the device unchanged', async (t) => {
+  const { v, v1, v2, hs, dev } = await deviceBehind(t);
   const file = (path: string) => readFileSync(join(v.repo, path));
   const table: string[] = [];
 
@@ -219,13 +214,7 @@ t.test('a lying server: each case ends with a clear error, in bounded time and m
 });
 
 t.test('the daemon keeps publishing its status and answers a rollback while a server trickles', async (t) => {
-  const v = await vendor(t);
-  const v1 = await v.release(1);
-  const hs = await hostileServer(t, v.repo);
-  const dev = join(tempDir(t), 'device');
-  await larchOk(['provision', '--sysroot', dev, '--repo-url', hs.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
-  await larchOk(['sim-boot', '--sysroot', dev]);
-  const v2 = await v.release(2);
+  const { v, v1, v2, hs, dev } = await deviceBehind(t);
   await larchOk(['upgrade', '--sysroot', dev]);
   t.equal((await status(dev)).pending?.commit, v2, 'an update is staged (the rollback will cancel it)');
   const summary = readFileSync(join(v.repo, 'summary'));
