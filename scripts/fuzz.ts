@@ -1,0 +1,47 @@
+/**
+ * npm run fuzz [-- --seconds S] [--runs N] [--target NAME]... [--seed N] [--json]
+ * The long fuzz run: every target (or the named ones) for S seconds each (default: 600 seconds
+ * shared by all targets) or N inputs each. A failure is saved to test/vectors/fuzz/TARGET/ (the
+ * input bytes and fast-check's seed and path), which the CI test replays as a regression vector.
+ * Exit status 1 when anything was found. See docs/reliability/fuzz.md.
+ */
+import { parseArgs } from 'node:util';
+import { runTarget, saveToCorpus, type TargetReport } from '../test/fuzz/harness.ts';
+import { TARGETS, cleanupFixtures } from '../test/fuzz/targets.ts';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string' },
+    runs: { type: 'string' },
+    target: { type: 'string', multiple: true },
+    seed: { type: 'string' },
+    json: { type: 'boolean', default: false },
+  },
+});
+
+const targets = values.target ? TARGETS.filter((t) => values.target!.includes(t.name)) : TARGETS;
+if (values.target && targets.length !== values.target.length) {
+  console.error(`unknown target; known: ${TARGETS.map((t) => t.name).join(', ')}`);
+  process.exit(2);
+}
+const runs = values.runs === undefined ? undefined : Number(values.runs);
+const totalSeconds = values.seconds === undefined ? (runs === undefined ? 600 : undefined) : Number(values.seconds);
+const perTargetMs = totalSeconds === undefined ? undefined : (totalSeconds * 1000) / targets.length;
+
+const reports: TargetReport[] = [];
+let found = 0;
+for (const target of targets) {
+  const r = await runTarget(target, { numRuns: runs ?? 1_000_000_000, timeLimitMs: perTargetMs, seed: values.seed === undefined ? undefined : Number(values.seed) });
+  reports.push(r);
+  const line = `${r.name.padEnd(22)} ${String(r.inputs).padStart(8)} inputs  ${String(r.roundTrips).padStart(6)} round trips  slowest ${r.slowestMs.toFixed(1).padStart(7)} ms (${r.slowestInput.length} B)  mean ${r.meanMs.toFixed(2)} ms  heap +${r.heapGrowthMiB.toFixed(1)} MiB  largest alloc ${r.largestAllocation} B`;
+  if (!values.json) console.log(line);
+  if (r.failure) {
+    found++;
+    const file = r.failure.input.length > 0 ? saveToCorpus(r.name, r.failure) : '(round trip: no input file; rerun with the seed)';
+    console.error(`FOUND in ${r.name}: ${r.failure.message}\n  seed ${r.failure.seed} path ${r.failure.path ?? '-'}\n  saved ${file}`);
+  }
+}
+await cleanupFixtures();
+if (values.json) console.log(JSON.stringify(reports.map((r) => ({ ...r, failure: r.failure && { ...r.failure, input: Buffer.from(r.failure.input).toString('hex') } })), null, 2));
+else console.log(`${reports.reduce((n, r) => n + r.inputs, 0)} inputs over ${reports.length} targets; ${found} finding(s)`);
+process.exitCode = found > 0 ? 1 : 0;
