@@ -6,7 +6,8 @@
  * Exit status 1 when anything was found. See docs/reliability/fuzz.md.
  */
 import { parseArgs } from 'node:util';
-import { runTarget, saveToCorpus, type TargetReport } from '../test/fuzz/harness.ts';
+import { Worker } from 'node:worker_threads';
+import { CORPUS_DIR, runTarget, saveToCorpus, setInputHook, type TargetReport } from '../test/fuzz/harness.ts';
 import { TARGETS, cleanupFixtures } from '../test/fuzz/targets.ts';
 
 const { values } = parseArgs({
@@ -28,6 +29,45 @@ const runs = values.runs === undefined ? undefined : Number(values.runs);
 const totalSeconds = values.seconds === undefined ? (runs === undefined ? 600 : undefined) : Number(values.seconds);
 const perTargetMs = totalSeconds === undefined ? undefined : (totalSeconds * 1000) / targets.length;
 
+// Hang watchdog: a parser stuck in a loop never returns to the harness, so a worker thread holds
+// the running input (shared memory), saves it to the corpus after HANG_MS and kills the process.
+const HANG_MS = Number(process.env.LARCH_FUZZ_HANG_MS ?? 10_000);
+const MAX_KEPT = 4 * 1024 * 1024;
+const shared = { state: new SharedArrayBuffer(16), bytes: new SharedArrayBuffer(MAX_KEPT) };
+const state = new Float64Array(shared.state); // [started ms or 0, target index, input length]
+const kept = new Uint8Array(shared.bytes);
+const names = TARGETS.map((t) => t.name);
+setInputHook((target, input) => {
+  if (input === null) {
+    state[0] = 0;
+    return;
+  }
+  kept.set(input.subarray(0, MAX_KEPT));
+  state[1] = names.indexOf(target);
+  state[2] = Math.min(input.length, MAX_KEPT);
+  state[0] = Date.now();
+});
+const watchdog = new Worker(
+  `const { workerData: w } = require('node:worker_threads');
+   const { mkdirSync, writeFileSync, writeSync } = require('node:fs');
+   const { createHash } = require('node:crypto');
+   const state = new Float64Array(w.state);
+   setInterval(() => {
+     if (state[0] === 0 || Date.now() - state[0] < w.hangMs) return;
+     const name = w.names[state[1]];
+     const input = new Uint8Array(w.bytes).slice(0, state[2]);
+     const dir = w.corpus + name;
+     mkdirSync(dir, { recursive: true });
+     const sha = createHash('sha256').update(input).digest('hex').slice(0, 16);
+     writeFileSync(dir + '/' + sha + '.bin', input);
+     writeFileSync(dir + '/' + sha + '.json', JSON.stringify({ target: name, message: 'no answer after ' + w.hangMs + ' ms (hang)', seed: w.seed, path: null, found: new Date().toISOString() }, null, 2) + '\n');
+     writeSync(2, 'FOUND in ' + name + ': an input ran over ' + w.hangMs + ' ms; saved ' + dir + '/' + sha + '.bin\n');
+     process.kill(process.pid, 'SIGKILL');
+   }, 200);`,
+  { eval: true, workerData: { ...shared, hangMs: HANG_MS, names, corpus: CORPUS_DIR, seed: values.seed ?? null } },
+);
+watchdog.unref();
+
 const reports: TargetReport[] = [];
 let found = 0;
 for (const target of targets) {
@@ -42,6 +82,7 @@ for (const target of targets) {
   }
 }
 await cleanupFixtures();
+await watchdog.terminate();
 if (values.json) console.log(JSON.stringify(reports.map((r) => ({ ...r, failure: r.failure && { ...r.failure, input: Buffer.from(r.failure.input).toString('hex') } })), null, 2));
 else console.log(`${reports.reduce((n, r) => n + r.inputs, 0)} inputs over ${reports.length} targets; ${found} finding(s)`);
 process.exitCode = found > 0 ? 1 : 0;

@@ -185,8 +185,23 @@ function errorLabel(err: unknown): string {
   return typeof err;
 }
 
+/** Told of each input before it runs and (null) after: the long run's hang watchdog (scripts/fuzz.ts) keeps it. */
+let inputHook: ((target: string, input: Uint8Array | null) => void) | null = null;
+export function setInputHook(hook: typeof inputHook): void {
+  inputHook = hook;
+}
+
 /** Runs one input and checks it: the error class, the time, the largest allocation. @throws FuzzFinding */
 export async function checkInput(target: FuzzTarget, input: Uint8Array): Promise<Outcome> {
+  inputHook?.(target.name, input);
+  try {
+    return await checkOne(target, input);
+  } finally {
+    inputHook?.(target.name, null);
+  }
+}
+
+async function checkOne(target: FuzzTarget, input: Uint8Array): Promise<Outcome> {
   largestAllocation = 0;
   const started = performance.now();
   let ended = 'ok';
