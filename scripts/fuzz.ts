@@ -60,8 +60,8 @@ const watchdog = new Worker(
      mkdirSync(dir, { recursive: true });
      const sha = createHash('sha256').update(input).digest('hex').slice(0, 16);
      writeFileSync(dir + '/' + sha + '.bin', input);
-     writeFileSync(dir + '/' + sha + '.json', JSON.stringify({ target: name, message: 'no answer after ' + w.hangMs + ' ms (hang)', seed: w.seed, path: null, found: new Date().toISOString() }, null, 2) + '\n');
-     writeSync(2, 'FOUND in ' + name + ': an input ran over ' + w.hangMs + ' ms; saved ' + dir + '/' + sha + '.bin\n');
+     writeFileSync(dir + '/' + sha + '.json', JSON.stringify({ target: name, message: 'no answer after ' + w.hangMs + ' ms (hang)', seed: w.seed, path: null, found: new Date().toISOString() }, null, 2) + '\\n');
+     writeSync(2, 'FOUND in ' + name + ': an input ran over ' + w.hangMs + ' ms; saved ' + dir + '/' + sha + '.bin\\n');
      process.kill(process.pid, 'SIGKILL');
    }, 200);`,
   { eval: true, workerData: { ...shared, hangMs: HANG_MS, names, corpus: CORPUS_DIR, seed: values.seed ?? null } },
