@@ -27,13 +27,15 @@ if (values.target && targets.length !== values.target.length) {
 }
 const runs = values.runs === undefined ? undefined : Number(values.runs);
 const totalSeconds = values.seconds === undefined ? (runs === undefined ? 600 : undefined) : Number(values.seconds);
+/** One seed for the run (each target uses it), so a hang the watchdog reports can be replayed with --seed. */
+const seed = values.seed === undefined ? Date.now() % 2 ** 31 : Number(values.seed);
 const perTargetMs = totalSeconds === undefined ? undefined : (totalSeconds * 1000) / targets.length;
 
 // Hang watchdog: a parser stuck in a loop never returns to the harness, so a worker thread holds
 // the running input (shared memory), saves it to the corpus after HANG_MS and kills the process.
-const HANG_MS = Number(process.env.LARCH_FUZZ_HANG_MS ?? 10_000);
+const HANG_MS = Number(process.env.LARCH_FUZZ_HANG_MS ?? 60_000);
 const MAX_KEPT = 4 * 1024 * 1024;
-const shared = { state: new SharedArrayBuffer(16), bytes: new SharedArrayBuffer(MAX_KEPT) };
+const shared = { state: new SharedArrayBuffer(3 * 8), bytes: new SharedArrayBuffer(MAX_KEPT) };
 const state = new Float64Array(shared.state); // [started ms or 0, target index, input length]
 const kept = new Uint8Array(shared.bytes);
 const names = TARGETS.map((t) => t.name);
@@ -53,9 +55,12 @@ const watchdog = new Worker(
    const { createHash } = require('node:crypto');
    const state = new Float64Array(w.state);
    setInterval(() => {
-     if (state[0] === 0 || Date.now() - state[0] < w.hangMs) return;
+     // Read once: the main thread clears it between inputs.
+     const started = state[0];
+     if (started === 0 || Date.now() - started < w.hangMs) return;
      const name = w.names[state[1]];
      const input = new Uint8Array(w.bytes).slice(0, state[2]);
+     if (state[0] !== started) return; // it finished while we copied
      const dir = w.corpus + name;
      mkdirSync(dir, { recursive: true });
      const sha = createHash('sha256').update(input).digest('hex').slice(0, 16);
@@ -64,14 +69,14 @@ const watchdog = new Worker(
      writeSync(2, 'FOUND in ' + name + ': an input ran over ' + w.hangMs + ' ms; saved ' + dir + '/' + sha + '.bin\\n');
      process.kill(process.pid, 'SIGKILL');
    }, 200);`,
-  { eval: true, workerData: { ...shared, hangMs: HANG_MS, names, corpus: CORPUS_DIR, seed: values.seed ?? null } },
+  { eval: true, workerData: { ...shared, hangMs: HANG_MS, names, corpus: CORPUS_DIR, seed } },
 );
 watchdog.unref();
 
 const reports: TargetReport[] = [];
 let found = 0;
 for (const target of targets) {
-  const r = await runTarget(target, { numRuns: runs ?? 1_000_000_000, timeLimitMs: perTargetMs, seed: values.seed === undefined ? undefined : Number(values.seed) });
+  const r = await runTarget(target, { numRuns: runs ?? 1_000_000_000, timeLimitMs: perTargetMs, seed });
   reports.push(r);
   const line = `${r.name.padEnd(22)} ${String(r.inputs).padStart(8)} inputs  ${String(r.roundTrips).padStart(6)} round trips  slowest ${r.slowestMs.toFixed(1).padStart(7)} ms (${r.slowestInput.length} B)  mean ${r.meanMs.toFixed(2)} ms  heap +${r.heapGrowthMiB.toFixed(1)} MiB  largest alloc ${r.largestAllocation} B`;
   if (!values.json) console.log(line);
@@ -83,6 +88,7 @@ for (const target of targets) {
 }
 await cleanupFixtures();
 await watchdog.terminate();
+if (!values.json) console.log(`seed ${seed}`);
 if (values.json) console.log(JSON.stringify(reports.map((r) => ({ ...r, failure: r.failure && { ...r.failure, input: Buffer.from(r.failure.input).toString('hex') } })), null, 2));
 else console.log(`${reports.reduce((n, r) => n + r.inputs, 0)} inputs over ${reports.length} targets; ${found} finding(s)`);
 process.exitCode = found > 0 ? 1 : 0;
