@@ -78,8 +78,12 @@ let found = 0;
 for (const target of targets) {
   const r = await runTarget(target, { numRuns: runs ?? 1_000_000_000, timeLimitMs: perTargetMs, seed });
   reports.push(r);
-  const line = `${r.name.padEnd(22)} ${String(r.inputs).padStart(8)} inputs  ${String(r.roundTrips).padStart(6)} round trips  slowest ${r.slowestMs.toFixed(1).padStart(7)} ms (${r.slowestInput.length} B)  mean ${r.meanMs.toFixed(2)} ms  heap +${r.heapGrowthMiB.toFixed(1)} MiB  largest alloc ${r.largestAllocation} B`;
+  const line = `${r.name.padEnd(22)} ${String(r.inputs).padStart(8)} inputs  ${String(r.roundTrips).padStart(6)} round trips  slowest ${r.slowestMs.toFixed(1).padStart(7)} ms (${r.slowestInput.length} B)  mean ${r.meanMs.toFixed(2)} ms  heap +${r.heapGrowthMiB.toFixed(1)} MiB  largest alloc ${r.largestAllocation} B  fds +${r.fdGrowth}`;
   if (!values.json) console.log(line);
+  if (r.fdGrowth > 0) {
+    found++;
+    console.error(`FOUND in ${r.name}: ${r.fdGrowth} file descriptor(s) left open after the run`);
+  }
   if (r.failure) {
     found++;
     const file = r.failure.input.length > 0 ? saveToCorpus(r.name, r.failure) : '(round trip: no input file; rerun with the seed)';

@@ -82,6 +82,7 @@ for (const target of TARGETS) {
     t.equal(r.inputs, runs, 'every input ran');
     if (target.roundTrip) t.ok(r.roundTrips >= 50, `${r.roundTrips} round trips`);
     t.ok(r.heapGrowthMiB < 256, `heap grew ${r.heapGrowthMiB.toFixed(1)} MiB`);
-    t.comment(JSON.stringify({ target: r.name, inputs: r.inputs, round_trips: r.roundTrips, slowest_ms: Number(r.slowestMs.toFixed(1)), mean_ms: Number(r.meanMs.toFixed(2)), largest_allocation: r.largestAllocation, heap_growth_mib: Number(r.heapGrowthMiB.toFixed(1)), endings: r.endings }));
+    t.ok(r.fdGrowth <= 0, `no file descriptor left open (${r.fdGrowth} more than before)`);
+    t.comment(JSON.stringify({ target: r.name, inputs: r.inputs, round_trips: r.roundTrips, slowest_ms: Number(r.slowestMs.toFixed(1)), mean_ms: Number(r.meanMs.toFixed(2)), largest_allocation: r.largestAllocation, fd_growth: r.fdGrowth, heap_growth_mib: Number(r.heapGrowthMiB.toFixed(1)), endings: r.endings }));
   });
 }

@@ -235,6 +235,8 @@ export interface TargetReport {
   /** Highest heapUsed + arrayBuffers over the run, above the level before it, in MiB. */
   heapGrowthMiB: number;
   largestAllocation: number;
+  /** Open file descriptors after the run minus before it (Linux; 0 elsewhere): a parser that leaks one per refused input shows here. */
+  fdGrowth: number;
   endings: Record<string, number>;
   failure: null | { message: string; input: Uint8Array; seed: number; path?: string };
 }
@@ -246,6 +248,14 @@ export interface RunOptions {
   seed?: number;
 }
 
+const openFds = () => {
+  try {
+    return readdirSync('/proc/self/fd').length;
+  } catch {
+    return 0;
+  }
+};
+
 const heapNow = () => {
   const m = process.memoryUsage();
   return m.heapUsed + m.arrayBuffers;
@@ -255,7 +265,8 @@ const heapNow = () => {
 export async function runTarget(target: FuzzTarget, opts: RunOptions): Promise<TargetReport> {
   await target.setup?.();
   const seeds = await target.seeds();
-  const report: TargetReport = { name: target.name, inputs: 0, roundTrips: 0, slowestMs: 0, slowestInput: { length: 0, head: '' }, meanMs: 0, heapGrowthMiB: 0, largestAllocation: 0, endings: {}, failure: null };
+  const report: TargetReport = { name: target.name, inputs: 0, roundTrips: 0, slowestMs: 0, slowestInput: { length: 0, head: '' }, meanMs: 0, heapGrowthMiB: 0, largestAllocation: 0, fdGrowth: 0, endings: {}, failure: null };
+  const fdsBefore = openFds();
   (globalThis as { gc?: () => void }).gc?.();
   const base = heapNow();
   let peak = base;
@@ -294,6 +305,10 @@ export async function runTarget(target: FuzzTarget, opts: RunOptions): Promise<T
     await target.teardown?.();
   }
   report.meanMs = report.inputs ? totalMs / report.inputs : 0;
+  // Streams close a tick or two after the parser gave up: let them, then count.
+  (globalThis as { gc?: () => void }).gc?.();
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  report.fdGrowth = openFds() - fdsBefore;
   report.heapGrowthMiB = Math.max(0, (Math.max(peak, heapNow()) - base) / 2 ** 20);
   return report;
 }
