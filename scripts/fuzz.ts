@@ -5,6 +5,7 @@
  * input bytes and fast-check's seed and path), which the CI test replays as a regression vector.
  * Exit status 1 when anything was found. See docs/reliability/fuzz.md.
  */
+import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { CORPUS_DIR, runTarget, saveToCorpus, setInputHook, type TargetReport } from '../test/fuzz/harness.ts';
@@ -71,6 +72,8 @@ const watchdog = new Worker(
    }, 200);`,
   { eval: true, workerData: { ...shared, hangMs: HANG_MS, names, corpus: CORPUS_DIR, seed } },
 );
+// Its start opens descriptors; wait for it, so they are not counted against the first target.
+await once(watchdog, 'online');
 watchdog.unref();
 
 const reports: TargetReport[] = [];

@@ -467,23 +467,19 @@ const commandArb: fc.Arbitrary<DeviceCommand> = fc.record({
   expires: safeUint,
 });
 
-const mqttAnnounce: FuzzTarget = {
-  name: 'mqtt-announce',
-  drives: 'parseAnnouncement (src/mqtt/format.ts) behind openSigned: each mutated body is signed with the trusted test key',
-  seeds: mqttBodySeeds('announce'),
-  run: async (input) => openAndParse('announce', await encodeSigned('announce', utf8(input), [await key()])),
-  alsoAllowed: [MessageFormatError],
-  roundTrip: roundTrip(announceArb, formatAnnouncement, (s) => parseAnnouncement(JSON.parse(s as string))),
-};
-
-const mqttCommand: FuzzTarget = {
-  name: 'mqtt-command',
-  drives: 'parseCommand (src/mqtt/format.ts) behind openSigned: each mutated body is signed with the trusted test key',
-  seeds: mqttBodySeeds('command'),
-  run: async (input) => openAndParse('command', await encodeSigned('command', utf8(input), [await key()])),
-  alsoAllowed: [MessageFormatError],
-  roundTrip: roundTrip(commandArb, formatCommand, (s) => parseCommand(JSON.parse(s as string))),
-};
+/** A signed message's body parser, reached by signing each mutated body with the trusted test key. */
+function signedBodyTarget<T>(kind: 'announce' | 'command', parser: string, arb: fc.Arbitrary<T>, format: (x: T) => string, parse: (body: unknown) => unknown): FuzzTarget {
+  return {
+    name: `mqtt-${kind}`,
+    drives: `${parser} (src/mqtt/format.ts) behind openSigned: each mutated body is signed with the trusted test key`,
+    seeds: mqttBodySeeds(kind),
+    run: async (input) => openAndParse(kind, await encodeSigned(kind, utf8(input), [await key()])),
+    alsoAllowed: [MessageFormatError],
+    roundTrip: roundTrip(arb, format, (s) => parse(JSON.parse(s as string))),
+  };
+}
+const mqttAnnounce = signedBodyTarget('announce', 'parseAnnouncement', announceArb, formatAnnouncement, parseAnnouncement);
+const mqttCommand = signedBodyTarget('command', 'parseCommand', commandArb, formatCommand, parseCommand);
 
 const mqttFetchRequest: FuzzTarget = {
   name: 'mqtt-fetch-request',
