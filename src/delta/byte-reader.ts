@@ -27,15 +27,14 @@ export class ByteReader {
     return true;
   }
 
-  /** Exactly n bytes (n small: a record, a header). @throws StreamEndedError */
+  /**
+   * Exactly n bytes (n small: a record, a header). Gathered as they arrive, so a declared n
+   * larger than the stream costs only the bytes that are there. @throws StreamEndedError
+   */
   async read(n: number): Promise<Uint8Array> {
-    const out = new Uint8Array(n);
-    let filled = 0;
-    for await (const piece of this.pieces(n)) {
-      out.set(piece, filled);
-      filled += piece.length;
-    }
-    return out;
+    const got: Uint8Array[] = [];
+    for await (const piece of this.pieces(n)) got.push(Uint8Array.from(piece));
+    return got.length === 1 ? got[0] : Uint8Array.from(Buffer.concat(got));
   }
 
   /** The next n bytes as a series of views (valid until the next call). @throws StreamEndedError */

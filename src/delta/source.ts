@@ -20,6 +20,8 @@ export async function openDeltaFile(path: string): Promise<DeltaSource> {
         throw new LarchError('DELTA_CORRUPT', `'${path}': ${(err as Error).message}`, { data: { path } });
       }
     })();
+    // The declared length is checked against the file before anything is allocated for it.
+    if (16 + envelopeLength > (await fh.stat()).size) throw new LarchError('DELTA_CORRUPT', `'${path}': truncated inside its superblock (it declares ${envelopeLength} bytes)`, { data: { path } });
     const envelope = Buffer.alloc(envelopeLength);
     const got = (await fh.read(envelope, 0, envelopeLength, 16)).bytesRead;
     if (got !== envelopeLength) throw new LarchError('DELTA_CORRUPT', `'${path}': truncated inside its superblock`, { data: { path } });

@@ -16,6 +16,7 @@
  * broker hands each request to one of them; they keep no per-device state, so any may answer
  * any request, and a device resumes a file from the length it holds, whoever answers.
  */
+import { LarchError } from '../errors.ts';
 import { TOPIC_ROOT } from './format.ts';
 
 export const FETCH_FORMAT = 1;
@@ -99,20 +100,33 @@ export function encodeResponse(r: FetchResponse): Uint8Array {
   return Buffer.from(JSON.stringify({ format: FETCH_FORMAT, status: r.status, message: r.message }) + '\n', 'utf8');
 }
 
-/** @throws Error when the response is malformed (the caller asks again). */
+/**
+ * @throws INVALID_INPUT when the response is malformed (the caller asks again). The header is any
+ * JSON a responder sent: not JSON, or `null`, threw SyntaxError / TypeError here (found by fuzzing).
+ */
 export function decodeResponse(payload: Uint8Array): FetchResponse {
+  const bad = (why: string): never => {
+    throw new LarchError('INVALID_INPUT', `MQTT chunk answer: ${why}`, { hint: 'the responder sent a malformed answer; the device asks again' });
+  };
   const buf = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
   const nl = buf.indexOf(0x0a);
-  if (nl < 0 || nl > 1024) throw new Error('response has no header line');
-  const h = JSON.parse(buf.subarray(0, nl).toString('utf8')) as Record<string, unknown>;
-  if (h.format !== FETCH_FORMAT) throw new Error(`response format is not ${FETCH_FORMAT}`);
+  if (nl < 0 || nl > 1024) bad('response has no header line');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(buf.subarray(0, nl).toString('utf8'));
+  } catch {
+    return bad('response header is not JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return bad('response header is not a JSON object');
+  const h = parsed as Record<string, unknown>;
+  if (h.format !== FETCH_FORMAT) bad(`response format is not ${FETCH_FORMAT}`);
   const uint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
   if (h.status === 'ok') {
-    if (!uint(h.size) || !uint(h.offset) || !uint(h.length)) throw new Error('response header fields are not unsigned integers');
+    if (!uint(h.size) || !uint(h.offset) || !uint(h.length)) return bad('response header fields are not unsigned integers');
     const bytes = buf.subarray(nl + 1);
-    if (bytes.length !== h.length) throw new Error(`response carries ${bytes.length} bytes, its header says ${h.length}`);
+    if (bytes.length !== h.length) bad(`response carries ${bytes.length} bytes, its header says ${h.length}`);
     return { status: 'ok', size: h.size, offset: h.offset, bytes };
   }
   if (h.status === 'not-found' || h.status === 'bad-request' || h.status === 'error') return { status: h.status, message: typeof h.message === 'string' ? h.message : '' };
-  throw new Error('response status is unknown');
+  return bad('response status is unknown');
 }

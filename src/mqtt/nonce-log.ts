@@ -24,8 +24,9 @@ export class NonceLog {
   static async open(path: string): Promise<NonceLog> {
     let nonces = new Map<string, number>();
     try {
-      const parsed = JSON.parse(await readFile(path, 'utf8')) as { nonces?: Record<string, number> };
-      nonces = new Map(Object.entries(parsed.nonces ?? {}).filter(([, v]) => typeof v === 'number'));
+      // Any JSON may be there: `null` threw a TypeError that ended the daemon (found by fuzzing).
+      const parsed = JSON.parse(await readFile(path, 'utf8')) as { nonces?: Record<string, number> } | null;
+      nonces = new Map(Object.entries(parsed?.nonces ?? {}).filter(([, v]) => typeof v === 'number'));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       // A missing log is a new device. A corrupt one (writes are atomic, so a disk fault) starts

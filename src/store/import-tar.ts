@@ -77,6 +77,15 @@ function paxXattrs(raw: Map<string, Buffer> | undefined): Xattrs {
   return out;
 }
 
+/** An entry's bytes. @throws INVALID_INPUT when the archive ends or breaks inside the entry */
+async function* entryChunks(entry: AsyncIterable<unknown>, tarPath: string, where: string): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const chunk of entry) yield chunk as Uint8Array;
+  } catch (err) {
+    throw new LarchError('INVALID_INPUT', `${where}: the archive ends or breaks inside this entry`, { data: { path: tarPath }, cause: err });
+  }
+}
+
 async function openTar(path: string): Promise<Readable> {
   const fh = await open(path, 'r').catch((err) => {
     throw fromSystemError(err, 'read tar', path);
@@ -85,7 +94,13 @@ async function openTar(path: string): Promise<Readable> {
   await fh.read(magic, 0, 2, 0);
   await fh.close();
   const file = createReadStream(path, { highWaterMark: 1 << 20 });
-  return magic[0] === 0x1f && magic[1] === 0x8b ? file.pipe(createGunzip()) : file;
+  if (magic[0] !== 0x1f || magic[1] !== 0x8b) return file;
+  // Destroying the gunzip stream (a malformed archive) must close the file too: piping alone left
+  // one open descriptor per refused .tar.gz (found by fuzzing).
+  const gunzip = createGunzip();
+  gunzip.on('close', () => file.destroy());
+  file.on('error', (err) => gunzip.destroy(err));
+  return file.pipe(gunzip);
 }
 
 /** @throws INVALID_INPUT for a malformed archive or path, UNSUPPORTED_FILE_TYPE for devices */
@@ -126,7 +141,10 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
       const key = Buffer.concat(parts.flatMap((p) => [p, Buffer.from('/')])).toString('latin1');
       let id: ObjectId;
       if (h.type === 'file' || h.type === 'contiguous-file') {
-        id = await txn.writeFile({ type: 'reg', ...base, size: h.size ?? 0 }, { stream: entry as unknown as Readable }, where);
+        // Read through its async iterator: node:stream pipeline() over the entry itself (a streamx
+        // stream) never learnt that a truncated archive had failed it, and the import waited
+        // forever (found by fuzzing).
+        id = await txn.writeFile({ type: 'reg', ...base, size: h.size ?? 0 }, { stream: entryChunks(entry, tarPath, where) }, where);
       } else if (h.type === 'symlink' || h.type === 'link') {
         const rawLink = raw?.get('linkpath') ?? Buffer.from(h.linkname ?? '', 'latin1');
         entry.resume();
