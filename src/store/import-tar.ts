@@ -92,7 +92,7 @@ async function openTar(path: string): Promise<Readable> {
 export async function importTar(txn: Transaction, tarPath: string, opts: ImportOptions): Promise<MDir> {
   const owner = (h: tar.Header) => opts.owner ?? { uid: h.uid ?? 0, gid: h.gid ?? 0 };
   const root = newDir({ ...DEFAULT_DIR, ...(opts.owner ?? { uid: 0, gid: 0 }) });
-  const byPath = new Map<string, ObjectId>();
+  const byPath = new Map<string, { id: ObjectId; size: number }>();
   const extract = tar.extract({ filenameEncoding: "latin1" } as Parameters<typeof tar.extract>[0]);
   keepRawPax(extract);
   const input = await openTar(tarPath);
@@ -125,7 +125,9 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
       if (parts === 'root') throw new LarchError('INVALID_INPUT', `${where}: a non-directory entry names the root`);
       const key = Buffer.concat(parts.flatMap((p) => [p, Buffer.from('/')])).toString('latin1');
       let id: ObjectId;
+      let size = 0;
       if (h.type === 'file' || h.type === 'contiguous-file') {
+        size = h.size ?? 0;
         id = await txn.writeFile({ type: 'reg', ...base, size: h.size ?? 0 }, { stream: entry as unknown as Readable }, where);
       } else if (h.type === 'symlink' || h.type === 'link') {
         const rawLink = raw?.get('linkpath') ?? Buffer.from(h.linkname ?? '', 'latin1');
@@ -136,7 +138,7 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
           const target = splitTarPath(rawLink);
           const found = target === 'root' ? undefined : byPath.get(Buffer.concat(target.flatMap((p) => [p, Buffer.from('/')])).toString('latin1'));
           if (!found) throw new LarchError('INVALID_INPUT', `${where}: hard link to '${quash(rawLink.toString('utf8'))}', which is not an earlier file in the archive`);
-          id = found;
+          ({ id, size } = found);
         }
       } else if (h.type === 'fifo') {
         entry.resume();
@@ -145,8 +147,8 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
         entry.resume();
         throw new LarchError('UNSUPPORTED_FILE_TYPE', `${where} is a ${h.type} entry, which a larch tree cannot hold`, { data: { path: where } });
       }
-      byPath.set(key, id);
-      addFile(parentOf(parts, where), parts[parts.length - 1], id, where);
+      byPath.set(key, { id, size });
+      addFile(parentOf(parts, where), parts[parts.length - 1], id, size, where);
     }
   } catch (err) {
     input.destroy();

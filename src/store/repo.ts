@@ -2,7 +2,7 @@
  * A larch repository on disk: its layout, modes, reading objects and refs, and the
  * write transaction that stages objects and makes them durable before any ref moves.
  *
- *   R/config.json            {"larch": 1, "mode": "bare" | "bare-user" | "archive"}
+ *   R/config.json            {"larch": 1, "mode": "bare" | "bare-user" | "archive", "dirtree_format": 1 | 2}
  *   R/objects/XX/REST.EXT    objects by id (XX = first two hex digits)
  *   R/refs/heads/BRANCH      a commit id and a newline
  *   R/keys/trusted/*.pub     the keyring `verify` uses when no --key is given
@@ -23,6 +23,8 @@ import {
   type Commit,
   type DirMeta,
   type DirTree,
+  type DirTreeFormat,
+  DIRTREE_FORMATS,
   type FileHeader,
   type ObjectId,
   type ObjectKind,
@@ -52,29 +54,50 @@ export interface StoredFile {
   content(): AsyncIterable<Uint8Array>;
 }
 
+/** config.json: the keys in a fixed order, so the same settings give the same bytes. */
+const configText = (mode: RepoMode, dirtreeFormat: DirTreeFormat): string => JSON.stringify({ larch: 1, mode, dirtree_format: dirtreeFormat }, null, 2) + '\n';
+
 export class Repo {
   private constructor(
     readonly path: string,
     readonly mode: RepoMode,
+    /**
+     * The dirtree format commits write: 2 lists each file's size, 1 does not (config key
+     * `dirtree_format`; absent means 1, so a repo made before format 2 keeps its ids).
+     */
+    readonly dirtreeFormat: DirTreeFormat,
   ) {}
 
-  /** Creates a repo (or opens an existing one of the same mode: init is idempotent). */
-  static async init(path: string, mode: RepoMode): Promise<Repo> {
+  /**
+   * Creates a repo (or opens an existing one of the same mode: init is idempotent). A new repo
+   * writes dirtree format 2 unless dirtreeFormat says otherwise; given for an existing repo,
+   * dirtreeFormat switches what its next commits write.
+   */
+  static async init(path: string, mode: RepoMode, dirtreeFormat?: DirTreeFormat): Promise<Repo> {
     const existing = await readFile(join(path, 'config.json'), 'utf8').catch(() => null);
     if (existing !== null) {
       const repo = await Repo.open(path);
       if (repo.mode !== mode) throw new LarchError('EXISTS', `repo '${path}' exists with mode '${repo.mode}', not '${mode}'`, { data: { path, mode: repo.mode } });
-      return repo;
+      if (dirtreeFormat === undefined || dirtreeFormat === repo.dirtreeFormat) return repo;
+      const lock = await repo.lock();
+      try {
+        await writeFileAtomic(join(path, 'config.json'), configText(mode, dirtreeFormat));
+      } catch (err) {
+        throw fromSystemError(err, 'write repo config', path);
+      } finally {
+        await lock.release();
+      }
+      return new Repo(path, mode, dirtreeFormat);
     }
     try {
       await mkdir(path, { recursive: true });
       for (const d of ['objects', 'refs/heads', 'keys/trusted', 'tmp']) await mkdir(join(path, d), { recursive: true });
       for (let i = 0; i < 256; i++) await mkdir(join(path, 'objects', i.toString(16).padStart(2, '0')), { recursive: true });
-      await writeFileAtomic(join(path, 'config.json'), JSON.stringify({ larch: 1, mode }, null, 2) + '\n');
+      await writeFileAtomic(join(path, 'config.json'), configText(mode, dirtreeFormat ?? 2));
     } catch (err) {
       throw fromSystemError(err, 'create repo', path);
     }
-    return new Repo(path, mode);
+    return new Repo(path, mode, dirtreeFormat ?? 2);
   }
 
   /** @throws NOT_FOUND when path holds no repo, INVALID_INPUT for an unknown config */
@@ -85,7 +108,7 @@ export class Repo {
     } catch {
       throw new LarchError('NOT_FOUND', `no larch repo at '${path}'`, { hint: `create one with 'larch init --repo ${path}'`, data: { path } });
     }
-    let config: { larch?: number; mode?: string };
+    let config: { larch?: number; mode?: string; dirtree_format?: unknown };
     try {
       config = JSON.parse(text);
     } catch {
@@ -94,7 +117,11 @@ export class Repo {
     if (config.larch !== 1 || !REPO_MODES.includes(config.mode as RepoMode)) {
       throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' has format ${config.larch} mode '${config.mode}'; this larch reads format 1`, { data: { path } });
     }
-    return new Repo(path, config.mode as RepoMode);
+    const format = config.dirtree_format ?? 1;
+    if (!DIRTREE_FORMATS.includes(format as DirTreeFormat)) {
+      throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' has dirtree_format ${JSON.stringify(format)}; this larch writes 1 or 2`, { hint: `set it with 'larch init --repo ${path} --mode ${config.mode} --dirtree-format 2'`, data: { path } });
+    }
+    return new Repo(path, config.mode as RepoMode, format as DirTreeFormat);
   }
 
   objectPath(kind: ObjectKind | 'sig' | 'filemeta' | 'xattrs', id: ObjectId): string {
