@@ -47,6 +47,17 @@ export function isValidBranch(name: string): boolean {
   return BRANCH_RE.test(name) && !name.includes('..') && name.length <= 255;
 }
 
+/**
+ * The largest `.filez` (archive mode: u32 header length, header, raw DEFLATE of the content)
+ * of a file whose content is size bytes: the header at its 1 MiB limit, plus a DEFLATE bound.
+ * zlib's deflateBound for the parameters larch writes with (level 6, 32 KiB window) is
+ * size + size/4096 + size/16384 + size/2^25 + 7; this allows size/64 + 1 KiB over the size,
+ * so a stream of stored blocks of 320 bytes or more (any common encoder) fits too.
+ */
+export function maxFilezBytes(size: number): number {
+  return 4 + MAX_FILE_HEADER_BYTES + size + Math.floor(size / 64) + 1024;
+}
+
 /** The file object as it is stored: its header and a way to read its content. */
 export interface StoredFile {
   header: FileHeader;
