@@ -130,7 +130,7 @@ export class Repo {
     }
     const format = config.dirtree_format ?? 1;
     if (!DIRTREE_FORMATS.includes(format as DirTreeFormat)) {
-      throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' has dirtree_format ${JSON.stringify(format)}; this larch writes 1 or 2`, { hint: `set it with 'larch init --repo ${path} --mode ${config.mode} --dirtree-format 2'`, data: { path } });
+      throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' has dirtree_format ${JSON.stringify(format)}; this larch writes 1 or 2`, { hint: 'set "dirtree_format" in it to 1 or 2 (see docs/formats.md §2.3)', data: { path } });
     }
     return new Repo(path, config.mode as RepoMode, format as DirTreeFormat);
   }
