@@ -108,6 +108,13 @@ t.test('a format-2 tree listing a wrong size: fsck reports it, checkout refuses 
   const co = await larch(['checkout', '--repo', repoPath, 'main', join(dir, 'co'), '--json']);
   t.equal(co.code, 5, 'checkout: exit 5');
   t.match(co.stderr, /is 1600 bytes, its tree says 1599/);
+
+  const other = join(dir, 'other');
+  await larchOk(['init', '--repo', other, '--mode', 'bare-user']);
+  const pull = await larch(['pull-local', '--repo', other, repoPath, lie, '--json']);
+  t.equal(pull.code, 5, 'a pull of the lying tree: exit 5');
+  t.match(pull.json?.error?.message, new RegExp(`file ${tool.file} at '/usr/bin/tool' in '.*' is 1600 bytes, its signed tree says 1599`));
+  t.notOk(await (await Repo.open(other)).hasObject('commit', lie), 'and nothing of it is kept');
 });
 
 t.test('deltas between a format-1 and a format-2 commit, both ways', async (t) => {
