@@ -5,7 +5,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { encodeCommit, encodeDirMeta, encodeDirTree, encodeFileHeader, type FileHeader } from '../src/store/object.ts';
+import { encodeCanonical } from '../src/store/cbor.ts';
+import { encodeCommit, encodeDirMeta, encodeDirTree, encodeFileHeader, type FileHeader, idToBytes as bytes } from '../src/store/object.ts';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha = (...parts: Uint8Array[]) => {
@@ -31,6 +32,9 @@ const meta = { mode: 0o755, uid: 0, gid: 0, xattrs: [] };
 const metaId = sha(encodeDirMeta(meta));
 const emptyTree = encodeDirTree({ files: [], dirs: [] });
 const tree = encodeDirTree({ files: [{ name: b('hello'), file: id1 }, { name: Uint8Array.from([0x6e, 0x0a, 0xff]), file: id1 }], dirs: [{ name: b('etc'), tree: sha(emptyTree), meta: metaId }] });
+// Format 2: the same tree with each file's content length, and one size past 2^32 (8-byte uint).
+const tree2 = encodeDirTree({ files: [{ name: b('hello'), file: id1, size: 6 }, { name: Uint8Array.from([0x6e, 0x0a, 0xff]), file: id1, size: 6 }], dirs: [{ name: b('etc'), tree: sha(emptyTree), meta: metaId }] });
+const big2 = encodeDirTree({ files: [{ name: b('disk.img'), file: id1, size: 5_000_000_000 }], dirs: [] });
 
 const vectors = {
   source: 'scripts/make-vectors.ts; layouts in docs/formats.md',
@@ -49,6 +53,8 @@ const vectors = {
   dirtree: [
     { comment: 'empty directory', hex: hex(emptyTree), id: sha(emptyTree), valid: true },
     { comment: "two files (one with a newline and 0xff in its name) and one dir 'etc'", hex: hex(tree), id: sha(tree), valid: true },
+    { comment: "format 2: the same two files with their sizes (6 bytes each) and dir 'etc'", format: 2, hex: hex(tree2), id: sha(tree2), valid: true },
+    { comment: 'format 2: a file of 5 000 000 000 bytes (size as an 8-byte uint)', format: 2, hex: hex(big2), id: sha(big2), valid: true },
   ],
   commit: [
     (() => {
@@ -64,7 +70,14 @@ vectors.invalid = [
   { comment: 'file header with an extra key', kind: 'file_header', hex: hex(Uint8Array.from([...badMode.slice(0, 1).map((x) => x + 1), ...badMode.slice(1), 0x61, 0x7a, 0x00])), valid: false },
   { comment: "file header with type 'dev'", kind: 'file_header', hex: hex(Buffer.from(hex(badMode).replace('63726567', '63646576'), 'hex')), valid: false },
   { comment: 'dirtree whose files are not sorted', kind: 'dirtree', hex: hex(encodeDirTreeUnsorted()), valid: false },
+  // Refused by decodeDirTree itself (kind dirtree_shape): one dirtree uses one entry shape.
+  { comment: 'dirtree mixing [name, id] and [name, id, size] file entries', kind: 'dirtree_shape', hex: hex(mixedShapes()), valid: false },
+  { comment: 'dirtree file entry with a negative size', kind: 'dirtree_shape', hex: hex(encodeCanonical({ files: [[b('a'), bytes(id1), -1]], dirs: [] })), valid: false },
+  { comment: 'dirtree file entry [name, id, size, extra]', kind: 'dirtree_shape', hex: hex(encodeCanonical({ files: [[b('a'), bytes(id1), 1, 1]], dirs: [] })), valid: false },
 ];
+function mixedShapes(): Uint8Array {
+  return encodeCanonical({ files: [[b('a'), bytes(id1)], [b('b'), bytes(id1), 6]], dirs: [] });
+}
 function encodeDirTreeUnsorted(): Uint8Array {
   // encodeDirTree sorts; swap the two file entries of `tree` by re-encoding by hand.
   const good = encodeDirTree({ files: [{ name: b('a'), file: id1 }, { name: b('b'), file: id1 }], dirs: [] });

@@ -79,13 +79,16 @@ export interface Vendor {
   release(version: number, opts?: TreeOptions & { delta?: boolean; timestamp?: number }): Promise<string>;
 }
 
-/** A vendor repo and key, served by `larch serve` (with serveArgs added to its command line). */
-export async function vendor(t: Test, opts: { serveArgs?: string[] } = {}): Promise<Vendor> {
+/**
+ * A vendor repo and key, served by `larch serve` (with serveArgs added to its command line);
+ * initArgs are added to `larch init` (e.g. ['--dirtree-format', '1']).
+ */
+export async function vendor(t: Test, opts: { serveArgs?: string[]; initArgs?: string[] } = {}): Promise<Vendor> {
   const dir = tempDir(t);
   const repo = join(dir, 'srv');
   const key = join(dir, 'vendor');
   await larchOk(['keygen', '--out', key]);
-  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  await larchOk(['init', '--repo', repo, '--mode', 'archive', ...(opts.initArgs ?? [])]);
   const v: Vendor = {
     dir,
     repo,

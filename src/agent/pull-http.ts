@@ -16,7 +16,7 @@ import { writeFileAtomic } from '../store/_durable.ts';
 import { sha256, sha256Stream } from '../store/_hash.ts';
 import { type Commit, ObjectFormatError, type ObjectId, decodeCommit } from '../store/object.ts';
 import { type ObjectSource, type PullResult, pullCommit } from '../store/pull-local.ts';
-import { Repo, type StoredFile } from '../store/repo.ts';
+import { Repo, type StoredFile, maxFilezBytes } from '../store/repo.ts';
 import { decodeSignatures, verifyCommitSignatures } from '../store/sign.ts';
 import { MAX_SUMMARY_BYTES, MAX_SUMMARY_SIG_BYTES, type Summary, type SummaryDelta, type VerifyOptions, deltaName, findDelta, verifySummary } from '../server/summary.ts';
 import { type DownloadProgress, type DownloadResult, type FetchOptions, downloadFile, fetchBytes } from './http-fetch.ts';
@@ -229,7 +229,10 @@ export interface ObjectPullOptions extends TrustOptions {
   downloadDir: string;
   /** Objects fetched at once (default 4: a device's link, not a LAN). */
   concurrency?: number;
-  /** Largest .filez accepted (default 4 GiB); the dirtree does not record sizes, so this is the endless-data cap. */
+  /**
+   * Largest .filez accepted when its dirtree records no size (format 1; default 4 GiB): the
+   * endless-data cap. A format-2 dirtree's size caps the download at maxFilezBytes(size).
+   */
   maxObjectBytes?: number;
   fetch?: FetchOptions;
   onProgress?: (e: PullProgress) => void;
@@ -366,9 +369,19 @@ async function httpObjectSource(f: FileFetcher, cacheDir: string, opts: ObjectPu
     path: f.where(''),
     readMetadataBytes: (kind, id) => fetchMetadataObject(f, kind, id),
     readSignatures: (commitId) => fetchCommitSignatures(f, commitId),
-    async readFile(id): Promise<StoredFile> {
+    async readFile(id, size): Promise<StoredFile> {
       const u = f.where(objectPath(id, 'filez'));
-      await f.downloadFile(objectPath(id, 'filez'), cache.objectPath('file', id), { maxBytes: opts.maxObjectBytes ?? 4 * 1024 ** 3 }).catch(missing('file', id, u));
+      const maxBytes = size === undefined ? (opts.maxObjectBytes ?? 4 * 1024 ** 3) : maxFilezBytes(size);
+      await f
+        .downloadFile(objectPath(id, 'filez'), cache.objectPath('file', id), { maxBytes })
+        .catch((err) => {
+          if (size === undefined || !(err instanceof LarchError) || err.data?.reason !== 'too-large') throw err;
+          throw new LarchError('INVALID_INPUT', `file ${id} from '${u}' is longer than its signed size allows: the tree says ${size} bytes of content, so at most ${maxBytes} bytes as .filez (${err.message})`, {
+            hint: 'the server or something between is sending other or endless data; nothing of it was stored',
+            data: { url: u, id, size, maxBytes, reason: 'too-large' },
+          });
+        })
+        .catch(missing('file', id, u));
       try {
         return await cache.readFile(id);
       } catch (err) {

@@ -76,6 +76,14 @@ async function writeTree(repo: Repo, plan: TreePlan, dest: Buffer, opts: { copy:
         const target = abs(f.path);
         const stored = await repo.readFile(f.id);
         const h = stored.header;
+        // A format-2 tree signs each file's length; a stored object of another length is not that file.
+        const length = h.type === 'reg' ? h.size : 0;
+        if (f.size !== undefined && f.size !== length) {
+          throw new LarchError('OBJECT_CORRUPT', `file ${f.id} at '${pathText(f.path)}' is ${length} bytes, its tree says ${f.size}`, {
+            hint: "fetch the commit again (larch upgrade or deploy does it by itself); 'larch fsck' lists every damaged object",
+            data: { kind: 'file', id: f.id, path: pathText(f.path), size: length, expected_size: f.size },
+          });
+        }
         if (canLink && (await linkable(repo, f.id, h, opts.owners))) {
           if (opts.verify && (await storedId(h, stored.content())) !== f.id) return void corrupt.set(f.id, pathText(f.path));
           try {

@@ -1,6 +1,7 @@
 /**
  * Checks a repo: every ref names a commit; every object reachable from a ref or stored as a
- * commit is present, decodes, and hashes to its id; dirtree names are safe; signatures are
+ * commit is present, decodes, and hashes to its id; dirtree names are safe; a file's size in a
+ * format-2 dirtree is its content length; signatures are
  * well-formed and valid for the keys they name. It reports every problem (not just the first),
  * naming the object and a path that uses it.
  */
@@ -38,6 +39,8 @@ export async function fsck(repo: Repo): Promise<FsckResult> {
   const seen = new Set<string>();
   const pool = makePool(4);
   const fileChecks: Promise<void>[] = [];
+  /** The content length of each file checked, null when the object is missing or corrupt. */
+  const fileSizes = new Map<ObjectId, Promise<number | null>>();
   let objects = 0;
 
   const report = (p: FsckProblem) => problems.push(p);
@@ -48,8 +51,9 @@ export async function fsck(repo: Repo): Promise<FsckResult> {
     return { code: 'OBJECT_CORRUPT', message };
   };
 
+  /** Checks a file object; resolves to its content length, or null when it is missing or corrupt. */
   const checkFile = (id: ObjectId, path: string, commit: ObjectId) =>
-    pool(async () => {
+    pool(async (): Promise<number | null> => {
       try {
         const stored = await repo.readFile(id);
         const h = stored.header;
@@ -72,9 +76,11 @@ export async function fsck(repo: Repo): Promise<FsckResult> {
         if (count !== size) throw new Error(`declared size ${size} bytes, content is ${count} bytes`);
         const actual = hash.digest('hex');
         if (actual !== id) throw new Error(`checksum mismatch: expected ${id}, got ${actual}`);
+        return count;
       } catch (err) {
         const d = describe(err);
         report({ kind: 'file', id, problem: d.message, path, commit, code: d.code });
+        return null;
       }
     });
 
@@ -106,10 +112,20 @@ export async function fsck(repo: Repo): Promise<FsckResult> {
       report({ kind: 'dirtree', id: tree, problem: `unsafe entry: ${p.problem}`, path: pathText(childPath(path, p.name)), commit, code: 'HOSTILE_TREE' });
     }
     for (const f of dt.files) {
-      if (seen.has(`file:${f.file}`)) continue;
-      seen.add(`file:${f.file}`);
-      objects++;
-      fileChecks.push(checkFile(f.file, pathText(childPath(path, f.name)), commit));
+      if (!seen.has(`file:${f.file}`)) {
+        seen.add(`file:${f.file}`);
+        objects++;
+        fileSizes.set(f.file, checkFile(f.file, pathText(childPath(path, f.name)), commit));
+      }
+      if (f.size === undefined) continue;
+      // The signed size is what a device's pull stops at: a tree listing another length is corrupt.
+      const { file, size } = f;
+      const at = pathText(childPath(path, f.name));
+      fileChecks.push(
+        fileSizes.get(file)!.then((actual) => {
+          if (actual !== null && actual !== size) report({ kind: 'dirtree', id: tree, problem: `lists file ${file} with size ${size} bytes, its content is ${actual} bytes`, path: at, commit, code: 'OBJECT_CORRUPT' });
+        }),
+      );
     }
     for (const d of dt.dirs) await checkTree(d.tree, d.meta, childPath(path, d.name), commit, depth + 1);
   };

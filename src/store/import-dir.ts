@@ -76,7 +76,8 @@ export async function importDirectory(txn: Transaction, root: string, opts: Impo
       const kind = st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isSocket() ? 'a socket' : 'of an unknown type';
       throw new LarchError('UNSUPPORTED_FILE_TYPE', `'${where}' is ${kind}, which a larch tree cannot hold`, { data: { path: where } });
     }
-    addFile(parent, name, await txn.writeFile(header, header.type === 'reg' ? { path } : undefined, `'${where}'`), where);
+    const id = await txn.writeFile(header, header.type === 'reg' ? { path } : undefined, `'${where}'`);
+    addFile(parent, name, id, header.type === 'reg' ? header.size : 0, where);
   };
 
   await list(rootBuf, tree);

@@ -107,7 +107,7 @@ async function openTar(path: string): Promise<Readable> {
 export async function importTar(txn: Transaction, tarPath: string, opts: ImportOptions): Promise<MDir> {
   const owner = (h: tar.Header) => opts.owner ?? { uid: h.uid ?? 0, gid: h.gid ?? 0 };
   const root = newDir({ ...DEFAULT_DIR, ...(opts.owner ?? { uid: 0, gid: 0 }) });
-  const byPath = new Map<string, ObjectId>();
+  const byPath = new Map<string, { id: ObjectId; size: number }>();
   const extract = tar.extract({ filenameEncoding: "latin1" } as Parameters<typeof tar.extract>[0]);
   keepRawPax(extract);
   const input = await openTar(tarPath);
@@ -140,7 +140,9 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
       if (parts === 'root') throw new LarchError('INVALID_INPUT', `${where}: a non-directory entry names the root`);
       const key = Buffer.concat(parts.flatMap((p) => [p, Buffer.from('/')])).toString('latin1');
       let id: ObjectId;
+      let size = 0;
       if (h.type === 'file' || h.type === 'contiguous-file') {
+        size = h.size ?? 0;
         // Read through its async iterator: node:stream pipeline() over the entry itself (a streamx
         // stream) never learnt that a truncated archive had failed it, and the import waited
         // forever (found by fuzzing).
@@ -154,7 +156,7 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
           const target = splitTarPath(rawLink);
           const found = target === 'root' ? undefined : byPath.get(Buffer.concat(target.flatMap((p) => [p, Buffer.from('/')])).toString('latin1'));
           if (!found) throw new LarchError('INVALID_INPUT', `${where}: hard link to '${quash(rawLink.toString('utf8'))}', which is not an earlier file in the archive`);
-          id = found;
+          ({ id, size } = found);
         }
       } else if (h.type === 'fifo') {
         entry.resume();
@@ -163,8 +165,8 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
         entry.resume();
         throw new LarchError('UNSUPPORTED_FILE_TYPE', `${where} is a ${h.type} entry, which a larch tree cannot hold`, { data: { path: where } });
       }
-      byPath.set(key, id);
-      addFile(parentOf(parts, where), parts[parts.length - 1], id, where);
+      byPath.set(key, { id, size });
+      addFile(parentOf(parts, where), parts[parts.length - 1], id, size, where);
     }
   } catch (err) {
     input.destroy();

@@ -9,7 +9,8 @@ import { MAX_TREE_DEPTH } from './walk.ts';
 
 export interface MDir {
   meta: DirMeta;
-  files: Map<string, { name: Uint8Array; id: ObjectId }>;
+  /** size: the content length (0 for a symlink or FIFO), written in a format-2 dirtree. */
+  files: Map<string, { name: Uint8Array; id: ObjectId; size: number }>;
   dirs: Map<string, { name: Uint8Array; dir: MDir }>;
 }
 
@@ -24,10 +25,10 @@ function checkName(name: Uint8Array, where: string): void {
   if (reason) throw new LarchError('INVALID_INPUT', `${where}: ${reason}`, { data: { name: quash(Buffer.from(name).toString('latin1')) } });
 }
 
-export function addFile(dir: MDir, name: Uint8Array, id: ObjectId, where: string): void {
+export function addFile(dir: MDir, name: Uint8Array, id: ObjectId, size: number, where: string): void {
   checkName(name, where);
   dir.dirs.delete(key(name));
-  dir.files.set(key(name), { name, id });
+  dir.files.set(key(name), { name, id, size });
 }
 
 /** Returns the child directory, creating it with meta (or replacing a file of the same name). */
@@ -41,7 +42,7 @@ export function ensureDir(dir: MDir, name: Uint8Array, meta: DirMeta, where: str
   return child;
 }
 
-/** Writes the tree bottom-up; returns the root's dirtree and dirmeta ids. */
+/** Writes the tree bottom-up, in the repo's dirtree format; returns the root's dirtree and dirmeta ids. */
 export async function writeMTree(txn: Transaction, dir: MDir, depth = 0, path = '/'): Promise<{ tree: ObjectId; meta: ObjectId }> {
   // Readers refuse trees deeper than this (walk.ts) and metadata they cannot decode; never write either.
   if (depth > MAX_TREE_DEPTH) throw new LarchError('INVALID_INPUT', `the tree is deeper than ${MAX_TREE_DEPTH} directory levels at '${quash(path, 200)}'`);
@@ -52,7 +53,8 @@ export async function writeMTree(txn: Transaction, dir: MDir, depth = 0, path = 
     const ids = await writeMTree(txn, child, depth + 1, `${path}${Buffer.from(name).toString('utf8')}/`);
     dirs.push({ name, tree: ids.tree, meta: ids.meta });
   }
-  const files = [...dir.files.values()].map(({ name, id }) => ({ name, file: id }));
+  const sized = txn.repo.dirtreeFormat === 2;
+  const files = [...dir.files.values()].map(({ name, id, size }) => (sized ? { name, file: id, size } : { name, file: id }));
   const tree = await txn.writeMetadata('dirtree', encodeDirTree({ files, dirs }));
   const meta = await txn.writeMetadata('dirmeta', encodeDirMeta(dir.meta));
   return { tree, meta };

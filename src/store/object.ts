@@ -35,6 +35,11 @@ export interface DirMeta {
 export interface DirTreeFile {
   name: Uint8Array;
   file: ObjectId;
+  /**
+   * The file's content length in bytes (0 for a symlink or FIFO), in a format-2 dirtree;
+   * undefined in a format-1 one. Signed through the commit, so a pull can stop at it.
+   */
+  size?: number;
 }
 export interface DirTreeDir {
   name: Uint8Array;
@@ -218,7 +223,12 @@ export function decodeDirMeta(bytes: Uint8Array): DirMeta {
 // ---- dirtree ---------------------------------------------------------------
 // CBOR map {"files": [[bstr name, bstr(32) file id]...], "dirs": [[bstr name,
 // bstr(32) dirtree id, bstr(32) dirmeta id]...]}, each list sorted by name bytes;
-// a name appears at most once across both lists.
+// a name appears at most once across both lists. Format 2 adds each file's content
+// length: [bstr name, bstr(32) file id, uint size]. One dirtree uses one shape.
+
+/** The dirtree formats: 1 lists files as [name, id], 2 as [name, id, size]. */
+export type DirTreeFormat = 1 | 2;
+export const DIRTREE_FORMATS: DirTreeFormat[] = [1, 2];
 
 /** Why a name cannot be a directory entry, or null when it can. */
 export function badNameReason(name: Uint8Array): string | null {
@@ -234,8 +244,11 @@ export function badNameReason(name: Uint8Array): string | null {
 export function encodeDirTree(t: DirTree): Uint8Array {
   const files = [...t.files].sort((a, b) => compareBytes(a.name, b.name));
   const dirs = [...t.dirs].sort((a, b) => compareBytes(a.name, b.name));
+  const sized = files.filter((f) => f.size !== undefined).length;
+  // Writers never mix the shapes, since every reader refuses a dirtree that does.
+  if (sized !== 0 && sized !== files.length) throw new Error('encodeDirTree: some file entries have a size and some do not');
   return encodeCanonical({
-    files: files.map((f) => [f.name, idToBytes(f.file)]),
+    files: files.map((f) => (f.size === undefined ? [f.name, idToBytes(f.file)] : [f.name, idToBytes(f.file), f.size])),
     dirs: dirs.map((d) => [d.name, idToBytes(d.tree), idToBytes(d.meta)]),
   });
 }
@@ -249,10 +262,14 @@ export function decodeDirTree(bytes: Uint8Array): DirTree {
   const files = m.get('files');
   const dirs = m.get('dirs');
   if (!Array.isArray(files) || !Array.isArray(dirs)) return fail('dirtree files/dirs is not an array');
+  const shape = files.length > 0 && Array.isArray(files[0]) ? files[0].length : 2;
   return {
     files: files.map((e) => {
-      if (!Array.isArray(e) || e.length !== 2 || !(e[0] instanceof Uint8Array)) return fail('dirtree file entry is not [name, id]');
-      return { name: e[0] as Uint8Array, file: idField(e[1], 'file id') };
+      if (!Array.isArray(e) || (e.length !== 2 && e.length !== 3) || !(e[0] instanceof Uint8Array)) return fail('dirtree file entry is not [name, id] or [name, id, size]');
+      if (e.length !== shape) return fail('dirtree mixes [name, id] and [name, id, size] file entries');
+      const entry: DirTreeFile = { name: e[0] as Uint8Array, file: idField(e[1], 'file id') };
+      if (e.length === 3) entry.size = uint(e[2], 'file size');
+      return entry;
     }),
     dirs: dirs.map((e) => {
       if (!Array.isArray(e) || e.length !== 3 || !(e[0] instanceof Uint8Array)) return fail('dirtree dir entry is not [name, tree, meta]');

@@ -27,8 +27,12 @@ export interface ObjectSource {
   readMetadataBytes(kind: 'dirtree' | 'dirmeta' | 'commit', id: ObjectId): Promise<Uint8Array>;
   /** The commit's .sig bytes, or null when it has none. */
   readSignatures(commitId: ObjectId): Promise<Uint8Array | null>;
-  /** A file object's header and content (the content is re-hashed by the pull). */
-  readFile(id: ObjectId): Promise<StoredFile>;
+  /**
+   * A file object's header and content (the content is re-hashed by the pull). size is the
+   * content length a format-2 dirtree signs (undefined in format 1): a remote source stops
+   * its download at what that size allows.
+   */
+  readFile(id: ObjectId, size?: number): Promise<StoredFile>;
   /** Called once the pull is done with a file object (stored or refused), so a source can drop what it cached. */
   released?(id: ObjectId): Promise<void>;
 }
@@ -74,14 +78,18 @@ export async function pullCommit(dest: Repo, src: ObjectSource, commitId: Object
     // A file id is copied once even when many paths share it (symlinks with one target): two
     // concurrent reads of one id would race on the source's cache (over HTTP, one download file).
     const filesStarted = new Set<ObjectId>();
-    const copyFile = (id: ObjectId, path: string) =>
+    const copyFile = (id: ObjectId, size: number | undefined, path: string) =>
       filePool(async () => {
         if (filesStarted.has(id)) return opts.onObject?.({ kind: 'file', id });
         filesStarted.add(id);
         if (await txn.has('file', id)) return opts.onObject?.({ kind: 'file', id });
         let stored: StoredFile | undefined;
         try {
-          stored = await src.readFile(id);
+          stored = await src.readFile(id, size);
+          const length = stored.header.type === 'reg' ? stored.header.size : 0;
+          if (size !== undefined && length !== size) {
+            throw new LarchError('OBJECT_CORRUPT', `file ${id} at '${path}' in '${src.path}' is ${length} bytes, its signed tree says ${size}`, { data: { id, path, size: length, expected_size: size } });
+          }
           // Bad input here is a bad source object (content longer or shorter than its header says).
           const got = await txn.writeFile(stored.header, stored.header.type === 'reg' ? { stream: stored.content() } : undefined, `file ${id} at '${path}'`).catch((err) => {
             throw err instanceof LarchError && err.code === 'INVALID_INPUT' ? new LarchError('OBJECT_CORRUPT', `${err.message} (from '${src.path}')`, { data: { id, path, ...err.data } }) : err;
@@ -109,7 +117,7 @@ export async function pullCommit(dest: Repo, src: ObjectSource, commitId: Object
       const bad = validateDirTree(dt)[0];
       if (bad) throw new LarchError('HOSTILE_TREE', `dirtree ${tree} at '${pathText(path)}' is unsafe: ${bad.problem}`, { data: { tree } });
       for (const f of dt.files) {
-        const job = copyFile(f.file, pathText(childPath(path, f.name)));
+        const job = copyFile(f.file, f.size, pathText(childPath(path, f.name)));
         // Handled here, reported by settleAll below: a job that fails while the walk goes on
         // would otherwise be an unhandled rejection, which ends a Bun process on the spot.
         job.catch(() => {});

@@ -2,7 +2,7 @@
  * A larch repository on disk: its layout, modes, reading objects and refs, and the
  * write transaction that stages objects and makes them durable before any ref moves.
  *
- *   R/config.json            {"larch": 1, "mode": "bare" | "bare-user" | "archive"}
+ *   R/config.json            {"larch": 1, "mode": "bare" | "bare-user" | "archive", "dirtree_format": 1 | 2}
  *   R/objects/XX/REST.EXT    objects by id (XX = first two hex digits)
  *   R/refs/heads/BRANCH      a commit id and a newline
  *   R/keys/trusted/*.pub     the keyring `verify` uses when no --key is given
@@ -23,6 +23,8 @@ import {
   type Commit,
   type DirMeta,
   type DirTree,
+  type DirTreeFormat,
+  DIRTREE_FORMATS,
   type FileHeader,
   type ObjectId,
   type ObjectKind,
@@ -45,6 +47,17 @@ export function isValidBranch(name: string): boolean {
   return BRANCH_RE.test(name) && !name.includes('..') && name.length <= 255;
 }
 
+/**
+ * The largest `.filez` (archive mode: u32 header length, header, raw DEFLATE of the content)
+ * of a file whose content is size bytes: the header at its 1 MiB limit, plus a DEFLATE bound.
+ * zlib's deflateBound for the parameters larch writes with (level 6, 32 KiB window) is
+ * size + size/4096 + size/16384 + size/2^25 + 7; this allows size/64 + 1 KiB over the size,
+ * so a stream of stored blocks of 320 bytes or more (any common encoder) fits too.
+ */
+export function maxFilezBytes(size: number): number {
+  return 4 + MAX_FILE_HEADER_BYTES + size + Math.floor(size / 64) + 1024;
+}
+
 /** The file object as it is stored: its header and a way to read its content. */
 export interface StoredFile {
   header: FileHeader;
@@ -52,29 +65,50 @@ export interface StoredFile {
   content(): AsyncIterable<Uint8Array>;
 }
 
+/** config.json: the keys in a fixed order, so the same settings give the same bytes. */
+const configText = (mode: RepoMode, dirtreeFormat: DirTreeFormat): string => JSON.stringify({ larch: 1, mode, dirtree_format: dirtreeFormat }, null, 2) + '\n';
+
 export class Repo {
   private constructor(
     readonly path: string,
     readonly mode: RepoMode,
+    /**
+     * The dirtree format commits write: 2 lists each file's size, 1 does not (config key
+     * `dirtree_format`; absent means 1, so a repo made before format 2 keeps its ids).
+     */
+    readonly dirtreeFormat: DirTreeFormat,
   ) {}
 
-  /** Creates a repo (or opens an existing one of the same mode: init is idempotent). */
-  static async init(path: string, mode: RepoMode): Promise<Repo> {
+  /**
+   * Creates a repo (or opens an existing one of the same mode: init is idempotent). A new repo
+   * writes dirtree format 2 unless dirtreeFormat says otherwise; given for an existing repo,
+   * dirtreeFormat switches what its next commits write.
+   */
+  static async init(path: string, mode: RepoMode, dirtreeFormat?: DirTreeFormat): Promise<Repo> {
     const existing = await readFile(join(path, 'config.json'), 'utf8').catch(() => null);
     if (existing !== null) {
       const repo = await Repo.open(path);
       if (repo.mode !== mode) throw new LarchError('EXISTS', `repo '${path}' exists with mode '${repo.mode}', not '${mode}'`, { data: { path, mode: repo.mode } });
-      return repo;
+      if (dirtreeFormat === undefined || dirtreeFormat === repo.dirtreeFormat) return repo;
+      const lock = await repo.lock();
+      try {
+        await writeFileAtomic(join(path, 'config.json'), configText(mode, dirtreeFormat));
+      } catch (err) {
+        throw fromSystemError(err, 'write repo config', path);
+      } finally {
+        await lock.release();
+      }
+      return new Repo(path, mode, dirtreeFormat);
     }
     try {
       await mkdir(path, { recursive: true });
       for (const d of ['objects', 'refs/heads', 'keys/trusted', 'tmp']) await mkdir(join(path, d), { recursive: true });
       for (let i = 0; i < 256; i++) await mkdir(join(path, 'objects', i.toString(16).padStart(2, '0')), { recursive: true });
-      await writeFileAtomic(join(path, 'config.json'), JSON.stringify({ larch: 1, mode }, null, 2) + '\n');
+      await writeFileAtomic(join(path, 'config.json'), configText(mode, dirtreeFormat ?? 2));
     } catch (err) {
       throw fromSystemError(err, 'create repo', path);
     }
-    return new Repo(path, mode);
+    return new Repo(path, mode, dirtreeFormat ?? 2);
   }
 
   /** @throws NOT_FOUND when path holds no repo, INVALID_INPUT for an unknown config */
@@ -85,7 +119,7 @@ export class Repo {
     } catch {
       throw new LarchError('NOT_FOUND', `no larch repo at '${path}'`, { hint: `create one with 'larch init --repo ${path}'`, data: { path } });
     }
-    let config: { larch?: number; mode?: string };
+    let config: { larch?: number; mode?: string; dirtree_format?: unknown };
     try {
       config = JSON.parse(text);
     } catch {
@@ -94,7 +128,11 @@ export class Repo {
     if (config.larch !== 1 || !REPO_MODES.includes(config.mode as RepoMode)) {
       throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' has format ${config.larch} mode '${config.mode}'; this larch reads format 1`, { data: { path } });
     }
-    return new Repo(path, config.mode as RepoMode);
+    const format = config.dirtree_format ?? 1;
+    if (!DIRTREE_FORMATS.includes(format as DirTreeFormat)) {
+      throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' has dirtree_format ${JSON.stringify(format)}; this larch writes 1 or 2`, { hint: 'set "dirtree_format" in it to 1 or 2 (see docs/formats.md §2.3)', data: { path } });
+    }
+    return new Repo(path, config.mode as RepoMode, format as DirTreeFormat);
   }
 
   objectPath(kind: ObjectKind | 'sig' | 'filemeta' | 'xattrs', id: ObjectId): string {

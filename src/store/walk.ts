@@ -22,6 +22,8 @@ export interface TreeDir {
 export interface TreeFile {
   path: Buffer;
   id: ObjectId;
+  /** The content length a format-2 dirtree signs; undefined in format 1. */
+  size?: number;
 }
 export interface TreePlan {
   dirs: TreeDir[];
@@ -45,7 +47,7 @@ export async function readTreePlan(repo: Repo, root: { tree: ObjectId; meta: Obj
       throw new LarchError('HOSTILE_TREE', `dirtree ${tree} at '${pathText(path)}' is unsafe: ${p.problem}: '${where}'`, { data: { tree, path: where, problem: p.problem } });
     }
     plan.dirs.push({ path, meta, tree, metaId });
-    for (const f of dt.files) plan.files.push({ path: childPath(path, f.name), id: f.file });
+    for (const f of dt.files) plan.files.push({ path: childPath(path, f.name), id: f.file, size: f.size });
     if (plan.files.length + plan.dirs.length > MAX_TREE_ENTRIES) throw new LarchError('HOSTILE_TREE', `tree has more than ${MAX_TREE_ENTRIES} entries`);
     for (const d of dt.dirs) await visit(childPath(path, d.name), d.tree, d.meta, depth + 1);
   };

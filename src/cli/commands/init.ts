@@ -1,5 +1,6 @@
 /** larch init: create a repo. */
 import { LarchError } from '../../errors.ts';
+import { DIRTREE_FORMATS, type DirTreeFormat } from '../../store/object.ts';
 import { REPO_MODES, Repo, type RepoMode } from '../../store/repo.ts';
 import { type Command, need, opt, printJson } from '../command.ts';
 import { REPO_OPTION } from './_repo.ts';
@@ -7,12 +8,12 @@ import { REPO_OPTION } from './_repo.ts';
 export const init: Command = {
   name: 'init',
   summary: 'create a repository',
-  options: { ...REPO_OPTION, mode: { type: 'string' } },
+  options: { ...REPO_OPTION, mode: { type: 'string' }, 'dirtree-format': { type: 'string' } },
   help: `NAME
   larch init - create a repository
 
 SYNOPSIS
-  larch init --repo R [--mode bare|bare-user|archive] [--json]
+  larch init --repo R [--mode bare|bare-user|archive] [--dirtree-format 1|2] [--json]
 
 DESCRIPTION
   Creates the repository R (and its parent directories). Running it again on an existing
@@ -26,10 +27,20 @@ DESCRIPTION
     archive    objects are compressed; for servers that publish over HTTP.
   The default is bare when run as root, bare-user otherwise.
 
+  Dirtree formats (docs/formats.md §2.3): 2 records each file's size in its directory's
+  dirtree, so devices stop a download at the signed length; 1 does not. A new repo writes 2.
+  A repo made before format 2 (no dirtree_format in R/config.json) keeps writing 1, so the
+  ids of unchanged trees stay the same. Devices whose larch is older than format 2 refuse a
+  format-2 tree: upgrade the fleet's agents first, then switch the repo with
+      larch init --repo R --mode MODE --dirtree-format 2
+
 OPTIONS
   --repo R        the repository directory (required)
   --mode MODE     bare, bare-user or archive
-  --json          print {"repo", "mode"}
+  --dirtree-format N
+                  1 or 2: the dirtree format the repo's next commits write (default for a
+                  new repo: 2; an existing repo keeps its own unless this is given)
+  --json          print {"repo", "mode", "dirtree_format"}
 
 EXIT STATUS
   0 created or already there; 11 (EXISTS) when R exists with another mode.
@@ -40,8 +51,11 @@ EXIT STATUS
     const mode = (opt(args, 'mode') ?? (isRoot ? 'bare' : 'bare-user')) as RepoMode;
     if (!REPO_MODES.includes(mode)) throw new LarchError('USAGE', `init: --mode must be one of ${REPO_MODES.join(', ')}, got '${mode}'`);
     if (mode === 'bare' && !isRoot) throw new LarchError('USAGE', "init: mode 'bare' keeps real owners and needs root", { hint: "run as root, or use --mode bare-user" });
-    const repo = await Repo.init(path, mode);
-    if (args.json) printJson(io, { repo: repo.path, mode: repo.mode });
-    else io.out(`Initialized ${repo.mode} repo at ${repo.path}\n`);
+    const formatArg = opt(args, 'dirtree-format');
+    const format = formatArg === undefined ? undefined : (Number(formatArg) as DirTreeFormat);
+    if (format !== undefined && (!/^[12]$/.test(formatArg ?? '') || !DIRTREE_FORMATS.includes(format))) throw new LarchError('USAGE', `init: --dirtree-format must be 1 or 2, got '${formatArg}'`);
+    const repo = await Repo.init(path, mode, format);
+    if (args.json) printJson(io, { repo: repo.path, mode: repo.mode, dirtree_format: repo.dirtreeFormat });
+    else io.out(`Initialized ${repo.mode} repo at ${repo.path} (dirtree format ${repo.dirtreeFormat})\n`);
   },
 };

@@ -46,6 +46,8 @@ t.test('dirmeta, dirtree and commit vectors', async (t) => {
     t.equal(hex(encodeDirTree(decodeDirTree(bytes(d.hex)))), d.hex, d.comment);
     t.equal(sha(bytes(d.hex)), d.id, `id: ${d.comment}`);
     t.same(validateDirTree(decodeDirTree(bytes(d.hex))), [], `names valid: ${d.comment}`);
+    const sizes = decodeDirTree(bytes(d.hex)).files.map((f) => f.size);
+    t.ok(sizes.every((s) => (d.format === 2 ? typeof s === 'number' : s === undefined)), `format ${d.format ?? 1} sizes: ${d.comment}`);
   }
   for (const c of v.commit) {
     const commit = decodeCommit(bytes(c.hex));
@@ -59,8 +61,25 @@ t.test('dirmeta, dirtree and commit vectors', async (t) => {
 t.test('invalid vectors are refused by the decoders', async (t) => {
   for (const inv of v.invalid) {
     if (inv.kind === 'file_header') t.throws(() => decodeFileHeader(bytes(inv.hex)), ObjectFormatError, inv.comment);
+    else if (inv.kind === 'dirtree_shape') t.throws(() => decodeDirTree(bytes(inv.hex)), ObjectFormatError, inv.comment);
     else t.ok(validateDirTree(decodeDirTree(bytes(inv.hex))).length > 0, inv.comment);
   }
+});
+
+t.test('dirtree formats 1 and 2: round trips, one shape per dirtree', async (t) => {
+  const n = (s: string) => Uint8Array.from(Buffer.from(s, 'latin1'));
+  const id = 'b'.repeat(64);
+  const v1 = { files: [{ name: n('a'), file: id }, { name: n('b'), file: id }], dirs: [] };
+  const v2 = { files: [{ name: n('a'), file: id, size: 0 }, { name: n('b'), file: id, size: 2 ** 53 - 1 }], dirs: [] };
+  for (const tree of [v1, v2]) {
+    const enc = encodeDirTree(tree);
+    t.same(decodeDirTree(enc), tree, `format ${tree === v1 ? 1 : 2} decodes to what was encoded`);
+    t.equal(hex(encodeDirTree(decodeDirTree(enc))), hex(enc), `format ${tree === v1 ? 1 : 2} re-encodes to the same bytes`);
+  }
+  t.not(hex(encodeDirTree(v1)), hex(encodeDirTree(v2)), 'the two formats give different ids for the same files');
+  t.equal(hex(encodeDirTree({ files: [], dirs: [] })), 'a26464697273806566696c657380', 'a dirtree without files is the same in both formats');
+  t.throws(() => encodeDirTree({ files: [v1.files[0], v2.files[1]], dirs: [] }), /some file entries have a size and some do not/, 'the encoder refuses to mix shapes');
+  t.throws(() => decodeDirTree(bytes(v.invalid.find((i: { kind: string }) => i.kind === 'dirtree_shape').hex)), /mixes \[name, id\] and \[name, id, size\]/, 'the decoder names the mix');
 });
 
 t.test('entry names', async (t) => {
