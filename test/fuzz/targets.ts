@@ -31,7 +31,7 @@ import { parseContentRange, parseRange } from '../../src/server/range.ts';
 import { SummaryFormatError, decodeSummary, encodeSummary, signSummary, verifySummary, type Summary } from '../../src/server/summary.ts';
 import { type CborValue, decodeCanonical, encodeCanonical } from '../../src/store/cbor.ts';
 import { importTar } from '../../src/store/import-tar.ts';
-import { ObjectFormatError, decodeCommit, decodeDirMeta, decodeDirTree, decodeFileHeader, decodeXattrList, encodeCommit, encodeDirMeta, encodeDirTree, encodeFileHeader, validateDirTree, type Commit, type DirMeta, type DirTree, type FileHeader } from '../../src/store/object.ts';
+import { MAX_METADATA_BYTES, ObjectFormatError, decodeCommit, decodeDirMeta, decodeDirTree, decodeFileHeader, decodeXattrList, encodeCommit, encodeDirMeta, encodeDirTree, encodeFileHeader, validateDirTree, type Commit, type DirMeta, type DirTree, type FileHeader } from '../../src/store/object.ts';
 import { Repo } from '../../src/store/repo.ts';
 import { Transaction } from '../../src/store/transaction.ts';
 import type { SecretKey } from '../../src/store/sign.ts';
@@ -310,7 +310,7 @@ const deltaHead: FuzzTarget = {
 };
 
 const recordArb: fc.Arbitrary<[ControlRecord, boolean]> = fc.oneof(
-  fc.record({ type: fc.constant('metadata' as const), kind: fc.constantFrom('dirtree' as const, 'dirmeta' as const), length: safeUint }).map((r) => [r, false] as [ControlRecord, boolean]),
+  fc.record({ type: fc.constant('metadata' as const), kind: fc.constantFrom('dirtree' as const, 'dirmeta' as const), length: fc.nat({ max: MAX_METADATA_BYTES }) }).map((r) => [r, false] as [ControlRecord, boolean]),
   fc.record({ type: fc.constant('file' as const), header: fc.uint8Array({ maxLength: 64 }), source: fc.option(id, { nil: null }) }).map((r) => [r, false] as [ControlRecord, boolean]),
   fc.record({ type: fc.constant('ops' as const), ops: fc.array(fc.tuple(safeUint, safeUint, fc.integer({ min: -(2 ** 52), max: 2 ** 52 - 1 })), { maxLength: 20 }) }).map((r) => [r, true] as [ControlRecord, boolean]),
 );
