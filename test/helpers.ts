@@ -17,6 +17,8 @@ export type Runtime = 'bun' | 'node';
 
 export interface RunResult {
   code: number;
+  /** The signal that ended the process (SIGKILL from a failpoint), or null when it exited. */
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
   json: any;
@@ -34,14 +36,14 @@ export function larch(args: string[], opts: { runtime?: Runtime; cwd?: string; e
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       let json: any;
       try {
         json = JSON.parse(stdout);
       } catch {
         json = undefined;
       }
-      resolve({ code: code ?? -1, stdout, stderr, json });
+      resolve({ code: code ?? -1, signal, stdout, stderr, json });
     });
     child.stdin.end(opts.input);
   });
