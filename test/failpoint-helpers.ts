@@ -13,6 +13,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Slot, bootloaderChoose, decode } from '../src/bootcount/state.ts';
 import { type Failpoint, FAILPOINT_NAMES } from '../src/failpoint.ts';
+import { Repo } from '../src/store/repo.ts';
+import { readPublicKey } from '../src/store/sign.ts';
+import { verifyCommit } from '../src/store/signatures.ts';
 import { REF, type Test, type Vendor, copySysroot, vendor as makeVendor } from './device-helpers.ts';
 import { type EntrySnapshot, type RunResult, diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from './helpers.ts';
 
@@ -139,8 +142,8 @@ export const SCENARIOS: Scenario[] = [
     from: 'v1',
     args: (dev) => ['upgrade', ...sys(dev)],
     async done(t, dev, w, label) {
-      t.match((await larchOk(['status', ...sys(dev), '--json'])).json.pending, { slot: 'B', commit: w.commits.v3 }, `${label}: release 3 staged in B`);
-      t.equal(envOf(dev).BOOT_ORDER, 'B A', `${label}: B boots next`);
+      t.equal(readRecord(dev, 'B')?.commit, w.commits.v3, `${label}: release 3 in slot B`);
+      t.match(envOf(dev), { BOOT_ORDER: 'B A', BOOT_B_GOOD: '0', BOOT_B_LEFT: /^[1-9]$/ }, `${label}: B staged with tries, first`);
     },
   },
   {
@@ -148,7 +151,8 @@ export const SCENARIOS: Scenario[] = [
     from: 'v1',
     args: (dev) => ['deploy', '2', ...sys(dev)],
     async done(t, dev, w, label) {
-      t.match((await larchOk(['status', ...sys(dev), '--json'])).json.pending, { slot: 'B', commit: w.commits.v2 }, `${label}: release 2 staged in B`);
+      t.equal(readRecord(dev, 'B')?.commit, w.commits.v2, `${label}: release 2 in slot B`);
+      t.match(envOf(dev), { BOOT_ORDER: 'B A', BOOT_B_GOOD: '0', BOOT_B_LEFT: /^[1-9]$/ }, `${label}: B staged with tries, first`);
     },
   },
   {
@@ -190,7 +194,7 @@ export const SCENARIOS: Scenario[] = [
     from: 'v1',
     args: (dev, w) => ['delta', 'apply', '--repo', repoOf(dev), '--key', `${w.vendor.key}.pub`, w.deltaFile],
     async done(t, dev, w, label) {
-      t.equal((await larch(['verify', '--repo', repoOf(dev), '--key', `${w.vendor.key}.pub`, w.commits.v2])).code, 0, `${label}: release 2 is in the repo, verified`);
+      t.ok((await verifyCommit(await Repo.open(repoOf(dev)), w.commits.v2, [await readPublicKey(`${w.vendor.key}.pub`)])).valid, `${label}: release 2 is in the repo, verified`);
     },
   },
   {
@@ -198,8 +202,8 @@ export const SCENARIOS: Scenario[] = [
     from: 'v1',
     args: (dev, w) => ['commit', '--repo', repoOf(dev), '-b', 'scratch', '--tree', w.tree, '--version', 'scratch', '--owner', '0:0'],
     async done(t, dev, _w, label) {
-      const refs = (await larchOk(['refs', '--repo', repoOf(dev), '--json'])).json;
-      t.ok(JSON.stringify(refs).includes('scratch'), `${label}: branch scratch exists`);
+      const head = await (await Repo.open(repoOf(dev))).readRef('scratch');
+      t.ok(head && (await (await Repo.open(repoOf(dev))).readCommit(head)).version === 'scratch', `${label}: branch scratch names the new commit`);
     },
   },
   {
@@ -207,15 +211,22 @@ export const SCENARIOS: Scenario[] = [
     from: 'garbage',
     args: (dev) => ['prune', '--repo', repoOf(dev)],
     async done(t, dev, w, label) {
-      t.equal((await larch(['show', '--repo', repoOf(dev), w.commits.v2])).code, 3, `${label}: release 2 (no ref) is gone`);
+      t.notOk(await (await Repo.open(repoOf(dev))).hasObject('commit', w.commits.v2), `${label}: release 2 (no ref) is gone`);
     },
   },
 ];
 
 /** Runs a scenario's command on dev with extra environment (LARCH_FAILPOINT...). */
 export function runScenario(s: Scenario, dev: string, w: World, env: Record<string, string> = {}): Promise<RunResult> {
-  return larch(s.args(dev, w), { env });
+  return larch(s.args(dev, w), { env: { ...CASE_ENV, ...env } });
 }
+
+/**
+ * fsync of each file larch writes instead of syncfs of the whole filesystem (LARCH_SYNC=file,
+ * src/store/_durable.ts): a kill -9 leaves the page cache, so this changes no outcome, and a
+ * syncfs waits for every other writer's dirty pages on a shared machine.
+ */
+export const CASE_ENV = { LARCH_SYNC: 'file' };
 
 /** The failpoints the command passes from its starting state, in order of first pass, with hit counts. */
 export async function learnFailpoints(s: Scenario, w: World, scratch: string): Promise<Map<Failpoint, number>> {
@@ -280,13 +291,14 @@ export async function checkDevice(t: Test, dev: string, w: World, setup: Setup, 
 }
 
 /** A slot the bootloader may boot: a complete deployment of a verified commit, its tree and boot files the commit's. */
-async function checkDeployment(t: Test, dev: string, w: World, slot: Slot, label: string): Promise<RunResult | void> {
+async function checkDeployment(t: Test, dev: string, w: World, slot: Slot, label: string): Promise<void> {
   const record = readRecord(dev, slot);
   if (!t.ok(record, `${label}: holds a deployment`)) return;
   const ref = w.reference.get(record!.commit);
   if (!t.ok(ref, `${label}: holds a vendor release (${record!.commit.slice(0, 12)})`)) return;
-  const verify = await larch(['verify', '--repo', repoOf(dev), '--key', `${w.vendor.key}.pub`, record!.commit]);
-  t.equal(verify.code, 0, `${label}: its commit is in the repo, signed by the vendor`);
+  // larch's own verification, in this process (a process per check doubled the test's time).
+  const verified = await verifyCommit(await Repo.open(repoOf(dev)), record!.commit, [await readPublicKey(`${w.vendor.key}.pub`)]);
+  t.ok(verified.valid, `${label}: its commit is in the repo, signed by the vendor`);
   const deployed = join(dev, 'larch/deploy', slot);
   const usr = await snapshotTree(join(deployed, 'usr'));
   for (const k of [...usr.keys()]) {

@@ -374,8 +374,12 @@ export class Transaction {
       const stagedPaths = [...this.staged.values()];
       await syncFilesystem(this.dir, [...stagedPaths, this.dir]);
       failpoint('transaction::after-stage-sync');
-      // Commits and signatures last: an object is only ever referenced by one already in place.
-      const order = (k: string) => (k.startsWith('commit:') ? 1 : k.startsWith('sig:') ? 2 : 0);
+      // Signatures, then commits, last: an object is only ever referenced by one already in place,
+      // and a commit is never in place without its signatures. (Commits went before their
+      // signatures: an upgrade killed between the two left a commit the repo counted as pulled and
+      // that no key had signed, refused by every later upgrade; found by the failpoint enumeration,
+      // transaction::after-object-rename.) A signature whose commit is missing is garbage prune removes.
+      const order = (k: string) => (k.startsWith('commit:') ? 2 : k.startsWith('sig:') ? 1 : 0);
       const entries = [...this.staged.entries()].sort((a, b) => order(a[0]) - order(b[0]));
       const touchedDirs = new Set<string>();
       for (const [key, from] of entries) {
