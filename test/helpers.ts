@@ -94,6 +94,9 @@ export async function snapshotTree(root: string, opts: { owners?: boolean; xattr
       if (m) xattrsByPath.set(m[1].replace(/^\.\/?/, ''), m[2].split('\n').sort().join('\n'));
     }
   }
+  // One read buffer for the whole walk (files are read one at a time): a zeroed 1 MiB buffer per
+  // file made snapshots of a few hundred files cost more CPU than the larch runs they check.
+  const buf = Buffer.allocUnsafe(1 << 20);
   const walk = async (rel: Buffer) => {
     const abs = rel.length ? Buffer.concat([Buffer.from(root + '/'), rel]) : Buffer.from(root);
     const st = await lstat(abs);
@@ -104,7 +107,6 @@ export async function snapshotTree(root: string, opts: { owners?: boolean; xattr
       e.size = st.size;
       const h = createHash('sha256');
       const fh = await import('node:fs/promises').then((m) => m.open(abs, 'r'));
-      const buf = Buffer.alloc(1 << 20);
       for (;;) {
         const { bytesRead } = await fh.read(buf, 0, buf.length, null);
         if (bytesRead === 0) break;
