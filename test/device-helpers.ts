@@ -3,7 +3,7 @@
  * small OS trees made from real Debian packages, and shortcuts for status and refusals.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, type RunResult, debs, larchOk, sh, tempDir } from './helpers.ts';
 
@@ -49,6 +49,18 @@ export function makeTree(dir: string, version: number, opts: TreeOptions = {}): 
     rmSync(join(dir, path), { recursive: true, force: true });
     symlinkSync(target, join(dir, path));
   }
+}
+
+/**
+ * Copies a sysroot as `cp -a` does (hardlinks, owners, times kept) and rewrites the one file that
+ * names it by absolute path, S/boot/fw_env.config (the U-Boot env files): the copy is then a device
+ * of its own, sharing nothing with `from` (failpoints.test.ts checks that).
+ */
+export function copySysroot(from: string, to: string): string {
+  sh(`cp -a '${from}' '${to}'`);
+  const cfg = join(to, 'boot/fw_env.config');
+  if (existsSync(cfg)) writeFileSync(cfg, readFileSync(cfg, 'utf8').replaceAll(`${from}/`, `${to}/`));
+  return to;
 }
 
 export async function startServe(t: Test, repo: string, log: string, extra: string[] = []): Promise<string> {

@@ -17,6 +17,8 @@ export type Runtime = 'bun' | 'node';
 
 export interface RunResult {
   code: number;
+  /** The signal that ended the process (SIGKILL from a failpoint), or null when it exited. */
+  signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
   json: any;
@@ -48,7 +50,7 @@ export function larch(args: string[], opts: { runtime?: Runtime; cwd?: string; e
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
-    child.on('close', (code) => {
+    child.on('close', (code, signal) => {
       let json: any;
       try {
         json = JSON.parse(stdout);
@@ -58,7 +60,7 @@ export function larch(args: string[], opts: { runtime?: Runtime; cwd?: string; e
       const peakRssKiB = rssFile === undefined ? undefined : Number(/(\d+)\s*$/.exec(readFileSync(rssFile, 'utf8'))?.[1]);
       if (rssFile !== undefined) rmSync(join(rssFile, '..'), { recursive: true, force: true });
       // GNU time exits with the command's status (its own errors would say so on stderr).
-      resolve({ code: code ?? -1, stdout, stderr, json, ...(peakRssKiB === undefined ? {} : { peakRssKiB }) });
+      resolve({ code: code ?? -1, signal, stdout, stderr, json, ...(peakRssKiB === undefined ? {} : { peakRssKiB }) });
     });
     child.stdin.end(opts.input);
   });
@@ -109,6 +111,9 @@ export async function snapshotTree(root: string, opts: { owners?: boolean; xattr
       if (m) xattrsByPath.set(m[1].replace(/^\.\/?/, ''), m[2].split('\n').sort().join('\n'));
     }
   }
+  // One read buffer for the whole walk (files are read one at a time): a zeroed 1 MiB buffer per
+  // file made snapshots of a few hundred files cost more CPU than the larch runs they check.
+  const buf = Buffer.allocUnsafe(1 << 20);
   const walk = async (rel: Buffer) => {
     const abs = rel.length ? Buffer.concat([Buffer.from(root + '/'), rel]) : Buffer.from(root);
     const st = await lstat(abs);
@@ -119,7 +124,6 @@ export async function snapshotTree(root: string, opts: { owners?: boolean; xattr
       e.size = st.size;
       const h = createHash('sha256');
       const fh = await import('node:fs/promises').then((m) => m.open(abs, 'r'));
-      const buf = Buffer.alloc(1 << 20);
       for (;;) {
         const { bytesRead } = await fh.read(buf, 0, buf.length, null);
         if (bytesRead === 0) break;
