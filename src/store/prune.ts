@@ -6,11 +6,13 @@
  * Commit objects go first, then their signatures, then trees and files: a prune killed at any
  * unlink leaves every commit still in the repo whole (the ones it was removing are gone, what is
  * left of them is unreachable garbage the next prune removes), so a reader never meets a commit
- * whose trees are missing, and a later pull of that commit fetches it again.
+ * whose trees are missing, and a later pull of that commit fetches it again. The filesystem is
+ * synced between the commit unlinks and the rest, so a power cut cannot reorder them either.
  */
 import { readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { failpoint } from '../failpoint.ts';
+import { syncFilesystem } from './_durable.ts';
 import type { ObjectId } from './object.ts';
 import type { Repo } from './repo.ts';
 
@@ -116,9 +118,17 @@ export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneR
     }
     // Stable: within a rank, objects/00..ff order.
     doomed.sort((a, b) => a.rank - b.rank);
+    const commitDirs = new Set<string>();
     for (const { path, rank } of doomed) {
       const size = await stat(path).then((s) => s.size, () => 0);
+      if (!opts.dryRun && rank > DELETE_RANK.commit! && commitDirs.size > 0) {
+        // A power cut may keep later unlinks and lose earlier ones: the commits' removal is made
+        // durable before any tree goes, or a commit could come back without its trees.
+        await syncFilesystem(repo.path, [...commitDirs]);
+        commitDirs.clear();
+      }
       if (!opts.dryRun) {
+        if (rank === DELETE_RANK.commit) commitDirs.add(dirname(path));
         await rm(path, { force: true });
         failpoint(rank === DELETE_RANK.commit ? 'prune::after-commit-unlink' : 'prune::after-object-unlink');
       }
