@@ -1,0 +1,108 @@
+/**
+ * Crash states from a recorded write log (pure): what a device can hold after a power cut at a
+ * point of the log. Everything before the last flush barrier is on the medium; each write after
+ * it, cut into 4 KiB sectors (what a drive writes atomically, at best), may or may not be, and
+ * in any order: a drive with a volatile cache may persist them in any order, or not at all.
+ * As dm-log-writes' replay-log (replay to an entry) and LazyFS (drop what was not fsynced) do,
+ * plus subsets and reorderings between barriers, as CrashMonkey does.
+ */
+export type LogRecord = { kind: 'flush' } | { kind: 'write'; offset: number; data: Uint8Array };
+
+export interface Write {
+  offset: number;
+  data: Uint8Array;
+}
+
+export interface CrashState {
+  /** How it was made: `barrier`, `all`, `prefix-K`, `subset`, `reordered` (reproducible with the seed). */
+  name: string;
+  /** The writes to apply to the image the run started from, in order. */
+  writes: Write[];
+  /** Sectors written after the last barrier and left out. */
+  dropped: number;
+  /** Some sector written after the barrier lands over a later write of the same sector. */
+  reordered: boolean;
+  /** Sectors written after the last barrier that the log holds (0: the state is exact). */
+  pending: number;
+}
+
+export const SECTOR_BYTES = 4096;
+
+interface Piece extends Write {
+  seq: number;
+  sector: number;
+}
+
+/** Splits writes into sector-aligned pieces, numbered in log order. */
+function pieces(writes: Write[]): Piece[] {
+  const out: Piece[] = [];
+  for (const w of writes) {
+    let at = 0;
+    while (at < w.data.length) {
+      const offset = w.offset + at;
+      const end = Math.min(w.data.length, at + (SECTOR_BYTES - (offset % SECTOR_BYTES)));
+      out.push({ offset, data: w.data.subarray(at, end), seq: out.length, sector: Math.floor(offset / SECTOR_BYTES) });
+      at = end;
+    }
+  }
+  return out;
+}
+
+/** The durable writes and the pending pieces of a power cut after the first `cut` records. */
+export function splitAtCut(records: LogRecord[], cut: number): { durable: Write[]; pending: Piece[] } {
+  const upTo = records.slice(0, cut);
+  let lastFlush = -1;
+  upTo.forEach((r, i) => r.kind === 'flush' && (lastFlush = i));
+  const writes = (rs: LogRecord[]) => rs.filter((r): r is Extract<LogRecord, { kind: 'write' }> => r.kind === 'write');
+  return { durable: writes(upTo.slice(0, lastFlush + 1)), pending: pieces(writes(upTo.slice(lastFlush + 1))) };
+}
+
+/** Whether applying pieces in this order puts an older write of a sector over a newer one. */
+function isReordered(order: Piece[]): boolean {
+  const newest = new Map<number, number>();
+  for (const p of order) {
+    if ((newest.get(p.sector) ?? -1) > p.seq) return true;
+    newest.set(p.sector, p.seq);
+  }
+  return false;
+}
+
+/**
+ * Up to `count` distinct crash states of a power cut after the first `cut` records:
+ * `all` (every pending sector landed, in order), `barrier` (none did), then, drawn with `random`,
+ * prefixes (the drive wrote in order and stopped), random subsets, and random subsets in a random
+ * order. With nothing pending there is one state.
+ */
+export function crashStates(records: LogRecord[], cut: number, count: number, random: () => number): CrashState[] {
+  const { durable, pending } = splitAtCut(records, cut);
+  const states: CrashState[] = [];
+  const seen = new Set<string>();
+  const add = (name: string, order: Piece[]) => {
+    const key = order.map((p) => p.seq).join(',');
+    if (seen.has(key) || states.length >= count) return;
+    seen.add(key);
+    states.push({ name, writes: [...durable, ...order], dropped: pending.length - order.length, reordered: isReordered(order), pending: pending.length });
+  };
+  add('all', pending);
+  add('barrier', []);
+  const n = pending.length;
+  const int = (below: number) => Math.floor(random() * below);
+  for (let attempt = 0; n > 1 && states.length < count && attempt < count * 4; attempt++) {
+    const kind = attempt % 3;
+    if (kind === 0) {
+      const k = 1 + int(n - 1);
+      add(`prefix-${k}`, pending.slice(0, k));
+    } else {
+      const subset = pending.filter(() => random() < 0.5);
+      if (kind === 1) add('subset', subset);
+      else {
+        for (let i = subset.length - 1; i > 0; i--) {
+          const j = int(i + 1);
+          [subset[i], subset[j]] = [subset[j], subset[i]];
+        }
+        add('reordered', subset);
+      }
+    }
+  }
+  return states;
+}
