@@ -7,6 +7,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
 import { type HealthReport, runHealthChecks } from '../bootcount/health.ts';
 import { type BootCheckPlan, type BootState, type Slot, applyAll, bootloaderChoose, next, other, planBootCheck } from '../bootcount/state.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
@@ -72,6 +73,7 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
       triesLeft = state.slots[slot].triesLeft;
       return plan.events.length > 0 ? applyAll(state, plan.events) : null;
     });
+    failpoint('boot-check::after-bootenv-write');
   }
   const p = plan! as BootCheckPlan;
   // A release that spent its last try, or that the bootloader left, is never staged again by itself.
@@ -112,6 +114,7 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
     if (!(err instanceof LarchError && err.code === 'NO_SPACE')) throw err;
     process.stderr.write(`larch: warning: ${err.message}: last boot not recorded\n`);
   });
+  failpoint('boot-check::after-last-boot-write');
   // A confirmed slot makes the objects only older deployments used garbage: free them now, so
   // a device does not fill up over releases. Never a reason for the boot check to fail.
   if (p.outcome === 'confirmed') {
@@ -192,6 +195,7 @@ export async function simBoot(sysroot: Sysroot, opts: BootCheckOptions = {}): Pr
   const c = choice! as ReturnType<typeof bootloaderChoose>;
   await mkdir(dirname(sysroot.simCmdlinePath), { recursive: true });
   await writeFileAtomic(sysroot.simCmdlinePath, `larch.slot=${c.slot}${c.rescue ? ' larch.rescue=1' : ''}\n`);
+  failpoint('sim-boot::after-bootloader');
   await appendJournal(sysroot.journalPath, { event: 'boot', slot: c.slot, message: `bootloader booted slot ${c.slot}${c.rescue ? ' in rescue (no slot had tries left or was good)' : ''}${c.wrote ? ' and recorded the try' : ''}`, data: { rescue: c.rescue, wrote: c.wrote } });
   const check = await bootCheck(sysroot, opts);
   return { slot: c.slot, rescue: c.rescue, wrote: c.wrote, check };

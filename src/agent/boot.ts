@@ -13,6 +13,7 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
 import { type EnvStore } from '../bootcount/env-store.ts';
 import { formatFwEnvConfig, parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import { type BootState, type EnvProblem, type Slot, INITIAL_STATE, SLOTS, decode, encode, findProblems, markerSlot, mergeInto, other } from '../bootcount/state.ts';
@@ -71,13 +72,14 @@ export async function readLkgMarker(sysroot: Sysroot, kind: BootloaderKind): Pro
 export async function writeLkgMarker(sysroot: Sysroot, kind: BootloaderKind, slot: Slot): Promise<void> {
   if ((await readLkgMarker(sysroot, kind)) === slot) return;
   const path = lkgMarkerPath(sysroot, kind);
-  if (slot === 'B') return writeFileAtomic(path, '');
+  if (slot === 'B') return writeFileAtomic(path, '').then(() => failpoint('bootenv::after-lkg-marker-write'));
   try {
     await rm(path, { force: true });
     await fsyncPath(dirname(path));
   } catch (err) {
     throw fromSystemError(err, 'remove', path);
   }
+  failpoint('bootenv::after-lkg-marker-write');
 }
 
 /** Does larch own the whole env (so it may rewrite it with only its variables)? GRUB's grubenv and the U-Boot env files in S/boot: yes; a board's raw or MTD env: no. */

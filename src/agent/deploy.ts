@@ -15,6 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFile, lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
 import type { Slot } from '../bootcount/state.ts';
 import { fsyncPath, syncFilesystem, writeFileAtomic } from '../store/_durable.ts';
 import { checkout } from '../store/checkout.ts';
@@ -91,13 +92,16 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
   const bootTmp = `${sysroot.slotBootDir(slot)}.tmp`;
   await rm(sysroot.deployRecordPath(slot), { force: true });
   await fsyncPath(join(sysroot.larchDir, 'deploy')).catch(() => {});
+  failpoint('deploy::after-record-unlink');
   // The slot is unbootable now (the caller marked it so): its old boot files go first, so /boot
   // needs room for one slot's files beside the booted slot's, never for three.
   for (const p of [tmp, dir, bootTmp, sysroot.slotBootDir(slot)]) await rm(p, { recursive: true, force: true });
   await syncFilesystem(sysroot.bootDir).catch(() => {});
+  failpoint('deploy::after-old-slot-unlink');
   await mkdir(join(sysroot.larchDir, 'deploy'), { recursive: true });
 
   await checkout(repo, commitId, tmp, { verify: true });
+  failpoint('deploy::after-checkout');
   try {
     await checkRealDirs(tmp);
     // Vendor /etc -> usr/etc (hardlinks, never edited); /etc becomes a real copy or a merge.
@@ -118,6 +122,7 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
         await copyTree(vendorEtc, join(tmp, 'etc'));
       }
     }
+    failpoint('deploy::after-etc-merge');
     // var/ is a mount point for the shared S/var: the commit's /var seeds S/var once (first
     // deployment), and is never written again by larch.
     const commitVar = join(tmp, 'var');
@@ -132,12 +137,15 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
     // S/boot is usually its own (FAT) partition: syncfs of the root does not reach it.
     await syncFilesystem(sysroot.path, [tmp]);
     await syncFilesystem(sysroot.bootDir, [bootTmp]);
+    failpoint('deploy::after-boot-files');
     await rename(bootTmp, sysroot.slotBootDir(slot));
+    failpoint('deploy::after-boot-rename');
     await rename(tmp, dir);
     await fsyncPath(sysroot.bootDir);
     await fsyncPath(join(sysroot.larchDir, 'deploy'));
     // ...and on vfat the renamed directories' entries are only durable once the partition is.
     await syncFilesystem(sysroot.bootDir);
+    failpoint('deploy::after-slot-rename');
 
     const record: DeploymentRecord = {
       slot,
@@ -153,6 +161,7 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
       etcMerge,
     };
     await writeFileAtomic(sysroot.deployRecordPath(slot), JSON.stringify(record, null, 2) + '\n');
+    failpoint('deploy::after-record-write');
     return record;
   } catch (err) {
     await rm(tmp, { recursive: true, force: true }).catch(() => {});
@@ -177,8 +186,10 @@ export async function redoEtcMerge(sysroot: Sysroot, bootedSlot: Slot, slot: Slo
   const summary = await merger({ base: join(booted, VENDOR_ETC), local: join(booted, 'etc'), theirs: join(dir, VENDOR_ETC), out: fresh });
   await syncFilesystem(sysroot.path, [fresh]);
   await rename(join(dir, 'etc'), old);
+  failpoint('finalize::after-etc-aside');
   await rename(fresh, join(dir, 'etc'));
   await fsyncPath(dir);
+  failpoint('finalize::after-etc-swap');
   await rm(old, { recursive: true, force: true });
   return summary;
 }
@@ -224,8 +235,10 @@ export async function readDeployment(sysroot: Sysroot, slot: Slot): Promise<Depl
 export async function removeDeployment(sysroot: Sysroot, slot: Slot): Promise<void> {
   await rm(sysroot.deployRecordPath(slot), { force: true });
   await fsyncPath(join(sysroot.larchDir, 'deploy')).catch(() => {});
+  failpoint('cleanup::after-record-unlink');
   await rm(sysroot.deployDir(slot), { recursive: true, force: true });
   await rm(sysroot.slotBootDir(slot), { recursive: true, force: true });
+  failpoint('cleanup::after-deployment-unlink');
 }
 
 /** What a deployment of a commit writes to its slot's boot directory (planDeployment). */

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { access, mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import type { Slot } from '../bootcount/state.ts';
 import { isValidDeviceId } from '../mqtt/format.ts';
@@ -145,6 +146,7 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
   try {
     const result = await build(staging, opts, input);
     await keepFailedReleases(sysroot, staging);
+    failpoint('provision::after-staged');
     await moveIntoPlace(sysroot, staging, opts.bootloader, input.boardEnvConfig);
     return { ...result, sysroot: sysroot.path };
   } finally {
@@ -281,6 +283,7 @@ async function build(staging: Sysroot, opts: ProvisionOptions, input: Inputs): P
   let download: ProvisionResult['download'] = { via: 'none', bytes: 0 };
   if (!(await repo.hasObject('commit', commit))) {
     download = await opts.remote.pull(repo, commit, { delta: findDelta(summary, null, commit), trusted, downloadDir: staging.downloadDir, progress: opts.progress });
+    failpoint('provision::after-download');
   }
   const verified = await verifyCommit(repo, commit, trusted);
   if (!verified.valid) throw new LarchError('SIGNATURE_INVALID', `commit ${commit} is not signed by a trusted key (${trusted.map(keyId).join(', ')})`, { data: { commit } });
@@ -342,13 +345,17 @@ async function moveIntoPlace(sysroot: Sysroot, staging: Sysroot, bootloader: Boo
   await rename(staging.slotBootDir('A'), sysroot.slotBootDir('A')).catch(io('move boot files into place', sysroot.slotBootDir('A')));
   await fsyncPath(sysroot.bootDir);
   await syncFilesystem(sysroot.bootDir); // vfat: the renamed entry is durable once the partition is
+  failpoint('provision::after-boot-files');
   // /var is the device's data: seeded once, kept by --force.
-  if (!(await exists(sysroot.varDir))) await rename(staging.varDir, sysroot.varDir).catch(io('move /var into place', sysroot.varDir));
+  if (!(await exists(sysroot.varDir))) await rename(staging.varDir, sysroot.varDir).then(() => failpoint('provision::after-var'), io('move /var into place', sysroot.varDir));
   // The bootloader state: written in place (the env may be raw storage), taking its lock in the staged S/larch.
   await createBootEnv(new Sysroot(sysroot.path, { larchDir: staging.larchDir }), bootloader, boardEnvConfig);
+  failpoint('provision::after-bootenv-write');
   await syncFilesystem(sysroot.path, [staging.larchDir]);
+  failpoint('provision::before-rename');
   await rename(staging.larchDir, sysroot.larchDir).catch(io('move the provisioned state into place', sysroot.larchDir));
   await fsyncPath(sysroot.path);
+  failpoint('provision::after-rename');
 }
 
 const exists = (path: string) => access(path).then(() => true, () => false);

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { LarchError, addContext } from '../errors.ts';
 import { applyDelta, openDelta, type ApplyResult, type DeltaSource } from '../delta/apply.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
+import { failpoint } from '../failpoint.ts';
 import { sha256, sha256Stream } from '../store/_hash.ts';
 import { type Commit, MAX_METADATA_BYTES, ObjectFormatError, type ObjectId, decodeCommit } from '../store/object.ts';
 import { type ObjectSource, type PullResult, pullCommit } from '../store/pull-local.ts';
@@ -140,6 +141,7 @@ export async function pullDeltaHttp(repo: Repo, opts: DeltaPullOptions): Promise
     const actual = sha256(envelope);
     if (actual !== delta.envelope.sha256) throw new LarchError('DELTA_CORRUPT', `delta ${name}: envelope '${base}envelope': checksum mismatch: expected ${delta.envelope.sha256} (summary), got ${actual}`, { data: { url: `${base}envelope`, expected: delta.envelope.sha256, actual } });
     await writeFileAtomic(envelopePath, envelope);
+    failpoint('delta::after-envelope-write');
   }
   const source: DeltaSource = { envelope, part: async (i) => ({ path: join(dir, `part-${i}`), offset: 0 }) };
   // Signature first: no part is downloaded for a delta the device would refuse.
@@ -176,6 +178,7 @@ export async function pullDeltaHttp(repo: Repo, opts: DeltaPullOptions): Promise
       }
     }
     held += part.size;
+    failpoint('delta::after-part-download');
     progress(0);
   }
 
@@ -185,6 +188,7 @@ export async function pullDeltaHttp(repo: Repo, opts: DeltaPullOptions): Promise
     onProgress: (e) => opts.onProgress?.({ phase: 'apply', done: e.part + 1, total: e.parts, part: e.part, parts: e.parts }),
   });
   await rm(dir, { recursive: true, force: true });
+  failpoint('delta::after-download-dir-unlink');
   return { ...result, downloadedBytes };
 }
 

@@ -13,6 +13,7 @@
 import { lstat, readdir, rm, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
 import { type BootState, type Slot, isBootable, next, other } from '../bootcount/state.ts';
 import { fsyncPath, writeFileAtomic } from '../store/_durable.ts';
 import { compareDebianVersions, parseDebianVersion } from '../compose/debian-version.ts';
@@ -150,6 +151,7 @@ export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Pr
   try {
     const result = await upgradeSteps(ctx, opts);
     if (!opts.dryRun) await recordLastUpdate(sysroot, { action, result: lastUpdateResult(result.result), version: result.to?.version ?? null, commit: result.to?.commit ?? null, error: null });
+    if (!opts.dryRun) failpoint('update::after-last-update');
     return result;
   } catch (caught) {
     let err = caught;
@@ -225,6 +227,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   if (!(await repo.hasObject('commit', target.commit))) {
     const onFallback = (f: DeltaFallback) => appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `delta ${f.delta} failed (${f.reason}: ${f.message}); fetching version ${target.version} object by object`, data: { fallback: f } }).then(() => {});
     download = await ctx.remote.pull(repo, target.commit, { delta, trusted, downloadDir: sysroot.downloadDir, progress: ctx.progress, onFallback });
+    failpoint('update::after-download');
     await appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `downloaded version ${target.version} (${download.bytes} bytes, ${download.via === 'delta' ? 'static delta' : 'object by object'})`, data: download });
   }
   const verified = await verifyCommit(repo, target.commit, trusted);
@@ -234,6 +237,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const signedBy = verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId);
   await appendJournal(sysroot.journalPath, { event: 'verify', commit: target.commit, version: target.version, message: `commit signed by ${signedBy.join(', ')}` });
   await repo.writeRef('larch/downloaded', target.commit);
+  failpoint('update::after-downloaded-ref');
   // A dry run downloads (into the repo only: nothing bootable changes) so it can show the /etc plan.
   if (opts.dryRun) {
     // The target is in the repo now (pulled and verified above): both lists are local reads.
@@ -263,10 +267,13 @@ async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: S
     const marked = next(s, { type: 'marked-bad', slot });
     return { ...marked, order: [bootedSlotName, slot], lastGood: marked.slots[bootedSlotName].good ? bootedSlotName : marked.lastGood };
   });
+  failpoint('update::after-mark-unbootable');
   const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger } });
   const record = await repairing(ctx, repo, commit, write);
   await repo.writeRef(`larch/slot-${slot}`, commit);
+  failpoint('update::after-slot-ref');
   await changeBootState(sysroot, config, (s) => next(s, { type: 'upgrade-staged', slot, tries: config.tries }));
+  failpoint('update::after-bootenv-write');
   await appendJournal(sysroot.journalPath, {
     event: 'stage',
     slot,
@@ -417,6 +424,7 @@ export async function rollback(sysroot: Sysroot): Promise<{ result: 'rolled-back
   } else {
     throw new LarchError('INVALID_INPUT', `slot ${target} (version ${record.version}) is not known good: it failed or was never confirmed, so rolling back to it could leave the device unbootable`, { hint: 'deploy a known version instead: larch deploy VERSION' });
   }
+  failpoint('rollback::after-bootenv-write');
   const message = outcome === 'rolled-back' ? `rollback: slot ${target} (version ${record.version}) boots next` : `rollback: the staged version ${record.version} in slot ${target} was cancelled; slot ${booted.slot} stays`;
   await appendJournal(sysroot.journalPath, { event: 'rollback', slot: target, commit: record.commit, version: record.version, message });
   await recordLastUpdate(sysroot, { action: 'rollback', result: 'ok', version: record.version, commit: record.commit, error: null });
@@ -439,11 +447,14 @@ export async function finalize(ctx: UpdateContext): Promise<{ slot: Slot | null;
   // kill, a full disk) is reported when the slot boots, instead of its /etc edits going missing silently.
   const marker = finalizeMarkerPath(sysroot, slot);
   await writeFileAtomic(marker, JSON.stringify({ started: new Date().toISOString(), from_slot: booted.slot }) + '\n');
+  failpoint('finalize::after-marker-write');
   const merge = await redoEtcMerge(sysroot, booted.slot, slot, ctx.merger);
   const updated: DeploymentRecord = { ...record, etcMerge: merge };
   await writeFileAtomic(sysroot.deployRecordPath(slot), JSON.stringify(updated, null, 2) + '\n');
+  failpoint('finalize::after-record-write');
   await rm(marker, { force: true });
   await fsyncPath(dirname(marker));
+  failpoint('finalize::after-marker-unlink');
   await appendJournal(sysroot.journalPath, { event: 'finalize', slot, commit: record.commit, version: record.version, message: `/etc of slot ${slot} merged again with the current local /etc${merge.conflicts.length ? `; conflicts: ${merge.conflicts.join(', ')}` : ''}` });
   return { slot, conflicts: merge.conflicts };
 }
@@ -458,6 +469,7 @@ export async function cleanup(sysroot: Sysroot, opts: { rollback?: boolean } = {
   const otherSlot = other(booted.slot);
   if (opts.rollback && (await readDeployment(sysroot, otherSlot)) && state.order[0] !== otherSlot) {
     await changeBootState(sysroot, config, (s) => ({ ...next(s, { type: 'marked-bad', slot: otherSlot }), order: [booted.slot, otherSlot] }));
+    failpoint('cleanup::after-bootenv-write');
     await removeDeployment(sysroot, otherSlot);
     await repo.writeRef(`larch/slot-${otherSlot}`, null);
     removedSlot = otherSlot;
@@ -468,6 +480,7 @@ export async function cleanup(sysroot: Sysroot, opts: { rollback?: boolean } = {
     await repo.writeRef(`larch/slot-${slot}`, r ? r.commit : null);
   }
   for (const r of await repo.listRefs()) if (!r.branch.startsWith('larch/')) await repo.writeRef(r.branch, null);
+  failpoint('cleanup::after-refs');
   const pruned = await prune(repo, { keep: 1 });
   await appendJournal(sysroot.journalPath, { event: 'cleanup', message: `cleanup: ${removedSlot ? `slot ${removedSlot} removed; ` : ''}${pruned.objectsDeleted} objects (${pruned.bytesFreed} bytes) freed` });
   return { removedSlot, objectsDeleted: pruned.objectsDeleted, bytesFreed: pruned.bytesFreed };

@@ -16,6 +16,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { LarchError, fromSystemError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
 import { writeFileAtomic } from '../store/_durable.ts';
 import { acquireLock, type Lock } from '../store/lock.ts';
 import { type FwEnvConfig, type FwEnvDevice, parseFwEnvConfig } from './fw-env-config.ts';
@@ -244,6 +245,7 @@ export function ubootEnvStore(config: FwEnvConfig, options: UbootEnvStoreOptions
     } catch (err) {
       throw fromSystemError(err, 'write U-Boot env', device.path);
     }
+    failpoint('bootenv::after-env-write');
   }
 
   /** Reads every copy back: the written copy must be the one selected, byte for byte. */
@@ -369,6 +371,7 @@ export function grubEnvStore(path: string, options: EnvStoreOptions = {}): EnvSt
     } catch (err) {
       throw fromSystemError(err, 'write grubenv', path);
     }
+    failpoint('bootenv::after-env-write');
     const back = await io.readAt(path, 0, bytes.length + 1).catch((err) => {
       throw fromSystemError(err, 'read back grubenv', path);
     });

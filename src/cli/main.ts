@@ -1,5 +1,6 @@
 /** The `larch` entry point: finds the command, parses its flags, prints errors with their code and hint. */
 import { LarchError } from '../errors.ts';
+import { checkFailpointEnv } from '../failpoint.ts';
 import { AlreadyReported, type Command, type Io, parse } from './command.ts';
 import { commands } from './commands/index.ts';
 
@@ -64,6 +65,8 @@ export async function main(argv: string[]): Promise<number> {
   const cmd: Command | undefined = commands.find((c) => c.name === name);
   const json = rest.includes('--json');
   try {
+    // Once at start-up: a mistyped failpoint would otherwise never fire, and a crash test pass for nothing.
+    checkFailpointEnv();
     if (!cmd) throw new LarchError('USAGE', `unknown command '${name}'`, { hint: "run 'larch --help' for the list of commands" });
     const args = parse(cmd, rest);
     if (args.help) {

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { collectGarbage } from '../_gc.ts';
 import { LarchError, fromSystemError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
 import { type FileHeader, type ObjectId, ObjectFormatError, decodeCommit, decodeFileHeader, metadataId } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
 import { Transaction } from '../store/transaction.ts';
@@ -95,6 +96,7 @@ export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOpt
     const where = await source.part(i);
     await checkPartChecksum(where, part, i, sb.parts.length);
     result.objectsWritten += await applyPart(repo, where, part, i, sb.parts.length);
+    failpoint('delta::after-part-apply');
     result.partsApplied++;
     collectGarbage();
     opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: false, bytes: part.size });
@@ -353,6 +355,7 @@ async function finish(repo: Repo, sb: Superblock): Promise<void> {
     await txn.writeMetadata('commit', sb.commit);
     if (sb.commitSigs) await txn.writeSignatures(sb.to, sb.commitSigs);
     await txn.commit();
+    failpoint('delta::after-commit-write');
   } catch (err) {
     await txn.abort();
     throw err;

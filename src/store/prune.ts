@@ -10,6 +10,7 @@
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { failpoint } from '../failpoint.ts';
 import type { ObjectId } from './object.ts';
 import type { Repo } from './repo.ts';
 
@@ -69,6 +70,7 @@ export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneR
         if (!opts.dryRun) await rm(join(d, e), { force: true });
       }
     }
+    if (!opts.dryRun) failpoint('prune::after-temp-cleanup');
 
     const reachable = new Set<string>();
     const markTree = async (tree: ObjectId, meta: ObjectId) => {
@@ -114,9 +116,12 @@ export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneR
     }
     // Stable: within a rank, objects/00..ff order.
     doomed.sort((a, b) => a.rank - b.rank);
-    for (const { path } of doomed) {
+    for (const { path, rank } of doomed) {
       const size = await stat(path).then((s) => s.size, () => 0);
-      if (!opts.dryRun) await rm(path, { force: true });
+      if (!opts.dryRun) {
+        await rm(path, { force: true });
+        failpoint(rank === DELETE_RANK.commit ? 'prune::after-commit-unlink' : 'prune::after-object-unlink');
+      }
       result.objectsDeleted++;
       result.bytesFreed += size;
     }

@@ -16,6 +16,7 @@ import { LarchError, fromSystemError } from '../errors.ts';
 import { sha256, sha256Stream } from './_hash.ts';
 import { createExclusiveWriteStream, openReadStream } from './_fs.ts';
 import { syncFilesystem } from './_durable.ts';
+import { failpoint } from '../failpoint.ts';
 import type { Lock } from './lock.ts';
 import { type FileHeader, type ObjectId, type ObjectKind, MAX_FILE_HEADER_BYTES, MAX_METADATA_BYTES, encodeFileHeader, encodeXattrList, fileHeaderProblem } from './object.ts';
 import type { Repo } from './repo.ts';
@@ -372,6 +373,7 @@ export class Transaction {
       await writeXattrs(this.xattrJobs);
       const stagedPaths = [...this.staged.values()];
       await syncFilesystem(this.dir, [...stagedPaths, this.dir]);
+      failpoint('transaction::after-stage-sync');
       // Commits and signatures last: an object is only ever referenced by one already in place.
       const order = (k: string) => (k.startsWith('commit:') ? 1 : k.startsWith('sig:') ? 2 : 0);
       const entries = [...this.staged.entries()].sort((a, b) => order(a[0]) - order(b[0]));
@@ -386,12 +388,17 @@ export class Transaction {
           await mkdir(join(to, '..'), { recursive: true });
           await rename(from, to);
         });
+        failpoint('transaction::after-object-rename');
       }
       // The renames need their own sync only when something is about to rely on them (a ref here).
       // Without it (delta parts), a power cut can lose a rename, never an object's content: the
       // object is then missing, and whatever needs it (the next part, the final commit) finds out.
       if (opts.syncRenames ?? true) await syncFilesystem(join(this.repo.path, 'objects'), [...touchedDirs]);
-      for (const [branch, id] of Object.entries(refs)) await this.repo.writeRef(branch, id);
+      failpoint('transaction::after-renames-sync');
+      for (const [branch, id] of Object.entries(refs)) {
+        await this.repo.writeRef(branch, id);
+        failpoint('transaction::after-ref-write');
+      }
     } catch (err) {
       throw fromSystemError(err, 'commit transaction in', this.repo.path);
     } finally {

@@ -1,5 +1,6 @@
 /** Builds a commit from a directory or a tar: import, write trees, commit object, signatures, ref. */
 import { LarchError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
 import type { CborValue } from './cbor.ts';
 import { importDirectory } from './import-dir.ts';
 import { importTar } from './import-tar.ts';
@@ -78,6 +79,7 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
     if (sigs.length > 0) await txn.writeSignatures(commit, encodeSignatures(sigs));
     const stats = { ...txn.stats };
     await txn.commit({ [opts.branch]: commit });
+    failpoint('commit::after-transaction');
     return { commit, branch: opts.branch, parent, version: opts.version, timestamp, signedBy: sigs.map((s) => keyId(s.key)), ...stats, changed: true };
   } catch (err) {
     await txn.abort();

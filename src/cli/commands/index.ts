@@ -8,6 +8,7 @@ import { dbCommands } from './db.ts';
 import { fleetCommands } from './daemon.ts';
 import { deltaApply, deltaGenerate, deltaList, deltaShow } from './delta.ts';
 import { deviceCommands } from './device.ts';
+import { failpoints } from './failpoints.ts';
 import { fsck } from './fsck.ts';
 import { imageBuildCommand } from './image.ts';
 import { init } from './init.ts';
@@ -19,4 +20,4 @@ import { pullLocal } from './pull-local.ts';
 import { serve } from './serve.ts';
 import { sign, trust, verify } from './verify.ts';
 
-export const commands: Command[] = [init, keygen, commit, compose, sign, verify, trust, log, show, ls, diff, ...dbCommands, refs, checkout, fsck, prune, pullLocal, imageBuildCommand, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...deviceCommands, ...fleetCommands, ...bootenvCommands];
+export const commands: Command[] = [init, keygen, commit, compose, sign, verify, trust, log, show, ls, diff, ...dbCommands, refs, checkout, fsck, prune, pullLocal, imageBuildCommand, deltaGenerate, deltaApply, deltaList, deltaShow, publish, serve, ...deviceCommands, ...fleetCommands, ...bootenvCommands, failpoints];
