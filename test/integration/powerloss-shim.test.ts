@@ -71,7 +71,7 @@ t.test('blockshim: synced writes survive a power cut, unsynced ones are lost', g
       const sane = [...got].every((byte, k) => byte === 0 || byte === unsynced.charCodeAt(k));
       t.ok(sane && got.length <= unsynced.length, `${what}: the unsynced file holds its own bytes or zeros, never others (${got.length} bytes, ${got.filter((b) => b !== 0).length} non-zero)`);
     }
-    umount();
+    await umount();
     const fsck = sh(`e2fsck -fn '${img}' 2>&1; echo "exit $?"`);
     t.match(fsck, /exit 0\s*$/, `${what}: e2fsck finds a clean filesystem`);
   }

@@ -50,22 +50,33 @@ export function makeExt4(image: string, sizeMiB: number): void {
   sh(`truncate -s ${sizeMiB}M '${image}' && mkfs.ext4 -q -F -b 4096 -E lazy_itable_init=0,lazy_journal_init=0 '${image}'`);
 }
 
+/** Unmounts dir, waiting while it is busy: a command killed at a failpoint can leave a child
+ *  behind for a moment (its `sync -f`, which a power cut would have stopped too). */
+async function umount(dir: string): Promise<void> {
+  for (let waitedMs = 0; ; waitedMs += 20) {
+    const r = spawnSync('umount', [dir], { encoding: 'utf8' });
+    if (r.status === 0) return;
+    if (!/busy/.test(r.stderr) || waitedMs > 10_000) throw new Error(`umount ${dir}: ${r.stderr.trim()}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** Loop-mounts image (a file) on dir, as a device's boot mounts its partition; ext4 replays
  *  its journal here. Unmounted at teardown unless done before. */
-export function mountImage(t: Test, image: string, dir: string): () => void {
+export function mountImage(t: Test, image: string, dir: string): () => Promise<void> {
   mkdirSync(dir, { recursive: true });
   sh(`mount -o loop '${image}' '${dir}'`);
   let mounted = true;
-  const umount = () => {
+  const unmount = async () => {
     if (!mounted) return;
     mounted = false;
-    sh(`umount '${dir}'`);
+    await umount(dir);
   };
   t.teardown(() => {
     if (mounted) spawnSync('umount', ['-l', dir]);
     mounted = false;
   });
-  return umount;
+  return unmount;
 }
 
 /** One recorded run: image mounted on dir through the shim. */
@@ -114,7 +125,7 @@ export async function mountRecorded(t: Test, image: string, dir: string, work: s
   return {
     snapshot: async () => parseLog(await readFile(log)),
     close: async () => {
-      if (mounted) sh(`umount '${dir}'`);
+      if (mounted) await umount(dir);
       mounted = false;
       await stop();
       return parseLog(await readFile(log));
