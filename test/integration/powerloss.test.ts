@@ -187,3 +187,18 @@ t.test('power loss at every failpoint of the device commands, on ext4', gate(900
   t.comment(`failpoints ${totals.points}, states checked ${totals.states}, states with dropped or reordered writes ${totals.droppedOrReordered}, failed ${totals.failed}`);
   t.ok(totals.droppedOrReordered > 0, 'some states dropped or reordered writes that reached the device');
 });
+
+t.test('a required health check left all zeros (an unsynced file after a power cut) fails the boot, not boot-check', async (t) => {
+  // Found by a run of this test with larch's fsyncs turned off: sim-boot ended with INTERNAL
+  // (Bun's spawn throws ENOEXEC where Node emits 'error'). Now the check fails with the reason.
+  const v = await vendor(t);
+  await v.release(1);
+  const dev = join(tempDir(t), 'device');
+  await larchOk(provisionArgs({ v, sysroot: dev }));
+  writeFileSync(join(dev, 'larch/deploy/A/etc/larch/health.d/required.d/10-services'), Buffer.alloc(64));
+  const r = await larch(['sim-boot', '--sysroot', dev, '--json']);
+  t.not(r.json?.error?.code, 'INTERNAL', `no internal error (${r.stderr.trim()})`);
+  const check = r.json?.check;
+  t.equal(check?.healthy, false, 'the boot is unhealthy');
+  t.match(JSON.stringify(check?.failed_checks), /10-services/, 'and names the check');
+});
