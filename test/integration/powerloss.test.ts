@@ -88,6 +88,7 @@ interface Scenario {
 const SCENARIOS: Scenario[] = [
   { command: 'provision', from: 'empty', args: provisionArgs },
   { command: 'upgrade', from: 'provisioned', args: (s) => ['upgrade', '--sysroot', s.sysroot] },
+  { command: 'deploy', from: 'provisioned', args: (s) => ['deploy', '2', '--sysroot', s.sysroot] }, // the same points as upgrade: in the long run
   { command: 'finalize', from: 'staged', args: (s) => ['finalize', '--sysroot', s.sysroot] },
   { command: 'sim-boot', from: 'staged', args: (s) => ['sim-boot', '--sysroot', s.sysroot] }, // boot-check of the new slot
   { command: 'rollback', from: 'upgraded', args: (s) => ['rollback', '--sysroot', s.sysroot] },
