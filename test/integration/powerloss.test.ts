@@ -4,7 +4,8 @@
  * whatever the kernel still held is lost. From the write log, crash states are built (the
  * writes up to the last flush, then subsets, prefixes and reorderings of the writes after it,
  * replay.ts), each written to an image, mounted (ext4 replays its journal, as at boot) and
- * checked: the repo passes fsck, status works, the bootloader boots a healthy, complete slot,
+ * checked: the repo passes fsck, status works, the bootloader boots a healthy slot that is
+ * exactly its commit,
  * /var and the admin's /etc edit are untouched, and the next command succeeds.
  * LARCH_POWERLOSS_STATES sets the states per failpoint (`npm run powerloss` runs many).
  * docs/reliability/powerloss.md.
@@ -13,7 +14,7 @@ import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { REF, type Test, type Vendor, lines, vendor } from '../device-helpers.ts';
+import { REF, type Test, type Vendor, deploymentDiff, lines, vendor } from '../device-helpers.ts';
 import { diffSnapshots, larch, larchOk, prng, sh, snapshotTree, tempDir } from '../helpers.ts';
 import { gate, makeExt4, mountImage, mountRecorded, writeState } from '../powerloss/blockdev.ts';
 import { crashStates } from '../powerloss/replay.ts';
@@ -129,6 +130,11 @@ async function problemsOf(s: Setup, sc: Scenario): Promise<string[]> {
   if (boot.code !== 0) return problems;
   if (!boot.json?.check?.healthy) problems.push(`sim-boot: slot ${boot.json?.slot} is not healthy: ${JSON.stringify(boot.json?.check).slice(0, 300)}`);
   if (![s.v1, s.v2].includes(boot.json?.check?.commit)) problems.push(`sim-boot: booted commit ${boot.json?.check?.commit} is neither v1 nor v2`);
+  if (boot.json?.check?.commit) {
+    const scratch = join(s.work, 'checkout');
+    problems.push(...(await deploymentDiff(s.sysroot, boot.json.slot, boot.json.check.commit, scratch)).slice(0, 5));
+    await rm(scratch, { recursive: true, force: true });
+  }
   if (sc.command !== 'provision') {
     const varDiff = diffSnapshots(s.varSnapshot, await snapshotTree(join(s.sysroot, 'var')));
     if (varDiff.length) problems.push(`/var changed: ${varDiff.slice(0, 3).join('; ')}`);
