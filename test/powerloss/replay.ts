@@ -69,17 +69,19 @@ function isReordered(order: Piece[]): boolean {
 
 /**
  * Up to `count` distinct crash states of a power cut after the first `cut` records:
- * `barrier` (no pending sector landed), then, drawn with `random`, prefixes (the drive wrote in
- * order and stopped), random subsets, and random subsets in a random order, then `all` (every
+ * `barrier` (no pending sector landed), then, drawn with `random`, random subsets in a random
+ * order, prefixes (the drive wrote in order and stopped) and random subsets, then `all` (every
  * pending sector landed, in order). With nothing pending there is one state.
  */
 export function crashStates(records: LogRecord[], cut: number, count: number, random: () => number): CrashState[] {
   const { durable, pending } = splitAtCut(records, cut);
   const states: CrashState[] = [];
   const seen = new Set<string>();
+  const allKey = pending.map((p) => p.seq).join(',');
   const add = (name: string, order: Piece[]) => {
     const key = order.map((p) => p.seq).join(',');
-    if (seen.has(key) || states.length >= count) return;
+    // `all` keeps its name and its place at the end (a random draw can equal it).
+    if (seen.has(key) || states.length >= count || (key === allKey && name !== 'all' && pending.length > 0)) return;
     seen.add(key);
     states.push({ name, writes: [...durable, ...order], dropped: pending.length - order.length, reordered: isReordered(order), pending: pending.length });
   };
@@ -89,13 +91,15 @@ export function crashStates(records: LogRecord[], cut: number, count: number, ra
   const n = pending.length;
   const int = (below: number) => Math.floor(random() * below);
   for (let attempt = 0; n > 1 && states.length < count - 1 && attempt < count * 4; attempt++) {
+    // Reorderings first: the most adversarial, and with few slots (4 states per point) they
+    // must not be crowded out by prefixes and subsets.
     const kind = attempt % 3;
-    if (kind === 0) {
+    if (kind === 1) {
       const k = 1 + int(n - 1);
       add(`prefix-${k}`, pending.slice(0, k));
     } else {
       const subset = pending.filter(() => random() < 0.5);
-      if (kind === 1) add('subset', subset);
+      if (kind === 2) add('subset', subset);
       else {
         for (let i = subset.length - 1; i > 0; i--) {
           const j = int(i + 1);
