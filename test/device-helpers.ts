@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, type RunResult, debs, larchOk, sh, tempDir } from './helpers.ts';
+import { BIN, type RunResult, debs, diffSnapshots, larchOk, sh, snapshotTree, tempDir } from './helpers.ts';
 
 /** A tap test (the argument of t.test's callback). */
 export type Test = import('tap').Test;
@@ -127,3 +127,20 @@ export function expectFail(t: Test, r: RunResult, code: string, what: string): v
   t.equal(r.json?.error?.code, code, `${what}: error ${code} (${r.json?.error?.message})`);
 }
 
+
+/** How slot's deployment differs from a fresh checkout of commit into scratch (empty: it is
+ *  exactly the commit; the merged /etc and /var are the device's own and not compared). */
+export async function deploymentDiff(dev: string, slot: string, commit: string, scratch: string): Promise<string[]> {
+  await larchOk(['checkout', '--repo', join(dev, 'larch/repo'), commit, scratch]);
+  const deployed = join(dev, 'larch/deploy', slot);
+  const usr = await snapshotTree(join(deployed, 'usr'));
+  // Snapshot keys are hex-encoded paths; the deployment keeps the vendor /etc as usr/etc.
+  for (const k of [...usr.keys()]) {
+    const path = Buffer.from(k, 'hex').toString('latin1');
+    if (path === 'etc' || path.startsWith('etc/')) usr.delete(k);
+  }
+  return [
+    ...diffSnapshots(await snapshotTree(join(scratch, 'usr')), usr).map((d) => `/usr: ${d}`),
+    ...diffSnapshots(await snapshotTree(join(scratch, 'etc')), await snapshotTree(join(deployed, 'usr/etc'))).map((d) => `vendor /etc: ${d}`),
+  ];
+}

@@ -4,7 +4,8 @@
  * order, each with a timeout after which its whole process group gets SIGKILL. `larch boot-check`
  * feeds the result to planBootCheck() in state.ts.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { constants } from 'node:fs';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -117,7 +118,16 @@ function runOne(path: string, name: string, kind: HealthCheckKind, opts: { timeo
       if (kept.length > MAX_KEPT_OUTPUT_BYTES) kept = kept.slice(-MAX_KEPT_OUTPUT_BYTES);
     };
     // Its own process group, so a timeout kills whatever the check started too.
-    const child = spawn(path, [], { cwd: '/', env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let child: ChildProcessByStdio<null, Readable, Readable>;
+    try {
+      child = spawn(path, [], { cwd: '/', env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    } catch (err) {
+      // Bun throws where Node emits 'error': a check file that is no program (ENOEXEC, e.g. all
+      // zeros after a power cut, found by test/integration/powerloss.test.ts) fails the check;
+      // it must not end boot-check with an internal error.
+      const error = (err as Error).message;
+      return resolve({ name, path, kind, passed: false, exitCode: null, signal: null, timedOut: false, durationMs: Date.now() - started, outputTail: [], error });
+    }
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     const timer = setTimeout(() => {

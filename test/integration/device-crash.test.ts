@@ -8,7 +8,7 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { REF, type Test, status, vendor } from '../device-helpers.ts';
+import { REF, type Test, deploymentDiff, status, vendor } from '../device-helpers.ts';
 import { BIN, diffSnapshots, larchOk, prng, snapshotTree, tempDir } from '../helpers.ts';
 
 const ROUNDS = 30;
@@ -30,17 +30,7 @@ function runAndKill(args: string[], ms: number): Promise<{ how: 'killed' | 'fini
 
 /** The deployment's /usr equals a fresh checkout of its commit (the rest is /etc merge and /var). */
 async function assertDeploymentIntact(t: Test, dev: string, slot: string, commit: string, round: number): Promise<void> {
-  const fresh = join(tempDir(t), 'checkout');
-  await larchOk(['checkout', '--repo', join(dev, 'larch/repo'), commit, fresh]);
-  const deployed = join(dev, 'larch/deploy', slot);
-  const usr = await snapshotTree(join(deployed, 'usr'));
-  // Snapshot keys are hex-encoded paths; the deployment keeps the vendor /etc as usr/etc.
-  for (const k of [...usr.keys()]) {
-    const path = Buffer.from(k, 'hex').toString('latin1');
-    if (path === 'etc' || path.startsWith('etc/')) usr.delete(k);
-  }
-  t.same(diffSnapshots(await snapshotTree(join(fresh, 'usr')), usr), [], `round ${round}: booted slot ${slot} /usr is exactly commit ${commit.slice(0, 12)}`);
-  t.same(diffSnapshots(await snapshotTree(join(fresh, 'etc')), await snapshotTree(join(deployed, 'usr/etc'))), [], `round ${round}: its vendor /etc is the commit's`);
+  t.same(await deploymentDiff(dev, slot, commit, join(tempDir(t), 'checkout')), [], `round ${round}: booted slot ${slot} is exactly commit ${commit.slice(0, 12)}, /usr and vendor /etc`);
 }
 
 t.test(`kill -9 during upgrade at ${ROUNDS} random moments`, async (t) => {
