@@ -3,7 +3,7 @@
  * The long fuzz run: every target (or the named ones) for S seconds each (default: 600 seconds
  * shared by all targets) or N inputs each. A failure is saved to test/vectors/fuzz/TARGET/ (the
  * input bytes and fast-check's seed and path), which the CI test replays as a regression vector.
- * Exit status 1 when anything was found. See docs/reliability/fuzz.md.
+ * Exit status 1 when anything was found. See docs/reliability.md (fuzzing).
  */
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';

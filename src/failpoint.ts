@@ -5,7 +5,7 @@
  * `LARCH_FAILPOINT_LOG=FILE` appends the name of each point passed, one a line, so a test
  * learns what a command really passes (test/integration/failpoints.test.ts enumerates them).
  * Compiled into every build: an unset variable costs one environment read per point.
- * docs/reliability/failpoints.md.
+ * docs/reliability.md (failpoints).
  */
 import { appendFileSync } from 'node:fs';
 import { LarchError } from './errors.ts';

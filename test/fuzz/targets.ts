@@ -2,7 +2,7 @@
  * The fuzz targets: one per parser that reads untrusted bytes. Each names the function it drives,
  * where its valid seeds come from, and what it checks beyond the harness's rules (harness.ts:
  * only a LarchError or the listed decoder error, bounded time, no allocation by a declared size).
- * docs/reliability/fuzz.md lists them.
+ * docs/reliability.md (fuzzing) lists them.
  */
 import { brotliCompressSync, brotliDecompressSync, constants as zlib, gzipSync } from 'node:zlib';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';

@@ -8,7 +8,7 @@
  * exactly its commit,
  * /var and the admin's /etc edit are untouched, and the next command succeeds.
  * LARCH_POWERLOSS_STATES sets the states per failpoint (`npm run powerloss` runs many).
- * docs/reliability/powerloss.md.
+ * docs/reliability.md (power loss).
  */
 import t from 'tap';
 import { readFileSync, writeFileSync } from 'node:fs';
