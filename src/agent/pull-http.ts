@@ -382,7 +382,7 @@ async function httpObjectSource(f: FileFetcher, cacheDir: string, opts: ObjectPu
           if (size === undefined || !(err instanceof LarchError) || err.data?.reason !== 'too-large') throw err;
           throw new LarchError('INVALID_INPUT', `file ${id} from '${u}' is longer than its signed size allows: the tree says ${size} bytes of content, so at most ${maxBytes} bytes as .filez (${err.message})`, {
             hint: 'the server or something between is sending other or endless data; nothing of it was stored',
-            data: { url: u, id, size, maxBytes, reason: 'too-large' },
+            data: { url: u, id, size, max_bytes: maxBytes, reason: 'too-large' },
           });
         })
         .catch(missing('file', id, u));

@@ -74,7 +74,7 @@ t.test('format 2: a body past the bound is refused naming the object and both le
   );
   t.ok(err instanceof LarchError && err.code === 'INVALID_INPUT', `INVALID_INPUT (${err?.message})`);
   t.match(err?.message, `file ${id} from 'disk:/${bigPath}' is longer than its signed size allows: the tree says 300000 bytes of content, so at most ${maxFilezBytes(300_000)} bytes as .filez`);
-  t.same(err?.data, { url: `disk:/${bigPath}`, id, size: 300_000, maxBytes: maxFilezBytes(300_000), reason: 'too-large' });
+  t.same(err?.data, { url: `disk:/${bigPath}`, id, size: 300_000, max_bytes: maxFilezBytes(300_000), reason: 'too-large' });
   t.equal(await device.readRef('os').catch(() => null), null, 'nothing is stored: no ref');
   t.notOk(await device.hasObject('commit', commit), 'and not the commit');
 });
