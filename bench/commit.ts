@@ -15,11 +15,11 @@
  * (the table still goes to stderr).
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { FULL_PACKAGES, ROOT, SMOKE_PACKAGES, buildCorpus, type Corpus } from './corpus.ts';
+import { FULL_PACKAGES, ROOT, SMOKE_PACKAGES, buildCorpus, type Corpus, workDir } from './corpus.ts';
 
 type Tool = 'larch' | 'ostree';
 type Mode = 'archive' | 'bare-user' | 'bare';
@@ -42,7 +42,7 @@ interface Row {
   /** larch / ostree, on larch's rows. */
   ratio?: { seconds: number; peakMiB: number };
   /** `larch commit --json` stats of the last run, on larch's rows. */
-  larchStats?: { objectsWritten: number; objectsReused: number; bytesWritten: number };
+  larchStats?: { objects_written: number; objects_reused: number; bytes_written: number };
 }
 
 const BIN = join(ROOT, 'dist', 'larch');
@@ -134,16 +134,7 @@ async function main(): Promise<void> {
   const modes: Mode[] = isRoot ? ['archive', 'bare-user', 'bare'] : ['archive', 'bare-user'];
   if (!isRoot) log(`bench/commit: not root, so mode 'bare' is skipped (both tools need root to keep owners)`);
 
-  const workBase = join(ROOT, '.cache', 'bench-work');
-  mkdirSync(workBase, { recursive: true });
-  const work = mkdtempSync(join(workBase, 'commit-'));
-  const cleanUp = () => rmSync(work, { recursive: true, force: true });
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(sig, () => {
-      cleanUp();
-      process.exit(130);
-    });
-  }
+  const { work, cleanUp } = workDir('commit');
   const timeFile = join(work, 'time.out');
   const gitHead = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
   let larchArgv: string[];
@@ -187,7 +178,7 @@ async function main(): Promise<void> {
             s.repoMiB.push(duMiB(repo));
             if (tool === 'larch') {
               const j = JSON.parse(sample.stdout) as NonNullable<Row['larchStats']>;
-              s.larchStats = { objectsWritten: j.objectsWritten, objectsReused: j.objectsReused, bytesWritten: j.bytesWritten };
+              s.larchStats = { objects_written: j.objects_written, objects_reused: j.objects_reused, bytes_written: j.bytes_written };
             }
             log(`  rep ${rep + 1}/${reps} ${mode.padEnd(9)} ${step.padEnd(6)} ${tool.padEnd(6)} ${sample.seconds.toFixed(2)} s  ${sample.peakMiB.toFixed(1)} MiB`);
           }

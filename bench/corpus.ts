@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,21 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DEB_CACHE = join(ROOT, '.cache', 'bench-debs');
 export const TREE_CACHE = join(ROOT, '.cache', 'bench-tree');
+
+/** A fresh work directory of one benchmark run under .cache/bench-work/, removed by cleanUp() and on SIGINT/SIGTERM. */
+export function workDir(prefix: string): { work: string; cleanUp: () => void } {
+  const base = join(ROOT, '.cache', 'bench-work');
+  mkdirSync(base, { recursive: true });
+  const work = mkdtempSync(join(base, `${prefix}-`));
+  const cleanUp = () => rmSync(work, { recursive: true, force: true });
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      cleanUp();
+      process.exit(130);
+    });
+  }
+  return { work, cleanUp };
+}
 
 /**
  * A package named through a meta-package, because its name carries an ABI number that moves

@@ -24,7 +24,7 @@ import { type AddressInfo, type Server, type Socket, connect, createServer } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { MqttFetcher } from '../src/agent/remote-mqtt.ts';
+import { MqttFetcher } from '../src/agent/remote/mqtt-fetch.ts';
 import { freePort } from '../test/helpers.ts';
 import { ROOT } from './corpus.ts';
 

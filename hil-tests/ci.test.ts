@@ -20,7 +20,7 @@ const board = process.env.HIL_CI_BOARD ?? 'qemu-x86_64-grub';
 const scenarios = (process.env.HIL_CI_SCENARIOS ?? 'b').split(',');
 const problem = qemuBoardProblem(board);
 
-t.test(`HIL on ${board}: scenario ${scenarios.join(', ')}`, { skip: problem ?? false, timeout: 15 * 60_000 }, async (t) => {
+t.test(`HIL on ${board}: scenario ${scenarios.join(', ')}`, { skip: problem ?? false, timeout: 25 * 60_000 }, async (t) => {
   const workDir = mkdtempSync(join(process.env.LARCH_TEST_TMP ?? tmpdir(), 'larch-hil-ci-'));
   const result = await runHil({ boards: [board], scenarios, workDir, log: (line) => t.comment(line) });
   for (const line of formatReport(result.reports, result).split('\n')) t.comment(line);

@@ -1,16 +1,26 @@
 #!/usr/bin/env node
-// Builds the single-file device binary with Bun: `node scripts/build.mjs linux-x64|linux-arm64`.
+// Builds the single-file device binary with Bun: `node scripts/build.mjs linux-x64|linux-arm64 [--outfile PATH]`.
 // linux-x64 -> dist/larch, linux-arm64 -> dist/larch-arm64 (Bun fetches the arm64 runtime from npm).
+// The binary's version (`larch --version` prints `larch V`) is package.json's `version`, or
+// LARCH_BUILD_VERSION when set (tests build two agents that differ only in it).
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const platform = process.argv[2] ?? 'linux-x64';
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { outfile: { type: 'string' } } });
+const platform = positionals[0] ?? 'linux-x64';
 const targets = { 'linux-x64': 'dist/larch', 'linux-arm64': 'dist/larch-arm64' };
 if (!(platform in targets)) {
   console.error(`build: unknown platform '${platform}'; use one of ${Object.keys(targets).join(', ')}`);
+  process.exit(2);
+}
+const version = process.env.LARCH_BUILD_VERSION || JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
+// The same characters src/version.ts's VERSION_PATTERN allows: the version sits in a JS string and in `larch V`.
+if (!/^[0-9A-Za-z][0-9A-Za-z.+~:-]*$/.test(version)) {
+  console.error(`build: version '${version}' (LARCH_BUILD_VERSION or package.json) may hold only letters, digits and . + ~ : -`);
   process.exit(2);
 }
 const bun = join(root, 'node_modules', '.bin', 'bun');
@@ -18,6 +28,9 @@ if (!existsSync(bun)) {
   console.error("build: bun is not installed; run 'npm ci' first");
   process.exit(10);
 }
-mkdirSync(join(root, 'dist'), { recursive: true });
-const r = spawnSync(bun, ['build', '--compile', `--target=bun-${platform}`, '--compile-exec-argv=--smol', '--minify-syntax', 'src/cli/larch.ts', '--outfile', targets[platform]], { cwd: root, stdio: 'inherit' });
+const outfile = values.outfile ? resolve(values.outfile) : join(root, targets[platform]);
+mkdirSync(dirname(outfile), { recursive: true });
+// src/version.ts reads the version out of this marker (and agent-binary.ts finds it in a binary it cannot run).
+const marker = JSON.stringify(`@(#)larch-agent-version ${version}@(#)`);
+const r = spawnSync(bun, ['build', '--compile', `--target=bun-${platform}`, '--compile-exec-argv=--smol', '--minify-syntax', `--define=LARCH_BUILD_MARKER=${marker}`, 'src/cli/larch.ts', '--outfile', outfile], { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -20,6 +20,7 @@ const TOOLS = {
   'grub-editenv': 'grub-common', 'grub-script-check': 'grub-common', 'grub-emu': 'grub-emu',
   nginx: 'nginx', // the device tests fetch updates from a real web server too
   '/usr/sbin/mosquitto': 'mosquitto', mosquitto_passwd: 'mosquitto', // the MQTT tests run a real broker on loopback
+  ss: 'iproute2', // which process listens on a port (the test broker's readiness, a restarted server)
   openssl: 'openssl', // the MQTT TLS test makes its CA and certificates
   'qemu-system-aarch64': 'qemu-system-arm', '/usr/lib/u-boot/qemu_arm64/u-boot.bin': 'u-boot-qemu', mcopy: 'mtools', 'mkfs.vfat': 'dosfstools',
   // larch image build and its QEMU boot test: filesystems and partitions on image files, GRUB for BIOS, the initramfs

@@ -21,12 +21,15 @@ export const FAILPOINTS = {
   'prune::after-temp-cleanup': 'prune: leftover temporary files of dead writers removed',
   'prune::after-commit-unlink': 'prune: one unreachable commit object unlinked (commits go first)',
   'prune::after-object-unlink': 'prune: one more unreachable object (signature, tree or file) unlinked',
-  // Static deltas (src/delta/apply.ts, src/agent/pull-http.ts).
+  // Static deltas (src/delta/apply.ts, src/agent/remote/pull.ts).
   'delta::after-envelope-write': 'a downloaded delta envelope written to the download directory',
   'delta::after-part-download': 'one delta part downloaded (fsynced) to the download directory',
   'delta::after-part-apply': "one delta part's objects committed to the repo",
   'delta::after-commit-write': "the delta's commit object (and signatures) stored: the commit is complete",
   'delta::after-download-dir-unlink': "an applied delta's download directory removed",
+  // delta generate (src/delta/generate.ts): built under R/tmp/, renamed to R/deltas/NAME whole.
+  'delta::after-part-write': "delta generate: one part written to the staging directory under R/tmp/",
+  'delta::after-generate-rename': 'delta generate: the synced delta renamed to R/deltas/NAME (its --out file not written yet)',
   // The bootloader env (src/bootcount/env-store.ts, src/agent/boot.ts).
   'bootenv::after-env-write': 'one env copy (U-Boot) or the grubenv block written and synced, not yet read back',
   'bootenv::after-lkg-marker-write': 'the last-known-good marker file beside the env created or removed',

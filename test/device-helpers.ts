@@ -3,9 +3,20 @@
  * small OS trees made from real Debian packages, and shortcuts for status and refusals.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, type RunResult, debs, diffSnapshots, larchOk, sh, snapshotTree, tempDir } from './helpers.ts';
+import { bootedSlot, changeBootState, readBootState } from '../src/agent/boot.ts';
+import { readDeployment, writeDeployment } from '../src/agent/deploy.ts';
+import { mergerFor } from '../src/agent/etc/merger.ts';
+import { releaseEnvVars } from '../src/agent/release-floor.ts';
+import { Sysroot } from '../src/agent/sysroot.ts';
+import { next, other } from '../src/bootcount/state.ts';
+import { type LayerInfo, encodeLayerInfo } from '../src/packages/layer-info.ts';
+import { type InstalledPackage, encodePackageList } from '../src/packages/package-diff.ts';
+import type { CborValue } from '../src/store/cbor.ts';
+import { encodeCommit } from '../src/store/object.ts';
+import { Transaction } from '../src/store/transaction.ts';
 
 /** A tap test (the argument of t.test's callback). */
 export type Test = import('tap').Test;
@@ -20,6 +31,8 @@ export interface TreeOptions {
   files?: Record<string, Uint8Array | string>;
   /** Symlinks: relative path -> target, replacing whatever the tree has there (a hostile tree). */
   symlinks?: Record<string, string>;
+  /** A larch binary to carry as the tree's agent, /usr/bin/larch (mode 0755). */
+  agent?: string;
 }
 
 export function makeTree(dir: string, version: number, opts: TreeOptions = {}): void {
@@ -44,6 +57,11 @@ export function makeTree(dir: string, version: number, opts: TreeOptions = {}): 
   for (const [path, content] of Object.entries(opts.files ?? {})) {
     mkdirSync(join(dir, path, '..'), { recursive: true });
     writeFileSync(join(dir, path), content);
+  }
+  if (opts.agent) {
+    mkdirSync(join(dir, 'usr/bin'), { recursive: true });
+    copyFileSync(opts.agent, join(dir, 'usr/bin/larch'));
+    chmodSync(join(dir, 'usr/bin/larch'), 0o755);
   }
   for (const [path, target] of Object.entries(opts.symlinks ?? {})) {
     rmSync(join(dir, path), { recursive: true, force: true });
@@ -88,7 +106,9 @@ export interface Vendor {
   url: string;
   commits: string[];
   /** timestamp: the commit's (seconds; default 1_700_000_000 + version * 1000). */
-  release(version: number, opts?: TreeOptions & { delta?: boolean; timestamp?: number }): Promise<string>;
+  /** signKey: the commit's and delta's key, publishKey: the summary's (both default `key`; paths without .key). commitArgs: added to `larch commit` (e.g. ['--metadata', 'larch.min_agent_version=9']). */
+  /** tree: commit this prepared directory as it is (its real owners) instead of makeTree's. */
+  release(version: number, opts?: TreeOptions & { delta?: boolean; timestamp?: number; signKey?: string; publishKey?: string; commitArgs?: string[]; tree?: string }): Promise<string>;
 }
 
 /**
@@ -108,13 +128,14 @@ export async function vendor(t: Test, opts: { serveArgs?: string[]; initArgs?: s
     url: '',
     commits: [],
     async release(version, opts = {}) {
-      const tree = join(dir, `v${version}`);
-      makeTree(tree, version, opts);
-      const c = await larchOk(['commit', '--repo', repo, '-b', REF, '--tree', tree, '--version', String(version), '--subject', `v${version}`, '--sign-key', `${key}.key`, '--owner', '0:0', '--timestamp', String(opts.timestamp ?? 1_700_000_000 + version * 1000), '--json']);
+      const tree = opts.tree ?? join(dir, `v${version}`);
+      if (!opts.tree) makeTree(tree, version, opts);
+      const signKey = opts.signKey ?? key;
+      const c = await larchOk(['commit', '--repo', repo, '-b', REF, '--tree', tree, '--version', String(version), '--subject', `v${version}`, '--sign-key', `${signKey}.key`, ...(opts.tree ? [] : ['--owner', '0:0']), '--timestamp', String(opts.timestamp ?? 1_700_000_000 + version * 1000), ...(opts.commitArgs ?? []), '--json']);
       const id = c.json.commit as string;
-      if (v.commits.length > 0 && opts.delta !== false) await larchOk(['delta', 'generate', '--repo', repo, '--from', v.commits.at(-1)!, '--to', id, '--sign-key', `${key}.key`]);
+      if (v.commits.length > 0 && opts.delta !== false) await larchOk(['delta', 'generate', '--repo', repo, '--from', v.commits.at(-1)!, '--to', id, '--sign-key', `${signKey}.key`]);
       v.commits.push(id);
-      await larchOk(['publish', '--repo', repo, '--sign-key', `${key}.key`]);
+      await larchOk(['publish', '--repo', repo, '--sign-key', `${opts.publishKey ?? key}.key`]);
       return id;
     },
   };
@@ -143,4 +164,43 @@ export async function deploymentDiff(dev: string, slot: string, commit: string, 
     ...diffSnapshots(await snapshotTree(join(scratch, 'usr')), usr).map((d) => `/usr: ${d}`),
     ...diffSnapshots(await snapshotTree(join(scratch, 'etc')), await snapshotTree(join(deployed, 'usr/etc'))).map((d) => `vendor /etc: ${d}`),
   ];
+}
+
+/** A package list as `larch commit --metadata-json` takes it (larch.packages, formats.md §12). */
+export function packagesJson(dir: string, name: string, packages: [string, string, string][]): string {
+  const file = join(dir, `${name}.packages.json`);
+  writeFileSync(file, JSON.stringify({ 'larch.packages': packages }));
+  return file;
+}
+
+/**
+ * Stages a derived (layered) commit in the slot beside the booted one, as the layering engine
+ * does, without the engine: base's tree and metadata with the layer's keys (formats.md §12.2)
+ * and the whole tree's package list; `metadata` overrides entries (malformed ones for tests).
+ * Returns the derived commit's id.
+ */
+export async function stageDerived(dev: string, base: string, layer: Omit<LayerInfo, 'base' | 'local'>, packages: InstalledPackage[], metadata: Record<string, CborValue> = {}): Promise<string> {
+  const sysroot = new Sysroot(dev);
+  const repo = await sysroot.openRepo();
+  const b = await repo.readCommit(base);
+  const entries = { ...Object.fromEntries(b.metadata), ...encodeLayerInfo({ ...layer, base: { commit: base, version: b.version }, local: true }), 'larch.packages': encodePackageList(packages), ...metadata };
+  const txn = await Transaction.begin(repo);
+  const id = await txn.writeMetadata('commit', encodeCommit({ ...b, parent: base, subject: `layered on ${b.version}`, metadata: new Map(Object.entries(entries)) }));
+  await txn.commit();
+  const config = await sysroot.readConfig();
+  const { state } = await readBootState(sysroot, config);
+  const booted = (await bootedSlot(sysroot)) ?? state.order[0];
+  const slot = other(booted);
+  await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-prepared', slot }));
+  await writeDeployment(sysroot, repo, slot, id, { origin: { remote: config.remote.url, ref: config.ref }, signedBy: (await readDeployment(sysroot, booted))!.signedBy, merge: { bootedSlot: booted, merger: mergerFor() } });
+  await repo.writeRef(`larch/slot-${slot}`, id);
+  await changeBootState(sysroot, config, (s) => next(s, { type: 'upgrade-staged', slot, tries: config.tries }), await releaseEnvVars(sysroot));
+  return id;
+}
+
+/** Mounts a size-limited tmpfs at dir (root only) until the test ends: a disk that fills up. */
+export function tmpfs(t: Test, dir: string, size: string): void {
+  mkdirSync(dir, { recursive: true });
+  sh(`mount -t tmpfs -o size=${size} larch-test '${dir}'`);
+  t.teardown(() => sh(`umount -l '${dir}'`));
 }

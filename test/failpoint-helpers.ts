@@ -199,6 +199,15 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'delta generate',
+    from: 'v1',
+    args: (dev, w) => ['delta', 'generate', '--repo', repoOf(dev), '--to', w.commits.v1, '--unsigned', '--out', join(dev, 'v1.delta')],
+    async done(t, dev, w, label) {
+      t.ok(existsSync(join(repoOf(dev), 'deltas', `empty-${w.commits.v1}`, 'envelope')), `${label}: the delta is in R/deltas/`);
+      t.equal(readFileSync(join(dev, 'v1.delta')).subarray(0, 8).toString(), 'LARCHDLT', `${label}: the --out file is a delta`);
+    },
+  },
+  {
     name: 'commit',
     from: 'v1',
     args: (dev, w) => ['commit', '--repo', repoOf(dev), '-b', 'scratch', '--tree', w.tree, '--version', 'scratch', '--owner', '0:0'],
@@ -224,7 +233,7 @@ export function runScenario(s: Scenario, dev: string, w: World, env: Record<stri
 
 /**
  * fsync of each file larch writes instead of syncfs of the whole filesystem (LARCH_SYNC=file,
- * src/store/_durable.ts): a kill -9 leaves the page cache, so this changes no outcome, and a
+ * src/_durable.ts): a kill -9 leaves the page cache, so this changes no outcome, and a
  * syncfs waits for every other writer's dirty pages on a shared machine.
  */
 export const CASE_ENV = { LARCH_SYNC: 'file' };
@@ -252,7 +261,7 @@ export function readEnv(dev: string): Record<string, string> {
   return Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
 }
 
-function readRecord(dev: string, slot: Slot): { commit: string; bootFiles: string[]; bootAliases?: Record<string, string> } | null {
+function readRecord(dev: string, slot: Slot): { commit: string; boot_files: string[]; boot_aliases?: Record<string, string> } | null {
   const path = join(dev, 'larch/deploy', `${slot}.json`);
   return existsSync(path) && existsSync(join(dev, 'larch/deploy', slot)) ? JSON.parse(readFileSync(path, 'utf8')) : null;
 }
@@ -311,8 +320,8 @@ async function checkDeployment(t: Test, dev: string, w: World, slot: Slot, label
   // finalize swaps /etc with two renames; between them boot-check (run by the initramfs before
   // init) takes .etc.new, else .etc.old (recoverEtcSwap).
   t.ok(['etc', '.etc.new', '.etc.old'].some((e) => existsSync(join(deployed, e))), `${label}: has an /etc, or one boot-check puts back`);
-  for (const name of record!.bootFiles) {
-    const source = record!.bootAliases?.[name] ?? name;
+  for (const name of record!.boot_files) {
+    const source = record!.boot_aliases?.[name] ?? name;
     const want = readFileSync(join(ref!.boot, source));
     t.ok(existsSync(join(dev, 'boot', slot, name)) && readFileSync(join(dev, 'boot', slot, name)).equals(want), `${label}: boot file ${name} is the commit's`);
   }

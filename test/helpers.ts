@@ -7,6 +7,7 @@ import { type Server, type Socket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LarchError } from '../src/errors.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const BIN = join(ROOT, 'dist', 'larch');
@@ -63,6 +64,20 @@ export function larch(args: string[], opts: { runtime?: Runtime; cwd?: string; e
       resolve({ code: code ?? -1, signal, stdout, stderr, json, ...(peakRssKiB === undefined ? {} : { peakRssKiB }) });
     });
     child.stdin.end(opts.input);
+  });
+}
+
+/**
+ * Builds a larch binary whose `--version` says `larch VERSION` (scripts/build.mjs with
+ * LARCH_BUILD_VERSION) at outfile: two agents that differ only in their version.
+ */
+export function buildAgent(version: string, outfile: string, platform: 'linux-x64' | 'linux-arm64' = 'linux-x64'): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), platform, '--outfile', outfile], { cwd: ROOT, env: { ...process.env, LARCH_BUILD_VERSION: version }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(outfile) : reject(new Error(`building the ${version} agent failed (exit ${code}):\n${stderr}`))));
   });
 }
 
@@ -211,5 +226,53 @@ export async function freePort(): Promise<number> {
       const port = (srv.address() as { port: number }).port;
       srv.close(() => resolve(port));
     });
+  });
+}
+
+type TapTest = import('tap').Test;
+
+/**
+ * Asserts that `p` rejects (or, given a function, that calling it throws) with a LarchError of
+ * this code and, given, these other fields (matched as t.match does: `{ data: { path } }`,
+ * `{ message: /re/ }`). Resolves with the error for further checks; when it resolves or fails
+ * with something else, the assertion fails and then this throws (ending the subtest).
+ */
+export async function rejectsCode(t: TapTest, p: Promise<unknown> | (() => unknown), code: string, what: string, fields: Record<string, unknown> = {}): Promise<LarchError> {
+  let err: unknown;
+  let settled = false;
+  try {
+    await (typeof p === 'function' ? p() : p);
+    settled = true;
+  } catch (e) {
+    err = e;
+  }
+  t.match(settled ? 'no error' : err, { name: 'LarchError', code, ...fields }, `${what}: ${code}`);
+  if (err instanceof LarchError) return err;
+  throw new Error(`${what}: ${settled ? 'no error' : `not a LarchError: ${err}`}`);
+}
+
+/** Polls `cond` until it holds; for things with no event to wait on (a file, a log line, a process). */
+export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs = 20_000, what = 'a condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The tools (commands looked up on PATH, or absolute paths) this machine lacks. */
+export function missingTools(tools: string[]): string[] {
+  return tools.filter((tool) => (tool.startsWith('/') ? !existsSync(tool) : spawnSync('sh', ['-c', `command -v '${tool}'`]).status !== 0));
+}
+
+/**
+ * A subtest that needs what this machine may lack (`cannot`: what is missing, or false). Outside
+ * CI it is skipped saying so; under CI (env CI set) it fails naming it, so a CI machine without a
+ * tool never passes by skipping (scripts/test-setup.mjs and .ci/run install them all).
+ */
+export function testNeeding(parent: TapTest, name: string, cannot: string | false, opts: { timeout?: number }, fn: (t: TapTest) => Promise<unknown>): Promise<unknown> {
+  return parent.test(name, { ...opts, skip: process.env.CI ? false : cannot }, async (t) => {
+    if (cannot) return void t.fail(`cannot run in CI: ${cannot}`);
+    await fn(t);
   });
 }

@@ -63,13 +63,13 @@ export interface Broker {
  * CA, whose common name is the user name; `acl` lines then say what each user may do.
  */
 export async function startBroker(t: Test, dir: string, opts: BrokerOptions = {}): Promise<Broker> {
-  // Another test process may take freePort's port before mosquitto binds it; the connect check
-  // would then reach that process's broker. Mosquitto exits at once when it cannot bind: that
-  // shows within a moment, and another port is tried.
+  // Another test process may take freePort's port before mosquitto binds it: start() waits until
+  // the port is bound by this mosquitto's pid, and mosquitto exits when it cannot bind; then
+  // another port is tried.
   for (let attempt = 1; ; attempt++) {
     const broker = brokerOn(await freePort(), dir, opts);
     const bound = await broker.start().then(
-      async () => (await sleep(200), broker.child.exitCode === null && broker.child.signalCode === null),
+      () => true,
       (err) => {
         broker.child?.kill('SIGKILL'); // it never listened: not left running
         return attempt >= 5 ? Promise.reject(err) : false;
@@ -128,8 +128,8 @@ function brokerOn(port: number, dir: string, opts: BrokerOptions): Broker {
       broker.child = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
       broker.child.stderr!.on('data', (d) => (err += d));
-      for (let i = 0; i < 100; i++) {
-        if (await canConnect(port)) return;
+      for (let i = 0; i < 200; i++) {
+        if (listensOn(port, broker.child.pid!) && (await canConnect(port))) return;
         if (broker.child.exitCode !== null) throw new Error(`mosquitto exited ${broker.child.exitCode}: ${err}`);
         await sleep(50);
       }
@@ -144,6 +144,12 @@ function brokerOn(port: number, dir: string, opts: BrokerOptions): Broker {
     },
   };
   return broker;
+}
+
+/** Whether process pid listens on 127.0.0.1:port (ss names the owner of each listening socket). */
+function listensOn(port: number, pid: number): boolean {
+  const r = spawnSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' });
+  return r.status === 0 && r.stdout.includes(`pid=${pid},`);
 }
 
 function canConnect(port: number): Promise<boolean> {

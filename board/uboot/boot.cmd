@@ -39,7 +39,7 @@ if test -z "${larch_initrd}"; then setenv larch_initrd initrd; fi
 if test -z "${larch_fdt}"; then setenv larch_fdt dtb; fi
 if test -z "${larch_boot}"; then setenv larch_boot booti; fi
 if test -z "${larch_env_addr}"; then setenv larch_env_addr ${kernel_addr_r}; fi
-setenv larch_vars "BOOT_ORDER BOOT_A_GOOD BOOT_A_LEFT BOOT_B_GOOD BOOT_B_LEFT BOOT_LKG BOOT_RESCUE"
+setenv larch_vars "BOOT_ORDER BOOT_A_GOOD BOOT_A_LEFT BOOT_B_GOOD BOOT_B_LEFT BOOT_LKG BOOT_RESCUE BOOT_RELEASES"
 
 # 1. Load. No valid copy (missing, torn, zeroed) leaves larch's variables unset: the safe default.
 #    A copy counts only when its file is whole (a short file would leave older bytes in RAM).
@@ -138,17 +138,39 @@ if test "${larch_b_good}" = 0; then
   done
 fi
 
-# 3. Choose: the first slot in order that is good (no write: rauc#490) or has a try left (spend it).
-#    Tries never exceed 9, so setexpr's hex result is the same as decimal.
+# The release floor (release-gate.ts, docs/boot.md): BOOT_RELEASES is "FLOOR A B", and a slot
+# whose release is below the floor is passed over. Only three numbers of 1 to 9 digits with no
+# leading 0 count (test reads a leading 0 as octal and 0x as hex; nine digits fit a 32-bit long);
+# anything else: no floor. setexpr sub fails on no match; \\d and \\1 reach SLRE as \d and \1.
+setenv larch_floor
+setenv larch_a_rel 0
+setenv larch_b_rel 0
+if test -n "${BOOT_RELEASES}"; then
+  if setexpr larch_t sub "^(0|[123456789]\\d*) (0|[123456789]\\d*) (0|[123456789]\\d*)$" "\\1" "${BOOT_RELEASES}"; then
+    setenv larch_floor ${larch_t}
+    setexpr larch_a_rel sub "^(0|[123456789]\\d*) (0|[123456789]\\d*) (0|[123456789]\\d*)$" "\\2" "${BOOT_RELEASES}"
+    setexpr larch_b_rel sub "^(0|[123456789]\\d*) (0|[123456789]\\d*) (0|[123456789]\\d*)$" "\\3" "${BOOT_RELEASES}"
+    if setexpr larch_t sub "\\d\\d\\d\\d\\d\\d\\d\\d\\d\\d" x "${BOOT_RELEASES}"; then setenv larch_floor; fi
+  fi
+fi
+setenv larch_a_floor_ok 1
+setenv larch_b_floor_ok 1
+if test -n "${larch_floor}"; then
+  if test ${larch_a_rel} -lt ${larch_floor}; then setenv larch_a_floor_ok 0; echo "larch: slot A holds release ${larch_a_rel}, below the floor ${larch_floor}"; fi
+  if test ${larch_b_rel} -lt ${larch_floor}; then setenv larch_b_floor_ok 0; echo "larch: slot B holds release ${larch_b_rel}, below the floor ${larch_floor}"; fi
+fi
+
+# 3. Choose: the first slot in order that is good (no write: rauc#490) or has a try left (spend it),
+#    and not below the release floor. Tries never exceed 9, so setexpr's hex result is the same as decimal.
 setenv larch_slot
 setenv larch_rescue 0
 setenv larch_write 0
 for s in ${larch_order}; do
   if test -z "${larch_slot}"; then
-    if test "${s}" = A; then
+    if test "${s}" = A -a "${larch_a_floor_ok}" = 1; then
       if test "${larch_a_good}" = 1; then setenv larch_slot A
       elif test "${larch_a_left}" != 0; then setenv larch_slot A; setexpr larch_a_left ${larch_a_left} - 1; setenv larch_write 1; fi
-    else
+    elif test "${s}" = B -a "${larch_b_floor_ok}" = 1; then
       if test "${larch_b_good}" = 1; then setenv larch_slot B
       elif test "${larch_b_left}" != 0; then setenv larch_slot B; setexpr larch_b_left ${larch_b_left} - 1; setenv larch_write 1; fi
     fi
@@ -173,6 +195,8 @@ if test "${larch_write}" = 1; then
   setenv BOOT_B_LEFT ${larch_b_left}
   setenv BOOT_LKG ${larch_lkg}
   setenv BOOT_RESCUE ${larch_rescue}
+  # A BOOT_RELEASES the script cannot read is dropped (dropUnreadable() in release-gate.ts).
+  if test -z "${larch_floor}"; then setenv BOOT_RELEASES; fi
   if test "${larch_env}" = native; then
     saveenv || setenv larch_saved 0
   else

@@ -5,7 +5,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { RELEASES_VARIABLE } from '../../src/bootcount/release-gate.ts';
 import { BOOT_VARIABLES, bootloaderChoose } from '../../src/bootcount/state.ts';
+
+/** The variables the bootloader and the agent own: the A/B state and the release floor. */
+const OWNED = [...BOOT_VARIABLES, RELEASES_VARIABLE];
 import { decodeEnv, encodeCopy } from '../../src/bootcount/uboot-env.ts';
 import type { BootLine } from './device.ts';
 
@@ -61,7 +65,7 @@ export function bootCase(cases: BootCase[], name: string): BootCase {
 export function larchVars(env: Map<string, string> | Record<string, string>): Record<string, string> {
   const m = env instanceof Map ? env : new Map(Object.entries(env));
   const out: Record<string, string> = {};
-  for (const k of BOOT_VARIABLES) if (m.has(k)) out[k] = m.get(k)!;
+  for (const k of OWNED) if (m.has(k)) out[k] = m.get(k)!;
   return out;
 }
 
@@ -98,6 +102,6 @@ export function compareEnv(observed: Record<string, string>, expected: Record<st
   const a = larchVars(observed);
   const b = larchVars(expected);
   const problems: string[] = [];
-  for (const k of BOOT_VARIABLES) if (a[k] !== b[k]) problems.push(`${k}=${a[k] ?? '(unset)'}, expected ${b[k] ?? '(unset)'}`);
+  for (const k of OWNED) if (a[k] !== b[k]) problems.push(`${k}=${a[k] ?? '(unset)'}, expected ${b[k] ?? '(unset)'}`);
   return problems;
 }

@@ -1,6 +1,6 @@
 /**
- * The config file of a real board (TOML; hil-tests/README.md, example in
- * hil-tests/board.example.toml). Pure: parse and check, every error naming the file and the field.
+ * The config file of a real board (TOML; described, with an example, in hil-tests/README.md).
+ * Pure: parse and check, every error naming the file and the field.
  */
 import { parse } from 'smol-toml';
 import type { Bootloader } from './board.ts';

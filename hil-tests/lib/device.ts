@@ -23,6 +23,8 @@ export interface BootCheck {
   from: string | null;
   rescue: boolean;
   failed_checks: string[];
+  /** The version of the agent that ran this boot-check (absent from agents before it). */
+  agent_version?: string;
 }
 
 export interface BootResult {
@@ -42,7 +44,7 @@ const PANIC_LINE = /Kernel panic - not syncing/;
 const BOOT_CHECK_LINE = /^larch: boot-check: (.*)\n/m;
 const SHELL_HANDOVER = /^larch: init: synced/m;
 /** The init's own failures (images/overlay/initramfs/usr/lib/larch/init `fail`): it then runs a rescue shell, boot-check never comes. */
-const INIT_FAILURE = /^larch: init: (?!slot [AB] mounted|synced|boot-check asks)(.*)\n/m;
+const INIT_FAILURE = /^larch: init: (?!slot [AB] mounted|agent |synced|boot-check asks)(.*)\n/m;
 
 function formatBootLines(boots: BootLine[]): string {
   return boots.map((b) => `slot ${b.slot}${b.rescue ? ' (rescue)' : ''}${b.wrote ? ' +write' : ''}`).join(', ') || 'no bootloader line';
@@ -138,8 +140,11 @@ export class Shell {
   }
 }
 
-/** The larch binary inside the booted tree's chroot (the sysroot is mounted at /sysroot). */
-export const LARCH = '/sysroot/larch/bin/larch';
+/**
+ * The larch binary the booted tree runs: its own agent (/usr/bin/larch), else the device's legacy
+ * one (the sysroot is mounted at /sysroot; docs/boot.md, "Which agent runs boot-check").
+ */
+export const LARCH = '"$([ -x /usr/bin/larch ] && echo /usr/bin/larch || echo /sysroot/larch/bin/larch)"';
 
 /** Runs `larch ARGS --json` on the board and parses the JSON it prints (the last {...} block). */
 export async function larchJson<T = any>(shell: Shell, args: string, timeoutMs?: number): Promise<{ code: number; json: T | null; out: string }> {

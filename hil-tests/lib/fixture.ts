@@ -57,6 +57,8 @@ export interface BaseImage {
   /** The interface `larch serve` listens on (127.0.0.1 for QEMU: slirp's 10.0.2.2 ends there). */
   listenHost: string;
   seconds: number;
+  /** The agent the image carries at /usr/bin/larch (the definition's `agent` is relative to images/, not to the copy). */
+  agent: string;
 }
 
 /** Builds the board's pristine disk image (once per run); the repo URL in it is http://10.0.2.2:PORT/. */
@@ -80,9 +82,10 @@ export async function buildBaseImage(board: string, architecture: 'amd64' | 'arm
   run(HOST_LARCH, ['keygen', '--out', join(workDir, 'vendor')]);
   const port = await freePort();
   const image = join(workDir, 'pristine.img');
-  const out = run(HOST_LARCH, ['image', 'build', definition, '--board', board, '--out', image, '--repo', repo, '--sign-key', join(workDir, 'vendor.key'), '--larch-bin', larchBinary(architecture), '--cache', DEB_CACHE, '--work-dir', workDir, '--repo-url', `http://${opts.serverHost ?? '10.0.2.2'}:${port}/`, '--json'], 'larch image build');
+  const agent = larchBinary(architecture);
+  const out = run(HOST_LARCH, ['image', 'build', definition, '--board', board, '--out', image, '--repo', repo, '--sign-key', join(workDir, 'vendor.key'), '--larch-bin', agent, '--agent', agent, '--cache', DEB_CACHE, '--work-dir', workDir, '--repo-url', `http://${opts.serverHost ?? '10.0.2.2'}:${port}/`, '--json'], 'larch image build');
   const built = JSON.parse(out) as { commit: string; version: string };
-  const base: BaseImage = { board, definition, repo, signKey: join(workDir, 'vendor.key'), image, commit: built.commit, version: built.version, port, listenHost: opts.listenHost ?? '127.0.0.1', seconds: (Date.now() - started) / 1000 };
+  const base: BaseImage = { board, definition, repo, signKey: join(workDir, 'vendor.key'), image, commit: built.commit, version: built.version, port, listenHost: opts.listenHost ?? '127.0.0.1', seconds: (Date.now() - started) / 1000, agent };
   writeFileSync(saved, JSON.stringify(base, null, 2) + '\n');
   return base;
 }
@@ -110,8 +113,11 @@ export interface Variant {
   version: string;
 }
 
-/** Composes a variant onto the device's ref in `repo` and publishes the summary; newer than everything before it. */
-export function composeVariant(base: BaseImage, repo: string, kind: VariantKind, n: number): Variant {
+/**
+ * Composes a variant onto the device's ref in `repo` and publishes the summary; newer than everything
+ * before it. It carries `agent` at /usr/bin/larch (default: the base image's).
+ */
+export function composeVariant(base: BaseImage, repo: string, kind: VariantKind, n: number, agent = base.agent): Variant {
   const def = parse(readFileSync(base.definition, 'utf8')) as Record<string, unknown>;
   const version = `${base.version}.${n}-${kind}`;
   def.version = version;
@@ -122,10 +128,22 @@ export function composeVariant(base: BaseImage, repo: string, kind: VariantKind,
   writeFileSync(path, stringify(def));
   // Newer than the base (2026-01-01) and than every earlier variant: upgrades refuse older timestamps.
   const timestamp = String(Date.UTC(2026, 0, 1) / 1000 + n * 86400);
-  const out = run(HOST_LARCH, ['compose', path, '--repo', repo, '--sign-key', base.signKey, '--cache', DEB_CACHE, '--timestamp', timestamp, '--json'], `larch compose ${path}`);
+  const out = run(HOST_LARCH, ['compose', path, '--repo', repo, '--sign-key', base.signKey, '--cache', DEB_CACHE, '--timestamp', timestamp, '--agent', agent, '--json'], `larch compose ${path}`);
   const commit = (JSON.parse(out) as { commit: string }).commit;
   run(HOST_LARCH, ['publish', '--repo', repo, '--sign-key', base.signKey]);
   return { kind, commit, version };
+}
+
+/**
+ * A larch binary for the architecture whose `--version` says `larch VERSION` (scripts/build.mjs with
+ * LARCH_BUILD_VERSION), built once into dir: the agents A1 and A2 of scenario agent.
+ */
+export function buildAgent(version: string, architecture: 'amd64' | 'arm64', dir: string): string {
+  const out = join(dir, `larch-${version}-${architecture}`);
+  if (existsSync(out)) return out;
+  const r = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), architecture === 'amd64' ? 'linux-x64' : 'linux-arm64', '--outfile', out], { encoding: 'utf8', env: { ...process.env, LARCH_BUILD_VERSION: version } });
+  if (r.status !== 0) throw new Error(`hil: building the ${version} agent for ${architecture} failed:\n${r.stderr.slice(-2000)}`);
+  return out;
 }
 
 /** `larch serve` of a repo on the port the image's config names. */

@@ -4,8 +4,8 @@
  * (start = power on, SIGKILL = power cut), the serial port is a pty opened with `serialport`.
  * QEMU starts paused (-S) and is let go (QMP `cont`) only once the pty is open: QEMU's pty drops
  * what it sends while nobody has it open, which would lose the bootloader's first lines.
- * TCG only: KVM is present but broken on the machines this was written on (see
- * /work/shared/research/boot-and-hil.md); never pass -enable-kvm.
+ * TCG only: KVM is present but broken on the machines this was written on; never pass
+ * -enable-kvm.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

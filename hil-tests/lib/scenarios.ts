@@ -5,5 +5,6 @@ import { badUpdateScenario } from '../scenarios/bad-update.ts';
 import { powerCutScenario } from '../scenarios/power-cut.ts';
 import { rollbackScenario } from '../scenarios/rollback.ts';
 import { bootTableScenario } from '../scenarios/boot-table.ts';
+import { agentScenario } from '../scenarios/agent.ts';
 
-export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario];
+export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario, agentScenario];

@@ -6,9 +6,9 @@
 import { type Ctx, type Scenario, expectThat } from '../lib/scenario.ts';
 import { formatBoots } from '../lib/boot-table.ts';
 
-export async function upgradeAndConfirm(ctx: Ctx, label: string): Promise<{ version: string; commit: string; slot: 'A' | 'B' }> {
+export async function upgradeAndConfirm(ctx: Ctx, label: string, opts: { agent?: string } = {}): Promise<{ version: string; commit: string; slot: 'A' | 'B' }> {
   const before = await ctx.status();
-  const v = ctx.compose('good');
+  const v = ctx.compose('good', opts.agent);
   const up = await ctx.larch('upgrade --reboot');
   expectThat(up.result === 'staged', `larch upgrade: expected result staged, got ${JSON.stringify(up).slice(0, 500)}`);
   const target: 'A' | 'B' = before.booted.slot === 'A' ? 'B' : 'A';

@@ -10,13 +10,18 @@ import { LarchError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { type HealthReport, runHealthChecks } from '../bootcount/health.ts';
 import { type BootCheckPlan, type BootState, type Slot, applyAll, bootloaderChoose, next, other, planBootCheck } from '../bootcount/state.ts';
-import { writeFileAtomic } from '../store/_durable.ts';
+import { writeFileAtomic } from '../_durable.ts';
 import { type BootEnvHealth, type LastBoot, bootedSlot, changeBootState, lastBootPath, readBootState, readJsonFile, readLkgMarker, realBootedSlot, writeLastBoot } from './boot.ts';
-import { DEFAULT_SYSROOT, type Sysroot } from './sysroot.ts';
-import { type DeploymentRecord, finalizeMarkerPath, readDeployment, recoverEtcSwap } from './deploy.ts';
+import type { Sysroot } from './sysroot.ts';
+import { type DeploymentRecord, encodeDeploymentRecord, finalizeMarkerPath, readDeployment, recoverEtcSwap } from './deploy.ts';
 import { failedReleasesPath, rememberBootFailure, rememberFailure } from './failed-store.ts';
 import { cleanup } from './update.ts';
 import { appendJournal } from './journal.ts';
+import { VERSION } from '../version.ts';
+import { execFile } from 'node:child_process';
+import { isAgentFile, treeAgentPath } from './agent-binary.ts';
+import { withDeviceLock } from './device-lock.ts';
+import { recordGoodRelease } from './release-floor.ts';
 
 export interface BootCheckOptions {
   /** Treat the health checks as failed (sim-boot --unhealthy: a stand-in for a broken tree). */
@@ -29,6 +34,8 @@ export interface BootCheckResult extends LastBoot {
   health: HealthReport | null;
   /** The boot env as this boot-check found it: ok, repaired (rewritten), or corrupt (a board env larch may not rewrite: nothing recorded). */
   boot_env: BootEnvHealth;
+  /** The version of the agent that ran this boot-check (V of `larch V`). */
+  agent_version: string;
 }
 
 /** @throws NOT_FOUND when no larch.slot= says which slot booted */
@@ -38,6 +45,7 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
   if (!slot) {
     throw new LarchError('NOT_FOUND', 'cannot tell which slot booted: the kernel command line has no larch.slot=A|B', {
       hint: 'boot through the larch boot script (board/uboot/boot.cmd or board/grub/grub.cfg), which adds larch.slot=; in a test sysroot run larch sim-boot',
+      data: { sysroot: sysroot.path, kernel_arg: 'larch.slot' },
     });
   }
   const swap = await recoverEtcSwap(sysroot, slot);
@@ -53,7 +61,7 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
     health = await runHealthChecks({ root: sysroot.deployDir(slot), timeoutMs: opts.timeoutMs, env: { ...process.env, LARCH_SLOT: slot, LARCH_SYSROOT: sysroot.path } });
     failed = health.required.filter((c) => !c.passed).map((c) => c.name);
     for (const c of [...health.required, ...health.wanted]) {
-      await journal({ event: 'health', message: `${c.kind} health check ${c.name} ${c.passed ? 'passed' : 'FAILED'}`, data: { check: c.name, kind: c.kind, passed: c.passed, exitCode: c.exitCode } });
+      await journal({ event: 'health', message: `${c.kind} health check ${c.name} ${c.passed ? 'passed' : 'FAILED'}`, data: { check: c.name, kind: c.kind, passed: c.passed, exit_code: c.exit_code } });
     }
   }
   const healthy = failed.length === 0;
@@ -91,7 +99,11 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
     'both-bad': `no slot is bootable and slot ${slot} (last known good) is unhealthy (${failed.join(', ')}): staying in rescue, not rebooting`,
   };
   const event = p.outcome === 'confirmed' ? 'mark-good' : p.outcome === 'both-bad' ? 'rescue' : 'boot';
-  await journal({ event, message: messages[p.outcome], data: { outcome: p.outcome, healthy, failed } });
+  await journal({ event, message: messages[p.outcome], data: { outcome: p.outcome, healthy, failed, agent_version: VERSION } });
+  // A slot good now raises the release floor to its release (release-floor.ts); never a reason for the boot check to fail.
+  if ((p.outcome === 'confirmed' || p.outcome === 'already-good') && env.health !== 'corrupt') {
+    await recordGoodRelease(sysroot, config, slot).catch((err) => journal({ event: 'error', message: `could not raise the release floor: ${(err as Error).message}`, data: { code: err instanceof LarchError ? err.code : 'INTERNAL' } }));
+  }
 
   const result: BootCheckResult = {
     time: new Date().toISOString(),
@@ -107,6 +119,7 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
     failed_checks: failed,
     health,
     boot_env: env.health,
+    agent_version: VERSION,
   };
   const { health: _omit, boot_env: _env, ...lastBoot } = result;
   // The env already says what happened; a full filesystem must not make a confirmed boot fail.
@@ -141,7 +154,7 @@ async function checkFinalized(sysroot: Sysroot, record: DeploymentRecord, swap: 
     await journal({ event: 'finalize', message: `the /etc merge of slot ${record.slot} at shutdown (finalize, started ${started.started}) was cut between its renames; completed now: its /etc has the edits made after the upgrade`, data: { interrupted: true, completed: true } });
   } else {
     updated = { ...record, finalizeInterrupted: { started: started.started, detected: new Date().toISOString(), from_slot: started.from_slot } };
-    await writeFileAtomic(sysroot.deployRecordPath(record.slot), JSON.stringify(updated, null, 2) + '\n');
+    await writeFileAtomic(sysroot.deployRecordPath(record.slot), encodeDeploymentRecord(updated));
     await journal({
       event: 'finalize',
       message: `the /etc merge of slot ${record.slot} at shutdown (finalize, started ${started.started}) did not complete: /etc edits made on slot ${started.from_slot} after the upgrade may be missing here; they are still in ${join(sysroot.deployDir(started.from_slot), 'etc')}`,
@@ -157,25 +170,53 @@ export interface SimBootResult {
   rescue: boolean;
   /** Whether the simulated bootloader wrote the env (spent a try, or set rescue). */
   wrote: boolean;
+  /** The booted deployment's own agent that ran boot-check; null: this process ran it. */
+  agent_path: string | null;
   check: BootCheckResult;
 }
 
 /**
  * A simulated reboot: the bootloader's step (bootloaderChoose, what board/ scripts do) on the
- * sysroot's real env file, the chosen slot recorded as the kernel command line, then boot-check.
- * An env with no valid copy reads as the scripts read it: the safe default (the LKG marker's slot),
- * no write; boot-check then repairs it. Refused on a real root (/, /sysroot) and on a system booted
- * through larch (larch.slot= on /proc/cmdline): there the env is the device's own.
+ * sysroot's real env file, the chosen slot recorded as the kernel command line, then boot-check,
+ * run as a booted device runs it: by the booted deployment's own agent (its /usr/bin/larch) when
+ * it carries one, else in this process. An env with no valid copy reads as the scripts read it:
+ * the safe default (the LKG marker's slot), no write; boot-check then repairs it. Refused on a
+ * real root (/, /sysroot) and on a system booted through larch (larch.slot= on /proc/cmdline):
+ * there the env is the device's own. Holds the device lock, but not while the deployment's agent
+ * runs (it takes the lock itself).
  * @throws USAGE on a real root
  */
 export async function simBoot(sysroot: Sysroot, opts: BootCheckOptions = {}): Promise<SimBootResult> {
   const real = await realBootedSlot();
-  if (sysroot.path === '/' || sysroot.path === DEFAULT_SYSROOT || real) {
+  if (sysroot.realDevice || real) {
     throw new LarchError('USAGE', `sim-boot refuses ${real ? `a system booted through larch (larch.slot=${real} on /proc/cmdline)` : `the real root '${sysroot.path}'`}: it rewrites the boot env as a reboot would`, {
       data: { sysroot: sysroot.path, booted: real },
       hint: 'run it on a test sysroot (a directory made with larch provision --sysroot DIR); on a device, reboot',
     });
   }
+  const locked = <T>(fn: () => Promise<T>) => withDeviceLock(sysroot, 'larch sim-boot', fn);
+  const step = await locked(async () => {
+    const c = await bootloaderStep(sysroot);
+    // --unhealthy stands in for a broken tree: this process fakes the failing checks.
+    const agent = opts.forceUnhealthy ? null : await ownAgent(sysroot, c.slot);
+    return { c, agent, check: agent ? null : await bootCheck(sysroot, opts) };
+  });
+  const { c, agent } = step;
+  let check = step.check;
+  let ran: string | null = null;
+  if (!check && agent) {
+    check = await agentBootCheck(agent, sysroot, opts);
+    if (check) ran = agent;
+    else {
+      await appendJournal(sysroot.journalPath, { event: 'error', slot: c.slot, message: `sim-boot: the agent of slot ${c.slot} (${agent}) cannot run on this machine: boot-check runs in the agent running sim-boot (larch ${VERSION})`, data: { agent_path: agent } });
+      check = await locked(() => bootCheck(sysroot, opts));
+    }
+  }
+  return { slot: c.slot, rescue: c.rescue, wrote: c.wrote, agent_path: ran, check: check! };
+}
+
+/** The bootloader's choice on the env file, recorded as the kernel command line. */
+async function bootloaderStep(sysroot: Sysroot): Promise<ReturnType<typeof bootloaderChoose>> {
   const config = await sysroot.readConfig();
   const store = await sysroot.envStore(config.bootloader);
   const lkgMarker = await readLkgMarker(sysroot, config.bootloader);
@@ -197,8 +238,37 @@ export async function simBoot(sysroot: Sysroot, opts: BootCheckOptions = {}): Pr
   await writeFileAtomic(sysroot.simCmdlinePath, `larch.slot=${c.slot}${c.rescue ? ' larch.rescue=1' : ''}\n`);
   failpoint('sim-boot::after-bootloader');
   await appendJournal(sysroot.journalPath, { event: 'boot', slot: c.slot, message: `bootloader booted slot ${c.slot}${c.rescue ? ' in rescue (no slot had tries left or was good)' : ''}${c.wrote ? ' and recorded the try' : ''}`, data: { rescue: c.rescue, wrote: c.wrote } });
-  const check = await bootCheck(sysroot, opts);
-  return { slot: c.slot, rescue: c.rescue, wrote: c.wrote, check };
+  return c;
+}
+
+/** The booted deployment's own agent (S/larch/deploy/X/usr/bin/larch), or null when it carries none. */
+async function ownAgent(sysroot: Sysroot, slot: Slot): Promise<string | null> {
+  const record = await readDeployment(sysroot, slot);
+  const path = treeAgentPath(sysroot.deployDir(slot));
+  return record && record.agent !== null && (await isAgentFile(path)) ? path : null;
+}
+
+/**
+ * `AGENT boot-check --json --no-reboot` on the sysroot, as the booted device would run it; its
+ * result, or null when the binary cannot run on this machine (another architecture).
+ * @throws the agent's own error (its code, message, hint and data)
+ */
+function agentBootCheck(agent: string, sysroot: Sysroot, opts: BootCheckOptions): Promise<BootCheckResult | null> {
+  const args = ['boot-check', '--sysroot', sysroot.path, '--json', '--no-reboot', ...(opts.timeoutMs === undefined ? [] : ['--timeout', String(Math.ceil(opts.timeoutMs / 1000))])];
+  return new Promise((resolve, reject) => {
+    execFile(agent, args, { encoding: 'utf8', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = (err as NodeJS.ErrnoException | null)?.code;
+      if (code === 'ENOEXEC' || code === 'EACCES' || code === 'ENOENT') return resolve(null);
+      let out: { error?: { code: string; message: string; hint: string; data: Record<string, unknown> } } & Partial<BootCheckResult>;
+      try {
+        out = JSON.parse(stdout);
+      } catch {
+        return reject(new LarchError('IO', `sim-boot: the agent of the booted deployment (${agent}) failed: ${stderr.trim() || err?.message || 'no output'}`, { data: { agent_path: agent } }));
+      }
+      if (out.error) return reject(new LarchError(out.error.code as ConstructorParameters<typeof LarchError>[0], out.error.message, { hint: out.error.hint, data: { ...out.error.data, agent_path: agent } }));
+      resolve(out as BootCheckResult);
+    });
+  });
 }
 
 /** `larch mark-good` / `mark-bad` by hand (default: the booted slot). */
@@ -206,12 +276,12 @@ export async function markSlot(sysroot: Sysroot, good: boolean, slotArg?: Slot, 
   const config = await sysroot.readConfig();
   const booted = await bootedSlot(sysroot);
   const slot = slotArg ?? booted;
-  if (!slot) throw new LarchError('USAGE', 'cannot tell which slot booted; name it with --slot A|B');
+  if (!slot) throw new LarchError('USAGE', 'cannot tell which slot booted; name it with --slot A|B', { data: { option: 'slot' } });
   const record = await readDeployment(sysroot, slot);
-  if (good && !record) throw new LarchError('NOT_FOUND', `slot ${slot} holds no deployment; nothing to mark good`);
+  if (good && !record) throw new LarchError('NOT_FOUND', `slot ${slot} holds no deployment; nothing to mark good`, { data: { slot } });
   await changeBootState(sysroot, config, (state) => {
     if (!good && !opts.force && isOnlyGood(state, slot, booted)) {
-      throw new LarchError('INVALID_INPUT', `slot ${slot}${record ? ` (version ${record.version})` : ''} is the only slot known to boot: marking it bad could leave the device with nothing to boot`, {
+      throw new LarchError('REFUSED', `slot ${slot}${record ? ` (version ${record.version})` : ''} is the only slot known to boot: marking it bad could leave the device with nothing to boot`, {
         hint: `pass --force if you mean it; to get rid of a bad update instead, mark that slot bad (--slot ${other(slot)}) or 'larch deploy' another version first`,
         data: { reason: 'only-good-slot', slot },
       });
@@ -220,6 +290,7 @@ export async function markSlot(sysroot: Sysroot, good: boolean, slotArg?: Slot, 
   });
   // The commit lets a damaged env be reconstructed (reconstruct() in boot.ts): this deployment was confirmed.
   await appendJournal(sysroot.journalPath, { event: good ? 'mark-good' : 'mark-bad', slot, commit: record?.commit, version: record?.version, message: `slot ${slot} marked ${good ? 'good' : 'bad'} by hand` });
+  if (good) await recordGoodRelease(sysroot, config, slot);
   // A release marked bad is not staged again by itself (failed-releases.ts).
   if (!good && record) {
     const last = await readJsonFile<LastBoot>(lastBootPath(sysroot)).catch(() => null);

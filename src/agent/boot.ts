@@ -16,8 +16,8 @@ import { LarchError, fromSystemError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { type EnvStore } from '../bootcount/env-store.ts';
 import { formatFwEnvConfig, parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
-import { type BootState, type EnvProblem, type Slot, INITIAL_STATE, SLOTS, decode, encode, findProblems, markerSlot, mergeInto, other } from '../bootcount/state.ts';
-import { fsyncPath, writeFileAtomic } from '../store/_durable.ts';
+import { type BootState, type EnvProblem, type Slot, INITIAL_STATE, SLOTS, decode, encode, findProblems, markerSlot, mergeInto, other, provedState } from '../bootcount/state.ts';
+import { fsyncPath, writeFileAtomic } from '../_durable.ts';
 import { readDeployment } from './deploy.ts';
 import { appendJournal, readJournal } from './journal.ts';
 import type { BootloaderKind, DeviceConfig, Sysroot } from './sysroot.ts';
@@ -137,10 +137,7 @@ export async function reconstruct(sysroot: Sysroot, marker: Slot, booted: Slot |
     const forThisDeployment = record && last && (last.commit ? last.commit === record.commit : last.time >= record.deployedAt);
     if (forThisDeployment && (last.event === 'mark-good' || last.event === 'provision')) proved.add(slot);
   }
-  const good = (slot: Slot) => ({ good: proved.has(slot), triesLeft: 0 });
-  const lastGood = proved.has(marker) || proved.size === 0 ? marker : other(marker);
-  const first = booted && proved.has(booted) ? booted : lastGood;
-  return { order: [first, other(first)], slots: { A: good('A'), B: good('B') }, lastGood, rescue: false };
+  return provedState(proved, marker, booted);
 }
 
 function describeState(s: BootState): string {
@@ -197,11 +194,12 @@ export async function readBootState(sysroot: Sysroot, config: DeviceConfig): Pro
 /**
  * Changes the boot state in one locked read-modify-write of the env (all larch variables at
  * once, every other variable kept), then moves the LKG marker to the new last known good slot.
- * `change` returns the new state, or null for no write.
+ * `change` returns the new state, or null for no write. `extra`: other variables set (null:
+ * removed) in the same write, e.g. the release floor's (release-floor.ts).
  * @throws ENV_CORRUPT for a damaged board env (with the restore command); IO saying what the env
  *         holds when the write failed after it may have taken effect
  */
-export async function changeBootState(sysroot: Sysroot, config: DeviceConfig, change: (state: BootState) => BootState | null): Promise<BootState> {
+export async function changeBootState(sysroot: Sysroot, config: DeviceConfig, change: (state: BootState) => BootState | null, extra?: ReadonlyMap<string, string | null>): Promise<BootState> {
   const { store, report, marker } = await openBootEnv(sysroot, config);
   if (report.health === 'corrupt') throw new LarchError('ENV_CORRUPT', `${report.message}; larch does not change it`, { data: { boot_env: 'corrupt' }, hint: report.hint! });
   let result: BootState | null = null;
@@ -218,6 +216,10 @@ export async function changeBootState(sysroot: Sysroot, config: DeviceConfig, ch
       const target = markerSlot(after);
       if (target !== marker && before.slots[target].good && after.slots[target].good) await writeLkgMarker(sysroot, config.bootloader, target);
       const merged = mergeInto(vars, after);
+      for (const [k, v] of extra ?? []) {
+        if (v === null) merged.delete(k);
+        else merged.set(k, v);
+      }
       wanted = merged;
       vars.clear();
       for (const [k, v] of merged) vars.set(k, v);
@@ -319,6 +321,6 @@ export async function readJsonFile<T>(path: string): Promise<T | null> {
   try {
     return JSON.parse(text) as T;
   } catch {
-    throw new LarchError('INVALID_INPUT', `${path}: not valid JSON`, { hint: 'remove the file; larch writes it again at the next boot-check or upgrade' });
+    throw new LarchError('INVALID_INPUT', `${path}: not valid JSON`, { hint: 'remove the file; larch writes it again at the next boot-check or upgrade', data: { path } });
   }
 }

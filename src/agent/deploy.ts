@@ -11,17 +11,19 @@
  * /boot. Node has no openat2(RESOLVE_BENEATH), so paths in the checkout are used only after an
  * lstat of each component says they are what the plan expects.
  */
-import { spawnSync } from 'node:child_process';
 import { copyFile, lstat, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
+import { fromSnakeKeys, snakeKeysDeep, toSnakeKeys } from '../_keys.ts';
 import { failpoint } from '../failpoint.ts';
 import type { Slot } from '../bootcount/state.ts';
-import { fsyncPath, syncFilesystem, writeFileAtomic } from '../store/_durable.ts';
+import { fsyncPath, syncFilesystem, writeFileAtomic } from '../_durable.ts';
+import { runTool } from '../_run.ts';
 import { checkout } from '../store/checkout.ts';
 import type { ObjectId } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
 import type { Sysroot } from './sysroot.ts';
+import { type RecordedAgent, keepLegacyAgent, recordAgent } from './agent-binary.ts';
 
 /** S/larch/deploy/X.json */
 export interface DeploymentRecord {
@@ -50,6 +52,11 @@ export interface DeploymentRecord {
    * started and did not complete: /etc edits made after the upgrade may be missing from it.
    */
   finalizeInterrupted?: { started: string; detected: string; from_slot: Slot };
+  /**
+   * The agent the tree carries at /usr/bin/larch (null: none, the legacy S/larch/bin/larch runs
+   * this deployment). Absent in records written before agents were recorded.
+   */
+  agent?: RecordedAgent | null;
 }
 
 /** S/larch/deploy/X.finalizing: written when finalize starts on slot X, removed when it completes. */
@@ -146,6 +153,9 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
     // ...and on vfat the renamed directories' entries are only durable once the partition is.
     await syncFilesystem(sysroot.bootDir);
     failpoint('deploy::after-slot-rename');
+    // The agent that will run this deployment: its own, read now; else the device keeps the one it runs.
+    const agent = await recordAgent(dir);
+    if (!agent && opts.merge) await keepLegacyAgent(sysroot, sysroot.deployDir(opts.merge.bootedSlot));
 
     const record: DeploymentRecord = {
       slot,
@@ -159,8 +169,9 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
       bootFiles,
       ...(Object.keys(plan.aliases).length > 0 ? { bootAliases: plan.aliases } : {}),
       etcMerge,
+      agent,
     };
-    await writeFileAtomic(sysroot.deployRecordPath(slot), JSON.stringify(record, null, 2) + '\n');
+    await writeFileAtomic(sysroot.deployRecordPath(slot), encodeDeploymentRecord(record));
     failpoint('deploy::after-record-write');
     return record;
   } catch (err) {
@@ -212,6 +223,14 @@ export async function recoverEtcSwap(sysroot: Sysroot, slot: Slot): Promise<'new
   return null;
 }
 
+/** The record's fields stored under snake_case keys (records before 0.2 used these names; they are still read). */
+const RECORD_KEYS = ['signedBy', 'deployedAt', 'bootFiles', 'bootAliases', 'etcMerge', 'finalizeInterrupted'] as const;
+
+/** The text of S/larch/deploy/X.json. */
+export function encodeDeploymentRecord(record: DeploymentRecord): string {
+  return JSON.stringify(toSnakeKeys(record, RECORD_KEYS), null, 2) + '\n';
+}
+
 /** The slot's record, or null when the slot holds no complete deployment. */
 export async function readDeployment(sysroot: Sysroot, slot: Slot): Promise<DeploymentRecord | null> {
   let text: string;
@@ -222,12 +241,13 @@ export async function readDeployment(sysroot: Sysroot, slot: Slot): Promise<Depl
     throw fromSystemError(err, 'read', sysroot.deployRecordPath(slot));
   }
   try {
-    const record = JSON.parse(text) as DeploymentRecord;
+    const record = fromSnakeKeys(JSON.parse(text), RECORD_KEYS) as unknown as DeploymentRecord;
     if (record.slot !== slot || typeof record.commit !== 'string') throw new Error('wrong slot or no commit');
+    if (record.etcMerge?.plan) record.etcMerge.plan = snakeKeysDeep(record.etcMerge.plan);
     if (!(await isDir(sysroot.deployDir(slot)))) return null;
     return record;
   } catch (err) {
-    throw new LarchError('INVALID_INPUT', `${sysroot.deployRecordPath(slot)}: not a deployment record: ${(err as Error).message}`, { hint: 'deploy to the slot again (larch upgrade or deploy)' });
+    throw new LarchError('INVALID_INPUT', `${sysroot.deployRecordPath(slot)}: not a deployment record: ${(err as Error).message}`, { hint: 'deploy to the slot again (larch upgrade or deploy)', data: { path: sysroot.deployRecordPath(slot), slot } });
   }
 }
 
@@ -385,9 +405,8 @@ function compareVersions(a: string, b: string): number {
 
 /** A real copy (owners, modes, times, symlinks kept): `cp -a`, which coreutils and busybox both have. */
 async function copyTree(src: string, dest: string): Promise<void> {
-  const r = spawnSync('cp', ['-a', '--', src, dest], { encoding: 'utf8' });
-  if (r.error) throw new LarchError('TOOL_MISSING', `cannot run 'cp': ${r.error.message}`);
-  if (r.status !== 0) {
+  const r = await runTool('cp', ['-a', '--', src, dest], { purpose: 'to copy a directory tree', hint: "busybox's cp works too" });
+  if (r.code !== 0) {
     if (/No space left/.test(r.stderr)) throw new LarchError('NO_SPACE', `copy '${src}' to '${dest}': no space left on device`, { data: { path: dest } });
     throw new LarchError('IO', `copy '${src}' to '${dest}' failed: ${r.stderr.trim()}`, { data: { path: dest } });
   }

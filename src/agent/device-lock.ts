@@ -27,7 +27,7 @@ function waitMs(): number {
   const env = process.env.LARCH_LOCK_TIMEOUT;
   if (env === undefined || env === '') return DEFAULT_LOCK_WAIT_MS;
   const s = Number(env);
-  if (!Number.isFinite(s) || s < 0) throw new LarchError('USAGE', `LARCH_LOCK_TIMEOUT must be a number of seconds, got '${env}'`);
+  if (!Number.isFinite(s) || s < 0) throw new LarchError('USAGE', `LARCH_LOCK_TIMEOUT must be a number of seconds, got '${env}'`, { data: { env: 'LARCH_LOCK_TIMEOUT', value: env } });
   return s * 1000;
 }
 

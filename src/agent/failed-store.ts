@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import type { Slot } from '../bootcount/state.ts';
-import { writeFileAtomic } from '../store/_durable.ts';
+import { writeFileAtomic } from '../_durable.ts';
 import { type LastBoot, readJsonFile } from './boot.ts';
 import { readDeployment } from './deploy.ts';
 import { EMPTY_FAILED_RELEASES, type FailedRelease, type FailedReleases, forgetFailure, formatFailedReleases, recordFailure, toFailedReleases } from './failed-releases.ts';
@@ -24,7 +24,7 @@ export async function readFailedReleases(sysroot: Sysroot): Promise<FailedReleas
   try {
     return toFailedReleases(json);
   } catch (err) {
-    throw new LarchError('INVALID_INPUT', `${path}: not a list of failed releases: ${(err as Error).message}`, { hint: 'remove the file (the device then forgets which releases failed on it); docs/formats.md describes it' });
+    throw new LarchError('INVALID_INPUT', `${path}: not a list of failed releases: ${(err as Error).message}`, { hint: 'remove the file (the device then forgets which releases failed on it); docs/formats.md describes it', data: { path } });
   }
 }
 

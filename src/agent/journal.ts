@@ -11,6 +11,7 @@
 import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
+import { snakeKeysDeep } from '../_keys.ts';
 
 /** Size at which journal.jsonl is rotated to journal.1.jsonl. */
 export const JOURNAL_MAX_BYTES = 256 * 1024;
@@ -37,6 +38,8 @@ export type JournalEvent =
   | 'finalize'
   | 'cleanup'
   | 'pin'
+  | 'layer'
+  | 'trust'
   | 'announce'
   | 'command'
   | 'reboot'
@@ -130,6 +133,8 @@ async function readJournalFile(path: string): Promise<JournalEntry[]> {
     if (line.trim() === '') continue;
     try {
       const e = JSON.parse(line) as JournalEntry;
+      // Entries before 0.2 may hold camelCase keys in data: read them as they are written now.
+      if (e.data !== undefined) e.data = snakeKeysDeep(e.data) as Record<string, unknown>;
       if (typeof e.time === 'string' && typeof e.event === 'string') entries.push(e);
     } catch {
       // A torn last line after a power cut: the step it described did not complete.

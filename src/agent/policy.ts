@@ -1,19 +1,20 @@
 /**
  * The daemon's update policy and its configuration file (docs/fleet.md): S/larch/daemon.conf,
  * then S/larch/daemon.conf.d/*.conf in name order, each key set later overriding an earlier one,
- * then the command line. The format is a subset of TOML (so a TOML reader could take over):
+ * then the command line. Each file is TOML (read by smol-toml) with top-level keys only:
  *
  *   # comment
- *   policy = "apply"          a double-quoted string (\" and \\ escapes)
- *   jitter_s = 30             a non-negative integer, or a decimal (wariness = 0.5)
+ *   policy = "apply"          a string
+ *   jitter_s = 30             a non-negative integer, or a number (wariness = 0.5)
  *   mqtt_url = "mqtts://broker.example:8883"
- *   reboot_windows = ["Mon,Wed 02:00 60m", "Sat 22:00 3h"]   a one-line array of strings
+ *   reboot_windows = ["Mon,Wed 02:00 60m", "Sat 22:00 3h"]   an array of strings
  *
- * No tables, no multi-line arrays. Unknown keys and bad values are refused with the file and
- * line; settings that only make sense together (reboot_strategy and its windows or lock URL)
- * are checked once all files are read, naming the file and line that chose the strategy.
+ * Invalid TOML, tables, unknown keys and bad values are refused with the file and line (and the
+ * key); settings that only make sense together (reboot_strategy and its windows or lock URL) are
+ * checked once all files are read, naming the file and line that chose the strategy.
  */
 import { readdir, readFile } from 'node:fs/promises';
+import { TomlError, parse as parseToml } from 'smol-toml';
 import { isAbsolute, join } from 'node:path';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
 import { FLEET_LOCK_GROUP } from './fleetlock.ts';
@@ -40,7 +41,7 @@ export interface DaemonConfig {
   jitterS: number;
   /** Publish the status at least this often even when nothing changed. */
   statusIntervalS: number;
-  /** Poll the HTTP summary this often (0: only act on announcements and commands). */
+  /** Poll the summary this often, the first time within jitterS of the start (0: only act on announcements and commands). */
   checkIntervalS: number;
   /** After an announced update fails, try it again after about this long, doubling each time (0: never). */
   retryIntervalS: number;
@@ -77,7 +78,8 @@ export const DEFAULT_DAEMON_CONFIG: DaemonConfig = {
   policy: 'check',
   jitterS: 60,
   statusIntervalS: 60,
-  checkIntervalS: 0,
+  // As Zincati's and rpm-ostree's automatic updates, the remote is polled by default (hourly, with jitter).
+  checkIntervalS: 3600,
   retryIntervalS: 60,
   retryMaxS: 3600,
   pollIntervalMs: 1000,
@@ -121,24 +123,6 @@ const KEYS: Record<string, { field: keyof DaemonConfig; kind: Kind }> = {
   min_speed_time_s: { field: 'minSpeedTimeS', kind: 'uint' },
 };
 
-const STRING = /^"((?:[^"\\]|\\["\\])*)"/;
-const unescape = (s: string) => s.replace(/\\(["\\])/g, '$1');
-
-/** A one-line array of quoted strings: ["a", "b"] (a trailing comma allowed, as in TOML). Null when malformed. */
-function parseStringArray(raw: string): string[] | null {
-  let rest = raw.slice(1).trimStart();
-  const out: string[] = [];
-  for (;;) {
-    if (rest.startsWith(']')) return rest.slice(1).trim() === '' ? out : null;
-    const m = STRING.exec(rest);
-    if (!m) return null;
-    out.push(unescape(m[1]));
-    rest = rest.slice(m[0].length).trimStart();
-    if (rest.startsWith(',')) rest = rest.slice(1).trimStart();
-    else if (!rest.startsWith(']')) return null;
-  }
-}
-
 /**
  * How long to wait before the next attempt at a failed announced update: retry_interval_s,
  * doubled per failure up to retry_max_s, times 0.5..1 (random: 0..1) so that a fleet that
@@ -154,82 +138,107 @@ export function isPolicy(s: string): s is Policy {
   return (POLICIES as readonly string[]).includes(s);
 }
 
-/** Parses one file's text into the keys it sets. @throws INVALID_INPUT naming file:line */
+/** The way the files are written, for hints. */
+const FORMAT_HINT = 'daemon.conf is TOML with top-level keys only: key = "text", key = 30, key = ["text", "text"]; docs/fleet.md lists the keys';
+
+/** What a TOML value is, for messages. */
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return `the string '${quash(v, 40)}'`;
+  if (typeof v === 'number') return Number.isInteger(v) ? `the integer ${v}` : `the number ${v}`;
+  if (typeof v === 'boolean') return `${v}`;
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Date) return 'a date';
+  return 'a table';
+}
+
+/**
+ * The line that sets `key` (1-based), for messages and for checkRebootSettings: smol-toml gives
+ * values, not their positions. A key is set at most once per file (TOML refuses a second), so the
+ * first line that assigns it is the one.
+ */
+function lineOf(lines: string[], key: string): number | undefined {
+  const escaped = key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const assign = new RegExp(`^\\s*(?:${escaped}|"${escaped}"|'${escaped}')\\s*[=.]`);
+  const header = new RegExp(`^\\s*\\[+\\s*(?:${escaped}|"${escaped}"|'${escaped}')\\s*[\\].]`);
+  const i = lines.findIndex((l) => assign.test(l) || header.test(l));
+  return i < 0 ? undefined : i + 1;
+}
+
+/** Parses one file's text into the keys it sets. @throws INVALID_INPUT naming the file, the line and the key */
 export function parseDaemonConfig(textIn: string, file: string, origins?: Map<string, { file: string; line: number }>): Partial<DaemonConfig> {
-  const out: Partial<DaemonConfig> = {};
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(textIn, { maxDepth: 4 }) as Record<string, unknown>;
+  } catch (err) {
+    if (!(err instanceof TomlError)) throw err;
+    const why = err.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
+    throw new LarchError('INVALID_INPUT', `${file}:${err.line}: not valid TOML (column ${err.column}): ${why}`, { hint: FORMAT_HINT, data: { file, line: err.line, column: err.column }, cause: err });
+  }
   const lines = textIn.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i].trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const bad = (why: string): never => {
-      throw new LarchError('INVALID_INPUT', `${file}:${i + 1}: ${why}`, { hint: 'lines are key = "text" or key = number; docs/fleet.md lists the keys', data: { file, line: i + 1 } });
+  const out: Partial<DaemonConfig> = {};
+  // In file order, so the first bad line is the one reported.
+  const lineByKey = new Map(Object.keys(doc).map((k) => [k, lineOf(lines, k)]));
+  const keys = [...lineByKey.keys()].sort((x, y) => (lineByKey.get(x) ?? Infinity) - (lineByKey.get(y) ?? Infinity));
+  for (const key of keys) {
+    let value = doc[key];
+    const line = lineByKey.get(key);
+    const bad = (why: string, hint = FORMAT_HINT): never => {
+      throw new LarchError('INVALID_INPUT', `${file}${line ? `:${line}` : ''}: ${why}`, { hint, data: { file, ...(line ? { line } : {}), key: quash(key, 40) } });
     };
-    const m = /^([a-z_]+)\s*=\s*(.*?)\s*(#[^"\]]*)?$/.exec(line);
-    if (!m) bad(`expected key = value, got '${quash(line, 60)}'`);
-    const [, key, raw] = m!;
-    const spec = KEYS[key];
-    if (!spec) bad(`unknown key '${quash(key, 40)}'`);
-    let value: string | number | string[];
-    if (raw.startsWith('"')) {
-      const s = /^"((?:[^"\\]|\\["\\])*)"$/.exec(raw);
-      if (!s) bad(`unterminated or malformed string for '${key}'`);
-      value = unescape(s![1]);
-    } else if (raw.startsWith('[')) {
-      if (spec.kind !== 'windows') bad(`'${key}' takes one value, not an array`);
-      const a = parseStringArray(raw);
-      if (!a) bad(`malformed array for '${key}': write ["text", "text"] on one line`);
-      value = a!;
-    } else if (/^\d+(\.\d+)?$/.test(raw)) {
-      value = Number(raw);
-    } else {
-      value = bad(`value of '${key}' must be a quoted string or a number, got '${quash(raw, 40)}'`);
+    const spec = Object.hasOwn(KEYS, key) ? KEYS[key] : undefined;
+    const isTable = typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
+    if (!spec) {
+      if (isTable) bad(`'${quash(key, 40)}' is a table: daemon.conf has no tables`, 'write the keys at the top level, before any [section] line; docs/fleet.md lists them');
+      bad(`unknown key '${quash(key, 40)}'`, `the keys are ${Object.keys(KEYS).join(', ')} (docs/fleet.md)`);
     }
-    switch (spec.kind) {
+    const got = describeValue(value);
+    if (Array.isArray(value) && spec!.kind !== 'windows') bad(`'${key}' takes one value, not an array`);
+    switch (spec!.kind) {
       case 'string':
-        if (typeof value !== 'string' || value === '') bad(`'${key}' must be a non-empty quoted string`);
+        if (typeof value !== 'string' || value === '') bad(`'${key}' must be a non-empty quoted string, got ${got}`);
         break;
       case 'policy':
-        if (typeof value !== 'string' || !isPolicy(value)) bad(`'${key}' must be one of ${POLICIES.join(', ')}`);
+        if (typeof value !== 'string' || !isPolicy(value)) bad(`'${key}' must be one of ${POLICIES.join(', ')}, got ${got}`, `e.g. ${key} = "apply"`);
         break;
       case 'uint':
-        if (typeof value !== 'number' || !Number.isSafeInteger(value)) bad(`'${key}' must be a non-negative integer`);
+        if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) bad(`'${key}' must be a non-negative integer, got ${got}`, `e.g. ${key} = 60 (no quotes)`);
         break;
       case 'fraction':
-        if (typeof value !== 'number' || value < 0 || value > 1) bad(`'${key}' must be a number from 0 to 1`);
+        if (typeof value !== 'number' || value < 0 || value > 1) bad(`'${key}' must be a number from 0 to 1, got ${got}`, `e.g. ${key} = 0.5`);
         break;
       case 'strategy':
-        if (typeof value !== 'string' || !(REBOOT_STRATEGIES as readonly string[]).includes(value)) bad(`'${key}' must be one of ${REBOOT_STRATEGIES.join(', ')}`);
+        if (typeof value !== 'string' || !(REBOOT_STRATEGIES as readonly string[]).includes(value)) bad(`'${key}' must be one of ${REBOOT_STRATEGIES.join(', ')}, got ${got}`);
         break;
       case 'windows': {
         const specs = typeof value === 'string' ? [value] : value;
-        if (!Array.isArray(specs)) bad(`'${key}' must be a quoted window or an array of them, e.g. ["Mon,Wed 02:00 60m"]`);
+        if (!Array.isArray(specs) || !specs.every((w) => typeof w === 'string')) bad(`'${key}' must be a quoted window or an array of them, got ${got}`, `e.g. ${key} = ["Mon,Wed 02:00 60m"] (days, UTC start, length)`);
         for (const w of specs as string[]) {
           try {
             parseWindowSpec(w);
           } catch (err) {
-            bad((err as Error).message);
+            bad((err as Error).message, `e.g. ${key} = ["Mon,Wed 02:00 60m"] (days, UTC start, length)`);
           }
         }
-        value = specs as string[];
+        value = specs;
         break;
       }
       case 'url':
-        if (typeof value !== 'string' || !/^https?:\/\/[^/\s]+(\/\S*)?$/.test(value)) bad(`'${key}' must be an http:// or https:// URL`);
+        if (typeof value !== 'string' || !/^https?:\/\/[^/\s]+(\/\S*)?$/.test(value)) bad(`'${key}' must be an http:// or https:// URL, got ${got}`);
         break;
       case 'group':
-        if (typeof value !== 'string' || !FLEET_LOCK_GROUP.test(value)) bad(`'${key}' must be letters, digits, '.' and '-'`);
+        if (typeof value !== 'string' || !FLEET_LOCK_GROUP.test(value)) bad(`'${key}' must be letters, digits, '.' and '-', got ${got}`);
         break;
       case 'listen':
         try {
-          if (typeof value !== 'string') throw new Error('it must be a quoted "HOST:PORT"');
+          if (typeof value !== 'string') throw new Error(`it must be a quoted "HOST:PORT", got ${got}`);
           parseListen(value);
         } catch (err) {
-          bad(`'${key}': ${(err as Error).message}`);
+          bad(`'${key}': ${(err as Error).message}`, `e.g. ${key} = "127.0.0.1:9105"`);
         }
         break;
     }
-    (out as Record<string, unknown>)[spec.field] = value;
-    origins?.set(key, { file, line: i + 1 });
+    (out as Record<string, unknown>)[spec!.field] = value;
+    if (line) origins?.set(key, { file, line });
   }
   return out;
 }

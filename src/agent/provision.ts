@@ -12,24 +12,28 @@
 import { createHash } from 'node:crypto';
 import { access, mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { LarchError, fromSystemError } from '../errors.ts';
+import { LarchError, fromSystemError, quash } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import type { Slot } from '../bootcount/state.ts';
 import { isValidDeviceId } from '../mqtt/format.ts';
-import { fsyncPath, syncFilesystem, writeFileAtomic } from '../store/_durable.ts';
+import { fsyncPath, syncFilesystem, writeFileAtomic } from '../_durable.ts';
 import { readPublicKey, keyId, formatPublicKey } from '../store/sign.ts';
 import { verifyCommit } from '../store/signatures.ts';
+import { refuseRemoteLocal } from './layering/trust.ts';
+import { type Binding, bindingValueProblem } from '../store/binding.ts';
 import { Repo } from '../store/repo.ts';
-import { findDelta } from '../server/summary.ts';
+import { findDelta } from '../protocol/summary.ts';
 import { createBootEnv } from './boot.ts';
 import { readDeployment, writeDeployment } from './deploy.ts';
 import { formatFailedReleases } from './failed-releases.ts';
 import { failedReleasesPath, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
+import { bindingConfig, provisionBinding } from './product-binding.ts';
 import { parseDaemonConfig } from './policy.ts';
 import { type BootloaderKind, type DeviceConfig, IDENTITY_FILES, type RemoteMqttAuth, Sysroot } from './sysroot.ts';
-import type { Remote } from './update.ts';
+import type { Remote } from './remote/remote.ts';
+import { carryLegacyAgent } from './agent-binary.ts';
 
 /** The device's own settings, written under S/larch where the daemon and the remote read them. */
 export interface DeviceIdentity {
@@ -64,6 +68,11 @@ export interface ProvisionOptions {
   identity?: DeviceIdentity;
   /** Provision again from scratch, whatever the sysroot holds. */
   force?: boolean;
+  /**
+   * What the device is bound to (product-binding.ts): --collection-id, --compatible,
+   * --architecture. Each one not given is taken from the summary (collection id) or the commit.
+   */
+  bind?: Partial<Binding>;
   progress?: (done: number, total: number | null) => void;
 }
 
@@ -75,6 +84,8 @@ export interface ProvisionResult {
   version: string;
   bootloader: BootloaderKind;
   download: { via: 'delta' | 'objects' | 'none'; bytes: number };
+  /** The agent of the installed commit (its /usr/bin/larch; version null: unknown); null: the commit carries none. */
+  agent: { version: string | null } | null;
 }
 
 /**
@@ -99,6 +110,10 @@ export interface ProvisionRequest {
   mqtt_key: string | null;
   /** Drop-in name -> SHA-256. */
   daemon_conf: Record<string, string>;
+  /** --collection-id, --compatible, --architecture as given (null: taken from the summary or commit). */
+  collection_id?: string | null;
+  compatible?: string | null;
+  architecture?: string | null;
 }
 
 interface ProvisionRecord {
@@ -134,7 +149,7 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
     if (existing) {
       const differs = differingOptions(existing.options, existing.installed, input.request);
       if (differs.length === 0) {
-        return { result: 'already-provisioned', sysroot: sysroot.path, slot: 'A', commit: existing.installed.commit, version: existing.installed.version, bootloader: existing.options.bootloader, download: { via: 'none', bytes: 0 } };
+        return { result: 'already-provisioned', sysroot: sysroot.path, slot: 'A', commit: existing.installed.commit, version: existing.installed.version, bootloader: existing.options.bootloader, download: { via: 'none', bytes: 0 }, agent: existing.agent };
       }
       throw new LarchError('EXISTS', `${sysroot.path} is already provisioned, with other ${differs.join(', ')}`, {
         hint: 'run provision with the options the sysroot was provisioned with (S/larch/provision.json), or add --force to provision it again from scratch (its keys, config and deployments are replaced)',
@@ -146,6 +161,8 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
   try {
     const result = await build(staging, opts, input);
     await keepFailedReleases(sysroot, staging);
+    // A commit without an agent: the device keeps the one it has (S/larch/bin/larch).
+    if (!result.agent) await carryLegacyAgent(sysroot, staging);
     failpoint('provision::after-staged');
     await moveIntoPlace(sysroot, staging, opts.bootloader, input.boardEnvConfig);
     return { ...result, sysroot: sysroot.path };
@@ -176,7 +193,7 @@ const sha256 = (data: Uint8Array | string) => createHash('sha256').update(data).
 
 /** @throws USAGE, NOT_FOUND, KEY_INVALID, INVALID_INPUT naming the file */
 async function readInputs(opts: ProvisionOptions): Promise<Inputs> {
-  if (opts.keys.length === 0) throw new LarchError('USAGE', 'provision: --keys K.pub is required (the keys the device trusts)');
+  if (opts.keys.length === 0) throw new LarchError('USAGE', 'provision: --keys K.pub is required (the keys the device trusts)', { data: { command: 'provision', option: 'keys' } });
   const keys = new Map<string, Uint8Array>();
   for (const k of opts.keys) {
     const pub = await readPublicKey(k);
@@ -184,7 +201,7 @@ async function readInputs(opts: ProvisionOptions): Promise<Inputs> {
   }
   const boardEnvConfig = opts.fwEnvConfig === undefined ? null : await readBoardEnvConfig(opts.fwEnvConfig, opts.bootloader);
   const id = opts.identity ?? {};
-  if (id.deviceId !== undefined && !isValidDeviceId(id.deviceId)) throw new LarchError('USAGE', `provision: '${id.deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`);
+  if (id.deviceId !== undefined && !isValidDeviceId(id.deviceId)) throw new LarchError('USAGE', `provision: '${id.deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`, { data: { command: 'provision', option: 'device-id', value: id.deviceId } });
   const files: Inputs['files'] = {};
   for (const k of Object.keys(IDENTITY_FILES) as IdentityFile[]) {
     const path = id[k];
@@ -193,8 +210,8 @@ async function readInputs(opts: ProvisionOptions): Promise<Inputs> {
   const dropins: Inputs['dropins'] = [];
   for (const path of id.daemonConf ?? []) {
     const name = basename(path);
-    if (!name.endsWith('.conf')) throw new LarchError('USAGE', `provision: --daemon-conf '${path}': the name must end in .conf (the daemon reads daemon.conf.d/*.conf)`);
-    if (name === PROVISION_DROPIN || dropins.some((d) => d.name === name)) throw new LarchError('USAGE', `provision: --daemon-conf '${path}': another drop-in is already named ${name}`, { hint: `give each --daemon-conf file its own name (${PROVISION_DROPIN} is provision's own)` });
+    if (!name.endsWith('.conf')) throw new LarchError('USAGE', `provision: --daemon-conf '${path}': the name must end in .conf (the daemon reads daemon.conf.d/*.conf)`, { data: { command: 'provision', option: 'daemon-conf', path } });
+    if (name === PROVISION_DROPIN || dropins.some((d) => d.name === name)) throw new LarchError('USAGE', `provision: --daemon-conf '${path}': another drop-in is already named ${name}`, { hint: `give each --daemon-conf file its own name (${PROVISION_DROPIN} is provision's own)`, data: { command: 'provision', option: 'daemon-conf', path, name } });
     const text = await readFile(path, 'utf8').catch((err) => Promise.reject(fromSystemError(err, 'read --daemon-conf', path)));
     parseDaemonConfig(text, path); // a bad file is refused now, not when the daemon starts on the device
     dropins.push({ name, text });
@@ -214,7 +231,14 @@ async function readInputs(opts: ProvisionOptions): Promise<Inputs> {
     mqtt_cert: files.mqttCertFile ? sha256(files.mqttCertFile) : null,
     mqtt_key: files.mqttKeyFile ? sha256(files.mqttKeyFile) : null,
     daemon_conf: Object.fromEntries(dropins.map((d) => [d.name, sha256(d.text)])),
+    collection_id: opts.bind?.collection_id ?? null,
+    compatible: opts.bind?.compatible ?? null,
+    architecture: opts.bind?.architecture ?? null,
   };
+  for (const [field, value] of Object.entries(opts.bind ?? {}) as [keyof Binding, string | null | undefined][]) {
+    const problem = value === undefined || value === null ? null : bindingValueProblem(field, value);
+    if (problem !== null) throw new LarchError('USAGE', `provision: --${field.replace('_', '-')} '${quash(value!)}' ${problem}`, { data: { command: 'provision', option: field.replace('_', '-'), value } });
+  }
   return { request, keys, boardEnvConfig, files, dropins };
 }
 
@@ -224,7 +248,7 @@ async function readInputs(opts: ProvisionOptions): Promise<Inputs> {
  * The remote, ref, bootloader and tries come from config.json and the keys from S/larch/keys (what
  * the device uses); the rest from provision.json (none before it existed).
  */
-async function readProvisioned(sysroot: Sysroot): Promise<{ options: ProvisionRequest; installed: { commit: string; version: string } } | null> {
+async function readProvisioned(sysroot: Sysroot): Promise<{ options: ProvisionRequest; installed: { commit: string; version: string }; agent: ProvisionResult['agent'] } | null> {
   const config = await sysroot.readConfig().catch((err) => {
     if (err instanceof LarchError && err.code === 'NOT_FOUND') return null;
     if (err instanceof LarchError && err.code === 'INVALID_INPUT') throw new LarchError(err.code, err.message, { hint: 'provision it again from scratch with --force', data: err.data });
@@ -236,14 +260,14 @@ async function readProvisioned(sysroot: Sysroot): Promise<{ options: ProvisionRe
   const keys: string[] = [];
   const names = await readdir(sysroot.keysDir).catch(() => [] as string[]);
   for (const n of names.filter((n) => n.endsWith('.pub'))) keys.push(keyId(await readPublicKey(join(sysroot.keysDir, n))));
-  const none: ProvisionRequest = { url: '', ref: '', bootloader: config.bootloader, tries: 0, keys: [], version: null, fw_env_config: null, device_id: null, mqtt_username: null, mqtt_password_file: null, mqtt_ca: null, mqtt_cert: null, mqtt_key: null, daemon_conf: {} };
+  const none: ProvisionRequest = { url: '', ref: '', bootloader: config.bootloader, tries: 0, keys: [], version: null, fw_env_config: null, device_id: null, mqtt_username: null, mqtt_password_file: null, mqtt_ca: null, mqtt_cert: null, mqtt_key: null, daemon_conf: {}, collection_id: null, compatible: null, architecture: null };
   const options: ProvisionRequest = { ...none, ...record?.options, url: config.remote.url, ref: config.ref, bootloader: config.bootloader, tries: config.tries, keys: [...new Set(keys)].sort() };
-  return { options, installed: record ? { commit: record.commit, version: record.version } : { commit: a.commit, version: a.version } };
+  return { options, installed: record ? { commit: record.commit, version: record.version } : { commit: a.commit, version: a.version }, agent: a.agent ? { version: a.agent.version } : null };
 }
 
 /**
- * The releases that failed on this device outlive a --force provision (issue 13 §1: the memory
- * survives a reprovision): the device's experience of a commit does not change with its keys.
+ * The releases that failed on this device outlive a --force provision (the memory survives a
+ * reprovision): the device's experience of a commit does not change with its keys.
  */
 async function keepFailedReleases(sysroot: Sysroot, staging: Sysroot): Promise<void> {
   const failed = await readFailedReleases(sysroot).catch(() => null); // unreadable: nothing worth keeping
@@ -272,14 +296,18 @@ async function build(staging: Sysroot, opts: ProvisionOptions, input: Inputs): P
 
   const summary = await opts.remote.fetchSummary({ trusted, now: Math.floor(Date.now() / 1000) });
   const head = summary.refs[opts.ref];
-  if (!head) throw new LarchError('NOT_FOUND', `${opts.remote.describe()} has no ref '${opts.ref}' (it has: ${Object.keys(summary.refs).join(', ') || 'none'})`, { hint: 'check --ref' });
+  if (!head) throw new LarchError('NOT_FOUND', `${opts.remote.describe()} has no ref '${opts.ref}' (it has: ${Object.keys(summary.refs).join(', ') || 'none'})`, { hint: 'check --ref', data: { ref: opts.ref, refs: Object.keys(summary.refs), remote: opts.remote.describe() } });
   let commit = head.commit;
   if (opts.target && opts.target !== head.version && opts.target !== head.commit) {
     const history = opts.remote.history ? await opts.remote.history(repo, head.commit, 100) : [];
     const found = history.find((h) => h.version === opts.target || h.commit === opts.target);
-    if (!found) throw new LarchError('NOT_FOUND', `version or commit '${opts.target}' is not in the history of ${opts.ref}`, { hint: 'use a version the vendor published' });
+    if (!found) throw new LarchError('NOT_FOUND', `version or commit '${opts.target}' is not in the history of ${opts.ref}`, { hint: 'use a version the vendor published', data: { target: opts.target, ref: opts.ref } });
     commit = found.commit;
   }
+  // Before the download: a summary or commit of another product is refused (product-binding.ts).
+  const offered = (await repo.hasObject('commit', commit)) ? await repo.readCommit(commit) : await opts.remote.fetchCommit(commit, { trusted });
+  refuseRemoteLocal(commit, offered, opts.remote.describe());
+  const bound = provisionBinding(opts.bind ?? {}, summary, opts.remote.describe(), commit, offered);
   let download: ProvisionResult['download'] = { via: 'none', bytes: 0 };
   if (!(await repo.hasObject('commit', commit))) {
     download = await opts.remote.pull(repo, commit, { delta: findDelta(summary, null, commit), trusted, downloadDir: staging.downloadDir, progress: opts.progress });
@@ -288,14 +316,14 @@ async function build(staging: Sysroot, opts: ProvisionOptions, input: Inputs): P
   const verified = await verifyCommit(repo, commit, trusted);
   if (!verified.valid) throw new LarchError('SIGNATURE_INVALID', `commit ${commit} is not signed by a trusted key (${trusted.map(keyId).join(', ')})`, { data: { commit } });
 
-  const record = await writeDeployment(staging, repo, 'A', commit, { origin: { remote: opts.remoteUrl, ref: opts.ref }, signedBy: verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId) });
+  const record = await writeDeployment(staging, repo, 'A', commit, { origin: { remote: opts.remoteUrl, ref: opts.ref }, signedBy: verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.key_id) });
   await repo.writeRef('larch/slot-A', commit);
-  const config: DeviceConfig = { larch: 1, remote: { url: opts.remoteUrl, kind: opts.remoteKind, ...(opts.remoteKind === 'mqtt' && remoteAuth ? { mqtt: remoteAuth } : {}) }, ref: opts.ref, bootloader: opts.bootloader, tries: opts.tries, pinned: false, summarySerial: summary.serial };
+  const config: DeviceConfig = { larch: 1, remote: { url: opts.remoteUrl, kind: opts.remoteKind, ...(opts.remoteKind === 'mqtt' && remoteAuth ? { mqtt: remoteAuth } : {}) }, ref: opts.ref, bootloader: opts.bootloader, tries: opts.tries, pinned: false, summarySerial: summary.serial, ...bindingConfig(bound) };
   await staging.writeConfig(config);
   const provisioned: ProvisionRecord = { larch: 1, time: new Date().toISOString(), options: input.request, commit, version: record.version };
   await writeFileAtomic(staging.provisionRecordPath, JSON.stringify(provisioned, null, 2) + '\n');
   await appendJournal(staging.journalPath, { event: 'provision', slot: 'A', commit, version: record.version, message: `provisioned with version ${record.version} in slot A from ${opts.remoteUrl} ${opts.ref} (${opts.bootloader})` });
-  return { result: 'provisioned', slot: 'A', commit, version: record.version, bootloader: opts.bootloader, download };
+  return { result: 'provisioned', slot: 'A', commit, version: record.version, bootloader: opts.bootloader, download, agent: record.agent ? { version: record.agent.version } : null };
 }
 
 /**
@@ -362,7 +390,7 @@ const exists = (path: string) => access(path).then(() => true, () => false);
 
 /** The board's fw_env.config, checked before anything is written. @throws USAGE, NOT_FOUND, INVALID_INPUT naming the file */
 async function readBoardEnvConfig(path: string, bootloader: BootloaderKind): Promise<string> {
-  if (bootloader !== 'uboot') throw new LarchError('USAGE', 'provision: --fw-env-config goes with --bootloader uboot (GRUB keeps its state in S/boot/grub/grubenv)');
+  if (bootloader !== 'uboot') throw new LarchError('USAGE', 'provision: --fw-env-config goes with --bootloader uboot (GRUB keeps its state in S/boot/grub/grubenv)', { data: { command: 'provision', option: 'fw-env-config', bootloader } });
   const text = await readFile(path, 'utf8').catch((err) => Promise.reject(fromSystemError(err, 'read fw_env.config', path)));
   parseFwEnvConfig(text, `'${path}'`);
   return text;

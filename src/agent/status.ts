@@ -3,13 +3,17 @@
  * boot and the last update did. The JSON shape is a contract for scripts (docs/cli.md).
  */
 import { join } from 'node:path';
-import { compareDebianVersions, parseDebianVersion } from '../compose/debian-version.ts';
+import { compareDebianVersions, parseDebianVersion } from '../packages/debian-version.ts';
 import { type BootState, type Slot, SLOTS, isBootable, other } from '../bootcount/state.ts';
 import { type BootEnvHealth, type LastBoot, bootedSlot, lastBootPath, readBootState, readJsonFile } from './boot.ts';
 import { type DeploymentRecord, readDeployment } from './deploy.ts';
 import { type FailedRelease, type FailedReleases, describeFailure, findFailed } from './failed-releases.ts';
 import { readFailedReleases } from './failed-store.ts';
 import type { Sysroot } from './sysroot.ts';
+import { trustStatus } from './trust-store.ts';
+import { type AgentStatus, deploymentAgent } from './agent-binary.ts';
+import { LarchError } from '../errors.ts';
+import { type LayerInfo, decodeLayerInfo, layerSummary } from '../packages/layer-info.ts';
 
 export interface DeploymentStatus {
   slot: Slot;
@@ -26,7 +30,24 @@ export interface DeploymentStatus {
   etc_conflicts: string[];
   /** Its finalize (the /etc merge at shutdown) did not complete: /etc edits made after the upgrade may be missing. */
   finalize_interrupted?: { started: string; detected: string; from_slot: Slot } | null;
+  /** The agent that runs this deployment: its own /usr/bin/larch, or the legacy S/larch/bin/larch (agent-binary.ts). */
+  agent: AgentStatus;
+  /** The vendor commit the deployment was built from: for one with nothing layered, its own commit and version. */
+  base: { commit: string; version: string };
+  /** The packages layered on the base (names, sorted; not their dependencies). */
+  layered: string[];
+  /** Base packages replaced by other versions, and removed (names, sorted). */
+  overrides: { replaced: string[]; removed: string[] };
+  /** A derived commit made on this device from the base (unsigned: signed_by are the base's signers). */
+  local: boolean;
+  /** The layer with versions (formats.md §12.2), for people: what `status` prints. */
+  layer_packages: Pick<LayerInfo, 'layered'> & LayerInfo['overrides'];
+  /** Set when the commit's layer is unreadable (malformed metadata, a damaged commit: the error's message); the layer fields then show none. */
+  layer_error: string | null;
 }
+
+/** The layer of each deployed commit, from the device's repo (null: not derived, or the commit is not in the repo). */
+type DeployedLayer = { layer: LayerInfo | null; error: string | null };
 
 /** S/larch/last-update.json: the result of the last check/upgrade/deploy/rollback. */
 export interface LastUpdate {
@@ -71,6 +92,8 @@ export interface Status {
   /** The boot env: ok; repaired (no valid copy, rewritten by this read); corrupt (a board env larch never rewrites). */
   boot_env: BootEnvHealth;
   boot_env_detail: { message: string; hint: string | null } | null;
+  /** The trust document's version (null: none, the provisioned keys count for every role) and each trusted key's roles. */
+  trust: { version: number | null; keys: { id: string; roles: string[] }[] };
 }
 
 export function lastUpdatePath(sysroot: Sysroot): string {
@@ -82,7 +105,10 @@ export async function readStatus(sysroot: Sysroot): Promise<Status> {
   const { state, env } = await readBootState(sysroot, config);
   const records: Record<Slot, DeploymentRecord | null> = { A: await readDeployment(sysroot, 'A'), B: await readDeployment(sysroot, 'B') };
   const booted = await bootedSlot(sysroot);
-  const view = (slot: Slot | null) => (slot && records[slot] ? deploymentStatus(records[slot]!, state) : null);
+  const agents: Record<Slot, AgentStatus | null> = { A: null, B: null };
+  for (const s of SLOTS) if (records[s]) agents[s] = await deploymentAgent(sysroot, sysroot.deployDir(s), records[s]!.agent);
+  const layers = await deployedLayers(sysroot, records);
+  const view = (slot: Slot | null) => (slot && records[slot] ? deploymentStatus(records[slot]!, state, agents[slot]!, layers[slot]) : null);
   const others = booted ? [other(booted)] : [...SLOTS];
   const pendingSlot = others.find((s) => records[s] && state.order[0] === s && !state.slots[s].good && isBootable(state, s)) ?? null;
   const failed = await readFailedReleases(sysroot);
@@ -109,11 +135,12 @@ export async function readStatus(sysroot: Sysroot): Promise<Status> {
     },
     last_boot: await readJsonFile<LastBoot>(lastBootPath(sysroot)),
     last_update: await readJsonFile<LastUpdate>(lastUpdatePath(sysroot)),
-    deployments: SLOTS.filter((s) => records[s]).map((s) => ({ label: labels[s]!, ...deploymentStatus(records[s]!, state) })),
+    deployments: SLOTS.filter((s) => records[s]).map((s) => ({ label: labels[s]!, ...deploymentStatus(records[s]!, state, agents[s]!, layers[s]) })),
     next_boot: nextBoot,
     failed_releases: failed.releases,
     boot_env: env.health,
     boot_env_detail: env.message === null ? null : { message: env.message, hint: env.hint },
+    trust: await trustStatus(sysroot),
   };
 }
 
@@ -128,11 +155,49 @@ function labelDeployments(state: BootState, records: Record<Slot, DeploymentReco
   return { A: label('A'), B: label('B') };
 }
 
-function deploymentStatus(r: DeploymentRecord, state: BootState): DeploymentStatus {
+/**
+ * The layer of each deployment's commit, from the device's repo. An unreadable layer (malformed
+ * metadata, a damaged commit object or repo) is reported, not thrown: status, and the daemon,
+ * which reads it, must work on a device whose derived commit is damaged.
+ */
+async function deployedLayers(sysroot: Sysroot, records: Record<Slot, DeploymentRecord | null>): Promise<Record<Slot, DeployedLayer>> {
+  const out: Record<Slot, DeployedLayer> = { A: { layer: null, error: null }, B: { layer: null, error: null } };
+  const deployed = SLOTS.filter((s) => records[s]);
+  if (deployed.length === 0) return out;
+  const known = (err: unknown) => (err instanceof LarchError ? err.message : Promise.reject(err));
+  const repo = await sysroot.openRepo().catch(known);
+  for (const s of deployed) {
+    const r = records[s]!;
+    if (typeof repo === 'string') out[s] = { layer: null, error: repo };
+    else if (await repo.hasObject('commit', r.commit)) {
+      out[s] = await repo
+        .readCommit(r.commit)
+        .then((c) => ({ layer: decodeLayerInfo(c.metadata, `commit ${r.commit} (slot ${s})`), error: null }))
+        .catch(async (err) => ({ layer: null, error: await known(err) }));
+    }
+  }
+  return out;
+}
+
+/** The layer fields of a deployment's status (layer null: a vendor commit as it is). */
+export function layerStatus(commit: string, version: string, layer: LayerInfo | null, error: string | null = null): Pick<DeploymentStatus, 'base' | 'layered' | 'overrides' | 'local' | 'layer_packages' | 'layer_error'> {
+  const summary = layerSummary(commit, version, layer);
+  return {
+    base: summary.base,
+    layered: summary.layered,
+    overrides: summary.overrides,
+    local: summary.local,
+    layer_packages: { layered: layer?.layered ?? [], replaced: layer?.overrides.replaced ?? [], removed: layer?.overrides.removed ?? [] },
+    layer_error: error,
+  };
+}
+
+function deploymentStatus(r: DeploymentRecord, state: BootState, agent: AgentStatus, d: DeployedLayer): DeploymentStatus {
   return {
     slot: r.slot,
     commit: r.commit,
-    version: r.version,
+    // The contract: a layered deployment's version is its base's.
+    version: d.layer ? d.layer.base.version : r.version,
     timestamp: r.timestamp,
     subject: r.subject,
     origin: r.origin,
@@ -142,11 +207,29 @@ function deploymentStatus(r: DeploymentRecord, state: BootState): DeploymentStat
     tries_left: state.slots[r.slot].triesLeft,
     etc_conflicts: r.etcMerge?.conflicts ?? [],
     finalize_interrupted: r.finalizeInterrupted ?? null,
+    agent,
+    ...layerStatus(r.commit, r.version, d.layer, d.error),
   };
 }
 
 function notOlder(a: string, b: string): boolean {
   return !(parseDebianVersion(a) && parseDebianVersion(b) && compareDebianVersions(a, b) < 0);
+}
+
+/**
+ * A deployment's layer, as `rpm-ostree status` prints it: nothing for a vendor commit as it is.
+ * (LocalPackages is not printed: the commit metadata does not say which layered package came
+ * from a .deb file; each layered package shows its version instead.)
+ */
+function formatLayer(d: DeploymentStatus): string[] {
+  if (d.layer_error) return [`    LAYER UNKNOWN: ${d.layer_error}`];
+  if (d.base.commit === d.commit) return [];
+  const p = d.layer_packages;
+  const out = [`    BaseCommit: ${d.base.commit} (version ${d.base.version})`];
+  if (p.layered.length > 0) out.push(`    LayeredPackages: ${p.layered.map((x) => `${x.name} (${x.version})`).join(', ')}`);
+  if (p.replaced.length > 0) out.push(`    ReplacedBasePackages: ${p.replaced.map((x) => `${x.name} ${x.base_version} -> ${x.version}`).join(', ')}`);
+  if (p.removed.length > 0) out.push(`    RemovedBasePackages: ${p.removed.map((x) => `${x.name} ${x.version}`).join(', ')}`);
+  return out;
 }
 
 /** The human form of `larch status`. */
@@ -155,8 +238,12 @@ export function formatStatus(s: Status): string {
   const dep = (label: string, d: DeploymentStatus | null) => {
     if (!d) return;
     lines.push(`${label} slot ${d.slot}: version ${d.version}  commit ${d.commit.slice(0, 12)}  ${d.timestamp}`);
-    lines.push(`    ${d.good ? 'good' : d.tries_left > 0 ? `unconfirmed, ${d.tries_left} tries left` : 'not bootable'}; from ${d.origin.remote} ${d.origin.ref}; signed by ${d.signed_by.join(', ') || 'nobody'}`);
+    // A derived commit is the device's own, unsigned: the vendor's signature is on its base (checked when the layer is built).
+    const trust = !d.local ? `signed by ${d.signed_by.join(', ') || 'nobody'}` : `made on this device from base ${d.base.version} ${d.base.commit.slice(0, 12)}${d.signed_by.length > 0 ? `, signed by ${d.signed_by.join(', ')}` : ''}`;
+    lines.push(`    ${d.good ? 'good' : d.tries_left > 0 ? `unconfirmed, ${d.tries_left} tries left` : 'not bootable'}; from ${d.origin.remote} ${d.origin.ref}; ${trust}`);
+    lines.push(`    agent: ${d.agent.in_tree ? `larch ${d.agent.version ?? '(version unknown)'} (${d.agent.path})` : d.agent.path ? `none in the tree: the device's ${d.agent.path}` : 'none in the tree, and no legacy agent'}`);
     if (d.etc_conflicts.length > 0) lines.push(`    /etc conflicts (vendor's version saved as FILE.larchnew): ${d.etc_conflicts.join(', ')}`);
+    lines.push(...formatLayer(d));
     if (d.finalize_interrupted) lines.push(`    FINALIZE INTERRUPTED (started ${d.finalize_interrupted.started}): /etc edits made on slot ${d.finalize_interrupted.from_slot} after the upgrade may be missing (see larch history)`);
   };
   lines.push(`sysroot ${s.sysroot}  (${s.bootloader}; ${s.remote} ${s.ref}${s.pinned ? '; pinned' : ''})`);

@@ -6,9 +6,10 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
+import { fromSnakeKeys, toSnakeKeys } from '../_keys.ts';
 import { type EnvStore, grubEnvStore, openUbootEnvStore } from '../bootcount/env-store.ts';
 import type { Slot } from '../bootcount/state.ts';
-import { writeFileAtomic } from '../store/_durable.ts';
+import { writeFileAtomic } from '../_durable.ts';
 import { Repo } from '../store/repo.ts';
 
 export const DEFAULT_SYSROOT = '/sysroot';
@@ -41,7 +42,21 @@ export interface DeviceConfig {
   pinned: boolean;
   /** Highest summary serial seen, so an older (replayed) summary is refused. */
   summarySerial?: number;
+  /**
+   * What the device is bound to (agent/product-binding.ts), recorded at provision: the vendor
+   * repo's collection id, the hardware-compatibility id, the Debian architecture. Absent: taken
+   * from the booted commit, else any is accepted.
+   */
+  collectionId?: string;
+  compatible?: string;
+  architecture?: string;
+  /** The trust_version of the summary whose serial is summarySerial: the floor holds within one trust version (a new trust document resets it). */
+  summaryTrustVersion?: number;
 }
+
+/** Fields of config.json stored under snake_case keys (before 0.2 under these names; still read). */
+const CONFIG_KEYS = ['summarySerial', 'collectionId', 'summaryTrustVersion'] as const;
+const MQTT_AUTH_KEYS = ['passwordFile', 'caFile', 'certFile', 'keyFile'] as const;
 
 /**
  * Where parts of a sysroot are, when not in their usual place: provision builds S/larch, the
@@ -61,13 +76,23 @@ export const IDENTITY_FILES = {
   mqttPasswordFile: 'identity/mqtt-password',
 } as const;
 
+/** The roots that are a machine's own (the running system's, or the device's default sysroot), never a test directory. */
+const REAL_ROOTS = ['/', DEFAULT_SYSROOT];
+
 export class Sysroot {
   readonly path: string;
+  /**
+   * The device's own root, not a test directory: a reboot reboots the machine (agent/reboot.ts)
+   * and sim-boot refuses it. By default true for / and /sysroot; a test that drives the real
+   * path passes it (with a fake reboot command).
+   */
+  readonly realDevice: boolean;
   private readonly layout: SysrootLayout;
 
-  constructor(path: string, layout: SysrootLayout = {}) {
+  constructor(path: string, layout: SysrootLayout = {}, opts: { realDevice?: boolean } = {}) {
     this.path = resolve(path);
     this.layout = layout;
+    this.realDevice = opts.realDevice ?? REAL_ROOTS.includes(this.path);
   }
 
   get larchDir(): string {
@@ -135,12 +160,14 @@ export class Sysroot {
       text = await readFile(this.configPath, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new LarchError('NOT_FOUND', `'${this.path}' is not a provisioned larch sysroot (no ${this.configPath})`, { hint: "provision it first with 'larch provision --sysroot S --repo-url URL --ref REF --keys K.pub'" });
+        throw new LarchError('NOT_FOUND', `'${this.path}' is not a provisioned larch sysroot (no ${this.configPath})`, { hint: "provision it first with 'larch provision --sysroot S --repo-url URL --ref REF --keys K.pub'", data: { path: this.configPath, sysroot: this.path } });
       }
       throw fromSystemError(err, 'read', this.configPath);
     }
     try {
-      const config = JSON.parse(text) as DeviceConfig;
+      const raw = JSON.parse(text);
+      if (raw?.remote?.mqtt) raw.remote.mqtt = fromSnakeKeys(raw.remote.mqtt, MQTT_AUTH_KEYS);
+      const config = fromSnakeKeys(raw, CONFIG_KEYS) as unknown as DeviceConfig;
       if (config.larch !== 1 || typeof config.ref !== 'string' || !config.remote || (config.bootloader !== 'uboot' && config.bootloader !== 'grub')) throw new Error('missing or unknown fields');
       const mqtt = config.remote.mqtt;
       if (mqtt) {
@@ -148,7 +175,7 @@ export class Sysroot {
       }
       return config;
     } catch (err) {
-      throw new LarchError('INVALID_INPUT', `${this.configPath}: not a larch device config: ${(err as Error).message}`, { hint: 'restore it from a backup, or provision the sysroot again' });
+      throw new LarchError('INVALID_INPUT', `${this.configPath}: not a larch device config: ${(err as Error).message}`, { hint: 'restore it from a backup, or provision the sysroot again', data: { path: this.configPath } });
     }
   }
 
@@ -157,8 +184,8 @@ export class Sysroot {
     // Files under S/larch stay relative to it (readConfig made them absolute), so the sysroot
     // reads the same mounted elsewhere (a factory host, an image builder).
     const mqtt = config.remote.mqtt;
-    const stored = mqtt ? { ...config, remote: { ...config.remote, mqtt: Object.fromEntries(Object.entries(mqtt).map(([k, v]) => [k, k !== 'username' && typeof v === 'string' && v.startsWith(`${this.larchDir}/`) ? relative(this.larchDir, v) : v])) } } : config;
-    await writeFileAtomic(this.configPath, JSON.stringify(stored, null, 2) + '\n');
+    const stored = mqtt ? { ...config, remote: { ...config.remote, mqtt: toSnakeKeys(Object.fromEntries(Object.entries(mqtt).map(([k, v]) => [k, k !== 'username' && typeof v === 'string' && v.startsWith(`${this.larchDir}/`) ? relative(this.larchDir, v) : v])), MQTT_AUTH_KEYS) } } : config;
+    await writeFileAtomic(this.configPath, JSON.stringify(toSnakeKeys(stored, CONFIG_KEYS), null, 2) + '\n');
   }
 
   async openRepo(): Promise<Repo> {

@@ -3,7 +3,8 @@
  * cleanup, pin. Order of an upgrade, so that a refusal or a crash at any step leaves the booted
  * deployment and the boot state untouched until the new slot is complete:
  *   1. read and verify the signed summary (signature, expiry, serial); pick the target commit;
- *      refuse a downgrade unless allowed;                                  nothing written yet
+ *      refuse a summary or commit of another product (product-binding.ts), a downgrade unless
+ *      allowed;                                                            nothing written yet
  *   2. space pre-flight;                                                   nothing written yet
  *   3. pull the commit into the repo (delta, or object by object), every object verified, and
  *      check the commit's signature;                         only the repo gains objects
@@ -14,39 +15,38 @@ import { lstat, readdir, rm, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
-import { type BootState, type Slot, isBootable, next, other } from '../bootcount/state.ts';
-import { fsyncPath, writeFileAtomic } from '../store/_durable.ts';
-import { compareDebianVersions, parseDebianVersion } from '../compose/debian-version.ts';
-import { type PackageDiff, decodePackageList, diffCommitPackages } from '../compose/package-diff.ts';
+import { type BootState, type Slot, next, other, planRollback } from '../bootcount/state.ts';
+import { fsyncPath, writeFileAtomic } from '../_durable.ts';
+import { compareDebianVersions, parseDebianVersion } from '../packages/debian-version.ts';
+import { type PackageDiff, decodePackageList, diffCommitPackages } from '../packages/package-diff.ts';
+import type { Binding } from '../store/binding.ts';
 import type { Commit, ObjectId } from '../store/object.ts';
 import { dropObjects, prune } from '../store/prune.ts';
 import type { Repo } from '../store/repo.ts';
 import { readPublicKey } from '../store/sign.ts';
 import { verifyCommit } from '../store/signatures.ts';
-import type { Summary, SummaryDelta } from '../server/summary.ts';
-import { findDelta } from '../server/summary.ts';
+import type { Summary, SummaryDelta } from '../protocol/summary.ts';
+import { findDelta } from '../protocol/summary.ts';
 import { bootedSlot, changeBootState, readBootState } from './boot.ts';
-import { type DeploymentPlan, type DeploymentRecord, type EtcMerger, finalizeMarkerPath, planDeployment, readDeployment, redoEtcMerge, removeDeployment, writeDeployment } from './deploy.ts';
+import { type DeploymentPlan, type DeploymentRecord, type EtcMerger, encodeDeploymentRecord, finalizeMarkerPath, planDeployment, readDeployment, redoEtcMerge, removeDeployment, writeDeployment } from './deploy.ts';
 import { type FailedRelease, describeFailure, findFailed } from './failed-releases.ts';
 import { forgetFailedRelease, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
-import type { DeltaFallback } from './pull-http.ts';
+import { checkCommitBinding, checkSummaryBinding, deviceBinding, isBound } from './product-binding.ts';
+import { roleKeys } from './trust-store.ts';
+import { fetchTrustedSummary } from './trust-sync.ts';
+import { meetsThreshold } from '../protocol/trust.ts';
+import { pendingBarrier, releaseOf, requireAgent } from './compat.ts';
+import { VERSION } from '../version.ts';
+import { checkRollback, checkTarget, lowerReleaseFloor, releaseEnvVars } from './release-floor.ts';
+import type { DeltaFallback } from './remote/pull.ts';
+import type { Remote } from './remote/remote.ts';
 import { type LastUpdate, lastUpdatePath } from './status.ts';
 import type { DeviceConfig, Sysroot } from './sysroot.ts';
-
-/** Where updates come from (HTTP now; MQTT later), as the upgrade needs it. */
-export interface Remote {
-  describe(): string;
-  /** The verified summary. @throws SIGNATURE_MISSING, SIGNATURE_INVALID (expired, rollback, ...) */
-  fetchSummary(opts: { trusted: Uint8Array[]; lastSerial?: number; now: number }): Promise<Summary>;
-  /** Brings commit `to` into repo: through `delta` when given, else object by object. */
-  /** A delta that fails (unsigned, missing, damaged) falls back to the objects: onFallback says why, the result keeps it. */
-  pull(repo: Repo, to: ObjectId, opts: { delta: SummaryDelta | null; trusted: Uint8Array[]; downloadDir: string; progress?: (done: number, total: number | null) => void; onFallback?: (f: DeltaFallback) => Promise<void> }): Promise<{ via: 'delta' | 'objects'; bytes: number; fallback?: DeltaFallback }>;
-  /** One commit object, its id and signatures checked, not stored (check's package diff). */
-  fetchCommit(id: ObjectId, opts: { trusted: Uint8Array[] }): Promise<Commit>;
-  /** A commit's parent chain, for `deploy VERSION` (newest first, at most `limit`). */
-  history?(repo: Repo, from: ObjectId, limit: number): Promise<{ commit: ObjectId; version: string }[]>;
-}
+import { legacyAgentPath, retireLegacyAgent } from './agent-binary.ts';
+import { type Origin, baseCommitOf, writeOrigin } from './layering/origin.ts';
+import { reapplyLayers } from './layering/reapply.ts';
+import { baseOf, refuseRemoteLocal } from './layering/trust.ts';
 
 export interface UpdateContext {
   sysroot: Sysroot;
@@ -63,6 +63,8 @@ export interface UpgradeOptions {
   target?: string;
   /** deploy --retry-failed: stage a commit that failed on this device (failed-releases.ts) again. */
   retryFailed?: boolean;
+  /** upgrade --drop-failing-layers: re-apply the layering without the parts that fail on the new base. */
+  dropFailingLayers?: boolean;
 }
 
 export interface UpgradeResult {
@@ -74,29 +76,23 @@ export interface UpgradeResult {
   etc_plan?: unknown;
   /** dry-run only: what the packages do (db diff's shape); null when a commit has no package list. */
   packages?: PackageDiff | null;
+  /** With layering (docs/layering.md): the derived commit staged on top of to.commit, and the layer parts dropped. */
+  layered?: { commit: ObjectId; dropped: string[] };
 }
 
 export interface CheckResult {
   available: boolean;
   booted: { slot: Slot; commit: string; version: string };
-  update: { commit: string; version: string; timestamp: number; bytes: number | null; via: 'delta' | 'objects'; failed_here: FailedRelease | null } | null;
+  update: { commit: string; version: string; timestamp: number; bytes: number | null; via: 'delta' | 'objects'; failed_here: FailedRelease | null; barrier: boolean } | null;
   /** With opts.packages: the update's package diff; null when there is no update or a commit has no package list. */
   packages?: PackageDiff | null;
-}
-
-export async function trustedKeys(sysroot: Sysroot): Promise<Uint8Array[]> {
-  const names = await readdir(sysroot.keysDir).catch(() => [] as string[]);
-  const keys: Uint8Array[] = [];
-  for (const n of names.filter((n) => n.endsWith('.pub')).sort()) keys.push(await readPublicKey(join(sysroot.keysDir, n)));
-  if (keys.length === 0) throw new LarchError('SIGNATURE_MISSING', `no trusted keys in ${sysroot.keysDir}`, { hint: 'provision the device with --keys K.pub' });
-  return keys;
 }
 
 /** The booted slot and its deployment; refuses to write the other slot while the booted one is unconfirmed. */
 async function bootedDeployment(sysroot: Sysroot, state: BootState): Promise<{ slot: Slot; record: DeploymentRecord }> {
   const slot = (await bootedSlot(sysroot)) ?? state.order[0];
   const record = await readDeployment(sysroot, slot);
-  if (!record) throw new LarchError('NOT_FOUND', `the booted slot ${slot} holds no deployment`, { hint: 'provision the device first' });
+  if (!record) throw new LarchError('NOT_FOUND', `the booted slot ${slot} holds no deployment`, { hint: 'provision the device first', data: { slot } });
   return { slot, record };
 }
 
@@ -109,39 +105,62 @@ export async function check(ctx: UpdateContext, opts: { packages?: boolean } = {
   const config = await sysroot.readConfig();
   const { state } = await readBootState(sysroot, config);
   const booted = await bootedDeployment(sysroot, state);
-  const summary = await fetchVerifiedSummary(ctx, config);
+  const device = await deviceBinding(sysroot, config, booted.record.commit);
+  const summary = await fetchVerifiedSummary(ctx, config, device);
   await appendJournal(sysroot.journalPath, { event: 'check', message: `checked ${ctx.remote.describe()}: ${config.ref} is at version ${summary.refs[config.ref]?.version ?? '(missing)'}` });
   const head = summary.refs[config.ref];
-  if (!head) throw new LarchError('NOT_FOUND', `the remote has no ref '${config.ref}'`, { hint: 'check the ref the device was provisioned with (larch status)' });
+  if (!head) throw new LarchError('NOT_FOUND', `the remote has no ref '${config.ref}'`, { hint: 'check the ref the device was provisioned with (larch status)', data: { ref: config.ref, refs: Object.keys(summary.refs) } });
   const bootedInfo = { slot: booted.slot, commit: booted.record.commit, version: booted.record.version };
   const packages = opts.packages ? { packages: null } : {};
-  if (head.commit === booted.record.commit) return { available: false, booted: bootedInfo, update: null, ...packages };
-  const delta = findDelta(summary, booted.record.commit, head.commit);
+  // A layered deployment is up to date when its vendor base is the head (layering/origin.ts).
+  const base = await baseCommitOf(sysroot, booted.slot, booted.record.commit);
+  if (head.commit === base) return { available: false, booted: bootedInfo, update: null, ...packages };
+  // Below a barrier release, the barrier is what is on offer (compat.ts).
+  const barrier = pendingBarrier(head, await bootedRelease(sysroot, booted.record));
+  const offer = barrier ?? head;
+  // The offered commit's object, when the device is bound to something it could contradict.
+  const offered = isBound(device) ? await offeredCommit(ctx, offer.commit) : null;
+  if (offered) checkCommitBinding(device, offer.commit, offered);
+  const delta = findDelta(summary, base, offer.commit);
   // An update that failed here is still reported, with that failure: upgrade refuses it.
-  const failedHere = findFailed(await readFailedReleases(sysroot), head.commit);
-  const update = { commit: head.commit, version: head.version, timestamp: head.timestamp, bytes: delta ? delta.bytes : null, via: delta ? ('delta' as const) : ('objects' as const), failed_here: failedHere };
+  const failedHere = findFailed(await readFailedReleases(sysroot), offer.commit);
+  const update = { commit: offer.commit, version: offer.version, timestamp: offer.timestamp, bytes: delta ? delta.bytes : null, via: delta ? ('delta' as const) : ('objects' as const), failed_here: failedHere, barrier: barrier !== null };
   if (!opts.packages) return { available: true, booted: bootedInfo, update };
-  return { available: true, booted: bootedInfo, update, packages: await offeredPackages(ctx, booted.record.commit, head.commit) };
+  return { available: true, booted: bootedInfo, update, packages: await offeredPackages(ctx, booted.record.commit, offer.commit, offered) };
+}
+
+/**
+ * The commit on offer, before any of it is stored: from the repo when a download already brought
+ * it, else its commit object alone (remote.fetchCommit: id and signatures checked, kept in memory).
+ */
+export async function offeredCommit(ctx: UpdateContext, id: ObjectId): Promise<Commit> {
+  const repo = await ctx.sysroot.openRepo();
+  return (await repo.hasObject('commit', id)) ? repo.readCommit(id) : ctx.remote.fetchCommit(id, { trusted: (await roleKeys(ctx.sysroot, 'commit')).keys });
 }
 
 /**
  * The package diff of the update on offer: the booted commit's list from the local repo, the
- * offered commit's from the repo when a download already brought it, else from its commit
- * object alone (remote.fetchCommit: verified, kept in memory). No fetch when the booted commit
- * has no list: the answer is null either way.
+ * offered commit's from its commit (offeredCommit, unless the caller has it). No fetch when the
+ * booted commit has no list: the answer is null either way.
  */
-async function offeredPackages(ctx: UpdateContext, bootedCommit: ObjectId, offered: ObjectId): Promise<PackageDiff | null> {
+async function offeredPackages(ctx: UpdateContext, bootedCommit: ObjectId, id: ObjectId, offered: Commit | null): Promise<PackageDiff | null> {
   const repo = await ctx.sysroot.openRepo();
   const booted = await repo.readCommit(bootedCommit);
   if (!decodePackageList(booted.metadata)) return null;
-  const target = (await repo.hasObject('commit', offered)) ? await repo.readCommit(offered) : await ctx.remote.fetchCommit(offered, { trusted: await trustedKeys(ctx.sysroot) });
-  return diffCommitPackages(booted.metadata, target.metadata);
+  return diffCommitPackages(booted.metadata, (offered ?? (await offeredCommit(ctx, id))).metadata);
 }
 
-async function fetchVerifiedSummary(ctx: UpdateContext, config: DeviceConfig): Promise<Summary> {
-  const summary = await ctx.remote.fetchSummary({ trusted: await trustedKeys(ctx.sysroot), lastSerial: config.summarySerial, now: Math.floor(Date.now() / 1000) });
-  if (config.summarySerial === undefined || summary.serial > config.summarySerial) await ctx.sysroot.writeConfig({ ...config, summarySerial: summary.serial });
-  return summary;
+/** The booted commit's time and release counter, what barriers are compared with. */
+async function bootedRelease(sysroot: Sysroot, record: DeploymentRecord): Promise<{ commit: ObjectId; timestamp: number; release?: number }> {
+  const repo = await sysroot.openRepo();
+  const release = (await repo.hasObject('commit', record.commit)) ? releaseOf((await repo.readCommit(record.commit)).metadata) : undefined;
+  return { commit: record.commit, timestamp: Date.parse(record.timestamp) / 1000, release };
+}
+
+async function fetchVerifiedSummary(ctx: UpdateContext, config: DeviceConfig, device: Binding): Promise<Summary> {
+  // Under the device's trust (summary role), new trust documents picked up on the way (trust-sync.ts);
+  // the binding is checked before the serial is recorded: another product's summary must not raise this device's floor.
+  return fetchTrustedSummary(ctx.remote, ctx.sysroot, config, (summary) => checkSummaryBinding(device, summary, ctx.remote.describe()));
 }
 
 /** upgrade (to the ref's head) and deploy (opts.target). */
@@ -190,15 +209,26 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   }
 
   // 1. the signed summary and the target
-  const summary = await fetchVerifiedSummary(ctx, config);
+  const device = await deviceBinding(sysroot, config, booted.record.commit);
+  const summary = await fetchVerifiedSummary(ctx, config, device);
   const head = summary.refs[config.ref];
-  if (!head) throw new LarchError('NOT_FOUND', `the remote has no ref '${config.ref}'`, { hint: 'check the ref the device was provisioned with (larch status)' });
+  if (!head) throw new LarchError('NOT_FOUND', `the remote has no ref '${config.ref}'`, { hint: 'check the ref the device was provisioned with (larch status)', data: { ref: config.ref, refs: Object.keys(summary.refs) } });
   const repo = await sysroot.openRepo();
-  const target = opts.target ? await resolveTarget(ctx, repo, summary, config, opts.target) : { commit: head.commit, version: head.version, timestamp: head.timestamp };
-  if (target.commit === booted.record.commit) return { result: 'no-update', from, to: null, download: none, etc_conflicts: [] };
+  const barrier = pendingBarrier(head, await bootedRelease(sysroot, booted.record));
+  // upgrade goes through a barrier release first; deploy goes where it is told.
+  const offer = barrier ?? head;
+  const target = opts.target ? await resolveTarget(ctx, repo, summary, config, opts.target) : { commit: offer.commit, version: offer.version, timestamp: offer.timestamp };
+  // A layered deployment's base is what the vendor's commits are compared with (and deltas start from).
+  const base = await baseCommitOf(sysroot, booted.slot, booted.record.commit);
+  if (target.commit === base) return { result: 'no-update', from, to: null, download: none, etc_conflicts: [] };
+  // The target's commit object alone, before anything of it is stored: the agent it needs and what it is bound to.
+  const targetCommit = await offeredCommit(ctx, target.commit);
+  refuseRemoteLocal(target.commit, targetCommit, ctx.remote.describe());
+  requireAgent({ ...target, metadata: targetCommit.metadata }, VERSION, barrier && barrier.commit !== target.commit ? barrier : null);
+  if (isBound(device)) checkCommitBinding(device, target.commit, targetCommit);
   const failed = findFailed(await readFailedReleases(sysroot), target.commit);
   if (failed && !opts.retryFailed) {
-    throw new LarchError('INVALID_INPUT', `refusing version ${target.version} (commit ${target.commit.slice(0, 12)}): ${describeFailure(failed)}`, {
+    throw new LarchError('REFUSED', `refusing version ${target.version} (commit ${target.commit.slice(0, 12)}): ${describeFailure(failed)}`, {
       hint: `larch deploy ${target.version} --retry-failed tries it again; a newer release on ${config.ref} is taken as usual`,
       data: { reason: 'failed-here', commit: target.commit, version: target.version, time: failed.time, failed_checks: failed.failed_checks, failure: failed.reason },
     });
@@ -206,23 +236,22 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const bootedTime = Date.parse(booted.record.timestamp) / 1000;
   const older = isOlderRelease({ version: target.version, timestamp: target.timestamp }, { version: booted.record.version, timestamp: bootedTime });
   if (older && !opts.allowDowngrade) {
-    throw new LarchError('INVALID_INPUT', `refusing to downgrade from version ${booted.record.version} (${booted.record.timestamp}) to ${target.version} (${new Date(target.timestamp * 1000).toISOString()}): its ${older} is older`, { hint: 'pass --allow-downgrade if you mean it', data: { reason: 'downgrade', by: older } });
+    throw new LarchError('REFUSED', `refusing to downgrade from version ${booted.record.version} (${booted.record.timestamp}) to ${target.version} (${new Date(target.timestamp * 1000).toISOString()}): its ${older} is older`, { hint: 'pass --allow-downgrade if you mean it', data: { reason: 'downgrade', by: older, from_version: booted.record.version, version: target.version, commit: target.commit } });
   }
-  if (!state.slots[booted.slot].good && !opts.downloadOnly && !opts.dryRun) {
-    // Writing the other slot now could replace the last tree known to boot.
-    throw new LarchError('INVALID_INPUT', `the booted slot ${booted.slot} (version ${booted.record.version}) is not confirmed yet, so the other slot may hold the only tree known to boot`, {
-      hint: "let boot-check mark it good (or run 'larch mark-good'), then upgrade again; --download-only works meanwhile",
-      data: { reason: 'booted-unconfirmed', slot: booted.slot },
-    });
-  }
+  // Ref binding and the release floor (release-floor.ts), on the commit object alone: before anything is downloaded.
+  const bootedMeta = (await repo.readCommit(booted.record.commit)).metadata;
+  const lowerFloorTo = await checkTarget(sysroot, config, bootedMeta, { ...target, metadata: targetCommit.metadata }, opts.allowDowngrade === true);
+  if (!opts.downloadOnly && !opts.dryRun) requireBootedGood(state, booted);
   const slot = other(booted.slot);
-  const delta = findDelta(summary, booted.record.commit, target.commit) ?? findDelta(summary, null, target.commit);
+  const delta = findDelta(summary, base, target.commit) ?? findDelta(summary, null, target.commit);
   const to = { slot, commit: target.commit, version: target.version };
   // 2. space (before anything is downloaded)
   await checkSpace(sysroot, delta, booted.slot);
 
   // 3. download and verify
-  const trusted = await trustedKeys(sysroot);
+  // The commit role (commits and deltas), read after the summary: a trust document it brought counts.
+  const commitRole = await roleKeys(sysroot, 'commit');
+  const trusted = commitRole.keys;
   let download: UpgradeResult['download'] = none;
   if (!(await repo.hasObject('commit', target.commit))) {
     const onFallback = (f: DeltaFallback) => appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `delta ${f.delta} failed (${f.reason}: ${f.message}); fetching version ${target.version} object by object`, data: { fallback: f } }).then(() => {});
@@ -231,10 +260,10 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
     await appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `downloaded version ${target.version} (${download.bytes} bytes, ${download.via === 'delta' ? 'static delta' : 'object by object'})`, data: download });
   }
   const verified = await verifyCommit(repo, target.commit, trusted);
-  if (!verified.valid) {
-    throw new LarchError('SIGNATURE_INVALID', `commit ${target.commit} (version ${target.version}) is not signed by a trusted key`, { hint: 'the vendor signs commits with larch commit --sign-key K; check the keys in S/larch/keys', data: { commit: target.commit } });
+  const signedBy = verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.key_id);
+  if (!verified.valid || !meetsThreshold(signedBy, commitRole)) {
+    throw new LarchError('SIGNATURE_INVALID', `commit ${target.commit} (version ${target.version}) is not signed by ${commitRole.threshold > 1 ? `${commitRole.threshold} keys` : 'a key'} of the commit role the device trusts${signedBy.length > 0 ? ` (valid signatures by ${signedBy.join(', ')} only)` : ''}`, { hint: "the vendor signs commits with larch commit --sign-key K; 'larch trust show --sysroot S' lists the keys of each role", data: { commit: target.commit, signed_by: signedBy, threshold: commitRole.threshold } });
   }
-  const signedBy = verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId);
   await appendJournal(sysroot.journalPath, { event: 'verify', commit: target.commit, version: target.version, message: `commit signed by ${signedBy.join(', ')}` });
   await repo.writeRef('larch/downloaded', target.commit);
   failpoint('update::after-downloaded-ref');
@@ -247,15 +276,56 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   if (opts.downloadOnly) return { result: 'downloaded', from, to, download, etc_conflicts: [] };
 
   // 4. deploy into the other slot and stage it
-  const record = await stage(ctx, config, booted.slot, target.commit, signedBy);
+  // The booted deployment's layering, re-applied on the verified new base (layering/reapply.ts).
+  const layers = await reapplyLayers(sysroot, repo, booted.slot, { commit: target.commit, version: target.version }, { dropFailing: opts.dropFailingLayers });
+  if (lowerFloorTo !== null) await lowerReleaseFloor(sysroot, { release: lowerFloorTo, commit: target.commit, version: target.version }, 'allow-downgrade');
+  // A derived commit's signed_by are its base's verified signers (status: made on this device from that base).
+  const record = await stage(ctx, config, booted.slot, layers.commit, signedBy, layers.origin);
   await repo.writeRef('larch/downloaded', null);
   // Tried again on purpose: a new failure will be a new record.
   if (failed) await forgetFailedRelease(sysroot, target.commit);
-  return { result: 'staged', from, to, download, etc_conflicts: record.etcMerge?.conflicts ?? [], etc_plan: record.etcMerge?.plan };
+  const layered = layers.commit !== target.commit || layers.dropped.length > 0 ? { layered: { commit: layers.commit, dropped: layers.dropped } } : {};
+  return { result: 'staged', from, to, download, etc_conflicts: record.etcMerge?.conflicts ?? [], etc_plan: record.etcMerge?.plan, ...layered };
+}
+
+/**
+ * Stages a commit made on the device (layering: a derived commit, or the vendor base again) the
+ * way upgrade stages a vendor commit, with its origin; the caller has verified the base
+ * (layering/trust.ts). Refuses while the booted slot is unconfirmed, as upgrade does.
+ * @throws REFUSED (booted-unconfirmed), NO_SPACE, and what writing the slot throws
+ */
+export async function stageLocal(ctx: UpdateContext, commit: ObjectId, signedBy: string[], origin: Origin | null): Promise<{ from: { slot: Slot; commit: ObjectId; version: string }; record: DeploymentRecord }> {
+  const { sysroot } = ctx;
+  const config = await sysroot.readConfig();
+  const { state } = await readBootState(sysroot, config);
+  const booted = await bootedDeployment(sysroot, state);
+  requireBootedGood(state, booted);
+  await checkSpace(sysroot, null, booted.slot);
+  const record = await stage(ctx, config, booted.slot, commit, signedBy, origin);
+  return { from: { slot: booted.slot, commit: booted.record.commit, version: booted.record.version }, record };
+}
+
+/**
+ * larch/base-X names the vendor base of slot X's derived commit (none for a vendor commit): the
+ * base stays in the repo (prune keeps one commit per ref, not its parent), since uninstall,
+ * override reset and the trust checks of the derived commit (layering/trust.ts) need it.
+ */
+async function writeBaseRef(repo: Repo, slot: Slot, commit: ObjectId | null): Promise<void> {
+  const base = commit && (await repo.hasObject('commit', commit)) ? baseOf((await repo.readCommit(commit)).metadata) : null;
+  await repo.writeRef(`larch/base-${slot}`, base);
+}
+
+/** Writing the other slot while the booted one is unconfirmed could replace the last tree known to boot. @throws REFUSED */
+function requireBootedGood(state: BootState, booted: { slot: Slot; record: DeploymentRecord }): void {
+  if (state.slots[booted.slot].good) return;
+  throw new LarchError('REFUSED', `the booted slot ${booted.slot} (version ${booted.record.version}) is not confirmed yet, so the other slot may hold the only tree known to boot`, {
+    hint: "let boot-check mark it good (or run 'larch mark-good'), then try again; upgrade --download-only works meanwhile",
+    data: { reason: 'booted-unconfirmed', slot: booted.slot },
+  });
 }
 
 /** Writes commit into the slot beside `bootedSlot` and makes it first with the configured tries. */
-async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: Slot, commit: ObjectId, signedBy: string[]): Promise<DeploymentRecord> {
+async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: Slot, commit: ObjectId, signedBy: string[], origin: Origin | null = null): Promise<DeploymentRecord> {
   const { sysroot } = ctx;
   const slot = other(bootedSlotName);
   const repo = await sysroot.openRepo();
@@ -263,16 +333,16 @@ async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: S
   const plan = await repairing(ctx, repo, commit, () => planDeployment(repo, commit));
   await checkDeployable(sysroot, plan, bootedSlotName, commit);
   // First: the bootloader must not boot the slot while it is rewritten.
-  await changeBootState(sysroot, config, (s) => {
-    const marked = next(s, { type: 'marked-bad', slot });
-    return { ...marked, order: [bootedSlotName, slot], lastGood: marked.slots[bootedSlotName].good ? bootedSlotName : marked.lastGood };
-  });
+  await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-prepared', slot }));
   failpoint('update::after-mark-unbootable');
   const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger } });
   const record = await repairing(ctx, repo, commit, write);
   await repo.writeRef(`larch/slot-${slot}`, commit);
+  await writeBaseRef(repo, slot, commit);
+  // The slot's layering request (none: the file goes), before the slot can boot.
+  await writeOrigin(sysroot, slot, origin);
   failpoint('update::after-slot-ref');
-  await changeBootState(sysroot, config, (s) => next(s, { type: 'upgrade-staged', slot, tries: config.tries }));
+  await changeBootState(sysroot, config, (s) => next(s, { type: 'upgrade-staged', slot, tries: config.tries }), await releaseEnvVars(sysroot));
   failpoint('update::after-bootenv-write');
   await appendJournal(sysroot.journalPath, {
     event: 'stage',
@@ -280,7 +350,7 @@ async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: S
     commit,
     version: record.version,
     message: `version ${record.version} written to slot ${slot} and staged with ${config.tries} tries${record.etcMerge && record.etcMerge.conflicts.length > 0 ? `; /etc conflicts: ${record.etcMerge.conflicts.join(', ')}` : ''}`,
-    data: { etcConflicts: record.etcMerge?.conflicts ?? [] },
+    data: { etc_conflicts: record.etcMerge?.conflicts ?? [] },
   });
   return record;
 }
@@ -298,7 +368,7 @@ async function repairing<T>(ctx: UpdateContext, repo: Repo, commit: ObjectId, fn
     if (!damaged) throw err;
     const ids = Array.isArray(err.data.ids) ? (err.data.ids as string[]) : [err.data.id as string];
     if (err.code === 'OBJECT_CORRUPT') await dropObjects(repo, kind, ids);
-    const again = await ctx.remote.pull(repo, commit, { delta: null, trusted: await trustedKeys(ctx.sysroot), downloadDir: ctx.sysroot.downloadDir, progress: ctx.progress });
+    const again = await ctx.remote.pull(repo, commit, { delta: null, trusted: (await roleKeys(ctx.sysroot, 'commit')).keys, downloadDir: ctx.sysroot.downloadDir, progress: ctx.progress });
     const what = err.code === 'OBJECT_CORRUPT' ? 'corrupt' : 'missing';
     await appendJournal(ctx.sysroot.journalPath, { event: 'download', commit, message: `${ids.length} stored object(s) of commit ${commit.slice(0, 12)} were ${what} (${err.message}); fetched the commit's objects again (${again.bytes} bytes)`, data: { [what]: ids, ...again } });
     return fn();
@@ -317,10 +387,10 @@ async function resolveTarget(ctx: UpdateContext, repo: Repo, summary: Summary, c
   // An older version: walk the ref's history on the remote.
   const history = ctx.remote.history ? await ctx.remote.history(repo, head.commit, 100) : [];
   const found = history.find((h) => h.version === target || h.commit === target);
-  if (!found) throw new LarchError('NOT_FOUND', `version or commit '${target}' is not in the history of ${config.ref} on ${ctx.remote.describe()}`, { hint: "larch check shows the newest version; use a version from the vendor's release list" });
+  if (!found) throw new LarchError('NOT_FOUND', `version or commit '${target}' is not in the history of ${config.ref} on ${ctx.remote.describe()}`, { hint: "larch check shows the newest version; use a version from the vendor's release list", data: { target, ref: config.ref, remote: ctx.remote.describe() } });
   // Not local yet: the commit object (verified, not stored) says when it was made; guessing 0
   // would call every newer commit a downgrade.
-  const c = (await repo.hasObject('commit', found.commit)) ? await repo.readCommit(found.commit) : await ctx.remote.fetchCommit(found.commit, { trusted: await trustedKeys(ctx.sysroot) });
+  const c = (await repo.hasObject('commit', found.commit)) ? await repo.readCommit(found.commit) : await ctx.remote.fetchCommit(found.commit, { trusted: (await roleKeys(ctx.sysroot, 'commit')).keys });
   return { commit: found.commit, version: found.version, timestamp: c.timestamp };
 }
 
@@ -413,17 +483,14 @@ export async function rollback(sysroot: Sysroot): Promise<{ result: 'rolled-back
   const booted = await bootedDeployment(sysroot, state);
   const target = other(booted.slot);
   const record = await readDeployment(sysroot, target);
-  if (!record) throw new LarchError('NOT_FOUND', `slot ${target} holds no deployment to roll back to`, { hint: 'there is no previous version on this device' });
-  let outcome: 'rolled-back' | 'cancelled';
-  if (state.slots[target].good) {
-    await changeBootState(sysroot, config, (s) => ({ ...s, order: [target, booted.slot], lastGood: target, rescue: false }));
-    outcome = 'rolled-back';
-  } else if (isBootable(state, target) && state.order[0] === target) {
-    await changeBootState(sysroot, config, (s) => ({ ...next(s, { type: 'marked-bad', slot: target }), order: [booted.slot, target] }));
-    outcome = 'cancelled';
-  } else {
-    throw new LarchError('INVALID_INPUT', `slot ${target} (version ${record.version}) is not known good: it failed or was never confirmed, so rolling back to it could leave the device unbootable`, { hint: 'deploy a known version instead: larch deploy VERSION' });
+  if (!record) throw new LarchError('NOT_FOUND', `slot ${target} holds no deployment to roll back to`, { hint: 'there is no previous version on this device', data: { slot: target } });
+  const event = planRollback(state, booted.slot);
+  if (!event) {
+    throw new LarchError('REFUSED', `slot ${target} (version ${record.version}) is not known good: it failed or was never confirmed, so rolling back to it could leave the device unbootable`, { hint: 'deploy a known version instead: larch deploy VERSION', data: { reason: 'target-not-good', slot: target, version: record.version, commit: record.commit } });
   }
+  if (event.type === 'rollback-requested') await checkRollback(sysroot, target, (await (await sysroot.openRepo()).readCommit(booted.record.commit)).metadata);
+  await changeBootState(sysroot, config, (s) => next(s, event), await releaseEnvVars(sysroot));
+  const outcome = event.type === 'rollback-requested' ? 'rolled-back' : 'cancelled';
   failpoint('rollback::after-bootenv-write');
   const message = outcome === 'rolled-back' ? `rollback: slot ${target} (version ${record.version}) boots next` : `rollback: the staged version ${record.version} in slot ${target} was cancelled; slot ${booted.slot} stays`;
   await appendJournal(sysroot.journalPath, { event: 'rollback', slot: target, commit: record.commit, version: record.version, message });
@@ -450,7 +517,7 @@ export async function finalize(ctx: UpdateContext): Promise<{ slot: Slot | null;
   failpoint('finalize::after-marker-write');
   const merge = await redoEtcMerge(sysroot, booted.slot, slot, ctx.merger);
   const updated: DeploymentRecord = { ...record, etcMerge: merge };
-  await writeFileAtomic(sysroot.deployRecordPath(slot), JSON.stringify(updated, null, 2) + '\n');
+  await writeFileAtomic(sysroot.deployRecordPath(slot), encodeDeploymentRecord(updated));
   failpoint('finalize::after-record-write');
   await rm(marker, { force: true });
   await fsyncPath(dirname(marker));
@@ -460,30 +527,38 @@ export async function finalize(ctx: UpdateContext): Promise<{ slot: Slot | null;
 }
 
 /** cleanup: drop the rollback deployment (with --rollback) and every object no deployment uses. */
-export async function cleanup(sysroot: Sysroot, opts: { rollback?: boolean } = {}): Promise<{ removedSlot: Slot | null; objectsDeleted: number; bytesFreed: number }> {
+export async function cleanup(sysroot: Sysroot, opts: { rollback?: boolean } = {}): Promise<{ removed_slot: Slot | null; objects_deleted: number; bytes_freed: number }> {
   const config = await sysroot.readConfig();
   const { state } = await readBootState(sysroot, config);
   const booted = await bootedDeployment(sysroot, state);
   const repo = await sysroot.openRepo();
-  let removedSlot: Slot | null = null;
+  let removed_slot: Slot | null = null;
   const otherSlot = other(booted.slot);
   if (opts.rollback && (await readDeployment(sysroot, otherSlot)) && state.order[0] !== otherSlot) {
-    await changeBootState(sysroot, config, (s) => ({ ...next(s, { type: 'marked-bad', slot: otherSlot }), order: [booted.slot, otherSlot] }));
+    await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-cleaned', slot: otherSlot }));
     failpoint('cleanup::after-bootenv-write');
     await removeDeployment(sysroot, otherSlot);
     await repo.writeRef(`larch/slot-${otherSlot}`, null);
-    removedSlot = otherSlot;
+    removed_slot = otherSlot;
   }
   // Refs keep what deployments use (larch/slot-X) and a finished download (larch/downloaded).
   for (const slot of ['A', 'B'] as const) {
     const r = await readDeployment(sysroot, slot);
     await repo.writeRef(`larch/slot-${slot}`, r ? r.commit : null);
+    await writeBaseRef(repo, slot, r ? r.commit : null);
   }
   for (const r of await repo.listRefs()) if (!r.branch.startsWith('larch/')) await repo.writeRef(r.branch, null);
   failpoint('cleanup::after-refs');
   const pruned = await prune(repo, { keep: 1 });
-  await appendJournal(sysroot.journalPath, { event: 'cleanup', message: `cleanup: ${removedSlot ? `slot ${removedSlot} removed; ` : ''}${pruned.objectsDeleted} objects (${pruned.bytesFreed} bytes) freed` });
-  return { removedSlot, objectsDeleted: pruned.objectsDeleted, bytesFreed: pruned.bytesFreed };
+  // The legacy agent (S/larch/bin/larch) goes once every deployment carries its own.
+  const deployments = [];
+  for (const slot of ['A', 'B'] as const) {
+    const r = await readDeployment(sysroot, slot);
+    if (r) deployments.push({ dir: sysroot.deployDir(slot), agent: r.agent });
+  }
+  const legacyRetired = await retireLegacyAgent(sysroot, deployments);
+  await appendJournal(sysroot.journalPath, { event: 'cleanup', message: `cleanup: ${removed_slot ? `slot ${removed_slot} removed; ` : ''}${pruned.objects_deleted} objects (${pruned.bytes_freed} bytes) freed${legacyRetired ? `; the legacy agent ${legacyAgentPath(sysroot)} removed: every deployment carries its own` : ''}`, ...(legacyRetired ? { data: { legacy_agent_removed: true } } : {}) });
+  return { removed_slot, objects_deleted: pruned.objects_deleted, bytes_freed: pruned.bytes_freed };
 }
 
 export async function setPinned(sysroot: Sysroot, pinned: boolean): Promise<void> {

@@ -17,7 +17,7 @@ import { constants as fsConstants } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
-import { writeFileAtomic } from '../store/_durable.ts';
+import { writeFileAtomic } from '../_durable.ts';
 import { acquireLock, type Lock } from '../store/lock.ts';
 import { type FwEnvConfig, type FwEnvDevice, parseFwEnvConfig } from './fw-env-config.ts';
 import { GRUBENV_DEFAULT_SIZE_BYTES, decodeGrubenv, encodeGrubenv } from './grubenv.ts';
@@ -163,7 +163,7 @@ async function deviceKind(device: FwEnvDevice, source: string, forWrite: boolean
     // (an ioctl Node lacks): fw_setenv does those.
     if (!forWrite && type === 'nor') return { kind: 'block', sizeBytes: Number.MAX_SAFE_INTEGER, mode: 0, scheme: 'boolean' };
     throw new LarchError('INVALID_INPUT', `${source} line ${device.line}: ${forWrite ? 'writing' : 'reading'} the U-Boot env on MTD ${type} device '${device.path}' is not supported by larch`, {
-      data: { path: device.path, mtdType: type, unsupported: true },
+      data: { path: device.path, mtd_type: type, unsupported: true },
       hint: forWrite ? "flash needs an erase before each write; use 'fw_setenv' (libubootenv) for MTD storage" : "use 'fw_printenv' (libubootenv) for MTD NAND storage",
     });
   }

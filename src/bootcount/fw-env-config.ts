@@ -37,7 +37,7 @@ const MAX_ENV_BYTES = 16 * 1024 * 1024;
 
 function fail(source: string, line: number, message: string): never {
   throw new LarchError('INVALID_INPUT', `${source} line ${line}: ${message}`, {
-    data: { line },
+    data: { path: source, line },
     hint: 'each line is: DEVICE OFFSET ENVSIZE [SECTORSIZE [SECTORS]]; sizes are hexadecimal; one line = single copy, two lines = redundant',
   });
 }
@@ -92,7 +92,7 @@ export function parseFwEnvConfig(text: string, source = 'fw_env.config'): FwEnvC
     devices.push({ path, offset, envSizeBytes, sectorSizeBytes, sectors, line });
   });
   if (devices.length === 0) {
-    throw new LarchError('INVALID_INPUT', `${source}: no environment line (expected DEVICE OFFSET ENVSIZE)`, { data: {} });
+    throw new LarchError('INVALID_INPUT', `${source}: no environment line (expected DEVICE OFFSET ENVSIZE)`, { data: { path: source } });
   }
   if (devices.length === 2) {
     const [a, b] = devices;

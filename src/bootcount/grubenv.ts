@@ -1,6 +1,6 @@
 /**
  * GRUB's environment block (grubenv), pure: the text block `grub-editenv` and GRUB's
- * `load_env`/`save_env` read and write (GRUB 2.06 grub-core/lib/envblk.c; research §2;
+ * `load_env`/`save_env` read and write (GRUB 2.06 grub-core/lib/envblk.c;
  * docs/formats.md §9.2).
  *
  * ```
@@ -73,7 +73,7 @@ export function encodeGrubenv(vars: ReadonlyMap<string, string>, sizeBytes = GRU
   if (body.length > sizeBytes) {
     const header = GRUBENV_SIGNATURE.length + GRUBENV_WARNING.length;
     throw new LarchError('ENV_FULL', `the variables need ${body.length - header} bytes, the GRUB env block holds ${sizeBytes - header} (block size ${sizeBytes} bytes minus a ${header}-byte header)`, {
-      data: { neededBytes: body.length - header, availableBytes: sizeBytes - header, envSizeBytes: sizeBytes },
+      data: { needed_bytes: body.length - header, available_bytes: sizeBytes - header, env_size_bytes: sizeBytes },
     });
   }
   const out = new Uint8Array(sizeBytes).fill(HASH);

@@ -24,12 +24,12 @@ export interface HealthCheckResult {
   readonly kind: HealthCheckKind;
   readonly passed: boolean;
   /** Exit status, or null when it was killed by a signal or could not start. */
-  readonly exitCode: number | null;
+  readonly exit_code: number | null;
   readonly signal: string | null;
-  readonly timedOut: boolean;
-  readonly durationMs: number;
+  readonly timed_out: boolean;
+  readonly duration_ms: number;
   /** The last lines of stdout and stderr, interleaved as they arrived. */
-  readonly outputTail: readonly string[];
+  readonly output_tail: readonly string[];
   /** Why it could not start (e.g. a bad interpreter line), when that is why it failed. */
   readonly error?: string;
 }
@@ -111,7 +111,7 @@ function runOne(path: string, name: string, kind: HealthCheckKind, opts: { timeo
   const started = Date.now();
   return new Promise((resolve) => {
     let kept = '';
-    let timedOut = false;
+    let timed_out = false;
     let spawnError: string | undefined;
     const keep = (chunk: Buffer) => {
       kept += chunk.toString('utf8');
@@ -126,12 +126,12 @@ function runOne(path: string, name: string, kind: HealthCheckKind, opts: { timeo
       // zeros after a power cut, found by test/integration/powerloss.test.ts) fails the check;
       // it must not end boot-check with an internal error.
       const error = (err as Error).message;
-      return resolve({ name, path, kind, passed: false, exitCode: null, signal: null, timedOut: false, durationMs: Date.now() - started, outputTail: [], error });
+      return resolve({ name, path, kind, passed: false, exit_code: null, signal: null, timed_out: false, duration_ms: Date.now() - started, output_tail: [], error });
     }
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     const timer = setTimeout(() => {
-      timedOut = true;
+      timed_out = true;
       killGroup(child.pid);
     }, opts.timeoutMs);
     child.on('error', (err) => {
@@ -144,7 +144,7 @@ function runOne(path: string, name: string, kind: HealthCheckKind, opts: { timeo
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (timedOut || signal) killGroup(child.pid);
+      if (timed_out || signal) killGroup(child.pid);
       child.stdout.destroy();
       child.stderr.destroy();
       const lines = kept.split('\n');
@@ -153,12 +153,12 @@ function runOne(path: string, name: string, kind: HealthCheckKind, opts: { timeo
         name,
         path,
         kind,
-        passed: !timedOut && exitCode === 0 && spawnError === undefined,
-        exitCode: spawnError ? null : exitCode,
+        passed: !timed_out && exitCode === 0 && spawnError === undefined,
+        exit_code: spawnError ? null : exitCode,
         signal,
-        timedOut,
-        durationMs: Date.now() - started,
-        outputTail: lines.slice(-opts.tailLines),
+        timed_out,
+        duration_ms: Date.now() - started,
+        output_tail: lines.slice(-opts.tailLines),
         ...(spawnError ? { error: spawnError } : {}),
       });
     };

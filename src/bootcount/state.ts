@@ -23,10 +23,13 @@
  * The bootloader, every boot (bootloaderChoose; the scripts do exactly this):
  *   decode the variables as above; then for each slot in BOOT_ORDER: a good slot boots with no env
  *   write; an unconfirmed slot with tries left spends one (one env write of all variables) and boots;
- *   otherwise the next slot. When neither is bootable it boots BOOT_LKG and sets BOOT_RESCUE=1 (one
+ *   otherwise the next slot. A slot whose release is below the release floor (release-gate.ts:
+ *   BOOT_RELEASES) is passed over as not bootable, with no try spent. When neither is bootable it boots BOOT_LKG and sets BOOT_RESCUE=1 (one
  *   write, the first time only). It never resets counters: a board with two bad slots settles on
  *   its last known good slot instead of rebooting forever.
  */
+
+import { type ReleaseGate, belowFloor, decodeGate, dropUnreadable } from './release-gate.ts';
 
 export type Slot = 'A' | 'B';
 export const SLOTS: readonly Slot[] = ['A', 'B'];
@@ -63,8 +66,14 @@ export type BootEvent =
   | { readonly type: 'marked-bad'; readonly slot: Slot }
   /** A new deployment was written to `slot`: it becomes primary with `tries` tries. */
   | { readonly type: 'upgrade-staged'; readonly slot: Slot; readonly tries?: number }
-  /** Make the other slot primary, if it is good (larch rollback); otherwise nothing changes. */
-  | { readonly type: 'rollback-requested' }
+  /** `slot` is about to be rewritten (upgrade, deploy): it must not boot, the other slot goes first. */
+  | { readonly type: 'slot-prepared'; readonly slot: Slot }
+  /** Make `slot` primary and last known good, if it is good (larch rollback); otherwise nothing changes. */
+  | { readonly type: 'rollback-requested'; readonly slot: Slot }
+  /** The staged, unconfirmed update in `slot` is cancelled (larch rollback): the other slot goes first. */
+  | { readonly type: 'upgrade-cancelled'; readonly slot: Slot }
+  /** The deployment in `slot` is about to be removed (larch cleanup --rollback): it must not boot. */
+  | { readonly type: 'slot-cleaned'; readonly slot: Slot }
   /** The agent saw the bootloader fall back to `booted`: make it primary so it is reported once. */
   | { readonly type: 'fallback-recorded'; readonly booted: Slot };
 
@@ -185,10 +194,14 @@ export interface BootAttempt {
   readonly state: BootState;
 }
 
-/** The bootloader's choice on a decoded state (what bootloaderChoose does after decode). */
-export function attemptBoot(state: BootState): BootAttempt {
+/**
+ * The bootloader's choice on a decoded state (what bootloaderChoose does after decode). A slot
+ * below the release floor of `gate` is passed over, its state untouched.
+ */
+export function attemptBoot(state: BootState, gate?: ReleaseGate): BootAttempt {
   const s = normalise(state);
   for (const slot of s.order) {
+    if (gate && belowFloor(gate, slot)) continue;
     const st = s.slots[slot];
     if (st.good) return { slot, rescue: false, wrote: false, state: s };
     if (st.triesLeft > 0) {
@@ -218,10 +231,15 @@ export interface BootloaderChoice {
  * a try that was not recorded would let a bad slot boot forever.
  */
 export function bootloaderChoose(vars: Vars, options: { saveFails?: boolean; lkgMarker?: Slot } = {}): BootloaderChoice {
-  const attempt = attemptBoot(decode(vars, options));
-  if (!attempt.wrote) return { slot: attempt.slot, rescue: attempt.rescue, wrote: false, newVars: new Map(vars) };
+  const attempt = attemptBoot(decode(vars, options), decodeGate(vars));
+  // Rescue behind a floor can come while a slot is good or has tries (all below the floor), which
+  // decode() does not count as rescue: the scripts look at BOOT_RESCUE itself and set it, once.
+  const wrote = attempt.rescue ? vars.get('BOOT_RESCUE') !== '1' : attempt.wrote;
+  if (!wrote) return { slot: attempt.slot, rescue: attempt.rescue, wrote: false, newVars: new Map(vars) };
   if (options.saveFails) return { slot: attempt.state.lastGood, rescue: attempt.rescue, wrote: false, newVars: new Map(vars) };
-  return { slot: attempt.slot, rescue: attempt.rescue, wrote: true, newVars: mergeInto(vars, attempt.state) };
+  const newVars = dropUnreadable(mergeInto(vars, attempt.state));
+  if (attempt.rescue) newVars.set('BOOT_RESCUE', '1');
+  return { slot: attempt.slot, rescue: attempt.rescue, wrote: true, newVars };
 }
 
 // ---- larch's transitions ------------------------------------------------------------------------
@@ -248,11 +266,17 @@ export function next(state: BootState, event: BootEvent): BootState {
       const lastGood = s.lastGood === event.slot ? other(event.slot) : s.lastGood;
       return normalise({ ...staged, order: [event.slot, other(event.slot)], lastGood, rescue: false });
     }
-    case 'rollback-requested': {
-      const target = s.order[1];
-      if (!s.slots[target].good) return s;
-      return normalise({ ...s, order: [target, s.order[0]], lastGood: target, rescue: false });
-    }
+    case 'slot-prepared':
+    case 'slot-cleaned':
+      // The slot's contents go away, so it can no longer be the rescue slot either.
+      return { ...second(next(s, { type: 'marked-bad', slot: event.slot }), event.slot), lastGood: other(event.slot) };
+    case 'upgrade-cancelled':
+      // The slot's contents stay: lastGood stays as after marked-bad.
+      return second(next(s, { type: 'marked-bad', slot: event.slot }), event.slot);
+    case 'rollback-requested':
+      // A target that is not good is refused by the caller (larch rollback); the model changes nothing.
+      if (!s.slots[event.slot].good) return s;
+      return normalise({ ...second(s, other(event.slot)), lastGood: event.slot, rescue: false });
     case 'fallback-recorded':
       // Only when the primary really is unbootable; this never changes what the bootloader boots.
       if (event.booted === s.order[0] || isBootable(s, s.order[0])) return s;
@@ -332,12 +356,45 @@ export function markerSlot(state: BootState): Slot {
   return s.slots[other(s.lastGood)].good ? other(s.lastGood) : s.lastGood;
 }
 
+/**
+ * What `larch rollback` writes when `booted` is running: a good other slot becomes primary
+ * (rollback-requested); a staged, unconfirmed update in it is cancelled (upgrade-cancelled); null
+ * when the other slot is neither, which the caller refuses (rolling back onto it could leave the
+ * device with nothing to boot).
+ */
+export function planRollback(state: BootState, booted: Slot): BootEvent | null {
+  const s = normalise(state);
+  const target = other(booted);
+  if (s.slots[target].good) return { type: 'rollback-requested', slot: target };
+  if (isBootable(s, target) && s.order[0] === target) return { type: 'upgrade-cancelled', slot: target };
+  return null;
+}
+
+/**
+ * The state an agent can prove for a damaged env (reconstruct() in src/agent/boot.ts): the slots in
+ * `proved` good, no slot with tries (an unconfirmed slot's count cannot be proved), the marker's
+ * slot last known good unless only the other one is proved, and the booted slot first when it is
+ * proved, else the last known good one. With nothing proved, nothing is bootable: the bootloader
+ * boots the marker's slot in rescue.
+ */
+export function provedState(proved: ReadonlySet<Slot>, marker: Slot, booted: Slot | null): BootState {
+  const slot = (name: Slot): SlotState => ({ good: proved.has(name), triesLeft: 0 });
+  const lastGood = proved.has(marker) || proved.size === 0 ? marker : other(marker);
+  const first = booted && proved.has(booted) ? booted : lastGood;
+  return { order: [first, other(first)], slots: { A: slot('A'), B: slot('B') }, lastGood, rescue: false };
+}
+
 /** Applies events in order (one write's worth). */
 export function applyAll(state: BootState, events: readonly BootEvent[]): BootState {
   return events.reduce(next, state);
 }
 
 // ---- helpers ------------------------------------------------------------------------------------
+
+/** `state` with `slot` second in the boot order. */
+function second(state: BootState, slot: Slot): BootState {
+  return { ...state, order: [other(slot), slot] };
+}
 
 function withSlot(state: BootState, slot: Slot, value: SlotState): BootState {
   return { ...state, slots: { ...state.slots, [slot]: value } };

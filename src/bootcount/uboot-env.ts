@@ -1,7 +1,7 @@
 /**
  * U-Boot's binary environment, pure: encode and decode one copy, pick the winner among
  * redundant copies, the next flags value. Layout measured against mkenvimage, libubootenv 0.3.2
- * and U-Boot 2023.01 (research/boot-and-hil.md §1; docs/formats.md §9.1).
+ * and U-Boot 2023.01 (docs/formats.md §9.1).
  *
  * ```
  * single copy (S = CONFIG_ENV_SIZE):  [crc32 u32][data: S-4 bytes]
@@ -146,7 +146,7 @@ export function encodeCopy(vars: ReadonlyMap<string, string>, layout: UbootEnvLa
   const available = layout.sizeBytes - header;
   if (needed > available) {
     throw new LarchError('ENV_FULL', `the variables need ${needed} bytes, the U-Boot env holds ${available} (env size ${layout.sizeBytes} bytes minus a ${header}-byte header)`, {
-      data: { neededBytes: needed, availableBytes: available, envSizeBytes: layout.sizeBytes },
+      data: { needed_bytes: needed, available_bytes: available, env_size_bytes: layout.sizeBytes },
     });
   }
   const out = new Uint8Array(layout.sizeBytes).fill(options.padByte ?? 0);
@@ -258,7 +258,7 @@ export function decodeEnv(copies: readonly Uint8Array[], layout: UbootEnvLayout,
     const otherOrder = states.some((s) => s.otherByteOrderValid);
     const blank = copies.every((c) => c.every((b) => b === c[0]));
     throw new LarchError('ENV_CORRUPT', `no valid U-Boot env${blank ? ' (the storage is blank)' : ''}: ${states.map((s, i) => describeBad(s, where[i])).join('; ')}`, {
-      data: { copies: states.map((s, i) => ({ where: where[i], storedCrc: s.storedCrc, computedCrc: s.computedCrc, flags: s.flags })), blank },
+      data: { copies: states.map((s, i) => ({ where: where[i], stored_crc: s.storedCrc, computed_crc: s.computedCrc, flags: s.flags })), blank },
       hint: otherOrder
         ? `the CRC is valid in ${layout.byteOrder === 'big' ? 'little' : 'big'}-endian byte order: the env is for a board of the other endianness (--big-endian)`
         : "U-Boot boots this storage with its built-in default env; write a complete env with 'larch bootenv init --defaults FILE' (e.g. /etc/u-boot-initial-env), never a partial one",

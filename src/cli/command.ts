@@ -39,14 +39,14 @@ export function parse(cmd: Command, argv: string[]): ParsedArgs & { help: boolea
     return { values: values as ParsedArgs['values'], positionals, json: values.json === true, help: values.help === true };
   } catch (err) {
     if (err instanceof LarchError) throw err;
-    throw new LarchError('USAGE', `${cmd.name}: ${(err as Error).message.replace(/\. To specify.*$/s, '')}`, { hint: `run 'larch ${cmd.name} --help'` });
+    throw new LarchError('USAGE', `${cmd.name}: ${(err as Error).message.replace(/\. To specify.*$/s, '')}`, { hint: `run 'larch ${cmd.name} --help'`, data: { command: cmd.name, argv } });
   }
 }
 
 /** A required string option. @throws USAGE */
 export function need(args: ParsedArgs, name: string, cmd: string): string {
   const v = args.values[name];
-  if (typeof v !== 'string' || v === '') throw new LarchError('USAGE', `${cmd}: --${name} is required`, { hint: `run 'larch ${cmd} --help'` });
+  if (typeof v !== 'string' || v === '') throw new LarchError('USAGE', `${cmd}: --${name} is required`, { hint: `run 'larch ${cmd} --help'`, data: { command: cmd, option: name } });
   return v;
 }
 
@@ -63,7 +63,7 @@ export function list(args: ParsedArgs, name: string): string[] {
 /** Exactly n positionals. @throws USAGE */
 export function positionals(args: ParsedArgs, names: string[], cmd: string): string[] {
   if (args.positionals.length !== names.length) {
-    throw new LarchError('USAGE', `${cmd}: expected ${names.map((n) => n.toUpperCase()).join(' ') || 'no arguments'}, got ${args.positionals.length} argument(s)`, { hint: `run 'larch ${cmd} --help'` });
+    throw new LarchError('USAGE', `${cmd}: expected ${names.map((n) => n.toUpperCase()).join(' ') || 'no arguments'}, got ${args.positionals.length} argument(s)`, { hint: `run 'larch ${cmd} --help'`, data: { command: cmd, expected: names, got: args.positionals.length } });
   }
   return args.positionals;
 }
@@ -76,7 +76,7 @@ export function printJson(io: Io, value: unknown): void {
 export function intOption(value: string | undefined, name: string, cmd: string, min = 0): number | undefined {
   if (value === undefined) return undefined;
   if (!/^-?\d+$/.test(value) || Number(value) < min || !Number.isSafeInteger(Number(value))) {
-    throw new LarchError('USAGE', `${cmd}: --${name} must be an integer >= ${min}, got '${value}'`);
+    throw new LarchError('USAGE', `${cmd}: --${name} must be an integer >= ${min}, got '${value}'`, { data: { command: cmd, option: name, value, min } });
   }
   return Number(value);
 }

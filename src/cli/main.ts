@@ -1,10 +1,9 @@
 /** The `larch` entry point: finds the command, parses its flags, prints errors with their code and hint. */
-import { LarchError } from '../errors.ts';
+import { INTERNAL_HINT, LarchError } from '../errors.ts';
 import { checkFailpointEnv } from '../failpoint.ts';
 import { AlreadyReported, type Command, type Io, parse } from './command.ts';
 import { commands } from './commands/index.ts';
-
-export const VERSION = '0.1.0';
+import { VERSION } from '../version.ts';
 
 /** Exit status when the reader of stdout went away (`larch ls | head -1`): 128 + SIGPIPE, as a C tool killed by SIGPIPE. */
 export const EXIT_OUTPUT_CLOSED = 141;
@@ -49,14 +48,47 @@ docs/cli.md: 0 success, 1 internal error, 2 usage, and one code per kind of fail
 `;
 }
 
+/** The subcommands of a group ("delta" -> delta generate, delta apply, ...); empty for a non-group. */
+function groupOf(word: string): Command[] {
+  return commands.filter((c) => c.name.startsWith(`${word} `));
+}
+
+function groupUsage(group: string, subs: Command[]): string {
+  const width = Math.max(...subs.map((c) => c.name.length));
+  return `USAGE
+  larch ${group} SUBCOMMAND [OPTIONS]
+  larch ${group} SUBCOMMAND --help   full help for one subcommand
+
+SUBCOMMANDS
+${subs.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+`;
+}
+
 export async function main(argv: string[]): Promise<number> {
   // Two-word commands ("delta generate") are looked up by their first two words.
   const twoWords = argv.length >= 2 && commands.some((c) => c.name === `${argv[0]} ${argv[1]}`);
   const name = twoWords ? `${argv[0]} ${argv[1]}` : argv[0];
   const rest = argv.slice(twoWords ? 2 : 1);
-  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help' || (name === '--json' && rest.some((a) => a === '--help' || a === '-h'))) {
     io.out(usage());
-    return name === undefined ? 2 : 0;
+    return 0;
+  }
+  if (name === '--json') {
+    return reportError(new LarchError('USAGE', 'no command given', { hint: "run 'larch --help' for the list of commands", data: { argv } }), true);
+  }
+  // A group's name alone, or with --help, lists its subcommands ("larch delta").
+  const group = groupOf(name);
+  // A group that is also a command itself ('trust --repo R' beside 'trust create') runs it when given arguments.
+  if (group.length > 0 && !twoWords && (!commands.some((c) => c.name === name) || rest.length === 0)) {
+    const next = rest[0];
+    if (next === undefined || next === '--help' || next === '-h') {
+      io.out(groupUsage(name, group));
+      return 0;
+    }
+    if (!next.startsWith('-')) {
+      return reportError(new LarchError('USAGE', `unknown command '${name} ${next}'`, { hint: `one of: ${group.map((c) => c.name).join(', ')}`, data: { group: name, subcommand: next } }), rest.includes('--json'));
+    }
+    return reportError(new LarchError('USAGE', `'larch ${name}' needs a subcommand`, { hint: `one of: ${group.map((c) => c.name).join(', ')}`, data: { group: name } }), rest.includes('--json'));
   }
   if (name === '--version' || name === 'version') {
     io.out(`larch ${VERSION}\n`);
@@ -67,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     // Once at start-up: a mistyped failpoint would otherwise never fire, and a crash test pass for nothing.
     checkFailpointEnv();
-    if (!cmd) throw new LarchError('USAGE', `unknown command '${name}'`, { hint: "run 'larch --help' for the list of commands" });
+    if (!cmd) throw new LarchError('USAGE', `unknown command '${name}'`, { hint: "run 'larch --help' for the list of commands", data: { command: name } });
     const args = parse(cmd, rest);
     if (args.help) {
       io.out(cmd.help.trimEnd() + '\n');
@@ -87,7 +119,7 @@ function reportError(err: unknown, json: boolean): number {
     return err.exitCode;
   }
   const e = err as Error;
-  const hint = 'this is a bug in larch; please report it with the command you ran (LARCH_DEBUG=1 prints the stack)';
+  const hint = INTERNAL_HINT;
   if (json) io.out(JSON.stringify({ error: { code: 'INTERNAL', message: e?.message ?? String(err), hint, data: {} } }, null, 2) + '\n');
   io.err(`larch: internal error: ${e?.message ?? String(err)} [INTERNAL]\nhint: ${hint}\n`);
   if (process.env.LARCH_DEBUG) io.err(`${e?.stack}\n`);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { parsePolicy, parseStanzas } from './apt-output.ts';
 import type { PackageSpec } from './definition.ts';
-import { runTool, stderrTail } from './_run.ts';
+import { runTool, stderrTail } from '../_run.ts';
 
 export interface ResolvedPackage {
   name: string;
@@ -63,7 +63,7 @@ export async function resolvePackages(specs: PackageSpec[], architecture: string
   // apt lists Architecture: all packages under the host's architecture only ('name:arm64' on an
   // amd64 host is an empty entry), so a foreign target also asks for the plain name.
   const policyRun = await runTool('apt-cache', ['policy', ...specs.flatMap((s) => (native ? [s.name] : [query(s.name), s.name]))]);
-  if (policyRun.code !== 0) throw new LarchError('IO', `'apt-cache policy' failed: ${stderrTail(policyRun.stderr)}`);
+  if (policyRun.code !== 0) throw new LarchError('IO', `'apt-cache policy' failed: ${stderrTail(policyRun.stderr)}`, { data: { tool: 'apt-cache', exit_code: policyRun.code } });
   const policy = parsePolicy(policyRun.stdout);
   const chosen = specs.map((spec) => {
     const qualified = policy.get(query(spec.name));
@@ -93,7 +93,7 @@ export async function resolvePackages(specs: PackageSpec[], architecture: string
   });
 
   const showRun = await runTool('apt-cache', ['show', ...chosen.map((c) => `${c.asked}=${c.version}`)]);
-  if (showRun.code !== 0) throw new LarchError('IO', `'apt-cache show' failed: ${stderrTail(showRun.stderr)}`);
+  if (showRun.code !== 0) throw new LarchError('IO', `'apt-cache show' failed: ${stderrTail(showRun.stderr)}`, { data: { tool: 'apt-cache', exit_code: showRun.code } });
   const stanzas = parseStanzas(showRun.stdout);
   return chosen.map((c) => {
     const s = stanzas.find((st) => st.Package === c.name && st.Version === c.version && (st.Architecture === architecture || st.Architecture === 'all') && st.SHA256);

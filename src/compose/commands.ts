@@ -16,7 +16,7 @@ import * as tar from 'tar-stream';
 /** The fields larch writes; times are always 0 and names are numeric ids only. */
 type EntryHeader = { name: string; type: tar.Header['type']; mode: number; uid: number; gid: number; size?: number; linkname?: string };
 import { LarchError, fromSystemError, quash } from '../errors.ts';
-import { runTool, stderrTail } from './_run.ts';
+import { runTool, spawnFailure, stderrTail } from '../_run.ts';
 
 interface Recorded {
   type: string;
@@ -44,10 +44,10 @@ function runCommand(command: string, cwd: string, field: string): Promise<void> 
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
-    child.on('error', (e) => reject(new LarchError('TOOL_MISSING', `${field}: cannot run 'sh': ${e.message}`)));
+    child.on('error', (e) => reject(spawnFailure('sh', e, { context: field })));
     child.on('close', (code) => {
       if (code === 0) resolve();
-      else reject(new LarchError('INVALID_INPUT', `${field} '${quash(command, 120)}' exited ${code}: ${stderrTail(output)}`, { data: { field, exitCode: code } }));
+      else reject(new LarchError('INVALID_INPUT', `${field} '${quash(command, 120)}' exited ${code}: ${stderrTail(output)}`, { data: { field, exit_code: code } }));
     });
   });
 }
@@ -60,7 +60,7 @@ export async function runCommandsOnTree(inTar: string, commands: string[], workD
   const tree = join(workDir, 'tree');
   await mkdir(tree, { recursive: true });
   const unpack = await runTool('tar', ['-xpf', inTar, '-C', tree, '--no-same-owner']);
-  if (unpack.code !== 0) throw new LarchError('IO', `unpack the image tree for its commands: tar failed: ${stderrTail(unpack.stderr)}`);
+  if (unpack.code !== 0) throw new LarchError('IO', `unpack the image tree for its commands: tar failed: ${stderrTail(unpack.stderr)}`, { data: { tool: 'tar', path: inTar, exit_code: unpack.code } });
   const index = await readIndex(inTar);
   for (const [i, command] of commands.entries()) await runCommand(command, tree, `commands[${i}]`);
 

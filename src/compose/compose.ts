@@ -4,10 +4,11 @@
  * commit's transaction starts, and the transaction itself aborts on error, so a failed
  * compose leaves the repo's refs as they were.
  */
-import { mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, realpath, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { LarchError, fromSystemError, quash, withContext } from '../errors.ts';
+import { ARCHITECTURE_KEY, COMPATIBLE_KEY } from '../store/binding.ts';
 import type { CborValue } from '../store/cbor.ts';
 import type { ObjectId } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
@@ -15,17 +16,22 @@ import type { SecretKey } from '../store/sign.ts';
 import { type CommitResult, createCommit } from '../store/write-commit.ts';
 import { checkArchitecture, fetchPackages, resolvePackages } from './apt.ts';
 import { runCommandsOnTree } from './commands.ts';
+import { checkAgent } from './agent.ts';
 import { type ImageDefinition, parseDefinition } from './definition.ts';
-import { writeImageTar } from './image-tar.ts';
-import { type InstalledPackage, PACKAGES_KEY, encodePackageList } from './package-diff.ts';
+import { TREE_SOURCE, writeImageTar } from './image-tar.ts';
+import { buildResolvedTree } from './mmdebstrap.ts';
+import { type InstalledPackage, PACKAGES_KEY, encodePackageList } from '../packages/package-diff.ts';
+import { parseDpkgStatus } from '../packages/dpkg-status.ts';
 
 /** Commit metadata keys written by compose (formats.md §12). */
 export const METADATA_KEYS = {
   packages: PACKAGES_KEY,
-  architecture: 'larch.architecture',
+  architecture: ARCHITECTURE_KEY,
+  compatible: COMPATIBLE_KEY,
   kernel: 'larch.kernel',
   bootFiles: 'larch.boot-files',
   image: 'larch.image',
+  minAgentVersion: 'larch.min_agent_version',
 } as const;
 
 export interface ComposeOptions {
@@ -44,6 +50,10 @@ export interface ComposeOptions {
   /** The parent; defaults to the ref's current commit. null starts a new history. */
   parent?: ObjectId | null;
   signKeys?: SecretKey[];
+  /** The agent to carry at /usr/bin/larch instead of the definition's `agent`. */
+  agent?: string;
+  /** List the packages exactly, as the definition's `exact = true` (no dependency, no script). */
+  exact?: boolean;
   /** Parent directory for the temporary image tar (default: the OS temp dir). */
   workDir?: string;
   progress?: (message: string) => void;
@@ -61,11 +71,15 @@ export interface ComposeResult extends CommitResult {
   architecture: string;
   packages: InstalledPackage[];
   kernel: KernelInfo | null;
-  bootFiles: string[];
+  boot_files: string[];
   /** The .deb files used, in the cache, in the order of packages. */
-  debFiles: string[];
+  deb_files: string[];
   downloaded: number;
   cached: number;
+  /** The binary carried at /usr/bin/larch (null: none). */
+  agent: string | null;
+  /** true: the listed packages only, unpacked; false: their closure, installed by dpkg (mmdebstrap). */
+  exact: boolean;
 }
 
 async function readDefinition(path: string): Promise<ImageDefinition> {
@@ -97,10 +111,23 @@ async function checkOverlays(def: ImageDefinition, definitionPath: string): Prom
   );
 }
 
+/** The definition's local .deb files, as absolute paths; each must be a file. */
+async function checkLocalPackages(def: ImageDefinition, definitionPath: string): Promise<string[]> {
+  const base = dirname(resolve(definitionPath));
+  return Promise.all(
+    def.localPackages.map(async (p, i) => {
+      const path = join(base, p);
+      const st = await stat(path).catch(() => undefined);
+      if (!st?.isFile()) throw new LarchError('NOT_FOUND', `image definition '${definitionPath}': field 'local_packages[${i}]' names '${quash(p)}', which is not a file (${path})`, { hint: 'give the .deb file relative to the definition\'s directory', data: { file: definitionPath, field: `local_packages[${i}]`, path } });
+      return path;
+    }),
+  );
+}
+
 function kernelInfo(def: ImageDefinition, packages: InstalledPackage[], releases: Map<string, string[]>): KernelInfo | null {
   if (!def.kernel) return null;
   const name = def.kernel.name;
-  const found = releases.get(name) ?? [];
+  const found = releases.get(name) ?? releases.get(TREE_SOURCE) ?? [];
   if (found.length !== 1) {
     throw new LarchError('INVALID_INPUT', `kernel package '${name}' ships ${found.length === 0 ? 'no /boot/vmlinuz-*' : `${found.length} kernels (${found.join(', ')})`}; name the package that holds exactly one kernel image`, {
       hint: 'a meta-package such as linux-image-arm64 only depends on the real one: name the versioned package, e.g. linux-image-6.1.0-18-arm64',
@@ -126,6 +153,11 @@ function defaultTimestamp(definitionPath: string, sourceDateEpoch: number | unde
   });
 }
 
+/** The .deb files in a cache directory (none when it does not exist yet). */
+async function listDebs(dir: string): Promise<string[]> {
+  return (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.deb'));
+}
+
 /**
  * Composes the definition into a commit on its ref.
  * @throws INVALID_INPUT (definition, overlay, layout, a failing command), NOT_FOUND (package,
@@ -135,18 +167,41 @@ export async function compose(repo: Repo, opts: ComposeOptions): Promise<Compose
   const progress = opts.progress ?? (() => {});
   const def = await readDefinition(opts.definitionPath);
   const overlays = await checkOverlays(def, opts.definitionPath);
+  // The agent last: it replaces whatever a package or overlay put at /usr/bin/larch.
+  const agent = await checkAgent({ definitionPath: opts.definitionPath, definitionAgent: def.agent, agent: opts.agent, architecture: def.architecture });
+  if (agent) overlays.push(agent);
+  const exact = opts.exact === true || def.exact;
   const target = await checkArchitecture(def.architecture);
   progress(`resolving ${def.packages.length} packages for ${def.architecture}`);
+  // Both ways check the listed names and pins here first, for apt-cache's clear errors.
   const resolved = await withContext(`image definition '${opts.definitionPath}'`, () => resolvePackages(def.packages, def.architecture, target.native));
-  const fetched = await fetchPackages(resolved, opts.cacheDir, { architecture: def.architecture, native: target.native });
-  const downloaded = fetched.filter((p) => !p.cached).length;
-  progress(`${fetched.length} packages ready (${downloaded} downloaded) in ${opts.cacheDir}`);
-  const packages = fetched.map(({ name, version, architecture }) => ({ name, version, architecture }));
+  // A resolved tree's maintainer scripts write dates (/etc/shadow), so its time is known before it is built.
+  const resolvedTime = exact ? undefined : (opts.timestamp ?? def.timestamp ?? opts.defaultTimestamp);
+  if (!exact && !resolvedTime) {
+    throw new LarchError('INVALID_INPUT', `image definition '${opts.definitionPath}': no commit time, which the maintainer scripts of a resolved compose need (SOURCE_DATE_EPOCH)`, {
+      hint: "set 'timestamp' in the definition, pass --timestamp, or set SOURCE_DATE_EPOCH",
+      data: { file: opts.definitionPath, field: 'timestamp' },
+    });
+  }
+  const fetched = exact ? await fetchPackages(resolved, opts.cacheDir, { architecture: def.architecture, native: target.native }) : [];
+  let downloaded = fetched.filter((p) => !p.cached).length;
+  if (exact) progress(`${fetched.length} packages ready (${downloaded} downloaded) in ${opts.cacheDir}`);
 
   const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'larch-compose-'));
   try {
+    let tree: string | undefined;
+    if (!exact) {
+      tree = join(work, 'resolved.tar');
+      progress(`installing ${def.packages.length} packages, their dependencies and the essential set with mmdebstrap`);
+      const debs = await listDebs(join(opts.cacheDir, 'resolved', def.architecture));
+      const localPackages = await checkLocalPackages(def, opts.definitionPath);
+      await buildResolvedTree({ packages: def.packages, localPackages, architecture: def.architecture, native: target.native, recommends: def.recommends, cacheDir: opts.cacheDir, sourceDateEpoch: resolvedTime!, out: tree, progress });
+      downloaded = (await listDebs(join(opts.cacheDir, 'resolved', def.architecture))).filter((f) => !debs.includes(f)).length;
+    }
     let tarPath = join(work, 'image.tar');
-    const image = await writeImageTar({ packages: fetched, overlays, bootFiles: def.bootFiles, out: tarPath });
+    const image = await writeImageTar({ packages: fetched, tree, overlays, bootFiles: def.bootFiles, out: tarPath });
+    if (tree !== undefined) await rm(tree, { force: true });
+    const packages = image.dpkgStatus === undefined ? fetched.map(({ name, version, architecture }) => ({ name, version, architecture })) : parseDpkgStatus(image.dpkgStatus);
     const kernel = kernelInfo(def, packages, image.kernelReleases);
     if (def.commands.length > 0) {
       progress(`running ${def.commands.length} command(s) on the tree`);
@@ -160,7 +215,9 @@ export async function compose(repo: Repo, opts: ComposeOptions): Promise<Compose
       [METADATA_KEYS.bootFiles]: image.bootFiles.map((p) => `/${p}`),
       [METADATA_KEYS.image]: basename(opts.definitionPath).replace(/\.toml$/, ''),
     };
+    if (def.compatible !== undefined) metadata[METADATA_KEYS.compatible] = def.compatible;
     if (kernel) metadata[METADATA_KEYS.kernel] = { package: kernel.package, version: kernel.version, release: kernel.release };
+    if (def.minAgentVersion !== undefined) metadata[METADATA_KEYS.minAgentVersion] = def.minAgentVersion;
     progress(`committing ${image.entries} entries to ${def.ref}`);
     const result = await createCommit(repo, {
       source: { tar: tarPath },
@@ -174,7 +231,8 @@ export async function compose(repo: Repo, opts: ComposeOptions): Promise<Compose
       xattrs: true,
       unlessUnchanged: !opts.force,
     });
-    return { ...result, ref: def.ref, architecture: def.architecture, packages, kernel, bootFiles: image.bootFiles.map((p) => `/${p}`), debFiles: fetched.map((p) => p.path), downloaded, cached: fetched.length - downloaded };
+    const debFiles = exact ? fetched.map((p) => p.path) : [];
+    return { ...result, ref: def.ref, architecture: def.architecture, packages, kernel, boot_files: image.bootFiles.map((p) => `/${p}`), deb_files: debFiles, downloaded, cached: exact ? fetched.length - downloaded : packages.length - downloaded, agent: agent?.source ?? null, exact };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -5,7 +5,8 @@
  */
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { LarchError, quash } from '../errors.ts';
-import { parseDebianVersion } from './debian-version.ts';
+import { parseDebianVersion } from '../packages/debian-version.ts';
+import { bindingValueProblem } from '../store/binding.ts';
 
 export interface PackageSpec {
   name: string;
@@ -25,6 +26,8 @@ export interface ImageDefinition {
   version: string;
   /** Debian architecture name (amd64, arm64, armhf, ...). */
   architecture: string;
+  /** The hardware the image is for (larch.compatible, as RAUC's compatible), when given. */
+  compatible?: string;
   /** Seconds since the epoch, when the definition gives one. */
   timestamp?: number;
   subject: string;
@@ -35,9 +38,23 @@ export interface ImageDefinition {
   commands: string[];
   /** Glob patterns (relative to the tree's root) of files to expose in /boot. */
   bootFiles: string[];
+  /** The larch binary the image carries at /usr/bin/larch (its agent), relative to the definition's directory. */
+  agent?: string;
+  /** The oldest larch agent that may install the commit (larch.min_agent_version; a Debian-syntax version). */
+  minAgentVersion?: string;
+  /**
+   * true: exactly the listed packages, unpacked, no dependency added and no maintainer script
+   * run (the first compose's way). false (default): the essential set, the packages and their
+   * dependencies, installed by dpkg with their scripts (mmdebstrap.ts).
+   */
+  exact: boolean;
+  /** Resolve Recommends too (default false; refused with exact). */
+  recommends: boolean;
+  /** .deb files relative to the definition's directory, installed with their dependencies (not with exact). */
+  localPackages: string[];
 }
 
-const TOP_LEVEL_FIELDS = ['ref', 'version', 'architecture', 'timestamp', 'subject', 'packages', 'kernel', 'overlay', 'commands', 'boot'];
+const TOP_LEVEL_FIELDS = ['ref', 'version', 'architecture', 'compatible', 'timestamp', 'subject', 'packages', 'kernel', 'overlay', 'commands', 'boot', 'agent', 'min_agent_version', 'exact', 'recommends', 'local_packages'];
 /** Debian Policy §5.6.1: lowercase letters, digits, '+', '-', '.'; at least two characters. */
 const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
 const ARCHITECTURE = /^[a-z0-9][a-z0-9-]*$/;
@@ -144,12 +161,28 @@ function parseBootFiles(value: unknown): string[] {
   });
 }
 
+function bool(value: unknown, field: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') return fail(field, `must be true or false, got ${describe(value)}`);
+  return value;
+}
+
+function parseMinAgentVersion(value: unknown): { minAgentVersion?: string } {
+  const v = str(value, 'min_agent_version', false);
+  if (v === undefined) return {};
+  if (!parseDebianVersion(v) || !/^(\d+:)?\d/.test(v)) fail('min_agent_version', `'${quash(v)}' is not a version (Debian version syntax, as larch's own: 0.2.0)`);
+  return { minAgentVersion: v };
+}
+
 function parseDefinitionValue(doc: Record<string, unknown>): ImageDefinition {
   onlyFields(doc, TOP_LEVEL_FIELDS, '');
   const ref = str(doc.ref, 'ref', true);
   if (!REF.test(ref) || ref.includes('..') || ref.length > 255) fail('ref', `'${quash(ref)}' is not a branch name (components of letters, digits, '.', '_', '-', separated by '/')`);
   const architecture = str(doc.architecture, 'architecture', true);
   if (!ARCHITECTURE.test(architecture)) fail('architecture', `'${quash(architecture)}' is not a Debian architecture name (e.g. amd64, arm64)`);
+  const compatible = str(doc.compatible, 'compatible', false);
+  const compatibleProblem = compatible === undefined ? null : bindingValueProblem('compatible', compatible);
+  if (compatibleProblem !== null) fail('compatible', `'${quash(compatible!)}' ${compatibleProblem}`);
   const rawPackages = strings(doc.packages, 'packages');
   if (doc.packages === undefined || rawPackages.length === 0) fail('packages', 'must list at least one package');
   const byName = new Map<string, PackageSpec>();
@@ -168,10 +201,18 @@ function parseDefinitionValue(doc: Record<string, unknown>): ImageDefinition {
     byName.set(kernel.name, merged);
     kernel = merged;
   }
+  if (doc.exact === true && doc.recommends === true) fail('recommends', 'cannot be true with exact = true (an exact compose adds no package)');
+  const localPackages = strings(doc.local_packages, 'local_packages').map((p, i) => {
+    const path = normalizeRelativePath(p, `local_packages[${i}]`, { absolute: 'refused' });
+    if (!path.endsWith('.deb')) fail(`local_packages[${i}]`, `'${quash(p)}' is not a .deb file name`);
+    return path;
+  });
+  if (doc.exact === true && localPackages.length > 0) fail('local_packages', 'needs a resolved compose (exact = false): its files are installed by dpkg with their dependencies');
   return {
     ref,
     version: str(doc.version, 'version', true),
     architecture,
+    ...(compatible === undefined ? {} : { compatible }),
     timestamp: parseTimestamp(doc.timestamp, 'timestamp'),
     subject: str(doc.subject, 'subject', false) ?? '',
     packages: [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
@@ -179,6 +220,11 @@ function parseDefinitionValue(doc: Record<string, unknown>): ImageDefinition {
     overlays: parseOverlays(doc.overlay),
     commands: strings(doc.commands, 'commands'),
     bootFiles: parseBootFiles(doc.boot),
+    agent: str(doc.agent, 'agent', false),
+    ...parseMinAgentVersion(doc.min_agent_version),
+    exact: bool(doc.exact, 'exact'),
+    recommends: bool(doc.recommends, 'recommends'),
+    localPackages,
   };
 }
 

@@ -15,12 +15,22 @@ import * as tar from 'tar-stream';
 /** The fields larch writes; times are always 0 and names are numeric ids only. */
 type EntryHeader = { name: string; type: tar.Header['type']; mode: number; uid: number; gid: number; size?: number; linkname?: string };
 import { LarchError, fromSystemError, quash } from '../errors.ts';
+import { spawnFailure } from '../_run.ts';
 import type { FetchedPackage } from './apt.ts';
-import { MERGED_USR_DIRS, ancestors, bootDestination, imagePath, matchGlob, normalizeMemberName } from './layout.ts';
+import { DPKG_STATUS_PATH } from '../packages/dpkg-status.ts';
+import { ADMINDIR_CONFIG, MERGED_USR_DIRS, ancestors, bootDestination, imagePath, matchGlob, normalizeMemberName, treeMemberPath } from './layout.ts';
+
+/** What a resolved tree's kernel files are recorded under in `kernelReleases` (no package is known per file). */
+export const TREE_SOURCE = 'tree';
 
 export interface ImageTarInput {
   /** In the order their data is laid down (sorted by name, so the result is reproducible). */
   packages: FetchedPackage[];
+  /**
+   * A resolved tree (mmdebstrap's tar) laid down before the packages, with its dpkg database
+   * moved under /usr and the build's own state left out (layout.ts treeMemberPath).
+   */
+  tree?: string;
   /** Absolute, checked source paths; targets are normalized image paths ('' = root). */
   overlays: { source: string; target: string; field: string }[];
   /** Glob patterns over image paths (definition `boot.files`). */
@@ -40,6 +50,8 @@ export interface ImageTarResult {
    * same for the same package versions on any machine. 0 when the packages carry no times.
    */
   newestPackageTime: number;
+  /** The resolved tree's dpkg status file (its text), when `tree` was given. */
+  dpkgStatus?: string;
 }
 
 type EntryType = 'directory' | 'file' | 'symlink' | 'link' | 'fifo';
@@ -112,7 +124,7 @@ async function addPackage(w: ImageTarWriter, pkg: FetchedPackage): Promise<void>
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<number>((resolve, reject) => {
-    child.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'ENOENT' ? new LarchError('TOOL_MISSING', "cannot run 'dpkg-deb': not installed", { hint: 'install it: apt-get install dpkg' }) : e));
+    child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure('dpkg-deb', e, { context: what })));
     child.on('close', (code) => resolve(code ?? -1));
   });
   const extract = tar.extract();
@@ -144,24 +156,12 @@ async function addPackage(w: ImageTarWriter, pkg: FetchedPackage): Promise<void>
           data: { path: `/${path}`, packages: [before.from, pkg.name] },
         });
       }
-      const base = { name: path, mode: (h.mode ?? 0o644) & 0o7777, uid: h.uid ?? 0, gid: h.gid ?? 0 };
-      if (h.type === 'directory') await w.add({ ...base, type: 'directory' }, pkg.name);
-      else if (h.type === 'file' || h.type === 'contiguous-file') await w.add({ ...base, type: 'file', size: h.size ?? 0 }, pkg.name, entry as unknown as Readable);
-      else if (h.type === 'symlink') {
+      const target = h.type === 'link' ? normalizeMemberName(h.linkname ?? '') : undefined;
+      if (h.type === 'link' && !target) {
         entry.resume();
-        await w.add({ ...base, mode: 0o777, type: 'symlink', linkname: h.linkname ?? '' }, pkg.name);
-      } else if (h.type === 'link') {
-        entry.resume();
-        const target = normalizeMemberName(h.linkname ?? '');
-        if (!target) throw new LarchError('INVALID_INPUT', `${what}: hard link '${quash(h.name, 200)}' names '${quash(h.linkname ?? '', 200)}'`, { data: { package: pkg.name } });
-        await w.add({ ...base, type: 'link', linkname: imagePath(target) }, pkg.name);
-      } else if (h.type === 'fifo') {
-        entry.resume();
-        await w.add({ ...base, type: 'fifo' }, pkg.name);
-      } else {
-        entry.resume();
-        throw new LarchError('UNSUPPORTED_FILE_TYPE', `${what}: '/${quash(path, 200)}' is a ${h.type}, which a larch tree cannot hold`, { data: { package: pkg.name, path: `/${path}` } });
+        throw new LarchError('INVALID_INPUT', `${what}: hard link '${quash(h.name, 200)}' names '${quash(h.linkname ?? '', 200)}'`, { data: { package: pkg.name } });
       }
+      await addMember(w, h, entry as unknown as Readable, path, target && imagePath(target), pkg.name, what, { package: pkg.name });
     }
   } catch (err) {
     child.kill();
@@ -171,6 +171,67 @@ async function addPackage(w: ImageTarWriter, pkg: FetchedPackage): Promise<void>
   }
   const code = await exited;
   if (code !== 0) throw new LarchError('INVALID_INPUT', `${what}: 'dpkg-deb --fsys-tarfile ${pkg.path}' failed: ${quash(stderr.trim(), 300)}`, { data: { package: pkg.name, path: pkg.path } });
+}
+
+/**
+ * Places one tar member (a package's or the resolved tree's) at `path` by its type, from `from`;
+ * a hard link goes to `linkTarget`, the image path its caller mapped it to.
+ * @throws UNSUPPORTED_FILE_TYPE for devices and the like
+ */
+async function addMember(w: ImageTarWriter, h: tar.Header, entry: Readable, path: string, linkTarget: string | undefined, from: string, what: string, data: Record<string, unknown>): Promise<void> {
+  const base = { name: path, mode: (h.mode ?? 0o644) & 0o7777, uid: h.uid ?? 0, gid: h.gid ?? 0 };
+  if (h.type === 'file' || h.type === 'contiguous-file') return w.add({ ...base, type: 'file', size: h.size ?? 0 }, from, entry);
+  entry.resume();
+  if (h.type === 'directory') await w.add({ ...base, type: 'directory' }, from);
+  else if (h.type === 'symlink') await w.add({ ...base, mode: 0o777, type: 'symlink', linkname: h.linkname ?? '' }, from);
+  else if (h.type === 'link') await w.add({ ...base, type: 'link', linkname: linkTarget! }, from);
+  else if (h.type === 'fifo') await w.add({ ...base, type: 'fifo' }, from);
+  else throw new LarchError('UNSUPPORTED_FILE_TYPE', `${what}: '/${quash(path, 200)}' is a ${h.type}, which a larch tree cannot hold`, { data: { ...data, path: `/${path}` } });
+}
+
+/**
+ * Lays down a resolved tree (already merged-/usr, owners and modes as dpkg and the maintainer
+ * scripts left them). Returns the text of its dpkg status file.
+ */
+async function addTree(w: ImageTarWriter, tarPath: string): Promise<string> {
+  const what = `the resolved tree ('${tarPath}')`;
+  const extract = tar.extract();
+  const input = createReadStream(tarPath);
+  input.on('error', (err) => extract.destroy(err));
+  input.pipe(extract);
+  let status: string | undefined;
+  for await (const entry of extract) {
+    const h = entry.header;
+    const rel = normalizeMemberName(h.name);
+    const path = rel === undefined || rel === '' ? null : treeMemberPath(rel);
+    if (path === null) {
+      entry.resume();
+      continue;
+    }
+    w.checkAncestors(path, what);
+    if (path === DPKG_STATUS_PATH && (h.type === 'file' || h.type === 'contiguous-file')) {
+      // Kept as text too: the commit's package list is read from it.
+      const chunks: Buffer[] = [];
+      for await (const c of entry) chunks.push(c as Buffer);
+      const content = Buffer.concat(chunks);
+      status = content.toString('utf8');
+      await w.add({ name: path, mode: (h.mode ?? 0o644) & 0o7777, uid: h.uid ?? 0, gid: h.gid ?? 0, type: 'file', size: content.length }, TREE_SOURCE, content);
+      continue;
+    }
+    const target = h.type === 'link' ? treeMemberPath(normalizeMemberName(h.linkname ?? '') ?? '') : undefined;
+    if (h.type === 'link' && !target) {
+      entry.resume();
+      throw new LarchError('INVALID_INPUT', `${what}: hard link '${quash(h.name, 200)}' names '${quash(h.linkname ?? '', 200)}', which the commit leaves out`, { data: { path: `/${path}` } });
+    }
+    await addMember(w, h, entry as unknown as Readable, path, target ?? undefined, TREE_SOURCE, what, {});
+  }
+  if (status === undefined) throw new LarchError('INVALID_INPUT', `${what} has no dpkg database (var/lib/dpkg/status)`, { data: { path: tarPath } });
+  for (const [file, text] of Object.entries(ADMINDIR_CONFIG)) {
+    const content = Buffer.from(text);
+    w.checkAncestors(file, what);
+    await w.add({ name: file, type: 'file', mode: 0o644, uid: 0, gid: 0, size: content.length }, 'layout', content);
+  }
+  return status;
 }
 
 /** Adds an overlay (file or directory, walked without following symlinks) at its target. */
@@ -209,12 +270,14 @@ async function addOverlay(w: ImageTarWriter, overlay: ImageTarInput['overlays'][
  */
 export async function writeImageTar(input: ImageTarInput): Promise<ImageTarResult> {
   const w = new ImageTarWriter(input.bootFiles);
+  let dpkgStatus: string | undefined;
   const out = createWriteStream(input.out);
   const written = finished(w.pack.pipe(out)).catch((err) => {
     throw fromSystemError(err, 'write', input.out);
   });
   written.catch(() => {}); // awaited below; a write error must not go unhandled meanwhile
   try {
+    if (input.tree !== undefined) dpkgStatus = await addTree(w, input.tree);
     for (const pkg of input.packages) await addPackage(w, pkg);
     for (const overlay of input.overlays) await addOverlay(w, overlay);
     for (const dir of MERGED_USR_DIRS) {
@@ -239,5 +302,5 @@ export async function writeImageTar(input: ImageTarInput): Promise<ImageTarResul
   w.pack.finalize();
   await written;
   const bootFiles = [...w.placed].filter(([p, e]) => p.startsWith('boot/') && (e.type === 'file' || e.type === 'link')).map(([p]) => p).sort();
-  return { entries: w.placed.size, bootFiles, kernelReleases: w.kernelReleases, newestPackageTime: w.newestPackageTime };
+  return { entries: w.placed.size, bootFiles, kernelReleases: w.kernelReleases, newestPackageTime: w.newestPackageTime, ...(dpkgStatus === undefined ? {} : { dpkgStatus }) };
 }

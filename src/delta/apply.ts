@@ -1,7 +1,7 @@
 /**
  * Applies a static delta, part by part, as a streaming interpreter. Before anything is stored:
- * the superblock's signature is checked against trusted keys, its commit against its id, and
- * the repo must hold the delta's base commit. Each part's checksum is checked before its bytes
+ * the superblock's signature is checked against trusted keys, its commit against its id, the
+ * commit's own signature against the same keys, and the repo must hold the delta's base commit. Each part's checksum is checked before its bytes
  * are used; each rebuilt object's id before it is staged; each part is made durable before the
  * next begins, so an interrupted apply resumes with the parts it lacks. Memory per part: three
  * brotli decoders (16 MiB window each) and 128 KiB buffers, whatever the update's size.
@@ -16,11 +16,12 @@ import { LarchError, fromSystemError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { type FileHeader, type ObjectId, ObjectFormatError, decodeCommit, decodeFileHeader, metadataId } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
+import { type Signature, decodeSignatures, keyId, verifyCommitSignatures } from '../store/sign.ts';
 import { Transaction } from '../store/transaction.ts';
 import { forEachTreeFile } from '../store/walk.ts';
 import { ByteReader, StreamEndedError } from './byte-reader.ts';
 import { createDecompressor } from './compress.ts';
-import { type ControlRecord, type PartInfo, type Superblock, DeltaFormatError, MAX_RECORD_BYTES, PART_HEADER_BYTES, decodeEnvelope, decodeRecord, decodeSuperblock } from './format.ts';
+import { type ControlRecord, type PartInfo, type PartStreams, type Superblock, DeltaFormatError, PART_HEADER_BYTES, RECORD_LENGTH_BYTES, decodeEnvelope, decodePartHeader, decodeRecord, decodeRecordLength, decodeSuperblock } from './format.ts';
 import { verifyDelta } from './sign.ts';
 
 /** Where the bytes of each part are: a region of a file (the one-file delta, or a downloaded part). */
@@ -34,15 +35,17 @@ export interface ApplyOptions {
   trusted: Uint8Array[] | null;
   allowUnsigned?: boolean;
   onProgress?: (event: { part: number; parts: number; skipped: boolean; bytes: number }) => void;
+  /** Point this branch at the delta's commit, in the transaction that stores the commit. */
+  ref?: string;
 }
 
 export interface ApplyResult {
   from: ObjectId | null;
   to: ObjectId;
   parts: number;
-  partsApplied: number;
-  partsSkipped: number;
-  objectsWritten: number;
+  parts_applied: number;
+  parts_skipped: number;
+  objects_written: number;
 }
 
 /** Copy granularity of patches: reads of the source object, and the chunks handed to the writer. */
@@ -67,41 +70,65 @@ export async function openDelta(source: DeltaSource, opts: ApplyOptions): Promis
     ({ superblock, signatures } = decodeEnvelope(source.envelope));
     sb = decodeSuperblock(superblock);
   } catch (err) {
-    if (err instanceof DeltaFormatError) throw new LarchError('DELTA_CORRUPT', `delta superblock: ${err.message}`);
+    if (err instanceof DeltaFormatError) throw new LarchError('DELTA_CORRUPT', `delta superblock: ${err.message}`, { data: { part: 'superblock' } });
     throw err;
   }
   if (opts.trusted === null || opts.trusted.length === 0) {
-    if (!opts.allowUnsigned) throw new LarchError('SIGNATURE_MISSING', 'no trusted key to check the delta with', { hint: "pass --key K.pub (or add keys with 'larch trust'); --allow-unsigned skips the check" });
+    if (!opts.allowUnsigned) throw new LarchError('USAGE', 'delta apply: no trusted keys to check the delta with', { hint: "pass --key K.pub or add keys with 'larch trust'; --allow-unsigned skips the check", data: { keys: 0 } });
   } else if (!(await verifyDelta(superblock, signatures, opts.trusted))) {
     throw new LarchError('SIGNATURE_INVALID', `delta to ${sb.to} is not signed by a trusted key`, { data: { to: sb.to } });
   }
-  if (metadataId(sb.commit) !== sb.to) throw new LarchError('DELTA_CORRUPT', `delta superblock: its commit does not match its id ${sb.to}`);
+  if (metadataId(sb.commit) !== sb.to) throw new LarchError('DELTA_CORRUPT', `delta superblock: its commit does not match its id ${sb.to}`, { data: { part: 'superblock', to: sb.to } });
+  if (opts.trusted !== null && opts.trusted.length > 0) await checkCommitSignatures(sb, opts.trusted);
   return sb;
+}
+
+/**
+ * The delta's commit must carry its own signature by a trusted key, as a commit pulled object by
+ * object must: a delta signed by a trusted key is no licence for the commit it carries (a key
+ * trusted for deltas, or a delta made of a commit the vendor never signed). Checked before any
+ * part is downloaded or stored. @throws SIGNATURE_MISSING, SIGNATURE_INVALID (data.reason)
+ */
+async function checkCommitSignatures(sb: Superblock, trusted: Uint8Array[]): Promise<void> {
+  let sigs: Signature[] | null = [];
+  try {
+    if (sb.commitSigs !== null) sigs = decodeSignatures(sb.commitSigs);
+  } catch {
+    sigs = null;
+  }
+  if (sigs === null) throw new LarchError('SIGNATURE_INVALID', `delta to ${sb.to}: the signatures of its commit are malformed`, { data: { to: sb.to, reason: 'malformed-commit-signatures' } });
+  const hint = "the vendor signs the commit (larch commit --sign-key K, or larch sign) before 'larch delta generate'; nothing of this delta was stored";
+  if (sigs.length === 0) throw new LarchError('SIGNATURE_MISSING', `delta to ${sb.to}: the delta is signed, but the commit it carries is not`, { hint, data: { to: sb.to, reason: 'commit-unsigned' } });
+  if (!(await verifyCommitSignatures(sb.to, sigs, trusted))) {
+    throw new LarchError('SIGNATURE_INVALID', `delta to ${sb.to}: the delta is signed by a trusted key, but the commit it carries is not (signed by ${sigs.map((s) => keyId(s.key)).join(', ')})`, { hint, data: { to: sb.to, reason: 'commit-untrusted', keys: sigs.map((s) => keyId(s.key)) } });
+  }
 }
 
 /** @throws DELTA_BASE_MISSING, DELTA_CORRUPT, OBJECT_CORRUPT, SIGNATURE_*, NO_SPACE, LOCKED */
 export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOptions): Promise<ApplyResult> {
+  // A bad branch name is refused before anything is stored, not after the last part.
+  if (opts.ref !== undefined) repo.refPath(opts.ref);
   const sb = await openDelta(source, opts);
   if (sb.from !== null && !(await repo.hasObject('commit', sb.from))) {
     throw new LarchError('DELTA_BASE_MISSING', `delta is from commit ${sb.from}, which repo '${repo.path}' does not hold`, { data: { from: sb.from, to: sb.to } });
   }
-  const result: ApplyResult = { from: sb.from, to: sb.to, parts: sb.parts.length, partsApplied: 0, partsSkipped: 0, objectsWritten: 0 };
+  const result: ApplyResult = { from: sb.from, to: sb.to, parts: sb.parts.length, parts_applied: 0, parts_skipped: 0, objects_written: 0 };
   for (let i = 0; i < sb.parts.length; i++) {
     const part = sb.parts[i];
     if (await partStored(repo, part)) {
-      result.partsSkipped++;
+      result.parts_skipped++;
       opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: true, bytes: part.size });
       continue;
     }
     const where = await source.part(i);
     await checkPartChecksum(where, part, i, sb.parts.length);
-    result.objectsWritten += await applyPart(repo, where, part, i, sb.parts.length);
+    result.objects_written += await applyPart(repo, where, part, i, sb.parts.length);
     failpoint('delta::after-part-apply');
-    result.partsApplied++;
+    result.parts_applied++;
     collectGarbage();
     opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: false, bytes: part.size });
   }
-  await finish(repo, sb);
+  await finish(repo, sb, opts.ref);
   return result;
 }
 
@@ -208,8 +235,13 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
   const head = Buffer.alloc(PART_HEADER_BYTES);
   const fh = await open(where.path, 'r');
   await fh.read(head, 0, PART_HEADER_BYTES, where.offset).finally(() => fh.close());
-  const [cLen, dLen, lLen] = [head.readUInt32BE(0), head.readUInt32BE(4), head.readUInt32BE(8)];
-  if (PART_HEADER_BYTES + cLen + dLen + lLen !== part.size) throw new LarchError('DELTA_CORRUPT', `${label}: stream lengths do not add up to its size`);
+  let streams: PartStreams;
+  try {
+    streams = decodePartHeader(head, part.size);
+  } catch (err) {
+    throw new LarchError('DELTA_CORRUPT', `${label}: ${(err as Error).message}`, { data: { part: index } });
+  }
+  const { control: cLen, diff: dLen, literal: lLen } = streams;
   const base = where.offset + PART_HEADER_BYTES;
   const control = new ByteReader(streamOf(where.path, base, cLen), `${label} control`);
   const diff = new ByteReader(streamOf(where.path, base + cLen, dLen), `${label} diff`);
@@ -217,9 +249,7 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
   let nextObject = 0;
   const nextRecord = async (expectOps: boolean): Promise<ControlRecord | null> => {
     if (await control.atEnd()) return null;
-    const len = Buffer.from(await control.read(4)).readUInt32BE(0);
-    if (len > MAX_RECORD_BYTES) throw new DeltaFormatError(`control record of ${len} bytes is over the limit`);
-    return decodeRecord(await control.read(len), expectOps);
+    return decodeRecord(await control.read(decodeRecordLength(await control.read(RECORD_LENGTH_BYTES))), expectOps);
   };
 
   const txn = await Transaction.begin(repo);
@@ -260,7 +290,7 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
     }
     if (nextObject !== part.objects.length) throw new DeltaFormatError(`${part.objects.length - nextObject} object(s) listed for this part were not in it`);
     if (!(await diff.atEnd()) || !(await literal.atEnd())) throw new DeltaFormatError('streams hold bytes past the last object');
-    const written = txn.stats.objectsWritten;
+    const written = txn.stats.objects_written;
     // One sync per part (content durable before it is renamed into place); the final commit's
     // transaction syncs again before the commit object exists, which covers every part's renames.
     await txn.commit({}, { syncRenames: false });
@@ -269,7 +299,7 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
     await txn.abort();
     await Promise.all([control.close(), diff.close(), literal.close()]).catch(() => {});
     if (err instanceof DeltaFormatError || err instanceof StreamEndedError) throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { part: index } });
-    if (err instanceof LarchError && err.code === 'INVALID_INPUT') throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { part: index } });
+    if (err instanceof LarchError && err.code === 'INVALID_INPUT') throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { ...err.data, part: index } });
     throw err;
   }
 }
@@ -333,27 +363,38 @@ async function* patched(source: SourceObject, nextOps: () => Promise<ControlReco
  * (with its signatures) moved into place, so a delta that leaves out objects never produces a
  * commit that looks complete. @throws DELTA_CORRUPT
  */
-async function finish(repo: Repo, sb: Superblock): Promise<void> {
-  if (await repo.hasObject('commit', sb.to)) return;
+async function finish(repo: Repo, sb: Superblock, ref: string | undefined): Promise<void> {
+  const refs = ref === undefined ? {} : { [ref]: sb.to };
+  if (await repo.hasObject('commit', sb.to)) {
+    // Stored before (an earlier run, or another source): only the ref is left to move.
+    if (ref === undefined) return;
+    const lock = await repo.lock();
+    try {
+      await repo.writeRef(ref, sb.to);
+    } finally {
+      await lock.release();
+    }
+    return;
+  }
   let root;
   try {
     root = decodeCommit(sb.commit).root;
   } catch (err) {
-    throw new LarchError('DELTA_CORRUPT', `delta superblock: commit ${sb.to}: ${(err as Error).message}`);
+    throw new LarchError('DELTA_CORRUPT', `delta superblock: commit ${sb.to}: ${(err as Error).message}`, { data: { part: 'superblock', to: sb.to } });
   }
   try {
     await forEachTreeFile(repo, root, async (id, path) => {
-      if (!(await repo.hasObject('file', id))) throw new LarchError('OBJECT_MISSING', `file ${id} at '${path()}' is missing`);
+      if (!(await repo.hasObject('file', id))) throw new LarchError('OBJECT_MISSING', `file ${id} at '${path()}' is missing`, { data: { id, path: path() } });
     });
   } catch (err) {
-    if (err instanceof LarchError && err.code === 'OBJECT_MISSING') throw new LarchError('DELTA_CORRUPT', `delta left the tree of ${sb.to} incomplete: ${err.message}`, { data: { to: sb.to } });
+    if (err instanceof LarchError && err.code === 'OBJECT_MISSING') throw new LarchError('DELTA_CORRUPT', `delta left the tree of ${sb.to} incomplete: ${err.message}`, { data: { ...err.data, to: sb.to } });
     throw err;
   }
   const txn = await Transaction.begin(repo);
   try {
     await txn.writeMetadata('commit', sb.commit);
     if (sb.commitSigs) await txn.writeSignatures(sb.to, sb.commitSigs);
-    await txn.commit();
+    await txn.commit(refs);
     failpoint('delta::after-commit-write');
   } catch (err) {
     await txn.abort();

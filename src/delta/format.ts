@@ -31,7 +31,12 @@ export const MAX_ENVELOPE_BYTES = 64 * 1024 * 1024;
 /** Largest control record: a file header (1 MiB) plus ids and framing. */
 export const MAX_RECORD_BYTES = MAX_FILE_HEADER_BYTES + 4096;
 export const MAX_OPS_PER_RECORD = 4096;
+/** The file preamble: magic (8), format (u32be), envelope length (u32be). */
+export const PREAMBLE_BYTES = 16;
+/** A part's header: the three stream lengths, u32be each. */
 export const PART_HEADER_BYTES = 12;
+/** A control record's length prefix (u32be). */
+export const RECORD_LENGTH_BYTES = 4;
 
 export const KIND_CODES: Record<ObjectKind, number> = { file: 0, dirtree: 1, dirmeta: 2, commit: 3 };
 export const KIND_NAMES: ObjectKind[] = ['file', 'dirtree', 'dirmeta', 'commit'];
@@ -130,7 +135,7 @@ export function decodeEnvelope(bytes: Uint8Array): { superblock: Uint8Array; sig
 
 /** The 16-byte file preamble: magic, format, envelope length. */
 export function encodePreamble(envelopeLength: number): Buffer {
-  const b = Buffer.alloc(16);
+  const b = Buffer.alloc(PREAMBLE_BYTES);
   DELTA_MAGIC.copy(b, 0);
   b.writeUInt32BE(DELTA_FORMAT, 8);
   b.writeUInt32BE(envelopeLength, 12);
@@ -138,12 +143,48 @@ export function encodePreamble(envelopeLength: number): Buffer {
 }
 
 export function decodePreamble(b: Uint8Array): number {
-  if (b.length < 16 || !Buffer.from(b.subarray(0, 8)).equals(DELTA_MAGIC)) return fail('not a larch delta (bad magic)');
+  if (b.length < PREAMBLE_BYTES || !Buffer.from(b.subarray(0, 8)).equals(DELTA_MAGIC)) return fail('not a larch delta (bad magic)');
   const view = Buffer.from(b.buffer, b.byteOffset, b.length);
   if (view.readUInt32BE(8) !== DELTA_FORMAT) fail(`delta format ${view.readUInt32BE(8)} is not ${DELTA_FORMAT}`);
   const n = view.readUInt32BE(12);
   if (n > MAX_ENVELOPE_BYTES) fail(`delta envelope of ${n} bytes is over the ${MAX_ENVELOPE_BYTES}-byte limit`);
   return n;
+}
+
+/** The size of a one-file delta: preamble, envelope, parts. */
+export function deltaFileBytes(envelopeLength: number, parts: readonly Pick<PartInfo, 'size'>[]): number {
+  return PREAMBLE_BYTES + envelopeLength + parts.reduce((n, p) => n + p.size, 0);
+}
+
+// ---- parts --------------------------------------------------------------------
+
+/** The compressed lengths of a part's three streams, in the order they follow the header. */
+export interface PartStreams {
+  control: number;
+  diff: number;
+  literal: number;
+}
+
+export function encodePartHeader(p: PartStreams): Buffer {
+  const b = Buffer.alloc(PART_HEADER_BYTES);
+  b.writeUInt32BE(p.control, 0);
+  b.writeUInt32BE(p.diff, 4);
+  b.writeUInt32BE(p.literal, 8);
+  return b;
+}
+
+/** Reads a part header; the streams must fill the part's `size` exactly. */
+export function decodePartHeader(b: Uint8Array, size: number): PartStreams {
+  if (b.length < PART_HEADER_BYTES) return fail(`part header is ${b.length} of ${PART_HEADER_BYTES} bytes`);
+  const view = Buffer.from(b.buffer, b.byteOffset, b.length);
+  const p = { control: view.readUInt32BE(0), diff: view.readUInt32BE(4), literal: view.readUInt32BE(8) };
+  if (PART_HEADER_BYTES + p.control + p.diff + p.literal !== size) fail('stream lengths do not add up to its size');
+  return p;
+}
+
+/** A part's bytes: its header, then the three compressed streams. */
+export function encodePart(control: Uint8Array, diff: Uint8Array, literal: Uint8Array): Buffer {
+  return Buffer.concat([encodePartHeader({ control: control.length, diff: diff.length, literal: literal.length }), control, diff, literal]);
 }
 
 // ---- control records --------------------------------------------------------
@@ -160,10 +201,17 @@ export type ControlRecord =
   | { type: 'ops'; ops: [number, number, number][] };
 
 function frame(body: Uint8Array): Uint8Array {
-  const out = Buffer.alloc(4 + body.length);
+  const out = Buffer.alloc(RECORD_LENGTH_BYTES + body.length);
   out.writeUInt32BE(body.length, 0);
-  out.set(body, 4);
+  out.set(body, RECORD_LENGTH_BYTES);
   return out;
+}
+
+/** The body length a record's prefix declares. @throws DeltaFormatError over MAX_RECORD_BYTES */
+export function decodeRecordLength(prefix: Uint8Array): number {
+  const n = Buffer.from(prefix.buffer, prefix.byteOffset, prefix.length).readUInt32BE(0);
+  if (n > MAX_RECORD_BYTES) fail(`control record of ${n} bytes is over the limit`);
+  return n;
 }
 
 function pushVarint(out: number[], v: number): void {

@@ -5,17 +5,19 @@
  * whole, so similar content across files compresses together. Written to R/deltas/NAME/ and,
  * with `out`, as one file.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fromSystemError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
+import { fsyncPath, syncFilesystem } from '../_durable.ts';
 import { type FileHeader, type ObjectId, type ObjectKind, encodeFileHeader } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
 import { type SecretKey, encodeSignatures, keyId } from '../store/sign.ts';
 import { readTreePlan } from '../store/walk.ts';
 import { bsdiff } from './bsdiff.ts';
 import { compress } from './compress.ts';
-import { type PartInfo, MAX_OPS_PER_RECORD, encodeEnvelope, encodePreamble, encodeRecord, encodeSuperblock } from './format.ts';
+import { type PartInfo, MAX_OPS_PER_RECORD, deltaFileBytes, encodeEnvelope, encodePart, encodePreamble, encodeRecord, encodeSuperblock } from './format.ts';
 import { type PlanFile, planSources } from './plan.ts';
 import { signDelta } from './sign.ts';
 
@@ -41,11 +43,11 @@ export interface GenerateResult {
   objects: number;
   patched: number;
   literal: number;
-  signedBy: string[];
+  signed_by: string[];
   dir: string;
   out?: string;
   /** Wall time of each phase in ms (compress overlaps the others: it runs on the thread pool). */
-  timingsMs: { plan: number; diff: number; estimate: number; compress: number; total: number };
+  timings_ms: { plan: number; diff: number; estimate: number; compress: number; total: number };
 }
 
 /** Files larger than this are sent literally: bsdiff needs ~6x the old size in memory (suffix array). */
@@ -84,10 +86,33 @@ class PartBuilder {
   }
 }
 
-/** @throws NOT_FOUND, OBJECT_MISSING, OBJECT_CORRUPT */
+/**
+ * Under the repo's writer lock (prune cannot remove A's or B's objects meanwhile), the delta is
+ * built in a staging directory under R/tmp/, synced, and renamed to R/deltas/NAME: a kill leaves
+ * no part of it under that name, only a staging directory that `larch prune` removes.
+ * @throws NOT_FOUND, OBJECT_MISSING, OBJECT_CORRUPT, LOCKED
+ */
 export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<GenerateResult> {
+  const lock = await repo.lock();
+  try {
+    const staging = await repo.makeStagingDir().catch((err) => {
+      throw fromSystemError(err, 'create staging directory in', repo.path);
+    });
+    try {
+      return await generateInto(repo, staging, opts);
+    } catch (err) {
+      await rm(staging, { recursive: true, force: true }).catch(() => {});
+      throw err;
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Builds the delta in `tmpDir` (a staging directory), then moves it to R/deltas/NAME. */
+async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): Promise<GenerateResult> {
   const started = performance.now();
-  const timingsMs = { plan: 0, diff: 0, estimate: 0, compress: 0, total: 0 };
+  const timings_ms = { plan: 0, diff: 0, estimate: 0, compress: 0, total: 0 };
   const quality = opts.quality ?? 11;
   const partBytes = opts.partBytes ?? 32 * 1024 * 1024;
   const toCommitBytes = await repo.readMetadataBytes('commit', opts.to);
@@ -130,15 +155,10 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
     if (h.type === 'reg') newFiles.push({ path, id: f.id, size: h.size });
   }
   const sources = planSources(oldFiles, newFiles);
-  timingsMs.plan = performance.now() - started;
+  timings_ms.plan = performance.now() - started;
 
   const name = deltaName(opts.from, opts.to);
   const dir = join(repo.path, 'deltas', name);
-  const tmpDir = `${dir}.tmp-${process.pid}`;
-  await rm(tmpDir, { recursive: true, force: true });
-  await mkdir(tmpDir, { recursive: true }).catch((err) => {
-    throw fromSystemError(err, 'create', tmpDir);
-  });
 
   // LARCH_DELTA_REPORT=FILE writes one line per new file: its size and the estimates (for tuning).
   const debugLines: string[] | undefined = process.env.LARCH_DELTA_REPORT ? [] : undefined;
@@ -163,15 +183,12 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
       (async () => {
         const t0 = performance.now();
         const [c, d, l] = await Promise.all([part.control, part.diff, part.literal].map((s) => compress(Buffer.concat(s), quality)));
-        timingsMs.compress += performance.now() - t0;
-        const head = Buffer.alloc(12);
-        head.writeUInt32BE(c.length, 0);
-        head.writeUInt32BE(d.length, 4);
-        head.writeUInt32BE(l.length, 8);
-        const bytes = Buffer.concat([head, c, d, l]);
+        timings_ms.compress += performance.now() - t0;
+        const bytes = encodePart(c, d, l);
         info.size = bytes.length;
         info.sha256 = createHash('sha256').update(bytes).digest('hex');
         await writeFile(file, bytes);
+        failpoint('delta::after-part-write');
       })(),
     );
   };
@@ -191,7 +208,7 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
         const old = await readContent(repo, source.id);
         let t0 = performance.now();
         const patch = bsdiff(old, content);
-        timingsMs.diff += performance.now() - t0;
+        timings_ms.diff += performance.now() - t0;
         const ops: [number, number, number][] = patch.control.map((e) => [e.diffLen, e.extraLen, e.seek]);
         const opRecords: Uint8Array[] = [];
         for (let i = 0; i < ops.length; i += MAX_OPS_PER_RECORD) opRecords.push(encodeRecord({ type: 'ops', ops: ops.slice(i, i + MAX_OPS_PER_RECORD) }));
@@ -199,7 +216,7 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
         // Pick whichever compresses smaller on its own (a fast estimate of its share of the part).
         t0 = performance.now();
         const [patchEst, literalEst] = await Promise.all([compress(Buffer.concat([...opRecords, patch.diff, patch.extra]), 5), compress(content, 5)]);
-        timingsMs.estimate += performance.now() - t0;
+        timings_ms.estimate += performance.now() - t0;
         debugLines?.push(`${obj.path}\t${content.length}\tpatch=${patchEst.length}\tliteral=${literalEst.length}\tsource=${source.path}`);
         if (patchEst.length < literalEst.length) {
           usedPatch = true;
@@ -234,12 +251,12 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
   const signatures = await Promise.all((opts.signKeys ?? []).map((k) => signDelta(superblock, k)));
   const envelope = encodeEnvelope(superblock, encodeSignatures(signatures));
   await writeFile(join(tmpDir, 'envelope'), envelope);
-  // Replace a previous delta of the same name as a whole.
-  await rm(dir, { recursive: true, force: true });
-  await rename(tmpDir, dir);
+  await syncFilesystem(tmpDir, [...partFiles, join(tmpDir, 'envelope'), tmpDir]);
+  await moveIntoPlace(tmpDir, dir);
+  failpoint('delta::after-generate-rename');
 
-  const bytes = 16 + envelope.length + parts.reduce((n, p) => n + p.size, 0);
-  if (opts.out) await writeSingleFile(opts.out, envelope, partFiles.map((f) => f.replace(tmpDir, dir)));
+  const bytes = deltaFileBytes(envelope.length, parts);
+  if (opts.out) await writeSingleFile(opts.out, envelope, partFiles.map((f) => join(dir, basename(f))));
   return {
     from: opts.from,
     to: opts.to,
@@ -249,16 +266,39 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
     objects: wanted.length,
     patched,
     literal,
-    signedBy: signatures.map((s) => keyId(s.key)),
+    signed_by: signatures.map((s) => keyId(s.key)),
     dir,
     out: opts.out,
-    timingsMs: { ...timingsMs, total: performance.now() - started },
+    timings_ms: { ...timings_ms, total: performance.now() - started },
   };
 }
 
-/** preamble ‖ envelope ‖ parts, written to a temp file and renamed into place. */
+/**
+ * Replaces R/deltas/NAME with the staged directory as a whole: a previous delta of that name is
+ * first renamed aside into R/tmp/ (where prune finds it if we die), so NAME never holds a mix.
+ */
+async function moveIntoPlace(staged: string, dir: string): Promise<void> {
+  const aside = `${staged}-replaced`;
+  try {
+    await mkdir(dirname(dir), { recursive: true });
+    await rename(dir, aside).catch((err) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    await rename(staged, dir);
+    await fsyncPath(dirname(dir));
+  } catch (err) {
+    throw fromSystemError(err, 'move the delta into', dir);
+  }
+  await rm(aside, { recursive: true, force: true });
+}
+
+/**
+ * preamble ‖ envelope ‖ parts, written to a temp file beside `out`, synced and renamed into
+ * place. The temp name is the one writeFileAtomic uses (.tmp-PID-RANDOM), which prune removes
+ * where it looks (the repo's own directories).
+ */
 async function writeSingleFile(out: string, envelope: Uint8Array, partFiles: string[]): Promise<void> {
-  const tmp = `${out}.tmp-${process.pid}`;
+  const tmp = join(dirname(out), `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   const fh = await open(tmp, 'w').catch((err) => {
     throw fromSystemError(err, 'write', out);
   });
@@ -285,5 +325,9 @@ async function writeSingleFile(out: string, envelope: Uint8Array, partFiles: str
     throw fromSystemError(err, 'write', out);
   }
   await fh.close();
-  await rename(tmp, out);
+  await rename(tmp, out).catch(async (err) => {
+    await rm(tmp, { force: true });
+    throw fromSystemError(err, 'write', out);
+  });
+  await fsyncPath(dirname(out));
 }

@@ -3,7 +3,7 @@ import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import type { DeltaSource } from './apply.ts';
-import { DeltaFormatError, MAX_ENVELOPE_BYTES, decodeEnvelope, decodePreamble, decodeSuperblock } from './format.ts';
+import { DeltaFormatError, MAX_ENVELOPE_BYTES, PREAMBLE_BYTES, decodeEnvelope, decodePreamble, decodeSuperblock } from './format.ts';
 
 /** A one-file delta: preamble ‖ envelope ‖ parts. @throws NOT_FOUND, DELTA_CORRUPT */
 export async function openDeltaFile(path: string): Promise<DeltaSource> {
@@ -11,8 +11,8 @@ export async function openDeltaFile(path: string): Promise<DeltaSource> {
     throw fromSystemError(err, 'open delta', path);
   });
   try {
-    const pre = Buffer.alloc(16);
-    const { bytesRead } = await fh.read(pre, 0, 16, 0);
+    const pre = Buffer.alloc(PREAMBLE_BYTES);
+    const { bytesRead } = await fh.read(pre, 0, PREAMBLE_BYTES, 0);
     const envelopeLength = (() => {
       try {
         return decodePreamble(pre.subarray(0, bytesRead));
@@ -21,9 +21,9 @@ export async function openDeltaFile(path: string): Promise<DeltaSource> {
       }
     })();
     // The declared length is checked against the file before anything is allocated for it.
-    if (16 + envelopeLength > (await fh.stat()).size) throw new LarchError('DELTA_CORRUPT', `'${path}': truncated inside its superblock (it declares ${envelopeLength} bytes)`, { data: { path } });
+    if (PREAMBLE_BYTES + envelopeLength > (await fh.stat()).size) throw new LarchError('DELTA_CORRUPT', `'${path}': truncated inside its superblock (it declares ${envelopeLength} bytes)`, { data: { path } });
     const envelope = Buffer.alloc(envelopeLength);
-    const got = (await fh.read(envelope, 0, envelopeLength, 16)).bytesRead;
+    const got = (await fh.read(envelope, 0, envelopeLength, PREAMBLE_BYTES)).bytesRead;
     if (got !== envelopeLength) throw new LarchError('DELTA_CORRUPT', `'${path}': truncated inside its superblock`, { data: { path } });
     let sizes: number[];
     try {
@@ -33,7 +33,7 @@ export async function openDeltaFile(path: string): Promise<DeltaSource> {
       throw err;
     }
     const offsets: number[] = [];
-    let at = 16 + envelopeLength;
+    let at = PREAMBLE_BYTES + envelopeLength;
     for (const s of sizes) {
       offsets.push(at);
       at += s;
@@ -49,7 +49,7 @@ export async function openDeltaDir(dir: string): Promise<DeltaSource> {
   const envelope = await readFile(join(dir, 'envelope')).catch((err) => {
     throw fromSystemError(err, 'read delta', join(dir, 'envelope'));
   });
-  if (envelope.length > MAX_ENVELOPE_BYTES) throw new LarchError('DELTA_CORRUPT', `'${dir}/envelope' is over the size limit`);
+  if (envelope.length > MAX_ENVELOPE_BYTES) throw new LarchError('DELTA_CORRUPT', `'${dir}/envelope' is over the size limit`, { data: { path: join(dir, 'envelope'), max_bytes: MAX_ENVELOPE_BYTES } });
   return { envelope, part: async (i) => ({ path: join(dir, `part-${i}`), offset: 0 }) };
 }
 

@@ -1,8 +1,10 @@
 /**
  * larch image build: an image definition (composed now) or an existing commit becomes a bootable
- * disk image for a board. The sysroot is provisioned exactly as on a device (`provision` over
- * HTTP, from an in-process server on 127.0.0.1 over the repo after `publish`), the larch binary is
- * added as S/larch/bin/larch, and disk.ts lays it out into partitions. No root needed.
+ * disk image for a board. The sysroot is provisioned exactly as on a device (`provision`, reading
+ * the repo's files through the local fetcher, with a summary signed for this build and never
+ * written into the repo), the larch binary is added as S/larch/bin/larch when the commit carries
+ * no agent of its own (/usr/bin/larch), and disk.ts lays it out
+ * into partitions. No root needed.
  */
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -11,14 +13,18 @@ import { fileURLToPath } from 'node:url';
 import { LarchError } from '../errors.ts';
 import { LKG_MARKER, UBOOT_ENV_FILE2, fatEnvConfig } from '../agent/boot.ts';
 import { provision } from '../agent/provision.ts';
-import { httpRemote } from '../agent/remote-http.ts';
+import { isAgentFile, legacyAgentPath, treeAgentPath } from '../agent/agent-binary.ts';
+import type { FileFetcher } from '../agent/remote/fetcher.ts';
+import { localFetcher } from '../agent/remote/local-fetch.ts';
+import { remoteOver } from '../agent/remote/remote.ts';
 import { Sysroot } from '../agent/sysroot.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import { DEFAULT_TRIES } from '../bootcount/state.ts';
 import { type ComposeResult, METADATA_KEYS, compose } from '../compose/compose.ts';
-import { decodePackageList } from '../compose/package-diff.ts';
-import { publish } from '../server/publish.ts';
-import { startServer } from '../server/serve.ts';
+import { decodePackageList } from '../packages/package-diff.ts';
+import { encodeSummary, signSummary } from '../protocol/summary.ts';
+import { deltaTrust, publishedSerial, summaryContents } from '../server/publish.ts';
+import { type Binding, commitBinding } from '../store/binding.ts';
 import type { CborValue } from '../store/cbor.ts';
 import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
@@ -26,8 +32,8 @@ import { type DiskBootloader, type DiskLayout, buildDisk } from './disk.ts';
 import { grubBootloader } from './grub.ts';
 import { ubootBootloader } from './uboot.ts';
 
-/** Seconds: `larch publish`'s default (7 days). */
-const SUMMARY_EXPIRES_IN = 7 * 24 * 3600;
+/** Seconds the build's own summary is valid: it is read once, by the provision below. */
+const BUILD_SUMMARY_EXPIRES_IN = 3600;
 /** Where the initramfs mounts the root partition, and where larch finds the sysroot on the device
  * (images/overlay/initramfs/usr/lib/larch/init: `larch boot-check --sysroot /sysroot`). */
 export const DEVICE_SYSROOT = '/sysroot';
@@ -77,7 +83,14 @@ export interface ImageBuildOptions {
   trustedKeys: string[];
   /** The update server recorded in the device's config. */
   repoUrl: string;
-  /** The larch binary for the board's architecture (S/larch/bin/larch). */
+  /**
+   * The device's hardware-compatibility id (provision --compatible): default the commit's
+   * larch.compatible, else the board's name.
+   */
+  compatible?: string;
+  /** Composing: the agent the image carries at /usr/bin/larch instead of the definition's `agent`. */
+  agent?: string;
+  /** The larch binary for the board's architecture (S/larch/bin/larch), for a commit that carries no agent. */
   larchBinary: string;
   cacheDir: string;
   defaultTimestamp: number;
@@ -106,13 +119,13 @@ async function boardFile(rel: string, definitionPath?: string): Promise<string> 
     const text = await readFile(c, 'utf8').catch(() => null);
     if (text !== null) return text;
   }
-  throw new LarchError('NOT_FOUND', `image build: board/${rel} not found (looked in ${candidates.join(', ')})`, { hint: 'run from the larch source tree' });
+  throw new LarchError('NOT_FOUND', `image build: board/${rel} not found (looked in ${candidates.join(', ')})`, { hint: 'run from the larch source tree', data: { path: `board/${rel}`, candidates } });
 }
 
 export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<ImageBuildResult> {
   const board: Board = BOARDS[opts.board];
-  if (opts.trustedKeys.length === 0) throw new LarchError('USAGE', 'image build: --keys K.pub is required (the keys the device trusts)');
-  if (opts.signKeys.length === 0) throw new LarchError('USAGE', 'image build: --sign-key K.key is required (the summary the device reads must be signed)');
+  if (opts.trustedKeys.length === 0) throw new LarchError('USAGE', 'image build: --keys K.pub is required (the keys the device trusts)', { data: { command: 'image build', option: 'keys' } });
+  if (opts.signKeys.length === 0) throw new LarchError('USAGE', 'image build: --sign-key K.key is required (the summary the device reads must be signed)', { data: { command: 'image build', option: 'sign-key' } });
   // Read before any work, so a missing board/ file fails fast.
   const script = await boardFile(board.bootloader === 'grub' ? 'grub/grub.cfg' : 'uboot/boot.cmd', opts.definitionPath);
   const log = opts.progress ?? (() => {});
@@ -122,8 +135,8 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
   let ref = opts.ref;
   if (opts.definitionPath) {
     log(`composing ${opts.definitionPath}`);
-    composed = await compose(repo, { definitionPath: opts.definitionPath, cacheDir: opts.cacheDir, defaultTimestamp: opts.defaultTimestamp, signKeys: opts.signKeys, workDir: opts.workDir });
-    if (composed.architecture !== board.architecture) throw new LarchError('INVALID_INPUT', `image build: ${opts.definitionPath} is for ${composed.architecture}, board ${opts.board} is ${board.architecture}`);
+    composed = await compose(repo, { definitionPath: opts.definitionPath, cacheDir: opts.cacheDir, defaultTimestamp: opts.defaultTimestamp, signKeys: opts.signKeys, workDir: opts.workDir, agent: opts.agent });
+    if (composed.architecture !== board.architecture) throw new LarchError('INVALID_INPUT', `image build: ${opts.definitionPath} is for ${composed.architecture}, board ${opts.board} is ${board.architecture}`, { data: { path: opts.definitionPath, architecture: composed.architecture, board: opts.board, board_architecture: board.architecture } });
     commit = composed.commit;
     ref ??= composed.ref;
   } else if (opts.rev) {
@@ -139,43 +152,30 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     }
     if (!ref) {
       const refs = (await repo.listRefs()).filter((r) => r.commit === commit).map((r) => r.branch);
-      if (refs.length !== 1) throw new LarchError('USAGE', `image build: pass --ref: ${refs.length === 0 ? 'no ref points at' : `several refs point at`} ${commit.slice(0, 12)}`);
+      if (refs.length !== 1) throw new LarchError('USAGE', `image build: pass --ref: ${refs.length === 0 ? 'no ref points at' : `several refs point at`} ${commit.slice(0, 12)}`, { data: { command: 'image build', option: 'ref', commit, refs } });
       ref = refs[0];
     }
   } else {
-    throw new LarchError('USAGE', 'image build: give a definition, or --rev REV of a commit in --repo');
+    throw new LarchError('USAGE', 'image build: give a definition, or --rev REV of a commit in --repo', { data: { command: 'image build', options: ['definition', 'rev'] } });
   }
   const version = (await repo.readCommit(commit)).version;
-
-  // The device reads a signed summary, as from any remote: publish R's (as `larch publish` with
-  // its default expiry, so a vendor repo is left with a normal summary, not a short-lived one).
-  log('publishing the summary');
-  await publish(repo, { signKeys: opts.signKeys, expiresInSeconds: SUMMARY_EXPIRES_IN });
 
   const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'larch-image-'));
   try {
     const sysrootPath = join(work, 'sysroot');
     await mkdir(sysrootPath);
-    const server = await startServer({ root: repo.path, host: '127.0.0.1', port: 0 });
-    try {
-      log(`provisioning the sysroot from ${server.url}`);
-      await provision(new Sysroot(sysrootPath), {
-        remote: httpRemote(server.url),
-        remoteUrl: opts.repoUrl,
-        remoteKind: 'http',
-        ref: ref!,
-        keys: opts.trustedKeys.map((k) => resolve(k)),
-        bootloader: board.bootloader,
-        tries: DEFAULT_TRIES,
-        target: commit,
-      });
-    } finally {
-      await server.close();
+    log(`provisioning the sysroot from ${repo.path}`);
+    // The device is bound to the board's architecture and hardware (agent/product-binding.ts).
+    const compatible = opts.compatible ?? commitBinding((await repo.readCommit(commit)).metadata).compatible ?? opts.board;
+    await provisionFromRepo(repo, sysrootPath, { ref: ref!, commit, signKeys: opts.signKeys, trustedKeys: opts.trustedKeys, repoUrl: opts.repoUrl, bootloader: board.bootloader, bind: { architecture: board.architecture, compatible } });
+    // A commit carrying its agent (/usr/bin/larch) runs it; one without gets the legacy S/larch/bin/larch.
+    const sysroot = new Sysroot(sysrootPath);
+    if (!(await isAgentFile(treeAgentPath(sysroot.deployDir('A'))))) {
+      const bin = legacyAgentPath(sysroot);
+      await mkdir(dirname(bin), { recursive: true });
+      await copyFile(opts.larchBinary, bin);
+      await chmod(bin, 0o755);
     }
-    const bin = join(sysrootPath, 'larch', 'bin', 'larch');
-    await mkdir(dirname(bin), { recursive: true });
-    await copyFile(opts.larchBinary, bin);
-    await chmod(bin, 0o755);
 
     log(`writing ${opts.out}`);
     const bootloader = board.bootloader === 'grub' ? grubFiles(opts.board, board, script, work) : await ubootFiles(opts.board, board, script, sysrootPath, work);
@@ -184,6 +184,41 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * Provisions sysrootPath with commit of R as a device's factory set-up does (`provision`), reading
+ * R's files through the local fetcher, as `provision --repo-url R` would. The device reads a
+ * signed summary, as from any remote: this one is R's refs and deltas now, signed for this build
+ * and kept in memory, so R's published summary (what devices in the field read) is left as it
+ * is. Its serial is the published one (0 when none), so the image's device accepts R's current
+ * summary and every later one (a higher serial would refuse R's until the next publish).
+ */
+export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: 'grub' | 'uboot'; bind?: Partial<Binding> }): Promise<void> {
+  const now = Math.floor(Date.now() / 1000);
+  const { refs, deltas } = await summaryContents(repo, await deltaTrust(repo, opts.signKeys));
+  const summary = encodeSummary({ serial: await publishedSerial(repo), created: now, expires: now + BUILD_SUMMARY_EXPIRES_IN, refs, deltas, ...(repo.collectionId === null ? {} : { collectionId: repo.collectionId }) });
+  const fetcher = withFiles(localFetcher(repo.path), { summary, 'summary.sig': await signSummary(summary, opts.signKeys) });
+  await provision(new Sysroot(sysrootPath), {
+    remote: remoteOver(fetcher),
+    remoteUrl: opts.repoUrl,
+    remoteKind: 'http',
+    ref: opts.ref,
+    keys: opts.trustedKeys.map((k) => resolve(k)),
+    bootloader: opts.bootloader,
+    tries: DEFAULT_TRIES,
+    target: opts.commit,
+    bind: opts.bind,
+  });
+}
+
+/** A fetcher answering these repo-relative paths from memory, and every other one from f. */
+function withFiles(f: FileFetcher, files: Record<string, Uint8Array>): FileFetcher {
+  return {
+    ...f,
+    fetchBytes: async (path, o) => (Object.hasOwn(files, path) ? files[path] : f.fetchBytes(path, o)),
+    exchange: (signal, fn) => f.exchange(signal, (inner) => fn(withFiles(inner, files))),
+  };
 }
 
 /**

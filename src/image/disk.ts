@@ -41,7 +41,7 @@ export interface BuildDiskOptions {
 
 /** Bytes used by a tree, as du counts them (blocks), for sizing the partitions. */
 async function treeBytes(dir: string): Promise<number> {
-  const out = await tool('du', ['-s', '-B1', '--', dir], 'coreutils');
+  const out = await tool('du', ['-s', '-B1', '--', dir]);
   return Number(out.split(/\s/)[0]);
 }
 
@@ -71,22 +71,20 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
   const bootImg = join(opts.workDir, 'boot.vfat');
   const rootImg = join(opts.workDir, 'root.ext4');
   await rm(bootImg, { force: true });
-  await tool('mkfs.vfat', ['-C', '-F', '32', '-n', 'LARCHBOOT', bootImg, String(layout.boot.size / 1024)], 'dosfstools');
+  await tool('mkfs.vfat', ['-C', '-F', '32', '-n', 'LARCHBOOT', bootImg, String(layout.boot.size / 1024)]);
   const entries = await readdir(bootTree);
-  if (entries.length > 0) await tool('mcopy', ['-s', '-p', '-m', '-i', bootImg, ...entries.map((e) => join(bootTree, e)), '::/'], 'mtools');
+  if (entries.length > 0) await tool('mcopy', ['-s', '-p', '-m', '-i', bootImg, ...entries.map((e) => join(bootTree, e)), '::/']);
   await rm(rootImg, { force: true });
-  await tool('mkfs.ext4', ['-q', '-F', '-L', 'larch-root', '-E', 'root_owner=0:0', '-d', opts.sysroot, rootImg, `${layout.root.size / 1024}k`], 'e2fsprogs');
+  await tool('mkfs.ext4', ['-q', '-F', '-L', 'larch-root', '-E', 'root_owner=0:0', '-d', opts.sysroot, rootImg, `${layout.root.size / 1024}k`]);
 
   await rm(opts.out, { force: true });
-  await tool('truncate', ['-s', String(layout.size), opts.out], 'coreutils');
+  await tool('truncate', ['-s', String(layout.size), opts.out]);
   // Partition 1 bootable: U-Boot's distro_bootcmd looks for boot.scr on bootable partitions only.
   const table = `label: dos\nunit: sectors\nstart=${layout.boot.start / SECTOR}, size=${layout.boot.size / SECTOR}, type=c, bootable\nstart=${layout.root.start / SECTOR}, size=${layout.root.size / SECTOR}, type=83\n`;
-  const tableFile = join(opts.workDir, 'table.sfdisk');
-  await writeFile(tableFile, table);
-  await tool('sh', ['-c', 'sfdisk -q --no-reread --no-tell-kernel "$1" < "$2"', 'sh', opts.out, tableFile], 'fdisk');
+  await tool('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', opts.out], { input: table });
   await opts.bootloader.writeBootCode?.(opts.out, layout.boot.start);
   // sparse: the image is a fresh truncate, so the filesystems' zero blocks need no writing (most of the root partition).
-  const dd = (input: string, args: string[]) => tool('dd', [`if=${input}`, `of=${opts.out}`, 'conv=notrunc,sparse,fsync', 'status=none', ...args], 'coreutils');
+  const dd = (input: string, args: string[]) => tool('dd', [`if=${input}`, `of=${opts.out}`, 'conv=notrunc,sparse,fsync', 'status=none', ...args]);
   await dd(bootImg, ['bs=1M', `seek=${layout.boot.start / MiB}`]);
   await dd(rootImg, ['bs=1M', `seek=${layout.root.start / MiB}`]);
   await rm(bootImg, { force: true });

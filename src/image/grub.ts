@@ -32,10 +32,10 @@ export function grubBootloader(opts: GrubBootloaderOptions): DiskBootloader {
       const early = join(opts.workDir, 'early.cfg');
       await writeFile(early, 'serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\nset root=(hd0,msdos1)\nset prefix=(hd0,msdos1)/grub\nconfigfile $prefix/grub.cfg\n');
       const core = join(opts.workDir, 'core.img');
-      await tool('grub-mkimage', ['-O', 'i386-pc', '-d', GRUB_I386_DIR, '-o', core, '-p', '(hd0,msdos1)/grub', '-c', early, ...GRUB_MODULES], 'grub-pc-bin');
+      await tool('grub-mkimage', ['-O', 'i386-pc', '-d', GRUB_I386_DIR, '-o', core, '-p', '(hd0,msdos1)/grub', '-c', early, ...GRUB_MODULES]);
       const coreSize = (await stat(core)).size;
-      if (coreSize > firstPartitionStart - SECTOR) throw new LarchError('IO', `image build: GRUB core.img is ${coreSize} bytes, more than the gap before the first partition`);
-      const dd = (input: string, args: string[]) => tool('dd', [`if=${input}`, `of=${disk}`, 'conv=notrunc,fsync', 'status=none', ...args], 'coreutils');
+      if (coreSize > firstPartitionStart - SECTOR) throw new LarchError('IO', `image build: GRUB core.img is ${coreSize} bytes, more than the gap before the first partition`, { data: { size: coreSize, max_bytes: firstPartitionStart - SECTOR } });
+      const dd = (input: string, args: string[]) => tool('dd', [`if=${input}`, `of=${disk}`, 'conv=notrunc,fsync', 'status=none', ...args]);
       await dd(join(GRUB_I386_DIR, 'boot.img'), ['bs=440', 'count=1']); // keeps the partition table
       await dd(core, ['bs=512', 'seek=1']); // boot.img's block list points at LBA 1
     },

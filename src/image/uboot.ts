@@ -28,7 +28,7 @@ export interface UbootBootloaderOptions {
 export function ubootScript(settings: Record<string, string>, bootCmd: string, header: string): string {
   const lines = Object.entries(settings).map(([name, value]) => {
     // Values go inside hush double quotes: a quote, $ or backslash would be re-read by U-Boot.
-    if (!/^[a-z_][a-z0-9_]*$/.test(name) || /["$\\\n]/.test(value)) throw new LarchError('INVALID_INPUT', `image build: U-Boot setting ${name}=${JSON.stringify(value)} cannot be written to boot.scr`, { hint: 'use names of [a-z0-9_] and values without ", $, \\ or newlines' });
+    if (!/^[a-z_][a-z0-9_]*$/.test(name) || /["$\\\n]/.test(value)) throw new LarchError('INVALID_INPUT', `image build: U-Boot setting ${name}=${JSON.stringify(value)} cannot be written to boot.scr`, { hint: 'use names of [a-z0-9_] and values without ", $, \\ or newlines', data: { name, value } });
     return `setenv ${name} "${value}"`;
   });
   return `# ${header}\n${lines.join('\n')}\n\n${bootCmd}`;
@@ -38,6 +38,6 @@ export async function ubootBootloader(opts: UbootBootloaderOptions): Promise<Dis
   const cmd = join(opts.workDir, 'boot.cmd');
   const scr = join(opts.workDir, 'boot.scr');
   await writeFile(cmd, ubootScript(opts.settings, opts.bootCmd, `larch: ${opts.name}. Board settings, then board/uboot/boot.cmd.`));
-  await tool('mkimage', ['-A', opts.arch, '-O', 'linux', '-T', 'script', '-C', 'none', '-n', `larch ${opts.name}`, '-d', cmd, scr], 'u-boot-tools');
+  await tool('mkimage', ['-A', opts.arch, '-O', 'linux', '-T', 'script', '-C', 'none', '-n', `larch ${opts.name}`, '-d', cmd, scr]);
   return { bootFiles: { 'boot.scr': await readFile(scr) } };
 }

@@ -32,10 +32,10 @@ export async function clientOptions(s: MqttSettings): Promise<IClientOptions> {
   try {
     url = new URL(s.url);
   } catch {
-    throw new LarchError('USAGE', `'${quash(s.url)}' is not an MQTT URL`, { hint: 'use mqtt://HOST[:1883] or mqtts://HOST[:8883]' });
+    throw new LarchError('USAGE', `'${quash(s.url)}' is not an MQTT URL`, { hint: 'use mqtt://HOST[:1883] or mqtts://HOST[:8883]', data: { url: s.url } });
   }
   const tls = url.protocol === 'mqtts:' || url.protocol === 'ssl:';
-  if (!tls && url.protocol !== 'mqtt:' && url.protocol !== 'tcp:') throw new LarchError('USAGE', `'${quash(s.url)}': unsupported scheme '${url.protocol}'`, { hint: 'use mqtt:// or mqtts://' });
+  if (!tls && url.protocol !== 'mqtt:' && url.protocol !== 'tcp:') throw new LarchError('USAGE', `'${quash(s.url)}': unsupported scheme '${url.protocol}'`, { hint: 'use mqtt:// or mqtts://', data: { url: s.url, scheme: url.protocol } });
   const read = async (path: string | undefined, what: string) => (path === undefined ? undefined : readFile(path).catch((err) => Promise.reject(fromSystemError(err, `read ${what}`, path))));
   const password = s.passwordFile !== undefined ? (await read(s.passwordFile, 'MQTT password file'))!.toString('utf8').replace(/\r?\n$/, '') : url.password ? decodeURIComponent(url.password) : undefined;
   const opts: IClientOptions = {

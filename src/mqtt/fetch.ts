@@ -37,7 +37,7 @@ const MAX_CORRELATION_BYTES = 64;
  * The repo files that may be fetched, and nothing else: no '..', no other directory, so a
  * request cannot read outside the repo (symlinks are checked by the responder as well).
  */
-const PATH_RE = /^(summary|summary\.sig|deltas\/(?:empty|[0-9a-f]{64})-[0-9a-f]{64}\/(?:envelope|part-(?:0|[1-9][0-9]{0,8}))|objects\/[0-9a-f]{2}\/[0-9a-f]{62}\.(?:commit|sig|dirtree|dirmeta|filez))$/;
+const PATH_RE = /^(summary|summary\.sig|trust\/[1-9][0-9]{0,15}\.cbor|deltas\/(?:empty|[0-9a-f]{64})-[0-9a-f]{64}\/(?:envelope|part-(?:0|[1-9][0-9]{0,8}))|objects\/[0-9a-f]{2}\/[0-9a-f]{62}\.(?:commit|sig|dirtree|dirmeta|filez))$/;
 
 export function isFetchablePath(path: string): boolean {
   return PATH_RE.test(path);
@@ -106,7 +106,7 @@ export function encodeResponse(r: FetchResponse): Uint8Array {
  */
 export function decodeResponse(payload: Uint8Array): FetchResponse {
   const bad = (why: string): never => {
-    throw new LarchError('INVALID_INPUT', `MQTT chunk answer: ${why}`, { hint: 'the responder sent a malformed answer; the device asks again' });
+    throw new LarchError('INVALID_INPUT', `MQTT chunk answer: ${why}`, { hint: 'the responder sent a malformed answer; the device asks again', data: { reason: why } });
   };
   const buf = Buffer.from(payload.buffer, payload.byteOffset, payload.length);
   const nl = buf.indexOf(0x0a);

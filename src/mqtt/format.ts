@@ -18,7 +18,7 @@
  */
 import * as ed from '@noble/ed25519';
 import { quash } from '../errors.ts';
-import { sha256 } from '../store/_hash.ts';
+import { sha256 } from '../_hash.ts';
 import { type SecretKey, type Signature, keyId, verifyAnySignature } from '../store/sign.ts';
 
 export const TOPIC_ROOT = 'larch/v1';
@@ -238,7 +238,7 @@ export interface CommandResult {
   nonce: string | null;
   cmd: string | null;
   result: 'ok' | 'refused' | 'error';
-  /** refused: unsigned, untrusted, invalid, malformed, too-large, wrong-device, stale, not-yet-valid, window-too-long, replayed. */
+  /** refused: unsigned, untrusted, invalid, malformed, too-large, wrong-device, stale, not-yet-valid, window-too-long, replayed, threshold. */
   reason?: string;
   /** error: the LarchError code. */
   code?: string;

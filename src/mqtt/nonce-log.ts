@@ -10,7 +10,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fromSystemError } from '../errors.ts';
-import { writeFileAtomic } from '../store/_durable.ts';
+import { writeFileAtomic } from '../_durable.ts';
 
 /** Most nonces kept; beyond it the soonest-expiring go first (a flood of signed commands only). */
 const MAX_NONCES = 10_000;

@@ -9,7 +9,7 @@
  * configured with a wariness w (0..1, as Zincati's rollout_wariness) uses position = 100 * w
  * instead: 0 takes every release at once, 1 only at rollout 100.
  */
-import { sha256 } from '../store/_hash.ts';
+import { sha256 } from '../_hash.ts';
 
 const DOMAIN = 'larch-rollout-v1:';
 

@@ -16,7 +16,7 @@ import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type AnnounceOptions, announce } from './mqtt-publisher.ts';
 import { deltaTrust, publish, summaryContents } from './publish.ts';
-import { type Summary, decodeSummary } from './summary.ts';
+import { type Summary, decodeSummary } from '../protocol/summary.ts';
 
 export interface AutoPublishOptions {
   signKeys: SecretKey[];

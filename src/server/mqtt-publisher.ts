@@ -13,7 +13,7 @@ import type { SecretKey } from '../store/sign.ts';
 import { type MqttSettings, connectOnce, endClient, publishAcked } from '../mqtt/connect.ts';
 import { type Announcement, type CommandName, type CommandResult, type DeviceCommand, announceTopic, commandResultTopic, commandTopic, encodeSigned, formatAnnouncement, formatCommand } from '../mqtt/format.ts';
 import { readRolloutState, rolloutOf, writeRollout } from './rollout-state.ts';
-import { decodeSummary } from './summary.ts';
+import { decodeSummary } from '../protocol/summary.ts';
 
 export interface AnnounceOptions {
   signKeys: SecretKey[];
@@ -40,12 +40,12 @@ export async function announce(repo: Repo, opts: AnnounceOptions): Promise<{ ann
   try {
     summary = decodeSummary(bytes);
   } catch (err) {
-    throw new LarchError('INVALID_INPUT', `${path}: not a larch summary: ${(err as Error).message}`, { hint: "run 'larch publish' again" });
+    throw new LarchError('INVALID_INPUT', `${path}: not a larch summary: ${(err as Error).message}`, { hint: "run 'larch publish' again", data: { path } });
   }
   const refs = opts.refs && opts.refs.length > 0 ? opts.refs : Object.keys(summary.refs).sort();
   const created = opts.now ?? Math.floor(Date.now() / 1000);
   for (const ref of refs) {
-    if (!summary.refs[ref]) throw new LarchError('NOT_FOUND', `ref '${quash(ref)}' is not in the published summary of ${repo.path}`, { hint: "run 'larch publish' after committing, then announce" });
+    if (!summary.refs[ref]) throw new LarchError('NOT_FOUND', `ref '${quash(ref)}' is not in the published summary of ${repo.path}`, { hint: "run 'larch publish' after committing, then announce", data: { ref, path: repo.path } });
   }
   // Written before anything is announced: a crash in between re-announces this, never a wider rollout.
   const rollouts = opts.rollout === undefined ? await readRolloutState(repo) : await writeRollout(repo, refs, opts.rollout);
@@ -99,7 +99,7 @@ export async function sendCommand(opts: SendCommandOptions): Promise<{ command: 
 }
 
 function subscribe(client: MqttClient, topic: string): Promise<void> {
-  return new Promise((resolve, reject) => client.subscribe(topic, { qos: 1 }, (err) => (err ? reject(new LarchError('IO', `subscribe to ${topic}: ${err.message}`)) : resolve())));
+  return new Promise((resolve, reject) => client.subscribe(topic, { qos: 1 }, (err) => (err ? reject(new LarchError('IO', `subscribe to ${topic}: ${err.message}`, { data: { topic } })) : resolve())));
 }
 
 function waitForResult(client: MqttClient, device: string, nonce: string, waitMs: number): Promise<CommandResult> {

@@ -5,15 +5,18 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
-import { writeFileAtomic } from '../store/_durable.ts';
-import { sha256 } from '../store/_hash.ts';
+import { writeFileAtomic } from '../_durable.ts';
+import { sha256 } from '../_hash.ts';
 import type { Repo } from '../store/repo.ts';
 import { type SecretKey, decodeSignatures, keyId } from '../store/sign.ts';
 import { DeltaFormatError, decodeEnvelope, decodeSuperblock } from '../delta/format.ts';
 import { verifyDelta } from '../delta/sign.ts';
 import { readTrustedKeys } from '../store/keyring.ts';
 import { listDeltaNames, openDeltaDir } from '../delta/source.ts';
-import { type Summary, type SummaryDelta, decodeSummary, encodeSummary, signSummary } from './summary.ts';
+import { type Summary, type SummaryDelta, decodeSummary, encodeSummary, signSummary } from '../protocol/summary.ts';
+import type { TrustDocument } from '../protocol/trust.ts';
+import { latestTrust } from './trust-repo.ts';
+import { readBarriers, summaryBarriers } from './barriers.ts';
 
 export interface PublishOptions {
   signKeys: SecretKey[];
@@ -38,13 +41,13 @@ export interface SkippedDelta {
 export interface PublishResult {
   path: string;
   serial: number;
-  created: number;
-  expires: number;
+  created_s: number;
+  expires_s: number;
   refs: Summary['refs'];
   deltas: { name: string; bytes: number; parts: number }[];
   /** Deltas in R/deltas/ that are not listed, and why. */
   skipped: SkippedDelta[];
-  signedBy: string[];
+  signed_by: string[];
 }
 
 /**
@@ -54,14 +57,16 @@ export interface PublishResult {
  * @throws SIGNATURE_MISSING (no key), LOCKED, IO, NO_SPACE
  */
 export async function publish(repo: Repo, opts: PublishOptions): Promise<PublishResult> {
-  if (opts.signKeys.length === 0) throw new LarchError('SIGNATURE_MISSING', 'publish needs a signing key: devices refuse unsigned summaries', { hint: "pass --sign-key K.key (make one with 'larch keygen')" });
+  if (opts.signKeys.length === 0) throw new LarchError('SIGNATURE_MISSING', 'publish needs a signing key: devices refuse unsigned summaries', { hint: "pass --sign-key K.key (make one with 'larch keygen')", data: { command: 'publish', option: 'sign-key' } });
   if (!Number.isSafeInteger(opts.expiresInSeconds) || opts.expiresInSeconds <= 0) throw new RangeError('expiresInSeconds must be a positive integer');
   const lock = await repo.lock();
   try {
     const now = opts.now ?? Math.floor(Date.now() / 1000);
     const { refs, deltas, skipped } = await summaryContents(repo, await deltaTrust(repo, opts.signKeys));
-    const previous = await readPreviousSerial(repo);
-    const summary: Summary = { serial: Math.max(previous + 1, now), created: now, expires: now + opts.expiresInSeconds, refs, deltas };
+    const trust = await latestTrust(repo);
+    if (trust) checkSummarySigners(trust.document, trust.version, opts.signKeys);
+    const serial = nextSerial(await publishedSummaryInfo(repo), trust?.version, now, join(repo.path, 'summary'));
+    const summary: Summary = { serial, created: now, expires: now + opts.expiresInSeconds, refs, deltas, ...(repo.collectionId === null ? {} : { collectionId: repo.collectionId }), ...(trust ? { trustVersion: trust.version } : {}) };
     const bytes = encodeSummary(summary);
     const sig = await signSummary(bytes, opts.signKeys);
     // summary.sig first: a device that fetches between the two renames sees a mismatch, refetches,
@@ -72,12 +77,12 @@ export async function publish(repo: Repo, opts: PublishOptions): Promise<Publish
     return {
       path,
       serial: summary.serial,
-      created: summary.created,
-      expires: summary.expires,
+      created_s: summary.created,
+      expires_s: summary.expires,
       refs,
       deltas: deltas.map((d) => ({ name: `${d.from ?? 'empty'}-${d.to}`, bytes: d.bytes, parts: d.parts.length })),
       skipped,
-      signedBy: opts.signKeys.map((k) => keyId(k.publicKey)),
+      signed_by: opts.signKeys.map((k) => keyId(k.publicKey)),
     };
   } finally {
     await lock.release();
@@ -89,7 +94,38 @@ export async function publish(repo: Repo, opts: PublishOptions): Promise<Publish
  * are provisioned to trust) and R's keyring ('larch trust', e.g. during a key rotation).
  */
 export async function deltaTrust(repo: Repo, signKeys: SecretKey[]): Promise<Uint8Array[]> {
-  return [...signKeys.map((k) => k.publicKey), ...(await readTrustedKeys(repo)).map((k) => k.key)];
+  // With a trust document, its commit role too: devices check deltas against that role.
+  const commitRole = (await latestTrust(repo))?.document.roles.commit.keys ?? [];
+  return [...signKeys.map((k) => k.publicKey), ...(await readTrustedKeys(repo)).map((k) => k.key), ...commitRole];
+}
+
+/**
+ * The next summary's serial: max(previous + 1, now), or `now` when the trust version changed (a
+ * new trust document resets devices' serial floor, the way out of a serial fast-forwarded by a
+ * stolen key). @throws INVALID_INPUT (data.reason 'serial-at-limit') when no higher serial exists
+ */
+export function nextSerial(previous: { serial: number; trustVersion?: number }, trustVersion: number | undefined, now: number, path: string): number {
+  if (trustVersion !== previous.trustVersion) return now;
+  if (previous.serial >= Number.MAX_SAFE_INTEGER) {
+    throw new LarchError('INVALID_INPUT', `${path} has serial ${previous.serial}, the highest a summary can have: no later summary can be published (a summary signed with a stolen key can do this)`, {
+      hint: "rotate the trust document (larch trust rotate, revoking the stolen key; larch trust publish), then publish again: the new trust version resets the serial, here and on devices (docs/fleet.md)",
+      data: { reason: 'serial-at-limit', path, serial: previous.serial, trust_version: previous.trustVersion ?? null },
+    });
+  }
+  return Math.max(previous.serial + 1, now);
+}
+
+/** Refuses to publish a summary the devices would refuse: not signed by the summary role's threshold. @throws SIGNATURE_INVALID */
+function checkSummarySigners(doc: TrustDocument, version: number, signKeys: SecretKey[]): void {
+  const role = doc.roles.summary;
+  const ids = new Set(role.keys.map(keyId));
+  const inRole = new Set(signKeys.map((k) => keyId(k.publicKey)).filter((id) => ids.has(id)));
+  if (inRole.size < role.threshold) {
+    throw new LarchError('SIGNATURE_INVALID', `publish: ${inRole.size} of the signing keys belong to the summary role of trust document version ${version}, which needs ${role.threshold}: devices would refuse the summary`, {
+      hint: `sign with summary-role keys (${[...ids].join(', ')}); 'larch trust show' lists them`,
+      data: { reason: 'not-summary-role', trust_version: version, threshold: role.threshold, signed_by: signKeys.map((k) => keyId(k.publicKey)), summary_keys: [...ids] },
+    });
+  }
 }
 
 /**
@@ -99,12 +135,17 @@ export async function deltaTrust(repo: Repo, signKeys: SecretKey[]): Promise<Uin
  * to see what changed.
  */
 export async function summaryContents(repo: Repo, trusted: Uint8Array[]): Promise<Pick<Summary, 'refs' | 'deltas'> & { skipped: SkippedDelta[] }> {
-  const refs: Summary['refs'] = {};
+  const refs: Summary['refs'] = Object.create(null);
+  const barrierState = await readBarriers(repo);
   for (const { branch, commit } of await repo.listRefs()) {
     const c = await repo.readCommit(commit);
     refs[branch] = { commit, version: c.version, timestamp: c.timestamp };
+    // Barriers (R/barriers.json) are listed only when the ref has some: without, the summary is as before.
+    const barriers = await summaryBarriers(repo, barrierState, branch);
+    if (barriers.length > 0) refs[branch].barriers = barriers;
   }
-  const targets = new Set(Object.values(refs).map((r) => r.commit));
+  // Deltas to a barrier are listed too: devices below it are offered the barrier, not the head.
+  const targets = new Set(Object.values(refs).flatMap((r) => [r.commit, ...(r.barriers ?? []).map((b) => b.commit)]));
   const deltas: SummaryDelta[] = [];
   const skipped: SkippedDelta[] = [];
   for (const name of await listDeltaNames(repo.path)) {
@@ -148,13 +189,20 @@ async function describeDelta(dir: string, trusted: Uint8Array[]): Promise<Summar
   return { from: sb.from, to: sb.to, bytes: envelope.length + parts.reduce((n, p) => n + p.size, 0), envelope: { size: envelope.length, sha256: sha256(envelope) }, parts };
 }
 
-async function readPreviousSerial(repo: Repo): Promise<number> {
+/** The serial and trust version of R's published summary (serial 0 when there is none, or it is unreadable). */
+export async function publishedSummaryInfo(repo: Repo): Promise<{ serial: number; trustVersion?: number }> {
   const path = join(repo.path, 'summary');
   const bytes = await readFile(path).catch((err) => (err.code === 'ENOENT' ? null : Promise.reject(fromSystemError(err, 'read', path))));
-  if (bytes === null) return 0;
+  if (bytes === null) return { serial: 0 };
   try {
-    return decodeSummary(bytes).serial;
+    const s = decodeSummary(bytes);
+    return { serial: s.serial, trustVersion: s.trustVersion };
   } catch {
-    return 0; // an unreadable old summary: the clock-based serial still rises past it in practice
+    return { serial: 0 };
   }
+}
+
+/** The serial of R's published summary (0 when there is none, or it is unreadable). */
+export async function publishedSerial(repo: Repo): Promise<number> {
+  return (await publishedSummaryInfo(repo)).serial;
 }

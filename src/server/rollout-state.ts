@@ -8,10 +8,11 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
-import { writeFileAtomic } from '../store/_durable.ts';
+import { writeFileAtomic } from '../_durable.ts';
 import type { Repo } from '../store/repo.ts';
 
 export const ROLLOUT_FILE = 'rollout.json';
+export const ROLLOUT_FORMAT = 1;
 /** A ref never given a rollout reaches the whole fleet. */
 export const DEFAULT_ROLLOUT = 100;
 
@@ -37,6 +38,8 @@ export async function readRolloutState(repo: Repo): Promise<RolloutState> {
   } catch (err) {
     throw badFile(file, (err as Error).message);
   }
+  const format = (parsed as { format?: unknown })?.format;
+  if (format !== undefined && format !== ROLLOUT_FORMAT) throw badFile(file, `"format" is ${JSON.stringify(format)}, not ${ROLLOUT_FORMAT} (written by a newer larch?)`);
   const refs = (parsed as { refs?: unknown })?.refs;
   if (typeof refs !== 'object' || refs === null || Array.isArray(refs)) throw badFile(file, 'no "refs" object');
   for (const [ref, r] of Object.entries(refs)) {
@@ -60,7 +63,8 @@ export async function writeRollout(repo: Repo, refs: string[], rollout: number, 
   try {
     const state = await readRolloutState(repo);
     for (const ref of refs) state[ref] = { rollout, set: now.toISOString() };
-    await writeFileAtomic(path(repo), JSON.stringify({ refs: state }, null, 2) + '\n');
+    // "format" since 0.2 (0.1 wrote none and read only "refs": both read each other's file).
+    await writeFileAtomic(path(repo), JSON.stringify({ format: ROLLOUT_FORMAT, refs: state }, null, 2) + '\n');
     return state;
   } finally {
     await lock.release();

@@ -10,7 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import { open, realpath, stat } from 'node:fs/promises';
 import { extname, join, sep } from 'node:path';
-import { parseRange } from './range.ts';
+import { parseRange } from '../protocol/range.ts';
 
 export interface AccessLogEntry {
   time: string;

@@ -123,7 +123,7 @@ export function mapGet(map: CborValue, key: string): CborValue | undefined {
 /** Converts a decoded map with text keys into a plain object (for metadata printing). */
 export function toPlain(value: CborValue): unknown {
   if (value instanceof Map) {
-    const out: Record<string, unknown> = {};
+    const out: Record<string, unknown> = Object.create(null);
     for (const [k, v] of value) out[typeof k === 'string' ? k : JSON.stringify(toPlain(k))] = toPlain(v);
     return out;
   }

@@ -9,7 +9,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { makePool } from '../_pool.ts';
-import { sha256Stream } from './_hash.ts';
+import { sha256Stream } from '../_hash.ts';
 import { createExclusiveWriteStream } from './_fs.ts';
 import { join } from 'node:path';
 import { type FileHeader, type ObjectId, encodeFileHeader } from './object.ts';

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import { LarchError } from '../errors.ts';
 import { makePool } from '../_pool.ts';
-import { sha256Stream } from './_hash.ts';
+import { sha256Stream } from '../_hash.ts';
 import { type ObjectId, type ObjectKind, encodeFileHeader, validateDirTree } from './object.ts';
 import type { Repo } from './repo.ts';
 import { decodeSignatures, keyId, verifyCommitSignatures } from './sign.ts';

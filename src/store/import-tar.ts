@@ -137,7 +137,7 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
         entry.resume();
         continue;
       }
-      if (parts === 'root') throw new LarchError('INVALID_INPUT', `${where}: a non-directory entry names the root`);
+      if (parts === 'root') throw new LarchError('INVALID_INPUT', `${where}: a non-directory entry names the root`, { data: { path: where } });
       const key = Buffer.concat(parts.flatMap((p) => [p, Buffer.from('/')])).toString('latin1');
       let id: ObjectId;
       let size = 0;
@@ -155,7 +155,7 @@ export async function importTar(txn: Transaction, tarPath: string, opts: ImportO
         } else {
           const target = splitTarPath(rawLink);
           const found = target === 'root' ? undefined : byPath.get(Buffer.concat(target.flatMap((p) => [p, Buffer.from('/')])).toString('latin1'));
-          if (!found) throw new LarchError('INVALID_INPUT', `${where}: hard link to '${quash(rawLink.toString('utf8'))}', which is not an earlier file in the archive`);
+          if (!found) throw new LarchError('INVALID_INPUT', `${where}: hard link to '${quash(rawLink.toString('utf8'))}', which is not an earlier file in the archive`, { data: { path: where, link_target: rawLink.toString('utf8') } });
           ({ id, size } = found);
         }
       } else if (h.type === 'fifo') {

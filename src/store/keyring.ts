@@ -1,7 +1,7 @@
 /** A repo's keyring: the public keys in R/keys/trusted/*.pub that verification trusts by default. */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from './_durable.ts';
+import { writeFileAtomic } from '../_durable.ts';
 import type { Repo } from './repo.ts';
 import { formatPublicKey, keyId, readPublicKey } from './sign.ts';
 

@@ -7,6 +7,7 @@
  */
 import { spawn } from 'node:child_process';
 import { LarchError } from '../errors.ts';
+import { spawnFailure } from '../_run.ts';
 
 export interface Lock {
   release(): Promise<void>;
@@ -22,10 +23,7 @@ function tryLock(path: string): Promise<Attempt> {
     let held = false;
     const exited = new Promise<void>((r) => child.once('close', () => r()));
     child.stderr.on('data', (d) => (stderr += d));
-    child.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') reject(new LarchError('TOOL_MISSING', "'flock' is needed to lock the repo and is not installed", { hint: 'install util-linux (or busybox with its flock applet)' }));
-      else reject(err);
-    });
+    child.once('error', (err: NodeJS.ErrnoException) => reject(spawnFailure('flock', err, { purpose: 'to lock the repo', hint: "busybox's flock applet works too" })));
     child.stdout.on('data', (d: Buffer) => {
       if (held || !d.toString().includes('locked')) return;
       held = true;

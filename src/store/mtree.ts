@@ -45,7 +45,7 @@ export function ensureDir(dir: MDir, name: Uint8Array, meta: DirMeta, where: str
 /** Writes the tree bottom-up, in the repo's dirtree format; returns the root's dirtree and dirmeta ids. */
 export async function writeMTree(txn: Transaction, dir: MDir, depth = 0, path = '/'): Promise<{ tree: ObjectId; meta: ObjectId }> {
   // Readers refuse trees deeper than this (walk.ts) and metadata they cannot decode; never write either.
-  if (depth > MAX_TREE_DEPTH) throw new LarchError('INVALID_INPUT', `the tree is deeper than ${MAX_TREE_DEPTH} directory levels at '${quash(path, 200)}'`);
+  if (depth > MAX_TREE_DEPTH) throw new LarchError('INVALID_INPUT', `the tree is deeper than ${MAX_TREE_DEPTH} directory levels at '${quash(path, 200)}'`, { data: { path, max_depth: MAX_TREE_DEPTH } });
   const problem = dirMetaProblem(dir.meta);
   if (problem) throw new LarchError('INVALID_INPUT', `directory '${quash(path, 200)}': ${problem}`, { data: { path: quash(path, 200) } });
   const dirs = [];

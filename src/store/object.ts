@@ -3,7 +3,7 @@
  * encodings and validation. Pure: bytes and values in and out. See docs/formats.md.
  */
 import { type CborValue, compareBytes, decodeCanonical, encodeCanonical, mapGet } from './cbor.ts';
-import { sha256 } from './_hash.ts';
+import { sha256 } from '../_hash.ts';
 
 /** A SHA-256 object id as 64 lowercase hex characters. */
 export type ObjectId = string;

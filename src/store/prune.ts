@@ -12,7 +12,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { failpoint } from '../failpoint.ts';
-import { syncFilesystem } from './_durable.ts';
+import { syncFilesystem } from '../_durable.ts';
 import type { ObjectId } from './object.ts';
 import type { Repo } from './repo.ts';
 
@@ -22,10 +22,10 @@ export interface PruneOptions {
   dryRun?: boolean;
 }
 export interface PruneResult {
-  commitsKept: number;
-  objectsDeleted: number;
-  bytesFreed: number;
-  tempEntriesRemoved: number;
+  commits_kept: number;
+  objects_deleted: number;
+  bytes_freed: number;
+  temp_entries_removed: number;
 }
 
 async function listDirs(dir: string): Promise<string[]> {
@@ -58,17 +58,17 @@ export async function dropObjects(repo: Repo, kind: 'file' | 'dirtree' | 'dirmet
 export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneResult> {
   const lock = await repo.lock();
   try {
-    const result: PruneResult = { commitsKept: 0, objectsDeleted: 0, bytesFreed: 0, tempEntriesRemoved: 0 };
+    const result: PruneResult = { commits_kept: 0, objects_deleted: 0, bytes_freed: 0, temp_entries_removed: 0 };
     // Every writer holds the lock, so whatever is in tmp/ now belongs to a process that died.
     for (const e of await readdir(join(repo.path, 'tmp')).catch(() => [])) {
-      result.tempEntriesRemoved++;
+      result.temp_entries_removed++;
       if (!opts.dryRun) await rm(join(repo.path, 'tmp', e), { recursive: true, force: true });
     }
     // Interrupted atomic writes (refs, config) leave .tmp-* files beside their target.
     for (const d of [repo.path, join(repo.path, 'keys', 'trusted'), ...(await listDirs(join(repo.path, 'refs')))]) {
       for (const e of await readdir(d).catch(() => [])) {
         if (!e.startsWith('.tmp-')) continue;
-        result.tempEntriesRemoved++;
+        result.temp_entries_removed++;
         if (!opts.dryRun) await rm(join(d, e), { force: true });
       }
     }
@@ -94,7 +94,7 @@ export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneR
           continue;
         }
         reachable.add(`commit:${id}`);
-        result.commitsKept++;
+        result.commits_kept++;
         const c = await repo.readCommit(id);
         await markTree(c.root.tree, c.root.meta);
         id = c.parent;
@@ -132,8 +132,8 @@ export async function prune(repo: Repo, opts: PruneOptions = {}): Promise<PruneR
         await rm(path, { force: true });
         failpoint(rank === DELETE_RANK.commit ? 'prune::after-commit-unlink' : 'prune::after-object-unlink');
       }
-      result.objectsDeleted++;
-      result.bytesFreed += size;
+      result.objects_deleted++;
+      result.bytes_freed += size;
     }
     return result;
   } finally {

@@ -1,7 +1,7 @@
 /**
  * Copies a commit (its tree, its signatures) into a repo from an object source: another local
  * repo of any mode (archive -> bare is how a device's repo is seeded from a server's), or a
- * remote one (`agent/pull-http.ts` supplies an HTTP source). Only the source differs; the walk
+ * remote one (`agent/remote/pull.ts` supplies a source over any fetcher). Only the source differs; the walk
  * is this one. Every object is re-hashed on the way in: a corrupt source object is refused,
  * never copied, and a failed pull keeps nothing (one transaction).
  */
@@ -14,9 +14,9 @@ import { MAX_TREE_DEPTH, childPath, pathText } from './walk.ts';
 
 export interface PullResult {
   commit: ObjectId;
-  objectsWritten: number;
-  objectsReused: number;
-  bytesWritten: number;
+  objects_written: number;
+  objects_reused: number;
+  bytes_written: number;
 }
 
 /** Where a pull reads objects from. A `Repo` is one. */
@@ -82,7 +82,10 @@ export async function pullCommit(dest: Repo, src: ObjectSource, commitId: Object
       filePool(async () => {
         if (filesStarted.has(id)) return opts.onObject?.({ kind: 'file', id });
         filesStarted.add(id);
-        if (await txn.has('file', id)) return opts.onObject?.({ kind: 'file', id });
+        if (await txn.has('file', id)) {
+          txn.stats.objects_reused++;
+          return opts.onObject?.({ kind: 'file', id });
+        }
         let stored: StoredFile | undefined;
         try {
           stored = await src.readFile(id, size);
@@ -101,7 +104,7 @@ export async function pullCommit(dest: Repo, src: ObjectSource, commitId: Object
         opts.onObject?.({ kind: 'file', id });
       });
     const copyTree = async (tree: ObjectId, meta: ObjectId, path: Buffer, depth: number): Promise<void> => {
-      if (depth > MAX_TREE_DEPTH) throw new LarchError('HOSTILE_TREE', `tree is deeper than ${MAX_TREE_DEPTH} levels at '${pathText(path)}'`);
+      if (depth > MAX_TREE_DEPTH) throw new LarchError('HOSTILE_TREE', `tree is deeper than ${MAX_TREE_DEPTH} levels at '${pathText(path)}'`, { data: { tree, path: pathText(path), max_depth: MAX_TREE_DEPTH } });
       if (seen.has(tree + meta)) return;
       seen.add(tree + meta);
       const [metaBytes, treeBytes] = await Promise.all([readMeta('dirmeta', meta), readMeta('dirtree', tree)]);

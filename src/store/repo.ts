@@ -2,7 +2,8 @@
  * A larch repository on disk: its layout, modes, reading objects and refs, and the
  * write transaction that stages objects and makes them durable before any ref moves.
  *
- *   R/config.json            {"larch": 1, "mode": "bare" | "bare-user" | "archive", "dirtree_format": 1 | 2}
+ *   R/config.json            {"larch": 1, "mode": "bare" | "bare-user" | "archive", "dirtree_format": 1 | 2,
+ *                             "collection_id"?: tstr (the product's repo id, carried by its commits and summary)}
  *   R/objects/XX/REST.EXT    objects by id (XX = first two hex digits)
  *   R/refs/heads/BRANCH      a commit id and a newline
  *   R/keys/trusted/*.pub     the keyring `verify` uses when no --key is given
@@ -15,8 +16,9 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { createInflateRaw } from 'node:zlib';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
-import { sha256 } from './_hash.ts';
-import { fsyncPath, writeFileAtomic } from './_durable.ts';
+import { sha256 } from '../_hash.ts';
+import { fsyncPath, writeFileAtomic } from '../_durable.ts';
+import { bindingValueProblem } from './binding.ts';
 import { openReadStream } from './_fs.ts';
 import { type Lock, acquireLock } from './lock.ts';
 import {
@@ -66,7 +68,8 @@ export interface StoredFile {
 }
 
 /** config.json: the keys in a fixed order, so the same settings give the same bytes. */
-const configText = (mode: RepoMode, dirtreeFormat: DirTreeFormat): string => JSON.stringify({ larch: 1, mode, dirtree_format: dirtreeFormat }, null, 2) + '\n';
+const configText = (mode: RepoMode, dirtreeFormat: DirTreeFormat, collectionId: string | null = null): string =>
+  JSON.stringify({ larch: 1, mode, dirtree_format: dirtreeFormat, ...(collectionId === null ? {} : { collection_id: collectionId }) }, null, 2) + '\n';
 
 export class Repo {
   private constructor(
@@ -77,6 +80,11 @@ export class Repo {
      * `dirtree_format`; absent means 1, so a repo made before format 2 keeps its ids).
      */
     readonly dirtreeFormat: DirTreeFormat,
+    /**
+     * The repo's collection id (config key `collection_id`, store/binding.ts): commits made here
+     * carry it as larch.collection_id and its summary as collection_id; null: none.
+     */
+    readonly collectionId: string | null = null,
   ) {}
 
   /**
@@ -84,31 +92,37 @@ export class Repo {
    * writes dirtree format 2 unless dirtreeFormat says otherwise; given for an existing repo,
    * dirtreeFormat switches what its next commits write.
    */
-  static async init(path: string, mode: RepoMode, dirtreeFormat?: DirTreeFormat): Promise<Repo> {
+  static async init(path: string, mode: RepoMode, dirtreeFormat?: DirTreeFormat, collectionId?: string): Promise<Repo> {
     const existing = await readFile(join(path, 'config.json'), 'utf8').catch(() => null);
     if (existing !== null) {
       const repo = await Repo.open(path);
       if (repo.mode !== mode) throw new LarchError('EXISTS', `repo '${path}' exists with mode '${repo.mode}', not '${mode}'`, { data: { path, mode: repo.mode } });
-      if (dirtreeFormat === undefined || dirtreeFormat === repo.dirtreeFormat) return repo;
+      // A product's devices are bound to its collection id: it is given once, never changed.
+      if (collectionId !== undefined && repo.collectionId !== null && collectionId !== repo.collectionId) {
+        throw new LarchError('EXISTS', `repo '${path}' has collection id '${repo.collectionId}', not '${collectionId}'`, { hint: 'devices bound to it would refuse the other id; make a new repo for another product', data: { path, collection_id: repo.collectionId } });
+      }
+      const format = dirtreeFormat ?? repo.dirtreeFormat;
+      const collection = collectionId ?? repo.collectionId;
+      if (format === repo.dirtreeFormat && collection === repo.collectionId) return repo;
       const lock = await repo.lock();
       try {
-        await writeFileAtomic(join(path, 'config.json'), configText(mode, dirtreeFormat));
+        await writeFileAtomic(join(path, 'config.json'), configText(mode, format, collection));
       } catch (err) {
         throw fromSystemError(err, 'write repo config', path);
       } finally {
         await lock.release();
       }
-      return new Repo(path, mode, dirtreeFormat);
+      return new Repo(path, mode, format, collection);
     }
     try {
       await mkdir(path, { recursive: true });
       for (const d of ['objects', 'refs/heads', 'keys/trusted', 'tmp']) await mkdir(join(path, d), { recursive: true });
       for (let i = 0; i < 256; i++) await mkdir(join(path, 'objects', i.toString(16).padStart(2, '0')), { recursive: true });
-      await writeFileAtomic(join(path, 'config.json'), configText(mode, dirtreeFormat ?? 2));
+      await writeFileAtomic(join(path, 'config.json'), configText(mode, dirtreeFormat ?? 2, collectionId ?? null));
     } catch (err) {
       throw fromSystemError(err, 'create repo', path);
     }
-    return new Repo(path, mode, dirtreeFormat ?? 2);
+    return new Repo(path, mode, dirtreeFormat ?? 2, collectionId ?? null);
   }
 
   /** @throws NOT_FOUND when path holds no repo, INVALID_INPUT for an unknown config */
@@ -119,7 +133,7 @@ export class Repo {
     } catch {
       throw new LarchError('NOT_FOUND', `no larch repo at '${path}'`, { hint: `create one with 'larch init --repo ${path}'`, data: { path } });
     }
-    let config: { larch?: number; mode?: string; dirtree_format?: unknown };
+    let config: { larch?: number; mode?: string; dirtree_format?: unknown; collection_id?: unknown };
     try {
       config = JSON.parse(text);
     } catch {
@@ -132,7 +146,11 @@ export class Repo {
     if (!DIRTREE_FORMATS.includes(format as DirTreeFormat)) {
       throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' has dirtree_format ${JSON.stringify(format)}; this larch writes 1 or 2`, { hint: 'set "dirtree_format" in it to 1 or 2 (see docs/formats.md §2.3)', data: { path } });
     }
-    return new Repo(path, config.mode as RepoMode, format as DirTreeFormat);
+    const collection = config.collection_id ?? null;
+    if (collection !== null && (typeof collection !== 'string' || bindingValueProblem('collection_id', collection) !== null)) {
+      throw new LarchError('REPO_CORRUPT', `repo config '${join(path, 'config.json')}' has collection_id ${quash(JSON.stringify(collection))}, which is not a reverse-DNS id`, { hint: 'set "collection_id" in it to the id the repo was made with (e.g. com.example.gateway), or remove it', data: { path } });
+    }
+    return new Repo(path, config.mode as RepoMode, format as DirTreeFormat, collection);
   }
 
   objectPath(kind: ObjectKind | 'sig' | 'filemeta' | 'xattrs', id: ObjectId): string {
@@ -323,7 +341,7 @@ export class Repo {
     let id = await this.resolveBase(m[1]);
     for (let i = 0; i < m[2].length; i++) {
       const parent = (await this.readCommit(id)).parent;
-      if (parent === null) throw new LarchError('NOT_FOUND', `commit ${id} has no parent (from '${quash(rev)}')`, { data: { rev } });
+      if (parent === null) throw new LarchError('NOT_FOUND', `commit ${id} has no parent (from '${quash(rev)}')`, { hint: `'larch log --repo ${this.path} ${quash(rev)}' shows the history there is`, data: { rev, commit: id } });
       id = parent;
     }
     return id;
@@ -331,7 +349,7 @@ export class Repo {
 
   private async resolveBase(rev: string): Promise<ObjectId> {
     if (ID_RE.test(rev)) {
-      if (!(await this.hasObject('commit', rev))) throw new LarchError('NOT_FOUND', `commit ${rev} is not in repo '${this.path}'`, { data: { rev } });
+      if (!(await this.hasObject('commit', rev))) throw new LarchError('NOT_FOUND', `commit ${rev} is not in repo '${this.path}'`, { hint: `'larch refs --repo ${this.path}' and 'larch log --repo ${this.path} BRANCH' list what exists`, data: { rev, repo: this.path } });
       return rev;
     }
     if (isValidBranch(rev)) {
@@ -342,9 +360,9 @@ export class Repo {
       const names = await readdir(join(this.path, 'objects', rev.slice(0, 2))).catch(() => []);
       const hits = names.filter((n) => n.endsWith('.commit') && n.startsWith(rev.slice(2))).map((n) => rev.slice(0, 2) + n.slice(0, 62));
       if (hits.length === 1) return hits[0];
-      if (hits.length > 1) throw new LarchError('NOT_FOUND', `'${rev}' matches ${hits.length} commits; give more digits`, { data: { rev } });
+      if (hits.length > 1) throw new LarchError('NOT_FOUND', `'${rev}' matches ${hits.length} commits; give more digits`, { hint: 'give more digits of the commit id, or a branch name', data: { rev, matches: hits.length } });
     }
-    throw new LarchError('NOT_FOUND', `no branch or commit '${quash(rev)}' in repo '${this.path}'`, { data: { rev } });
+    throw new LarchError('NOT_FOUND', `no branch or commit '${quash(rev)}' in repo '${this.path}'`, { hint: `'larch refs --repo ${this.path}' and 'larch log --repo ${this.path} BRANCH' list what exists`, data: { rev, repo: this.path } });
   }
 
   /** Takes the writer lock. @throws LOCKED */

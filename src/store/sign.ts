@@ -11,7 +11,7 @@ import * as ed from '@noble/ed25519';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { type CborValue, decodeCanonical, encodeCanonical } from './cbor.ts';
-import { sha256 } from './_hash.ts';
+import { sha256 } from '../_hash.ts';
 import { type ObjectId, idToBytes } from './object.ts';
 
 export interface SecretKey {

@@ -9,7 +9,7 @@ export interface VerifyResult {
   commit: ObjectId;
   valid: boolean;
   /** Key ids of all signatures present, valid or not. */
-  signatures: { keyId: string; trusted: boolean; valid: boolean }[];
+  signatures: { key_id: string; trusted: boolean; valid: boolean }[];
 }
 
 /** Checks a commit's signatures against trusted keys; valid means one trusted key signed it. */
@@ -22,7 +22,7 @@ export async function verifyCommit(repo: Repo, commit: ObjectId, trusted: Uint8A
   const signatures = [];
   for (const s of sigs) {
     const isTrusted = trusted.some((t) => Buffer.from(t).equals(Buffer.from(s.key)));
-    signatures.push({ keyId: keyId(s.key), trusted: isTrusted, valid: await verifyCommitSignatures(commit, [s], [s.key]) });
+    signatures.push({ key_id: keyId(s.key), trusted: isTrusted, valid: await verifyCommitSignatures(commit, [s], [s.key]) });
   }
   return { commit, valid: signatures.some((s) => s.trusted && s.valid), signatures };
 }

@@ -4,7 +4,6 @@
  * A crash at any point leaves complete objects only (plus a staging dir that `prune` removes),
  * and every ref names a complete commit.
  */
-import { spawnSync } from 'node:child_process';
 import { chmod, chown, lchown, lstat, mkdir, open, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,9 +12,10 @@ import { pipeline } from 'node:stream/promises';
 import { createDeflateRaw, deflateRaw } from 'node:zlib';
 import { promisify } from 'node:util';
 import { LarchError, fromSystemError } from '../errors.ts';
-import { sha256, sha256Stream } from './_hash.ts';
+import { sha256, sha256Stream } from '../_hash.ts';
 import { createExclusiveWriteStream, openReadStream } from './_fs.ts';
-import { syncFilesystem } from './_durable.ts';
+import { syncFilesystem } from '../_durable.ts';
+import { runToolSync } from '../_run.ts';
 import { failpoint } from '../failpoint.ts';
 import type { Lock } from './lock.ts';
 import { type FileHeader, type ObjectId, type ObjectKind, MAX_FILE_HEADER_BYTES, MAX_METADATA_BYTES, encodeFileHeader, encodeXattrList, fileHeaderProblem } from './object.ts';
@@ -88,7 +88,9 @@ export class Transaction {
   private counter = 0;
   private done = false;
   /** Bytes of object data newly written in this transaction (for --json stats). */
-  stats = { objectsWritten: 0, bytesWritten: 0, objectsReused: 0 };
+  stats = { objects_written: 0, bytes_written: 0, objects_reused: 0 };
+  /** Metadata objects found already in the repo (objects_reused counts each once). */
+  private readonly present = new Set<string>();
 
   private constructor(
     readonly repo: Repo,
@@ -99,7 +101,7 @@ export class Transaction {
   /** Takes the repo's writer lock and opens a staging directory. @throws LOCKED */
   static async begin(repo: Repo): Promise<Transaction> {
     if (repo.mode === 'bare' && !isRoot()) {
-      throw new LarchError('INVALID_INPUT', `repo '${repo.path}' is in mode 'bare', which needs root to keep owners`, { hint: "run as root, or use a repo made with 'larch init --mode bare-user'" });
+      throw new LarchError('INVALID_INPUT', `repo '${repo.path}' is in mode 'bare', which needs root to keep owners`, { hint: "run as root, or use a repo made with 'larch init --mode bare-user'", data: { path: repo.path, mode: repo.mode } });
     }
     const lock = await repo.lock();
     try {
@@ -128,14 +130,20 @@ export class Transaction {
       throw new LarchError('INVALID_INPUT', `a ${kind} of ${bytes.length} bytes is over the ${MAX_METADATA_BYTES}-byte limit (a directory with too many entries?)`, { data: { kind, bytes: bytes.length } });
     }
     const id = sha256(bytes);
-    if (await this.has(kind, id)) return id;
+    if (this.staged.has(this.key(kind, id)) || this.present.has(this.key(kind, id))) return id;
+    if (await this.repo.hasObject(kind, id)) {
+      // Counted once, as a staged object is written once (a dirmeta is shared by many directories).
+      this.present.add(this.key(kind, id));
+      this.stats.objects_reused++;
+      return id;
+    }
     const path = join(this.dir, `${id}.${kind}`);
     await writeFile(path, bytes).catch((err) => {
       throw fromSystemError(err, `stage ${kind}`, path);
     });
     this.staged.set(this.key(kind, id), path);
-    this.stats.objectsWritten++;
-    this.stats.bytesWritten += bytes.length;
+    this.stats.objects_written++;
+    this.stats.bytes_written += bytes.length;
     return id;
   }
 
@@ -181,10 +189,10 @@ export class Transaction {
           return true;
         })();
         this.specialsInFlight.set(id, staging);
-        if (!(await staging)) this.stats.objectsReused++;
+        if (!(await staging)) this.stats.objects_reused++;
       } else {
         await staging;
-        this.stats.objectsReused++;
+        this.stats.objects_reused++;
       }
       return id;
     }
@@ -211,7 +219,7 @@ export class Transaction {
         if (data.length !== header.size) throw changedWhileReading(where, header.size, data.length);
         const id = sha256(headerBytes, data);
         if (await this.has('file', id)) {
-          this.stats.objectsReused++;
+          this.stats.objects_reused++;
           return id;
         }
         const tmp = this.tempPath();
@@ -237,11 +245,11 @@ export class Transaction {
     if (count !== header.size) throw changedWhileReading(where, header.size, count);
     const id = hash.digest('hex');
     if (await this.has('file', id)) {
-      this.stats.objectsReused++;
+      this.stats.objects_reused++;
       return id;
     }
     const written = await this.writeFileFromStream(header, headerBytes, await openReadStream(path), where);
-    if (written !== id) throw new LarchError('INVALID_INPUT', `'${where}' changed while being committed`, { hint: 'commit a tree that nothing writes to meanwhile' });
+    if (written !== id) throw new LarchError('INVALID_INPUT', `'${where}' changed while being committed`, { hint: 'commit a tree that nothing writes to meanwhile', data: { path: where } });
     return id;
   }
 
@@ -294,7 +302,7 @@ export class Transaction {
     }
     if (await this.has('file', id)) {
       await rm(tmp, { force: true });
-      this.stats.objectsReused++;
+      this.stats.objects_reused++;
       return id;
     }
     return this.placeStaged(tmp, id, header, headerBytes, count);
@@ -308,8 +316,8 @@ export class Transaction {
     if (this.repo.mode === 'archive') await chmod(path, 0o644);
     else await this.applyBareMetadata(path, header, headerBytes, id);
     this.staged.set(this.key('file', id), path);
-    this.stats.objectsWritten++;
-    this.stats.bytesWritten += size;
+    this.stats.objects_written++;
+    this.stats.bytes_written += size;
     return id;
   }
 
@@ -361,7 +369,7 @@ export class Transaction {
       await this.applyBareMetadata(path, header, headerBytes, id);
     }
     this.staged.set(this.key('file', id), path);
-    this.stats.objectsWritten++;
+    this.stats.objects_written++;
   }
 
   /**
@@ -425,7 +433,6 @@ export class Transaction {
 
 /** Node has no mkfifo(3); the coreutils/busybox command does it. */
 export function makeFifo(path: string, mode: number): void {
-  const r = spawnSync('mkfifo', ['-m', (mode & 0o7777).toString(8), path], { stdio: ['ignore', 'ignore', 'pipe'] });
-  if (r.error) throw new LarchError('TOOL_MISSING', "'mkfifo' is needed to store a FIFO and is not installed", { hint: 'install coreutils or busybox' });
-  if (r.status !== 0) throw new LarchError('IO', `mkfifo '${path}' failed: ${r.stderr.toString().trim()}`, { data: { path } });
+  const r = runToolSync('mkfifo', ['-m', (mode & 0o7777).toString(8), path], { purpose: 'to store a FIFO', hint: "busybox's mkfifo works too" });
+  if (r.code !== 0) throw new LarchError('IO', `mkfifo '${path}' failed: ${r.stderr.trim()}`, { data: { path } });
 }

@@ -48,7 +48,7 @@ export async function readTreePlan(repo: Repo, root: { tree: ObjectId; meta: Obj
     }
     plan.dirs.push({ path, meta, tree, metaId });
     for (const f of dt.files) plan.files.push({ path: childPath(path, f.name), id: f.file, size: f.size });
-    if (plan.files.length + plan.dirs.length > MAX_TREE_ENTRIES) throw new LarchError('HOSTILE_TREE', `tree has more than ${MAX_TREE_ENTRIES} entries`);
+    if (plan.files.length + plan.dirs.length > MAX_TREE_ENTRIES) throw new LarchError('HOSTILE_TREE', `tree has more than ${MAX_TREE_ENTRIES} entries`, { data: { tree, max_entries: MAX_TREE_ENTRIES } });
     for (const d of dt.dirs) await visit(childPath(path, d.name), d.tree, d.meta, depth + 1);
   };
   await visit(Buffer.alloc(0), root.tree, root.meta, 0);

@@ -1,5 +1,6 @@
 /** Builds a commit from a directory or a tar: import, write trees, commit object, signatures, ref. */
-import { LarchError } from '../errors.ts';
+import { LarchError, quash } from '../errors.ts';
+import { BINDING_KEYS, COLLECTION_ID_KEY, bindingValueProblem } from './binding.ts';
 import { failpoint } from '../failpoint.ts';
 import type { CborValue } from './cbor.ts';
 import { importDirectory } from './import-dir.ts';
@@ -7,6 +8,7 @@ import { importTar } from './import-tar.ts';
 import { writeMTree } from './mtree.ts';
 import { type ObjectId, encodeCommit } from './object.ts';
 import type { Repo } from './repo.ts';
+import { REF_KEY, RELEASE_KEY, commitRelease, nextRelease, recordRelease } from './release.ts';
 import { type SecretKey, encodeSignatures, keyId, mergeSignatures, signCommit } from './sign.ts';
 import { Transaction } from './transaction.ts';
 
@@ -30,6 +32,12 @@ export interface CommitOptions {
    * changed: false, as `rpm-ostree compose tree` does: devices then download nothing.
    */
   unlessUnchanged?: boolean;
+  /**
+   * `larch.release`: by default one above the repo's highest (store/release.ts); a given one must
+   * be above it unless forceRelease.
+   */
+  release?: number;
+  forceRelease?: boolean;
 }
 
 export interface CommitResult {
@@ -37,17 +45,20 @@ export interface CommitResult {
   branch: string;
   parent: ObjectId | null;
   version: string;
-  timestamp: number;
-  signedBy: string[];
-  objectsWritten: number;
-  objectsReused: number;
-  bytesWritten: number;
+  timestamp_s: number;
+  signed_by: string[];
+  objects_written: number;
+  objects_reused: number;
+  bytes_written: number;
   /** False when unlessUnchanged found the branch's head equal (commit is then the head). */
   changed: boolean;
+  /** The commit's `larch.release` (the head's when nothing changed; null for a head made before releases). */
+  release: number | null;
 }
 
 /** @throws LOCKED, NOT_FOUND, INVALID_INPUT, UNSUPPORTED_FILE_TYPE, NO_SPACE */
 export async function createCommit(repo: Repo, opts: CommitOptions): Promise<CommitResult> {
+  opts = { ...opts, metadata: bindingMetadata(repo, opts.metadata ?? {}) };
   const branchHead = await repo.readRef(opts.branch);
   const parent = opts.parent === undefined ? branchHead : opts.parent;
   if (parent !== null && !(await repo.hasObject('commit', parent))) {
@@ -61,14 +72,20 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
         : await importTar(txn, opts.source.tar, { xattrs: opts.xattrs ?? true, owner: opts.owner });
     const root = await writeMTree(txn, tree);
     const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
-    const metadata = new Map(Object.entries(opts.metadata ?? {}).sort(([a], [b]) => (a < b ? -1 : 1)));
+    // Under the writer lock (Transaction.begin), so two writers never hand out one release twice.
+    const release = await nextRelease(repo, opts.release, opts.forceRelease);
+    const sorted = (m: Record<string, CborValue>) => new Map(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : 1)));
+    const withRelease = (r: CborValue | undefined) => sorted({ ...opts.metadata, [REF_KEY]: opts.branch, ...(r === undefined ? {} : { [RELEASE_KEY]: r }) });
+    const metadata = withRelease(release);
     const fields = { root, version: opts.version, subject: opts.subject ?? '', body: opts.body ?? '', metadata };
     if (opts.unlessUnchanged && parent !== null && parent === branchHead) {
       const head = await repo.readCommit(parent);
-      const same = Buffer.from(encodeCommit({ ...fields, parent: head.parent, timestamp: head.timestamp })).equals(await repo.readMetadataBytes('commit', parent));
+      // The release always differs; the head is the same release when all else is equal.
+      const headFields = { ...fields, metadata: withRelease(head.metadata.get(RELEASE_KEY)) };
+      const same = Buffer.from(encodeCommit({ ...headFields, parent: head.parent, timestamp: head.timestamp })).equals(await repo.readMetadataBytes('commit', parent));
       if (same) {
         await txn.abort();
-        return { commit: parent, branch: opts.branch, parent: head.parent, version: head.version, timestamp: head.timestamp, signedBy: [], objectsWritten: 0, objectsReused: 0, bytesWritten: 0, changed: false };
+        return { commit: parent, branch: opts.branch, parent: head.parent, version: head.version, timestamp_s: head.timestamp, signed_by: [], objects_written: 0, objects_reused: 0, bytes_written: 0, changed: false, release: commitRelease(head.metadata) };
       }
     }
     const bytes = encodeCommit({ ...fields, parent, timestamp });
@@ -78,11 +95,35 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
     const sigs = mergeSignatures([], signed);
     if (sigs.length > 0) await txn.writeSignatures(commit, encodeSignatures(sigs));
     const stats = { ...txn.stats };
+    await recordRelease(repo, release);
     await txn.commit({ [opts.branch]: commit });
     failpoint('commit::after-transaction');
-    return { commit, branch: opts.branch, parent, version: opts.version, timestamp, signedBy: sigs.map((s) => keyId(s.key)), ...stats, changed: true };
+    return { commit, branch: opts.branch, parent, version: opts.version, timestamp_s: timestamp, signed_by: sigs.map((s) => keyId(s.key)), ...stats, changed: true, release };
   } catch (err) {
     await txn.abort();
     throw err;
   }
+}
+
+/**
+ * The metadata with the repo's collection id added (larch.collection_id), each binding value
+ * checked (store/binding.ts): a commit bound to what no device can match is refused here, not
+ * on the devices. @throws INVALID_INPUT
+ */
+function bindingMetadata(repo: Repo, metadata: Record<string, CborValue>): Record<string, CborValue> {
+  const out = { ...metadata };
+  if (repo.collectionId !== null) {
+    const given = out[COLLECTION_ID_KEY];
+    if (given !== undefined && given !== repo.collectionId) {
+      throw new LarchError('INVALID_INPUT', `metadata ${COLLECTION_ID_KEY} '${quash(String(given))}' is not the collection id of repo '${repo.path}' ('${repo.collectionId}')`, { hint: `leave ${COLLECTION_ID_KEY} out: commits of this repo carry its id`, data: { key: COLLECTION_ID_KEY, value: String(given), collection_id: repo.collectionId } });
+    }
+    out[COLLECTION_ID_KEY] = repo.collectionId;
+  }
+  for (const [field, key] of Object.entries(BINDING_KEYS) as [keyof typeof BINDING_KEYS, string][]) {
+    const value = out[key];
+    if (value === undefined) continue;
+    const problem = typeof value === 'string' ? bindingValueProblem(field, value) : 'is not text';
+    if (problem !== null) throw new LarchError('INVALID_INPUT', `metadata ${key} '${quash(String(value))}' ${problem}`, { data: { key, value: String(value) } });
+  }
+  return out;
 }

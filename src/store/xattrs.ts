@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { LarchError } from '../errors.ts';
+import { spawnFailure } from '../_run.ts';
 import type { Xattrs } from './object.ts';
 
 /** Paths in getfattr's dump escape bytes as \ooo octal; this turns them back into bytes. */
@@ -33,14 +34,11 @@ function run(cmd: string, args: string[], input?: Buffer): Promise<Buffer> {
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
     child.stderr.on('data', (d: Buffer) => err.push(d));
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') reject(new LarchError('TOOL_MISSING', `'${cmd}' is needed for extended attributes and is not installed`, { hint: "install the 'attr' package (apt-get install attr); 'larch commit --no-xattrs' records no xattrs and needs no getfattr" }));
-      else reject(e);
-    });
+    child.on('error', (e: NodeJS.ErrnoException) => reject(spawnFailure(cmd, e, { purpose: 'for extended attributes', hint: "'larch commit --no-xattrs' records no xattrs and needs no getfattr" })));
     child.on('close', (code) => {
       // getfattr exits 1 when some file has no xattrs support; its stdout is still complete.
       if (code !== 0 && !(cmd === 'getfattr' && code === 1 && out.length > 0)) {
-        reject(new LarchError('IO', `${cmd} failed: ${Buffer.concat(err).toString().trim().slice(0, 300)}`));
+        reject(new LarchError('IO', `${cmd} failed: ${Buffer.concat(err).toString().trim().slice(0, 300)}`, { data: { tool: cmd, exit_code: code } }));
       } else resolve(Buffer.concat(out));
     });
     child.stdin.end(input);

@@ -26,10 +26,10 @@ t.test('the harness catches what it must', async (t) => {
   const target = (run: FuzzTarget['run'], extra: Partial<FuzzTarget> = {}): FuzzTarget => ({ name: 'self-test', drives: '-', seeds: () => [], run, ...extra });
   const restore = installAllocationGuard();
   try {
-    await t.resolves(checkInput(target(() => { throw new LarchError('INVALID_INPUT', 'bad'); }), new Uint8Array(1)), 'a LarchError is a good ending');
+    await t.resolves(checkInput(target(() => { throw new LarchError('INVALID_INPUT', 'bad', { data: {} }); }), new Uint8Array(1)), 'a LarchError is a good ending');
     await t.rejects(checkInput(target(() => { throw new TypeError('x.y is undefined'); }), new Uint8Array(1)), FuzzFinding, 'a TypeError is a finding');
     await t.rejects(checkInput(target(() => { throw new RangeError('Invalid typed array length'); }), new Uint8Array(1)), FuzzFinding, 'a RangeError is a finding');
-    await t.rejects(checkInput(target(() => { throw new LarchError('INVALID_INPUT', 'bad'); }, { neverThrows: true }), new Uint8Array(1)), FuzzFinding, 'any exception of a verdict-only parser is a finding');
+    await t.rejects(checkInput(target(() => { throw new LarchError('INVALID_INPUT', 'bad', { data: {} }); }, { neverThrows: true }), new Uint8Array(1)), FuzzFinding, 'any exception of a verdict-only parser is a finding');
     await t.rejects(checkInput(target(() => new Uint8Array(MAX_ALLOCATION_BYTES + 1)), new Uint8Array(1)), /allocated/, 'allocating by a declared size is a finding');
     await t.rejects(checkInput(target(() => Buffer.alloc(MAX_ALLOCATION_BYTES + 1)), new Uint8Array(1)), /allocated/, 'Buffer.alloc too');
     await t.rejects(

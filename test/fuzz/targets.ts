@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import * as tar from 'tar-stream';
+import { stringify as stringifyToml } from 'smol-toml';
 import { parseFwEnvConfig, formatFwEnvConfig } from '../../src/bootcount/fw-env-config.ts';
 import { decodeGrubenv, encodeGrubenv } from '../../src/bootcount/grubenv.ts';
 import { decodeEnv, encodeCopy, parseEnvText, type UbootEnvLayout } from '../../src/bootcount/uboot-env.ts';
@@ -19,7 +20,7 @@ import { parseDefinition } from '../../src/compose/definition.ts';
 import { openDelta, applyDelta } from '../../src/delta/apply.ts';
 import { DeltaFormatError, decodeRecord, decodeSuperblock, encodeRecord, encodeSuperblock, encodeEnvelope, encodePreamble, type ControlRecord, type Superblock, decodeEnvelope, decodePreamble } from '../../src/delta/format.ts';
 import { openDeltaFile } from '../../src/delta/source.ts';
-import { parseRetryAfter } from '../../src/agent/http-fetch.ts';
+import { parseRetryAfter } from '../../src/agent/remote/http-fetch.ts';
 import { readJournal } from '../../src/agent/journal.ts';
 import { readFailedReleases } from '../../src/agent/failed-store.ts';
 import { parseDaemonConfig } from '../../src/agent/policy.ts';
@@ -27,8 +28,8 @@ import { Sysroot } from '../../src/agent/sysroot.ts';
 import { decodeRequest, decodeResponse, encodeRequest, encodeResponse, type FetchResponse } from '../../src/mqtt/fetch.ts';
 import { MessageFormatError, encodeSigned, formatAnnouncement, formatCommand, openSigned, parseAnnouncement, parseCommand, type Announcement, type DeviceCommand } from '../../src/mqtt/format.ts';
 import { NonceLog } from '../../src/mqtt/nonce-log.ts';
-import { parseContentRange, parseRange } from '../../src/server/range.ts';
-import { SummaryFormatError, decodeSummary, encodeSummary, signSummary, verifySummary, type Summary } from '../../src/server/summary.ts';
+import { parseContentRange, parseRange } from '../../src/protocol/range.ts';
+import { SummaryFormatError, decodeSummary, encodeSummary, signSummary, verifySummary, type Summary } from '../../src/protocol/summary.ts';
 import { type CborValue, decodeCanonical, encodeCanonical } from '../../src/store/cbor.ts';
 import { importTar } from '../../src/store/import-tar.ts';
 import { MAX_METADATA_BYTES, ObjectFormatError, decodeCommit, decodeDirMeta, decodeDirTree, decodeFileHeader, decodeXattrList, encodeCommit, encodeDirMeta, encodeDirTree, encodeFileHeader, validateDirTree, type Commit, type DirMeta, type DirTree, type FileHeader } from '../../src/store/object.ts';
@@ -144,7 +145,7 @@ const commitArb: fc.Arbitrary<Commit> = fc.record({
 
 const objectCommit: FuzzTarget = {
   name: 'object-commit',
-  drives: 'decodeCommit (src/store/object.ts); Repo.readCommit, pull-http and pull-local turn ObjectFormatError into OBJECT_CORRUPT',
+  drives: 'decodeCommit (src/store/object.ts); Repo.readCommit, remote/pull.ts and pull-local turn ObjectFormatError into OBJECT_CORRUPT',
   seeds: objectSeeds('commit'),
   run: (input) => decodeCommit(input),
   alsoAllowed: [ObjectFormatError],
@@ -408,7 +409,7 @@ const sortDeltas = (s: Summary) => ({ ...s, deltas: [...s.deltas].sort((a, b) =>
 
 const summary: FuzzTarget = {
   name: 'summary',
-  drives: 'verifySummary (src/server/summary.ts), what the device runs on a fetched summary; each input is signed with the trusted test key first, so decodeSummary is reached',
+  drives: 'verifySummary (src/protocol/summary.ts), what the device runs on a fetched summary; each input is signed with the trusted test key first, so decodeSummary is reached',
   seeds: async () => (await vectors('summary/summary.json')).vectors.map((v: { summary_hex: string }) => hex(v.summary_hex)),
   run: async (input) => {
     const sig = await signSummary(input, [await key()]);
@@ -419,7 +420,7 @@ const summary: FuzzTarget = {
 
 const summarySig: FuzzTarget = {
   name: 'summary-sig',
-  drives: 'verifySummary (src/server/summary.ts) with mutated summary.sig bytes (decodeSignatures)',
+  drives: 'verifySummary (src/protocol/summary.ts) with mutated summary.sig bytes (decodeSignatures)',
   seeds: async () => (await vectors('summary/summary.json')).vectors.filter((v: { sig_hex?: string }) => v.sig_hex).map((v: { sig_hex: string }) => hex(v.sig_hex)),
   run: async (input) => {
     const v = (await vectors('summary/summary.json')).vectors[0];
@@ -604,12 +605,30 @@ const fwEnvConfig: FuzzTarget = {
 
 const daemonConf: FuzzTarget = {
   name: 'daemon-conf',
-  drives: 'parseDaemonConfig (src/agent/policy.ts)',
+  drives: 'parseDaemonConfig (src/agent/policy.ts): TOML (smol-toml), the key table and the per-value checks',
   seeds: () => [
     bytes('policy = "apply-and-reboot"\ndevice_id = "gw-0042"\nmqtt_url = "mqtts://broker:8883"\njitter_s = 30\nwariness = 0.25\n# comment\n'),
     bytes('reboot_strategy = "periodic"\nreboot_windows = ["Mon,Wed 02:00 60m", "Sat-Sun 23:30 2h",]  # c\nfleet_lock_url = "http://fleetlock.example:8080/"\nfleet_lock_group = "canary.eu-1"\nmetrics_listen = "[::1]:9105"\ntimeout_s = 600\n'),
+    // TOML the old subset parser did not take: literal strings, a multi-line array, and what the key checks must refuse (a table, a date, a boolean).
+    bytes("policy = 'apply'\nreboot_windows = [\n  'Mon 02:00 1h',\n  \"Tue 03:00 2h\",\n]\n[mqtt]\nurl = 1979-05-27T07:32:00Z\nenabled = true\n"),
   ],
   run: (input) => parseDaemonConfig(utf8(input), 'daemon.conf'),
+  // What smol-toml writes from valid settings reads back as those settings: the key table takes every valid value.
+  roundTrip: roundTrip(
+    fc.record(
+      {
+        policy: fc.constantFrom('none', 'check', 'download', 'apply', 'apply-and-reboot'),
+        device_id: fc.stringMatching(/^[A-Za-z0-9._-]{1,20}$/),
+        jitter_s: fc.nat(),
+        wariness: fc.double({ min: 0, max: 1, noNaN: true }),
+        reboot_windows: fc.array(fc.constantFrom('Mon 02:00 1h', 'Sat-Sun 23:30 2h', 'Mon,Wed 00:00 60m'), { maxLength: 3 }),
+      },
+      { requiredKeys: [] },
+    ),
+    (x) => stringifyToml(x),
+    (s) => parseDaemonConfig(s as string, 'daemon.conf'),
+    (x) => ({ ...(x.policy !== undefined && { policy: x.policy }), ...(x.device_id !== undefined && { deviceId: x.device_id }), ...(x.jitter_s !== undefined && { jitterS: x.jitter_s }), ...(x.wariness !== undefined && { wariness: x.wariness }), ...(x.reboot_windows !== undefined && { rebootWindows: x.reboot_windows }) }),
+  ),
 };
 
 const imageDefinition: FuzzTarget = {
@@ -711,7 +730,7 @@ const SIZES = [0, 1, 1000, 2 ** 40];
 
 const httpRange: FuzzTarget = {
   name: 'http-range',
-  drives: 'parseRange (src/server/range.ts), the server side of Range: a verdict that stays inside the file',
+  drives: 'parseRange (src/protocol/range.ts), the server side of Range: a verdict that stays inside the file',
   seeds: () => ['bytes=0-99', 'bytes=100-', 'bytes=-500', 'bytes=0-0,5-9', ' bytes=2-1'].map(bytes),
   neverThrows: true,
   run: (input) => {
@@ -724,7 +743,7 @@ const httpRange: FuzzTarget = {
 
 const httpContentRange: FuzzTarget = {
   name: 'http-content-range',
-  drives: 'parseContentRange (src/server/range.ts), read by the agent (http-fetch.ts) on a 206',
+  drives: 'parseContentRange (src/protocol/range.ts), read by the agent (remote/http-fetch.ts) on a 206',
   seeds: () => ['bytes 0-99/1000', 'bytes 5-5/*', 'bytes 0-1099511627775/1099511627776'].map(bytes),
   neverThrows: true,
   run: (input) => {
@@ -735,7 +754,7 @@ const httpContentRange: FuzzTarget = {
 
 const httpRetryAfter: FuzzTarget = {
   name: 'http-retry-after',
-  drives: 'parseRetryAfter (src/agent/http-fetch.ts), fuzzed as it is (network code)',
+  drives: 'parseRetryAfter (src/agent/remote/http-fetch.ts), fuzzed as it is (network code)',
   seeds: () => ['120', 'Wed, 21 Oct 2026 07:28:00 GMT', ' 5 '].map(bytes),
   neverThrows: true,
   run: (input) => {

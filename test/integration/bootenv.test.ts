@@ -88,7 +88,7 @@ t.test('U-Boot, redundant: init, set, get, unset, list agree with fw_printenv an
   const full = await larch(['bootenv', 'set', `huge=${'x'.repeat(0x4000)}`, '--uboot', s.cfg, ...s.lock, '--json']);
   t.equal(full.code, 13, 'too big: exit 13');
   t.equal(full.json?.error?.code, 'ENV_FULL');
-  t.equal(full.json?.error?.data?.availableBytes, 0x4000 - 5);
+  t.equal(full.json?.error?.data?.available_bytes, 0x4000 - 5);
 });
 
 t.test('U-Boot, single copy: init is byte-identical to mkenvimage -p 0, little- and big-endian', async (t) => {

@@ -1,5 +1,6 @@
 /**
- * Issue 13 §3 (through the Bun binary, on real Debian packages from .cache/debs): a definition
+ * Compose's defaults (through the Bun binary, on real Debian packages from .cache/debs; exact = true,
+ * the way that can date a commit by its packages): a definition
  * without `timestamp` is dated by SOURCE_DATE_EPOCH, else by the newest package's date, never
  * 1970; and composing an unchanged definition onto its ref makes no new commit (as
  * `rpm-ostree compose tree`) unless --force.
@@ -17,7 +18,7 @@ const PACKAGES = ['busybox', 'hostname'];
 function setup(t: Test): { dir: string; def: string; repo: string } {
   const dir = tempDir(t, 'larch-compose-');
   const def = join(dir, 'small.toml');
-  writeFileSync(def, `ref = "test/small"\nversion = "1.0"\narchitecture = "${ARCH}"\npackages = ${JSON.stringify(PACKAGES)}\n`);
+  writeFileSync(def, `ref = "test/small"\nversion = "1.0"\narchitecture = "${ARCH}"\nexact = true\npackages = ${JSON.stringify(PACKAGES)}\n`);
   return { dir, def, repo: join(dir, 'repo') };
 }
 
@@ -41,9 +42,9 @@ t.test('no timestamp in the definition: SOURCE_DATE_EPOCH, else the newest packa
   t.equal(used.length, PACKAGES.length, 'the .deb files are in the cache');
   const newest = newestMemberTime(used);
   t.ok(newest > 1_500_000_000, `the packages carry dates (${new Date(newest * 1000).toISOString()})`);
-  t.equal(first.timestamp, newest, 'the commit is dated by the newest package');
+  t.equal(first.timestamp_s, newest, 'the commit is dated by the newest package');
   const fromEpoch = (await compose(def, repo, ['--json', '--orphan'], { SOURCE_DATE_EPOCH: '1767225600' })).json;
-  t.equal(fromEpoch.timestamp, 1767225600, 'SOURCE_DATE_EPOCH wins when set');
+  t.equal(fromEpoch.timestamp_s, 1767225600, 'SOURCE_DATE_EPOCH wins when set');
   const shown = (await larchOk(['show', '--repo', repo, first.commit, '--json'])).json;
   t.notMatch(JSON.stringify(shown), /1970-01-01/, 'larch show does not date it 1970');
 });
@@ -66,7 +67,7 @@ t.test('composing an unchanged definition makes no new commit; --force does', as
   t.match(forced, { changed: true, parent: first.commit }, '--force commits anyway, onto the head');
   t.not(forced.commit, first.commit);
   // A changed definition (its version) is a change.
-  writeFileSync(def, `ref = "test/small"\nversion = "1.1"\narchitecture = "${ARCH}"\npackages = ${JSON.stringify(PACKAGES)}\n`);
+  writeFileSync(def, `ref = "test/small"\nversion = "1.1"\narchitecture = "${ARCH}"\nexact = true\npackages = ${JSON.stringify(PACKAGES)}\n`);
   const bumped = (await compose(def, repo, ['--json'])).json;
   t.match(bumped, { changed: true, version: '1.1', parent: forced.commit }, 'a new version is a new commit');
   const r = await larch(['compose', def, '--repo', repo, '--cache', CACHE, '--json']);

@@ -1,6 +1,6 @@
 /**
  * larch compose and db list|diff through the Bun binary, on real Debian packages fetched with
- * apt-get download (cached in .cache/compose): a 38-package definition composes to the same
+ * apt-get download (cached in .cache/compose), exact = true (resolved composes: compose-resolve.test.ts): a 38-package definition composes to the same
  * commit id twice; one changed pin changes it and db diff names exactly that package; old and
  * new versions of real packages give a db diff that matches dpkg-deb -f of the .deb files
  * used (directions by the real dpkg --compare-versions), and a device provisioned with the old
@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFil
 import { join } from 'node:path';
 import { type Test, startServe, status, vendor } from '../device-helpers.ts';
 import { ROOT, larch, larchOk, sh, tempDir } from '../helpers.ts';
-import { sleep, startBroker } from '../mqtt-helpers.ts';
+import { startBroker } from '../mqtt-helpers.ts';
 
 const CACHE = join(ROOT, '.cache', 'compose');
 const ARCH = sh('dpkg --print-architecture').trim();
@@ -45,7 +45,7 @@ function dpkgCompare(a: string, op: 'lt' | 'gt' | 'eq', b: string): boolean {
 function definition(dir: string, name: string, pins: Record<string, string>, extra = '', version = '1.0'): string {
   const packages = PACKAGES.map((p) => (pins[p] ? `${p}=${pins[p]}` : p));
   const path = join(dir, `${name}.toml`);
-  writeFileSync(path, `ref = "test/${name}"\nversion = "${version}"\narchitecture = "${ARCH}"\ntimestamp = 2026-01-01T00:00:00Z\npackages = ${JSON.stringify(packages)}\n${extra}`);
+  writeFileSync(path, `ref = "test/${name}"\nversion = "${version}"\narchitecture = "${ARCH}"\nexact = true\ntimestamp = 2026-01-01T00:00:00Z\npackages = ${JSON.stringify(packages)}\n${extra}`);
   return path;
 }
 
@@ -128,7 +128,7 @@ t.test('old and new versions of real packages: db diff matches dpkg-deb -f of th
   const oldRun = (await compose(definition(dir, 'old', oldPins), repo, ['--sign-key', `${key}.key`])).json;
   const newRun = (await compose(definition(dir, 'new', newPins, '', '2.0'), repo, ['--sign-key', `${key}.key`, '--parent', oldRun.commit, '--timestamp', '1767229200'])).json;
 
-  const fields = (run: { debFiles: string[] }) => run.debFiles.map(controlFields);
+  const fields = (run: { deb_files: string[] }) => run.deb_files.map(controlFields);
   const oldFields = fields(oldRun);
   const newFields = fields(newRun);
   t.same(oldFields, oldRun.packages, 'the old commit records Package/Version/Architecture of its .deb files');
@@ -159,7 +159,7 @@ t.test('old and new versions of real packages: db diff matches dpkg-deb -f of th
   const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'), { quiet: true });
   const log = join(dir, 'access.log');
   const url = await startServe(t, repo, log, ['--mqtt', broker.url]);
-  await sleep(300); // the responder's subscription reaches the broker
+  // startServe returns on serve's "mqtt" line, printed once the broker acknowledged the subscription.
   const requests = () => (existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)) : []);
 
   const onDevice = async (t: Test, dev: string, remote: string[]) => {
@@ -219,7 +219,7 @@ t.test('bad definitions fail before anything is committed, naming what is wrong'
   const repo = await newRepo(dir, 'repo');
   // A first good compose, so there is a ref to keep unchanged.
   const good = definition(dir, 'good', {}, '');
-  writeFileSync(good, `ref = "test/good"\nversion = "1"\narchitecture = "${ARCH}"\npackages = ["hostname", "base-files"]\n`);
+  writeFileSync(good, `ref = "test/good"\nversion = "1"\narchitecture = "${ARCH}"\nexact = true\npackages = ["hostname", "base-files"]\n`);
   const base = (await compose(good, repo)).json;
   const refsBefore = (await larchOk(['refs', '--repo', repo, '--json'])).stdout;
   const objectsBefore = sh(`find '${repo}/objects' -type f | wc -l`).trim();
@@ -228,7 +228,7 @@ t.test('bad definitions fail before anything is committed, naming what is wrong'
   writeFileSync(join(dir, 'overlay', 'etc', 'motd'), 'hello\n');
   mkdirSync(join(dir, 'outside', 'etc'), { recursive: true });
   symlinkSync(join(dir, '..'), join(dir, 'overlay-link'));
-  const header = `ref = "test/good"\nversion = "2"\narchitecture = "${ARCH}"\n`;
+  const header = `ref = "test/good"\nversion = "2"\narchitecture = "${ARCH}"\nexact = true\n`;
   const cases: { name: string; body: string; code: string; message: RegExp; data?: Record<string, unknown> }[] = [
     { name: 'a package that does not exist', body: 'packages = ["hostname", "larch-no-such-package"]\n', code: 'NOT_FOUND', message: /package 'larch-no-such-package' does not exist/, data: { package: 'larch-no-such-package' } },
     { name: 'a version that is not available', body: 'packages = ["hostname=0.0-1", "base-files"]\n', code: 'NOT_FOUND', message: /version '0\.0-1' of package 'hostname' is not available \(available: /, data: { package: 'hostname', version: '0.0-1' } },
@@ -261,7 +261,7 @@ t.test('overlays and commands: owners of untouched package entries survive the u
   mkdirSync(join(dir, 'overlay', 'etc'), { recursive: true });
   writeFileSync(join(dir, 'overlay', 'etc', 'hostname'), 'gateway\n');
   const def = join(dir, 'img.toml');
-  const body = `ref = "test/img"\nversion = "1"\narchitecture = "${ARCH}"\npackages = ["base-files", "hostname"]\n`;
+  const body = `ref = "test/img"\nversion = "1"\narchitecture = "${ARCH}"\nexact = true\npackages = ["base-files", "hostname"]\n`;
   writeFileSync(def, `${body}commands = ["mkdir -p etc/larch && echo built > etc/larch/stamp", "chmod 0600 etc/host.conf"]\n[[overlay]]\nsource = "overlay"\n`);
   const run = (await compose(def, repo)).json;
   const entry = async (path: string) => {

@@ -1,5 +1,5 @@
 /**
- * Issue 2, must-show 5: `kill -9` of `larch commit` at 30 random moments. After each kill the
+ * `kill -9` of `larch commit` at 30 random moments. After each kill the
  * repo passes fsck and every ref names a complete commit; afterwards the next commit succeeds
  * and `prune` removes the stray temporary files.
  */
@@ -100,7 +100,7 @@ t.test('kill -9 during commit at 30 random moments', async (t) => {
     t.equal(c.code, 0, `${mode}: the next commit succeeds`);
     t.equal((await larchOk(['show', '--repo', repo, 'main', '--json'])).json.version, 'after', `${mode}: and the ref names it`);
     const p = await larchOk(['prune', '--repo', repo, '--json']);
-    t.comment(`${mode}: prune removed ${p.json.tempEntriesRemoved} temporary entries`);
+    t.comment(`${mode}: prune removed ${p.json.temp_entries_removed} temporary entries`);
     t.same(readdirSync(join(repo, 'tmp')), [], `${mode}: tmp/ is empty after prune`);
     t.equal((await larch(['fsck', '--repo', repo])).code, 0, `${mode}: fsck clean after prune`);
     const co = join(dir, `checkout-${mode}`);

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { REF, type Test, type Vendor, status, vendor } from '../device-helpers.ts';
-import { larchOk, tempDir } from '../helpers.ts';
+import { larchOk, tempDir, waitUntil } from '../helpers.ts';
 import { type Received, freePort, recorder, startBroker, startDaemon } from '../mqtt-helpers.ts';
 import { startFleetLock } from '../fleetlock-server.ts';
 
@@ -31,14 +31,6 @@ async function device(t: Test, v: Vendor, name: string, conf: string): Promise<s
 
 const journal = (dev: string) => readFileSync(join(dev, 'larch/journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 const rebootRequested = (dev: string) => existsSync(join(dev, 'larch/daemon/reboot-requested.json'));
-
-async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 function scrape(port: number, path = '/metrics'): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {

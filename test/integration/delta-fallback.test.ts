@@ -1,5 +1,5 @@
 /**
- * Issue 13 §3 and §9: a delta that cannot bring its commit never blocks the update. A device
+ * A delta that cannot bring its commit never blocks the update. A device
  * whose delta is untrusted, missing (404), truncated on the server, or cannot be applied (a
  * corrupt source object in the device's repo) fetches the same commit object by object, stages
  * it, and journals why (through the Bun binary).

@@ -1,11 +1,11 @@
 /**
- * Issue 3, must-shows 1-3: apply(generate(A, B)) rebuilds B exactly (Node and Bun), from
+ * apply(generate(A, B)) rebuilds B exactly (Node and Bun), from
  * scratch too; bad deltas are refused before anything of them is stored; kill -9 during apply,
  * then apply again, completes without redoing stored parts.
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BIN, type Runtime, diffSnapshots, larch, larchOk, snapshotTree, tempDir } from '../helpers.ts';
@@ -97,7 +97,7 @@ t.test('apply(generate(A, B)) rebuilds B exactly, from Node and from Bun', async
     await larchOk(['checkout', '--repo', device, 'os', join(dir, `co-${runtime}`)]);
     t.same(diffSnapshots(await snapshotTree(b), await snapshotTree(join(dir, `co-${runtime}`)), true), [], `${runtime}: checkout equals B`);
     const again = await larchOk(['delta', 'apply', '--repo', device, deltaFile, '--key', join(dir, 'vendor.pub'), '--json'], { runtime });
-    t.equal(again.json.partsApplied, 0, `${runtime}: applying again does nothing`);
+    t.equal(again.json.parts_applied, 0, `${runtime}: applying again does nothing`);
   }
 });
 
@@ -194,8 +194,8 @@ t.test('kill -9 during apply at 20 random moments, then apply again', async (t) 
     t.equal((await larch(['fsck', '--repo', victim])).code, 0, `round ${i} (kill after ${delayMs} ms): fsck clean`);
     const again = await larchOk(['delta', 'apply', '--repo', victim, deltaFile, '--key', join(dir, 'vendor.pub'), '--json']);
     t.equal(again.json.to, idb, `round ${i}: the apply completes`);
-    t.equal(again.json.partsApplied + again.json.partsSkipped, gen.parts, `round ${i}: every part accounted for`);
-    if (again.json.partsSkipped > 0 && again.json.partsApplied > 0) resumedWithSkips++;
+    t.equal(again.json.parts_applied + again.json.parts_skipped, gen.parts, `round ${i}: every part accounted for`);
+    if (again.json.parts_skipped > 0 && again.json.parts_applied > 0) resumedWithSkips++;
     t.equal((await larch(['fsck', '--repo', victim])).code, 0, `round ${i}: fsck clean after resuming`);
     rmSync(victim, { recursive: true, force: true });
   }
@@ -203,4 +203,48 @@ t.test('kill -9 during apply at 20 random moments, then apply again', async (t) 
   await larchOk(['delta', 'apply', '--repo', device, deltaFile, '--key', join(dir, 'vendor.pub'), '--ref', 'os']);
   await larchOk(['checkout', '--repo', device, 'os', join(dir, 'co')]);
   t.same(diffSnapshots(await snapshotTree(b), await snapshotTree(join(dir, 'co')), true), []);
+});
+
+t.test('a generate killed mid-write leaves no delta under its name, only a staging directory that prune removes; apply --ref moves the ref in the commit\'s transaction', async (t) => {
+  // One setup for both (it is most of the time): the stored delta has several parts.
+  const { dir, server, ida, idb, gen, deltaFile } = await setup(t, 4096);
+  const name = gen.name as string;
+  const stored = join(server, 'deltas', name);
+  const before = await snapshotTree(stored);
+  const sign = ['--sign-key', join(dir, 'vendor.key'), '--quality', '1'];
+  // Generating A -> B again (replacing the stored one) and B from scratch (a new name), each killed after its second part.
+  const again = await larch(['delta', 'generate', '--repo', server, '--from', ida, '--to', idb, ...sign, '--part-size', '4096', '--out', join(dir, 'again.delta')], { env: { LARCH_FAILPOINT: 'delta::after-part-write:2' } });
+  t.equal(again.signal, 'SIGKILL', 'the regenerate died at its failpoint');
+  const scratch = await larch(['delta', 'generate', '--repo', server, '--to', idb, ...sign, '--part-size', '4096'], { env: { LARCH_FAILPOINT: 'delta::after-part-write:2' } });
+  t.equal(scratch.signal, 'SIGKILL', 'the from-scratch generate died at its failpoint');
+  t.same(diffSnapshots(before, await snapshotTree(stored)), [], 'the stored delta of that name is untouched');
+  t.notOk(existsSync(join(server, 'deltas', `empty-${idb}`)), 'no half delta under the new name');
+  t.notOk(existsSync(join(dir, 'again.delta')), 'no --out file');
+  t.equal(readdirSync(join(server, 'tmp')).length, 2, 'two staging directories left in R/tmp/');
+  t.same((await larchOk(['delta', 'list', '--repo', server, '--json'])).json.map((d: { name: string }) => d.name), [name], 'delta list shows the complete delta only');
+
+  await larchOk(['prune', '--repo', server]);
+  t.same(readdirSync(join(server, 'tmp')), [], 'prune removed the staging directories');
+  // Killed after the rename: the delta is complete under its name (the --out file is written after).
+  const renamed = await larch(['delta', 'generate', '--repo', server, '--to', idb, ...sign, '--out', join(dir, 'late.delta')], { env: { LARCH_FAILPOINT: 'delta::after-generate-rename' } });
+  t.equal(renamed.signal, 'SIGKILL', 'killed after the rename');
+  t.notOk(existsSync(join(dir, 'late.delta')), 'no --out file yet');
+  const device = join(dir, 'fresh');
+  await larchOk(['init', '--repo', device, '--mode', 'bare-user']);
+  t.equal((await larchOk(['delta', 'apply', '--repo', device, join(server, 'deltas', `empty-${idb}`), '--key', join(dir, 'vendor.pub'), '--json'])).json.to, idb, 'the renamed delta applies');
+
+  // delta apply --ref: one transaction stores the commit and moves the ref.
+  const withA = await deviceWithA(dir, server, ida, 'device-a');
+  const key = ['--key', join(dir, 'vendor.pub')];
+  const bad = await larch(['delta', 'apply', '--repo', withA, deltaFile, ...key, '--ref', 'bad..name', '--json']);
+  t.equal(bad.json?.error?.code, 'INVALID_INPUT', 'a bad branch name is refused');
+  t.equal((await larch(['show', '--repo', withA, idb])).code, 3, 'before anything of the delta is stored');
+  // Killed right after the commit is stored: the ref already names it (it was a second write after the apply).
+  const killed = await larch(['delta', 'apply', '--repo', withA, deltaFile, ...key, '--ref', 'os'], { env: { LARCH_FAILPOINT: 'delta::after-commit-write' } });
+  t.equal(killed.signal, 'SIGKILL', 'killed after the commit write');
+  t.equal(readFileSync(join(withA, 'refs', 'heads', 'os'), 'utf8').trim(), idb, 'the ref names the new commit');
+  // Run again with another ref: everything is stored, only the ref moves.
+  const rerun = await larchOk(['delta', 'apply', '--repo', withA, deltaFile, ...key, '--ref', 'release', '--json']);
+  t.equal(rerun.json.parts_applied, 0, 'nothing applied again');
+  t.equal(readFileSync(join(withA, 'refs', 'heads', 'release'), 'utf8').trim(), idb, 'the second ref names it too');
 });

@@ -1,5 +1,5 @@
 /**
- * Issue 2, must-show 2: the same tree and metadata give the same commit id from Node and from
+ * The same tree and metadata give the same commit id from Node and from
  * the Bun binary, and that id is pinned by a vector.
  */
 import t from 'tap';

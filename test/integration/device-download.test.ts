@@ -1,5 +1,5 @@
 /**
- * Issue 13 §6 (through the Bun binary): `check` and `upgrade` against a server that accepts
+ * Downloads that hang are bounded (through the Bun binary): `check` and `upgrade` against a server that accepts
  * connections and never answers give up after `--timeout SECONDS` (and the daemon after
  * daemon.conf `timeout_s`) with an error naming the server and the limit, instead of after
  * minutes of retries; and the progress bar of an object-by-object pull counts bytes.

@@ -1,5 +1,5 @@
 /**
- * The device protects itself (issue 13, §§8, 9, 11), through the Bun binary:
+ * The device protects itself, through the Bun binary:
  *   - a signed tree whose /usr is a symlink out of the sysroot, or whose boot file is a symlink to
  *     the host's /etc/shadow, is refused before anything is written; boot symlinks inside /boot
  *     are resolved and the kernel is stored once, under the name the boards load;
@@ -86,7 +86,7 @@ t.test('boot symlinks inside /boot are resolved; the kernel is stored once, unde
   const { v, dev } = await provisioned(t);
   t.same(readdirSync(join(dev, 'boot/A')).sort(), ['initrd.img', 'vmlinuz'], 'slot A: the kernel and initramfs once each, not also as vmlinuz-6.1.0-1');
   const recA = JSON.parse(readFileSync(join(dev, 'larch/deploy/A.json'), 'utf8'));
-  t.same(recA.bootAliases, { vmlinuz: 'vmlinuz-6.1.0-1', 'initrd.img': 'initrd.img-6.1.0-1' }, 'the record says which versioned files they are');
+  t.same(recA.boot_aliases, { vmlinuz: 'vmlinuz-6.1.0-1', 'initrd.img': 'initrd.img-6.1.0-1' }, 'the record says which versioned files they are');
 
   // The Debian layout with link_in_boot: vmlinuz -> vmlinuz-6.1.0-2 (relative), initrd.img -> /boot/initrd.img-6.1.0-2.
   await v.release(2, { symlinks: { 'boot/vmlinuz': 'vmlinuz-6.1.0-2', 'boot/initrd.img': '/boot/initrd.img-6.1.0-2' } });
@@ -240,7 +240,7 @@ t.test('objects only older deployments used are pruned once a slot is confirmed 
   }
   t.match(await status(dev), { booted: { slot: 'A', version: '3', good: true }, rollback: { version: '2' } });
   t.notOk(existsSync(join(dev, 'larch/repo/objects', v1.slice(0, 2), `${v1.slice(2)}.commit`)), "version 1's commit was pruned after version 3 was marked good");
-  t.equal((await larchOk(['cleanup', '--sysroot', dev, '--json'])).json.objectsDeleted, 0, 'nothing left for a manual cleanup');
+  t.equal((await larchOk(['cleanup', '--sysroot', dev, '--json'])).json.objects_deleted, 0, 'nothing left for a manual cleanup');
   t.ok((await history(dev)).some((e) => e.event === 'cleanup' && /[1-9]\d* objects/.test(e.message)), 'the journal records the automatic cleanup');
 });
 
@@ -299,6 +299,6 @@ t.test('refused commands are rate-limited in the journal; a signed cleanup comma
   // cleanup, signed, runs on the device.
   const r = await larch(['command', '--mqtt', broker.url, '--device', id, '--sign-key', `${v.key}.key`, '--wait', '30', '--json', 'cleanup']);
   t.equal(r.code, 0, `cleanup command exit 0 (${r.stderr})`);
-  t.match(r.json?.result, { result: 'ok', cmd: 'cleanup', output: { removedSlot: null, objectsDeleted: Number, bytesFreed: Number } });
+  t.match(r.json?.result, { result: 'ok', cmd: 'cleanup', output: { removed_slot: null, objects_deleted: Number, bytes_freed: Number } });
   await d.stop();
 });

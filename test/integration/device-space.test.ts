@@ -7,9 +7,9 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REF, type Test, status, vendor } from '../device-helpers.ts';
+import { REF, status, tmpfs, vendor } from '../device-helpers.ts';
 import { IS_ROOT, diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from '../helpers.ts';
 
 const MiB = 1024 * 1024;
@@ -71,12 +71,6 @@ t.test('disk full during an upgrade', async (t) => {
 });
 
 /** Mounts a size-limited tmpfs at dir (root only) for the test's life. */
-function tmpfs(t: Test, dir: string, size: string): void {
-  mkdirSync(dir, { recursive: true });
-  sh(`mount -t tmpfs -o size=${size} larch-test '${dir}'`);
-  t.teardown(() => sh(`umount -l '${dir}'`));
-}
-
 t.test('a small /boot: one slot of boot files beside the booted one is enough; a kernel that does not fit is refused before anything is written', async (t) => {
   if (!IS_ROOT) return void t.fail('this test mounts a size-limited tmpfs as /boot and needs root (CI runs as root)');
   const v = await vendor(t);

@@ -10,17 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, status, vendor } from '../device-helpers.ts';
-import { BIN, freePort, larchOk, sh, tempDir } from '../helpers.ts';
+import { BIN, freePort, larchOk, sh, tempDir, waitUntil } from '../helpers.ts';
 
 const MiB = 1024 * 1024;
-
-async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 t.test('a device upgrades from a repo served by nginx as plain files', async (t) => {
   const v = await vendor(t);
@@ -48,7 +40,7 @@ http {
   const nginx: ChildProcess = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
   t.teardown(() => nginx.kill('SIGQUIT'));
   const url = `http://127.0.0.1:${port}/`;
-  await waitFor('nginx to listen', () => existsSync(join(dir, 'nginx.pid')));
+  await waitUntil(() => existsSync(join(dir, 'nginx.pid')), 20_000, 'nginx to listen');
 
   const dev = join(tempDir(t), 'device');
   await larchOk(['provision', '--sysroot', dev, '--repo-url', url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'grub']);
@@ -80,7 +72,7 @@ t.test('server killed mid-download: the next upgrade resumes and nothing is sent
   const serve = (log: string, rate: string[]) => spawn(BIN, ['serve', '--repo', v.repo, '--port', String(port), '--log', log, ...rate], { stdio: 'ignore' });
   const slow = serve(logs[0], ['--rate', String(1 * MiB)]);
   t.teardown(() => slow.kill('SIGKILL'));
-  await waitFor('the slow server', () => sh(`ss -ltn 'sport = :${port}' | tail -n +2`).trim() !== '');
+  await waitUntil(() => sh(`ss -ltn 'sport = :${port}' | tail -n +2`).trim() !== '', 20_000, 'the slow server');
 
   const upgrade = spawn(BIN, ['upgrade', '--sysroot', dev], { stdio: 'ignore' });
   t.teardown(() => upgrade.kill('SIGKILL'));
@@ -91,17 +83,18 @@ t.test('server killed mid-download: the next upgrade resumes and nothing is sent
     }
     return null;
   };
-  await waitFor('a part to be half downloaded', () => partial() !== null, 60_000);
+  await waitUntil(() => partial() !== null, 60_000, 'a part to be half downloaded');
+  const exited = [slow, upgrade].map((c) => (c.exitCode !== null || c.signalCode !== null ? null : new Promise((r) => c.once('exit', r))));
   slow.kill('SIGKILL');
   upgrade.kill('SIGKILL');
-  await new Promise((r) => setTimeout(r, 200));
+  await Promise.all(exited);
   const partFile = partial()!;
   const held = statSync(partFile).size;
   t.equal((await status(dev)).pending, null, 'nothing staged after the interruption');
 
   const fast = serve(logs[1], []);
   t.teardown(() => fast.kill('SIGKILL'));
-  await waitFor('the restarted server', () => sh(`ss -ltn 'sport = :${port}' | tail -n +2`).trim() !== '');
+  await waitUntil(() => sh(`ss -ltn 'sport = :${port}' | tail -n +2`).trim() !== '', 20_000, 'the restarted server');
   const up = (await larchOk(['upgrade', '--sysroot', dev, '--json'])).json;
   t.match(up, { result: 'staged', to: { commit: v2 }, download: { via: 'delta' } }, 'the upgrade finishes after the restart');
 

@@ -1,5 +1,5 @@
 /**
- * Issue 14, item 4 (signed object sizes): dirtree format 2 records each file's size. New repos
+ * Signed object sizes: dirtree format 2 records each file's size. New repos
  * write it, a repo made before it keeps format 1 until switched; fsck and checkout refuse a
  * size that is not the object's; a delta between a format-1 and a format-2 commit applies.
  */

@@ -1,6 +1,6 @@
 /**
  * A damaged boot env never stops the agent, and a torn one never boots an unconfirmed slot as good
- * (issue 13 §2, §7), through the Bun binary with sim-boot, for the three layouts: the redundant
+ * (the last-known-good marker), through the Bun binary with sim-boot, for the three layouts: the redundant
  * U-Boot env in two files on the boot partition (larch's own), a board's redundant raw env (at
  * offsets of a disk, from provision --fw-env-config) and GRUB's grubenv. Each is damaged three ways
  * (a write torn after its first bytes, a flipped byte, all zeros) while B holds the good release
@@ -103,7 +103,10 @@ for (const layout of ['fat', 'grub'] as const) {
       t.equal(env, 'repaired', `${at}: ${first[how]} reports boot_env repaired`);
       if (first[how] === 'status') t.match(r.json.boot_env_detail.message, /no valid copy/, `${at}: what was wrong`);
       if (first[how] === 'sim-boot') t.match(r.json, { slot: 'B', wrote: false, check: { healthy: true } }, `${at}: the bootloader boots the last known good B (the LKG marker), never the unconfirmed A`);
-      t.same(envByTool(dev, layout), LARCH_ONLY, `${at}: a valid env again, with only larch's variables: B good and first, A (unconfirmed) not bootable`);
+      // A boot-check (sim-boot's too) that finds B good also records B's release as the floor
+      // (BOOT_RELEASES "FLOOR A B", release-floor.ts); status only repairs.
+      const releases = first[how] === 'status' ? {} : { BOOT_RELEASES: '2 3 2' };
+      t.same(envByTool(dev, layout), { ...LARCH_ONLY, ...releases }, `${at}: a valid env again, with only larch's variables: B good and first, A (unconfirmed) not bootable`);
       const s = await status(dev);
       t.match(s, { boot_env: 'ok', boot_env_detail: null, pending: null, boot: { order: ['B', 'A'], last_good: 'B' } }, `${at}: status after the repair`);
       t.match(sh(`'${BIN}' status --sysroot '${dev}'`), /^boot env ok$/m, `${at}: human status names the env state`);

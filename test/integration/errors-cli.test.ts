@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { BIN, IS_ROOT, larch, larchOk, sh, tempDir } from '../helpers.ts';
+import { createServer } from 'node:net';
+import { BIN, IS_ROOT, larch, larchOk, listenLoopback, sh, tempDir } from '../helpers.ts';
 
 /** Runs larch with stdout to a pipe that is closed after the first line, as `| head -1` does. */
 function firstLineThenClose(args: string[]): Promise<{ first: string; code: number | null; signal: string | null; stderr: string }> {
@@ -81,4 +82,16 @@ t.test('a read-only filesystem is reported as read-only (READ_ONLY, exit 9), nam
   t.equal(nolock.json?.error?.code, 'READ_ONLY', `no lock file yet: READ_ONLY (${nolock.stderr.trim()})`);
   t.equal(nolock.json?.error?.data?.path, join(mnt, 'larch', 'lock'), 'naming the lock file');
   t.match(nolock.stderr, /hint: remount .*read-write/, 'with the same hint');
+});
+
+t.test('a port in use is said so, with a hint about the port (not about a path)', async (t) => {
+  const dir = tempDir(t);
+  const repo = join(dir, 'r');
+  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  const server = createServer();
+  const port = await listenLoopback(t, server);
+  const r = await larch(['serve', '--repo', repo, '--port', String(port), '--json']);
+  t.equal(r.code, 9, 'exit 9 (IO)');
+  t.match(r.json?.error, { code: 'IO', message: /address is already in use/, hint: /another process listens there.*--port/, data: { errno: 'EADDRINUSE' } });
+  t.notMatch(r.json?.error?.hint ?? '', /check the path/);
 });

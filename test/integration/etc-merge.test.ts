@@ -10,8 +10,8 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { mergeEtc, mergeResultToJson, readEtcTree } from '../../src/agent/etc-tree.ts';
-import { formatPlan } from '../../src/agent/etc-merge.ts';
+import { mergeEtc, mergeResultToJson, readEtcTree } from '../../src/agent/etc/tree-io.ts';
+import { formatPlan } from '../../src/agent/etc/plan.ts';
 import { IS_ROOT, ROOT, debs, sh, tempDir } from '../helpers.ts';
 
 const OLD_SUDO = 'sudo=1.9.13p3-1+deb12u2';
@@ -180,7 +180,7 @@ t.test('merge of real /etc trees', async (t) => {
   });
 
   t.test('the same merge under Bun gives the same plan', async (t) => {
-    const script = `import { mergeEtc, mergeResultToJson } from ${JSON.stringify(join(ROOT, 'src/agent/etc-tree.ts'))};
+    const script = `import { mergeEtc, mergeResultToJson } from ${JSON.stringify(join(ROOT, 'src/agent/etc/tree-io.ts'))};
 const r = await mergeEtc({ base: ${JSON.stringify(base)}, local: ${JSON.stringify(local)}, theirs: ${JSON.stringify(theirs)}, out: '', dryRun: true });
 process.stdout.write(JSON.stringify(mergeResultToJson(r)));`;
     const r = spawnSync(join(ROOT, 'node_modules/.bin/bun'), ['-e', script], { encoding: 'utf8' });
@@ -236,8 +236,8 @@ t.test('a large file changed between planning and writing is refused', async (t)
   writeFileSync(join(base, 'f'), 'a'.repeat(4096));
   writeFileSync(join(local, 'f'), 'a'.repeat(4096));
   writeFileSync(join(theirs, 'f'), 'b'.repeat(4096));
-  const { planEtcMerge } = await import('../../src/agent/etc-merge.ts');
-  const { writeEtcMerge } = await import('../../src/agent/etc-tree.ts');
+  const { planEtcMerge } = await import('../../src/agent/etc/plan.ts');
+  const { writeEtcMerge } = await import('../../src/agent/etc/tree-io.ts');
   const trees = await Promise.all([base, local, theirs].map((d) => readEtcTree(d, { maxFileBytesInMemory: 100 })));
   const plan = planEtcMerge(trees[0]!.tree, trees[1]!.tree, trees[2]!.tree);
   writeFileSync(join(theirs, 'f'), 'c'.repeat(4096));

@@ -1,5 +1,5 @@
 /**
- * Fleet safety on the device's decisions (issue 13 §1, §3, §5, §6, §10), through the Bun binary:
+ * Fleet safety on the device's decisions through the Bun binary:
  * a release that fell back is remembered (S/larch/failed.json) and refused by upgrade, the
  * daemon's periodic checks and MQTT commands (failed-here) until a newer one comes or
  * `deploy --retry-failed`; mark-bad remembers too and needs --force for the only good slot;
@@ -48,10 +48,10 @@ t.test('a release that fell back is never staged again by itself: upgrade, the d
   t.match(human, /\n {2}failed +slot B: version 2 /, 'human status lists the failed slot');
   t.match(human, `2 failed on this device at ${failed.time} (failed checks: forced unhealthy (sim-boot --unhealthy)); waiting for a newer release`);
 
-  // upgrade refuses it: exit 4, reason failed-here, the time and the checks.
+  // upgrade refuses it: exit 14 (REFUSED), reason failed-here, the time and the checks.
   const up = await larch(['upgrade', '--sysroot', dev, '--json']);
-  t.equal(up.code, 4, 'exit 4 (INVALID_INPUT), as a refused downgrade');
-  t.match(up.json?.error, { code: 'INVALID_INPUT', hint: /--retry-failed/, data: { reason: 'failed-here', commit: v2, version: '2', time: failed.time, failed_checks: failed.failed_checks } });
+  t.equal(up.code, 14, 'exit 14 (REFUSED), as a refused downgrade');
+  t.match(up.json?.error, { code: 'REFUSED', hint: /--retry-failed/, data: { reason: 'failed-here', commit: v2, version: '2', time: failed.time, failed_checks: failed.failed_checks } });
   t.match(await status(dev), { pending: null, booted: { slot: 'A', version: '1' } });
   t.match((await larchOk(['check', '--sysroot', dev, '--json'])).json, { available: true, update: { commit: v2, failed_here: { time: failed.time, failed_checks: failed.failed_checks } } }, 'check reports the update with its failure');
 
@@ -89,7 +89,7 @@ t.test('a release that fell back is never staged again by itself: upgrade, the d
   await d.stop();
 
   // Slot B now holds v3: the failure is not in the slot's record, v2 is still refused.
-  expectFail(t, await larch(['deploy', '2', '--sysroot', dev, '--json']), 'INVALID_INPUT', 'deploy of the failed v2');
+  expectFail(t, await larch(['deploy', '2', '--sysroot', dev, '--json']), 'REFUSED', 'deploy of the failed v2');
   // Only --retry-failed stages it again.
   const retry = await larchOk(['deploy', '2', '--retry-failed', '--sysroot', dev, '--json']);
   t.match(retry.json, { result: 'staged', to: { slot: 'B', version: '2', commit: v2 } }, 'deploy --retry-failed stages it');
@@ -102,7 +102,7 @@ t.test('mark-bad remembers the release; the only good slot needs --force', async
   await v.release(1);
   const dev = await device(t, v);
   const only = await larch(['mark-bad', '--sysroot', dev, '--json']);
-  expectFail(t, only, 'INVALID_INPUT', 'mark-bad of the only good slot');
+  expectFail(t, only, 'REFUSED', 'mark-bad of the only good slot');
   t.match(only.json?.error, { data: { reason: 'only-good-slot', slot: 'A' }, hint: /--force/ });
   t.match(await status(dev), { boot: { slots: { A: { good: true } } }, failed_releases: [] }, 'nothing changed');
 
@@ -160,7 +160,7 @@ t.test('downgrades are told by version as well as timestamp; a newer commit not 
   t.match((await larchOk(['upgrade', '--sysroot', dev, '--json'])).json, { result: 'staged', to: { version: '2' } }, 'same timestamp, newer version: an upgrade');
   await larchOk(['sim-boot', '--sysroot', dev]);
   const down = await larch(['deploy', '1', '--sysroot', dev, '--json']);
-  expectFail(t, down, 'INVALID_INPUT', 'deploy of an older version with the same 1970 timestamp');
+  expectFail(t, down, 'REFUSED', 'deploy of an older version with the same 1970 timestamp');
   t.match(down.json?.error?.data, { reason: 'downgrade', by: 'version' });
   t.match((await larchOk(['deploy', '1', '--allow-downgrade', '--sysroot', dev, '--json'])).json, { result: 'staged', to: { version: '1' } }, '--allow-downgrade still works');
 
@@ -182,8 +182,9 @@ t.test('the daemon of a device provisioned with --mqtt-url uses that broker, and
   await larchOk(['provision', '--sysroot', dev, '--mqtt-url', broker.url, '--ref', REF, '--keys', `${v.key}.pub`]);
   const tp = topics('dev-mq');
   const rec = await recorder(t, broker.url, [tp.status, tp.journal]);
-  // No --mqtt and no daemon.conf: the provisioned broker. Not booted through larch yet.
-  startDaemon(t, dev, ['--device-id', 'dev-mq', '--policy', 'apply']);
+  // No --mqtt and no daemon.conf: the provisioned broker. Not booted through larch yet. No
+  // periodic check (its skip would come first): the skip under test is the announcement's.
+  startDaemon(t, dev, ['--device-id', 'dev-mq', '--policy', 'apply', '--check-interval', '0']);
   await rec.waitFor((m) => m.topic === tp.status && m.json?.online === true, 20_000, 'online through the provisioned broker');
   await v.release(2);
   await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url]);

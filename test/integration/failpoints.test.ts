@@ -1,5 +1,5 @@
 /**
- * Every failpoint of every command that changes state (issue 14 item 1): each command runs once
+ * Every failpoint of every command that changes state: each command runs once
  * with LARCH_FAILPOINT_LOG to learn the points it passes and how often, then once per (point, hit)
  * on a fresh copy of its starting device with LARCH_FAILPOINT=point:hit. Each run must die by
  * SIGKILL there; after it the device must boot a complete, verified deployment, status and fsck

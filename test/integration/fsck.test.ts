@@ -1,5 +1,5 @@
 /**
- * Issue 2, must-shows 3 and 4: fsck finds each kind of corruption, names the object and a path
+ * fsck finds each kind of corruption, names the object and a path
  * that uses it, and exits non-zero; signatures verify with the signing key only, and not after
  * any byte of the commit changes.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 2, must-show 7: hostile repos. Objects are crafted with the library (bypassing the
+ * Hostile repos. Objects are crafted with the library (bypassing the
  * importer's checks) and then checked through the Bun binary: fsck reports each, checkout
  * refuses before writing outside DEST, and no size field is trusted for an allocation.
  */

@@ -1,6 +1,7 @@
 /**
  * `image build --rev` of a commit composed for another architecture than the board's is refused
- * before any work (exit 4), through the Bun binary. No image is built here (image.test.ts does that).
+ * before any work (exit 4), and one for other hardware than --compatible before any disk is
+ * written (exit 14), through the Bun binary. No image is built here (image.test.ts does that).
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -35,4 +36,12 @@ t.test('image build --rev refuses a commit of another architecture before any wo
     t.notOk(existsSync(out), 'no image written');
   }
   t.notOk(existsSync(join(repo, 'summary')), 'refused before publishing the summary (no work done)');
+
+  // The device an image makes is bound to its hardware: --compatible other than the commit's is refused.
+  await commit('os/board-a', ['--metadata', 'larch.architecture=amd64', '--compatible', 'board-a']);
+  const out = join(dir, 'board-b.img');
+  const r = await larch(['image', 'build', '--rev', 'os/board-a', '--board', 'qemu-x86_64-grub', '--compatible', 'board-b', '--out', out, '--repo', repo, '--sign-key', `${key}.key`, '--json']);
+  t.equal(r.code, 14, `--compatible board-b of a board-a commit: exit 14 (${r.stderr.trim()})`);
+  t.match(r.json?.error, { code: 'REFUSED', data: { reason: 'incompatible', device: 'board-b', offered: 'board-a' } }, 'REFUSED incompatible, naming both ids');
+  t.notOk(existsSync(out), 'no image written');
 });

@@ -12,13 +12,11 @@
  */
 import t from 'tap';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, ROOT, larch, larchOk, sh, tempDir } from '../helpers.ts';
+import { BIN, ROOT, larch, larchOk, missingTools, sh, tempDir, testNeeding } from '../helpers.ts';
 import type { Test } from '../device-helpers.ts';
 
 const CACHE = join(ROOT, '.cache', 'compose');
-const CI = Boolean(process.env.CI);
 const UBOOT_BIN = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
 const BIN_ARM64 = join(ROOT, 'dist', 'larch-arm64');
 const COMMON_TOOLS = ['sfdisk', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'mtype', 'mdir', 'debugfs', 'cpio'];
@@ -27,15 +25,13 @@ const aptArchs = [hostArch, ...sh('dpkg --print-foreign-architectures').split('\
 
 /** Why a board's test cannot run on this machine, or false. */
 function cannotRun(tools: string[], files: string[], arch: string): string | false {
-  const missing = [...tools.filter((tool) => spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0), ...files.filter((f) => !existsSync(f))];
+  const missing = missingTools([...tools, ...files]);
   if (missing.length > 0) return `missing: ${missing.join(' ')} (node scripts/test-setup.mjs installs them, as root)`;
   if (!aptArchs.includes(arch)) return `no ${arch} apt indexes (dpkg --add-architecture ${arch} && apt-get update; node scripts/test-setup.mjs does it, as root)`;
   return false;
 }
 const X86_CANNOT = hostArch !== 'amd64' ? 'needs an amd64 host (the guest runs dist/larch, the host build)' : cannotRun([...COMMON_TOOLS, 'qemu-system-x86_64', 'grub-mkimage', 'grub-editenv'], ['/usr/lib/grub/i386-pc/boot.img'], 'amd64');
 const ARM64_CANNOT = cannotRun([...COMMON_TOOLS, 'qemu-system-aarch64', 'mkimage', 'fw_printenv', 'fw_setenv'], [UBOOT_BIN, join(ROOT, 'node_modules', '.bin', 'bun')], 'arm64');
-/** tap options: skip outside CI only; in CI the test runs and fails on the reason. */
-const gate = (reason: string | false) => ({ skip: CI ? false : reason, timeout: 300_000 });
 
 t.test('image build: usage errors', async (t) => {
   const dir = tempDir(t, 'larch-image-usage-');
@@ -134,8 +130,7 @@ async function buildImage(t: Test, board: string, larchBin: string): Promise<{ d
   return { dir, repo, disk, result };
 }
 
-t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-check', gate(X86_CANNOT), async (t) => {
-  if (X86_CANNOT) return void t.fail(`cannot run in CI: ${X86_CANNOT}`);
+testNeeding(t, 'image build: qemu-x86_64-grub disk image, booted under QEMU to boot-check', X86_CANNOT, { timeout: 600_000 }, async (t) => {
   const { dir, repo, disk, result } = await buildImage(t, 'qemu-x86_64-grub', BIN);
   t.equal(result.board, 'qemu-x86_64-grub');
   t.match(result.commit, /^[0-9a-f]{64}$/);
@@ -171,7 +166,8 @@ t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-chec
   const debugfs = (cmd: string) => sh(`debugfs -R '${cmd}' '${disk}?offset=${rootStart}' 2>/dev/null`);
   t.match(debugfs('ls -p /larch/deploy'), /\/A\//, 'slot A deployed');
   t.match(debugfs('ls -p /larch/deploy/A/usr/bin'), /\/busybox\//);
-  t.match(debugfs('stat /larch/bin/larch'), /Size: \d{7,}/, 'larch binary');
+  t.match(debugfs('stat /larch/deploy/A/usr/bin/larch'), /Size: \d{7,}/, "the agent in the tree (the definition's agent)");
+  t.notMatch(debugfs('ls -p /larch'), /\/bin\//, 'no legacy S/larch/bin: the commit carries its agent');
   t.match(debugfs('ls -p /larch/keys'), /\/[0-9a-f]{16}\.pub\//, 'the trusted key, by key id');
   t.match(debugfs('cat /larch/config.json'), /"bootloader":\s*"grub"/);
 
@@ -180,6 +176,7 @@ t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-chec
   t.comment(timing('qemu-x86_64-grub', first));
   t.match(first.console, /larch: slot=A rescue=0 wrote=0/, 'GRUB chose slot A from the grubenv without a write');
   t.match(first.console, /larch: init: slot A mounted/);
+  t.match(first.console, /larch: init: agent \/usr\/bin\/larch\n/, "the deployment's own agent runs boot-check");
   t.equal(first.outcome.slot, 'A');
   t.equal(first.outcome.commit, result.commit, 'the booted deployment is the built commit');
   t.equal(first.outcome.healthy, true);
@@ -201,8 +198,7 @@ t.test('image build: qemu-x86_64-grub disk image, booted under QEMU to boot-chec
   t.match(after, /BOOT_LKG=A\n/);
 });
 
-t.test('image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to boot-check', gate(ARM64_CANNOT), async (t) => {
-  if (ARM64_CANNOT) return void t.fail(`cannot run in CI: ${ARM64_CANNOT}`);
+testNeeding(t, 'image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to boot-check', ARM64_CANNOT, { timeout: 300_000 }, async (t) => {
   // The guest's larch: the arm64 Bun build of this tree (Bun fetches its arm64 runtime from npm once).
   const build = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), 'linux-arm64'], { cwd: ROOT, encoding: 'utf8' });
   t.equal(build.status, 0, `node scripts/build.mjs linux-arm64: ${build.stderr.slice(-500)}`);
@@ -250,7 +246,8 @@ t.test('image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to 
   // The root partition: slot A deployed, the arm64 larch binary, config for U-Boot.
   const debugfs = (cmd: string) => sh(`debugfs -R '${cmd}' '${disk}?offset=${rootStart}' 2>/dev/null`);
   t.match(debugfs('ls -p /larch/deploy/A/usr/lib'), /\/ld-linux-aarch64\.so\.1\//, "arm64 glibc's loader");
-  t.match(debugfs('stat /larch/bin/larch'), /Size: \d{7,}/, 'larch binary');
+  t.match(debugfs('stat /larch/deploy/A/usr/bin/larch'), /Size: \d{7,}/, "the agent in the tree (the definition's agent)");
+  t.notMatch(debugfs('ls -p /larch'), /\/bin\//, 'no legacy S/larch/bin: the commit carries its agent');
   t.match(debugfs('cat /larch/config.json'), /"bootloader":\s*"uboot"/);
 
   // One boot, of the case that exercises both writers: slot A unconfirmed with 3 tries (as after an
@@ -265,6 +262,7 @@ t.test('image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to 
   t.match(booted.console, /larch: boot state read from copy [01] \(redundant\)/, "U-Boot read the redundant env");
   t.match(booted.console, /larch: slot=A rescue=0 wrote=1/, 'U-Boot spent a try on slot A');
   t.match(booted.console, /larch: init: slot A mounted/);
+  t.match(booted.console, /larch: init: agent \/usr\/bin\/larch\n/, "the deployment's own agent runs boot-check");
   t.equal(booted.outcome.slot, 'A');
   t.equal(booted.outcome.commit, result.commit, 'the booted deployment is the built commit');
   t.equal(booted.outcome.healthy, true);

@@ -28,7 +28,7 @@ const REPEAT_POINTS = process.env.LARCH_POWERLOSS_REPEAT_POINTS === '1';
 const LATER_CUTS = Number(process.env.LARCH_POWERLOSS_LATER_CUTS ?? 0);
 const SEED = Number(process.env.LARCH_POWERLOSS_SEED ?? 20261204);
 const IMAGE_MIB = 96;
-// Power-loss runs need real syncing (src/store/_durable.ts reads LARCH_SYNC).
+// Power-loss runs need real syncing (src/_durable.ts reads LARCH_SYNC).
 delete process.env.LARCH_SYNC;
 
 interface Setup {

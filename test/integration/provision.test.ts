@@ -10,22 +10,13 @@ import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { REF, type Test, expectFail, vendor } from '../device-helpers.ts';
-import { BIN, larch, larchOk, tempDir } from '../helpers.ts';
+import { BIN, larch, larchOk, tempDir, waitUntil } from '../helpers.ts';
 import { makePki, startDaemon } from '../mqtt-helpers.ts';
 
 const provisionArgs = (dev: string, url: string, keys: string[], extra: string[] = []) => ['provision', '--sysroot', dev, '--repo-url', url, '--ref', REF, ...keys.flatMap((k) => ['--keys', k]), '--json', ...extra];
 
 /** The key ids the device trusts: S/larch/keys/KEYID.pub. */
 const trustedFiles = (dev: string) => readdirSync(join(dev, 'larch', 'keys')).sort();
-
-/** Polls cond until it holds (the thing it looks at has no event to wait on). */
-async function waitUntil(cond: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function anotherKey(t: Test, name = 'other'): Promise<string> {
   const base = join(tempDir(t), name);
@@ -139,7 +130,7 @@ t.test('a provision killed half-way (SIGKILL while it downloads) leaves nothing 
   const url = `http://127.0.0.1:${(silent.address() as { port: number }).port}/`;
   const child = spawn(BIN, provisionArgs(dev, url, [other]), { stdio: 'ignore' });
   // The summary is asked for once the keys are written (staged).
-  await waitUntil(() => sockets.length > 0, 'the summary requested');
+  await waitUntil(() => sockets.length > 0, 20_000, 'the summary requested');
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
   t.notOk(existsSync(join(dev, 'larch')), 'killed: S/larch is not there, not provisioned');
@@ -170,7 +161,7 @@ t.test('provision writes the device identity where the daemon reads it', async (
   t.equal(readFileSync(join(larchDir, 'daemon.conf.d', '50-policy.conf'), 'utf8'), readFileSync(dropin, 'utf8'), 'the --daemon-conf drop-in copied');
 
   const d = startDaemon(t, dev, []);
-  await waitUntil(() => /daemon: device /.test(d.stderr()) || d.child.exitCode !== null, 'the daemon start line');
+  await waitUntil(() => /daemon: device /.test(d.stderr()) || d.child.exitCode !== null, 20_000, 'the daemon start line');
   t.match(d.stderr(), /daemon: device dev-7, ref os\/stable, policy apply/, 'the daemon runs as dev-7 with the drop-in policy, no flags');
   t.notMatch(d.stderr(), /NOT_FOUND|no such file/, 'it found the TLS files');
   await d.stop();

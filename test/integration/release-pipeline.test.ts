@@ -1,5 +1,5 @@
 /**
- * Issue 13 §3: mistakes in the release pipeline cannot block or widen a rollout (through the Bun
+ * Mistakes in the release pipeline cannot block or widen a rollout (through the Bun
  * binary). An unsigned delta is not made by accident and never offered to devices (publish and
  * `serve --sign-key` leave it out and say so); the rollout percentage of a ref is state of the
  * repo, so a restart of `serve --sign-key --mqtt` re-announces what was announced.
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { REF, type Test, type Vendor, vendor } from '../device-helpers.ts';
 import { BIN, larch, larchOk, tempDir } from '../helpers.ts';
 import { type Recorder, recorder, startBroker } from '../mqtt-helpers.ts';
-import { decodeSummary } from '../../src/server/summary.ts';
+import { decodeSummary } from '../../src/protocol/summary.ts';
 
 /** Vendor with v1 and v2 committed and published, and no delta yet. */
 async function twoReleases(t: Test): Promise<Vendor> {
@@ -34,7 +34,7 @@ t.test('delta generate refuses to make an unsigned delta unless --unsigned is gi
   t.equal(both.json?.error?.code, 'USAGE', '--sign-key and --unsigned together: a usage error');
   const unsigned = await generate(v, ['--unsigned']);
   t.equal(unsigned.code, 0, '--unsigned makes one on purpose');
-  t.same(unsigned.json.signedBy, [], 'unsigned');
+  t.same(unsigned.json.signed_by, [], 'unsigned');
 });
 
 t.test('publish leaves unsigned and untrusted deltas out, says so, and devices fetch objects', async (t) => {

@@ -22,11 +22,11 @@ t.test('prune --keep deletes old history and exactly what only it used', async (
   const dir = tempDir(t);
   const { repo, ids } = await history(dir, 'archive', 4);
   const dry = (await larchOk(['prune', '--repo', repo, '--keep', '2', '--dry-run', '--json'])).json;
-  t.ok(dry.objectsDeleted > 0, 'dry run counts');
+  t.ok(dry.objects_deleted > 0, 'dry run counts');
   t.equal((await larchOk(['log', '--repo', repo, 'main', '--json'])).json.length, 4, 'dry run deletes nothing');
   const r = (await larchOk(['prune', '--repo', repo, '--keep', '2', '--json'])).json;
-  t.equal(r.commitsKept, 2);
-  t.equal(r.objectsDeleted, dry.objectsDeleted, 'the dry run predicted it');
+  t.equal(r.commits_kept, 2);
+  t.equal(r.objects_deleted, dry.objects_deleted, 'the dry run predicted it');
   const log = (await larchOk(['log', '--repo', repo, 'main', '--json'])).json;
   t.same(log.map((c: { commit: string }) => c.commit), [ids[3], ids[2]], 'two newest kept');
   t.equal((await larch(['fsck', '--repo', repo])).code, 0, 'fsck clean after prune');
@@ -34,7 +34,7 @@ t.test('prune --keep deletes old history and exactly what only it used', async (
   await larchOk(['checkout', '--repo', repo, 'main', join(dir, 'co')]);
   t.same(readdirSync(join(dir, 'co', 'usr')).sort(), ['common', 'only-in-1', 'only-in-2', 'only-in-3', 'only-in-4'], 'the kept tree is whole');
   const again = (await larchOk(['prune', '--repo', repo, '--json'])).json;
-  t.equal(again.objectsDeleted, 0, 'nothing more to delete');
+  t.equal(again.objects_deleted, 0, 'nothing more to delete');
 });
 
 t.test('pull-local: archive -> bare-user -> archive keeps the commit and its signature', async (t) => {
@@ -49,7 +49,8 @@ t.test('pull-local: archive -> bare-user -> archive keeps the commit and its sig
   t.equal((await larch(['verify', '--repo', dev, '--key', join(dir, 'k.pub'), 'main'])).code, 0, 'signature came along');
   t.equal((await larch(['fsck', '--repo', dev])).code, 0, 'fsck clean');
   const again = (await larchOk(['pull-local', '--repo', dev, repo, 'main', '--json'])).json;
-  t.equal(again.objectsWritten, 0, 'pulling again writes nothing');
+  t.equal(again.objects_written, 0, 'pulling again writes nothing');
+  t.equal(again.objects_reused, p.objects_written + p.objects_reused, 'and counts every object as reused (files too)');
   await larchOk(['checkout', '--repo', dev, 'main', join(dir, 'co')]);
   t.same(diffSnapshots(await snapshotTree(tree), await snapshotTree(join(dir, 'co'))), [], 'checkout equals the tree');
   const back = join(dir, 'back');

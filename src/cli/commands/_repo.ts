@@ -8,6 +8,11 @@ export function openRepo(args: ParsedArgs, cmd: string): Promise<Repo> {
   return Repo.open(need(args, 'repo', cmd));
 }
 
+/** Seconds since the epoch as --json prints times: ISO 8601 UTC with milliseconds. */
+export function isoTimeMs(seconds: number): string {
+  return new Date(seconds * 1000).toISOString();
+}
+
 export function formatTime(seconds: number): string {
   return new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
 }

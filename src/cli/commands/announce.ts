@@ -2,26 +2,10 @@
 import { LarchError } from '../../errors.ts';
 import { announce } from '../../server/mqtt-publisher.ts';
 import { readSecretKey } from '../../store/sign.ts';
-import { type Command, list, need, opt, printJson } from '../command.ts';
+import { type Command, list, opt, printJson } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
-
-export const MQTT_AUTH_OPTIONS = { 'mqtt-username': { type: 'string' as const }, 'mqtt-password-file': { type: 'string' as const }, 'mqtt-ca': { type: 'string' as const }, 'mqtt-cert': { type: 'string' as const }, 'mqtt-key': { type: 'string' as const } };
-export const MQTT_AUTH_HELP = `  --mqtt-username U      broker user name (or in the URL: mqtt://U:P@HOST)
-  --mqtt-password-file F read the broker password from F
-  --mqtt-ca F, --mqtt-cert F, --mqtt-key F   TLS (mqtts://): CA, client certificate and key`;
-
-export function mqttSettings(args: Parameters<Command['run']>[0], cmd: string) {
-  return { url: need(args, 'mqtt', cmd), username: opt(args, 'mqtt-username'), passwordFile: opt(args, 'mqtt-password-file'), caFile: opt(args, 'mqtt-ca'), certFile: opt(args, 'mqtt-cert'), keyFile: opt(args, 'mqtt-key') };
-}
-
-/** "25", "25%", "12.5" -> 0..100. @throws USAGE */
-export function parseRollout(text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const m = /^(\d{1,3}(?:\.\d{1,2})?)%?$/.exec(text.trim());
-  const n = m ? Number(m[1]) : NaN;
-  if (!(n >= 0 && n <= 100)) throw new LarchError('USAGE', `--rollout must be a percentage from 0 to 100 (two decimals at most), got '${text}'`);
-  return n;
-}
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings } from '../mqtt-options.ts';
+import { parseRollout } from '../option-values.ts';
 
 export const announceCmd: Command = {
   name: 'announce',
@@ -68,11 +52,12 @@ EXAMPLES
 `,
   async run(args, io) {
     const keyFiles = list(args, 'sign-key');
-    if (keyFiles.length === 0) throw new LarchError('USAGE', 'announce: --sign-key is required (devices refuse unsigned announcements)');
+    if (keyFiles.length === 0) throw new LarchError('USAGE', 'announce: --sign-key is required (devices refuse unsigned announcements)', { data: { command: 'announce', option: 'sign-key' } });
     const rollout = parseRollout(opt(args, 'rollout'));
     const repo = await openRepo(args, 'announce');
     const r = await announce(repo, { signKeys: await Promise.all(keyFiles.map(readSecretKey)), mqtt: mqttSettings(args, 'announce'), refs: list(args, 'ref'), rollout });
-    if (args.json) return printJson(io, r);
+    // The messages carry seconds (formats.md §13); --json names them so.
+    if (args.json) return printJson(io, { ...r, announcements: r.announcements.map(({ timestamp, created, summarySerial, ...a }) => ({ ...a, timestamp_s: timestamp, created_s: created, summary_serial: summarySerial })) });
     for (const a of r.announcements) io.out(`${a.topic}: version ${a.version} (${a.commit.slice(0, 12)}), rollout ${a.rollout}%\n`);
   },
 };

@@ -35,10 +35,10 @@ async function openStore(args: ParsedArgs, cmd: string): Promise<EnvStore> {
   const uboot = opt(args, 'uboot');
   const grub = opt(args, 'grub');
   if ((uboot === undefined) === (grub === undefined)) {
-    throw new LarchError('USAGE', `${cmd}: give exactly one of --uboot FW_ENV_CONFIG and --grub GRUBENV`, { hint: `run 'larch ${cmd} --help'` });
+    throw new LarchError('USAGE', `${cmd}: give exactly one of --uboot FW_ENV_CONFIG and --grub GRUBENV`, { hint: `run 'larch ${cmd} --help'`, data: { command: cmd, options: ['uboot', 'grub'] } });
   }
   const bigEndian = args.values['big-endian'] === true;
-  if (grub !== undefined && bigEndian) throw new LarchError('USAGE', `${cmd}: --big-endian applies to --uboot only`);
+  if (grub !== undefined && bigEndian) throw new LarchError('USAGE', `${cmd}: --big-endian applies to --uboot only`, { data: { command: cmd, option: 'big-endian' } });
   const lockPath = opt(args, 'lock');
   if (uboot !== undefined) return openUbootEnvStore(uboot, { lockPath, byteOrder: bigEndian ? 'big' : 'little' });
   return grubEnvStore(grub as string, { lockPath });
@@ -48,7 +48,7 @@ async function openStore(args: ParsedArgs, cmd: string): Promise<EnvStore> {
 function assignments(args: ParsedArgs, cmd: string): [string, string][] {
   return args.positionals.map((a) => {
     const eq = a.indexOf('=');
-    if (eq <= 0) throw new LarchError('USAGE', `${cmd}: expected NAME=VALUE, got '${quash(a)}'`, { hint: `run 'larch ${cmd} --help'` });
+    if (eq <= 0) throw new LarchError('USAGE', `${cmd}: expected NAME=VALUE, got '${quash(a)}'`, { hint: `run 'larch ${cmd} --help'`, data: { command: cmd, value: a } });
     return [a.slice(0, eq), a.slice(eq + 1)];
   });
 }
@@ -169,7 +169,7 @@ EXAMPLES
 `,
   async run(args, io) {
     const pairs = assignments(args, 'bootenv set');
-    if (pairs.length === 0) throw new LarchError('USAGE', 'bootenv set: expected at least one NAME=VALUE', { hint: "run 'larch bootenv set --help'" });
+    if (pairs.length === 0) throw new LarchError('USAGE', 'bootenv set: expected at least one NAME=VALUE', { hint: "run 'larch bootenv set --help'", data: { command: 'bootenv set' } });
     const store = await openStore(args, 'bootenv set');
     const r = await store.update((vars) => {
       for (const [k, v] of pairs) {
@@ -208,7 +208,7 @@ EXAMPLES
   larch bootenv unset boot_counter --grub /boot/grub/grubenv
 `,
   async run(args, io) {
-    if (args.positionals.length === 0) throw new LarchError('USAGE', 'bootenv unset: expected at least one NAME', { hint: "run 'larch bootenv unset --help'" });
+    if (args.positionals.length === 0) throw new LarchError('USAGE', 'bootenv unset: expected at least one NAME', { hint: "run 'larch bootenv unset --help'", data: { command: 'bootenv unset' } });
     const store = await openStore(args, 'bootenv unset');
     const r = await store.update(async (vars) => {
       for (const name of args.positionals) vars.delete(name);
@@ -273,7 +273,7 @@ EXAMPLES
     }
     const store = await openStore(args, 'bootenv init');
     if (opt(args, 'uboot') !== undefined && vars.size === 0) {
-      throw new LarchError('USAGE', 'bootenv init: no variables to write; an empty U-Boot env would leave U-Boot without bootcmd', { hint: 'pass --defaults FILE with the board\'s default env (e.g. /etc/u-boot-initial-env)' });
+      throw new LarchError('USAGE', 'bootenv init: no variables to write; an empty U-Boot env would leave U-Boot without bootcmd', { hint: 'pass --defaults FILE with the board\'s default env (e.g. /etc/u-boot-initial-env)', data: { command: 'bootenv init', option: 'defaults' } });
     }
     await store.init(vars, { force: args.values.force === true });
     if (args.json) printJson(io, { source: store.describe(), vars: asObject(vars) });

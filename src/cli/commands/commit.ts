@@ -1,30 +1,25 @@
 /** larch commit: a directory or tar becomes a commit on a branch. */
 import { readFile } from 'node:fs/promises';
 import { LarchError, fromSystemError } from '../../errors.ts';
+import { COMPATIBLE_KEY } from '../../store/binding.ts';
 import type { CborValue } from '../../store/cbor.ts';
 import { readSecretKey } from '../../store/sign.ts';
 import { createCommit } from '../../store/write-commit.ts';
+import { MIN_AGENT_VERSION_KEY, checkAgentVersionText } from '../../agent/compat.ts';
 import { type Command, list, need, opt, printJson } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
-
-/** Accepts seconds since the epoch or an ISO 8601 date. @throws USAGE */
-export function parseTimestamp(text: string): number {
-  const seconds = /^\d+$/.test(text) ? Number(text) : Math.floor(Date.parse(text) / 1000);
-  if (Number.isNaN(seconds)) throw new LarchError('USAGE', `commit: --timestamp '${text}' is neither seconds since the epoch nor an ISO 8601 date`);
-  if (seconds < 0 || !Number.isSafeInteger(seconds)) throw new LarchError('USAGE', `commit: --timestamp '${text}' is outside 1970-01-01 .. 2^53-1 seconds`);
-  return seconds;
-}
+import { parseTimestamp } from '../option-values.ts';
 
 function toCbor(value: unknown, where: string, depth = 0): CborValue {
-  if (depth > 32) throw new LarchError('INVALID_INPUT', `${where}: metadata nested deeper than 32 levels`);
+  if (depth > 32) throw new LarchError('INVALID_INPUT', `${where}: metadata nested deeper than 32 levels`, { data: { key: where, max_depth: 32 } });
   if (value === null || typeof value === 'string' || typeof value === 'boolean') return value;
   if (typeof value === 'number') {
-    if (!Number.isSafeInteger(value)) throw new LarchError('INVALID_INPUT', `${where}: ${value} is not an integer (metadata holds no floats; use a string)`);
+    if (!Number.isSafeInteger(value)) throw new LarchError('INVALID_INPUT', `${where}: ${value} is not an integer (metadata holds no floats; use a string)`, { data: { key: where, value } });
     return value;
   }
   if (Array.isArray(value)) return value.map((v, i) => toCbor(v, `${where}[${i}]`, depth + 1));
   if (typeof value === 'object') return Object.fromEntries(Object.entries(value as object).map(([k, v]) => [k, toCbor(v, `${where}.${k}`, depth + 1)]));
-  throw new LarchError('INVALID_INPUT', `${where}: unsupported value`);
+  throw new LarchError('INVALID_INPUT', `${where}: unsupported value`, { data: { key: where } });
 }
 
 export const commit: Command = {
@@ -46,6 +41,9 @@ export const commit: Command = {
     'sign-key': { type: 'string', multiple: true },
     'no-xattrs': { type: 'boolean' },
     owner: { type: 'string' },
+    compatible: { type: 'string' },
+    release: { type: 'string' },
+    force: { type: 'boolean' },
   },
   help: `NAME
   larch commit - record a directory or tar archive as a new commit
@@ -54,7 +52,7 @@ SYNOPSIS
   larch commit --repo R --branch B (--tree DIR | --tar FILE) --version V
                [--subject TEXT] [--body TEXT] [--metadata KEY=VALUE]... [--metadata-json FILE]
                [--timestamp T] [--parent REV | --orphan] [--sign-key K.key]...
-               [--owner UID:GID] [--no-xattrs] [--json]
+               [--owner UID:GID] [--no-xattrs] [--compatible ID] [--release N [--force]] [--json]
 
 DESCRIPTION
   Stores every file, symlink, FIFO and directory of the tree as content-addressed objects
@@ -62,6 +60,11 @@ DESCRIPTION
   root, and moves branch B to it atomically. Modification times are not recorded, so the
   same tree and metadata give the same commit id on every machine. Device nodes and sockets
   are refused with the path named.
+
+  The commit's metadata gets larch.ref (B) and larch.release: one above the highest release in
+  the repo (R/release and every ref's head), whatever the branch, so a device that follows
+  another branch later never sees an older release. Devices refuse a commit whose larch.ref
+  is not the ref they follow, and one whose release is below the highest they booted good.
 
   The commit's parent is B's current commit unless --parent or --orphan says otherwise.
   A crash or kill at any moment leaves the repo as it was before, or with the new commit
@@ -75,7 +78,9 @@ OPTIONS
   --version V          version string, e.g. 2026.11.1 (required)
   --subject TEXT       one-line description
   --body TEXT          longer description
-  --metadata K=V       a string entry in the commit's free-form metadata (repeatable)
+  --metadata K=V       a string entry in the commit's free-form metadata (repeatable);
+                       larch.min_agent_version=V: devices whose larch is older than V
+                       refuse the commit (docs/fleet.md, "Barriers and agent versions")
   --metadata-json F    a JSON object merged into the metadata (integers, strings, booleans,
                        arrays and objects; no floats)
   --timestamp T        commit time: seconds since the epoch or ISO 8601 (default: now)
@@ -84,50 +89,70 @@ OPTIONS
   --owner UID:GID      record every entry with this owner (e.g. 0:0 for a tree unpacked
                        without root)
   --no-xattrs          do not read extended attributes (otherwise getfattr is needed)
+  --compatible ID      the hardware this commit is for (larch.compatible, as RAUC's
+                       compatible): a device provisioned with another --compatible refuses it.
+                       Also --metadata larch.compatible=ID. A repo made with
+                       'init --collection-id' adds its id (larch.collection_id) to every commit
+  --release N          larch.release N (0..999999999) instead of the next one; refused when
+                       not above the repo's highest release, unless --force
+  --force              with --release: take N even when it is not above the highest
   --json               print {"commit", "branch", "parent", "version", "timestamp",
-                       "signedBy", "objectsWritten", "objectsReused", "bytesWritten"}
+                       "signed_by", "objects_written", "objects_reused", "bytes_written", "release"}
 
 EXAMPLES
   larch commit --repo repo --branch os/stable --tree rootfs --version 1.0 --sign-key vendor.key
   larch commit --repo repo -b os/stable --tar rootfs.tar.gz --version 1.1 --timestamp 2026-11-01T00:00:00Z
 
 EXIT STATUS
-  0 committed; 2 usage; 3 not found; 4 bad input or unsupported file type; 7 locked; 8 no space.
+  0 committed; 2 usage; 3 not found; 4 bad input, unsupported file type or a --release not
+  above the highest; 7 locked; 8 no space.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'commit');
     const tree = opt(args, 'tree');
     const tarFile = opt(args, 'tar');
-    if ((tree === undefined) === (tarFile === undefined)) throw new LarchError('USAGE', 'commit: give exactly one of --tree DIR or --tar FILE');
-    const metadata: Record<string, CborValue> = {};
+    if ((tree === undefined) === (tarFile === undefined)) throw new LarchError('USAGE', 'commit: give exactly one of --tree DIR or --tar FILE', { data: { command: 'commit', options: ['tree', 'tar'] } });
+    const metadata: Record<string, CborValue> = Object.create(null); // a key "__proto__" is a key
     const jsonFile = opt(args, 'metadata-json');
     if (jsonFile) {
       let parsed: unknown;
       try {
         parsed = JSON.parse(await readFile(jsonFile, 'utf8'));
       } catch (err) {
-        throw err instanceof SyntaxError ? new LarchError('INVALID_INPUT', `--metadata-json '${jsonFile}' is not JSON: ${err.message}`) : fromSystemError(err, 'read', jsonFile);
+        throw err instanceof SyntaxError ? new LarchError('INVALID_INPUT', `--metadata-json '${jsonFile}' is not JSON: ${err.message}`, { data: { option: 'metadata-json', path: jsonFile } }) : fromSystemError(err, 'read', jsonFile);
       }
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new LarchError('INVALID_INPUT', `--metadata-json '${jsonFile}' must hold a JSON object`);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new LarchError('INVALID_INPUT', `--metadata-json '${jsonFile}' must hold a JSON object`, { data: { option: 'metadata-json', path: jsonFile } });
       Object.assign(metadata, toCbor(parsed, jsonFile));
     }
     for (const kv of list(args, 'metadata')) {
       const eq = kv.indexOf('=');
-      if (eq <= 0) throw new LarchError('USAGE', `commit: --metadata '${kv}' is not KEY=VALUE`);
+      if (eq <= 0) throw new LarchError('USAGE', `commit: --metadata '${kv}' is not KEY=VALUE`, { data: { command: 'commit', option: 'metadata', value: kv } });
       metadata[kv.slice(0, eq)] = kv.slice(eq + 1);
+    }
+    const compatible = opt(args, 'compatible');
+    if (compatible !== undefined) metadata[COMPATIBLE_KEY] = compatible;
+    // A requirement no agent can read would block every device: refused here, where it is made.
+    if (metadata[MIN_AGENT_VERSION_KEY] !== undefined) {
+      if (typeof metadata[MIN_AGENT_VERSION_KEY] !== 'string') throw new LarchError('INVALID_INPUT', `commit: ${MIN_AGENT_VERSION_KEY} must be a string`, { data: { key: MIN_AGENT_VERSION_KEY } });
+      checkAgentVersionText(metadata[MIN_AGENT_VERSION_KEY] as string, 'commit');
     }
     let owner: { uid: number; gid: number } | undefined;
     const ownerText = opt(args, 'owner');
     if (ownerText !== undefined) {
       const m = /^(\d+):(\d+)$/.exec(ownerText);
-      if (!m) throw new LarchError('USAGE', `commit: --owner must be UID:GID, got '${ownerText}'`);
+      if (!m) throw new LarchError('USAGE', `commit: --owner must be UID:GID, got '${ownerText}'`, { data: { command: 'commit', option: 'owner', value: ownerText } });
       owner = { uid: Number(m[1]), gid: Number(m[2]) };
     }
     const parentRev = opt(args, 'parent');
-    if (parentRev && args.values.orphan) throw new LarchError('USAGE', 'commit: --parent and --orphan exclude each other');
+    if (parentRev && args.values.orphan) throw new LarchError('USAGE', 'commit: --parent and --orphan exclude each other', { data: { command: 'commit', options: ['parent', 'orphan'] } });
     const signKeys = await Promise.all(list(args, 'sign-key').map(readSecretKey));
     const ts = opt(args, 'timestamp');
+    const releaseText = opt(args, 'release');
+    if (releaseText !== undefined && !/^(0|[1-9]\d{0,8})$/.test(releaseText)) throw new LarchError('USAGE', `commit: --release must be an integer 0..999999999, got '${releaseText}'`, { data: { command: 'commit', option: 'release', value: releaseText } });
+    if (args.values.force && releaseText === undefined) throw new LarchError('USAGE', 'commit: --force goes with --release N', { data: { command: 'commit', options: ['force', 'release'] } });
     const result = await createCommit(repo, {
+      release: releaseText === undefined ? undefined : Number(releaseText),
+      forceRelease: args.values.force === true,
       source: tree !== undefined ? { tree } : { tar: tarFile! },
       branch: need(args, 'branch', 'commit'),
       version: need(args, 'version', 'commit'),
@@ -143,7 +168,7 @@ EXIT STATUS
     if (args.json) printJson(io, result);
     else {
       io.out(`${result.commit}\n`);
-      if (io.isTTY) io.out(`branch ${result.branch} -> version ${result.version}; ${result.objectsWritten} objects written, ${result.objectsReused} reused${result.signedBy.length ? `; signed by ${result.signedBy.join(', ')}` : ''}\n`);
+      if (io.isTTY) io.out(`branch ${result.branch} -> version ${result.version}; ${result.objects_written} objects written, ${result.objects_reused} reused${result.signed_by.length ? `; signed by ${result.signed_by.join(', ')}` : ''}\n`);
     }
   },
 };

@@ -1,19 +1,14 @@
 /** larch daemon: the device agent (MQTT status, journal, announcements, signed commands, policy). */
-import { mkdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { LarchError } from '../../errors.ts';
-import { Daemon } from '../../agent/daemon.ts';
-import { mergerFor } from '../../agent/etc-merger.ts';
-import { appendJournal, type JournalEvent } from '../../agent/journal.ts';
+import { Daemon } from '../../agent/daemon/daemon.ts';
+import { mergerFor } from '../../agent/etc/merger.ts';
 import { POLICIES, isPolicy, readDaemonConfig } from '../../agent/policy.ts';
-import { minSpeedOf, remoteFor } from './device.ts';
+import { minSpeedOf, remoteFor } from '../remote.ts';
 import { DEFAULT_SYSROOT, Sysroot } from '../../agent/sysroot.ts';
-import { writeFileAtomic } from '../../store/_durable.ts';
+import { rebootFor } from '../../agent/reboot.ts';
 import { isValidDeviceId } from '../../mqtt/format.ts';
 import { type Command, intOption, opt } from '../command.ts';
-import { announceCmd } from './announce.ts';
-import { sendCommandCmd } from './send-command.ts';
 
 export const daemon: Command = {
   name: 'daemon',
@@ -64,7 +59,8 @@ OPTIONS
   --device-id ID         the device's id, one topic level (default: device_id, else the host name)
   --jitter SECONDS       wait a random 0..SECONDS before acting on an announcement (default 60)
   --status-interval S    publish the status at least this often (default 60)
-  --check-interval S     also poll the remote this often (default 0: announcements only)
+  --check-interval S     check the remote's summary this often, the first time within
+                         --jitter of the start (default 3600; 0: announcements only)
   --poll-interval-ms MS  how often the journal is looked at for new entries (default 1000)
 
 EXIT STATUS
@@ -79,7 +75,7 @@ EXAMPLES
     const { config } = await readDaemonConfig(sysroot.larchDir);
     const policy = opt(args, 'policy');
     if (policy !== undefined) {
-      if (!isPolicy(policy)) throw new LarchError('USAGE', `daemon: --policy must be one of ${POLICIES.join(', ')}, got '${policy}'`);
+      if (!isPolicy(policy)) throw new LarchError('USAGE', `daemon: --policy must be one of ${POLICIES.join(', ')}, got '${policy}'`, { data: { command: 'daemon', option: 'policy', value: policy, allowed: POLICIES } });
       config.policy = policy;
     }
     const device = await sysroot.readConfig();
@@ -94,7 +90,7 @@ EXAMPLES
     config.checkIntervalS = intOption(opt(args, 'check-interval'), 'check-interval', 'daemon') ?? config.checkIntervalS;
     config.pollIntervalMs = intOption(opt(args, 'poll-interval-ms'), 'poll-interval-ms', 'daemon', 10) ?? config.pollIntervalMs;
     const deviceId = opt(args, 'device-id') ?? config.deviceId ?? hostname();
-    if (!isValidDeviceId(deviceId)) throw new LarchError('USAGE', `daemon: '${deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`);
+    if (!isValidDeviceId(deviceId)) throw new LarchError('USAGE', `daemon: '${deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`, { data: { command: 'daemon', option: 'device-id', value: deviceId } });
     const log = (line: string) => io.err(`${new Date().toISOString()} ${line}\n`);
     const d: Daemon = new Daemon({
       sysroot,
@@ -103,17 +99,7 @@ EXAMPLES
       remote: remoteFor(device, { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined, minSpeed: minSpeedOf(config.minSpeed, config.minSpeedTimeS || undefined), cancel: (): AbortSignal | undefined => d.transferSignal() }),
       merger: mergerFor(),
       log,
-      reboot: async (reason) => {
-        if (sysroot.path === DEFAULT_SYSROOT) {
-          log(`rebooting: ${reason}`);
-          const { spawnSync } = await import('node:child_process');
-          if (spawnSync('systemctl', ['reboot'], { stdio: 'inherit' }).status !== 0) spawnSync('reboot', [], { stdio: 'inherit' });
-          return;
-        }
-        await mkdir(join(sysroot.larchDir, 'daemon'), { recursive: true });
-        await writeFileAtomic(join(sysroot.larchDir, 'daemon', 'reboot-requested.json'), JSON.stringify({ time: new Date().toISOString(), reason }) + '\n');
-        await appendJournal(sysroot.journalPath, { event: 'reboot' as JournalEvent, message: `reboot requested (test sysroot: recorded, not done; larch sim-boot stands in): ${reason}` });
-      },
+      reboot: rebootFor(sysroot, { log }),
     });
     await d.start();
     await new Promise<void>((resolve) => {
@@ -123,5 +109,3 @@ EXAMPLES
     await d.stop();
   },
 };
-
-export const fleetCommands: Command[] = [daemon, announceCmd, sendCommandCmd];

@@ -3,13 +3,13 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarchError } from '../../errors.ts';
 import { applyDelta } from '../../delta/apply.ts';
-import { DeltaFormatError, decodeEnvelope, decodeSuperblock } from '../../delta/format.ts';
+import { DeltaFormatError, decodeEnvelope, decodeSuperblock, deltaFileBytes } from '../../delta/format.ts';
 import { generateDelta } from '../../delta/generate.ts';
 import { listDeltaNames, openDeltaDir, openDeltaFile } from '../../delta/source.ts';
 import { readTrustedKeys } from '../../store/keyring.ts';
 import { readPublicKey, readSecretKey } from '../../store/sign.ts';
 import { type Command, intOption, list, need, opt, positionals, printJson } from '../command.ts';
-import { REPO_OPTION, formatTime, openRepo } from './_repo.ts';
+import { REPO_OPTION, isoTimeMs, openRepo } from './_repo.ts';
 
 export const deltaGenerate: Command = {
   name: 'delta generate',
@@ -43,7 +43,7 @@ OPTIONS
   --part-size BYTES raw bytes per part (default 33554432): smaller parts resume at a finer
                     grain and cost a little size
   --json            print {"from", "to", "bytes", "parts", "objects", "patched", "literal",
-                    "signedBy", "name", "dir", "out"}
+                    "signed_by", "name", "dir", "out"}
 
 EXIT STATUS
   0 written; 2 (USAGE) neither --sign-key nor --unsigned, or both; 3 A or B not found;
@@ -54,11 +54,11 @@ EXIT STATUS
     const unsigned = args.values.unsigned === true;
     const keyFiles = list(args, 'sign-key');
     if (keyFiles.length === 0 && !unsigned) {
-      throw new LarchError('USAGE', 'delta generate: no --sign-key: devices refuse unsigned deltas (usage: delta generate (--sign-key K | --unsigned))', { hint: "pass --sign-key K.key (the key 'larch publish' signs with), or --unsigned to make an unsigned delta on purpose" });
+      throw new LarchError('USAGE', 'delta generate: no --sign-key: devices refuse unsigned deltas (usage: delta generate (--sign-key K | --unsigned))', { hint: "pass --sign-key K.key (the key 'larch publish' signs with), or --unsigned to make an unsigned delta on purpose", data: { command: 'delta generate', option: 'sign-key' } });
     }
-    if (keyFiles.length > 0 && unsigned) throw new LarchError('USAGE', 'delta generate: --sign-key and --unsigned exclude each other (usage: delta generate (--sign-key K | --unsigned))');
+    if (keyFiles.length > 0 && unsigned) throw new LarchError('USAGE', 'delta generate: --sign-key and --unsigned exclude each other (usage: delta generate (--sign-key K | --unsigned))', { data: { command: 'delta generate', options: ['sign-key', 'unsigned'] } });
     const quality = intOption(opt(args, 'quality'), 'quality', 'delta generate', 0);
-    if (quality !== undefined && quality > 11) throw new LarchError('USAGE', 'delta generate: --quality must be 0..11');
+    if (quality !== undefined && quality > 11) throw new LarchError('USAGE', 'delta generate: --quality must be 0..11', { data: { command: 'delta generate', option: 'quality', value: quality, max: 11 } });
     const repo = await openRepo(args, 'delta generate');
     const fromRev = opt(args, 'from');
     const from = fromRev ? await repo.resolveRev(fromRev) : null;
@@ -67,7 +67,7 @@ EXIT STATUS
     const partBytes = intOption(opt(args, 'part-size'), 'part-size', 'delta generate', 4096);
     const r = await generateDelta(repo, { from, to, signKeys, out: opt(args, 'out'), quality, partBytes });
     if (args.json) printJson(io, r);
-    else io.out(`${r.name}: ${r.bytes} bytes in ${r.parts} part(s); ${r.objects} objects (${r.patched} patched, ${r.literal} literal)${r.signedBy.length ? `; signed by ${r.signedBy.join(', ')}` : ''}\n`);
+    else io.out(`${r.name}: ${r.bytes} bytes in ${r.parts} part(s); ${r.objects} objects (${r.patched} patched, ${r.literal} literal)${r.signed_by.length ? `; signed by ${r.signed_by.join(', ')}` : ''}\n`);
   },
 };
 
@@ -96,12 +96,12 @@ OPTIONS
   --key K.pub        trust this key for the delta's signature (repeatable)
   --allow-unsigned   apply without checking any signature (tests, trusted media only)
   --ref BRANCH       point BRANCH at the new commit when done
-  --json             print {"from", "to", "parts", "partsApplied", "partsSkipped",
-                     "objectsWritten"}
+  --json             print {"from", "to", "parts", "parts_applied", "parts_skipped",
+                     "objects_written"}
 
 EXIT STATUS
   0 applied; 5 (DELTA_CORRUPT, OBJECT_CORRUPT) a damaged or lying delta: nothing of the
-  damaged part was stored; 6 unsigned or untrusted; 12 (DELTA_BASE_MISSING) R lacks the
+  damaged part was stored; 6 unsigned or untrusted; 2 (USAGE) no --key and an empty keyring; 12 (DELTA_BASE_MISSING) R lacks the
   delta's base commit; 8 no space.
 `,
   async run(args, io) {
@@ -116,17 +116,9 @@ EXIT STATUS
       trusted,
       allowUnsigned: args.values['allow-unsigned'] === true,
       onProgress: progress ? (e) => io.err(`\rapplying part ${e.part + 1}/${e.parts}${e.skipped ? ' (already stored)' : ''}   `) : undefined,
+      ref: opt(args, 'ref'),
     });
     if (progress) io.err('\n');
-    const ref = opt(args, 'ref');
-    if (ref) {
-      const lock = await repo.lock();
-      try {
-        await repo.writeRef(ref, result.to);
-      } finally {
-        await lock.release();
-      }
-    }
     if (args.json) printJson(io, result);
     else io.out(`${result.to}\n`);
   },
@@ -139,14 +131,14 @@ async function describe(envelope: Uint8Array, name: string) {
       name,
       from: sb.from,
       to: sb.to,
-      created: formatTime(sb.created),
+      created: isoTimeMs(sb.created),
       parts: sb.parts.map((p) => ({ size: p.size, raw: p.raw, objects: p.objects.length, sha256: p.sha256 })),
-      bytes: 16 + envelope.length + sb.parts.reduce((n, p) => n + p.size, 0),
+      bytes: deltaFileBytes(envelope.length, sb.parts),
       // The signatures are a CBOR array; an empty one is the single byte 0x80.
       signed: decodeEnvelope(envelope).signatures.length > 1,
     };
   } catch (err) {
-    if (err instanceof DeltaFormatError) throw new LarchError('DELTA_CORRUPT', `delta ${name}: ${err.message}`);
+    if (err instanceof DeltaFormatError) throw new LarchError('DELTA_CORRUPT', `delta ${name}: ${err.message}`, { data: { name } });
     throw err;
   }
 }
@@ -167,6 +159,9 @@ DESCRIPTION
 OPTIONS
   --repo R   repository (required)
   --json     print [{"name", "from", "to", "created", "bytes", "parts": [...], "signed"}]
+
+EXIT STATUS
+  0 listed; 2 usage; 3 (NOT_FOUND) no repo; 5 (DELTA_CORRUPT) a damaged delta.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'delta list');
@@ -195,6 +190,9 @@ DESCRIPTION
 OPTIONS
   --repo R   look NAME up in R/deltas/
   --json     print {"name", "from", "to", "created", "bytes", "parts": [...], "signed"}
+
+EXIT STATUS
+  0 printed; 2 usage; 3 (NOT_FOUND) no repo, delta or FILE; 5 (DELTA_CORRUPT) not a delta.
 `,
   async run(args, io) {
     const [what] = positionals(args, ['delta'], 'delta show');

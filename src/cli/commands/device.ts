@@ -7,56 +7,33 @@ import { resolve } from 'node:path';
 import { LarchError } from '../../errors.ts';
 import { MAX_TRIES, DEFAULT_TRIES, type Slot } from '../../bootcount/state.ts';
 import { bootCheck, markSlot, simBoot } from '../../agent/boot-check.ts';
-import { mergerFor } from '../../agent/etc-merger.ts';
 import { readJournal } from '../../agent/journal.ts';
 import { provision as provisionSysroot } from '../../agent/provision.ts';
-import { DEFAULT_MIN_SPEED } from '../../agent/http-fetch.ts';
-import { httpRemote } from '../../agent/remote-http.ts';
-import { mqttRemote } from '../../agent/remote-mqtt.ts';
 import { describeFailure } from '../../agent/failed-releases.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
-import { DEFAULT_SYSROOT, Sysroot, type DeviceConfig, type RemoteMqttAuth } from '../../agent/sysroot.ts';
-import { withDeviceLock } from '../../agent/device-lock.ts';
-import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS } from './announce.ts';
-import { type Remote, type UpdateContext, check as checkUpdate, cleanup as cleanupSysroot, finalize as finalizeSysroot, rollback as rollbackSysroot, setPinned, upgrade as upgradeSysroot } from '../../agent/update.ts';
-import { createProgressBar, formatBytes } from '../progress.ts';
-import { formatPackageDiff } from './db.ts';
+import { DEFAULT_SYSROOT, type RemoteMqttAuth } from '../../agent/sysroot.ts';
+import { isLocalRemote } from '../../agent/remote/local-fetch.ts';
+import { rebootFor } from '../../agent/reboot.ts';
+import { previewCheck, previewUpgrade } from '../../agent/upgrade-preview.ts';
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS } from '../mqtt-options.ts';
+import { cleanup as cleanupSysroot, finalize as finalizeSysroot, rollback as rollbackSysroot, setPinned, upgrade as upgradeSysroot } from '../../agent/update.ts';
+import { formatBytes } from '../progress.ts';
+import { formatLayerPreview, formatPackageDiff } from '../package-diff.ts';
+import { remoteFor } from '../remote.ts';
 import { type Command, type Io, type OptionSpec, type ParsedArgs, intOption, list, need, opt, positionals, printJson } from '../command.ts';
+import { type ProgressFn, context, locked, progressFor, sysrootOf } from '../device-context.ts';
 
 const SYSROOT_OPTION: OptionSpec = { sysroot: { type: 'string' } };
 const SYSROOT_HELP = `  --sysroot S     the device's root filesystem, or a directory standing in for one
                   (default ${DEFAULT_SYSROOT})`;
 const EXIT_HELP = `EXIT STATUS
-  0 success; 2 usage; 3 not found (not provisioned, unknown version); 4 invalid input (a
-  refusal: downgrade, failed-here, only-good-slot; data.reason says which); 5 corrupt data, or
+  0 success; 2 usage; 3 (NOT_FOUND) not provisioned, unknown version; 4 (INVALID_INPUT) bad
+  input; 14 (REFUSED) the device's state forbids it: downgrade, failed-here, booted-unconfirmed,
+  target-not-good, only-good-slot (data.reason says which); 5 corrupt data, or
   a tree that would write outside its deployment; 6 signature problems (unsigned, untrusted,
   expired or replayed summary); 7 locked: another command holds the device lock S/larch/lock
   (waits LARCH_LOCK_TIMEOUT seconds, default 60); 8 no space; 9 I/O; 12 delta for another
   base; 13 bootloader env unreadable. docs/cli.md lists them all.`;
-
-function sysrootOf(args: ParsedArgs): Sysroot {
-  return new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
-}
-
-/** The bound of each check or download when none is given (--timeout, daemon.conf timeout_s): 1 hour. */
-export const DEFAULT_TIMEOUT_S = 3600;
-
-/** How long and how slowly a remote may answer (--timeout, --min-speed, --min-speed-time; daemon.conf timeout_s, min_speed, min_speed_time_s). */
-export interface RemoteLimits {
-  /** The total bound of each check or download (default DEFAULT_TIMEOUT_S). */
-  timeoutMs?: number;
-  /** HTTP: below bytesPerSecond over windowMs a request is aborted as too slow (default http-fetch's DEFAULT_MIN_SPEED). */
-  minSpeed?: { bytesPerSecond: number; windowMs: number };
-  /** HTTP: a signal, asked at the start of each exchange, that ends it early (the daemon's). */
-  cancel?: () => AbortSignal | undefined;
-}
-
-export function remoteFor(config: Pick<DeviceConfig, 'remote'>, limits: RemoteLimits = {}): Remote {
-  const opts = { ...limits, timeoutMs: limits.timeoutMs ?? DEFAULT_TIMEOUT_S * 1000 };
-  if (config.remote.kind === 'http') return httpRemote(config.remote.url, opts);
-  if (config.remote.kind === 'mqtt') return mqttRemote(config.remote.url, { mqtt: config.remote.mqtt, timeoutMs: opts.timeoutMs });
-  throw new LarchError('INVALID_INPUT', `remote ${config.remote.url}: unknown transport '${String(config.remote.kind)}'`, { hint: 'provision with --repo-url http://... or --mqtt-url mqtt://...' });
-}
 
 /** The broker login and TLS files given to provision, as absolute paths (undefined: none). */
 function remoteMqttAuth(args: ParsedArgs): RemoteMqttAuth | undefined {
@@ -66,30 +43,8 @@ function remoteMqttAuth(args: ParsedArgs): RemoteMqttAuth | undefined {
   return given.length ? (Object.fromEntries(given) as RemoteMqttAuth) : undefined;
 }
 
-/** A download bar's update function; finishProgress() draws its final amount and ends the line. */
-type ProgressFn = ((done: number, total: number | null) => void) & { finish?: () => void };
-
-function progressFor(io: Io, label: string): ProgressFn | undefined {
-  if (!process.stderr.isTTY) return undefined;
-  const bar = createProgressBar(label);
-  let used = false;
-  const fn: ProgressFn = (done, total) => {
-    used = true;
-    bar.update(done, total);
-  };
-  // The bar redraws at most every 100 ms: without a last draw a fast transfer ends short of its size.
-  fn.finish = () => used && bar.done();
-  return fn;
-}
-
 function finishProgress(progress: ProgressFn | undefined): void {
   progress?.finish?.();
-}
-
-async function context(args: ParsedArgs, io: Io): Promise<UpdateContext> {
-  const sysroot = sysrootOf(args);
-  const config = await sysroot.readConfig();
-  return { sysroot, remote: remoteFor(config, remoteLimits(args)), merger: mergerFor(), progress: args.json ? undefined : progressFor(io, 'download') };
 }
 
 const REMOTE_LIMIT_OPTIONS: OptionSpec = { timeout: { type: 'string' }, 'min-speed': { type: 'string' }, 'min-speed-time': { type: 'string' } };
@@ -98,31 +53,17 @@ const MIN_SPEED_HELP = `  --min-speed BYTES  HTTP: a request bringing fewer than
                      given up after 5 such in a row: exit 9 (IO) "too slow"
   --min-speed-time SECONDS  the window of --min-speed, and how long a request may bring no
                      byte at all (default 30)`;
-/** --timeout, --min-speed and --min-speed-time (check, upgrade, deploy). */
-function remoteLimits(args: ParsedArgs): RemoteLimits {
-  const timeoutS = intOption(opt(args, 'timeout'), 'timeout', 'larch', 1);
-  const speed = intOption(opt(args, 'min-speed'), 'min-speed', 'larch', 0);
-  const speedTime = intOption(opt(args, 'min-speed-time'), 'min-speed-time', 'larch', 1);
-  return { timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000, minSpeed: minSpeedOf(speed, speedTime) };
-}
-
-/** The minimum-speed rule from its two settings (either may be left out: its default stands). */
-export function minSpeedOf(bytesPerSecond: number | undefined, seconds: number | undefined): RemoteLimits['minSpeed'] {
-  if (bytesPerSecond === undefined && seconds === undefined) return undefined;
-  return { bytesPerSecond: bytesPerSecond ?? DEFAULT_MIN_SPEED.bytesPerSecond, windowMs: seconds === undefined ? DEFAULT_MIN_SPEED.windowMs : seconds * 1000 };
-}
-
 function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
   const s = opt(args, 'slot');
   if (s === undefined) return undefined;
-  if (s !== 'A' && s !== 'B') throw new LarchError('USAGE', `${cmd}: --slot must be A or B, got '${s}'`);
+  if (s !== 'A' && s !== 'B') throw new LarchError('USAGE', `${cmd}: --slot must be A or B, got '${s}'`, { data: { command: cmd, option: 'slot', value: s } });
   return s;
 }
 
 export const provision: Command = {
   name: 'provision',
   summary: 'set up an empty sysroot: repo, keys, first deployment in slot A, boot state',
-  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS, 'device-id': { type: 'string' }, 'daemon-conf': { type: 'string', multiple: true }, force: { type: 'boolean' } },
+  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS, 'device-id': { type: 'string' }, 'daemon-conf': { type: 'string', multiple: true }, force: { type: 'boolean' }, 'collection-id': { type: 'string' }, compatible: { type: 'string' }, architecture: { type: 'string' } },
   help: `NAME
   larch provision - factory set-up of a device's sysroot
 
@@ -131,6 +72,7 @@ SYNOPSIS
                   [--bootloader uboot|grub] [--fw-env-config F] [--commit ID | --version V] [--tries N] [--json]
                   [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F] [--mqtt-cert F] [--mqtt-key F]
                   [--device-id ID] [--daemon-conf F.conf ...] [--force]
+                  [--collection-id ID] [--compatible ID] [--architecture ARCH]
 
 DESCRIPTION
   Sets up an empty sysroot (a directory, or a mounted image): the local repo, the trusted
@@ -144,12 +86,13 @@ DESCRIPTION
   Idempotent: running it again with the same options changes nothing ("already-provisioned").
   Other options are refused (exit 11, data.differs names them: url, ref, bootloader, tries,
   keys, version, fw_env_config, device_id, mqtt_username, mqtt_password_file, mqtt_ca,
-  mqtt_cert, mqtt_key, daemon_conf) unless --force. Without --commit/--version, any
+  mqtt_cert, mqtt_key, daemon_conf, collection_id, compatible, architecture) unless --force. Without --commit/--version, any
   installed version matches.
 
 OPTIONS
 ${SYSROOT_HELP}
-  --repo-url URL  base URL of the vendor's archive repo (larch serve, or any web server)
+  --repo-url URL  base URL of the vendor's archive repo (larch serve, or any web server), or
+                  a directory of this machine holding one (file:///PATH, or a path)
   --mqtt-url URL  instead of --repo-url: the MQTT broker (mqtt://HOST[:PORT], mqtts://...),
                   the device's only path; updates come in chunks from 'larch serve --mqtt'
                   responders (docs/fleet.md). User and password may be in the URL.
@@ -175,7 +118,18 @@ ${MQTT_AUTH_HELP}
                   16 KiB env file S/boot/uboot.env on the boot partition, named by its path
   --commit ID, --version V   install this commit or version instead of the ref's newest
   --tries N       boots a new deployment gets before falling back (1-${MAX_TRIES}, default ${DEFAULT_TRIES})
-  --json          print {"result", "sysroot", "slot", "commit", "version", "bootloader", "download"}
+  --collection-id ID  the vendor repo this device takes updates from (its 'init --collection-id');
+                  default: the summary's collection_id, else the commit's larch.collection_id
+  --compatible ID the device's hardware-compatibility id (as RAUC's compatible); default: the
+                  commit's larch.compatible
+  --architecture ARCH  the device's Debian architecture; default: the commit's larch.architecture
+                  The three are recorded in S/larch/config.json; from then on check, upgrade,
+                  deploy and the daemon refuse (exit 14, REFUSED, data.reason wrong-collection,
+                  incompatible, wrong-architecture, data.device, data.offered) a summary or
+                  commit bound to another value, before anything is written. Commits and
+                  summaries that carry none are accepted. Provision refuses them the same way
+  --json          print {"result", "sysroot", "slot", "commit", "version", "bootloader", "download",
+                  "agent": {"version"} of the commit's /usr/bin/larch, or null when it carries none}
 
 ${EXIT_HELP}
   provision: 11 already provisioned with other options (data.differs); add --force.
@@ -189,14 +143,16 @@ EXAMPLES
 `,
   async run(args, io) {
     const mqttUrl = opt(args, 'mqtt-url');
-    if (mqttUrl !== undefined && opt(args, 'repo-url') !== undefined) throw new LarchError('USAGE', 'provision: give --repo-url or --mqtt-url, not both');
+    if (mqttUrl !== undefined && opt(args, 'repo-url') !== undefined) throw new LarchError('USAGE', 'provision: give --repo-url or --mqtt-url, not both', { data: { command: 'provision', options: ['repo-url', 'mqtt-url'] } });
     const kind = mqttUrl !== undefined ? 'mqtt' : 'http';
-    const url = mqttUrl ?? need(args, 'repo-url', 'provision');
+    const given = mqttUrl ?? need(args, 'repo-url', 'provision');
+    // A directory path is recorded absolute: the device's commands run from any directory.
+    const url = kind === 'http' && isLocalRemote(given) && !given.startsWith('file:') ? resolve(given) : given;
     const ref = need(args, 'ref', 'provision');
     const bootloader = opt(args, 'bootloader') ?? 'uboot';
-    if (bootloader !== 'uboot' && bootloader !== 'grub') throw new LarchError('USAGE', `provision: --bootloader must be uboot or grub, got '${bootloader}'`);
+    if (bootloader !== 'uboot' && bootloader !== 'grub') throw new LarchError('USAGE', `provision: --bootloader must be uboot or grub, got '${bootloader}'`, { data: { command: 'provision', option: 'bootloader', value: bootloader } });
     const tries = intOption(opt(args, 'tries'), 'tries', 'provision', 1) ?? DEFAULT_TRIES;
-    if (tries > MAX_TRIES) throw new LarchError('USAGE', `provision: --tries must be 1..${MAX_TRIES}`);
+    if (tries > MAX_TRIES) throw new LarchError('USAGE', `provision: --tries must be 1..${MAX_TRIES}`, { data: { command: 'provision', option: 'tries', value: tries, max: MAX_TRIES } });
     // The files given are this host's; provision copies them into the sysroot (the device's identity).
     const mqttAuth = remoteMqttAuth(args);
     const remote = remoteFor({ remote: { url, kind, mqtt: mqttAuth } });
@@ -213,6 +169,7 @@ EXAMPLES
       tries,
       target: opt(args, 'commit') ?? opt(args, 'version'),
       fwEnvConfig: opt(args, 'fw-env-config'),
+      bind: { collection_id: opt(args, 'collection-id'), compatible: opt(args, 'compatible'), architecture: opt(args, 'architecture') },
       progress,
     }).finally(() => finishProgress(progress));
     if (args.json) printJson(io, result);
@@ -237,18 +194,25 @@ DESCRIPTION
   this device) or unbootable (a cancelled update), each with version, commit, timestamp,
   origin, signing key and tries left; releases that failed on this device ("2 failed on this
   device at TIME; waiting for a newer release"); the boot order; what the last boot-check found
-  (health, whether the bootloader fell back); and the last update's result or error.
+  (health, whether the bootloader fell back); and the last update's result or error. A
+  layered deployment also shows, as rpm-ostree status does, its base (BaseCommit:), its
+  LayeredPackages:, ReplacedBasePackages: and RemovedBasePackages:, and that it was made on
+  this device from its verified base.
 
 OPTIONS
 ${SYSROOT_HELP}
   --json          print the status object. Scripts may rely on: booted.{slot,commit,version},
+                  each deployment's agent.{version,path,in_tree} (the agent that runs it),
                   pending (null or a deployment; pending.version), rollback, boot.order,
                   last_boot.fell_back, last_boot.healthy, last_update.{result,error},
                   deployments[].label (booted, staged, next-boot, rollback, failed,
                   unbootable), next_boot, failed_releases[].{commit,version,time,failed_checks}
                   boot_env ("ok"; "repaired": the env had no valid copy and was rewritten with
                   the state larch can prove; "corrupt": a board env with no valid copy, which
-                  larch never rewrites; boot_env_detail.{message,hint} says what and how to fix)
+                  larch never rewrites; boot_env_detail.{message,hint} says what and how to fix);
+                  per deployment its layer: base.{commit,version}, layered (names),
+                  overrides.{replaced,removed} (names), local, layer_packages, layer_error
+                  (docs/cli.md; a layered deployment's version is its base's)
 
 ${EXIT_HELP}
 `,
@@ -284,33 +248,38 @@ ${SYSROOT_HELP}
                   limit (default 3600)
 ${MIN_SPEED_HELP}
   --json          print {"available", "booted": {slot, commit, version}, "update": null |
-                  {commit, version, timestamp, bytes, via, failed_here}, "packages": null | {upgraded,
+                  {commit, version, timestamp, bytes, via, failed_here, barrier}, "packages": null | {upgraded,
                   downgraded, added, removed}} (packages: db diff --json's lists; null when
-                  there is no update or a commit has no package list)
+                  there is no update or a commit has no package list; barrier: true when the
+                  offer is a barrier release the device goes through before the head);
+                  "layer": null | {base, reapplied: {layered, replaced, removed}, notes}:
+                  on a layered device packages is the diff of base and layer together,
+                  the new base with the booted layer re-applied (docs/cli.md)
 
 ${EXIT_HELP}
 `,
   async run(args, io) {
-    const r = await checkUpdate(await context(args, io), { packages: true });
+    const r = await previewCheck(await context(args, io));
     if (args.json) printJson(io, r);
     else if (!r.available) io.out(`no update: version ${r.booted.version} is the newest\n`);
-    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n${r.update!.failed_here ? `but ${describeFailure(r.update!.failed_here)}: upgrade refuses it\n` : ''}${r.packages ? formatPackageDiff(r.packages) : ''}`);
+    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n${r.update!.barrier ? 'a barrier release: the device goes through it before the newest version\n' : ''}${r.update!.failed_here ? `but ${describeFailure(r.update!.failed_here)}: upgrade refuses it\n` : ''}${r.packages ? formatPackageDiff(r.packages) : ''}${formatLayerPreview(r.layer)}`);
   },
 };
 
-const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolean' }, 'download-only': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, 'allow-downgrade': { type: 'boolean' }, ...REMOTE_LIMIT_OPTIONS };
+const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolean' }, 'download-only': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, 'allow-downgrade': { type: 'boolean' }, 'drop-failing-layers': { type: 'boolean' }, ...REMOTE_LIMIT_OPTIONS };
 
 async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<void> {
   const ctx = await context(args, io);
-  const r = await upgradeSysroot(ctx, { target, dryRun: args.values['dry-run'] === true, downloadOnly: args.values['download-only'] === true, allowDowngrade: args.values['allow-downgrade'] === true, retryFailed: args.values['retry-failed'] === true }).finally(() => finishProgress(ctx.progress));
+  const opts = { target, allowDowngrade: args.values['allow-downgrade'] === true, retryFailed: args.values['retry-failed'] === true, dropFailingLayers: args.values['drop-failing-layers'] === true };
+  const preview = args.values['dry-run'] === true ? await previewUpgrade(ctx, opts).finally(() => finishProgress(ctx.progress)) : null;
+  const r = preview?.upgrade ?? (await upgradeSysroot(ctx, { ...opts, downloadOnly: args.values['download-only'] === true }).finally(() => finishProgress(ctx.progress)));
   let finalized = null;
   if (r.result === 'staged' && args.values.reboot === true) finalized = await finalizeSysroot(ctx);
-  if (args.values['dry-run'] === true && r.to) {
-    const { previewEtcMerge } = await import('../../agent/etc-merger.ts');
-    const preview = await previewEtcMerge(ctx.sysroot, r.from.slot, r.to.commit);
-    if (args.json) return printJson(io, { ...r, etc_plan: preview.json });
-    io.out(`would upgrade slot ${r.from.slot} version ${r.from.version} -> slot ${r.to.slot} version ${r.to.version} (${r.download.via}${r.download.bytes ? `, ${formatBytes(r.download.bytes)}` : ''})\n/etc merge plan:\n${preview.text}`);
+  if (preview?.etc && r.to) {
+    if (args.json) return printJson(io, r);
+    io.out(`would upgrade slot ${r.from.slot} version ${r.from.version} -> slot ${r.to.slot} version ${r.to.version} (${r.download.via}${r.download.bytes ? `, ${formatBytes(r.download.bytes)}` : ''})\n/etc merge plan:\n${preview.etc.text}`);
     if (r.packages) io.out(formatPackageDiff(r.packages));
+    io.out(formatLayerPreview(preview.upgrade.layer));
     return;
   }
   if (args.json) return printJson(io, { ...r, finalized });
@@ -322,15 +291,12 @@ async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<vo
     'dry-run': '',
   };
   io.out(msg[r.result] + '\n');
+  if (r.layered) io.out(`layered packages re-applied on version ${r.to?.version}: commit ${r.layered.commit.slice(0, 12)}${r.layered.dropped.length > 0 ? `; DROPPED (no longer apply): ${r.layered.dropped.join(', ')}` : ''}\n`);
   if (r.etc_conflicts.length > 0) io.out(`/etc conflicts (your version kept, the vendor's saved as FILE.larchnew): ${r.etc_conflicts.join(', ')}\n`);
-  if (r.result === 'staged' && args.values.reboot === true) io.out(ctx.sysroot.path === DEFAULT_SYSROOT ? 'rebooting\n' : 'reboot now (in a test sysroot: larch sim-boot)\n');
-  if (r.result === 'staged' && args.values.reboot === true && ctx.sysroot.path === DEFAULT_SYSROOT) await rebootNow();
-}
-
-async function rebootNow(): Promise<void> {
-  const { spawnSync } = await import('node:child_process');
-  const r = spawnSync('systemctl', ['reboot'], { stdio: 'inherit' });
-  if (r.status !== 0) spawnSync('reboot', [], { stdio: 'inherit' });
+  if (r.result === 'staged' && args.values.reboot === true) {
+    io.out(ctx.sysroot.realDevice ? 'rebooting\n' : 'reboot now (in a test sysroot: larch sim-boot; the request is recorded in S/larch/daemon/reboot-requested.json)\n');
+    await rebootFor(ctx.sysroot)(`upgrade --reboot: version ${r.to?.version} staged in slot ${r.to?.slot}`);
+  }
 }
 
 export const upgrade: Command = {
@@ -342,7 +308,7 @@ export const upgrade: Command = {
 
 SYNOPSIS
   larch upgrade [--sysroot S] [--reboot] [--download-only] [--dry-run] [--allow-downgrade]
-                [--timeout SECONDS] [--min-speed BYTES] [--min-speed-time SECONDS] [--json]
+                [--drop-failing-layers] [--timeout SECONDS] [--min-speed BYTES] [--min-speed-time SECONDS] [--json]
 
 DESCRIPTION
   Verifies the signed summary, refuses a downgrade unless allowed (older by Debian version
@@ -371,6 +337,10 @@ ${SYSROOT_HELP}
   --dry-run          show what would be downloaded, the /etc merge plan and the package
                      changes (as check); stage nothing
   --allow-downgrade  accept a target older than the booted commit (by version or timestamp)
+  --drop-failing-layers  with package layering (larch install, override): the layer is
+                     re-applied on the new base; parts of it that no longer apply (a conflict
+                     with the new base, a package gone) are dropped and named ("layered":
+                     {commit, dropped}) instead of refusing the upgrade (exit 15, LAYER_FAILED)
   --timeout SECONDS  bound the summary fetch and, separately, the whole download: past it,
                      exit 9 (IO, data.reason "timeout") naming the server and the limit;
                      what was downloaded is kept and the next run resumes (default 3600)
@@ -380,7 +350,7 @@ ${MIN_SPEED_HELP}
                      {delta, reason, code, message} when the delta failed (reason unsigned,
                      untrusted, missing, truncated, corrupt, base_missing) and the commit
                      was fetched object by object instead (also journaled); with --dry-run also
-                     "etc_plan" and "packages" (as for check)
+                     "etc_plan", "packages" and "layer" (as for check)
 
 ${EXIT_HELP}
 
@@ -505,14 +475,14 @@ DESCRIPTION
 OPTIONS
 ${SYSROOT_HELP}
   --rollback      also remove the rollback deployment
-  --json          print {"removedSlot", "objectsDeleted", "bytesFreed"}
+  --json          print {"removed_slot", "objects_deleted", "bytes_freed"}
 
 ${EXIT_HELP}
 `,
   async run(args, io) {
     const r = await cleanupSysroot(sysrootOf(args), { rollback: args.values.rollback === true });
     if (args.json) printJson(io, r);
-    else io.out(`${r.removedSlot ? `removed slot ${r.removedSlot}; ` : ''}freed ${r.objectsDeleted} objects, ${formatBytes(r.bytesFreed)}\n`);
+    else io.out(`${r.removed_slot ? `removed slot ${r.removed_slot}; ` : ''}freed ${r.objects_deleted} objects, ${formatBytes(r.bytes_freed)}\n`);
   },
 };
 
@@ -612,7 +582,7 @@ ${SYSROOT_HELP}
   --no-reboot     report that a reboot is needed instead of rebooting
   --timeout S     per-check timeout in seconds (default 60)
   --json          print {"slot", "healthy", "outcome", "reboot", "fell_back", "from", "rescue",
-                  "failed_checks", "health", "boot_env"} (boot_env: ok, repaired (the env had no
+                  "failed_checks", "health", "boot_env", "agent_version"} (boot_env: ok, repaired (the env had no
                   valid copy and was rewritten), or corrupt (a board env larch may not rewrite:
                   the result was not recorded; the journal names the restore command))
 
@@ -624,7 +594,7 @@ ${EXIT_HELP}
     const r = await bootCheck(sysroot, { timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
     if (args.json) printJson(io, r);
     else io.out(`slot ${r.slot}: ${r.healthy ? 'healthy' : `unhealthy (${r.failed_checks.join(', ')})`}; ${r.outcome}${r.fell_back ? `; the bootloader fell back from slot ${r.from}` : ''}${r.boot_env === 'ok' ? '' : `; boot env ${r.boot_env}`}\n`);
-    if (r.reboot && args.values['no-reboot'] !== true && sysroot.path === DEFAULT_SYSROOT) await rebootNow();
+    if (r.reboot && args.values['no-reboot'] !== true) await rebootFor(sysroot)(`boot-check: slot ${r.slot} ${r.outcome}`);
   },
 };
 
@@ -678,7 +648,9 @@ DESCRIPTION
   Runs the bootloader's decision (exactly what board/uboot/boot.cmd and board/grub/grub.cfg
   do: pick the first good slot, or spend a try of an unconfirmed one, or fall back) on the
   sysroot's real env file, records the chosen slot as the kernel command line would
-  (larch.slot=X in S/larch/sim/cmdline), then runs boot-check. For tests and the demo.
+  (larch.slot=X in S/larch/sim/cmdline), then runs boot-check as the device would: by the
+  booted deployment's own agent (its /usr/bin/larch) when it carries one, else in this
+  process. For tests and the demo.
   An env with no valid copy is read as the scripts read it (the safe default: the LKG
   marker's slot, no write); boot-check then repairs it.
   Refused (exit 2) without an explicit --sysroot, for the real roots / and /sysroot, and on
@@ -688,13 +660,15 @@ DESCRIPTION
 OPTIONS
   --sysroot S     a test sysroot (a directory provisioned with larch provision); required
   --unhealthy     make the health checks fail (a stand-in for a broken tree)
-  --json          print {"slot", "rescue", "wrote", "check": <boot-check result>}
+  --json          print {"slot", "rescue", "wrote", "agent_path", "check": <boot-check result>}
+                  (agent_path: the booted deployment's own agent that ran boot-check; null:
+                  this process ran it)
 
 ${EXIT_HELP}
 `,
   async run(args, io) {
     const timeout = intOption(opt(args, 'timeout'), 'timeout', 'sim-boot', 1);
-    if (opt(args, 'sysroot') === undefined) throw new LarchError('USAGE', 'sim-boot needs --sysroot S: it rewrites the boot env of S as a reboot would, and the default /sysroot is a real device', { hint: "run 'larch sim-boot --sysroot DIR' on a test sysroot; on a device, reboot" });
+    if (opt(args, 'sysroot') === undefined) throw new LarchError('USAGE', 'sim-boot needs --sysroot S: it rewrites the boot env of S as a reboot would, and the default /sysroot is a real device', { hint: "run 'larch sim-boot --sysroot DIR' on a test sysroot; on a device, reboot", data: { command: 'sim-boot', option: 'sysroot' } });
     const r = await simBoot(sysrootOf(args), { forceUnhealthy: args.values.unhealthy === true, timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
     if (args.json) printJson(io, r);
     else io.out(`booted slot ${r.slot}${r.rescue ? ' (rescue)' : ''}: ${r.check.healthy ? 'healthy' : `unhealthy (${r.check.failed_checks.join(', ')})`}; ${r.check.outcome}${r.check.fell_back ? `; FELL BACK from slot ${r.check.from}` : ''}${r.check.reboot ? '; needs a reboot' : ''}\n`);
@@ -705,15 +679,12 @@ ${EXIT_HELP}
  * A command that changes the sysroot runs holding the device lock (src/agent/device-lock.ts), so
  * two of them (or one and the daemon) never interleave.
  */
-function locked(cmd: Command): Command {
-  return { ...cmd, run: (args, io) => withDeviceLock(sysrootOf(args), `larch ${cmd.name}`, () => cmd.run(args, io)) };
-}
-
 export const deviceCommands: Command[] = [
   locked(provision),
   status,
   locked(checkCmd),
   ...[upgrade, deploy, rollback, finalize, cleanup, pin, unpin].map((c) => locked(c)),
   history,
-  ...[bootCheckCmd, markGood, markBad, simBootCmd].map((c) => locked(c)),
+  ...[bootCheckCmd, markGood, markBad].map((c) => locked(c)),
+  simBootCmd, // takes the device lock itself: not while the booted deployment's own agent runs boot-check
 ];

@@ -28,10 +28,12 @@ export const imageBuildCommand: Command = {
     keys: { type: 'string', multiple: true },
     'repo-url': { type: 'string' },
     'larch-bin': { type: 'string' },
+    agent: { type: 'string' },
     cache: { type: 'string' },
     'work-dir': { type: 'string' },
     'boot-size': { type: 'string' },
     'root-size': { type: 'string' },
+    compatible: { type: 'string' },
   },
   positionals: true,
   help: `NAME
@@ -39,15 +41,16 @@ export const imageBuildCommand: Command = {
 
 SYNOPSIS
   larch image build DEFINITION.toml --board BOARD --out disk.img --repo R --sign-key K.key
-                    [--keys K.pub]... [--repo-url URL] [--larch-bin FILE] [--cache DIR]
-                    [--boot-size MiB] [--root-size MiB] [--work-dir DIR] [--json]
+                    [--keys K.pub]... [--repo-url URL] [--larch-bin FILE] [--agent FILE] [--cache DIR]
+                    [--boot-size MiB] [--root-size MiB] [--work-dir DIR] [--compatible ID] [--json]
   larch image build --rev REV [--ref REF] --board BOARD --out disk.img --repo R --sign-key K.key ...
 
 DESCRIPTION
   Composes the definition into R (as 'larch compose'), or takes the commit REV of R, publishes
   R's summary (signed with --sign-key), provisions a sysroot from it over HTTP exactly as a
   device's factory set-up does (the first deployment in slot A, marked good; the trusted keys;
-  the config pointing at --repo-url), adds the larch binary as /larch/bin/larch, and writes a
+  the config pointing at --repo-url), adds the larch binary as /larch/bin/larch when the commit
+  carries no agent of its own (/usr/bin/larch, the definition's 'agent'), and writes a
   partitioned disk image: partition 1 FAT32 (the sysroot's /boot: the slots' kernels and
   initramfs, the boot state, and GRUB's grub.cfg or U-Boot's boot.scr), partition 2 ext4 (the
   rest of the sysroot); for GRUB, GRUB for BIOS in the gap before partition 1. Needs no root:
@@ -68,13 +71,19 @@ OPTIONS
   --keys K.pub      a key the device trusts (default: K.pub next to each K.key)
   --repo-url URL    the update server in the device's config (default ${DEFAULT_REPO_URL}: the
                     host, seen from QEMU's user network)
-  --larch-bin FILE  the larch binary for the board's architecture (default: this binary, when
+  --larch-bin FILE  the larch binary for the board's architecture, for a commit without an agent
+                    of its own (default: this binary, when
                     it is larch's Bun build; 'node scripts/build.mjs linux-x64' makes dist/larch,
                     'node scripts/build.mjs linux-arm64' dist/larch-arm64)
+  --agent FILE      composing: the agent the image carries at /usr/bin/larch, instead of the
+                    definition's 'agent' (as larch compose --agent)
   --cache DIR       .deb cache for compose (default: as larch compose)
   --boot-size MiB, --root-size MiB   partition sizes (default: from the content, with room
                     for a second slot)
   --work-dir DIR    where the temporary sysroot and filesystems go (default: the OS temp dir)
+  --compatible ID   the device's hardware-compatibility id (provision --compatible; default:
+                    the commit's larch.compatible, else the board's name). The device is also
+                    bound to the board's architecture and to R's collection id, if any
   --json            print {"out", "board", "commit", "version", "ref", "compose", "layout"}
 
 EXAMPLES
@@ -95,17 +104,17 @@ EXIT STATUS
 `,
   async run(args, io) {
     const board = need(args, 'board', 'image build');
-    if (!isBoard(board)) throw new LarchError('USAGE', `image build: unknown board '${board}' (known: ${Object.keys(BOARDS).join(', ')})`);
+    if (!isBoard(board)) throw new LarchError('USAGE', `image build: unknown board '${board}' (known: ${Object.keys(BOARDS).join(', ')})`, { data: { command: 'image build', option: 'board', value: board, allowed: Object.keys(BOARDS) } });
     const out = need(args, 'out', 'image build');
     const rev = opt(args, 'rev');
     if (args.positionals.length > 1 || (args.positionals.length === 1) === (rev !== undefined)) {
-      throw new LarchError('USAGE', 'image build: give either DEFINITION.toml or --rev REV', { hint: "run 'larch image build --help'" });
+      throw new LarchError('USAGE', 'image build: give either DEFINITION.toml or --rev REV', { hint: "run 'larch image build --help'", data: { command: 'image build', options: ['definition', 'rev'] } });
     }
     const signKeyFiles = list(args, 'sign-key');
     let keys = list(args, 'keys');
     if (keys.length === 0) keys = signKeyFiles.map((k) => k.replace(/\.key$/, '') + '.pub').filter((p) => existsSync(p));
     const larchBinary = opt(args, 'larch-bin') ?? defaultLarchBinary();
-    if (!larchBinary) throw new LarchError('USAGE', 'image build: pass --larch-bin FILE (the larch binary for the board: node scripts/build.mjs linux-x64 makes dist/larch)');
+    if (!larchBinary) throw new LarchError('USAGE', 'image build: pass --larch-bin FILE (the larch binary for the board: node scripts/build.mjs linux-x64 makes dist/larch)', { data: { command: 'image build', option: 'larch-bin' } });
     const repo = await openRepo(args, 'image build');
     const result = await imageBuild(repo, {
       board,
@@ -116,7 +125,9 @@ EXIT STATUS
       signKeys: await Promise.all(signKeyFiles.map(readSecretKey)),
       trustedKeys: keys,
       repoUrl: opt(args, 'repo-url') ?? DEFAULT_REPO_URL,
+      compatible: opt(args, 'compatible'),
       larchBinary,
+      agent: opt(args, 'agent'),
       cacheDir: opt(args, 'cache') ?? join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'larch', 'debs'),
       defaultTimestamp: Number(process.env.SOURCE_DATE_EPOCH || 0) || 0,
       workDir: opt(args, 'work-dir'),

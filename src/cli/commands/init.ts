@@ -1,5 +1,6 @@
 /** larch init: create a repo. */
-import { LarchError } from '../../errors.ts';
+import { LarchError, quash } from '../../errors.ts';
+import { bindingValueProblem } from '../../store/binding.ts';
 import { DIRTREE_FORMATS, type DirTreeFormat } from '../../store/object.ts';
 import { REPO_MODES, Repo, type RepoMode } from '../../store/repo.ts';
 import { type Command, need, opt, printJson } from '../command.ts';
@@ -8,12 +9,12 @@ import { REPO_OPTION } from './_repo.ts';
 export const init: Command = {
   name: 'init',
   summary: 'create a repository',
-  options: { ...REPO_OPTION, mode: { type: 'string' }, 'dirtree-format': { type: 'string' } },
+  options: { ...REPO_OPTION, mode: { type: 'string' }, 'dirtree-format': { type: 'string' }, 'collection-id': { type: 'string' } },
   help: `NAME
   larch init - create a repository
 
 SYNOPSIS
-  larch init --repo R [--mode bare|bare-user|archive] [--dirtree-format 1|2] [--json]
+  larch init --repo R [--mode bare|bare-user|archive] [--dirtree-format 1|2] [--collection-id ID] [--json]
 
 DESCRIPTION
   Creates the repository R (and its parent directories). Running it again on an existing
@@ -34,28 +35,42 @@ DESCRIPTION
   format-2 tree: upgrade the fleet's agents first, then switch the repo with
       larch init --repo R --mode MODE --dirtree-format 2
 
+  Collection id (docs/fleet.md, "One vendor, several products"): the product's repo id, in
+  reverse-DNS form (com.example.gateway), kept in R/config.json. Every commit made in R
+  carries it (larch.collection_id) and so does R's signed summary (collection_id); a device
+  records it when provisioned and refuses a summary or commit of another collection, so one
+  product's repo served to another product's devices is refused before anything is written.
+  Given once: an existing repo's id is never changed (exit 11). A repo without one binds
+  nothing (as before). Devices whose larch predates collection ids refuse a summary that
+  carries one: upgrade the fleet's agents first.
+
 OPTIONS
   --repo R        the repository directory (required)
   --mode MODE     bare, bare-user or archive
   --dirtree-format N
                   1 or 2: the dirtree format the repo's next commits write (default for a
                   new repo: 2; an existing repo keeps its own unless this is given)
-  --json          print {"repo", "mode", "dirtree_format"}
+  --collection-id ID
+                  the repo's collection id (set once; default: none)
+  --json          print {"repo", "mode", "dirtree_format", "collection_id"}
 
 EXIT STATUS
-  0 created or already there; 11 (EXISTS) when R exists with another mode.
+  0 created or already there; 11 (EXISTS) when R exists with another mode or collection id.
 `,
   async run(args, io) {
     const path = need(args, 'repo', 'init');
     const isRoot = process.getuid?.() === 0;
     const mode = (opt(args, 'mode') ?? (isRoot ? 'bare' : 'bare-user')) as RepoMode;
-    if (!REPO_MODES.includes(mode)) throw new LarchError('USAGE', `init: --mode must be one of ${REPO_MODES.join(', ')}, got '${mode}'`);
-    if (mode === 'bare' && !isRoot) throw new LarchError('USAGE', "init: mode 'bare' keeps real owners and needs root", { hint: "run as root, or use --mode bare-user" });
+    if (!REPO_MODES.includes(mode)) throw new LarchError('USAGE', `init: --mode must be one of ${REPO_MODES.join(', ')}, got '${mode}'`, { data: { command: 'init', option: 'mode', value: mode, allowed: REPO_MODES } });
+    if (mode === 'bare' && !isRoot) throw new LarchError('USAGE', "init: mode 'bare' keeps real owners and needs root", { hint: "run as root, or use --mode bare-user", data: { command: 'init', option: 'mode', value: mode } });
     const formatArg = opt(args, 'dirtree-format');
     const format = formatArg === undefined ? undefined : (Number(formatArg) as DirTreeFormat);
-    if (format !== undefined && (!/^[12]$/.test(formatArg ?? '') || !DIRTREE_FORMATS.includes(format))) throw new LarchError('USAGE', `init: --dirtree-format must be 1 or 2, got '${formatArg}'`);
-    const repo = await Repo.init(path, mode, format);
-    if (args.json) printJson(io, { repo: repo.path, mode: repo.mode, dirtree_format: repo.dirtreeFormat });
-    else io.out(`Initialized ${repo.mode} repo at ${repo.path} (dirtree format ${repo.dirtreeFormat})\n`);
+    if (format !== undefined && (!/^[12]$/.test(formatArg ?? '') || !DIRTREE_FORMATS.includes(format))) throw new LarchError('USAGE', `init: --dirtree-format must be 1 or 2, got '${formatArg}'`, { data: { command: 'init', option: 'dirtree-format', value: formatArg } });
+    const collectionId = opt(args, 'collection-id');
+    const problem = collectionId === undefined ? null : bindingValueProblem('collection_id', collectionId);
+    if (problem !== null) throw new LarchError('USAGE', `init: --collection-id '${quash(collectionId!)}' ${problem}`, { data: { command: 'init', option: 'collection-id', value: collectionId } });
+    const repo = await Repo.init(path, mode, format, collectionId);
+    if (args.json) printJson(io, { repo: repo.path, mode: repo.mode, dirtree_format: repo.dirtreeFormat, collection_id: repo.collectionId });
+    else io.out(`Initialized ${repo.mode} repo at ${repo.path} (dirtree format ${repo.dirtreeFormat}${repo.collectionId === null ? '' : `, collection id ${repo.collectionId}`})\n`);
   },
 };

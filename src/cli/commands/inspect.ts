@@ -7,7 +7,7 @@ import type { Repo } from '../../store/repo.ts';
 import { decodeSignatures, keyId } from '../../store/sign.ts';
 import { childPath } from '../../store/walk.ts';
 import { type Command, intOption, opt, positionals, printJson } from '../command.ts';
-import { REPO_OPTION, formatTime, openRepo } from './_repo.ts';
+import { REPO_OPTION, formatTime, isoTimeMs, openRepo } from './_repo.ts';
 
 async function commitJson(repo: Repo, id: ObjectId, c: Commit) {
   const sigBytes = await repo.readSignatures(id);
@@ -16,13 +16,13 @@ async function commitJson(repo: Repo, id: ObjectId, c: Commit) {
     commit: id,
     parent: c.parent,
     version: c.version,
-    timestamp: c.timestamp,
-    date: formatTime(c.timestamp),
+    timestamp_s: c.timestamp,
+    date: isoTimeMs(c.timestamp),
     subject: c.subject,
     body: c.body,
     metadata: toPlain(c.metadata),
     root: c.root,
-    signedBy: sigs.map((s) => keyId(s.key)),
+    signed_by: sigs.map((s) => keyId(s.key)),
   };
 }
 
@@ -31,8 +31,8 @@ function commitText(j: Awaited<ReturnType<typeof commitJson>>): string {
     `commit ${j.commit}`,
     j.parent ? `parent ${j.parent}` : null,
     `version ${j.version}`,
-    `date    ${j.date}`,
-    j.signedBy.length ? `signed  ${j.signedBy.join(', ')}` : 'signed  (unsigned)',
+    `date    ${formatTime(j.timestamp_s)}`,
+    j.signed_by.length ? `signed  ${j.signed_by.join(', ')}` : 'signed  (unsigned)',
     j.subject ? `\n    ${j.subject}` : null,
     j.body ? `\n${j.body.replace(/^/gm, '    ')}` : null,
   ]
@@ -58,6 +58,9 @@ OPTIONS
   --repo R     repository (required)
   -n, --max N  show at most N commits
   --json       print an array of commits (see 'larch show --help')
+
+EXIT STATUS
+  0 printed; 2 usage; 3 (NOT_FOUND) no repo or REV; 5 (OBJECT_MISSING) a commit is missing.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'log');
@@ -94,7 +97,10 @@ DESCRIPTION
 OPTIONS
   --repo R   repository (required)
   --json     print {"commit", "parent", "version", "timestamp", "date", "subject", "body",
-             "metadata", "root": {"tree", "meta"}, "signedBy"}
+             "metadata", "root": {"tree", "meta"}, "signed_by"}
+
+EXIT STATUS
+  0 printed; 2 usage; 3 (NOT_FOUND) no repo or REV; 5 (OBJECT_CORRUPT) a damaged object.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'show');
@@ -121,13 +127,17 @@ SYNOPSIS
 
 DESCRIPTION
   Lists the entries of directory PATH (default /) in REV: type, mode, owner, size, name,
-  and the symlink target. -R lists everything below PATH.
+  and the symlink target; a PATH that is not a directory lists that one entry, as ls(1) does.
+  -R lists everything below PATH.
 
 OPTIONS
   --repo R          repository (required)
   -R, --recursive   descend into directories
   --json            print [{"path", "type" (reg|lnk|fifo|dir), "mode", "uid", "gid",
                     "size", "target", "object"}]
+
+EXIT STATUS
+  0 listed; 2 usage; 3 (NOT_FOUND) no repo, REV or PATH; 5 (OBJECT_MISSING) a tree is missing.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'ls');
@@ -136,24 +146,33 @@ OPTIONS
     const commit = await repo.readCommit(await repo.resolveRev(rev));
     let tree = commit.root.tree;
     let base: Buffer = Buffer.alloc(0);
-    for (const part of start.split('/').filter(Boolean)) {
+    const rows: Record<string, unknown>[] = [];
+    const fileRow = async (file: ObjectId) => {
+      const h = (await repo.readFile(file)).header;
+      return { type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, size: h.type === 'reg' ? h.size : 0, target: h.type === 'lnk' ? Buffer.from(h.target).toString('utf8') : undefined, object: file };
+    };
+    const parts = start.split('/').filter(Boolean);
+    let single = false;
+    for (const [i, part] of parts.entries()) {
       const dt = await repo.readDirTree(tree);
       const d = dt.dirs.find((e) => Buffer.from(e.name).toString('utf8') === part);
-      if (!d) throw new LarchError('NOT_FOUND', `no directory '${start}' in ${rev}`, { data: { path: start } });
+      const f = d || i < parts.length - 1 ? undefined : dt.files.find((e) => Buffer.from(e.name).toString('utf8') === part);
+      if (f) {
+        rows.push({ path: '/' + childPath(base, Buffer.from(part)).toString('utf8'), ...(await fileRow(f.file)) });
+        single = true;
+        break;
+      }
+      if (!d) throw new LarchError('NOT_FOUND', `no file or directory '${start}' in ${rev}`, { hint: `'larch ls --repo ${repo.path} ${rev} ${['', ...parts.slice(0, i)].join('/') || '/'}' lists what is there`, data: { path: start, rev } });
       tree = d.tree;
       base = childPath(base, Buffer.from(part));
     }
-    const rows: Record<string, unknown>[] = [];
     const visit = async (t: ObjectId, path: Buffer) => {
       const dt = await repo.readDirTree(t);
-      if (validateDirTree(dt).length > 0) throw new LarchError('HOSTILE_TREE', `dirtree ${t} has unsafe names; run 'larch fsck'`);
+      if (validateDirTree(dt).length > 0) throw new LarchError('HOSTILE_TREE', `dirtree ${t} has unsafe names; run 'larch fsck'`, { data: { tree: t } });
       const entries: { name: Uint8Array; row: () => Promise<Record<string, unknown>>; sub?: ObjectId }[] = [
         ...dt.files.map((f) => ({
           name: f.name,
-          row: async () => {
-            const h = (await repo.readFile(f.file)).header;
-            return { type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, size: h.type === 'reg' ? h.size : 0, target: h.type === 'lnk' ? Buffer.from(h.target).toString('utf8') : undefined, object: f.file };
-          },
+          row: () => fileRow(f.file),
         })),
         ...dt.dirs.map((d) => ({
           name: d.name,
@@ -170,7 +189,7 @@ OPTIONS
         if (args.values.recursive && e.sub) await visit(e.sub, p);
       }
     };
-    await visit(tree, base);
+    if (!single) await visit(tree, base);
     if (args.json) return printJson(io, rows);
     for (const r of rows) {
       const mode = `${typeChar[r.type as keyof typeof typeChar]}${(r.mode as number).toString(8).padStart(4, '0')}`;
@@ -201,6 +220,9 @@ OUTPUT
 OPTIONS
   --repo R   repository (required)
   --json     print {"from", "to", "added": [...], "removed": [...], "modified": [...]}
+
+EXIT STATUS
+  0 printed; 2 usage; 3 (NOT_FOUND) no repo or REV; 5 (OBJECT_MISSING) a tree is missing.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'diff');
@@ -233,12 +255,15 @@ OPTIONS
   --repo R           repository (required)
   --delete BRANCH    delete this branch
   --json             print [{"branch", "commit"}]
+
+EXIT STATUS
+  0 listed; 2 usage; 3 (NOT_FOUND) no repo.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'refs');
     const del = opt(args, 'delete');
     if (del) {
-      if ((await repo.readRef(del)) === null) throw new LarchError('NOT_FOUND', `no branch '${del}'`);
+      if ((await repo.readRef(del)) === null) throw new LarchError('NOT_FOUND', `no branch '${del}'`, { data: { ref: del } });
       const lock = await repo.lock();
       try {
         await repo.writeRef(del, null);

@@ -22,13 +22,16 @@ OPTIONS
   --repo R     repository (required)
   --keep N     keep at most N commits per branch (N >= 1)
   --dry-run    count, delete nothing
-  --json       print {"commitsKept", "objectsDeleted", "bytesFreed", "tempEntriesRemoved"}
+  --json       print {"commits_kept", "objects_deleted", "bytes_freed", "temp_entries_removed"}
+
+EXIT STATUS
+  0 pruned; 2 usage; 3 (NOT_FOUND) no repo; 7 (LOCKED) repo locked; 9 (IO) a file could not be removed.
 `,
   async run(args, io) {
     const keep = intOption(opt(args, 'keep'), 'keep', 'prune', 1);
     const repo = await openRepo(args, 'prune');
     const result = await pruneRepo(repo, { keep, dryRun: args.values['dry-run'] === true });
     if (args.json) printJson(io, result);
-    else io.out(`${args.values['dry-run'] ? 'Would delete' : 'Deleted'} ${result.objectsDeleted} objects (${result.bytesFreed} bytes) and ${result.tempEntriesRemoved} temporary entries; kept ${result.commitsKept} commits\n`);
+    else io.out(`${args.values['dry-run'] ? 'Would delete' : 'Deleted'} ${result.objects_deleted} objects (${result.bytes_freed} bytes) and ${result.temp_entries_removed} temporary entries; kept ${result.commits_kept} commits\n`);
   },
 };

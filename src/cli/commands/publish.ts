@@ -1,23 +1,11 @@
 /** larch publish: write the repo's signed summary so a static web server can serve it to devices. */
 import { LarchError } from '../../errors.ts';
 import { publish as publishSummary } from '../../server/publish.ts';
-import { isoTime } from '../../server/summary.ts';
+import { isoTime } from '../../protocol/summary.ts';
 import { readSecretKey } from '../../store/sign.ts';
 import { type Command, list, opt, printJson } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
-
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
-export const DEFAULT_EXPIRES_IN = '7d';
-
-/** "90m", "12h", "7d", "2w", "3600s" or plain seconds -> seconds. @throws USAGE */
-export function parseDuration(text: string, option: string): number {
-  const m = /^(\d+)([smhdw]?)$/.exec(text.trim());
-  const seconds = m ? Number(m[1]) * UNIT_SECONDS[m[2] || 's'] : NaN;
-  if (!Number.isSafeInteger(seconds) || seconds <= 0) {
-    throw new LarchError('USAGE', `${option} must be a positive duration such as 3600, 90m, 12h, 7d or 2w; got '${text}'`);
-  }
-  return seconds;
-}
+import { DEFAULT_EXPIRES_IN, parseDuration } from '../option-values.ts';
 
 export const publish: Command = {
   name: 'publish',
@@ -40,6 +28,8 @@ DESCRIPTION
   seconds). Deltas that lead to no branch, with a part missing, unsigned, or not signed by a
   --sign-key (or a key of R's keyring, 'larch trust') are left out and named on stderr: a
   device would refuse them instead of fetching the commit object by object.
+  The barrier releases declared with 'larch barrier add' (R/barriers.json) are listed with
+  their ref, and the deltas leading to them too.
 
 OPTIONS
   --repo R              repository to publish (archive mode, to be served) (required)
@@ -47,7 +37,7 @@ OPTIONS
   --expires-in DURATION how long devices accept this summary: seconds, or a number with
                         s, m, h, d or w (default ${DEFAULT_EXPIRES_IN})
   --json                print {"path", "serial", "created", "expires", "refs", "deltas",
-                        "skipped": [{"name", "reason", "message"}], "signedBy"}; reason is
+                        "skipped": [{"name", "reason", "message"}], "signed_by"}; reason is
                         one of unreadable, malformed, incomplete, no_ref, unsigned, untrusted
 
 EXIT STATUS
@@ -59,12 +49,14 @@ EXAMPLES
   async run(args, io) {
     const expiresInSeconds = parseDuration(opt(args, 'expires-in') ?? DEFAULT_EXPIRES_IN, '--expires-in');
     const keyFiles = list(args, 'sign-key');
-    if (keyFiles.length === 0) throw new LarchError('USAGE', 'publish: --sign-key is required (devices refuse unsigned summaries)', { hint: "make a key with 'larch keygen --out NAME'" });
+    if (keyFiles.length === 0) throw new LarchError('USAGE', 'publish: --sign-key is required (devices refuse unsigned summaries)', { hint: "make a key with 'larch keygen --out NAME'", data: { command: 'publish', option: 'sign-key' } });
     const repo = await openRepo(args, 'publish');
     const signKeys = await Promise.all(keyFiles.map(readSecretKey));
     const r = await publishSummary(repo, { signKeys, expiresInSeconds });
-    if (args.json) return printJson(io, r);
-    io.out(`${r.path}: serial ${r.serial}, ${Object.keys(r.refs).length} ref(s), ${r.deltas.length} delta(s); expires ${isoTime(r.expires)}; signed by ${r.signedBy.join(', ')}\n`);
+    // The summary holds seconds (formats.md §11); --json names them so.
+    const seconds = <T extends { timestamp: number }>({ timestamp, ...rest }: T) => ({ ...rest, timestamp_s: timestamp });
+    if (args.json) return printJson(io, { ...r, refs: Object.fromEntries(Object.entries(r.refs).map(([name, ref]) => [name, { ...seconds(ref), ...(ref.barriers ? { barriers: ref.barriers.map(seconds) } : {}) }])) });
+    io.out(`${r.path}: serial ${r.serial}, ${Object.keys(r.refs).length} ref(s), ${r.deltas.length} delta(s); expires ${isoTime(r.expires_s)}; signed by ${r.signed_by.join(', ')}\n`);
     for (const s of r.skipped) io.err(`larch: publish: delta ${s.name} left out (${s.reason}): ${s.message}\n`);
   },
 };

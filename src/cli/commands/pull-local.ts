@@ -23,7 +23,11 @@ DESCRIPTION
 
 OPTIONS
   --repo DEST   destination repository (required)
-  --json        print {"commit", "objectsWritten", "objectsReused", "bytesWritten"}
+  --json        print {"commit", "objects_written", "objects_reused", "bytes_written"}
+
+EXIT STATUS
+  0 copied; 2 usage; 3 (NOT_FOUND) no repo or REV; 5 (OBJECT_CORRUPT) a source object is damaged;
+  7 (LOCKED) DEST locked; 8 (NO_SPACE) no space.
 `,
   async run(args, io) {
     const dest = await openRepo(args, 'pull-local');

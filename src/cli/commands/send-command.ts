@@ -4,8 +4,8 @@ import { COMMANDS, type CommandName, isValidDeviceId } from '../../mqtt/format.t
 import { sendCommand } from '../../server/mqtt-publisher.ts';
 import { readSecretKey } from '../../store/sign.ts';
 import { type Command, intOption, list, need, opt, positionals, printJson } from '../command.ts';
-import { parseDuration } from './publish.ts';
-import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings } from './announce.ts';
+import { parseDuration } from '../option-values.ts';
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings } from '../mqtt-options.ts';
 
 export const sendCommandCmd: Command = {
   name: 'command',
@@ -35,7 +35,7 @@ OPTIONS
   --nonce N              use this nonce (16-64 of A-Z a-z 0-9 _ -; default random): to test replays
   --issued T             issue time in seconds since the epoch (default now): to test stale commands
 ${MQTT_AUTH_HELP}
-  --json                 print {"command": {cmd, device, nonce, issued, expires}, "result":
+  --json                 print {"command": {cmd, device, nonce, issued_s, expires_s}, "result":
                          null | {nonce, cmd, result: ok|refused|error, reason, code, message, output}}
 
 EXIT STATUS
@@ -47,17 +47,18 @@ EXAMPLES
 `,
   async run(args, io) {
     const [cmd] = positionals(args, ['command'], 'command');
-    if (!(COMMANDS as readonly string[]).includes(cmd)) throw new LarchError('USAGE', `command: unknown command '${cmd}'; one of ${COMMANDS.join(', ')}`);
+    if (!(COMMANDS as readonly string[]).includes(cmd)) throw new LarchError('USAGE', `command: unknown command '${cmd}'; one of ${COMMANDS.join(', ')}`, { data: { command: 'command', value: cmd, allowed: COMMANDS } });
     const device = need(args, 'device', 'command');
-    if (!isValidDeviceId(device)) throw new LarchError('USAGE', `command: '${device}' is not a valid device id`);
+    if (!isValidDeviceId(device)) throw new LarchError('USAGE', `command: '${device}' is not a valid device id`, { data: { command: 'command', option: 'device', value: device } });
     const keyFiles = list(args, 'sign-key');
-    if (keyFiles.length === 0) throw new LarchError('USAGE', 'command: --sign-key is required (devices refuse unsigned commands)');
+    if (keyFiles.length === 0) throw new LarchError('USAGE', 'command: --sign-key is required (devices refuse unsigned commands)', { data: { command: 'command', option: 'sign-key' } });
     const nonce = opt(args, 'nonce');
-    if (nonce !== undefined && !/^[A-Za-z0-9_-]{16,64}$/.test(nonce)) throw new LarchError('USAGE', 'command: --nonce must be 16-64 of A-Z a-z 0-9 _ -');
+    if (nonce !== undefined && !/^[A-Za-z0-9_-]{16,64}$/.test(nonce)) throw new LarchError('USAGE', 'command: --nonce must be 16-64 of A-Z a-z 0-9 _ -', { data: { command: 'command', option: 'nonce', value: nonce } });
     const expiresInS = parseDuration(opt(args, 'expires-in') ?? '5m', '--expires-in');
     const waitS = intOption(opt(args, 'wait'), 'wait', 'command') ?? 30;
     const r = await sendCommand({ signKeys: await Promise.all(keyFiles.map(readSecretKey)), mqtt: mqttSettings(args, 'command'), device, cmd: cmd as CommandName, nonce, issued: intOption(opt(args, 'issued'), 'issued', 'command'), expiresInS, waitMs: waitS * 1000 });
-    if (args.json) printJson(io, r);
+    // The signed command carries seconds (formats.md §13); --json names them so.
+    if (args.json) printJson(io, { ...r, command: (({ issued, expires, ...c }) => ({ ...c, issued_s: issued, expires_s: expires }))(r.command) });
     else io.out(r.result ? `${device}: ${r.result.result}${r.result.reason ? ` (${r.result.reason})` : ''}: ${r.result.message}\n` : `sent ${cmd} to ${device} (nonce ${r.command.nonce})\n`);
     if (r.result && r.result.result === 'refused') return 4;
     if (r.result && r.result.result === 'error') {

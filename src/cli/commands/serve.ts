@@ -7,8 +7,8 @@ import { startAutoPublish } from '../../server/auto-publish.ts';
 import { readSecretKey } from '../../store/sign.ts';
 import { type Command, intOption, list, opt } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
-import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings, parseRollout } from './announce.ts';
-import { DEFAULT_EXPIRES_IN, parseDuration } from './publish.ts';
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings } from '../mqtt-options.ts';
+import { DEFAULT_EXPIRES_IN, parseDuration, parseRollout } from '../option-values.ts';
 
 export const serve: Command = {
   name: 'serve',
@@ -76,7 +76,7 @@ EXIT STATUS
       throw new LarchError('INVALID_INPUT', `repo '${repo.path}' is in mode '${repo.mode}'; devices fetch archive repos`, { hint: "serve an archive repo ('larch init --mode archive', then 'larch pull-local' into it)", data: { mode: repo.mode } });
     }
     const port = intOption(opt(args, 'port'), 'port', 'serve', 0);
-    if (port !== undefined && port > 65535) throw new LarchError('USAGE', 'serve: --port must be 0..65535');
+    if (port !== undefined && port > 65535) throw new LarchError('USAGE', 'serve: --port must be 0..65535', { data: { command: 'serve', option: 'port', value: port, max: 65535 } });
     const rate = intOption(opt(args, 'rate'), 'rate', 'serve', 1);
     const logFile = opt(args, 'log');
     const writeLog = (e: AccessLogEntry | ResponderLogEntry) => {

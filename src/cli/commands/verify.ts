@@ -26,7 +26,7 @@ DESCRIPTION
 OPTIONS
   --repo R      repository (required)
   --key K.pub   trust this public key (repeatable)
-  --json        print {"commit", "valid", "signatures": [{"keyId", "trusted", "valid"}]}
+  --json        print {"commit", "valid", "signatures": [{"key_id", "trusted", "valid"}]}
 
 EXIT STATUS
   0 valid signature by a trusted key; 6 (SIGNATURE_INVALID / SIGNATURE_MISSING) when there is
@@ -38,15 +38,15 @@ EXIT STATUS
     const commit = await repo.resolveRev(rev);
     const keyFiles = list(args, 'key');
     const trusted = keyFiles.length > 0 ? await Promise.all(keyFiles.map(readPublicKey)) : (await readTrustedKeys(repo)).map((k) => k.key);
-    if (trusted.length === 0) throw new LarchError('USAGE', 'verify: no trusted keys: pass --key K.pub or add keys with larch trust');
+    if (trusted.length === 0) throw new LarchError('USAGE', 'verify: no trusted keys to check the signature with', { hint: "pass --key K.pub or add keys with 'larch trust'", data: { keys: 0 } });
     const result = await verifyCommit(repo, commit, trusted);
     if (!result.valid) {
       const data = { commit, signatures: result.signatures };
       if (result.signatures.length === 0) throw new LarchError('SIGNATURE_MISSING', `commit ${commit} is not signed`, { data });
-      throw new LarchError('SIGNATURE_INVALID', `commit ${commit} has no valid signature by a trusted key (signed by ${result.signatures.map((s) => `${s.keyId}${s.valid ? '' : ' (bad)'}`).join(', ')})`, { data });
+      throw new LarchError('SIGNATURE_INVALID', `commit ${commit} has no valid signature by a trusted key (signed by ${result.signatures.map((s) => `${s.key_id}${s.valid ? '' : ' (bad)'}`).join(', ')})`, { data });
     }
     if (args.json) printJson(io, result);
-    else io.out(`commit ${commit}: good signature by ${result.signatures.filter((s) => s.trusted && s.valid).map((s) => s.keyId).join(', ')}\n`);
+    else io.out(`commit ${commit}: good signature by ${result.signatures.filter((s) => s.trusted && s.valid).map((s) => s.key_id).join(', ')}\n`);
   },
 };
 
@@ -68,16 +68,19 @@ DESCRIPTION
 OPTIONS
   --repo R           repository (required)
   --sign-key K.key   secret key (required, repeatable)
-  --json             print {"commit", "signedBy"}
+  --json             print {"commit", "signed_by"}
+
+EXIT STATUS
+  0 signed; 2 usage; 3 (NOT_FOUND) no repo or REV; 6 (KEY_INVALID) not a secret key; 7 (LOCKED) repo locked.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'sign');
     const [rev] = positionals(args, ['rev'], 'sign');
     const keys = await Promise.all(list(args, 'sign-key').map(readSecretKey));
-    if (keys.length === 0) throw new LarchError('USAGE', 'sign: --sign-key is required');
+    if (keys.length === 0) throw new LarchError('USAGE', 'sign: --sign-key is required', { data: { command: 'sign', option: 'sign-key' } });
     const commit = await repo.resolveRev(rev);
     const signedBy = await addSignatures(repo, commit, keys);
-    if (args.json) printJson(io, { commit, signedBy });
+    if (args.json) printJson(io, { commit, signed_by: signedBy });
     else io.out(`commit ${commit}: signed by ${signedBy.join(', ')}\n`);
   },
 };
@@ -95,11 +98,16 @@ SYNOPSIS
 
 DESCRIPTION
   Copies each public key into R/keys/trusted/KEYID.pub. With no key, lists the keyring.
-  'larch verify' without --key trusts exactly these keys.
+  'larch verify' without --key trusts exactly these keys. The signed trust document that
+  devices follow has its own subcommands: larch trust create, sign, rotate, show, publish,
+  install (larch trust SUBCOMMAND --help).
 
 OPTIONS
   --repo R   repository (required)
   --json     print [{"id", "path"}]
+
+EXIT STATUS
+  0 listed or added; 2 usage; 3 (NOT_FOUND) no repo or key file; 6 (KEY_INVALID) not a public key.
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'trust');

@@ -1,6 +1,6 @@
 /**
  * changeBootState when the env write fails with an I/O error after it may have reached the disk
- * (issue 13 §10: EIO on the fsync after the rename): the error says whether the change took
+ * (EIO on the fsync after the rename): the error says whether the change took
  * effect and which state the env is in, read back. The env storage is injected (EnvFileIo).
  */
 import t from 'tap';

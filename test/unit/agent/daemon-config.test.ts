@@ -1,13 +1,13 @@
 /**
- * daemon.conf: the reboot and metrics keys, the one-line string arrays, and the refusals naming
- * file and line (a strategy without its windows or lock URL names the line that chose it).
+ * daemon.conf (TOML, read by smol-toml): the reboot and metrics keys, string arrays, and the
+ * refusals naming file, line and key (a strategy without its windows or lock URL names the line
+ * that chose it).
  */
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LarchError } from '../../../src/errors.ts';
 import { parseDaemonConfig, readDaemonConfig, retryDelayMs } from '../../../src/agent/policy.ts';
-import { tempDir } from '../../helpers.ts';
+import { rejectsCode, tempDir } from '../../helpers.ts';
 
 t.test('reboot and metrics keys', async (t) => {
   const c = parseDaemonConfig(
@@ -25,31 +25,40 @@ t.test('reboot and metrics keys', async (t) => {
   t.same(parseDaemonConfig('reboot_windows = "Sun 03:00 1h"', 'd.conf'), { rebootWindows: ['Sun 03:00 1h'] }, 'one window as a plain string');
   t.same(parseDaemonConfig('reboot_windows = []', 'd.conf'), { rebootWindows: [] });
   t.same(parseDaemonConfig('retry_interval_s = 30\nretry_max_s = 600', 'd.conf'), { retryIntervalS: 30, retryMaxS: 600 }, 'the retry of a failed announced update');
+  t.same(parseDaemonConfig("reboot_windows = [\n  'Mon 02:00 1h', # literal string\n  \"Tue 02:00 1h\",\n]\npolicy = 'apply'", 'd.conf'), { rebootWindows: ['Mon 02:00 1h', 'Tue 02:00 1h'], policy: 'apply' }, 'TOML: a multi-line array, literal strings');
 });
 
 t.test('bad values are refused with file and line', async (t) => {
   const cases: [string, RegExp][] = [
     ['reboot_strategy = "sometimes"', /must be one of immediate, periodic, fleet_lock/],
     ['reboot_windows = ["Mon 25:00 1h"]', /not a time of day/],
-    ['reboot_windows = ["Mon 02:00 1h" "Tue 02:00 1h"]', /malformed array/],
-    ['reboot_windows = ["Mon 02:00 1h"', /malformed array|expected key = value/],
+    ['reboot_windows = ["Mon 02:00 1h" "Tue 02:00 1h"]', /not valid TOML \(column \d+\): expected comma/],
+    ['reboot_windows = [1]', /a quoted window or an array of them/],
     ['policy = ["apply"]', /takes one value, not an array/],
     ['fleet_lock_url = "ftp://x"', /http:\/\/ or https:\/\//],
     ['fleet_lock_group = "a b"', /letters, digits/],
     ['metrics_listen = "9105"', /HOST:PORT/],
-    ['retry_interval_s = -1', /got '-1'/],
+    ['retry_interval_s = -1', /non-negative integer, got the integer -1/],
+    ['jitter_s = "5"', /non-negative integer, got the string '5'/],
+    ['wariness = 1.5', /from 0 to 1, got the number 1.5/],
+    ['policy = true', /must be one of none, .*, got true/],
+    ['[mqtt]', /'mqtt' is a table: daemon.conf has no tables/],
+    ['polcy = "apply"', /unknown key 'polcy'/],
+    ['device_id = "a', /not valid TOML \(column \d+\): /],
     ['metrics_listen = "127.0.0.1:99999"', /HOST:PORT/],
   ];
   for (const [line, why] of cases) {
-    try {
-      parseDaemonConfig(`# x\n${line}\n`, '/s/larch/daemon.conf');
-      t.fail(`accepted: ${line}`);
-    } catch (err) {
-      t.ok(err instanceof LarchError && err.code === 'INVALID_INPUT', `${line}: INVALID_INPUT`);
-      t.match((err as Error).message, /^\/s\/larch\/daemon\.conf:2: /, 'names file and line');
-      t.match((err as Error).message, why);
-    }
+    const err = await rejectsCode(t, () => parseDaemonConfig(`# x\n${line}\n`, '/s/larch/daemon.conf'), 'INVALID_INPUT', `${line}: names file and line`, { message: /^\/s\/larch\/daemon\.conf:2: / });
+    t.match(err.message, why);
+    t.match(err.data, { file: '/s/larch/daemon.conf', line: 2 }, 'data names file and line');
+    t.ok(err.hint, 'a hint says the fix');
   }
+});
+
+t.test('a bad value names its key in data, and the hint shows a good one', async (t) => {
+  t.throws(() => parseDaemonConfig('jitter_s = "30"', 'd.conf'), { code: 'INVALID_INPUT', data: { file: 'd.conf', line: 1, key: 'jitter_s' }, hint: /jitter_s = 60 \(no quotes\)/ });
+  t.throws(() => parseDaemonConfig('jitter_s = 1\njitter_s = 2', 'd.conf'), { message: /^d\.conf:2: not valid TOML \(column 1\): .*already defined/, data: { line: 2, column: 1 } }, 'a key set twice in one file');
+  t.throws(() => parseDaemonConfig('nope = 1', 'd.conf'), { code: 'INVALID_INPUT', data: { key: 'nope' }, hint: /the keys are policy, device_id, .*min_speed_time_s/ });
 });
 
 t.test('a strategy without what it needs is refused after all files are read', async (t) => {

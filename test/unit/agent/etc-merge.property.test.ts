@@ -3,7 +3,8 @@
  * local and vendor edits always both land; an untouched side always yields the other exactly.
  */
 import t from 'tap';
-import { type FileEntry, mergeLines, planEtcMerge } from '../../../src/agent/etc-merge.ts';
+import { mergeLines } from '../../../src/agent/etc/line-merge.ts';
+import { type FileEntry, planEtcMerge } from '../../../src/agent/etc/plan.ts';
 import { prng } from '../../helpers.ts';
 
 const RUNS = 400;

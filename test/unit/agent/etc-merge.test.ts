@@ -6,13 +6,11 @@ import {
   type EtcTree,
   type FileEntry,
   LARCHNEW_SUFFIX,
-  decodeText,
   formatPlan,
-  mergeLines,
   planEtcMerge,
   planToJson,
-  splitLines,
-} from '../../../src/agent/etc-merge.ts';
+} from '../../../src/agent/etc/plan.ts';
+import { decodeText, mergeLines, splitLines } from '../../../src/agent/etc/line-merge.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -318,7 +316,7 @@ t.test('reports: JSON round-trips, human summary names each action', async (t) =
     ],
     'unchanged paths left out',
   );
-  t.same(json.actions[1], { path: 'conflict', action: 'conflict', reason: 'content-conflict', type: 'file', contentFrom: 'local', mode: '0644', uid: 0, gid: 0, larchnew: 'conflict.larchnew', conflictRegions: 1 });
+  t.same(json.actions[1], { path: 'conflict', action: 'conflict', reason: 'content-conflict', type: 'file', content_from: 'local', mode: '0644', uid: 0, gid: 0, larchnew: 'conflict.larchnew', conflict_regions: 1 });
   t.equal(planToJson(p, { includeUnchanged: true }).actions.length, 6);
   const text = formatPlan(p, { prefix: '/etc/' });
   t.match(text, /^\/etc merge: 1 conflict, 1 merged, 1 take-vendor, 1 new-local, 1 keep-deleted, 0 local changes kept, 1 unchanged\n/);

@@ -4,34 +4,33 @@
  * the bytes match the id and a trusted key signed it, and refuses the rest as a pull would.
  */
 import t from 'tap';
-import type { Test } from '../../device-helpers.ts';
+import { rejectsCode } from '../../helpers.ts';
 import { LarchError } from '../../../src/errors.ts';
-import { type FileFetcher, fetchCommitObject } from '../../../src/agent/pull-http.ts';
-import { encodePackageList } from '../../../src/compose/package-diff.ts';
+import type { FileFetcher } from '../../../src/agent/remote/fetcher.ts';
+import { fetchCommitObject } from '../../../src/agent/remote/pull.ts';
+import { encodePackageList } from '../../../src/packages/package-diff.ts';
 import { encodeCommit, metadataId } from '../../../src/store/object.ts';
 import { encodeSignatures, generateKey, signCommit } from '../../../src/store/sign.ts';
 
 const zero = '0'.repeat(64);
 
 function memoryFetcher(files: Map<string, Uint8Array>): FileFetcher {
-  return {
+  const f: FileFetcher = {
+    url: 'mem:/',
     where: (path) => `mem:/${path}`,
+    exchange: (_signal, fn) => fn(f),
     async fetchBytes(path, opts) {
       const bytes = files.get(path);
-      if (!bytes) throw new LarchError('NOT_FOUND', `no ${path}`);
-      if (bytes.length > opts.maxBytes) throw new LarchError('INVALID_INPUT', `${path} too large`);
+      if (!bytes) throw new LarchError('NOT_FOUND', `no ${path}`, { data: { url: path } });
+      if (bytes.length > opts.maxBytes) throw new LarchError('INVALID_INPUT', `${path} too large`, { data: { url: path, max_bytes: opts.maxBytes } });
       return bytes;
     },
     async downloadFile() {
       throw new Error('a commit fetch downloads no file');
     },
   };
+  return f;
 }
-
-const rejectsCode = async (t: Test, p: Promise<unknown>, code: string, what: string) => {
-  const err = await p.then(() => null, (e) => e);
-  t.equal(err instanceof LarchError ? err.code : String(err), code, what);
-};
 
 t.test('a signed commit object: decoded with its metadata; tampered, unsigned or untrusted: refused', async (t) => {
   const vendor = await generateKey();

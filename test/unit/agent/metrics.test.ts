@@ -5,9 +5,9 @@
 import t from 'tap';
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { JournalTally, daemonMetrics } from '../../../src/agent/daemon-metrics.ts';
+import { JournalTally, daemonMetrics } from '../../../src/agent/daemon/metrics.ts';
 import { escapeLabelValue, formatMetrics } from '../../../src/agent/metrics.ts';
-import type { Status } from '../../../src/agent/status.ts';
+import { type Status, layerStatus } from '../../../src/agent/status.ts';
 import { tempDir } from '../../helpers.ts';
 
 t.test('exposition format: HELP, TYPE, samples, escaping', async (t) => {
@@ -23,11 +23,11 @@ t.test('exposition format: HELP, TYPE, samples, escaping', async (t) => {
 
 const status = (): Status => ({
   sysroot: '/s', remote: 'http://r', ref: 'os/stable', bootloader: 'uboot', pinned: false,
-  booted: { slot: 'A', commit: 'c'.repeat(64), version: '1 "beta"', timestamp: '', subject: '', origin: { remote: 'r', ref: 'os/stable' }, signed_by: [], deployed_at: '', good: true, tries_left: 3, etc_conflicts: [] },
+  booted: { slot: 'A', commit: 'c'.repeat(64), version: '1 "beta"', timestamp: '', subject: '', origin: { remote: 'r', ref: 'os/stable' }, signed_by: [], deployed_at: '', good: true, tries_left: 3, etc_conflicts: [], agent: { version: null, path: null, in_tree: false }, ...layerStatus('c'.repeat(64), '1 "beta"', null) },
   pending: null, rollback: null,
   boot: { order: ['A', 'B'], last_good: 'A', rescue: false, slots: { A: { good: true, tries_left: 3, deployed: true }, B: { good: false, tries_left: 0, deployed: false } } },
   last_boot: null, last_update: null, boot_env: 'ok', boot_env_detail: null,
-  deployments: [], next_boot: 'A', failed_releases: [],
+  deployments: [], next_boot: 'A', failed_releases: [], trust: { version: null, keys: [] },
 });
 
 t.test('the daemon families', async (t) => {
@@ -36,7 +36,7 @@ t.test('the daemon families', async (t) => {
   t.match(text, `larch_info{version="1 \\"beta\\"",commit="${'c'.repeat(64)}",slot="A",ref="os/stable"} 1\n`);
   t.match(text, 'larch_update_state{state="staged"} 1\n');
   t.match(text, 'larch_update_state{state="idle"} 0\n');
-  t.match(text, 'larch_reboot_waiting{reason="lock"} 1\nlarch_reboot_waiting{reason="window"} 0'.split('\n')[0]);
+  t.match(text, 'larch_reboot_waiting{reason="window"} 0\nlarch_reboot_waiting{reason="lock"} 1\n', 'waiting for the lock, not for a window');
   t.match(text, 'larch_updates_total{result="staged"} 2\n');
   t.match(text, 'larch_updates_total{result="error"} 1\n');
   t.match(text, 'larch_last_check_timestamp_seconds 1800000000\n');

@@ -1,17 +1,7 @@
 /** fw_env.config parsing: the tools' number syntax, defaults, single vs redundant, errors naming the line. */
 import t from 'tap';
-import { LarchError } from '../../../src/errors.ts';
+import { rejectsCode } from '../../helpers.ts';
 import { formatFwEnvConfig, parseFwEnvConfig } from '../../../src/bootcount/fw-env-config.ts';
-
-function failure(text: string): LarchError {
-  try {
-    parseFwEnvConfig(text, 'cfg');
-  } catch (err) {
-    if (err instanceof LarchError) return err;
-    throw err;
-  }
-  throw new Error(`parsed: ${JSON.stringify(text)}`);
-}
 
 t.test('one line: single copy, defaults for sector size and count', async (t) => {
   const c = parseFwEnvConfig('# comment\n\n/boot/uboot.env 0x0 0x4000\n');
@@ -60,11 +50,10 @@ t.test('errors name the line', async (t) => {
     ['/a 0 1 2 3 4 5\n', /too many fields/, 1],
   ];
   for (const [text, message, line] of cases) {
-    const err = failure(text);
-    t.equal(err.code, 'INVALID_INPUT', JSON.stringify(text));
+    const err = await rejectsCode(t, () => parseFwEnvConfig(text, 'cfg'), 'INVALID_INPUT', JSON.stringify(text));
     t.match(err.message, message, JSON.stringify(text));
     t.match(err.message, /^cfg/, 'names the file');
     t.equal(err.data.line, line, `${JSON.stringify(text)}: data.line`);
   }
-  t.match(failure('# only comments\n\n').message, /no environment line/);
+  await rejectsCode(t, () => parseFwEnvConfig('# only comments\n\n', 'cfg'), 'INVALID_INPUT', 'comments only', { message: /no environment line/ });
 });

@@ -6,10 +6,9 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LarchError } from '../../../src/errors.ts';
 import { grubEnvStore } from '../../../src/bootcount/env-store.ts';
 import { GRUBENV_SIGNATURE } from '../../../src/bootcount/grubenv.ts';
-import { tempDir } from '../../helpers.ts';
+import { rejectsCode, tempDir } from '../../helpers.ts';
 
 function editenv(file: string, ...args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync('grub-editenv', [file, ...args], { encoding: 'utf8' });
@@ -20,16 +19,6 @@ function editenvOk(file: string, ...args: string[]): string {
   const r = editenv(file, ...args);
   if (r.code !== 0) throw new Error(`grub-editenv ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return r.stdout;
-}
-
-async function rejection(p: Promise<unknown>): Promise<LarchError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof LarchError) return err;
-    throw err;
-  }
-  throw new Error('did not reject');
 }
 
 const TRICKY: [string, string][] = [
@@ -89,9 +78,8 @@ t.test('capacity: the 931st byte is refused by both, the file untouched', async 
   await store.update((v) => v.set('v', 'x'.repeat(927)));
   t.equal(editenvOk(file, 'list'), `v=${'x'.repeat(927)}\n`, '930 bytes of entries fit');
   const before = readFileSync(file);
-  const err = await rejection(store.update((v) => v.set('v', 'x'.repeat(928))));
-  t.equal(err.code, 'ENV_FULL');
-  t.same(err.data, { neededBytes: 931, availableBytes: 930, envSizeBytes: 1024 });
+  const err = await rejectsCode(t, store.update((v) => v.set('v', 'x'.repeat(928))), 'ENV_FULL', 'refused');
+  t.same(err.data, { needed_bytes: 931, available_bytes: 930, env_size_bytes: 1024 });
   t.ok(readFileSync(file).equals(before), 'unchanged');
   t.equal(editenv(file, 'set', `v=${'x'.repeat(928)}`).code, 1, 'grub-editenv refuses the same');
 });
@@ -126,25 +114,22 @@ t.test('damaged or missing blocks', async (t) => {
   const dir = tempDir(t, 'larch-grubenv-');
   const file = join(dir, 'grubenv');
   const store = grubEnvStore(file, { lockPath: join(dir, 'lock') });
-  const missing = await rejection(store.read());
-  t.equal(missing.code, 'NOT_FOUND', 'read of a missing file');
+  await rejectsCode(t, store.read(), 'NOT_FOUND', 'read of a missing file');
   t.equal(existsSync(file), false, 'read creates nothing');
   await store.update((v) => v.set('A_OK', '1'));
   t.equal(statSync(file).size, 1024, 'set creates a 1024-byte block, as grub-editenv does');
   t.equal(editenvOk(file, 'list'), 'A_OK=1\n');
 
   writeFileSync(file, '# GRUB Environment Blok\n'.padEnd(1024, '#'));
-  const bad = await rejection(store.read());
-  t.equal(bad.code, 'ENV_CORRUPT');
+  const bad = await rejectsCode(t, store.read(), 'ENV_CORRUPT', 'refused');
   t.match(bad.message, new RegExp(`grubenv '${file}' is not a GRUB environment block`));
-  t.equal((await rejection(store.update((v) => v.set('a', '1')))).code, 'ENV_CORRUPT', 'no write over a damaged block');
+  await rejectsCode(t, store.update((v) => v.set('a', '1')), 'ENV_CORRUPT', 'no write over a damaged block');
   t.equal(editenv(file, 'list').code, 1, 'grub-editenv refuses it too');
-  t.equal((await rejection(store.init(new Map()))).code, 'EXISTS', 'init needs force over a damaged block');
+  await rejectsCode(t, store.init(new Map()), 'EXISTS', 'init needs force over a damaged block');
   await store.init(new Map([['ORDER', 'A B']]), { force: true });
   t.equal(editenvOk(file, 'list'), 'ORDER=A B\n', 'init --force rewrote it');
 
   writeFileSync(file, GRUBENV_SIGNATURE + 'a=1\nb=2');
-  const cut = await rejection(store.read());
-  t.equal(cut.code, 'ENV_CORRUPT', 'a value cut off');
+  const cut = await rejectsCode(t, store.read(), 'ENV_CORRUPT', 'a value cut off');
   t.match(cut.message, /line 3/);
 });

@@ -1,9 +1,9 @@
 /** Health checks with real scripts in a temp root: required failures and timeouts make a boot unhealthy, wanted ones do not. */
 import t from 'tap';
-import { chmodSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HEALTH_DIR, runHealthChecks } from '../../../src/bootcount/health.ts';
-import { tempDir } from '../../helpers.ts';
+import { tempDir, waitUntil } from '../../helpers.ts';
 
 function check(root: string, kind: 'required' | 'wanted', name: string, body: string, mode = 0o755): string {
   const dir = join(root, HEALTH_DIR, `${kind}.d`);
@@ -28,7 +28,7 @@ t.test('passing checks run in name order and keep the tail of their output', asy
   const report = await runHealthChecks({ root, tailLines: 3 });
   t.ok(report.healthy);
   t.same(report.required.map((r) => r.name), ['10-first', '20-second']);
-  t.same(report.required[0].outputTail, ['line 49', 'line 50', 'err']);
+  t.same(report.required[0].output_tail, ['line 49', 'line 50', 'err']);
   t.same((await import('node:fs')).readFileSync(log, 'utf8'), 'first\nsecond\nwanted\n', 'required first, each dir sorted');
 });
 
@@ -39,25 +39,35 @@ t.test('a failing required check makes the boot unhealthy', async (t) => {
   const report = await runHealthChecks({ root });
   t.notOk(report.healthy);
   const failed = report.required[1];
-  t.same([failed.passed, failed.exitCode, failed.timedOut, failed.signal], [false, 3, false, null]);
-  t.same(failed.outputTail, ['/data is read-only']);
+  t.same([failed.passed, failed.exit_code, failed.timed_out, failed.signal], [false, 3, false, null]);
+  t.same(failed.output_tail, ['/data is read-only']);
 });
 
 t.test('a required check that hangs is killed at the timeout, with what it started', async (t) => {
   const root = tempDir(t);
   const marker = join(root, 'grandchild-alive');
   // The check starts a grandchild that would write a file later; the group kill must stop it too.
-  check(root, 'required', '10-hang', `echo starting; (sleep 2; touch ${marker}) & sleep 30`);
+  const pidFile = join(root, 'grandchild.pid');
+  check(root, 'required', '10-hang', `echo starting; (sleep 30; touch ${marker}) & echo $! > ${pidFile}; sleep 30`);
   const started = Date.now();
   const report = await runHealthChecks({ root, timeoutMs: 300 });
   const elapsed = Date.now() - started;
   t.notOk(report.healthy);
   const r = report.required[0];
-  t.same([r.passed, r.timedOut, r.signal], [false, true, 'SIGKILL']);
-  t.same(r.outputTail, ['starting']);
+  t.same([r.passed, r.timed_out, r.signal], [false, true, 'SIGKILL']);
+  t.same(r.output_tail, ['starting']);
   t.ok(elapsed < 5000, `returned after ${elapsed} ms`);
-  await new Promise((resolve) => setTimeout(resolve, 2500));
-  t.notOk((await import('node:fs')).existsSync(marker), 'the grandchild was killed too');
+  // Gone or a zombie waiting to be reaped (dead either way); alive it would sleep on for 30 s.
+  const pid = Number(readFileSync(pidFile, 'utf8'));
+  const dead = () => {
+    try {
+      return /^ Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)/, ''));
+    } catch {
+      return !existsSync(`/proc/${pid}`);
+    }
+  };
+  await waitUntil(dead, 5000, 'the grandchild killed too');
+  t.ok(pid > 0 && dead(), `the grandchild (pid ${pid}) was killed too`);
 });
 
 t.test('a failing wanted check is reported but the boot stays healthy', async (t) => {
@@ -66,7 +76,7 @@ t.test('a failing wanted check is reported but the boot stays healthy', async (t
   check(root, 'wanted', '10-network', 'echo "no route to update server"; exit 1');
   const report = await runHealthChecks({ root });
   t.ok(report.healthy);
-  t.same([report.wanted[0].passed, report.wanted[0].exitCode], [false, 1]);
+  t.same([report.wanted[0].passed, report.wanted[0].exit_code], [false, 1]);
 });
 
 t.test('non-executable files and directories are skipped with a warning', async (t) => {
@@ -95,7 +105,7 @@ t.test('a check that cannot start fails with the reason; symlinks to scripts run
   t.notOk(report.healthy);
   t.equal(report.required[0].passed, false);
   t.match(report.required[0].error, /ENOENT/);
-  t.same([report.required[1].passed, report.required[1].outputTail], [true, ['via-link']]);
+  t.same([report.required[1].passed, report.required[1].output_tail], [true, ['via-link']]);
 });
 
 t.test('bad options are caller mistakes', async (t) => {

@@ -1,6 +1,7 @@
 /**
- * Property test of the boot-state model: long seeded runs of power-ons, health checks, upgrades,
- * rollbacks, mark-bad and power cuts, with the env as the only thing that survives a cut. Every
+ * Property test of the boot-state model: long seeded runs of power-ons, health checks, upgrades
+ * (preparing the slot, then staging it), rollbacks and cancelled updates (planRollback, as larch
+ * rollback decides), mark-bad, cleanup --rollback and power cuts, through every event the agent writes, with the env as the only thing that survives a cut. Every
  * larch or bootloader transition is one atomic env write; a power cut drops whatever write was
  * about to happen. An oracle kept by this test (not by state.ts) checks the invariants after
  * each step. Mutations of state.ts that each invariant catches are listed in docs/boot.md.
@@ -17,6 +18,7 @@ import {
   mergeInto,
   other,
   planBootCheck,
+  planRollback,
 } from '../../../src/bootcount/state.ts';
 import { prng } from '../../helpers.ts';
 
@@ -68,7 +70,7 @@ class Device {
   nextId = 1;
   log: string[] = [];
   /** How often each situation came up, so the test proves the runs reach what the invariants guard. */
-  seen = { fallbacks: 0, rescues: 0, quietPowerCycles: 0, exhaustedSkipped: 0, settles: 0, settledOnStaged: 0, agentReboots: 0, cutWrites: 0 };
+  seen = { fallbacks: 0, rescues: 0, quietPowerCycles: 0, exhaustedSkipped: 0, settles: 0, settledOnStaged: 0, agentReboots: 0, cutWrites: 0, rollbacks: 0, cancels: 0, refusedRollbacks: 0, cleanups: 0, cutAfterPrepare: 0 };
 
   constructor(readonly mode: Mode, readonly rand: () => number, readonly fail: (msg: string) => never) {}
 
@@ -160,12 +162,13 @@ class Device {
   }
 
   stepNow = 0;
-  lastStaged: Slot = 'B';
+  /** The slot last rewritten (prepared, staged) or whose deployment was removed (cleanup). */
+  lastEmptied: Slot = 'B';
 
-  /** Both bad: the slot whose current deployment was confirmed most recently, else the one not overwritten last. */
+  /** Both bad: the slot whose current deployment was confirmed most recently, else the one not emptied last. */
   rescueSlot(): Slot {
     const [a, b] = [this.oracle.A.everConfirmedAt, this.oracle.B.everConfirmedAt];
-    if (a < 0 && b < 0) return other(this.lastStaged);
+    if (a < 0 && b < 0) return other(this.lastEmptied);
     return a >= b ? 'A' : 'B';
   }
 
@@ -186,21 +189,68 @@ class Device {
     this.checkAlwaysBootable();
   }
 
-  stage(slot: Slot, tries: number, works: boolean): void {
-    this.oracle[slot] = { deployment: { id: this.nextId++, works, tries }, confirmed: false, confirmedAt: -1, everConfirmedAt: -1, markedBad: false, spent: 0 };
-    this.lastStaged = slot;
-    this.intendedPrimary = slot;
-    this.write(`stage ${slot} tries=${tries} works=${works}`, [{ type: 'upgrade-staged', slot, tries }]);
+  /** The slot's deployment goes away (being rewritten, or removed): the oracle forgets it. */
+  empty(slot: Slot): void {
+    this.oracle[slot] = { deployment: null, confirmed: false, confirmedAt: -1, everConfirmedAt: -1, markedBad: true, spent: 0 };
+    this.lastEmptied = slot;
   }
 
+  /**
+   * An upgrade into `slot`: the agent prepares it (slot-prepared, only from a good booted slot, as
+   * upgrade refuses otherwise), rewrites it and stages it; a power cut may fall between the writes.
+   * The hostile agent also stages from an unconfirmed slot, with no preparing write. Returns false when cut.
+   */
+  upgrade(slot: Slot, tries: number, works: boolean, cutAfterPrepare: boolean): boolean {
+    if (decode(this.vars).slots[other(slot)].good) {
+      this.empty(slot);
+      this.intendedPrimary = other(slot);
+      this.write(`prepare ${slot}`, [{ type: 'slot-prepared', slot }]);
+      if (cutAfterPrepare) {
+        this.seen.cutAfterPrepare++;
+        return false;
+      }
+    }
+    this.oracle[slot] = { deployment: { id: this.nextId++, works, tries }, confirmed: false, confirmedAt: -1, everConfirmedAt: -1, markedBad: false, spent: 0 };
+    this.lastEmptied = slot;
+    this.intendedPrimary = slot;
+    this.write(`stage ${slot} tries=${tries} works=${works}`, [{ type: 'upgrade-staged', slot, tries }]);
+    return true;
+  }
+
+  /** larch rollback from the booted slot: onto a good other slot, or cancelling a staged update there. */
   rollback(step: number): void {
-    const target = other(decode(this.vars).order[0]);
-    const willMove = this.oracle[target].confirmed;
-    this.write(`rollback to ${target}${willMove ? '' : ' (refused)'}`, [{ type: 'rollback-requested' }]);
-    if (willMove) {
+    const booted = this.booted!;
+    const target = other(booted);
+    const event = planRollback(decode(this.vars), booted);
+    if (event === null) {
+      this.seen.refusedRollbacks++;
+      if (this.oracle[target].confirmed) this.fail(`rollback onto ${target} refused although it was confirmed`);
+      this.log.push(`   rollback to ${target} refused`);
+      return;
+    }
+    if (event.type === 'rollback-requested') {
+      if (!this.oracle[target].confirmed) this.fail(`rollback onto ${target}, which the oracle does not know good`);
+      this.seen.rollbacks++;
+      this.write(`rollback to ${target}`, [event]);
       this.intendedPrimary = target;
       this.confirm(target, step);
+      return;
     }
+    if (this.oracle[target].confirmed || this.intendedPrimary !== target) this.fail(`cancelled ${target}, which is not a pending update`);
+    this.seen.cancels++;
+    Object.assign(this.oracle[target], { markedBad: true });
+    this.intendedPrimary = booted;
+    this.write(`cancel the update in ${target}`, [event]);
+  }
+
+  /** larch cleanup --rollback: removes the other slot's deployment unless it boots next. */
+  cleanup(): void {
+    const slot = other(this.booted!);
+    if (this.oracle[slot].deployment === null || decode(this.vars).order[0] === slot) return;
+    this.seen.cleanups++;
+    this.empty(slot);
+    this.intendedPrimary = this.booted!;
+    this.write(`cleanup ${slot}`, [{ type: 'slot-cleaned', slot }]);
   }
 
   markBad(slot: Slot): void {
@@ -276,8 +326,12 @@ function run(mode: Mode, seed: number): { ok: true; seen: Seen } | { ok: false; 
       else if (r < 0.5) {
         const slot = other(booted);
         // The cautious agent stages only from a confirmed slot; the hostile one whenever asked.
-        if (mode === 'hostile' || bootedGood) device.stage(slot, 1 + Math.floor(rand() * MAX_TRIES), rand() < 0.6);
+        if ((mode === 'hostile' || bootedGood) && !device.upgrade(slot, 1 + Math.floor(rand() * MAX_TRIES), rand() < 0.6, rand() < 0.1)) device.booted = null;
       } else if (r < 0.6) device.rollback(step);
+      else if (r < 0.62) {
+        // The cautious operator cleans up only from a good slot (the other may be the only one that boots).
+        if (mode === 'hostile' || bootedGood) device.cleanup();
+      }
       else if (r < 0.68) {
         const slot = pick(SLOTS);
         // The cautious operator never marks the last good slot bad.
@@ -308,7 +362,7 @@ for (const mode of ['cautious', 'hostile'] as const) {
     t.equal(failures, 0, `${failures} of ${SEEDS} seeds failed`);
     t.comment(JSON.stringify(total));
     // The runs must reach what the invariants guard, or a passing run proves nothing.
-    for (const k of ['fallbacks', 'quietPowerCycles', 'exhaustedSkipped', 'settles', 'settledOnStaged', 'agentReboots', 'cutWrites']) t.ok(total[k] > 0, `reached: ${k}`);
+    for (const k of ['fallbacks', 'quietPowerCycles', 'exhaustedSkipped', 'settles', 'settledOnStaged', 'agentReboots', 'cutWrites', 'rollbacks', 'cancels', 'refusedRollbacks', 'cleanups', 'cutAfterPrepare']) t.ok(total[k] > 0, `reached: ${k}`);
     if (mode === 'hostile') t.ok(total.rescues > 0, 'reached: rescue');
   });
 }

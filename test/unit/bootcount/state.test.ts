@@ -89,12 +89,24 @@ t.test('events', async (t) => {
   t.equal(good.lastGood, 'B');
   t.same(next(good, { type: 'boot-attempt' }), good, 'a good slot boots without a write');
 
-  const back = next(good, { type: 'rollback-requested' });
+  const back = next(good, { type: 'rollback-requested', slot: 'A' });
   t.same(back.order, ['A', 'B'], 'rollback to the good previous slot');
   t.equal(back.lastGood, 'A');
-  t.same(next(staged, { type: 'rollback-requested' }).order, ['A', 'B'], 'rollback away from a pending update');
+  t.same(next(staged, { type: 'rollback-requested', slot: 'A' }).order, ['A', 'B'], 'rollback away from a pending update');
   const badPrevious = next(good, { type: 'marked-bad', slot: 'A' });
-  t.same(next(badPrevious, { type: 'rollback-requested' }), badPrevious, 'no rollback onto a bad slot');
+  t.same(next(badPrevious, { type: 'rollback-requested', slot: 'A' }), badPrevious, 'no rollback onto a bad slot');
+  t.same(next(staged, { type: 'rollback-requested', slot: 'B' }), staged, 'no rollback onto an unconfirmed slot');
+
+  // larch rollback of a staged update: the update's slot is never booted again, the booted slot first.
+  const cancelled = next(staged, { type: 'upgrade-cancelled', slot: 'B' });
+  t.same(cancelled, { order: ['A', 'B'], slots: { A: { good: true, triesLeft: 0 }, B: { good: false, triesLeft: 0 } }, lastGood: 'A', rescue: false });
+  // Before an upgrade rewrites a slot, and before cleanup --rollback removes one: not bootable, second,
+  // and not the rescue slot (its contents go away).
+  for (const type of ['slot-prepared', 'slot-cleaned'] as const) {
+    const cleared = next(good, { type, slot: 'B' });
+    t.same(cleared, { order: ['A', 'B'], slots: { A: { good: true, triesLeft: 0 }, B: { good: false, triesLeft: 0 } }, lastGood: 'A', rescue: false }, type);
+    t.equal(next(next(cleared, { type: 'marked-bad', slot: 'A' }), { type: 'boot-attempt' }).lastGood, 'A', `${type}: rescue never boots the cleared slot`);
+  }
 
   // Staging over the last known good slot moves lastGood to the other slot.
   const overLkg = next(tried, { type: 'upgrade-staged', slot: 'A', tries: 2 });

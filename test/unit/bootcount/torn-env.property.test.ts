@@ -1,5 +1,5 @@
 /**
- * Property test of issue 13 §7: a torn, zeroed or lost boot env never boots a slot as good (no try
+ * Property test: a torn, zeroed or lost boot env never boots a slot as good (no try
  * spent) unless that slot holds a deployment that passed its health checks and was not marked bad
  * (while such a slot exists; with none, rescue boots the last known good one by design). Not
  * covered: two faults in a row, a power cut between a confirming env write and the marker update
@@ -17,7 +17,7 @@
  */
 import t from 'tap';
 import { LarchError } from '../../../src/errors.ts';
-import { type BootEvent, type BootState, type Slot, INITIAL_STATE, SLOTS, applyAll, bootloaderChoose, decode, encode, markerSlot, mergeInto, next, other, planBootCheck } from '../../../src/bootcount/state.ts';
+import { type BootEvent, type BootState, type Slot, INITIAL_STATE, SLOTS, applyAll, bootloaderChoose, decode, encode, markerSlot, mergeInto, next, other, planBootCheck, planRollback } from '../../../src/bootcount/state.ts';
 import { decodeEnv, encodeCopy, nextFlags } from '../../../src/bootcount/uboot-env.ts';
 import { prng } from '../../helpers.ts';
 
@@ -187,10 +187,7 @@ class Device {
     const booted = this.booted!;
     if (!decode(this.agentRead(), { lkgMarker: this.marker }).slots[booted].good) return;
     const slot = other(booted);
-    this.agentChange((s) => {
-      const marked = next(s, { type: 'marked-bad', slot });
-      return { ...marked, order: [booted, slot], lastGood: marked.slots[booted].good ? booted : marked.lastGood };
-    });
+    this.agentChange((s) => next(s, { type: 'slot-prepared', slot }));
     this.provedGood[slot] = false;
     // The slot's files are rewritten now.
     this.truth[slot] = { deployed: true, works: this.rand() < 0.6, passed: false, bad: false };
@@ -208,8 +205,22 @@ class Device {
     );
   }
 
+  /** larch rollback: onto a good other slot, or cancelling a staged update there (marks it bad). */
   rollback(): void {
-    this.agentChange((s) => next(s, { type: 'rollback-requested' }));
+    const target = other(this.booted!);
+    let cancel = false;
+    this.agentChange(
+      (s) => {
+        const event = planRollback(s, this.booted!);
+        cancel = event?.type === 'upgrade-cancelled';
+        return event ? next(s, event) : null;
+      },
+      () => {
+        if (!cancel) return;
+        this.truth[target].bad = true;
+        this.provedGood[target] = false;
+      },
+    );
   }
 
   /**

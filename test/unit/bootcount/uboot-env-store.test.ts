@@ -7,11 +7,10 @@ import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LarchError } from '../../../src/errors.ts';
 import { type EnvFileIo, UBOOT_LOCK_PATH, nodeEnvFileIo, openUbootEnvStore } from '../../../src/bootcount/env-store.ts';
 import { decodeEnv, encodeCopy, inspectCopy } from '../../../src/bootcount/uboot-env.ts';
 import { acquireLock } from '../../../src/store/lock.ts';
-import { tempDir } from '../../helpers.ts';
+import { rejectsCode, tempDir, waitUntil } from '../../helpers.ts';
 
 const SIZE = 0x4000;
 
@@ -42,16 +41,6 @@ function fwSetenv(cfg: string, args: string[]): void {
 
 function sorted(m: Map<string, string>): [string, string][] {
   return [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-}
-
-async function rejection(p: Promise<unknown>): Promise<LarchError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof LarchError) return err;
-    throw err;
-  }
-  throw new Error('did not reject');
 }
 
 function setup(t: { teardown(fn: () => unknown): void }, redundant: boolean) {
@@ -140,9 +129,8 @@ t.test('ENV_FULL names the sizes and leaves the env as it was', async (t) => {
   fwSetenv(s.cfg, ['-f', s.defaults]);
   const store = await openUbootEnvStore(s.cfg, { lockPath: s.lockPath });
   const before = readFileSync(s.env);
-  const err = await rejection(store.update((v) => v.set('big', 'x'.repeat(SIZE))));
-  t.equal(err.code, 'ENV_FULL');
-  t.equal(err.data.availableBytes, SIZE - 5, 'data area of a redundant copy');
+  const err = await rejectsCode(t, store.update((v) => v.set('big', 'x'.repeat(SIZE))), 'ENV_FULL', 'refused');
+  t.equal(err.data.available_bytes, SIZE - 5, 'data area of a redundant copy');
   t.ok(readFileSync(s.env).equals(before), 'nothing written');
 });
 
@@ -151,12 +139,11 @@ t.test('blank storage: reads and writes fail with ENV_CORRUPT, never a partial e
     const s = setup(t, redundant);
     const store = await openUbootEnvStore(s.cfg, { lockPath: s.lockPath });
     const blank = readFileSync(s.env);
-    const err = await rejection(store.read());
-    t.equal(err.code, 'ENV_CORRUPT', `${redundant}: read`);
+    const err = await rejectsCode(t, store.read(), 'ENV_CORRUPT', `${redundant}: read`);
     t.match(err.message, new RegExp(`'${s.env}' at offset 0x0: bad CRC`), 'names the file and offset');
     t.equal(err.data.blank, true);
-    t.equal((await rejection(store.update((v) => v.set('a', '1')))).code, 'ENV_CORRUPT', 'update refused');
-    t.equal((await rejection(store.write(new Map([['a', '1']])))).code, 'ENV_CORRUPT', 'write refused');
+    await rejectsCode(t, store.update((v) => v.set('a', '1')), 'ENV_CORRUPT', 'update refused');
+    await rejectsCode(t, store.write(new Map([['a', '1']])), 'ENV_CORRUPT', 'write refused');
     t.ok(readFileSync(s.env).equals(blank), 'storage untouched');
 
     const defaults = new Map([...readFileSync(s.defaults, 'utf8').trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as [string, string])]);
@@ -168,8 +155,7 @@ t.test('blank storage: reads and writes fail with ENV_CORRUPT, never a partial e
       const copies = [bytes.subarray(0, SIZE), bytes.subarray(SIZE)].map((c) => inspectCopy(c, { sizeBytes: SIZE, redundant: true }));
       t.same(copies.map((c) => [c.crcValid, c.flags]), [[true, 1], [true, 0]], 'both copies written: copy 0 flags 1, copy 1 flags 0');
     }
-    const exists = await rejection(store.init(new Map([['a', '1']])));
-    t.equal(exists.code, 'EXISTS', 'init refuses a valid env');
+    await rejectsCode(t, store.init(new Map([['a', '1']])), 'EXISTS', 'init refuses a valid env');
     await store.init(new Map([['only', 'this']]), { force: true });
     t.same(sorted(fwPrintenv(s.cfg)), [['only', 'this']], 'init --force replaces it');
   }
@@ -181,8 +167,7 @@ t.test('a missing env file: ENV_CORRUPT saying so; init creates it', async (t) =
   const env = join(dir, 'sub-uboot.env');
   writeFileSync(cfg, `${env} 0 4000\n`);
   const store = await openUbootEnvStore(cfg, { lockPath: join(dir, 'lock') });
-  const err = await rejection(store.read());
-  t.equal(err.code, 'ENV_CORRUPT');
+  const err = await rejectsCode(t, store.read(), 'ENV_CORRUPT', 'refused');
   t.match(err.message, /does not exist/);
   await store.init(new Map([['a', '1']]));
   t.equal(statSync(env).size, SIZE);
@@ -230,8 +215,7 @@ t.test('redundant: a copy with a bad CRC is skipped and the next write repairs i
   b[100] ^= 0x55;
   b[SIZE + 100] ^= 0x55;
   writeFileSync(s.env, b);
-  const err = await rejection(store.read());
-  t.equal(err.code, 'ENV_CORRUPT', 'both copies bad');
+  const err = await rejectsCode(t, store.read(), 'ENV_CORRUPT', 'both copies bad');
   t.match(err.message, new RegExp(`'${s.env}' at offset 0x0: bad CRC.*'${s.env}' at offset 0x4000: bad CRC`));
   t.equal((err.data.copies as unknown[]).length, 2);
   t.not(tool('fw_printenv', ['-c', s.cfg]).code, 0, 'fw_printenv refuses it too');
@@ -251,8 +235,7 @@ t.test('redundant: a torn write of the new copy leaves the old copy in charge', 
     },
   };
   const torn = await openUbootEnvStore(s.cfg, { lockPath: s.lockPath, io: tornIo });
-  const err = await rejection(torn.update((v) => v.set('state', 'new')));
-  t.equal(err.code, 'IO');
+  const err = await rejectsCode(t, torn.update((v) => v.set('state', 'new')), 'IO', 'refused');
   t.not(readFileSync(s.env).equals(before), true, 'half a copy was written');
   const store = await openUbootEnvStore(s.cfg, { lockPath: s.lockPath });
   t.equal((await store.read()).get('state'), 'old', 'larch reads the old copy');
@@ -322,33 +305,30 @@ t.test('larch and fw_setenv share /var/lock/fw_printenv.lock', async (t) => {
   const child = spawn('fw_setenv', ['-c', s.cfg, 'waited', 'yes']);
   let exited = false;
   const done = new Promise<number | null>((r) => child.on('close', (code) => ((exited = true), r(code))));
-  await new Promise((r) => setTimeout(r, 400));
+  // Blocked on the lock: /proc/locks lists a waiter ("->") of fw_setenv's pid.
+  await waitUntil(() => readFileSync('/proc/locks', 'utf8').split('\n').some((l) => / -> /.test(l) && l.split(/\s+/).includes(String(child.pid))), 5000, 'fw_setenv blocked on the lock');
   t.equal(exited, false, 'fw_setenv waits while larch holds the lock');
   await lock.release();
   t.equal(await done, 0);
   t.equal((await (await openUbootEnvStore(s.cfg)).read()).get('waited'), 'yes', 'then runs (larch read under the default lock)');
 
-  const holder = spawn('flock', ['-x', s.lockPath, 'sleep', '3']);
-  await new Promise((r) => setTimeout(r, 300));
+  const holder = spawn('flock', ['-x', s.lockPath, 'sh', '-c', 'echo held; exec sleep 3']);
+  await new Promise<void>((r) => holder.stdout.once('data', () => r())); // flock runs the command once it holds the lock
   const held = await openUbootEnvStore(s.cfg, { lockPath: s.lockPath, lockTimeoutMs: 200 });
-  const err = await rejection(held.update((v) => v.set('x', '1')));
-  t.equal(err.code, 'LOCKED', 'a held lock times out with LOCKED');
+  const err = await rejectsCode(t, held.update((v) => v.set('x', '1')), 'LOCKED', 'a held lock times out with LOCKED');
   t.match(err.message, /bootloader env lock/);
   // Reads are optimistic: a valid env (every copy has a CRC) is read without the lock...
   t.equal((await held.read()).get('waited'), 'yes', 'a valid env reads while the lock is held');
   // ...and one that does not check out is read again under the lock, after the writer.
   writeFileSync(s.env, new Uint8Array(SIZE));
-  const blank = await rejection(held.read());
-  t.equal(blank.code, 'LOCKED', 'an invalid env waits for the lock (here: times out) instead of failing at once');
+  await rejectsCode(t, held.read(), 'LOCKED', 'an invalid env waits for the lock (here: times out) instead of failing at once');
   holder.kill();
 });
 
 t.test('storage that is not a file or block device is refused', async (t) => {
   const dir = tempDir(t, 'larch-ubootenv-');
   writeFileSync(join(dir, 'cfg'), '/dev/null 0 0x4000\n');
-  const err = await rejection((await openUbootEnvStore(join(dir, 'cfg'), { lockPath: join(dir, 'lock') })).read());
-  t.equal(err.code, 'INVALID_INPUT');
+  const err = await rejectsCode(t, (await openUbootEnvStore(join(dir, 'cfg'), { lockPath: join(dir, 'lock') })).read(), 'INVALID_INPUT', 'refused');
   t.match(err.message, /'\/dev\/null' is not a regular file, block device or MTD device/);
-  const missing = await rejection(openUbootEnvStore(join(dir, 'nope')));
-  t.equal(missing.code, 'NOT_FOUND', 'a missing fw_env.config');
+  await rejectsCode(t, openUbootEnvStore(join(dir, 'nope')), 'NOT_FOUND', 'a missing fw_env.config');
 });

@@ -1,7 +1,7 @@
 /** The U-Boot env codec, pure: byte vectors from mkenvimage, the copy-selection table, flags, capacity, bad input. */
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { LarchError } from '../../../src/errors.ts';
+import { rejectsCode } from '../../helpers.ts';
 import { crc32, crc32Table } from '../../../src/bootcount/_crc32.ts';
 import {
   type UbootEnvLayout,
@@ -19,14 +19,6 @@ import {
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha16 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex').slice(0, 16);
 const vars = (o: Record<string, string>) => new Map(Object.entries(o));
-const code = (fn: () => unknown): string | undefined => {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof LarchError ? err.code : `not a LarchError: ${(err as Error).constructor.name}`;
-  }
-  return undefined;
-};
 
 const BOOT = vars({ BOOT_ORDER: 'A B', BOOT_A_LEFT: '3', BOOT_B_LEFT: '3' });
 
@@ -69,7 +61,7 @@ function mkenvimageLike(entries: string[], layout: UbootEnvLayout, flags = 1, pa
   return img;
 }
 
-t.test('decodes mkenvimage images in input order (research vectors, 0xFF and 0x00 padding, -r, -b)', async (t) => {
+t.test('decodes mkenvimage images in input order (vectors made with mkenvimage, 0xFF and 0x00 padding, -r, -b)', async (t) => {
   const entries = ['BOOT_ORDER=A B', 'BOOT_A_LEFT=3', 'BOOT_B_LEFT=3'];
   const cases = [
     { comment: 'default', layout: { sizeBytes: 0x4000, redundant: false }, pad: 0xff, first8: '8013cb81424f4f54', sha: '662f73652c1f6915' },
@@ -79,22 +71,14 @@ t.test('decodes mkenvimage images in input order (research vectors, 0xFF and 0x0
   ];
   for (const c of cases) {
     const img = mkenvimageLike(entries, c.layout, 1, c.pad);
-    t.equal(hex(img.subarray(0, 8)), c.first8, `${c.comment}: first bytes match the research vector`);
-    t.equal(sha16(img), c.sha, `${c.comment}: image matches the research vector`);
+    t.equal(hex(img.subarray(0, 8)), c.first8, `${c.comment}: first bytes match the mkenvimage vector`);
+    t.equal(sha16(img), c.sha, `${c.comment}: image matches the mkenvimage vector`);
     const decoded = decodeEnv(c.layout.redundant ? [img, img] : [img], c.layout);
     t.same([...decoded.vars.keys()], ['BOOT_ORDER', 'BOOT_A_LEFT', 'BOOT_B_LEFT'], `${c.comment}: stored order kept`);
     t.same(decoded.vars, BOOT, `${c.comment}: values`);
   }
   const be = mkenvimageLike(entries, { sizeBytes: 0x4000, redundant: false, byteOrder: 'big' });
-  const err = (() => {
-    try {
-      decodeEnv([be], { sizeBytes: 0x4000, redundant: false });
-    } catch (e) {
-      return e as LarchError;
-    }
-  })();
-  t.equal(err?.code, 'ENV_CORRUPT', 'a big-endian image read as little-endian is refused');
-  t.match(err?.hint, /big-endian/, 'and the hint names the byte order');
+  await rejectsCode(t, () => decodeEnv([be], { sizeBytes: 0x4000, redundant: false }), 'ENV_CORRUPT', 'a big-endian image read as little-endian is refused', { hint: /big-endian/ });
 });
 
 t.test('encoding: sorted by name bytes, empty values dropped, terminator, padding', async (t) => {
@@ -113,21 +97,15 @@ t.test('capacity: entries plus the final empty string must fit the data area', a
   const layout = { sizeBytes: 0x40, redundant: false }; // 60-byte data area
   // a=1\0 (4) + big=<v>\0 (5 + n) + \0 (1) = 10 + n <= 60
   t.doesNotThrow(() => encodeCopy(vars({ a: '1', big: 'x'.repeat(50) }), layout), '50 chars fit exactly (ufw rule)');
-  try {
-    encodeCopy(vars({ a: '1', big: 'x'.repeat(51) }), layout);
-    t.fail('51 chars must not fit');
-  } catch (err) {
-    t.equal((err as LarchError).code, 'ENV_FULL');
-    t.same((err as LarchError).data, { neededBytes: 61, availableBytes: 60, envSizeBytes: 64 }, 'names the sizes');
-    t.match((err as LarchError).message, /61 bytes.*60/);
-  }
-  t.equal(code(() => encodeCopy(vars({ a: 'x'.repeat(56) }), { sizeBytes: 0x40, redundant: true })), 'ENV_FULL', 'redundant header is 5 bytes');
+  const err = await rejectsCode(t, () => encodeCopy(vars({ a: '1', big: 'x'.repeat(51) }), layout), 'ENV_FULL', '51 chars do not fit', { message: /61 bytes.*60/ });
+  t.same(err.data, { needed_bytes: 61, available_bytes: 60, env_size_bytes: 64 }, 'names the sizes');
+  await rejectsCode(t, () => encodeCopy(vars({ a: 'x'.repeat(56) }), { sizeBytes: 0x40, redundant: true }), 'ENV_FULL', 'redundant header is 5 bytes');
 });
 
 t.test('names with = or NUL, values with NUL, and empty names are refused', async (t) => {
-  for (const name of ['', 'a=b', 'a\0b']) t.equal(code(() => encodeCopy(vars({ [name]: '1' }), { sizeBytes: 64, redundant: false })), 'INVALID_INPUT', JSON.stringify(name));
-  t.equal(code(() => encodeCopy(vars({ a: 'x\0y' }), { sizeBytes: 64, redundant: false })), 'INVALID_INPUT', 'NUL in value');
-  t.equal(code(() => checkVarName('BOOT_ORDER')), undefined);
+  for (const name of ['', 'a=b', 'a\0b']) await rejectsCode(t, () => encodeCopy(vars({ [name]: '1' }), { sizeBytes: 64, redundant: false }), 'INVALID_INPUT', JSON.stringify(name));
+  await rejectsCode(t, () => encodeCopy(vars({ a: 'x\0y' }), { sizeBytes: 64, redundant: false }), 'INVALID_INPUT', 'NUL in value');
+  t.doesNotThrow(() => checkVarName('BOOT_ORDER'));
 });
 
 t.test('decoding entries: stops at the first empty string, skips entries without =, last duplicate wins', async (t) => {
@@ -136,10 +114,10 @@ t.test('decoding entries: stops at the first empty string, skips entries without
   t.same(decodeEntries(Buffer.from('a=1\0b=2\0')), vars({ a: '1', b: '2' }), 'area filled to the last byte without an empty string (libubootenv off-by-one) is accepted');
   t.same(decodeEntries(Buffer.from('\0a=1\0')), new Map(), 'empty env');
   t.same(decodeEntries(Buffer.from('e=\0\0')), vars({ e: '' }), 'an empty value is reported as stored (as fw_printenv lists it)');
-  t.equal(code(() => decodeEntries(Buffer.from('a=1\0b=unterminated'))), 'ENV_CORRUPT', 'an entry running off the end');
+  await rejectsCode(t, () => decodeEntries(Buffer.from('a=1\0b=unterminated')), 'ENV_CORRUPT', 'an entry running off the end');
 });
 
-t.test('selectCopy: the measured table (research §1.4)', async (t) => {
+t.test('selectCopy: the measured table (docs/formats.md §9.1)', async (t) => {
   const v = (flags: number) => ({ crcValid: true, flags });
   const bad = (flags: number) => ({ crcValid: false, flags });
   const table: [string, Parameters<typeof selectCopy>[0], 0 | 1 | null][] = [
@@ -178,26 +156,16 @@ t.test('decodeEnv: redundant selection, one bad copy, both bad names every copy'
   t.equal(decodeEnv([old, torn], layout).vars.get('v'), 'old', 'a copy with a bad CRC is skipped');
   t.same(inspectCopy(torn, layout).crcValid, false);
   const blank = new Uint8Array(0x100).fill(0xff);
-  try {
-    decodeEnv([blank, blank], layout, { where: ["'/x' at offset 0x0", "'/x' at offset 0x100"] });
-    t.fail('both bad must throw');
-  } catch (err) {
-    t.equal((err as LarchError).code, 'ENV_CORRUPT');
-    t.match((err as LarchError).message, /'\/x' at offset 0x0: bad CRC.*'\/x' at offset 0x100: bad CRC/, 'names both copies');
-    t.equal((err as LarchError).data.blank, true, 'says the storage is blank');
-    t.match((err as LarchError).hint, /init/, 'hint: initialise with a whole env');
-  }
+  await rejectsCode(t, () => decodeEnv([blank, blank], layout, { where: ["'/x' at offset 0x0", "'/x' at offset 0x100"] }), 'ENV_CORRUPT', 'both copies bad: names both, says the storage is blank, hint: initialise with a whole env', {
+    message: /'\/x' at offset 0x0: bad CRC.*'\/x' at offset 0x100: bad CRC/,
+    data: { blank: true },
+    hint: /init/,
+  });
   t.throws(() => decodeEnv([old], layout), RangeError, 'a redundant env needs two copies');
 });
 
 t.test('parseEnvText reads mkenvimage/fw_setenv -f text', async (t) => {
   t.same(parseEnvText('# comment\n\nbootcmd=run a=b\r\nBOOT_ORDER=A B\nempty=\n'), vars({ bootcmd: 'run a=b', BOOT_ORDER: 'A B' }));
-  try {
-    parseEnvText('a=1\nnovalue\n', 'defaults.txt');
-    t.fail('a line without = must throw');
-  } catch (err) {
-    t.equal((err as LarchError).code, 'INVALID_INPUT');
-    t.match((err as LarchError).message, /defaults\.txt line 2/);
-  }
-  t.equal(code(() => parseEnvText('=1\n')), 'INVALID_INPUT', 'empty name');
+  await rejectsCode(t, () => parseEnvText('a=1\nnovalue\n', 'defaults.txt'), 'INVALID_INPUT', 'a line without =', { message: /defaults\.txt line 2/ });
+  await rejectsCode(t, () => parseEnvText('=1\n'), 'INVALID_INPUT', 'empty name');
 });

@@ -1,7 +1,7 @@
 /** The progress bar: formatting, TTY-only drawing, and --expires-in durations. */
 import t from 'tap';
 import { createProgressBar, formatBytes, formatDuration, renderProgressLine } from '../../../src/cli/progress.ts';
-import { parseDuration } from '../../../src/cli/commands/publish.ts';
+import { parseDuration } from '../../../src/cli/option-values.ts';
 
 t.test('formatting', async (t) => {
   t.equal(formatBytes(0), '0 B');

@@ -3,8 +3,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDefinition } from '../../../src/compose/definition.ts';
-import { LarchError } from '../../../src/errors.ts';
-import { ROOT } from '../../helpers.ts';
+import { ROOT, rejectsCode } from '../../helpers.ts';
 
 const MINIMAL = 'ref = "os/x"\nversion = "1"\narchitecture = "amd64"\npackages = ["busybox"]\n';
 
@@ -39,9 +38,28 @@ files = ["boot/vmlinuz-*", "usr/lib/linux-image-*/broadcom/*.dtb"]
     overlays: [{ source: 'overlay/common', target: '' }, { source: 'files/hostname', target: 'etc/hostname' }],
     commands: ['mkdir -p etc/x'],
     bootFiles: ['boot/vmlinuz-*', 'usr/lib/linux-image-*/broadcom/*.dtb'],
+    exact: false,
+    recommends: false,
+    localPackages: [],
   });
   t.equal(parseDefinition(MINIMAL + 'timestamp = 1700000000\n', 'x.toml').timestamp, 1700000000, 'timestamp as seconds');
   t.equal(parseDefinition(MINIMAL, 'x.toml').timestamp, undefined, 'no timestamp');
+});
+
+t.test('min_agent_version: optional, a version', async (t) => {
+  t.equal(parseDefinition(MINIMAL, 'x.toml').minAgentVersion, undefined);
+  t.equal(parseDefinition(MINIMAL + 'min_agent_version = "0.2.0~rc1"\n', 'x.toml').minAgentVersion, '0.2.0~rc1');
+});
+
+t.test('exact, recommends, local_packages: optional; recommends and local .deb files need a resolved compose', async (t) => {
+  t.match(parseDefinition(MINIMAL, 'x.toml'), { exact: false, recommends: false, localPackages: [] }, 'resolved, no recommends, by default');
+  t.match(parseDefinition(MINIMAL + 'exact = true\n', 'x.toml'), { exact: true });
+  t.match(parseDefinition(MINIMAL + 'recommends = true\nlocal_packages = ["debs/./a_1_all.deb"]\n', 'x.toml'), { recommends: true, localPackages: ['debs/a_1_all.deb'] });
+  t.throws(() => parseDefinition(MINIMAL + 'exact = "yes"\n', 'x.toml'), { code: 'INVALID_INPUT', data: { field: 'exact' } });
+  t.throws(() => parseDefinition(MINIMAL + 'exact = true\nrecommends = true\n', 'x.toml'), { code: 'INVALID_INPUT', data: { field: 'recommends' } });
+  t.throws(() => parseDefinition(MINIMAL + 'exact = true\nlocal_packages = ["a.deb"]\n', 'x.toml'), { code: 'INVALID_INPUT', data: { field: 'local_packages' } });
+  t.throws(() => parseDefinition(MINIMAL + 'local_packages = ["../a.deb"]\n', 'x.toml'), { code: 'INVALID_INPUT', data: { field: 'local_packages[0]' } });
+  t.throws(() => parseDefinition(MINIMAL + 'local_packages = ["a.tar"]\n', 'x.toml'), { code: 'INVALID_INPUT', data: { field: 'local_packages[0]' } });
 });
 
 t.test('the demo definitions in images/ parse', async (t) => {
@@ -57,6 +75,8 @@ const INVALID: [string, string, string][] = [
   ['missing ref', 'version = "1"\narchitecture = "amd64"\npackages = ["a1"]\n', 'ref'],
   ['ref with ..', MINIMAL.replace('os/x', 'os/../x'), 'ref'],
   ['version not a string', MINIMAL.replace('"1"', '1'), 'version'],
+  ['min_agent_version not a version', MINIMAL + 'min_agent_version = "next please"\n', 'min_agent_version'],
+  ['min_agent_version not starting with a digit', MINIMAL + 'min_agent_version = "soon"\n', 'min_agent_version'],
   ['bad architecture', MINIMAL.replace('amd64', 'AMD 64'), 'architecture'],
   ['no packages', MINIMAL.replace('["busybox"]', '[]'), 'packages'],
   ['bad package name', MINIMAL.replace('busybox', 'Busy_Box'), 'packages[0]'],
@@ -81,17 +101,8 @@ const INVALID: [string, string, string][] = [
 
 t.test('invalid definitions: INVALID_INPUT naming the file and the field', async (t) => {
   for (const [comment, text, field] of INVALID) {
-    try {
-      parseDefinition(text, 'images/bad.toml');
-      t.fail(`${comment}: accepted`);
-    } catch (err) {
-      t.ok(err instanceof LarchError, `${comment}: a LarchError`);
-      const e = err as LarchError;
-      t.equal(e.code, 'INVALID_INPUT', `${comment}: INVALID_INPUT`);
-      t.equal(e.data.file, 'images/bad.toml', `${comment}: names the file`);
-      t.match(e.message, /^image definition 'images\/bad\.toml'/, `${comment}: message names the file`);
-      if (field) t.equal(e.data.field, field, `${comment}: names field ${field}`);
-      else t.ok(typeof e.data.line === 'number', `${comment}: names the line`);
-    }
+    const e = await rejectsCode(t, () => parseDefinition(text, 'images/bad.toml'), 'INVALID_INPUT', `${comment}: names the file`, { message: /^image definition 'images\/bad\.toml'/, data: { file: 'images/bad.toml' } });
+    if (field) t.equal(e.data.field, field, `${comment}: names field ${field}`);
+    else t.ok(typeof e.data.line === 'number', `${comment}: names the line`);
   }
 });

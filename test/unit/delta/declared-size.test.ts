@@ -1,5 +1,5 @@
 /**
- * Issue 14 §4: a delta control record declaring 2^40 bytes of metadata is refused when it is
+ * A delta control record declaring 2^40 bytes of metadata is refused when it is
  * decoded, before apply reads (and allocates) that many bytes from the literal stream.
  */
 import t from 'tap';

@@ -1,6 +1,23 @@
 import t from 'tap';
 import { ByteReader, StreamEndedError } from '../../../src/delta/byte-reader.ts';
-import { type Superblock, DeltaFormatError, decodePreamble, decodeRecord, decodeSuperblock, encodePreamble, encodeRecord, encodeSuperblock } from '../../../src/delta/format.ts';
+import {
+  type Superblock,
+  DeltaFormatError,
+  PART_HEADER_BYTES,
+  PREAMBLE_BYTES,
+  RECORD_LENGTH_BYTES,
+  decodePartHeader,
+  decodePreamble,
+  decodeRecord,
+  decodeRecordLength,
+  decodeSuperblock,
+  deltaFileBytes,
+  encodePart,
+  encodePartHeader,
+  encodePreamble,
+  encodeRecord,
+  encodeSuperblock,
+} from '../../../src/delta/format.ts';
 import { planSources } from '../../../src/delta/plan.ts';
 
 const id = (c: string) => c.repeat(64);
@@ -29,6 +46,24 @@ t.test('preamble', async (t) => {
   t.throws(() => decodePreamble(big), /over the .*-byte limit/);
 });
 
+t.test('preamble bytes, and the file size it starts', async (t) => {
+  t.equal(encodePreamble(0x0102).toString('hex'), Buffer.from('LARCHDLT').toString('hex') + '00000001' + '00000102', 'magic, format 1, length');
+  t.equal(PREAMBLE_BYTES, encodePreamble(0).length);
+  t.equal(deltaFileBytes(100, [{ size: 7 }, { size: 5 }]), 16 + 100 + 12);
+});
+
+t.test('part header: bytes, round trip, and lengths that do not fill the part refused', async (t) => {
+  const part = encodePart(Uint8Array.from([1, 2]), Uint8Array.from([3]), new Uint8Array(0));
+  t.equal(part.toString('hex'), '00000002' + '00000001' + '00000000' + '010203', 'u32be control, diff, literal lengths, then the streams');
+  t.same(decodePartHeader(part.subarray(0, PART_HEADER_BYTES), part.length), { control: 2, diff: 1, literal: 0 });
+  for (const streams of [{ control: 0, diff: 0, literal: 0 }, { control: 0xffffffff, diff: 7, literal: 65536 }]) {
+    const size = PART_HEADER_BYTES + streams.control + streams.diff + streams.literal;
+    t.same(decodePartHeader(encodePartHeader(streams), size), streams, `round trip ${JSON.stringify(streams)}`);
+  }
+  t.throws(() => decodePartHeader(part.subarray(0, PART_HEADER_BYTES), part.length + 1), /do not add up/);
+  t.throws(() => decodePartHeader(part.subarray(0, 8), part.length), DeltaFormatError, 'a short header');
+});
+
 t.test('control records round trip; bad ones refused', async (t) => {
   const recs = [
     { type: 'metadata' as const, kind: 'dirtree' as const, length: 77 },
@@ -52,6 +87,12 @@ async function* chunks(data: Uint8Array, cuts: number[]) {
     at = c;
   }
 }
+
+t.test('record length prefix', async (t) => {
+  const framed = encodeRecord({ type: 'metadata', kind: 'dirmeta', length: 5 });
+  t.equal(decodeRecordLength(framed.subarray(0, RECORD_LENGTH_BYTES)), framed.length - RECORD_LENGTH_BYTES);
+  t.throws(() => decodeRecordLength(Buffer.from('ffffffff', 'hex')), /over the limit/);
+});
 
 t.test('ByteReader gives the same bytes at every split point (1-, 2- and 3-way)', async (t) => {
   const data = Uint8Array.from({ length: 23 }, (_, i) => (i * 37) & 0xff);

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import * as ed from '@noble/ed25519';
-import { LarchError } from '../../../src/errors.ts';
+import { rejectsCode } from '../../helpers.ts';
 import { parseDaemonConfig, policyAction } from '../../../src/agent/policy.ts';
 import { MAX_COMMAND_WINDOW_S, MAX_SIGNED_BYTES, MessageFormatError, announceTopic, commandFreshness, commandResultTopic, commandTopic, encodeSigned, formatAnnouncement, formatCommand, isValidDeviceId, openSigned, parseAnnouncement, parseCommand, signingMessage, statusTopic, type SignedKind } from '../../../src/mqtt/format.ts';
 import { inRollout, rolloutPosition } from '../../../src/mqtt/rollout.ts';
@@ -106,12 +106,7 @@ t.test('daemon.conf', async (t) => {
     ['[table]', 1],
   ];
   for (const [text, line] of bad) {
-    try {
-      parseDaemonConfig(text, 'daemon.conf');
-      t.fail(`'${text}' accepted`);
-    } catch (err) {
-      t.ok(err instanceof LarchError && err.code === 'INVALID_INPUT' && err.data.line === line, `'${text}' refused at line ${line}`);
-    }
+    await rejectsCode(t, () => parseDaemonConfig(text, 'daemon.conf'), 'INVALID_INPUT', `'${text}' refused at line ${line}`, { data: { line } });
   }
   t.equal(policyAction('apply-and-reboot'), 'stage-and-reboot');
   t.equal(policyAction('none'), 'report');

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LarchError } from '../../../src/errors.ts';
+import { rejectsCode } from '../../helpers.ts';
 import { readRolloutState, rolloutOf, writeRollout } from '../../../src/server/rollout-state.ts';
 import { Repo } from '../../../src/store/repo.ts';
 
@@ -22,8 +22,6 @@ t.test('a damaged file is refused naming it, never read as 100', async (t) => {
   const repo = await Repo.init(join(t.testdir(), 'repo'), 'archive');
   for (const text of ['{', '{"refs": []}', '{"refs": {"os/stable": {"rollout": 500}}}']) {
     writeFileSync(join(repo.path, 'rollout.json'), text);
-    const err = await readRolloutState(repo).then(() => null, (e) => e);
-    t.ok(err instanceof LarchError && err.code === 'INVALID_INPUT', `${text}: INVALID_INPUT`);
-    t.match(err?.message, /rollout\.json/, 'the message names the file');
+    await rejectsCode(t, readRolloutState(repo), 'INVALID_INPUT', `${text}: the message names the file`, { message: /rollout\.json/ });
   }
 });
