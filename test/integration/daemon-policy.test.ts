@@ -66,7 +66,9 @@ t.test('periodic: staged at once, the reboot waits for the window, across a rest
   const waiting = await rec.waitFor((m) => m.topic === statusTopic('dev-win') && m.json?.update?.reboot_wait === 'window', 60_000, 'waiting for the window');
   t.match(waiting.json, { pending: { version: '2', commit: v2 }, update: { state: 'staged', reboot_wait: 'window', reboot_at: far.toISOString() } });
   t.notOk(rebootRequested(dev), 'no reboot before the window');
-  t.match(d.stderr(), /waiting for the reboot window/);
+  // The log line and the status message travel apart (a pipe, the broker): the status may be read first.
+  await waitUntil(() => /waiting for the reboot window/.test(d.stderr()), 10_000, 'the daemon to log the wait');
+  t.match(d.stderr(), /waiting for the reboot window '[^']+' \(/, 'the daemon logs the window it waits for');
 
   // Restarted (the staged update is still there): it waits again, now for a window that opens
   // at the next minute (or the one after, so that the wait is seen), then reboots in it.
