@@ -306,13 +306,17 @@ export async function demoDevice(t: Test, dir: string, definition = DEMO_DEFINIT
 }
 
 /**
- * The .deb file a resolved compose used for package `name` at `version` (apt's archive name:
- * the epoch's ':' is '%3a'), from the compose cache.
+ * The .deb file of package `name` at `version` that a resolved compose for `architecture` used:
+ * from the compose cache (apt's archive name: the epoch's ':' is '%3a'), or, when that cache has
+ * been emptied since, downloaded again with apt-get into outDir.
  */
-export function composedDeb(name: string, version: string, architecture: string): string {
-  const path = join(COMPOSE_CACHE, 'resolved', architecture === 'all' ? sh('dpkg --print-architecture').trim() : architecture, `${name}_${version.replace(':', '%3a')}_${architecture}.deb`);
-  if (!existsSync(path)) throw new Error(`${path}: not in the compose cache (compose the definition first)`);
-  return path;
+export function composedDeb(p: { name: string; version: string; architecture: string }, definitionArchitecture: string, outDir: string): string {
+  const file = `${p.name}_${p.version.replace(':', '%3a')}_${p.architecture}.deb`;
+  const cached = join(COMPOSE_CACHE, 'resolved', definitionArchitecture, file);
+  if (existsSync(cached)) return cached;
+  mkdirSync(outDir, { recursive: true });
+  sh(`apt-get download '${p.name}=${p.version}'`, { cwd: outDir });
+  return join(outDir, file);
 }
 
 /**

@@ -106,7 +106,7 @@ testNeeding(t, 'layering on a device provisioned from images/qemu-x86_64-grub.to
 
   // 3. override replace: the base's netbase by the same package rebuilt as another version.
   const newVersion = `${netbase!.version}+larch1`;
-  const netbase2 = repackDeb(composedDeb('netbase', netbase!.version, netbase!.architecture), join(work, 'debs'), newVersion, { 'usr/share/larch-test/netbase-override': 'replaced\n' });
+  const netbase2 = repackDeb(composedDeb(netbase!, 'amd64', join(work, 'debs')), join(work, 'debs'), newVersion, { 'usr/share/larch-test/netbase-override': 'replaced\n' });
   const rep = (await larchOk(['override', 'replace', netbase2, '--sysroot', dev, '--json'])).json;
   t.match(rep, { result: 'staged', to: { slot: 'B' }, request: { override_replace: ['netbase'] } }, 'override replace netbase: staged');
   t.same(rep.overrides.replaced, [{ name: 'netbase', version: newVersion, base_version: netbase!.version }], 'override replace: the base version and the new one');
