@@ -67,6 +67,8 @@ testNeeding(t, 'layering on a device provisioned from images/qemu-x86_64-grub.to
   // The device's apt sources are the admin's: only the local repository (a local /etc edit). The
   // vendor's tree may name others (the build host's): they go, so the test needs no Internet.
   const repo = await aptRepo(t, join(work, 'apt'), realDebs());
+  const vendorSources = sh(`cd '${deployment('A')}/etc/apt' && ls -d sources.list sources.list.d/* 2>/dev/null || true`).split('\n').filter(Boolean);
+  t.comment(`the vendor's apt sources in the demo tree: ${vendorSources.join(', ') || 'none'}`);
   sh(`rm -f '${deployment('A')}/etc/apt/sources.list' '${deployment('A')}'/etc/apt/sources.list.d/*`);
   setDeviceSources(deployment('A'), repo.line);
 
