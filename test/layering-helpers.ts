@@ -13,7 +13,7 @@ import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, ren
 import { createServer } from 'node:http';
 import { join, normalize } from 'node:path';
 import { REF, copySysroot, startServe } from './device-helpers.ts';
-import { ROOT, larchOk, listenLoopback, missingTools, sh, tempDir } from './helpers.ts';
+import { BIN, ROOT, larchOk, listenLoopback, missingTools, sh, tempDir } from './helpers.ts';
 import { acquireLock } from '../src/store/lock.ts';
 import { ADMINDIR_CONFIG } from '../src/compose/layout.ts';
 import { DPKG_ADMINDIR } from '../src/packages/dpkg-status.ts';
@@ -257,4 +257,87 @@ async function buildWorld(t: Test, cached: string): Promise<void> {
   rmSync(debs, { recursive: true, force: true });
   rmSync(join(tmp, 'access.log'), { force: true });
   renameSync(tmp, cached);
+}
+
+/** The demo image definition a vendor composes (images/, docs/images.md): the base of layering-image.test.ts. */
+export const DEMO_DEFINITION = join(ROOT, 'images', 'qemu-x86_64-grub.toml');
+/** The compose cache the image tests share (.deb files of resolved composes in resolved/ARCH). */
+export const COMPOSE_CACHE = join(ROOT, '.cache', 'compose');
+
+/** What the machine lacks to compose the demo image and layer on it (false: nothing). */
+export function demoLayeringCannot(): string | false {
+  const layering = layeringCannot();
+  if (layering) return layering;
+  // The definition's commands build the initramfs with cpio and gzip; its agent is dist/larch.
+  const missing = missingTools(['cpio', 'gzip', 'apt-cache', 'dpkg-query']);
+  if (missing.length > 0) return `missing tools: ${missing.join(', ')}`;
+  return existsSync(BIN) ? false : `no ${BIN}: run node scripts/build.mjs linux-x64 first (the demo image carries it as its agent)`;
+}
+
+export interface DemoDevice {
+  /** The vendor's archive repo, served at url. */
+  repo: string;
+  key: string;
+  url: string;
+  /** `larch compose --json` of the definition: commit, ref, packages. */
+  composed: { commit: string; ref: string; packages: { name: string; version: string; architecture: string }[] };
+  /** The device's sysroot: provisioned from the composed commit (grub), booted and confirmed. */
+  dev: string;
+}
+
+/**
+ * A device provisioned from a demo image definition exactly as a vendor ships it: `larch compose
+ * DEFINITION --repo R --sign-key K --cache .cache/compose`, `publish`, served over HTTP on
+ * 127.0.0.1, `provision --sysroot` from it and `sim-boot`.
+ */
+export async function demoDevice(t: Test, dir: string, definition = DEMO_DEFINITION): Promise<DemoDevice> {
+  const repo = join(dir, 'vendor/repo');
+  const key = join(dir, 'vendor/vendor');
+  mkdirSync(join(dir, 'vendor'), { recursive: true });
+  await larchOk(['keygen', '--out', key]);
+  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  const composed = (await larchOk(['compose', definition, '--repo', repo, '--sign-key', `${key}.key`, '--cache', COMPOSE_CACHE, '--work-dir', dir, '--json'])).json;
+  await larchOk(['publish', '--repo', repo, '--sign-key', `${key}.key`]);
+  const url = await startServe(t, repo, join(dir, 'access.log'));
+  const dev = join(dir, 'device');
+  await larchOk(['provision', '--sysroot', dev, '--repo-url', url, '--ref', composed.ref, '--keys', `${key}.pub`, '--bootloader', 'grub']);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  return { repo, key, url, composed, dev };
+}
+
+/**
+ * The .deb file of package `name` at `version` that a resolved compose for `architecture` used:
+ * from the compose cache (apt's archive name: the epoch's ':' is '%3a'), or, when that cache has
+ * been emptied since, downloaded again with apt-get into outDir.
+ */
+export function composedDeb(p: { name: string; version: string; architecture: string }, definitionArchitecture: string, outDir: string): string {
+  const file = `${p.name}_${p.version.replace(':', '%3a')}_${p.architecture}.deb`;
+  const cached = join(COMPOSE_CACHE, 'resolved', definitionArchitecture, file);
+  if (existsSync(cached)) return cached;
+  mkdirSync(outDir, { recursive: true });
+  sh(`apt-get download '${p.name}=${p.version}'`, { cwd: outDir });
+  return join(outDir, file);
+}
+
+/**
+ * Another version of a real package: the .deb unpacked with dpkg-deb -R, its control's Version
+ * set, the given files added (path -> content), built again. Returns the new file's path.
+ */
+export function repackDeb(deb: string, outDir: string, version: string, files: Record<string, string> = {}): string {
+  mkdirSync(outDir, { recursive: true });
+  const root = join(outDir, `.repack-${process.pid}`);
+  rmSync(root, { recursive: true, force: true });
+  sh(`dpkg-deb -R '${deb}' '${root}'`);
+  const controlPath = join(root, 'DEBIAN/control');
+  const control = readFileSync(controlPath, 'utf8');
+  writeFileSync(controlPath, control.replace(/^Version: .*$/m, `Version: ${version}`));
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(join(root, path, '..'), { recursive: true });
+    writeFileSync(join(root, path), content);
+  }
+  const field = (f: string) => new RegExp(`^${f}: (.+)$`, 'm').exec(control)![1];
+  const out = join(outDir, `${field('Package')}_${version.replace(':', '%3a')}_${field('Architecture')}.deb`);
+  sh(`dpkg-deb --root-owner-group -Zgzip --build '${root}' '${out}' >/dev/null`);
+  rmSync(root, { recursive: true, force: true });
+  return out;
 }
