@@ -36,7 +36,7 @@ export interface TreeBuildOptions {
 const QEMU_BINFMT: Readonly<Record<string, string>> = { arm64: 'qemu-aarch64', armhf: 'qemu-arm', armel: 'qemu-arm', riscv64: 'qemu-riscv64', ppc64el: 'qemu-ppc64le', s390x: 'qemu-s390x', mips64el: 'qemu-mips64el' };
 
 /** The host's apt sources, each file given to mmdebstrap as a mirror argument (it takes both formats). */
-async function hostSources(): Promise<string[]> {
+export async function readHostSources(): Promise<string[]> {
   const files: string[] = [];
   if (existsSync('/etc/apt/sources.list')) files.push('/etc/apt/sources.list');
   const dir = '/etc/apt/sources.list.d';
@@ -153,7 +153,7 @@ async function toolVersion(tool: string): Promise<string> {
  * Everything that decides mmdebstrap's output, read from the host (tree-key.ts lists it).
  * Hashes the apt index files (~40 MB here: well under a second).
  */
-export async function readTreeKeyInputs(opts: TreeBuildOptions, sources: string[]): Promise<TreeKeyInputs> {
+export async function readTreeKeyInputs(opts: Omit<TreeBuildOptions, 'cacheDir' | 'out'>, sources: string[], host: { aptLists?: string } = {}): Promise<TreeKeyInputs> {
   const placeholders: BuildPaths = { out: '@OUT@', debs: '@DEBS@', stage: opts.localPackages.length > 0 ? '@STAGE@' : undefined };
   const keyrings: HashedFile[] = [];
   for (const k of APT_KEYRINGS) {
@@ -170,7 +170,7 @@ export async function readTreeKeyInputs(opts: TreeBuildOptions, sources: string[
     mmdebstrapArgs: [...mmdebstrapArgs(opts, placeholders), ...sources],
     aptConfigFiles: [...(await Promise.all(sources.map(async (p) => ({ path: p, sha256: await hashFile(p) })))), ...keyrings],
     // The lock file and partial downloads are not indexes apt reads.
-    aptLists: await hashDirectory(APT_LISTS, new Set(['lock', 'partial'])),
+    aptLists: await hashDirectory(host.aptLists ?? APT_LISTS, new Set(['lock', 'partial'])),
     mmdebstrapVersion: await toolVersion('mmdebstrap'),
     aptVersion: await toolVersion('apt-get'),
     hookFiles: await hashDirectory(MERGED_USR_HOOKS),
@@ -214,7 +214,7 @@ export interface TreeBuildResult {
  */
 export async function buildResolvedTree(opts: TreeBuildOptions & { native: boolean; treeCache?: boolean; progress?: (line: string) => void }): Promise<TreeBuildResult> {
   checkForeign(opts.architecture, opts.native);
-  const sources = await hostSources();
+  const sources = await readHostSources();
   const key = treeCacheKey(await readTreeKeyInputs(opts, sources));
   const prefix = key.slice(0, 12);
   const refresh = opts.treeCache === false;
@@ -224,6 +224,7 @@ export async function buildResolvedTree(opts: TreeBuildOptions & { native: boole
     key,
     out: opts.out,
     refresh,
+    onWait: () => opts.progress?.(`waiting for another compose building the same tree (${prefix})`),
     build: (to) => {
       built = true;
       opts.progress?.(`building the tree with mmdebstrap (${refresh ? '--no-tree-cache' : 'not in the tree cache'}, ${prefix}): ${opts.packages.length} packages, their dependencies and the essential set`);

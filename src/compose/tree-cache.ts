@@ -19,7 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { sha256Stream } from '../_hash.ts';
 import { fsyncPath } from '../_durable.ts';
 import { LarchError, fromSystemError } from '../errors.ts';
-import { acquireLock } from '../store/lock.ts';
+import { type Lock, acquireLock } from '../store/lock.ts';
 import type { HashedFile } from './tree-key.ts';
 
 /** hit: the cached tar was used; miss: built and stored; off: built and stored, the cache not read (--no-tree-cache). */
@@ -144,6 +144,19 @@ export interface CachedTreeOptions {
   refresh: boolean;
   /** Builds the tree as a tar at the path given. */
   build: (to: string) => Promise<void>;
+  /** Called when another compose holds the key's lock (building it), before waiting for it. */
+  onWait?: () => void;
+}
+
+/** The key's lock: at once when free, else after onWait, waiting up to LOCK_WAIT_MS. */
+async function lockKey(path: string, onWait?: () => void): Promise<Lock> {
+  try {
+    return await acquireLock(path, 0);
+  } catch (err) {
+    if (!(err instanceof LarchError && err.code === 'LOCKED')) throw err;
+  }
+  onWait?.();
+  return acquireLock(path, LOCK_WAIT_MS);
 }
 
 /**
@@ -159,7 +172,7 @@ export async function cachedTree(opts: CachedTreeOptions): Promise<TreeCacheUse>
   });
   const entry = join(dir, `${opts.key}.tar`);
   if (!opts.refresh && (await take(entry, opts.out))) return 'hit';
-  const lock = await acquireLock(join(dir, `${opts.key}.lock`), LOCK_WAIT_MS);
+  const lock = await lockKey(join(dir, `${opts.key}.lock`), opts.onWait);
   try {
     // Another compose may have built it while this one waited for the lock.
     if (!opts.refresh && (await take(entry, opts.out))) return 'hit';
