@@ -5,7 +5,9 @@
  * sources and index files (no `apt-get update`: the same versions `apt-cache policy` offers the
  * exact compose), reuses and refills a .deb cache, and honours SOURCE_DATE_EPOCH, so the same
  * definition and package versions give the same tree. The choice of mmdebstrap over apt + dpkg
- * run in a namespace by larch, with its numbers: docs/images.md, "Compose backend".
+ * run in a namespace by larch, with its numbers: docs/images.md, "Compose backend". A build with
+ * the same inputs as an earlier one takes that one's tar from the tree cache (tree-key.ts,
+ * tree-cache.ts) instead of running mmdebstrap.
  */
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
