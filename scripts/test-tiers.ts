@@ -56,7 +56,7 @@ export const TIERS: Record<Tier, string[]> = {
     'test/integration/image.test.ts', // 211 s: disk images built and booted under QEMU
     'test/integration/fidelity.test.ts', // 191 s: real Debian packages, byte for byte
     'test/integration/compose.test.ts', // 188 s: composes from real Debian packages
-    'test/integration/compose-resolve.test.ts', // 202 s (load 5-9): four resolved composes with mmdebstrap (must-show 1 of issue 17)
+    'test/integration/compose-resolve.test.ts', // 395 s (load 5-6, tree cache cold): resolved composes with mmdebstrap (must-show 1 of issue 17), a --no-tree-cache rebuild, a tree-cache hit, two builds of a local .deb in a tree cache of its own
     'test/integration/device-crash.test.ts', // 187 s: device commands killed mid-way
     'test/integration/crash.test.ts', // 113 s: repo commands killed mid-way
     'test/integration/delta.test.ts', // 105 s

@@ -20,6 +20,7 @@ import { checkAgent } from './agent.ts';
 import { type ImageDefinition, parseDefinition } from './definition.ts';
 import { TREE_SOURCE, writeImageTar } from './image-tar.ts';
 import { buildResolvedTree } from './mmdebstrap.ts';
+import type { TreeCacheUse } from './tree-cache.ts';
 import { type InstalledPackage, PACKAGES_KEY, encodePackageList } from '../packages/package-diff.ts';
 import { parseDpkgStatus } from '../packages/dpkg-status.ts';
 
@@ -54,6 +55,11 @@ export interface ComposeOptions {
   agent?: string;
   /** List the packages exactly, as the definition's `exact = true` (no dependency, no script). */
   exact?: boolean;
+  /**
+   * false: build the resolved tree with mmdebstrap even when the tree cache has it, and replace
+   * the entry (--no-tree-cache). Default true.
+   */
+  treeCache?: boolean;
   /** Parent directory for the temporary image tar (default: the OS temp dir). */
   workDir?: string;
   progress?: (message: string) => void;
@@ -80,6 +86,8 @@ export interface ComposeResult extends CommitResult {
   agent: string | null;
   /** true: the listed packages only, unpacked; false: their closure, installed by dpkg (mmdebstrap). */
   exact: boolean;
+  /** The resolved tree: from the tree cache (hit), built and stored (miss), built with the cache not read (off); null for an exact compose (no tree). */
+  tree_cache: TreeCacheUse | null;
 }
 
 async function readDefinition(path: string): Promise<ImageDefinition> {
@@ -189,13 +197,14 @@ export async function compose(repo: Repo, opts: ComposeOptions): Promise<Compose
 
   const work = await mkdtemp(join(opts.workDir ?? tmpdir(), 'larch-compose-'));
   try {
+    // Only read, then removed: it may be a hard link to the tree cache's entry (tree-cache.ts).
     let tree: string | undefined;
+    let treeCache: TreeCacheUse | null = null;
     if (!exact) {
       tree = join(work, 'resolved.tar');
-      progress(`installing ${def.packages.length} packages, their dependencies and the essential set with mmdebstrap`);
       const debs = await listDebs(join(opts.cacheDir, 'resolved', def.architecture));
       const localPackages = await checkLocalPackages(def, opts.definitionPath);
-      await buildResolvedTree({ packages: def.packages, localPackages, architecture: def.architecture, native: target.native, recommends: def.recommends, cacheDir: opts.cacheDir, sourceDateEpoch: resolvedTime!, out: tree, progress });
+      ({ treeCache } = await buildResolvedTree({ packages: def.packages, localPackages, architecture: def.architecture, native: target.native, recommends: def.recommends, cacheDir: opts.cacheDir, sourceDateEpoch: resolvedTime!, out: tree, treeCache: opts.treeCache !== false, progress }));
       downloaded = (await listDebs(join(opts.cacheDir, 'resolved', def.architecture))).filter((f) => !debs.includes(f)).length;
     }
     let tarPath = join(work, 'image.tar');
@@ -232,7 +241,7 @@ export async function compose(repo: Repo, opts: ComposeOptions): Promise<Compose
       unlessUnchanged: !opts.force,
     });
     const debFiles = exact ? fetched.map((p) => p.path) : [];
-    return { ...result, ref: def.ref, architecture: def.architecture, packages, kernel, boot_files: image.bootFiles.map((p) => `/${p}`), deb_files: debFiles, downloaded, cached: exact ? fetched.length - downloaded : packages.length - downloaded, agent: agent?.source ?? null, exact };
+    return { ...result, ref: def.ref, architecture: def.architecture, packages, kernel, boot_files: image.bootFiles.map((p) => `/${p}`), deb_files: debFiles, downloaded, cached: exact ? fetched.length - downloaded : packages.length - downloaded, agent: agent?.source ?? null, exact, tree_cache: treeCache };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

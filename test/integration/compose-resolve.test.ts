@@ -4,12 +4,14 @@
  * files cached in .cache/compose): a definition listing only openssh-server gets its whole
  * closure with the scripts run (the sshd user, /etc/ssh/sshd_config) and no ssh host keys, the
  * dpkg database under /usr/lib/sysimage/dpkg with the config pointing dpkg and apt at it, the
- * same commit id from a second compose into another repo, and `db list` equal to the tree's own
- * dpkg database; a failing maintainer script and an unresolvable package fail with a clear
- * error and leave the refs as they were.
+ * same commit id from a second compose into another repo (a real second mmdebstrap run:
+ * --no-tree-cache), and `db list` equal to the tree's own dpkg database; a third compose takes
+ * the tree from the tree cache and gives that id again; a changed local .deb misses the cache
+ * (each key input: test/unit/compose/tree-key.test.ts); a failing maintainer script and an unresolvable package fail
+ * with a clear error and leave the refs as they were.
  */
 import t from 'tap';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, larch, larchOk, missingTools, sh, tempDir, testNeeding } from '../helpers.ts';
 
@@ -37,7 +39,9 @@ testNeeding(t, 'a definition listing only openssh-server gets its closure, scrip
   const repo1 = await newRepo(dir, 'repo1');
   const started = Date.now();
   const first = (await larchOk(['compose', def, '--repo', repo1, '--cache', CACHE, '--json'])).json;
-  t.comment(`resolved compose of openssh-server: ${first.packages.length} packages, ${((Date.now() - started) / 1000).toFixed(1)} s (${first.downloaded} downloaded)`);
+  // A hit when an earlier run left this tree in the shared cache; the second compose below builds anyway.
+  t.comment(`resolved compose of openssh-server: ${first.packages.length} packages, ${((Date.now() - started) / 1000).toFixed(1)} s (${first.downloaded} downloaded, tree cache ${first.tree_cache})`);
+  t.ok(first.tree_cache === 'hit' || first.tree_cache === 'miss', `the tree cache was used (${first.tree_cache})`);
   t.equal(first.exact, false, 'a resolved compose');
   const names: string[] = first.packages.map((p: { name: string }) => p.name);
   for (const dep of ['openssh-server', 'openssh-client', 'libc6', 'libssl3', 'adduser', 'dpkg', 'base-passwd', 'libpam0g']) t.ok(names.includes(dep), `the closure holds ${dep}`);
@@ -69,10 +73,60 @@ testNeeding(t, 'a definition listing only openssh-server gets its closure, scrip
   const plainList = (await larchOk(['db', 'list', '--repo', repo1, plain.commit, '--json'])).json;
   t.same(plainList.packages, dbList.packages, 'a commit with no package list in its metadata: db list reads /usr/lib/sysimage/dpkg/status');
 
+  // Determinism: a second mmdebstrap run, not the cache's copy of the first tree.
   const repo2 = await newRepo(dir, 'repo2');
-  const second = (await larchOk(['compose', def, '--repo', repo2, '--cache', CACHE, '--json'])).json;
-  t.equal(second.commit, first.commit, 'composing again (another repo, warm cache) gives the same commit id');
+  const rebuildStarted = Date.now();
+  const second = (await larchOk(['compose', def, '--repo', repo2, '--cache', CACHE, '--no-tree-cache', '--json'])).json;
+  const rebuildS = (Date.now() - rebuildStarted) / 1000;
+  t.equal(second.tree_cache, 'off', '--no-tree-cache ran mmdebstrap again');
+  t.equal(second.commit, first.commit, 'composing again (another repo, mmdebstrap run again, warm .deb cache) gives the same commit id');
   t.equal(second.downloaded, 0, 'the second compose downloads nothing');
+
+  // The tree cache: the same inputs take the stored tree, and give the same commit.
+  const repo3 = await newRepo(dir, 'repo3');
+  const hitStarted = Date.now();
+  const third = (await larchOk(['compose', def, '--repo', repo3, '--cache', CACHE, '--json'])).json;
+  t.comment(`the same compose: ${rebuildS.toFixed(1)} s running mmdebstrap, ${((Date.now() - hitStarted) / 1000).toFixed(1)} s from the tree cache`);
+  t.equal(third.tree_cache, 'hit', 'a third compose with the same inputs takes the tree from the cache');
+  t.equal(third.commit, first.commit, 'and gives the same commit id');
+  t.same(third.packages, first.packages, 'and the same package list');
+});
+
+testNeeding(t, 'the tree cache misses when an input changes: a local .deb of the same name and version', cannot, { timeout: 900_000 }, async (t) => {
+  const dir = tempDir(t, 'larch-compose-tree-cache-');
+  // A tree cache of its own, so this test's trees do not evict the shared cache's (the image
+  // tests'); the .deb cache is the shared one, so nothing is downloaded again.
+  const cache = join(dir, 'cache');
+  mkdirSync(cache);
+  mkdirSync(join(CACHE, 'resolved'), { recursive: true });
+  symlinkSync(join(CACHE, 'resolved'), join(cache, 'resolved'));
+  const deb = (content: string) => {
+    const pkg = join(dir, 'pkg');
+    mkdirSync(join(pkg, 'DEBIAN'), { recursive: true });
+    mkdirSync(join(pkg, 'usr/share/larch-test'), { recursive: true });
+    writeFileSync(join(pkg, 'DEBIAN/control'), `Package: larch-test-local\nVersion: 1.0\nArchitecture: all\nMaintainer: larch tests <t@example.org>\nDescription: a local package\n`);
+    writeFileSync(join(pkg, 'usr/share/larch-test/content'), content);
+    sh(`dpkg-deb --root-owner-group -Zgzip --build '${pkg}' '${dir}/larch-test-local_1.0_all.deb'`);
+  };
+  const compose = async (def: string, name: string) => (await larchOk(['compose', def, '--repo', await newRepo(dir, name), '--cache', cache, '--json'])).json;
+  const body = 'packages = ["busybox"]\nlocal_packages = ["larch-test-local_1.0_all.deb"]\n';
+  const def = definition(dir, 'local', body);
+
+  deb('one\n');
+  const one = await compose(def, 'repo1');
+  t.equal(one.tree_cache, 'miss', 'a new tree cache: the first compose builds');
+  const again = await compose(def, 'repo2');
+  t.equal(again.tree_cache, 'hit', 'the same inputs: a hit');
+  t.equal(again.commit, one.commit, 'the same commit id');
+
+  deb('two\n');
+  const two = await compose(def, 'repo3');
+  t.equal(two.tree_cache, 'miss', 'the local .deb rebuilt with other content (same name and version): a miss');
+  t.not(two.commit, one.commit, 'and another tree');
+  const tree = join(dir, 'tree');
+  await larchOk(['checkout', '--repo', join(dir, 'repo3'), two.commit, tree]);
+  t.equal(readFileSync(join(tree, 'usr/share/larch-test/content'), 'utf8'), 'two\n', "the new .deb's content, not the cached tree's");
+  t.same(readdirSync(join(cache, 'trees')).filter((n) => n.endsWith('.tar')).length, 2, 'two trees stored, one per key');
 });
 
 function readlinkOf(path: string): string {

@@ -35,6 +35,7 @@ export const compose: Command = {
     force: { type: 'boolean' },
     agent: { type: 'string' },
     exact: { type: 'boolean' },
+    'no-tree-cache': { type: 'boolean' },
   },
   positionals: true,
   help: `NAME
@@ -43,7 +44,7 @@ export const compose: Command = {
 SYNOPSIS
   larch compose DEFINITION.toml --repo R [--sign-key K.key]... [--cache DIR]
                 [--timestamp T] [--parent REV | --orphan] [--work-dir DIR] [--agent FILE]
-                [--exact] [--force] [--json]
+                [--exact] [--no-tree-cache] [--force] [--json]
 
 DESCRIPTION
   Reads the image definition (docs/images.md) and checks every listed package and pin against
@@ -81,11 +82,22 @@ DESCRIPTION
   directory or the tree, two packages shipping one path, or a failing command stop the
   compose before anything is committed; the refs stay as they were.
 
+  The tree cache: mmdebstrap's tree is kept in DIR/trees/KEY.tar (the --cache DIR), KEY the
+  SHA-256 of everything that decides it: the packages and pins (in any order), the
+  architecture, 'recommends', SOURCE_DATE_EPOCH (the commit time above), the local .deb files'
+  content, mmdebstrap's arguments, the content of the host's apt sources, keyrings and index
+  files (/var/lib/apt/lists: an 'apt-get update' that changed an index misses), the mmdebstrap
+  and apt versions and mmdebstrap's merged-usr hooks. A compose with the same KEY takes the
+  cached tree instead of running mmdebstrap (overlays, commands, the agent and the boot files
+  are applied after it, so definitions that differ only in those share one tree). One build
+  per KEY at a time (a second compose waits for it); the 4 most recently used trees are kept.
+  --no-tree-cache builds again and replaces the entry (docs/images.md, "The tree cache").
+
 OPTIONS
   --repo R          repository (required)
   --sign-key K.key  sign the commit with this secret key (repeatable)
-  --cache DIR       where .deb files are kept (default: $XDG_CACHE_HOME/larch/debs,
-                    else ~/.cache/larch/debs)
+  --cache DIR       where .deb files and resolved trees are kept (default:
+                    $XDG_CACHE_HOME/larch/debs, else ~/.cache/larch/debs)
   --timestamp T     commit time (seconds or ISO 8601); default: the definition's
                     'timestamp', else $SOURCE_DATE_EPOCH, else the newest package's date
                     (the newest file time in the packages' data: their build dates)
@@ -96,6 +108,8 @@ OPTIONS
                     ELF executable for the definition's architecture
   --exact           exactly the listed packages, unpacked, no dependency added and no
                     maintainer script run (as the definition's 'exact = true')
+  --no-tree-cache   run mmdebstrap even when the tree cache has the tree, and replace the
+                    cached tree with the new one
   --force           commit even when nothing changed
   --json            print {"commit": HEAD, "changed": false} when nothing changed, else
                     {"commit", "changed": true, "ref", "version", "timestamp_s", "architecture",
@@ -103,7 +117,9 @@ OPTIONS
                     "boot_files", "deb_files" (the .deb files used), "downloaded", "cached", "parent", "signed_by",
                     "objects_written", "objects_reused", "bytes_written", "release", "agent" (the
                     binary carried at /usr/bin/larch, or null), "exact" (true: the listed
-                    packages only; deb_files is then the .deb files used, else [])}
+                    packages only; deb_files is then the .deb files used, else []),
+                    "tree_cache" ("hit": the tree came from the tree cache; "miss": built
+                    and stored; "off": built with --no-tree-cache; null: an exact compose)}
 
 EXAMPLES
   larch compose images/qemu-x86_64-grub.toml --repo repo --sign-key vendor.key
@@ -130,6 +146,7 @@ EXIT STATUS
       workDir: opt(args, 'work-dir'),
       agent: opt(args, 'agent'),
       exact: args.values.exact === true,
+      treeCache: args.values['no-tree-cache'] !== true,
       force: args.values.force === true,
       progress: io.isTTY && !args.json ? (m) => io.err(`${m}\n`) : undefined,
     });
