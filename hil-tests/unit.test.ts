@@ -76,5 +76,10 @@ t.test('a command ends at its end marker with its newline, not before it comes',
   t.equal(ended, false, 'not ended before the newline');
   console.push('\n# ');
   t.same(await done, { code: 0, out: '' });
-  t.equal(sent.length, 1);
+  // The tty echoed the next command before the shell's prompt: the prompt precedes the start marker.
+  const next = shell.run('jq --version');
+  await new Promise((r) => setImmediate(r));
+  console.push("echo @@B2''@@; jq --version 2>&1; echo @@E2''@@$?@@\n# @@B2@@\njq-1.6\n@@E2@@0@@\n");
+  t.same(await next, { code: 0, out: 'jq-1.6' });
+  t.equal(sent.length, 2);
 });
