@@ -1,7 +1,7 @@
 /**
  * `npm run hil`: builds each board's image, runs the scenarios on it, prints the report.
  *
- *   node --import tsx hil-tests/run.ts [--board B[,B]] [--scenario a,b,c,d,table,agent] [--config board.toml]
+ *   node --import tsx hil-tests/run.ts [--board B[,B]] [--scenario a,b,c,d,table,agent,layer] [--config board.toml]
  *                                      [--work-dir DIR [--reuse]] [--json FILE] [--keep]
  *
  * Without --board: every QEMU board that `larch image build` knows and this host can run (the

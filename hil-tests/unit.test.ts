@@ -4,9 +4,13 @@
  * scenarios check the boards against).
  */
 import t from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Board } from './lib/board.ts';
+import { Console, cleanConsole } from './lib/console.ts';
 import { ROOT } from './lib/fixture.ts';
-import { cleanConsole } from './lib/console.ts';
-import { lastJson, parseBootCheck } from './lib/device.ts';
+import { Shell, lastJson, parseBootCheck } from './lib/device.ts';
 import { parseBoardConfig } from './lib/config.ts';
 import { cutMoments } from './scenarios/power-cut.ts';
 import { caseStartVars, compareBoots, compareEnv, loadBootCases, predictBoots } from './lib/boot-table.ts';
@@ -53,4 +57,29 @@ t.test('the boot table through bootloaderChoose, as the scenarios predict boards
     if (lastWrite?.env) t.same(compareEnv(Object.fromEntries(p.env), lastWrite.env), [], `${c.name}: env after`);
   }
   t.match(compareBoots([{ slot: 'A', rescue: false, wrote: false }], [{ slot: 'B', rescue: false, wrote: true }]).join(';'), /boot 1: A, expected B\+write/);
+});
+
+t.test('a command ends at its end marker with its newline, not before it comes', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hil-unit-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const console = new Console(join(dir, 'console.log'));
+  const sent: string[] = [];
+  console.attach(async (line) => void sent.push(line));
+  const shell = new Shell({ console } as unknown as Board);
+  const done = shell.run('sync');
+  await new Promise((r) => setImmediate(r));
+  console.push('@@B1@@\n@@E1@@0@@');
+  let ended = false;
+  void done.then(() => (ended = true));
+  await new Promise((r) => setTimeout(r, 50));
+  // A serial console delivers the marker's newline later: the next command sent now would split the line.
+  t.equal(ended, false, 'not ended before the newline');
+  console.push('\n# ');
+  t.same(await done, { code: 0, out: '' });
+  // The tty echoed the next command before the shell's prompt: the prompt precedes the start marker.
+  const next = shell.run('jq --version');
+  await new Promise((r) => setImmediate(r));
+  console.push("echo @@B2''@@; jq --version 2>&1; echo @@E2''@@$?@@\n# @@B2@@\njq-1.6\n@@E2@@0@@\n");
+  t.same(await next, { code: 0, out: 'jq-1.6' });
+  t.equal(sent.length, 2);
 });

@@ -115,7 +115,7 @@ export class Shell {
       // '' splits the marker in the echoed input line, so only the shell's output matches.
       await this.board.console.send(`echo @@R${id}''@@`);
       try {
-        await this.board.console.expect(new RegExp(`^@@R${id}@@$`, 'm'), 2_000, 'a shell prompt');
+        await this.board.console.expect(new RegExp(`@@R${id}@@\n`), 2_000, 'a shell prompt');
         return;
       } catch (e) {
         if (Date.now() > deadline) throw e;
@@ -127,8 +127,12 @@ export class Shell {
   async run(command: string, timeoutMs = 120_000): Promise<ShellResult> {
     const id = ++this.n;
     await this.board.console.send(`echo @@B${id}''@@; ${command} 2>&1; echo @@E${id}''@@$?@@`);
-    await this.board.console.expect(new RegExp(`^@@B${id}@@$`, 'm'), 20_000, `the start of command ${id} (${command.slice(0, 80)})`);
-    const end = await this.board.console.expect(new RegExp(`([^]*?)^@@E${id}@@(\\d+)@@$`, 'm'), timeoutMs, `the end of command ${id} (${command.slice(0, 80)})`);
+    await this.board.console.expect(new RegExp(`@@B${id}@@\n`), 20_000, `the start of command ${id} (${command.slice(0, 80)})`);
+    // The newline too, not `$` (which matches at the end of what has come so far): sent before the
+    // marker's newline, the next command's echo lands in the middle of the marker's line. No `^`:
+    // the tty echoes the next command before the shell prints its prompt, so the prompt ("# ")
+    // can precede the start marker on its line (the echoed line itself has '' inside the marker).
+    const end = await this.board.console.expect(new RegExp(`([^]*?)@@E${id}@@(\\d+)@@\n`), timeoutMs, `the end of command ${id} (${command.slice(0, 80)})`);
     return { code: Number(end[2]), out: end[1].replace(/^\n/, '').replace(/\n$/, '') };
   }
 

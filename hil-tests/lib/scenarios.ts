@@ -6,5 +6,6 @@ import { powerCutScenario } from '../scenarios/power-cut.ts';
 import { rollbackScenario } from '../scenarios/rollback.ts';
 import { bootTableScenario } from '../scenarios/boot-table.ts';
 import { agentScenario } from '../scenarios/agent.ts';
+import { layerScenario } from '../scenarios/layer.ts';
 
-export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario, agentScenario];
+export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario, agentScenario, layerScenario];

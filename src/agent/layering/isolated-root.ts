@@ -25,6 +25,8 @@ const POLICY_RC_D = 'usr/sbin/policy-rc.d';
 /** Mounts /proc and a minimal /dev inside the namespace, then runs the command chrooted, with a clean environment. */
 const NAMESPACE_SCRIPT = `set -e
 R=$1; shift
+# chroot is in /usr/sbin, which the caller's PATH may lack (cron's /usr/bin:/bin; the demo image's console shell has PATH=/bin).
+PATH="$PATH:/usr/sbin:/usr/bin:/sbin:/bin"
 mount -t proc proc "$R/proc"
 mount -t tmpfs -o mode=0755,nosuid,size=1m larch-dev "$R/dev"
 for d in null zero full random urandom tty; do : > "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"; done
