@@ -65,7 +65,9 @@ testNeeding(t, 'layering: install, override, uninstall, reset, upgrades', layeri
 
   // 2. install a local .deb with no network: the apt server is gone; jq comes from the cache.
   repo.stop();
-  const loc = await larchOk(['install', local, '--sysroot', dev, '--json']);
+  // With PATH=/bin, as the demo board's console shell has it: chroot is in /usr/sbin (HIL scenario
+  // layer failed with 'chroot: not found' until the isolated root added the sbin directories).
+  const loc = await larchOk(['install', local, '--sysroot', dev, '--json'], { env: { PATH: '/bin' } });
   t.match(loc.json, { result: 'staged', to: { slot: 'A' }, request: { packages: ['jq'], local_packages: ['larch-test-local'] } }, 'install FILE.deb offline: staged in slot A');
   await bootStaged(t, dev, 'A', 'install a local .deb');
   t.equal(readFileSync(join(deployment('A'), 'usr/share/larch-test-local/version'), 'utf8'), '1.0\n', "the local package's file is in the deployment");
