@@ -71,7 +71,9 @@ t.test('a command ends at its end marker with its newline, not before it comes',
   console.push('@@B1@@\n@@E1@@0@@');
   let ended = false;
   void done.then(() => (ended = true));
-  await new Promise((r) => setTimeout(r, 50));
+  // push() matches synchronously and run() goes on in promise jobs: once they have all run (the
+  // next macrotask), a command that could end on this input has ended.
+  await new Promise((r) => setImmediate(r));
   // A serial console delivers the marker's newline later: the next command sent now would split the line.
   t.equal(ended, false, 'not ended before the newline');
   console.push('\n# ');
