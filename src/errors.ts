@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   REPO_CORRUPT: { exit: 5, meaning: 'bad `config.json` or ref file; `fsck` found problems', hint: "run 'larch fsck --repo R' for the full list" },
   HOSTILE_TREE: { exit: 5, meaning: 'a tree with unsafe names or absurd depth/size', hint: 'do not use this commit; it was built to write outside its tree' },
   DELTA_CORRUPT: { exit: 5, meaning: 'a delta that is not well-formed, a part whose size or checksum is wrong, or one that leaves the tree incomplete', hint: 'download the delta again; nothing from the damaged part was stored, and applying again resumes' },
+  DELTA_UNSUPPORTED: { exit: 5, meaning: 'a delta of a format newer than this larch reads', hint: "update larch; 'larch pull' without the delta fetches the objects" },
   DELTA_BASE_MISSING: { exit: 12, meaning: 'a delta\'s base commit is not in the repo', hint: "this delta updates another commit than the repo holds: use a delta from the repo's commit, or a from-scratch delta" },
   SIGNATURE_INVALID: { exit: 6, meaning: 'no valid signature by a trusted key, or a malformed `.sig`', hint: 'check that the right public key is trusted, and that the commit came from the vendor' },
   SIGNATURE_MISSING: { exit: 6, meaning: 'the commit has no signature at all', hint: "sign the commit with 'larch commit --sign-key K' or 'larch sign'" },

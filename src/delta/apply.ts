@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { open, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { collectGarbage } from '../_gc.ts';
@@ -21,8 +21,11 @@ import { Transaction } from '../store/transaction.ts';
 import { forEachTreeFile } from '../store/walk.ts';
 import { ByteReader, StreamEndedError } from './byte-reader.ts';
 import { createDecompressor } from './compress.ts';
-import { type ControlRecord, type PartInfo, type PartStreams, type Superblock, DeltaFormatError, PART_HEADER_BYTES, RECORD_LENGTH_BYTES, decodeEnvelope, decodePartHeader, decodeRecord, decodeRecordLength, decodeSuperblock } from './format.ts';
+import { type ControlRecord, type DeltaFormatVersion, type PartInfo, type PartStreams, type Superblock, DeltaFormatError, DeltaUnsupportedError, PART_HEADER_BYTES, RECORD_LENGTH_BYTES, decodeEnvelope, decodePartHeader, decodeRecord, decodeRecordLength, decodeSuperblock } from './format.ts';
 import { verifyDelta } from './sign.ts';
+import { ViewError } from './view/errors.ts';
+import type { Segment } from './view/segment.ts';
+import { expandView, foldView } from './view/view.ts';
 
 /** Where the bytes of each part are: a region of a file (the one-file delta, or a downloaded part). */
 export interface DeltaSource {
@@ -70,6 +73,7 @@ export async function openDelta(source: DeltaSource, opts: ApplyOptions): Promis
     ({ superblock, signatures } = decodeEnvelope(source.envelope));
     sb = decodeSuperblock(superblock);
   } catch (err) {
+    if (err instanceof DeltaUnsupportedError) throw new LarchError('DELTA_UNSUPPORTED', `delta superblock: ${err.message}`, { data: { part: 'superblock', format: err.format } });
     if (err instanceof DeltaFormatError) throw new LarchError('DELTA_CORRUPT', `delta superblock: ${err.message}`, { data: { part: 'superblock' } });
     throw err;
   }
@@ -112,6 +116,7 @@ export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOpt
   if (sb.from !== null && !(await repo.hasObject('commit', sb.from))) {
     throw new LarchError('DELTA_BASE_MISSING', `delta is from commit ${sb.from}, which repo '${repo.path}' does not hold`, { data: { from: sb.from, to: sb.to } });
   }
+  await checkScratchSpace(repo, sb);
   const result: ApplyResult = { from: sb.from, to: sb.to, parts: sb.parts.length, parts_applied: 0, parts_skipped: 0, objects_written: 0 };
   for (let i = 0; i < sb.parts.length; i++) {
     const part = sb.parts[i];
@@ -122,7 +127,7 @@ export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOpt
     }
     const where = await source.part(i);
     await checkPartChecksum(where, part, i, sb.parts.length);
-    result.objects_written += await applyPart(repo, where, part, i, sb.parts.length);
+    result.objects_written += await applyPart(repo, where, part, i, sb.parts.length, sb.format);
     failpoint('delta::after-part-apply');
     result.parts_applied++;
     collectGarbage();
@@ -130,6 +135,25 @@ export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOpt
   }
   await finish(repo, sb, opts.ref);
   return result;
+}
+
+/**
+ * A format-2 delta says, per part, the largest source view it writes to R/tmp/ while it
+ * applies; that space must be free before the first part (the update's own objects are checked
+ * by the caller, which knows their size from the summary). @throws NO_SPACE
+ */
+async function checkScratchSpace(repo: Repo, sb: Superblock): Promise<void> {
+  const need = Math.max(0, ...sb.parts.map((p) => p.scratch ?? 0));
+  if (need === 0) return;
+  const tmp = join(repo.path, 'tmp');
+  const st = await statfs(tmp);
+  const free = Number(st.bavail) * Number(st.bsize);
+  if (free < need) {
+    throw new LarchError('NO_SPACE', `not enough space on the filesystem of ${tmp} for the delta to ${sb.to}: it expands a file of ${need} bytes there while it applies, ${free} bytes are free`, {
+      hint: "free space there (e.g. with 'larch prune'), then run the command again; nothing of the delta was stored",
+      data: { path: tmp, need, free, to: sb.to },
+    });
+  }
 }
 
 async function partStored(repo: Repo, part: PartInfo): Promise<boolean> {
@@ -175,6 +199,12 @@ interface SourceObject {
 
 /** Opens a patch source (decompressed to a temp file for archive repos). @throws OBJECT_MISSING */
 async function openSourceObject(repo: Repo, id: ObjectId, tmpDir: string): Promise<SourceObject> {
+  const { path, temp } = await sourceObjectPath(repo, id, tmpDir);
+  return openSourceFile(path, id, temp);
+}
+
+/** The file holding a source object's content: the object itself, or (archive repos) a decompressed temp copy. */
+async function sourceObjectPath(repo: Repo, id: ObjectId, tmpDir: string): Promise<{ path: string; temp: string | null }> {
   let path = repo.objectPath('file', id);
   let temp: string | null = null;
   if (repo.mode === 'archive') {
@@ -187,6 +217,11 @@ async function openSourceObject(repo: Repo, id: ObjectId, tmpDir: string): Promi
     }
     path = temp;
   }
+  return { path, temp };
+}
+
+/** A source read through a window; `temp` is removed when it is closed. @throws OBJECT_MISSING */
+function openSourceFile(path: string, id: ObjectId, temp: string | null): SourceObject {
   // Synchronous file calls: sources are opened one at a time, and a thread-pool round trip per
   // call showed up as futex time on the corpus delta.
   let fd: number;
@@ -230,7 +265,7 @@ async function openSourceObject(repo: Repo, id: ObjectId, tmpDir: string): Promi
 }
 
 /** Interprets one part inside a transaction; returns the number of objects written. */
-async function applyPart(repo: Repo, where: { path: string; offset: number }, part: PartInfo, index: number, count: number): Promise<number> {
+async function applyPart(repo: Repo, where: { path: string; offset: number }, part: PartInfo, index: number, count: number, format: DeltaFormatVersion): Promise<number> {
   const label = `part ${index + 1}/${count}`;
   const head = Buffer.alloc(PART_HEADER_BYTES);
   const fh = await open(where.path, 'r');
@@ -249,7 +284,7 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
   let nextObject = 0;
   const nextRecord = async (expectOps: boolean): Promise<ControlRecord | null> => {
     if (await control.atEnd()) return null;
-    return decodeRecord(await control.read(decodeRecordLength(await control.read(RECORD_LENGTH_BYTES))), expectOps);
+    return decodeRecord(await control.read(decodeRecordLength(await control.read(RECORD_LENGTH_BYTES))), expectOps, format);
   };
 
   const txn = await Transaction.begin(repo);
@@ -282,10 +317,14 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
         await txn.writeFile(header, undefined, `${label}: file ${id}`, id);
         continue;
       }
-      const content =
-        rec.source === null
-          ? literal.pieces(header.size)
-          : patched(await openSourceObject(repo, rec.source, join(repo.path, 'tmp')), () => nextRecord(true), diff, literal);
+      const tmpDir = join(repo.path, 'tmp');
+      let content: AsyncIterable<Uint8Array>;
+      if (rec.type === 'view-file') {
+        if (totalN(rec.dst) !== header.size) throw new DeltaFormatError(`file ${id}: its view segments cover ${totalN(rec.dst)} bytes, the file has ${header.size}`);
+        content = afterFirstChunk(foldView(patched(await openViewSource(repo, rec.source, rec.src, tmpDir), () => nextRecord(true), diff, literal), rec.dst), 'delta::mid-view-fold');
+      } else {
+        content = rec.source === null ? literal.pieces(header.size) : patched(await openSourceObject(repo, rec.source, tmpDir), () => nextRecord(true), diff, literal);
+      }
       await txn.writeFile(header, { stream: content }, `${label}: file ${id}`, id);
     }
     if (nextObject !== part.objects.length) throw new DeltaFormatError(`${part.objects.length - nextObject} object(s) listed for this part were not in it`);
@@ -298,9 +337,47 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
   } catch (err) {
     await txn.abort();
     await Promise.all([control.close(), diff.close(), literal.close()]).catch(() => {});
-    if (err instanceof DeltaFormatError || err instanceof StreamEndedError) throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { part: index } });
+    if (err instanceof DeltaFormatError || err instanceof StreamEndedError || err instanceof ViewError) throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { part: index } });
     if (err instanceof LarchError && err.code === 'INVALID_INPUT') throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { ...err.data, part: index } });
     throw err;
+  }
+}
+
+const totalN = (segments: readonly Segment[]) => segments.reduce((a, s) => a + s.n, 0);
+
+/**
+ * The source of a view record: the source object's view, expanded into R/tmp/view-* by its
+ * segments (bspatch reads its source both ways, so the view is written, not held); the file is
+ * removed when the patch closes it. @throws OBJECT_MISSING, DeltaFormatError, ViewError
+ */
+async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segment[], tmpDir: string): Promise<SourceObject> {
+  const { path, temp } = await sourceObjectPath(repo, id, tmpDir);
+  const viewPath = join(tmpDir, `view-${process.pid}-${++sourceCounter}-${id}`);
+  try {
+    const content = await readFile(path).catch((err) => {
+      if (err.code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `patch source ${id} is missing from the repo`, { data: { id } });
+      throw err;
+    });
+    if (totalN(segments) !== content.length) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${content.length}`);
+    await writeFile(viewPath, expandView(content, segments), { flag: 'wx', mode: 0o600 });
+  } catch (err) {
+    await rm(viewPath, { force: true });
+    if (err instanceof ViewError) throw new DeltaFormatError(`source ${id}: ${err.message}`);
+    throw err;
+  } finally {
+    if (temp) await rm(temp, { force: true });
+  }
+  failpoint('delta::after-view-expand');
+  return openSourceFile(viewPath, id, viewPath);
+}
+
+/** Passes chunks through, and passes a failpoint once the first has been handed on. */
+async function* afterFirstChunk(chunks: AsyncIterable<Uint8Array>, point: 'delta::mid-view-fold'): AsyncGenerator<Uint8Array> {
+  let first = true;
+  for await (const c of chunks) {
+    yield c;
+    if (first) failpoint(point);
+    first = false;
   }
 }
 

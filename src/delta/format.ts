@@ -3,14 +3,17 @@
  * See docs/formats.md §8.
  *
  * Delta file (`larch delta generate --out`, and what `delta apply` reads):
- *   "LARCHDLT" (8 bytes) ‖ u32be format (1) ‖ u32be N ‖ envelope (N bytes) ‖ part 0 ‖ part 1 ‖ …
+ *   "LARCHDLT" (8 bytes) ‖ u32be format (1 or 2) ‖ u32be N ‖ envelope (N bytes) ‖ part 0 ‖ part 1 ‖ …
+ *   Format 2 is format 1 plus control records of type 4 (a file rebuilt through its view, §8.6);
+ *   a delta is written as format 2 only when it holds such a record.
  *   envelope  = canonical CBOR {"superblock": bstr, "signatures": [{"alg","key","sig"}...]}
  *   signature = ed25519 over "larch-delta-v1:" ‖ SHA-256(superblock bytes)
  *
  * Superblock (canonical CBOR map):
- *   {"format": 1, "from": bstr(32) | null, "to": bstr(32), "commit": bstr (the commit object of
+ *   {"format": 1 | 2, "from": bstr(32) | null, "to": bstr(32), "commit": bstr (the commit object of
  *    `to`), "commit_sigs": bstr | null (its .sig file), "created": uint seconds,
- *    "parts": [{"size": uint, "sha256": bstr(32), "raw": uint, "objects": [[kind, bstr(32)]...]}]}
+ *    "parts": [{"size": uint, "sha256": bstr(32), "raw": uint, "objects": [[kind, bstr(32)]...],
+ *               "scratch": uint (format 2, optional: the largest source view a record of the part expands)}]}
  *   kind: 0 file, 1 dirtree, 2 dirmeta, 3 commit (only 0-2 appear in parts)
  *
  * Part (the bytes `size` and `sha256` describe):
@@ -23,9 +26,18 @@
  */
 import { type CborValue, decodeCanonical, encodeCanonical } from '../store/cbor.ts';
 import { type ObjectId, type ObjectKind, bytesToId, idToBytes, MAX_FILE_HEADER_BYTES, MAX_METADATA_BYTES } from '../store/object.ts';
+import { MAX_VIEW_BYTES } from './view/deflate.ts';
+import { LZ4_LEGACY_BLOCK_BYTES } from './view/lz4.ts';
+import type { Segment } from './view/segment.ts';
 
 export const DELTA_MAGIC = Buffer.from('LARCHDLT', 'ascii');
+/** The format of a delta without view records: every larch since 0.1 reads it. */
 export const DELTA_FORMAT = 1;
+/** The newest format this larch reads and writes (2: view records, §8.6). */
+export const DELTA_FORMAT_MAX = 2;
+export type DeltaFormatVersion = 1 | 2;
+/** Most segments a view record lists per side. */
+export const MAX_SEGMENTS = 4096;
 /** Largest envelope (superblock + signatures) we read: it lists every object of the update. */
 export const MAX_ENVELOPE_BYTES = 64 * 1024 * 1024;
 /** Largest control record: a file header (1 MiB) plus ids and framing. */
@@ -46,9 +58,12 @@ export interface PartInfo {
   sha256: string;
   raw: number;
   objects: { kind: ObjectKind; id: ObjectId }[];
+  /** Format 2: the largest source view (bytes) a record of this part writes to R/tmp/ (0: none). */
+  scratch?: number;
 }
 
 export interface Superblock {
+  format: DeltaFormatVersion;
   from: ObjectId | null;
   to: ObjectId;
   commit: Uint8Array;
@@ -60,13 +75,20 @@ export interface Superblock {
 export class DeltaFormatError extends Error {
   override name = 'DeltaFormatError';
 }
+/** A well-formed delta of a format newer than this larch reads. */
+export class DeltaUnsupportedError extends DeltaFormatError {
+  override name = 'DeltaUnsupportedError';
+  constructor(readonly format: number) {
+    super(`delta format ${format} is newer than this larch reads (1-${DELTA_FORMAT_MAX})`);
+  }
+}
 const fail = (m: string): never => {
   throw new DeltaFormatError(m);
 };
 
 export function encodeSuperblock(sb: Superblock): Uint8Array {
   return encodeCanonical({
-    format: DELTA_FORMAT,
+    format: sb.format,
     from: sb.from === null ? null : idToBytes(sb.from),
     to: idToBytes(sb.to),
     commit: sb.commit,
@@ -77,6 +99,8 @@ export function encodeSuperblock(sb: Superblock): Uint8Array {
       sha256: idToBytes(p.sha256),
       raw: p.raw,
       objects: p.objects.map((o) => [KIND_CODES[o.kind], idToBytes(o.id)]),
+      // Only in format 2, and only when non-zero: a format-1 superblock stays byte-identical.
+      ...(sb.format >= 2 && p.scratch ? { scratch: p.scratch } : {}),
     })),
   });
 }
@@ -84,10 +108,18 @@ export function encodeSuperblock(sb: Superblock): Uint8Array {
 const id32 = (v: CborValue | undefined, what: string): ObjectId => (v instanceof Uint8Array && v.length === 32 ? bytesToId(v) : fail(`${what} is not a 32-byte id`));
 const uint = (v: CborValue | undefined, what: string): number => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : fail(`${what} is not an unsigned integer`));
 
-export function decodeSuperblock(bytes: Uint8Array): Superblock {
+/** The format a preamble or superblock declares. @throws DeltaUnsupportedError when newer than maxFormat */
+function checkFormat(v: unknown, what: string, maxFormat: number): DeltaFormatVersion {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v > maxFormat && v <= 0xffffffff) throw new DeltaUnsupportedError(v);
+  if (v !== 1 && v !== 2) return fail(`${what} format ${String(v)} is not ${DELTA_FORMAT}-${maxFormat}`);
+  return v;
+}
+
+/** `maxFormat` plays an older reader in tests (1: larch before view records). */
+export function decodeSuperblock(bytes: Uint8Array, maxFormat: number = DELTA_FORMAT_MAX): Superblock {
   const m = decodeCanonical(bytes);
   if (!(m instanceof Map)) return fail('superblock is not canonical CBOR map');
-  if (m.get('format') !== DELTA_FORMAT) fail(`superblock format ${String(m.get('format'))} is not ${DELTA_FORMAT}`);
+  const format = checkFormat(m.get('format'), 'superblock', maxFormat);
   const parts = m.get('parts');
   if (!Array.isArray(parts)) fail('superblock parts is not an array');
   const commit = m.get('commit');
@@ -95,6 +127,7 @@ export function decodeSuperblock(bytes: Uint8Array): Superblock {
   if (!(commit instanceof Uint8Array)) fail('superblock commit is not a byte string');
   if (sigs !== null && !(sigs instanceof Uint8Array)) fail('superblock commit_sigs is not a byte string or null');
   return {
+    format,
     from: m.get('from') === null ? null : id32(m.get('from'), 'from'),
     to: id32(m.get('to'), 'to'),
     commit: commit as Uint8Array,
@@ -108,6 +141,7 @@ export function decodeSuperblock(bytes: Uint8Array): Superblock {
         size: uint(p.get('size'), `part ${i} size`),
         sha256: id32(p.get('sha256'), `part ${i} sha256`),
         raw: uint(p.get('raw'), `part ${i} raw`),
+        ...(format >= 2 && p.has('scratch') ? { scratch: uint(p.get('scratch'), `part ${i} scratch`) } : {}),
         objects: objects.map((o) => {
           if (!Array.isArray(o) || o.length !== 2 || typeof o[0] !== 'number' || o[0] < 0 || o[0] > 2) return fail(`part ${i} has a malformed object entry`);
           return { kind: KIND_NAMES[o[0] as number], id: id32(o[1], `part ${i} object id`) };
@@ -134,18 +168,18 @@ export function decodeEnvelope(bytes: Uint8Array): { superblock: Uint8Array; sig
 }
 
 /** The 16-byte file preamble: magic, format, envelope length. */
-export function encodePreamble(envelopeLength: number): Buffer {
+export function encodePreamble(envelopeLength: number, format: DeltaFormatVersion = DELTA_FORMAT): Buffer {
   const b = Buffer.alloc(PREAMBLE_BYTES);
   DELTA_MAGIC.copy(b, 0);
-  b.writeUInt32BE(DELTA_FORMAT, 8);
+  b.writeUInt32BE(format, 8);
   b.writeUInt32BE(envelopeLength, 12);
   return b;
 }
 
-export function decodePreamble(b: Uint8Array): number {
+export function decodePreamble(b: Uint8Array, maxFormat: number = DELTA_FORMAT_MAX): number {
   if (b.length < PREAMBLE_BYTES || !Buffer.from(b.subarray(0, 8)).equals(DELTA_MAGIC)) return fail('not a larch delta (bad magic)');
   const view = Buffer.from(b.buffer, b.byteOffset, b.length);
-  if (view.readUInt32BE(8) !== DELTA_FORMAT) fail(`delta format ${view.readUInt32BE(8)} is not ${DELTA_FORMAT}`);
+  checkFormat(view.readUInt32BE(8), 'delta', maxFormat);
   const n = view.readUInt32BE(12);
   if (n > MAX_ENVELOPE_BYTES) fail(`delta envelope of ${n} bytes is over the ${MAX_ENVELOPE_BYTES}-byte limit`);
   return n;
@@ -192,13 +226,63 @@ export function encodePart(control: Uint8Array, diff: Uint8Array, literal: Uint8
 // the next object of the part's list (so they carry no id): [1|2, length] for a dirtree or
 // dirmeta, [0, header, source id | null] for a file. After a patched file come op records,
 // binary for size (columnar varints compress 20% better than CBOR, measured on libcrypto):
+// [4, header, source id, src segments, dst segments] (format 2) is a file whose patch runs
+// between views (§8.6): the ops read the source's view and write the new file's view.
 //   LEB128 count ‖ count × LEB128 diffLen ‖ count × LEB128 extraLen ‖ count × zigzag-LEB128 seek
 // and an op record with count 0 ends the patch.
 
 export type ControlRecord =
   | { type: 'metadata'; kind: 'dirtree' | 'dirmeta'; length: number }
   | { type: 'file'; header: Uint8Array; source: ObjectId | null }
+  | { type: 'view-file'; header: Uint8Array; source: ObjectId; src: Segment[]; dst: Segment[] }
   | { type: 'ops'; ops: [number, number, number][] };
+
+const SEGMENT_CODES = { raw: 0, deflate: 1, 'lz4-legacy': 2 } as const;
+
+function encodeSegment(s: Segment): CborValue {
+  if (s.codec === 'raw') return [SEGMENT_CODES.raw, s.n];
+  if (s.codec === 'deflate') return [SEGMENT_CODES.deflate, s.n, s.m];
+  return [SEGMENT_CODES['lz4-legacy'], s.n, s.m, s.level, s.blocks];
+}
+
+/**
+ * A segment list of a view record, with every check that needs no other data: shapes, counts,
+ * the view's size limit, an LZ4 frame whose blocks add up to its n and cover its m.
+ */
+function decodeSegments(v: CborValue | undefined, what: string): Segment[] {
+  if (!Array.isArray(v) || v.length === 0) return fail(`${what} is not a non-empty array`);
+  if (v.length > MAX_SEGMENTS) fail(`${what} has ${v.length} entries, over ${MAX_SEGMENTS}`);
+  let m = 0;
+  const out = v.map((e, i): Segment => {
+    const at = `${what} entry ${i}`;
+    if (!Array.isArray(e)) return fail(`${at} is not an array`);
+    const n = uint(e[1], `${at} size`);
+    if (e[0] === SEGMENT_CODES.raw && e.length === 2) {
+      m += n;
+      return { codec: 'raw', n };
+    }
+    if (e[0] === SEGMENT_CODES.deflate && e.length === 3) {
+      const vm = uint(e[2], `${at} view size`);
+      m += vm;
+      return { codec: 'deflate', n, m: vm };
+    }
+    if (e[0] === SEGMENT_CODES['lz4-legacy'] && e.length === 5) {
+      const vm = uint(e[2], `${at} view size`);
+      const level = uint(e[3], `${at} level`);
+      if (level > 12) fail(`${at} level ${level} is not 0-12`);
+      const blocks = e[4];
+      const count = Math.ceil(vm / LZ4_LEGACY_BLOCK_BYTES);
+      if (!Array.isArray(blocks) || blocks.length !== count) return fail(`${at} lists ${Array.isArray(blocks) ? blocks.length : 'no'} blocks for ${vm} decoded bytes (${count} expected)`);
+      const sizes = blocks.map((c, k) => uint(c, `${at} block ${k}`));
+      if (4 + sizes.reduce((a, c) => a + 4 + c, 0) !== n) fail(`${at} blocks do not add up to its ${n} bytes`);
+      m += vm;
+      return { codec: 'lz4-legacy', n, m: vm, level, blocks: sizes };
+    }
+    return fail(`${at} is not a raw, deflate or lz4 segment`);
+  });
+  if (m > MAX_VIEW_BYTES) fail(`${what} describes a view of ${m} bytes, over the ${MAX_VIEW_BYTES}-byte limit`);
+  return out;
+}
 
 function frame(body: Uint8Array): Uint8Array {
   const out = Buffer.alloc(RECORD_LENGTH_BYTES + body.length);
@@ -235,7 +319,12 @@ export function encodeRecord(r: ControlRecord): Uint8Array {
     for (const [, , s] of r.ops) pushVarint(out, zigzag(s));
     return frame(Uint8Array.from(out));
   }
-  const value: CborValue = r.type === 'metadata' ? [KIND_CODES[r.kind], r.length] : [0, r.header, r.source === null ? null : idToBytes(r.source)];
+  const value: CborValue =
+    r.type === 'metadata'
+      ? [KIND_CODES[r.kind], r.length]
+      : r.type === 'view-file'
+        ? [4, r.header, idToBytes(r.source), r.src.map(encodeSegment), r.dst.map(encodeSegment)]
+        : [0, r.header, r.source === null ? null : idToBytes(r.source)];
   return frame(encodeCanonical(value));
 }
 
@@ -267,8 +356,11 @@ function decodeOps(body: Uint8Array): [number, number, number][] {
   return ops;
 }
 
-/** Decodes one record body (without its length prefix). `expectOps` says whether op records are due. */
-export function decodeRecord(body: Uint8Array, expectOps: boolean): ControlRecord {
+/**
+ * Decodes one record body (without its length prefix). `expectOps` says whether op records are
+ * due; `format` is the delta's (view records exist from format 2 on).
+ */
+export function decodeRecord(body: Uint8Array, expectOps: boolean, format: DeltaFormatVersion = DELTA_FORMAT_MAX): ControlRecord {
   if (expectOps) return { type: 'ops', ops: decodeOps(body) };
   const v = decodeCanonical(body);
   if (!Array.isArray(v)) return fail('control record is not an array');
@@ -282,6 +374,10 @@ export function decodeRecord(body: Uint8Array, expectOps: boolean): ControlRecor
   if (v[0] === 0) {
     if (v.length !== 3 || !(v[1] instanceof Uint8Array)) fail('file record is not [0, header, source]');
     return { type: 'file', header: v[1] as Uint8Array, source: v[2] === null ? null : id32(v[2], 'source id') };
+  }
+  if (v[0] === 4 && format >= 2) {
+    if (v.length !== 5 || !(v[1] instanceof Uint8Array)) fail('view record is not [4, header, source, src, dst]');
+    return { type: 'view-file', header: v[1] as Uint8Array, source: id32(v[2], 'source id'), src: decodeSegments(v[3], 'view record src'), dst: decodeSegments(v[4], 'view record dst') };
   }
   return fail(`control record kind ${String(v[0])} is unknown`);
 }

@@ -15,11 +15,14 @@ import { type FileHeader, type ObjectId, type ObjectKind, encodeFileHeader } fro
 import type { Repo } from '../store/repo.ts';
 import { type SecretKey, encodeSignatures, keyId } from '../store/sign.ts';
 import { readTreePlan } from '../store/walk.ts';
-import { bsdiff } from './bsdiff.ts';
+import { type Patch, bsdiff, bspatch } from './bsdiff.ts';
 import { compress } from './compress.ts';
-import { type PartInfo, MAX_OPS_PER_RECORD, deltaFileBytes, encodeEnvelope, encodePart, encodePreamble, encodeRecord, encodeSuperblock } from './format.ts';
+import { type ControlRecord, type DeltaFormatVersion, type PartInfo, MAX_OPS_PER_RECORD, deltaFileBytes, encodeEnvelope, encodePart, encodePreamble, encodeRecord, encodeSuperblock } from './format.ts';
 import { type PlanFile, planSources } from './plan.ts';
 import { signDelta } from './sign.ts';
+import { type ContentKind, CONTENT_KINDS, KIND_HEAD_BYTES, contentKind } from './view/kind.ts';
+import type { StreamCodec } from './view/segment.ts';
+import { type FallbackReason, describe, expandView, foldView, hasStreams } from './view/view.ts';
 
 export interface GenerateOptions {
   from: ObjectId | null;
@@ -31,7 +34,31 @@ export interface GenerateOptions {
   quality?: number;
   /** Raw bytes (diff + literal) per part before it is closed (default 32 MiB). */
   partBytes?: number;
+  /**
+   * 'auto' (default): files with compressed streams may be sent through their views, which makes
+   * the delta format 2 when one is; 1: never (the delta stays format 1, for agents older than
+   * format 2).
+   */
+  format?: 1 | 'auto';
   now?: () => number;
+}
+
+/** Per kind of content: what the delta spends on it (estimates: each object alone at brotli q5). */
+export interface KindFigures {
+  objects: number;
+  new_bytes: number;
+  /** The smaller of literal and plain patch: what the delta would spend without views. */
+  estimate_before: number;
+  /** The candidate taken. */
+  estimate_after: number;
+  /** Objects sent through their views. */
+  view: number;
+}
+
+export interface StreamFallback {
+  path: string;
+  codec: StreamCodec;
+  reason: FallbackReason;
 }
 
 export interface GenerateResult {
@@ -46,8 +73,15 @@ export interface GenerateResult {
   signed_by: string[];
   dir: string;
   out?: string;
+  /** 1, or 2 when a file is sent through its view. */
+  format: DeltaFormatVersion;
+  /** Patched files sent through their views (counted in `patched` too). */
+  view_patched: number;
+  by_kind: Record<ContentKind, KindFigures>;
+  /** Compressed streams in the new files that have a patch source: found, used, and why not. */
+  streams: { found: number; used: number; fallbacks: StreamFallback[] };
   /** Wall time of each phase in ms (compress overlaps the others: it runs on the thread pool). */
-  timings_ms: { plan: number; diff: number; estimate: number; compress: number; total: number };
+  timings_ms: { plan: number; diff: number; estimate: number; compress: number; view: number; total: number };
 }
 
 /** Files larger than this are sent literally: bsdiff needs ~6x the old size in memory (suffix array). */
@@ -75,6 +109,8 @@ class PartBuilder {
   diff: Uint8Array[] = [];
   literal: Uint8Array[] = [];
   rawBytes = 0;
+  /** The largest source view a record of this part expands on the device. */
+  scratch = 0;
   objects: { kind: ObjectKind; id: ObjectId }[] = [];
   addLiteral(b: Uint8Array) {
     this.literal.push(b);
@@ -84,6 +120,67 @@ class PartBuilder {
     this.diff.push(b);
     this.rawBytes += b.length;
   }
+}
+
+/** One way to send a patched file: its control records, diff and extra bytes. */
+interface Candidate {
+  record: ControlRecord;
+  control: Uint8Array[];
+  patch: Patch;
+  /** What the estimate compresses: the records and both byte streams, as the part will hold them. */
+  bytes: Buffer;
+  /** Bytes of the source's view the device writes to R/tmp/ (0 for a plain patch). */
+  scratch: number;
+}
+
+function patchCandidate(patch: Patch, record: ControlRecord, scratch = 0): Candidate {
+  const ops: [number, number, number][] = patch.control.map((e) => [e.diffLen, e.extraLen, e.seek]);
+  const control = [encodeRecord(record)];
+  for (let i = 0; i < ops.length; i += MAX_OPS_PER_RECORD) control.push(encodeRecord({ type: 'ops', ops: ops.slice(i, i + MAX_OPS_PER_RECORD) }));
+  control.push(encodeRecord({ type: 'ops', ops: [] }));
+  return { record, control, patch, bytes: Buffer.concat([...control.slice(1), patch.diff, patch.extra]), scratch };
+}
+
+async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const out: Buffer[] = [];
+  for await (const c of chunks) out.push(Buffer.from(c));
+  return Buffer.concat(out);
+}
+
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes;
+}
+
+/**
+ * The file as a patch between views, when the new file holds a compressed stream we can rebuild.
+ * Proven before it is offered: the device's own code (expandView, bspatch, foldView) must give the
+ * new file back byte for byte; a difference is a bug, reported as a `verify` fallback.
+ */
+async function viewCandidate(old: Buffer, content: Buffer, header: Uint8Array, source: ObjectId, timings: { view: number; diff: number }): Promise<{ candidate: Candidate | null; streams: { codec: StreamCodec; reason: FallbackReason | null }[] }> {
+  let t0 = performance.now();
+  const dst = describe(content, 'dst');
+  if (!hasStreams(dst.segments)) {
+    timings.view += performance.now() - t0;
+    return { candidate: null, streams: dst.streams };
+  }
+  const src = describe(old, 'src');
+  const fallback = (reason: FallbackReason) => ({ candidate: null, streams: dst.streams.map((n) => ({ codec: n.codec, reason: n.reason ?? reason })) });
+  timings.view += performance.now() - t0;
+  if (src.view.length > MAX_BSDIFF_BYTES || dst.view.length > MAX_BSDIFF_BYTES) return fallback('limit');
+  t0 = performance.now();
+  const patch = bsdiff(src.view, dst.view);
+  timings.diff += performance.now() - t0;
+  t0 = performance.now();
+  try {
+    const rebuilt = await collect(foldView(once(bspatch(expandView(old, src.segments), patch)), dst.segments));
+    if (!rebuilt.equals(content)) return fallback('verify');
+  } catch {
+    return fallback('verify');
+  } finally {
+    timings.view += performance.now() - t0;
+  }
+  const record: ControlRecord = { type: 'view-file', header, source, src: src.segments, dst: dst.segments };
+  return { candidate: patchCandidate(patch, record, src.view.length), streams: dst.streams };
 }
 
 /**
@@ -112,7 +209,7 @@ export async function generateDelta(repo: Repo, opts: GenerateOptions): Promise<
 /** Builds the delta in `tmpDir` (a staging directory), then moves it to R/deltas/NAME. */
 async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): Promise<GenerateResult> {
   const started = performance.now();
-  const timings_ms = { plan: 0, diff: 0, estimate: 0, compress: 0, total: 0 };
+  const timings_ms = { plan: 0, diff: 0, estimate: 0, compress: 0, view: 0, total: 0 };
   const quality = opts.quality ?? 11;
   const partBytes = opts.partBytes ?? 32 * 1024 * 1024;
   const toCommitBytes = await repo.readMetadataBytes('commit', opts.to);
@@ -174,7 +271,7 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
     current = new PartBuilder();
     if (part.objects.length === 0) return;
     const index = parts.length;
-    const info: PartInfo = { size: 0, sha256: '', raw: part.rawBytes, objects: part.objects };
+    const info: PartInfo = { size: 0, sha256: '', raw: part.rawBytes, objects: part.objects, scratch: part.scratch };
     parts.push(info);
     const file = join(tmpDir, `part-${index}`);
     partFiles.push(file);
@@ -193,6 +290,12 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
     );
   };
 
+  const byKind = Object.fromEntries(CONTENT_KINDS.map((k) => [k, { objects: 0, new_bytes: 0, estimate_before: 0, estimate_after: 0, view: 0 }])) as Record<ContentKind, KindFigures>;
+  const streams = { found: 0, used: 0, fallbacks: [] as StreamFallback[] };
+  let viewPatched = 0;
+  // Estimates of files sent literally for want of a source run beside the next files (they only feed by_kind).
+  const literalEstimates: Promise<void>[] = [];
+
   for (const obj of wanted) {
     if (obj.kind !== 'file') {
       const bytes = await repo.readMetadataBytes(obj.kind, obj.id);
@@ -203,44 +306,76 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
       const headerBytes = encodeFileHeader(header);
       const source = header.type === 'reg' ? sources.get(obj.id) : undefined;
       const content = header.type === 'reg' ? await readContent(repo, obj.id) : null;
-      let usedPatch = false;
-      if (content && source && source.size <= MAX_BSDIFF_BYTES && content.length <= MAX_BSDIFF_BYTES) {
-        const old = await readContent(repo, source.id);
-        let t0 = performance.now();
-        const patch = bsdiff(old, content);
-        timings_ms.diff += performance.now() - t0;
-        const ops: [number, number, number][] = patch.control.map((e) => [e.diffLen, e.extraLen, e.seek]);
-        const opRecords: Uint8Array[] = [];
-        for (let i = 0; i < ops.length; i += MAX_OPS_PER_RECORD) opRecords.push(encodeRecord({ type: 'ops', ops: ops.slice(i, i + MAX_OPS_PER_RECORD) }));
-        opRecords.push(encodeRecord({ type: 'ops', ops: [] }));
-        // Pick whichever compresses smaller on its own (a fast estimate of its share of the part).
-        t0 = performance.now();
-        const [patchEst, literalEst] = await Promise.all([compress(Buffer.concat([...opRecords, patch.diff, patch.extra]), 5), compress(content, 5)]);
-        timings_ms.estimate += performance.now() - t0;
-        debugLines?.push(`${obj.path}\t${content.length}\tpatch=${patchEst.length}\tliteral=${literalEst.length}\tsource=${source.path}`);
-        if (patchEst.length < literalEst.length) {
-          usedPatch = true;
-          current.control.push(encodeRecord({ type: 'file', header: headerBytes, source: source.id }), ...opRecords);
-          current.addDiff(patch.diff);
-          current.addLiteral(patch.extra);
+      const kind = content ? contentKind(obj.path, content.subarray(0, KIND_HEAD_BYTES)) : 'other';
+      const figures = byKind[kind];
+      figures.objects++;
+      let chosen: Candidate | null = null;
+      if (content) {
+        figures.new_bytes += content.length;
+        if (source && source.size <= MAX_BSDIFF_BYTES && content.length <= MAX_BSDIFF_BYTES) {
+          const old = await readContent(repo, source.id);
+          let t0 = performance.now();
+          const plain = patchCandidate(bsdiff(old, content), { type: 'file', header: headerBytes, source: source.id });
+          timings_ms.diff += performance.now() - t0;
+          const view = opts.format === 1 ? null : await viewCandidate(old, content, headerBytes, source.id, timings_ms);
+          streams.found += view?.streams.length ?? 0;
+          t0 = performance.now();
+          const [literalEst, plainEst, viewEst] = await Promise.all([compress(content, 5), compress(plain.bytes, 5), view?.candidate ? compress(view.candidate.bytes, 5) : null]);
+          timings_ms.estimate += performance.now() - t0;
+          const before = Math.min(literalEst.length, plainEst.length);
+          // Ties go to the simpler record: literal, then plain patch, then view.
+          if (plainEst.length < literalEst.length) chosen = plain;
+          let after = before;
+          if (view?.candidate && viewEst && viewEst.length < before) {
+            chosen = view.candidate;
+            after = viewEst.length;
+          }
+          figures.estimate_before += before;
+          figures.estimate_after += after;
+          for (const note of view?.streams ?? []) {
+            if (note.reason === null && chosen === view?.candidate) streams.used++;
+            else streams.fallbacks.push({ path: obj.path, codec: note.codec, reason: note.reason ?? 'larger' });
+          }
+          debugLines?.push(`${obj.path}\t${content.length}\tkind=${kind}\tpatch=${plainEst.length}\tliteral=${literalEst.length}\tview=${viewEst?.length ?? '-'}\tchosen=${chosen === null ? 'literal' : chosen === plain ? 'patch' : 'view'}\tsource=${source.path}`);
+        } else {
+          debugLines?.push(`${obj.path}\t${content.length}\tkind=${kind}\tliteral-only`);
+          literalEstimates.push(
+            compress(content, 5).then((e) => {
+              figures.estimate_before += e.length;
+              figures.estimate_after += e.length;
+            }),
+          );
+          // Bounded: each pending estimate holds a file's content.
+          if (literalEstimates.length >= 8) await Promise.all(literalEstimates.splice(0));
         }
       }
-      if (!usedPatch && content && !source) debugLines?.push(`${obj.path}\t${content.length}\tliteral-only`);
-      if (!usedPatch) {
+      if (chosen) {
+        current.control.push(...chosen.control);
+        current.addDiff(chosen.patch.diff);
+        current.addLiteral(chosen.patch.extra);
+        current.scratch = Math.max(current.scratch, chosen.scratch);
+        patched++;
+        if (chosen.record.type === 'view-file') {
+          viewPatched++;
+          figures.view++;
+        }
+      } else {
         current.control.push(encodeRecord({ type: 'file', header: headerBytes, source: null }));
         if (content) current.addLiteral(content);
+        literal++;
       }
-      if (usedPatch) patched++;
-      else literal++;
     }
     current.objects.push({ kind: obj.kind, id: obj.id });
     if (current.rawBytes >= partBytes) closePart();
   }
+  await Promise.all(literalEstimates);
   closePart();
   await Promise.all(pending);
 
   if (debugLines) await writeFile(process.env.LARCH_DELTA_REPORT!, debugLines.join('\n') + '\n');
+  const format: DeltaFormatVersion = viewPatched > 0 ? 2 : 1;
   const superblock = encodeSuperblock({
+    format,
     from: opts.from,
     to: opts.to,
     commit: toCommitBytes,
@@ -256,7 +391,7 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
   failpoint('delta::after-generate-rename');
 
   const bytes = deltaFileBytes(envelope.length, parts);
-  if (opts.out) await writeSingleFile(opts.out, envelope, partFiles.map((f) => join(dir, basename(f))));
+  if (opts.out) await writeSingleFile(opts.out, format, envelope, partFiles.map((f) => join(dir, basename(f))));
   return {
     from: opts.from,
     to: opts.to,
@@ -269,6 +404,10 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
     signed_by: signatures.map((s) => keyId(s.key)),
     dir,
     out: opts.out,
+    format,
+    view_patched: viewPatched,
+    by_kind: byKind,
+    streams,
     timings_ms: { ...timings_ms, total: performance.now() - started },
   };
 }
@@ -297,13 +436,13 @@ async function moveIntoPlace(staged: string, dir: string): Promise<void> {
  * place. The temp name is the one writeFileAtomic uses (.tmp-PID-RANDOM), which prune removes
  * where it looks (the repo's own directories).
  */
-async function writeSingleFile(out: string, envelope: Uint8Array, partFiles: string[]): Promise<void> {
+async function writeSingleFile(out: string, format: DeltaFormatVersion, envelope: Uint8Array, partFiles: string[]): Promise<void> {
   const tmp = join(dirname(out), `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   const fh = await open(tmp, 'w').catch((err) => {
     throw fromSystemError(err, 'write', out);
   });
   try {
-    await fh.write(encodePreamble(envelope.length));
+    await fh.write(encodePreamble(envelope.length, format));
     await fh.write(envelope);
     for (const f of partFiles) {
       const src = await open(f, 'r');

@@ -3,7 +3,7 @@ import { open, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import type { DeltaSource } from './apply.ts';
-import { DeltaFormatError, MAX_ENVELOPE_BYTES, PREAMBLE_BYTES, decodeEnvelope, decodePreamble, decodeSuperblock } from './format.ts';
+import { DeltaFormatError, DeltaUnsupportedError, MAX_ENVELOPE_BYTES, PREAMBLE_BYTES, decodeEnvelope, decodePreamble, decodeSuperblock } from './format.ts';
 
 /** A one-file delta: preamble ‖ envelope ‖ parts. @throws NOT_FOUND, DELTA_CORRUPT */
 export async function openDeltaFile(path: string): Promise<DeltaSource> {
@@ -17,7 +17,7 @@ export async function openDeltaFile(path: string): Promise<DeltaSource> {
       try {
         return decodePreamble(pre.subarray(0, bytesRead));
       } catch (err) {
-        throw new LarchError('DELTA_CORRUPT', `'${path}': ${(err as Error).message}`, { data: { path } });
+        throw new LarchError(err instanceof DeltaUnsupportedError ? 'DELTA_UNSUPPORTED' : 'DELTA_CORRUPT', `'${path}': ${(err as Error).message}`, { data: { path } });
       }
     })();
     // The declared length is checked against the file before anything is allocated for it.
@@ -29,7 +29,7 @@ export async function openDeltaFile(path: string): Promise<DeltaSource> {
     try {
       sizes = decodeSuperblock(decodeEnvelope(envelope).superblock).parts.map((p) => p.size);
     } catch (err) {
-      if (err instanceof DeltaFormatError) throw new LarchError('DELTA_CORRUPT', `'${path}': ${err.message}`, { data: { path } });
+      if (err instanceof DeltaFormatError) throw new LarchError(err instanceof DeltaUnsupportedError ? 'DELTA_UNSUPPORTED' : 'DELTA_CORRUPT', `'${path}': ${err.message}`, { data: { path } });
       throw err;
     }
     const offsets: number[] = [];

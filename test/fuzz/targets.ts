@@ -349,6 +349,7 @@ const deltaRecord: FuzzTarget = {
 };
 
 const sbArb: fc.Arbitrary<Superblock> = fc.record({
+  format: fc.constantFrom(1 as const, 2 as const),
   from: fc.option(id, { nil: null }),
   to: id,
   commit: fc.uint8Array({ maxLength: 64 }),

@@ -365,7 +365,7 @@ async function objectSource(f: FileFetcher, cacheDir: string, opts: ObjectPullOp
  * signed summary says (truncated, replaced, damaged beyond a resume), or it rebuilt an object
  * wrong (a corrupt source object on the device). Snake_case, for the journal and --json.
  */
-export type DeltaFallbackReason = 'unsigned' | 'untrusted' | 'missing' | 'truncated' | 'corrupt' | 'base_missing';
+export type DeltaFallbackReason = 'unsigned' | 'untrusted' | 'missing' | 'truncated' | 'corrupt' | 'unsupported' | 'base_missing';
 
 export interface DeltaFallback {
   /** The delta's name (FROM-TO). */
@@ -382,6 +382,7 @@ const FALLBACK_REASONS: Partial<Record<string, DeltaFallbackReason>> = {
   NOT_FOUND: 'missing',
   INVALID_INPUT: 'truncated',
   DELTA_CORRUPT: 'corrupt',
+  DELTA_UNSUPPORTED: 'unsupported',
   OBJECT_CORRUPT: 'corrupt',
   DELTA_BASE_MISSING: 'base_missing',
 };

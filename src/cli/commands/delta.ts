@@ -14,13 +14,13 @@ import { REPO_OPTION, isoTimeMs, openRepo } from './_repo.ts';
 export const deltaGenerate: Command = {
   name: 'delta generate',
   summary: 'make a signed static delta from one commit to another',
-  options: { ...REPO_OPTION, from: { type: 'string' }, to: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, unsigned: { type: 'boolean' }, out: { type: 'string' }, quality: { type: 'string' }, 'part-size': { type: 'string' } },
+  options: { ...REPO_OPTION, from: { type: 'string' }, to: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, unsigned: { type: 'boolean' }, out: { type: 'string' }, quality: { type: 'string' }, 'part-size': { type: 'string' }, format: { type: 'string' } },
   help: `NAME
   larch delta generate - make a signed static delta from one commit to another
 
 SYNOPSIS
   larch delta generate --repo R [--from A] --to B (--sign-key K.key... | --unsigned)
-                       [--out FILE] [--quality Q] [--part-size BYTES] [--json]
+                       [--out FILE] [--quality Q] [--part-size BYTES] [--format 1|auto] [--json]
 
 DESCRIPTION
   Writes the objects B has and A lacks into R/deltas/A-B/ (an 'envelope' and 'part-N'
@@ -29,6 +29,10 @@ DESCRIPTION
   or literally, whichever compresses smaller; parts are compressed with brotli. Without
   --from the delta installs B from nothing (first installs, factory images).
   --out also writes the whole delta as one file, for offline and USB updates.
+  A changed file that holds compressed streams (a .gz, the kernel's LZ4 payload) may be
+  sent as a patch between its decompressed views: the device rebuilds the exact compressed
+  bytes (checked here, by running the device's code, before the patch is used). Such a
+  delta is format 2; agents older than format 2 refuse it and pull the objects instead.
 
 OPTIONS
   --repo R          repository holding A and B (required)
@@ -42,8 +46,11 @@ OPTIONS
   --quality Q       brotli quality 0-11 (default 11: smallest, slowest)
   --part-size BYTES raw bytes per part (default 33554432): smaller parts resume at a finer
                     grain and cost a little size
+  --format 1|auto   auto (default): use views where they are smaller (format 2 when one
+                    is); 1: never, for fleets whose agents are older than format 2
   --json            print {"from", "to", "bytes", "parts", "objects", "patched", "literal",
-                    "signed_by", "name", "dir", "out"}
+                    "signed_by", "name", "dir", "out", "format", "view_patched", "by_kind",
+                    "streams", "timings_ms"} (docs/cli.md)
 
 EXIT STATUS
   0 written; 2 (USAGE) neither --sign-key nor --unsigned, or both; 3 A or B not found;
@@ -65,9 +72,11 @@ EXIT STATUS
     const to = await repo.resolveRev(need(args, 'to', 'delta generate'));
     const signKeys = await Promise.all(keyFiles.map(readSecretKey));
     const partBytes = intOption(opt(args, 'part-size'), 'part-size', 'delta generate', 4096);
-    const r = await generateDelta(repo, { from, to, signKeys, out: opt(args, 'out'), quality, partBytes });
+    const formatArg = opt(args, 'format') ?? 'auto';
+    if (formatArg !== '1' && formatArg !== 'auto') throw new LarchError('USAGE', `delta generate: --format must be 1 or auto, not '${formatArg}'`, { hint: '--format 1 makes a delta every larch reads; auto (the default) may make a format-2 delta', data: { command: 'delta generate', option: 'format', value: formatArg } });
+    const r = await generateDelta(repo, { from, to, signKeys, out: opt(args, 'out'), quality, partBytes, format: formatArg === '1' ? 1 : 'auto' });
     if (args.json) printJson(io, r);
-    else io.out(`${r.name}: ${r.bytes} bytes in ${r.parts} part(s); ${r.objects} objects (${r.patched} patched, ${r.literal} literal)${r.signed_by.length ? `; signed by ${r.signed_by.join(', ')}` : ''}\n`);
+    else io.out(`${r.name}: ${r.bytes} bytes in ${r.parts} part(s), format ${r.format}; ${r.objects} objects (${r.patched} patched${r.view_patched ? `, ${r.view_patched} of them through their views` : ''}, ${r.literal} literal)${r.signed_by.length ? `; signed by ${r.signed_by.join(', ')}` : ''}\n`);
   },
 };
 

@@ -24,6 +24,7 @@ const id = (c: string) => c.repeat(64);
 
 t.test('superblock round trip, and malformed ones refused', async (t) => {
   const sb: Superblock = {
+    format: 1,
     from: id('a'),
     to: id('b'),
     commit: Uint8Array.from([1, 2, 3]),

@@ -1,0 +1,173 @@
+/**
+ * A file's view: its raw bytes as they are and each compressed stream in its expanded form
+ * (deflate: the PV1 puff view; LZ4 legacy: the decoded bytes), so a delta diffs what changed
+ * instead of compressed bytes that change all over (docs/formats.md §8.6). Three jobs:
+ *   - describe (generator): find the streams, prove each can be rebuilt byte-exactly, and return
+ *     the segment list and the view;
+ *   - expandView (device): the view of a patch source, following the segments the delta gives;
+ *   - foldView (device): the patched view back into the file's exact bytes, streaming.
+ * The object id check after folding stays the last word on every byte.
+ */
+import { ByteReader } from '../byte-reader.ts';
+import { MAX_VIEW_BYTES, huffDeflate, puffDeflate } from './deflate.ts';
+import { ViewError } from './errors.ts';
+import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Legacy, findLz4Level } from './lz4.ts';
+import { type Segment, type StreamCodec, findStreams, gzipBodyOffset, segmentTotals } from './segment.ts';
+
+/** Why a stream found in a file was not used (the JSON's `streams.fallbacks[].reason`). */
+export type FallbackReason = 'no-encoder' | 'deflate-refused' | 'deflate-mismatch' | 'lz4-refused' | 'lz4-no-level' | 'verify' | 'larger' | 'limit';
+
+export interface StreamNote {
+  codec: StreamCodec;
+  /** null: the stream is a segment of the view. */
+  reason: FallbackReason | null;
+}
+
+export interface Described {
+  segments: Segment[];
+  view: Uint8Array;
+  /** Every stream found, used or not. */
+  streams: StreamNote[];
+}
+
+const GZIP_TRAILER_BYTES = 8;
+const LZ4_MAGIC_BYTES = new Uint8Array([0x02, 0x21, 0x4c, 0x18]);
+
+/**
+ * The view of `content` and its segments. `side` 'dst' (the new file) needs a recipe for every
+ * stream (deflate: the re-encoded bytes equal the original; LZ4: a level that rebuilds the frame);
+ * 'src' (the patch source) only needs the decoders. Streams that fail stay raw, with the reason.
+ */
+export function describe(content: Uint8Array, side: 'src' | 'dst', maxView = MAX_VIEW_BYTES): Described {
+  const segments: Segment[] = [];
+  const pieces: Uint8Array[] = [];
+  const streams: StreamNote[] = [];
+  let rawFrom = 0;
+  let viewBytes = 0;
+  const stream = (offset: number, seg: Segment, view: Uint8Array) => {
+    if (offset > rawFrom) {
+      segments.push({ codec: 'raw', n: offset - rawFrom });
+      pieces.push(content.subarray(rawFrom, offset));
+    }
+    segments.push(seg);
+    pieces.push(view);
+    rawFrom = offset + seg.n;
+    viewBytes += view.length;
+  };
+  const refuse = (codec: StreamCodec, err: unknown, otherwise: FallbackReason) => {
+    if (!(err instanceof ViewError)) throw err;
+    streams.push({ codec, reason: err.reason === 'limit' ? 'limit' : otherwise });
+  };
+
+  for (const place of findStreams(content)) {
+    if (place.codec === 'deflate') {
+      let offset: number | null = place.offset;
+      while (offset !== null) {
+        try {
+          const { view, used } = puffDeflate(content, offset, maxView - viewBytes);
+          if (side === 'dst' && !Buffer.from(huffDeflate(view)).equals(content.subarray(offset, offset + used))) {
+            streams.push({ codec: 'deflate', reason: 'deflate-mismatch' });
+            break;
+          }
+          stream(offset, { codec: 'deflate', n: used, m: view.length }, view);
+          streams.push({ codec: 'deflate', reason: null });
+        } catch (err) {
+          refuse('deflate', err, 'deflate-refused');
+          break;
+        }
+        // gzip allows several members one after the other (pigz, `cat a.gz b.gz`).
+        offset = place.gzipMember ? gzipBodyOffset(content, rawFrom + GZIP_TRAILER_BYTES) : null;
+      }
+    } else if (place.codec === 'lz4-legacy') {
+      const frame = content.subarray(place.offset, place.offset + place.length!);
+      try {
+        const { data, blocks } = decodeLz4Legacy(frame, maxView - viewBytes);
+        const level = side === 'dst' ? findLz4Level(frame, data, blocks) : 0;
+        if (level === null) {
+          streams.push({ codec: 'lz4-legacy', reason: 'lz4-no-level' });
+          continue;
+        }
+        stream(place.offset, { codec: 'lz4-legacy', n: frame.length, m: data.length, level, blocks }, data);
+        streams.push({ codec: 'lz4-legacy', reason: null });
+      } catch (err) {
+        refuse('lz4-legacy', err, 'lz4-refused');
+      }
+    } else {
+      streams.push({ codec: place.codec, reason: 'no-encoder' });
+    }
+  }
+  if (segments.length === 0) return { segments: [{ codec: 'raw', n: content.length }], view: content, streams };
+  if (content.length > rawFrom) {
+    segments.push({ codec: 'raw', n: content.length - rawFrom });
+    pieces.push(content.subarray(rawFrom));
+  }
+  return { segments, view: Buffer.concat(pieces), streams };
+}
+
+/** True when a segment list expands anything (a list of raw segments is the file itself). */
+export const hasStreams = (segments: readonly Segment[]) => segments.some((s) => s.codec !== 'raw');
+
+/**
+ * The view of a patch source, built by the device from the segments the delta gives. Every
+ * stream must span exactly its n bytes and expand to exactly its m. @throws ViewError
+ */
+export function expandView(content: Uint8Array, segments: readonly Segment[]): Uint8Array {
+  const { n, m } = segmentTotals(segments);
+  if (n !== content.length) throw new ViewError('corrupt', `the source's segments cover ${n} bytes, the source has ${content.length}`);
+  if (m > MAX_VIEW_BYTES) throw new ViewError('limit', `a view of ${m} bytes is over the ${MAX_VIEW_BYTES}-byte limit`);
+  const out = new Uint8Array(m);
+  let at = 0;
+  let to = 0;
+  for (const seg of segments) {
+    const bytes = content.subarray(at, at + seg.n);
+    if (seg.codec === 'raw') {
+      out.set(bytes, to);
+      to += seg.n;
+    } else {
+      const view = seg.codec === 'deflate' ? expandDeflate(bytes, seg.m) : decodeLz4Legacy(bytes, seg.m).data;
+      if (view.length !== seg.m) throw new ViewError('corrupt', `a ${seg.codec} stream of the source expands to ${view.length} bytes, not ${seg.m}`);
+      out.set(view, to);
+      to += seg.m;
+    }
+    at += seg.n;
+  }
+  return out;
+}
+
+function expandDeflate(bytes: Uint8Array, m: number): Uint8Array {
+  const { view, used } = puffDeflate(bytes, 0, m);
+  if (used !== bytes.length) throw new ViewError('corrupt', `a deflate stream of the source ends after ${used} of its ${bytes.length} bytes`);
+  return view;
+}
+
+/**
+ * The file's bytes from its patched view (a stream of chunks, as the bspatch loop yields them),
+ * following the new file's segments: raw bytes pass through, each deflate view is re-encoded,
+ * each LZ4 block compressed again at the recorded level. Holds one deflate view or one 8 MiB LZ4
+ * block at a time. @throws ViewError, StreamEndedError (the view is shorter than its segments)
+ */
+export async function* foldView(view: AsyncIterable<Uint8Array>, segments: readonly Segment[]): AsyncGenerator<Uint8Array> {
+  const reader = new ByteReader(view, 'patched view');
+  for (const seg of segments) {
+    if (seg.codec === 'raw') {
+      yield* reader.pieces(seg.n);
+    } else if (seg.codec === 'deflate') {
+      const bytes = huffDeflate(await reader.read(seg.m));
+      if (bytes.length !== seg.n) throw new ViewError('corrupt', `a deflate stream re-encodes to ${bytes.length} bytes, not ${seg.n}`);
+      yield bytes;
+    } else {
+      yield LZ4_MAGIC_BYTES;
+      let left = seg.m;
+      for (const size of seg.blocks) {
+        const block = compressLz4Block(await reader.read(Math.min(LZ4_LEGACY_BLOCK_BYTES, left)), seg.level);
+        if (block.length !== size) throw new ViewError('corrupt', `an lz4 block compresses to ${block.length} bytes at level ${seg.level}, not ${size}`);
+        left -= Math.min(LZ4_LEGACY_BLOCK_BYTES, left);
+        const prefix = Buffer.alloc(4);
+        prefix.writeUInt32LE(size, 0);
+        yield prefix;
+        yield block;
+      }
+    }
+  }
+  if (!(await reader.atEnd())) throw new ViewError('corrupt', 'the patched view is longer than its segments');
+}
