@@ -197,6 +197,29 @@ export function prng(seed: number): () => number {
   };
 }
 
+/**
+ * A Debian-changelog-like text of `entries` entries, newest first: the next release's text is this
+ * one with an entry prepended, as a package update changes its changelog.Debian.gz.
+ */
+export function changelog(entries: number, seed: number): Buffer {
+  const words = ['fix', 'update', 'security', 'build', 'translation', 'upstream', 'release', 'patch', 'memory', 'leak', 'crash', 'parser', 'network', 'kernel', 'driver'];
+  const out: string[] = [];
+  for (let e = entries; e >= 1; e--) {
+    const rnd = prng(seed * 1000 + e);
+    out.push(`larch-test (1.${e}-1) bookworm; urgency=medium\n\n`);
+    for (let i = 0; i < 6; i++) out.push(`  * ${Array.from({ length: 8 }, () => words[Math.floor(rnd() * words.length)]).join(' ')} (#${Math.floor(rnd() * 99999)})\n`);
+    out.push(`\n -- Maintainer <m@example.org>  Mon, ${1 + (e % 28)} Jan 2024 12:00:00 +0000\n\n`);
+  }
+  return Buffer.from(out.join(''));
+}
+
+/** `gzip -9n` of bytes, as Debian compresses its docs (the real tool: no library makes the same bytes). */
+export function gzip9n(bytes: Uint8Array): Buffer {
+  const r = spawnSync('gzip', ['-9n'], { input: bytes, maxBuffer: 1 << 28 });
+  if (r.status !== 0) throw new Error(`gzip -9n: ${r.stderr}`);
+  return r.stdout;
+}
+
 export { readFile };
 
 /**
