@@ -74,7 +74,7 @@ await testNeeding(t, 'files with compressed streams travel through their views; 
   await larchOk(['init', '--repo', server, '--mode', 'archive']);
   await larchOk(['keygen', '--out', join(dir, 'k')]);
   for (const v of [1, 2]) makeTree(join(dir, `t${v}`), v);
-  const commit = async (v: number) => (await larchOk(['commit', '--repo', server, '-b', 'os', '--tree', join(dir, `t${v}`), '--owner', '0:0', '--timestamp', String(1_700_000_000 + v), '--sign-key', join(dir, 'k.key'), '--json'])).json.commit as string;
+  const commit = async (v: number) => (await larchOk(['commit', '--repo', server, '-b', 'os', '--tree', join(dir, `t${v}`), '--owner', '0:0', '--version', String(v), '--timestamp', String(1_700_000_000 + v), '--sign-key', join(dir, 'k.key'), '--json'])).json.commit as string;
   const a = await commit(1);
   const b = await commit(2);
 
