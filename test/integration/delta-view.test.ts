@@ -10,56 +10,19 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Runtime, changelog, diffSnapshots, larch, larchOk, missingTools, prng, snapshotTree, tempDir, testNeeding } from '../helpers.ts';
+import { type Runtime, bzImage, changelog, codeLike, compressWith, diffSnapshots, larch, larchOk, missingTools, snapshotTree, tempDir, testNeeding } from '../helpers.ts';
 
 const TOOLS = ['gzip', 'lz4', 'zstd'];
-
-function tool(cmd: string, args: string[], input: Uint8Array): Buffer {
-  const r = spawnSync(cmd, args, { input, maxBuffer: 1 << 28 });
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-  return r.stdout;
-}
-
-/** Code-like bytes: repeated structure with small differences (what a kernel image is made of). */
-function codeLike(seed: number, n: number, edits: number): Buffer {
-  const rnd = prng(7);
-  const b = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) b[i] = (i % 64 < 40 ? (i * 31) & 0xff : Math.floor(rnd() * 256)) ^ (i % 4096 === 0 ? 0x55 : 0);
-  const r2 = prng(seed);
-  for (let k = 0; k < edits; k++) {
-    const at = Math.floor(r2() * (n - 16));
-    for (let j = 0; j < 16; j++) b[at + j] = Math.floor(r2() * 256);
-  }
-  return b;
-}
-
-/** A bzImage-shaped kernel: setup with the boot protocol header, the lz4 payload + size_append, a tail. */
-function bzImage(vmlinux: Buffer, level: number, tail: Buffer): Buffer {
-  const frame = tool('lz4', ['-l', `-${level}`, '-c'], vmlinux);
-  const setupSects = 1;
-  const pmStart = (setupSects + 1) * 512;
-  const payloadOffset = 100;
-  const head = Buffer.alloc(pmStart + payloadOffset);
-  head.write('MZ', 0);
-  head[0x1f1] = setupSects;
-  head.write('HdrS', 0x202, 'latin1');
-  head.writeUInt16LE(0x020f, 0x206);
-  head.writeUInt32LE(payloadOffset, 0x248);
-  head.writeUInt32LE(frame.length + 4, 0x24c);
-  const size = Buffer.alloc(4);
-  size.writeUInt32LE(vmlinux.length, 0);
-  return Buffer.concat([head, frame, size, tail]);
-}
 
 /** Release `v` of a tree whose compressed files change between releases. */
 function makeTree(dir: string, v: number): void {
   const doc = join(dir, 'usr/share/doc/larch-test');
   mkdirSync(doc, { recursive: true });
   mkdirSync(join(dir, 'boot'), { recursive: true });
-  writeFileSync(join(doc, 'changelog.Debian.gz'), tool('gzip', ['-9n'], changelog(300 + v, 1)));
+  writeFileSync(join(doc, 'changelog.Debian.gz'), compressWith('gzip', ['-9n'], changelog(300 + v, 1)));
   // Two members, as `cat a.gz b.gz` or pigz writes: both change.
-  writeFileSync(join(doc, 'NEWS.gz'), Buffer.concat([tool('gzip', ['-9n'], changelog(120 + v, 2)), tool('gzip', ['-6n'], changelog(80 + v, 3))]));
-  writeFileSync(join(doc, 'README.zst'), tool('zstd', ['-19', '-q', '-c'], changelog(200 + v, 4)));
+  writeFileSync(join(doc, 'NEWS.gz'), Buffer.concat([compressWith('gzip', ['-9n'], changelog(120 + v, 2)), compressWith('gzip', ['-6n'], changelog(80 + v, 3))]));
+  writeFileSync(join(doc, 'README.zst'), compressWith('zstd', ['-19', '-q', '-c'], changelog(200 + v, 4)));
   const tail = Buffer.from(`signature of release ${v}`.repeat(20));
   writeFileSync(join(dir, 'boot/vmlinuz-6.1.0-1-amd64'), bzImage(codeLike(v, 600_000, 40 * v), 9, tail));
   writeFileSync(join(dir, 'boot/vmlinuz-6.1.0-1-alt'), bzImage(codeLike(v + 10, 300_000, 40 * v), 12, tail));
