@@ -10,7 +10,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Runtime, bzImage, changelog, codeLike, compressWith, diffSnapshots, larch, larchOk, missingTools, snapshotTree, tempDir, testNeeding } from '../helpers.ts';
+import { IS_ROOT, type Runtime, bzImage, changelog, codeLike, compressWith, diffSnapshots, larch, larchOk, missingTools, snapshotTree, tempDir, testNeeding } from '../helpers.ts';
 
 const TOOLS = ['gzip', 'lz4', 'zstd'];
 
@@ -106,4 +106,20 @@ await testNeeding(t, 'files with compressed streams travel through their views; 
   t.match(damaged.json.error.message, /source [0-9a-f]{64}/, 'the message names the source object');
   t.equal((await larch(['show', '--repo', dev4, b])).code === 0, false, 'the new commit is not stored');
   t.same(spawnSync('sh', ['-c', `ls '${join(dev4, 'tmp')}' | grep view- || true`], { encoding: 'utf8' }).stdout, '', 'no view file left in R/tmp/');
+
+  // R/tmp/ too small for the largest source view the superblock announces: refused before the first part.
+  await testNeeding(t, 'no room for the view file: NO_SPACE before anything is stored', IS_ROOT ? false : 'needs root to mount a small tmpfs', {}, async (t) => {
+    const dev5 = join(dir, 'dev-small');
+    await larchOk(['init', '--repo', dev5, '--mode', 'bare-user']);
+    await larchOk(['pull-local', '--repo', dev5, server, a]);
+    const tmp = join(dev5, 'tmp');
+    mkdirSync(tmp, { recursive: true });
+    spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', tmp]);
+    t.teardown(() => void spawnSync('umount', [tmp]));
+    const full = await larch(['delta', 'apply', '--repo', dev5, '--key', join(dir, 'k.pub'), out, '--json']);
+    t.equal(full.json?.error?.code, 'NO_SPACE', `NO_SPACE (${full.json?.error?.message})`);
+    t.match(full.json.error.message, new RegExp(`filesystem of ${tmp}.*expands a file of \\d+ bytes`), 'the message says where and how much');
+    t.ok(full.json.error.data.need > 600_000 && full.json.error.data.free < full.json.error.data.need, `data: need ${full.json.error.data.need} (the kernel's view), free ${full.json.error.data.free}`);
+    t.equal((await larch(['show', '--repo', dev5, b])).code === 0, false, 'the new commit is not stored');
+  });
 });
