@@ -13,6 +13,8 @@ import { decodeEnvelope, encodeEnvelope } from '../../src/delta/format.ts';
 import { signDelta } from '../../src/delta/sign.ts';
 import { type CborValue, decodeCanonical, encodeCanonical } from '../../src/store/cbor.ts';
 import { encodeSignatures, readSecretKey } from '../../src/store/sign.ts';
+import { decodeSummary, encodeSummary, signSummary } from '../../src/protocol/summary.ts';
+import { createHash } from 'node:crypto';
 import { startBroker } from '../mqtt-helpers.ts';
 
 /** A device provisioned from the vendor's first release (over HTTP, or `remote` given) and booted once. */
@@ -105,13 +107,22 @@ t.test('a delta of a format newer than the device reads, signed by the vendor: o
   await v.release(1);
   const dev = await device(t, v);
   const v2 = await v.release(2);
-  // The vendor's delta, rewritten as a future format 3 and signed again: well-formed and trusted, not readable.
+  // The vendor's delta, rewritten as a future format 3, signed again and listed in a summary signed
+  // again: what a newer larch on the vendor's side would publish. Well-formed and trusted, not readable.
+  const key = await readSecretKey(`${v.key}.key`);
   const envelopePath = join(deltaDir(v), 'envelope');
   const sb = decodeCanonical(decodeEnvelope(readFileSync(envelopePath)).superblock) as Map<string, CborValue>;
   sb.set('format', 3);
   const superblock = encodeCanonical(sb);
-  writeFileSync(envelopePath, encodeEnvelope(superblock, encodeSignatures([await signDelta(superblock, await readSecretKey(`${v.key}.key`))])));
-  await larchOk(['publish', '--repo', v.repo, '--sign-key', `${v.key}.key`]);
+  const envelope = encodeEnvelope(superblock, encodeSignatures([await signDelta(superblock, key)]));
+  writeFileSync(envelopePath, envelope);
+  const summary = decodeSummary(readFileSync(join(v.repo, 'summary')));
+  summary.serial++;
+  summary.deltas[0].envelope = { size: envelope.length, sha256: createHash('sha256').update(envelope).digest('hex') };
+  summary.deltas[0].bytes = envelope.length + summary.deltas[0].parts.reduce((n, p) => n + p.size, 0);
+  const bytes = encodeSummary(summary);
+  writeFileSync(join(v.repo, 'summary.sig'), await signSummary(bytes, [key]));
+  writeFileSync(join(v.repo, 'summary'), bytes);
   await expectFallback(t, dev, v2, 'unsupported');
 });
 
