@@ -345,6 +345,9 @@ let foundMatch = 0;
 let foundStart = 0;
 /** LZ4HC_CCtx_internal.nextToUpdate: the first index not yet in the tables. */
 let nextToUpdate = 0;
+/** The index of the last search's position and its hash (a cache for LZ4HC_Insert). */
+let lastSearchIndex = -1;
+let lastSearchHash = 0;
 
 /**
  * LZ4HC_InsertAndGetWiderMatch (no dictionary, no chain swap, favorCompressionRatio): inserts the
@@ -357,8 +360,16 @@ function widerMatch(s: Uint8Array, hashTable: Uint32Array, chain: Uint16Array, i
   const lowestMatchIndex = HC_BASE + DISTANCE_MAX + 1 > ipIndex ? HC_BASE : ipIndex - DISTANCE_MAX;
   const lookBack = ip - iLowLimit;
   const pattern = s[ip] | (s[ip + 1] << 8) | (s[ip + 2] << 16) | (s[ip + 3] << 24);
-  // LZ4HC_Insert
-  for (let idx = nextToUpdate; idx < ipIndex; idx++) {
+  // LZ4HC_Insert. The previous search's own position is usually the first to insert: its hash is
+  // known (a byte-by-byte search hashes every position twice otherwise).
+  let idx = nextToUpdate;
+  if (idx === lastSearchIndex && idx < ipIndex) {
+    const delta = idx - hashTable[lastSearchHash];
+    chain[idx & 0xffff] = delta < 0 || delta > DISTANCE_MAX ? DISTANCE_MAX : delta;
+    hashTable[lastSearchHash] = idx;
+    idx++;
+  }
+  for (; idx < ipIndex; idx++) {
     const p = idx - HC_BASE;
     const h = Math.imul(s[p] | (s[p + 1] << 8) | (s[p + 2] << 16) | (s[p + 3] << 24), 2654435761) >>> (32 - HC_HASH_LOG);
     // U32 arithmetic in C: a position inserted again (see below) may see a later one (a huge
@@ -370,17 +381,23 @@ function widerMatch(s: Uint8Array, hashTable: Uint32Array, chain: Uint16Array, i
   // As in C, even when this is behind a previous search (after lz4hc restores an earlier match):
   // the positions from here on are then inserted again by the next search.
   nextToUpdate = ipIndex;
-  let matchIndex = hashTable[Math.imul(pattern, 2654435761) >>> (32 - HC_HASH_LOG)];
+  const patternHash = Math.imul(pattern, 2654435761) >>> (32 - HC_HASH_LOG);
+  lastSearchIndex = ipIndex;
+  lastSearchHash = patternHash;
+  let matchIndex = hashTable[patternHash];
   let nbAttempts = maxAttempts;
   let repeat = 0; // 0 untested, 1 not a pattern, 2 confirmed
   let srcPatternLength = 0;
+  // The cheap test first (lz4's read16): the two bytes at which a candidate would have to go on
+  // matching to beat `longest`, kept in locals until `longest` changes.
+  let tailOffset = longest - 1 - lookBack;
+  let tail0 = s[iLowLimit + longest - 1];
+  let tail1 = s[iLowLimit + longest];
   while (matchIndex >= lowestMatchIndex && nbAttempts > 0) {
     nbAttempts--;
     const m = matchIndex - HC_BASE;
-    // The cheap test first: the two bytes that would make the match longer than `longest`.
-    const a = iLowLimit + longest - 1;
-    const b = m - lookBack + longest - 1;
-    if (s[a] === s[b] && s[a + 1] === s[b + 1] && s[m] === s[ip] && s[m + 1] === s[ip + 1] && s[m + 2] === s[ip + 2] && s[m + 3] === s[ip + 3]) {
+    const b = m + tailOffset;
+    if (s[b] === tail0 && s[b + 1] === tail1 && (s[m] | (s[m + 1] << 8) | (s[m + 2] << 16) | (s[m + 3] << 24)) === pattern) {
       let back = 0;
       if (lookBack !== 0) {
         const min = Math.max(iLowLimit - ip, -m);
@@ -397,6 +414,9 @@ function widerMatch(s: Uint8Array, hashTable: Uint32Array, chain: Uint16Array, i
         longest = matchLength;
         foundMatch = m + back;
         foundStart = ip + back;
+        tailOffset = longest - 1 - lookBack;
+        tail0 = s[iLowLimit + longest - 1];
+        tail1 = s[iLowLimit + longest];
       }
     }
     const distNextMatch = chain[matchIndex & 0xffff];
@@ -415,9 +435,14 @@ function widerMatch(s: Uint8Array, hashTable: Uint32Array, chain: Uint16Array, i
       if (repeat === 2 && candidate >= lowestMatchIndex) {
         const mp = candidate - HC_BASE;
         if (read32(s, mp) === pattern) {
-          const forwardPatternLength = runLength(s, mp + 4, iHighLimit, pattern & 0xff) + 4;
+          // Both counts stop where more would not change the outcome (lz4 counts to the run's
+          // ends): the forward one is only ever compared with srcPatternLength, and the backward
+          // one is clamped to lowestMatchIndex next. Long zero runs would otherwise cost
+          // O(run length) per candidate.
+          const forwardPatternLength = runLength(s, mp + 4, Math.min(iHighLimit, mp + srcPatternLength + 1), pattern & 0xff) + 4;
+          const lowest = Math.max(0, lowestMatchIndex - HC_BASE);
           let backLength = 0;
-          while (mp - backLength > 0 && s[mp - backLength - 1] === (pattern & 0xff)) backLength++;
+          while (mp - backLength > lowest && s[mp - backLength - 1] === (pattern & 0xff)) backLength++;
           backLength = candidate - Math.max(candidate - backLength, lowestMatchIndex);
           const currentSegmentLength = backLength + forwardPatternLength;
           if (currentSegmentLength >= srcPatternLength && forwardPatternLength <= srcPatternLength) {
@@ -432,6 +457,9 @@ function widerMatch(s: Uint8Array, hashTable: Uint32Array, chain: Uint16Array, i
                 longest = maxML;
                 foundMatch = matchIndex - HC_BASE;
                 foundStart = ip;
+                tailOffset = longest - 1 - lookBack;
+                tail0 = s[iLowLimit + longest - 1];
+                tail1 = s[iLowLimit + longest];
               }
               const distToNextPattern = chain[matchIndex & 0xffff];
               if (distToNextPattern > matchIndex) break;
@@ -500,6 +528,7 @@ function compressHashChain(s: Uint8Array, out: Uint8Array, maxAttempts: number):
   const hashTable = new Uint32Array(1 << HC_HASH_LOG);
   const chain = new Uint16Array(65536);
   nextToUpdate = HC_BASE;
+  lastSearchIndex = -1;
   hcOp = 0;
   const mflimit = n - MFLIMIT;
   const matchlimit = n - LASTLITERALS;
