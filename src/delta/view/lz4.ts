@@ -139,13 +139,26 @@ function decodeMeasured(src: Uint8Array, start: number, end: number, out: Uint8A
     }
     ml += MINMATCH;
     let m = op - offset;
-    if (offset >= ml && ml >= 64) {
-      out.copyWithin(op, m, m + ml);
-      op += ml;
-    } else {
-      // Overlapping (offset < length) copies repeat the last `offset` bytes, byte by byte.
+    if (ml < 32) {
+      // Short: byte by byte, which is also right when the match overlaps what it writes.
       const stop = op + ml;
       while (op < stop) out[op++] = out[m++];
+    } else if (offset >= ml) {
+      out.copyWithin(op, m, m + ml);
+      op += ml;
+    } else if (offset === 1) {
+      out.fill(out[m], op, op + ml); // a run (the kernel's zero padding)
+      op += ml;
+    } else {
+      // Overlapping: the output repeats its last `offset` bytes; copy one period, then double.
+      out.copyWithin(op, m, m + offset);
+      let done = offset;
+      while (done < ml) {
+        const n = Math.min(done, ml - done);
+        out.copyWithin(op + done, op, op + n);
+        done += n;
+      }
+      op += ml;
     }
   }
 }
