@@ -20,7 +20,8 @@ import { parseDefinition } from '../../src/compose/definition.ts';
 import { openDelta, applyDelta } from '../../src/delta/apply.ts';
 import { DeltaFormatError, decodeRecord, decodeSuperblock, encodeRecord, encodeSuperblock, encodeEnvelope, encodePreamble, type ControlRecord, type Superblock, decodeEnvelope, decodePreamble } from '../../src/delta/format.ts';
 import { openDeltaFile } from '../../src/delta/source.ts';
-import { LZ4_LEGACY_BLOCK_BYTES } from '../../src/delta/view/lz4.ts';
+import { ViewError } from '../../src/delta/view/errors.ts';
+import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Block, decodeLz4Legacy, encodeLz4Legacy } from '../../src/delta/view/lz4.ts';
 import type { Segment } from '../../src/delta/view/segment.ts';
 import { parseRetryAfter } from '../../src/agent/remote/http-fetch.ts';
 import { readJournal } from '../../src/agent/journal.ts';
@@ -776,6 +777,52 @@ const httpRetryAfter: FuzzTarget = {
   },
 };
 
+// ---- compressed-stream views (src/delta/view/) ---------------------------------
+
+/** Bytes with runs and repeats as well as noise: what reaches the hash chain's pattern analysis and long matches. */
+const lz4Data = fc.oneof(
+  fc.uint8Array({ maxLength: 3000 }),
+  fc
+    .array(fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 1, max: 2000 })).map(([v, n]) => new Uint8Array(n).fill(v))), { maxLength: 30 })
+    .map((parts) => {
+      // Each part once or repeated, so matches at many distances exist.
+      const out: number[] = [];
+      for (const [i, p] of parts.entries()) for (let k = 0; k <= i % 3; k++) out.push(...p);
+      return Uint8Array.from(out);
+    }),
+);
+
+const lz4Expand: FuzzTarget = {
+  name: 'lz4-expand',
+  drives: 'decodeLz4Legacy (src/delta/view/lz4.ts): an LZ4 legacy frame as the view expands it (on the device, the source object\'s kernel payload)',
+  seeds: () => [encodeLz4Legacy(bytes('larch larch larch delta delta kernel '.repeat(20)), 9), encodeLz4Legacy(new Uint8Array(3000), 1), encodeLz4Legacy(Uint8Array.from({ length: 700 }, (_, i) => (i * 7) & 0xff), 3)],
+  alsoAllowed: [ViewError],
+  run: (input) => {
+    const { data, blocks } = decodeLz4Legacy(input, 1 << 20);
+    if (blocks.reduce((s, b) => s + 4 + b, 4) !== input.length) throw new Error(`blocks ${blocks.join(',')} do not cover the ${input.length}-byte frame`);
+    if (data.length > 1 << 20) throw new Error(`decoded ${data.length} bytes past maxDecoded`);
+  },
+  roundTrip: fc.property(fc.tuple(lz4Data, fc.integer({ min: 1, max: 9 })), ([data, level]) => {
+    const got = decodeLz4Legacy(encodeLz4Legacy(data, level)).data;
+    if (Buffer.compare(Buffer.from(got), Buffer.from(data)) !== 0) throw new Error(`level ${level}: decode(encode(x)) differs for ${data.length} bytes`);
+  }) as unknown as fc.IProperty<[unknown]>,
+};
+
+const lz4Fold: FuzzTarget = {
+  name: 'lz4-fold',
+  drives: 'compressLz4Block then decodeLz4Block (src/delta/view/lz4.ts): the first byte picks the level 1-9, the rest is the block; it must round-trip',
+  seeds: () => [Uint8Array.from([9, ...bytes('larch larch larch delta delta kernel '.repeat(10))]), Uint8Array.from([8, ...new Uint8Array(500)]), Uint8Array.from([1, ...bytes('abcabcabcabcabcabc')])],
+  neverThrows: true,
+  run: (input) => {
+    if (input.length === 0) return;
+    const level = (input[0] % 9) + 1;
+    const src = input.subarray(1);
+    const block = compressLz4Block(src, level);
+    const back = decodeLz4Block(block, src.length);
+    if (Buffer.compare(Buffer.from(back), Buffer.from(src)) !== 0) throw new Error(`level ${level}: the block does not decode to its ${src.length} bytes`);
+  },
+};
+
 export const TARGETS: FuzzTarget[] = [
   cbor,
   objectCommit,
@@ -807,6 +854,8 @@ export const TARGETS: FuzzTarget[] = [
   httpRange,
   httpContentRange,
   httpRetryAfter,
+  lz4Expand,
+  lz4Fold,
 ];
 
 /** Removes the shared delta fixture's files (after all targets ran). */
