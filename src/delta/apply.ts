@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
-import { open, readFile, rm, statfs, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { collectGarbage } from '../_gc.ts';
@@ -25,7 +25,7 @@ import { type ControlRecord, type DeltaFormatVersion, type PartInfo, type PartSt
 import { verifyDelta } from './sign.ts';
 import { ViewError } from './view/errors.ts';
 import type { Segment } from './view/segment.ts';
-import { expandView, foldView } from './view/view.ts';
+import { expandViewChunks, foldView } from './view/view.ts';
 
 /** Where the bytes of each part are: a region of a file (the one-file delta, or a downloaded part). */
 export interface DeltaSource {
@@ -359,7 +359,12 @@ async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segme
       throw err;
     });
     if (totalN(segments) !== content.length) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${content.length}`);
-    await writeFile(viewPath, expandView(content, segments), { flag: 'wx', mode: 0o600 });
+    const fh = await open(viewPath, 'wx', 0o600);
+    try {
+      for (const chunk of expandViewChunks(content, segments)) await fh.write(chunk);
+    } finally {
+      await fh.close();
+    }
   } catch (err) {
     await rm(viewPath, { force: true });
     if (err instanceof ViewError) throw new DeltaFormatError(`source ${id}: ${err.message}`);
