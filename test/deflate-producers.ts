@@ -47,6 +47,12 @@ export function pythonZlib(input: Uint8Array, level: number, memLevel = 8): Uint
   return run('python3', ['-c', script], input);
 }
 
+/** The system zlib's raw deflate streams of `input` at levels 1..9 (index 0 is level 1), in one python3 run. */
+export function pythonZlibLevels(input: Uint8Array): Uint8Array[] {
+  const script = `import sys, zlib, json\nd = sys.stdin.buffer.read()\nout = []\nfor level in range(1, 10):\n    c = zlib.compressobj(level, zlib.DEFLATED, -15)\n    out.append((c.compress(d) + c.flush()).hex())\nprint(json.dumps(out))`;
+  return (JSON.parse(execFileSync('python3', ['-c', script], { input, maxBuffer: 1 << 28, encoding: 'utf8' })) as string[]).map((h) => Uint8Array.from(Buffer.from(h, 'hex')));
+}
+
 export const PRODUCERS: Producer[] = [
   { name: 'gzip -9n', tools: ['gzip'], make: (input) => gzipBody(run('gzip', ['-9n', '-c'], input)) },
   { name: 'gzip -6n', tools: ['gzip'], make: (input) => gzipBody(run('gzip', ['-6n', '-c'], input)) },

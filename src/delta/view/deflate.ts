@@ -6,7 +6,8 @@
  * bytes out. The hot loops keep the bit buffer in locals (no closures over them: V8 would move them
  * to a context object) and decode through root tables.
  */
-import { CL_ORDER, DIST_BASE, DIST_CODE, DIST_EXTRA, FIXED_LENGTHS, HuffmanDecoder, LEN_BASE, LEN_CODE, LEN_EXTRA, buildEncoder } from './_huffman.ts';
+import * as tables from './_huffman.ts';
+import { FIXED_LENGTHS, HuffmanDecoder, buildEncoder } from './_huffman.ts';
 import { ViewError } from './errors.ts';
 
 /** Largest decompressed size of one stream's view the codecs produce or accept (256 MiB). */
@@ -19,6 +20,16 @@ const WINDOW = 32768;
 /** Root table bits: 10 covers every fixed code and nearly every dynamic literal; longer codes take `slow`. */
 const LIT_ROOT = 10;
 const DIST_ROOT = 8;
+
+// Module-local copies of the tables: the hot loops must not read them through an import binding
+// (a transpiler may turn those into property getters, which costs half the time under tsx).
+const CL_ORDER = tables.CL_ORDER;
+const LEN_BASE = tables.LEN_BASE;
+const LEN_EXTRA = tables.LEN_EXTRA;
+const LEN_CODE = tables.LEN_CODE;
+const DIST_BASE = tables.DIST_BASE;
+const DIST_EXTRA = tables.DIST_EXTRA;
+const DIST_CODE = tables.DIST_CODE;
 
 const corrupt = (message: string): never => {
   throw new ViewError('corrupt', message);
@@ -248,7 +259,8 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
           if (u > ubuf.length - 259) ubuf = grown(ubuf, u, u + 259, Infinity);
           uStop = Math.min(ubuf.length - 259, blockStart + limit - vlen);
         }
-        if (bits < 15) {
+        // 20 bits: a literal/length code (up to 15) and its extra bits (up to 5).
+        if (bits < 20) {
           while (bits <= 24) {
             if (pos < end) hold |= data[pos] << bits;
             else if (bits < (pos - end) * 8) truncated();
