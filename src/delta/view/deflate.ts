@@ -256,7 +256,7 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
       for (;;) {
         if (u > uStop) {
           if (u - blockStart > limit - vlen - slen) overLimit('view', limit);
-          if (u > ubuf.length - 259) ubuf = grown(ubuf, u, u + 259, Infinity);
+          if (u > ubuf.length - 259) ubuf = grown(ubuf, u, u + 259, limit + 2 * WINDOW + 1024);
           uStop = Math.min(ubuf.length - 259, blockStart + limit - vlen);
         }
         // 20 bits: a literal/length code (up to 15) and its extra bits (up to 5).
