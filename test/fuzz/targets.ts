@@ -800,7 +800,7 @@ const deflateExpand: FuzzTarget = {
 
 const deflateFold: FuzzTarget = {
   name: 'deflate-fold',
-  drives: 'huffDeflate and deflateViewOutputLength (src/delta/view/deflate.ts): arbitrary bytes as a PV1 view',
+  drives: 'huffDeflate and deflateViewOutputLength (src/delta/view/deflate.ts): arbitrary bytes as a PV1 view; what huff emits, puff reads back',
   seeds: async () => (await deflateVectors()).map((v) => v.view),
   run: (input) => {
     const attempt = <T>(fn: () => T): T | ViewError => {
@@ -817,6 +817,10 @@ const deflateFold: FuzzTarget = {
     if (length instanceof ViewError !== out instanceof ViewError) throw new Error(`deflateViewOutputLength and huffDeflate disagree on a view: ${String(length)} / ${String(out)}`);
     if (out instanceof ViewError) throw out;
     if ((length as number) > input.length) throw new Error(`output length ${String(length)} over the view's ${input.length} bytes`);
+    // What huff emits is a stream puff accepts, with the same structure: its view has the same
+    // length (the same S_b, U_b of the same lengths) and huffs back to the same bytes.
+    const again = puffDeflate(out);
+    if (again.used !== out.length || again.view.length !== input.length || Buffer.compare(huffDeflate(again.view), out) !== 0) throw new Error('puff does not read back what huff emitted');
   },
   alsoAllowed: [ViewError],
   maxMsPerInput: 1000,
