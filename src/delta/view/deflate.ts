@@ -100,7 +100,7 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
   let hold = 0;
   let bits = 0;
 
-  // A first guess (data may hold more than this stream): ~4x the compressed bytes, grown by doubling.
+  // The first chunk: ~4x the compressed bytes (data may hold more than this stream), at most 1 MiB.
   const view = new ChunkWriter(Math.min(limit + 1, Math.max(1 << 12, Math.min((end - offset) * 4, 1 << 20))));
   let vlen = 0;
   let sbuf = new Uint8Array(4096);
@@ -379,7 +379,7 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
 }
 
 /**
- * The view as it is written: a list of chunks (1 MiB, the first one smaller), joined once at the
+ * The view as it is written: a list of chunks (1-16 MiB; the first one smaller), joined once at the
  * end into a buffer of the exact size. A single buffer grown by doubling would copy the view once
  * more on average, and once again to hand back a right-sized one.
  */
