@@ -27,7 +27,7 @@ export type Tier = 'quick' | 'slow';
  */
 export const TIERS: Record<Tier, string[]> = {
   quick: [
-    'test/unit/', // ~90 s together; the longest: compose/debian-version 20 s, failpoint, torn-env property, bsdiff ~10 s; delta/deflate-view 15 s at load 8-10 on 2 cores (gzip, zlib, zopfli, 7-Zip runs)
+    'test/unit/', // ~90 s together; the longest: compose/debian-version 20 s, failpoint, torn-env property, bsdiff ~10 s; delta/deflate-view 10 s at load 2, 15 s at load 8-10 (it runs gzip, zlib, zopfli, 7-Zip)
     'test/integration/image-arch.test.ts', // 3 s
     'test/integration/powerloss-shim.test.ts', // 6 s (the recorder itself; the enumeration is powerloss.test.ts)
     'test/integration/compat-vectors.test.ts', // 9 s: the frozen 0.1 repo, delta, summary and sysroot read by today's code

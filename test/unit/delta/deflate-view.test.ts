@@ -398,3 +398,54 @@ t.test('corrupted views end in ViewError or an output, never another exception',
   t.ok(endings.error > 0 && endings.output > 0, `both endings seen: ${JSON.stringify(endings)}`);
   t.throws(() => huffDeflate(new Uint8Array(0)), ViewError, 'an empty view is corrupt');
 });
+
+// ---- malformed views, one check each ----------------------------------------------------
+
+t.test('huff refuses each kind of malformed view', async (t) => {
+  const ascii = (s: string) => [...Buffer.from(s, 'latin1')];
+  /** A fixed final block: 'abc' then a match of 6 at distance 3; `tokens` and `u` replaceable. */
+  const fixedView = (tokens: number[], u = ascii('abcabcabc'), tail = 0, head = 3) => Uint8Array.from([1 + tokens.length, head, ...tokens, ...u, tail]);
+  const good = fixedView([3, 4, 2, 0, 0]);
+  t.equal(Buffer.from(inflateRawSync(huffDeflate(good))).toString('latin1'), 'abcabcabc', 'the hand-made view huffs to a stream zlib inflates');
+  t.equal(deflateViewOutputLength(good), 9, 'its output length');
+  t.ok(same(puffDeflate(huffDeflate(good)).view, good), 'and puff gives the view back');
+  // 3 + 3 * 8 + 7 + 5 + 7 = 46 bits: the last byte has 2 unused bits.
+  t.ok(same(huffDeflate(fixedView([3, 4, 2, 0, 0], undefined, 3)).subarray(0, 5), huffDeflate(good).subarray(0, 5)), 'tail 3 fits the 2 unused bits');
+
+  const single = acceptedEdges.find((e) => e.name === 'a single length-1 distance code')!;
+  const singleView = puffDeflate(single.stream).view;
+  const stored = Uint8Array.from([3, 1, 0, 2, ...ascii('hi'), 0]);
+  t.equal(Buffer.from(inflateRawSync(huffDeflate(stored))).toString('latin1'), 'hi', 'a hand-made stored view huffs');
+
+  const cases: [string, Uint8Array][] = [
+    ['no tail byte', good.subarray(0, good.length - 1)],
+    ['a byte after the tail', Uint8Array.from([...good, 0])],
+    ['the view cut inside U_b', good.subarray(0, 8)],
+    ['the view cut inside S_b', good.subarray(0, 3)],
+    ['a distance past the start of the stream', fixedView([3, 4, 3, 0, 0])],
+    ['a distance over 32768', fixedView([3, 4, 0x80, 0x80, 0x02, 0, 0])],
+    ['a match length of 259 (L = 257)', fixedView([3, 0x81, 0x02, 2, 0, 0], ascii('abc'.repeat(87)))],
+    ['literals past the end of the view', fixedView([200, 0])],
+    ['a match past the end of the view', fixedView([3, 100, 2, 0, 0])],
+    ['tail bits that do not fit (4 in 2 bits)', fixedView([3, 4, 2, 0, 0], undefined, 4)],
+    ['BTYPE 3', fixedView([3, 4, 2, 0, 0], undefined, 0, 7)],
+    ['an overlong number (litrun 3 as 83 00)', fixedView([0x83, 0x00, 4, 2, 0, 0])],
+    ['a number longer than 8 bytes', fixedView([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 4, 2, 0, 0])],
+    ['S_b declared longer than it is', Uint8Array.from([good[0] + 1, ...good.subarray(1)])],
+    ['S_b declared shorter than it is', Uint8Array.from([good[0] - 1, ...good.subarray(1)])],
+    ['S_b declared 2^40 bytes', Uint8Array.from([0x80, 0x80, 0x80, 0x80, 0x80, 0x20, ...good.subarray(1)])],
+    ['a stored pad that does not fit the 5 bits to the byte boundary', Uint8Array.from([3, 1, 32, 2, ...ascii('hi'), 0])],
+    ['a stored block longer than the view', Uint8Array.from([5, 1, 0, 0xff, 0xff, 0x03, ...ascii('hi'), 0])],
+    ['a literal with no code in the block', Uint8Array.from([...singleView.subarray(0, singleView.length - 5), ...ascii('baaa'), 0])],
+    ['a code-length repeat that runs past HLIT + HDIST', Uint8Array.from(singleView.map((b, i) => (i === 25 ? 127 : b)))],
+    ['HLIT - 257 of 30', Uint8Array.from(singleView.map((b, i) => (i === 2 ? 30 : b)))],
+    ['an empty view', new Uint8Array(0)],
+  ];
+  // The offsets the two cases above edit, checked rather than assumed: s ‖ head ‖ HLIT-257 ‖ HDIST-1 ‖ HCLEN-4 ‖ 19 lengths ‖ symbols.
+  t.same([...singleView.subarray(1, 5)], [5, 1, 0, 15], 'the single-distance view: head 5, HLIT-257 1, HDIST-1 0, HCLEN-4 15');
+  t.same([...singleView.subarray(24, 26)], [18, 86], 'then the first code-length symbol 18 with extra 86');
+  for (const [name, view] of cases) {
+    t.equal(outcome(() => huffDeflate(view)), 'corrupt', `huffDeflate: ${name}`);
+    t.equal(outcome(() => deflateViewOutputLength(view)), 'corrupt', `deflateViewOutputLength: ${name}`);
+  }
+});
