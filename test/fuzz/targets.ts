@@ -4,7 +4,7 @@
  * only a LarchError or the listed decoder error, bounded time, no allocation by a declared size).
  * docs/reliability.md (fuzzing) lists them.
  */
-import { brotliCompressSync, brotliDecompressSync, constants as zlib, gzipSync } from 'node:zlib';
+import { brotliCompressSync, brotliDecompressSync, constants as zlib, deflateRawSync, gzipSync } from 'node:zlib';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import { openDeltaFile } from '../../src/delta/source.ts';
 import { ViewError } from '../../src/delta/view/errors.ts';
 import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Block, decodeLz4Legacy, encodeLz4Legacy } from '../../src/delta/view/lz4.ts';
 import type { Segment } from '../../src/delta/view/segment.ts';
+import { deflateViewOutputLength, huffDeflate, puffDeflate } from '../../src/delta/view/deflate.ts';
 import { parseRetryAfter } from '../../src/agent/remote/http-fetch.ts';
 import { readJournal } from '../../src/agent/journal.ts';
 import { readFailedReleases } from '../../src/agent/failed-store.ts';
@@ -823,6 +824,67 @@ const lz4Fold: FuzzTarget = {
   },
 };
 
+/** The committed PV1 vectors (test/vectors/delta/view/deflate.json): streams and views. */
+const deflateVectors = async (): Promise<{ stream: Uint8Array; view: Uint8Array }[]> =>
+  ((await vectors('delta/view/deflate.json')) as { vectors: { stream: string; view: string }[] }).vectors.map((v) => ({ stream: hex(v.stream), view: hex(v.view) }));
+
+/** Views of fuzzed streams stay small (a few KB of deflate can declare ~1000x that): a bound for time and allocation. */
+const FUZZ_MAX_VIEW = 2 * 1024 * 1024;
+
+const deflateExpand: FuzzTarget = {
+  name: 'deflate-expand',
+  drives: 'puffDeflate (src/delta/view/deflate.ts): arbitrary bytes as a raw deflate stream; a view it returns must huff back to exactly data[0:used]',
+  seeds: async () => (await deflateVectors()).map((v) => v.stream),
+  run: (input) => {
+    const { view, used } = puffDeflate(input, 0, FUZZ_MAX_VIEW);
+    if (used < 1 || used > input.length) throw new Error(`used ${used} of ${input.length} bytes`);
+    const back = huffDeflate(view);
+    if (Buffer.compare(back, input.subarray(0, used)) !== 0) throw new Error('huff(puff(data)) is not data[0:used]');
+  },
+  alsoAllowed: [ViewError],
+  roundTrip: fc.property(
+    fc.oneof(fc.uint8Array({ maxLength: 4000 }), fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 100 })).map(([c, n]) => Uint8Array.from(Buffer.concat(Array<Uint8Array>(n).fill(c))))),
+    fc.integer({ min: 0, max: 9 }),
+    fc.constantFrom(zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED, zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE, zlib.Z_FIXED),
+    fc.integer({ min: 9, max: 15 }),
+    fc.integer({ min: 1, max: 9 }),
+    (input, level, strategy, windowBits, memLevel) => {
+      const stream = Uint8Array.from(deflateRawSync(input, { level, strategy, windowBits, memLevel }));
+      const { view, used } = puffDeflate(stream);
+      if (used !== stream.length || Buffer.compare(huffDeflate(view), stream) !== 0) throw new Error('huff(puff(stream)) differs from the stream');
+      if (deflateViewOutputLength(view) !== input.length) throw new Error('the view declares another output length');
+    },
+  ) as unknown as fc.IProperty<[unknown]>,
+};
+
+const deflateFold: FuzzTarget = {
+  name: 'deflate-fold',
+  drives: 'huffDeflate and deflateViewOutputLength (src/delta/view/deflate.ts): arbitrary bytes as a PV1 view; what huff emits, puff reads back',
+  seeds: async () => (await deflateVectors()).map((v) => v.view),
+  run: (input) => {
+    const attempt = <T>(fn: () => T): T | ViewError => {
+      try {
+        return fn();
+      } catch (err) {
+        if (err instanceof ViewError) return err;
+        throw err;
+      }
+    };
+    const length = attempt(() => deflateViewOutputLength(input));
+    const out = attempt(() => huffDeflate(input));
+    // Both walk the same checks: one accepts the view exactly when the other does.
+    if (length instanceof ViewError !== out instanceof ViewError) throw new Error(`deflateViewOutputLength and huffDeflate disagree on a view: ${String(length)} / ${String(out)}`);
+    if (out instanceof ViewError) throw out;
+    if ((length as number) > input.length) throw new Error(`output length ${String(length)} over the view's ${input.length} bytes`);
+    // What huff emits is a stream puff accepts, with the same structure: its view has the same
+    // length (the same S_b, U_b of the same lengths) and huffs back to the same bytes.
+    const again = puffDeflate(out);
+    if (again.used !== out.length || again.view.length !== input.length || Buffer.compare(huffDeflate(again.view), out) !== 0) throw new Error('puff does not read back what huff emitted');
+  },
+  alsoAllowed: [ViewError],
+  maxMsPerInput: 1000,
+};
+
 export const TARGETS: FuzzTarget[] = [
   cbor,
   objectCommit,
@@ -856,6 +918,8 @@ export const TARGETS: FuzzTarget[] = [
   httpRetryAfter,
   lz4Expand,
   lz4Fold,
+  deflateExpand,
+  deflateFold,
 ];
 
 /** Removes the shared delta fixture's files (after all targets ran). */
