@@ -4,7 +4,9 @@
  * commit's own signature against the same keys, and the repo must hold the delta's base commit. Each part's checksum is checked before its bytes
  * are used; each rebuilt object's id before it is staged; each part is made durable before the
  * next begins, so an interrupted apply resumes with the parts it lacks. Memory per part: three
- * brotli decoders (16 MiB window each) and 128 KiB buffers, whatever the update's size.
+ * brotli decoders (16 MiB window each) and 128 KiB buffers, whatever the update's size; a view
+ * record (format 2) also holds its source's content while it writes the source's view to R/tmp/,
+ * and while folding one deflate view or one 8 MiB LZ4 block.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
@@ -368,6 +370,7 @@ async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segme
   } catch (err) {
     await rm(viewPath, { force: true });
     if (err instanceof ViewError) throw new DeltaFormatError(`source ${id}: ${err.message}`);
+    if (typeof (err as NodeJS.ErrnoException).code === 'string' && !(err instanceof LarchError)) throw fromSystemError(err, 'write the view of a patch source to', viewPath);
     throw err;
   } finally {
     if (temp) await rm(temp, { force: true });
