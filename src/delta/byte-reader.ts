@@ -28,13 +28,28 @@ export class ByteReader {
   }
 
   /**
-   * Exactly n bytes (n small: a record, a header). Gathered as they arrive, so a declared n
+   * Exactly n bytes (a record, a header, a deflate view, an 8 MiB LZ4 block). Gathered as they arrive, so a declared n
    * larger than the stream costs only the bytes that are there. @throws StreamEndedError
    */
   async read(n: number): Promise<Uint8Array> {
     const got: Uint8Array[] = [];
-    for await (const piece of this.pieces(n)) got.push(Uint8Array.from(piece));
-    return got.length === 1 ? got[0] : Uint8Array.from(Buffer.concat(got));
+    let total = 0;
+    // Copies with set() (a memcpy): Uint8Array.from walks the iterator protocol, 1.3 s per 8 MiB
+    // under Bun, which made folding a kernel's LZ4 blocks take 9 s.
+    for await (const piece of this.pieces(n)) {
+      const copy = new Uint8Array(piece.length);
+      copy.set(piece);
+      got.push(copy);
+      total += copy.length;
+    }
+    if (got.length === 1) return got[0];
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const g of got) {
+      out.set(g, at);
+      at += g.length;
+    }
+    return out;
   }
 
   /** The next n bytes as a series of views (valid until the next call). @throws StreamEndedError */

@@ -165,6 +165,7 @@ function expandDeflate(bytes: Uint8Array, m: number): Uint8Array {
  */
 export async function* foldView(view: AsyncIterable<Uint8Array>, segments: readonly Segment[]): AsyncGenerator<Uint8Array> {
   const reader = new ByteReader(view, 'patched view');
+  let blockBuffer: Uint8Array | undefined;
   for (const seg of segments) {
     if (seg.codec === 'raw') {
       yield* reader.pieces(seg.n);
@@ -175,10 +176,18 @@ export async function* foldView(view: AsyncIterable<Uint8Array>, segments: reado
     } else {
       yield LZ4_MAGIC_BYTES;
       let left = seg.m;
+      // One decoded block at a time, gathered into one buffer reused for every block.
+      blockBuffer ??= new Uint8Array(LZ4_LEGACY_BLOCK_BYTES);
       for (const size of seg.blocks) {
-        const block = compressLz4Block(await reader.read(Math.min(LZ4_LEGACY_BLOCK_BYTES, left)), seg.level);
+        const want = Math.min(LZ4_LEGACY_BLOCK_BYTES, left);
+        let at = 0;
+        for await (const piece of reader.pieces(want)) {
+          blockBuffer.set(piece, at);
+          at += piece.length;
+        }
+        const block = compressLz4Block(blockBuffer.subarray(0, want), seg.level);
         if (block.length !== size) throw new ViewError('corrupt', `an lz4 block compresses to ${block.length} bytes at level ${seg.level}, not ${size}`);
-        left -= Math.min(LZ4_LEGACY_BLOCK_BYTES, left);
+        left -= want;
         const prefix = Buffer.alloc(4);
         prefix.writeUInt32LE(size, 0);
         yield prefix;
