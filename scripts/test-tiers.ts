@@ -27,7 +27,7 @@ export type Tier = 'quick' | 'slow';
  */
 export const TIERS: Record<Tier, string[]> = {
   quick: [
-    'test/unit/', // ~90 s together; the longest: compose/debian-version 20 s, failpoint, torn-env property, bsdiff ~10 s
+    'test/unit/', // ~90 s together (bench/delta-breakdown <1 s); the longest: compose/debian-version 20 s, failpoint, torn-env property, bsdiff ~10 s
     'test/integration/image-arch.test.ts', // 3 s
     'test/integration/powerloss-shim.test.ts', // 6 s (the recorder itself; the enumeration is powerloss.test.ts)
     'test/integration/compat-vectors.test.ts', // 9 s: the frozen 0.1 repo, delta, summary and sysroot read by today's code
