@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, type RunResult, debs, diffSnapshots, larchOk, sh, snapshotTree, tempDir } from './helpers.ts';
+import { BIN, type RunResult, changelog, debs, diffSnapshots, gzip9n, larchOk, sh, snapshotTree, tempDir } from './helpers.ts';
 import { bootedSlot, changeBootState, readBootState } from '../src/agent/boot.ts';
 import { readDeployment, writeDeployment } from '../src/agent/deploy.ts';
 import { mergerFor } from '../src/agent/etc/merger.ts';
@@ -54,6 +54,9 @@ export function makeTree(dir: string, version: number, opts: TreeOptions = {}): 
   writeFileSync(join(dir, `boot/vmlinuz-6.1.0-${version}`), `kernel ${version}\n`);
   writeFileSync(join(dir, `boot/initrd.img-6.1.0-${version}`), `initrd ${version}\n`);
   writeFileSync(join(dir, 'var/lib/seed/first-boot'), 'seeded by the first deployment\n');
+  // A gzip -9n changelog that grows with each release: every delta carries a view record (§8.6).
+  mkdirSync(join(dir, 'usr/share/doc/larch-test'), { recursive: true });
+  writeFileSync(join(dir, 'usr/share/doc/larch-test/changelog.Debian.gz'), gzip9n(changelog(100 + version, 1)));
   for (const [path, content] of Object.entries(opts.files ?? {})) {
     mkdirSync(join(dir, path, '..'), { recursive: true });
     writeFileSync(join(dir, path), content);

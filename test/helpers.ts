@@ -197,6 +197,65 @@ export function prng(seed: number): () => number {
   };
 }
 
+/**
+ * A Debian-changelog-like text of `entries` entries, newest first: the next release's text is this
+ * one with an entry prepended, as a package update changes its changelog.Debian.gz.
+ */
+export function changelog(entries: number, seed: number): Buffer {
+  const words = ['fix', 'update', 'security', 'build', 'translation', 'upstream', 'release', 'patch', 'memory', 'leak', 'crash', 'parser', 'network', 'kernel', 'driver'];
+  const out: string[] = [];
+  for (let e = entries; e >= 1; e--) {
+    const rnd = prng(seed * 1000 + e);
+    out.push(`larch-test (1.${e}-1) bookworm; urgency=medium\n\n`);
+    for (let i = 0; i < 6; i++) out.push(`  * ${Array.from({ length: 8 }, () => words[Math.floor(rnd() * words.length)]).join(' ')} (#${Math.floor(rnd() * 99999)})\n`);
+    out.push(`\n -- Maintainer <m@example.org>  Mon, ${1 + (e % 28)} Jan 2024 12:00:00 +0000\n\n`);
+  }
+  return Buffer.from(out.join(''));
+}
+
+/** `gzip -9n` of bytes, as Debian compresses its docs (the real tool: no library makes the same bytes). */
+export function gzip9n(bytes: Uint8Array): Buffer {
+  return compressWith('gzip', ['-9n'], bytes);
+}
+
+/** Runs a real compressor over bytes (the device must rebuild what the real tools make). */
+export function compressWith(cmd: string, args: string[], input: Uint8Array): Buffer {
+  const r = spawnSync(cmd, args, { input, maxBuffer: 1 << 28 });
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Code-like bytes: repeated structure with small differences (what a kernel image is made of). */
+export function codeLike(seed: number, n: number, edits: number): Buffer {
+  const rnd = prng(7);
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i % 64 < 40 ? (i * 31) & 0xff : Math.floor(rnd() * 256)) ^ (i % 4096 === 0 ? 0x55 : 0);
+  const r2 = prng(seed);
+  for (let k = 0; k < edits; k++) {
+    const at = Math.floor(r2() * (n - 16));
+    for (let j = 0; j < 16; j++) b[at + j] = Math.floor(r2() * 256);
+  }
+  return b;
+}
+
+/** A bzImage-shaped kernel: setup with the boot protocol header, the lz4 payload + size_append, a tail. */
+export function bzImage(vmlinux: Buffer, level: number, tail: Buffer): Buffer {
+  const frame = compressWith('lz4', ['-l', `-${level}`, '-c'], vmlinux);
+  const setupSects = 1;
+  const pmStart = (setupSects + 1) * 512;
+  const payloadOffset = 100;
+  const head = Buffer.alloc(pmStart + payloadOffset);
+  head.write('MZ', 0);
+  head[0x1f1] = setupSects;
+  head.write('HdrS', 0x202, 'latin1');
+  head.writeUInt16LE(0x020f, 0x206);
+  head.writeUInt32LE(payloadOffset, 0x248);
+  head.writeUInt32LE(frame.length + 4, 0x24c);
+  const size = Buffer.alloc(4);
+  size.writeUInt32LE(vmlinux.length, 0);
+  return Buffer.concat([head, frame, size, tail]);
+}
+
 export { readFile };
 
 /**

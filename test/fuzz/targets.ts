@@ -20,6 +20,8 @@ import { parseDefinition } from '../../src/compose/definition.ts';
 import { openDelta, applyDelta } from '../../src/delta/apply.ts';
 import { DeltaFormatError, decodeRecord, decodeSuperblock, encodeRecord, encodeSuperblock, encodeEnvelope, encodePreamble, type ControlRecord, type Superblock, decodeEnvelope, decodePreamble } from '../../src/delta/format.ts';
 import { openDeltaFile } from '../../src/delta/source.ts';
+import { LZ4_LEGACY_BLOCK_BYTES } from '../../src/delta/view/lz4.ts';
+import type { Segment } from '../../src/delta/view/segment.ts';
 import { parseRetryAfter } from '../../src/agent/remote/http-fetch.ts';
 import { readJournal } from '../../src/agent/journal.ts';
 import { readFailedReleases } from '../../src/agent/failed-store.ts';
@@ -310,10 +312,20 @@ const deltaHead: FuzzTarget = {
   },
 };
 
+/** Segments of view records (formats.md §8.6), valid by construction: an LZ4 frame's blocks add up to its n. */
+const segmentArb: fc.Arbitrary<Segment> = fc.oneof(
+  fc.record({ codec: fc.constant('raw' as const), n: fc.nat({ max: 2 ** 24 }) }),
+  fc.record({ codec: fc.constant('deflate' as const), n: fc.nat({ max: 2 ** 24 }), m: fc.nat({ max: 2 ** 24 }) }),
+  fc.integer({ min: 0, max: 3 * LZ4_LEGACY_BLOCK_BYTES }).chain((m) =>
+    fc.record({ level: fc.integer({ min: 0, max: 12 }), blocks: fc.array(fc.nat({ max: 2 ** 24 }), { minLength: Math.ceil(m / LZ4_LEGACY_BLOCK_BYTES), maxLength: Math.ceil(m / LZ4_LEGACY_BLOCK_BYTES) }) }).map(({ level, blocks }): Segment => ({ codec: 'lz4-legacy', n: 4 + blocks.reduce((a, c) => a + 4 + c, 0), m, level, blocks })),
+  ),
+);
+
 const recordArb: fc.Arbitrary<[ControlRecord, boolean]> = fc.oneof(
   fc.record({ type: fc.constant('metadata' as const), kind: fc.constantFrom('dirtree' as const, 'dirmeta' as const), length: fc.nat({ max: MAX_METADATA_BYTES }) }).map((r) => [r, false] as [ControlRecord, boolean]),
   fc.record({ type: fc.constant('file' as const), header: fc.uint8Array({ maxLength: 64 }), source: fc.option(id, { nil: null }) }).map((r) => [r, false] as [ControlRecord, boolean]),
   fc.record({ type: fc.constant('ops' as const), ops: fc.array(fc.tuple(safeUint, safeUint, fc.integer({ min: -(2 ** 52), max: 2 ** 52 - 1 })), { maxLength: 20 }) }).map((r) => [r, true] as [ControlRecord, boolean]),
+  fc.record({ type: fc.constant('view-file' as const), header: fc.uint8Array({ maxLength: 64 }), source: id, src: fc.array(segmentArb, { minLength: 1, maxLength: 5 }), dst: fc.array(segmentArb, { minLength: 1, maxLength: 5 }) }).map((r) => [r, false] as [ControlRecord, boolean]),
 );
 
 const deltaRecord: FuzzTarget = {
