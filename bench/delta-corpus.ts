@@ -218,16 +218,24 @@ function run(cmd: string, args: string[], cwd?: string): string {
 
 const versionLess = (a: string, b: string) => spawnSync('dpkg', ['--compare-versions', a, 'lt', b]).status === 0;
 
+/** Every version apt's sources offer of each package, oldest first (one `apt-cache madison` for all). */
+export function availableVersionsOf(pkgs: readonly string[]): Map<string, string[]> {
+  const found = new Map<string, Set<string>>(pkgs.map((p) => [p, new Set<string>()]));
+  for (const line of run('apt-cache', ['madison', ...new Set(pkgs)]).split('\n')) {
+    const cols = line.split('|').map((c) => c.trim());
+    if (cols.length >= 3 && / Packages$/.test(cols[2])) found.get(cols[0])?.add(cols[1]);
+  }
+  const out = new Map<string, string[]>();
+  for (const [pkg, versions] of found) {
+    if (versions.size === 0) fail(`apt knows no version of '${pkg}'; run 'apt-get update'?`);
+    out.set(pkg, [...versions].sort((a, b) => (a === b ? 0 : versionLess(a, b) ? -1 : 1)));
+  }
+  return out;
+}
+
 /** Every version apt's sources offer of a package, oldest first. */
 export function availableVersions(pkg: string): string[] {
-  const out = run('apt-cache', ['madison', pkg]);
-  const versions = new Set<string>();
-  for (const line of out.split('\n')) {
-    const cols = line.split('|').map((c) => c.trim());
-    if (cols.length >= 3 && cols[0] === pkg && / Packages$/.test(cols[2])) versions.add(cols[1]);
-  }
-  if (versions.size === 0) fail(`apt knows no version of '${pkg}'; run 'apt-get update'?`);
-  return [...versions].sort((a, b) => (a === b ? 0 : versionLess(a, b) ? -1 : 1));
+  return availableVersionsOf([pkg]).get(pkg)!;
 }
 
 /** The exact package (name, version) that version `metaVersion` of the meta-package depends on. */
@@ -249,12 +257,13 @@ interface Wanted {
 
 /** Decides OLD and NEW for each spec: the oldest and the newest version in the sources. */
 export function resolveVersions(specs: readonly UpdateSpec[]): Wanted[] {
+  const all = availableVersionsOf(specs.map((spec) => (typeof spec === 'string' ? spec : spec.meta)));
   return specs.map((spec): Wanted => {
     if (typeof spec === 'string') {
-      const versions = availableVersions(spec);
+      const versions = all.get(spec)!;
       return { spec, old: { package: spec, version: versions[0] }, new: { package: spec, version: versions[versions.length - 1] } };
     }
-    const versions = availableVersions(spec.meta);
+    const versions = all.get(spec.meta)!;
     return { spec: spec.meta, old: resolveMeta(spec, versions[0]), new: resolveMeta(spec, versions[versions.length - 1]) };
   });
 }

@@ -259,7 +259,8 @@ export function larchRows(ctx: Context, larch: string | undefined, opts: LarchOp
   for (const [tree, version] of [[ctx.oldTree, '1'], [ctx.newTree, '2']] as const) {
     if (failed) break;
     log(`${ctx.name}: larch: committing ${version === '1' ? 'OLD' : 'NEW'}`);
-    const argv = [larch, 'commit', '--repo', R, '-b', 'os', '--tree', tree, '--version', version, '--owner', '0:0', '--timestamp', String(TIMESTAMP), '--json'];
+    // The commit is signed too: a device refuses a signed delta whose commit is not (SIGNATURE_MISSING).
+    const argv = [larch, 'commit', '--repo', R, '-b', 'os', '--tree', tree, '--version', version, '--owner', '0:0', '--timestamp', String(TIMESTAMP), '--sign-key', `${key}.key`, '--json'];
     const m = measure(argv, ctx.timeFile);
     if (!m.ok) failed = `larch commit: ${m.reason}`;
     else {

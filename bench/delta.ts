@@ -159,8 +159,15 @@ async function main(): Promise<void> {
   }
   // A larch row may lack figures when its generate fails (a binary older than a flag this
   // benchmark passes); a larch delta that does not apply, or applies to anything but NEW, is a failure.
-  const broken = rows.filter((r) => problem(r) !== undefined && !(r.method.startsWith('larch') && r.na !== undefined));
-  if (broken.length > 0) fail(`failed: ${broken.map((r) => `${r.method} (${problem(r)})`).join(', ')}`);
+  const broken = rows.filter((r) => problem(r) !== undefined && !(r.method.startsWith('larch') && r.na !== undefined)).map((r) => `${r.method} (${problem(r)})`);
+  // A stream whose reconstruction differed from the original at generation is a bug in the
+  // device's code, caught before it shipped (docs/design/issue-18-compression-aware-deltas.md §3.8).
+  const verify = parts?.streams?.paths.verify;
+  if (verify) broken.push(`larch: ${verify.length} stream(s) failed the reconstruction check at generation (reason 'verify'): ${verify.slice(0, 3).join(', ')}`);
+  // The smoke pair's updates change gzip -9n changelogs: CI's run must send some through their views.
+  const larchRow = rows.find((r) => r.method === 'larch' && r.na === undefined);
+  if (kind === 'smoke' && larchRow && larchRow.larchStats?.view_patched === 0) broken.push('larch: no file of the smoke pair went through its view (view_patched 0, format 1)');
+  if (broken.length > 0) fail(`failed: ${broken.join(', ')}`);
 }
 
 await main().catch((err: unknown) => {
