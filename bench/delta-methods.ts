@@ -324,6 +324,14 @@ export function larchRows(ctx: Context, larch: string | undefined, opts: LarchOp
       ),
     );
     rmSync(repo, { recursive: true, force: true });
+    // The generator's figures in the log as well: a run cut short still has them.
+    const stats = out.at(-1)?.larchStats;
+    if (stats) {
+      const { by_kind, streams, timings_ms, format, view_patched } = stats as { by_kind?: unknown; streams?: { found: number; used: number; fallbacks: { reason: string }[] }; timings_ms?: unknown; format?: number; view_patched?: number };
+      const reasons: Record<string, number> = {};
+      for (const f of streams?.fallbacks ?? []) reasons[f.reason] = (reasons[f.reason] ?? 0) + 1;
+      log(`  ${JSON.stringify({ format, view_patched, by_kind, streams: streams && { found: streams.found, used: streams.used, fallbacks: reasons }, timings_ms })}`);
+    }
     if (name === 'larch' && opts.node) {
       const done = out.at(-1)!;
       if (done.na !== undefined) out.push({ ...nodeRow, na: done.na });

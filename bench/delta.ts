@@ -58,6 +58,8 @@ const METHODS = ['larch-plain', 'larch', 'larch-scratch', 'ostree', 'ostree-defa
 type MethodName = (typeof METHODS)[number];
 const LARCH_ROWS: readonly LarchRowName[] = ['larch-plain', 'larch', 'larch-scratch'];
 const FILE_GROUPS: readonly Group[] = ['zstd', 'xdelta3', 'bsdiff', 'xz'];
+/** The rows in the table, whatever order they ran in. */
+const TABLE_ORDER = ['larch-plain', 'larch', 'larch-node', 'larch-scratch', 'ostree', 'ostree-default', 'ostree-scratch', 'zstd-patch', 'xdelta3', 'bsdiff', 'full-xz'];
 
 /** Issue 18's goals (must-show 1-3) from the rows of one run, where the rows are there. */
 function goals(rows: Row[]): string[] {
@@ -115,10 +117,13 @@ async function main(): Promise<void> {
       larchBuild = `${larchSrc} built ${statSync(larchSrc).mtime.toISOString()}, git ${gitHead}`;
       larchVersion = run([larch, '--version']).trim();
     }
-    if (larchSelected.length > 0) rows.push(...larchRows(ctx, larch, { rows: larchSelected, node: join(ROOT, 'bin', 'larch.js'), sameCheckout: true }));
+    // OSTree first, then larch's rows with the compression-aware one first: on a long run cut
+    // short, the denominator and the "after" are there (the table keeps its own order).
     if (selected('ostree') || selected('ostree-default') || selected('ostree-scratch')) {
       rows.push(...ostreeRows(ctx, { inline: selected('ostree'), defaultDelta: selected('ostree-default'), scratch: selected('ostree-scratch') }));
     }
+    const larchOrder = (['larch', 'larch-plain', 'larch-scratch'] as const).filter((r) => larchSelected.includes(r));
+    if (larchOrder.length > 0) rows.push(...larchRows(ctx, larch, { rows: larchOrder, node: join(ROOT, 'bin', 'larch.js'), sameCheckout: true }));
     if (tarGroups.length > 0) {
       log('bench/delta: making old.tar and new.tar');
       makeTar(corpus.old, ctx.oldFile);
@@ -130,6 +135,7 @@ async function main(): Promise<void> {
   } finally {
     cleanUp();
   }
+  rows.sort((a, b) => TABLE_ORDER.indexOf(a.method) - TABLE_ORDER.indexOf(b.method));
   setRatios(rows);
   const parts = breakdown(rows);
 
