@@ -219,7 +219,7 @@ function ownersAndModes(dir: string): string {
 }
 
 /** Compares two checkouts: contents and symlink targets (diff -r), then owners and modes. */
-function sameTree(a: string, b: string): string {
+export function sameTree(a: string, b: string): string {
   const diff = exec(['diff', '-r', '--no-dereference', a, b]);
   if (!diff.ok) {
     const first = diff.stdout.split('\n').find((l) => l.trim() !== '') ?? diff.reason;
