@@ -27,7 +27,7 @@ export type Tier = 'quick' | 'slow';
  */
 export const TIERS: Record<Tier, string[]> = {
   quick: [
-    'test/unit/', // ~90 s together (bench/delta-breakdown <1 s); the longest: compose/debian-version 20 s, failpoint, torn-env property, bsdiff ~10 s
+    'test/unit/', // ~90 s together (bench/delta-breakdown and delta-same-tree, <1 s each); the longest: compose/debian-version 20 s, failpoint, torn-env property, bsdiff ~10 s
     'test/integration/image-arch.test.ts', // 3 s
     'test/integration/powerloss-shim.test.ts', // 6 s (the recorder itself; the enumeration is powerloss.test.ts)
     'test/integration/delta-view.test.ts', // 16 s: view records made by the real gzip, lz4 and zstd, applied by Bun and Node
