@@ -288,7 +288,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-type TapTest = import('tap').Test;
+export type TapTest = import('tap').Test;
 
 /**
  * Asserts that `p` rejects (or, given a function, that calling it throws) with a LarchError of

@@ -4,11 +4,13 @@
  * commit's own signature against the same keys, and the repo must hold the delta's base commit. Each part's checksum is checked before its bytes
  * are used; each rebuilt object's id before it is staged; each part is made durable before the
  * next begins, so an interrupted apply resumes with the parts it lacks. Memory per part: three
- * brotli decoders (16 MiB window each) and 128 KiB buffers, whatever the update's size.
+ * brotli decoders (16 MiB window each) and 128 KiB buffers, whatever the update's size; a view
+ * record (format 2) also holds its source's content while it writes the source's view to R/tmp/,
+ * and while folding one deflate view or one 8 MiB LZ4 block.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
-import { open, readFile, rm, statfs, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { collectGarbage } from '../_gc.ts';
@@ -25,7 +27,7 @@ import { type ControlRecord, type DeltaFormatVersion, type PartInfo, type PartSt
 import { verifyDelta } from './sign.ts';
 import { ViewError } from './view/errors.ts';
 import type { Segment } from './view/segment.ts';
-import { expandView, foldView } from './view/view.ts';
+import { expandViewChunks, foldView } from './view/view.ts';
 
 /** Where the bytes of each part are: a region of a file (the one-file delta, or a downloaded part). */
 export interface DeltaSource {
@@ -359,10 +361,16 @@ async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segme
       throw err;
     });
     if (totalN(segments) !== content.length) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${content.length}`);
-    await writeFile(viewPath, expandView(content, segments), { flag: 'wx', mode: 0o600 });
+    const fh = await open(viewPath, 'wx', 0o600);
+    try {
+      for (const chunk of expandViewChunks(content, segments)) await fh.write(chunk);
+    } finally {
+      await fh.close();
+    }
   } catch (err) {
     await rm(viewPath, { force: true });
     if (err instanceof ViewError) throw new DeltaFormatError(`source ${id}: ${err.message}`);
+    if (typeof (err as NodeJS.ErrnoException).code === 'string' && !(err instanceof LarchError)) throw fromSystemError(err, 'write the view of a patch source to', viewPath);
     throw err;
   } finally {
     if (temp) await rm(temp, { force: true });

@@ -1,7 +1,8 @@
 /**
  * Generates a static delta from commit A (or from nothing) to commit B: every object B has and
- * A lacks, as a literal or as a bsdiff patch against a similar file of A, whichever compresses
- * smaller; packed into parts whose three streams (control, diff, literal) are each compressed
+ * A lacks, as a literal, as a bsdiff patch against a similar file of A, or (format 2) as a patch
+ * between the two files' views when the file holds compressed streams (view/view.ts), whichever
+ * compresses smallest; packed into parts whose three streams (control, diff, literal) are each compressed
  * whole, so similar content across files compresses together. Written to R/deltas/NAME/ and,
  * with `out`, as one file.
  */
@@ -332,8 +333,9 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
           }
           figures.estimate_before += before;
           figures.estimate_after += after;
+          const viewChosen = chosen !== null && chosen === view?.candidate;
           for (const note of view?.streams ?? []) {
-            if (note.reason === null && chosen === view?.candidate) streams.used++;
+            if (note.reason === null && viewChosen) streams.used++;
             else streams.fallbacks.push({ path: obj.path, codec: note.codec, reason: note.reason ?? 'larger' });
           }
           debugLines?.push(`${obj.path}\t${content.length}\tkind=${kind}\tpatch=${plainEst.length}\tliteral=${literalEst.length}\tview=${viewEst?.length ?? '-'}\tchosen=${chosen === null ? 'literal' : chosen === plain ? 'patch' : 'view'}\tsource=${source.path}`);

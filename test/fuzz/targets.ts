@@ -4,7 +4,7 @@
  * only a LarchError or the listed decoder error, bounded time, no allocation by a declared size).
  * docs/reliability.md (fuzzing) lists them.
  */
-import { brotliCompressSync, brotliDecompressSync, constants as zlib, gzipSync } from 'node:zlib';
+import { brotliCompressSync, brotliDecompressSync, constants as zlib, deflateRawSync, gzipSync } from 'node:zlib';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,8 +20,10 @@ import { parseDefinition } from '../../src/compose/definition.ts';
 import { openDelta, applyDelta } from '../../src/delta/apply.ts';
 import { DeltaFormatError, decodeRecord, decodeSuperblock, encodeRecord, encodeSuperblock, encodeEnvelope, encodePreamble, type ControlRecord, type Superblock, decodeEnvelope, decodePreamble } from '../../src/delta/format.ts';
 import { openDeltaFile } from '../../src/delta/source.ts';
-import { LZ4_LEGACY_BLOCK_BYTES } from '../../src/delta/view/lz4.ts';
+import { ViewError } from '../../src/delta/view/errors.ts';
+import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Block, decodeLz4Legacy, encodeLz4Legacy } from '../../src/delta/view/lz4.ts';
 import type { Segment } from '../../src/delta/view/segment.ts';
+import { deflateViewOutputLength, huffDeflate, puffDeflate } from '../../src/delta/view/deflate.ts';
 import { parseRetryAfter } from '../../src/agent/remote/http-fetch.ts';
 import { readJournal } from '../../src/agent/journal.ts';
 import { readFailedReleases } from '../../src/agent/failed-store.ts';
@@ -776,6 +778,113 @@ const httpRetryAfter: FuzzTarget = {
   },
 };
 
+// ---- compressed-stream views (src/delta/view/) ---------------------------------
+
+/** Bytes with runs and repeats as well as noise: what reaches the hash chain's pattern analysis and long matches. */
+const lz4Data = fc.oneof(
+  fc.uint8Array({ maxLength: 3000 }),
+  fc
+    .array(fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 1, max: 2000 })).map(([v, n]) => new Uint8Array(n).fill(v))), { maxLength: 30 })
+    .map((parts) => {
+      // Each part once or repeated, so matches at many distances exist.
+      const out: number[] = [];
+      for (const [i, p] of parts.entries()) for (let k = 0; k <= i % 3; k++) out.push(...p);
+      return Uint8Array.from(out);
+    }),
+);
+
+const lz4Expand: FuzzTarget = {
+  name: 'lz4-expand',
+  drives: 'decodeLz4Legacy (src/delta/view/lz4.ts): an LZ4 legacy frame as the view expands it (on the device, the source object\'s kernel payload)',
+  seeds: () => [encodeLz4Legacy(bytes('larch larch larch delta delta kernel '.repeat(20)), 9), encodeLz4Legacy(new Uint8Array(3000), 1), encodeLz4Legacy(Uint8Array.from({ length: 700 }, (_, i) => (i * 7) & 0xff), 3)],
+  alsoAllowed: [ViewError],
+  run: (input) => {
+    const { data, blocks } = decodeLz4Legacy(input, 1 << 20);
+    if (blocks.reduce((s, b) => s + 4 + b, 4) !== input.length) throw new Error(`blocks ${blocks.join(',')} do not cover the ${input.length}-byte frame`);
+    if (data.length > 1 << 20) throw new Error(`decoded ${data.length} bytes past maxDecoded`);
+  },
+  roundTrip: fc.property(fc.tuple(lz4Data, fc.integer({ min: 1, max: 9 })), ([data, level]) => {
+    const got = decodeLz4Legacy(encodeLz4Legacy(data, level)).data;
+    if (Buffer.compare(Buffer.from(got), Buffer.from(data)) !== 0) throw new Error(`level ${level}: decode(encode(x)) differs for ${data.length} bytes`);
+  }) as unknown as fc.IProperty<[unknown]>,
+};
+
+const lz4Fold: FuzzTarget = {
+  name: 'lz4-fold',
+  drives: 'compressLz4Block then decodeLz4Block (src/delta/view/lz4.ts): the first byte picks the level 1-9, the rest is the block; it must round-trip',
+  seeds: () => [Uint8Array.from([9, ...bytes('larch larch larch delta delta kernel '.repeat(10))]), Uint8Array.from([8, ...new Uint8Array(500)]), Uint8Array.from([1, ...bytes('abcabcabcabcabcabc')])],
+  neverThrows: true,
+  run: (input) => {
+    if (input.length === 0) return;
+    const level = (input[0] % 9) + 1;
+    const src = input.subarray(1);
+    const block = compressLz4Block(src, level);
+    const back = decodeLz4Block(block, src.length);
+    if (Buffer.compare(Buffer.from(back), Buffer.from(src)) !== 0) throw new Error(`level ${level}: the block does not decode to its ${src.length} bytes`);
+  },
+};
+
+/** The committed PV1 vectors (test/vectors/delta/view/deflate.json): streams and views. */
+const deflateVectors = async (): Promise<{ stream: Uint8Array; view: Uint8Array }[]> =>
+  ((await vectors('delta/view/deflate.json')) as { vectors: { stream: string; view: string }[] }).vectors.map((v) => ({ stream: hex(v.stream), view: hex(v.view) }));
+
+/** Views of fuzzed streams stay small (a few KB of deflate can declare ~1000x that): a bound for time and allocation. */
+const FUZZ_MAX_VIEW = 2 * 1024 * 1024;
+
+const deflateExpand: FuzzTarget = {
+  name: 'deflate-expand',
+  drives: 'puffDeflate (src/delta/view/deflate.ts): arbitrary bytes as a raw deflate stream; a view it returns must huff back to exactly data[0:used]',
+  seeds: async () => (await deflateVectors()).map((v) => v.stream),
+  run: (input) => {
+    const { view, used } = puffDeflate(input, 0, FUZZ_MAX_VIEW);
+    if (used < 1 || used > input.length) throw new Error(`used ${used} of ${input.length} bytes`);
+    const back = huffDeflate(view);
+    if (Buffer.compare(back, input.subarray(0, used)) !== 0) throw new Error('huff(puff(data)) is not data[0:used]');
+  },
+  alsoAllowed: [ViewError],
+  roundTrip: fc.property(
+    fc.oneof(fc.uint8Array({ maxLength: 4000 }), fc.tuple(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 100 })).map(([c, n]) => Uint8Array.from(Buffer.concat(Array<Uint8Array>(n).fill(c))))),
+    fc.integer({ min: 0, max: 9 }),
+    fc.constantFrom(zlib.Z_DEFAULT_STRATEGY, zlib.Z_FILTERED, zlib.Z_HUFFMAN_ONLY, zlib.Z_RLE, zlib.Z_FIXED),
+    fc.integer({ min: 9, max: 15 }),
+    fc.integer({ min: 1, max: 9 }),
+    (input, level, strategy, windowBits, memLevel) => {
+      const stream = Uint8Array.from(deflateRawSync(input, { level, strategy, windowBits, memLevel }));
+      const { view, used } = puffDeflate(stream);
+      if (used !== stream.length || Buffer.compare(huffDeflate(view), stream) !== 0) throw new Error('huff(puff(stream)) differs from the stream');
+      if (deflateViewOutputLength(view) !== input.length) throw new Error('the view declares another output length');
+    },
+  ) as unknown as fc.IProperty<[unknown]>,
+};
+
+const deflateFold: FuzzTarget = {
+  name: 'deflate-fold',
+  drives: 'huffDeflate and deflateViewOutputLength (src/delta/view/deflate.ts): arbitrary bytes as a PV1 view; what huff emits, puff reads back',
+  seeds: async () => (await deflateVectors()).map((v) => v.view),
+  run: (input) => {
+    const attempt = <T>(fn: () => T): T | ViewError => {
+      try {
+        return fn();
+      } catch (err) {
+        if (err instanceof ViewError) return err;
+        throw err;
+      }
+    };
+    const length = attempt(() => deflateViewOutputLength(input));
+    const out = attempt(() => huffDeflate(input));
+    // Both walk the same checks: one accepts the view exactly when the other does.
+    if (length instanceof ViewError !== out instanceof ViewError) throw new Error(`deflateViewOutputLength and huffDeflate disagree on a view: ${String(length)} / ${String(out)}`);
+    if (out instanceof ViewError) throw out;
+    if ((length as number) > input.length) throw new Error(`output length ${String(length)} over the view's ${input.length} bytes`);
+    // What huff emits is a stream puff accepts, with the same structure: its view has the same
+    // length (the same S_b, U_b of the same lengths) and huffs back to the same bytes.
+    const again = puffDeflate(out);
+    if (again.used !== out.length || again.view.length !== input.length || Buffer.compare(huffDeflate(again.view), out) !== 0) throw new Error('puff does not read back what huff emitted');
+  },
+  alsoAllowed: [ViewError],
+  maxMsPerInput: 1000,
+};
+
 export const TARGETS: FuzzTarget[] = [
   cbor,
   objectCommit,
@@ -807,6 +916,10 @@ export const TARGETS: FuzzTarget[] = [
   httpRange,
   httpContentRange,
   httpRetryAfter,
+  lz4Expand,
+  lz4Fold,
+  deflateExpand,
+  deflateFold,
 ];
 
 /** Removes the shared delta fixture's files (after all targets ran). */

@@ -1,14 +1,20 @@
 /**
  * A delta that cannot bring its commit never blocks the update. A device
  * whose delta is untrusted, missing (404), truncated on the server, or cannot be applied (a
- * corrupt source object in the device's repo) fetches the same commit object by object, stages
- * it, and journals why (through the Bun binary).
+ * corrupt source object in the device's repo), or of a format newer than it reads, fetches the
+ * same commit object by object, stages it, and journals why (through the Bun binary).
  */
 import t from 'tap';
 import { lstatSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, type Test, type Vendor, startServe, vendor } from '../device-helpers.ts';
 import { larch, larchOk, prng, tempDir } from '../helpers.ts';
+import { decodeEnvelope, encodeEnvelope } from '../../src/delta/format.ts';
+import { signDelta } from '../../src/delta/sign.ts';
+import { type CborValue, decodeCanonical, encodeCanonical } from '../../src/store/cbor.ts';
+import { encodeSignatures, readSecretKey } from '../../src/store/sign.ts';
+import { decodeSummary, encodeSummary, signSummary } from '../../src/protocol/summary.ts';
+import { createHash } from 'node:crypto';
 import { startBroker } from '../mqtt-helpers.ts';
 
 /** A device provisioned from the vendor's first release (over HTTP, or `remote` given) and booted once. */
@@ -94,6 +100,30 @@ t.test('a corrupt delta source object on the device (the delta cannot be applied
   bytes[5000] ^= 0x01;
   writeFileSync(source, bytes);
   await expectFallback(t, dev, v2, 'corrupt');
+});
+
+t.test('a delta of a format newer than the device reads, signed by the vendor: objects instead (unsupported)', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const dev = await device(t, v);
+  const v2 = await v.release(2);
+  // The vendor's delta, rewritten as a future format 3, signed again and listed in a summary signed
+  // again: what a newer larch on the vendor's side would publish. Well-formed and trusted, not readable.
+  const key = await readSecretKey(`${v.key}.key`);
+  const envelopePath = join(deltaDir(v), 'envelope');
+  const sb = decodeCanonical(decodeEnvelope(readFileSync(envelopePath)).superblock) as Map<string, CborValue>;
+  sb.set('format', 3);
+  const superblock = encodeCanonical(sb);
+  const envelope = encodeEnvelope(superblock, encodeSignatures([await signDelta(superblock, key)]));
+  writeFileSync(envelopePath, envelope);
+  const summary = decodeSummary(readFileSync(join(v.repo, 'summary')));
+  summary.serial++;
+  summary.deltas[0].envelope = { size: envelope.length, sha256: createHash('sha256').update(envelope).digest('hex') };
+  summary.deltas[0].bytes = envelope.length + summary.deltas[0].parts.reduce((n, p) => n + p.size, 0);
+  const bytes = encodeSummary(summary);
+  writeFileSync(join(v.repo, 'summary.sig'), await signSummary(bytes, [key]));
+  writeFileSync(join(v.repo, 'summary'), bytes);
+  await expectFallback(t, dev, v2, 'unsupported');
 });
 
 t.test('over MQTT: a delta part the responders do not have: objects instead, journaled', async (t) => {

@@ -57,6 +57,10 @@ await testNeeding(t, 'files with compressed streams travel through their views; 
   t.ok(kinds.gzip.estimate_after < kinds.gzip.estimate_before / 3, `the gzip files cost a third or less through their views (${kinds.gzip.estimate_before} -> ${kinds.gzip.estimate_after})`);
   t.ok(kinds.kernel.estimate_after < kinds.kernel.estimate_before, `so does the kernel (${kinds.kernel.estimate_before} -> ${kinds.kernel.estimate_after})`);
 
+  const shown = (await larchOk(['delta', 'show', out, '--json'])).json;
+  t.equal(shown.format, 2, 'delta show: format 2');
+  t.ok(shown.parts[0].scratch > 600_000, `delta show: the part's scratch is the kernel's view (${shown.parts[0].scratch} bytes)`);
+
   const plain = await larchOk(['delta', 'generate', '--repo', server, '--from', a, '--to', b, '--sign-key', join(dir, 'k.key'), '--out', join(dir, 'plain.delta'), '--format', '1', '--json']);
   t.equal(plain.json.format, 1, '--format 1: format 1');
   t.equal(plain.json.view_patched, 0, '--format 1: no view record');

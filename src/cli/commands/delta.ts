@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarchError } from '../../errors.ts';
 import { applyDelta } from '../../delta/apply.ts';
-import { DeltaFormatError, decodeEnvelope, decodeSuperblock, deltaFileBytes } from '../../delta/format.ts';
+import { DeltaFormatError, DeltaUnsupportedError, decodeEnvelope, decodeSuperblock, deltaFileBytes } from '../../delta/format.ts';
 import { generateDelta } from '../../delta/generate.ts';
 import { listDeltaNames, openDeltaDir, openDeltaFile } from '../../delta/source.ts';
 import { readTrustedKeys } from '../../store/keyring.ts';
@@ -138,16 +138,17 @@ async function describe(envelope: Uint8Array, name: string) {
     const sb = decodeSuperblock(decodeEnvelope(envelope).superblock);
     return {
       name,
+      format: sb.format,
       from: sb.from,
       to: sb.to,
       created: isoTimeMs(sb.created),
-      parts: sb.parts.map((p) => ({ size: p.size, raw: p.raw, objects: p.objects.length, sha256: p.sha256 })),
+      parts: sb.parts.map((p) => ({ size: p.size, raw: p.raw, objects: p.objects.length, sha256: p.sha256, scratch: p.scratch ?? 0 })),
       bytes: deltaFileBytes(envelope.length, sb.parts),
       // The signatures are a CBOR array; an empty one is the single byte 0x80.
       signed: decodeEnvelope(envelope).signatures.length > 1,
     };
   } catch (err) {
-    if (err instanceof DeltaFormatError) throw new LarchError('DELTA_CORRUPT', `delta ${name}: ${err.message}`, { data: { name } });
+    if (err instanceof DeltaFormatError) throw new LarchError(err instanceof DeltaUnsupportedError ? 'DELTA_UNSUPPORTED' : 'DELTA_CORRUPT', `delta ${name}: ${err.message}`, { data: { name } });
     throw err;
   }
 }
@@ -198,10 +199,12 @@ DESCRIPTION
 
 OPTIONS
   --repo R   look NAME up in R/deltas/
-  --json     print {"name", "from", "to", "created", "bytes", "parts": [...], "signed"}
+  --json     print {"name", "format", "from", "to", "created", "bytes", "parts": [{"size",
+             "raw", "objects", "sha256", "scratch"}...], "signed"}
 
 EXIT STATUS
-  0 printed; 2 usage; 3 (NOT_FOUND) no repo, delta or FILE; 5 (DELTA_CORRUPT) not a delta.
+  0 printed; 2 usage; 3 (NOT_FOUND) no repo, delta or FILE; 5 (DELTA_CORRUPT) not a delta,
+  (DELTA_UNSUPPORTED) a delta of a format newer than this larch reads.
 `,
   async run(args, io) {
     const [what] = positionals(args, ['delta'], 'delta show');
@@ -209,7 +212,7 @@ EXIT STATUS
     const source = repoPath ? await openDeltaDir(join(repoPath, 'deltas', what)) : await openDeltaFile(what);
     const d = await describe(source.envelope, what);
     if (args.json) return printJson(io, d);
-    io.out(`delta  ${d.name}\nfrom   ${d.from ?? '(none: from scratch)'}\nto     ${d.to}\ncreated ${d.created}\nbytes  ${d.bytes}\n`);
+    io.out(`delta  ${d.name}\nformat ${d.format}\nfrom   ${d.from ?? '(none: from scratch)'}\nto     ${d.to}\ncreated ${d.created}\nbytes  ${d.bytes}\n`);
     d.parts.forEach((p, i) => io.out(`part ${i}: ${p.size} bytes (${p.raw} raw), ${p.objects} objects, sha256 ${p.sha256}\n`));
   },
 };

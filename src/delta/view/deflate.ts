@@ -6,7 +6,8 @@
  * bytes out. The hot loops keep the bit buffer in locals (no closures over them: V8 would move them
  * to a context object) and decode through root tables.
  */
-import { CL_ORDER, DIST_BASE, DIST_CODE, DIST_EXTRA, FIXED_LENGTHS, HuffmanDecoder, LEN_BASE, LEN_CODE, LEN_EXTRA, buildEncoder } from './_huffman.ts';
+import * as tables from './_huffman.ts';
+import { FIXED_LENGTHS, HuffmanDecoder, buildEncoder } from './_huffman.ts';
 import { ViewError } from './errors.ts';
 
 /** Largest decompressed size of one stream's view the codecs produce or accept (256 MiB). */
@@ -19,6 +20,16 @@ const WINDOW = 32768;
 /** Root table bits: 10 covers every fixed code and nearly every dynamic literal; longer codes take `slow`. */
 const LIT_ROOT = 10;
 const DIST_ROOT = 8;
+
+// Module-local copies of the tables: the hot loops must not read them through an import binding
+// (a transpiler may turn those into property getters, which costs half the time under tsx).
+const CL_ORDER = tables.CL_ORDER;
+const LEN_BASE = tables.LEN_BASE;
+const LEN_EXTRA = tables.LEN_EXTRA;
+const LEN_CODE = tables.LEN_CODE;
+const DIST_BASE = tables.DIST_BASE;
+const DIST_EXTRA = tables.DIST_EXTRA;
+const DIST_CODE = tables.DIST_CODE;
 
 const corrupt = (message: string): never => {
   throw new ViewError('corrupt', message);
@@ -89,8 +100,8 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
   let hold = 0;
   let bits = 0;
 
-  // A first guess (data may hold more than this stream): ~4x the compressed bytes, grown by doubling.
-  let view = new Uint8Array(Math.min(limit, Math.max(1 << 16, Math.min((end - offset) * 4, 1 << 23))));
+  // The first chunk: ~4x the compressed bytes (data may hold more than this stream), at most 1 MiB.
+  const view = new ChunkWriter(Math.min(limit + 1, Math.max(1 << 12, Math.min((end - offset) * 4, 1 << 20))));
   let vlen = 0;
   let sbuf = new Uint8Array(4096);
   // The current block's U_b, after up to WINDOW bytes of what came before it (the matches' source).
@@ -245,10 +256,11 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
       for (;;) {
         if (u > uStop) {
           if (u - blockStart > limit - vlen - slen) overLimit('view', limit);
-          if (u > ubuf.length - 259) ubuf = grown(ubuf, u, u + 259, Infinity);
+          if (u > ubuf.length - 259) ubuf = grown(ubuf, u, u + 259, limit + 2 * WINDOW + 1024);
           uStop = Math.min(ubuf.length - 259, blockStart + limit - vlen);
         }
-        if (bits < 15) {
+        // 20 bits: a literal/length code (up to 15) and its extra bits (up to 5).
+        if (bits < 20) {
           while (bits <= 24) {
             if (pos < end) hold |= data[pos] << bits;
             else if (bits < (pos - end) * 8) truncated();
@@ -330,7 +342,13 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
         }
         slen = putLeb(sbuf, slen, dist - 1);
         let from = u - dist;
-        for (const stop = u + length; u < stop; ) ubuf[u++] = ubuf[from++];
+        if (length >= 32 && dist >= length) {
+          // Long and not overlapping: a native copy beats the byte loop.
+          ubuf.copyWithin(u, from, from + length);
+          u += length;
+        } else {
+          for (const stop = u + length; u < stop; ) ubuf[u++] = ubuf[from++];
+        }
       }
     }
 
@@ -338,12 +356,10 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
     const ulen = u - blockStart;
     const need = vlen + lebSize(slen) + slen + ulen + final;
     if (need > limit) overLimit('view', limit);
-    if (need > view.length) view = grown(view, vlen, need, limit);
-    vlen = putLeb(view, vlen, slen);
-    view.set(sbuf.subarray(0, slen), vlen);
-    vlen += slen;
-    view.set(ubuf.subarray(blockStart, u), vlen);
-    vlen += ulen;
+    view.leb(slen);
+    view.write(sbuf.subarray(0, slen));
+    view.write(ubuf.subarray(blockStart, u));
+    vlen = need - final;
     produced += ulen;
     // Keep only the window before the next block.
     if (u > 2 * WINDOW) {
@@ -358,10 +374,57 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
   bits -= k;
   const stop = pos - (bits >>> 3);
   if (stop > end) truncated();
-  view[vlen++] = tail;
-  // Hand back a right-sized buffer unless it is nearly full anyway (saves a copy of large views).
-  const out = vlen >= view.length - (view.length >>> 3) ? view.subarray(0, vlen) : view.slice(0, vlen);
-  return { view: out, used: stop - offset };
+  view.write(Uint8Array.of(tail));
+  return { view: view.finish(), used: stop - offset };
+}
+
+/**
+ * The view as it is written: a list of chunks (1-16 MiB; the first one smaller), joined once at the
+ * end into a buffer of the exact size. A single buffer grown by doubling would copy the view once
+ * more on average, and once again to hand back a right-sized one.
+ */
+class ChunkWriter {
+  private readonly chunks: Uint8Array[] = [];
+  private cur: Uint8Array;
+  private fill = 0;
+  private total = 0;
+
+  constructor(first: number) {
+    this.cur = new Uint8Array(first);
+  }
+
+  write(src: Uint8Array): void {
+    let at = 0;
+    while (at < src.length) {
+      if (this.fill === this.cur.length) {
+        this.chunks.push(this.cur);
+        this.cur = new Uint8Array(Math.max(1 << 20, Math.min(src.length - at, 1 << 24)));
+        this.fill = 0;
+      }
+      const n = Math.min(src.length - at, this.cur.length - this.fill);
+      this.cur.set(src.subarray(at, at + n), this.fill);
+      this.fill += n;
+      at += n;
+    }
+    this.total += src.length;
+  }
+
+  leb(v: number): void {
+    const b = new Uint8Array(8);
+    this.write(b.subarray(0, putLeb(b, 0, v)));
+  }
+
+  finish(): Uint8Array {
+    if (this.chunks.length === 0) return this.fill === this.cur.length ? this.cur : this.cur.slice(0, this.fill);
+    const out = new Uint8Array(this.total);
+    let at = 0;
+    for (const c of this.chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    out.set(this.cur.subarray(0, this.fill), at);
+    return out;
+  }
 }
 
 /** Reads the view: LEB128 numbers (at most 8 bytes, minimal, safe integers) within a bound. */

@@ -6,6 +6,8 @@
  *   - an x86 bzImage (the kernel): its payload, found through the boot protocol header, is a
  *     stream (an LZ4 legacy frame, minus Kbuild's 4-byte size_append; gzip; or one we cannot
  *     rebuild: xz, zstd, bzip2, lzma, lzo);
+ *   - an initramfs made of uncompressed newc cpio archives (early microcode) followed by a
+ *     compressed one: the cpio bytes stay raw, the stream after them is found as above;
  *   - a file that is one zstd, xz or bzip2 stream: found and reported, never expanded.
  * Nested containers (the cpio inside an initramfs, a tar inside a .gz) are not descended into.
  */
@@ -91,8 +93,41 @@ export function findStreams(b: Uint8Array): StreamPlace[] {
     const other = otherCodec(b, offset);
     return other ? [{ codec: other, offset, length, gzipMember: false }] : [];
   }
-  const whole = otherCodec(b, 0);
-  return whole ? [{ codec: whole, offset: 0, length: b.length, gzipMember: false }] : [];
+  const start = afterUncompressedCpio(b);
+  if (start > 0 && gzipBodyOffset(b, start) !== null) return [{ codec: 'deflate', offset: gzipBodyOffset(b, start)!, length: null, gzipMember: true }];
+  const whole = otherCodec(b, start);
+  return whole ? [{ codec: whole, offset: start, length: b.length - start, gzipMember: false }] : [];
+}
+
+const NEWC_HEADER_BYTES = 110;
+const pad4 = (n: number) => (n + 3) & ~3;
+
+/**
+ * Where the compressed part of an initramfs starts when it begins with uncompressed newc cpio
+ * archives (initramfs-tools puts early microcode there): after each archive's TRAILER!!! entry and
+ * the zero padding that follows it. 0 when the file does not start with a whole newc archive.
+ */
+export function afterUncompressedCpio(b: Uint8Array): number {
+  let at = 0;
+  let end = 0;
+  // Entries are 4-byte aligned relative to the start of their archive.
+  let base = 0;
+  const align = (n: number) => base + pad4(n - base);
+  while (at + NEWC_HEADER_BYTES <= b.length && magicIs(b, at, [0x30, 0x37, 0x30, 0x37, 0x30]) && (b[at + 5] === 0x31 || b[at + 5] === 0x32)) {
+    const field = (i: number) => Number.parseInt(Buffer.from(b.subarray(at + 6 + i * 8, at + 14 + i * 8)).toString('latin1'), 16);
+    const fileSize = field(6);
+    const nameSize = field(11);
+    if (!Number.isSafeInteger(fileSize) || !Number.isSafeInteger(nameSize) || nameSize < 1) return end;
+    const name = Buffer.from(b.subarray(at + NEWC_HEADER_BYTES, at + NEWC_HEADER_BYTES + nameSize - 1)).toString('latin1');
+    at = align(align(at + NEWC_HEADER_BYTES + nameSize) + fileSize);
+    if (at > b.length) return end;
+    if (name === 'TRAILER!!!') {
+      while (at < b.length && b[at] === 0) at++;
+      end = at;
+      base = at;
+    }
+  }
+  return end;
 }
 
 function otherCodec(b: Uint8Array, at: number): StreamCodec | null {

@@ -11,7 +11,7 @@
 import { ByteReader } from '../byte-reader.ts';
 import { MAX_VIEW_BYTES, huffDeflate, puffDeflate } from './deflate.ts';
 import { ViewError } from './errors.ts';
-import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Legacy, findLz4Level } from './lz4.ts';
+import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Block, decodeLz4Legacy, findLz4Level } from './lz4.ts';
 import { type Segment, type StreamCodec, findStreams, gzipBodyOffset, segmentTotals } from './segment.ts';
 
 /** Why a stream found in a file was not used (the JSON's `streams.fallbacks[].reason`). */
@@ -108,30 +108,47 @@ export function describe(content: Uint8Array, side: 'src' | 'dst', maxView = MAX
 export const hasStreams = (segments: readonly Segment[]) => segments.some((s) => s.codec !== 'raw');
 
 /**
- * The view of a patch source, built by the device from the segments the delta gives. Every
- * stream must span exactly its n bytes and expand to exactly its m. @throws ViewError
+ * The view of a patch source, built by the device from the segments the delta gives, as a
+ * series of chunks (an LZ4 frame one 8 MiB block at a time: the device writes the view to a file
+ * and never holds a whole kernel's). Every stream must span exactly its n bytes and expand to
+ * exactly its m. @throws ViewError
  */
-export function expandView(content: Uint8Array, segments: readonly Segment[]): Uint8Array {
+export function* expandViewChunks(content: Uint8Array, segments: readonly Segment[]): Generator<Uint8Array> {
   const { n, m } = segmentTotals(segments);
   if (n !== content.length) throw new ViewError('corrupt', `the source's segments cover ${n} bytes, the source has ${content.length}`);
   if (m > MAX_VIEW_BYTES) throw new ViewError('limit', `a view of ${m} bytes is over the ${MAX_VIEW_BYTES}-byte limit`);
-  const out = new Uint8Array(m);
   let at = 0;
-  let to = 0;
   for (const seg of segments) {
     const bytes = content.subarray(at, at + seg.n);
-    if (seg.codec === 'raw') {
-      out.set(bytes, to);
-      to += seg.n;
-    } else {
-      const view = seg.codec === 'deflate' ? expandDeflate(bytes, seg.m) : decodeLz4Legacy(bytes, seg.m).data;
-      if (view.length !== seg.m) throw new ViewError('corrupt', `a ${seg.codec} stream of the source expands to ${view.length} bytes, not ${seg.m}`);
-      out.set(view, to);
-      to += seg.m;
-    }
     at += seg.n;
+    if (seg.codec === 'raw') yield bytes;
+    else if (seg.codec === 'deflate') yield expandDeflate(bytes, seg.m);
+    else yield* expandLz4(bytes, seg.m);
   }
-  return out;
+}
+
+/** The whole view of a patch source (the generator's check runs this, the device the chunks). */
+export function expandView(content: Uint8Array, segments: readonly Segment[]): Uint8Array {
+  return Buffer.concat([...expandViewChunks(content, segments)]);
+}
+
+/** An LZ4 legacy frame's blocks, decoded one by one: each but the last is 8 MiB, m in all. */
+function* expandLz4(frame: Uint8Array, m: number): Generator<Uint8Array> {
+  if (frame.length < 4 || frame[0] !== LZ4_MAGIC_BYTES[0] || frame[1] !== LZ4_MAGIC_BYTES[1] || frame[2] !== LZ4_MAGIC_BYTES[2] || frame[3] !== LZ4_MAGIC_BYTES[3]) throw new ViewError('corrupt', 'an lz4 stream of the source does not start with the legacy magic');
+  let at = 4;
+  let left = m;
+  while (at < frame.length) {
+    if (at + 4 > frame.length) throw new ViewError('corrupt', 'an lz4 stream of the source ends inside a block size');
+    const size = (frame[at] | (frame[at + 1] << 8) | (frame[at + 2] << 16) | (frame[at + 3] << 24)) >>> 0;
+    at += 4;
+    if (size > frame.length - at) throw new ViewError('corrupt', `an lz4 block of the source declares ${size} bytes, ${frame.length - at} are left`);
+    if (left === 0) throw new ViewError('corrupt', `an lz4 stream of the source decodes to more than ${m} bytes`);
+    const want = Math.min(LZ4_LEGACY_BLOCK_BYTES, left);
+    yield decodeLz4Block(frame.subarray(at, at + size), want);
+    at += size;
+    left -= want;
+  }
+  if (left !== 0) throw new ViewError('corrupt', `an lz4 stream of the source decodes to ${m - left} bytes, not ${m}`);
 }
 
 function expandDeflate(bytes: Uint8Array, m: number): Uint8Array {

@@ -5,10 +5,14 @@
  * unchanged; where the streams of a file are (gzip members, an x86 bzImage payload); the content kinds.
  */
 import t from 'tap';
+import { execSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { encodeCanonical } from '../../../src/store/cbor.ts';
 import { DeltaFormatError, DeltaUnsupportedError, type Superblock, decodePreamble, decodeRecord, decodeSuperblock, encodePreamble, encodeRecord, encodeSuperblock } from '../../../src/delta/format.ts';
 import { contentKind } from '../../../src/delta/view/kind.ts';
-import { bzImagePayload, findStreams, gzipBodyOffset } from '../../../src/delta/view/segment.ts';
+import { afterUncompressedCpio, bzImagePayload, findStreams, gzipBodyOffset } from '../../../src/delta/view/segment.ts';
 
 const id = (c: string) => c.repeat(64);
 const body = (v: unknown) => encodeCanonical(v as never);
@@ -98,6 +102,23 @@ t.test('where the streams are', async (t) => {
   t.same(findStreams(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0])).map((s) => s.codec), ['zstd']);
   t.same(findStreams(Buffer.from('BZh91AY&SY')).map((s) => s.codec), ['bzip2']);
   t.same(findStreams(Buffer.from('plain text')), []);
+});
+
+t.test('an initramfs with early microcode: the uncompressed cpio archives stay raw, the gzip after them is found', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'larch-cpio-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'kernel/x86/microcode'), { recursive: true });
+  writeFileSync(join(dir, 'kernel/x86/microcode/GenuineIntel.bin'), Buffer.alloc(1001, 7));
+  const cpio = (files: string) => execSync(`cd '${dir}' && printf '${files}' | cpio -o -H newc --quiet`);
+  const early = Buffer.concat([cpio('kernel\nkernel/x86\nkernel/x86/microcode\nkernel/x86/microcode/GenuineIntel.bin\n'), Buffer.alloc(512 - 3)]);
+  const second = cpio('kernel/x86/microcode/GenuineIntel.bin\n');
+  const main = execSync('gzip -6n', { input: cpio('kernel\n') });
+  const image = Buffer.concat([early, second, main]);
+  t.equal(afterUncompressedCpio(image), early.length + second.length, 'past both archives and the zero padding between them');
+  t.same(findStreams(image), [{ codec: 'deflate', offset: early.length + second.length + 10, length: null, gzipMember: true }], 'the gzip member after them');
+  t.same(findStreams(Buffer.concat([early, Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 1, 2])])).map((s) => [s.codec, s.offset]), [['zstd', early.length]], 'a zstd main archive: found (and reported)');
+  t.equal(afterUncompressedCpio(early.subarray(0, 300)), 0, 'a cpio cut short: no split');
+  t.same(findStreams(cpio('kernel\n')), [], 'a plain cpio holds no stream');
 });
 
 t.test('content kinds', async (t) => {
