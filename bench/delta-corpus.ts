@@ -4,20 +4,26 @@
  * newest (bookworm point release vs bookworm-security / bookworm-updates); a package with a
  * single version goes into both unchanged, as in a real OS. The kernel is updated across ABI
  * versions, so /lib/modules/<version>/ and /boot/*-<version> are renamed as in a real update.
+ * Each tree of a pair with a kernel also gets the initramfs a larch image carries
+ * (/boot/initrd.img-<version>), made by the demo's own mkinitramfs from that tree's busybox, C
+ * library and modules, unless --no-initramfs.
  *
- *   node --import tsx bench/delta-corpus.ts [--smoke | --double] [--json]
+ *   node --import tsx bench/delta-corpus.ts [--smoke | --double | --pair corpus|server] [--no-initramfs] [--json]
  *
+ * Pairs: corpus (default; --smoke and --double are its small and large variants) and server, a
+ * desktop-less server around the generic kernel (linux-image-amd64, whose payload is xz).
  * The .debs are fetched with `apt-get download PKG=VERSION` into .cache/delta-debs/, the trees
- * unpacked with `dpkg-deb -x` into .cache/delta-tree/<kind>-<key>/{old,new} next to a
- * manifest.json naming every package and version used and the tree statistics (all kept between
- * runs; the key is a hash of the exact .deb files, so new package versions build a new pair).
+ * unpacked with `dpkg-deb -x` into .cache/delta-tree/<kind>[-initramfs]-<key>/{old,new} next to
+ * a manifest.json naming every package and version used and the tree statistics (all kept
+ * between runs; the key is a hash of the exact .deb files and, with the initramfs, of the
+ * scripts that make it, so new package versions or a changed mkinitramfs build a new pair).
  * A failed download stops the run.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { ROOT, treeStats, type TreeStats } from './corpus.ts';
@@ -90,14 +96,67 @@ export const DOUBLE_EXTRA_PACKAGES: readonly UpdateSpec[] = [
   'libmagickcore-6.q16-6', 'gstreamer1.0-plugins-base', 'libgstreamer-plugins-base1.0-0', 'unbound', 'bind9-libs',
 ];
 
-/** Smoke corpus for CI: three small packages with two versions each, a few MB. */
+/**
+ * Smoke corpus for CI: three small packages with two versions each, a few MB. Each update
+ * changes the package's changelog.Debian.gz (GNU gzip -9n), so the smoke run sends at least one
+ * file through its view.
+ */
 export const SMOKE_PACKAGES: readonly UpdateSpec[] = ['tzdata', 'ca-certificates', 'libexpat1'];
 
-export type CorpusKind = 'smoke' | 'full' | 'double';
+/**
+ * Debian's generic kernel: 400 MB unpacked, mostly modules, and a bzImage whose payload is xz
+ * (x86 BCJ + LZMA2), which no device can recompress byte for byte: larch must report it as a
+ * `no-encoder` fallback and send the kernel as a plain patch.
+ */
+export const GENERIC_KERNEL: ViaMeta = { meta: 'linux-image-amd64', match: /^linux-image-[0-9][0-9.]*-[0-9]+-amd64$/ };
+
+/**
+ * The second pair (--pair server), of another shape than the corpus pair: a desktop-less server
+ * image around the generic kernel, ssh, systemd, apt with unattended upgrades, nftables, python;
+ * its C library, busybox and tools so that it is a bootable-looking tree (and mkinitramfs finds
+ * what it needs). Fewer packages than FULL_PACKAGES, a kernel four times as large.
+ */
+export const SERVER_PACKAGES: readonly UpdateSpec[] = [
+  GENERIC_KERNEL,
+  // what the issue names
+  'openssh-server', 'openssh-client', 'openssh-sftp-server', 'systemd', 'systemd-sysv', 'libsystemd0', 'libsystemd-shared',
+  'libudev1', 'udev', 'libnss-systemd', 'libpam-systemd', 'apt', 'libapt-pkg6.0', 'curl', 'libcurl4', 'ca-certificates',
+  'nftables', 'libnftables1', 'libnftnl11', 'sudo', 'rsyslog', 'python3-minimal', 'python3.11-minimal',
+  'libpython3.11-minimal', 'python3.11', 'libpython3.11-stdlib', 'python3', 'python3-apt', 'python3-distro-info',
+  'distro-info-data', 'unattended-upgrades',
+  // the base under them
+  'libc6', 'libc-bin', 'libssl3', 'openssl', 'tzdata', 'busybox', 'coreutils', 'bash', 'dash', 'util-linux', 'mount',
+  'libblkid1', 'libmount1', 'libuuid1', 'libsmartcols1', 'e2fsprogs', 'libext2fs2', 'kmod', 'libkmod2', 'iproute2',
+  'dbus', 'libdbus-1-3', 'libpam0g', 'libpam-modules', 'libpam-modules-bin', 'libpam-runtime', 'libselinux1',
+  'libstdc++6', 'libgcc-s1', 'zlib1g', 'libzstd1', 'liblzma5', 'libbz2-1.0', 'libgnutls30', 'libgcrypt20',
+  'libgpg-error0', 'libexpat1', 'libsqlite3-0', 'libffi8', 'libcap2', 'libcrypt1', 'libmnl0', 'libxtables12',
+  'libnghttp2-14', 'libpsl5', 'libidn2-0', 'libunistring2', 'libkrb5-3', 'libgssapi-krb5-2', 'libk5crypto3',
+  'libkrb5support0', 'libldap-2.5-0', 'libsasl2-2', 'libssh2-1', 'librtmp1', 'libbrotli1', 'libwrap0', 'libaudit1',
+  'libestr0', 'libfastjson4', 'liblognorm5', 'procps', 'libproc2-0', 'less', 'vim-tiny', 'findutils', 'grep', 'sed',
+  'gzip', 'tar', 'dpkg', 'debconf', 'perl-base', 'gpgv', 'debian-archive-keyring', 'login', 'passwd', 'adduser',
+  'base-files', 'netbase', 'ifupdown', 'isc-dhcp-client', 'logrotate', 'cron', 'grub-common', 'grub2-common',
+  'grub-efi-amd64-bin',
+];
+
+export type CorpusKind = 'smoke' | 'full' | 'double' | 'server';
+export const CORPUS_KINDS: readonly CorpusKind[] = ['smoke', 'full', 'double', 'server'];
 
 export function packagesFor(kind: CorpusKind): readonly UpdateSpec[] {
-  return kind === 'smoke' ? SMOKE_PACKAGES : kind === 'full' ? FULL_PACKAGES : [...FULL_PACKAGES, ...DOUBLE_EXTRA_PACKAGES];
+  return kind === 'smoke' ? SMOKE_PACKAGES : kind === 'full' ? FULL_PACKAGES : kind === 'server' ? SERVER_PACKAGES : [...FULL_PACKAGES, ...DOUBLE_EXTRA_PACKAGES];
 }
+
+/** The CLI's pair options (bench/delta.ts and this file): --smoke, --double, --pair corpus|server. */
+export function corpusKindOf(opts: { smoke?: boolean; double?: boolean; pair?: string }, fail: (message: string) => never): CorpusKind {
+  const pair = opts.pair ?? 'corpus';
+  if (pair !== 'corpus' && pair !== 'server') fail(`--pair takes corpus or server; got '${pair}'`);
+  if (opts.smoke && opts.double) fail('--smoke and --double exclude each other');
+  if (pair === 'server' && (opts.smoke || opts.double)) fail('--smoke and --double are variants of the corpus pair; leave them out with --pair server');
+  return pair === 'server' ? 'server' : opts.smoke ? 'smoke' : opts.double ? 'double' : 'full';
+}
+
+/** The demo image's initramfs builder and the init it packs (images/qemu-x86_64-grub.toml). */
+export const MKINITRAMFS = join(ROOT, 'images', 'overlay', 'initramfs', 'usr', 'lib', 'larch', 'mkinitramfs');
+export const INITRAMFS_INIT = join(ROOT, 'images', 'overlay', 'initramfs', 'usr', 'lib', 'larch', 'init');
 
 /** One exact package version and its .deb in the cache. */
 export interface PackageVersion {
@@ -126,10 +185,16 @@ export interface PairStats {
   newContentBytes: number;
   newContentFiles: number;
 }
+export interface InitramfsFile {
+  path: string;
+  bytes: number;
+}
 export interface Manifest {
   kind: CorpusKind;
   created: string;
   kernel: { old: string; new: string } | null;
+  /** The initramfs added to each tree (by mkinitramfs), or null: --no-initramfs, or no kernel in the pair. */
+  initramfs?: { old: InitramfsFile[]; new: InitramfsFile[] } | null;
   packages: ManifestEntry[];
   stats: PairStats;
 }
@@ -153,16 +218,24 @@ function run(cmd: string, args: string[], cwd?: string): string {
 
 const versionLess = (a: string, b: string) => spawnSync('dpkg', ['--compare-versions', a, 'lt', b]).status === 0;
 
+/** Every version apt's sources offer of each package, oldest first (one `apt-cache madison` for all). */
+export function availableVersionsOf(pkgs: readonly string[]): Map<string, string[]> {
+  const found = new Map<string, Set<string>>(pkgs.map((p) => [p, new Set<string>()]));
+  for (const line of run('apt-cache', ['madison', ...new Set(pkgs)]).split('\n')) {
+    const cols = line.split('|').map((c) => c.trim());
+    if (cols.length >= 3 && / Packages$/.test(cols[2])) found.get(cols[0])?.add(cols[1]);
+  }
+  const out = new Map<string, string[]>();
+  for (const [pkg, versions] of found) {
+    if (versions.size === 0) fail(`apt knows no version of '${pkg}'; run 'apt-get update'?`);
+    out.set(pkg, [...versions].sort((a, b) => (a === b ? 0 : versionLess(a, b) ? -1 : 1)));
+  }
+  return out;
+}
+
 /** Every version apt's sources offer of a package, oldest first. */
 export function availableVersions(pkg: string): string[] {
-  const out = run('apt-cache', ['madison', pkg]);
-  const versions = new Set<string>();
-  for (const line of out.split('\n')) {
-    const cols = line.split('|').map((c) => c.trim());
-    if (cols.length >= 3 && cols[0] === pkg && / Packages$/.test(cols[2])) versions.add(cols[1]);
-  }
-  if (versions.size === 0) fail(`apt knows no version of '${pkg}'; run 'apt-get update'?`);
-  return [...versions].sort((a, b) => (a === b ? 0 : versionLess(a, b) ? -1 : 1));
+  return availableVersionsOf([pkg]).get(pkg)!;
 }
 
 /** The exact package (name, version) that version `metaVersion` of the meta-package depends on. */
@@ -184,12 +257,13 @@ interface Wanted {
 
 /** Decides OLD and NEW for each spec: the oldest and the newest version in the sources. */
 export function resolveVersions(specs: readonly UpdateSpec[]): Wanted[] {
+  const all = availableVersionsOf(specs.map((spec) => (typeof spec === 'string' ? spec : spec.meta)));
   return specs.map((spec): Wanted => {
     if (typeof spec === 'string') {
-      const versions = availableVersions(spec);
+      const versions = all.get(spec)!;
       return { spec, old: { package: spec, version: versions[0] }, new: { package: spec, version: versions[versions.length - 1] } };
     }
-    const versions = availableVersions(spec.meta);
+    const versions = all.get(spec.meta)!;
     return { spec: spec.meta, old: resolveMeta(spec, versions[0]), new: resolveMeta(spec, versions[versions.length - 1]) };
   });
 }
@@ -281,17 +355,115 @@ function unpack(debs: readonly string[], dest: string): void {
 }
 
 /**
+ * Resolves `rel` inside the unpacked tree `root` as the tree's own symlinks say (an absolute
+ * target such as libc6's /lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/... is taken
+ * inside the tree, never on the host). Undefined when it does not exist.
+ */
+function resolveInTree(root: string, rel: string): string | undefined {
+  let rest = rel.split('/').filter((c) => c !== '' && c !== '.');
+  let done: string[] = [];
+  for (let hops = 0; rest.length > 0; ) {
+    const name = rest.shift()!;
+    if (name === '..') {
+      done.pop();
+      continue;
+    }
+    const path = join(root, ...done, name);
+    if (!existsSync(path) && !isSymlink(path)) return undefined;
+    if (isSymlink(path)) {
+      if (++hops > 40) return undefined;
+      const target = readlinkSync(path);
+      if (target.startsWith('/')) done = [];
+      rest = [...target.split('/').filter((c) => c !== '' && c !== '.'), ...rest];
+      continue;
+    }
+    done.push(name);
+  }
+  return join(root, ...done);
+}
+
+function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Adds boot/initrd.img-<release> for each kernel of an unpacked tree, made by the demo image's
+ * own mkinitramfs. That script runs in a composed image, whose /usr is merged; a tree unpacked
+ * with dpkg-deb -x is not (bookworm's packages ship /bin/busybox, /lib/x86_64-linux-gnu/libc.so.6,
+ * /lib/modules/...). So it runs in a staging directory holding, at their merged-/usr paths,
+ * copies of what it reads from the tree (busybox, libc, libresolv, the dynamic loader, the
+ * modules as hardlinks, larch's init): the bytes it packs are the tree's own. Returns the files
+ * added; none when the tree has no kernel modules.
+ */
+export function addInitramfs(tree: string, staging: string): InitramfsFile[] {
+  const modules = ['usr/lib/modules', 'lib/modules'].flatMap((d) => (existsSync(join(tree, d)) ? readdirSync(join(tree, d)).map((release) => ({ dir: join(tree, d, release), release })) : []));
+  if (modules.length === 0) return [];
+  rmSync(staging, { recursive: true, force: true });
+  const put = (from: string, to: string) => {
+    mkdirSync(dirname(join(staging, to)), { recursive: true });
+    copyFileSync(from, join(staging, to));
+  };
+  const busybox = ['usr/bin/busybox', 'bin/busybox'].map((p) => resolveInTree(tree, p)).find((p) => p !== undefined);
+  if (busybox === undefined) fail(`'${tree}' has no usr/bin/busybox or bin/busybox for mkinitramfs: add 'busybox' to the pair's package list, or pass --no-initramfs`);
+  put(busybox, 'usr/bin/busybox');
+  // What mkinitramfs packs beside a dynamic busybox (libc, libresolv, the loader), where a merged-/usr tree has them.
+  const libs: [from: string[], to: string][] = [
+    ...['libc.so.6', 'libresolv.so.2', 'ld-linux-x86-64.so.2'].map((n): [string[], string] => [[`usr/lib/x86_64-linux-gnu/${n}`, `lib/x86_64-linux-gnu/${n}`], `usr/lib/x86_64-linux-gnu/${n}`]),
+    [['usr/lib64/ld-linux-x86-64.so.2', 'lib64/ld-linux-x86-64.so.2'], 'usr/lib64/ld-linux-x86-64.so.2'],
+  ];
+  for (const [from, to] of libs) {
+    const found = from.map((p) => resolveInTree(tree, p)).find((p) => p !== undefined && statSync(p).isFile());
+    if (found === undefined) fail(`'${tree}' has none of ${from.join(', ')} for mkinitramfs: add 'libc6' to the pair's package list, or pass --no-initramfs`);
+    put(found, to);
+  }
+  for (const m of modules) {
+    mkdirSync(join(staging, 'usr/lib/modules'), { recursive: true });
+    run('cp', ['-al', m.dir, join(staging, 'usr/lib/modules', m.release)]);
+  }
+  put(INITRAMFS_INIT, 'usr/lib/larch/init');
+  mkdirSync(join(staging, 'boot'), { recursive: true });
+  run('sh', [MKINITRAMFS], staging);
+  const added: InitramfsFile[] = [];
+  mkdirSync(join(tree, 'boot'), { recursive: true });
+  for (const name of readdirSync(join(staging, 'boot')).sort()) {
+    copyFileSync(join(staging, 'boot', name), join(tree, 'boot', name));
+    added.push({ path: posix.join('/boot', name), bytes: statSync(join(tree, 'boot', name)).size });
+  }
+  rmSync(staging, { recursive: true, force: true });
+  return added;
+}
+
+export interface CorpusOptions {
+  /** Add the initramfs to each tree of a pair with a kernel (default true). */
+  initramfs?: boolean;
+}
+
+const sha256 = (b: string | Buffer) => createHash('sha256').update(b).digest('hex');
+
+/**
  * Returns the OLD/NEW pair of the given kind, building it on first use. The pair is built in a
  * temp dir and renamed into place, so an interrupted build is never used.
  */
-export async function buildDeltaCorpus(kind: CorpusKind, log: (s: string) => void = () => {}): Promise<DeltaCorpus> {
-  const wanted = resolveVersions(packagesFor(kind));
+export async function buildDeltaCorpus(kind: CorpusKind, log: (s: string) => void = () => {}, opts: CorpusOptions = {}): Promise<DeltaCorpus> {
+  const specs = packagesFor(kind);
+  const kernelMetas = specs.filter((s): s is ViaMeta => typeof s !== 'string').map((s) => s.meta);
+  const wanted = resolveVersions(specs);
   const debs = downloadDebs(wanted.flatMap((w) => [w.old, w.new]));
   const debOf = (p: { package: string; version: string }) => debs.get(`${p.package}=${p.version}`)!;
   const oldDebs = wanted.map((w) => debOf(w.old));
   const newDebs = wanted.map((w) => debOf(w.new));
-  const key = createHash('sha256').update(`old\n${[...oldDebs].sort().join('\n')}\nnew\n${[...newDebs].sort().join('\n')}`).digest('hex').slice(0, 12);
-  const dir = join(DELTA_TREE_CACHE, `${kind}-${key}`);
+  // Only a pair with a kernel gets an initramfs (mkinitramfs makes one per kernel).
+  const initramfs = opts.initramfs !== false && kernelMetas.length > 0;
+  // Without the initramfs the key is what it always was, so an existing pair stays in use.
+  const key = sha256(
+    `old\n${[...oldDebs].sort().join('\n')}\nnew\n${[...newDebs].sort().join('\n')}` +
+      (initramfs ? `\ninitramfs\n${sha256(readFileSync(MKINITRAMFS))}\n${sha256(readFileSync(INITRAMFS_INIT))}` : ''),
+  ).slice(0, 12);
+  const dir = join(DELTA_TREE_CACHE, `${kind}${initramfs ? '-initramfs' : ''}-${key}`);
   const manifestPath = join(dir, 'manifest.json');
   if (!existsSync(manifestPath)) {
     log(`bench/delta-corpus: unpacking ${wanted.length} packages into ${dir}/{old,new}`);
@@ -302,17 +474,24 @@ export async function buildDeltaCorpus(kind: CorpusKind, log: (s: string) => voi
     // comes from the same package on both sides.
     unpack(oldDebs, join(tmp, 'old'));
     unpack(newDebs, join(tmp, 'new'));
+    let added: Manifest['initramfs'] = null;
+    if (initramfs) {
+      log('bench/delta-corpus: making the initramfs of each tree with mkinitramfs');
+      added = { old: addInitramfs(join(tmp, 'old'), join(tmp, 'initramfs')), new: addInitramfs(join(tmp, 'new'), join(tmp, 'initramfs')) };
+      for (const [side, files] of Object.entries(added)) if (files.length === 0) fail(`mkinitramfs made no initramfs in the ${side} tree of ${tmp}`);
+    }
     const packages: ManifestEntry[] = wanted.map((w) => ({
       spec: w.spec,
       old: { ...w.old, deb: debOf(w.old) },
       new: { ...w.new, deb: debOf(w.new) },
       changed: debOf(w.old) !== debOf(w.new),
     }));
-    const k = wanted.find((w) => w.spec === KERNEL.meta);
+    const k = wanted.find((w) => kernelMetas.includes(w.spec));
     const manifest: Manifest = {
       kind,
       created: new Date().toISOString(),
       kernel: k ? { old: `${k.old.package} ${k.old.version}`, new: `${k.new.package} ${k.new.version}` } : null,
+      initramfs: added,
       packages,
       stats: await comparePair(join(tmp, 'old'), join(tmp, 'new')),
     };
@@ -332,6 +511,7 @@ export function describe(m: Manifest): string {
   const changed = m.packages.filter((p) => p.changed);
   return [
     `${m.kind} pair: ${m.packages.length} packages, ${changed.length} updated; kernel: ${m.kernel ? `${m.kernel.old} -> ${m.kernel.new}` : 'no'}`,
+    `initramfs (mkinitramfs): ${m.initramfs ? `OLD ${m.initramfs.old.map((f) => `${f.path} ${f.bytes} B`).join(', ')}; NEW ${m.initramfs.new.map((f) => `${f.path} ${f.bytes} B`).join(', ')}` : 'none'}`,
     `OLD ${MiB(s.old.bytes)} MiB, ${s.old.files} files, ${s.old.symlinks} symlinks, ${s.old.dirs} dirs`,
     `NEW ${MiB(s.new.bytes)} MiB, ${s.new.files} files, ${s.new.symlinks} symlinks, ${s.new.dirs} dirs`,
     `files: ${s.sameFiles} same, ${s.changedFiles} changed in place, ${s.addedFiles} added, ${s.removedFiles} removed; ` +
@@ -340,10 +520,17 @@ export function describe(m: Manifest): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { smoke: { type: 'boolean', default: false }, double: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } });
-  if (values.smoke && values.double) fail('--smoke and --double exclude each other');
-  const kind: CorpusKind = values.smoke ? 'smoke' : values.double ? 'double' : 'full';
-  const corpus = await buildDeltaCorpus(kind, (s) => console.error(s));
+  const { values } = parseArgs({
+    options: {
+      smoke: { type: 'boolean', default: false },
+      double: { type: 'boolean', default: false },
+      pair: { type: 'string', default: 'corpus' },
+      'no-initramfs': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const kind = corpusKindOf(values, fail);
+  const corpus = await buildDeltaCorpus(kind, (s) => console.error(s), { initramfs: !values['no-initramfs'] });
   if (values.json) console.log(JSON.stringify({ dir: corpus.dir, ...corpus.manifest }, null, 2));
   else {
     console.log(`${corpus.dir}\n${describe(corpus.manifest)}`);

@@ -28,6 +28,11 @@ export const TOOLS: readonly [command: string, pkg: string][] = [
   ['xz', 'xz-utils'],
   ['tar', 'tar'],
   ['cmp', 'diffutils'],
+  // the larch rows' identical-checkout check; the pair's initramfs (mkinitramfs)
+  ['diff', 'diffutils'],
+  ['find', 'findutils'],
+  ['cpio', 'cpio'],
+  ['gzip', 'gzip'],
 ];
 
 /** Methods that can be picked, by the tool behind them ('zstd-full': the whole NEW file under zstd -19). */
@@ -114,7 +119,7 @@ export function sizeBytes(path: string): number {
 /** Installs what is missing of TOOLS when run as root; otherwise names the packages to install. */
 export function ensureTools(): void {
   const has = (cmd: string) => (cmd.startsWith('/') ? existsSync(cmd) : spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0);
-  const missing = TOOLS.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg);
+  const missing = [...new Set(TOOLS.filter(([cmd]) => !has(cmd)).map(([, pkg]) => pkg))];
   if (missing.length === 0) return;
   if (!isRoot) fail(`missing tools: install the Debian packages ${missing.join(' ')} (apt-get install ${missing.join(' ')})`);
   log(`bench: installing ${missing.join(' ')}`);
@@ -189,11 +194,56 @@ function method(
   return row;
 }
 
-/** larch's delta from OLD (and, with `scratch`, from nothing), each applied and checked. */
-export function larchRows(ctx: Context, larch: string | undefined, opts: { scratch: boolean }): Row[] {
-  const rows: Row[] = [{ method: 'larch', command: 'larch delta generate --from OLD --to NEW --sign-key K --out F; larch delta apply --key K.pub F' }];
-  if (opts.scratch) rows.push({ method: 'larch-scratch', command: 'larch delta generate --to NEW (no --from) --sign-key K --out F; apply to an empty repo' });
-  if (larch === undefined) return rows.map((r) => ({ ...r, na: 'no larch binary: build dist/larch with node scripts/build.mjs' }));
+/** larch's rows: its delta from OLD with views off (plain, format 1) and on (auto), and from nothing. */
+export type LarchRowName = 'larch-plain' | 'larch' | 'larch-scratch';
+
+export interface LarchOptions {
+  /** The rows to make, in this order (default: 'larch', plus 'larch-scratch' when `scratch`). */
+  rows?: readonly LarchRowName[];
+  scratch?: boolean;
+  /**
+   * bin/larch.js: the 'larch' delta is also applied by larch on Node (`node bin/larch.js delta
+   * apply`) into a second fresh repo, as row 'larch-node' (same delta, no generate figures).
+   */
+  node?: string;
+  /**
+   * Also check that `larch checkout` of NEW from each applied repo equals the checkout from the
+   * vendor's repo: `diff -r --no-dereference`, and owners and modes of every entry.
+   */
+  sameCheckout?: boolean;
+}
+
+/** The entries of a directory as `path uid gid mode` lines, sorted: what diff -r does not compare. */
+function ownersAndModes(dir: string): string {
+  return run(['find', dir, '-printf', '%P %U %G %m\\n']).split('\n').sort().join('\n');
+}
+
+/** Compares two checkouts: contents and symlink targets (diff -r), then owners and modes. */
+export function sameTree(a: string, b: string): string {
+  const diff = exec(['diff', '-r', '--no-dereference', a, b]);
+  if (!diff.ok) {
+    const first = diff.stdout.split('\n').find((l) => l.trim() !== '') ?? diff.reason;
+    return `checkout DIFFERS from the vendor's: ${first.replaceAll(a, 'VENDOR').replaceAll(b, 'APPLIED').slice(0, 160)}`;
+  }
+  const [la, lb] = [ownersAndModes(a), ownersAndModes(b)];
+  if (la === lb) return 'ok';
+  const [xa, xb] = [la.split('\n'), lb.split('\n')];
+  const i = xa.findIndex((l, k) => l !== xb[k]);
+  return `checkout owners/modes DIFFER from the vendor's: '${xa[i] ?? ''}' vs '${xb[i] ?? ''}'`;
+}
+
+/** larch's deltas (see LarchOptions), each applied to a fresh bare-user repo and checked. */
+export function larchRows(ctx: Context, larch: string | undefined, opts: LarchOptions): Row[] {
+  const names: readonly LarchRowName[] = opts.rows ?? ['larch', ...(opts.scratch ? ['larch-scratch' as const] : [])];
+  const commands: Record<LarchRowName, string> = {
+    'larch-plain': 'larch delta generate --from OLD --to NEW --format 1 --sign-key K --out F (no views: the algorithm before issue 18); larch delta apply --key K.pub F',
+    larch: 'larch delta generate --from OLD --to NEW --sign-key K --out F (--format auto: compressed streams through their views); larch delta apply --key K.pub F',
+    'larch-scratch': 'larch delta generate --to NEW (no --from) --sign-key K --out F; apply to an empty repo',
+  };
+  const nodeRow: Row = { method: 'larch-node', command: `node ${opts.node ? basename(opts.node) : 'bin/larch.js'} delta apply --key K.pub F: the larch delta, applied by larch on Node into a second fresh repo` };
+  const withNode = (rows: Row[]) => rows.flatMap((r) => (r.method === 'larch' && opts.node ? [r, { ...nodeRow, ...(r.na !== undefined ? { na: r.na } : {}) }] : [r]));
+  const rows: Row[] = names.map((n) => ({ method: n, command: commands[n] }));
+  if (larch === undefined) return withNode(rows.map((r) => ({ ...r, na: 'no larch binary: build dist/larch with node scripts/build.mjs' })));
   const { work } = ctx;
   const R = join(work, 'larch-archive');
   rmSync(R, { recursive: true, force: true });
@@ -209,7 +259,8 @@ export function larchRows(ctx: Context, larch: string | undefined, opts: { scrat
   for (const [tree, version] of [[ctx.oldTree, '1'], [ctx.newTree, '2']] as const) {
     if (failed) break;
     log(`${ctx.name}: larch: committing ${version === '1' ? 'OLD' : 'NEW'}`);
-    const argv = [larch, 'commit', '--repo', R, '-b', 'os', '--tree', tree, '--version', version, '--owner', '0:0', '--timestamp', String(TIMESTAMP), '--json'];
+    // The commit is signed too: a device refuses a signed delta whose commit is not (SIGNATURE_MISSING).
+    const argv = [larch, 'commit', '--repo', R, '-b', 'os', '--tree', tree, '--version', version, '--owner', '0:0', '--timestamp', String(TIMESTAMP), '--sign-key', `${key}.key`, '--json'];
     const m = measure(argv, ctx.timeFile);
     if (!m.ok) failed = `larch commit: ${m.reason}`;
     else {
@@ -217,10 +268,11 @@ export function larchRows(ctx: Context, larch: string | undefined, opts: { scrat
       log(`  ${commitIds.at(-1)} in ${m.seconds!.toFixed(2)} s, ${m.peakMiB!.toFixed(1)} MiB`);
     }
   }
-  if (failed) return rows.map((r) => ({ ...r, na: failed }));
+  if (failed) return withNode(rows.map((r) => ({ ...r, na: failed })));
   const [oldId, newId] = commitIds;
   // The single --out file is what a device downloads (as OSTree's --inline file); the
-  // `--json` figures ({"bytes", "parts", "patched", "literal", ...}) go into the row as they are.
+  // `--json` figures ({"bytes", "parts", "patched", "literal", "format", "by_kind", ...}) go
+  // into the row as they are.
   const bytesOf = (row: Row, file: string) => (stdout: string) => {
     let reported: number | undefined;
     try {
@@ -231,11 +283,24 @@ export function larchRows(ctx: Context, larch: string | undefined, opts: { scrat
     }
     return existsSync(file) ? sizeBytes(file) : (reported ?? NaN);
   };
+  // The vendor's checkout of NEW (from the archive repo: copied, each file checked), made once.
+  const vendorCheckout = join(work, 'larch-co-vendor');
   const check = (repo: string) => () => {
     const show = exec([larch, 'show', '--repo', repo, newId]);
     if (!show.ok) return `NEW commit missing: ${show.reason}`;
     const fsck = exec([larch, 'fsck', '--repo', repo]);
-    return fsck.ok ? 'ok' : `fsck: ${fsck.reason}`;
+    if (!fsck.ok) return `fsck: ${fsck.reason}`;
+    if (!opts.sameCheckout) return 'ok';
+    if (!existsSync(vendorCheckout)) {
+      const v = exec([larch, 'checkout', '--repo', R, newId, vendorCheckout]);
+      if (!v.ok) fail(`larch checkout of NEW from the vendor repo failed (${v.reason})`);
+    }
+    const co = join(work, 'larch-co-applied');
+    rmSync(co, { recursive: true, force: true });
+    const c = exec([larch, 'checkout', '--repo', repo, newId, co]);
+    const same = c.ok ? sameTree(vendorCheckout, co) : `checkout: ${c.reason}`;
+    rmSync(co, { recursive: true, force: true });
+    return same;
   };
   const target = (name: string, withOld: boolean) => () => {
     const D = join(work, name);
@@ -244,37 +309,67 @@ export function larchRows(ctx: Context, larch: string | undefined, opts: { scrat
     if (withOld) run([larch, 'pull-local', '--repo', D, R, oldId]);
   };
   const out: Row[] = [];
-  const delta = join(work, 'larch-delta.bin');
-  out.push(
-    method(
-      ctx,
-      rows[0],
-      { argv: [larch, 'delta', 'generate', '--repo', R, '--from', oldId, '--to', newId, '--sign-key', `${key}.key`, '--out', delta, '--json'], bytes: bytesOf(rows[0], delta) },
-      { before: target('larch-d', true), argv: [larch, 'delta', 'apply', '--repo', join(work, 'larch-d'), '--key', `${key}.pub`, delta], check: check(join(work, 'larch-d')) },
-    ),
-  );
-  rmSync(join(work, 'larch-d'), { recursive: true, force: true });
-  if (opts.scratch) {
-    const scratch = join(work, 'larch-scratch.bin');
+  for (const row of rows) {
+    const name = row.method as LarchRowName;
+    const delta = join(work, `${name}.delta`);
+    const repo = join(work, `${name}-repo`);
+    const from = name === 'larch-scratch' ? [] : ['--from', oldId];
+    const format = name === 'larch-plain' ? ['--format', '1'] : [];
     out.push(
       method(
         ctx,
-        rows[1],
-        { argv: [larch, 'delta', 'generate', '--repo', R, '--to', newId, '--sign-key', `${key}.key`, '--out', scratch, '--json'], bytes: bytesOf(rows[1], scratch) },
-        { before: target('larch-s', false), argv: [larch, 'delta', 'apply', '--repo', join(work, 'larch-s'), '--key', `${key}.pub`, scratch], check: check(join(work, 'larch-s')) },
+        row,
+        { argv: [larch, 'delta', 'generate', '--repo', R, ...from, '--to', newId, ...format, '--sign-key', `${key}.key`, '--out', delta, '--json'], bytes: bytesOf(row, delta) },
+        { before: target(`${name}-repo`, name !== 'larch-scratch'), argv: [larch, 'delta', 'apply', '--repo', repo, '--key', `${key}.pub`, delta], check: check(repo) },
       ),
     );
-    rmSync(join(work, 'larch-s'), { recursive: true, force: true });
+    rmSync(repo, { recursive: true, force: true });
+    // The generator's figures in the log as well: a run cut short still has them.
+    const stats = out.at(-1)?.larchStats;
+    if (stats) {
+      const { by_kind, streams, timings_ms, format, view_patched } = stats as { by_kind?: unknown; streams?: { found: number; used: number; fallbacks: { reason: string }[] }; timings_ms?: unknown; format?: number; view_patched?: number };
+      const reasons: Record<string, number> = {};
+      for (const f of streams?.fallbacks ?? []) reasons[f.reason] = (reasons[f.reason] ?? 0) + 1;
+      log(`  ${JSON.stringify({ format, view_patched, by_kind, streams: streams && { found: streams.found, used: streams.used, fallbacks: reasons }, timings_ms })}`);
+    }
+    if (name === 'larch' && opts.node) {
+      const done = out.at(-1)!;
+      if (done.na !== undefined) out.push({ ...nodeRow, na: done.na });
+      else {
+        const nodeRepo = join(work, 'larch-node-repo');
+        target('larch-node-repo', true)();
+        out.push(applyOnly(ctx, { ...nodeRow, bytes: done.bytes }, ['node', opts.node, 'delta', 'apply', '--repo', nodeRepo, '--key', `${key}.pub`, delta], check(nodeRepo)));
+        rmSync(nodeRepo, { recursive: true, force: true });
+      }
+    }
+    rmSync(delta, { force: true });
   }
+  rmSync(vendorCheckout, { recursive: true, force: true });
   rmSync(R, { recursive: true, force: true });
   return out;
 }
 
+/** The apply step alone (of a delta another row generated), timed and checked. */
+function applyOnly(ctx: Context, row: Row, argv: string[], check: () => string): Row {
+  log(`${ctx.name}: ${row.method}: applying`);
+  const a = measure(argv, ctx.timeFile);
+  if (!a.ok) {
+    log(`  failed: ${a.reason}`);
+    return { ...row, applyNa: a.reason };
+  }
+  row.apply = { seconds: a.seconds!, peakMiB: a.peakMiB! };
+  row.check = check();
+  log(`  ${a.seconds!.toFixed(2)} s, ${a.peakMiB!.toFixed(1)} MiB, check: ${row.check}`);
+  return row;
+}
+
 /**
- * OSTree's static delta (--inline, one file) applied offline; with `extra`, also its default
- * delta (bytes only) and the delta from nothing.
+ * OSTree's static delta (--inline, one file) applied offline (unless `inline` is false); with
+ * `extra`, also its default delta (bytes only) and the delta from nothing, or each alone with
+ * `defaultDelta` / `scratch`.
  */
-export function ostreeRows(ctx: Context, opts: { extra: boolean }): Row[] {
+export function ostreeRows(ctx: Context, opts: { extra?: boolean; inline?: boolean; defaultDelta?: boolean; scratch?: boolean }): Row[] {
+  const want = { inline: opts.inline ?? true, defaultDelta: opts.defaultDelta ?? opts.extra ?? false, scratch: opts.scratch ?? opts.extra ?? false };
   const { work } = ctx;
   const R = join(work, 'ostree-archive');
   rmSync(R, { recursive: true, force: true });
@@ -303,7 +398,7 @@ export function ostreeRows(ctx: Context, opts: { extra: boolean }): Row[] {
   };
   const rows: Row[] = [];
   const delta = join(work, 'delta.ostree');
-  rows.push(
+  if (want.inline) rows.push(
     method(
       ctx,
       { method: 'ostree', command: 'ostree static-delta generate --inline --min-fallback-size=0; apply-offline' },
@@ -312,15 +407,12 @@ export function ostreeRows(ctx: Context, opts: { extra: boolean }): Row[] {
     ),
   );
   rmSync(join(work, 'ostree-d'), { recursive: true, force: true });
-  if (!opts.extra) {
-    rmSync(R, { recursive: true, force: true });
-    return rows;
-  }
+  rmSync(delta, { force: true });
 
   // The default: parts as separate files in R/deltas/, files over 4 MB that bsdiff does not
   // cover left as fallback objects the client pulls one by one: both count.
   const deltasDir = join(R, 'deltas');
-  const row = method(
+  const row = !want.defaultDelta ? undefined : method(
     ctx,
     { method: 'ostree-default', command: 'ostree static-delta generate (parts in deltas/ + fallback objects); bytes only' },
     {
@@ -328,7 +420,7 @@ export function ostreeRows(ctx: Context, opts: { extra: boolean }): Row[] {
       bytes: () => sizeBytes(deltasDir),
     },
   );
-  if (row.bytes !== undefined) {
+  if (row?.bytes !== undefined) {
     const show = run(['ostree', 'static-delta', 'show', `--repo=${R}`, `${oldId}-${newId}`]);
     const fallbacks = Number(/Number of fallback entries: (\d+)/.exec(show)?.[1] ?? NaN);
     const fallbackBytes = Number(/Total Fallback Size: (\d+)/.exec(show)?.[1] ?? 0);
@@ -336,10 +428,10 @@ export function ostreeRows(ctx: Context, opts: { extra: boolean }): Row[] {
     row.command += `; ${fallbacks} fallback objects, ${fallbackBytes} B`;
     row.applyNa = 'parts as in the inline delta; fallback objects need a pull';
   }
-  rows.push(row);
+  if (row) rows.push(row);
 
   const empty = join(work, 'scratch.ostree');
-  rows.push(
+  if (want.scratch) rows.push(
     method(
       ctx,
       { method: 'ostree-scratch', command: 'ostree static-delta generate --empty --inline --min-fallback-size=0; apply-offline to an empty repo' },
@@ -449,6 +541,6 @@ export function problem(r: Row): string | undefined {
 /** One line per row: the command it ran, and larch's delta statistics. */
 export function rowNotes(rows: Row[]): string[] {
   const stats = (j: Record<string, unknown>) =>
-    ['parts', 'objects', 'patched', 'literal'].filter((k) => typeof j[k] === 'number').map((k) => `${k} ${j[k]}`).join(', ');
+    ['format', 'parts', 'objects', 'patched', 'view_patched', 'literal'].filter((k) => typeof j[k] === 'number').map((k) => `${k} ${j[k]}`).join(', ');
   return rows.map((r) => `${r.method}: ${r.command}${r.larchStats && stats(r.larchStats) ? ` [${stats(r.larchStats)}]` : ''}`);
 }

@@ -27,7 +27,7 @@ export type Tier = 'quick' | 'slow';
  */
 export const TIERS: Record<Tier, string[]> = {
   quick: [
-    'test/unit/', // ~90 s together; the longest: compose/debian-version 20 s, delta/lz4-view 20 s (8 MiB inputs against the lz4 tool), delta/deflate-view 10-15 s (it runs gzip, zlib, zopfli, 7-Zip), failpoint, torn-env property, bsdiff ~10 s
+    'test/unit/', // ~90 s together; the longest: compose/debian-version 20 s, delta/lz4-view 20 s (8 MiB inputs against the lz4 tool), delta/deflate-view 10-15 s (it runs gzip, zlib, zopfli, 7-Zip), failpoint, torn-env property, bsdiff ~10 s; bench/delta-breakdown and delta-same-tree <1 s each
     'test/integration/image-arch.test.ts', // 3 s
     'test/integration/powerloss-shim.test.ts', // 6 s (the recorder itself; the enumeration is powerloss.test.ts)
     'test/integration/delta-view.test.ts', // 16 s: view records made by the real gzip, lz4 and zstd, applied by Bun and Node
