@@ -9,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { prng } from '../test/helpers.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const OUT = join(ROOT, 'test/vectors/delta/view/lz4.json');
@@ -19,17 +20,6 @@ if (version.status !== 0 || !/v1\.9\.4\b/.test(version.stdout + version.stderr))
   process.exit(1);
 }
 
-/** mulberry32: a seeded PRNG, so the inputs are the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const utf8 = (s: string) => Uint8Array.from(Buffer.from(s, 'utf8'));
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { prng } from './helpers.ts';
 
 export interface Producer {
   name: string;
@@ -71,18 +72,6 @@ export const PRODUCERS: Producer[] = [
       }),
   },
 ];
-
-/** A deterministic PRNG (mulberry32), so generated inputs are the same on every machine. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = 'the package update delta commit object tree boot device kernel changelog upload urgency medium fix release debian version signed stream block window literal match distance'.split(' ');
 
