@@ -131,12 +131,18 @@ function decodeMeasured(src: Uint8Array, start: number, end: number, out: Uint8A
   }
 }
 
-/** Decodes ONE lz4 block (raw LZ4 block format) whose decoded size must be exactly `decodedSize`; 'corrupt' otherwise (offset 0 or past the start, overrun, trailing bytes). */
-export function decodeLz4Block(block: Uint8Array, decodedSize: number): Uint8Array {
+/**
+ * Decodes ONE lz4 block (raw LZ4 block format) whose decoded size must be exactly `decodedSize`;
+ * 'corrupt' otherwise (offset 0 or past the start, overrun, trailing bytes). Into `into` when
+ * given (at least decodedSize bytes; the result is a view of it), so a caller decoding block after
+ * block reuses one buffer.
+ */
+export function decodeLz4Block(block: Uint8Array, decodedSize: number, into?: Uint8Array): Uint8Array {
   if (!Number.isSafeInteger(decodedSize) || decodedSize < 0) throw new RangeError(`decodeLz4Block: decodedSize ${decodedSize} is not a size`);
+  if (into !== undefined && into.length < decodedSize) throw new RangeError(`decodeLz4Block: a ${into.length}-byte buffer cannot hold ${decodedSize} bytes`);
   const n = measureBlock(block, 0, block.length, decodedSize, 'lz4 block');
   if (n !== decodedSize) throw corrupt(`lz4 block: decodes to ${n} bytes, expected ${decodedSize}`);
-  const out = new Uint8Array(decodedSize);
+  const out = into === undefined ? new Uint8Array(decodedSize) : into.subarray(0, decodedSize);
   decodeMeasured(block, 0, block.length, out, 0);
   return out;
 }
@@ -192,13 +198,21 @@ function compressInto(src: Uint8Array, level: number, out: Uint8Array): number {
   return level < 3 ? compressFast(src, out) : compressHashChain(src, out, 1 << (level - 1));
 }
 
-/** Compresses one block (≤ 8 MiB) exactly as lz4 1.9.4's legacy mode does at `level` (1-9: LZ4_compress_fast for levels < 3 as lz4io does, LZ4HC hash chain for 3-9 incl. level 9's pattern analysis). Levels 10-12: ViewError('refused') (optimal parser not ported). */
-export function compressLz4Block(src: Uint8Array, level: number): Uint8Array {
+/**
+ * Compresses one block (≤ 8 MiB) exactly as lz4 1.9.4's legacy mode does at `level` (1-9:
+ * LZ4_compress_fast for levels < 3 as lz4io does, LZ4HC hash chain for 3-9 incl. level 9's
+ * pattern analysis). Levels 10-12: ViewError('refused') (optimal parser not ported). Into
+ * `scratch` when given (at least lz4CompressBound(src.length) bytes; the result is a view of it).
+ */
+export function compressLz4Block(src: Uint8Array, level: number, scratch?: Uint8Array): Uint8Array {
   checkLevel(level);
   if (src.length > LZ4_LEGACY_BLOCK_BYTES) throw new ViewError('limit', `lz4 block: ${src.length} bytes, over the legacy block size ${LZ4_LEGACY_BLOCK_BYTES}`);
-  const out = new Uint8Array(lz4CompressBound(src.length));
+  const bound = lz4CompressBound(src.length);
+  if (scratch !== undefined && scratch.length < bound) throw new RangeError(`compressLz4Block: a ${scratch.length}-byte scratch is under the bound ${bound}`);
+  const out = scratch ?? new Uint8Array(bound);
   const n = compressInto(src, level, out);
-  return out.slice(0, n);
+  // Without a scratch, a copy of the length it took: the bound's buffer is ~n + 0.4% + 16 bytes.
+  return scratch ? out.subarray(0, n) : out.slice(0, n);
 }
 
 /** A whole legacy frame: magic ‖ for each 8 MiB block: u32le size ‖ compressLz4Block(block, level). Must equal `lz4 -l -LEVEL` output byte for byte for levels 1-9. */

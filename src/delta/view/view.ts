@@ -11,7 +11,7 @@
 import { ByteReader } from '../byte-reader.ts';
 import { MAX_VIEW_BYTES, huffDeflate, puffDeflate } from './deflate.ts';
 import { ViewError } from './errors.ts';
-import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Block, decodeLz4Legacy, findLz4Level } from './lz4.ts';
+import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Block, decodeLz4Legacy, findLz4Level, lz4CompressBound } from './lz4.ts';
 import { type Segment, type StreamCodec, findStreams, gzipBodyOffset, segmentTotals } from './segment.ts';
 
 /** Why a stream found in a file was not used (the JSON's `streams.fallbacks[].reason`). */
@@ -110,8 +110,9 @@ export const hasStreams = (segments: readonly Segment[]) => segments.some((s) =>
 /**
  * The view of a patch source, built by the device from the segments the delta gives, as a
  * series of chunks (an LZ4 frame one 8 MiB block at a time: the device writes the view to a file
- * and never holds a whole kernel's). Every stream must span exactly its n bytes and expand to
- * exactly its m. @throws ViewError
+ * and never holds a whole kernel's). A chunk is valid until the next is asked for: the LZ4 blocks
+ * share one buffer (a new 8 MiB per block left ~60 MiB of garbage per kernel under Bun). Every
+ * stream must span exactly its n bytes and expand to exactly its m. @throws ViewError
  */
 export function* expandViewChunks(content: Uint8Array, segments: readonly Segment[]): Generator<Uint8Array> {
   const { n, m } = segmentTotals(segments);
@@ -129,7 +130,14 @@ export function* expandViewChunks(content: Uint8Array, segments: readonly Segmen
 
 /** The whole view of a patch source (the generator's check runs this, the device the chunks). */
 export function expandView(content: Uint8Array, segments: readonly Segment[]): Uint8Array {
-  return Buffer.concat([...expandViewChunks(content, segments)]);
+  const chunks = expandViewChunks(content, segments);
+  const view = new Uint8Array(segmentTotals(segments).m);
+  let at = 0;
+  for (const chunk of chunks) {
+    view.set(chunk, at);
+    at += chunk.length;
+  }
+  return view;
 }
 
 /** An LZ4 legacy frame's blocks, decoded one by one: each but the last is 8 MiB, m in all. */
@@ -137,6 +145,7 @@ function* expandLz4(frame: Uint8Array, m: number): Generator<Uint8Array> {
   if (frame.length < 4 || frame[0] !== LZ4_MAGIC_BYTES[0] || frame[1] !== LZ4_MAGIC_BYTES[1] || frame[2] !== LZ4_MAGIC_BYTES[2] || frame[3] !== LZ4_MAGIC_BYTES[3]) throw new ViewError('corrupt', 'an lz4 stream of the source does not start with the legacy magic');
   let at = 4;
   let left = m;
+  const block = new Uint8Array(Math.min(LZ4_LEGACY_BLOCK_BYTES, m));
   while (at < frame.length) {
     if (at + 4 > frame.length) throw new ViewError('corrupt', 'an lz4 stream of the source ends inside a block size');
     const size = (frame[at] | (frame[at + 1] << 8) | (frame[at + 2] << 16) | (frame[at + 3] << 24)) >>> 0;
@@ -144,7 +153,7 @@ function* expandLz4(frame: Uint8Array, m: number): Generator<Uint8Array> {
     if (size > frame.length - at) throw new ViewError('corrupt', `an lz4 block of the source declares ${size} bytes, ${frame.length - at} are left`);
     if (left === 0) throw new ViewError('corrupt', `an lz4 stream of the source decodes to more than ${m} bytes`);
     const want = Math.min(LZ4_LEGACY_BLOCK_BYTES, left);
-    yield decodeLz4Block(frame.subarray(at, at + size), want);
+    yield decodeLz4Block(frame.subarray(at, at + size), want, block);
     at += size;
     left -= want;
   }
@@ -165,7 +174,9 @@ function expandDeflate(bytes: Uint8Array, m: number): Uint8Array {
  */
 export async function* foldView(view: AsyncIterable<Uint8Array>, segments: readonly Segment[]): AsyncGenerator<Uint8Array> {
   const reader = new ByteReader(view, 'patched view');
+  // One decoded block and one compressed block at a time, each in a buffer reused for every block.
   let blockBuffer: Uint8Array | undefined;
+  let compressed: Uint8Array | undefined;
   for (const seg of segments) {
     if (seg.codec === 'raw') {
       yield* reader.pieces(seg.n);
@@ -176,8 +187,8 @@ export async function* foldView(view: AsyncIterable<Uint8Array>, segments: reado
     } else {
       yield LZ4_MAGIC_BYTES;
       let left = seg.m;
-      // One decoded block at a time, gathered into one buffer reused for every block.
       blockBuffer ??= new Uint8Array(LZ4_LEGACY_BLOCK_BYTES);
+      compressed ??= new Uint8Array(lz4CompressBound(LZ4_LEGACY_BLOCK_BYTES));
       for (const size of seg.blocks) {
         const want = Math.min(LZ4_LEGACY_BLOCK_BYTES, left);
         let at = 0;
@@ -185,7 +196,7 @@ export async function* foldView(view: AsyncIterable<Uint8Array>, segments: reado
           blockBuffer.set(piece, at);
           at += piece.length;
         }
-        const block = compressLz4Block(blockBuffer.subarray(0, want), seg.level);
+        const block = compressLz4Block(blockBuffer.subarray(0, want), seg.level, compressed);
         if (block.length !== size) throw new ViewError('corrupt', `an lz4 block compresses to ${block.length} bytes at level ${seg.level}, not ${size}`);
         left -= want;
         const prefix = Buffer.alloc(4);
