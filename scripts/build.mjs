@@ -32,5 +32,5 @@ const outfile = values.outfile ? resolve(values.outfile) : join(root, targets[pl
 mkdirSync(dirname(outfile), { recursive: true });
 // src/version.ts reads the version out of this marker (and agent-binary.ts finds it in a binary it cannot run).
 const marker = JSON.stringify(`@(#)larch-agent-version ${version}@(#)`);
-const r = spawnSync(bun, ['build', '--compile', `--target=bun-${platform}`, '--compile-exec-argv=--smol', '--minify-syntax', `--define=LARCH_BUILD_MARKER=${marker}`, 'src/cli/larch.ts', '--outfile', outfile], { cwd: root, stdio: 'inherit' });
+const r = spawnSync(bun, ['build', '--compile', `--target=bun-${platform}`, '--compile-exec-argv=--smol', '--minify-syntax', '--bytecode', `--define=LARCH_BUILD_MARKER=${marker}`, 'src/cli/larch.ts', '--outfile', outfile], { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

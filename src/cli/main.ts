@@ -2,7 +2,7 @@
 import { INTERNAL_HINT, LarchError } from '../errors.ts';
 import { checkFailpointEnv } from '../failpoint.ts';
 import { AlreadyReported, type Command, type Io, parse } from './command.ts';
-import { commands } from './commands/index.ts';
+import { COMMAND_NAMES, loadCommand, loadCommands } from './commands/index.ts';
 import { VERSION } from '../version.ts';
 
 /** Exit status when the reader of stdout went away (`larch ls | head -1`): 128 + SIGPIPE, as a C tool killed by SIGPIPE. */
@@ -32,7 +32,8 @@ const io: Io = {
   isTTY: process.stdout.isTTY === true,
 };
 
-function usage(): string {
+async function usage(): Promise<string> {
+  const commands = await loadCommands();
   const width = Math.max(...commands.map((c) => c.name.length));
   return `larch ${VERSION} - atomic, signed, delta-based OS updates
 
@@ -49,11 +50,12 @@ docs/cli.md: 0 success, 1 internal error, 2 usage, and one code per kind of fail
 }
 
 /** The subcommands of a group ("delta" -> delta generate, delta apply, ...); empty for a non-group. */
-function groupOf(word: string): Command[] {
-  return commands.filter((c) => c.name.startsWith(`${word} `));
+function groupOf(word: string): string[] {
+  return COMMAND_NAMES.filter((n) => n.startsWith(`${word} `));
 }
 
-function groupUsage(group: string, subs: Command[]): string {
+async function groupUsage(group: string, names: string[]): Promise<string> {
+  const subs = await loadCommands(names);
   const width = Math.max(...subs.map((c) => c.name.length));
   return `USAGE
   larch ${group} SUBCOMMAND [OPTIONS]
@@ -66,11 +68,11 @@ ${subs.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
 
 export async function main(argv: string[]): Promise<number> {
   // Two-word commands ("delta generate") are looked up by their first two words.
-  const twoWords = argv.length >= 2 && commands.some((c) => c.name === `${argv[0]} ${argv[1]}`);
+  const twoWords = argv.length >= 2 && COMMAND_NAMES.includes(`${argv[0]} ${argv[1]}`);
   const name = twoWords ? `${argv[0]} ${argv[1]}` : argv[0];
   const rest = argv.slice(twoWords ? 2 : 1);
   if (name === undefined || name === '--help' || name === '-h' || name === 'help' || (name === '--json' && rest.some((a) => a === '--help' || a === '-h'))) {
-    io.out(usage());
+    io.out(await usage());
     return 0;
   }
   if (name === '--json') {
@@ -79,26 +81,26 @@ export async function main(argv: string[]): Promise<number> {
   // A group's name alone, or with --help, lists its subcommands ("larch delta").
   const group = groupOf(name);
   // A group that is also a command itself ('trust --repo R' beside 'trust create') runs it when given arguments.
-  if (group.length > 0 && !twoWords && (!commands.some((c) => c.name === name) || rest.length === 0)) {
+  if (group.length > 0 && !twoWords && (!COMMAND_NAMES.includes(name) || rest.length === 0)) {
     const next = rest[0];
     if (next === undefined || next === '--help' || next === '-h') {
-      io.out(groupUsage(name, group));
+      io.out(await groupUsage(name, group));
       return 0;
     }
     if (!next.startsWith('-')) {
-      return reportError(new LarchError('USAGE', `unknown command '${name} ${next}'`, { hint: `one of: ${group.map((c) => c.name).join(', ')}`, data: { group: name, subcommand: next } }), rest.includes('--json'));
+      return reportError(new LarchError('USAGE', `unknown command '${name} ${next}'`, { hint: `one of: ${group.join(', ')}`, data: { group: name, subcommand: next } }), rest.includes('--json'));
     }
-    return reportError(new LarchError('USAGE', `'larch ${name}' needs a subcommand`, { hint: `one of: ${group.map((c) => c.name).join(', ')}`, data: { group: name } }), rest.includes('--json'));
+    return reportError(new LarchError('USAGE', `'larch ${name}' needs a subcommand`, { hint: `one of: ${group.join(', ')}`, data: { group: name } }), rest.includes('--json'));
   }
   if (name === '--version' || name === 'version') {
     io.out(`larch ${VERSION}\n`);
     return 0;
   }
-  const cmd: Command | undefined = commands.find((c) => c.name === name);
   const json = rest.includes('--json');
   try {
     // Once at start-up: a mistyped failpoint would otherwise never fire, and a crash test pass for nothing.
     checkFailpointEnv();
+    const cmd: Command | undefined = await loadCommand(name);
     if (!cmd) throw new LarchError('USAGE', `unknown command '${name}'`, { hint: "run 'larch --help' for the list of commands", data: { command: name } });
     const args = parse(cmd, rest);
     if (args.help) {

@@ -8,10 +8,12 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { commands } from '../../src/cli/commands/index.ts';
+import { loadCommands } from '../../src/cli/commands/index.ts';
 import { BIN, type RunResult, debs, larch, tempDir } from '../helpers.ts';
 import { REF, vendor } from '../device-helpers.ts';
 import { startBroker } from '../mqtt-helpers.ts';
+
+const commands = await loadCommands();
 
 const SNAKE = /^[a-z][a-z0-9]*(_[a-z0-9]+)*$/;
 const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;

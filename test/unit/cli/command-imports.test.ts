@@ -20,3 +20,19 @@ t.test('command files do not import each other', async (t) => {
     t.same(siblings, [], `${f} imports no other command file`);
   }
 });
+
+t.test('the command table names every command once, each loaded from the module that defines it, none imported up front', async (t) => {
+  const { COMMAND_NAMES, loadCommand } = await import('../../../src/cli/commands/index.ts');
+  const defined = new Set<string>();
+  for (const f of readdirSync(DIR).filter((f) => f.endsWith('.ts') && !NOT_COMMANDS.has(f))) {
+    for (const value of Object.values(await import(join(DIR, f)))) {
+      for (const c of Array.isArray(value) ? value : [value]) if (c && typeof c === 'object' && typeof c.run === 'function' && typeof c.name === 'string') defined.add(c.name);
+    }
+  }
+  t.same([...COMMAND_NAMES].sort(), [...defined].sort(), 'the table and the command modules hold the same names');
+  t.equal(new Set(COMMAND_NAMES).size, COMMAND_NAMES.length, 'no name twice');
+  for (const name of COMMAND_NAMES) t.equal((await loadCommand(name))?.name, name, `'${name}' loads from the module the table names`);
+  t.equal(await loadCommand('no-such-command'), undefined, 'an unknown name is undefined');
+  const index = readFileSync(join(DIR, 'index.ts'), 'utf8');
+  t.same([...index.matchAll(/^import (?!type )[^;]*from '\.\/[^']+'/gm)].map((m) => m[0]), [], 'index.ts imports no command module statically');
+});

@@ -2,9 +2,11 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { commands } from '../../../src/cli/commands/index.ts';
+import { loadCommands } from '../../../src/cli/commands/index.ts';
 import { ERROR_CODES, type ErrorCode, exitCodeTable } from '../../../src/errors.ts';
 import { ROOT } from '../../helpers.ts';
+
+const commands = await loadCommands();
 
 t.test("docs/cli.md's table is the one made from ERROR_CODES", async (t) => {
   const doc = readFileSync(join(ROOT, 'docs/cli.md'), 'utf8');
