@@ -55,8 +55,11 @@ export async function readTreePlan(repo: Repo, root: { tree: ObjectId; meta: Obj
   return plan;
 }
 
+const FILE_BATCH = 64;
+
 /**
- * Calls onFile for every file of a tree, depth first, holding one directory at a time: the
+ * Calls onFile for every file of a tree, depth first, holding one directory at a time (up to
+ * FILE_BATCH calls of one directory run at once; the first failure is thrown): the
  * streaming form of readTreePlan for checks that need no plan (an applied delta's completeness,
  * whose memory must not grow with the tree). Same safety checks; a subtree seen before (same
  * dirtree and dirmeta) is visited once.
@@ -74,7 +77,11 @@ export async function forEachTreeFile(repo: Repo, root: { tree: ObjectId; meta: 
       const where = pathText(childPath(path, p.name));
       throw new LarchError('HOSTILE_TREE', `dirtree ${tree} at '${pathText(path)}' is unsafe: ${p.problem}: '${where}'`, { data: { tree, path: where, problem: p.problem } });
     }
-    for (const f of dt.files) await onFile(f.file, () => pathText(childPath(path, f.name)));
+    // A directory's files FILE_BATCH at a time: each check is usually a stat on the thread pool,
+    // and one at a time left the completeness check of a 10k-file tree waiting 1 s.
+    for (let i = 0; i < dt.files.length; i += FILE_BATCH) {
+      await Promise.all(dt.files.slice(i, i + FILE_BATCH).map((f) => onFile(f.file, () => pathText(childPath(path, f.name)))));
+    }
     for (const d of dt.dirs) await visit(childPath(path, d.name), d.tree, d.meta, depth + 1);
   };
   await visit(Buffer.alloc(0), root.tree, root.meta, 0);

@@ -173,6 +173,21 @@ t.test('refused before anything is stored', async (t) => {
   t.match(wrongBase.json.error.message, new RegExp(ida));
 });
 
+t.test('a repo that lost a file the new tree shares with its base: the commit is not stored, and the message names the file', async (t) => {
+  const { dir, server, ida, idb, deltaFile } = await setup(t);
+  const device = await deviceWithA(dir, server, ida, 'device');
+  // /empty is the same file in A and B: the delta does not carry it, and the completeness check
+  // after the parts is what notices it is gone.
+  const [entry] = (await larchOk(['ls', '--repo', device, ida, '/empty', '--json'])).json as { object: string }[];
+  const id = entry.object;
+  t.match(id, /^[0-9a-f]{64}$/, 'the base tree holds /empty');
+  rmSync(join(device, 'objects', id.slice(0, 2), `${id.slice(2)}.file`));
+  const r = await larch(['delta', 'apply', '--repo', device, deltaFile, '--key', join(dir, 'vendor.pub'), '--json']);
+  t.equal(r.json?.error?.code, 'DELTA_CORRUPT', 'refused as DELTA_CORRUPT');
+  t.match(r.json?.error?.message, new RegExp(`left the tree of ${idb} incomplete: file ${id} at '/?empty' is missing`), 'the message names the missing file and its path');
+  t.equal((await larch(['show', '--repo', device, idb])).code, 3, 'no target commit');
+});
+
 t.test('kill -9 during apply at 20 random moments, then apply again', async (t) => {
   const { dir, b, server, ida, idb, deltaFile, gen } = await setup(t, 4096);
   t.ok(gen.parts >= 10, `the delta has several parts (${gen.parts})`);
