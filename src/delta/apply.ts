@@ -4,9 +4,10 @@
  * commit's own signature against the same keys, and the repo must hold the delta's base commit. Each part's checksum is checked before its bytes
  * are used; each rebuilt object's id before it is staged; each part is made durable before the
  * next begins, so an interrupted apply resumes with the parts it lacks. Memory per part: three
- * brotli decoders (16 MiB window each) and 128 KiB buffers, whatever the update's size; a view
- * record (format 2) also holds its source's content while it writes the source's view to R/tmp/,
- * and while folding one deflate view or one 8 MiB LZ4 block.
+ * brotli decoders (4 MiB window each, WINDOW_BITS), 128 KiB buffers and up to 8 objects of at
+ * most 1 MiB being stored, whatever the update's size; a view record (format 2) also holds its
+ * source's content while it writes the source's view to R/tmp/, and while folding one deflate
+ * view or one 8 MiB LZ4 block.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
