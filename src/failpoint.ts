@@ -25,7 +25,7 @@ export const FAILPOINTS = {
   'delta::after-envelope-write': 'a downloaded delta envelope written to the download directory',
   'delta::after-part-download': 'one delta part downloaded (fsynced) to the download directory',
   'delta::after-part-apply': "one delta part's objects committed to the repo",
-  'delta::after-view-expand': "a view record's source expanded into R/tmp/view-*, nothing of its file written yet",
+  'delta::after-view-expand': "a view record's source expanded (into R/tmp/view-* when over 1 MiB, else in memory), nothing of its file written yet",
   'delta::mid-view-fold': "a view record's file half rebuilt: its first chunk handed to the transaction",
   'delta::after-commit-write': "the delta's commit object (and signatures) stored: the commit is complete",
   'delta::after-download-dir-unlink': "an applied delta's download directory removed",
