@@ -6,8 +6,8 @@
  * next begins, so an interrupted apply resumes with the parts it lacks. Memory per part: three
  * brotli decoders (4 MiB window each, WINDOW_BITS), 128 KiB buffers and up to 8 objects of at
  * most 1 MiB being stored, whatever the update's size; a view record (format 2) also holds its
- * source's content while it writes the source's view to R/tmp/, and while folding one deflate
- * view or one 8 MiB LZ4 block.
+ * source's content while it expands the source's view (held when it is at most 1 MiB, written
+ * to R/tmp/ otherwise), and while folding one deflate view or one 8 MiB LZ4 block.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
@@ -284,7 +284,7 @@ function openSourceFile(path: string, id: ObjectId, temp: string | null): Source
       }
     },
     async close() {
-      freeBlocks.push(...blocks.values());
+      for (const b of blocks.values()) if (freeBlocks.length < SOURCE_BLOCKS_CACHED) freeBlocks.push(b);
       blocks.clear();
       closeSync(fd);
       if (temp) await rm(temp, { force: true });
