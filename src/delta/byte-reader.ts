@@ -66,6 +66,20 @@ export class ByteReader {
     }
   }
 
+  /** The next byte when the current chunk still holds one, else undefined (then call byte()). */
+  byteSync(): number | undefined {
+    if (this.offset >= this.chunk.length) return undefined;
+    this.consumed++;
+    return this.chunk[this.offset++];
+  }
+
+  /** The next byte. @throws StreamEndedError */
+  async byte(): Promise<number> {
+    if (!(await this.fill())) throw new StreamEndedError(`${this.name} stream ended 1 byte early`);
+    this.consumed++;
+    return this.chunk[this.offset++];
+  }
+
   /** True when no byte is left (a stream must be fully used by its part). */
   async atEnd(): Promise<boolean> {
     return !(await this.fill());
