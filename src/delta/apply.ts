@@ -203,9 +203,10 @@ function streamOf(path: string, start: number, length: number): AsyncIterable<Ui
   return decompress;
 }
 
-/** A part's diff bytes: a ByteReader (formats 1-2), or runs of zeros and bytes (format 3; a number is that many zeros). */
+/** A part's diff bytes: a ByteReader (formats 1-2), or runs of zeros and bytes (format 3). */
 interface DiffReader {
-  pieces(n: number): AsyncGenerator<Uint8Array | number>;
+  /** Adds the next n diff bytes into out[at..at+n), modulo 256. */
+  addInto(out: Uint8Array, at: number, n: number): Promise<void>;
   atEnd(): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -529,16 +530,7 @@ async function* patched(source: SourceObject, nextOps: () => Promise<ControlReco
         for (let done = 0; done < diffLen; ) {
           const n = Math.min(CHUNK - fill, diffLen - done);
           await source.readInto(out, fill, oldPos + done, n);
-          let k = fill;
-          for await (const piece of diff.pieces(n)) {
-            // A run of zero diff bytes (format 3): the source's bytes stand as they are.
-            if (typeof piece === 'number') {
-              k += piece;
-              continue;
-            }
-            for (let j = 0; j < piece.length; j++) out[k + j] = (out[k + j] + piece[j]) & 0xff;
-            k += piece.length;
-          }
+          await diff.addInto(out, fill, n);
           fill += n;
           done += n;
           if (fill === CHUNK) {

@@ -67,22 +67,25 @@ export class ZeroRunReader {
   ) {}
 
   /**
-   * The next n diff bytes, as pieces: a number stands for that many zero bytes, an array for
-   * those bytes (valid until the next piece). @throws ZeroRunError, StreamEndedError
+   * Adds the next n diff bytes into out[at..at+n) (byte by byte modulo 256): a run of zeros leaves
+   * the bytes there as they are. Synchronous while the streams' current chunks last, so the kernel's
+   * 1.3 million pairs cost no promise each. @throws ZeroRunError, StreamEndedError
    */
-  async *pieces(n: number): AsyncGenerator<Uint8Array | number> {
+  async addInto(out: Uint8Array, at: number, n: number): Promise<void> {
     while (n > 0) {
-      if (this.zerosLeft === 0 && this.bytesLeft === 0) await this.nextPair();
+      if (this.zerosLeft === 0 && this.bytesLeft === 0 && !this.nextPairSync()) await this.nextPair();
       if (this.zerosLeft > 0) {
         const take = Math.min(n, this.zerosLeft);
         this.zerosLeft -= take;
+        at += take;
         n -= take;
-        yield take;
       } else {
         const take = Math.min(n, this.bytesLeft);
         this.bytesLeft -= take;
+        // Usually the run lies in the diff stream's current chunk: no promise.
+        if (!this.bytes.addSync(out, at, take)) await this.bytes.addInto(out, at, take);
+        at += take;
         n -= take;
-        yield* this.bytes.pieces(take);
       }
     }
   }
@@ -94,6 +97,28 @@ export class ZeroRunReader {
 
   async close(): Promise<void> {
     await Promise.all([this.runs.close(), this.bytes.close()]);
+  }
+
+  /** Reads the next pair when both varints lie in the runs stream's current chunk. */
+  private nextPairSync(): boolean {
+    if (this.runs.available() < 2 * MAX_VARINT_BYTES) return false;
+    this.zerosLeft = this.varintSync();
+    this.bytesLeft = this.varintSync();
+    if (this.zerosLeft === 0 && this.bytesLeft === 0) throw new ZeroRunError(`${this.runs.name} stream holds an empty run (0 zeros, 0 bytes)`);
+    return true;
+  }
+
+  private varintSync(): number {
+    let value = 0;
+    for (let i = 0, scale = 1; i < MAX_VARINT_BYTES; i++, scale *= 0x80) {
+      const b = this.runs.byteSync()!;
+      value += (b & 0x7f) * scale;
+      if (b < 0x80) {
+        if (i > 0 && b === 0) throw new ZeroRunError(`${this.runs.name} stream holds a varint with a redundant last byte`);
+        return value;
+      }
+    }
+    throw new ZeroRunError(`${this.runs.name} stream holds a varint longer than ${MAX_VARINT_BYTES} bytes`);
   }
 
   private async nextPair(): Promise<void> {
