@@ -237,7 +237,7 @@ export function larchRows(ctx: Context, larch: string | undefined, opts: LarchOp
   const names: readonly LarchRowName[] = opts.rows ?? ['larch', ...(opts.scratch ? ['larch-scratch' as const] : [])];
   const commands: Record<LarchRowName, string> = {
     'larch-plain': 'larch delta generate --from OLD --to NEW --format 1 --sign-key K --out F (no views: the algorithm before issue 18); larch delta apply --key K.pub F',
-    larch: 'larch delta generate --from OLD --to NEW --sign-key K --out F (--format auto: compressed streams through their views); larch delta apply --key K.pub F',
+    larch: 'larch delta generate --from OLD --to NEW --sign-key K --out F (--format auto: compressed streams through their views, zero-run coded diff bytes); larch delta apply --key K.pub F',
     'larch-scratch': 'larch delta generate --to NEW (no --from) --sign-key K --out F; apply to an empty repo',
   };
   const nodeRow: Row = { method: 'larch-node', command: `node ${opts.node ? basename(opts.node) : 'bin/larch.js'} delta apply --key K.pub F: the larch delta, applied by larch on Node into a second fresh repo` };

@@ -6,19 +6,20 @@
  *
  *   node --import tsx bench/delta-streams.ts DELTA [--parts 0,3,5] [--settings q11w24,q11w22,q10w24,q9w24]
  *
- * DELTA is a one-file delta (`larch delta generate --out`); --parts picks parts by index (all by
+ * DELTA is a one-file delta (`larch delta generate --out`; format 3 parts have a fourth stream,
+ * runs); --parts picks parts by index (all by
  * default), --settings the brotli quality (q) and window bits (w) to try, the first being the
  * reference of the ratios printed. --json prints the rows as JSON on stdout.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { brotliCompressSync, brotliDecompressSync, constants } from 'node:zlib';
-import { DELTA_FORMAT_MAX, PART_HEADER_BYTES, decodeEnvelope, decodePartHeader, decodeSuperblock } from '../src/delta/format.ts';
+import { DELTA_FORMAT_MAX, decodeEnvelope, decodePartHeader, decodeSuperblock, partHeaderBytes } from '../src/delta/format.ts';
 import { openDeltaFile } from '../src/delta/source.ts';
 
 interface Row {
   part: number;
-  stream: 'control' | 'diff' | 'literal';
+  stream: 'control' | 'runs' | 'diff' | 'literal';
   raw: number;
   results: { setting: string; bytes: number; seconds: number }[];
 }
@@ -42,9 +43,9 @@ async function main(): Promise<void> {
   for (const index of parts) {
     if (!(index >= 0 && index < sb.parts.length)) throw new Error(`--parts: the delta has parts 0-${sb.parts.length - 1}, not ${index}`);
     const { offset } = await source.part(index);
-    const lengths = decodePartHeader(bytes.subarray(offset, offset + PART_HEADER_BYTES), sb.parts[index].size);
-    let at = offset + PART_HEADER_BYTES;
-    for (const stream of ['control', 'diff', 'literal'] as const) {
+    const lengths = decodePartHeader(bytes.subarray(offset, offset + partHeaderBytes(sb.format)), sb.parts[index].size, sb.format);
+    let at = offset + partHeaderBytes(sb.format);
+    for (const stream of sb.format >= 3 ? (['control', 'runs', 'diff', 'literal'] as const) : (['control', 'diff', 'literal'] as const)) {
       const raw = brotliDecompressSync(bytes.subarray(at, at + lengths[stream]));
       at += lengths[stream];
       const row: Row = { part: index, stream, raw: raw.length, results: [] };

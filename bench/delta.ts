@@ -12,9 +12,9 @@
  * - larch-plain: `larch delta generate --from OLD --to NEW --format 1` out of an archive repo
  *   holding both commits: no views, the algorithm before issue 18 (the "before"); applied with
  *   `larch delta apply` (the Bun binary) to a bare-user repo holding only OLD.
- * - larch: the same with the default `--format auto` (compressed streams diffed through their
- *   views); applied by the Bun binary, and again by larch on Node (`node bin/larch.js delta
- *   apply`, row larch-node) into a second fresh repo.
+ * - larch: the same with the default `--format auto` (format 3: compressed streams diffed
+ *   through their views, the diff bytes zero-run coded); applied by the Bun binary, and again by
+ *   larch on Node (`node bin/larch.js delta apply`, row larch-node) into a second fresh repo.
  * - larch-scratch: the delta from nothing (no --from), applied to an empty repo.
  *   Every larch result is checked: `larch show` NEW, `larch fsck`, and `larch checkout` of NEW
  *   from the applied repo equal to the checkout from the vendor repo (`diff -r

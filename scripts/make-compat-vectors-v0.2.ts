@@ -46,7 +46,8 @@ try {
     commits.push(larch('commit', '--repo', repo, '-b', REF, '--tree', tree, '--version', String(v), '--subject', `v${v}`, '--owner', '0:0', '--no-xattrs', '--timestamp', String(1_767_225_600 + v * 86_400), '--sign-key', `${key}.key`).commit);
   }
   const [c1, c2] = commits as [string, string];
-  const delta = larch('delta', 'generate', '--repo', repo, '--from', c1, '--to', c2, '--sign-key', `${key}.key`, '--out', join(out, 'delta.larchdelta'));
+  // --format 2: the default became format 3 after this set was frozen (v0.3/).
+  const delta = larch('delta', 'generate', '--repo', repo, '--from', c1, '--to', c2, '--sign-key', `${key}.key`, '--out', join(out, 'delta.larchdelta'), '--format', '2');
   if (delta.format !== 2 || delta.view_patched !== 3) throw new Error(`expected a format-2 delta with 3 view records, got format ${delta.format}, ${delta.view_patched}`);
   rmSync(join(repo, 'lock'), { force: true });
   execFileSync('tar', ['--sort=name', '--numeric-owner', '-czf', join(out, 'repo.tar.gz'), '-C', repo, '.']);

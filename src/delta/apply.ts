@@ -24,8 +24,9 @@ import { Transaction } from '../store/transaction.ts';
 import { forEachTreeFile } from '../store/walk.ts';
 import { ByteReader, StreamEndedError } from './byte-reader.ts';
 import { createDecompressor } from './compress.ts';
-import { type ControlRecord, type DeltaFormatVersion, type PartInfo, type PartStreams, type Superblock, DeltaFormatError, DeltaUnsupportedError, PART_HEADER_BYTES, RECORD_LENGTH_BYTES, decodeEnvelope, decodePartHeader, decodeRecord, decodeRecordLength, decodeSuperblock } from './format.ts';
+import { type ControlRecord, type DeltaFormatVersion, type PartInfo, type PartStreams, type Superblock, DeltaFormatError, partHeaderBytes, DeltaUnsupportedError, RECORD_LENGTH_BYTES, decodeEnvelope, decodePartHeader, decodeRecord, decodeRecordLength, decodeSuperblock } from './format.ts';
 import { verifyDelta } from './sign.ts';
+import { ZeroRunError, ZeroRunReader } from './zero-runs.ts';
 import { ViewError } from './view/errors.ts';
 import { type Segment, segmentTotals } from './view/segment.ts';
 import { expandView, expandViewChunks, foldView } from './view/view.ts';
@@ -202,6 +203,14 @@ function streamOf(path: string, start: number, length: number): AsyncIterable<Ui
   return decompress;
 }
 
+/** A part's diff bytes: a ByteReader (formats 1-2), or runs of zeros and bytes (format 3). */
+interface DiffReader {
+  /** Adds the next n diff bytes into out[at..at+n), modulo 256. */
+  addInto(out: Uint8Array, at: number, n: number): Promise<void>;
+  atEnd(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
 /** A source object of the base commit, read through a window so a patch of many short ops costs few reads. */
 interface SourceObject {
   size: number;
@@ -295,20 +304,23 @@ function openSourceFile(path: string, id: ObjectId, temp: string | null): Source
 /** Interprets one part inside a transaction; returns the number of objects written. */
 async function applyPart(repo: Repo, where: { path: string; offset: number }, part: PartInfo, index: number, count: number, format: DeltaFormatVersion): Promise<number> {
   const label = `part ${index + 1}/${count}`;
-  const head = Buffer.alloc(PART_HEADER_BYTES);
+  const headerBytes = partHeaderBytes(format);
+  const head = Buffer.alloc(headerBytes);
   const fh = await open(where.path, 'r');
-  await fh.read(head, 0, PART_HEADER_BYTES, where.offset).finally(() => fh.close());
+  await fh.read(head, 0, headerBytes, where.offset).finally(() => fh.close());
   let streams: PartStreams;
   try {
-    streams = decodePartHeader(head, part.size);
+    streams = decodePartHeader(head, part.size, format);
   } catch (err) {
     throw new LarchError('DELTA_CORRUPT', `${label}: ${(err as Error).message}`, { data: { part: index } });
   }
-  const { control: cLen, diff: dLen, literal: lLen } = streams;
-  const base = where.offset + PART_HEADER_BYTES;
+  const { control: cLen, runs: rLen, diff: dLen, literal: lLen } = streams;
+  const base = where.offset + headerBytes;
   const control = new ByteReader(streamOf(where.path, base, cLen), `${label} control`);
-  const diff = new ByteReader(streamOf(where.path, base + cLen, dLen), `${label} diff`);
-  const literal = new ByteReader(streamOf(where.path, base + cLen + dLen, lLen), `${label} literal`);
+  const diffBytes = new ByteReader(streamOf(where.path, base + cLen + rLen, dLen), `${label} diff`);
+  // Format 3: the diff bytes are zero-run coded, their runs in a stream of their own.
+  const diff: DiffReader = format >= 3 ? new ZeroRunReader(new ByteReader(streamOf(where.path, base + cLen, rLen), `${label} runs`), diffBytes) : diffBytes;
+  const literal = new ByteReader(streamOf(where.path, base + cLen + rLen + dLen, lLen), `${label} literal`);
   let nextObject = 0;
   const nextRecord = async (expectOps: boolean): Promise<ControlRecord | null> => {
     if (await control.atEnd()) return null;
@@ -373,7 +385,7 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
     await writes.settle();
     await txn.abort();
     await Promise.all([control.close(), diff.close(), literal.close()]).catch(() => {});
-    if (err instanceof DeltaFormatError || err instanceof StreamEndedError || err instanceof ViewError) throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { part: index } });
+    if (err instanceof DeltaFormatError || err instanceof StreamEndedError || err instanceof ViewError || err instanceof ZeroRunError) throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { part: index } });
     if (err instanceof LarchError && err.code === 'INVALID_INPUT') throw new LarchError('DELTA_CORRUPT', `${label}: ${err.message}`, { data: { ...err.data, part: index } });
     throw err;
   }
@@ -504,7 +516,7 @@ async function* afterFirstChunk(chunks: AsyncIterable<Uint8Array>, point: 'delta
  * once the writer pulls the next chunk, as Transaction.writeFile allows: a new one per chunk
  * raised peak RSS by 20-50 MiB (garbage outpaced the collector).
  */
-async function* patched(source: SourceObject, nextOps: () => Promise<ControlRecord | null>, diff: ByteReader, literal: ByteReader): AsyncGenerator<Uint8Array> {
+async function* patched(source: SourceObject, nextOps: () => Promise<ControlRecord | null>, diff: DiffReader, literal: ByteReader): AsyncGenerator<Uint8Array> {
   try {
     const out = Buffer.allocUnsafe(CHUNK);
     let fill = 0;
@@ -518,11 +530,7 @@ async function* patched(source: SourceObject, nextOps: () => Promise<ControlReco
         for (let done = 0; done < diffLen; ) {
           const n = Math.min(CHUNK - fill, diffLen - done);
           await source.readInto(out, fill, oldPos + done, n);
-          let k = fill;
-          for await (const piece of diff.pieces(n)) {
-            for (let j = 0; j < piece.length; j++) out[k + j] = (out[k + j] + piece[j]) & 0xff;
-            k += piece.length;
-          }
+          await diff.addInto(out, fill, n);
           fill += n;
           done += n;
           if (fill === CHUNK) {

@@ -66,6 +66,54 @@ export class ByteReader {
     }
   }
 
+  /** Bytes left in the current chunk: what the synchronous reads can take without waiting. */
+  available(): number {
+    return this.chunk.length - this.offset;
+  }
+
+  /**
+   * Adds the next n bytes, byte by byte modulo 256, into out[at..at+n) (bspatch's diff): one call
+   * per op's stretch, no piece objects. @throws StreamEndedError
+   */
+  async addInto(out: Uint8Array, at: number, n: number): Promise<void> {
+    while (n > 0) {
+      if (this.offset >= this.chunk.length && !(await this.fill())) throw new StreamEndedError(`${this.name} stream ended ${n} bytes early`);
+      const take = Math.min(n, this.chunk.length - this.offset);
+      this.add(out, at, take);
+      at += take;
+      n -= take;
+    }
+  }
+
+  /** addInto when all n bytes are in the current chunk (true); otherwise nothing is taken (false). */
+  addSync(out: Uint8Array, at: number, n: number): boolean {
+    if (this.chunk.length - this.offset < n) return false;
+    this.add(out, at, n);
+    return true;
+  }
+
+  private add(out: Uint8Array, at: number, n: number): void {
+    const chunk = this.chunk;
+    const from = this.offset;
+    for (let j = 0; j < n; j++) out[at + j] = (out[at + j] + chunk[from + j]) & 0xff;
+    this.offset += n;
+    this.consumed += n;
+  }
+
+  /** The next byte when the current chunk still holds one, else undefined (then call byte()). */
+  byteSync(): number | undefined {
+    if (this.offset >= this.chunk.length) return undefined;
+    this.consumed++;
+    return this.chunk[this.offset++];
+  }
+
+  /** The next byte. @throws StreamEndedError */
+  async byte(): Promise<number> {
+    if (!(await this.fill())) throw new StreamEndedError(`${this.name} stream ended 1 byte early`);
+    this.consumed++;
+    return this.chunk[this.offset++];
+  }
+
   /** True when no byte is left (a stream must be fully used by its part). */
   async atEnd(): Promise<boolean> {
     return !(await this.fill());

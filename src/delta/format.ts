@@ -3,21 +3,22 @@
  * See docs/formats.md §8.
  *
  * Delta file (`larch delta generate --out`, and what `delta apply` reads):
- *   "LARCHDLT" (8 bytes) ‖ u32be format (1 or 2) ‖ u32be N ‖ envelope (N bytes) ‖ part 0 ‖ part 1 ‖ …
+ *   "LARCHDLT" (8 bytes) ‖ u32be format (1, 2 or 3) ‖ u32be N ‖ envelope (N bytes) ‖ part 0 ‖ part 1 ‖ …
  *   Format 2 is format 1 plus control records of type 4 (a file rebuilt through its view, §8.6);
- *   a delta is written as format 2 only when it holds such a record.
+ *   format 3 is format 2 with each part's diff bytes zero-run coded into two streams (§8.3).
  *   envelope  = canonical CBOR {"superblock": bstr, "signatures": [{"alg","key","sig"}...]}
  *   signature = ed25519 over "larch-delta-v1:" ‖ SHA-256(superblock bytes)
  *
  * Superblock (canonical CBOR map):
- *   {"format": 1 | 2, "from": bstr(32) | null, "to": bstr(32), "commit": bstr (the commit object of
+ *   {"format": 1 | 2 | 3, "from": bstr(32) | null, "to": bstr(32), "commit": bstr (the commit object of
  *    `to`), "commit_sigs": bstr | null (its .sig file), "created": uint seconds,
  *    "parts": [{"size": uint, "sha256": bstr(32), "raw": uint, "objects": [[kind, bstr(32)]...],
- *               "scratch": uint (format 2, optional: the largest source view a record of the part expands)}]}
+ *               "scratch": uint (format 2 on, optional: the largest source view a record of the part expands)}]}
  *   kind: 0 file, 1 dirtree, 2 dirmeta, 3 commit (only 0-2 appear in parts)
  *
  * Part (the bytes `size` and `sha256` describe):
  *   u32be C ‖ u32be D ‖ u32be L ‖ control (C bytes) ‖ diff (D bytes) ‖ literal (L bytes)
+ *   format 3: u32be C ‖ u32be R ‖ u32be D ‖ u32be L ‖ control ‖ runs (R bytes) ‖ diff ‖ literal
  *   each of the three is a brotli stream (RFC 7932). Decompressed:
  *   control = records (see "control records" below), one per object of the part's list, in
  *             order, each followed by op records when it is a patched file
@@ -33,9 +34,9 @@ import type { Segment } from './view/segment.ts';
 export const DELTA_MAGIC = Buffer.from('LARCHDLT', 'ascii');
 /** The format of a delta without view records: every larch since 0.1 reads it. */
 export const DELTA_FORMAT = 1;
-/** The newest format this larch reads and writes (2: view records, §8.6). */
-export const DELTA_FORMAT_MAX = 2;
-export type DeltaFormatVersion = 1 | 2;
+/** The newest format this larch reads and writes (2: view records, §8.6; 3: zero-run coded diff bytes, §8.3). */
+export const DELTA_FORMAT_MAX = 3;
+export type DeltaFormatVersion = 1 | 2 | 3;
 /** Most segments a view record lists per side. */
 export const MAX_SEGMENTS = 4096;
 /** Largest envelope (superblock + signatures) we read: it lists every object of the update. */
@@ -45,8 +46,9 @@ export const MAX_RECORD_BYTES = MAX_FILE_HEADER_BYTES + 4096;
 export const MAX_OPS_PER_RECORD = 4096;
 /** The file preamble: magic (8), format (u32be), envelope length (u32be). */
 export const PREAMBLE_BYTES = 16;
-/** A part's header: the three stream lengths, u32be each. */
+/** A part's header: the stream lengths, u32be each (three streams; four from format 3). */
 export const PART_HEADER_BYTES = 12;
+export const partHeaderBytes = (format: DeltaFormatVersion) => (format >= 3 ? 16 : PART_HEADER_BYTES);
 /** A control record's length prefix (u32be). */
 export const RECORD_LENGTH_BYTES = 4;
 
@@ -111,7 +113,7 @@ const uint = (v: CborValue | undefined, what: string): number => (typeof v === '
 /** The format a preamble or superblock declares. @throws DeltaUnsupportedError when newer than maxFormat */
 function checkFormat(v: unknown, what: string, maxFormat: number): DeltaFormatVersion {
   if (typeof v === 'number' && Number.isSafeInteger(v) && v > maxFormat && v <= 0xffffffff) throw new DeltaUnsupportedError(v);
-  if (v !== 1 && v !== 2) return fail(`${what} format ${String(v)} is not ${DELTA_FORMAT}-${maxFormat}`);
+  if (v !== 1 && v !== 2 && v !== 3) return fail(`${what} format ${String(v)} is not ${DELTA_FORMAT}-${maxFormat}`);
   return v;
 }
 
@@ -192,33 +194,39 @@ export function deltaFileBytes(envelopeLength: number, parts: readonly Pick<Part
 
 // ---- parts --------------------------------------------------------------------
 
-/** The compressed lengths of a part's three streams, in the order they follow the header. */
+/**
+ * The compressed lengths of a part's streams, in the order they follow the header: control,
+ * runs (format 3; 0 before, where the part has no such stream), diff, literal.
+ */
 export interface PartStreams {
   control: number;
+  runs: number;
   diff: number;
   literal: number;
 }
 
-export function encodePartHeader(p: PartStreams): Buffer {
-  const b = Buffer.alloc(PART_HEADER_BYTES);
-  b.writeUInt32BE(p.control, 0);
-  b.writeUInt32BE(p.diff, 4);
-  b.writeUInt32BE(p.literal, 8);
+export function encodePartHeader(p: PartStreams, format: DeltaFormatVersion): Buffer {
+  if (format < 3 && p.runs !== 0) throw new RangeError(`a format-${format} part has no runs stream`);
+  const lengths = format >= 3 ? [p.control, p.runs, p.diff, p.literal] : [p.control, p.diff, p.literal];
+  const b = Buffer.alloc(partHeaderBytes(format));
+  lengths.forEach((n, i) => b.writeUInt32BE(n, 4 * i));
   return b;
 }
 
-/** Reads a part header; the streams must fill the part's `size` exactly. */
-export function decodePartHeader(b: Uint8Array, size: number): PartStreams {
-  if (b.length < PART_HEADER_BYTES) return fail(`part header is ${b.length} of ${PART_HEADER_BYTES} bytes`);
+/** Reads a part header of a delta of `format`; the streams must fill the part's `size` exactly. */
+export function decodePartHeader(b: Uint8Array, size: number, format: DeltaFormatVersion): PartStreams {
+  const headerBytes = partHeaderBytes(format);
+  if (b.length < headerBytes) return fail(`part header is ${b.length} of ${headerBytes} bytes`);
   const view = Buffer.from(b.buffer, b.byteOffset, b.length);
-  const p = { control: view.readUInt32BE(0), diff: view.readUInt32BE(4), literal: view.readUInt32BE(8) };
-  if (PART_HEADER_BYTES + p.control + p.diff + p.literal !== size) fail('stream lengths do not add up to its size');
+  const p = format >= 3 ? { control: view.readUInt32BE(0), runs: view.readUInt32BE(4), diff: view.readUInt32BE(8), literal: view.readUInt32BE(12) } : { control: view.readUInt32BE(0), runs: 0, diff: view.readUInt32BE(4), literal: view.readUInt32BE(8) };
+  if (headerBytes + p.control + p.runs + p.diff + p.literal !== size) fail('stream lengths do not add up to its size');
   return p;
 }
 
-/** A part's bytes: its header, then the three compressed streams. */
-export function encodePart(control: Uint8Array, diff: Uint8Array, literal: Uint8Array): Buffer {
-  return Buffer.concat([encodePartHeader({ control: control.length, diff: diff.length, literal: literal.length }), control, diff, literal]);
+/** A part's bytes: its header, then the compressed streams (`runs` only in format 3). */
+export function encodePart(format: DeltaFormatVersion, control: Uint8Array, runs: Uint8Array | null, diff: Uint8Array, literal: Uint8Array): Buffer {
+  const streams = { control: control.length, runs: runs?.length ?? 0, diff: diff.length, literal: literal.length };
+  return Buffer.concat([encodePartHeader(streams, format), control, ...(runs ? [runs] : []), diff, literal]);
 }
 
 // ---- control records --------------------------------------------------------

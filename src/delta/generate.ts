@@ -21,6 +21,7 @@ import { compress } from './compress.ts';
 import { type ControlRecord, type DeltaFormatVersion, type PartInfo, MAX_OPS_PER_RECORD, deltaFileBytes, encodeEnvelope, encodePart, encodePreamble, encodeRecord, encodeSuperblock } from './format.ts';
 import { type PlanFile, planSources } from './plan.ts';
 import { signDelta } from './sign.ts';
+import { encodeZeroRuns } from './zero-runs.ts';
 import { type ContentKind, CONTENT_KINDS, KIND_HEAD_BYTES, contentKind } from './view/kind.ts';
 import type { StreamCodec } from './view/segment.ts';
 import { type FallbackReason, describe, expandView, foldView, hasStreams } from './view/view.ts';
@@ -36,11 +37,12 @@ export interface GenerateOptions {
   /** Raw bytes (diff + literal) per part before it is closed (default 32 MiB). */
   partBytes?: number;
   /**
-   * 'auto' (default): files with compressed streams may be sent through their views, which makes
-   * the delta format 2 when one is; 1: never (the delta stays format 1, for agents older than
-   * format 2).
+   * 'auto' (default): format 3, files with compressed streams sent through their views where that
+   * is smaller and the diff bytes zero-run coded; 2: views, no coding (format 2 when a file goes
+   * through its view, else 1), for agents that read format 2; 1: neither, for agents older than
+   * format 2.
    */
-  format?: 1 | 'auto';
+  format?: 1 | 2 | 'auto';
   now?: () => number;
 }
 
@@ -74,7 +76,7 @@ export interface GenerateResult {
   signed_by: string[];
   dir: string;
   out?: string;
-  /** 1, or 2 when a file is sent through its view. */
+  /** 3 (auto); with --format 2, 2 when a file is sent through its view, else 1; with --format 1, 1. */
   format: DeltaFormatVersion;
   /** Patched files sent through their views (counted in `patched` too). */
   view_patched: number;
@@ -212,6 +214,8 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
   const started = performance.now();
   const timings_ms = { plan: 0, diff: 0, estimate: 0, compress: 0, view: 0, total: 0 };
   const quality = opts.quality ?? 11;
+  // Format 3 zero-run codes every part's diff bytes, so it is decided before the first part.
+  const codeDiff = (opts.format ?? 'auto') === 'auto';
   const partBytes = opts.partBytes ?? 32 * 1024 * 1024;
   const toCommitBytes = await repo.readMetadataBytes('commit', opts.to);
   const toCommit = await repo.readCommit(opts.to);
@@ -280,9 +284,12 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
     pending.push(
       (async () => {
         const t0 = performance.now();
-        const [c, d, l] = await Promise.all([part.control, part.diff, part.literal].map((s) => compress(Buffer.concat(s), quality)));
+        const diff = Buffer.concat(part.diff);
+        const { runs, bytes: diffBytes } = codeDiff ? encodeZeroRuns(diff) : { runs: null, bytes: diff };
+        const [c, r, d, l] = await Promise.all([Buffer.concat(part.control), runs, diffBytes, Buffer.concat(part.literal)].map((s) => (s === null ? null : compress(s, quality))));
         timings_ms.compress += performance.now() - t0;
-        const bytes = encodePart(c, d, l);
+        // Formats 1 and 2 share the three-stream part.
+        const bytes = encodePart(codeDiff ? 3 : 1, c!, r, d!, l!);
         info.size = bytes.length;
         info.sha256 = createHash('sha256').update(bytes).digest('hex');
         await writeFile(file, bytes);
@@ -375,7 +382,7 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
   await Promise.all(pending);
 
   if (debugLines) await writeFile(process.env.LARCH_DELTA_REPORT!, debugLines.join('\n') + '\n');
-  const format: DeltaFormatVersion = viewPatched > 0 ? 2 : 1;
+  const format: DeltaFormatVersion = codeDiff ? 3 : viewPatched > 0 ? 2 : 1;
   const superblock = encodeSuperblock({
     format,
     from: opts.from,

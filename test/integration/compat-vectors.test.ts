@@ -4,7 +4,8 @@
  * are read by today's code: the archive repo passes fsck and its signed summary verifies, the
  * one-file delta applies onto commit 1, and the provisioned sysroot (v1 booted, v2 staged)
  * reports its status and boots v2 with sim-boot; and the frozen format-2 delta of v0.2/ (view
- * records, docs/formats.md §8.6) applies and rebuilds its commit exactly.
+ * records, docs/formats.md §8.6) and format-3 delta of v0.3/ (zero-run coded diff bytes, §8.3, on
+ * v0.2's commits) apply and rebuild their commit exactly.
  */
 import t from 'tap';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -66,23 +67,26 @@ t.test('the 0.1 sysroot: status, then sim-boot boots the staged v2', async (t) =
   t.match(after, { booted: { slot: 'B', commit: c2.commit, version: '2', good: true }, rollback: { slot: 'A', commit: c1.commit } }, 'v2 booted good');
 });
 
-t.test('the frozen format-2 delta (view records) applies onto its commit 1 and rebuilds commit 2 exactly', async (t) => {
-  const dir2 = join(ROOT, 'test/vectors/compat/v0.2');
-  const v2 = JSON.parse(readFileSync(join(dir2, 'vectors.json'), 'utf8'));
-  const [a, b] = v2.commits as { commit: string }[];
-  const scratch = tempDir(t);
-  const src = join(scratch, 'src');
-  mkdirSync(src);
-  sh(`tar -xzf '${join(dir2, 'repo.tar.gz')}' -C '${src}'`);
-  const repo = join(scratch, 'dest');
-  await larchOk(['init', '--repo', repo, '--mode', 'bare-user']);
-  await larchOk(['pull-local', '--repo', repo, src, a.commit]);
-  const key = join(scratch, 'vendor.pub');
-  sh(`printf '%s\\n' '${v2.public_key}' > '${key}'`);
-  t.equal(readFileSync(join(dir2, 'delta.larchdelta')).readUInt32BE(8), 2, 'the file is format 2');
-  t.match((await larchOk(['delta', 'apply', '--repo', repo, join(dir2, 'delta.larchdelta'), '--key', key, '--json'])).json, { to: b.commit });
-  t.same((await larchOk(['fsck', '--repo', repo, '--json'])).json.problems, [], 'fsck finds nothing wrong');
-  await larchOk(['checkout', '--repo', repo, b.commit, join(scratch, 'applied')]);
-  await larchOk(['checkout', '--repo', src, b.commit, join(scratch, 'vendor')]);
-  t.equal(sh(`diff -r --no-dereference '${join(scratch, 'applied')}' '${join(scratch, 'vendor')}' && echo same`).trim(), 'same', 'the checkout is the vendor\'s');
-});
+for (const [set, format, what] of [['v0.2', 2, 'view records'], ['v0.3', 3, 'view records, zero-run coded diff bytes']] as const) {
+  t.test(`the frozen format-${format} delta (${what}) applies onto its commit 1 and rebuilds commit 2 exactly`, async (t) => {
+    const dir2 = join(ROOT, 'test/vectors/compat', set);
+    const v2 = JSON.parse(readFileSync(join(dir2, 'vectors.json'), 'utf8'));
+    const [a, b] = v2.commits as { commit: string }[];
+    const scratch = tempDir(t);
+    const src = join(scratch, 'src');
+    mkdirSync(src);
+    // v0.3 holds only a delta: its commits are v0.2's.
+    sh(`tar -xzf '${join(ROOT, 'test/vectors/compat/v0.2', 'repo.tar.gz')}' -C '${src}'`);
+    const repo = join(scratch, 'dest');
+    await larchOk(['init', '--repo', repo, '--mode', 'bare-user']);
+    await larchOk(['pull-local', '--repo', repo, src, a.commit]);
+    const key = join(scratch, 'vendor.pub');
+    sh(`printf '%s\\n' '${v2.public_key}' > '${key}'`);
+    t.equal(readFileSync(join(dir2, 'delta.larchdelta')).readUInt32BE(8), format, `the file is format ${format}`);
+    t.match((await larchOk(['delta', 'apply', '--repo', repo, join(dir2, 'delta.larchdelta'), '--key', key, '--json'])).json, { to: b.commit });
+    t.same((await larchOk(['fsck', '--repo', repo, '--json'])).json.problems, [], 'fsck finds nothing wrong');
+    await larchOk(['checkout', '--repo', repo, b.commit, join(scratch, 'applied')]);
+    await larchOk(['checkout', '--repo', src, b.commit, join(scratch, 'vendor')]);
+    t.equal(sh(`diff -r --no-dereference '${join(scratch, 'applied')}' '${join(scratch, 'vendor')}' && echo same`).trim(), 'same', "the checkout is the vendor's");
+  });
+}

@@ -107,12 +107,12 @@ t.test('a delta of a format newer than the device reads, signed by the vendor: o
   await v.release(1);
   const dev = await device(t, v);
   const v2 = await v.release(2);
-  // The vendor's delta, rewritten as a future format 3, signed again and listed in a summary signed
+  // The vendor's delta, rewritten as a future format 4, signed again and listed in a summary signed
   // again: what a newer larch on the vendor's side would publish. Well-formed and trusted, not readable.
   const key = await readSecretKey(`${v.key}.key`);
   const envelopePath = join(deltaDir(v), 'envelope');
   const sb = decodeCanonical(decodeEnvelope(readFileSync(envelopePath)).superblock) as Map<string, CborValue>;
-  sb.set('format', 3);
+  sb.set('format', 4);
   const superblock = encodeCanonical(sb);
   const envelope = encodeEnvelope(superblock, encodeSignatures([await signDelta(superblock, key)]));
   writeFileSync(envelopePath, envelope);

@@ -44,8 +44,8 @@ await testNeeding(t, 'files with compressed streams travel through their views; 
   const out = join(dir, 'ab.delta');
   const gen = await larchOk(['delta', 'generate', '--repo', server, '--from', a, '--to', b, '--sign-key', join(dir, 'k.key'), '--out', out, '--json']);
   const r = gen.json;
-  t.equal(r.format, 2, 'a delta with view records is format 2');
-  t.equal(readFileSync(out).readUInt32BE(8), 2, 'and says so in its preamble');
+  t.equal(r.format, 3, 'the default delta is format 3 (view records, zero-run coded diff bytes)');
+  t.equal(readFileSync(out).readUInt32BE(8), 3, 'and says so in its preamble');
   t.equal(r.view_patched, 3, 'the gzip file, the two-member gzip and the lz4 -9 kernel went through their views');
   const reasons = r.streams.fallbacks.map((f: { path: string; reason: string }) => `${f.path} ${f.reason}`).sort();
   t.same(reasons, ['/boot/vmlinuz-6.1.0-1-alt lz4-no-level', '/usr/share/doc/larch-test/README.zst no-encoder'], 'lz4 -12 and zstd fell back by themselves, with the reason');
@@ -58,7 +58,7 @@ await testNeeding(t, 'files with compressed streams travel through their views; 
   t.ok(kinds.kernel.estimate_after < kinds.kernel.estimate_before, `so does the kernel (${kinds.kernel.estimate_before} -> ${kinds.kernel.estimate_after})`);
 
   const shown = (await larchOk(['delta', 'show', out, '--json'])).json;
-  t.equal(shown.format, 2, 'delta show: format 2');
+  t.equal(shown.format, 3, 'delta show: format 3');
   // Over 1 MiB, so the device expands it into R/tmp/ (the changelogs' views it holds in memory).
   t.ok(shown.parts[0].scratch > 1024 * 1024, `delta show: the part's scratch is the kernel's view (${shown.parts[0].scratch} bytes)`);
 
@@ -67,25 +67,30 @@ await testNeeding(t, 'files with compressed streams travel through their views; 
   t.equal(plain.json.view_patched, 0, '--format 1: no view record');
   t.equal(readFileSync(join(dir, 'plain.delta')).readUInt32BE(8), 1, '--format 1: the preamble says 1');
   t.ok(r.bytes < plain.json.bytes, `the view delta is smaller (${r.bytes} vs ${plain.json.bytes} bytes)`);
+  const two = join(dir, 'two.delta');
+  const gen2 = await larchOk(['delta', 'generate', '--repo', server, '--from', a, '--to', b, '--sign-key', join(dir, 'k.key'), '--out', two, '--format', '2', '--json']);
+  t.equal(gen2.json.format, 2, '--format 2: format 2 (views, the diff bytes not coded)');
+  t.equal(gen2.json.view_patched, 3, '--format 2: the same files through their views');
+  t.equal(readFileSync(two).readUInt32BE(8), 2, '--format 2: the preamble says 2');
 
   const reference = join(dir, 'ref');
   await larchOk(['checkout', '--repo', server, b, reference]);
   const want = await snapshotTree(reference, { owners: true });
-  for (const runtime of ['bun', 'node'] as Runtime[]) {
-    const dev = join(dir, `dev-${runtime}`);
+  for (const [runtime, file] of [['bun', out], ['node', out], ['bun', two]] as [Runtime, string][]) {
+    const dev = join(dir, `dev-${runtime}-${file === out ? 3 : 2}`);
     await larchOk(['init', '--repo', dev, '--mode', 'bare-user']);
     await larchOk(['pull-local', '--repo', dev, server, a]);
-    const applied = await larchOk(['delta', 'apply', '--repo', dev, '--key', join(dir, 'k.pub'), out, '--ref', 'os', '--json'], { runtime });
+    const applied = await larchOk(['delta', 'apply', '--repo', dev, '--key', join(dir, 'k.pub'), file, '--ref', 'os', '--json'], { runtime });
     t.equal(applied.json.to, b, `${runtime}: applied`);
     await larchOk(['fsck', '--repo', dev], { runtime });
-    await larchOk(['checkout', '--repo', dev, b, join(dir, `co-${runtime}`)]);
-    t.same(diffSnapshots(want, await snapshotTree(join(dir, `co-${runtime}`), { owners: true })), [], `${runtime}: the checkout is identical to the vendor's`);
+    await larchOk(['checkout', '--repo', dev, b, join(dir, `co-${runtime}-${file === out ? 3 : 2}`)]);
+    t.same(diffSnapshots(want, await snapshotTree(join(dir, `co-${runtime}-${file === out ? 3 : 2}`), { owners: true })), [], `${runtime}, format ${file === out ? 3 : 2}: the checkout is identical to the vendor's`);
     t.same(spawnSync('sh', ['-c', `ls '${join(dev, 'tmp')}' | grep view- || true`], { encoding: 'utf8' }).stdout, '', `${runtime}: no view file left in R/tmp/`);
   }
 
   // A format newer than this larch reads: refused up front, with what to do.
   const future = Buffer.from(readFileSync(out));
-  future.writeUInt32BE(3, 8);
+  future.writeUInt32BE(4, 8);
   writeFileSync(join(dir, 'future.delta'), future);
   const dev3 = join(dir, 'dev-future');
   await larchOk(['init', '--repo', dev3, '--mode', 'bare-user']);
@@ -93,7 +98,7 @@ await testNeeding(t, 'files with compressed streams travel through their views; 
   const refused = await larch(['delta', 'apply', '--repo', dev3, '--key', join(dir, 'k.pub'), join(dir, 'future.delta'), '--json']);
   t.equal(refused.code, 5, 'a newer format: exit 5');
   t.equal(refused.json.error.code, 'DELTA_UNSUPPORTED', 'DELTA_UNSUPPORTED');
-  t.match(refused.json.error.message, /delta format 3 is newer than this larch reads \(1-2\)/, 'the message says which formats it reads');
+  t.match(refused.json.error.message, /delta format 4 is newer than this larch reads \(1-3\)/, 'the message says which formats it reads');
   t.match(refused.json.error.hint, /update larch/, 'the hint says what to do');
 
   // A damaged source object on the device: the view cannot be expanded; nothing is stored.

@@ -20,7 +20,7 @@ export const deltaGenerate: Command = {
 
 SYNOPSIS
   larch delta generate --repo R [--from A] --to B (--sign-key K.key... | --unsigned)
-                       [--out FILE] [--quality Q] [--part-size BYTES] [--format 1|auto] [--json]
+                       [--out FILE] [--quality Q] [--part-size BYTES] [--format 1|2|auto] [--json]
 
 DESCRIPTION
   Writes the objects B has and A lacks into R/deltas/A-B/ (an 'envelope' and 'part-N'
@@ -31,8 +31,10 @@ DESCRIPTION
   --out also writes the whole delta as one file, for offline and USB updates.
   A changed file that holds compressed streams (a .gz, the kernel's LZ4 payload) may be
   sent as a patch between its decompressed views: the device rebuilds the exact compressed
-  bytes (checked here, by running the device's code, before the patch is used). Such a
-  delta is format 2; agents older than format 2 refuse it and pull the objects instead.
+  bytes (checked here, by running the device's code, before the patch is used). The diff
+  bytes of the patches, mostly zero, are sent as runs of zeros and the bytes between them.
+  Such a delta is format 3; agents older than format 3 refuse it and pull the objects
+  instead (--format 2 or 1 makes a delta they read).
 
 OPTIONS
   --repo R          repository holding A and B (required)
@@ -46,8 +48,10 @@ OPTIONS
   --quality Q       brotli quality 0-11 (default 11: smallest, slowest)
   --part-size BYTES raw bytes per part (default 33554432): smaller parts resume at a finer
                     grain and cost a little size
-  --format 1|auto   auto (default): use views where they are smaller (format 2 when one
-                    is); 1: never, for fleets whose agents are older than format 2
+  --format 1|2|auto auto (default): format 3, views where they are smaller and zero-run
+                    coded diff bytes; 2: views, no coding (format 2 when a file goes
+                    through its view, else 1), for agents that read format 2 (larch of
+                    2026-12-05); 1: neither, for agents older than format 2
   --json            print {"from", "to", "bytes", "parts", "objects", "patched", "literal",
                     "signed_by", "name", "dir", "out", "format", "view_patched", "by_kind",
                     "streams", "timings_ms"} (docs/cli.md)
@@ -73,8 +77,8 @@ EXIT STATUS
     const signKeys = await Promise.all(keyFiles.map(readSecretKey));
     const partBytes = intOption(opt(args, 'part-size'), 'part-size', 'delta generate', 4096);
     const formatArg = opt(args, 'format') ?? 'auto';
-    if (formatArg !== '1' && formatArg !== 'auto') throw new LarchError('USAGE', `delta generate: --format must be 1 or auto, not '${formatArg}'`, { hint: '--format 1 makes a delta every larch reads; auto (the default) may make a format-2 delta', data: { command: 'delta generate', option: 'format', value: formatArg } });
-    const r = await generateDelta(repo, { from, to, signKeys, out: opt(args, 'out'), quality, partBytes, format: formatArg === '1' ? 1 : 'auto' });
+    if (formatArg !== '1' && formatArg !== '2' && formatArg !== 'auto') throw new LarchError('USAGE', `delta generate: --format must be 1, 2 or auto, not '${formatArg}'`, { hint: '--format 1 makes a delta every larch reads, 2 one that larch since format 2 reads; auto (the default) makes a format-3 delta', data: { command: 'delta generate', option: 'format', value: formatArg } });
+    const r = await generateDelta(repo, { from, to, signKeys, out: opt(args, 'out'), quality, partBytes, format: formatArg === 'auto' ? 'auto' : (Number(formatArg) as 1 | 2) });
     if (args.json) printJson(io, r);
     else io.out(`${r.name}: ${r.bytes} bytes in ${r.parts} part(s), format ${r.format}; ${r.objects} objects (${r.patched} patched${r.view_patched ? `, ${r.view_patched} of them through their views` : ''}, ${r.literal} literal)${r.signed_by.length ? `; signed by ${r.signed_by.join(', ')}` : ''}\n`);
   },

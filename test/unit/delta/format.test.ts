@@ -4,6 +4,7 @@ import {
   type Superblock,
   DeltaFormatError,
   PART_HEADER_BYTES,
+  partHeaderBytes,
   PREAMBLE_BYTES,
   RECORD_LENGTH_BYTES,
   decodePartHeader,
@@ -54,15 +55,24 @@ t.test('preamble bytes, and the file size it starts', async (t) => {
 });
 
 t.test('part header: bytes, round trip, and lengths that do not fill the part refused', async (t) => {
-  const part = encodePart(Uint8Array.from([1, 2]), Uint8Array.from([3]), new Uint8Array(0));
+  const part = encodePart(1, Uint8Array.from([1, 2]), null, Uint8Array.from([3]), new Uint8Array(0));
   t.equal(part.toString('hex'), '00000002' + '00000001' + '00000000' + '010203', 'u32be control, diff, literal lengths, then the streams');
-  t.same(decodePartHeader(part.subarray(0, PART_HEADER_BYTES), part.length), { control: 2, diff: 1, literal: 0 });
-  for (const streams of [{ control: 0, diff: 0, literal: 0 }, { control: 0xffffffff, diff: 7, literal: 65536 }]) {
+  t.same(decodePartHeader(part.subarray(0, PART_HEADER_BYTES), part.length, 1), { control: 2, runs: 0, diff: 1, literal: 0 });
+  t.same(decodePartHeader(part.subarray(0, PART_HEADER_BYTES), part.length, 2), { control: 2, runs: 0, diff: 1, literal: 0 }, 'format 2: the same layout');
+  for (const streams of [{ control: 0, runs: 0, diff: 0, literal: 0 }, { control: 0xffffffff, runs: 0, diff: 7, literal: 65536 }]) {
     const size = PART_HEADER_BYTES + streams.control + streams.diff + streams.literal;
-    t.same(decodePartHeader(encodePartHeader(streams), size), streams, `round trip ${JSON.stringify(streams)}`);
+    t.same(decodePartHeader(encodePartHeader(streams, 2), size, 2), streams, `round trip ${JSON.stringify(streams)}`);
   }
-  t.throws(() => decodePartHeader(part.subarray(0, PART_HEADER_BYTES), part.length + 1), /do not add up/);
-  t.throws(() => decodePartHeader(part.subarray(0, 8), part.length), DeltaFormatError, 'a short header');
+  t.throws(() => decodePartHeader(part.subarray(0, PART_HEADER_BYTES), part.length + 1, 1), /do not add up/);
+  t.throws(() => decodePartHeader(part.subarray(0, 8), part.length, 1), DeltaFormatError, 'a short header');
+  t.throws(() => encodePartHeader({ control: 1, runs: 1, diff: 1, literal: 1 }, 2), RangeError, 'a format-2 part has no runs stream');
+
+  const part3 = encodePart(3, Uint8Array.from([1, 2]), Uint8Array.from([9]), Uint8Array.from([3]), new Uint8Array(0));
+  t.equal(part3.toString('hex'), '00000002' + '00000001' + '00000001' + '00000000' + '01020903', 'format 3: u32be control, runs, diff, literal lengths, then the streams in that order');
+  t.equal(partHeaderBytes(3), 16, 'format 3: a 16-byte header');
+  t.same(decodePartHeader(part3.subarray(0, 16), part3.length, 3), { control: 2, runs: 1, diff: 1, literal: 0 });
+  t.throws(() => decodePartHeader(part3.subarray(0, 16), part3.length - 1, 3), /do not add up/, 'format 3: lengths must fill the part');
+  t.throws(() => decodePartHeader(part3.subarray(0, 12), part3.length, 3), DeltaFormatError, 'format 3: a 12-byte header is short');
 });
 
 t.test('control records round trip; bad ones refused', async (t) => {

@@ -51,7 +51,7 @@ t.test('malformed view records are refused', async (t) => {
   for (const [what, v] of bad) t.throws(() => decodeRecord(body(v), false, 2), DeltaFormatError, what);
 });
 
-t.test('the format number: format 1 unchanged, 2 read, newer refused as unsupported', async (t) => {
+t.test('the format number: format 1 unchanged, 2 and 3 read, newer refused as unsupported', async (t) => {
   const sb: Superblock = { format: 1, from: null, to: id('b'), commit: Uint8Array.from([1]), commitSigs: null, created: 1, parts: [{ size: 1, sha256: id('c'), raw: 1, objects: [], scratch: 500 }] };
   const one = decodeSuperblock(encodeSuperblock(sb));
   t.equal(one.format, 1);
@@ -59,14 +59,17 @@ t.test('the format number: format 1 unchanged, 2 read, newer refused as unsuppor
   const two = encodeSuperblock({ ...sb, format: 2 });
   t.equal(decodeSuperblock(two).parts[0].scratch, 500, 'format 2 carries scratch');
   t.throws(() => decodeSuperblock(two, 1), DeltaUnsupportedError, 'a reader of format 1 refuses format 2');
-  const three = body(new Map<string, unknown>([['format', 3], ['from', null]]));
-  t.throws(() => decodeSuperblock(three), { name: 'DeltaUnsupportedError', message: 'delta format 3 is newer than this larch reads (1-2)' });
-  t.throws(() => decodeSuperblock(body(new Map([['format', 0]]))), /superblock format 0 is not 1-2/, 'format 0 is malformed, not newer');
+  t.equal(decodeSuperblock(encodeSuperblock({ ...sb, format: 3 })).format, 3, 'format 3 read');
+  t.throws(() => decodeSuperblock(encodeSuperblock({ ...sb, format: 3 }), 2), DeltaUnsupportedError, 'a reader of format 2 refuses format 3');
+  const four = body(new Map<string, unknown>([['format', 4], ['from', null]]));
+  t.throws(() => decodeSuperblock(four), { name: 'DeltaUnsupportedError', message: 'delta format 4 is newer than this larch reads (1-3)' });
+  t.throws(() => decodeSuperblock(body(new Map([['format', 0]]))), /superblock format 0 is not 1-3/, 'format 0 is malformed, not newer');
   t.equal(encodePreamble(10).readUInt32BE(8), 1, 'the preamble says 1 by default');
   t.equal(decodePreamble(encodePreamble(10, 2)), 10, 'format 2 preamble read');
-  const p3 = encodePreamble(10, 2);
-  p3.writeUInt32BE(3, 8);
-  t.throws(() => decodePreamble(p3), DeltaUnsupportedError, 'format 3 preamble: unsupported');
+  t.equal(decodePreamble(encodePreamble(10, 3)), 10, 'format 3 preamble read');
+  const p4 = encodePreamble(10, 3);
+  p4.writeUInt32BE(4, 8);
+  t.throws(() => decodePreamble(p4), DeltaUnsupportedError, 'format 4 preamble: unsupported');
   t.throws(() => decodePreamble(encodePreamble(10, 2), 1), DeltaUnsupportedError, 'an older reader refuses a format-2 preamble');
 });
 
