@@ -211,7 +211,7 @@ interface DiffReader {
   close(): Promise<void>;
 }
 
-/** A source object of the base commit, read through a window so a patch of many short ops costs few reads. */
+/** A source object of the base commit (a file read through a cache of blocks, or a view held in memory), so a patch of many short ops costs few reads. */
 interface SourceObject {
   size: number;
   /** Copies n bytes at pos of the source into target at offset. @throws DeltaFormatError past the end */
