@@ -73,13 +73,49 @@ export class ByteReader {
 
   /**
    * Adds the next n bytes, byte by byte modulo 256, into out[at..at+n) (bspatch's diff): one call
-   * per op's stretch, no piece objects. @throws StreamEndedError
+   * per op's stretch, no piece objects. Synchronous, returning undefined, when the current chunk
+   * holds them; a promise only when the bytes cross into the next chunk: a promise per op was most
+   * of the garbage a kernel's patch left to the collector. @throws StreamEndedError
    */
-  async addInto(out: Uint8Array, at: number, n: number): Promise<void> {
+  addInto(out: Uint8Array, at: number, n: number): Promise<void> | undefined {
+    return this.addSync(out, at, n) ? undefined : this.addAcrossChunks(out, at, n);
+  }
+
+  private async addAcrossChunks(out: Uint8Array, at: number, n: number): Promise<void> {
     while (n > 0) {
       if (this.offset >= this.chunk.length && !(await this.fill())) throw new StreamEndedError(`${this.name} stream ended ${n} bytes early`);
       const take = Math.min(n, this.chunk.length - this.offset);
       this.add(out, at, take);
+      at += take;
+      n -= take;
+    }
+  }
+
+  /**
+   * Copies the next n bytes into out[at..at+n) (bspatch's extra bytes); synchronous, returning
+   * undefined, when the current chunk holds them, as addInto. @throws StreamEndedError
+   */
+  copyInto(out: Uint8Array, at: number, n: number): Promise<void> | undefined {
+    return this.copySync(out, at, n) ? undefined : this.copyAcrossChunks(out, at, n);
+  }
+
+  private copySync(out: Uint8Array, at: number, n: number): boolean {
+    if (this.chunk.length - this.offset < n) return false;
+    const chunk = this.chunk;
+    const from = this.offset;
+    // Most extra stretches are a few bytes: a loop, not a subarray object for set().
+    if (n < 64) for (let j = 0; j < n; j++) out[at + j] = chunk[from + j];
+    else out.set(chunk.subarray(from, from + n), at);
+    this.offset += n;
+    this.consumed += n;
+    return true;
+  }
+
+  private async copyAcrossChunks(out: Uint8Array, at: number, n: number): Promise<void> {
+    while (n > 0) {
+      if (this.offset >= this.chunk.length && !(await this.fill())) throw new StreamEndedError(`${this.name} stream ended ${n} bytes early`);
+      const take = Math.min(n, this.chunk.length - this.offset);
+      this.copySync(out, at, take);
       at += take;
       n -= take;
     }

@@ -68,10 +68,32 @@ export class ZeroRunReader {
 
   /**
    * Adds the next n diff bytes into out[at..at+n) (byte by byte modulo 256): a run of zeros leaves
-   * the bytes there as they are. Synchronous while the streams' current chunks last, so the kernel's
-   * 1.3 million pairs cost no promise each. @throws ZeroRunError, StreamEndedError
+   * the bytes there as they are. Synchronous, returning undefined, while the streams' current
+   * chunks last, so the kernel's 1.3 million pairs cost no promise each; a promise only when a
+   * stream must be read on. @throws ZeroRunError, StreamEndedError
    */
-  async addInto(out: Uint8Array, at: number, n: number): Promise<void> {
+  addInto(out: Uint8Array, at: number, n: number): Promise<void> | undefined {
+    while (n > 0) {
+      if (this.zerosLeft === 0 && this.bytesLeft === 0 && !this.nextPairSync()) return this.addReadingOn(out, at, n);
+      if (this.zerosLeft > 0) {
+        const take = Math.min(n, this.zerosLeft);
+        this.zerosLeft -= take;
+        at += take;
+        n -= take;
+      } else {
+        const take = Math.min(n, this.bytesLeft);
+        // Nothing is taken when the bytes are not all in the diff stream's current chunk.
+        if (!this.bytes.addSync(out, at, take)) return this.addReadingOn(out, at, n);
+        this.bytesLeft -= take;
+        at += take;
+        n -= take;
+      }
+    }
+    return undefined;
+  }
+
+  /** addInto's path when a stream's next chunk is needed. */
+  private async addReadingOn(out: Uint8Array, at: number, n: number): Promise<void> {
     while (n > 0) {
       if (this.zerosLeft === 0 && this.bytesLeft === 0 && !this.nextPairSync()) await this.nextPair();
       if (this.zerosLeft > 0) {
@@ -82,8 +104,7 @@ export class ZeroRunReader {
       } else {
         const take = Math.min(n, this.bytesLeft);
         this.bytesLeft -= take;
-        // Usually the run lies in the diff stream's current chunk: no promise.
-        if (!this.bytes.addSync(out, at, take)) await this.bytes.addInto(out, at, take);
+        await this.bytes.addInto(out, at, take);
         at += take;
         n -= take;
       }
