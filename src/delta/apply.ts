@@ -1,13 +1,14 @@
 /**
  * Applies a static delta, part by part, as a streaming interpreter. Before anything is stored:
  * the superblock's signature is checked against trusted keys, its commit against its id, the
- * commit's own signature against the same keys, and the repo must hold the delta's base commit. Each part's checksum is checked before its bytes
- * are used; each rebuilt object's id before it is staged; each part is made durable before the
- * next begins, so an interrupted apply resumes with the parts it lacks. Memory per part: three
- * brotli decoders (four in format 3) (4 MiB window each, WINDOW_BITS), 128 KiB buffers and up to 8 objects of at
- * most 1 MiB being stored, whatever the update's size; a view record (format 2) also holds its
- * source's content while it expands the source's view (held when it is at most 1 MiB, written
- * to R/tmp/ otherwise), and while folding one deflate view or one 8 MiB LZ4 block.
+ * commit's own signature against the same keys, and the repo must hold the delta's base commit.
+ * Each part's checksum is checked before its bytes are used; each rebuilt object's id before it
+ * is staged; each part is made durable before the next begins, so an interrupted apply resumes
+ * with the parts it lacks. Memory per part, whatever the update's size: a brotli decoder per
+ * stream (three, four in format 3; 4 MiB window each, WINDOW_BITS), 128 KiB buffers and up to 8
+ * objects of at most 1 MiB being stored; a view record (format 2) also holds its source's content
+ * while it expands the source's view (held when it is at most 1 MiB, written to R/tmp/
+ * otherwise), and while folding one deflate view or one 8 MiB LZ4 block.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
