@@ -78,16 +78,20 @@ export class ByteReader {
    * of the garbage a kernel's patch left to the collector. @throws StreamEndedError
    */
   addInto(out: Uint8Array, at: number, n: number): Promise<void> | undefined {
-    return this.addSync(out, at, n) ? undefined : this.addAcrossChunks(out, at, n);
+    if (this.addSync(out, at, n)) return undefined;
+    return this.acrossChunks(n, (count) => {
+      this.add(out, at, count);
+      at += count;
+    });
   }
 
-  private async addAcrossChunks(out: Uint8Array, at: number, n: number): Promise<void> {
+  /** Hands the next n bytes to `use` a chunk's worth at a time (use takes them), reading on as needed. */
+  private async acrossChunks(n: number, use: (count: number) => void): Promise<void> {
     while (n > 0) {
       if (this.offset >= this.chunk.length && !(await this.fill())) throw new StreamEndedError(`${this.name} stream ended ${n} bytes early`);
-      const take = Math.min(n, this.chunk.length - this.offset);
-      this.add(out, at, take);
-      at += take;
-      n -= take;
+      const count = Math.min(n, this.chunk.length - this.offset);
+      use(count);
+      n -= count;
     }
   }
 
@@ -96,7 +100,11 @@ export class ByteReader {
    * undefined, when the current chunk holds them, as addInto. @throws StreamEndedError
    */
   copyInto(out: Uint8Array, at: number, n: number): Promise<void> | undefined {
-    return this.copySync(out, at, n) ? undefined : this.copyAcrossChunks(out, at, n);
+    if (this.copySync(out, at, n)) return undefined;
+    return this.acrossChunks(n, (count) => {
+      this.copySync(out, at, count);
+      at += count;
+    });
   }
 
   private copySync(out: Uint8Array, at: number, n: number): boolean {
@@ -109,16 +117,6 @@ export class ByteReader {
     this.offset += n;
     this.consumed += n;
     return true;
-  }
-
-  private async copyAcrossChunks(out: Uint8Array, at: number, n: number): Promise<void> {
-    while (n > 0) {
-      if (this.offset >= this.chunk.length && !(await this.fill())) throw new StreamEndedError(`${this.name} stream ended ${n} bytes early`);
-      const take = Math.min(n, this.chunk.length - this.offset);
-      this.copySync(out, at, take);
-      at += take;
-      n -= take;
-    }
   }
 
   /** addInto when all n bytes are in the current chunk (true); otherwise nothing is taken (false). */

@@ -76,8 +76,7 @@ export class ZeroRunReader {
     while (n > 0) {
       if (this.zerosLeft === 0 && this.bytesLeft === 0 && !this.nextPairSync()) return this.addReadingOn(out, at, n);
       if (this.zerosLeft > 0) {
-        const take = Math.min(n, this.zerosLeft);
-        this.zerosLeft -= take;
+        const take = this.skipZeros(n);
         at += take;
         n -= take;
       } else {
@@ -92,13 +91,19 @@ export class ZeroRunReader {
     return undefined;
   }
 
+  /** Takes up to n zeros of the current run (they leave the output as it is); returns how many. */
+  private skipZeros(n: number): number {
+    const take = Math.min(n, this.zerosLeft);
+    this.zerosLeft -= take;
+    return take;
+  }
+
   /** addInto's path when a stream's next chunk is needed. */
   private async addReadingOn(out: Uint8Array, at: number, n: number): Promise<void> {
     while (n > 0) {
       if (this.zerosLeft === 0 && this.bytesLeft === 0 && !this.nextPairSync()) await this.nextPair();
       if (this.zerosLeft > 0) {
-        const take = Math.min(n, this.zerosLeft);
-        this.zerosLeft -= take;
+        const take = this.skipZeros(n);
         at += take;
         n -= take;
       } else {
