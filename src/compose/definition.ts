@@ -3,8 +3,8 @@
  * `ImageDefinition` out. Pure: the file is read by the caller; every problem is an
  * INVALID_INPUT naming the file and the field.
  */
-import { parse as parseToml, TomlError } from 'smol-toml';
-import { LarchError, quash } from '../errors.ts';
+import { describe, fail, onlyFields, readTomlFile, str, strings, table } from '../_toml-fields.ts';
+import { quash } from '../errors.ts';
 import { parseDebianVersion } from '../packages/debian-version.ts';
 import { bindingValueProblem } from '../store/binding.ts';
 
@@ -60,52 +60,6 @@ const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
 const ARCHITECTURE = /^[a-z0-9][a-z0-9-]*$/;
 /** A branch name as `larch commit --branch` takes it (store/repo.ts isValidBranch): slash-separated components, no '..'. */
 const REF = /^[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/;
-
-class FieldError extends Error {
-  constructor(
-    readonly field: string,
-    detail: string,
-  ) {
-    super(detail);
-  }
-}
-
-const fail = (field: string, detail: string): never => {
-  throw new FieldError(field, detail);
-};
-
-function str(value: unknown, field: string, required: true): string;
-function str(value: unknown, field: string, required: false): string | undefined;
-function str(value: unknown, field: string, required: boolean): string | undefined {
-  if (value === undefined) return required ? fail(field, 'is required') : undefined;
-  if (typeof value !== 'string') return fail(field, `must be a string, got ${describe(value)}`);
-  if (value === '' || /[\x00-\x1f]/.test(value)) return fail(field, 'must be a non-empty string without control characters');
-  return value;
-}
-
-function strings(value: unknown, field: string): string[] {
-  if (value === undefined) return [];
-  if (!Array.isArray(value)) return fail(field, `must be an array of strings, got ${describe(value)}`);
-  return value.map((v, i) => str(v, `${field}[${i}]`, true));
-}
-
-function describe(value: unknown): string {
-  if (Array.isArray(value)) return 'an array';
-  if (value instanceof Date) return 'a date';
-  if (value === null) return 'null';
-  return typeof value === 'object' ? 'a table' : `${typeof value} ${quash(JSON.stringify(value), 40)}`;
-}
-
-function table(value: unknown, field: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Date) return fail(field, `must be a table, got ${describe(value)}`);
-  return value as Record<string, unknown>;
-}
-
-function onlyFields(obj: Record<string, unknown>, allowed: string[], prefix: string): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) fail(prefix ? `${prefix}.${key}` : key, `is not a known field (known: ${allowed.join(', ')})`);
-  }
-}
 
 /** "name" or "name=version". */
 export function parsePackageSpec(text: string, field: string): PackageSpec {
@@ -235,18 +189,5 @@ function parseDefinitionValue(doc: Record<string, unknown>): ImageDefinition {
  * @example parseDefinition('ref = "os/x"\nversion = "1"\narchitecture = "amd64"\npackages = ["busybox"]\n', 'x.toml').packages // [{ name: 'busybox' }]
  */
 export function parseDefinition(text: string, file: string): ImageDefinition {
-  let doc: Record<string, unknown>;
-  try {
-    doc = parseToml(text) as Record<string, unknown>;
-  } catch (err) {
-    if (!(err instanceof TomlError)) throw err;
-    const where = `line ${err.line}, column ${err.column}`;
-    throw new LarchError('INVALID_INPUT', `image definition '${file}' is not valid TOML at ${where}: ${err.message.split('\n')[0]}`, { data: { file, line: err.line, column: err.column }, cause: err });
-  }
-  try {
-    return parseDefinitionValue(doc);
-  } catch (err) {
-    if (!(err instanceof FieldError)) throw err;
-    throw new LarchError('INVALID_INPUT', `image definition '${file}': field '${err.field}' ${err.message}`, { data: { file, field: err.field }, hint: 'fix the field named in the message (docs/images.md lists every field)' });
-  }
+  return readTomlFile(text, 'image definition', file, 'fix the field named in the message (docs/images.md lists every field)', parseDefinitionValue);
 }

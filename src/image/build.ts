@@ -6,7 +6,7 @@
  * no agent of its own (/usr/bin/larch), and disk.ts lays it out
  * into partitions. No root needed.
  */
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { LarchError } from '../errors.ts';
 import { LKG_MARKER, UBOOT_ENV_FILE2, fatEnvConfig } from '../agent/boot.ts';
 import { provision } from '../agent/provision.ts';
 import { isAgentFile, legacyAgentPath, treeAgentPath } from '../agent/agent-binary.ts';
+import { formatCommandLine } from '../agent/kargs.ts';
 import type { FileFetcher } from '../agent/remote/fetcher.ts';
 import { localFetcher } from '../agent/remote/local-fetch.ts';
 import { remoteOver } from '../agent/remote/remote.ts';
@@ -30,6 +31,7 @@ import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type DiskBootloader, type DiskLayout, buildDisk } from './disk.ts';
 import { grubBootloader } from './grub.ts';
+import { type BoardProfile, isProfileName, parseBoardProfile, profileKargs } from './profile.ts';
 import { ubootBootloader } from './uboot.ts';
 
 /** Seconds the build's own summary is valid: it is read once, by the provision below. */
@@ -38,39 +40,9 @@ const BUILD_SUMMARY_EXPIRES_IN = 3600;
  * (images/overlay/initramfs/usr/lib/larch/init: `larch boot-check --sysroot /sysroot`). */
 export const DEVICE_SYSROOT = '/sysroot';
 
-interface Board {
-  bootloader: 'grub' | 'uboot';
-  /** Debian architecture: the definition's must match. */
-  architecture: string;
-  /** Kernel arguments; the boot script appends larch.slot=A|B. */
-  bootargs: string;
-  /** U-Boot boards: mkimage's -A for boot.scr. */
-  ubootArch?: string;
-}
-
-/** The boards `image build` knows. The disk is virtio (vda) on both; see docs/images.md. */
-export const BOARDS = {
-  'qemu-x86_64-grub': {
-    bootloader: 'grub',
-    architecture: 'amd64',
-    bootargs: 'console=ttyS0,115200 panic=10 quiet larch.root=/dev/vda2 larch.boot=/dev/vda1',
-  },
-  // QEMU virt with Debian's u-boot-qemu as firmware; the console is the PL011 UART.
-  'qemu-arm64-uboot': {
-    bootloader: 'uboot',
-    architecture: 'arm64',
-    bootargs: 'console=ttyAMA0 panic=10 quiet larch.root=/dev/vda2 larch.boot=/dev/vda1',
-    ubootArch: 'arm64',
-  },
-} satisfies Record<string, Board>;
-export type BoardName = keyof typeof BOARDS;
-
-export function isBoard(name: string): name is BoardName {
-  return Object.hasOwn(BOARDS, name);
-}
-
 export interface ImageBuildOptions {
-  board: BoardName;
+  /** The board's profile (loadBoardProfile). */
+  board: BoardProfile;
   out: string;
   /** Compose this definition first; else `rev` names an existing commit. */
   definitionPath?: string;
@@ -102,7 +74,8 @@ export interface ImageBuildOptions {
 
 export interface ImageBuildResult {
   out: string;
-  board: BoardName;
+  /** The board's name. */
+  board: string;
   commit: string;
   version: string;
   ref: string;
@@ -110,20 +83,56 @@ export interface ImageBuildResult {
   layout: DiskLayout;
 }
 
-/** A file of board/: from the source tree, the working directory, next to the binary, or next to images/. */
-async function boardFile(rel: string, definitionPath?: string): Promise<string> {
+/** Where board/ may be: the source tree, the working directory, next to the binary, next to images/. */
+function boardDirs(definitionPath?: string): string[] {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, '..', '..', 'board', rel), join(process.cwd(), 'board', rel), join(dirname(process.execPath), '..', 'board', rel)];
-  if (definitionPath) candidates.push(join(dirname(resolve(definitionPath)), '..', 'board', rel));
-  for (const c of candidates) {
-    const text = await readFile(c, 'utf8').catch(() => null);
-    if (text !== null) return text;
+  const dirs = [join(here, '..', '..', 'board'), join(process.cwd(), 'board'), join(dirname(process.execPath), '..', 'board')];
+  if (definitionPath) dirs.push(join(dirname(resolve(definitionPath)), '..', 'board'));
+  return dirs;
+}
+
+/** A file of board/, with the path it was read from, or null. */
+async function findBoardFile(rel: string, definitionPath?: string): Promise<{ text: string; path: string } | null> {
+  for (const dir of boardDirs(definitionPath)) {
+    const path = join(dir, rel);
+    const text = await readFile(path, 'utf8').catch(() => null);
+    if (text !== null) return { text, path };
   }
+  return null;
+}
+
+/** A file of board/. @throws NOT_FOUND */
+async function boardFile(rel: string, definitionPath?: string): Promise<string> {
+  const found = await findBoardFile(rel, definitionPath);
+  if (found) return found.text;
+  const candidates = boardDirs(definitionPath).map((d) => join(d, rel));
   throw new LarchError('NOT_FOUND', `image build: board/${rel} not found (looked in ${candidates.join(', ')})`, { hint: 'run from the larch source tree', data: { path: `board/${rel}`, candidates } });
 }
 
+/** The boards whose profiles the first board/profiles/ found holds, sorted. */
+export async function listBoards(definitionPath?: string): Promise<string[]> {
+  for (const dir of boardDirs(definitionPath)) {
+    const names = await readdir(join(dir, 'profiles')).catch(() => null);
+    if (names !== null) return names.filter((n) => n.endsWith('.toml')).map((n) => n.slice(0, -'.toml'.length)).filter(isProfileName).sort();
+  }
+  return [];
+}
+
+/**
+ * The profile of the board `name`: board/profiles/NAME.toml (docs/images.md, "Board profiles").
+ * @throws USAGE (no such board, with the known ones), INVALID_INPUT (a bad profile)
+ */
+export async function loadBoardProfile(name: string, definitionPath?: string): Promise<BoardProfile> {
+  const found = isProfileName(name) ? await findBoardFile(`profiles/${name}.toml`, definitionPath) : null;
+  if (found === null) {
+    const known = await listBoards(definitionPath);
+    throw new LarchError('USAGE', `image build: unknown board '${name}' (known: ${known.join(', ')})`, { hint: 'a board is a profile in board/profiles/NAME.toml (docs/images.md, "Board profiles")', data: { command: 'image build', option: 'board', value: name, allowed: known } });
+  }
+  return parseBoardProfile(found.text, name, found.path);
+}
+
 export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<ImageBuildResult> {
-  const board: Board = BOARDS[opts.board];
+  const board = opts.board;
   if (opts.trustedKeys.length === 0) throw new LarchError('USAGE', 'image build: --keys K.pub is required (the keys the device trusts)', { data: { command: 'image build', option: 'keys' } });
   if (opts.signKeys.length === 0) throw new LarchError('USAGE', 'image build: --sign-key K.key is required (the summary the device reads must be signed)', { data: { command: 'image build', option: 'sign-key' } });
   // Read before any work, so a missing board/ file fails fast.
@@ -136,7 +145,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
   if (opts.definitionPath) {
     log(`composing ${opts.definitionPath}`);
     composed = await compose(repo, { definitionPath: opts.definitionPath, cacheDir: opts.cacheDir, defaultTimestamp: opts.defaultTimestamp, signKeys: opts.signKeys, workDir: opts.workDir, agent: opts.agent });
-    if (composed.architecture !== board.architecture) throw new LarchError('INVALID_INPUT', `image build: ${opts.definitionPath} is for ${composed.architecture}, board ${opts.board} is ${board.architecture}`, { data: { path: opts.definitionPath, architecture: composed.architecture, board: opts.board, board_architecture: board.architecture } });
+    if (composed.architecture !== board.architecture) throw new LarchError('INVALID_INPUT', `image build: ${opts.definitionPath} is for ${composed.architecture}, board ${board.name} is ${board.architecture}`, { data: { path: opts.definitionPath, architecture: composed.architecture, board: board.name, board_architecture: board.architecture } });
     commit = composed.commit;
     ref ??= composed.ref;
   } else if (opts.rev) {
@@ -145,9 +154,9 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     const architectures = commitArchitectures((await repo.readCommit(commit)).metadata);
     const foreign = architectures.filter((a) => a !== board.architecture);
     if (foreign.length > 0) {
-      throw new LarchError('INVALID_INPUT', `image build: commit ${commit.slice(0, 12)} (${opts.rev}) is for ${architectures.join(', ')}, board ${opts.board} is ${board.architecture}`, {
+      throw new LarchError('INVALID_INPUT', `image build: commit ${commit.slice(0, 12)} (${opts.rev}) is for ${architectures.join(', ')}, board ${board.name} is ${board.architecture}`, {
         hint: `build an image of a commit composed for ${board.architecture}, or choose a board of ${foreign[0]}`,
-        data: { commit, architecture: architectures.join(','), board: opts.board, board_architecture: board.architecture },
+        data: { commit, architecture: architectures.join(','), board: board.name, board_architecture: board.architecture },
       });
     }
     if (!ref) {
@@ -166,7 +175,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     await mkdir(sysrootPath);
     log(`provisioning the sysroot from ${repo.path}`);
     // The device is bound to the board's architecture and hardware (agent/product-binding.ts).
-    const compatible = opts.compatible ?? commitBinding((await repo.readCommit(commit)).metadata).compatible ?? opts.board;
+    const compatible = opts.compatible ?? commitBinding((await repo.readCommit(commit)).metadata).compatible ?? board.name;
     await provisionFromRepo(repo, sysrootPath, { ref: ref!, commit, signKeys: opts.signKeys, trustedKeys: opts.trustedKeys, repoUrl: opts.repoUrl, bootloader: board.bootloader, bind: { architecture: board.architecture, compatible } });
     // A commit carrying its agent (/usr/bin/larch) runs it; one without gets the legacy S/larch/bin/larch.
     const sysroot = new Sysroot(sysrootPath);
@@ -178,9 +187,9 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     }
 
     log(`writing ${opts.out}`);
-    const bootloader = board.bootloader === 'grub' ? grubFiles(opts.board, board, script, work) : await ubootFiles(opts.board, board, script, sysrootPath, work);
+    const bootloader = board.bootloader === 'grub' ? grubFiles(board, script, work) : await ubootFiles(board, script, sysrootPath, work);
     const layout = await buildDisk({ sysroot: sysrootPath, out: opts.out, workDir: work, bootloader, bootSizeMiB: opts.bootSizeMiB, rootSizeMiB: opts.rootSizeMiB });
-    return { out: opts.out, board: opts.board, commit, version, ref: ref!, compose: composed ? { commit: composed.commit, packages: composed.packages, kernel: composed.kernel } : null, layout };
+    return { out: opts.out, board: board.name, commit, version, ref: ref!, compose: composed ? { commit: composed.commit, packages: composed.packages, kernel: composed.kernel } : null, layout };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
@@ -234,8 +243,9 @@ export function commitArchitectures(metadata: Map<string, CborValue>): string[] 
 }
 
 /** GRUB: a grub.cfg that sets the board's variables and sources larch.cfg (board/grub/grub.cfg). */
-function grubFiles(name: BoardName, board: Board, larchCfg: string, work: string): DiskBootloader {
-  const grubCfg = `# larch: board ${name}. The boot state logic is larch.cfg (board/grub/grub.cfg).\nset larch_bootargs="${board.bootargs}"\nsource \${prefix}/larch.cfg\n`;
+function grubFiles(board: BoardProfile, larchCfg: string, work: string): DiskBootloader {
+  // The profile's arguments hold no quote, `$` or `\` (profile.ts), so they pass GRUB's quoting as they are.
+  const grubCfg = `# larch: board ${board.name}. The boot state logic is larch.cfg (board/grub/grub.cfg).\nset larch_bootargs="${formatCommandLine(profileKargs(board))}"\nsource \${prefix}/larch.cfg\n`;
   return grubBootloader({ grubCfg, larchCfg, workDir: work });
 }
 
@@ -245,7 +255,7 @@ function grubFiles(name: BoardName, board: Board, larchCfg: string, work: string
  * on this build host; the device reads the same files under DEVICE_SYSROOT/boot (the boot
  * partition), so the config is rewritten to that.
  */
-async function ubootFiles(name: BoardName, board: Board, bootCmd: string, sysrootPath: string, work: string): Promise<DiskBootloader> {
+async function ubootFiles(board: BoardProfile, bootCmd: string, sysrootPath: string, work: string): Promise<DiskBootloader> {
   const sysroot = new Sysroot(sysrootPath);
   const configPath = sysroot.fwEnvConfigPath();
   const config = parseFwEnvConfig(await readFile(configPath, 'utf8'), `'${configPath}'`);
@@ -253,9 +263,9 @@ async function ubootFiles(name: BoardName, board: Board, bootCmd: string, sysroo
   await writeFile(configPath, fatEnvConfig(join(DEVICE_SYSROOT, 'boot')));
   return ubootBootloader({
     arch: board.ubootArch ?? 'arm64',
-    name,
+    name: board.name,
     // The deployer names the slot's files vmlinuz and initrd.img (arm64's vmlinuz is an Image, as booti wants).
-    settings: { larch_bootargs: board.bootargs, larch_kernel: 'vmlinuz', larch_initrd: 'initrd.img', larch_env: 'fat', larch_env_file: 'uboot.env', larch_env_file2: UBOOT_ENV_FILE2, larch_env_size: size, larch_lkg_marker: LKG_MARKER },
+    settings: { larch_bootargs: formatCommandLine(profileKargs(board)), larch_kernel: 'vmlinuz', larch_initrd: 'initrd.img', larch_env: 'fat', larch_env_file: 'uboot.env', larch_env_file2: UBOOT_ENV_FILE2, larch_env_size: size, larch_lkg_marker: LKG_MARKER },
     bootCmd,
     workDir: work,
   });

@@ -38,7 +38,7 @@ t.test('image build: usage errors', async (t) => {
   const repo = join(dir, 'repo');
   await larchOk(['init', '--repo', repo, '--mode', 'archive']);
   const cases: [string, string[], RegExp][] = [
-    ['unknown board', ['image', 'build', 'x.toml', '--board', 'pi9', '--out', join(dir, 'd.img'), '--repo', repo], /unknown board 'pi9' \(known: qemu-x86_64-grub, qemu-arm64-uboot\)/],
+    ['unknown board', ['image', 'build', 'x.toml', '--board', 'pi9', '--out', join(dir, 'd.img'), '--repo', repo], /unknown board 'pi9' \(known: qemu-arm64-uboot, qemu-x86_64-grub\)/],
     ['definition and --rev', ['image', 'build', 'x.toml', '--rev', 'HEAD', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
     ['neither', ['image', 'build', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
     ['no --out', ['image', 'build', 'x.toml', '--board', 'qemu-x86_64-grub', '--repo', repo], /--out/],
@@ -154,7 +154,9 @@ testNeeding(t, 'image build: qemu-x86_64-grub disk image, booted under QEMU to b
   const img = `${disk}@@1M`;
   const grubDir = sh(`mdir -b -i '${img}' ::/grub`);
   for (const f of ['grub.cfg', 'larch.cfg', 'grubenv']) t.match(grubDir, new RegExp(`/grub/${f.replace('.', '\\.')}\\b`), `/grub/${f}`);
-  t.match(sh(`mtype -i '${img}' ::/grub/grub.cfg`), /source \$\{prefix\}\/larch\.cfg/);
+  const grubCfg = sh(`mtype -i '${img}' ::/grub/grub.cfg`);
+  t.match(grubCfg, /source \$\{prefix\}\/larch\.cfg/);
+  t.match(grubCfg, /set larch_bootargs="console=ttyS0,115200 panic=10 quiet larch\.root=LABEL=larch-root larch\.boot=LABEL=LARCHBOOT"/, "the profile's arguments, the partitions by label (board/profiles/qemu-x86_64-grub.toml)");
   const env = sh(`mtype -i '${img}' ::/grub/grubenv`);
   t.match(env, /^# GRUB Environment Block\n/);
   t.match(env, /BOOT_ORDER=A B\nBOOT_A_GOOD=1\n/, 'slot A good and first');
@@ -222,7 +224,7 @@ testNeeding(t, 'image build: qemu-arm64-uboot disk image, booted under QEMU (U-B
   sh(`mcopy -o -i '${img}' ::/boot.scr '${scr}'`);
   const scrText = sh(`cat '${scr}'`);
   t.equal(spawnSync('od', ['-An', '-tx1', '-N4', scr], { encoding: 'utf8' }).stdout.trim(), '27 05 19 56', 'a U-Boot image (mkimage magic)');
-  t.match(scrText, /setenv larch_bootargs "console=ttyAMA0 [^"]*larch\.root=\/dev\/vda2 larch\.boot=\/dev\/vda1"/);
+  t.match(scrText, /setenv larch_bootargs "console=ttyAMA0 [^"]*larch\.root=LABEL=larch-root larch\.boot=LABEL=LARCHBOOT"/, 'the partitions by label (board/profiles/qemu-arm64-uboot.toml)');
   t.match(scrText, /setenv larch_kernel "vmlinuz"/);
   t.match(scrText, /env import -c/, 'boot.cmd follows');
   // The redundant env (docs/boot.md): two files, each one copy with a flags byte, both in fw_env.config.

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, join } from 'node:path';
 import { LarchError } from '../../errors.ts';
-import { BOARDS, imageBuild, isBoard } from '../../image/build.ts';
+import { imageBuild, loadBoardProfile } from '../../image/build.ts';
 import { readSecretKey } from '../../store/sign.ts';
 import { type Command, intOption, list, need, opt, printJson } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
@@ -58,7 +58,9 @@ DESCRIPTION
   docs/images.md describes the image.
 
 BOARDS
-  ${Object.keys(BOARDS).join(', ')}
+  A board is a profile, board/profiles/BOARD.toml (docs/images.md, "Board profiles"): its
+  bootloader, architecture, console and kernel arguments. Shipped: qemu-x86_64-grub,
+  qemu-arm64-uboot.
 
 OPTIONS
   --board BOARD     the board (required)
@@ -103,8 +105,8 @@ EXIT STATUS
   is missing.
 `,
   async run(args, io) {
-    const board = need(args, 'board', 'image build');
-    if (!isBoard(board)) throw new LarchError('USAGE', `image build: unknown board '${board}' (known: ${Object.keys(BOARDS).join(', ')})`, { data: { command: 'image build', option: 'board', value: board, allowed: Object.keys(BOARDS) } });
+    // The board first: an unknown one is the likeliest mistake, and its message lists the known ones.
+    const board = await loadBoardProfile(need(args, 'board', 'image build'), args.positionals[0]);
     const out = need(args, 'out', 'image build');
     const rev = opt(args, 'rev');
     if (args.positionals.length > 1 || (args.positionals.length === 1) === (rev !== undefined)) {

@@ -4,8 +4,8 @@ import { LarchError } from '../../../src/errors.ts';
 import { ubootScript } from '../../../src/image/uboot.ts';
 
 t.test('settings become setenv lines before boot.cmd', async (t) => {
-  const text = ubootScript({ larch_bootargs: 'console=ttyAMA0 larch.root=/dev/vda2', larch_kernel: 'vmlinuz' }, 'echo boot.cmd\n', 'larch: board x');
-  t.equal(text, '# larch: board x\nsetenv larch_bootargs "console=ttyAMA0 larch.root=/dev/vda2"\nsetenv larch_kernel "vmlinuz"\n\necho boot.cmd\n');
+  const text = ubootScript({ larch_bootargs: 'console=ttyAMA0 larch.root=LABEL=larch-root', larch_kernel: 'vmlinuz' }, 'echo boot.cmd\n', 'larch: board x');
+  t.equal(text, '# larch: board x\nsetenv larch_bootargs "console=ttyAMA0 larch.root=LABEL=larch-root"\nsetenv larch_kernel "vmlinuz"\n\necho boot.cmd\n');
 });
 
 t.test('values U-Boot would re-read are refused', async (t) => {

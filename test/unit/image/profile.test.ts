@@ -1,0 +1,66 @@
+/**
+ * Board profiles (src/image/profile.ts, board/profiles/*.toml): the shipped ones parse to the
+ * command lines their boards boot with, every field is checked with a message naming the file
+ * and the field, and no profile can name a partition by device name (issue 19, must-show 4).
+ */
+import t from 'tap';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type BoardProfile, parseBoardProfile, profileKargs } from '../../../src/image/profile.ts';
+
+const PROFILES = join(import.meta.dirname, '..', '..', '..', 'board', 'profiles');
+
+const BASE = `bootloader = "grub"
+architecture = "amd64"
+console = "ttyS0,115200"
+kargs = ["panic=10", "quiet"]
+root = "LABEL=larch-root"
+boot = "LABEL=LARCHBOOT"
+`;
+
+t.test('the shipped profiles: the two QEMU boards, found by label', async (t) => {
+  const names = (await readdir(PROFILES)).filter((n) => n.endsWith('.toml')).sort();
+  t.same(names, ['qemu-arm64-uboot.toml', 'qemu-x86_64-grub.toml']);
+  const load = async (name: string): Promise<BoardProfile> => parseBoardProfile(await readFile(join(PROFILES, `${name}.toml`), 'utf8'), name, name);
+  const x86 = await load('qemu-x86_64-grub');
+  t.same(profileKargs(x86), ['console=ttyS0,115200', 'panic=10', 'quiet', 'larch.root=LABEL=larch-root', 'larch.boot=LABEL=LARCHBOOT']);
+  t.match(x86, { name: 'qemu-x86_64-grub', bootloader: 'grub', architecture: 'amd64' });
+  t.equal(x86.ubootArch, undefined);
+  const arm = await load('qemu-arm64-uboot');
+  t.same(profileKargs(arm), ['console=ttyAMA0', 'panic=10', 'quiet', 'larch.root=LABEL=larch-root', 'larch.boot=LABEL=LARCHBOOT']);
+  t.match(arm, { name: 'qemu-arm64-uboot', bootloader: 'uboot', architecture: 'arm64', ubootArch: 'arm64' });
+});
+
+t.test('a profile without a console or kargs: the partitions only; UUID= works as LABEL=', async (t) => {
+  const p = parseBoardProfile('bootloader = "grub"\narchitecture = "amd64"\nroot = "UUID=0b5c6f1e-8a3d-4c2e-9f7a-1d2e3f4a5b6c"\nboot = "UUID=F9B1-DEA5"\n', 'pc', 'pc.toml');
+  t.same(profileKargs(p), ['larch.root=UUID=0b5c6f1e-8a3d-4c2e-9f7a-1d2e3f4a5b6c', 'larch.boot=UUID=F9B1-DEA5']);
+});
+
+t.test('every field is checked; the message names the file and the field', async (t) => {
+  const cases: [string, string, string, RegExp][] = [
+    ['unknown field', BASE + 'kernel = "vmlinuz"\n', 'kernel', /is not a known field/],
+    ['no bootloader', BASE.replace('bootloader = "grub"\n', ''), 'bootloader', /is required/],
+    ['a bootloader larch does not drive', BASE.replace('"grub"', '"lilo"'), 'bootloader', /'lilo' is not a bootloader larch drives \(grub, uboot\)/],
+    ['a bad architecture', BASE.replace('"amd64"', '"AMD 64"'), 'architecture', /not a Debian architecture/],
+    ['U-Boot without uboot_arch', BASE.replace('"grub"', '"uboot"'), 'uboot_arch', /is required for a U-Boot board/],
+    ['uboot_arch on GRUB', BASE + 'uboot_arch = "arm64"\n', 'uboot_arch', /only for U-Boot boards/],
+    ['root by device name', BASE.replace('"LABEL=larch-root"', '"/dev/vda2"'), 'root', /'\/dev\/vda2' is a device name.*LABEL=\.\.\. or UUID=\.\.\./],
+    ['boot by device name', BASE.replace('"LABEL=LARCHBOOT"', '"/dev/mmcblk0p1"'), 'boot', /is a device name/],
+    ['root by PARTUUID', BASE.replace('"LABEL=larch-root"', '"PARTUUID=1234-02"'), 'root', /is not LABEL=\.\.\. or UUID=\.\.\./],
+    ['a label with a space', BASE.replace('"LABEL=larch-root"', '"LABEL=larch root"'), 'root', /is not LABEL=/],
+    ['a device name in kargs', BASE.replace('"quiet"', '"resume=/dev/vda3"'), 'kargs[1]', /names a device/],
+    ['a console in kargs', BASE.replace('"quiet"', '"console=tty0"'), 'kargs[1]', /give it in the field 'console'/],
+    ['larch.root in kargs', BASE.replace('"quiet"', '"larch.root=LABEL=x"'), 'kargs[1]', /larch\.root, which larch sets itself/],
+    ['larch.slot in kargs', BASE.replace('"quiet"', '"larch.slot=A"'), 'kargs[1]', /larch\.slot/],
+    ['a quote a boot script would read', BASE.replace('"quiet"', `'init="/bin/sh"'`), 'kargs[1]', /which the boot scripts would interpret/],
+    ['a dollar', BASE.replace('"quiet"', '"x=$y"'), 'kargs[1]', /which the boot scripts would interpret/],
+    ['a space', BASE.replace('"quiet"', '"a b"'), 'kargs[1]', /a space outside double quotes/],
+    ['kargs not an array', BASE.replace('["panic=10", "quiet"]', '"quiet"'), 'kargs', /must be an array of strings/],
+    ['a console with a space', BASE.replace('"ttyS0,115200"', '"ttyS0 115200"'), 'console', /a space/],
+  ];
+  for (const [what, text, field, message] of cases) {
+    t.throws(() => parseBoardProfile(text, 'b', 'board/profiles/b.toml'), { code: 'INVALID_INPUT', message: new RegExp(`board profile 'board/profiles/b.toml': field '${field.replace(/[[\]]/g, '\\$&')}' .*${message.source}`), data: { file: 'board/profiles/b.toml', field } }, what);
+  }
+  t.throws(() => parseBoardProfile('bootloader = \n', 'b', 'b.toml'), { code: 'INVALID_INPUT', message: /board profile 'b\.toml' is not valid TOML at line 1/ }, 'TOML syntax: line and column');
+  t.throws(() => parseBoardProfile(BASE, '../x', 'b.toml'), { code: 'INVALID_INPUT', message: /'\.\.\/x' is not a board name/ }, 'a name that is not a file name');
+});
