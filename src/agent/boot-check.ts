@@ -14,7 +14,8 @@ import { writeFileAtomic } from '../_durable.ts';
 import { type BootEnvHealth, type LastBoot, bootedSlot, changeBootState, lastBootPath, readBootState, readJsonFile, readLkgMarker, realBootedSlot, writeLastBoot } from './boot.ts';
 import type { Sysroot } from './sysroot.ts';
 import { type DeploymentRecord, encodeDeploymentRecord, finalizeMarkerPath, readDeployment, recoverEtcSwap } from './deploy.ts';
-import { failedReleasesPath, rememberBootFailure, rememberFailure } from './failed-store.ts';
+import { readSlotKargs } from './deployment-kargs.ts';
+import { failedReleasesPath, kargsOf, rememberBootFailure, rememberFailure } from './failed-store.ts';
 import { cleanup } from './update.ts';
 import { appendJournal } from './journal.ts';
 import { VERSION } from '../version.ts';
@@ -85,7 +86,7 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
   }
   const p = plan! as BootCheckPlan;
   // A release that spent its last try, or that the bootloader left, is never staged again by itself.
-  await rememberBootFailure(sysroot, { slot, commit: record?.commit ?? null, version: record?.version ?? null, retry: p.outcome === 'retry', triesLeft, failed, fellBackFrom: p.report.fellBack ? p.report.from : null, previousBoot: await readJsonFile<LastBoot>(lastBootPath(sysroot)).catch(() => null) }).catch((err) =>
+  await rememberBootFailure(sysroot, { slot, commit: record?.commit ?? null, version: record?.version ?? null, kargs: record?.kargs, retry: p.outcome === 'retry', triesLeft, failed, fellBackFrom: p.report.fellBack ? p.report.from : null, previousBoot: await readJsonFile<LastBoot>(lastBootPath(sysroot)).catch(() => null) }).catch((err) =>
     journal({ event: 'error', message: `could not remember the failed release in ${failedReleasesPath(sysroot)}: ${(err as Error).message}` }).catch(() => {}),
   );
   if (p.report.fellBack) {
@@ -235,7 +236,9 @@ async function bootloaderStep(sysroot: Sysroot): Promise<ReturnType<typeof bootl
   }
   const c = choice! as ReturnType<typeof bootloaderChoose>;
   await mkdir(dirname(sysroot.simCmdlinePath), { recursive: true });
-  await writeFileAtomic(sysroot.simCmdlinePath, `larch.slot=${c.slot}${c.rescue ? ' larch.rescue=1' : ''}\n`);
+  // The arguments the boot script passes: the slot's file (a torn one fails the boot, as there), else its own larch_bootargs, which a simulation has none of.
+  const kargs = (await readSlotKargs(sysroot, config.bootloader, c.slot)) ?? [];
+  await writeFileAtomic(sysroot.simCmdlinePath, `${[...kargs, `larch.slot=${c.slot}`].join(' ')}${c.rescue ? ' larch.rescue=1' : ''}\n`);
   failpoint('sim-boot::after-bootloader');
   await appendJournal(sysroot.journalPath, { event: 'boot', slot: c.slot, message: `bootloader booted slot ${c.slot}${c.rescue ? ' in rescue (no slot had tries left or was good)' : ''}${c.wrote ? ' and recorded the try' : ''}`, data: { rescue: c.rescue, wrote: c.wrote } });
   return c;
@@ -295,7 +298,7 @@ export async function markSlot(sysroot: Sysroot, good: boolean, slotArg?: Slot, 
   if (!good && record) {
     const last = await readJsonFile<LastBoot>(lastBootPath(sysroot)).catch(() => null);
     const checks = last && last.commit === record.commit && !last.healthy ? last.failed_checks : [];
-    await rememberFailure(sysroot, { commit: record.commit, version: record.version, time: new Date().toISOString(), reason: 'marked-bad', failed_checks: checks, slot });
+    await rememberFailure(sysroot, { commit: record.commit, version: record.version, time: new Date().toISOString(), reason: 'marked-bad', failed_checks: checks, slot, ...kargsOf(record.kargs) });
   }
   return { slot };
 }

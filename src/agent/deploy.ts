@@ -24,6 +24,7 @@ import type { ObjectId } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
 import type { Sysroot } from './sysroot.ts';
 import { type RecordedAgent, keepLegacyAgent, recordAgent } from './agent-binary.ts';
+import { type DeploymentKargs, type KargsPair, commitVendorKargs, writeSlotKargs } from './deployment-kargs.ts';
 
 /** S/larch/deploy/X.json */
 export interface DeploymentRecord {
@@ -57,6 +58,13 @@ export interface DeploymentRecord {
    * this deployment). Absent in records written before agents were recorded.
    */
   agent?: RecordedAgent | null;
+  /**
+   * Its kernel arguments as the bootloader passes them (larch.slot= aside), also in its per-slot
+   * file S/boot/X/larch.env or kargs.grubenv; absent where larch manages none (deployment-kargs.ts).
+   */
+  kargs?: string[];
+  /** The vendor's list `kargs` was made from: the next upgrade applies the vendor's change to it (kargs.ts computeKargs). */
+  kargsVendor?: string[];
 }
 
 /** S/larch/deploy/X.finalizing: written when finalize starts on slot X, removed when it completes. */
@@ -80,6 +88,8 @@ export interface WriteDeploymentOptions {
   signedBy: string[];
   /** Merge /etc against the booted slot; absent for a first deployment. */
   merge?: { bootedSlot: Slot; merger: EtcMerger };
+  /** The deployment's kernel arguments; absent where the device manages none. */
+  kargs?: DeploymentKargs;
 }
 
 /** The vendor /etc of a deployment (moved out of /etc at deploy time). */
@@ -94,6 +104,8 @@ export const VENDOR_ETC = join('usr', 'etc');
 export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, commitId: ObjectId, opts: WriteDeploymentOptions): Promise<DeploymentRecord> {
   const commit = await repo.readCommit(commitId);
   const plan = await planDeployment(repo, commitId);
+  // The arguments are computed before anything is written: a bad kargs.d file changes nothing.
+  const kargs = opts.kargs ? await deploymentKargs(repo, commitId, opts.kargs) : null;
   const dir = sysroot.deployDir(slot);
   const tmp = `${dir}.tmp`;
   const bootTmp = `${sysroot.slotBootDir(slot)}.tmp`;
@@ -141,6 +153,8 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
     if (!(await exists(sysroot.varDir))) await mkdir(sysroot.varDir, { recursive: true });
 
     const bootFiles = await copyBootFiles(plan, join(tmp, 'boot'), bootTmp);
+    // The arguments go with the kernel they belong to, in the same rename.
+    if (kargs && opts.kargs) await writeSlotKargs(bootTmp, opts.kargs.bootloader, slot, kargs.kargs);
     // S/boot is usually its own (FAT) partition: syncfs of the root does not reach it.
     await syncFilesystem(sysroot.path, [tmp]);
     await syncFilesystem(sysroot.bootDir, [bootTmp]);
@@ -170,6 +184,7 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
       ...(Object.keys(plan.aliases).length > 0 ? { bootAliases: plan.aliases } : {}),
       etcMerge,
       agent,
+      ...(kargs ?? {}),
     };
     await writeFileAtomic(sysroot.deployRecordPath(slot), encodeDeploymentRecord(record));
     failpoint('deploy::after-record-write');
@@ -224,7 +239,13 @@ export async function recoverEtcSwap(sysroot: Sysroot, slot: Slot): Promise<'new
 }
 
 /** The record's fields stored under snake_case keys (records before 0.2 used these names; they are still read). */
-const RECORD_KEYS = ['signedBy', 'deployedAt', 'bootFiles', 'bootAliases', 'etcMerge', 'finalizeInterrupted'] as const;
+const RECORD_KEYS = ['signedBy', 'deployedAt', 'bootFiles', 'bootAliases', 'etcMerge', 'finalizeInterrupted', 'kargsVendor'] as const;
+
+/** A deployment's lists: the commit's vendor list, and what `derive` makes of it. @throws INVALID_INPUT */
+async function deploymentKargs(repo: Repo, commitId: ObjectId, k: DeploymentKargs): Promise<KargsPair> {
+  const kargsVendor = await commitVendorKargs(repo, commitId, k.defaults);
+  return { kargs: k.derive(kargsVendor), kargsVendor };
+}
 
 /** The text of S/larch/deploy/X.json. */
 export function encodeDeploymentRecord(record: DeploymentRecord): string {

@@ -19,6 +19,12 @@ export interface FailedRelease {
   failed_checks: string[];
   /** The slot it failed in. */
   slot: string;
+  /**
+   * The kernel arguments it failed with (a `larch kargs` deployment of a good commit fails by its
+   * arguments, not its tree); absent or null: with any arguments (records before kargs, devices
+   * whose arguments larch does not manage).
+   */
+  kargs?: string[] | null;
 }
 
 /** The file's content. */
@@ -32,9 +38,13 @@ export const MAX_FAILED_RELEASES = 32;
 
 export const EMPTY_FAILED_RELEASES: FailedReleases = { format: 1, releases: [] };
 
-/** The record of a commit, or null when it never failed here. */
-export function findFailed(f: FailedReleases, commit: string): FailedRelease | null {
-  return f.releases.find((r) => r.commit === commit) ?? null;
+/**
+ * The record of a commit, or null when it never failed here. With `kargs`, only a failure with
+ * those arguments (or one that names none) counts: the same commit may boot with other ones.
+ */
+export function findFailed(f: FailedReleases, commit: string, kargs?: readonly string[]): FailedRelease | null {
+  const sameKargs = (r: FailedRelease) => kargs === undefined || !r.kargs || (r.kargs.length === kargs.length && r.kargs.every((a, i) => a === kargs[i]));
+  return f.releases.find((r) => r.commit === commit && sameKargs(r)) ?? null;
 }
 
 /**
@@ -60,7 +70,7 @@ export function toFailedReleases(o: unknown): FailedReleases {
   const releases = (o as { releases: unknown[] }).releases.map((r, i) => {
     const e = r as Partial<FailedRelease>;
     if (typeof e !== 'object' || e === null || typeof e.commit !== 'string' || typeof e.version !== 'string' || typeof e.time !== 'string' || !Array.isArray(e.failed_checks)) throw new TypeError(`releases[${i}] lacks commit, version, time or failed_checks`);
-    return { commit: e.commit, version: e.version, time: e.time, reason: e.reason ?? 'fell-back', failed_checks: e.failed_checks.map(String), slot: String(e.slot ?? '') } as FailedRelease;
+    return { commit: e.commit, version: e.version, time: e.time, reason: e.reason ?? 'fell-back', failed_checks: e.failed_checks.map(String), slot: String(e.slot ?? ''), ...(Array.isArray(e.kargs) ? { kargs: e.kargs.map(String) } : {}) } as FailedRelease;
   });
   return { format: 1, releases };
 }
@@ -72,5 +82,7 @@ export function formatFailedReleases(f: FailedReleases): string {
 /** One sentence for status and refusals: "2 failed on this device at T (checks: x); waiting for a newer release". */
 export function describeFailure(r: FailedRelease): string {
   const how = r.reason === 'marked-bad' ? 'was marked bad on this device' : 'failed on this device';
-  return `${r.version} ${how} at ${r.time}${r.failed_checks.length ? ` (failed checks: ${r.failed_checks.join(', ')})` : ''}; waiting for a newer release`;
+  const checks = r.failed_checks.length ? ` (failed checks: ${r.failed_checks.join(', ')})` : '';
+  if (r.kargs) return `${r.version} ${how} at ${r.time} with kernel arguments '${r.kargs.join(' ')}'${checks}; waiting for a newer release, or other arguments (larch kargs)`;
+  return `${r.version} ${how} at ${r.time}${checks}; waiting for a newer release`;
 }

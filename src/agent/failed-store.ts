@@ -42,16 +42,21 @@ export async function forgetFailedRelease(sysroot: Sysroot, commit: string): Pro
  * unhealthy (`triesLeft` is what the bootloader left), or the bootloader fell back away from
  * `fellBackFrom`. The failed checks of a fallback are those of the last boot of that commit.
  */
-export async function rememberBootFailure(sysroot: Sysroot, o: { slot: Slot; commit: string | null; version: string | null; retry: boolean; triesLeft: number; failed: string[]; fellBackFrom: Slot | null; previousBoot: LastBoot | null }): Promise<void> {
+export async function rememberBootFailure(sysroot: Sysroot, o: { slot: Slot; commit: string | null; version: string | null; kargs?: string[]; retry: boolean; triesLeft: number; failed: string[]; fellBackFrom: Slot | null; previousBoot: LastBoot | null }): Promise<void> {
   const time = new Date().toISOString();
   if (o.retry && o.triesLeft === 0 && o.commit) {
-    await rememberFailure(sysroot, { commit: o.commit, version: o.version ?? '', time, reason: 'tries-exhausted', failed_checks: o.failed, slot: o.slot });
+    await rememberFailure(sysroot, { commit: o.commit, version: o.version ?? '', time, reason: 'tries-exhausted', failed_checks: o.failed, slot: o.slot, ...kargsOf(o.kargs) });
   }
   if (o.fellBackFrom) {
     const left = await readDeployment(sysroot, o.fellBackFrom);
     if (!left) return;
     const prev = o.previousBoot;
     const checks = prev && prev.commit === left.commit && !prev.healthy ? prev.failed_checks : [];
-    await rememberFailure(sysroot, { commit: left.commit, version: left.version, time, reason: 'fell-back', failed_checks: checks, slot: o.fellBackFrom });
+    await rememberFailure(sysroot, { commit: left.commit, version: left.version, time, reason: 'fell-back', failed_checks: checks, slot: o.fellBackFrom, ...kargsOf(left.kargs) });
   }
+}
+
+/** A failure names the kernel arguments of a deployment that has them (failed-releases.ts). */
+export function kargsOf(kargs: string[] | undefined): { kargs?: string[] } {
+  return kargs ? { kargs } : {};
 }

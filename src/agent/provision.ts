@@ -73,6 +73,8 @@ export interface ProvisionOptions {
    * --architecture. Each one not given is taken from the summary (collection id) or the commit.
    */
   bind?: Partial<Binding>;
+  /** The board's default kernel arguments (--kargs): larch manages each deployment's from them (deployment-kargs.ts). */
+  kargs?: string[];
   progress?: (done: number, total: number | null) => void;
 }
 
@@ -114,6 +116,8 @@ export interface ProvisionRequest {
   collection_id?: string | null;
   compatible?: string | null;
   architecture?: string | null;
+  /** --kargs as given (null: none, larch manages no kernel arguments). */
+  kargs?: string[] | null;
 }
 
 interface ProvisionRecord {
@@ -234,6 +238,7 @@ async function readInputs(opts: ProvisionOptions): Promise<Inputs> {
     collection_id: opts.bind?.collection_id ?? null,
     compatible: opts.bind?.compatible ?? null,
     architecture: opts.bind?.architecture ?? null,
+    kargs: opts.kargs ?? null,
   };
   for (const [field, value] of Object.entries(opts.bind ?? {}) as [keyof Binding, string | null | undefined][]) {
     const problem = value === undefined || value === null ? null : bindingValueProblem(field, value);
@@ -260,7 +265,7 @@ async function readProvisioned(sysroot: Sysroot): Promise<{ options: ProvisionRe
   const keys: string[] = [];
   const names = await readdir(sysroot.keysDir).catch(() => [] as string[]);
   for (const n of names.filter((n) => n.endsWith('.pub'))) keys.push(keyId(await readPublicKey(join(sysroot.keysDir, n))));
-  const none: ProvisionRequest = { url: '', ref: '', bootloader: config.bootloader, tries: 0, keys: [], version: null, fw_env_config: null, device_id: null, mqtt_username: null, mqtt_password_file: null, mqtt_ca: null, mqtt_cert: null, mqtt_key: null, daemon_conf: {}, collection_id: null, compatible: null, architecture: null };
+  const none: ProvisionRequest = { url: '', ref: '', bootloader: config.bootloader, tries: 0, keys: [], version: null, fw_env_config: null, device_id: null, mqtt_username: null, mqtt_password_file: null, mqtt_ca: null, mqtt_cert: null, mqtt_key: null, daemon_conf: {}, collection_id: null, compatible: null, architecture: null, kargs: null };
   const options: ProvisionRequest = { ...none, ...record?.options, url: config.remote.url, ref: config.ref, bootloader: config.bootloader, tries: config.tries, keys: [...new Set(keys)].sort() };
   return { options, installed: record ? { commit: record.commit, version: record.version } : { commit: a.commit, version: a.version }, agent: a.agent ? { version: a.agent.version } : null };
 }
@@ -316,9 +321,10 @@ async function build(staging: Sysroot, opts: ProvisionOptions, input: Inputs): P
   const verified = await verifyCommit(repo, commit, trusted);
   if (!verified.valid) throw new LarchError('SIGNATURE_INVALID', `commit ${commit} is not signed by a trusted key (${trusted.map(keyId).join(', ')})`, { data: { commit } });
 
-  const record = await writeDeployment(staging, repo, 'A', commit, { origin: { remote: opts.remoteUrl, ref: opts.ref }, signedBy: verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.key_id) });
+  const kargs = opts.kargs ? { bootloader: opts.bootloader, defaults: opts.kargs, derive: (vendor: string[]) => vendor } : undefined;
+  const record = await writeDeployment(staging, repo, 'A', commit, { origin: { remote: opts.remoteUrl, ref: opts.ref }, signedBy: verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.key_id), kargs });
   await repo.writeRef('larch/slot-A', commit);
-  const config: DeviceConfig = { larch: 1, remote: { url: opts.remoteUrl, kind: opts.remoteKind, ...(opts.remoteKind === 'mqtt' && remoteAuth ? { mqtt: remoteAuth } : {}) }, ref: opts.ref, bootloader: opts.bootloader, tries: opts.tries, pinned: false, summarySerial: summary.serial, ...bindingConfig(bound) };
+  const config: DeviceConfig = { larch: 1, remote: { url: opts.remoteUrl, kind: opts.remoteKind, ...(opts.remoteKind === 'mqtt' && remoteAuth ? { mqtt: remoteAuth } : {}) }, ref: opts.ref, bootloader: opts.bootloader, tries: opts.tries, pinned: false, summarySerial: summary.serial, ...bindingConfig(bound), ...(opts.kargs ? { kargs: opts.kargs } : {}) };
   await staging.writeConfig(config);
   const provisioned: ProvisionRecord = { larch: 1, time: new Date().toISOString(), options: input.request, commit, version: record.version };
   await writeFileAtomic(staging.provisionRecordPath, JSON.stringify(provisioned, null, 2) + '\n');

@@ -9,7 +9,8 @@ import { type BootEnvHealth, type LastBoot, bootedSlot, lastBootPath, readBootSt
 import { type DeploymentRecord, readDeployment } from './deploy.ts';
 import { type FailedRelease, type FailedReleases, describeFailure, findFailed } from './failed-releases.ts';
 import { readFailedReleases } from './failed-store.ts';
-import type { Sysroot } from './sysroot.ts';
+import type { DeviceConfig, Sysroot } from './sysroot.ts';
+import { recordKargs } from './deployment-kargs.ts';
 import { trustStatus } from './trust-store.ts';
 import { type AgentStatus, deploymentAgent } from './agent-binary.ts';
 import { LarchError } from '../errors.ts';
@@ -32,6 +33,8 @@ export interface DeploymentStatus {
   finalize_interrupted?: { started: string; detected: string; from_slot: Slot } | null;
   /** The agent that runs this deployment: its own /usr/bin/larch, or the legacy S/larch/bin/larch (agent-binary.ts). */
   agent: AgentStatus;
+  /** Its kernel arguments as written on the command line (larch.slot= aside); null where larch manages none (provisioned without --kargs). */
+  kargs: string[] | null;
   /** The vendor commit the deployment was built from: for one with nothing layered, its own commit and version. */
   base: { commit: string; version: string };
   /** The packages layered on the base (names, sorted; not their dependencies). */
@@ -108,7 +111,7 @@ export async function readStatus(sysroot: Sysroot): Promise<Status> {
   const agents: Record<Slot, AgentStatus | null> = { A: null, B: null };
   for (const s of SLOTS) if (records[s]) agents[s] = await deploymentAgent(sysroot, sysroot.deployDir(s), records[s]!.agent);
   const layers = await deployedLayers(sysroot, records);
-  const view = (slot: Slot | null) => (slot && records[slot] ? deploymentStatus(records[slot]!, state, agents[slot]!, layers[slot]) : null);
+  const view = (slot: Slot | null) => (slot && records[slot] ? deploymentStatus(records[slot]!, state, agents[slot]!, layers[slot], config) : null);
   const others = booted ? [other(booted)] : [...SLOTS];
   const pendingSlot = others.find((s) => records[s] && state.order[0] === s && !state.slots[s].good && isBootable(state, s)) ?? null;
   const failed = await readFailedReleases(sysroot);
@@ -135,7 +138,7 @@ export async function readStatus(sysroot: Sysroot): Promise<Status> {
     },
     last_boot: await readJsonFile<LastBoot>(lastBootPath(sysroot)),
     last_update: await readJsonFile<LastUpdate>(lastUpdatePath(sysroot)),
-    deployments: SLOTS.filter((s) => records[s]).map((s) => ({ label: labels[s]!, ...deploymentStatus(records[s]!, state, agents[s]!, layers[s]) })),
+    deployments: SLOTS.filter((s) => records[s]).map((s) => ({ label: labels[s]!, ...deploymentStatus(records[s]!, state, agents[s]!, layers[s], config) })),
     next_boot: nextBoot,
     failed_releases: failed.releases,
     boot_env: env.health,
@@ -149,7 +152,7 @@ function labelDeployments(state: BootState, records: Record<Slot, DeploymentReco
     const r = records[s];
     if (!r) return null;
     if (s === booted) return 'booted';
-    if (!state.slots[s].good) return isBootable(state, s) ? 'staged' : findFailed(failed, r.commit) ? 'failed' : 'unbootable';
+    if (!state.slots[s].good) return isBootable(state, s) ? 'staged' : findFailed(failed, r.commit, r.kargs) ? 'failed' : 'unbootable';
     return s === nextBoot && (booted === null || state.order[0] === s) ? 'next-boot' : 'rollback';
   };
   return { A: label('A'), B: label('B') };
@@ -192,7 +195,7 @@ export function layerStatus(commit: string, version: string, layer: LayerInfo | 
   };
 }
 
-function deploymentStatus(r: DeploymentRecord, state: BootState, agent: AgentStatus, d: DeployedLayer): DeploymentStatus {
+function deploymentStatus(r: DeploymentRecord, state: BootState, agent: AgentStatus, d: DeployedLayer, config: DeviceConfig): DeploymentStatus {
   return {
     slot: r.slot,
     commit: r.commit,
@@ -208,6 +211,7 @@ function deploymentStatus(r: DeploymentRecord, state: BootState, agent: AgentSta
     etc_conflicts: r.etcMerge?.conflicts ?? [],
     finalize_interrupted: r.finalizeInterrupted ?? null,
     agent,
+    kargs: recordKargs(config, r)?.kargs ?? null,
     ...layerStatus(r.commit, r.version, d.layer, d.error),
   };
 }
@@ -242,6 +246,7 @@ export function formatStatus(s: Status): string {
     const trust = !d.local ? `signed by ${d.signed_by.join(', ') || 'nobody'}` : `made on this device from base ${d.base.version} ${d.base.commit.slice(0, 12)}${d.signed_by.length > 0 ? `, signed by ${d.signed_by.join(', ')}` : ''}`;
     lines.push(`    ${d.good ? 'good' : d.tries_left > 0 ? `unconfirmed, ${d.tries_left} tries left` : 'not bootable'}; from ${d.origin.remote} ${d.origin.ref}; ${trust}`);
     lines.push(`    agent: ${d.agent.in_tree ? `larch ${d.agent.version ?? '(version unknown)'} (${d.agent.path})` : d.agent.path ? `none in the tree: the device's ${d.agent.path}` : 'none in the tree, and no legacy agent'}`);
+    if (d.kargs) lines.push(`    kernel arguments: ${d.kargs.join(' ') || '(none)'}`);
     if (d.etc_conflicts.length > 0) lines.push(`    /etc conflicts (vendor's version saved as FILE.larchnew): ${d.etc_conflicts.join(', ')}`);
     lines.push(...formatLayer(d));
     if (d.finalize_interrupted) lines.push(`    FINALIZE INTERRUPTED (started ${d.finalize_interrupted.started}): /etc edits made on slot ${d.finalize_interrupted.from_slot} after the upgrade may be missing (see larch history)`);

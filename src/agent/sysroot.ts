@@ -52,6 +52,12 @@ export interface DeviceConfig {
   architecture?: string;
   /** The trust_version of the summary whose serial is summarySerial: the floor holds within one trust version (a new trust document resets it). */
   summaryTrustVersion?: number;
+  /**
+   * The board's default kernel arguments (provision --kargs; image build gives its profile's),
+   * the start of every deployment's vendor list (agent/deployment-kargs.ts). Absent: larch
+   * manages no kernel arguments on this device; its boot script's own are used.
+   */
+  kargs?: string[];
 }
 
 /** Fields of config.json stored under snake_case keys (before 0.2 under these names; still read). */

@@ -47,6 +47,8 @@ import { legacyAgentPath, retireLegacyAgent } from './agent-binary.ts';
 import { type Origin, baseCommitOf, writeOrigin } from './layering/origin.ts';
 import { reapplyLayers } from './layering/reapply.ts';
 import { baseOf, refuseRemoteLocal } from './layering/trust.ts';
+import { type DeploymentKargs, recordKargs } from './deployment-kargs.ts';
+import { computeKargs } from './kargs.ts';
 
 export interface UpdateContext {
   sysroot: Sysroot;
@@ -316,7 +318,7 @@ async function writeBaseRef(repo: Repo, slot: Slot, commit: ObjectId | null): Pr
 }
 
 /** Writing the other slot while the booted one is unconfirmed could replace the last tree known to boot. @throws REFUSED */
-function requireBootedGood(state: BootState, booted: { slot: Slot; record: DeploymentRecord }): void {
+export function requireBootedGood(state: BootState, booted: { slot: Slot; record: DeploymentRecord }): void {
   if (state.slots[booted.slot].good) return;
   throw new LarchError('REFUSED', `the booted slot ${booted.slot} (version ${booted.record.version}) is not confirmed yet, so the other slot may hold the only tree known to boot`, {
     hint: "let boot-check mark it good (or run 'larch mark-good'), then try again; upgrade --download-only works meanwhile",
@@ -324,18 +326,23 @@ function requireBootedGood(state: BootState, booted: { slot: Slot; record: Deplo
   });
 }
 
-/** Writes commit into the slot beside `bootedSlot` and makes it first with the configured tries. */
-async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: Slot, commit: ObjectId, signedBy: string[], origin: Origin | null = null): Promise<DeploymentRecord> {
+/**
+ * Writes commit into the slot beside `bootedSlot` and makes it first with the configured tries.
+ * Its kernel arguments are the booted deployment's with the vendor's change applied (kargs.ts
+ * computeKargs), or exactly `kargs` (larch kargs).
+ */
+export async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: Slot, commit: ObjectId, signedBy: string[], origin: Origin | null = null, kargs?: string[]): Promise<DeploymentRecord> {
   const { sysroot } = ctx;
   const slot = other(bootedSlotName);
   const repo = await sysroot.openRepo();
   // Before anything is written: the tree is deployable (planDeployment) and its boot files fit.
   const plan = await repairing(ctx, repo, commit, () => planDeployment(repo, commit));
   await checkDeployable(sysroot, plan, bootedSlotName, commit);
+  const kargsFrom = await stagedKargs(sysroot, config, bootedSlotName, kargs);
   // First: the bootloader must not boot the slot while it is rewritten.
   await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-prepared', slot }));
   failpoint('update::after-mark-unbootable');
-  const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger } });
+  const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger }, kargs: kargsFrom });
   const record = await repairing(ctx, repo, commit, write);
   await repo.writeRef(`larch/slot-${slot}`, commit);
   await writeBaseRef(repo, slot, commit);
@@ -353,6 +360,15 @@ async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: S
     data: { etc_conflicts: record.etcMerge?.conflicts ?? [] },
   });
   return record;
+}
+
+/** How a staged deployment gets its kernel arguments; undefined where the device manages none. */
+async function stagedKargs(sysroot: Sysroot, config: DeviceConfig, bootedSlotName: Slot, exact?: string[]): Promise<DeploymentKargs | undefined> {
+  if (!config.kargs) return undefined;
+  const booted = await readDeployment(sysroot, bootedSlotName);
+  const from = booted ? recordKargs(config, booted) : null;
+  const derive = exact ? () => [...exact] : from ? (vendor: string[]) => computeKargs(from.kargs, from.kargsVendor, vendor) : (vendor: string[]) => vendor;
+  return { bootloader: config.bootloader, defaults: config.kargs, derive };
 }
 
 /**

@@ -25,6 +25,8 @@ export interface ParsedArgs {
   values: Record<string, string | boolean | string[] | undefined>;
   positionals: string[];
   json: boolean;
+  /** The options in command-line order, for a command whose options apply left to right (kargs). */
+  ordered?: { name: string; value: string | undefined }[];
 }
 
 export const COMMON_OPTIONS: OptionSpec = {
@@ -34,9 +36,10 @@ export const COMMON_OPTIONS: OptionSpec = {
 
 export function parse(cmd: Command, argv: string[]): ParsedArgs & { help: boolean } {
   try {
-    const { values, positionals } = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...cmd.options }, allowPositionals: true, strict: true });
+    const { values, positionals, tokens } = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...cmd.options }, allowPositionals: true, strict: true, tokens: true });
     if (!cmd.positionals && positionals.length > 0) throw new Error(`unexpected argument '${positionals[0]}'`);
-    return { values: values as ParsedArgs['values'], positionals, json: values.json === true, help: values.help === true };
+    const ordered = tokens.flatMap((t) => (t.kind === 'option' ? [{ name: t.name, value: t.value }] : []));
+    return { values: values as ParsedArgs['values'], positionals, json: values.json === true, help: values.help === true, ordered };
   } catch (err) {
     if (err instanceof LarchError) throw err;
     throw new LarchError('USAGE', `${cmd.name}: ${(err as Error).message.replace(/\. To specify.*$/s, '')}`, { hint: `run 'larch ${cmd.name} --help'`, data: { command: cmd.name, argv } });

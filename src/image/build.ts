@@ -176,7 +176,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     log(`provisioning the sysroot from ${repo.path}`);
     // The device is bound to the board's architecture and hardware (agent/product-binding.ts).
     const compatible = opts.compatible ?? commitBinding((await repo.readCommit(commit)).metadata).compatible ?? board.name;
-    await provisionFromRepo(repo, sysrootPath, { ref: ref!, commit, signKeys: opts.signKeys, trustedKeys: opts.trustedKeys, repoUrl: opts.repoUrl, bootloader: board.bootloader, bind: { architecture: board.architecture, compatible } });
+    await provisionFromRepo(repo, sysrootPath, { ref: ref!, commit, signKeys: opts.signKeys, trustedKeys: opts.trustedKeys, repoUrl: opts.repoUrl, bootloader: board.bootloader, bind: { architecture: board.architecture, compatible }, kargs: profileKargs(board) });
     // A commit carrying its agent (/usr/bin/larch) runs it; one without gets the legacy S/larch/bin/larch.
     const sysroot = new Sysroot(sysrootPath);
     if (!(await isAgentFile(treeAgentPath(sysroot.deployDir('A'))))) {
@@ -203,7 +203,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
  * is. Its serial is the published one (0 when none), so the image's device accepts R's current
  * summary and every later one (a higher serial would refuse R's until the next publish).
  */
-export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: 'grub' | 'uboot'; bind?: Partial<Binding> }): Promise<void> {
+export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: 'grub' | 'uboot'; bind?: Partial<Binding>; kargs?: string[] }): Promise<void> {
   const now = Math.floor(Date.now() / 1000);
   const { refs, deltas } = await summaryContents(repo, await deltaTrust(repo, opts.signKeys));
   const summary = encodeSummary({ serial: await publishedSerial(repo), created: now, expires: now + BUILD_SUMMARY_EXPIRES_IN, refs, deltas, ...(repo.collectionId === null ? {} : { collectionId: repo.collectionId }) });
@@ -218,6 +218,7 @@ export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: {
     tries: DEFAULT_TRIES,
     target: opts.commit,
     bind: opts.bind,
+    kargs: opts.kargs,
   });
 }
 

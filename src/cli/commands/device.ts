@@ -10,6 +10,7 @@ import { bootCheck, markSlot, simBoot } from '../../agent/boot-check.ts';
 import { readJournal } from '../../agent/journal.ts';
 import { provision as provisionSysroot } from '../../agent/provision.ts';
 import { describeFailure } from '../../agent/failed-releases.ts';
+import { splitCommandLine } from '../../agent/kargs.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
 import { DEFAULT_SYSROOT, type RemoteMqttAuth } from '../../agent/sysroot.ts';
 import { isLocalRemote } from '../../agent/remote/local-fetch.ts';
@@ -63,7 +64,7 @@ function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
 export const provision: Command = {
   name: 'provision',
   summary: 'set up an empty sysroot: repo, keys, first deployment in slot A, boot state',
-  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS, 'device-id': { type: 'string' }, 'daemon-conf': { type: 'string', multiple: true }, force: { type: 'boolean' }, 'collection-id': { type: 'string' }, compatible: { type: 'string' }, architecture: { type: 'string' } },
+  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS, 'device-id': { type: 'string' }, 'daemon-conf': { type: 'string', multiple: true }, force: { type: 'boolean' }, 'collection-id': { type: 'string' }, compatible: { type: 'string' }, architecture: { type: 'string' }, kargs: { type: 'string' } },
   help: `NAME
   larch provision - factory set-up of a device's sysroot
 
@@ -72,7 +73,7 @@ SYNOPSIS
                   [--bootloader uboot|grub] [--fw-env-config F] [--commit ID | --version V] [--tries N] [--json]
                   [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F] [--mqtt-cert F] [--mqtt-key F]
                   [--device-id ID] [--daemon-conf F.conf ...] [--force]
-                  [--collection-id ID] [--compatible ID] [--architecture ARCH]
+                  [--collection-id ID] [--compatible ID] [--architecture ARCH] [--kargs 'ARGS']
 
 DESCRIPTION
   Sets up an empty sysroot (a directory, or a mounted image): the local repo, the trusted
@@ -86,7 +87,7 @@ DESCRIPTION
   Idempotent: running it again with the same options changes nothing ("already-provisioned").
   Other options are refused (exit 11, data.differs names them: url, ref, bootloader, tries,
   keys, version, fw_env_config, device_id, mqtt_username, mqtt_password_file, mqtt_ca,
-  mqtt_cert, mqtt_key, daemon_conf, collection_id, compatible, architecture) unless --force. Without --commit/--version, any
+  mqtt_cert, mqtt_key, daemon_conf, collection_id, compatible, architecture, kargs) unless --force. Without --commit/--version, any
   installed version matches.
 
 OPTIONS
@@ -128,6 +129,12 @@ ${MQTT_AUTH_HELP}
                   incompatible, wrong-architecture, data.device, data.offered) a summary or
                   commit bound to another value, before anything is written. Commits and
                   summaries that carry none are accepted. Provision refuses them the same way
+  --kargs 'ARGS'  the board's default kernel arguments, one command line
+                  ('console=ttyS0,115200 larch.root=LABEL=larch-root'; image build gives its
+                  board profile's). With it, larch manages each deployment's arguments: the
+                  defaults, then the commit's /usr/lib/larch/kargs.d/*.conf, then local changes
+                  ('larch kargs'), written beside the slot's kernel (docs/boot.md). Without it,
+                  the boot script's own larch_bootargs are used and 'larch kargs' refuses
   --json          print {"result", "sysroot", "slot", "commit", "version", "bootloader", "download",
                   "agent": {"version"} of the commit's /usr/bin/larch, or null when it carries none}
 
@@ -170,6 +177,7 @@ EXAMPLES
       target: opt(args, 'commit') ?? opt(args, 'version'),
       fwEnvConfig: opt(args, 'fw-env-config'),
       bind: { collection_id: opt(args, 'collection-id'), compatible: opt(args, 'compatible'), architecture: opt(args, 'architecture') },
+      kargs: opt(args, 'kargs') === undefined ? undefined : splitCommandLine(opt(args, 'kargs')!, 'provision --kargs'),
       progress,
     }).finally(() => finishProgress(progress));
     if (args.json) printJson(io, result);

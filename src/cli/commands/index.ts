@@ -38,6 +38,7 @@ const publish: Module = async () => [(await import('./publish.ts')).publish];
 const serve: Module = async () => [(await import('./serve.ts')).serve];
 const device: Module = async () => (await import('./device.ts')).deviceCommands;
 const layering: Module = async () => (await import('./layering.ts')).layeringCommands;
+const kargs: Module = async () => (await import('./kargs.ts')).kargsCommands;
 const daemon: Module = async () => [(await import('./daemon.ts')).daemon];
 const announce: Module = async () => [(await import('./announce.ts')).announceCmd];
 const sendCommand: Module = async () => [(await import('./send-command.ts')).sendCommandCmd];
@@ -71,6 +72,7 @@ export const COMMAND_TABLE: readonly (readonly [name: string, module: Module])[]
   ['publish', publish],
   ['serve', serve],
   ...['provision', 'status', 'check', 'upgrade', 'deploy', 'rollback', 'finalize', 'cleanup', 'pin', 'unpin', 'history', 'boot-check', 'mark-good', 'mark-bad', 'sim-boot'].map((n) => [n, device] as const),
+  ['kargs', kargs],
   ...['install', 'uninstall', 'override replace', 'override remove', 'override reset'].map((n) => [n, layering] as const),
   ['daemon', daemon],
   ['announce', announce],

@@ -13,7 +13,7 @@ import { type DeploymentStatus, type Status, layerStatus } from '../../../src/ag
 const NOW = new Date('2026-03-01T12:00:00.000Z');
 
 function deployment(slot: 'A' | 'B', version: string, good: boolean): DeploymentStatus {
-  return { slot, commit: slot.toLowerCase().repeat(64), version, timestamp: '2026-02-01T00:00:00Z', subject: 's', origin: { remote: 'r', ref: 'os/stable' }, signed_by: ['k'], deployed_at: '2026-02-02T00:00:00Z', good, tries_left: good ? 0 : 2, etc_conflicts: [], agent: { version: null, path: null, in_tree: false }, ...layerStatus(slot.toLowerCase().repeat(64), version, null) };
+  return { slot, commit: slot.toLowerCase().repeat(64), version, timestamp: '2026-02-01T00:00:00Z', subject: 's', origin: { remote: 'r', ref: 'os/stable' }, signed_by: ['k'], deployed_at: '2026-02-02T00:00:00Z', good, tries_left: good ? 0 : 2, etc_conflicts: [], agent: { version: null, path: null, in_tree: false }, kargs: null, ...layerStatus(slot.toLowerCase().repeat(64), version, null) };
 }
 
 function deviceStatus(over: Partial<Status> = {}): Status {

@@ -1,0 +1,83 @@
+/**
+ * The kernel arguments of deployments on a device (issue 19; docs/boot.md "Kernel arguments").
+ * The rules are kargs.ts's (pure); this module reads and writes them: the vendor's list of a
+ * commit (the board's defaults from config.json, then the commit's /usr/lib/larch/kargs.d/*.conf),
+ * a deployment's list (its record), and the per-slot file the bootloader reads
+ * (bootcount/slot-kargs.ts). A device provisioned without --kargs has no board defaults: larch
+ * then leaves the command line to the boot script (larch_bootargs) and manages none.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LarchError } from '../errors.ts';
+import { writeFileAtomic } from '../_durable.ts';
+import { decodeSlotKargs, encodeSlotKargs, slotKargsFileName } from '../bootcount/slot-kargs.ts';
+import type { Slot } from '../bootcount/state.ts';
+import type { ObjectId } from '../store/object.ts';
+import type { Repo } from '../store/repo.ts';
+import { readTreeDir } from '../store/tree-file.ts';
+import { splitCommandLine, vendorKargs } from './kargs.ts';
+import type { BootloaderKind, DeviceConfig, Sysroot } from './sysroot.ts';
+
+/** Where a commit's vendor arguments are, in its tree. */
+export const KARGS_D = 'usr/lib/larch/kargs.d';
+
+/** How writeDeployment gets a deployment's arguments (none: the device does not manage them). */
+export interface DeploymentKargs {
+  bootloader: BootloaderKind;
+  /** The board's defaults (config.json `kargs`). */
+  defaults: readonly string[];
+  /** The deployment's list from the commit's vendor list (computeKargs, editKargs, or the vendor list itself). */
+  derive: (vendor: string[]) => string[];
+}
+
+/** A deployment's two lists (its record's `kargs` and `kargs_vendor`). */
+export interface KargsPair {
+  kargs: string[];
+  kargsVendor: string[];
+}
+
+/**
+ * The vendor's arguments of a commit: `defaults`, then each regular KARGS_D/*.conf of its tree
+ * in byte order of name. @throws INVALID_INPUT (a bad line, naming file and line; a .conf that is
+ * not a regular file), OBJECT_MISSING, OBJECT_CORRUPT
+ */
+export async function commitVendorKargs(repo: Repo, commitId: ObjectId, defaults: readonly string[]): Promise<string[]> {
+  const commit = await repo.readCommit(commitId);
+  const { files, skipped } = await readTreeDir(repo, commit.root, KARGS_D);
+  const odd = skipped.filter((n) => n.endsWith('.conf'));
+  if (odd.length > 0) throw new LarchError('INVALID_INPUT', `commit ${commitId} (version ${commit.version}): /${KARGS_D}/${odd[0]} is not a regular file`, { hint: `ship kernel arguments as regular files /${KARGS_D}/NAME.conf, and rebuild the tree`, data: { commit: commitId, path: `/${KARGS_D}/${odd[0]}` } });
+  const conf = files.filter((f) => f.name.endsWith('.conf')).map((f) => ({ name: `/${KARGS_D}/${f.name}`, text: f.content.toString('utf8') }));
+  return vendorKargs(defaults, conf);
+}
+
+/**
+ * A deployment's lists as its record has them; a record written before kargs existed (or by an
+ * older agent) has the board's defaults, which its boot script passes. Null: not managed here.
+ */
+export function recordKargs(config: DeviceConfig, record: { kargs?: string[]; kargsVendor?: string[] }): KargsPair | null {
+  if (record.kargs) return { kargs: record.kargs, kargsVendor: record.kargsVendor ?? config.kargs ?? [] };
+  return config.kargs ? { kargs: [...config.kargs], kargsVendor: [...config.kargs] } : null;
+}
+
+/** S/boot/X/larch.env or S/boot/X/kargs.grubenv. */
+export function slotKargsPath(sysroot: Sysroot, kind: BootloaderKind, slot: Slot): string {
+  return join(sysroot.slotBootDir(slot), slotKargsFileName(kind));
+}
+
+/** Writes slot's file (into `dir`, the slot's boot directory or its temporary twin). */
+export async function writeSlotKargs(dir: string, kind: BootloaderKind, slot: Slot, kargs: readonly string[]): Promise<void> {
+  await writeFileAtomic(join(dir, slotKargsFileName(kind)), encodeSlotKargs(kind, slot, kargs));
+}
+
+/**
+ * The arguments slot's bootloader passes from its file; null when the slot has none (the boot
+ * script's larch_bootargs then). @throws ENV_CORRUPT (a torn file: the slot does not boot)
+ */
+export async function readSlotKargs(sysroot: Sysroot, kind: BootloaderKind, slot: Slot): Promise<string[] | null> {
+  const path = slotKargsPath(sysroot, kind, slot);
+  const bytes = await readFile(path).catch((err) => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  });
+  return bytes ? splitCommandLine(decodeSlotKargs(kind, slot, bytes, path), path) : null;
+}
