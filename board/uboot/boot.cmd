@@ -21,8 +21,14 @@
 #   larch_kernel    Image    larch_initrd  initrd    larch_fdt  dtb    (files under /A and /B)
 #   larch_boot      booti (arm64); bootz for 32-bit ARM
 #   larch_env_addr  scratch RAM for the env file; default ${kernel_addr_r} (free until the kernel loads)
-#   larch_bootargs  kernel arguments; the script appends larch.slot=A|B
-#   larch_dryrun    1: print the choice and save the env as usual, but load no kernel (tests)
+#   larch_bootargs  kernel arguments of a slot without its own file (below); the script appends
+#                   larch.slot=A|B
+#   larch_dryrun    1: print the choice and the kernel arguments and save the env as usual, but load
+#                   no kernel (tests)
+# A slot's kernel arguments: X/larch.env beside X's kernel (src/bootcount/slot-kargs.ts; docs/boot.md
+# "Kernel arguments per slot"), a single-copy env of 0x1000 bytes holding bootargs, ending with
+# larch.slot=X. Without it, ${larch_bootargs} larch.slot=X (a slot written by an older agent). A file
+# that is short, fails its CRC, has no bootargs or names another slot: the slot does not boot.
 # distro_bootcmd sets devtype, devnum and distro_bootpart; without it, mmc 0:1.
 
 if test -z "${devtype}"; then setenv devtype mmc; fi
@@ -229,20 +235,50 @@ if test "${larch_saved}" = 0; then
 fi
 echo "larch: slot=${larch_slot} rescue=${larch_rescue} wrote=${larch_write}"
 
-# 5. Boot.
+# 5. Boot. First the slot's kernel arguments, loaded where the env was (free until the kernel
+#    loads): only bootargs is imported (env import names it), set as data, no hush expansion, so
+#    quotes and $ in an argument reach the kernel as written. The checks are those of
+#    decodeSlotKargs() in slot-kargs.ts: whole (0x1000 bytes; load reads at most one byte more),
+#    CRC (-c), bootargs present and ending with this slot's larch.slot= (SLRE has no \. : [.]).
+#    The regex matches the value with the same text, so setexpr leaves it as it was.
+setenv larch_kargs_file ${larch_slot}/larch.env
+setenv larch_kargs_ok 1
+if test -e ${devtype} ${larch_part} ${larch_kargs_file}; then
+  setenv larch_kargs_ok 0
+  setenv bootargs
+  if load ${devtype} ${larch_part} ${larch_env_addr} ${larch_kargs_file} 0x1001; then
+    if test "${filesize}" = 1000; then
+      if env import -c ${larch_env_addr} 0x1000 bootargs; then
+        if env exists bootargs; then
+          if setexpr bootargs sub " larch[.]slot=${larch_slot}$" " larch.slot=${larch_slot}"; then setenv larch_kargs_ok 1
+          elif setexpr bootargs sub "^larch[.]slot=${larch_slot}$" "larch.slot=${larch_slot}"; then setenv larch_kargs_ok 1; fi
+        fi
+      fi
+    fi
+  fi
+  if test "${larch_kargs_ok}" = 0; then
+    setenv bootargs
+    echo "larch: slot ${larch_slot}: its kernel arguments file ${larch_kargs_file} is damaged"
+  fi
+else
+  setenv bootargs "${larch_bootargs} larch.slot=${larch_slot}"
+fi
+# printenv shows the value as it is (echo would go through hush).
+if test "${larch_kargs_ok}" = 1; then echo -n "larch: "; printenv bootargs; fi
 if test "${larch_dryrun}" = 1; then
   echo "larch: dry run, not booting"
 else
-  setenv bootargs "${larch_bootargs} larch.slot=${larch_slot}"
-  if load ${devtype} ${larch_part} ${kernel_addr_r} ${larch_slot}/${larch_kernel}; then
-    setenv larch_initrd_arg -
-    if load ${devtype} ${larch_part} ${ramdisk_addr_r} ${larch_slot}/${larch_initrd}; then setenv larch_initrd_arg ${ramdisk_addr_r}:${filesize}; fi
-    # No fdt_addr_r (QEMU's U-Boot has none): the device tree U-Boot itself runs on.
-    setenv larch_fdt_addr ${fdtcontroladdr}
-    if test -n "${fdt_addr_r}"; then
-      if load ${devtype} ${larch_part} ${fdt_addr_r} ${larch_slot}/${larch_fdt}; then setenv larch_fdt_addr ${fdt_addr_r}; fi
+  if test "${larch_kargs_ok}" = 1; then
+    if load ${devtype} ${larch_part} ${kernel_addr_r} ${larch_slot}/${larch_kernel}; then
+      setenv larch_initrd_arg -
+      if load ${devtype} ${larch_part} ${ramdisk_addr_r} ${larch_slot}/${larch_initrd}; then setenv larch_initrd_arg ${ramdisk_addr_r}:${filesize}; fi
+      # No fdt_addr_r (QEMU's U-Boot has none): the device tree U-Boot itself runs on.
+      setenv larch_fdt_addr ${fdtcontroladdr}
+      if test -n "${fdt_addr_r}"; then
+        if load ${devtype} ${larch_part} ${fdt_addr_r} ${larch_slot}/${larch_fdt}; then setenv larch_fdt_addr ${fdt_addr_r}; fi
+      fi
+      ${larch_boot} ${kernel_addr_r} ${larch_initrd_arg} ${larch_fdt_addr}
     fi
-    ${larch_boot} ${kernel_addr_r} ${larch_initrd_arg} ${larch_fdt_addr}
   fi
   echo "larch: slot ${larch_slot} did not boot"
   # A spent try makes a reset safe (the count goes down); a good slot would loop, so stop here instead.

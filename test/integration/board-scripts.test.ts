@@ -5,6 +5,9 @@
  * userspace) runs board/grub/grub.cfg against a grubenv on a FAT disk image. After every boot the
  * chosen slot and the env on the disk must match the table, which bootloaderChoose() also passes
  * (test/unit/bootcount/state.test.ts): the scripts and the in-process simulation are the same thing.
+ * Then a few boots with a slot's own kernel arguments file (X/larch.env, X/kargs.grubenv; docs/boot.md
+ * "Kernel arguments per slot"): valid (quotes and $ arrive as data), absent (larch_bootargs), damaged
+ * (the slot does not boot).
  * A machine without the tools skips a bootloader; under CI the test fails naming what is missing.
  */
 import t from 'tap';
@@ -12,6 +15,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, openSync, writeSync, closeSync, ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { selectCopy } from '../../src/bootcount/uboot-env.ts';
+import { encodeGrubenv } from '../../src/bootcount/grubenv.ts';
+import { encodeSlotKargs } from '../../src/bootcount/slot-kargs.ts';
 import { type BootCase, type TableBoot, TORN_AT, loadBootCases } from '../../hil-tests/lib/boot-table.ts';
 import { ROOT, missingTools, tempDir, testNeeding } from '../helpers.ts';
 
@@ -32,11 +37,22 @@ function run(cmd: string, args: string[], input?: string): string {
   return r.stdout;
 }
 
-/** A disk image: one MBR partition (FAT, type 0x0c) at 1 MiB holding `files`. No root, no loop devices. */
-function makeFatDisk(path: string, files: string[]): void {
+/**
+ * A disk image: one MBR partition (FAT, type 0x0c) at 1 MiB holding `files` at its root and `tree`
+ * (path under the root, e.g. B/larch.env: bytes). No root, no loop devices.
+ */
+function makeFatDisk(path: string, files: string[], tree: Record<string, Uint8Array> = {}): void {
   const part = `${path}.part`;
   run('mkfs.vfat', ['-C', part, '2048']);
   if (files.length) run('mcopy', ['-i', part, ...files, '::/']);
+  const dirs = new Set<string>();
+  for (const [name, bytes] of Object.entries(tree)) {
+    const dir = name.split('/').slice(0, -1).join('/');
+    if (dir && !dirs.has(dir)) run('mmd', ['-i', part, `::/${dir}`]);
+    dirs.add(dir);
+    writeFileSync(`${path}.file`, bytes);
+    run('mcopy', ['-i', part, `${path}.file`, `::/${name}`]);
+  }
   const partBytes = readFileSync(part);
   const fd = openSync(path, 'w');
   try {
@@ -81,6 +97,56 @@ function expectedEnvs(c: BootCase, bootloader: 'uboot' | 'grub'): (Record<string
 function parseChoice(output: string): Omit<TableBoot, 'env'> | null {
   const m = /larch: slot=([AB]) rescue=([01]) wrote=([01])/.exec(output);
   return m ? { slot: m[1] as 'A' | 'B', rescue: m[2] === '1', wrote: m[3] === '1' } : null;
+}
+
+// ---- A slot's kernel arguments -----------------------------------------------------------------
+
+/** A slot's own arguments: a quoted one and a $, which must arrive as data. */
+const SLOT_KARGS = ['console=ttyS0', 'quiet', 'opt="a b"', 'x=$y'];
+/** The board's arguments, for a slot without its file. */
+const BOARD_KARGS = 'console=ttyAMA0 root=LABEL=larch-root';
+
+/**
+ * A boot with a slot's kernel arguments file: env missing, so the safe default boots `slot` (the LKG
+ * marker makes it B) with no write. `args`: the printed arguments (U-Boot: bootargs, with
+ * larch.slot=; GRUB: larch_kargs, without), or null when the file is damaged and the slot must not boot.
+ */
+interface KargsCase {
+  name: string;
+  slot: 'A' | 'B';
+  tree: Record<string, Uint8Array>;
+  args: string | null;
+}
+
+const ubootValidB = encodeSlotKargs('uboot', 'B', SLOT_KARGS);
+/** Run in this order: the short file follows the valid one, so the RAM after its end still holds the rest of a valid file. */
+const ubootKargsCases: KargsCase[] = [
+  { name: 'valid file', slot: 'B', tree: { 'A/larch.env': encodeSlotKargs('uboot', 'A', ['wrong-slot']), 'B/larch.env': ubootValidB }, args: `${SLOT_KARGS.join(' ')} larch.slot=B` },
+  { name: 'short file (the rest of a valid one in RAM)', slot: 'B', tree: { 'B/larch.env': ubootValidB.subarray(0, 2048) }, args: null },
+  { name: 'no file', slot: 'A', tree: { 'B/larch.env': ubootValidB }, args: `${BOARD_KARGS} larch.slot=A` },
+  // Zeros from byte 30 (past them it is zeros already): bootargs cut short, the CRC no longer matches.
+  { name: 'torn file (zeros from byte 30: bad CRC)', slot: 'A', tree: { 'A/larch.env': encodeSlotKargs('uboot', 'A', SLOT_KARGS).fill(0, 30) }, args: null },
+  { name: "the other slot's file", slot: 'B', tree: { 'B/larch.env': encodeSlotKargs('uboot', 'A', SLOT_KARGS) }, args: null },
+];
+
+const grubKargsCases: KargsCase[] = [
+  { name: 'valid file', slot: 'B', tree: { 'A/kargs.grubenv': encodeSlotKargs('grub', 'A', ['wrong-slot']), 'B/kargs.grubenv': encodeSlotKargs('grub', 'B', SLOT_KARGS) }, args: SLOT_KARGS.join(' ') },
+  { name: 'valid file, no arguments', slot: 'A', tree: { 'A/kargs.grubenv': encodeSlotKargs('grub', 'A', []) }, args: '' },
+  { name: 'no file', slot: 'A', tree: { 'B/kargs.grubenv': encodeSlotKargs('grub', 'B', SLOT_KARGS) }, args: BOARD_KARGS },
+  { name: 'torn file (signature gone)', slot: 'B', tree: { 'B/kargs.grubenv': encodeSlotKargs('grub', 'B', SLOT_KARGS).fill(0, 0, 25) }, args: null },
+  { name: 'a grubenv without larch_kargs', slot: 'A', tree: { 'A/kargs.grubenv': encodeGrubenv(new Map([['larch_bootargs', 'x']]), 4096) }, args: null },
+];
+
+/**
+ * The printed arguments (null: none printed) and whether the damaged-file line names `file`. Not
+ * anchored at a line start: grub-emu's progress line for a file it reads ends without a newline.
+ */
+function parseKargs(output: string, kind: 'bootargs' | 'kargs', file: string): { args: string | null; damaged: boolean } {
+  const lines = [...output.matchAll(new RegExp(`larch: ${kind}=([^\\n]*)`, 'g'))].map((m) => m[1]);
+  return {
+    args: lines.length === 1 ? lines[0] : lines.length === 0 ? null : `${lines.length} lines`,
+    damaged: output.includes(`: its kernel arguments file ${file} is damaged\n`),
+  };
 }
 
 // ---- U-Boot -------------------------------------------------------------------------------------
@@ -186,12 +252,16 @@ testNeeding(t, 'U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', ca
 
   const empty = join(dir, MARKER);
   writeFileSync(empty, '');
-  const disks = cases.map((c, i) => {
+  /** The files every disk holds: boot.scr, and case.txt whose length says which disk it is. */
+  const baseFiles = (i: number) => {
     // Each disk says which case it holds: QEMU and U-Boot do not number virtio-mmio disks in -drive order.
     const idFile = join(dir, `id${i}`);
     run('mkdir', ['-p', idFile]);
     writeFileSync(join(idFile, 'case.txt'), 'x'.repeat(i + 1));
-    const files = [scr, join(idFile, 'case.txt')];
+    return [scr, join(idFile, 'case.txt')];
+  };
+  const disks = cases.map((c, i) => {
+    const files = baseFiles(i);
     if (c.lkg_marker === 'B') files.push(empty);
     // mcopy names each file after its source, so stage them under their names.
     const staged = join(dir, `stage${i}`);
@@ -205,12 +275,22 @@ testNeeding(t, 'U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', ca
     makeFatDisk(disk, files);
     return { disk, initial, redundant: c.uboot_layout !== 'single' };
   });
+  // The kernel arguments disks come after the cases' (disk cases.length + j), in the last QEMU run.
+  const kargsDisks = ubootKargsCases.map((k, j) => {
+    const i = cases.length + j;
+    const files = baseFiles(i);
+    if (k.slot === 'B') files.push(empty);
+    const disk = join(dir, `disk${i}.img`);
+    makeFatDisk(disk, files, k.tree);
+    return disk;
+  });
+  const allDisks = [...disks.map((d) => d.disk), ...kargsDisks];
   // virt has 32 virtio-mmio slots: one disk per case, one QEMU run per 32 cases.
   const started = Date.now();
   const log: string[] = [];
-  for (let first = 0; first < cases.length; first += 32) {
-    const batch = cases.slice(first, first + 32);
-    const uboot = new UbootConsole(disks.slice(first, first + 32).map((d) => d.disk));
+  for (let first = 0; first < allDisks.length; first += 32) {
+    const batch = allDisks.slice(first, first + 32);
+    const uboot = new UbootConsole(batch);
     t.teardown(() => uboot.stop());
     await uboot.start();
     const deviceOf = new Map<number, number>();
@@ -221,7 +301,7 @@ testNeeding(t, 'U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', ca
       const m = new RegExp(`case-of-${dev}=([0-9a-f]+)=`).exec(out);
       if (m && m[1] !== '0') deviceOf.set(parseInt(m[1], 16) - 1, dev);
     }
-    t.equal(deviceOf.size, batch.length, `U-Boot sees every disk of cases ${first + 1}..${first + batch.length}`);
+    t.equal(deviceOf.size, batch.length, `U-Boot sees every disk ${first + 1}..${first + batch.length}`);
     for (const [caseIndex, c] of cases.entries()) {
       if (caseIndex < first || caseIndex >= first + batch.length) continue;
       const i = deviceOf.get(caseIndex)!.toString(16);
@@ -257,11 +337,19 @@ testNeeding(t, 'U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', ca
         }
       }
     }
+    for (const [j, k] of ubootKargsCases.entries()) {
+      if (cases.length + j < first || cases.length + j >= first + batch.length) continue;
+      const i = deviceOf.get(cases.length + j)!.toString(16);
+      const at = `kernel arguments, ${k.name}`;
+      const out = await uboot.command(`env default -f -a; setenv larch_dryrun 1; setenv larch_bootargs "${BOARD_KARGS}"; setenv devtype virtio; setenv devnum ${i}; setenv distro_bootpart 1; load virtio ${i}:1 \${scriptaddr} boot.scr; source \${scriptaddr}`);
+      t.same(parseChoice(out), { slot: k.slot, rescue: false, wrote: false }, `${at}: choice`);
+      t.same(parseKargs(out, 'bootargs', `${k.slot}/larch.env`), { args: k.args, damaged: k.args === null }, `${at}: ${k.args === null ? 'damaged, no bootargs' : 'bootargs'}\n${out.slice(-800)}`);
+    }
     log.push(uboot.log);
     uboot.stop();
   }
   t.notMatch(log.join(''), /^INJECTED$/m, 'no env value ran as a command');
-  t.comment(`U-Boot: ${cases.reduce((n, c) => n + c.boots.length, 0)} boots in ${Date.now() - started} ms`);
+  t.comment(`U-Boot: ${cases.reduce((n, c) => n + c.boots.length, 0) + ubootKargsCases.length} boots in ${Date.now() - started} ms`);
 
   // The files on the disks, decoded on the host by libubootenv's fw_printenv (CRC checked; two
   // lines in fw_env.config: redundant, the newer valid copy).
@@ -281,7 +369,26 @@ testNeeding(t, 'U-Boot boot.scr follows boot-cases.json (QEMU aarch64, TCG)', ca
 
 // ---- GRUB ---------------------------------------------------------------------------------------
 
-const grubTools = ['grub-emu', 'grub-editenv', 'grub-script-check', 'mkfs.vfat', 'mcopy'];
+const grubTools = ['grub-emu', 'grub-editenv', 'grub-script-check', 'mkfs.vfat', 'mcopy', 'mmd'];
+
+/**
+ * grub-emu runs ${prefix}/grub.cfg with prefix (host)/caseDir: a power-on that sources the fragment,
+ * with root the disk's partition (where /A and /B are) and the grubenv and marker on it.
+ */
+function writeGrubSetup(caseDir: string, disk: string): void {
+  const fragment = join(ROOT, 'board', 'grub', 'grub.cfg');
+  writeFileSync(join(caseDir, 'device.map'), `(hd0) ${disk}\n`);
+  writeFileSync(
+    join(caseDir, 'grub.cfg'),
+    `insmod part_msdos\ninsmod fat\nset root=(hd0,msdos1)\nset larch_dryrun=1\nset larch_bootargs="${BOARD_KARGS}"\nset larch_grubenv=(hd0,msdos1)/grubenv\nset larch_lkg_marker=(hd0,msdos1)/${MARKER}\nsource (host)${fragment}\nreboot\n`,
+  );
+}
+
+/** One grub-emu power-on; its console output. */
+function grubBoot(caseDir: string): string {
+  const r = spawnSync('grub-emu', ['-d', caseDir, '-r', 'host', '-m', join(caseDir, 'device.map')], { input: '', encoding: 'latin1', timeout: 20000 });
+  return r.stdout.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '');
+}
 
 testNeeding(t, 'GRUB grub.cfg follows boot-cases.json (grub-emu)', cannotRun(grubTools), {}, async (t) => {
   const fragment = join(ROOT, 'board', 'grub', 'grub.cfg');
@@ -317,18 +424,12 @@ testNeeding(t, 'GRUB grub.cfg follows boot-cases.json (grub-emu)', cannotRun(gru
     const disk = join(caseDir, 'disk.img');
     makeFatDisk(disk, files);
     const initial = c.env === 'missing' ? null : readFileSync(grubenv);
-    writeFileSync(join(caseDir, 'device.map'), `(hd0) ${disk}\n`);
-    // grub-emu runs ${prefix}/grub.cfg with prefix (host)/caseDir: a power-on that sources the fragment.
-    writeFileSync(
-      join(caseDir, 'grub.cfg'),
-      `insmod part_msdos\ninsmod fat\nset larch_dryrun=1\nset larch_grubenv=(hd0,msdos1)/grubenv\nset larch_lkg_marker=(hd0,msdos1)/${MARKER}\nsource (host)${fragment}\nreboot\n`,
-    );
+    writeGrubSetup(caseDir, disk);
     const expected = expectedEnvs(c, 'grub');
     for (const [k, boot] of c.boots.entries()) {
       const at = `${c.name} boot ${k + 1}`;
-      const r = spawnSync('grub-emu', ['-d', caseDir, '-r', 'host', '-m', join(caseDir, 'device.map')], { input: '', encoding: 'latin1', timeout: 20000 });
+      const out = grubBoot(caseDir);
       boots++;
-      const out = r.stdout.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replace(/\r/g, '');
       t.notMatch(out, /^INJECTED$/m, `${at}: no env value ran as a command`);
       t.same(parseChoice(out), { slot: boot.slot, rescue: boot.rescue, wrote: boot.wrote }, `${at}: choice\n${out.slice(-600)}`);
       const got = readFromDisk(disk, 'grubenv', join(caseDir, 'out.env'));
@@ -339,6 +440,24 @@ testNeeding(t, 'GRUB grub.cfg follows boot-cases.json (grub-emu)', cannotRun(gru
       t.same(parseLines(run('grub-editenv', [join(caseDir, 'out.env'), 'list'])), expected[k], `${at}: grub-editenv reads the env`);
       if (!boot.wrote && k === 0) t.same(got, initial, `${at}: not rewritten`);
     }
+  }
+
+  for (const [j, k] of grubKargsCases.entries()) {
+    const at = `kernel arguments, ${k.name}`;
+    const caseDir = join(dir, `kargs${j}`);
+    run('mkdir', ['-p', caseDir]);
+    const files: string[] = [];
+    if (k.slot === 'B') {
+      writeFileSync(join(caseDir, MARKER), '');
+      files.push(join(caseDir, MARKER));
+    }
+    const disk = join(caseDir, 'disk.img');
+    makeFatDisk(disk, files, k.tree);
+    writeGrubSetup(caseDir, disk);
+    const out = grubBoot(caseDir);
+    boots++;
+    t.same(parseChoice(out), { slot: k.slot, rescue: false, wrote: false }, `${at}: choice\n${out.slice(-600)}`);
+    t.same(parseKargs(out, 'kargs', `${k.slot}/kargs.grubenv`), { args: k.args, damaged: k.args === null }, `${at}: ${k.args === null ? 'damaged, no kargs' : 'kargs'}\n${out.slice(-600)}`);
   }
   t.comment(`GRUB: ${boots} boots in ${Date.now() - started} ms`);
 });
