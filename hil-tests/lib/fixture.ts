@@ -90,7 +90,7 @@ export async function buildBaseImage(board: string, architecture: 'amd64' | 'arm
   return base;
 }
 
-export type VariantKind = 'good' | 'bad-health' | 'bad-kernel';
+export type VariantKind = 'good' | 'bad-health' | 'bad-kernel' | 'vendor-kargs';
 
 /** What each kind of variant adds to the definition's commands (run in the tree, after the definition's own). */
 export function variantCommands(kind: VariantKind, label: string): string[] {
@@ -101,6 +101,9 @@ export function variantCommands(kind: VariantKind, label: string): string[] {
       return [...common, `echo 'vendor ${label}' > etc/hil-vendor.conf`];
     case 'bad-health':
       return [...common, `printf '#!/bin/sh\\necho "hil: ${label} fails its required health check on purpose"\\nexit 1\\n' > etc/larch/health.d/required.d/50-hil-fail`, 'chmod 755 etc/larch/health.d/required.d/50-hil-fail'];
+    case 'vendor-kargs':
+      // A vendor kernel argument the upgrade adds to the device's own (docs/formats.md §11, kargs.d).
+      return [...common, 'mkdir -p usr/lib/larch/kargs.d', "echo 'vendor.test=1' > usr/lib/larch/kargs.d/10-vendor.conf"];
     case 'bad-kernel':
       // The initramfs /init exits at once: the kernel panics ("Attempted to kill init") on every boot.
       return [...common, `printf '#!/bin/busybox sh\\necho "hil: the init of ${label} exits on purpose (kernel panic)"\\nexit 1\\n' > usr/lib/larch/init`, 'sh usr/lib/larch/mkinitramfs'];

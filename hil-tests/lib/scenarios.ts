@@ -7,5 +7,6 @@ import { rollbackScenario } from '../scenarios/rollback.ts';
 import { bootTableScenario } from '../scenarios/boot-table.ts';
 import { agentScenario } from '../scenarios/agent.ts';
 import { layerScenario } from '../scenarios/layer.ts';
+import { kargsScenario } from '../scenarios/kargs.ts';
 
-export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario, agentScenario, layerScenario];
+export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario, agentScenario, layerScenario, kargsScenario];

@@ -24,7 +24,7 @@ import type { ObjectId } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
 import type { Sysroot } from './sysroot.ts';
 import { type RecordedAgent, keepLegacyAgent, recordAgent } from './agent-binary.ts';
-import { type DeploymentKargs, type KargsPair, commitVendorKargs, writeSlotKargs } from './deployment-kargs.ts';
+import { type DeploymentKargs, deploymentKargs, writeSlotKargs } from './deployment-kargs.ts';
 
 /** S/larch/deploy/X.json */
 export interface DeploymentRecord {
@@ -241,11 +241,6 @@ export async function recoverEtcSwap(sysroot: Sysroot, slot: Slot): Promise<'new
 /** The record's fields stored under snake_case keys (records before 0.2 used these names; they are still read). */
 const RECORD_KEYS = ['signedBy', 'deployedAt', 'bootFiles', 'bootAliases', 'etcMerge', 'finalizeInterrupted', 'kargsVendor'] as const;
 
-/** A deployment's lists: the commit's vendor list, and what `derive` makes of it. @throws INVALID_INPUT */
-async function deploymentKargs(repo: Repo, commitId: ObjectId, k: DeploymentKargs): Promise<KargsPair> {
-  const kargsVendor = await commitVendorKargs(repo, commitId, k.defaults);
-  return { kargs: k.derive(kargsVendor), kargsVendor };
-}
 
 /** The text of S/larch/deploy/X.json. */
 export function encodeDeploymentRecord(record: DeploymentRecord): string {

@@ -59,6 +59,30 @@ export function recordKargs(config: DeviceConfig, record: { kargs?: string[]; ka
   return config.kargs ? { kargs: [...config.kargs], kargsVendor: [...config.kargs] } : null;
 }
 
+/**
+ * Why the bootloader cannot pass `kargs` as they are, or null. GRUB's `linux` command rebuilds
+ * the command line from words and puts a backslash before every `"`, `'` and `\` (GRUB's
+ * grub_create_loader_cmdline), so `opt="a b"` would reach the kernel as `opt=\"a b\"`. U-Boot
+ * passes `bootargs` as stored.
+ */
+export function bootloaderKargsProblem(kind: BootloaderKind, kargs: readonly string[]): string | null {
+  if (kind !== 'grub') return null;
+  const bad = kargs.find((a) => /["'\\]/.test(a));
+  return bad === undefined ? null : `'${bad}' has a quote or a backslash, which GRUB escapes with a backslash when it passes the command line, so the kernel would not get it as written`;
+}
+
+/**
+ * The deployment's lists for `k`, checked against its bootloader, before anything is written.
+ * @throws INVALID_INPUT (a bad kargs.d file; arguments the bootloader cannot pass)
+ */
+export async function deploymentKargs(repo: Repo, commitId: ObjectId, k: DeploymentKargs): Promise<KargsPair> {
+  const kargsVendor = await commitVendorKargs(repo, commitId, k.defaults);
+  const kargs = k.derive(kargsVendor);
+  const problem = bootloaderKargsProblem(k.bootloader, kargs);
+  if (problem) throw new LarchError('INVALID_INPUT', `commit ${commitId}: kernel argument ${problem}`, { hint: `remove it from /${KARGS_D} (or the board's defaults)`, data: { commit: commitId, kargs } });
+  return { kargs, kargsVendor };
+}
+
 /** S/boot/X/larch.env or S/boot/X/kargs.grubenv. */
 export function slotKargsPath(sysroot: Sysroot, kind: BootloaderKind, slot: Slot): string {
   return join(sysroot.slotBootDir(slot), slotKargsFileName(kind));

@@ -12,7 +12,7 @@ import { type Slot, isBootable, next, other } from '../bootcount/state.ts';
 import type { ObjectId } from '../store/object.ts';
 import { bootedSlot, changeBootState, readBootState } from './boot.ts';
 import { type DeploymentRecord, encodeDeploymentRecord, readDeployment } from './deploy.ts';
-import { recordKargs, writeSlotKargs } from './deployment-kargs.ts';
+import { bootloaderKargsProblem, recordKargs, writeSlotKargs } from './deployment-kargs.ts';
 import { describeFailure, findFailed } from './failed-releases.ts';
 import { readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
@@ -65,6 +65,9 @@ export async function changeKargs(ctx: UpdateContext, change: (before: string[])
   const target = await kargsTarget(ctx);
   const { record } = target;
   const after = await change([...target.kargs]);
+  const config = await sysroot.readConfig();
+  const problem = bootloaderKargsProblem(config.bootloader, after);
+  if (problem) throw new LarchError('USAGE', `kargs: ${problem}`, { hint: 'on a GRUB board, give arguments without quotes or backslashes', data: { command: 'kargs', kargs: after } });
   const slot = target.staged ? target.slot : other(target.slot);
   const out = { slot, commit: record.commit, version: record.version, kargs: after, kargs_before: target.kargs };
   if (sameList(after, target.kargs)) return { ...out, result: 'unchanged', slot: target.slot };
@@ -76,7 +79,6 @@ export async function changeKargs(ctx: UpdateContext, change: (before: string[])
     });
   }
   if (opts.dryRun) return { ...out, result: 'dry-run' };
-  const config = await sysroot.readConfig();
   if (!target.staged) {
     const { state } = await readBootState(sysroot, config);
     requireBootedGood(state, { slot: target.slot, record });

@@ -47,7 +47,7 @@ import { legacyAgentPath, retireLegacyAgent } from './agent-binary.ts';
 import { type Origin, baseCommitOf, writeOrigin } from './layering/origin.ts';
 import { reapplyLayers } from './layering/reapply.ts';
 import { baseOf, refuseRemoteLocal } from './layering/trust.ts';
-import { type DeploymentKargs, recordKargs } from './deployment-kargs.ts';
+import { type DeploymentKargs, deploymentKargs, recordKargs } from './deployment-kargs.ts';
 import { computeKargs } from './kargs.ts';
 
 export interface UpdateContext {
@@ -338,7 +338,12 @@ export async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlot
   // Before anything is written: the tree is deployable (planDeployment) and its boot files fit.
   const plan = await repairing(ctx, repo, commit, () => planDeployment(repo, commit));
   await checkDeployable(sysroot, plan, bootedSlotName, commit);
+  // The kernel arguments too (a bad kargs.d file is refused while the other slot is still intact).
   const kargsFrom = await stagedKargs(sysroot, config, bootedSlotName, kargs);
+  if (kargsFrom) {
+    const pair = await repairing(ctx, repo, commit, () => deploymentKargs(repo, commit, kargsFrom));
+    kargsFrom.derive = () => [...pair.kargs];
+  }
   // First: the bootloader must not boot the slot while it is rewritten.
   await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-prepared', slot }));
   failpoint('update::after-mark-unbootable');

@@ -89,5 +89,8 @@ function partition(value: string, field: string): string {
 
 /** The kernel command line the board's bootloader passes (it appends larch.slot=A|B itself). */
 export function profileKargs(profile: BoardProfile): string[] {
-  return [...(profile.console === undefined ? [] : [`console=${profile.console}`]), ...profile.kargs, `larch.root=${profile.root}`, `larch.boot=${profile.boot}`];
+  // larch.tty: where the initramfs writes and starts its shell, so a deployment whose arguments
+  // lost console= (larch kargs --delete console) still talks on the board's serial line.
+  const tty = profile.console === undefined ? [] : [`console=${profile.console}`, `larch.tty=${profile.console.split(',')[0]}`];
+  return [...tty, ...profile.kargs, `larch.root=${profile.root}`, `larch.boot=${profile.boot}`];
 }

@@ -156,7 +156,7 @@ testNeeding(t, 'image build: qemu-x86_64-grub disk image, booted under QEMU to b
   for (const f of ['grub.cfg', 'larch.cfg', 'grubenv']) t.match(grubDir, new RegExp(`/grub/${f.replace('.', '\\.')}\\b`), `/grub/${f}`);
   const grubCfg = sh(`mtype -i '${img}' ::/grub/grub.cfg`);
   t.match(grubCfg, /source \$\{prefix\}\/larch\.cfg/);
-  t.match(grubCfg, /set larch_bootargs="console=ttyS0,115200 panic=10 quiet larch\.root=LABEL=larch-root larch\.boot=LABEL=LARCHBOOT"/, "the profile's arguments, the partitions by label (board/profiles/qemu-x86_64-grub.toml)");
+  t.match(grubCfg, /set larch_bootargs="console=ttyS0,115200 larch\.tty=ttyS0 panic=10 loglevel=4 larch\.root=LABEL=larch-root larch\.boot=LABEL=LARCHBOOT"/, "the profile's arguments, the partitions by label (board/profiles/qemu-x86_64-grub.toml)");
   const env = sh(`mtype -i '${img}' ::/grub/grubenv`);
   t.match(env, /^# GRUB Environment Block\n/);
   t.match(env, /BOOT_ORDER=A B\nBOOT_A_GOOD=1\n/, 'slot A good and first');

@@ -130,7 +130,7 @@ ${MQTT_AUTH_HELP}
                   commit bound to another value, before anything is written. Commits and
                   summaries that carry none are accepted. Provision refuses them the same way
   --kargs 'ARGS'  the board's default kernel arguments, one command line
-                  ('console=ttyS0,115200 larch.root=LABEL=larch-root'; image build gives its
+                  ('panic=10 larch.root=LABEL=root larch.boot=LABEL=boot'; image build gives its
                   board profile's). With it, larch manages each deployment's arguments: the
                   defaults, then the commit's /usr/lib/larch/kargs.d/*.conf, then local changes
                   ('larch kargs'), written beside the slot's kernel (docs/boot.md). Without it,

@@ -23,11 +23,11 @@ t.test('the shipped profiles: the two QEMU boards, found by label', async (t) =>
   t.same(names, ['qemu-arm64-uboot.toml', 'qemu-x86_64-grub.toml']);
   const load = async (name: string): Promise<BoardProfile> => parseBoardProfile(await readFile(join(PROFILES, `${name}.toml`), 'utf8'), name, name);
   const x86 = await load('qemu-x86_64-grub');
-  t.same(profileKargs(x86), ['console=ttyS0,115200', 'panic=10', 'quiet', 'larch.root=LABEL=larch-root', 'larch.boot=LABEL=LARCHBOOT']);
+  t.same(profileKargs(x86), ['console=ttyS0,115200', 'larch.tty=ttyS0', 'panic=10', 'loglevel=4', 'larch.root=LABEL=larch-root', 'larch.boot=LABEL=LARCHBOOT']);
   t.match(x86, { name: 'qemu-x86_64-grub', bootloader: 'grub', architecture: 'amd64' });
   t.equal(x86.ubootArch, undefined);
   const arm = await load('qemu-arm64-uboot');
-  t.same(profileKargs(arm), ['console=ttyAMA0', 'panic=10', 'quiet', 'larch.root=LABEL=larch-root', 'larch.boot=LABEL=LARCHBOOT']);
+  t.same(profileKargs(arm), ['console=ttyAMA0', 'larch.tty=ttyAMA0', 'panic=10', 'loglevel=4', 'larch.root=LABEL=larch-root', 'larch.boot=LABEL=LARCHBOOT']);
   t.match(arm, { name: 'qemu-arm64-uboot', bootloader: 'uboot', architecture: 'arm64', ubootArch: 'arm64' });
 });
 
