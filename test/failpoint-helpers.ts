@@ -75,7 +75,7 @@ export async function makeWorld(t: Test): Promise<World> {
   const snap = async (dev: string, slot: Slot): Promise<Setup> => ({ dev, booted: slot, var: await snapshotTree(join(dev, 'var')), etc: await snapshotTree(join(dev, 'larch/deploy', slot, 'etc')) });
   // v1: provisioned with release 1, booted and confirmed; the admin edited /etc and /var.
   const d1 = at('v1');
-  await larchOk(['provision', '--sysroot', d1, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--version', '1', '--bootloader', 'uboot']);
+  await larchOk(['provision', '--sysroot', d1, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--version', '1', '--bootloader', 'uboot', '--kargs', KARGS]);
   await larchOk(['sim-boot', '--sysroot', d1]);
   const appConf = (dev: string, slot: Slot) => join(dev, 'larch/deploy', slot, 'etc/app.conf');
   writeFileSync(appConf(d1, 'A'), readFileSync(appConf(d1, 'A'), 'utf8').replace('setting2=default\n', ADMIN_EDIT));
@@ -124,6 +124,8 @@ export interface Scenario {
 }
 
 const repoOf = (dev: string) => join(dev, 'larch/repo');
+/** The board defaults every device here is provisioned with: upgrades and deploys write kernel argument files too. */
+const KARGS = 'console=ttyS0 larch.root=LABEL=larch-root quiet';
 const envOf = (dev: string) => readEnv(dev);
 const sys = (dev: string) => ['--sysroot', dev];
 
@@ -132,7 +134,7 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'provision',
     from: 'fresh',
-    args: (dev, w) => ['provision', ...sys(dev), '--repo-url', w.vendor.url, '--ref', REF, '--keys', `${w.vendor.key}.pub`, '--version', '1', '--bootloader', 'uboot'],
+    args: (dev, w) => ['provision', ...sys(dev), '--repo-url', w.vendor.url, '--ref', REF, '--keys', `${w.vendor.key}.pub`, '--version', '1', '--bootloader', 'uboot', '--kargs', KARGS],
     async done(t, dev, w, label) {
       t.equal(readRecord(dev, 'A')?.commit, w.commits.v1, `${label}: release 1 in slot A`);
       t.match(envOf(dev), { BOOT_ORDER: 'A B', BOOT_A_GOOD: '1' }, `${label}: A good and first`);
@@ -153,6 +155,27 @@ export const SCENARIOS: Scenario[] = [
     args: (dev) => ['deploy', '2', ...sys(dev)],
     async done(t, dev, w, label) {
       t.equal(readRecord(dev, 'B')?.commit, w.commits.v2, `${label}: release 2 in slot B`);
+      t.match(envOf(dev), { BOOT_ORDER: 'B A', BOOT_B_GOOD: '0', BOOT_B_LEFT: /^[1-9]$/ }, `${label}: B staged with tries, first`);
+    },
+  },
+  {
+    name: 'kargs',
+    from: 'v1',
+    args: (dev) => ['kargs', '--append', 'loglevel=7', ...sys(dev)],
+    async done(t, dev, w, label) {
+      t.match(readRecord(dev, 'B'), { commit: w.commits.v1, kargs: [...KARGS.split(' '), 'loglevel=7'] }, `${label}: release 1 again in slot B, with the new argument`);
+      t.match(envOf(dev), { BOOT_ORDER: 'B A', BOOT_B_GOOD: '0', BOOT_B_LEFT: /^[1-9]$/ }, `${label}: B staged with tries, first`);
+    },
+  },
+  {
+    // In place on the staged release 3; a kill while B is unbootable cancels that update, so the run again stages release 1 with the argument instead.
+    name: 'kargs on a staged update',
+    from: 'staged',
+    args: (dev) => ['kargs', '--append', 'loglevel=7', ...sys(dev)],
+    async done(t, dev, w, label) {
+      const b = readRecord(dev, 'B');
+      t.ok(b?.commit === w.commits.v3 || b?.commit === w.commits.v1, `${label}: slot B holds release 3 (changed in place) or 1 (the update was cancelled by the kill)`);
+      t.same(b?.kargs, [...KARGS.split(' '), 'loglevel=7'], `${label}: with the new argument`);
       t.match(envOf(dev), { BOOT_ORDER: 'B A', BOOT_B_GOOD: '0', BOOT_B_LEFT: /^[1-9]$/ }, `${label}: B staged with tries, first`);
     },
   },

@@ -241,7 +241,6 @@ export async function recoverEtcSwap(sysroot: Sysroot, slot: Slot): Promise<'new
 /** The record's fields stored under snake_case keys (records before 0.2 used these names; they are still read). */
 const RECORD_KEYS = ['signedBy', 'deployedAt', 'bootFiles', 'bootAliases', 'etcMerge', 'finalizeInterrupted', 'kargsVendor'] as const;
 
-
 /** The text of S/larch/deploy/X.json. */
 export function encodeDeploymentRecord(record: DeploymentRecord): string {
   return JSON.stringify(toSnakeKeys(record, RECORD_KEYS), null, 2) + '\n';

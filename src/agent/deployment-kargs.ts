@@ -1,5 +1,5 @@
 /**
- * The kernel arguments of deployments on a device (issue 19; docs/boot.md "Kernel arguments").
+ * The kernel arguments of deployments on a device (issue 19; docs/boot.md "Kernel arguments per slot").
  * The rules are kargs.ts's (pure); this module reads and writes them: the vendor's list of a
  * commit (the board's defaults from config.json, then the commit's /usr/lib/larch/kargs.d/*.conf),
  * a deployment's list (its record), and the per-slot file the bootloader reads

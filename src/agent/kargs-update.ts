@@ -3,7 +3,7 @@
  * deployment (a bad argument must fall back by the tries): a staged, unconfirmed deployment is
  * changed in place and given fresh tries; otherwise the booted commit is staged again into the
  * other slot with the new arguments, and the booted deployment becomes the rollback.
- * docs/boot.md "Kernel arguments".
+ * docs/boot.md "Kernel arguments per slot".
  */
 import { LarchError } from '../errors.ts';
 import { syncFilesystem, writeFileAtomic } from '../_durable.ts';
