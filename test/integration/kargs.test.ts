@@ -32,6 +32,7 @@ t.test('U-Boot: kargs stages a new deployment, the rollback keeps its own, an up
   const first = `${DEFAULTS} vendor.old=1`;
   t.equal(cmdline(dev), `${first} larch.slot=A`, 'the first boot: the board defaults, then the commit kargs.d');
   t.same((await status(dev)).booted.kargs, first.split(' '), 'status: booted.kargs');
+  t.match((await larchOk(['status', '--sysroot', dev])).stdout, `\n    kernel arguments: ${first}\n`, 'status (text) prints them under the deployment');
   t.same((await larchOk(['kargs', '--sysroot', dev, '--json'])).json, { slot: 'A', kargs: first.split(' ') }, 'kargs with no change prints them');
   t.match(readFileSync(join(dev, 'boot/A/larch.env')).toString('latin1'), `bootargs=${first} larch.slot=A\0`, 'S/boot/A/larch.env holds them for U-Boot');
 
