@@ -35,6 +35,11 @@ export const FAILPOINTS = {
   // The bootloader env (src/bootcount/env-store.ts, src/agent/boot.ts).
   'bootenv::after-env-write': 'one env copy (U-Boot) or the grubenv block written and synced, not yet read back',
   'bootenv::after-lkg-marker-write': 'the last-known-good marker file beside the env created or removed',
+  // systemd-boot (src/bootcount/bls-store.ts): a state change is a list of file operations on the ESP, each durable before the next.
+  'bootenv::after-bls-larch-env': 'systemd-boot: loader/larch.env (the release floor) rewritten, no entry changed yet',
+  'bootenv::after-bls-rename': 'systemd-boot: one boot entry renamed (its counter changed) and synced',
+  'bootenv::after-bls-entry-write': 'systemd-boot: one boot entry (a slot, or the rescue entry) written whole and synced',
+  'bootenv::after-bls-remove': "systemd-boot: one boot entry removed (a slot's old entry before its new one, or a cut write's leftover)",
   // Writing a deployment into a slot (src/agent/deploy.ts): upgrade, deploy and provision.
   'deploy::after-record-unlink': "the slot's deployment record removed (the slot is no deployment now)",
   'deploy::after-old-slot-unlink': "the slot's old tree and boot files removed",

@@ -79,6 +79,9 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
   } else {
     await changeBootState(sysroot, config, (state) => {
       plan = planBootCheck(state, slot, healthy);
+      // `systemd-bless-boot good` blesses the booted entry (its name) but leaves the rescue
+      // entry, larch's last known good slot, where it was: catch up, as a mark-good would.
+      if (config.bootloader === 'systemd-boot' && plan.outcome === 'already-good' && state.lastGood !== slot) plan = { ...plan, events: [...plan.events, { type: 'marked-good', slot }] };
       triesLeft = state.slots[slot].triesLeft;
       return plan.events.length > 0 ? applyAll(state, plan.events) : null;
     });
@@ -219,6 +222,7 @@ export async function simBoot(sysroot: Sysroot, opts: BootCheckOptions = {}): Pr
 /** The bootloader's choice on the env file, recorded as the kernel command line. */
 async function bootloaderStep(sysroot: Sysroot): Promise<ReturnType<typeof bootloaderChoose>> {
   const config = await sysroot.readConfig();
+  if (config.bootloader === 'systemd-boot') return firmwareStep(sysroot);
   const store = await sysroot.envStore(config.bootloader);
   const lkgMarker = await readLkgMarker(sysroot, config.bootloader);
   let choice: ReturnType<typeof bootloaderChoose> | null = null;
@@ -242,6 +246,23 @@ async function bootloaderStep(sysroot: Sysroot): Promise<ReturnType<typeof bootl
   failpoint('sim-boot::after-bootloader');
   await appendJournal(sysroot.journalPath, { event: 'boot', slot: c.slot, message: `bootloader booted slot ${c.slot}${c.rescue ? ' in rescue (no slot had tries left or was good)' : ''}${c.wrote ? ' and recorded the try' : ''}`, data: { rescue: c.rescue, wrote: c.wrote } });
   return c;
+}
+
+/**
+ * systemd-boot's step (bls.ts blsChoose): the first entry in its order boots, a counted one is
+ * renamed one try down on the ESP, and the entry's options line is the command line (larch.slot=,
+ * and larch.rescue=1 on the rescue entry). Nothing to boot (no readable entry of larch's): refused,
+ * as the firmware would stop at its menu.
+ */
+async function firmwareStep(sysroot: Sysroot): Promise<ReturnType<typeof bootloaderChoose>> {
+  const store = sysroot.blsStore();
+  const c = await store.firmwareBoot();
+  if (!c) throw new LarchError('ENV_CORRUPT', `sim-boot: ${store.describe()} holds no entry of larch's that systemd-boot can boot`, { data: { path: sysroot.envPath('systemd-boot') }, hint: 'provision the sysroot again (larch provision --force --bootloader systemd-boot)' });
+  await mkdir(dirname(sysroot.simCmdlinePath), { recursive: true });
+  await writeFileAtomic(sysroot.simCmdlinePath, `${c.cmdline}\n`);
+  failpoint('sim-boot::after-bootloader');
+  await appendJournal(sysroot.journalPath, { event: 'boot', slot: c.slot, message: `systemd-boot booted ${c.name} (slot ${c.slot})${c.rescue ? ' in rescue (no slot had tries left or was good)' : ''}${c.wrote ? ' and counted the try' : ''}`, data: { rescue: c.rescue, wrote: c.wrote, entry: c.name } });
+  return { slot: c.slot, rescue: c.rescue, wrote: c.wrote, newVars: await store.read() };
 }
 
 /** The booted deployment's own agent (S/larch/deploy/X/usr/bin/larch), or null when it carries none. */

@@ -15,6 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { type EnvStore } from '../bootcount/env-store.ts';
+import { rescueSlot } from '../bootcount/bls.ts';
 import { formatFwEnvConfig, parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import { type BootState, type EnvProblem, type Slot, INITIAL_STATE, SLOTS, decode, encode, findProblems, markerSlot, mergeInto, other, provedState } from '../bootcount/state.ts';
 import { fsyncPath, writeFileAtomic } from '../_durable.ts';
@@ -48,12 +49,18 @@ export const UBOOT_ENV_SIZE = 0x4000;
 /** The LKG marker: when this file sits beside the env, B is the last known good slot by default. */
 export const LKG_MARKER = 'larch-lkg-B';
 
-/** Where the LKG marker lives: the boot partition's root (U-Boot), beside grubenv (GRUB). */
+/**
+ * Where the LKG marker lives: the boot partition's root (U-Boot), beside grubenv (GRUB). On
+ * systemd-boot the rescue entry is the marker (loader/entries/larch-rescue.conf, the slot it
+ * boots): the store writes it with the entries, ordered as the marker is here (bls.ts planBlsWrite).
+ */
 export function lkgMarkerPath(sysroot: Sysroot, kind: BootloaderKind): string {
+  if (kind === 'systemd-boot') return join(sysroot.envPath('systemd-boot'), 'larch-rescue.conf');
   return join(kind === 'uboot' ? sysroot.bootDir : dirname(sysroot.envPath('grub')), LKG_MARKER);
 }
 
 export async function readLkgMarker(sysroot: Sysroot, kind: BootloaderKind): Promise<Slot> {
+  if (kind === 'systemd-boot') return rescueSlot((await sysroot.blsStore().snapshot()).files) ?? 'A';
   try {
     await readFile(lkgMarkerPath(sysroot, kind));
     return 'B';
@@ -70,6 +77,8 @@ export async function readLkgMarker(sysroot: Sysroot, kind: BootloaderKind): Pro
  * never one about to be rewritten (stage() first writes the env that marks that slot bad).
  */
 export async function writeLkgMarker(sysroot: Sysroot, kind: BootloaderKind, slot: Slot): Promise<void> {
+  // systemd-boot: the rescue entry follows BOOT_LKG inside the store's write, in the same order.
+  if (kind === 'systemd-boot') return;
   if ((await readLkgMarker(sysroot, kind)) === slot) return;
   const path = lkgMarkerPath(sysroot, kind);
   if (slot === 'B') return writeFileAtomic(path, '').then(() => failpoint('bootenv::after-lkg-marker-write'));
@@ -84,7 +93,7 @@ export async function writeLkgMarker(sysroot: Sysroot, kind: BootloaderKind, slo
 
 /** Does larch own the whole env (so it may rewrite it with only its variables)? GRUB's grubenv and the U-Boot env files in S/boot: yes; a board's raw or MTD env: no. */
 export async function larchOwnsEnv(sysroot: Sysroot, config: Pick<DeviceConfig, 'bootloader'>): Promise<boolean> {
-  if (config.bootloader === 'grub') return true;
+  if (config.bootloader === 'grub' || config.bootloader === 'systemd-boot') return true;
   const path = sysroot.fwEnvConfigPath();
   const text = await readFile(path, 'utf8').catch((err) => Promise.reject(fromSystemError(err, 'read fw_env.config', path)));
   const owned = new Set([sysroot.envPath('uboot'), join(sysroot.bootDir, UBOOT_ENV_FILE2)]);
@@ -109,6 +118,7 @@ export function fatEnvConfig(bootDir: string): string {
  */
 export async function createBootEnv(sysroot: Sysroot, kind: BootloaderKind, boardFwEnvConfig: string | null = null): Promise<void> {
   await mkdir(kind === 'grub' ? dirname(sysroot.envPath('grub')) : sysroot.bootDir, { recursive: true });
+  // systemd-boot: loader/loader.conf (when absent), slot A's entry made from A/entry.conf, the rescue entry on A.
   if (kind === 'uboot') await writeFile(sysroot.fwEnvConfigPath(), boardFwEnvConfig ?? fatEnvConfig(sysroot.bootDir));
   const store = await sysroot.envStore(kind);
   await store.init(new Map(encode(INITIAL_STATE)), { force: true });

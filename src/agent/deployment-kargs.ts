@@ -6,7 +6,7 @@
  * (bootcount/slot-kargs.ts). A device provisioned without --kargs has no board defaults: larch
  * then leaves the command line to the boot script (larch_bootargs) and manages none.
  */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { writeFileAtomic } from '../_durable.ts';
@@ -83,14 +83,15 @@ export async function deploymentKargs(repo: Repo, commitId: ObjectId, k: Deploym
   return { kargs, kargsVendor };
 }
 
-/** S/boot/X/larch.env or S/boot/X/kargs.grubenv. */
+/** S/boot/X/larch.env, S/boot/X/kargs.grubenv or S/boot/X/entry.conf (systemd-boot). */
 export function slotKargsPath(sysroot: Sysroot, kind: BootloaderKind, slot: Slot): string {
   return join(sysroot.slotBootDir(slot), slotKargsFileName(kind));
 }
 
 /** Writes slot's file (into `dir`, the slot's boot directory or its temporary twin). */
 export async function writeSlotKargs(dir: string, kind: BootloaderKind, slot: Slot, kargs: readonly string[]): Promise<void> {
-  await writeFileAtomic(join(dir, slotKargsFileName(kind)), encodeSlotKargs(kind, slot, kargs));
+  const names = new Set(kind === 'systemd-boot' ? await readdir(dir) : []);
+  await writeFileAtomic(join(dir, slotKargsFileName(kind)), encodeSlotKargs(kind, slot, kargs, (f) => names.has(f)));
 }
 
 /**

@@ -396,7 +396,7 @@ const exists = (path: string) => access(path).then(() => true, () => false);
 
 /** The board's fw_env.config, checked before anything is written. @throws USAGE, NOT_FOUND, INVALID_INPUT naming the file */
 async function readBoardEnvConfig(path: string, bootloader: BootloaderKind): Promise<string> {
-  if (bootloader !== 'uboot') throw new LarchError('USAGE', 'provision: --fw-env-config goes with --bootloader uboot (GRUB keeps its state in S/boot/grub/grubenv)', { data: { command: 'provision', option: 'fw-env-config', bootloader } });
+  if (bootloader !== 'uboot') throw new LarchError('USAGE', 'provision: --fw-env-config goes with --bootloader uboot (GRUB keeps its state in S/boot/grub/grubenv, systemd-boot in the entries under S/boot/loader/entries)', { data: { command: 'provision', option: 'fw-env-config', bootloader } });
   const text = await readFile(path, 'utf8').catch((err) => Promise.reject(fromSystemError(err, 'read fw_env.config', path)));
   parseFwEnvConfig(text, `'${path}'`);
   return text;

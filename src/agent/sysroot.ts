@@ -7,13 +7,16 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { fromSnakeKeys, toSnakeKeys } from '../_keys.ts';
+import { type BlsEnvStore, blsEnvStore, blsPaths } from '../bootcount/bls-store.ts';
 import { type EnvStore, grubEnvStore, openUbootEnvStore } from '../bootcount/env-store.ts';
 import type { Slot } from '../bootcount/state.ts';
 import { writeFileAtomic } from '../_durable.ts';
 import { Repo } from '../store/repo.ts';
 
 export const DEFAULT_SYSROOT = '/sysroot';
-export type BootloaderKind = 'uboot' | 'grub';
+/** The boot state's home: U-Boot's env, GRUB's grubenv, or systemd-boot's counted BLS entries on the ESP (S/boot). */
+export type BootloaderKind = 'uboot' | 'grub' | 'systemd-boot';
+export const BOOTLOADER_KINDS: readonly BootloaderKind[] = ['uboot', 'grub', 'systemd-boot'];
 
 /** How a device with an MQTT remote logs in to the broker; read at each connect. */
 export interface RemoteMqttAuth {
@@ -152,8 +155,9 @@ export class Sysroot {
   slotBootDir(slot: Slot): string {
     return join(this.bootDir, slot);
   }
-  /** The env file the bootloader reads: uboot.env on the boot partition, or GRUB's grubenv. */
+  /** The env file the bootloader reads: uboot.env on the boot partition, GRUB's grubenv, or (systemd-boot) the entries directory on the ESP. */
   envPath(kind: BootloaderKind): string {
+    if (kind === 'systemd-boot') return blsPaths(this.bootDir).entries;
     return kind === 'uboot' ? join(this.bootDir, 'uboot.env') : join(this.bootDir, 'grub', 'grubenv');
   }
   fwEnvConfigPath(): string {
@@ -174,7 +178,7 @@ export class Sysroot {
       const raw = JSON.parse(text);
       if (raw?.remote?.mqtt) raw.remote.mqtt = fromSnakeKeys(raw.remote.mqtt, MQTT_AUTH_KEYS);
       const config = fromSnakeKeys(raw, CONFIG_KEYS) as unknown as DeviceConfig;
-      if (config.larch !== 1 || typeof config.ref !== 'string' || !config.remote || (config.bootloader !== 'uboot' && config.bootloader !== 'grub')) throw new Error('missing or unknown fields');
+      if (config.larch !== 1 || typeof config.ref !== 'string' || !config.remote || !BOOTLOADER_KINDS.includes(config.bootloader)) throw new Error('missing or unknown fields');
       const mqtt = config.remote.mqtt;
       if (mqtt) {
         for (const k of ['passwordFile', 'caFile', 'certFile', 'keyFile'] as const) if (typeof mqtt[k] === 'string') mqtt[k] = this.resolveLarchPath(mqtt[k]);
@@ -198,9 +202,15 @@ export class Sysroot {
     return Repo.open(this.repoPath);
   }
 
+  /** systemd-boot's entries on the ESP: larch's boot partition S/boot is the ESP (docs/boot.md). */
+  blsStore(): BlsEnvStore {
+    return blsEnvStore(this.bootDir, { lockPath: this.lockPath });
+  }
+
   /** The bootloader env, locked with a lock file inside the sysroot (many simulated devices per host). */
   async envStore(kind: BootloaderKind): Promise<EnvStore> {
     if (kind === 'grub') return grubEnvStore(this.envPath('grub'), { lockPath: this.lockPath });
+    if (kind === 'systemd-boot') return this.blsStore();
     return openUbootEnvStore(this.fwEnvConfigPath(), { lockPath: this.lockPath });
   }
 }

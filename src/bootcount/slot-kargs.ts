@@ -10,25 +10,35 @@
  * - GRUB: `X/kargs.grubenv`, a GRUB environment block of 4096 bytes holding `larch_kargs` = the
  *   arguments; grub.cfg appends `larch.slot=X`. A block without `larch_kargs` (torn, lost its
  *   signature) does not boot.
+ * - systemd-boot: `X/entry.conf`, the slot's BLS entry body (bls.ts: `linux`, `initrd`,
+ *   `devicetree`, `options` = the arguments and `larch.slot=X`). systemd-boot never reads it: the
+ *   store makes the slot's loader entry from it when the slot is staged (bls-store.ts), so the
+ *   entry's `options` line is the deployment's arguments. A damaged body stages no entry.
  */
 import { LarchError } from '../errors.ts';
+import { BODY_FILE, entryKargs, formatBody, parseBody, slotBody } from './bls.ts';
 import { decodeGrubenv, encodeGrubenv } from './grubenv.ts';
 import type { Slot } from './state.ts';
 import { decodeEntries, encodeCopy, inspectCopy } from './uboot-env.ts';
 
-export type SlotKargsBootloader = 'uboot' | 'grub';
+export type SlotKargsBootloader = 'uboot' | 'grub' | 'systemd-boot';
 
 /** The size of either file: room for the longest command line x86 takes (2048) and more. */
 export const SLOT_KARGS_FILE_BYTES = 4096;
 
 /** The file's name under S/boot/X/. */
 export function slotKargsFileName(kind: SlotKargsBootloader): string {
-  return kind === 'uboot' ? 'larch.env' : 'kargs.grubenv';
+  return kind === 'uboot' ? 'larch.env' : kind === 'grub' ? 'kargs.grubenv' : BODY_FILE;
 }
 
-/** The file's bytes for slot's arguments (one command line, arguments joined by spaces). @throws ENV_FULL, INVALID_INPUT */
-export function encodeSlotKargs(kind: SlotKargsBootloader, slot: Slot, kargs: readonly string[]): Uint8Array {
+/**
+ * The file's bytes for slot's arguments (one command line, arguments joined by spaces). `has`:
+ * which boot files the slot's directory holds (systemd-boot's body names its initrd and device
+ * tree only when present). @throws ENV_FULL, INVALID_INPUT
+ */
+export function encodeSlotKargs(kind: SlotKargsBootloader, slot: Slot, kargs: readonly string[], has: (file: string) => boolean = () => false): Uint8Array {
   const line = kargs.join(' ');
+  if (kind === 'systemd-boot') return new TextEncoder().encode(formatBody(slotBody(slot, kargs, has)));
   if (kind === 'grub') return encodeGrubenv(new Map([['larch_kargs', line]]), SLOT_KARGS_FILE_BYTES);
   const bootargs = line === '' ? `larch.slot=${slot}` : `${line} larch.slot=${slot}`;
   return encodeCopy(new Map([['bootargs', bootargs]]), { sizeBytes: SLOT_KARGS_FILE_BYTES, redundant: false });
@@ -39,7 +49,16 @@ export function encodeSlotKargs(kind: SlotKargsBootloader, slot: Slot, kargs: re
  * splits it). @throws ENV_CORRUPT naming `where` when the bootloader would refuse the file
  */
 export function decodeSlotKargs(kind: SlotKargsBootloader, slot: Slot, bytes: Uint8Array, where: string): string {
+  if (kind === 'systemd-boot') return blsLine(slot, bytes, where);
   return kind === 'grub' ? grubLine(bytes, where) : ubootLine(slot, bytes, where);
+}
+
+function blsLine(slot: Slot, bytes: Uint8Array, where: string): string {
+  const body = parseBody(new TextDecoder().decode(bytes), slot);
+  if (!body) throw corrupt(where, `it is not an entry body larch wrote for slot ${slot}`);
+  const line = entryKargs(body.options, slot);
+  if (line === null) throw corrupt(where, `its options do not end with larch.slot=${slot}`);
+  return line;
 }
 
 function grubLine(bytes: Uint8Array, where: string): string {

@@ -12,7 +12,7 @@ import { provision as provisionSysroot } from '../../agent/provision.ts';
 import { describeFailure } from '../../agent/failed-releases.ts';
 import { splitCommandLine } from '../../agent/kargs.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
-import { DEFAULT_SYSROOT, type RemoteMqttAuth } from '../../agent/sysroot.ts';
+import { BOOTLOADER_KINDS, type BootloaderKind, DEFAULT_SYSROOT, type RemoteMqttAuth } from '../../agent/sysroot.ts';
 import { isLocalRemote } from '../../agent/remote/local-fetch.ts';
 import { rebootFor } from '../../agent/reboot.ts';
 import { previewCheck, previewUpgrade } from '../../agent/upgrade-preview.ts';
@@ -70,7 +70,7 @@ export const provision: Command = {
 
 SYNOPSIS
   larch provision --sysroot S (--repo-url URL | --mqtt-url URL) --ref REF --keys K.pub [--keys K2.pub ...]
-                  [--bootloader uboot|grub] [--fw-env-config F] [--commit ID | --version V] [--tries N] [--json]
+                  [--bootloader uboot|grub|systemd-boot] [--fw-env-config F] [--commit ID | --version V] [--tries N] [--json]
                   [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F] [--mqtt-cert F] [--mqtt-key F]
                   [--device-id ID] [--daemon-conf F.conf ...] [--force]
                   [--collection-id ID] [--compatible ID] [--architecture ARCH] [--kargs 'ARGS']
@@ -110,8 +110,10 @@ ${MQTT_AUTH_HELP}
                   failure while downloading or checking leaves the old state as it was
   --ref REF       the branch the device follows, e.g. os/stable
   --keys K.pub    a public key the device trusts (repeat for several)
-  --bootloader B  uboot (env file S/boot/uboot.env, fw_env.config) or grub (S/boot/grub/grubenv);
-                  default uboot
+  --bootloader B  uboot (env file S/boot/uboot.env, fw_env.config), grub (S/boot/grub/grubenv)
+                  or systemd-boot (S/boot is the ESP: counted boot entries
+                  S/boot/loader/entries/larch-{a,b,rescue}*.conf, loader/loader.conf when
+                  absent; the EFI binary is the image's); default uboot
   --fw-env-config F  uboot: the board's own fw_env.config (the env in raw eMMC or MTD at the
                   offsets U-Boot uses, one line per copy), copied to S/boot/fw_env.config; the
                   initial env is written where it says. Run where those devices are the
@@ -157,7 +159,7 @@ EXAMPLES
     const url = kind === 'http' && isLocalRemote(given) && !given.startsWith('file:') ? resolve(given) : given;
     const ref = need(args, 'ref', 'provision');
     const bootloader = opt(args, 'bootloader') ?? 'uboot';
-    if (bootloader !== 'uboot' && bootloader !== 'grub') throw new LarchError('USAGE', `provision: --bootloader must be uboot or grub, got '${bootloader}'`, { data: { command: 'provision', option: 'bootloader', value: bootloader } });
+    if (!(BOOTLOADER_KINDS as readonly string[]).includes(bootloader)) throw new LarchError('USAGE', `provision: --bootloader must be uboot, grub or systemd-boot, got '${bootloader}'`, { data: { command: 'provision', option: 'bootloader', value: bootloader } });
     const tries = intOption(opt(args, 'tries'), 'tries', 'provision', 1) ?? DEFAULT_TRIES;
     if (tries > MAX_TRIES) throw new LarchError('USAGE', `provision: --tries must be 1..${MAX_TRIES}`, { data: { command: 'provision', option: 'tries', value: tries, max: MAX_TRIES } });
     // The files given are this host's; provision copies them into the sysroot (the device's identity).
@@ -172,7 +174,7 @@ EXAMPLES
       force: args.values.force === true,
       ref,
       keys: list(args, 'keys'),
-      bootloader,
+      bootloader: bootloader as BootloaderKind,
       tries,
       target: opt(args, 'commit') ?? opt(args, 'version'),
       fwEnvConfig: opt(args, 'fw-env-config'),
