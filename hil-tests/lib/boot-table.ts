@@ -15,6 +15,8 @@ import type { BootLine } from './device.ts';
 
 export interface TableBoot extends BootLine {
   env?: Record<string, string>;
+  /** What differs on systemd-boot (format.systemd_boot): these fields replace the boot's there. */
+  systemd_boot?: Partial<BootLine> & { env?: Record<string, string> };
 }
 export interface BootCase {
   name: string;

@@ -208,3 +208,64 @@ t.test('the ops a staging write makes, in order', async (t) => {
   t.match((stage[1] as { text: string }).text, /^options new larch\.slot=A$/m, "the new deployment's arguments");
   t.match((stage[1] as { text: string }).text, /^version 3$/m, 'above B (version 2)');
 });
+
+// ---- board/boot-cases.json on systemd-boot (docs/design/issue-19-real-boards.md §4.4) ----------
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type BootCase, type TableBoot } from '../../../hil-tests/lib/boot-table.ts';
+import { ROOT } from '../../helpers.ts';
+
+/** A boot's expectation on systemd-boot: the row's, with its `systemd_boot` fields over it. */
+function blsExpected(b: TableBoot): TableBoot {
+  return { ...b, ...b.systemd_boot };
+}
+
+/**
+ * The ESP a case starts from: its variables written by the store's plan from nothing (the
+ * release floor in loader/larch.env); "missing", "corrupt" and "zero" (the env lost) are slot
+ * entries that are absent, garbage or empty beside the rescue entry, which names the marker's slot
+ * (the rescue entry is this backend's marker: it survives what happens to the slot entries).
+ */
+function caseFiles(c: BootCase): { files: Map<string, string>; env: Map<string, string> } {
+  const lkg = c.lkg_marker ?? 'A';
+  if (typeof c.env === 'string') {
+    const withRescue = filesOf({ ...INITIAL_STATE, lastGood: lkg, slots: { A: { good: false, triesLeft: 0 }, B: { good: false, triesLeft: 0 } } });
+    const files = new Map([...withRescue].filter(([n]) => n === 'larch-rescue.conf'));
+    if (c.env === 'corrupt') for (const n of ['larch-a.conf', 'larch-b.conf']) files.set(n, '\u0000garbage\n');
+    if (c.env === 'zero') for (const n of ['larch-a.conf', 'larch-b.conf']) files.set(n, '');
+    return { files, env: new Map() };
+  }
+  const vars = new Map(Object.entries(c.env));
+  const release = vars.get('BOOT_RELEASES');
+  return { files: filesOf(decode(vars, { lkgMarker: lkg })), env: new Map(release ? [['BOOT_RELEASES', release]] : []) };
+}
+
+t.test('boot-cases.json through the systemd-boot mapping (blsChoose on the entries the store writes)', async (t) => {
+  const table = JSON.parse(readFileSync(join(ROOT, 'board', 'boot-cases.json'), 'utf8')) as { cases: BootCase[] };
+  let run = 0;
+  for (const c of table.cases) {
+    // Redundant copies and torn env writes are U-Boot's and GRUB's; this backend's cut writes are
+    // the enumeration above (every prefix of every plan).
+    if (c.only === 'uboot' || c.previous || c.torn) continue;
+    let { files, env } = caseFiles(c);
+    c.boots.forEach((raw, i) => {
+      const expected = blsExpected(raw);
+      const at = `${c.name} boot ${i + 1}`;
+      if (raw.systemd_boot) t.ok(Object.entries(raw.systemd_boot).some(([k, v]) => JSON.stringify(v) !== JSON.stringify(raw[k as keyof TableBoot])), `${at}: its systemd_boot fields differ from the row's`);
+      const choice = blsChoose(files);
+      if (!choice) return t.fail(`${at}: nothing to boot`);
+      t.equal(choice.slot, expected.slot, `${at}: slot`);
+      t.equal(choice.rescue, expected.rescue, `${at}: rescue`);
+      t.equal(choice.wrote, expected.wrote, `${at}: wrote`);
+      const after = blsState(choice.files, env);
+      if (expected.env) {
+        const want = decode(new Map(Object.entries(expected.env)), { lkgMarker: c.lkg_marker });
+        t.same(after.slots, want.slots, `${at}: the slots larch reads after the boot`);
+      } else t.same(choice.files, files, `${at}: entries untouched`);
+      files = choice.files;
+    });
+    run++;
+  }
+  t.ok(run >= 28, `${run} cases run`);
+});
