@@ -7,9 +7,9 @@
  * entry (the last known good slot), and `larch status` reading them back.
  */
 import t from 'tap';
-import { readdirSync, readFileSync, renameSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { REF, type Test, type Vendor, expectFail, status, vendor } from '../device-helpers.ts';
+import { REF, type Test, type Vendor, copySysroot, expectFail, status, vendor } from '../device-helpers.ts';
 import { larch, larchOk, tempDir } from '../helpers.ts';
 
 const DEFAULTS = 'console=ttyS0,115200 larch.root=LABEL=larch-root';
@@ -128,4 +128,60 @@ t.test('both slots bad: the rescue entry boots the last known good slot, with no
   t.same(entries(dev), before, 'no rename (greenboot#26: no write on every all-bad boot)');
   t.match(await simBoot(dev), { slot: 'A', rescue: true, check: { outcome: 'confirmed' } }, 'healthy in rescue: marked good');
   t.same(entries(dev), ['larch-a.conf', 'larch-b+0.conf', 'larch-rescue.conf'], "A's entry renamed good: the device leaves rescue");
+});
+
+/**
+ * A power cut at every hit of every systemd-boot failpoint (bootenv::after-bls-*, one per file
+ * operation) of upgrade, the boot that confirms it, and rollback: the device still boots a
+ * complete deployment (sim-boot), never the half-written slot, status reads it, and the command
+ * run again reaches its end. The pure enumeration of every cut of every plan is in
+ * test/unit/bootcount/bls.test.ts; this is the same on the disk, through the binary.
+ */
+t.test('a kill after any file operation of a systemd-boot write leaves a device that boots and recovers', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const base = await device(t, v);
+  await simBoot(base);
+  await v.release(2);
+  const staged = copySysroot(base, join(tempDir(t), 'staged'));
+  await larchOk(['upgrade', '--sysroot', staged]);
+  const steps: { name: string; from: string; args: string[]; slotAfter: 'A' | 'B' }[] = [
+    { name: 'upgrade', from: base, args: ['upgrade'], slotAfter: 'A' },
+    { name: 'sim-boot (mark-good)', from: staged, args: ['sim-boot'], slotAfter: 'B' },
+    { name: 'rollback of the staged update', from: staged, args: ['rollback'], slotAfter: 'A' },
+  ];
+  const scratch = tempDir(t);
+  let kills = 0;
+  for (const step of steps) {
+    const log = join(scratch, `${kills}-log`);
+    const learn = copySysroot(step.from, join(scratch, `${kills}-learn`));
+    await larchOk([...step.args, '--sysroot', learn], { env: { LARCH_FAILPOINT_LOG: log } });
+    const hits = new Map<string, number>();
+    for (const p of readFileSync(log, 'utf8').split('\n').filter((l) => l.startsWith('bootenv::after-bls-'))) hits.set(p, (hits.get(p) ?? 0) + 1);
+    t.ok(hits.size > 0, `${step.name} passes ${[...hits].map(([p, n]) => `${p} x${n}`).join(', ')}`);
+    for (const [point, n] of hits) {
+      for (let hit = 1; hit <= n; hit++) {
+        const at = `${step.name} killed at ${point}:${hit}`;
+        const dev = copySysroot(step.from, join(scratch, `${kills++}`));
+        const killed = await larch([...step.args, '--sysroot', dev], { env: { LARCH_FAILPOINT: `${point}:${hit}` } });
+        t.equal(killed.signal, 'SIGKILL', `${at}: killed there`);
+        const boot = await larch(['sim-boot', '--sysroot', dev, '--json']);
+        t.equal(boot.code, 0, `${at}: the device boots (${boot.stderr.trim()})`);
+        const s = await status(dev);
+        const booted = s.booted;
+        t.ok(booted && booted.commit, `${at}: it boots a deployment (slot ${booted?.slot})`);
+        // The staged slot boots only once its deployment is complete (its record is written before
+        // the entry that makes it bootable): then it is version 2, never a half-written slot.
+        if (booted.slot === 'B') t.equal(booted.version, '2', `${at}: B boots only as the complete version 2`);
+        if (step.name.startsWith('rollback')) t.equal(booted.slot, 'A', `${at}: the cancelled update does not boot`);
+        if (step.name.startsWith('sim-boot')) t.equal(booted.slot, 'B', `${at}: the confirmed slot keeps booting`);
+        // Run again: upgrade reaches staged (or finds it staged); a rollback that took effect is
+        // refused as any second rollback of a cancelled update is; sim-boot's state is read by status.
+        const again = await larch([...(step.name === 'upgrade' ? step.args : ['status']), '--sysroot', dev, '--json']);
+        t.equal(again.code, 0, `${at}: run again (${again.stderr.trim()})`);
+        rmSync(dev, { recursive: true, force: true });
+      }
+    }
+  }
+  t.ok(kills >= 8, `${kills} kills`);
 });
