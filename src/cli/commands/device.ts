@@ -661,6 +661,10 @@ DESCRIPTION
   (larch.slot=X in S/larch/sim/cmdline), then runs boot-check as the device would: by the
   booted deployment's own agent (its /usr/bin/larch) when it carries one, else in this
   process. For tests and the demo.
+  On a systemd-boot sysroot it does what systemd-boot does with the entries in
+  S/boot/loader/entries: the first in its order boots, a counted entry is renamed one try
+  down, and the entry's options line is the command line (with larch.rescue=1 on the
+  rescue entry).
   An env with no valid copy is read as the scripts read it (the safe default: the LKG
   marker's slot, no write); boot-check then repairs it.
   Refused (exit 2) without an explicit --sysroot, for the real roots / and /sysroot, and on
