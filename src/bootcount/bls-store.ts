@@ -23,7 +23,8 @@ import { LarchError, fromSystemError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { fsyncPath, writeFileAtomic } from '../_durable.ts';
 import { acquireLock, type Lock } from '../store/lock.ts';
-import { type BlsBody, type BlsChoice, BODY_FILE, NAMED_VARIABLES, applyBlsOps, blsChoose, parseBody, parseEntry, planBlsWrite, readBls, rescueSlot, slotBody } from './bls.ts';
+import { type BlsBody, type BlsChoice, BODY_FILE, NAMED_VARIABLES, applyBlsOps, blsChoose, isParkedVariable, parkedVars, parseBody, parseEntry, planBlsWrite, readBls, rescueSlot, slotBody } from './bls.ts';
+import { decodeGate } from './release-gate.ts';
 import type { EnvStore } from './env-store.ts';
 import { decodeGrubenv, encodeGrubenv, GRUBENV_DEFAULT_SIZE_BYTES } from './grubenv.ts';
 import { type Slot, decode } from './state.ts';
@@ -146,21 +147,32 @@ export function blsEnvStore(esp: string, options: { lockPath?: string | null; lo
     }
   }
 
+  async function writeLarchEnv(before: ReadonlyMap<string, string>, after: Map<string, string>): Promise<void> {
+    if (JSON.stringify([...after].sort()) === JSON.stringify([...before].sort())) return;
+    if (after.size === 0) {
+      await rm(paths.larchEnv, { force: true });
+      await fsyncPath(join(esp, 'loader'));
+    } else await writeFileAtomic(paths.larchEnv, encodeGrubenv(after, GRUBENV_DEFAULT_SIZE_BYTES));
+    failpoint('bootenv::after-bls-larch-env');
+  }
+
   async function writeVars(vars: Map<string, string>): Promise<void> {
     const now = await current();
     await mkdir(paths.entries, { recursive: true });
-    // What names cannot hold goes first: the release of a slot about to be staged is on the
-    // disk before the slot is bootable (as one env write holds both on the other backends).
-    const rest = new Map([...vars].filter(([k]) => !NAMED_VARIABLES.includes(k)));
-    if (JSON.stringify([...rest].sort()) !== JSON.stringify([...now.env].sort())) {
-      if (rest.size === 0) await rm(paths.larchEnv, { force: true });
-      else await writeFileAtomic(paths.larchEnv, encodeGrubenv(rest, GRUBENV_DEFAULT_SIZE_BYTES));
-      failpoint('bootenv::after-bls-larch-env');
-    }
     const target = decode(vars, { lkgMarker: rescueSlot(now.files) ?? 'A' });
+    const gate = decodeGate(vars);
     const bodies = { A: await readSlotBody(esp, 'A'), B: await readSlotBody(esp, 'B') };
-    const ops = planBlsWrite(now.files, target, bodies);
+    const ops = planBlsWrite(now.files, target, bodies, gate);
+    // What names cannot hold (the release floor, parked slots) goes first, so a slot is parked
+    // in larch.env before its entry is renamed `+0`; a parked state no longer wanted is dropped
+    // only after the entries (a slot made bootable again keeps it until its entry is).
+    const final = new Map([...vars].filter(([k]) => !NAMED_VARIABLES.includes(k) && !isParkedVariable(k)));
+    for (const [k, v] of parkedVars(target, gate)) final.set(k, v);
+    const first = new Map(final);
+    for (const [k, v] of now.env) if (isParkedVariable(k) && !first.has(k)) first.set(k, v);
+    await writeLarchEnv(now.env, first);
     for (const op of ops) await run(op);
+    await writeLarchEnv(first, final);
     // Leftovers of a write cut before its rename (writeFileAtomic's temp files) go last.
     for (const name of await readdir(paths.entries)) if (name.startsWith('.tmp-')) await rm(join(paths.entries, name), { force: true });
     const expected = applyBlsOps(now.files, ops);

@@ -15,7 +15,8 @@
  * safe to cut after any of them) and blsChoose (what systemd-boot boots, and the rename it makes).
  * docs/boot.md "systemd-boot".
  */
-import { type BootState, type Slot, SLOTS, decode, other } from './state.ts';
+import { type ReleaseGate, NO_GATE, belowFloor } from './release-gate.ts';
+import { type BootState, type Slot, MAX_TRIES as STATE_MAX_TRIES, SLOTS, decode, other } from './state.ts';
 
 export type BlsEntryId = 'A' | 'B' | 'rescue';
 
@@ -246,6 +247,35 @@ function versionNumber(v: string | undefined): number | null {
   return v !== undefined && /^(0|[1-9]\d{0,8})$/.test(v) ? Number(v) : null;
 }
 
+/**
+ * A slot below the release floor is parked (docs/boot.md "systemd-boot", the release floor):
+ * systemd-boot has no floor check, so larch names its entry `+0` and keeps its own state in
+ * loader/larch.env as `BOOT_X_PARKED=good|unconfirmed:N` (N 0…9). readBls restores it while the
+ * entry is `+0`; a write whose floor lets the slot boot again makes its entry anew.
+ */
+const PARKED_RE = /^BOOT_[AB]_PARKED$/;
+
+function parseParked(v: string | undefined): { good: boolean; triesLeft: number } | null {
+  if (v === 'good') return { good: true, triesLeft: 0 };
+  const m = /^unconfirmed:([0-9])$/.exec(v ?? '');
+  return m ? { good: false, triesLeft: Number(m[1]) } : null;
+}
+
+/** The BOOT_X_PARKED variables for a state under a floor (none for a slot not parked). */
+export function parkedVars(target: BootState, gate: ReleaseGate): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const slot of SLOTS) {
+    const t = target.slots[slot];
+    if (!belowFloor(gate, slot) || (!t.good && t.triesLeft === 0)) continue;
+    out.set(`BOOT_${slot}_PARKED`, t.good ? 'good' : `unconfirmed:${Math.min(t.triesLeft, STATE_MAX_TRIES)}`);
+  }
+  return out;
+}
+
+export function isParkedVariable(name: string): boolean {
+  return PARKED_RE.test(name);
+}
+
 /** The variables larch does not keep in names (BOOT_RELEASES ...) live in loader/larch.env. */
 export const NAMED_VARIABLES = ['BOOT_ORDER', 'BOOT_A_GOOD', 'BOOT_A_LEFT', 'BOOT_B_GOOD', 'BOOT_B_LEFT', 'BOOT_LKG', 'BOOT_RESCUE'];
 
@@ -260,12 +290,19 @@ export const NAMED_VARIABLES = ['BOOT_ORDER', 'BOOT_A_GOOD', 'BOOT_A_LEFT', 'BOO
 export function readBls(files: EntryFiles, larchEnv: ReadonlyMap<string, string> = new Map()): { vars: Map<string, string>; problems: string[] } {
   const v = view(files);
   const vars = new Map<string, string>();
-  for (const [k, val] of larchEnv) if (!NAMED_VARIABLES.includes(k)) vars.set(k, val);
+  for (const [k, val] of larchEnv) if (!NAMED_VARIABLES.includes(k) && !PARKED_RE.test(k)) vars.set(k, val);
   for (const slot of SLOTS) {
     const e = v.slots[slot];
     // Two entries for one slot: the safe default (nothing set). One damaged entry: not bootable.
     if (v.stale[slot].length > 1) continue;
     
+    // A slot parked below the release floor: `+0` on the ESP, its own state in larch.env.
+    const parked = e && e.counter.left === 0 ? parseParked(larchEnv.get(`BOOT_${slot}_PARKED`)) : null;
+    if (parked) {
+      vars.set(`BOOT_${slot}_GOOD`, parked.good ? '1' : '0');
+      vars.set(`BOOT_${slot}_LEFT`, String(parked.triesLeft));
+      continue;
+    }
     const left = e === null ? 0 : e.counter.left;
     if (left !== null && left > MAX_TRIES) v.problems.push(`${e!.name}: ${left} tries, more than larch writes (${MAX_TRIES}): read as ${MAX_TRIES}`);
     vars.set(`BOOT_${slot}_GOOD`, left === null ? '1' : '0');
@@ -282,7 +319,8 @@ export function readBls(files: EntryFiles, larchEnv: ReadonlyMap<string, string>
   }
   const lkg = v.rescue?.entry ? optionSlot(v.rescue.entry.options) : null;
   if (lkg) vars.set('BOOT_LKG', lkg);
-  const bootable = (s: Slot) => vars.get(`BOOT_${s}_GOOD`) === '1' || /^[1-9]$/.test(vars.get(`BOOT_${s}_LEFT`) ?? '');
+  // What systemd-boot sees: the names (a parked slot is `+0` there, whatever larch.env keeps).
+  const bootable = (s: Slot) => (v.slots[s] ? v.slots[s]!.counter.left !== 0 : vars.get(`BOOT_${s}_GOOD`) === '1');
   // A slot read as the safe default (stale) may be bootable: then it is not rescue.
   const unknown = SLOTS.some((s) => !vars.has(`BOOT_${s}_GOOD`));
   vars.set('BOOT_RESCUE', !unknown && !SLOTS.some(bootable) ? '1' : '0');
@@ -326,7 +364,7 @@ function rank(counter: BlsEntryName | null): number {
  * 7. the rescue entry moves (when not done in 2).
  * A slot whose body is null cannot be made new: it is left without an entry (not bootable).
  */
-export function planBlsWrite(files: EntryFiles, target: BootState, bodies: Record<Slot, BlsBody | null>): BlsOp[] {
+export function planBlsWrite(files: EntryFiles, target: BootState, bodies: Record<Slot, BlsBody | null>, gate: ReleaseGate = NO_GATE): BlsOp[] {
   const v = view(files);
   const ops: BlsOp[] = v.junk.map((name) => ({ op: 'remove', name }));
   // What each slot's entry becomes: name and content (before the version).
@@ -336,7 +374,11 @@ export function planBlsWrite(files: EntryFiles, target: BootState, bodies: Recor
     const cur = v.slots[slot];
     const t = target.slots[slot];
     const id = slot;
-    if (t.good || t.triesLeft > 0) {
+    if ((t.good || t.triesLeft > 0) && belowFloor(gate, slot)) {
+      // Parked: `+0` so systemd-boot passes over it; its state goes to larch.env (parkedVars).
+      if (cur) want[slot] = { counter: { id, left: 0, done: cur.counter.left === null ? 0 : cur.counter.done }, entry: cur.entry, fresh: false };
+      else if (bodies[slot]) want[slot] = { counter: { id, left: 0, done: 0 }, entry: { title: `larch ${slot}`, sortKey: 'larch', version: '1', ...bodies[slot]! }, fresh: true };
+    } else if (t.good || t.triesLeft > 0) {
       const counter: BlsEntryName = t.good ? { id, left: null, done: 0 } : cur && cur.counter.left === t.triesLeft ? cur.counter : { id, left: t.triesLeft, done: 0 };
       if (cur && isEntryBootable(cur.counter)) {
         want[slot] = { counter, entry: cur.entry, fresh: false };

@@ -212,6 +212,8 @@ t.test('the ops a staging write makes, in order', async (t) => {
 // ---- board/boot-cases.json on systemd-boot (docs/design/issue-19-real-boards.md §4.4) ----------
 
 import { readFileSync } from 'node:fs';
+import { parkedVars } from '../../../src/bootcount/bls.ts';
+import { decodeGate } from '../../../src/bootcount/release-gate.ts';
 import { join } from 'node:path';
 import { type BootCase, type TableBoot } from '../../../hil-tests/lib/boot-table.ts';
 import { ROOT } from '../../helpers.ts';
@@ -237,8 +239,11 @@ function caseFiles(c: BootCase): { files: Map<string, string>; env: Map<string, 
     return { files, env: new Map() };
   }
   const vars = new Map(Object.entries(c.env));
+  const state = decode(vars, { lkgMarker: lkg });
+  const gate = decodeGate(vars);
   const release = vars.get('BOOT_RELEASES');
-  return { files: filesOf(decode(vars, { lkgMarker: lkg })), env: new Map(release ? [['BOOT_RELEASES', release]] : []) };
+  const env = new Map([...(release ? [['BOOT_RELEASES', release] as [string, string]] : []), ...parkedVars(state, gate)]);
+  return { files: applyBlsOps(EMPTY, planBlsWrite(EMPTY, state, BODIES, gate)), env };
 }
 
 t.test('boot-cases.json through the systemd-boot mapping (blsChoose on the entries the store writes)', async (t) => {
@@ -268,4 +273,51 @@ t.test('boot-cases.json through the systemd-boot mapping (blsChoose on the entri
     run++;
   }
   t.ok(run >= 28, `${run} cases run`);
+});
+
+t.test('the release floor: a slot below it is parked (+0 on the ESP, its state in larch.env); every cut stays safe', async (t) => {
+  const gates = [
+    { floor: 5, releases: { A: 4, B: 5 } },
+    { floor: 5, releases: { A: 5, B: 4 } },
+    { floor: 5, releases: { A: 4, B: 3 } },
+  ];
+  let n = 0;
+  for (const gate of gates) {
+    for (const s of allStates()) {
+      // From the state written with no floor, the floor raised (a write with the same state).
+      const files = filesOf(s);
+      const oldEnv = new Map<string, string>();
+      const before = blsState(files, oldEnv);
+      for (const e of [...EVENTS, null]) {
+        const target = e ? next(before, e) : before;
+        const ops = planBlsWrite(files, target, BODIES, gate);
+        const env = parkedVars(target, gate);
+        const after = applyBlsOps(files, ops);
+        const at = `${JSON.stringify(gate.releases)} ${JSON.stringify(s)} ${e?.type ?? 'floor raised'}`;
+        const read = blsState(after, env);
+        if (JSON.stringify(comparable(read, after).slots) !== JSON.stringify(target.slots)) t.fail(`${at}: read back ${JSON.stringify(read.slots)}`);
+        // systemd-boot never boots a slot below the floor unless it is the rescue entry.
+        const c = blsChoose(after)!;
+        if (!c.rescue && gate.releases[c.slot] < gate.floor) t.fail(`${at}: systemd-boot boots ${c.slot} below the floor`);
+        // Cuts: larch.env (the parked states, old ones kept) is written first, then each op.
+        const first = new Map([...oldEnv, ...env]);
+        for (let k = 0; k <= ops.length; k++) {
+          const mid = applyBlsOps(files, ops.slice(0, k));
+          const m = blsState(mid, first);
+          for (const x of SLOTS) if (m.slots[x].good && !before.slots[x].good && !target.slots[x].good) t.fail(`${at}, cut after ${k}: ${x} good`);
+          if (!blsChoose(mid)) t.fail(`${at}, cut after ${k}: nothing to boot`);
+        }
+        n++;
+      }
+    }
+  }
+  t.ok(n > 1500, `${n} writes under a floor, every cut checked`);
+  const parked = filesOf({ ...INITIAL_STATE, slots: { A: { good: true, triesLeft: 0 }, B: { good: false, triesLeft: 3 } }, order: ['B', 'A'] });
+  const ops = planBlsWrite(parked, blsState(parked), BODIES, gates[1]);
+  t.same(ops.map((o: BlsOp) => (o.op === 'rename' ? `${o.from}>${o.to}` : `${o.op} ${o.name}`)), ['larch-b+3.conf>larch-b+0.conf'], 'B below the floor: renamed +0');
+  t.same(Object.fromEntries(parkedVars(blsState(parked), gates[1])), { BOOT_B_PARKED: 'unconfirmed:3' }, 'its tries kept in larch.env');
+  const after = applyBlsOps(parked, ops);
+  t.same(blsState(after, parkedVars(blsState(parked), gates[1])).slots.B, { good: false, triesLeft: 3 }, 'read back with its tries');
+  const unparked = planBlsWrite(after, blsState(after, parkedVars(blsState(parked), gates[1])), BODIES);
+  t.same(unparked.map((o: BlsOp) => (o.op === 'rename' ? `${o.from}>${o.to}` : `${o.op} ${o.name}`)), ['remove larch-b+0.conf', 'write larch-b+3.conf'], 'the floor lowered: made anew with its tries');
 });
