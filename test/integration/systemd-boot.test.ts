@@ -76,7 +76,9 @@ t.test('upgrade, tries spent by renames, fallback, upgrade again, mark-good, kar
   t.match(entry(dev, 'larch-b+3.conf'), new RegExp(`^options ${DEFAULTS} quiet larch\\.slot=B$`, 'm'), "the in-place change rewrote B's entry with its new arguments");
   t.match(await simBoot(dev), { slot: 'B', wrote: true, check: { outcome: 'confirmed' } });
   t.equal(cmdline(dev), `${DEFAULTS} quiet larch.slot=B`, 'the kernel gets the changed arguments');
-  t.same(entries(dev), ['larch-a.conf', 'larch-b.conf', 'larch-rescue.conf'], 'mark-good: larch-b+2-1.conf -> larch-b.conf, as systemd-bless-boot good');
+  t.same(entries(dev), ['larch-a+0.conf', 'larch-b.conf', 'larch-rescue.conf'], 'mark-good: larch-b+2-1.conf -> larch-b.conf, as systemd-bless-boot good; A (release 1) parked below the raised floor');
+  t.match(readFileSync(join(dev, 'boot/loader/larch.env'), 'latin1'), /^BOOT_A_PARKED=good$/m, "A's own state kept in loader/larch.env");
+  t.same((await status(dev)).boot.slots.A, { good: true, tries_left: 0, deployed: true }, 'larch reads the parked A as good (rollback may lower the floor to it)');
   t.match(entry(dev, 'larch-rescue.conf'), /larch\.slot=B larch\.rescue=1$/m, 'the rescue entry follows the last known good slot');
   let s = await status(dev);
   t.match(s, { booted: { slot: 'B', version: '3', good: true, kargs: [...DEFAULTS.split(' '), 'quiet'] }, rollback: { slot: 'A', version: '1', kargs: DEFAULTS.split(' ') } }, 'status: kargs per deployment');
@@ -103,10 +105,15 @@ t.test('systemd-bless-boot good before boot-check: larch reads it good and moves
   const dir = join(dev, 'boot/loader/entries');
   renameSync(join(dir, 'larch-b+3.conf'), join(dir, 'larch-b.conf'));
   await larchOk(['sim-boot', '--sysroot', dev, '--json']);
-  t.same(entries(dev), ['larch-a.conf', 'larch-b.conf', 'larch-rescue.conf'], 'a good entry boots with no rename');
+  t.same(entries(dev), ['larch-a+0.conf', 'larch-b.conf', 'larch-rescue.conf'], 'a good entry boots with no rename (A parked below the floor the confirmation raised)');
   const s = await status(dev);
   t.match(s.booted, { slot: 'B', good: true }, 'the blessed entry is good to larch');
   t.match(entry(dev, 'larch-rescue.conf'), /larch\.slot=B larch\.rescue=1$/m, "boot-check moved the rescue entry to B, as its own mark-good would");
+  // Rollback to the parked A lowers the floor (an operator's act): its entry is made anew, good.
+  await larchOk(['rollback', '--sysroot', dev]);
+  t.same(entries(dev), ['larch-a.conf', 'larch-b.conf', 'larch-rescue.conf'], 'A unparked: good again, and first');
+  t.match(await simBoot(dev), { slot: 'A', wrote: false });
+  t.equal(cmdline(dev), `${DEFAULTS} larch.slot=A`, "A boots with its own arguments");
 });
 
 t.test('both slots bad: the rescue entry boots the last known good slot, with no write', async (t) => {
