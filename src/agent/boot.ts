@@ -10,7 +10,7 @@
  * (raw eMMC, MTD: a board fw_env.config) nothing partial is ever written and the error names the
  * command that restores the board's defaults. docs/boot.md, "A damaged env".
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
@@ -169,6 +169,7 @@ async function openBootEnv(sysroot: Sysroot, config: DeviceConfig): Promise<{ st
   const store = await sysroot.envStore(config.bootloader);
   const marker = await readLkgMarker(sysroot, config.bootloader);
   let damage: LarchError;
+  if (config.bootloader === 'systemd-boot') return { store, vars: await store.read(), report: await blsReport(sysroot), marker };
   try {
     return { store, vars: await store.read(), report: { health: 'ok', message: null, hint: null }, marker };
   } catch (err) {
@@ -192,6 +193,25 @@ async function openBootEnv(sysroot: Sysroot, config: DeviceConfig): Promise<{ st
   const message = `the boot env had no valid copy (${damage.message}); rewritten with the state larch can prove: ${describeState(state)}`;
   await appendJournal(sysroot.journalPath, { event: 'error', message, data: { boot_env: 'repaired', code: damage.code, state: Object.fromEntries(vars) } });
   return { store, vars, report: { health: 'repaired', message, hint: null }, marker };
+}
+
+/**
+ * systemd-boot's entries never fail to read (what larch did not write reads as the safe default):
+ * what was odd is said instead (status's boot_env_detail), with entries that are not larch's
+ * (they may sort before larch's: systemd-boot boots the first), and on a real device a missing
+ * EFI binary (the image builder installs it; larch's agent never does).
+ */
+async function blsReport(sysroot: Sysroot): Promise<BootEnvReport> {
+  const { problems } = await sysroot.blsStore().snapshot();
+  const said = [...problems];
+  const dir = sysroot.envPath('systemd-boot');
+  const foreign = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.conf') && !n.startsWith('larch-'));
+  if (foreign.length > 0) said.push(`${dir} has entries that are not larch's (${foreign.join(', ')}): systemd-boot may boot them before larch's slots`);
+  if (sysroot.realDevice) {
+    const efi = ['BOOTX64.EFI', 'BOOTAA64.EFI'].map((f) => join(sysroot.bootDir, 'EFI', 'BOOT', f));
+    if (!(await Promise.all(efi.map((f) => readFile(f).then(() => true, () => false)))).some(Boolean)) said.push(`no ${efi.join(' or ')}: the firmware finds no systemd-boot on this ESP`);
+  }
+  return { health: 'ok', message: said.length > 0 ? said.join('; ') : null, hint: said.length > 0 ? "larch's next boot-state write replaces what it did not write in its own entries; other entries and the EFI binary are the image's" : null };
 }
 
 export async function readBootState(sysroot: Sysroot, config: DeviceConfig): Promise<BootRead> {

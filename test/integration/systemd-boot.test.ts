@@ -7,7 +7,7 @@
  * entry (the last known good slot), and `larch status` reading them back.
  */
 import t from 'tap';
-import { readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, type Test, type Vendor, copySysroot, expectFail, status, vendor } from '../device-helpers.ts';
 import { larch, larchOk, tempDir } from '../helpers.ts';
@@ -36,7 +36,15 @@ t.test('provision --bootloader systemd-boot: loader.conf, slot A good, the rescu
   t.match(entry(dev, 'larch-rescue.conf'), /^version 0$(.|\n)*larch\.slot=A larch\.rescue=1$/m, 'the rescue entry boots A');
   t.equal(JSON.parse(readFileSync(join(dev, 'larch/config.json'), 'utf8')).bootloader, 'systemd-boot');
   const s = await status(dev);
-  t.match(s, { bootloader: 'systemd-boot' }, 'status names the backend');
+  t.match(s, { bootloader: 'systemd-boot', boot_env: 'ok', boot_env_detail: null }, 'status names the backend; nothing odd');
+  writeFileSync(join(dev, 'boot/loader/entries/debian.conf'), 'title Debian\nlinux /vmlinuz\n');
+  writeFileSync(join(dev, 'boot/loader/entries/larch-b+3.conf'), 'half');
+  const odd = await status(dev);
+  t.match(odd.boot_env_detail?.message, /debian\.conf.*not larch's|not larch's.*debian\.conf/, 'a foreign entry is named (it may sort first)');
+  t.match(odd.boot_env_detail?.message, /larch-b\+3\.conf is not an entry larch wrote/, 'a damaged entry of larch is named');
+  t.same(odd.boot.slots.B, { good: false, tries_left: 0, deployed: false }, 'and read as not bootable');
+  rmSync(join(dev, 'boot/loader/entries/larch-b+3.conf'));
+  rmSync(join(dev, 'boot/loader/entries/debian.conf'));
   const r = await larch(['provision', '--sysroot', join(tempDir(t), 'x'), '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'systemd-boot', '--fw-env-config', '/dev/null', '--json']);
   expectFail(t, r, 'USAGE', '--fw-env-config with systemd-boot');
   const bad = await larch(['provision', '--sysroot', join(tempDir(t), 'y'), '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'efi', '--json']);
