@@ -200,3 +200,18 @@ t.test('a kill after any file operation of a systemd-boot write leaves a device 
   }
   t.ok(kills >= 8, `${kills} kills`);
 });
+
+t.test('slot entries lost (the ESP rewritten without them): the rescue entry boots, boot-check writes the slot entry again', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const dev = await device(t, v);
+  await simBoot(dev);
+  rmSync(join(dev, 'boot/loader/entries/larch-a.conf'));
+  t.match((await status(dev)).boot, { rescue: true, last_good: 'A' }, 'read as rescue: no slot entry');
+  t.match(await simBoot(dev), { slot: 'A', rescue: true, wrote: false, check: { outcome: 'confirmed' } }, "systemd-boot boots the rescue entry; A is healthy");
+  t.same(entries(dev), ['larch-a.conf', 'larch-rescue.conf'], "A's entry made again from A/entry.conf");
+  t.match(entry(dev, 'larch-a.conf'), new RegExp(`^options ${DEFAULTS} larch\\.slot=A$`, 'm'), 'with its arguments');
+  rmSync(join(dev, 'boot/loader/entries'), { recursive: true });
+  const r = await larch(['sim-boot', '--sysroot', dev, '--json']);
+  expectFail(t, r, 'ENV_CORRUPT', 'no entry at all: nothing systemd-boot can boot');
+});
