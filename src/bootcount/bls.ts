@@ -1,8 +1,8 @@
 /**
  * Boot Loader Specification Type #1 entries as systemd-boot reads and renames them (issue 19,
  * docs/design/issue-19-real-boards.md §4): the entry file names with boot counting
- * (`NAME+LEFT[-DONE].conf`) and the entry files larch writes for its slots. Pure; not wired yet
- * (the systemd-boot backend of env-store.ts is the next step).
+ * (`NAME+LEFT[-DONE].conf`) and the entry files larch writes for its slots. Pure; the I/O (the
+ * systemd-boot EnvStore) is bls-store.ts.
  *
  * systemd-boot (systemd-boot(7), 252) counts an entry named `NAME+LEFT` or `NAME+LEFT-DONE`: each
  * boot attempt renames it with LEFT one lower and DONE one higher; LEFT = 0 is "bad", no counter is
@@ -16,7 +16,7 @@
  * docs/boot.md "systemd-boot".
  */
 import { type ReleaseGate, NO_GATE, belowFloor } from './release-gate.ts';
-import { type BootState, type Slot, MAX_TRIES as STATE_MAX_TRIES, SLOTS, decode, other } from './state.ts';
+import { type BootState, type Slot, SLOTS, decode, other } from './state.ts';
 
 export type BlsEntryId = 'A' | 'B' | 'rescue';
 
@@ -267,7 +267,7 @@ export function parkedVars(target: BootState, gate: ReleaseGate): Map<string, st
   for (const slot of SLOTS) {
     const t = target.slots[slot];
     if (!belowFloor(gate, slot) || (!t.good && t.triesLeft === 0)) continue;
-    out.set(`BOOT_${slot}_PARKED`, t.good ? 'good' : `unconfirmed:${Math.min(t.triesLeft, STATE_MAX_TRIES)}`);
+    out.set(`BOOT_${slot}_PARKED`, t.good ? 'good' : `unconfirmed:${Math.min(t.triesLeft, MAX_TRIES)}`);
   }
   return out;
 }
@@ -295,7 +295,6 @@ export function readBls(files: EntryFiles, larchEnv: ReadonlyMap<string, string>
     const e = v.slots[slot];
     // Two entries for one slot: the safe default (nothing set). One damaged entry: not bootable.
     if (v.stale[slot].length > 1) continue;
-    
     // A slot parked below the release floor: `+0` on the ESP, its own state in larch.env.
     const parked = e && e.counter.left === 0 ? parseParked(larchEnv.get(`BOOT_${slot}_PARKED`)) : null;
     if (parked) {
