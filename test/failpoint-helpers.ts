@@ -286,7 +286,7 @@ export function readEnv(dev: string): Record<string, string> {
   return Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
 }
 
-function readRecord(dev: string, slot: Slot): { commit: string; boot_files: string[]; boot_aliases?: Record<string, string> } | null {
+function readRecord(dev: string, slot: Slot): { commit: string; boot_files: string[]; boot_aliases?: Record<string, string>; kargs?: string[] } | null {
   const path = join(dev, 'larch/deploy', `${slot}.json`);
   return existsSync(path) && existsSync(join(dev, 'larch/deploy', slot)) ? JSON.parse(readFileSync(path, 'utf8')) : null;
 }
