@@ -68,6 +68,7 @@ export const TIERS: Record<Tier, string[]> = {
     'test/integration/env-damage.test.ts', // 77 s
     'test/integration/mqtt-transfer.test.ts', // 73 s
     'test/integration/failed-release.test.ts', // 70 s
+    'test/integration/kargs.test.ts', // 56 s: larch kargs on U-Boot and GRUB sysroots, rollback, upgrades through kargs.d, refusals
     'test/integration/release-floor.test.ts', // ~30 s idle (88 s at load 20): release floor and ref binding on one device each
     'test/fuzz/fuzz.test.ts', // 48 s: the fuzz budget (npm run fuzz is the long one)
     'test/integration/device-space.test.ts', // 48 s
