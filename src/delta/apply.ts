@@ -70,6 +70,11 @@ const SOURCE_BLOCKS_CACHED = 16;
 /** Blocks of closed sources, reused: a new buffer per patched file let garbage pile up to +40 MiB RSS. */
 const freeBlocks: Buffer[] = [];
 /**
+ * Output buffers of finished patches, reused for the same reason: one CHUNK per patched file
+ * (1,314 in the corpus delta's last part, 164 MiB in all) was most of that part's garbage.
+ */
+const freeOutputs: Buffer[] = [];
+/**
  * Objects up to this size are gathered in memory and stored beside the decoding of the next
  * records, at most WRITES_IN_FLIGHT at once: each store is a few thread-pool round trips (open,
  * write, rename) that otherwise left the decoder waiting (4 s of 12.6 on the corpus delta under
@@ -457,27 +462,9 @@ const totalN = (segments: readonly Segment[]) => segments.reduce((a, s) => a + s
 async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segment[], tmpDir: string): Promise<SourceObject> {
   const { path, temp } = await sourceObjectPath(repo, id, tmpDir);
   const viewPath = join(tmpDir, `view-${process.pid}-${++sourceCounter}-${id}`);
+  let held: Uint8Array | null;
   try {
-    const content = await readFile(path).catch((err) => {
-      if (err.code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `patch source ${id} is missing from the repo`, { data: { id } });
-      throw err;
-    });
-    if (totalN(segments) !== content.length) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${content.length}`);
-    if (segmentTotals(segments).m <= IN_MEMORY_VIEW_BYTES) {
-      const view = expandView(content, segments);
-      failpoint('delta::after-view-expand');
-      return memorySource(view, id);
-    }
-    // A view this large is expanded on a collected heap, and the source's bytes and decoder
-    // buffers are collected once it is written: left to the collector, the garbage of the records
-    // before it and of its expansion were resident together (about 10 MiB of the corpus delta's peak).
-    collectGarbage();
-    const fh = await open(viewPath, 'wx', 0o600);
-    try {
-      for (const chunk of expandViewChunks(content, segments)) await fh.write(chunk);
-    } finally {
-      await fh.close();
-    }
+    held = await expandSourceView(path, id, segments, viewPath);
   } catch (err) {
     await rm(viewPath, { force: true });
     if (err instanceof ViewError) throw new DeltaFormatError(`source ${id}: ${err.message}`);
@@ -486,9 +473,41 @@ async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segme
   } finally {
     if (temp) await rm(temp, { force: true });
   }
+  if (held !== null) {
+    failpoint('delta::after-view-expand');
+    return memorySource(held, id);
+  }
+  // Collected here, outside the function that read the source: while that function's frame was
+  // live it kept the source's bytes and the expansion's block buffer reachable (22 MiB of the
+  // corpus kernel's, resident through its whole patch and fold).
   collectGarbage();
   failpoint('delta::after-view-expand');
   return openSourceFile(viewPath, id, viewPath);
+}
+
+/**
+ * Expands the view of the source at `path`: returned when it is at most IN_MEMORY_VIEW_BYTES,
+ * written to viewPath otherwise (then null).
+ * @throws OBJECT_MISSING, DeltaFormatError, ViewError
+ */
+async function expandSourceView(path: string, id: ObjectId, segments: readonly Segment[], viewPath: string): Promise<Uint8Array | null> {
+  const content = await readFile(path).catch((err) => {
+    if (err.code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `patch source ${id} is missing from the repo`, { data: { id } });
+    throw err;
+  });
+  if (totalN(segments) !== content.length) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${content.length}`);
+  if (segmentTotals(segments).m <= IN_MEMORY_VIEW_BYTES) return expandView(content, segments);
+  // A view this large is expanded on a collected heap: left to the collector, the garbage of the
+  // records before it and of its expansion were resident together (about 10 MiB of the corpus
+  // delta's peak).
+  collectGarbage();
+  const fh = await open(viewPath, 'wx', 0o600);
+  try {
+    for (const chunk of expandViewChunks(content, segments)) await fh.write(chunk);
+  } finally {
+    await fh.close();
+  }
+  return null;
 }
 
 /** Views up to this size are held in memory while their patch runs. */
@@ -523,8 +542,10 @@ async function* afterFirstChunk(chunks: AsyncIterable<Uint8Array>, point: 'delta
  * raised peak RSS by 20-50 MiB (garbage outpaced the collector).
  */
 async function* patched(source: SourceObject, nextOps: () => Promise<ControlRecord | null>, diff: DiffReader, literal: ByteReader): AsyncGenerator<Uint8Array> {
+  // Taken from the pool and given back when the patch ends: by then its reader has pulled past
+  // the last chunk handed out, so nothing still reads from it.
+  const out = freeOutputs.pop() ?? Buffer.allocUnsafe(CHUNK);
   try {
-    const out = Buffer.allocUnsafe(CHUNK);
     let fill = 0;
     let oldPos = 0;
     for (;;) {
@@ -562,6 +583,7 @@ async function* patched(source: SourceObject, nextOps: () => Promise<ControlReco
     }
     if (fill > 0) yield out.subarray(0, fill);
   } finally {
+    freeOutputs.push(out);
     await source.close();
   }
 }
