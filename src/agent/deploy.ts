@@ -24,7 +24,7 @@ import type { ObjectId } from '../store/object.ts';
 import type { Repo } from '../store/repo.ts';
 import type { Sysroot } from './sysroot.ts';
 import { type RecordedAgent, keepLegacyAgent, recordAgent } from './agent-binary.ts';
-import { type DeploymentKargs, deploymentKargs, writeSlotKargs } from './deployment-kargs.ts';
+import { type CheckedKargs, writeSlotKargs } from './deployment-kargs.ts';
 
 /** S/larch/deploy/X.json */
 export interface DeploymentRecord {
@@ -88,8 +88,8 @@ export interface WriteDeploymentOptions {
   signedBy: string[];
   /** Merge /etc against the booted slot; absent for a first deployment. */
   merge?: { bootedSlot: Slot; merger: EtcMerger };
-  /** The deployment's kernel arguments; absent where the device manages none. */
-  kargs?: DeploymentKargs;
+  /** The deployment's kernel arguments (deploymentKargs, made before anything is written); absent where the device manages none. */
+  kargs?: CheckedKargs;
 }
 
 /** The vendor /etc of a deployment (moved out of /etc at deploy time). */
@@ -104,8 +104,6 @@ export const VENDOR_ETC = join('usr', 'etc');
 export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, commitId: ObjectId, opts: WriteDeploymentOptions): Promise<DeploymentRecord> {
   const commit = await repo.readCommit(commitId);
   const plan = await planDeployment(repo, commitId);
-  // The arguments are computed before anything is written: a bad kargs.d file changes nothing.
-  const kargs = opts.kargs ? await deploymentKargs(repo, commitId, opts.kargs) : null;
   const dir = sysroot.deployDir(slot);
   const tmp = `${dir}.tmp`;
   const bootTmp = `${sysroot.slotBootDir(slot)}.tmp`;
@@ -154,7 +152,7 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
 
     const bootFiles = await copyBootFiles(plan, join(tmp, 'boot'), bootTmp);
     // The arguments go with the kernel they belong to, in the same rename.
-    if (kargs && opts.kargs) await writeSlotKargs(bootTmp, opts.kargs.bootloader, slot, kargs.kargs);
+    if (opts.kargs) await writeSlotKargs(bootTmp, opts.kargs.bootloader, slot, opts.kargs.kargs);
     // S/boot is usually its own (FAT) partition: syncfs of the root does not reach it.
     await syncFilesystem(sysroot.path, [tmp]);
     await syncFilesystem(sysroot.bootDir, [bootTmp]);
@@ -184,7 +182,7 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
       ...(Object.keys(plan.aliases).length > 0 ? { bootAliases: plan.aliases } : {}),
       etcMerge,
       agent,
-      ...(kargs ?? {}),
+      ...(opts.kargs ? { kargs: opts.kargs.kargs, kargsVendor: opts.kargs.kargsVendor } : {}),
     };
     await writeFileAtomic(sysroot.deployRecordPath(slot), encodeDeploymentRecord(record));
     failpoint('deploy::after-record-write');

@@ -21,7 +21,7 @@ import type { BootloaderKind, DeviceConfig, Sysroot } from './sysroot.ts';
 /** Where a commit's vendor arguments are, in its tree. */
 export const KARGS_D = 'usr/lib/larch/kargs.d';
 
-/** How writeDeployment gets a deployment's arguments (none: the device does not manage them). */
+/** How a deployment's arguments are made (deploymentKargs). */
 export interface DeploymentKargs {
   bootloader: BootloaderKind;
   /** The board's defaults (config.json `kargs`). */
@@ -35,6 +35,9 @@ export interface KargsPair {
   kargs: string[];
   kargsVendor: string[];
 }
+
+/** A deployment's lists, checked for its bootloader: what writeDeployment writes (record and per-slot file). */
+export type CheckedKargs = KargsPair & { bootloader: BootloaderKind };
 
 /**
  * The vendor's arguments of a commit: `defaults`, then each regular KARGS_D/*.conf of its tree
@@ -75,12 +78,12 @@ export function bootloaderKargsProblem(kind: BootloaderKind, kargs: readonly str
  * The deployment's lists for `k`, checked against its bootloader, before anything is written.
  * @throws INVALID_INPUT (a bad kargs.d file; arguments the bootloader cannot pass)
  */
-export async function deploymentKargs(repo: Repo, commitId: ObjectId, k: DeploymentKargs): Promise<KargsPair> {
+export async function deploymentKargs(repo: Repo, commitId: ObjectId, k: DeploymentKargs): Promise<CheckedKargs> {
   const kargsVendor = await commitVendorKargs(repo, commitId, k.defaults);
   const kargs = k.derive(kargsVendor);
   const problem = bootloaderKargsProblem(k.bootloader, kargs);
   if (problem) throw new LarchError('INVALID_INPUT', `commit ${commitId}: kernel argument ${problem}`, { hint: `remove it from /${KARGS_D} (or the board's defaults)`, data: { commit: commitId, kargs } });
-  return { kargs, kargsVendor };
+  return { kargs, kargsVendor, bootloader: k.bootloader };
 }
 
 /** S/boot/X/larch.env, S/boot/X/kargs.grubenv or S/boot/X/entry.conf (systemd-boot). */

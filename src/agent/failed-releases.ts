@@ -5,6 +5,7 @@
  * `larch deploy VERSION --retry-failed` does. A newer commit clears the way: the refusal is for
  * that commit id only. Pure: values in and out; the I/O is in failed-store.ts.
  */
+import { sameKargs } from './kargs.ts';
 
 /** Why a commit counts as failed here. */
 export type FailureReason = 'tries-exhausted' | 'fell-back' | 'marked-bad';
@@ -43,8 +44,7 @@ export const EMPTY_FAILED_RELEASES: FailedReleases = { format: 1, releases: [] }
  * those arguments (or one that names none) counts: the same commit may boot with other ones.
  */
 export function findFailed(f: FailedReleases, commit: string, kargs?: readonly string[]): FailedRelease | null {
-  const sameKargs = (r: FailedRelease) => kargs === undefined || !r.kargs || (r.kargs.length === kargs.length && r.kargs.every((a, i) => a === kargs[i]));
-  return f.releases.find((r) => r.commit === commit && sameKargs(r)) ?? null;
+  return f.releases.find((r) => r.commit === commit && (kargs === undefined || !r.kargs || sameKargs(r.kargs, kargs))) ?? null;
 }
 
 /**

@@ -16,6 +16,7 @@ import { bootloaderKargsProblem, recordKargs, writeSlotKargs } from './deploymen
 import { describeFailure, findFailed } from './failed-releases.ts';
 import { readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
+import { sameKargs } from './kargs.ts';
 import { readOrigin } from './layering/origin.ts';
 import { releaseEnvVars } from './release-floor.ts';
 import { type UpdateContext, requireBootedGood, stage } from './update.ts';
@@ -70,7 +71,7 @@ export async function changeKargs(ctx: UpdateContext, change: (before: string[])
   if (problem) throw new LarchError('USAGE', `kargs: ${problem}`, { hint: 'on a GRUB board, give arguments without quotes or backslashes', data: { command: 'kargs', kargs: after } });
   const slot = target.staged ? target.slot : other(target.slot);
   const out = { slot, commit: record.commit, version: record.version, kargs: after, kargs_before: target.kargs };
-  if (sameList(after, target.kargs)) return { ...out, result: 'unchanged', slot: target.slot };
+  if (sameKargs(after, target.kargs)) return { ...out, result: 'unchanged', slot: target.slot };
   const failed = findFailed(await readFailedReleases(sysroot), record.commit, after);
   if (failed) {
     throw new LarchError('REFUSED', `kargs: ${describeFailure(failed)}`, {
@@ -96,8 +97,4 @@ export async function changeKargs(ctx: UpdateContext, change: (before: string[])
   failpoint('update::after-bootenv-write');
   await appendJournal(sysroot.journalPath, { event: 'stage', slot, commit: record.commit, version: record.version, message: `slot ${slot} (version ${record.version}) staged again with ${config.tries} tries and the kernel arguments '${after.join(' ')}'`, data: { kargs: after, kargs_before: target.kargs } });
   return { ...out, result: 'changed-staged' };
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

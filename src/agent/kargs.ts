@@ -131,6 +131,11 @@ export function editKargs(kargs: readonly string[], edits: readonly KargsEdit[])
   return out;
 }
 
+/** The same arguments in the same order. */
+export function sameKargs(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
 /** The command line as a bootloader writes it: arguments joined by single spaces. */
 export function formatCommandLine(kargs: readonly string[]): string {
   return kargs.join(' ');

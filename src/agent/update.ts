@@ -340,14 +340,11 @@ export async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlot
   await checkDeployable(sysroot, plan, bootedSlotName, commit);
   // The kernel arguments too (a bad kargs.d file is refused while the other slot is still intact).
   const kargsFrom = await stagedKargs(sysroot, config, bootedSlotName, kargs);
-  if (kargsFrom) {
-    const pair = await repairing(ctx, repo, commit, () => deploymentKargs(repo, commit, kargsFrom));
-    kargsFrom.derive = () => [...pair.kargs];
-  }
+  const checkedKargs = kargsFrom && (await repairing(ctx, repo, commit, () => deploymentKargs(repo, commit, kargsFrom)));
   // First: the bootloader must not boot the slot while it is rewritten.
   await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-prepared', slot }));
   failpoint('update::after-mark-unbootable');
-  const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger }, kargs: kargsFrom });
+  const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger }, kargs: checkedKargs });
   const record = await repairing(ctx, repo, commit, write);
   await repo.writeRef(`larch/slot-${slot}`, commit);
   await writeBaseRef(repo, slot, commit);
