@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import type { Board } from './lib/board.ts';
 import { Console, cleanConsole } from './lib/console.ts';
 import { ROOT } from './lib/fixture.ts';
-import { Shell, lastJson, parseBootCheck } from './lib/device.ts';
+import { BOOTLOADER_LINE, Shell, lastJson, parseBootCheck, parseBootLine } from './lib/device.ts';
+import { compareEspWithStatus, parseEspListing } from './lib/esp-check.ts';
 import { parseBoardConfig } from './lib/config.ts';
 import { cutMoments } from './scenarios/power-cut.ts';
 import { caseStartVars, compareBoots, compareEnv, loadBootCases, predictBoots } from './lib/boot-table.ts';
@@ -18,6 +19,35 @@ import { caseStartVars, compareBoots, compareEnv, loadBootCases, predictBoots } 
 t.test('console cleaning', async (t) => {
   t.equal(cleanConsole('\x1b[H\x1b[J\x1b[1;1Hlarch: slot=A rescue=0 wrote=0\r\r\n'), 'larch: slot=A rescue=0 wrote=0\n');
   t.equal(cleanConsole('/ # \x1b[6nls\r\n'), '/ # ls\n');
+});
+
+t.test("the bootloader's line: from U-Boot's and GRUB's scripts, and from the initramfs on systemd-boot", async (t) => {
+  for (const line of ['larch: slot=B rescue=0 wrote=1\n', 'larch: systemd-boot: slot=B rescue=0 wrote=1\n']) {
+    const m = BOOTLOADER_LINE.exec(`noise\n${line}`);
+    t.ok(m, line);
+    t.same(parseBootLine(m!), { slot: 'B', rescue: false, wrote: true });
+  }
+  t.equal(BOOTLOADER_LINE.exec('larch: grub: slot=B rescue=0 wrote=1\n'), null, 'no other prefix');
+});
+
+t.test("systemd-boot's entries against larch status (read the harness's own way)", async (t) => {
+  const boot = (a: [boolean, number], b: [boolean, number], order = ['A', 'B'], lastGood = 'A') => ({ order, last_good: lastGood, rescue: false, slots: { A: { good: a[0], tries_left: a[1] }, B: { good: b[0], tries_left: b[1] } } });
+  // B staged with 3 tries, one spent by systemd-boot; A good and last known good.
+  const staged = parseEspListing('larch-a.conf\tversion 1\nlarch-b+2-1.conf\tversion 2\nlarch-rescue.conf\tversion 0\nrescue\toptions console=ttyS0 larch.slot=A larch.rescue=1\n');
+  t.same(staged.slots.B, { file: 'larch-b+2-1.conf', left: 2, done: 1, version: '2' });
+  t.same(compareEspWithStatus(staged, boot([true, 0], [false, 2], ['B', 'A'])), []);
+  t.match(compareEspWithStatus(staged, boot([true, 0], [false, 3], ['B', 'A'])), [/slot B: the ESP has larch-b\+2-1\.conf \(2 tries left\), larch status says not good, 3 tries left/]);
+  t.match(compareEspWithStatus(staged, boot([true, 0], [false, 2], ['A', 'B'])), [/versions \(A 1, B 2\) put B first, larch status's order is A B/]);
+  t.match(compareEspWithStatus(staged, boot([true, 0], [false, 2], ['B', 'A'], 'B')), [/the rescue entry boots A, larch status's last_good is B/]);
+  // B spent: +0 is not bootable; a slot with no entry neither.
+  const spent = parseEspListing('larch-a.conf\tversion 1\nlarch-b+0-3.conf\tversion 2\nrescue\toptions larch.slot=A larch.rescue=1\n');
+  t.same(compareEspWithStatus(spent, boot([true, 0], [false, 0], ['B', 'A'])), []);
+  t.same(compareEspWithStatus(parseEspListing('larch-a.conf\tversion 1\nrescue\toptions larch.slot=A\n'), boot([true, 0], [false, 0])), []);
+  // Parked below the release floor: +0 on the ESP, larch's own state in larch.env.
+  const parked = parseEspListing('larch-a+0.conf\tversion 1\nlarch-b.conf\tversion 2\nrescue\toptions larch.slot=B\nparked\tBOOT_A_PARKED=good\n');
+  t.same(compareEspWithStatus(parked, boot([true, 0], [true, 0], ['B', 'A'], 'B')), []);
+  t.match(parseEspListing('larch-a.conf\tversion 1\nlarch-a+3.conf\tversion 2\nlarch-x.conf\t\n').problems, [/two entries for slot A/, /an entry larch does not write: larch-x\.conf/]);
+  t.match(compareEspWithStatus(parseEspListing('larch-a.conf\tversion 1\n'), boot([true, 0], [false, 0])), ['no rescue entry on the ESP']);
 });
 
 t.test('JSON from console output', async (t) => {

@@ -25,7 +25,9 @@ const TOOLS = {
   'qemu-system-aarch64': 'qemu-system-arm', '/usr/lib/u-boot/qemu_arm64/u-boot.bin': 'u-boot-qemu', mcopy: 'mtools', 'mkfs.vfat': 'dosfstools',
   // larch image build and its QEMU boot test: filesystems and partitions on image files, GRUB for BIOS, the initramfs
   'mkfs.ext4': 'e2fsprogs', debugfs: 'e2fsprogs', sfdisk: 'fdisk', 'grub-mkimage': 'grub-common', '/usr/lib/grub/i386-pc/boot.img': 'grub-pc-bin',
-  'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio', mdir: 'mtools', mtype: 'mtools',
+  'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio', mdir: 'mtools', mtype: 'mtools', mdel: 'mtools',
+  // the UEFI board (qemu-x86_64-uefi): OVMF as its firmware; systemd-boot comes from the image's own packages
+  '/usr/share/OVMF/OVMF_CODE_4M.fd': 'ovmf',
 };
 const missing = [...new Set(Object.entries(TOOLS).filter(([t]) => !has(t)).map(([, p]) => p))];
 if (missing.length > 0) {

@@ -5,7 +5,7 @@
  */
 import type { Console } from './console.ts';
 
-export type Bootloader = 'grub' | 'uboot';
+export type Bootloader = 'grub' | 'uboot' | 'systemd-boot';
 
 export interface Board {
   /** The board name of `larch image build --board` (or the real board's name from its config). */

@@ -1,6 +1,6 @@
 /**
  * Talking to larch on a booted board through its serial console: follow a boot (the bootloader's
- * `larch: slot=X rescue=R wrote=W` lines, panics, the init's `larch: boot-check: {json}`), then
+ * `larch: slot=X rescue=R wrote=W` lines, `larch: systemd-boot: slot=...` on UEFI, panics, the init's `larch: boot-check: {json}`), then
  * run shell commands framed by markers so their output and exit code can be cut out of the
  * console stream. Works the same on QEMU and on a real board.
  */
@@ -39,7 +39,8 @@ export interface BootResult {
   seconds: number;
 }
 
-export const BOOTLOADER_LINE = /^larch: slot=([AB]) rescue=([01]) wrote=([01])\n/m;
+/** The bootloader's line: U-Boot's and GRUB's scripts print it; on systemd-boot the initramfs does, from what systemd-boot told it (images/overlay/initramfs/usr/lib/larch/init). */
+export const BOOTLOADER_LINE = /^larch: (?:systemd-boot: )?slot=([AB]) rescue=([01]) wrote=([01])\n/m;
 const PANIC_LINE = /Kernel panic - not syncing/;
 const BOOT_CHECK_LINE = /^larch: boot-check: (.*)\n/m;
 const SHELL_HANDOVER = /^larch: init: synced/m;

@@ -105,8 +105,15 @@ export function variantCommands(kind: VariantKind, label: string): string[] {
       // A vendor kernel argument the upgrade adds to the device's own (docs/formats.md §11, kargs.d).
       return [...common, 'mkdir -p usr/lib/larch/kargs.d', "echo 'vendor.test=1' > usr/lib/larch/kargs.d/10-vendor.conf"];
     case 'bad-kernel':
-      // The initramfs /init exits at once: the kernel panics ("Attempted to kill init") on every boot.
-      return [...common, `printf '#!/bin/busybox sh\\necho "hil: the init of ${label} exits on purpose (kernel panic)"\\nexit 1\\n' > usr/lib/larch/init`, 'sh usr/lib/larch/mkinitramfs'];
+      // The initramfs /init exits right after the bootloader's line (which on systemd-boot boards the
+      // init itself prints: images/overlay/initramfs/usr/lib/larch/init): the kernel panics
+      // ("Attempted to kill init") on every boot.
+      return [
+        ...common,
+        "grep -q '^bootloader_line$' usr/lib/larch/init",
+        `sed -i '/^bootloader_line$/a echo "hil: the init of ${label} exits on purpose (kernel panic)"; exit 1' usr/lib/larch/init`,
+        'sh usr/lib/larch/mkinitramfs',
+      ];
   }
 }
 

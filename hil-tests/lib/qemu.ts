@@ -8,7 +8,7 @@
  * -enable-kvm.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SerialPort } from 'serialport';
 import type { Board, Bootloader } from './board.ts';
@@ -26,8 +26,10 @@ export interface QemuProfile {
   disk: (path: string) => string[];
   /** The network: QEMU user networking (slirp), the guest's virtio-net. */
   net: string[];
-  /** Where the bootloader env lives on the boot partition (FAT at 1 MiB), as mtools names it: one file per copy (U-Boot: the redundant pair). */
+  /** Where the bootloader env lives on the boot partition (FAT at 1 MiB), as mtools names it: one file per copy (U-Boot: the redundant pair). None on systemd-boot, whose state is its entries' names. */
   envFiles: string[];
+  /** UEFI: the firmware's code (read-only pflash) and the template of its variable store, copied next to the disk when the board is flashed (the board's NVRAM). */
+  uefi?: { code: string; vars: string };
   /** Shell commands after boot: the kernel's virtio-net module from the deployment, and slirp's fixed address. */
   setup: string[];
 }
@@ -64,6 +66,19 @@ export const QEMU_PROFILES: Record<string, QemuProfile> = {
     disk: (path) => ['-drive', `if=none,file=${path},format=raw,id=hd0`, '-device', 'virtio-blk-device,drive=hd0'],
     net: ['-netdev', 'user,id=n0', '-device', 'virtio-net-device,netdev=n0'],
     envFiles: ['::/uboot.env', '::/uboot-redund.env'],
+    setup: netSetup(),
+  },
+  'qemu-x86_64-uefi': {
+    bootloader: 'systemd-boot',
+    architecture: 'amd64',
+    qemu: 'qemu-system-x86_64',
+    // Q35, as OVMF expects; -cpu max for the Bun binary's AVX2 (as the GRUB board).
+    machine: ['-machine', 'q35', '-cpu', 'max', '-m', '1024', '-smp', '1'],
+    disk: (path) => ['-drive', `file=${path},format=raw,if=virtio`],
+    net: ['-nic', 'user,model=virtio-net-pci'],
+    envFiles: [],
+    // Debian's ovmf: the 4 MiB build; a fresh variable store names no boot entry, so the firmware starts /EFI/BOOT/BOOTX64.EFI.
+    uefi: { code: '/usr/share/OVMF/OVMF_CODE_4M.fd', vars: '/usr/share/OVMF/OVMF_VARS_4M.fd' },
     setup: netSetup(),
   },
 };
@@ -118,14 +133,24 @@ export class QemuBoard implements Board {
     if (this.powered) throw new Error('hil: flash while the board is powered');
     const r = spawnSync('cp', ['--sparse=always', '--reflink=auto', image, this.opts.disk]);
     if (r.status !== 0) throw new Error(`hil: cp ${image} ${this.opts.disk}: ${r.stderr}`);
+    // A new board's NVRAM: nothing from the last run (a boot entry, systemd-boot's variables) stays.
+    if (this.profile.uefi) copyFileSync(this.profile.uefi.vars, this.nvramPath());
+  }
+
+  /** The UEFI variable store of this board (beside its disk). */
+  private nvramPath(): string {
+    return `${this.opts.disk}.nvram`;
   }
 
   async powerOn(): Promise<void> {
     if (this.proc) throw new Error('hil: power on while already on');
     const qmpPath = join(this.opts.workDir, `qmp-${process.pid}.sock`);
     rmSync(qmpPath, { force: true });
+    const uefi = this.profile.uefi;
+    if (uefi && !existsSync(this.nvramPath())) copyFileSync(uefi.vars, this.nvramPath());
     const args = [
       ...this.profile.machine,
+      ...(uefi ? ['-drive', `if=pflash,format=raw,readonly=on,file=${uefi.code}`, '-drive', `if=pflash,format=raw,file=${this.nvramPath()}`] : []),
       '-display', 'none', '-nodefaults', '-S',
       '-chardev', 'pty,id=ser0', '-serial', 'chardev:ser0',
       '-qmp', `unix:${qmpPath},server=on,wait=off`,
@@ -208,6 +233,7 @@ export class QemuBoard implements Board {
 
   async readBootEnv(): Promise<Map<string, string> | null> {
     if (this.powered) throw new Error('hil: read the boot env only while the board is off (QEMU caches the disk)');
+    if (this.bootloader === 'systemd-boot') return this.readEsp();
     const copies = this.copyPaths();
     for (const [i, file] of this.profile.envFiles.entries()) {
       rmSync(copies[i], { force: true });
@@ -221,6 +247,7 @@ export class QemuBoard implements Board {
 
   async writeBootEnv(env: Record<string, string> | 'missing' | 'corrupt'): Promise<void> {
     if (this.powered) throw new Error('hil: write the boot env only while the board is off');
+    if (this.bootloader === 'systemd-boot') return this.writeEsp(env);
     const img = `${this.opts.disk}@@1M`;
     if (env === 'missing') {
       for (const file of this.profile.envFiles) spawnSync('mdel', ['-i', img, file]);
@@ -243,6 +270,59 @@ export class QemuBoard implements Board {
       }
       const w = spawnSync('mcopy', ['-o', '-i', img, copy, this.profile.envFiles[i]], { encoding: 'utf8' });
       if (w.status !== 0) throw new Error(`hil: mcopy ${copy} to ${this.profile.envFiles[i]}: ${w.stderr}`);
+    }
+  }
+
+  /**
+   * systemd-boot's state: the ESP's loader/entries, loader/larch.env and the slots' entry.conf
+   * copied to the host, read by the host's larch as the variables the other boards' envs hold
+   * (`larch bootenv list --systemd-boot`). Null: no entry of larch's (none can boot).
+   */
+  private readEsp(): Map<string, string> | null {
+    const dir = this.copyEsp();
+    if (!readdirSync(join(dir, 'loader', 'entries')).some((n) => n.startsWith('larch-'))) return null;
+    const list = spawnSync(this.opts.larchBin, ['bootenv', 'list', '--systemd-boot', dir, '--lock', `${dir}.lock`, '--json'], { encoding: 'utf8' });
+    if (list.status !== 0) throw new Error(`hil: larch bootenv list --systemd-boot ${dir}: ${list.stderr}`);
+    return new Map(Object.entries((JSON.parse(list.stdout) as { vars: Record<string, string> }).vars));
+  }
+
+  /** The ESP's files larch's boot state is made of, copied into workDir/esp (replacing an earlier copy). */
+  private copyEsp(): string {
+    const img = `${this.opts.disk}@@1M`;
+    const dir = join(this.opts.workDir, 'esp');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(join(dir, 'loader', 'entries'), { recursive: true });
+    // Absent files are fine (a slot without a deployment has no entry.conf): mcopy fails, nothing is copied.
+    spawnSync('mcopy', ['-s', '-n', '-i', img, '::/loader/entries', join(dir, 'loader')]);
+    spawnSync('mcopy', ['-n', '-i', img, '::/loader/larch.env', join(dir, 'loader', 'larch.env')]);
+    for (const slot of ['A', 'B']) {
+      mkdirSync(join(dir, slot));
+      spawnSync('mcopy', ['-n', '-i', img, `::/${slot}/entry.conf`, join(dir, slot, 'entry.conf')]);
+    }
+    return dir;
+  }
+
+  /** Replaces larch's entries on the ESP: written on a host copy by `larch bootenv init --systemd-boot`, then copied back. */
+  private writeEsp(env: Record<string, string> | 'missing' | 'corrupt'): void {
+    const img = `${this.opts.disk}@@1M`;
+    const dir = this.copyEsp();
+    const entries = join(dir, 'loader', 'entries');
+    rmSync(entries, { recursive: true, force: true });
+    mkdirSync(entries);
+    if (env === 'corrupt') writeFileSync(join(entries, 'larch-a.conf'), 'this is not a boot entry\n\x00\xff\n');
+    if (typeof env === 'object') {
+      const r = spawnSync(this.opts.larchBin, ['bootenv', 'init', '--systemd-boot', dir, '--lock', `${dir}.lock`, '--force', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`hil: larch bootenv init --systemd-boot: ${r.stderr}`);
+    }
+    spawnSync('mdel', ['-i', img, '::/loader/entries/larch-*']);
+    spawnSync('mdel', ['-i', img, '::/loader/larch.env']);
+    for (const name of readdirSync(entries)) {
+      const w = spawnSync('mcopy', ['-o', '-i', img, join(entries, name), `::/loader/entries/${name}`], { encoding: 'utf8' });
+      if (w.status !== 0) throw new Error(`hil: mcopy ${name} to the ESP: ${w.stderr}`);
+    }
+    if (existsSync(join(dir, 'loader', 'larch.env'))) {
+      const w = spawnSync('mcopy', ['-o', '-i', img, join(dir, 'loader', 'larch.env'), '::/loader/larch.env'], { encoding: 'utf8' });
+      if (w.status !== 0) throw new Error(`hil: mcopy larch.env to the ESP: ${w.stderr}`);
     }
   }
 

@@ -45,6 +45,7 @@ export function qemuBoardProblem(board: string): string | null {
     if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed`;
   }
   if (p.bootloader === 'grub' && spawnSync('sh', ['-c', 'command -v grub-mkimage']).status !== 0) return 'grub-mkimage is not installed (grub-pc-bin)';
+  if (p.uefi && !existsSync(p.uefi.code)) return `${p.uefi.code} is missing (ovmf)`;
   if (p.architecture === 'arm64' && !existsSync(join(ROOT, 'dist', 'larch-arm64'))) return 'dist/larch-arm64 is missing (node scripts/build.mjs linux-arm64)';
   const native = spawnSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).stdout.trim();
   const foreign = spawnSync('dpkg', ['--print-foreign-architectures'], { encoding: 'utf8' }).stdout.split('\n');
@@ -103,6 +104,10 @@ export async function runHil(opts: HilOptions): Promise<HilResult> {
     log(`   ${base.version} (${base.commit.slice(0, 12)}) in ${base.seconds.toFixed(0)} s; console log ${board.console.logPath}`);
     try {
       for (const s of scenarios) {
+        if (s.bootloaders && !s.bootloaders.includes(board.bootloader)) {
+          skipped.push(`${target.name} ${s.id}: only for ${s.bootloaders.join(', ')} boards (this one boots ${board.bootloader})`);
+          continue;
+        }
         log(`== ${target.name}: scenario ${s.id}: ${s.name}`);
         const r = await runScenario(s, { board, base, workDir: dir });
         reports.push(r);

@@ -5,11 +5,16 @@
  */
 import { cpSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Board } from './board.ts';
+import type { Board, Bootloader } from './board.ts';
 import { type BootCase, compareBoots, compareEnv, formatBoots, larchVars, loadBootCases, predictBoots } from './boot-table.ts';
 import { RELEASES_VARIABLE } from '../../src/bootcount/release-gate.ts';
 import { type BootResult, type BootLine, Shell, larchJson, waitBoot } from './device.ts';
+import { compareEspWithStatus, espListingCommand, parseEspListing } from './esp-check.ts';
 import { type BaseImage, ROOT, Server, type Variant, type VariantKind, composeVariant } from './fixture.ts';
+
+/** systemd-bless-boot on the board (Debian's systemd-boot in the image), on the ESP at /sysroot/boot; it reads systemd-boot's EFI variables. */
+export const BLESS_BOOT = 'busybox mountpoint -q /sys/firmware/efi/efivars || busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars; /usr/lib/systemd/systemd-bless-boot --path=/sysroot/boot';
+const BLESS_BOOT_STATUS = `${BLESS_BOOT} status`;
 
 export interface BootTime {
   label: string;
@@ -89,7 +94,28 @@ export class Ctx {
     this.board.console.note(`${label}: ${formatBoots(r.boots)} -> boot-check ${r.check.outcome} on slot ${r.check.slot} (${r.check.version}) in ${r.seconds.toFixed(1)} s`);
     await this.shell.ready();
     for (const c of this.board.setupCommands) await this.shell.ok(c, 60_000);
+    if (this.board.bootloader === 'systemd-boot') await this.checkSystemdBoot(label, r);
     return r;
+  }
+
+  /**
+   * After every boot of a systemd-boot board: the entries systemd-boot counts in, read on the
+   * board, against `larch status`; and systemd-bless-boot's verdict on this boot against
+   * boot-check's (good when a counted entry booted and was confirmed, clean when an uncounted one
+   * booted). Throws on the first difference.
+   */
+  private async checkSystemdBoot(label: string, r: BootResult): Promise<void> {
+    const esp = parseEspListing(await this.shell.ok(espListingCommand('/sysroot/boot')));
+    const st = await this.status();
+    const problems = compareEspWithStatus(esp, st.boot);
+    expectThat(problems.length === 0, `${label}: systemd-boot's entries and larch status disagree: ${problems.join('; ')}`);
+    const last = r.boots[r.boots.length - 1];
+    const expected = !last?.wrote ? 'clean' : r.check.outcome === 'confirmed' ? 'good' : null;
+    if (expected !== null) {
+      const bless = (await this.shell.ok(BLESS_BOOT_STATUS)).trim().split('\n').pop();
+      expectThat(bless === expected, `${label}: systemd-bless-boot status says '${bless}', expected '${expected}' (${last?.wrote ? 'a counted entry booted' : 'an uncounted entry booted'}, boot-check ${r.check.outcome})`);
+    }
+    this.board.console.note(`${label}: systemd-boot's entries agree with larch status (${Object.values(esp.slots).map((e) => e!.file).join(', ')}, rescue on ${esp.rescue})${expected ? `; systemd-bless-boot status: ${expected}` : ''}`);
   }
 
   async larch<T = any>(args: string, timeoutMs = 600_000): Promise<T> {
@@ -142,6 +168,8 @@ export interface Scenario {
   name: string;
   /** A scenario that does not use the device's shell (it powers the board itself). */
   raw?: boolean;
+  /** The bootloaders it is about (default: every board); on other boards it is reported as not applicable, never as passed. */
+  bootloaders?: Bootloader[];
   run(ctx: Ctx): Promise<void>;
 }
 

@@ -8,5 +8,6 @@ import { bootTableScenario } from '../scenarios/boot-table.ts';
 import { agentScenario } from '../scenarios/agent.ts';
 import { layerScenario } from '../scenarios/layer.ts';
 import { kargsScenario } from '../scenarios/kargs.ts';
+import { blessScenario } from '../scenarios/bless.ts';
 
-export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario, agentScenario, layerScenario, kargsScenario];
+export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario, agentScenario, layerScenario, kargsScenario, blessScenario];

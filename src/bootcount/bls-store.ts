@@ -205,7 +205,7 @@ export function blsEnvStore(esp: string, options: { lockPath?: string | null; lo
         if (now.files.size > 0 && !initOptions.force) {
           throw new LarchError('EXISTS', `${source} already holds larch's entries (${[...now.files.keys()].join(', ')})`, { data: { entries: [...now.files.keys()] }, hint: '--force replaces them' });
         }
-            await mkdir(paths.entries, { recursive: true });
+        await mkdir(paths.entries, { recursive: true });
         if (!(await exists(paths.loaderConf))) await writeFileAtomic(paths.loaderConf, LOADER_CONF);
         await writeVars(vars);
       }),

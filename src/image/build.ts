@@ -31,7 +31,8 @@ import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type DiskBootloader, type DiskLayout, buildDisk } from './disk.ts';
 import { grubBootloader } from './grub.ts';
-import { type BoardProfile, isProfileName, parseBoardProfile, profileKargs } from './profile.ts';
+import { type BoardBootloader, type BoardProfile, isProfileName, parseBoardProfile, profileKargs } from './profile.ts';
+import { systemdBootBootloader } from './systemd-boot.ts';
 import { ubootBootloader } from './uboot.ts';
 
 /** Seconds the build's own summary is valid: it is read once, by the provision below. */
@@ -136,7 +137,8 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
   if (opts.trustedKeys.length === 0) throw new LarchError('USAGE', 'image build: --keys K.pub is required (the keys the device trusts)', { data: { command: 'image build', option: 'keys' } });
   if (opts.signKeys.length === 0) throw new LarchError('USAGE', 'image build: --sign-key K.key is required (the summary the device reads must be signed)', { data: { command: 'image build', option: 'sign-key' } });
   // Read before any work, so a missing board/ file fails fast.
-  const script = await boardFile(board.bootloader === 'grub' ? 'grub/grub.cfg' : 'uboot/boot.cmd', opts.definitionPath);
+  // systemd-boot has no script: its entries are data provision writes (docs/boot.md, "systemd-boot").
+  const script = board.bootloader === 'systemd-boot' ? '' : await boardFile(board.bootloader === 'grub' ? 'grub/grub.cfg' : 'uboot/boot.cmd', opts.definitionPath);
   const log = opts.progress ?? (() => {});
 
   let composed: ComposeResult | null = null;
@@ -187,7 +189,10 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     }
 
     log(`writing ${opts.out}`);
-    const bootloader = board.bootloader === 'grub' ? grubFiles(board, script, work) : await ubootFiles(board, script, sysrootPath, work);
+    const bootloader =
+      board.bootloader === 'grub' ? grubFiles(board, script, work)
+      : board.bootloader === 'uboot' ? await ubootFiles(board, script, sysrootPath, work)
+      : await systemdBootBootloader({ architecture: board.architecture, tree: sysroot.deployDir('A') });
     const layout = await buildDisk({ sysroot: sysrootPath, out: opts.out, workDir: work, bootloader, bootSizeMiB: opts.bootSizeMiB, rootSizeMiB: opts.rootSizeMiB });
     return { out: opts.out, board: board.name, commit, version, ref: ref!, compose: composed ? { commit: composed.commit, packages: composed.packages, kernel: composed.kernel } : null, layout };
   } finally {
@@ -203,7 +208,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
  * is. Its serial is the published one (0 when none), so the image's device accepts R's current
  * summary and every later one (a higher serial would refuse R's until the next publish).
  */
-export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: 'grub' | 'uboot'; bind?: Partial<Binding>; kargs?: string[] }): Promise<void> {
+export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: BoardBootloader; bind?: Partial<Binding>; kargs?: string[] }): Promise<void> {
   const now = Math.floor(Date.now() / 1000);
   const { refs, deltas } = await summaryContents(repo, await deltaTrust(repo, opts.signKeys));
   const summary = encodeSummary({ serial: await publishedSerial(repo), created: now, expires: now + BUILD_SUMMARY_EXPIRES_IN, refs, deltas, ...(repo.collectionId === null ? {} : { collectionId: repo.collectionId }) });

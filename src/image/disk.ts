@@ -1,9 +1,11 @@
 /**
  * A partitioned disk image from a sysroot directory, without root: the boot partition (FAT, made
  * with mkfs.vfat and filled with mtools' mcopy) holds the sysroot's /boot plus the bootloader's
- * files; the root partition (ext4, `mkfs.ext4 -d`) holds the rest; sfdisk writes an MBR partition
- * table into the image file; dd places the filesystems. What is bootloader-specific (files on the
- * boot partition, boot code before it) comes in a DiskBootloader: grub.ts, uboot.ts.
+ * files; the root partition (ext4, `mkfs.ext4 -d`) holds the rest; sfdisk writes the partition
+ * table (MBR, or GPT for UEFI, where the boot partition is the EFI system partition) into the
+ * image file; dd places the filesystems. What is bootloader-specific (the table, files on the
+ * boot partition, boot code before it) comes in a DiskBootloader: grub.ts, uboot.ts,
+ * systemd-boot.ts.
  */
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -14,8 +16,15 @@ export const SECTOR = 512;
 /** The first partition starts at 1 MiB (the gap before it holds GRUB's core.img on BIOS). */
 const FIRST_LBA = 2048;
 
+/** GPT partition type GUIDs (UEFI spec; systemd's Discoverable Partitions Specification). */
+export const GPT_TYPE = { esp: 'C12A7328-F81F-11D2-BA4B-00A0C93EC93B', linux: '0FC63DAF-8483-4772-8E79-3D69D8477DE4' } as const;
+/** Room after the last partition for GPT's backup header and table (33 sectors; a whole MiB keeps the sizes round). */
+const GPT_BACKUP_BYTES = MiB;
+
 /** What a bootloader adds to the disk. */
 export interface DiskBootloader {
+  /** The partition table: 'mbr' (default; partition 1 FAT and bootable) or 'gpt' (partition 1 the EFI system partition). */
+  table?: 'mbr' | 'gpt';
   /** Files for the boot partition, by path relative to its root (they replace the sysroot's). */
   bootFiles: Record<string, string | Uint8Array>;
   /** Writes boot code into the image after the partition table (MBR code, the gap before partition 1). */
@@ -67,7 +76,9 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
     await writeFile(join(bootTree, path), content);
   }
 
-  const layout = planLayout(await treeBytes(bootTree), await treeBytes(opts.sysroot), opts);
+  const gpt = opts.bootloader.table === 'gpt';
+  const planned = planLayout(await treeBytes(bootTree), await treeBytes(opts.sysroot), opts);
+  const layout = gpt ? { ...planned, size: planned.size + GPT_BACKUP_BYTES } : planned;
   const bootImg = join(opts.workDir, 'boot.vfat');
   const rootImg = join(opts.workDir, 'root.ext4');
   await rm(bootImg, { force: true });
@@ -79,9 +90,7 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
 
   await rm(opts.out, { force: true });
   await tool('truncate', ['-s', String(layout.size), opts.out]);
-  // Partition 1 bootable: U-Boot's distro_bootcmd looks for boot.scr on bootable partitions only.
-  const table = `label: dos\nunit: sectors\nstart=${layout.boot.start / SECTOR}, size=${layout.boot.size / SECTOR}, type=c, bootable\nstart=${layout.root.start / SECTOR}, size=${layout.root.size / SECTOR}, type=83\n`;
-  await tool('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', opts.out], { input: table });
+  await tool('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', opts.out], { input: partitionTable(layout, gpt ? 'gpt' : 'mbr') });
   await opts.bootloader.writeBootCode?.(opts.out, layout.boot.start);
   // sparse: the image is a fresh truncate, so the filesystems' zero blocks need no writing (most of the root partition).
   const dd = (input: string, args: string[]) => tool('dd', [`if=${input}`, `of=${opts.out}`, 'conv=notrunc,sparse,fsync', 'status=none', ...args]);
@@ -90,4 +99,13 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
   await rm(bootImg, { force: true });
   await rm(rootImg, { force: true });
   return layout;
+}
+
+/** The sfdisk script of the layout's two partitions. */
+export function partitionTable(layout: DiskLayout, table: 'mbr' | 'gpt'): string {
+  const at = (p: { start: number; size: number }) => `start=${p.start / SECTOR}, size=${p.size / SECTOR}`;
+  // GPT: the firmware finds the ESP by its type; the names are what `lsblk -o PARTLABEL` shows.
+  if (table === 'gpt') return `label: gpt\nunit: sectors\n${at(layout.boot)}, type=${GPT_TYPE.esp}, name="esp"\n${at(layout.root)}, type=${GPT_TYPE.linux}, name="larch-root"\n`;
+  // Partition 1 bootable: U-Boot's distro_bootcmd looks for boot.scr on bootable partitions only.
+  return `label: dos\nunit: sectors\n${at(layout.boot)}, type=c, bootable\n${at(layout.root)}, type=83\n`;
 }

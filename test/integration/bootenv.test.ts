@@ -146,6 +146,8 @@ t.test('usage errors exit 2', async (t) => {
   const cases: [string[], RegExp][] = [
     [['bootenv', 'list'], /exactly one of --uboot/],
     [['bootenv', 'list', '--uboot', 'a', '--grub', 'b'], /exactly one of --uboot/],
+    [['bootenv', 'list', '--grub', 'a', '--systemd-boot', 'b'], /exactly one of --uboot FW_ENV_CONFIG, --grub GRUBENV and --systemd-boot ESP/],
+    [['bootenv', 'list', '--systemd-boot', '/tmp/x', '--big-endian'], /--big-endian applies to --uboot only/],
     [['bootenv', 'set', 'novalue', '--grub', '/tmp/x'], /expected NAME=VALUE, got 'novalue'/],
     [['bootenv', 'set', '--grub', '/tmp/x'], /at least one NAME=VALUE/],
     [['bootenv', 'get', '--grub', '/tmp/x'], /expected NAME/],

@@ -1,10 +1,10 @@
 /**
- * larch image build for both boards, through the Bun binary: the demo definitions
- * (images/qemu-x86_64-grub.toml, images/qemu-arm64-uboot.toml; real Debian packages, cached in
+ * larch image build for the three boards, through the Bun binary: the demo definitions
+ * (images/qemu-x86_64-grub.toml, images/qemu-x86_64-uefi.toml, images/qemu-arm64-uboot.toml; real Debian packages, cached in
  * .cache/compose) become disk images built without root; their partition tables (sfdisk -d), boot
  * partitions (mtools) and root partitions (debugfs) hold what docs/images.md says; then each boots
- * under QEMU (TCG, never KVM): GRUB (x86_64, SeaBIOS) or U-Boot (aarch64 virt, Debian's
- * u-boot-qemu) picks slot A, the initramfs mounts the deployment and runs `larch boot-check`, whose
+ * under QEMU (TCG, never KVM): GRUB (x86_64, SeaBIOS), systemd-boot (x86_64 Q35, OVMF) or U-Boot
+ * (aarch64 virt, Debian's u-boot-qemu) picks slot A, the initramfs mounts the deployment and runs `larch boot-check`, whose
  * result is read from the serial console. Boot times are printed as comments.
  *
  * Outside CI a machine without the tools or the apt indexes skips a board; with CI set nothing is
@@ -12,6 +12,7 @@
  */
 import t from 'tap';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, ROOT, larch, larchOk, missingTools, sh, tempDir, testNeeding } from '../helpers.ts';
 import type { Test } from '../device-helpers.ts';
@@ -31,6 +32,9 @@ function cannotRun(tools: string[], files: string[], arch: string): string | fal
   return false;
 }
 const X86_CANNOT = hostArch !== 'amd64' ? 'needs an amd64 host (the guest runs dist/larch, the host build)' : cannotRun([...COMMON_TOOLS, 'qemu-system-x86_64', 'grub-mkimage', 'grub-editenv'], ['/usr/lib/grub/i386-pc/boot.img'], 'amd64');
+const OVMF_CODE = '/usr/share/OVMF/OVMF_CODE_4M.fd';
+const OVMF_VARS = '/usr/share/OVMF/OVMF_VARS_4M.fd';
+const UEFI_CANNOT = hostArch !== 'amd64' ? 'needs an amd64 host (the guest runs dist/larch, the host build)' : cannotRun([...COMMON_TOOLS, 'qemu-system-x86_64', 'mdel'], [OVMF_CODE, OVMF_VARS], 'amd64');
 const ARM64_CANNOT = cannotRun([...COMMON_TOOLS, 'qemu-system-aarch64', 'mkimage', 'fw_printenv', 'fw_setenv'], [UBOOT_BIN, join(ROOT, 'node_modules', '.bin', 'bun')], 'arm64');
 
 t.test('image build: usage errors', async (t) => {
@@ -38,7 +42,7 @@ t.test('image build: usage errors', async (t) => {
   const repo = join(dir, 'repo');
   await larchOk(['init', '--repo', repo, '--mode', 'archive']);
   const cases: [string, string[], RegExp][] = [
-    ['unknown board', ['image', 'build', 'x.toml', '--board', 'pi9', '--out', join(dir, 'd.img'), '--repo', repo], /unknown board 'pi9' \(known: qemu-arm64-uboot, qemu-x86_64-grub\)/],
+    ['unknown board', ['image', 'build', 'x.toml', '--board', 'pi9', '--out', join(dir, 'd.img'), '--repo', repo], /unknown board 'pi9' \(known: qemu-arm64-uboot, qemu-x86_64-grub, qemu-x86_64-uefi\)/],
     ['definition and --rev', ['image', 'build', 'x.toml', '--rev', 'HEAD', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
     ['neither', ['image', 'build', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
     ['no --out', ['image', 'build', 'x.toml', '--board', 'qemu-x86_64-grub', '--repo', repo], /--out/],
@@ -60,6 +64,12 @@ const ARM64: Machine = {
   cmd: 'qemu-system-aarch64',
   args: (disk) => ['-machine', 'virt', '-cpu', 'cortex-a57', '-m', '1024', '-nographic', '-nodefaults', '-serial', 'stdio', '-bios', UBOOT_BIN, '-drive', `if=none,file=${disk},format=raw,id=hd0`, '-device', 'virtio-blk-device,drive=hd0', '-nic', 'none', '-no-reboot'],
 };
+
+/** Q35 with OVMF: the firmware's code read-only, its variable store a copy (the board's NVRAM). */
+const uefi = (nvram: string): Machine => ({
+  cmd: 'qemu-system-x86_64',
+  args: (disk) => ['-machine', 'q35', '-cpu', 'max', '-m', '1024', '-nographic', '-nodefaults', '-serial', 'stdio', '-drive', `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,file=${nvram}`, '-drive', `file=${disk},format=raw,if=virtio`, '-nic', 'none', '-no-reboot'],
+});
 
 interface Boot {
   console: string;
@@ -88,7 +98,7 @@ async function boot(t: { teardown(fn: () => unknown): void }, machine: Machine, 
       const onData = (d: Buffer) => {
         raw += d.toString('latin1');
         const text = clean();
-        if (marks.chose === null && /larch: slot=[AB] /.test(text)) marks.chose = since();
+        if (marks.chose === null && /larch: (systemd-boot: )?slot=[AB] /.test(text)) marks.chose = since();
         if (marks.mounted === null && /^larch: init: slot [AB] mounted/m.test(text)) marks.mounted = since();
         const m = /^larch: boot-check: (.*)$/m.exec(text);
         if (m && /larch: init: synced/.test(text)) {
@@ -198,6 +208,63 @@ testNeeding(t, 'image build: qemu-x86_64-grub disk image, booted under QEMU to b
   t.match(after, /BOOT_A_GOOD=1\n/, 'marked good in the grubenv');
   t.match(after, /BOOT_A_LEFT=0\n/);
   t.match(after, /BOOT_LKG=A\n/);
+});
+
+testNeeding(t, 'image build: qemu-x86_64-uefi disk image (GPT, ESP, systemd-boot), booted under OVMF to boot-check', UEFI_CANNOT, { timeout: 600_000 }, async (t) => {
+  const { dir, disk, result } = await buildImage(t, 'qemu-x86_64-uefi', BIN);
+  t.equal(result.board, 'qemu-x86_64-uefi');
+  t.equal(result.compose.kernel.release, '6.1.0-56-cloud-amd64');
+  t.ok(result.compose.packages.some((p: { name: string }) => p.name === 'systemd-boot-efi'), 'the commit carries systemd-boot-efi');
+
+  // GPT: partition 1 the ESP at 1 MiB, partition 2 Linux data; nothing in the MBR but the protective entry.
+  const table = sh(`sfdisk -d '${disk}'`);
+  t.match(table, /^label: gpt$/m);
+  const parts = table.split('\n').filter((l) => l.startsWith(disk));
+  t.equal(parts.length, 2, 'two partitions');
+  t.match(parts[0], /start=\s*2048, size=\s*\d+, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B/, 'the EFI system partition');
+  t.match(parts[1], /type=0FC63DAF-8483-4772-8E79-3D69D8477DE4/, 'Linux filesystem data');
+
+  // The ESP: systemd-boot at the removable-media path (the commit's own), loader.conf with no
+  // default, slot A's entry (good: no counter) and the rescue entry on A; the kernel files.
+  const img = `${disk}@@1M`;
+  const loader = join(dir, 'BOOTX64.EFI');
+  sh(`mcopy -o -i '${img}' ::/EFI/BOOT/BOOTX64.EFI '${loader}'`);
+  const efi = readFileSync(loader);
+  t.equal(efi.subarray(0, 2).toString('latin1'), 'MZ', 'a PE image');
+  t.ok(efi.includes('LoaderInfo: systemd-boot '), "systemd-boot (its .sdmagic: '#### LoaderInfo: systemd-boot VERSION ####')");
+  const loaderConf = sh(`mtype -i '${img}' ::/loader/loader.conf`);
+  t.match(loaderConf, /^timeout 0$/m);
+  t.notMatch(loaderConf, /^default/m, 'no default: it would ignore tries');
+  const entries = () => sh(`mdir -b -i '${img}' ::/loader/entries`).split('\n').map((l) => l.replace(/.*\//, '')).filter(Boolean).sort();
+  t.same(entries(), ['larch-a.conf', 'larch-rescue.conf']);
+  const entryA = sh(`mtype -i '${img}' ::/loader/entries/larch-a.conf`);
+  t.match(entryA, /^linux \/A\/vmlinuz$/m);
+  t.match(entryA, /^initrd \/A\/initrd\.img$/m);
+  t.match(entryA, /^options console=ttyS0,115200 larch\.tty=ttyS0 panic=10 loglevel=4 larch\.root=LABEL=larch-root larch\.boot=LABEL=LARCHBOOT larch\.slot=A$/m, "the profile's arguments and the slot");
+  t.match(sh(`mtype -i '${img}' ::/loader/entries/larch-rescue.conf`), /larch\.slot=A larch\.rescue=1/);
+
+  // Slot A unconfirmed with 3 tries (as after an upgrade), written through larch bootenv on a copy
+  // of the ESP's files: systemd-boot spends a try (renames larch-a+3.conf to larch-a+2-1.conf),
+  // boot-check finds the slot healthy and marks it good as systemd-bless-boot would (larch-a.conf).
+  const esp = join(dir, 'esp');
+  sh(`mkdir -p '${esp}/A' && mcopy -s -n -i '${img}' ::/loader '${esp}/' && mcopy -n -i '${img}' ::/A/entry.conf '${esp}/A/entry.conf'`);
+  const listed = JSON.parse((await larchOk(['bootenv', 'list', '--systemd-boot', esp, '--lock', join(dir, 'bls.lock'), '--json'])).stdout);
+  t.match(listed.vars, { BOOT_ORDER: 'A B', BOOT_A_GOOD: '1', BOOT_LKG: 'A' }, 'bootenv reads the entries as the boot state');
+  await larchOk(['bootenv', 'set', '--systemd-boot', esp, '--lock', join(dir, 'bls.lock'), 'BOOT_A_GOOD=0', 'BOOT_A_LEFT=3']);
+  sh(`mdel -i '${img}' '::/loader/entries/larch-*' && mcopy -i '${img}' '${esp}'/loader/entries/* ::/loader/entries/`);
+  t.same(entries(), ['larch-a+3.conf', 'larch-rescue.conf'], 'slot A counted: 3 tries');
+  const nvram = join(dir, 'nvram.fd');
+  sh(`cp '${OVMF_VARS}' '${nvram}'`);
+  const booted = await boot(t, uefi(nvram), disk);
+  t.comment(timing('qemu-x86_64-uefi, unconfirmed slot', booted));
+  t.match(booted.console, /BdsDxe: starting Boot\d+/, 'OVMF started the disk (no NVRAM entry: the removable path)');
+  t.match(booted.console, /larch: systemd-boot: slot=A rescue=0 wrote=1/, 'systemd-boot started slot A and counted a try (LoaderBootCountPath set)');
+  t.match(booted.console, /larch: init: slot A mounted/);
+  t.equal(booted.outcome.slot, 'A');
+  t.equal(booted.outcome.commit, result.commit, 'the booted deployment is the built commit');
+  t.equal(booted.outcome.healthy, true);
+  t.equal(booted.outcome.outcome, 'confirmed', 'boot-check marked slot A good');
+  t.same(entries(), ['larch-a.conf', 'larch-rescue.conf'], "marked good: the counter stripped, as systemd-bless-boot good does");
 });
 
 testNeeding(t, 'image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to boot-check', ARM64_CANNOT, { timeout: 300_000 }, async (t) => {

@@ -124,6 +124,26 @@ t.test('systemd-bless-boot good before boot-check: larch reads it good and moves
   t.equal(cmdline(dev), `${DEFAULTS} larch.slot=A`, "A boots with its own arguments");
 });
 
+t.test('larch bootenv --systemd-boot: the entries read and written as the boot variables, as the agent writes them', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const dev = await device(t, v);
+  const esp = join(dev, 'boot');
+  const lock = ['--lock', join(dev, 'bls.lock')];
+  const listed = (await larchOk(['bootenv', 'list', '--systemd-boot', esp, ...lock, '--json'])).json;
+  t.match(listed, { source: /^systemd-boot entries '.*loader\/entries'$/, vars: { BOOT_ORDER: 'A B', BOOT_A_GOOD: '1', BOOT_B_GOOD: '0', BOOT_LKG: 'A' } });
+  t.equal((await larchOk(['bootenv', 'get', 'BOOT_A_GOOD', '--systemd-boot', esp, ...lock])).stdout, '1\n');
+  // Unconfirmed with 3 tries: the counter in the name, nothing else moved.
+  const set = (await larchOk(['bootenv', 'set', 'BOOT_A_GOOD=0', 'BOOT_A_LEFT=3', '--systemd-boot', esp, ...lock, '--json'])).json;
+  t.match(set, { changed: true, vars: { BOOT_A_GOOD: '0', BOOT_A_LEFT: '3' } });
+  t.same(entries(dev), ['larch-a+3.conf', 'larch-rescue.conf']);
+  t.match(await status(dev), { boot: { slots: { A: { good: false, tries_left: 3 } } } }, 'the agent reads what bootenv wrote');
+  // A variable names cannot hold goes to loader/larch.env.
+  await larchOk(['bootenv', 'set', 'BOOT_RELEASES=2026.1', '--systemd-boot', esp, ...lock]);
+  t.match(readFileSync(join(esp, 'loader/larch.env'), 'latin1'), /^# GRUB Environment Block\n(.|\n)*BOOT_RELEASES=2026\.1\n/);
+  t.same(entries(dev), ['larch-a+3.conf', 'larch-rescue.conf'], 'no entry renamed by it');
+});
+
 t.test('both slots bad: the rescue entry boots the last known good slot, with no write', async (t) => {
   const v = await vendor(t);
   await v.release(1);

@@ -1,6 +1,11 @@
-/** larch bootenv list / get / set / unset / init: the bootloader environment (U-Boot env or grubenv), as fw_printenv/fw_setenv and grub-editenv see it. */
+/**
+ * larch bootenv list / get / set / unset / init: the bootloader environment (U-Boot env or
+ * grubenv), as fw_printenv/fw_setenv and grub-editenv see it, or the boot state larch keeps in
+ * systemd-boot's entries on an ESP, as the same variables.
+ */
 import { readFile } from 'node:fs/promises';
 import { LarchError, fromSystemError, quash } from '../../errors.ts';
+import { blsEnvStore } from '../../bootcount/bls-store.ts';
 import { type EnvStore, grubEnvStore, openUbootEnvStore } from '../../bootcount/env-store.ts';
 import { parseEnvText } from '../../bootcount/uboot-env.ts';
 import { type Command, type OptionSpec, type ParsedArgs, opt, positionals, printJson } from '../command.ts';
@@ -8,6 +13,7 @@ import { type Command, type OptionSpec, type ParsedArgs, opt, positionals, print
 const STORE_OPTIONS: OptionSpec = {
   uboot: { type: 'string' },
   grub: { type: 'string' },
+  'systemd-boot': { type: 'string' },
   'big-endian': { type: 'boolean' },
   lock: { type: 'string' },
 };
@@ -15,17 +21,23 @@ const STORE_OPTIONS: OptionSpec = {
 /** The synopsis line of a subcommand, wrapped under its name. */
 function synopsis(sub: string, args: string, tail = ''): string {
   const head = `larch bootenv ${sub}`;
-  return `${head} ${args}(--uboot FW_ENV_CONFIG | --grub GRUBENV)\n  ${' '.repeat(head.length)} [--big-endian] [--lock FILE]${tail} [--json]`;
+  return `${head} ${args}(--uboot FW_ENV_CONFIG | --grub GRUBENV | --systemd-boot ESP)\n  ${' '.repeat(head.length)} [--big-endian] [--lock FILE]${tail} [--json]`;
 }
 
 const STORE_HELP = `  --uboot FW_ENV_CONFIG  the U-Boot env described by this fw_env.config (the file
                          fw_printenv -c reads: DEVICE OFFSET ENVSIZE [SECTORSIZE [SECTORS]],
                          one line = single copy, two lines = redundant; sizes are hex)
   --grub GRUBENV         GRUB's environment block file (e.g. /boot/grub/grubenv)
+  --systemd-boot ESP     the boot state larch keeps on this EFI system partition (a mounted
+                         directory): the names of its entries loader/entries/larch-*.conf
+                         (tries as systemd-boot counts them), the rescue entry and
+                         loader/larch.env, read and written as the variables the other
+                         stores hold (BOOT_ORDER, BOOT_A_GOOD, ...; docs/boot.md)
   --big-endian           the U-Boot env's CRC is big-endian (mkenvimage -b boards)
   --lock FILE            flock this file instead of the default: /var/lock/fw_printenv.lock
-                         for U-Boot (the lock fw_printenv/fw_setenv take), and
-                         /var/lock/larch-grubenv.lock for GRUB`;
+                         for U-Boot (the lock fw_printenv/fw_setenv take),
+                         /var/lock/larch-grubenv.lock for GRUB, /var/lock/larch-bls.lock
+                         for systemd-boot`;
 
 const COMMON_EXIT = `  2 usage; 4 (INVALID_INPUT) bad fw_env.config line or variable name; 7 (LOCKED) another
   writer held the lock for 30 s; 13 (ENV_CORRUPT) no valid copy of the env (blank or
@@ -34,13 +46,15 @@ const COMMON_EXIT = `  2 usage; 4 (INVALID_INPUT) bad fw_env.config line or vari
 async function openStore(args: ParsedArgs, cmd: string): Promise<EnvStore> {
   const uboot = opt(args, 'uboot');
   const grub = opt(args, 'grub');
-  if ((uboot === undefined) === (grub === undefined)) {
-    throw new LarchError('USAGE', `${cmd}: give exactly one of --uboot FW_ENV_CONFIG and --grub GRUBENV`, { hint: `run 'larch ${cmd} --help'`, data: { command: cmd, options: ['uboot', 'grub'] } });
+  const esp = opt(args, 'systemd-boot');
+  if ([uboot, grub, esp].filter((o) => o !== undefined).length !== 1) {
+    throw new LarchError('USAGE', `${cmd}: give exactly one of --uboot FW_ENV_CONFIG, --grub GRUBENV and --systemd-boot ESP`, { hint: `run 'larch ${cmd} --help'`, data: { command: cmd, options: ['uboot', 'grub', 'systemd-boot'] } });
   }
   const bigEndian = args.values['big-endian'] === true;
-  if (grub !== undefined && bigEndian) throw new LarchError('USAGE', `${cmd}: --big-endian applies to --uboot only`, { data: { command: cmd, option: 'big-endian' } });
+  if (uboot === undefined && bigEndian) throw new LarchError('USAGE', `${cmd}: --big-endian applies to --uboot only`, { data: { command: cmd, option: 'big-endian' } });
   const lockPath = opt(args, 'lock');
   if (uboot !== undefined) return openUbootEnvStore(uboot, { lockPath, byteOrder: bigEndian ? 'big' : 'little' });
+  if (esp !== undefined) return blsEnvStore(esp, { lockPath });
   return grubEnvStore(grub as string, { lockPath });
 }
 
@@ -82,6 +96,7 @@ ${COMMON_EXIT}
 EXAMPLES
   larch bootenv list --uboot /etc/fw_env.config
   larch bootenv list --grub /boot/grub/grubenv --json
+  larch bootenv list --systemd-boot /boot --json
 `,
   async run(args, io) {
     positionals(args, [], 'bootenv list');

@@ -52,15 +52,18 @@ DESCRIPTION
   the config pointing at --repo-url), adds the larch binary as /larch/bin/larch when the commit
   carries no agent of its own (/usr/bin/larch, the definition's 'agent'), and writes a
   partitioned disk image: partition 1 FAT32 (the sysroot's /boot: the slots' kernels and
-  initramfs, the boot state, and GRUB's grub.cfg or U-Boot's boot.scr), partition 2 ext4 (the
-  rest of the sysroot); for GRUB, GRUB for BIOS in the gap before partition 1. Needs no root:
-  mkfs.vfat + mcopy, mkfs.ext4 -d, sfdisk and dd on the image file, grub-mkimage or mkimage.
+  initramfs, the boot state, and GRUB's grub.cfg, U-Boot's boot.scr or systemd-boot's
+  entries), partition 2 ext4 (the rest of the sysroot); for GRUB, GRUB for BIOS in the gap
+  before partition 1; for systemd-boot, a GPT disk whose partition 1 is the EFI system
+  partition with systemd-boot as /EFI/BOOT/BOOTX64.EFI (taken from the commit's
+  systemd-boot-efi, else the host's). Needs no root: mkfs.vfat + mcopy, mkfs.ext4 -d, sfdisk
+  and dd on the image file, grub-mkimage or mkimage.
   docs/images.md describes the image.
 
 BOARDS
   A board is a profile, board/profiles/BOARD.toml (docs/images.md, "Board profiles"): its
-  bootloader, architecture, console and kernel arguments. Shipped: qemu-x86_64-grub,
-  qemu-arm64-uboot.
+  bootloader, architecture, console and kernel arguments. Shipped: qemu-x86_64-grub (BIOS,
+  GRUB), qemu-x86_64-uefi (OVMF, systemd-boot), qemu-arm64-uboot.
 
 OPTIONS
   --board BOARD     the board (required)

@@ -18,9 +18,9 @@ root = "LABEL=larch-root"
 boot = "LABEL=LARCHBOOT"
 `;
 
-t.test('the shipped profiles: the two QEMU boards, found by label', async (t) => {
+t.test('the shipped profiles: the three QEMU boards, found by label', async (t) => {
   const names = (await readdir(PROFILES)).filter((n) => n.endsWith('.toml')).sort();
-  t.same(names, ['qemu-arm64-uboot.toml', 'qemu-x86_64-grub.toml']);
+  t.same(names, ['qemu-arm64-uboot.toml', 'qemu-x86_64-grub.toml', 'qemu-x86_64-uefi.toml']);
   const load = async (name: string): Promise<BoardProfile> => parseBoardProfile(await readFile(join(PROFILES, `${name}.toml`), 'utf8'), name, name);
   const x86 = await load('qemu-x86_64-grub');
   t.same(profileKargs(x86), ['console=ttyS0,115200', 'larch.tty=ttyS0', 'panic=10', 'loglevel=4', 'larch.root=LABEL=larch-root', 'larch.boot=LABEL=LARCHBOOT']);
@@ -29,6 +29,9 @@ t.test('the shipped profiles: the two QEMU boards, found by label', async (t) =>
   const arm = await load('qemu-arm64-uboot');
   t.same(profileKargs(arm), ['console=ttyAMA0', 'larch.tty=ttyAMA0', 'panic=10', 'loglevel=4', 'larch.root=LABEL=larch-root', 'larch.boot=LABEL=LARCHBOOT']);
   t.match(arm, { name: 'qemu-arm64-uboot', bootloader: 'uboot', architecture: 'arm64', ubootArch: 'arm64' });
+  const uefi = await load('qemu-x86_64-uefi');
+  t.same(profileKargs(uefi), ['console=ttyS0,115200', 'larch.tty=ttyS0', 'panic=10', 'loglevel=4', 'larch.root=LABEL=larch-root', 'larch.boot=LABEL=LARCHBOOT']);
+  t.match(uefi, { name: 'qemu-x86_64-uefi', bootloader: 'systemd-boot', architecture: 'amd64' });
 });
 
 t.test('a profile without a console or kargs: the partitions only; UUID= works as LABEL=', async (t) => {
@@ -40,7 +43,7 @@ t.test('every field is checked; the message names the file and the field', async
   const cases: [string, string, string, RegExp][] = [
     ['unknown field', BASE + 'kernel = "vmlinuz"\n', 'kernel', /is not a known field/],
     ['no bootloader', BASE.replace('bootloader = "grub"\n', ''), 'bootloader', /is required/],
-    ['a bootloader larch does not drive', BASE.replace('"grub"', '"lilo"'), 'bootloader', /'lilo' is not a bootloader larch drives \(grub, uboot\)/],
+    ['a bootloader larch does not drive', BASE.replace('"grub"', '"lilo"'), 'bootloader', /'lilo' is not a bootloader larch drives \(grub, uboot, systemd-boot\)/],
     ['a bad architecture', BASE.replace('"amd64"', '"AMD 64"'), 'architecture', /not a Debian architecture/],
     ['U-Boot without uboot_arch', BASE.replace('"grub"', '"uboot"'), 'uboot_arch', /is required for a U-Boot board/],
     ['uboot_arch on GRUB', BASE + 'uboot_arch = "arm64"\n', 'uboot_arch', /only for U-Boot boards/],
