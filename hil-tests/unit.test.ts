@@ -14,7 +14,7 @@ import { BOOTLOADER_LINE, Shell, lastJson, parseBootCheck, parseBootLine } from 
 import { compareEspWithStatus, parseEspListing } from './lib/esp-check.ts';
 import { parseBoardConfig } from './lib/config.ts';
 import { cutMoments } from './scenarios/power-cut.ts';
-import { caseStartVars, compareBoots, compareEnv, loadBootCases, predictBoots } from './lib/boot-table.ts';
+import { boardBoot, caseStartVars, compareBoots, compareEnv, compareSlots, loadBootCases, predictBlsBoots, predictBoots } from './lib/boot-table.ts';
 
 t.test('console cleaning', async (t) => {
   t.equal(cleanConsole('\x1b[H\x1b[J\x1b[1;1Hlarch: slot=A rescue=0 wrote=0\r\r\n'), 'larch: slot=A rescue=0 wrote=0\n');
@@ -48,6 +48,18 @@ t.test("systemd-boot's entries against larch status (read the harness's own way)
   t.same(compareEspWithStatus(parked, boot([true, 0], [true, 0], ['B', 'A'], 'B')), []);
   t.match(parseEspListing('larch-a.conf\tversion 1\nlarch-a+3.conf\tversion 2\nlarch-x.conf\t\n').problems, [/two entries for slot A/, /an entry larch does not write: larch-x\.conf/]);
   t.match(compareEspWithStatus(parseEspListing('larch-a.conf\tversion 1\n'), boot([true, 0], [false, 0])), ['no rescue entry on the ESP']);
+});
+
+t.test('the table on systemd-boot boards: its systemd_boot fields, blsChoose as the prediction, slots compared decoded', async (t) => {
+  const rescue = loadBootCases(ROOT).find((c) => c.name === 'both-bad-rescue')!;
+  t.same(boardBoot(rescue.boots[0], 'systemd-boot'), { ...rescue.boots[0], ...rescue.boots[0].systemd_boot }, 'systemd-boot: the row with its systemd_boot fields');
+  t.equal(boardBoot(rescue.boots[0], 'grub'), rescue.boots[0], 'other bootloaders: the row as it is');
+  const entry = (slot: string, version: number, extra = '') => `title larch ${slot}\nsort-key larch\nversion ${version}\nlinux /${slot}/vmlinuz\noptions larch.slot=${slot}${extra}\n`;
+  // B staged with 2 tries over a good A: two counted boots of B, then A with no write.
+  const files = new Map([['larch-a.conf', entry('A', 1)], ['larch-b+2.conf', entry('B', 2)], ['larch-rescue.conf', entry('A', 0, ' larch.rescue=1')]]);
+  t.same(predictBlsBoots(files, 3), [{ slot: 'B', rescue: false, wrote: true }, { slot: 'B', rescue: false, wrote: true }, { slot: 'A', rescue: false, wrote: false }]);
+  t.same(compareSlots({ BOOT_A_GOOD: '1', BOOT_A_LEFT: '0', BOOT_LKG: 'A' }, { BOOT_A_GOOD: '1', BOOT_LKG: 'A', BOOT_RESCUE: '0' }), [], 'the same slots, spelled differently');
+  t.match(compareSlots({ BOOT_B_GOOD: '0', BOOT_B_LEFT: '2' }, { BOOT_B_GOOD: '0', BOOT_B_LEFT: '3' }), [/slot B .*"triesLeft":2.*expected .*"triesLeft":3/]);
 });
 
 t.test('JSON from console output', async (t) => {

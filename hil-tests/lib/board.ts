@@ -27,6 +27,8 @@ export interface Board {
    * Lets a scenario predict each boot with the in-process bootloaderChoose().
    */
   readBootEnv?(): Promise<Map<string, string> | null>;
+  /** systemd-boot boards: larch's entries on the ESP (name -> text), read while the board is off, for blsChoose's prediction. */
+  readBootEntries?(): Promise<Map<string, string>>;
   /** Replaces the bootloader's env on the board's storage while it is off ('missing', 'corrupt' as in board/boot-cases.json). */
   writeBootEnv?(env: Record<string, string> | 'missing' | 'corrupt'): Promise<void>;
   /** Powers off and releases everything (ports, processes). */

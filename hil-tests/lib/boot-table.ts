@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RELEASES_VARIABLE } from '../../src/bootcount/release-gate.ts';
-import { BOOT_VARIABLES, bootloaderChoose } from '../../src/bootcount/state.ts';
+import { blsChoose } from '../../src/bootcount/bls.ts';
+import { BOOT_VARIABLES, bootloaderChoose, decode } from '../../src/bootcount/state.ts';
 
 /** The variables the bootloader and the agent own: the A/B state and the release floor. */
 const OWNED = [...BOOT_VARIABLES, RELEASES_VARIABLE];
@@ -81,6 +82,40 @@ export function predictBoots(env: Map<string, string>, n: number, opts: { lkgMar
     if (c.wrote) vars = new Map(c.newVars);
   }
   return { boots, env: vars };
+}
+
+/**
+ * What systemd-boot does on `n` power-ons in a row from these entries (bls.ts blsChoose, what
+ * `larch sim-boot` runs on a systemd-boot sysroot), when nothing else renames in between.
+ */
+export function predictBlsBoots(entries: Map<string, string>, n: number): BootLine[] {
+  let files = new Map(entries);
+  const boots: BootLine[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = blsChoose(files);
+    if (!c) break;
+    boots.push({ slot: c.slot, rescue: c.rescue, wrote: c.wrote });
+    files = c.files;
+  }
+  return boots;
+}
+
+/** A row's boot as it is on the board's bootloader: on systemd-boot its `systemd_boot` fields replace the row's. */
+export function boardBoot(b: TableBoot, bootloader: string): TableBoot {
+  return bootloader === 'systemd-boot' && b.systemd_boot ? { ...b, ...b.systemd_boot } : b;
+}
+
+/**
+ * Differences in the slots (good, tries left) between two boot states, decoded: systemd-boot's
+ * entries read back as canonical variables whose spelling may differ from the table's while
+ * meaning the same (as test/unit/bootcount/bls.test.ts compares the table on this backend).
+ */
+export function compareSlots(observed: Record<string, string>, expected: Record<string, string>): string[] {
+  const a = decode(new Map(Object.entries(observed)));
+  const b = decode(new Map(Object.entries(expected)));
+  return (['A', 'B'] as const)
+    .filter((slot) => a.slots[slot].good !== b.slots[slot].good || a.slots[slot].triesLeft !== b.slots[slot].triesLeft)
+    .map((slot) => `slot ${slot} ${JSON.stringify(a.slots[slot])}, expected ${JSON.stringify(b.slots[slot])}`);
 }
 
 export function formatBoots(boots: BootLine[]): string {

@@ -286,6 +286,12 @@ export class QemuBoard implements Board {
     return new Map(Object.entries((JSON.parse(list.stdout) as { vars: Record<string, string> }).vars));
   }
 
+  async readBootEntries(): Promise<Map<string, string>> {
+    if (this.powered) throw new Error('hil: read the ESP only while the board is off (QEMU caches the disk)');
+    const entries = join(this.copyEsp(), 'loader', 'entries');
+    return new Map(readdirSync(entries).filter((n) => n.startsWith('larch-')).map((n) => [n, readFileSync(join(entries, n), 'utf8')]));
+  }
+
   /** The ESP's files larch's boot state is made of, copied into workDir/esp (replacing an earlier copy). */
   private copyEsp(): string {
     const img = `${this.opts.disk}@@1M`;
@@ -309,10 +315,15 @@ export class QemuBoard implements Board {
     const entries = join(dir, 'loader', 'entries');
     rmSync(entries, { recursive: true, force: true });
     mkdirSync(entries);
-    if (env === 'corrupt') writeFileSync(join(entries, 'larch-a.conf'), 'this is not a boot entry\n\x00\xff\n');
-    if (typeof env === 'object') {
-      const r = spawnSync(this.opts.larchBin, ['bootenv', 'init', '--systemd-boot', dir, '--lock', `${dir}.lock`, '--force', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)], { encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`hil: larch bootenv init --systemd-boot: ${r.stderr}`);
+    // The env lost ('missing', 'corrupt'), as test/unit/bootcount/bls.test.ts models it: the slot
+    // entries absent or garbage beside the rescue entry (this backend's LKG marker), on A.
+    const lost = { BOOT_ORDER: 'A B', BOOT_A_GOOD: '0', BOOT_A_LEFT: '0', BOOT_B_GOOD: '0', BOOT_B_LEFT: '0', BOOT_LKG: 'A' };
+    const vars = typeof env === 'object' ? env : lost;
+    const r = spawnSync(this.opts.larchBin, ['bootenv', 'init', '--systemd-boot', dir, '--lock', `${dir}.lock`, '--force', ...Object.entries(vars).map(([k, v]) => `${k}=${v}`)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`hil: larch bootenv init --systemd-boot: ${r.stderr}`);
+    if (typeof env === 'string') {
+      for (const name of readdirSync(entries)) if (name !== 'larch-rescue.conf') rmSync(join(entries, name));
+      if (env === 'corrupt') for (const name of ['larch-a.conf', 'larch-b.conf']) writeFileSync(join(entries, name), '\x00garbage\n');
     }
     spawnSync('mdel', ['-i', img, '::/loader/entries/larch-*']);
     spawnSync('mdel', ['-i', img, '::/loader/larch.env']);

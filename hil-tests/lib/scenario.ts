@@ -6,7 +6,7 @@
 import { cpSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Board, Bootloader } from './board.ts';
-import { type BootCase, compareBoots, compareEnv, formatBoots, larchVars, loadBootCases, predictBoots } from './boot-table.ts';
+import { type BootCase, boardBoot, compareBoots, compareEnv, compareSlots, formatBoots, larchVars, loadBootCases, predictBlsBoots, predictBoots } from './boot-table.ts';
 import { RELEASES_VARIABLE } from '../../src/bootcount/release-gate.ts';
 import { type BootResult, type BootLine, Shell, larchJson, waitBoot } from './device.ts';
 import { compareEspWithStatus, espListingCommand, parseEspListing } from './esp-check.ts';
@@ -136,7 +136,8 @@ export class Ctx {
   async powerOnAsCase(caseName: string, bootCount: number, label: string, opts: { timeoutMs?: number } = {}): Promise<BootResult> {
     const c = this.cases.find((x) => x.name === caseName);
     expectThat(c, `board/boot-cases.json has no case '${caseName}'`);
-    const expected: BootLine[] = c.boots.slice(0, bootCount);
+    const expected: BootLine[] = c.boots.slice(0, bootCount).map((b) => boardBoot(b, this.board.bootloader));
+    const bls = this.board.bootloader === 'systemd-boot';
     // A power cycle, not a power cut: flush everything first (cuts are scenario c's business; a cut
     // right after `larch upgrade` returned has left the FAT boot partition inconsistent).
     if (this.board.powered) await this.shell.ok('sync');
@@ -148,9 +149,9 @@ export class Ctx {
       // its release floor (BOOT_RELEASES) beside it, and predictBoots below, reading the board's
       // whole env, shows that gate changes no boot.
       const gated = RELEASES_VARIABLE in c.env;
-      const diff = compareEnv(larchVars(env), c.env).filter((d) => gated || !d.startsWith(`${RELEASES_VARIABLE}=`));
+      const diff = bls ? compareSlots(larchVars(env), c.env) : compareEnv(larchVars(env), c.env).filter((d) => gated || !d.startsWith(`${RELEASES_VARIABLE}=`));
       expectThat(diff.length === 0, `the env on the board is not case ${caseName}'s: ${diff.join('; ')}`);
-      const predicted = predictBoots(env, bootCount).boots;
+      const predicted = bls && this.board.readBootEntries ? predictBlsBoots(await this.board.readBootEntries(), bootCount) : predictBoots(env, bootCount).boots;
       const p = compareBoots(predicted, expected);
       expectThat(p.length === 0, `bootloaderChoose disagrees with case ${caseName}: ${p.join('; ')}`);
     }
