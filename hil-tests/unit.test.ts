@@ -4,7 +4,7 @@
  * scenarios check the boards against).
  */
 import t from 'tap';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Board } from './lib/board.ts';
@@ -13,6 +13,7 @@ import { ROOT } from './lib/fixture.ts';
 import { BOOTLOADER_LINE, Shell, lastJson, parseBootCheck, parseBootLine } from './lib/device.ts';
 import { compareEspWithStatus, parseEspListing } from './lib/esp-check.ts';
 import { parseBoardConfig } from './lib/config.ts';
+import { labProfile } from './lib/runner.ts';
 import { cutMoments } from './scenarios/power-cut.ts';
 import { boardBoot, caseStartVars, compareBoots, compareEnv, compareSlots, loadBootCases, predictBlsBoots, predictBoots } from './lib/boot-table.ts';
 
@@ -72,15 +73,29 @@ t.test('JSON from console output', async (t) => {
 });
 
 t.test('real-board config', async (t) => {
-  const good = `name = "g1"\nbootloader = "uboot"\nimage_board = "qemu-arm64-uboot"\nserver_host = "192.168.7.1"\n[serial]\ndevice = "/dev/ttyUSB0"\n[power]\non = "relay 1"\noff = "relay 0"\n[flash]\ncommand = "dd if={image} of=/dev/sdz"\n`;
+  const good = `name = "g1"\nbootloader = "uboot"\nprofile = "qemu-arm64-uboot"\nserver_host = "192.168.7.1"\n[serial]\ndevice = "/dev/ttyUSB0"\n[power]\non = "relay 1"\noff = "relay 0"\n[flash]\ncommand = "dd if={image} of=/dev/sdz"\n`;
   const c = parseBoardConfig(good, 'g1.toml');
+  t.equal(c.profile, 'qemu-arm64-uboot');
+  t.equal(c.definition, undefined, 'the profile\'s own definition, images/PROFILE.toml');
+  t.equal(parseBoardConfig(good.replace('profile =', 'image_board ='), 'g1.toml').profile, 'qemu-arm64-uboot', 'image_board: the older name');
+  t.throws(() => parseBoardConfig(good.replace('profile = "qemu-arm64-uboot"', 'profile = "a"\nimage_board = "b"'), 'g1.toml'), /field 'image_board' is the older name of 'profile'/);
+  t.throws(() => parseBoardConfig(good.replace('profile = "qemu-arm64-uboot"\n', ''), 'g1.toml'), /field 'profile' is required/);
+  t.equal(parseBoardConfig(good.replace('bootloader = "uboot"\n', ''), 'g1.toml').bootloader, undefined, 'the bootloader: the profile\'s');
   t.equal(c.serial.baud, 115200);
   t.equal(c.listenHost, '0.0.0.0');
   t.equal(c.power.settleMs, 2000);
   t.throws(() => parseBoardConfig(good.replace('{image}', 'x.img'), 'g1.toml'), /g1\.toml: field 'flash\.command' must contain \{image\}/);
   t.throws(() => parseBoardConfig('colour = "red"\n' + good, 'g1.toml'), /field 'colour' is unknown/);
-  t.throws(() => parseBoardConfig(good.replace('bootloader = "uboot"', 'bootloader = "lilo"'), 'g1.toml'), /field 'bootloader' must be 'grub' or 'uboot'/);
+  t.throws(() => parseBoardConfig(good.replace('bootloader = "uboot"', 'bootloader = "lilo"'), 'g1.toml'), /field 'bootloader' must be one of grub, uboot, systemd-boot/);
   t.throws(() => parseBoardConfig(good.replace('[serial]\ndevice = "/dev/ttyUSB0"\n', '[serial]\n'), 'g1.toml'), /field 'serial\.device' is required/);
+  // The commented example a lab copies parses as it is (its profile is the one it tells the lab to add).
+  const example = parseBoardConfig(readFileSync(join(ROOT, 'hil-tests', 'lab.example.toml'), 'utf8'), 'lab.example.toml');
+  t.match(example, { name: 'gateway-1', profile: 'gateway', serial: { baud: 115200 }, power: { settleMs: 3000 } });
+  t.match(example.flash, /\{image\}/);
+  // The profile, from board/profiles: its bootloader and architecture; the config may not contradict it.
+  t.match(labProfile(c, 'g1.toml'), { name: 'qemu-arm64-uboot', bootloader: 'uboot', architecture: 'arm64' });
+  t.throws(() => labProfile({ ...c, bootloader: 'grub' }, 'g1.toml'), /g1\.toml: bootloader 'grub' is not the profile's \('uboot' in .*qemu-arm64-uboot\.toml\)/);
+  t.throws(() => labProfile({ ...c, profile: 'pi9' }, 'g1.toml'), /g1\.toml: profile 'pi9' is not a board profile .*known: .*qemu-x86_64-uefi/);
 });
 
 t.test('cut moments: one in each share of the span, all different', async (t) => {

@@ -28,6 +28,7 @@ const TOOLS = {
   'qemu-system-x86_64': 'qemu-system-x86', cpio: 'cpio', mdir: 'mtools', mtype: 'mtools', mdel: 'mtools',
   // the UEFI board (qemu-x86_64-uefi): OVMF as its firmware; systemd-boot comes from the image's own packages
   '/usr/share/OVMF/OVMF_CODE_4M.fd': 'ovmf',
+  socat: 'socat', // the fake lab's serial adapter (hil-tests/fake-lab.test.ts)
 };
 const missing = [...new Set(Object.entries(TOOLS).filter(([t]) => !has(t)).map(([, p]) => p))];
 if (missing.length > 0) {

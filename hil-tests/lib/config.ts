@@ -1,15 +1,19 @@
 /**
- * The config file of a real board (TOML; described, with an example, in hil-tests/README.md).
- * Pure: parse and check, every error naming the file and the field.
+ * The config file of a real board, a lab's (TOML; every field commented in
+ * hil-tests/lab.example.toml, described in hil-tests/README.md). Pure: parse and check, every
+ * error naming the file and the field.
  */
 import { parse } from 'smol-toml';
 import type { Bootloader } from './board.ts';
 
 export interface SerialBoardConfig {
   name: string;
-  bootloader: Bootloader;
-  /** The `larch image build --board` whose image this board boots. */
-  imageBoard: string;
+  /** What the config says the board boots with (checked against the profile's), if it says. */
+  bootloader?: Bootloader;
+  /** The board profile (board/profiles/NAME.toml) the image is built for: `larch image build --board`. */
+  profile: string;
+  /** The image definition (default images/PROFILE.toml of the larch tree); relative to the config file's directory. */
+  definition?: string;
   /** The host address the board reaches `larch serve` at, and the interface to listen on. */
   serverHost: string;
   listenHost: string;
@@ -22,6 +26,8 @@ export interface SerialBoardConfig {
 
 export class ConfigError extends Error {}
 
+const BOOTLOADERS: Bootloader[] = ['grub', 'uboot', 'systemd-boot'];
+
 export function parseBoardConfig(text: string, file: string): SerialBoardConfig {
   let doc: Record<string, unknown>;
   try {
@@ -29,7 +35,7 @@ export function parseBoardConfig(text: string, file: string): SerialBoardConfig 
   } catch (e) {
     throw new ConfigError(`${file}: not valid TOML: ${(e as Error).message}`);
   }
-  const err = (field: string, what: string) => new ConfigError(`${file}: field '${field}' ${what} (see hil-tests/README.md, "A real board")`);
+  const err = (field: string, what: string) => new ConfigError(`${file}: field '${field}' ${what} (see hil-tests/lab.example.toml)`);
   const table = (name: string): Record<string, unknown> => {
     const v = doc[name];
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw err(name, 'must be a table');
@@ -45,10 +51,15 @@ export function parseBoardConfig(text: string, file: string): SerialBoardConfig 
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw err(field, 'must be a non-negative integer');
     return v;
   };
-  const known = new Set(['name', 'bootloader', 'image_board', 'server_host', 'listen_host', 'setup', 'serial', 'power', 'flash']);
+  const known = new Set(['name', 'profile', 'image_board', 'definition', 'bootloader', 'server_host', 'listen_host', 'setup', 'serial', 'power', 'flash']);
   for (const k of Object.keys(doc)) if (!known.has(k)) throw err(k, `is unknown (known: ${[...known].join(', ')})`);
-  const bootloader = str(doc, 'bootloader', 'bootloader');
-  if (bootloader !== 'grub' && bootloader !== 'uboot') throw err('bootloader', "must be 'grub' or 'uboot'");
+  const bootloader = doc.bootloader === undefined ? undefined : str(doc, 'bootloader', 'bootloader');
+  if (bootloader !== undefined && !BOOTLOADERS.includes(bootloader as Bootloader)) throw err('bootloader', `must be one of ${BOOTLOADERS.join(', ')}`);
+  // image_board: this field's name before board profiles (issue 19); the same thing.
+  if (doc.profile !== undefined && doc.image_board !== undefined) throw err('image_board', "is the older name of 'profile': give one of them");
+  const profile = doc.profile !== undefined ? str(doc, 'profile', 'profile') : str(doc, 'image_board', 'profile');
+  if (!/^[a-z0-9][a-z0-9_-]*$/.test(profile)) throw err('profile', `'${profile}' is not a board profile name (board/profiles/NAME.toml)`);
+  const definition = doc.definition === undefined ? undefined : str(doc, 'definition', 'definition');
   const setup = doc.setup ?? [];
   if (!Array.isArray(setup) || setup.some((s) => typeof s !== 'string')) throw err('setup', 'must be an array of strings');
   const serial = table('serial');
@@ -58,8 +69,9 @@ export function parseBoardConfig(text: string, file: string): SerialBoardConfig 
   if (!command.includes('{image}')) throw err('flash.command', 'must contain {image} (the disk image path)');
   return {
     name: str(doc, 'name', 'name'),
-    bootloader,
-    imageBoard: str(doc, 'image_board', 'image_board'),
+    ...(bootloader === undefined ? {} : { bootloader: bootloader as Bootloader }),
+    profile,
+    ...(definition === undefined ? {} : { definition }),
     serverHost: str(doc, 'server_host', 'server_host'),
     listenHost: str(doc, 'listen_host', 'listen_host', '0.0.0.0'),
     setup: setup as string[],

@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 
 export const ROOT = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
@@ -62,20 +62,22 @@ export interface BaseImage {
 }
 
 /** Builds the board's pristine disk image (once per run); the repo URL in it is http://10.0.2.2:PORT/. */
-export async function buildBaseImage(board: string, architecture: 'amd64' | 'arm64', workDir: string, opts: { serverHost?: string; listenHost?: string; reuse?: boolean } = {}): Promise<BaseImage> {
+export async function buildBaseImage(board: string, architecture: 'amd64' | 'arm64', workDir: string, opts: { serverHost?: string; listenHost?: string; reuse?: boolean; definition?: string } = {}): Promise<BaseImage> {
   const started = Date.now();
   mkdirSync(workDir, { recursive: true });
   // --reuse: a base built by an earlier run in the same work dir (for working on the scenarios).
   const saved = join(workDir, 'base.json');
   if (opts.reuse && existsSync(saved)) return { ...(JSON.parse(readFileSync(saved, 'utf8')) as BaseImage), seconds: 0 };
   rmSync(join(workDir, 'repo'), { recursive: true, force: true });
-  const source = join(ROOT, 'images', `${board}.toml`);
+  // The board's definition, or the lab's own (a lab config's `definition`), with its directory.
+  const source = opts.definition ?? join(ROOT, 'images', `${board}.toml`);
   if (!existsSync(source)) throw new Error(`hil: ${source} is missing: the board has no image definition yet`);
   // Variants are composed from copies next to the overlays (overlay paths must stay inside the definition's directory).
   const images = join(workDir, 'images');
-  cpSync(join(ROOT, 'images'), images, { recursive: true });
+  rmSync(images, { recursive: true, force: true });
+  cpSync(dirname(source), images, { recursive: true });
   cpSync(join(ROOT, 'board'), join(workDir, 'board'), { recursive: true });
-  const definition = join(images, `${board}.toml`);
+  const definition = join(images, basename(source));
   const repo = join(workDir, 'repo');
   run(HOST_LARCH, ['init', '--repo', repo, '--mode', 'archive']);
   for (const f of ['vendor.key', 'vendor.pub']) rmSync(join(workDir, f), { force: true });

@@ -3,10 +3,11 @@
  * flashed board. Used by run.ts (`npm run hil`) and by the CI's tap file (ci.test.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { type BoardProfile, parseBoardProfile } from '../../src/image/profile.ts';
 import type { Board } from './board.ts';
-import { parseBoardConfig } from './config.ts';
+import { type SerialBoardConfig, parseBoardConfig } from './config.ts';
 import { type BaseImage, HOST_LARCH, ROOT, buildBaseImage } from './fixture.ts';
 import { QEMU_PROFILES, QemuBoard } from './qemu.ts';
 import { type ScenarioReport, runScenario } from './scenario.ts';
@@ -53,6 +54,16 @@ export function qemuBoardProblem(board: string): string | null {
   return null;
 }
 
+/** The board profile a lab config names (board/profiles/NAME.toml), checked against what the config says. */
+export function labProfile(config: SerialBoardConfig, file: string): BoardProfile {
+  const path = join(ROOT, 'board', 'profiles', `${config.profile}.toml`);
+  if (!existsSync(path)) throw new Error(`${file}: profile '${config.profile}' is not a board profile (no ${path}; known: ${readdirSync(join(ROOT, 'board', 'profiles')).filter((n) => n.endsWith('.toml')).map((n) => n.slice(0, -5)).join(', ')})`);
+  const profile = parseBoardProfile(readFileSync(path, 'utf8'), config.profile, path);
+  if (config.bootloader !== undefined && config.bootloader !== profile.bootloader) throw new Error(`${file}: bootloader '${config.bootloader}' is not the profile's ('${profile.bootloader}' in ${path})`);
+  if (profile.architecture !== 'amd64' && profile.architecture !== 'arm64') throw new Error(`${file}: profile '${config.profile}' is for ${profile.architecture}; the harness builds larch for amd64 and arm64`);
+  return profile;
+}
+
 export async function runHil(opts: HilOptions): Promise<HilResult> {
   const started = Date.now();
   const log = opts.log ?? ((line: string) => console.log(line));
@@ -68,13 +79,13 @@ export async function runHil(opts: HilOptions): Promise<HilResult> {
   if (opts.config) {
     const file = resolve(opts.config);
     const config = parseBoardConfig(readFileSync(file, 'utf8'), file);
-    const profile = QEMU_PROFILES[config.imageBoard];
-    if (!profile) throw new Error(`${file}: image_board '${config.imageBoard}' is not a board larch image build knows (${Object.keys(QEMU_PROFILES).join(', ')})`);
+    const profile = labProfile(config, file);
+    const definition = config.definition === undefined ? undefined : resolve(dirname(file), config.definition);
     targets.push({
       name: config.name,
       make: async (dir) => ({
-        base: await buildBaseImage(config.imageBoard, profile.architecture, dir, { serverHost: config.serverHost, listenHost: config.listenHost, reuse: opts.reuse }),
-        board: new SerialBoard(config, join(dir, 'console.log')),
+        base: await buildBaseImage(profile.name, profile.architecture as 'amd64' | 'arm64', dir, { serverHost: config.serverHost, listenHost: config.listenHost, reuse: opts.reuse, definition }),
+        board: new SerialBoard(config, profile.bootloader, join(dir, 'console.log')),
       }),
     });
   } else {

@@ -24,9 +24,10 @@ export class SerialBoard implements Board {
   private port: SerialPort | null = null;
   private on = false;
 
-  constructor(private readonly config: SerialBoardConfig, logPath: string) {
+  /** `bootloader`: the board profile's. */
+  constructor(private readonly config: SerialBoardConfig, bootloader: Bootloader, logPath: string) {
     this.name = config.name;
-    this.bootloader = config.bootloader;
+    this.bootloader = bootloader;
     this.setupCommands = config.setup;
     this.console = new Console(logPath);
   }

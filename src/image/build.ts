@@ -18,7 +18,7 @@ import { formatCommandLine } from '../agent/kargs.ts';
 import type { FileFetcher } from '../agent/remote/fetcher.ts';
 import { localFetcher } from '../agent/remote/local-fetch.ts';
 import { remoteOver } from '../agent/remote/remote.ts';
-import { Sysroot } from '../agent/sysroot.ts';
+import { type BootloaderKind, Sysroot } from '../agent/sysroot.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import { DEFAULT_TRIES } from '../bootcount/state.ts';
 import { type ComposeResult, METADATA_KEYS, compose } from '../compose/compose.ts';
@@ -31,7 +31,7 @@ import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type DiskBootloader, type DiskLayout, buildDisk } from './disk.ts';
 import { grubBootloader } from './grub.ts';
-import { type BoardBootloader, type BoardProfile, isProfileName, parseBoardProfile, profileKargs } from './profile.ts';
+import { type BoardProfile, isProfileName, parseBoardProfile, profileKargs } from './profile.ts';
 import { systemdBootBootloader } from './systemd-boot.ts';
 import { ubootBootloader } from './uboot.ts';
 
@@ -208,7 +208,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
  * is. Its serial is the published one (0 when none), so the image's device accepts R's current
  * summary and every later one (a higher serial would refuse R's until the next publish).
  */
-export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: BoardBootloader; bind?: Partial<Binding>; kargs?: string[] }): Promise<void> {
+export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: BootloaderKind; bind?: Partial<Binding>; kargs?: string[] }): Promise<void> {
   const now = Math.floor(Date.now() / 1000);
   const { refs, deltas } = await summaryContents(repo, await deltaTrust(repo, opts.signKeys));
   const summary = encodeSummary({ serial: await publishedSerial(repo), created: now, expires: now + BUILD_SUMMARY_EXPIRES_IN, refs, deltas, ...(repo.collectionId === null ? {} : { collectionId: repo.collectionId }) });

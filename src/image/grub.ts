@@ -11,8 +11,12 @@ import { LarchError } from '../errors.ts';
 import { tool } from './_tool.ts';
 import { type DiskBootloader, SECTOR } from './disk.ts';
 
-/** The GRUB modules of core.img: enough for board/grub/grub.cfg, the grubenv on FAT and linux boot. */
-export const GRUB_MODULES = ['biosdisk', 'part_msdos', 'fat', 'ext2', 'normal', 'configfile', 'loadenv', 'test', 'echo', 'linux', 'sleep', 'halt', 'reboot', 'serial', 'terminal', 'cat', 'ls'];
+/**
+ * The GRUB modules of core.img: enough for board/grub/grub.cfg (regexp: the release floor it
+ * parses out of BOOT_RELEASES), the grubenv on FAT and linux boot. core.img is all there is: the
+ * boot partition has no /grub/i386-pc/ to insmod from.
+ */
+export const GRUB_MODULES = ['biosdisk', 'part_msdos', 'fat', 'ext2', 'normal', 'configfile', 'loadenv', 'test', 'echo', 'regexp', 'linux', 'sleep', 'halt', 'reboot', 'serial', 'terminal', 'cat', 'ls'];
 const GRUB_I386_DIR = '/usr/lib/grub/i386-pc';
 
 export interface GrubBootloaderOptions {

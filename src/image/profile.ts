@@ -8,15 +8,13 @@
 import { fail, onlyFields, readTomlFile, str, strings } from '../_toml-fields.ts';
 import { LarchError, quash } from '../errors.ts';
 import { kargKey, kargProblem } from '../agent/kargs.ts';
-
-/** The bootloaders `image build` lays a disk out for (systemd-boot: a GPT disk whose boot partition is the ESP). */
-export type BoardBootloader = 'grub' | 'uboot' | 'systemd-boot';
-const BOOTLOADERS: BoardBootloader[] = ['grub', 'uboot', 'systemd-boot'];
+import { BOOTLOADER_KINDS, type BootloaderKind } from '../agent/sysroot.ts';
 
 export interface BoardProfile {
   /** The file's name without `.toml`: what `image build --board` takes. */
   name: string;
-  bootloader: BoardBootloader;
+  /** The backend provision sets up, and the disk layout image build writes (systemd-boot: GPT, the ESP first). */
+  bootloader: BootloaderKind;
   /** Debian architecture: the image definition's must match. */
   architecture: string;
   /** mkimage's -A for boot.scr (U-Boot boards). */
@@ -55,7 +53,7 @@ export function parseBoardProfile(text: string, name: string, file: string): Boa
   return readTomlFile(text, 'board profile', file, 'fix the field named in the message (docs/images.md, "Board profiles", lists every field)', (doc) => {
     onlyFields(doc, FIELDS, '');
     const bootloader = str(doc.bootloader, 'bootloader', true);
-    if (!(BOOTLOADERS as string[]).includes(bootloader)) return fail('bootloader', `'${quash(bootloader)}' is not a bootloader larch drives (${BOOTLOADERS.join(', ')})`);
+    if (!(BOOTLOADER_KINDS as readonly string[]).includes(bootloader)) return fail('bootloader', `'${quash(bootloader)}' is not a bootloader larch drives (${BOOTLOADER_KINDS.join(', ')})`);
     const architecture = str(doc.architecture, 'architecture', true);
     if (!ARCHITECTURE.test(architecture)) fail('architecture', `'${quash(architecture)}' is not a Debian architecture name (e.g. amd64, arm64)`);
     const ubootArch = str(doc.uboot_arch, 'uboot_arch', false);
@@ -73,7 +71,7 @@ export function parseBoardProfile(text: string, name: string, file: string): Boa
     });
     const root = partition(str(doc.root, 'root', true), 'root');
     const boot = partition(str(doc.boot, 'boot', true), 'boot');
-    return { name, bootloader: bootloader as BoardBootloader, architecture, ...(ubootArch === undefined ? {} : { ubootArch }), ...(console === undefined ? {} : { console }), kargs, root, boot };
+    return { name, bootloader: bootloader as BootloaderKind, architecture, ...(ubootArch === undefined ? {} : { ubootArch }), ...(console === undefined ? {} : { console }), kargs, root, boot };
   });
 }
 

@@ -198,9 +198,13 @@ testNeeding(t, 'image build: qemu-x86_64-grub disk image, booted under QEMU to b
   // Slot A unconfirmed with 3 tries (as after an upgrade): GRUB spends one (save_env on the FAT
   // grubenv), boot-check finds it healthy and marks it good from Linux; the grubenv says so after.
   const envFile = join(dir, 'grubenv');
-  sh(`mcopy -o -i '${img}' ::/grub/grubenv '${envFile}' && grub-editenv '${envFile}' set BOOT_A_GOOD=0 BOOT_A_LEFT=3 && mcopy -o -i '${img}' '${envFile}' ::/grub/grubenv`);
+  // With a release floor every slot meets (BOOT_RELEASES "FLOOR A B"): the script parses it (regexp,
+  // which core.img must carry: the boot partition has no module directory) and boots A.
+  sh(`mcopy -o -i '${img}' ::/grub/grubenv '${envFile}' && grub-editenv '${envFile}' set BOOT_A_GOOD=0 BOOT_A_LEFT=3 'BOOT_RELEASES=0 0 0' && mcopy -o -i '${img}' '${envFile}' ::/grub/grubenv`);
   const second = await boot(t, X86, disk);
   t.comment(timing('qemu-x86_64-grub, unconfirmed slot', second));
+  t.notMatch(second.console, /^error: /m, 'GRUB reported no error (a missing module, a bad command)');
+  t.match(second.console, /larch: release floor 0\n/, 'GRUB read the release floor');
   t.match(second.console, /larch: slot=A rescue=0 wrote=1/, 'GRUB spent a try on slot A');
   t.equal(second.outcome.outcome, 'confirmed', 'boot-check marked slot A good');
   t.equal(second.outcome.healthy, true);

@@ -43,7 +43,7 @@ t.test('every field is checked; the message names the file and the field', async
   const cases: [string, string, string, RegExp][] = [
     ['unknown field', BASE + 'kernel = "vmlinuz"\n', 'kernel', /is not a known field/],
     ['no bootloader', BASE.replace('bootloader = "grub"\n', ''), 'bootloader', /is required/],
-    ['a bootloader larch does not drive', BASE.replace('"grub"', '"lilo"'), 'bootloader', /'lilo' is not a bootloader larch drives \(grub, uboot, systemd-boot\)/],
+    ['a bootloader larch does not drive', BASE.replace('"grub"', '"lilo"'), 'bootloader', /'lilo' is not a bootloader larch drives \(uboot, grub, systemd-boot\)/],
     ['a bad architecture', BASE.replace('"amd64"', '"AMD 64"'), 'architecture', /not a Debian architecture/],
     ['U-Boot without uboot_arch', BASE.replace('"grub"', '"uboot"'), 'uboot_arch', /is required for a U-Boot board/],
     ['uboot_arch on GRUB', BASE + 'uboot_arch = "arm64"\n', 'uboot_arch', /only for U-Boot boards/],
