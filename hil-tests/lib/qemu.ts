@@ -311,6 +311,7 @@ export class QemuBoard implements Board {
   /** Replaces larch's entries on the ESP: written on a host copy by `larch bootenv init --systemd-boot`, then copied back. */
   private writeEsp(env: Record<string, string> | 'missing' | 'corrupt'): void {
     const img = `${this.opts.disk}@@1M`;
+    this.giveSlotBBootFiles();
     const dir = this.copyEsp();
     const entries = join(dir, 'loader', 'entries');
     rmSync(entries, { recursive: true, force: true });
@@ -335,6 +336,31 @@ export class QemuBoard implements Board {
       const w = spawnSync('mcopy', ['-o', '-i', img, join(dir, 'loader', 'larch.env'), '::/loader/larch.env'], { encoding: 'utf8' });
       if (w.status !== 0) throw new Error(`hil: mcopy larch.env to the ESP: ${w.stderr}`);
     }
+  }
+
+  /**
+   * The table's rows boot either slot, but systemd-boot passes over an entry whose kernel is
+   * missing (no try spent) and larch writes no entry for a slot without boot files, so on a
+   * board whose slot B was never deployed, B gets A's kernel and initramfs under /B/ and a body
+   * saying larch.slot=B. Its boots reach the init's `larch: systemd-boot:` line, which is all the
+   * table reads; past it the init stops at "slot B has no deployment".
+   */
+  private giveSlotBBootFiles(): void {
+    const img = `${this.opts.disk}@@1M`;
+    if (spawnSync('mtype', ['-i', img, '::/B/entry.conf']).status === 0) return;
+    const tmp = join(this.opts.workDir, 'slot-b');
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+    const mtools = (cmd: string, args: string[]) => {
+      const r = spawnSync(cmd, ['-i', img, ...args], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`hil: ${cmd} ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const body = mtools('mtype', ['::/A/entry.conf']).replaceAll('/A/', '/B/').replace(/larch\.slot=A$/m, 'larch.slot=B');
+    writeFileSync(join(tmp, 'entry.conf'), body);
+    for (const f of ['vmlinuz', 'initrd.img']) mtools('mcopy', ['-n', `::/A/${f}`, join(tmp, f)]);
+    spawnSync('mmd', ['-i', img, '::/B']);
+    for (const f of ['vmlinuz', 'initrd.img', 'entry.conf']) mtools('mcopy', ['-o', join(tmp, f), `::/B/${f}`]);
   }
 
   /** Host copies of the env files, one per copy. */

@@ -13,7 +13,7 @@ import { compareEspWithStatus, espListingCommand, parseEspListing } from './esp-
 import { type BaseImage, ROOT, Server, type Variant, type VariantKind, composeVariant } from './fixture.ts';
 
 /** systemd-bless-boot on the board (Debian's systemd-boot in the image), on the ESP at /sysroot/boot; it reads systemd-boot's EFI variables. */
-export const BLESS_BOOT = 'busybox mountpoint -q /sys/firmware/efi/efivars || busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars; /usr/lib/systemd/systemd-bless-boot --path=/sysroot/boot';
+export const BLESS_BOOT = "busybox grep -q ' /sys/firmware/efi/efivars efivarfs ' /proc/mounts || busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars; /usr/lib/systemd/systemd-bless-boot --path=/sysroot/boot";
 const BLESS_BOOT_STATUS = `${BLESS_BOOT} status`;
 
 export interface BootTime {

@@ -9,8 +9,9 @@
 import { type Ctx, type Scenario, BLESS_BOOT, expectThat } from '../lib/scenario.ts';
 import { upgradeAndConfirm } from './upgrade.ts';
 
+/** systemd-bless-boot VERB on the board; what it printed last (status: its one word). */
 async function bless(ctx: Ctx, verb: 'good' | 'bad' | 'indeterminate' | 'status'): Promise<string> {
-  return (await ctx.shell.ok(`${BLESS_BOOT} ${verb}`)).trim();
+  return (await ctx.shell.ok(`${BLESS_BOOT} ${verb}`)).trim().split('\n').pop() ?? '';
 }
 
 async function slotState(ctx: Ctx, slot: string): Promise<{ good: boolean; tries_left: number }> {

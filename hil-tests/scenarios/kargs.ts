@@ -22,8 +22,9 @@ export const kargsScenario: Scenario = {
     const factory = (await ctx.status()).booted;
     const before = await procCmdline(ctx);
     expectThat(before.some((a) => a.startsWith('console=')) && !before.includes('quiet'), `factory /proc/cmdline: expected a console= and no quiet, got ${before.join(' ')}`);
-    // What the bootloader adds itself: larch.slot= (larch's scripts), BOOT_IMAGE= (GRUB's linux command).
-    const own = before.filter((a) => !a.startsWith('larch.slot=') && !a.startsWith('BOOT_IMAGE='));
+    // What the bootloader adds itself: larch.slot= (larch's scripts), BOOT_IMAGE= (GRUB's linux
+    // command), initrd=\A\initrd.img (systemd-boot, for the kernel's EFI stub, before the entry's options).
+    const own = before.filter((a) => !a.startsWith('larch.slot=') && !a.startsWith('BOOT_IMAGE=') && !a.startsWith('initrd='));
     expectThat(JSON.stringify(factory.kargs) === JSON.stringify(own), `status booted.kargs ${JSON.stringify(factory.kargs)} is not /proc/cmdline ${before.join(' ')}`);
 
     const k = await ctx.larch('kargs --append quiet --delete console');
