@@ -13,8 +13,12 @@ import { compareEspWithStatus, espListingCommand, parseEspListing } from './esp-
 import { type BaseImage, ROOT, Server, type Variant, type VariantKind, composeVariant } from './fixture.ts';
 
 /** systemd-bless-boot on the board (Debian's systemd-boot in the image), on the ESP at /sysroot/boot; it reads systemd-boot's EFI variables. */
-export const BLESS_BOOT = "busybox grep -q ' /sys/firmware/efi/efivars efivarfs ' /proc/mounts || busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars; /usr/lib/systemd/systemd-bless-boot --path=/sysroot/boot";
-const BLESS_BOOT_STATUS = `${BLESS_BOOT} status`;
+const BLESS_BOOT = "busybox grep -q ' /sys/firmware/efi/efivars efivarfs ' /proc/mounts || busybox mount -t efivarfs efivarfs /sys/firmware/efi/efivars; /usr/lib/systemd/systemd-bless-boot --path=/sysroot/boot";
+
+/** Runs `systemd-bless-boot VERB` on the board; what it printed last (for status: its one word). */
+export async function blessBoot(shell: Shell, verb: 'good' | 'bad' | 'indeterminate' | 'status'): Promise<string> {
+  return (await shell.ok(`${BLESS_BOOT} ${verb}`)).trim().split('\n').pop() ?? '';
+}
 
 export interface BootTime {
   label: string;
@@ -112,7 +116,7 @@ export class Ctx {
     const last = r.boots[r.boots.length - 1];
     const expected = !last?.wrote ? 'clean' : r.check.outcome === 'confirmed' ? 'good' : null;
     if (expected !== null) {
-      const bless = (await this.shell.ok(BLESS_BOOT_STATUS)).trim().split('\n').pop();
+      const bless = await blessBoot(this.shell, 'status');
       expectThat(bless === expected, `${label}: systemd-bless-boot status says '${bless}', expected '${expected}' (${last?.wrote ? 'a counted entry booted' : 'an uncounted entry booted'}, boot-check ${r.check.outcome})`);
     }
     this.board.console.note(`${label}: systemd-boot's entries agree with larch status (${Object.values(esp.slots).map((e) => e!.file).join(', ')}, rescue on ${esp.rescue})${expected ? `; systemd-bless-boot status: ${expected}` : ''}`);

@@ -6,13 +6,10 @@
  * to systemd-bless-boot. systemd-bless-boot finds the booted entry by the LoaderBootCountPath
  * EFI variable systemd-boot set at this boot, so every step acts on the entry of this boot.
  */
-import { type Ctx, type Scenario, BLESS_BOOT, expectThat } from '../lib/scenario.ts';
+import { type Ctx, type Scenario, blessBoot, expectThat } from '../lib/scenario.ts';
 import { upgradeAndConfirm } from './upgrade.ts';
 
-/** systemd-bless-boot VERB on the board; what it printed last (status: its one word). */
-async function bless(ctx: Ctx, verb: 'good' | 'bad' | 'indeterminate' | 'status'): Promise<string> {
-  return (await ctx.shell.ok(`${BLESS_BOOT} ${verb}`)).trim().split('\n').pop() ?? '';
-}
+const bless = (ctx: Ctx, verb: Parameters<typeof blessBoot>[1]) => blessBoot(ctx.shell, verb);
 
 async function slotState(ctx: Ctx, slot: string): Promise<{ good: boolean; tries_left: number }> {
   const st = await ctx.status();
