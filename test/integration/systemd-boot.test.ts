@@ -25,6 +25,17 @@ const entry = (dev: string, name: string) => readFileSync(join(dev, 'boot/loader
 const cmdline = (dev: string) => readFileSync(join(dev, 'larch/sim/cmdline'), 'utf8').trim();
 const simBoot = async (dev: string, ...args: string[]) => (await larchOk(['sim-boot', '--sysroot', dev, '--json', ...args])).json;
 
+/** A device booted on release 1 (slot A) with release 2 staged in B, as `larch upgrade` leaves it. */
+async function upgradeStaged(t: Test): Promise<string> {
+  const v = await vendor(t);
+  await v.release(1);
+  const dev = await device(t, v);
+  await simBoot(dev);
+  await v.release(2);
+  await larchOk(['upgrade', '--sysroot', dev]);
+  return dev;
+}
+
 t.test('provision --bootloader systemd-boot: loader.conf, slot A good, the rescue entry; config and status', async (t) => {
   const v = await vendor(t);
   await v.release(1);
@@ -103,12 +114,7 @@ t.test('upgrade, tries spent by renames, fallback, upgrade again, mark-good, kar
 });
 
 t.test('systemd-bless-boot good before boot-check: larch reads it good and moves the rescue entry', async (t) => {
-  const v = await vendor(t);
-  await v.release(1);
-  const dev = await device(t, v);
-  await simBoot(dev);
-  await v.release(2);
-  await larchOk(['upgrade', '--sysroot', dev]);
+  const dev = await upgradeStaged(t);
   // What systemd-boot and then systemd-bless-boot good do before larch's boot-check runs.
   const dir = join(dev, 'boot/loader/entries');
   renameSync(join(dir, 'larch-b+3.conf'), join(dir, 'larch-b.conf'));
@@ -145,12 +151,7 @@ t.test('larch bootenv --systemd-boot: the entries read and written as the boot v
 });
 
 t.test('both slots bad: the rescue entry boots the last known good slot, with no write', async (t) => {
-  const v = await vendor(t);
-  await v.release(1);
-  const dev = await device(t, v);
-  await simBoot(dev);
-  await v.release(2);
-  await larchOk(['upgrade', '--sysroot', dev]);
+  const dev = await upgradeStaged(t);
   await larchOk(['mark-bad', '--sysroot', dev, '--slot', 'B']);
   await larchOk(['mark-bad', '--sysroot', dev, '--slot', 'A', '--force']);
   const before = entries(dev);
