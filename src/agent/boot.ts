@@ -44,6 +44,8 @@ export interface BootEnvReport {
 
 /** The second file of the redundant U-Boot env on the boot partition (boot.cmd's larch_env_file2). */
 export const UBOOT_ENV_FILE2 = 'uboot-redund.env';
+/** The redundant U-Boot env's two files on the boot partition by default (boot.cmd's larch_env_file, larch_env_file2). */
+export const UBOOT_ENV_FILES = ['uboot.env', UBOOT_ENV_FILE2] as const;
 /** One copy of the U-Boot env on the boot partition (boot.cmd's larch_env_size). */
 export const UBOOT_ENV_SIZE = 0x4000;
 /** The LKG marker: when this file sits beside the env, B is the last known good slot by default. */
@@ -91,13 +93,18 @@ export async function writeLkgMarker(sysroot: Sysroot, kind: BootloaderKind, slo
   failpoint('bootenv::after-lkg-marker-write');
 }
 
-/** Does larch own the whole env (so it may rewrite it with only its variables)? GRUB's grubenv and the U-Boot env files in S/boot: yes; a board's raw or MTD env: no. */
+/**
+ * Does larch own the whole env (so it may rewrite it with only its variables)? GRUB's grubenv and
+ * U-Boot env files in the boot partition's root (S/boot/NAME, the layout boot.cmd reads with
+ * larch_env=fat; their names are the board's, e.g. larch.env on a Raspberry Pi, whose U-Boot keeps
+ * its own uboot.env there): yes; a board's raw or MTD env: no.
+ */
 export async function larchOwnsEnv(sysroot: Sysroot, config: Pick<DeviceConfig, 'bootloader'>): Promise<boolean> {
   if (config.bootloader === 'grub' || config.bootloader === 'systemd-boot') return true;
   const path = sysroot.fwEnvConfigPath();
   const text = await readFile(path, 'utf8').catch((err) => Promise.reject(fromSystemError(err, 'read fw_env.config', path)));
-  const owned = new Set([sysroot.envPath('uboot'), join(sysroot.bootDir, UBOOT_ENV_FILE2)]);
-  return parseFwEnvConfig(text, `'${path}'`).devices.every((d) => owned.has(resolve(d.path)));
+  const bootDir = resolve(sysroot.bootDir);
+  return parseFwEnvConfig(text, `'${path}'`).devices.every((d) => dirname(resolve(d.path)) === bootDir && d.offset === 0);
 }
 
 /**
@@ -105,9 +112,9 @@ export async function larchOwnsEnv(sysroot: Sysroot, config: Pick<DeviceConfig, 
  * (a redundant env: a torn write leaves the other copy), as boot.cmd reads them. `bootDir` is the
  * boot partition as the device mounts it.
  */
-export function fatEnvConfig(bootDir: string): string {
+export function fatEnvConfig(bootDir: string, files: readonly [string, string] = UBOOT_ENV_FILES): string {
   const device = (file: string) => ({ path: join(bootDir, file), offset: 0, envSizeBytes: UBOOT_ENV_SIZE, sectorSizeBytes: UBOOT_ENV_SIZE, sectors: 1, line: 0 });
-  return `# larch: redundant U-Boot env in two files on the boot partition (board/uboot/fw_env.config.fat-file)\n${formatFwEnvConfig({ devices: [device('uboot.env'), device(UBOOT_ENV_FILE2)] })}`;
+  return `# larch: redundant U-Boot env in two files on the boot partition (board/uboot/fw_env.config.fat-file)\n${formatFwEnvConfig({ devices: files.map(device) })}`;
 }
 
 /**

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LarchError } from '../errors.ts';
-import { LKG_MARKER, UBOOT_ENV_FILE2, fatEnvConfig } from '../agent/boot.ts';
+import { LKG_MARKER, UBOOT_ENV_FILES, fatEnvConfig } from '../agent/boot.ts';
 import { provision } from '../agent/provision.ts';
 import { isAgentFile, legacyAgentPath, treeAgentPath } from '../agent/agent-binary.ts';
 import { formatCommandLine } from '../agent/kargs.ts';
@@ -19,7 +19,9 @@ import type { FileFetcher } from '../agent/remote/fetcher.ts';
 import { localFetcher } from '../agent/remote/local-fetch.ts';
 import { remoteOver } from '../agent/remote/remote.ts';
 import { type BootloaderKind, Sysroot } from '../agent/sysroot.ts';
-import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
+import { ubootEnvStore } from '../bootcount/env-store.ts';
+import { formatFwEnvConfig, parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
+import { parseEnvText } from '../bootcount/uboot-env.ts';
 import { DEFAULT_TRIES } from '../bootcount/state.ts';
 import { type ComposeResult, METADATA_KEYS, compose } from '../compose/compose.ts';
 import { decodePackageList } from '../packages/package-diff.ts';
@@ -70,6 +72,8 @@ export interface ImageBuildOptions {
   workDir?: string;
   bootSizeMiB?: number;
   rootSizeMiB?: number;
+  /** Where the profile's `firmware` boot files are (the Raspberry Pi's start4.elf, fixup4.dat). */
+  firmwareDir?: string;
   progress?: (message: string) => void;
 }
 
@@ -90,6 +94,15 @@ function boardDirs(definitionPath?: string): string[] {
   const dirs = [join(here, '..', '..', 'board'), join(process.cwd(), 'board'), join(dirname(process.execPath), '..', 'board')];
   if (definitionPath) dirs.push(join(dirname(resolve(definitionPath)), '..', 'board'));
   return dirs;
+}
+
+/** A file of board/ as bytes (a board's firmware files need not be text), or null. */
+async function findBoardFileBytes(rel: string, definitionPath?: string): Promise<Uint8Array | null> {
+  for (const dir of boardDirs(definitionPath)) {
+    const bytes = await readFile(join(dir, rel)).catch(() => null);
+    if (bytes !== null) return bytes;
+  }
+  return null;
 }
 
 /** A file of board/, with the path it was read from, or null. */
@@ -178,7 +191,9 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     log(`provisioning the sysroot from ${repo.path}`);
     // The device is bound to the board's architecture and hardware (agent/product-binding.ts).
     const compatible = opts.compatible ?? commitBinding((await repo.readCommit(commit)).metadata).compatible ?? board.name;
-    await provisionFromRepo(repo, sysrootPath, { ref: ref!, commit, signKeys: opts.signKeys, trustedKeys: opts.trustedKeys, repoUrl: opts.repoUrl, bootloader: board.bootloader, bind: { architecture: board.architecture, compatible }, kargs: profileKargs(board) });
+    // U-Boot: the env where this build host can write it (files in the sysroot's /boot, or a file standing in for the disk's raw area).
+    const env = board.bootloader === 'uboot' ? await ubootEnvPlan(board, sysrootPath, work, opts.definitionPath) : null;
+    await provisionFromRepo(repo, sysrootPath, { ref: ref!, commit, signKeys: opts.signKeys, trustedKeys: opts.trustedKeys, repoUrl: opts.repoUrl, bootloader: board.bootloader, bind: { architecture: board.architecture, compatible }, kargs: profileKargs(board), ...(env ? { fwEnvConfig: env.buildConfigPath } : {}) });
     // A commit carrying its agent (/usr/bin/larch) runs it; one without gets the legacy S/larch/bin/larch.
     const sysroot = new Sysroot(sysrootPath);
     if (!(await isAgentFile(treeAgentPath(sysroot.deployDir('A'))))) {
@@ -189,10 +204,12 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     }
 
     log(`writing ${opts.out}`);
-    const bootloader =
+    const loader =
       board.bootloader === 'grub' ? grubFiles(board, script, work)
-      : board.bootloader === 'uboot' ? await ubootFiles(board, script, sysrootPath, work)
+      : board.bootloader === 'uboot' ? await ubootFiles(board, script, sysrootPath, env!, work)
       : await systemdBootBootloader({ architecture: board.architecture, tree: sysroot.deployDir('A') });
+    const extra = await boardBootFiles(board, sysroot.deployDir('A'), opts);
+    const bootloader = { ...loader, bootFiles: { ...extra, ...loader.bootFiles } };
     const layout = await buildDisk({ sysroot: sysrootPath, out: opts.out, workDir: work, bootloader, bootSizeMiB: opts.bootSizeMiB, rootSizeMiB: opts.rootSizeMiB });
     return { out: opts.out, board: board.name, commit, version, ref: ref!, compose: composed ? { commit: composed.commit, packages: composed.packages, kernel: composed.kernel } : null, layout };
   } finally {
@@ -208,7 +225,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
  * is. Its serial is the published one (0 when none), so the image's device accepts R's current
  * summary and every later one (a higher serial would refuse R's until the next publish).
  */
-export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: BootloaderKind; bind?: Partial<Binding>; kargs?: string[] }): Promise<void> {
+export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: BootloaderKind; bind?: Partial<Binding>; kargs?: string[]; fwEnvConfig?: string }): Promise<void> {
   const now = Math.floor(Date.now() / 1000);
   const { refs, deltas } = await summaryContents(repo, await deltaTrust(repo, opts.signKeys));
   const summary = encodeSummary({ serial: await publishedSerial(repo), created: now, expires: now + BUILD_SUMMARY_EXPIRES_IN, refs, deltas, ...(repo.collectionId === null ? {} : { collectionId: repo.collectionId }) });
@@ -224,6 +241,7 @@ export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: {
     target: opts.commit,
     bind: opts.bind,
     kargs: opts.kargs,
+    ...(opts.fwEnvConfig === undefined ? {} : { fwEnvConfig: opts.fwEnvConfig }),
   });
 }
 
@@ -256,23 +274,106 @@ function grubFiles(board: BoardProfile, larchCfg: string, work: string): DiskBoo
 }
 
 /**
- * U-Boot: boot.scr (the board's settings, then board/uboot/boot.cmd). provision wrote the
- * redundant env (uboot.env and uboot-redund.env) and an fw_env.config naming them by their paths
- * on this build host; the device reads the same files under DEVICE_SYSROOT/boot (the boot
- * partition), so the config is rewritten to that.
+ * Where provision writes a U-Boot board's env on this build host, and what the device's
+ * fw_env.config says. `files`: the two files in the sysroot's /boot (the boot partition), named by
+ * the device's path under DEVICE_SYSROOT. `raw`: the board's fw_env.config names the disk the image
+ * is written to (e.g. /dev/mmcblk0) at its offsets; here a file stands in for the disk's first
+ * bytes, and its copies become raw areas of the image.
  */
-async function ubootFiles(board: BoardProfile, bootCmd: string, sysrootPath: string, work: string): Promise<DiskBootloader> {
+interface UbootEnvPlan {
+  buildConfigPath: string;
+  deviceConfig: string;
+  layout: NonNullable<BoardProfile['ubootEnv']>;
+  /** raw: the stand-in file, the board's default env. */
+  raw?: { path: string; defaults: Map<string, string>; devices: { offset: number; size: number }[] };
+}
+
+async function ubootEnvPlan(board: BoardProfile, sysrootPath: string, work: string, definitionPath?: string): Promise<UbootEnvPlan> {
+  const layout = board.ubootEnv ?? { kind: 'files', files: [...UBOOT_ENV_FILES] };
+  const buildConfigPath = join(work, 'fw_env.config.build');
+  if (layout.kind === 'files') {
+    await writeFile(buildConfigPath, fatEnvConfig(join(sysrootPath, 'boot'), layout.files));
+    return { buildConfigPath, deviceConfig: fatEnvConfig(join(DEVICE_SYSROOT, 'boot'), layout.files), layout };
+  }
+  const found = await findBoardFile(layout.fwEnvConfig, definitionPath);
+  const defaultsFile = await findBoardFile(layout.defaultEnv, definitionPath);
+  const missing = found === null ? layout.fwEnvConfig : defaultsFile === null ? layout.defaultEnv : null;
+  if (missing !== null) throw new LarchError('NOT_FOUND', `image build: board ${board.name}: board/${missing} not found`, { hint: missing === layout.defaultEnv ? "put the board's default env there: U-Boot's build makes it (make u-boot-initial-env), one NAME=VALUE per line" : "put the board's fw_env.config there (board/uboot/fw_env.config.redundant is an example)", data: { board: board.name, path: `board/${missing}` } });
+  const config = parseFwEnvConfig(found!.text, `'${found!.path}'`);
+  const disks = [...new Set(config.devices.map((d) => d.path))];
+  if (disks.length !== 1 || disks[0].startsWith(join(DEVICE_SYSROOT, 'boot')) || disks[0].startsWith('/boot/')) {
+    throw new LarchError('INVALID_INPUT', `image build: board ${board.name}: ${found!.path} must name one device, the disk the image is written to (e.g. /dev/mmcblk0), at its offsets; it names ${disks.join(', ')}`, { hint: "an env in files on the boot partition is the profile's env_files, not fw_env_config", data: { board: board.name, path: found!.path, devices: disks } });
+  }
+  const rawPath = join(work, 'disk-env-area');
+  const devices = config.devices.map((d) => ({ offset: d.offset, size: config.envSizeBytes }));
+  await writeFile(rawPath, new Uint8Array(Math.max(...devices.map((d) => d.offset + d.size))));
+  await writeFile(buildConfigPath, formatFwEnvConfig({ devices: config.devices.map((d) => ({ ...d, path: rawPath })) }));
+  const defaults = parseEnvText(defaultsFile!.text, `board/${layout.defaultEnv}`);
+  return { buildConfigPath, deviceConfig: found!.text, layout, raw: { path: rawPath, defaults, devices } };
+}
+
+/**
+ * The profile's boot files: from the commit's tree (slot A's deployment), from board/, or from
+ * --firmware-dir. @throws NOT_FOUND naming the file and where it was looked for, USAGE (no --firmware-dir)
+ */
+async function boardBootFiles(board: BoardProfile, tree: string, opts: Pick<ImageBuildOptions, 'firmwareDir' | 'definitionPath'>): Promise<Record<string, Uint8Array>> {
+  const files: Record<string, Uint8Array> = {};
+  for (const f of board.bootFiles) {
+    if (f.from === 'firmware' && opts.firmwareDir === undefined) {
+      throw new LarchError('USAGE', `image build: board ${board.name} needs --firmware-dir DIR holding ${f.source} (the board's boot firmware, which larch does not ship)`, { hint: 'docs/images.md, "Board profiles", names where each board\'s firmware comes from', data: { command: 'image build', option: 'firmware-dir', board: board.name, file: f.source } });
+    }
+    const path = f.from === 'tree' ? join(tree, f.source) : f.from === 'firmware' ? join(resolve(opts.firmwareDir!), f.source) : null;
+    if (path === null) {
+      const found = await findBoardFileBytes(f.source, opts.definitionPath);
+      if (found === null) throw new LarchError('NOT_FOUND', `image build: board ${board.name}: board/${f.source} not found (for ${f.path} on the boot partition)`, { hint: 'run from the larch source tree', data: { board: board.name, path: `board/${f.source}` } });
+      files[f.path] = found;
+      continue;
+    }
+    const bytes = await readFile(path).catch(() => null);
+    if (bytes === null) {
+      const where = f.from === 'tree' ? `the commit's /${f.source}` : path;
+      const hint = f.from === 'tree' ? `add the package that ships /${f.source} to the image definition` : `put ${f.source} into ${opts.firmwareDir}`;
+      throw new LarchError('NOT_FOUND', `image build: board ${board.name}: ${where} not found (for ${f.path} on the boot partition)`, { hint, data: { board: board.name, path: where, from: f.from } });
+    }
+    files[f.path] = bytes;
+  }
+  return files;
+}
+
+/**
+ * U-Boot: boot.scr (the board's settings, then board/uboot/boot.cmd). provision wrote the boot
+ * state where this build host reaches it (ubootEnvPlan); the device's fw_env.config is written
+ * now: its env files under DEVICE_SYSROOT/boot, or the board's own file for a raw env, whose
+ * copies (the board's default env with larch's state) become raw areas of the image.
+ */
+async function ubootFiles(board: BoardProfile, bootCmd: string, sysrootPath: string, env: UbootEnvPlan, work: string): Promise<DiskBootloader> {
   const sysroot = new Sysroot(sysrootPath);
-  const configPath = sysroot.fwEnvConfigPath();
-  const config = parseFwEnvConfig(await readFile(configPath, 'utf8'), `'${configPath}'`);
-  const size = `0x${config.envSizeBytes.toString(16)}`;
-  await writeFile(configPath, fatEnvConfig(join(DEVICE_SYSROOT, 'boot')));
-  return ubootBootloader({
+  const config = parseFwEnvConfig(await readFile(env.buildConfigPath, 'utf8'), `'${env.buildConfigPath}'`);
+  let rawAreas: DiskBootloader['rawAreas'];
+  if (env.raw) {
+    // U-Boot boots a valid stored env instead of its built-in one: larch's state goes in with the board's defaults.
+    const store = ubootEnvStore(config);
+    const larchVars = await store.read();
+    await store.init(new Map([...env.raw.defaults, ...larchVars]), { force: true });
+    const area = await readFile(env.raw.path);
+    rawAreas = env.raw.devices.map((d) => ({ offset: d.offset, bytes: area.subarray(d.offset, d.offset + d.size) }));
+  }
+  await writeFile(sysroot.fwEnvConfigPath(), env.deviceConfig);
+  const envSettings: Record<string, string> =
+    env.layout.kind === 'files'
+      ? { larch_env: 'fat', larch_env_file: env.layout.files[0], larch_env_file2: env.layout.files[1], larch_env_size: `0x${config.envSizeBytes.toString(16)}` }
+      : { larch_env: 'native' };
+  if (board.deviceTree !== undefined) {
+    const dtb = join(sysrootPath, 'boot', 'A', 'dtbs', board.deviceTree);
+    if ((await readFile(dtb).catch(() => null)) === null) throw new LarchError('NOT_FOUND', `image build: board ${board.name} loads the device tree dtbs/${board.deviceTree}, which the commit's /boot/dtbs/ does not hold`, { hint: `add its path (e.g. "usr/lib/linux-image-*/broadcom/${board.deviceTree}") to the definition's [boot] files`, data: { board: board.name, device_tree: board.deviceTree } });
+  }
+  const script = await ubootBootloader({
     arch: board.ubootArch ?? 'arm64',
     name: board.name,
     // The deployer names the slot's files vmlinuz and initrd.img (arm64's vmlinuz is an Image, as booti wants).
-    settings: { larch_bootargs: formatCommandLine(profileKargs(board)), larch_kernel: 'vmlinuz', larch_initrd: 'initrd.img', larch_env: 'fat', larch_env_file: 'uboot.env', larch_env_file2: UBOOT_ENV_FILE2, larch_env_size: size, larch_lkg_marker: LKG_MARKER },
+    settings: { larch_bootargs: formatCommandLine(profileKargs(board)), larch_kernel: 'vmlinuz', larch_initrd: 'initrd.img', ...(board.deviceTree === undefined ? {} : { larch_fdt: `dtbs/${board.deviceTree}` }), ...envSettings, larch_lkg_marker: LKG_MARKER },
     bootCmd,
     workDir: work,
   });
+  return rawAreas === undefined ? script : { ...script, rawAreas };
 }

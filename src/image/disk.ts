@@ -7,8 +7,9 @@
  * boot partition, boot code before it) comes in a DiskBootloader: grub.ts, uboot.ts,
  * systemd-boot.ts.
  */
-import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { LarchError } from '../errors.ts';
 import { tool } from './_tool.ts';
 
 const MiB = 1024 * 1024;
@@ -29,6 +30,11 @@ export interface DiskBootloader {
   bootFiles: Record<string, string | Uint8Array>;
   /** Writes boot code into the image after the partition table (MBR code, the gap before partition 1). */
   writeBootCode?(disk: string, firstPartitionStart: number): Promise<void>;
+  /**
+   * Bytes at fixed offsets of the disk, before partition 1 (a U-Boot env in the board's own
+   * storage: fw_env.config's offsets). Partition 1 starts at the next MiB after the last of them.
+   */
+  rawAreas?: { offset: number; bytes: Uint8Array }[];
 }
 
 export interface DiskLayout {
@@ -56,12 +62,17 @@ async function treeBytes(dir: string): Promise<number> {
 
 const roundMiB = (bytes: number) => Math.ceil(bytes / MiB) * MiB;
 
-export function planLayout(bootBytes: number, rootBytes: number, opts: { bootSizeMiB?: number; rootSizeMiB?: number } = {}): DiskLayout {
+/** Where partition 1 starts: at 1 MiB, or at the MiB after the last raw area. */
+export function firstPartitionStart(rawAreas: { offset: number; bytes: Uint8Array }[] = []): number {
+  return Math.max(FIRST_LBA * SECTOR, roundMiB(Math.max(0, ...rawAreas.map((a) => a.offset + a.bytes.length))));
+}
+
+export function planLayout(bootBytes: number, rootBytes: number, opts: { bootSizeMiB?: number; rootSizeMiB?: number; bootStart?: number } = {}): DiskLayout {
   // The boot partition holds two slots' kernels and initramfs: room for a second slot, and more.
   const bootSize = opts.bootSizeMiB ? opts.bootSizeMiB * MiB : Math.max(64 * MiB, roundMiB(bootBytes * 3 + 8 * MiB));
   // The root partition holds the repo, slot A, and must take slot B and an update's objects.
   const rootSize = opts.rootSizeMiB ? opts.rootSizeMiB * MiB : roundMiB(rootBytes * 2 + 128 * MiB);
-  const bootStart = FIRST_LBA * SECTOR;
+  const bootStart = opts.bootStart ?? FIRST_LBA * SECTOR;
   const rootStart = bootStart + bootSize;
   return { size: rootStart + rootSize, boot: { start: bootStart, size: bootSize }, root: { start: rootStart, size: rootSize } };
 }
@@ -77,7 +88,12 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
   }
 
   const gpt = opts.bootloader.table === 'gpt';
-  const planned = planLayout(await treeBytes(bootTree), await treeBytes(opts.sysroot), opts);
+  const rawAreas = opts.bootloader.rawAreas ?? [];
+  // Sector 0 holds the partition table (and GPT the next 33 sectors): a raw area must come after.
+  const tableBytes = gpt ? 34 * SECTOR : SECTOR;
+  const clash = rawAreas.find((a) => a.offset < tableBytes);
+  if (clash) throw new LarchError('INVALID_INPUT', `image build: a raw area at offset ${clash.offset} overlaps the partition table (the first ${tableBytes} bytes)`, { data: { offset: clash.offset } });
+  const planned = planLayout(await treeBytes(bootTree), await treeBytes(opts.sysroot), { ...opts, bootStart: firstPartitionStart(rawAreas) });
   const layout = gpt ? { ...planned, size: planned.size + GPT_BACKUP_BYTES } : planned;
   const bootImg = join(opts.workDir, 'boot.vfat');
   const rootImg = join(opts.workDir, 'root.ext4');
@@ -92,6 +108,7 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
   await tool('truncate', ['-s', String(layout.size), opts.out]);
   await tool('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', opts.out], { input: partitionTable(layout, gpt ? 'gpt' : 'mbr') });
   await opts.bootloader.writeBootCode?.(opts.out, layout.boot.start);
+  for (const area of rawAreas) await writeAt(opts.out, area.offset, area.bytes);
   // sparse: the image is a fresh truncate, so the filesystems' zero blocks need no writing (most of the root partition).
   const dd = (input: string, args: string[]) => tool('dd', [`if=${input}`, `of=${opts.out}`, 'conv=notrunc,sparse,fsync', 'status=none', ...args]);
   await dd(bootImg, ['bs=1M', `seek=${layout.boot.start / MiB}`]);
@@ -108,4 +125,15 @@ export function partitionTable(layout: DiskLayout, table: 'mbr' | 'gpt'): string
   if (table === 'gpt') return `label: gpt\nunit: sectors\n${at(layout.boot)}, type=${GPT_TYPE.esp}, name="esp"\n${at(layout.root)}, type=${GPT_TYPE.linux}, name="larch-root"\n`;
   // Partition 1 bootable: U-Boot's distro_bootcmd looks for boot.scr on bootable partitions only.
   return `label: dos\nunit: sectors\n${at(layout.boot)}, type=c, bootable\n${at(layout.root)}, type=83\n`;
+}
+
+async function writeAt(path: string, offset: number, bytes: Uint8Array): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    let done = 0;
+    while (done < bytes.length) done += (await fh.write(bytes, done, bytes.length - done, offset + done)).bytesWritten;
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }

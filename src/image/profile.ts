@@ -5,7 +5,7 @@
  * partitions (by filesystem label or UUID, never by a device name, which depends on the order in
  * which the kernel probes disks). Pure: the caller reads the file.
  */
-import { fail, onlyFields, readTomlFile, str, strings } from '../_toml-fields.ts';
+import { describe, fail, onlyFields, readTomlFile, str, strings, table } from '../_toml-fields.ts';
 import { LarchError, quash } from '../errors.ts';
 import { kargKey, kargProblem } from '../agent/kargs.ts';
 import { BOOTLOADER_KINDS, type BootloaderKind } from '../agent/sysroot.ts';
@@ -26,9 +26,37 @@ export interface BoardProfile {
   /** The root (ext4) and boot (FAT) partitions, as LABEL=... or UUID=... */
   root: string;
   boot: string;
+  /** U-Boot boards: the device tree the boot script loads for the slot's kernel, a file name in the commit's /boot/dtbs/. */
+  deviceTree?: string;
+  /** U-Boot boards: where larch's boot state lives (default: two files on the boot partition). */
+  ubootEnv?: UbootEnvLayout;
+  /** Files image build puts on the boot partition for the board's firmware (the Raspberry Pi's start4.elf, config.txt, U-Boot). */
+  bootFiles: BoardBootFile[];
 }
 
-const FIELDS = ['bootloader', 'architecture', 'uboot_arch', 'console', 'kargs', 'root', 'boot'];
+/**
+ * U-Boot boards: `files`, a redundant env in two files on the boot partition (one copy each),
+ * which boot.cmd reads and writes itself (larch_env=fat); or `raw`, U-Boot's own env storage
+ * (larch_env=native) as the board's fw_env.config lays it out on the disk the image is written
+ * to, with the board's default env (U-Boot's u-boot-initial-env) written with larch's state.
+ */
+export type UbootEnvLayout = { kind: 'files'; files: [string, string] } | { kind: 'raw'; fwEnvConfig: string; defaultEnv: string };
+
+/** A file for the boot partition: from the commit's tree, from board/, or from `image build --firmware-dir`. */
+export interface BoardBootFile {
+  /** Where it goes, relative to the boot partition's root. */
+  path: string;
+  from: 'tree' | 'board' | 'firmware';
+  /** The source: a path in the commit's tree, under board/, or under the firmware directory. */
+  source: string;
+}
+
+const FIELDS = ['bootloader', 'architecture', 'uboot_arch', 'console', 'kargs', 'root', 'boot', 'device_tree', 'env_files', 'fw_env_config', 'uboot_default_env', 'boot_files'];
+const BOOT_FILE_FIELDS = ['path', 'tree', 'board', 'firmware'];
+/** A file name on the boot partition (FAT: no '/', nothing a U-Boot script would interpret). */
+const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+/** A relative path of such names. */
+const RELATIVE_PATH = /^[A-Za-z0-9][A-Za-z0-9._+-]*(\/[A-Za-z0-9][A-Za-z0-9._+-]*)*$/;
 const NAME = /^[a-z0-9][a-z0-9_-]*$/;
 const ARCHITECTURE = /^[a-z0-9][a-z0-9-]*$/;
 /** A partition as the initramfs resolves it (busybox findfs): by filesystem label or UUID. */
@@ -71,7 +99,70 @@ export function parseBoardProfile(text: string, name: string, file: string): Boa
     });
     const root = partition(str(doc.root, 'root', true), 'root');
     const boot = partition(str(doc.boot, 'boot', true), 'boot');
-    return { name, bootloader: bootloader as BootloaderKind, architecture, ...(ubootArch === undefined ? {} : { ubootArch }), ...(console === undefined ? {} : { console }), kargs, root, boot };
+    const ubootOnly = (field: string) => {
+      if (doc[field] !== undefined && bootloader !== 'uboot') fail(field, 'is only for U-Boot boards');
+    };
+    ['device_tree', 'env_files', 'fw_env_config', 'uboot_default_env'].forEach(ubootOnly);
+    const deviceTree = str(doc.device_tree, 'device_tree', false);
+    if (deviceTree !== undefined && !FILE_NAME.test(deviceTree)) fail('device_tree', `'${quash(deviceTree)}' is not a file name in /boot/dtbs/ (the definition's [boot] files put device trees there by their names)`);
+    const ubootEnv = bootloader === 'uboot' ? ubootEnvLayout(doc) : undefined;
+    const bootFiles = boardBootFiles(doc.boot_files);
+    return {
+      name,
+      bootloader: bootloader as BootloaderKind,
+      architecture,
+      ...(ubootArch === undefined ? {} : { ubootArch }),
+      ...(console === undefined ? {} : { console }),
+      kargs,
+      root,
+      boot,
+      ...(deviceTree === undefined ? {} : { deviceTree }),
+      ...(ubootEnv === undefined ? {} : { ubootEnv }),
+      bootFiles,
+    };
+  });
+}
+
+/** env_files (default uboot.env, uboot-redund.env), or fw_env_config with uboot_default_env. */
+function ubootEnvLayout(doc: Record<string, unknown>): UbootEnvLayout {
+  const config = str(doc.fw_env_config, 'fw_env_config', false);
+  const defaults = str(doc.uboot_default_env, 'uboot_default_env', false);
+  if (config !== undefined) {
+    if (doc.env_files !== undefined) fail('env_files', "goes with the boot partition's env; 'fw_env_config' says the env is in U-Boot's own storage: give one of them");
+    if (!RELATIVE_PATH.test(config)) fail('fw_env_config', `'${quash(config)}' is not a path under board/ (e.g. uboot/fw_env.config.redundant)`);
+    // U-Boot takes a valid env from its storage instead of its built-in one: larch's state alone would leave it without bootcmd.
+    if (defaults === undefined) return fail('uboot_default_env', "is required with 'fw_env_config': the board's default env (U-Boot's u-boot-initial-env), which image build writes with larch's state, since U-Boot boots a valid stored env instead of its built-in one");
+    if (!RELATIVE_PATH.test(defaults)) fail('uboot_default_env', `'${quash(defaults)}' is not a path under board/`);
+    return { kind: 'raw', fwEnvConfig: config, defaultEnv: defaults };
+  }
+  if (defaults !== undefined) fail('uboot_default_env', "goes with 'fw_env_config' (U-Boot's own env storage)");
+  const files = doc.env_files === undefined ? ['uboot.env', 'uboot-redund.env'] : strings(doc.env_files, 'env_files');
+  if (files.length !== 2) fail('env_files', `must name two files (the redundant env's two copies), got ${files.length}`);
+  files.forEach((f, i) => {
+    if (!FILE_NAME.test(f)) fail(`env_files[${i}]`, `'${quash(f)}' is not a file name on the boot partition (letters, digits, '.', '_', '+', '-')`);
+  });
+  if (files[0] === files[1]) fail('env_files', 'names the same file twice');
+  return { kind: 'files', files: [files[0], files[1]] };
+}
+
+function boardBootFiles(value: unknown): BoardBootFile[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) return fail('boot_files', `must be an array of tables ([[boot_files]]), got ${describe(value)}`);
+  const seen = new Set<string>();
+  return value.map((v, i) => {
+    const field = `boot_files[${i}]`;
+    const t = table(v, field);
+    onlyFields(t, BOOT_FILE_FIELDS, field);
+    const path = str(t.path, `${field}.path`, true);
+    if (!RELATIVE_PATH.test(path)) fail(`${field}.path`, `'${quash(path)}' is not a relative path on the boot partition`);
+    if (seen.has(path.toLowerCase())) fail(`${field}.path`, `'${quash(path)}' is given twice (FAT does not tell case apart)`);
+    seen.add(path.toLowerCase());
+    const sources = (['tree', 'board', 'firmware'] as const).filter((k) => t[k] !== undefined);
+    if (sources.length !== 1) fail(field, "must have exactly one of 'tree' (a path in the commit), 'board' (a path under board/), 'firmware' (a file of image build --firmware-dir)");
+    const from = sources[0];
+    const source = str(t[from], `${field}.${from}`, true);
+    if (!RELATIVE_PATH.test(source)) fail(`${field}.${from}`, `'${quash(source)}' is not a relative path`);
+    return { path, from, source };
   });
 }
 

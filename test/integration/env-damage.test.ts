@@ -1,7 +1,8 @@
 /**
  * A damaged boot env never stops the agent, and a torn one never boots an unconfirmed slot as good
- * (the last-known-good marker), through the Bun binary with sim-boot, for the three layouts: the redundant
- * U-Boot env in two files on the boot partition (larch's own), a board's redundant raw env (at
+ * (the last-known-good marker), through the Bun binary with sim-boot, for the four layouts: the redundant
+ * U-Boot env in two files on the boot partition (larch's own, by its default names or by names the
+ * board's fw_env.config gives, as on the Raspberry Pi), a board's redundant raw env (at
  * offsets of a disk, from provision --fw-env-config) and GRUB's grubenv. Each is damaged three ways
  * (a write torn after its first bytes, a flipped byte, all zeros) while B holds the good release
  * and A a staged, unconfirmed update. Also: sim-boot refuses a real root, and /proc/cmdline wins
@@ -15,7 +16,9 @@ import { REF, type Test, expectFail, status, vendor } from '../device-helpers.ts
 import { BIN, larch, larchOk, sh, tempDir } from '../helpers.ts';
 import { selectCopy } from '../../src/bootcount/uboot-env.ts';
 
-type Layout = 'fat' | 'raw' | 'grub';
+/** fat: larch's default file names; named: files on the boot partition a board names (rpi4-uboot's larch.env, larch-redund.env). */
+type Layout = 'fat' | 'named' | 'raw' | 'grub';
+const NAMED_FILES = ['boot/larch.env', 'boot/larch-redund.env'];
 type Damage = 'torn' | 'flip' | 'zero';
 
 const COPY = 0x4000;
@@ -53,6 +56,11 @@ async function stagedOverGood(t: Test, layout: Layout) {
     writeFileSync(config, RAW_OFFSETS.map((o) => `${join(dev, 'emmc.img')} 0x${o.toString(16)} 0x4000\n`).join(''));
     extra.push('--fw-env-config', config);
   }
+  if (layout === 'named') {
+    const config = join(dir, 'board-fw_env.config');
+    writeFileSync(config, NAMED_FILES.map((f) => `${join(dev, f)} 0x0 0x4000\n`).join(''));
+    extra.push('--fw-env-config', config);
+  }
   await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, ...extra]);
   await larchOk(['sim-boot', '--sysroot', dev]);
   await v.release(2);
@@ -75,8 +83,8 @@ async function stagedOverGood(t: Test, layout: Layout) {
 
 /** Damages every copy of the env (the bootloader finds none valid). */
 function damageEnv(dev: string, layout: Layout, how: Damage): void {
-  if (layout === 'fat' || layout === 'grub') {
-    for (const file of layout === 'fat' ? ['boot/uboot.env', 'boot/uboot-redund.env'] : ['boot/grub/grubenv']) {
+  if (layout !== 'raw') {
+    for (const file of layout === 'fat' ? ['boot/uboot.env', 'boot/uboot-redund.env'] : layout === 'named' ? NAMED_FILES : ['boot/grub/grubenv']) {
       const bytes = readFileSync(join(dev, file));
       damage(bytes, how);
       writeFileSync(join(dev, file), bytes);
@@ -88,7 +96,7 @@ function damageEnv(dev: string, layout: Layout, how: Damage): void {
   writeFileSync(join(dev, 'emmc.img'), disk);
 }
 
-for (const layout of ['fat', 'grub'] as const) {
+for (const layout of ['fat', 'named', 'grub'] as const) {
   t.test(`${layout}: a damaged env larch owns is read as the safe default and rewritten with what larch can prove`, async (t) => {
     const { copy } = await stagedOverGood(t, layout);
     const first: Record<Damage, string> = { torn: 'status', flip: 'sim-boot', zero: 'boot-check' };

@@ -12,7 +12,7 @@
  */
 import t from 'tap';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BIN, ROOT, larch, larchOk, missingTools, sh, tempDir, testNeeding } from '../helpers.ts';
 import type { Test } from '../device-helpers.ts';
@@ -349,3 +349,118 @@ testNeeding(t, 'image build: qemu-arm64-uboot disk image, booted under QEMU (U-B
   t.match(after, /^BOOT_A_LEFT=0$/m);
   t.match(after, /^BOOT_LKG=A$/m);
 });
+
+// The real-board profiles. Neither board can be booted here (QEMU 7.2 has no Raspberry Pi 4; an eMMC
+// board's U-Boot is its vendor's), so this checks what each board's firmware and U-Boot read from the
+// image, with the real tools: fw_printenv on the env where U-Boot keeps it, the FAT partition's files,
+// the partition table. The Pi's firmware files (start4.elf, fixup4.dat) are not free software and not
+// in Debian's main: the test's --firmware-dir holds stand-ins with those names.
+testNeeding(t, 'image build: rpi4-uboot (firmware files, env in named FAT files) and emmc-arm64-uboot (raw redundant env)', ARM64_CANNOT, { timeout: 300_000 }, async (t) => {
+  const build = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), 'linux-arm64'], { cwd: ROOT, encoding: 'utf8' });
+  t.equal(build.status, 0, `node scripts/build.mjs linux-arm64: ${build.stderr.slice(-500)}`);
+  const dir = tempDir(t, 'larch-image-real-');
+  const repo = join(dir, 'repo');
+  const key = join(dir, 'vendor.key');
+  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  await larchOk(['keygen', '--out', join(dir, 'vendor')]);
+  const fw = join(dir, 'firmware');
+  sh(`mkdir -p '${fw}' && printf 'start4 stand-in' > '${fw}/start4.elf' && printf 'fixup4 stand-in' > '${fw}/fixup4.dat'`);
+  const common = ['--repo', repo, '--sign-key', key, '--larch-bin', BIN_ARM64, '--cache', CACHE, '--work-dir', dir, '--json'];
+
+  // The Pi's firmware files are the user's: without --firmware-dir the build stops first, naming the file.
+  const noFw = await larch(['image', 'build', join(ROOT, 'images', 'rpi4-uboot.toml'), '--board', 'rpi4-uboot', '--out', join(dir, 'x.img'), ...common], { cwd: dir });
+  t.equal(noFw.code, 2, 'no --firmware-dir: usage');
+  t.match(noFw.stderr, /board rpi4-uboot needs --firmware-dir DIR holding start4\.elf/);
+
+  const pi = join(dir, 'rpi4.img');
+  const result = JSON.parse((await larchOk(['image', 'build', join(ROOT, 'images', 'rpi4-uboot.toml'), '--board', 'rpi4-uboot', '--out', pi, '--firmware-dir', fw, ...common], { cwd: dir })).stdout);
+  t.ok(result.compose.packages.some((p: { name: string }) => p.name === 'u-boot-rpi'), "the commit carries Debian's u-boot-rpi");
+  const img = `${pi}@@1M`;
+  const root = sh(`mdir -b -i '${img}' ::/`);
+  for (const f of ['config.txt', 'u-boot.bin', 'bcm2711-rpi-4-b.dtb', 'start4.elf', 'fixup4.dat', 'boot.scr', 'larch.env', 'larch-redund.env', 'fw_env.config']) t.match(root, new RegExp(`::/${f.replace('.', '\\.')}\\b`), `the FAT partition's root holds ${f}`);
+  t.notMatch(root, /::\/uboot\.env\b/, "no uboot.env: that is U-Boot's own env file on the Pi");
+  const cat = (path: string) => spawnSync('mtype', ['-i', img, `::/${path}`]).stdout as Buffer;
+  t.equal(cat('config.txt').toString(), sh(`cat '${join(ROOT, 'board', 'rpi4', 'config.txt')}'`), 'config.txt from board/rpi4/');
+  t.equal(cat('start4.elf').toString(), 'start4 stand-in', 'start4.elf from --firmware-dir');
+  const rootStart = Number(/start=\s*(\d+)/.exec(sh(`sfdisk -d '${pi}'`).split('\n').filter((l) => l.startsWith(pi))[1]!)![1]) * 512;
+  const debugfs = (cmd: string) => spawnSync('sh', ['-c', `debugfs -R '${cmd}' '${pi}?offset=${rootStart}' 2>/dev/null`]).stdout as Buffer;
+  const uboot = debugfs('cat /larch/deploy/A/usr/lib/u-boot/rpi_arm64/u-boot.bin');
+  t.ok(uboot.length > 100_000 && cat('u-boot.bin').equals(uboot), "u-boot.bin is the commit's /usr/lib/u-boot/rpi_arm64/u-boot.bin");
+  const dtb = cat('bcm2711-rpi-4-b.dtb');
+  t.equal(dtb.subarray(0, 4).toString('hex'), 'd00dfeed', 'a flattened device tree');
+  t.ok(cat('A/dtbs/bcm2711-rpi-4-b.dtb').equals(dtb), "slot A's device tree is the firmware's");
+  const scr = cat('boot.scr').toString('latin1');
+  t.match(scr, /setenv larch_bootargs "console=ttyS1,115200 larch\.tty=ttyS1 /, "the Pi's GPIO UART");
+  t.match(scr, /setenv larch_fdt "dtbs\/bcm2711-rpi-4-b\.dtb"/, "boot.scr loads the slot's device tree");
+  t.match(scr, /setenv larch_env "fat"\nsetenv larch_env_file "larch\.env"\nsetenv larch_env_file2 "larch-redund\.env"/, "boot.scr reads larch's env files");
+  t.match(cat('fw_env.config').toString(), /^\/sysroot\/boot\/larch\.env\s+0x0\s+0x4000\s+0x4000\s+0x1\n\/sysroot\/boot\/larch-redund\.env\s+0x0\s+0x4000/m);
+  sh(`mcopy -o -i '${img}' ::/larch.env ::/larch-redund.env '${dir}/'`);
+  sh(`printf '%s 0x0 0x4000\\n%s 0x0 0x4000\\n' '${dir}/larch.env' '${dir}/larch-redund.env' > '${dir}/pi-fw_env.config'`);
+  t.match(sh(`fw_printenv -c '${dir}/pi-fw_env.config'`), /^BOOT_ORDER=A B$/m, 'fw_printenv reads the boot state: A first');
+  const initrd = join(dir, 'initrd.img');
+  sh(`mcopy -o -i '${img}' ::/A/initrd.img '${initrd}'`);
+  t.match(sh(`zcat '${initrd}' | cpio -t 2>/dev/null`), /^modules\/sdhci-iproc\.ko$/m, "the initramfs has the SD card's driver (LARCH_INITRAMFS_MODULES)");
+
+  // Debian's U-Boot for the Pi runs the image's boot.scr on QEMU's Raspberry Pi 3 machine (QEMU 7.2
+  // has no Pi 4; the rpi_arm64 build is for both): it reads larch.env, spends a try on unconfirmed
+  // A with fatwrite, and sets the slot's kernel arguments. The kernel is not started: it is the Pi
+  // 4's device tree that boot.scr loads with it.
+  const sd = join(dir, 'sd.img');
+  sh(`cp --sparse=always '${pi}' '${sd}' && truncate -s 1G '${sd}'`); // QEMU's SD card: a power of two
+  sh(`fw_setenv -c '${dir}/pi-fw_env.config' BOOT_A_GOOD 0 && fw_setenv -c '${dir}/pi-fw_env.config' BOOT_A_LEFT 3`);
+  sh(`mcopy -o -i '${sd}@@1M' '${dir}/larch.env' '${dir}/larch-redund.env' ::/`);
+  sh(`mcopy -o -i '${sd}@@1M' ::/u-boot.bin '${dir}/u-boot.bin'`);
+  writeFileSync(join(dir, 'rpi3.dtb'), debugfs(`cat /larch/deploy/A/usr/lib/linux-image-${result.compose.kernel.release}/broadcom/bcm2837-rpi-3-b.dtb`));
+  // The Pi's console UART is the mini UART, QEMU's second serial port.
+  const console = await untilLine(['-M', 'raspi3b', '-kernel', join(dir, 'u-boot.bin'), '-dtb', join(dir, 'rpi3.dtb'), '-drive', `file=${sd},if=sd,format=raw`, '-serial', 'null', '-serial', 'stdio', '-display', 'none', '-no-reboot'], /^larch: bootargs=[^\n]*\n/m, 120_000);
+  t.match(console, /Loading Environment from FAT\.\.\. Unable to read "uboot\.env"/, "U-Boot's own env file is absent: its built-in env, with bootcmd");
+  t.match(console, /Found U-Boot script \/boot\.scr/, 'distro_bootcmd found boot.scr');
+  t.match(console, /larch: boot state read from copy [01] \(redundant\)/, 'boot.scr read larch.env / larch-redund.env');
+  t.match(console, /larch: slot=A rescue=0 wrote=1/, 'a try spent on unconfirmed A');
+  t.match(console, /^larch: bootargs=console=ttyS1,115200 larch\.tty=ttyS1 .* larch\.slot=A\r?$/m, "slot A's kernel arguments (A/larch.env)");
+  sh(`mcopy -o -i '${sd}@@1M' ::/larch.env ::/larch-redund.env '${dir}/'`);
+  t.match(sh(`fw_printenv -c '${dir}/pi-fw_env.config'`), /^BOOT_A_LEFT=2$/m, "fw_printenv reads U-Boot's fatwrite: 2 tries left");
+
+  // The eMMC board, from the same commit: U-Boot's own redundant env at 4 MiB and 4 MiB + 16 KiB of the disk.
+  const emmc = join(dir, 'emmc.img');
+  const built = JSON.parse((await larchOk(['image', 'build', '--rev', result.commit, '--ref', result.ref, '--board', 'emmc-arm64-uboot', '--out', emmc, ...common], { cwd: dir })).stdout);
+  t.equal(built.layout.boot.start, 5 * 1048576, 'partition 1 starts at the MiB after the env copies');
+  t.match(sh(`sfdisk -d '${emmc}'`), /emmc\.img1 : start=\s*10240, size=\s*\d+, type=c, bootable/);
+  sh(`printf '%s 0x400000 0x4000\\n%s 0x404000 0x4000\\n' '${emmc}' '${emmc}' > '${dir}/emmc-fw_env.config'`);
+  const env = sh(`fw_printenv -c '${dir}/emmc-fw_env.config'`);
+  t.match(env, /^BOOT_ORDER=A B$/m, "fw_printenv reads larch's state in the raw env");
+  t.match(env, /^bootcmd=if load mmc 0:1 \$\{scriptaddr\} boot\.scr; then source \$\{scriptaddr\}; fi$/m, "with the board's default env: U-Boot keeps its bootcmd");
+  t.match(env, /^kernel_addr_r=0x40400000$/m);
+  const emmcImg = `${emmc}@@5M`;
+  t.equal(sh(`mtype -i '${emmcImg}' ::/fw_env.config`), sh(`cat '${join(ROOT, 'board', 'uboot', 'fw_env.config.redundant')}'`), "the device's fw_env.config is the board's (/dev/mmcblk0 at its offsets)");
+  t.match((spawnSync('mtype', ['-i', emmcImg, '::/boot.scr']).stdout as Buffer).toString('latin1'), /setenv larch_env "native"/, "boot.scr keeps the state in U-Boot's own env (saveenv)");
+  t.notMatch(sh(`mdir -b -i '${emmcImg}' ::/`), /uboot\.env|uboot-redund\.env/, 'no env files on the FAT partition');
+});
+
+/** Runs qemu-system-aarch64 until its console prints a line matching `line`; returns the console. @throws on exit or timeout */
+async function untilLine(args: string[], line: RegExp, timeoutMs: number): Promise<string> {
+  const qemu = spawn('qemu-system-aarch64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise((resolve) => qemu.once('exit', resolve));
+  let text = '';
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line matching ${line} in ${timeoutMs / 1000} s; console:\n${text.slice(-3000)}`)), timeoutMs);
+      const onData = (b: Buffer) => {
+        text += b.toString('latin1');
+        if (line.test(text)) {
+          clearTimeout(timer);
+          resolve(text);
+        }
+      };
+      qemu.stdout!.on('data', onData);
+      qemu.stderr!.on('data', onData);
+      qemu.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`qemu exited ${code}; console:\n${text.slice(-3000)}`));
+      });
+    });
+  } finally {
+    qemu.kill('SIGKILL');
+    await exited;
+  }
+}

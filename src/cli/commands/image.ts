@@ -34,6 +34,7 @@ export const imageBuildCommand: Command = {
     'boot-size': { type: 'string' },
     'root-size': { type: 'string' },
     compatible: { type: 'string' },
+    'firmware-dir': { type: 'string' },
   },
   positionals: true,
   help: `NAME
@@ -42,7 +43,8 @@ export const imageBuildCommand: Command = {
 SYNOPSIS
   larch image build DEFINITION.toml --board BOARD --out disk.img --repo R --sign-key K.key
                     [--keys K.pub]... [--repo-url URL] [--larch-bin FILE] [--agent FILE] [--cache DIR]
-                    [--boot-size MiB] [--root-size MiB] [--work-dir DIR] [--compatible ID] [--json]
+                    [--boot-size MiB] [--root-size MiB] [--work-dir DIR] [--compatible ID]
+                    [--firmware-dir DIR] [--json]
   larch image build --rev REV [--ref REF] --board BOARD --out disk.img --repo R --sign-key K.key ...
 
 DESCRIPTION
@@ -62,8 +64,12 @@ DESCRIPTION
 
 BOARDS
   A board is a profile, board/profiles/BOARD.toml (docs/images.md, "Board profiles"): its
-  bootloader, architecture, console and kernel arguments. Shipped: qemu-x86_64-grub (BIOS,
-  GRUB), qemu-x86_64-uefi (OVMF, systemd-boot), qemu-arm64-uboot.
+  bootloader, architecture, console and kernel arguments, where U-Boot keeps its env, the
+  device tree, and files the board's firmware reads from the boot partition. Shipped:
+  qemu-x86_64-grub (BIOS, GRUB), qemu-x86_64-uefi (OVMF, systemd-boot), qemu-arm64-uboot,
+  and for real hardware rpi4-uboot (Raspberry Pi 4: Debian's u-boot-rpi, the env in files on
+  the FAT partition; needs --firmware-dir) and emmc-arm64-uboot (an arm64 board booting from
+  eMMC, U-Boot's redundant env in raw eMMC; its default env is the board vendor's).
 
 OPTIONS
   --board BOARD     the board (required)
@@ -89,6 +95,9 @@ OPTIONS
   --compatible ID   the device's hardware-compatibility id (provision --compatible; default:
                     the commit's larch.compatible, else the board's name). The device is also
                     bound to the board's architecture and to R's collection id, if any
+  --firmware-dir DIR  where the board's boot firmware is, for profiles that take files from it
+                    (rpi4-uboot: start4.elf and fixup4.dat, from Debian's raspi-firmware
+                    package, /usr/lib/raspi-firmware, or github.com/raspberrypi/firmware boot/)
   --json            print {"out", "board", "commit", "version", "ref", "compose", "layout"}
 
 EXAMPLES
@@ -138,6 +147,7 @@ EXIT STATUS
       workDir: opt(args, 'work-dir'),
       bootSizeMiB: intOption(opt(args, 'boot-size'), 'boot-size', 'image build', 32),
       rootSizeMiB: intOption(opt(args, 'root-size'), 'root-size', 'image build', 64),
+      firmwareDir: opt(args, 'firmware-dir'),
       progress: io.isTTY && !args.json ? (m) => io.err(`${m}\n`) : undefined,
     });
     if (args.json) printJson(io, result);
