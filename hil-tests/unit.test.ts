@@ -88,10 +88,11 @@ t.test('real-board config', async (t) => {
   t.throws(() => parseBoardConfig('colour = "red"\n' + good, 'g1.toml'), /field 'colour' is unknown/);
   t.throws(() => parseBoardConfig(good.replace('bootloader = "uboot"', 'bootloader = "lilo"'), 'g1.toml'), /field 'bootloader' must be one of grub, uboot, systemd-boot/);
   t.throws(() => parseBoardConfig(good.replace('[serial]\ndevice = "/dev/ttyUSB0"\n', '[serial]\n'), 'g1.toml'), /field 'serial\.device' is required/);
-  // The commented example a lab copies parses as it is (its profile is the one it tells the lab to add).
+  // The commented example a lab copies parses as it is, and names a shipped profile (the Raspberry Pi 4's).
   const example = parseBoardConfig(readFileSync(join(ROOT, 'hil-tests', 'lab.example.toml'), 'utf8'), 'lab.example.toml');
-  t.match(example, { name: 'gateway-1', profile: 'gateway', serial: { baud: 115200 }, power: { settleMs: 3000 } });
+  t.match(example, { name: 'pi4-1', profile: 'rpi4-uboot', firmwareDir: 'firmware/rpi4', serial: { baud: 115200 }, power: { settleMs: 3000 } });
   t.match(example.flash, /\{image\}/);
+  t.match(labProfile(example, 'lab.example.toml'), { name: 'rpi4-uboot', bootloader: 'uboot', architecture: 'arm64', console: 'ttyS1,115200' });
   // The profile, from board/profiles: its bootloader and architecture; the config may not contradict it.
   t.match(labProfile(c, 'g1.toml'), { name: 'qemu-arm64-uboot', bootloader: 'uboot', architecture: 'arm64' });
   t.throws(() => labProfile({ ...c, bootloader: 'grub' }, 'g1.toml'), /g1\.toml: bootloader 'grub' is not the profile's \('uboot' in .*qemu-arm64-uboot\.toml\)/);

@@ -14,6 +14,8 @@ export interface SerialBoardConfig {
   profile: string;
   /** The image definition (default images/PROFILE.toml of the larch tree); relative to the config file's directory. */
   definition?: string;
+  /** The board's boot firmware for the profile's `firmware` boot files (`image build --firmware-dir`); relative to the config file's directory. */
+  firmwareDir?: string;
   /** The host address the board reaches `larch serve` at, and the interface to listen on. */
   serverHost: string;
   listenHost: string;
@@ -51,7 +53,7 @@ export function parseBoardConfig(text: string, file: string): SerialBoardConfig 
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw err(field, 'must be a non-negative integer');
     return v;
   };
-  const known = new Set(['name', 'profile', 'image_board', 'definition', 'bootloader', 'server_host', 'listen_host', 'setup', 'serial', 'power', 'flash']);
+  const known = new Set(['name', 'profile', 'image_board', 'definition', 'firmware_dir', 'bootloader', 'server_host', 'listen_host', 'setup', 'serial', 'power', 'flash']);
   for (const k of Object.keys(doc)) if (!known.has(k)) throw err(k, `is unknown (known: ${[...known].join(', ')})`);
   const bootloader = doc.bootloader === undefined ? undefined : str(doc, 'bootloader', 'bootloader');
   if (bootloader !== undefined && !BOOTLOADERS.includes(bootloader as Bootloader)) throw err('bootloader', `must be one of ${BOOTLOADERS.join(', ')}`);
@@ -60,6 +62,7 @@ export function parseBoardConfig(text: string, file: string): SerialBoardConfig 
   const profile = doc.profile !== undefined ? str(doc, 'profile', 'profile') : str(doc, 'image_board', 'profile');
   if (!/^[a-z0-9][a-z0-9_-]*$/.test(profile)) throw err('profile', `'${profile}' is not a board profile name (board/profiles/NAME.toml)`);
   const definition = doc.definition === undefined ? undefined : str(doc, 'definition', 'definition');
+  const firmwareDir = doc.firmware_dir === undefined ? undefined : str(doc, 'firmware_dir', 'firmware_dir');
   const setup = doc.setup ?? [];
   if (!Array.isArray(setup) || setup.some((s) => typeof s !== 'string')) throw err('setup', 'must be an array of strings');
   const serial = table('serial');
@@ -72,6 +75,7 @@ export function parseBoardConfig(text: string, file: string): SerialBoardConfig 
     ...(bootloader === undefined ? {} : { bootloader: bootloader as Bootloader }),
     profile,
     ...(definition === undefined ? {} : { definition }),
+    ...(firmwareDir === undefined ? {} : { firmwareDir }),
     serverHost: str(doc, 'server_host', 'server_host'),
     listenHost: str(doc, 'listen_host', 'listen_host', '0.0.0.0'),
     setup: setup as string[],

@@ -62,7 +62,7 @@ export interface BaseImage {
 }
 
 /** Builds the board's pristine disk image (once per run); the repo URL in it is http://10.0.2.2:PORT/. */
-export async function buildBaseImage(board: string, architecture: 'amd64' | 'arm64', workDir: string, opts: { serverHost?: string; listenHost?: string; reuse?: boolean; definition?: string } = {}): Promise<BaseImage> {
+export async function buildBaseImage(board: string, architecture: 'amd64' | 'arm64', workDir: string, opts: { serverHost?: string; listenHost?: string; reuse?: boolean; definition?: string; firmwareDir?: string } = {}): Promise<BaseImage> {
   const started = Date.now();
   mkdirSync(workDir, { recursive: true });
   // --reuse: a base built by an earlier run in the same work dir (for working on the scenarios).
@@ -85,7 +85,7 @@ export async function buildBaseImage(board: string, architecture: 'amd64' | 'arm
   const port = await freePort();
   const image = join(workDir, 'pristine.img');
   const agent = larchBinary(architecture);
-  const out = run(HOST_LARCH, ['image', 'build', definition, '--board', board, '--out', image, '--repo', repo, '--sign-key', join(workDir, 'vendor.key'), '--larch-bin', agent, '--agent', agent, '--cache', DEB_CACHE, '--work-dir', workDir, '--repo-url', `http://${opts.serverHost ?? '10.0.2.2'}:${port}/`, '--json'], 'larch image build');
+  const out = run(HOST_LARCH, ['image', 'build', definition, '--board', board, '--out', image, '--repo', repo, '--sign-key', join(workDir, 'vendor.key'), '--larch-bin', agent, '--agent', agent, '--cache', DEB_CACHE, '--work-dir', workDir, '--repo-url', `http://${opts.serverHost ?? '10.0.2.2'}:${port}/`, ...(opts.firmwareDir === undefined ? [] : ['--firmware-dir', opts.firmwareDir]), '--json'], 'larch image build');
   const built = JSON.parse(out) as { commit: string; version: string };
   const base: BaseImage = { board, definition, repo, signKey: join(workDir, 'vendor.key'), image, commit: built.commit, version: built.version, port, listenHost: opts.listenHost ?? '127.0.0.1', seconds: (Date.now() - started) / 1000, agent };
   writeFileSync(saved, JSON.stringify(base, null, 2) + '\n');

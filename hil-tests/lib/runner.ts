@@ -81,10 +81,11 @@ export async function runHil(opts: HilOptions): Promise<HilResult> {
     const config = parseBoardConfig(readFileSync(file, 'utf8'), file);
     const profile = labProfile(config, file);
     const definition = config.definition === undefined ? undefined : resolve(dirname(file), config.definition);
+    const firmwareDir = config.firmwareDir === undefined ? undefined : resolve(dirname(file), config.firmwareDir);
     targets.push({
       name: config.name,
       make: async (dir) => ({
-        base: await buildBaseImage(profile.name, profile.architecture as 'amd64' | 'arm64', dir, { serverHost: config.serverHost, listenHost: config.listenHost, reuse: opts.reuse, definition }),
+        base: await buildBaseImage(profile.name, profile.architecture as 'amd64' | 'arm64', dir, { serverHost: config.serverHost, listenHost: config.listenHost, reuse: opts.reuse, definition, firmwareDir }),
         board: new SerialBoard(config, profile.bootloader, join(dir, 'console.log')),
       }),
     });

@@ -42,7 +42,7 @@ t.test('image build: usage errors', async (t) => {
   const repo = join(dir, 'repo');
   await larchOk(['init', '--repo', repo, '--mode', 'archive']);
   const cases: [string, string[], RegExp][] = [
-    ['unknown board', ['image', 'build', 'x.toml', '--board', 'pi9', '--out', join(dir, 'd.img'), '--repo', repo], /unknown board 'pi9' \(known: qemu-arm64-uboot, qemu-x86_64-grub, qemu-x86_64-uefi\)/],
+    ['unknown board', ['image', 'build', 'x.toml', '--board', 'pi9', '--out', join(dir, 'd.img'), '--repo', repo], /unknown board 'pi9' \(known: emmc-arm64-uboot, qemu-arm64-uboot, qemu-x86_64-grub, qemu-x86_64-uefi, rpi4-uboot\)/],
     ['definition and --rev', ['image', 'build', 'x.toml', '--rev', 'HEAD', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
     ['neither', ['image', 'build', '--board', 'qemu-x86_64-grub', '--out', join(dir, 'd.img'), '--repo', repo], /either DEFINITION\.toml or --rev/],
     ['no --out', ['image', 'build', 'x.toml', '--board', 'qemu-x86_64-grub', '--repo', repo], /--out/],
