@@ -7,7 +7,7 @@
  * boot partition, boot code before it) comes in a DiskBootloader: grub.ts, uboot.ts,
  * systemd-boot.ts.
  */
-import { mkdir, open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { tool } from './_tool.ts';
@@ -62,8 +62,14 @@ async function treeBytes(dir: string): Promise<number> {
 
 const roundMiB = (bytes: number) => Math.ceil(bytes / MiB) * MiB;
 
-/** Where partition 1 starts: at 1 MiB, or at the MiB after the last raw area. */
-export function firstPartitionStart(rawAreas: { offset: number; bytes: Uint8Array }[] = []): number {
+/**
+ * Where partition 1 starts: at 1 MiB, or at the MiB after the last raw area.
+ * @throws INVALID_INPUT when an area overlaps the partition table (sector 0; GPT: sectors 0-33)
+ */
+export function firstPartitionStart(rawAreas: { offset: number; bytes: Uint8Array }[] = [], table: 'mbr' | 'gpt' = 'mbr'): number {
+  const tableBytes = (table === 'gpt' ? 34 : 1) * SECTOR;
+  const clash = rawAreas.find((a) => a.offset < tableBytes);
+  if (clash) throw new LarchError('INVALID_INPUT', `image build: a raw area at offset ${clash.offset} overlaps the partition table (the first ${tableBytes} bytes)`, { data: { offset: clash.offset } });
   return Math.max(FIRST_LBA * SECTOR, roundMiB(Math.max(0, ...rawAreas.map((a) => a.offset + a.bytes.length))));
 }
 
@@ -89,11 +95,7 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
 
   const gpt = opts.bootloader.table === 'gpt';
   const rawAreas = opts.bootloader.rawAreas ?? [];
-  // Sector 0 holds the partition table (and GPT the next 33 sectors): a raw area must come after.
-  const tableBytes = gpt ? 34 * SECTOR : SECTOR;
-  const clash = rawAreas.find((a) => a.offset < tableBytes);
-  if (clash) throw new LarchError('INVALID_INPUT', `image build: a raw area at offset ${clash.offset} overlaps the partition table (the first ${tableBytes} bytes)`, { data: { offset: clash.offset } });
-  const planned = planLayout(await treeBytes(bootTree), await treeBytes(opts.sysroot), { ...opts, bootStart: firstPartitionStart(rawAreas) });
+  const planned = planLayout(await treeBytes(bootTree), await treeBytes(opts.sysroot), { ...opts, bootStart: firstPartitionStart(rawAreas, gpt ? 'gpt' : 'mbr') });
   const layout = gpt ? { ...planned, size: planned.size + GPT_BACKUP_BYTES } : planned;
   const bootImg = join(opts.workDir, 'boot.vfat');
   const rootImg = join(opts.workDir, 'root.ext4');
@@ -108,7 +110,12 @@ export async function buildDisk(opts: BuildDiskOptions): Promise<DiskLayout> {
   await tool('truncate', ['-s', String(layout.size), opts.out]);
   await tool('sfdisk', ['-q', '--no-reread', '--no-tell-kernel', opts.out], { input: partitionTable(layout, gpt ? 'gpt' : 'mbr') });
   await opts.bootloader.writeBootCode?.(opts.out, layout.boot.start);
-  for (const area of rawAreas) await writeAt(opts.out, area.offset, area.bytes);
+  for (const [i, area] of rawAreas.entries()) {
+    const file = join(opts.workDir, `raw-area-${i}`);
+    await writeFile(file, area.bytes);
+    await tool('dd', [`if=${file}`, `of=${opts.out}`, `seek=${area.offset}`, 'oflag=seek_bytes', 'conv=notrunc,fsync', 'status=none']);
+    await rm(file, { force: true });
+  }
   // sparse: the image is a fresh truncate, so the filesystems' zero blocks need no writing (most of the root partition).
   const dd = (input: string, args: string[]) => tool('dd', [`if=${input}`, `of=${opts.out}`, 'conv=notrunc,sparse,fsync', 'status=none', ...args]);
   await dd(bootImg, ['bs=1M', `seek=${layout.boot.start / MiB}`]);
@@ -125,15 +132,4 @@ export function partitionTable(layout: DiskLayout, table: 'mbr' | 'gpt'): string
   if (table === 'gpt') return `label: gpt\nunit: sectors\n${at(layout.boot)}, type=${GPT_TYPE.esp}, name="esp"\n${at(layout.root)}, type=${GPT_TYPE.linux}, name="larch-root"\n`;
   // Partition 1 bootable: U-Boot's distro_bootcmd looks for boot.scr on bootable partitions only.
   return `label: dos\nunit: sectors\n${at(layout.boot)}, type=c, bootable\n${at(layout.root)}, type=83\n`;
-}
-
-async function writeAt(path: string, offset: number, bytes: Uint8Array): Promise<void> {
-  const fh = await open(path, 'r+');
-  try {
-    let done = 0;
-    while (done < bytes.length) done += (await fh.write(bytes, done, bytes.length - done, offset + done)).bytesWritten;
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
