@@ -24,6 +24,13 @@ const COMMON_TOOLS = ['sfdisk', 'mkfs.ext4', 'mkfs.vfat', 'mcopy', 'mtype', 'mdi
 const hostArch = sh('dpkg --print-architecture').trim();
 const aptArchs = [hostArch, ...sh('dpkg --print-foreign-architectures').split('\n').filter(Boolean)];
 
+let arm64Build: { status: number | null; stderr: string } | undefined;
+/** `node scripts/build.mjs linux-arm64` (dist/larch-arm64), once for the file's arm64 tests. */
+function buildArm64(): { status: number | null; stderr: string } {
+  arm64Build ??= spawnSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), 'linux-arm64'], { cwd: ROOT, encoding: 'utf8' });
+  return arm64Build;
+}
+
 /** Why a board's test cannot run on this machine, or false. */
 function cannotRun(tools: string[], files: string[], arch: string): string | false {
   const missing = missingTools([...tools, ...files]);
@@ -276,7 +283,7 @@ testNeeding(t, 'image build: qemu-x86_64-uefi disk image (GPT, ESP, systemd-boot
 
 testNeeding(t, 'image build: qemu-arm64-uboot disk image, booted under QEMU (U-Boot) to boot-check', ARM64_CANNOT, { timeout: 300_000 }, async (t) => {
   // The guest's larch: the arm64 Bun build of this tree (Bun fetches its arm64 runtime from npm once).
-  const build = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), 'linux-arm64'], { cwd: ROOT, encoding: 'utf8' });
+  const build = buildArm64();
   t.equal(build.status, 0, `node scripts/build.mjs linux-arm64: ${build.stderr.slice(-500)}`);
   const { dir, repo, disk, result } = await buildImage(t, 'qemu-arm64-uboot', BIN_ARM64);
   t.equal(result.board, 'qemu-arm64-uboot');
@@ -356,7 +363,7 @@ testNeeding(t, 'image build: qemu-arm64-uboot disk image, booted under QEMU (U-B
 // the partition table. The Pi's firmware files (start4.elf, fixup4.dat) are not free software and not
 // in Debian's main: the test's --firmware-dir holds stand-ins with those names.
 testNeeding(t, 'image build: rpi4-uboot (firmware files, env in named FAT files) and emmc-arm64-uboot (raw redundant env)', ARM64_CANNOT, { timeout: 300_000 }, async (t) => {
-  const build = spawnSync(process.execPath, [join(ROOT, 'scripts', 'build.mjs'), 'linux-arm64'], { cwd: ROOT, encoding: 'utf8' });
+  const build = buildArm64();
   t.equal(build.status, 0, `node scripts/build.mjs linux-arm64: ${build.stderr.slice(-500)}`);
   const dir = tempDir(t, 'larch-image-real-');
   const repo = join(dir, 'repo');
