@@ -6,7 +6,7 @@
  * no agent of its own (/usr/bin/larch), and disk.ts lays it out
  * into partitions. No root needed.
  */
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, lstat, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -316,7 +316,7 @@ async function ubootEnvPlan(board: BoardProfile, sysrootPath: string, work: stri
  * The profile's boot files: from the commit's tree (slot A's deployment), from board/, or from
  * --firmware-dir. @throws NOT_FOUND naming the file and where it was looked for, USAGE (no --firmware-dir)
  */
-async function boardBootFiles(board: BoardProfile, tree: string, opts: Pick<ImageBuildOptions, 'firmwareDir' | 'definitionPath'>): Promise<Record<string, Uint8Array>> {
+export async function boardBootFiles(board: BoardProfile, tree: string, opts: Pick<ImageBuildOptions, 'firmwareDir' | 'definitionPath'>): Promise<Record<string, Uint8Array>> {
   const files: Record<string, Uint8Array> = {};
   for (const f of board.bootFiles) {
     if (f.from === 'firmware' && opts.firmwareDir === undefined) {
@@ -328,6 +328,10 @@ async function boardBootFiles(board: BoardProfile, tree: string, opts: Pick<Imag
       if (found === null) throw new LarchError('NOT_FOUND', `image build: board ${board.name}: board/${f.source} not found (for ${f.path} on the boot partition)`, { hint: 'run from the larch source tree', data: { board: board.name, path: `board/${f.source}` } });
       files[f.path] = found;
       continue;
+    }
+    // A path in the tree is read as the tree has it: a symlink there would resolve on this build host.
+    if (f.from === 'tree' && (await lstat(path).catch(() => null))?.isSymbolicLink()) {
+      throw new LarchError('INVALID_INPUT', `image build: board ${board.name}: the commit's /${f.source} is a symlink (for ${f.path} on the boot partition)`, { hint: "name the file it points to in the profile's boot_files", data: { board: board.name, path: `/${f.source}` } });
     }
     const bytes = await readFile(path).catch(() => null);
     if (bytes === null) {
