@@ -28,7 +28,7 @@ t.test('every entry names a test file or a folder of them', async (t) => {
 t.test('npm test runs every tier: tap includes test/**/*.test.ts; the tier scripts run one each', async (t) => {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
   t.same(pkg.tap.include, ['test/**/*.test.ts'], "tap's include is what testFiles() lists");
-  t.match(pkg.scripts.test, /&& tap$/, 'npm test ends in a bare tap: its include, both tiers');
+  t.match(pkg.scripts.test, /&& LARCH_SYNC=file tap$/, 'npm test ends in a bare tap: its include, both tiers (fsync per file: docs/testing.md)');
   t.match(pkg.scripts['test:quick'], /scripts\/test-tiers\.ts quick$/);
   t.match(pkg.scripts['test:slow'], /scripts\/test-tiers\.ts slow$/);
 });
