@@ -16,7 +16,7 @@ import { LarchError, fromSystemError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { type EnvStore } from '../bootcount/env-store.ts';
 import { rescueSlot } from '../bootcount/bls.ts';
-import { formatFwEnvConfig, parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
+import { type FwEnvConfig, formatFwEnvConfig, parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
 import { type BootState, type EnvProblem, type Slot, INITIAL_STATE, SLOTS, decode, encode, findProblems, markerSlot, mergeInto, other, provedState } from '../bootcount/state.ts';
 import { fsyncPath, writeFileAtomic } from '../_durable.ts';
 import { readDeployment } from './deploy.ts';
@@ -103,8 +103,13 @@ export async function larchOwnsEnv(sysroot: Sysroot, config: Pick<DeviceConfig, 
   if (config.bootloader === 'grub' || config.bootloader === 'systemd-boot') return true;
   const path = sysroot.fwEnvConfigPath();
   const text = await readFile(path, 'utf8').catch((err) => Promise.reject(fromSystemError(err, 'read fw_env.config', path)));
-  const bootDir = resolve(sysroot.bootDir);
-  return parseFwEnvConfig(text, `'${path}'`).devices.every((d) => dirname(resolve(d.path)) === bootDir && d.offset === 0);
+  return isLarchEnvConfig(parseFwEnvConfig(text, `'${path}'`), sysroot.bootDir);
+}
+
+/** Does this fw_env.config name larch's own env: files in the boot partition's root (bootDir/NAME, offset 0)? Pure. */
+export function isLarchEnvConfig(config: FwEnvConfig, bootDir: string): boolean {
+  const dir = resolve(bootDir);
+  return config.devices.every((d) => dirname(resolve(d.path)) === dir && d.offset === 0);
 }
 
 /**
@@ -120,15 +125,16 @@ export function fatEnvConfig(bootDir: string, files: readonly [string, string] =
 /**
  * Writes the initial boot state (A good and first) where the device keeps it, then the marker (A),
  * for `larch provision`: U-Boot with the board's fw_env.config text when given (copied as
- * S/boot/fw_env.config; the env is written where it says), else the redundant env in two files on
- * the boot partition (fatEnvConfig); GRUB: S/boot/grub/grubenv.
+ * S/boot/fw_env.config; the env is written where it says, `boardVars` and larch's state), else the
+ * redundant env in two files on the boot partition (fatEnvConfig); GRUB: S/boot/grub/grubenv.
  */
-export async function createBootEnv(sysroot: Sysroot, kind: BootloaderKind, boardFwEnvConfig: string | null = null): Promise<void> {
+export async function createBootEnv(sysroot: Sysroot, kind: BootloaderKind, boardFwEnvConfig: string | null = null, boardVars: Map<string, string> | null = null): Promise<void> {
   await mkdir(kind === 'grub' ? dirname(sysroot.envPath('grub')) : sysroot.bootDir, { recursive: true });
   // systemd-boot: loader/loader.conf (when absent), slot A's entry made from A/entry.conf, the rescue entry on A.
   if (kind === 'uboot') await writeFile(sysroot.fwEnvConfigPath(), boardFwEnvConfig ?? fatEnvConfig(sysroot.bootDir));
   const store = await sysroot.envStore(kind);
-  await store.init(new Map(encode(INITIAL_STATE)), { force: true });
+  // A board's own env keeps its variables (U-Boot boots a stored env instead of its built-in one).
+  await store.init(new Map([...(boardVars ?? []), ...encode(INITIAL_STATE)]), { force: true });
   await writeLkgMarker(sysroot, kind, markerSlot(INITIAL_STATE));
 }
 

@@ -14,7 +14,9 @@ import { access, mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
+import { ubootEnvStore } from '../bootcount/env-store.ts';
 import { parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
+import { parseEnvText } from '../bootcount/uboot-env.ts';
 import type { Slot } from '../bootcount/state.ts';
 import { isValidDeviceId } from '../mqtt/format.ts';
 import { fsyncPath, syncFilesystem, writeFileAtomic } from '../_durable.ts';
@@ -24,7 +26,7 @@ import { refuseRemoteLocal } from './layering/trust.ts';
 import { type Binding, bindingValueProblem } from '../store/binding.ts';
 import { Repo } from '../store/repo.ts';
 import { findDelta } from '../protocol/summary.ts';
-import { createBootEnv } from './boot.ts';
+import { createBootEnv, isLarchEnvConfig } from './boot.ts';
 import { readDeployment, writeDeployment } from './deploy.ts';
 import { deploymentKargs } from './deployment-kargs.ts';
 import { formatFailedReleases } from './failed-releases.ts';
@@ -66,6 +68,12 @@ export interface ProvisionOptions {
    * file S/boot/uboot.env on the boot partition.
    */
   fwEnvConfig?: string;
+  /**
+   * With a board's own env (fwEnvConfig naming raw storage): the board's default env (NAME=VALUE
+   * lines, U-Boot's u-boot-initial-env), written with larch's state. Without it, the valid env
+   * already on the storage is kept and larch's state added; with none valid, provision refuses.
+   */
+  envDefaults?: string;
   identity?: DeviceIdentity;
   /** Provision again from scratch, whatever the sysroot holds. */
   force?: boolean;
@@ -162,6 +170,8 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
       });
     }
   }
+  const boardVars = input.boardEnvConfig === null ? null : await boardEnvBase(sysroot, input.boardEnvConfig, opts.fwEnvConfig!, opts.envDefaults);
+  if (boardVars === null && opts.envDefaults !== undefined) throw new LarchError('USAGE', "provision: --env-defaults goes with --fw-env-config naming the board's own env storage (larch's env files on the boot partition hold only larch's variables)", { data: { command: 'provision', option: 'env-defaults' } });
   const staging = await startStaging(sysroot);
   try {
     const result = await build(staging, opts, input);
@@ -169,7 +179,7 @@ export async function provision(sysroot: Sysroot, opts: ProvisionOptions): Promi
     // A commit without an agent: the device keeps the one it has (S/larch/bin/larch).
     if (!result.agent) await carryLegacyAgent(sysroot, staging);
     failpoint('provision::after-staged');
-    await moveIntoPlace(sysroot, staging, opts.bootloader, input.boardEnvConfig);
+    await moveIntoPlace(sysroot, staging, opts.bootloader, input.boardEnvConfig, boardVars);
     return { ...result, sysroot: sysroot.path };
   } finally {
     await rm(dirname(staging.larchDir), { recursive: true, force: true }).catch(() => {});
@@ -372,7 +382,7 @@ async function writeIdentity(staging: Sysroot, id: DeviceIdentity, input: Inputs
  * rename, the sysroot is not provisioned: a kill leaves nothing trusted), then the boot files of
  * slot A (the old slots' removed) and /var, then the bootloader state, and S/larch last.
  */
-async function moveIntoPlace(sysroot: Sysroot, staging: Sysroot, bootloader: BootloaderKind, boardEnvConfig: string | null): Promise<void> {
+async function moveIntoPlace(sysroot: Sysroot, staging: Sysroot, bootloader: BootloaderKind, boardEnvConfig: string | null, boardVars: Map<string, string> | null): Promise<void> {
   const stagingRoot = dirname(staging.larchDir);
   const io = (action: string, path: string) => (err: unknown) => Promise.reject(fromSystemError(err, action, path));
   if (await exists(sysroot.larchDir)) await rename(sysroot.larchDir, join(stagingRoot, 'old')).catch(io('move the old state aside', sysroot.larchDir));
@@ -384,7 +394,7 @@ async function moveIntoPlace(sysroot: Sysroot, staging: Sysroot, bootloader: Boo
   // /var is the device's data: seeded once, kept by --force.
   if (!(await exists(sysroot.varDir))) await rename(staging.varDir, sysroot.varDir).then(() => failpoint('provision::after-var'), io('move /var into place', sysroot.varDir));
   // The bootloader state: written in place (the env may be raw storage), taking its lock in the staged S/larch.
-  await createBootEnv(new Sysroot(sysroot.path, { larchDir: staging.larchDir }), bootloader, boardEnvConfig);
+  await createBootEnv(new Sysroot(sysroot.path, { larchDir: staging.larchDir }), bootloader, boardEnvConfig, boardVars);
   failpoint('provision::after-bootenv-write');
   await syncFilesystem(sysroot.path, [staging.larchDir]);
   failpoint('provision::before-rename');
@@ -394,6 +404,32 @@ async function moveIntoPlace(sysroot: Sysroot, staging: Sysroot, bootloader: Boo
 }
 
 const exists = (path: string) => access(path).then(() => true, () => false);
+
+/**
+ * The variables a board's own U-Boot env keeps when provision writes larch's state into it (U-Boot
+ * boots a valid stored env instead of its built-in one, so a partial env loses bootcmd): those of
+ * --env-defaults, else those of the valid env on the storage. null: the config names larch's own
+ * env files. Read before anything is written.
+ * @throws ENV_CORRUPT (no valid env and no --env-defaults), NOT_FOUND / INVALID_INPUT (the defaults file)
+ */
+async function boardEnvBase(sysroot: Sysroot, configText: string, configPath: string, defaultsPath: string | undefined): Promise<Map<string, string> | null> {
+  const config = parseFwEnvConfig(configText, `'${configPath}'`);
+  if (isLarchEnvConfig(config, sysroot.bootDir)) return null;
+  if (defaultsPath !== undefined) {
+    const text = await readFile(defaultsPath, 'utf8').catch((err) => Promise.reject(fromSystemError(err, 'read --env-defaults', defaultsPath)));
+    return parseEnvText(text, `--env-defaults '${defaultsPath}'`);
+  }
+  try {
+    return await ubootEnvStore(config, { lockPath: null }).read();
+  } catch (err) {
+    if (!(err instanceof LarchError) || err.code !== 'ENV_CORRUPT') throw err;
+    throw new LarchError('ENV_CORRUPT', `provision: the board's U-Boot env named by ${configPath} has no valid copy (${err.message}), and larch never writes a partial one: U-Boot boots a stored env instead of its built-in one, which would leave it without bootcmd`, {
+      hint: "pass --env-defaults FILE with the board's default env (U-Boot's u-boot-initial-env, NAME=VALUE lines), or let U-Boot save its env once (saveenv at its prompt)",
+      data: { path: configPath },
+      cause: err,
+    });
+  }
+}
 
 /** The board's fw_env.config, checked before anything is written. @throws USAGE, NOT_FOUND, INVALID_INPUT naming the file */
 async function readBoardEnvConfig(path: string, bootloader: BootloaderKind): Promise<string> {

@@ -19,9 +19,7 @@ import type { FileFetcher } from '../agent/remote/fetcher.ts';
 import { localFetcher } from '../agent/remote/local-fetch.ts';
 import { remoteOver } from '../agent/remote/remote.ts';
 import { type BootloaderKind, Sysroot } from '../agent/sysroot.ts';
-import { ubootEnvStore } from '../bootcount/env-store.ts';
 import { formatFwEnvConfig, parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
-import { parseEnvText } from '../bootcount/uboot-env.ts';
 import { DEFAULT_TRIES } from '../bootcount/state.ts';
 import { type ComposeResult, METADATA_KEYS, compose } from '../compose/compose.ts';
 import { decodePackageList } from '../packages/package-diff.ts';
@@ -193,7 +191,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
     const compatible = opts.compatible ?? commitBinding((await repo.readCommit(commit)).metadata).compatible ?? board.name;
     // U-Boot: the env where this build host can write it (files in the sysroot's /boot, or a file standing in for the disk's raw area).
     const env = board.bootloader === 'uboot' ? await ubootEnvPlan(board, sysrootPath, work, opts.definitionPath) : null;
-    await provisionFromRepo(repo, sysrootPath, { ref: ref!, commit, signKeys: opts.signKeys, trustedKeys: opts.trustedKeys, repoUrl: opts.repoUrl, bootloader: board.bootloader, bind: { architecture: board.architecture, compatible }, kargs: profileKargs(board), ...(env ? { fwEnvConfig: env.buildConfigPath } : {}) });
+    await provisionFromRepo(repo, sysrootPath, { ref: ref!, commit, signKeys: opts.signKeys, trustedKeys: opts.trustedKeys, repoUrl: opts.repoUrl, bootloader: board.bootloader, bind: { architecture: board.architecture, compatible }, kargs: profileKargs(board), ...(env ? { fwEnvConfig: env.buildConfigPath } : {}), ...(env?.raw ? { envDefaults: env.raw.defaultsPath } : {}) });
     // A commit carrying its agent (/usr/bin/larch) runs it; one without gets the legacy S/larch/bin/larch.
     const sysroot = new Sysroot(sysrootPath);
     if (!(await isAgentFile(treeAgentPath(sysroot.deployDir('A'))))) {
@@ -225,7 +223,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
  * is. Its serial is the published one (0 when none), so the image's device accepts R's current
  * summary and every later one (a higher serial would refuse R's until the next publish).
  */
-export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: BootloaderKind; bind?: Partial<Binding>; kargs?: string[]; fwEnvConfig?: string }): Promise<void> {
+export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: { ref: string; commit: string; signKeys: SecretKey[]; trustedKeys: string[]; repoUrl: string; bootloader: BootloaderKind; bind?: Partial<Binding>; kargs?: string[]; fwEnvConfig?: string; envDefaults?: string }): Promise<void> {
   const now = Math.floor(Date.now() / 1000);
   const { refs, deltas } = await summaryContents(repo, await deltaTrust(repo, opts.signKeys));
   const summary = encodeSummary({ serial: await publishedSerial(repo), created: now, expires: now + BUILD_SUMMARY_EXPIRES_IN, refs, deltas, ...(repo.collectionId === null ? {} : { collectionId: repo.collectionId }) });
@@ -242,6 +240,7 @@ export async function provisionFromRepo(repo: Repo, sysrootPath: string, opts: {
     bind: opts.bind,
     kargs: opts.kargs,
     ...(opts.fwEnvConfig === undefined ? {} : { fwEnvConfig: opts.fwEnvConfig }),
+    ...(opts.envDefaults === undefined ? {} : { envDefaults: opts.envDefaults }),
   });
 }
 
@@ -284,8 +283,8 @@ interface UbootEnvPlan {
   buildConfigPath: string;
   deviceConfig: string;
   layout: NonNullable<BoardProfile['ubootEnv']>;
-  /** raw: the stand-in file, the board's default env. */
-  raw?: { path: string; defaults: Map<string, string>; devices: { offset: number; size: number }[] };
+  /** raw: the stand-in file, the board's default env (provision writes it with larch's state), the copies. */
+  raw?: { path: string; defaultsPath: string; devices: { offset: number; size: number }[] };
 }
 
 async function ubootEnvPlan(board: BoardProfile, sysrootPath: string, work: string, definitionPath?: string): Promise<UbootEnvPlan> {
@@ -308,8 +307,7 @@ async function ubootEnvPlan(board: BoardProfile, sysrootPath: string, work: stri
   const devices = config.devices.map((d) => ({ offset: d.offset, size: config.envSizeBytes }));
   await writeFile(rawPath, new Uint8Array(Math.max(...devices.map((d) => d.offset + d.size))));
   await writeFile(buildConfigPath, formatFwEnvConfig({ devices: config.devices.map((d) => ({ ...d, path: rawPath })) }));
-  const defaults = parseEnvText(defaultsFile!.text, `board/${layout.defaultEnv}`);
-  return { buildConfigPath, deviceConfig: found!.text, layout, raw: { path: rawPath, defaults, devices } };
+  return { buildConfigPath, deviceConfig: found!.text, layout, raw: { path: rawPath, defaultsPath: defaultsFile!.path, devices } };
 }
 
 /**
@@ -348,17 +346,15 @@ export async function boardBootFiles(board: BoardProfile, tree: string, opts: Pi
  * U-Boot: boot.scr (the board's settings, then board/uboot/boot.cmd). provision wrote the boot
  * state where this build host reaches it (ubootEnvPlan); the device's fw_env.config is written
  * now: its env files under DEVICE_SYSROOT/boot, or the board's own file for a raw env, whose
- * copies (the board's default env with larch's state) become raw areas of the image.
+ * copies (the board's default env with larch's state, provision --env-defaults) become raw areas
+ * of the image.
  */
 async function ubootFiles(board: BoardProfile, bootCmd: string, sysrootPath: string, env: UbootEnvPlan, work: string): Promise<DiskBootloader> {
   const sysroot = new Sysroot(sysrootPath);
   const config = parseFwEnvConfig(await readFile(env.buildConfigPath, 'utf8'), `'${env.buildConfigPath}'`);
   let rawAreas: DiskBootloader['rawAreas'];
   if (env.raw) {
-    // U-Boot boots a valid stored env instead of its built-in one: larch's state goes in with the board's defaults.
-    const store = ubootEnvStore(config);
-    const larchVars = await store.read();
-    await store.init(new Map([...env.raw.defaults, ...larchVars]), { force: true });
+    // provision wrote the board's default env with larch's state (U-Boot boots a stored env instead of its built-in one).
     const area = await readFile(env.raw.path);
     rawAreas = env.raw.devices.map((d) => ({ offset: d.offset, bytes: area.subarray(d.offset, d.offset + d.size) }));
   }

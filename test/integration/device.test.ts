@@ -204,16 +204,41 @@ t.test("provision --fw-env-config: the board's own env layout (redundant, at off
   writeFileSync(boardConfig, `# the board's\n${disk} 0x100000 0x4000\n${disk} 0x104000 0x4000\n`);
   const provision = (dev: string, extra: string[]) => larch(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--json', ...extra]);
 
+  // Blank storage and no defaults: refused before anything is written (a partial env would leave U-Boot without bootcmd).
+  const blank = await provision(join(dir, 'blank'), ['--bootloader', 'uboot', '--fw-env-config', boardConfig]);
+  expectFail(t, blank, 'ENV_CORRUPT', 'a board env with no valid copy and no --env-defaults');
+  t.match(blank.json?.error?.hint, /--env-defaults FILE/, 'the hint names --env-defaults');
+  t.notOk(existsSync(join(dir, 'blank/larch')), 'nothing provisioned');
+  t.ok(readFileSync(disk).every((b) => b === 0), 'nothing written to the storage');
+
+  const defaults = join(dir, 'u-boot-initial-env');
+  writeFileSync(defaults, '# the board\'s default env\nbootcmd=run distro_bootcmd\nbootdelay=2\n');
   const dev = join(dir, 'device');
-  const p = await provision(dev, ['--bootloader', 'uboot', '--fw-env-config', boardConfig]);
+  const p = await provision(dev, ['--bootloader', 'uboot', '--fw-env-config', boardConfig, '--env-defaults', defaults]);
   t.equal(p.code, 0, `provisioned: ${p.stderr}`);
   t.equal(readFileSync(join(dev, 'boot/fw_env.config'), 'utf8'), readFileSync(boardConfig, 'utf8'), 'the board config, copied as is');
   t.notOk(existsSync(join(dev, 'boot/uboot.env')), 'no env file on the boot partition');
   t.equal(sh(`fw_printenv -c '${boardConfig}' -n BOOT_ORDER`).trim(), 'A B', 'fw_printenv finds the env at the offsets');
+  t.equal(sh(`fw_printenv -c '${boardConfig}' -n bootcmd`).trim(), 'run distro_bootcmd', "with the board's default env: U-Boot keeps its bootcmd");
   t.ok(readFileSync(disk).subarray(0x100000, 0x108000).some((b) => b !== 0), 'written into the disk at the env offsets');
   t.ok(readFileSync(disk).subarray(0, 0x100000).every((b) => b === 0), 'nothing written before them');
   await larchOk(['sim-boot', '--sysroot', dev]);
   t.match(await status(dev), { booted: { slot: 'A', version: '1', good: true } }, 'boots and is confirmed through that env');
+
+  // A valid env already there (U-Boot saved it): kept, larch's state added.
+  const disk2 = join(dir, 'emmc2.img');
+  writeFileSync(disk2, Buffer.alloc(2 * 1024 * 1024));
+  const boardConfig2 = join(dir, 'fw_env2.config');
+  writeFileSync(boardConfig2, `${disk2} 0x100000 0x4000\n${disk2} 0x104000 0x4000\n`);
+  await larchOk(['bootenv', 'init', '--uboot', boardConfig2, '--lock', join(dir, 'env.lock'), 'bootcmd=run board_boot', 'board_serial=42']);
+  const kept = await provision(join(dir, 'kept'), ['--bootloader', 'uboot', '--fw-env-config', boardConfig2]);
+  t.equal(kept.code, 0, `provisioned over the board's env: ${kept.stderr}`);
+  const env2 = sh(`fw_printenv -c '${boardConfig2}'`);
+  t.match(env2, /^board_serial=42$/m, "the board's variables kept");
+  t.match(env2, /^bootcmd=run board_boot$/m);
+  t.match(env2, /^BOOT_ORDER=A B$/m, "larch's state added");
+  const owned = await provision(join(dir, 'owned'), ['--bootloader', 'uboot', '--env-defaults', defaults]);
+  expectFail(t, owned, 'USAGE', "--env-defaults without a board env (larch's env files hold only larch's variables)");
 
   const grub = await provision(join(dir, 'grub'), ['--bootloader', 'grub', '--fw-env-config', boardConfig]);
   expectFail(t, grub, 'USAGE', '--fw-env-config with grub');

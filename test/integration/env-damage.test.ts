@@ -54,7 +54,9 @@ async function stagedOverGood(t: Test, layout: Layout) {
     writeFileSync(join(dev, 'emmc.img'), Buffer.alloc(2 * 1024 * 1024));
     const config = join(dir, 'board-fw_env.config');
     writeFileSync(config, RAW_OFFSETS.map((o) => `${join(dev, 'emmc.img')} 0x${o.toString(16)} 0x4000\n`).join(''));
-    extra.push('--fw-env-config', config);
+    // The board's storage is blank: its default env goes in with larch's state (provision --env-defaults).
+    writeFileSync(join(dir, 'board-defaults'), 'bootcmd=run distro_bootcmd\n');
+    extra.push('--fw-env-config', config, '--env-defaults', join(dir, 'board-defaults'));
   }
   if (layout === 'named') {
     const config = join(dir, 'board-fw_env.config');

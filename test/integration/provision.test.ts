@@ -103,7 +103,9 @@ t.test('a provision that fails half-way leaves nothing trusted; the re-run trust
   // Fails at the very end: the env named by the board's fw_env.config cannot be written.
   const boardConfig = join(tempDir(t), 'fw_env.config');
   writeFileSync(boardConfig, `${join(dev, 'no-such-dir', 'uboot.env')}\t0x0\t0x4000\n`);
-  const late = await larch(provisionArgs(dev, v.url, [other, `${v.key}.pub`], ['--fw-env-config', boardConfig]));
+  const boardDefaults = join(tempDir(t), 'u-boot-initial-env');
+  writeFileSync(boardDefaults, 'bootcmd=run distro_bootcmd\n');
+  const late = await larch(provisionArgs(dev, v.url, [other, `${v.key}.pub`], ['--fw-env-config', boardConfig, '--env-defaults', boardDefaults]));
   t.not(late.code, 0, `the env write fails: ${late.json?.error?.message}`);
   t.notOk(existsSync(join(dev, 'larch')), 'S/larch is not there: not provisioned');
 

@@ -64,13 +64,14 @@ function slotOption(args: ParsedArgs, cmd: string): Slot | undefined {
 export const provision: Command = {
   name: 'provision',
   summary: 'set up an empty sysroot: repo, keys, first deployment in slot A, boot state',
-  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS, 'device-id': { type: 'string' }, 'daemon-conf': { type: 'string', multiple: true }, force: { type: 'boolean' }, 'collection-id': { type: 'string' }, compatible: { type: 'string' }, architecture: { type: 'string' }, kargs: { type: 'string' } },
+  options: { ...SYSROOT_OPTION, 'repo-url': { type: 'string' }, 'mqtt-url': { type: 'string' }, ref: { type: 'string' }, keys: { type: 'string', multiple: true }, bootloader: { type: 'string' }, 'fw-env-config': { type: 'string' }, 'env-defaults': { type: 'string' }, commit: { type: 'string' }, version: { type: 'string' }, tries: { type: 'string' }, ...MQTT_AUTH_OPTIONS, 'device-id': { type: 'string' }, 'daemon-conf': { type: 'string', multiple: true }, force: { type: 'boolean' }, 'collection-id': { type: 'string' }, compatible: { type: 'string' }, architecture: { type: 'string' }, kargs: { type: 'string' } },
   help: `NAME
   larch provision - factory set-up of a device's sysroot
 
 SYNOPSIS
   larch provision --sysroot S (--repo-url URL | --mqtt-url URL) --ref REF --keys K.pub [--keys K2.pub ...]
-                  [--bootloader uboot|grub|systemd-boot] [--fw-env-config F] [--commit ID | --version V] [--tries N] [--json]
+                  [--bootloader uboot|grub|systemd-boot] [--fw-env-config F [--env-defaults F]]
+                  [--commit ID | --version V] [--tries N] [--json]
                   [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F] [--mqtt-cert F] [--mqtt-key F]
                   [--device-id ID] [--daemon-conf F.conf ...] [--force]
                   [--collection-id ID] [--compatible ID] [--architecture ARCH] [--kargs 'ARGS']
@@ -118,7 +119,13 @@ ${MQTT_AUTH_HELP}
                   offsets U-Boot uses, one line per copy), copied to S/boot/fw_env.config; the
                   initial env is written where it says. Run where those devices are the
                   device's (on the device, or a factory image booted on it). Default: a
-                  16 KiB env file S/boot/uboot.env on the boot partition, named by its path
+                  16 KiB env file S/boot/uboot.env on the boot partition, named by its path.
+                  U-Boot boots a stored env instead of its built-in one, so the env written
+                  keeps the board's variables: those of --env-defaults, else those of the
+                  valid env already there; with neither, provision refuses (ENV_CORRUPT, 13)
+                  before anything is written
+  --env-defaults F  with --fw-env-config: the board's default env (NAME=VALUE lines, U-Boot's
+                  u-boot-initial-env), written with larch's state in place of what is there
   --commit ID, --version V   install this commit or version instead of the ref's newest
   --tries N       boots a new deployment gets before falling back (1-${MAX_TRIES}, default ${DEFAULT_TRIES})
   --collection-id ID  the vendor repo this device takes updates from (its 'init --collection-id');
@@ -178,6 +185,7 @@ EXAMPLES
       tries,
       target: opt(args, 'commit') ?? opt(args, 'version'),
       fwEnvConfig: opt(args, 'fw-env-config'),
+      envDefaults: opt(args, 'env-defaults'),
       bind: { collection_id: opt(args, 'collection-id'), compatible: opt(args, 'compatible'), architecture: opt(args, 'architecture') },
       kargs: opt(args, 'kargs') === undefined ? undefined : splitCommandLine(opt(args, 'kargs')!, 'provision --kargs'),
       progress,
