@@ -17,7 +17,8 @@ import { failpoint } from '../failpoint.ts';
 import { type EnvStore } from '../bootcount/env-store.ts';
 import { rescueSlot } from '../bootcount/bls.ts';
 import { type FwEnvConfig, formatFwEnvConfig, parseFwEnvConfig } from '../bootcount/fw-env-config.ts';
-import { type BootState, type EnvProblem, type Slot, INITIAL_STATE, SLOTS, decode, encode, findProblems, markerSlot, mergeInto, other, provedState } from '../bootcount/state.ts';
+import { type BootState, type EnvProblem, type Slot, BOOT_VARIABLES, INITIAL_STATE, SLOTS, decode, encode, findProblems, markerSlot, mergeInto, other, provedState } from '../bootcount/state.ts';
+import { RELEASES_VARIABLE } from '../bootcount/release-gate.ts';
 import { fsyncPath, writeFileAtomic } from '../_durable.ts';
 import { readDeployment } from './deploy.ts';
 import { appendJournal, readJournal } from './journal.ts';
@@ -133,8 +134,10 @@ export async function createBootEnv(sysroot: Sysroot, kind: BootloaderKind, boar
   // systemd-boot: loader/loader.conf (when absent), slot A's entry made from A/entry.conf, the rescue entry on A.
   if (kind === 'uboot') await writeFile(sysroot.fwEnvConfigPath(), boardFwEnvConfig ?? fatEnvConfig(sysroot.bootDir));
   const store = await sysroot.envStore(kind);
-  // A board's own env keeps its variables (U-Boot boots a stored env instead of its built-in one).
-  await store.init(new Map([...(boardVars ?? []), ...encode(INITIAL_STATE)]), { force: true });
+  // A board's own env keeps its variables (U-Boot boots a stored env instead of its built-in one),
+  // not larch's from an earlier provisioning (a release floor there would pass over the new slot A).
+  const kept = [...(boardVars ?? [])].filter(([name]) => !(BOOT_VARIABLES as readonly string[]).includes(name) && name !== RELEASES_VARIABLE);
+  await store.init(new Map([...kept, ...encode(INITIAL_STATE)]), { force: true });
   await writeLkgMarker(sysroot, kind, markerSlot(INITIAL_STATE));
 }
 

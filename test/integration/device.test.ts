@@ -230,13 +230,15 @@ t.test("provision --fw-env-config: the board's own env layout (redundant, at off
   writeFileSync(disk2, Buffer.alloc(2 * 1024 * 1024));
   const boardConfig2 = join(dir, 'fw_env2.config');
   writeFileSync(boardConfig2, `${disk2} 0x100000 0x4000\n${disk2} 0x104000 0x4000\n`);
-  await larchOk(['bootenv', 'init', '--uboot', boardConfig2, '--lock', join(dir, 'env.lock'), 'bootcmd=run board_boot', 'board_serial=42']);
+  // With larch's variables of an earlier provisioning (B first, a release floor): those are not kept.
+  await larchOk(['bootenv', 'init', '--uboot', boardConfig2, '--lock', join(dir, 'env.lock'), 'bootcmd=run board_boot', 'board_serial=42', 'BOOT_ORDER=B A', 'BOOT_RELEASES=9 9 9']);
   const kept = await provision(join(dir, 'kept'), ['--bootloader', 'uboot', '--fw-env-config', boardConfig2]);
   t.equal(kept.code, 0, `provisioned over the board's env: ${kept.stderr}`);
   const env2 = sh(`fw_printenv -c '${boardConfig2}'`);
   t.match(env2, /^board_serial=42$/m, "the board's variables kept");
   t.match(env2, /^bootcmd=run board_boot$/m);
   t.match(env2, /^BOOT_ORDER=A B$/m, "larch's state added");
+  t.notMatch(env2, /BOOT_RELEASES/, "no release floor of an earlier provisioning");
   const owned = await provision(join(dir, 'owned'), ['--bootloader', 'uboot', '--env-defaults', defaults]);
   expectFail(t, owned, 'USAGE', "--env-defaults without a board env (larch's env files hold only larch's variables)");
 
