@@ -94,23 +94,20 @@ function boardDirs(definitionPath?: string): string[] {
   return dirs;
 }
 
-/** A file of board/ as bytes (a board's firmware files need not be text), or null. */
-async function findBoardFileBytes(rel: string, definitionPath?: string): Promise<Uint8Array | null> {
+/** A file of board/ as bytes (a board's firmware files need not be text), with the path it was read from, or null. */
+async function findBoardFileBytes(rel: string, definitionPath?: string): Promise<{ bytes: Buffer; path: string } | null> {
   for (const dir of boardDirs(definitionPath)) {
-    const bytes = await readFile(join(dir, rel)).catch(() => null);
-    if (bytes !== null) return bytes;
+    const path = join(dir, rel);
+    const bytes = await readFile(path).catch(() => null);
+    if (bytes !== null) return { bytes, path };
   }
   return null;
 }
 
 /** A file of board/, with the path it was read from, or null. */
 async function findBoardFile(rel: string, definitionPath?: string): Promise<{ text: string; path: string } | null> {
-  for (const dir of boardDirs(definitionPath)) {
-    const path = join(dir, rel);
-    const text = await readFile(path, 'utf8').catch(() => null);
-    if (text !== null) return { text, path };
-  }
-  return null;
+  const found = await findBoardFileBytes(rel, definitionPath);
+  return found && { text: found.bytes.toString('utf8'), path: found.path };
 }
 
 /** A file of board/. @throws NOT_FOUND */
@@ -147,6 +144,7 @@ export async function imageBuild(repo: Repo, opts: ImageBuildOptions): Promise<I
   const board = opts.board;
   if (opts.trustedKeys.length === 0) throw new LarchError('USAGE', 'image build: --keys K.pub is required (the keys the device trusts)', { data: { command: 'image build', option: 'keys' } });
   if (opts.signKeys.length === 0) throw new LarchError('USAGE', 'image build: --sign-key K.key is required (the summary the device reads must be signed)', { data: { command: 'image build', option: 'sign-key' } });
+  requireFirmwareDir(board, opts.firmwareDir);
   // Read before any work, so a missing board/ file fails fast.
   // systemd-boot has no script: its entries are data provision writes (docs/boot.md, "systemd-boot").
   const script = board.bootloader === 'systemd-boot' ? '' : await boardFile(board.bootloader === 'grub' ? 'grub/grub.cfg' : 'uboot/boot.cmd', opts.definitionPath);
@@ -310,21 +308,26 @@ async function ubootEnvPlan(board: BoardProfile, sysrootPath: string, work: stri
   return { buildConfigPath, deviceConfig: found!.text, layout, raw: { path: rawPath, defaultsPath: defaultsFile!.path, devices } };
 }
 
+/** A profile with `firmware` boot files needs --firmware-dir. @throws USAGE naming the first such file */
+function requireFirmwareDir(board: BoardProfile, firmwareDir: string | undefined): void {
+  const f = board.bootFiles.find((b) => b.from === 'firmware');
+  if (f === undefined || firmwareDir !== undefined) return;
+  throw new LarchError('USAGE', `image build: board ${board.name} needs --firmware-dir DIR holding ${f.source} (the board's boot firmware, which larch does not ship)`, { hint: 'docs/images.md, "Board profiles", names where each board\'s firmware comes from', data: { command: 'image build', option: 'firmware-dir', board: board.name, file: f.source } });
+}
+
 /**
  * The profile's boot files: from the commit's tree (slot A's deployment), from board/, or from
  * --firmware-dir. @throws NOT_FOUND naming the file and where it was looked for, USAGE (no --firmware-dir)
  */
 export async function boardBootFiles(board: BoardProfile, tree: string, opts: Pick<ImageBuildOptions, 'firmwareDir' | 'definitionPath'>): Promise<Record<string, Uint8Array>> {
+  requireFirmwareDir(board, opts.firmwareDir);
   const files: Record<string, Uint8Array> = {};
   for (const f of board.bootFiles) {
-    if (f.from === 'firmware' && opts.firmwareDir === undefined) {
-      throw new LarchError('USAGE', `image build: board ${board.name} needs --firmware-dir DIR holding ${f.source} (the board's boot firmware, which larch does not ship)`, { hint: 'docs/images.md, "Board profiles", names where each board\'s firmware comes from', data: { command: 'image build', option: 'firmware-dir', board: board.name, file: f.source } });
-    }
     const path = f.from === 'tree' ? join(tree, f.source) : f.from === 'firmware' ? join(resolve(opts.firmwareDir!), f.source) : null;
     if (path === null) {
       const found = await findBoardFileBytes(f.source, opts.definitionPath);
       if (found === null) throw new LarchError('NOT_FOUND', `image build: board ${board.name}: board/${f.source} not found (for ${f.path} on the boot partition)`, { hint: 'run from the larch source tree', data: { board: board.name, path: `board/${f.source}` } });
-      files[f.path] = found;
+      files[f.path] = found.bytes;
       continue;
     }
     // A path in the tree is read as the tree has it: a symlink there would resolve on this build host.
