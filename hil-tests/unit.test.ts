@@ -4,7 +4,8 @@
  * scenarios check the boards against).
  */
 import t from 'tap';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Board } from './lib/board.ts';
@@ -15,10 +16,15 @@ import { compareEspWithStatus, parseEspListing } from './lib/esp-check.ts';
 import { parseBoardConfig } from './lib/config.ts';
 import { labProfile } from './lib/runner.ts';
 import { cutMoments } from './scenarios/power-cut.ts';
-import { boardBoot, caseStartVars, compareBoots, compareEnv, compareSlots, loadBootCases, predictBlsBoots, predictBoots } from './lib/boot-table.ts';
+import { boardBoot, caseStartVars, compareBoots, compareEnv, compareSlots, larchVars, loadBootCases, predictBlsBoots, predictBoots } from './lib/boot-table.ts';
+import { envTarget, nativeListCommand, parseEnvLines, shQuote, writeEnvCommand } from './lib/shell-env.ts';
+import { fatEnvConfig } from '../src/agent/boot.ts';
+import { BIN, missingTools, testNeeding } from '../test/helpers.ts';
 
 t.test('console cleaning', async (t) => {
-  t.equal(cleanConsole('\x1b[H\x1b[J\x1b[1;1Hlarch: slot=A rescue=0 wrote=0\r\r\n'), 'larch: slot=A rescue=0 wrote=0\n');
+  t.equal(cleanConsole('\x1b[H\x1b[J\x1b[1;1Hlarch: slot=A rescue=0 wrote=0\r\r\n'), '\nlarch: slot=A rescue=0 wrote=0\n', 'a screen clear starts a line');
+  // The old boot's unfinished line, delivered late, then the new boot's GRUB: the line still matches.
+  t.ok(BOOTLOADER_LINE.test(cleanConsole('larch.boot=LABEL=LARCHBOOT\x1b[H\x1b[J\x1b[1;1Hlarch: slot=B rescue=1 wrote=1\r\n')), "after a screen clear the bootloader's line starts a line");
   t.equal(cleanConsole('/ # \x1b[6nls\r\n'), '/ # ls\n');
 });
 
@@ -142,4 +148,59 @@ t.test('a command ends at its end marker with its newline, not before it comes',
   console.push("echo @@B2''@@; jq --version 2>&1; echo @@E2''@@$?@@\n# @@B2@@\njq-1.6\n@@E2@@0@@\n");
   t.same(await next, { code: 0, out: 'jq-1.6' });
   t.equal(sent.length, 2);
+});
+
+// The commands the harness sends to the board, run here by sh on a sysroot of the test's own
+// with the Bun binary, and read with the real tools (what a board with them would do).
+const shellEnvMissing = missingTools(['fw_printenv', 'fw_setenv', 'grub-editenv', BIN]);
+testNeeding(t, "the table on a real board: the env written from the board's shell, as fw_printenv and grub-editenv read it", shellEnvMissing.length ? `missing: ${shellEnvMissing.join(', ')}` : false, {}, async (t) => {
+  const sysroot = mkdtempSync(join(tmpdir(), 'hil-shell-env-'));
+  t.teardown(() => rmSync(sysroot, { recursive: true, force: true }));
+  mkdirSync(join(sysroot, 'boot', 'grub'), { recursive: true });
+  mkdirSync(join(sysroot, 'larch'));
+  const paths = { sysroot, larch: BIN };
+  const sh = (command: string) => spawnSync('sh', ['-c', command], { encoding: 'utf8' });
+  const env = { BOOT_ORDER: 'B A', BOOT_A_GOOD: '1', BOOT_B_GOOD: '0', BOOT_B_LEFT: '2', BOOT_LKG: 'A' };
+  const fwConfig = join(sysroot, 'boot', 'fw_env.config');
+
+  // larch's own env files on the boot partition (the QEMU and Raspberry Pi layouts).
+  writeFileSync(fwConfig, fatEnvConfig(join(sysroot, 'boot'), ['larch.env', 'larch-redund.env']));
+  const uboot = envTarget('uboot', readFileSync(fwConfig, 'utf8'), paths);
+  t.ok(uboot.owned, 'files in the boot partition are larch-owned');
+  t.same(uboot.copies.map((c) => c.path), [join(sysroot, 'boot', 'larch.env'), join(sysroot, 'boot', 'larch-redund.env')]);
+  const printenv = () => sh(nativeListCommand(uboot).command);
+  for (const [what, value] of [['env', env], ['missing', 'missing'], ['corrupt', 'corrupt'], ['env again', env]] as const) {
+    const r = sh(writeEnvCommand(uboot, value));
+    t.equal(r.status, 0, `U-Boot ${what}: ${r.stderr}`);
+    const read = printenv();
+    if (typeof value === 'object') t.same(larchVars(parseEnvLines(read.stdout)), value, `U-Boot ${what}: fw_printenv reads the table's variables and only them`);
+    else t.not(read.status, 0, `U-Boot ${what}: fw_printenv finds no env (${read.stderr.trim()})`);
+    if (value === 'missing') t.notOk(existsSync(uboot.copies[0].path) || existsSync(uboot.copies[1].path), 'missing: both files are gone');
+  }
+
+  // A board's own env (raw storage at offsets): larch's variables set and unset, the board's kept.
+  const disk = join(sysroot, 'disk.img');
+  writeFileSync(disk, Buffer.alloc(0x10000));
+  writeFileSync(fwConfig, `${disk} 0x4000 0x2000 0x2000 1\n${disk} 0x8000 0x2000 0x2000 1\n`);
+  t.equal(sh(`fw_setenv -c '${fwConfig}' -f - <<'X'\nbootcmd=run larch_boot\nBOOT_A_LEFT=1\nX`).status, 0, 'the board env, by fw_setenv');
+  const raw = envTarget('uboot', readFileSync(fwConfig, 'utf8'), paths);
+  t.notOk(raw.owned, 'offsets of a disk are the board env');
+  t.equal(sh(writeEnvCommand(raw, env)).status, 0);
+  const vars = parseEnvLines(printenv().stdout);
+  t.same(larchVars(vars), env, "larch's variables are the table's (BOOT_A_LEFT unset)");
+  t.equal(vars.get('bootcmd'), 'run larch_boot', "the board's variables are kept");
+  t.throws(() => writeEnvCommand(raw, 'corrupt'), /not written on a board's own env storage/, 'damaging a board env is refused');
+
+  // GRUB: grubenv.
+  const grub = envTarget('grub', undefined, paths);
+  const grubenv = join(sysroot, 'boot', 'grub', 'grubenv');
+  for (const [what, value] of [['env', env], ['corrupt', 'corrupt'], ['missing', 'missing'], ['env again', env]] as const) {
+    t.equal(sh(writeEnvCommand(grub, value)).status, 0, `GRUB ${what}`);
+    const exists = existsSync(grubenv);
+    const read = sh(nativeListCommand(grub).command);
+    if (typeof value === 'object') t.same(larchVars(parseEnvLines(read.stdout)), value, `GRUB ${what}: grub-editenv lists the table's variables`);
+    else if (value === 'corrupt') t.not(read.status, 0, `GRUB corrupt: grub-editenv finds no env (${read.stderr.trim()})`);
+    else t.ok(!exists && read.status !== 0 && !existsSync(grubenv), 'GRUB missing: no grubenv, and the listing does not create one');
+  }
+  t.equal(shQuote("it's"), `'it'\\''s'`);
 });

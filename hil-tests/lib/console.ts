@@ -7,9 +7,14 @@
  */
 import { appendFileSync, writeFileSync } from 'node:fs';
 
-/** Removes terminal escape sequences and carriage returns (pure). */
+/**
+ * Removes terminal escape sequences and carriage returns (pure). A screen clear (ESC [ J) becomes
+ * a line break: what follows starts a line, even after the unfinished line of a board that lost
+ * power (bytes of the old boot the serial adapter delivers late; GRUB clears the screen first).
+ */
 export function cleanConsole(raw: string): string {
   return raw
+    .replace(/\x1b\[[0-9;?]*J/g, '\n')
     .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
     .replace(/\x1b[()][0-9A-Za-z]/g, '')
     .replace(/\x1b[=>78cDEHM]/g, '')

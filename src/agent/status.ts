@@ -2,6 +2,7 @@
  * `larch status`: the booted, pending and rollback deployments, the boot state and what the last
  * boot and the last update did. The JSON shape is a contract for scripts (docs/cli.md).
  */
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compareDebianVersions, parseDebianVersion } from '../packages/debian-version.ts';
 import { type BootState, type Slot, SLOTS, isBootable, other } from '../bootcount/state.ts';
@@ -97,6 +98,8 @@ export interface Status {
   boot_env_detail: { message: string; hint: string | null } | null;
   /** The trust document's version (null: none, the provisioned keys count for every role) and each trusted key's roles. */
   trust: { version: number | null; keys: { id: string; roles: string[] }[] };
+  /** S/larch/hil-hold exists: the initramfs skips boot-check at every boot (a HIL harness reads the env; docs/boot.md). */
+  hil_hold: boolean;
 }
 
 export function lastUpdatePath(sysroot: Sysroot): string {
@@ -144,6 +147,7 @@ export async function readStatus(sysroot: Sysroot): Promise<Status> {
     boot_env: env.health,
     boot_env_detail: env.message === null ? null : { message: env.message, hint: env.hint },
     trust: await trustStatus(sysroot),
+    hil_hold: await lstat(sysroot.hilHoldPath).then(() => true, () => false),
   };
 }
 
@@ -268,6 +272,7 @@ export function formatStatus(s: Status): string {
   lines.push(`boot order ${s.boot.order.join(' ')}; last known good ${s.boot.last_good}${s.boot.rescue ? '; RESCUE: no slot is bootable, running the last known good one' : ''}`);
   lines.push(`boot env ${s.boot_env}${s.boot_env_detail ? `: ${s.boot_env_detail.message}` : ''}`);
   if (s.boot_env_detail?.hint) lines.push(`    to fix: ${s.boot_env_detail.hint}`);
+  if (s.hil_hold) lines.push(`HIL HOLD: ${s.sysroot}/larch/hil-hold exists, so no boot runs boot-check (nothing is confirmed or falls back); remove it to boot normally`);
   if (s.last_boot) {
     const b = s.last_boot;
     lines.push(`last boot ${b.time}: slot ${b.slot}, ${b.healthy ? 'healthy' : `UNHEALTHY (${b.failed_checks.join(', ')})`}, ${b.outcome}${b.fell_back ? `; FELL BACK from slot ${b.from}` : ''}`);

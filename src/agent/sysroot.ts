@@ -136,6 +136,13 @@ export class Sysroot {
   get lockPath(): string {
     return join(this.larchDir, 'env.lock');
   }
+  /**
+   * A test hook of the HIL harness (docs/boot.md, "The HIL hold file"): while it exists the
+   * initramfs skips boot-check, so a boot changes the boot env by its bootloader step alone.
+   */
+  get hilHoldPath(): string {
+    return join(this.larchDir, 'hil-hold');
+  }
   /** Where `larch sim-boot` records the kernel command line it "booted" with. */
   get simCmdlinePath(): string {
     return join(this.larchDir, 'sim', 'cmdline');

@@ -27,7 +27,12 @@ t.test('the device story: provision, upgrade, boot, rollback, a bad update falls
   let boot = (await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json;
   t.match(boot, { slot: 'A', check: { healthy: true, outcome: 'already-good', fell_back: false } });
   let s = await status(dev);
-  t.match(s, { booted: { slot: 'A', version: '1', commit: v1, good: true }, pending: null, last_boot: { fell_back: false } });
+  t.match(s, { booted: { slot: 'A', version: '1', commit: v1, good: true }, pending: null, last_boot: { fell_back: false }, hil_hold: false });
+  // The HIL harness's hold file (docs/boot.md): status says so, in JSON and in the text.
+  writeFileSync(join(dev, 'larch/hil-hold'), '');
+  t.equal((await status(dev)).hil_hold, true, 'status --json: hil_hold while S/larch/hil-hold exists');
+  t.match((await larchOk(['status', '--sysroot', dev])).stdout, /^HIL HOLD: .*larch\/hil-hold exists, so no boot runs boot-check/m, 'the text form says it in capitals');
+  unlinkSync(join(dev, 'larch/hil-hold'));
   t.equal(readFileSync(join(dev, 'boot/A/vmlinuz'), 'utf8'), 'kernel 1\n', 'kernel copied to the slot boot dir');
   t.equal(readFileSync(join(dev, 'var/lib/seed/first-boot'), 'utf8'), 'seeded by the first deployment\n', '/var seeded once');
 
