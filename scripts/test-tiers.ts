@@ -84,6 +84,7 @@ export const TIERS: Record<Tier, string[]> = {
     'test/integration/remote-contract.test.ts', // ~20 s idle: one vendor repo over HTTP, MQTT (real Mosquitto) and file://
     'test/integration/barriers.test.ts', // 30 s: agent-too-old, barriers through two daemon runs, the periodic check past a replayed announcement
     'test/integration/layer-status.test.ts', // ~30 s at load: status, db diff and the upgrade preview of a layered device
+    'test/integration/remotes.test.ts', // named remotes and rebase: two served vendors, one device
     'test/integration/systemd-boot.test.ts', // ~70 s at load 3: the systemd-boot backend through the binary, and a kill at every hit of its failpoints
   ],
 };

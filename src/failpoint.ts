@@ -54,6 +54,7 @@ export const FAILPOINTS = {
   'update::after-downloaded-ref': 'the verified update kept by the larch/downloaded ref',
   'update::after-mark-unbootable': 'the boot env marks the slot to be written unbootable (one env write)',
   'update::after-slot-ref': 'the larch/slot-X ref names the new deployment',
+  'rebase::after-config-write': "rebase: config.json follows the new remote and ref; the slot is written, not yet bootable",
   'update::after-bootenv-write': 'the boot env stages the new slot first with its tries (one env write)',
   'update::after-last-update': 'last-update.json written (the command is done)',
   // rollback, finalize, cleanup (src/agent/update.ts).

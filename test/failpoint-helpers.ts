@@ -21,7 +21,7 @@ import { REF, type Test, type Vendor, copySysroot, vendor as makeVendor } from '
 import { type EntrySnapshot, type RunResult, diffSnapshots, larch, larchOk, sh, snapshotTree, tempDir } from './helpers.ts';
 
 /** The states a scenario starts from (each one device, made once). */
-export type SetupName = 'fresh' | 'v1' | 'staged' | 'booting' | 'both' | 'garbage';
+export type SetupName = 'fresh' | 'v1' | 'staged' | 'booting' | 'both' | 'garbage' | 'mirror';
 
 export interface Setup {
   /** The sysroot; for 'fresh', a path that does not exist (provision makes it). */
@@ -94,6 +94,9 @@ export async function makeWorld(t: Test): Promise<World> {
   // garbage: release 1 booted; release 2's objects in the repo, no ref reaching them.
   const garbage = copySysroot(d1, at('garbage'));
   await larchOk(['delta', 'apply', '--repo', join(garbage, 'larch/repo'), '--key', `${v.key}.pub`, deltaFile]);
+  // mirror: v1 with a second remote, the vendor's repo under another name and the origin's trust (rebase's start).
+  const mirror = copySysroot(d1, at('mirror'));
+  await larchOk(['remote', 'add', '--sysroot', mirror, 'mirror', v.url]);
 
   const tree = join(v.dir, 'v2');
   return {
@@ -110,6 +113,7 @@ export async function makeWorld(t: Test): Promise<World> {
       booting: await snap(booting, 'B'),
       both: await snap(both, 'B'),
       garbage: await snap(garbage, 'A'),
+      mirror: await snap(mirror, 'A'),
     },
   };
 }
@@ -118,6 +122,8 @@ export interface Scenario {
   /** The command as the enumeration names it. */
   name: string;
   from: SetupName;
+  /** Only the points these match are killed at (every point it passes is still learned and listed). */
+  only?: RegExp;
   args(dev: string, w: World): string[];
   /** The end state once the command completed (run again after the kill). */
   done(t: Test, dev: string, w: World, label: string): Promise<void>;
@@ -148,6 +154,19 @@ export const SCENARIOS: Scenario[] = [
     async done(t, dev, w, label) {
       t.equal(readRecord(dev, 'B')?.commit, w.commits.v3, `${label}: release 3 in slot B`);
       t.match(envOf(dev), { BOOT_ORDER: 'B A', BOOT_B_GOOD: '0', BOOT_B_LEFT: /^[1-9]$/ }, `${label}: B staged with tries, first`);
+    },
+  },
+  {
+    name: 'rebase',
+    from: 'mirror',
+    // Until the slot is written, rebase runs upgrade's code (killed at each point above); the
+    // points from the slot's ref on, around the config write, are its own.
+    only: /^(update::after-download$|update::after-slot-ref|rebase::|bootenv::|update::after-bootenv-write|update::after-last-update)/,
+    args: (dev) => ['rebase', 'mirror:os/stable', ...sys(dev)],
+    async done(t, dev, w, label) {
+      t.match(readRecord(dev, 'B'), { commit: w.commits.v3, origin: { name: 'mirror' } }, `${label}: release 3 from mirror in slot B`);
+      t.match(envOf(dev), { BOOT_ORDER: 'B A', BOOT_B_GOOD: '0', BOOT_B_LEFT: /^[1-9]$/ }, `${label}: B staged with tries, first`);
+      t.match(JSON.parse(readFileSync(join(dev, 'larch/config.json'), 'utf8')), { following: 'mirror', ref: REF }, `${label}: the device follows mirror`);
     },
   },
   {

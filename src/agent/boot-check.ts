@@ -18,6 +18,7 @@ import { readSlotKargs } from './deployment-kargs.ts';
 import { failedReleasesPath, kargsOf, rememberBootFailure, rememberFailure } from './failed-store.ts';
 import { cleanup } from './update.ts';
 import { appendJournal } from './journal.ts';
+import { followDeployment } from './following.ts';
 import { VERSION } from '../version.ts';
 import { execFile } from 'node:child_process';
 import { isAgentFile, treeAgentPath } from './agent-binary.ts';
@@ -94,6 +95,8 @@ export async function bootCheck(sysroot: Sysroot, opts: BootCheckOptions = {}): 
   );
   if (p.report.fellBack) {
     await journal({ event: 'fallback', message: `the bootloader fell back from slot ${p.report.from} to slot ${slot}: slot ${p.report.from} used up its tries without being marked good`, data: { from: p.report.from, to: slot } });
+    // A rebase that fell back: the device follows the channel it runs again.
+    if (record) await followDeployment(sysroot, record, `fell back to slot ${slot}`).catch((err) => journal({ event: 'error', message: `could not follow the channel of slot ${slot} again: ${(err as Error).message}` }));
   }
   const messages: Record<BootCheckPlan['outcome'], string> = {
     confirmed: `slot ${slot} is healthy and now marked good`,

@@ -34,7 +34,7 @@ export interface DeploymentRecord {
   /** Commit timestamp, ISO 8601. */
   timestamp: string;
   subject: string;
-  origin: { remote: string; ref: string };
+  origin: { remote: string; ref: string; name?: string | null };
   /** Ids of the trusted keys whose signatures on the commit verified. */
   signedBy: string[];
   deployedAt: string;
@@ -84,7 +84,7 @@ export interface EtcMergeSummary {
 export type EtcMerger = (dirs: { base: string; local: string; theirs: string; out: string }) => Promise<EtcMergeSummary>;
 
 export interface WriteDeploymentOptions {
-  origin: { remote: string; ref: string };
+  origin: { remote: string; ref: string; name?: string | null };
   signedBy: string[];
   /** Merge /etc against the booted slot; absent for a first deployment. */
   merge?: { bootedSlot: Slot; merger: EtcMerger };

@@ -35,6 +35,8 @@ export type JournalEvent =
   | 'fallback'
   | 'rescue'
   | 'rollback'
+  | 'rebase'
+  | 'remote'
   | 'finalize'
   | 'cleanup'
   | 'pin'

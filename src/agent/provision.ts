@@ -333,7 +333,7 @@ async function build(staging: Sysroot, opts: ProvisionOptions, input: Inputs): P
   if (!verified.valid) throw new LarchError('SIGNATURE_INVALID', `commit ${commit} is not signed by a trusted key (${trusted.map(keyId).join(', ')})`, { data: { commit } });
 
   const kargs = opts.kargs ? await deploymentKargs(repo, commit, { bootloader: opts.bootloader, defaults: opts.kargs, derive: (vendor) => vendor }) : undefined;
-  const record = await writeDeployment(staging, repo, 'A', commit, { origin: { remote: opts.remoteUrl, ref: opts.ref }, signedBy: verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.key_id), kargs });
+  const record = await writeDeployment(staging, repo, 'A', commit, { origin: { remote: opts.remoteUrl, ref: opts.ref, name: 'origin' }, signedBy: verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.key_id), kargs });
   await repo.writeRef('larch/slot-A', commit);
   const config: DeviceConfig = { larch: 1, remote: { url: opts.remoteUrl, kind: opts.remoteKind, ...(opts.remoteKind === 'mqtt' && remoteAuth ? { mqtt: remoteAuth } : {}) }, ref: opts.ref, bootloader: opts.bootloader, tries: opts.tries, pinned: false, summarySerial: summary.serial, ...bindingConfig(bound), ...(opts.kargs ? { kargs: opts.kargs } : {}) };
   await staging.writeConfig(config);

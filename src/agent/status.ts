@@ -13,6 +13,7 @@ import { readFailedReleases } from './failed-store.ts';
 import type { DeviceConfig, Sysroot } from './sysroot.ts';
 import { recordKargs } from './deployment-kargs.ts';
 import { trustStatus } from './trust-store.ts';
+import { followedName } from './remotes.ts';
 import { type AgentStatus, deploymentAgent } from './agent-binary.ts';
 import { LarchError } from '../errors.ts';
 import { type LayerInfo, decodeLayerInfo, layerSummary } from '../packages/layer-info.ts';
@@ -23,7 +24,8 @@ export interface DeploymentStatus {
   version: string;
   timestamp: string;
   subject: string;
-  origin: { remote: string; ref: string };
+  /** Where it came from: the remote's URL, the ref, and the remote's name (null: a deployment from before named remotes). */
+  origin: { remote: string; ref: string; name: string | null };
   signed_by: string[];
   deployed_at: string;
   /** Confirmed by health checks: boots without spending tries. */
@@ -77,6 +79,8 @@ export interface Status {
   sysroot: string;
   remote: string;
   ref: string;
+  /** The name of the followed remote (`larch remote list`; origin: the provisioned one). */
+  following: string;
   bootloader: string;
   pinned: boolean;
   booted: DeploymentStatus | null;
@@ -125,6 +129,7 @@ export async function readStatus(sysroot: Sysroot): Promise<Status> {
     sysroot: sysroot.path,
     remote: config.remote.url,
     ref: config.ref,
+    following: followedName(config),
     bootloader: config.bootloader,
     pinned: config.pinned,
     booted: view(booted),
@@ -207,7 +212,7 @@ function deploymentStatus(r: DeploymentRecord, state: BootState, agent: AgentSta
     version: d.layer ? d.layer.base.version : r.version,
     timestamp: r.timestamp,
     subject: r.subject,
-    origin: r.origin,
+    origin: { remote: r.origin.remote, ref: r.origin.ref, name: r.origin.name ?? null },
     signed_by: r.signedBy,
     deployed_at: r.deployedAt,
     good: state.slots[r.slot].good,
@@ -248,14 +253,14 @@ export function formatStatus(s: Status): string {
     lines.push(`${label} slot ${d.slot}: version ${d.version}  commit ${d.commit.slice(0, 12)}  ${d.timestamp}`);
     // A derived commit is the device's own, unsigned: the vendor's signature is on its base (checked when the layer is built).
     const trust = !d.local ? `signed by ${d.signed_by.join(', ') || 'nobody'}` : `made on this device from base ${d.base.version} ${d.base.commit.slice(0, 12)}${d.signed_by.length > 0 ? `, signed by ${d.signed_by.join(', ')}` : ''}`;
-    lines.push(`    ${d.good ? 'good' : d.tries_left > 0 ? `unconfirmed, ${d.tries_left} tries left` : 'not bootable'}; from ${d.origin.remote} ${d.origin.ref}; ${trust}`);
+    lines.push(`    ${d.good ? 'good' : d.tries_left > 0 ? `unconfirmed, ${d.tries_left} tries left` : 'not bootable'}; from ${d.origin.name ? `${d.origin.name} (${d.origin.remote})` : d.origin.remote} ${d.origin.ref}; ${trust}`);
     lines.push(`    agent: ${d.agent.in_tree ? `larch ${d.agent.version ?? '(version unknown)'} (${d.agent.path})` : d.agent.path ? `none in the tree: the device's ${d.agent.path}` : 'none in the tree, and no legacy agent'}`);
     if (d.kargs) lines.push(`    kernel arguments: ${d.kargs.join(' ') || '(none)'}`);
     if (d.etc_conflicts.length > 0) lines.push(`    /etc conflicts (vendor's version saved as FILE.larchnew): ${d.etc_conflicts.join(', ')}`);
     lines.push(...formatLayer(d));
     if (d.finalize_interrupted) lines.push(`    FINALIZE INTERRUPTED (started ${d.finalize_interrupted.started}): /etc edits made on slot ${d.finalize_interrupted.from_slot} after the upgrade may be missing (see larch history)`);
   };
-  lines.push(`sysroot ${s.sysroot}  (${s.bootloader}; ${s.remote} ${s.ref}${s.pinned ? '; pinned' : ''})`);
+  lines.push(`sysroot ${s.sysroot}  (${s.bootloader}; ${s.following === 'origin' ? '' : `${s.following} `}${s.remote} ${s.ref}${s.pinned ? '; pinned' : ''})`);
   if (!s.booted) lines.push('booted: unknown (not booted through larch yet: no larch.slot= on the kernel command line)');
   const titles: Record<DeploymentLabel, string> = { booted: '* booted ', staged: '  pending', 'next-boot': '  next boot', rollback: '  rollback', failed: '  failed', unbootable: '  unbootable' };
   for (const d of s.deployments) {

@@ -12,6 +12,7 @@ import { type EnvStore, grubEnvStore, openUbootEnvStore } from '../bootcount/env
 import type { Slot } from '../bootcount/state.ts';
 import { writeFileAtomic } from '../_durable.ts';
 import { Repo } from '../store/repo.ts';
+import type { RemoteEntry } from './remotes.ts';
 
 export const DEFAULT_SYSROOT = '/sysroot';
 /** The boot state's home: U-Boot's env, GRUB's grubenv, or systemd-boot's counted BLS entries on the ESP (S/boot). */
@@ -61,11 +62,17 @@ export interface DeviceConfig {
    * manages no kernel arguments on this device; its boot script's own are used.
    */
   kargs?: string[];
+  /** The remote `remote` is, by name in `remotes` (absent: origin). agent/remotes.ts */
+  following?: string;
+  /** Every remote by name, the followed one among them (absent: origin alone, made of `remote`). agent/remotes.ts */
+  remotes?: Record<string, RemoteEntry>;
 }
 
 /** Fields of config.json stored under snake_case keys (before 0.2 under these names; still read). */
 const CONFIG_KEYS = ['summarySerial', 'collectionId', 'summaryTrustVersion'] as const;
 const MQTT_AUTH_KEYS = ['passwordFile', 'caFile', 'certFile', 'keyFile'] as const;
+/** A remote's fields of config.json stored under snake_case keys. */
+const REMOTE_KEYS = ['summarySerial', 'summaryTrustVersion'] as const;
 
 /**
  * Where parts of a sysroot are, when not in their usual place: provision builds S/larch, the
@@ -186,9 +193,16 @@ export class Sysroot {
       if (raw?.remote?.mqtt) raw.remote.mqtt = fromSnakeKeys(raw.remote.mqtt, MQTT_AUTH_KEYS);
       const config = fromSnakeKeys(raw, CONFIG_KEYS) as unknown as DeviceConfig;
       if (config.larch !== 1 || typeof config.ref !== 'string' || !config.remote || !BOOTLOADER_KINDS.includes(config.bootloader)) throw new Error('missing or unknown fields');
-      const mqtt = config.remote.mqtt;
-      if (mqtt) {
-        for (const k of ['passwordFile', 'caFile', 'certFile', 'keyFile'] as const) if (typeof mqtt[k] === 'string') mqtt[k] = this.resolveLarchPath(mqtt[k]);
+      if (config.remotes !== undefined && (typeof config.remotes !== 'object' || config.remotes === null || Array.isArray(config.remotes))) throw new Error("'remotes' is not an object");
+      for (const [name, entry] of Object.entries(config.remotes ?? {})) {
+        if (typeof entry?.url !== 'string' || (entry.kind !== 'http' && entry.kind !== 'mqtt') || (entry.trust !== 'own' && entry.trust !== 'origin')) throw new Error(`remote '${name}' needs url, kind (http|mqtt) and trust (own|origin)`);
+        const e = fromSnakeKeys(entry as unknown as Record<string, unknown>, REMOTE_KEYS) as unknown as RemoteEntry;
+        if (e.mqtt) e.mqtt = fromSnakeKeys(e.mqtt as Record<string, unknown>, MQTT_AUTH_KEYS) as RemoteMqttAuth;
+        config.remotes![name] = e;
+      }
+      for (const mqtt of [config.remote.mqtt, ...Object.values(config.remotes ?? {}).map((r) => r.mqtt)]) {
+        if (!mqtt) continue;
+        for (const k of MQTT_AUTH_KEYS) if (typeof mqtt[k] === 'string') mqtt[k] = this.resolveLarchPath(mqtt[k]);
       }
       return config;
     } catch (err) {
@@ -200,8 +214,13 @@ export class Sysroot {
     await mkdir(this.larchDir, { recursive: true });
     // Files under S/larch stay relative to it (readConfig made them absolute), so the sysroot
     // reads the same mounted elsewhere (a factory host, an image builder).
-    const mqtt = config.remote.mqtt;
-    const stored = mqtt ? { ...config, remote: { ...config.remote, mqtt: toSnakeKeys(Object.fromEntries(Object.entries(mqtt).map(([k, v]) => [k, k !== 'username' && typeof v === 'string' && v.startsWith(`${this.larchDir}/`) ? relative(this.larchDir, v) : v])), MQTT_AUTH_KEYS) } } : config;
+    const storedMqtt = (mqtt: RemoteMqttAuth) => toSnakeKeys(Object.fromEntries(Object.entries(mqtt).map(([k, v]) => [k, k !== 'username' && typeof v === 'string' && v.startsWith(`${this.larchDir}/`) ? relative(this.larchDir, v) : v])), MQTT_AUTH_KEYS);
+    const storedRemote = <T extends { mqtt?: RemoteMqttAuth }>(r: T) => (r.mqtt ? { ...r, mqtt: storedMqtt(r.mqtt) } : r);
+    const stored = {
+      ...config,
+      remote: storedRemote(config.remote),
+      ...(config.remotes ? { remotes: Object.fromEntries(Object.entries(config.remotes).map(([name, r]) => [name, toSnakeKeys(storedRemote(r), REMOTE_KEYS)])) } : {}),
+    };
     await writeFileAtomic(this.configPath, JSON.stringify(toSnakeKeys(stored, CONFIG_KEYS), null, 2) + '\n');
   }
 

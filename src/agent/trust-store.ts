@@ -26,20 +26,31 @@ export interface DeviceTrust {
   provisioned: Uint8Array[];
 }
 
-export const trustPath = (sysroot: Sysroot): string => join(sysroot.larchDir, 'trust.cbor');
+/**
+ * Whose trust: the origin's (S/larch/keys, S/larch/trust.cbor: what provision wrote) or a named
+ * remote's own (S/larch/remotes/NAME/, agent/remotes.ts), each with exactly the same rules.
+ */
+export interface TrustScope {
+  /** The remote it belongs to (origin for the device's own). */
+  remote: string;
+  keysDir: string;
+  trustPath: string;
+}
 
-/** The keys in S/larch/keys/*.pub, sorted by file name. */
-export async function provisionedKeys(sysroot: Sysroot): Promise<Uint8Array[]> {
-  const names = await readdir(sysroot.keysDir).catch(() => [] as string[]);
+export const originScope = (sysroot: Sysroot): TrustScope => ({ remote: 'origin', keysDir: sysroot.keysDir, trustPath: join(sysroot.larchDir, 'trust.cbor') });
+
+/** The keys in KEYS/*.pub (S/larch/keys for the origin), sorted by file name. */
+export async function provisionedKeys(scope: TrustScope): Promise<Uint8Array[]> {
+  const names = await readdir(scope.keysDir).catch(() => [] as string[]);
   const keys: Uint8Array[] = [];
-  for (const n of names.filter((n) => n.endsWith('.pub')).sort()) keys.push(await readPublicKey(join(sysroot.keysDir, n)));
+  for (const n of names.filter((n) => n.endsWith('.pub')).sort()) keys.push(await readPublicKey(join(scope.keysDir, n)));
   return keys;
 }
 
-/** The device's trust. @throws INVALID_INPUT (a damaged trust.cbor), IO */
-export async function readDeviceTrust(sysroot: Sysroot): Promise<DeviceTrust> {
-  const path = trustPath(sysroot);
-  const provisioned = await provisionedKeys(sysroot);
+/** The device's trust (the origin's, or a remote's own). @throws INVALID_INPUT (a damaged trust.cbor), IO */
+export async function readDeviceTrust(sysroot: Sysroot, scope: TrustScope = originScope(sysroot)): Promise<DeviceTrust> {
+  const path = scope.trustPath;
+  const provisioned = await provisionedKeys(scope);
   const bytes = await readFile(path).catch((err) => (err.code === 'ENOENT' ? null : Promise.reject(fromSystemError(err, 'read', path))));
   if (bytes === null) {
     const every = { keys: provisioned, threshold: 1 };
@@ -59,15 +70,21 @@ export async function readDeviceTrust(sysroot: Sysroot): Promise<DeviceTrust> {
  * The keys and threshold of one role.
  * @throws SIGNATURE_MISSING when the role has no key (an unprovisioned device)
  */
-export async function roleKeys(sysroot: Sysroot, role: Role): Promise<RoleKeys> {
-  const r = (await readDeviceTrust(sysroot)).roles[role];
-  if (r.keys.length === 0) throw new LarchError('SIGNATURE_MISSING', `no trusted keys in ${sysroot.keysDir}`, { hint: 'provision the device with --keys K.pub', data: { path: sysroot.keysDir, role } });
+export async function roleKeys(sysroot: Sysroot, role: Role, scope: TrustScope = originScope(sysroot)): Promise<RoleKeys> {
+  const r = (await readDeviceTrust(sysroot, scope)).roles[role];
+  if (r.keys.length === 0) throw noKeys(scope, role);
   return r;
 }
 
+/** SIGNATURE_MISSING: a trust with no key for a role (an unprovisioned device, a remote added without keys of its own). */
+export function noKeys(scope: TrustScope, role: Role): LarchError {
+  const hint = scope.remote === 'origin' ? 'provision the device with --keys K.pub' : `add the remote again with its keys: larch remote delete ${scope.remote}; larch remote add ${scope.remote} URL --keys K.pub`;
+  return new LarchError('SIGNATURE_MISSING', `no trusted keys in ${scope.keysDir}`, { hint, data: { path: scope.keysDir, role, remote: scope.remote } });
+}
+
 /** The vendor's --allow-downgrade floor from the device's trust document (null: none set). */
-export async function deviceMinRelease(sysroot: Sysroot): Promise<number | null> {
-  return minRelease((await readDeviceTrust(sysroot)).document);
+export async function deviceMinRelease(sysroot: Sysroot, scope: TrustScope = originScope(sysroot)): Promise<number | null> {
+  return minRelease((await readDeviceTrust(sysroot, scope)).document);
 }
 
 /**
@@ -76,19 +93,20 @@ export async function deviceMinRelease(sysroot: Sysroot): Promise<number | null>
  * @returns installed false when it is the current document again
  * @throws SIGNATURE_INVALID (data.reason), IO, NO_SPACE
  */
-export async function installTrust(sysroot: Sysroot, bytes: Uint8Array, source: string): Promise<{ installed: boolean; version: number; previous: number | null }> {
-  const current = await readDeviceTrust(sysroot);
+export async function installTrust(sysroot: Sysroot, bytes: Uint8Array, source: string, scope: TrustScope = originScope(sysroot)): Promise<{ installed: boolean; version: number; previous: number | null }> {
+  const current = await readDeviceTrust(sysroot, scope);
   const next = await acceptTrust(bytes, { current: current.bytes, vouchers: current.provisioned, source });
   if (next === null) return { installed: false, version: current.version!, previous: current.version };
-  await writeFileAtomic(trustPath(sysroot), bytes);
+  await writeFileAtomic(scope.trustPath, bytes);
   const version = next.document.version;
-  await appendJournal(sysroot.journalPath, { event: 'trust', message: `trust document version ${version} accepted from ${source} (was ${current.version === null ? 'none: the provisioned keys' : `version ${current.version}`})`, data: { version, previous: current.version, source } });
+  const whose = scope.remote === 'origin' ? '' : ` for remote ${scope.remote}`;
+  await appendJournal(sysroot.journalPath, { event: 'trust', message: `trust document version ${version} accepted${whose} from ${source} (was ${current.version === null ? 'none: the provisioned keys' : `version ${current.version}`})`, data: { version, previous: current.version, source, remote: scope.remote } });
   return { installed: true, version, previous: current.version };
 }
 
 /** `status --json`'s trust: the version (null without a document) and every key with its roles. */
-export async function trustStatus(sysroot: Sysroot): Promise<{ version: number | null; keys: { id: string; roles: Role[] }[] }> {
-  const t = await readDeviceTrust(sysroot);
+export async function trustStatus(sysroot: Sysroot, scope: TrustScope = originScope(sysroot)): Promise<{ version: number | null; keys: { id: string; roles: Role[] }[] }> {
+  const t = await readDeviceTrust(sysroot, scope);
   if (!t.document) return { version: null, keys: t.provisioned.map((k) => ({ id: keyId(k), roles: [...ROLES] })) };
   return { version: t.version, keys: keysWithRoles(t.document).map((k) => ({ id: k.id, roles: k.roles })) };
 }

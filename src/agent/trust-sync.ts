@@ -11,8 +11,9 @@ import { LarchError } from '../errors.ts';
 import type { Summary } from '../protocol/summary.ts';
 import { appendJournal } from './journal.ts';
 import type { Remote } from './remote/remote.ts';
+import { type Channel, followedChannel, recordFloor, scopeOf } from './remotes.ts';
 import type { DeviceConfig, Sysroot } from './sysroot.ts';
-import { type DeviceTrust, installTrust, readDeviceTrust } from './trust-store.ts';
+import { type DeviceTrust, type TrustScope, installTrust, noKeys, originScope, readDeviceTrust } from './trust-store.ts';
 
 /** The most trust documents one check walks (a summary cannot make a device fetch forever). */
 export const MAX_TRUST_WALK = 1000;
@@ -22,8 +23,8 @@ export const MAX_TRUST_WALK = 1000;
  * (when given) or the first version the remote does not have. Returns the device's trust after.
  * @throws SIGNATURE_INVALID (a document the chain refuses), NOT_FOUND (upTo named but missing), IO
  */
-export async function walkTrustChain(remote: Remote, sysroot: Sysroot, upTo?: number): Promise<DeviceTrust> {
-  let trust = await readDeviceTrust(sysroot);
+export async function walkTrustChain(remote: Remote, sysroot: Sysroot, upTo?: number, scope: TrustScope = originScope(sysroot)): Promise<DeviceTrust> {
+  let trust = await readDeviceTrust(sysroot, scope);
   if (!remote.fetchTrust) return trust;
   const start = (trust.version ?? 0) + 1;
   for (let v = start; v < start + MAX_TRUST_WALK && (upTo === undefined || v <= upTo); v++) {
@@ -32,8 +33,8 @@ export async function walkTrustChain(remote: Remote, sysroot: Sysroot, upTo?: nu
       if (upTo === undefined) break;
       throw new LarchError('NOT_FOUND', `the summary of ${remote.describe()} is signed under trust version ${upTo}, but the remote has no trust/${v}.cbor`, { hint: "the vendor publishes every trust document of the chain with 'larch trust publish --repo R'", data: { version: v, trust_version: upTo, remote: remote.describe() } });
     }
-    await installTrust(sysroot, bytes, `${remote.describe()} trust/${v}.cbor`);
-    trust = await readDeviceTrust(sysroot);
+    await installTrust(sysroot, bytes, `${remote.describe()} trust/${v}.cbor`, scope);
+    trust = await readDeviceTrust(sysroot, scope);
   }
   return trust;
 }
@@ -41,18 +42,20 @@ export async function walkTrustChain(remote: Remote, sysroot: Sysroot, upTo?: nu
 const refusedAsUntrusted = (err: unknown) => err instanceof LarchError && err.code === 'SIGNATURE_INVALID' && (err.data.reason === 'untrusted' || err.data.reason === 'threshold');
 
 /**
- * The remote's summary, verified under the device's trust (summary role and threshold, expiry,
- * trust version, serial floor), new trust documents picked up on the way; records the serial,
- * after `beforeRecord` (a check that may refuse the summary: its serial is then not recorded).
+ * The remote's summary, verified under the trust of the channel's remote (summary role and
+ * threshold, expiry, trust version, that remote's serial floor), new trust documents picked up on
+ * the way; records the serial, after `beforeRecord` (a check that may refuse the summary: its
+ * serial is then not recorded). The channel is the followed one unless given (rebase).
  * @throws SIGNATURE_MISSING, SIGNATURE_INVALID (data.reason as verifySummary's, 'trust-rollback', 'rollback'), NOT_FOUND, IO
  */
-export async function fetchTrustedSummary(remote: Remote, sysroot: Sysroot, config: DeviceConfig, beforeRecord?: (summary: Summary) => void): Promise<Summary> {
+export async function fetchTrustedSummary(remote: Remote, sysroot: Sysroot, config: DeviceConfig, beforeRecord?: (summary: Summary) => void, channel: Channel = followedChannel(config)): Promise<Summary> {
   const now = Math.floor(Date.now() / 1000);
+  const scope = scopeOf(sysroot, channel.name, channel.remote);
   const fetchUnder = (t: DeviceTrust) => {
-    if (t.roles.summary.keys.length === 0) throw new LarchError('SIGNATURE_MISSING', `no trusted keys in ${sysroot.keysDir}`, { hint: 'provision the device with --keys K.pub', data: { path: sysroot.keysDir, role: 'summary' } });
+    if (t.roles.summary.keys.length === 0) throw noKeys(scope, 'summary');
     return remote.fetchSummary({ trusted: t.roles.summary.keys, threshold: t.roles.summary.threshold, now });
   };
-  let trust = await readDeviceTrust(sysroot);
+  let trust = await readDeviceTrust(sysroot, scope);
   let summary: Summary;
   try {
     summary = await fetchUnder(trust);
@@ -60,13 +63,13 @@ export async function fetchTrustedSummary(remote: Remote, sysroot: Sysroot, conf
     // Signed by keys this device does not trust (yet): a newer trust document may name them.
     if (!refusedAsUntrusted(err)) throw err;
     const before = trust.version;
-    trust = await walkTrustChain(remote, sysroot);
+    trust = await walkTrustChain(remote, sysroot, undefined, scope);
     if (trust.version === before) throw err;
     summary = await fetchUnder(trust);
   }
   const named = summary.trustVersion ?? 0;
   if (named > (trust.version ?? 0)) {
-    trust = await walkTrustChain(remote, sysroot, named);
+    trust = await walkTrustChain(remote, sysroot, named, scope);
     summary = await fetchUnder(trust);
   }
   const source = remote.describe();
@@ -75,18 +78,19 @@ export async function fetchTrustedSummary(remote: Remote, sysroot: Sysroot, conf
   if (summaryTrust < held) {
     throw new LarchError('SIGNATURE_INVALID', `${source}: the summary is signed under trust version ${summaryTrust}, older than version ${held}, the one this device trusts`, { hint: "the vendor publishes again after 'larch trust publish' (publish names the current trust version); nothing was changed", data: { reason: 'trust-rollback', source, trust_version: summaryTrust, device_trust_version: held } });
   }
-  // The floor holds within one trust version: a new trust document resets it.
-  const floorApplies = config.summarySerial !== undefined && (config.summaryTrustVersion ?? 0) === summaryTrust;
-  if (floorApplies && summary.serial < config.summarySerial!) {
-    throw new LarchError('SIGNATURE_INVALID', `${source}: the summary's serial ${summary.serial} is lower than ${config.summarySerial}, the last one this device accepted`, {
+  // The floor holds within one trust version: a new trust document resets it. Each remote has its own.
+  const floor = channel.remote;
+  const floorApplies = floor.summarySerial !== undefined && (floor.summaryTrustVersion ?? 0) === summaryTrust;
+  if (floorApplies && summary.serial < floor.summarySerial!) {
+    throw new LarchError('SIGNATURE_INVALID', `${source}: the summary's serial ${summary.serial} is lower than ${floor.summarySerial}, the last one this device accepted`, {
       hint: 'the server offers an older summary than this device has seen (a rollback or a stale mirror); nothing was changed. A summary with an absurd serial signed by a stolen key is undone by rotating the trust document (docs/fleet.md)',
-      data: { reason: 'rollback', source, serial: summary.serial, last_serial: config.summarySerial, trust_version: summaryTrust },
+      data: { reason: 'rollback', source, serial: summary.serial, last_serial: floor.summarySerial, trust_version: summaryTrust, remote: channel.name },
     });
   }
   beforeRecord?.(summary);
-  if (!floorApplies || summary.serial > config.summarySerial!) {
-    if (config.summarySerial !== undefined && !floorApplies) await appendJournal(sysroot.journalPath, { event: 'trust', message: `summary serial floor reset under trust version ${summaryTrust} (was ${config.summarySerial} under version ${config.summaryTrustVersion ?? 0})`, data: { serial: summary.serial, trust_version: summaryTrust } });
-    await sysroot.writeConfig({ ...config, summarySerial: summary.serial, summaryTrustVersion: summaryTrust });
+  if (!floorApplies || summary.serial > floor.summarySerial!) {
+    if (floor.summarySerial !== undefined && !floorApplies) await appendJournal(sysroot.journalPath, { event: 'trust', message: `summary serial floor of remote ${channel.name} reset under trust version ${summaryTrust} (was ${floor.summarySerial} under version ${floor.summaryTrustVersion ?? 0})`, data: { serial: summary.serial, trust_version: summaryTrust, remote: channel.name } });
+    await sysroot.writeConfig(recordFloor(config, channel.name, { summarySerial: summary.serial, summaryTrustVersion: summaryTrust }));
   }
   return summary;
 }

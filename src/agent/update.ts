@@ -34,6 +34,8 @@ import { forgetFailedRelease, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
 import { checkCommitBinding, checkSummaryBinding, deviceBinding, isBound } from './product-binding.ts';
 import { roleKeys } from './trust-store.ts';
+import { type Channel, followedChannel, followedName, scopeOf } from './remotes.ts';
+import { followChannel, followDeployment } from './following.ts';
 import { fetchTrustedSummary } from './trust-sync.ts';
 import { meetsThreshold } from '../protocol/trust.ts';
 import { pendingBarrier, releaseOf, requireAgent } from './compat.ts';
@@ -52,9 +54,23 @@ import { computeKargs } from './kargs.ts';
 
 export interface UpdateContext {
   sysroot: Sysroot;
+  /** The remote of the channel: the followed one, or the rebase target's. */
   remote: Remote;
   merger: EtcMerger;
   progress?: (done: number, total: number | null) => void;
+  /** rebase: the remote (by name) and ref to stage from and follow from then on; absent: the followed ones. */
+  channel?: Channel;
+}
+
+/** The channel of an operation: the rebase target's, else the followed one. */
+function channelOf(ctx: UpdateContext, config: DeviceConfig): Channel {
+  return ctx.channel ?? followedChannel(config);
+}
+
+/** The commit role's keys of the channel's remote (its own trust, or the origin's). */
+async function commitKeys(ctx: UpdateContext, config?: DeviceConfig) {
+  const channel = channelOf(ctx, config ?? (await ctx.sysroot.readConfig()));
+  return roleKeys(ctx.sysroot, 'commit', scopeOf(ctx.sysroot, channel.name, channel.remote));
 }
 
 export interface UpgradeOptions {
@@ -137,7 +153,7 @@ export async function check(ctx: UpdateContext, opts: { packages?: boolean } = {
  */
 export async function offeredCommit(ctx: UpdateContext, id: ObjectId): Promise<Commit> {
   const repo = await ctx.sysroot.openRepo();
-  return (await repo.hasObject('commit', id)) ? repo.readCommit(id) : ctx.remote.fetchCommit(id, { trusted: (await roleKeys(ctx.sysroot, 'commit')).keys });
+  return (await repo.hasObject('commit', id)) ? repo.readCommit(id) : ctx.remote.fetchCommit(id, { trusted: (await commitKeys(ctx)).keys });
 }
 
 /**
@@ -162,13 +178,13 @@ async function bootedRelease(sysroot: Sysroot, record: DeploymentRecord): Promis
 async function fetchVerifiedSummary(ctx: UpdateContext, config: DeviceConfig, device: Binding): Promise<Summary> {
   // Under the device's trust (summary role), new trust documents picked up on the way (trust-sync.ts);
   // the binding is checked before the serial is recorded: another product's summary must not raise this device's floor.
-  return fetchTrustedSummary(ctx.remote, ctx.sysroot, config, (summary) => checkSummaryBinding(device, summary, ctx.remote.describe()));
+  return fetchTrustedSummary(ctx.remote, ctx.sysroot, config, (summary) => checkSummaryBinding(device, summary, ctx.remote.describe()), channelOf(ctx, config));
 }
 
 /** upgrade (to the ref's head) and deploy (opts.target). */
 export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Promise<UpgradeResult> {
   const { sysroot } = ctx;
-  const action = opts.target ? 'deploy' : 'upgrade';
+  const action = ctx.channel ? 'rebase' : opts.target ? 'deploy' : 'upgrade';
   try {
     const result = await upgradeSteps(ctx, opts);
     if (!opts.dryRun) await recordLastUpdate(sysroot, { action, result: lastUpdateResult(result.result), version: result.to?.version ?? null, commit: result.to?.commit ?? null, error: null });
@@ -204,7 +220,8 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const booted = await bootedDeployment(sysroot, state);
   const from = { slot: booted.slot, commit: booted.record.commit, version: booted.record.version };
   const none = { via: 'none' as const, bytes: 0 };
-  if (config.pinned && !opts.target) return { result: 'pinned', from, to: null, download: none, etc_conflicts: [] };
+  // pin holds upgrades; deploy and rebase are asked for by name.
+  if (config.pinned && !opts.target && !ctx.channel) return { result: 'pinned', from, to: null, download: none, etc_conflicts: [] };
   // A board env with no valid copy cannot take the staging writes: say so before downloading.
   if (env.health === 'corrupt' && !opts.downloadOnly && !opts.dryRun) {
     throw new LarchError('ENV_CORRUPT', `${env.message}; larch does not change it, so nothing can be staged`, { data: { boot_env: 'corrupt' }, hint: `${env.hint}; --download-only works meanwhile` });
@@ -213,16 +230,24 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   // 1. the signed summary and the target
   const device = await deviceBinding(sysroot, config, booted.record.commit);
   const summary = await fetchVerifiedSummary(ctx, config, device);
-  const head = summary.refs[config.ref];
-  if (!head) throw new LarchError('NOT_FOUND', `the remote has no ref '${config.ref}'`, { hint: 'check the ref the device was provisioned with (larch status)', data: { ref: config.ref, refs: Object.keys(summary.refs) } });
+  const channel = channelOf(ctx, config);
+  const head = summary.refs[channel.ref];
+  if (!head) {
+    const hint = ctx.channel ? `larch remote show ${channel.name} --refs lists the refs it serves` : 'check the ref the device was provisioned with (larch status)';
+    throw new LarchError('NOT_FOUND', `the remote ${ctx.channel ? `${channel.name} (${ctx.remote.describe()}) ` : ''}has no ref '${channel.ref}'`, { hint, data: { ref: channel.ref, refs: Object.keys(summary.refs), remote: channel.name } });
+  }
   const repo = await sysroot.openRepo();
   const barrier = pendingBarrier(head, await bootedRelease(sysroot, booted.record));
   // upgrade goes through a barrier release first; deploy goes where it is told.
   const offer = barrier ?? head;
-  const target = opts.target ? await resolveTarget(ctx, repo, summary, config, opts.target) : { commit: offer.commit, version: offer.version, timestamp: offer.timestamp };
+  const target = opts.target ? await resolveTarget(ctx, repo, summary, channel, opts.target) : { commit: offer.commit, version: offer.version, timestamp: offer.timestamp };
   // A layered deployment's base is what the vendor's commits are compared with (and deltas start from).
   const base = await baseCommitOf(sysroot, booted.slot, booted.record.commit);
-  if (target.commit === base) return { result: 'no-update', from, to: null, download: none, etc_conflicts: [] };
+  if (target.commit === base) {
+    // A rebase onto the commit already booted stages nothing: the device follows the new channel from now on.
+    if (ctx.channel && !opts.dryRun && !opts.downloadOnly) await followChannel(sysroot, channel, `rebase; version ${from.version} is booted already`);
+    return { result: 'no-update', from, to: null, download: none, etc_conflicts: [] };
+  }
   // The target's commit object alone, before anything of it is stored: the agent it needs and what it is bound to.
   const targetCommit = await offeredCommit(ctx, target.commit);
   refuseRemoteLocal(target.commit, targetCommit, ctx.remote.describe());
@@ -231,7 +256,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const failed = findFailed(await readFailedReleases(sysroot), target.commit);
   if (failed && !opts.retryFailed) {
     throw new LarchError('REFUSED', `refusing version ${target.version} (commit ${target.commit.slice(0, 12)}): ${describeFailure(failed)}`, {
-      hint: `larch deploy ${target.version} --retry-failed tries it again; a newer release on ${config.ref} is taken as usual`,
+      hint: `larch deploy ${target.version} --retry-failed tries it again; a newer release on ${channel.ref} is taken as usual`,
       data: { reason: 'failed-here', commit: target.commit, version: target.version, time: failed.time, failed_checks: failed.failed_checks, failure: failed.reason },
     });
   }
@@ -242,7 +267,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   }
   // Ref binding and the release floor (release-floor.ts), on the commit object alone: before anything is downloaded.
   const bootedMeta = (await repo.readCommit(booted.record.commit)).metadata;
-  const lowerFloorTo = await checkTarget(sysroot, config, bootedMeta, { ...target, metadata: targetCommit.metadata }, opts.allowDowngrade === true);
+  const lowerFloorTo = await checkTarget(sysroot, { ...config, ref: channel.ref }, bootedMeta, { ...target, metadata: targetCommit.metadata }, opts.allowDowngrade === true);
   if (!opts.downloadOnly && !opts.dryRun) requireBootedGood(state, booted);
   const slot = other(booted.slot);
   const delta = findDelta(summary, base, target.commit) ?? findDelta(summary, null, target.commit);
@@ -252,7 +277,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
 
   // 3. download and verify
   // The commit role (commits and deltas), read after the summary: a trust document it brought counts.
-  const commitRole = await roleKeys(sysroot, 'commit');
+  const commitRole = await commitKeys(ctx, config);
   const trusted = commitRole.keys;
   let download: UpgradeResult['download'] = none;
   if (!(await repo.hasObject('commit', target.commit))) {
@@ -264,7 +289,8 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const verified = await verifyCommit(repo, target.commit, trusted);
   const signedBy = verified.signatures.filter((s) => s.trusted && s.valid).map((s) => s.key_id);
   if (!verified.valid || !meetsThreshold(signedBy, commitRole)) {
-    throw new LarchError('SIGNATURE_INVALID', `commit ${target.commit} (version ${target.version}) is not signed by ${commitRole.threshold > 1 ? `${commitRole.threshold} keys` : 'a key'} of the commit role the device trusts${signedBy.length > 0 ? ` (valid signatures by ${signedBy.join(', ')} only)` : ''}`, { hint: "the vendor signs commits with larch commit --sign-key K; 'larch trust show --sysroot S' lists the keys of each role", data: { commit: target.commit, signed_by: signedBy, threshold: commitRole.threshold } });
+    const whose = channel.name === followedName(config) && !ctx.channel ? 'the device trusts' : `remote ${channel.name} is trusted with`;
+    throw new LarchError('SIGNATURE_INVALID', `commit ${target.commit} (version ${target.version}) is not signed by ${commitRole.threshold > 1 ? `${commitRole.threshold} keys` : 'a key'} of the commit role ${whose}${signedBy.length > 0 ? ` (valid signatures by ${signedBy.join(', ')} only)` : ''}`, { hint: "the vendor signs commits with larch commit --sign-key K; 'larch trust show --sysroot S' lists the keys of each role, 'larch remote list' each remote's", data: { commit: target.commit, signed_by: signedBy, threshold: commitRole.threshold, reason: 'untrusted', remote: channel.name } });
   }
   await appendJournal(sysroot.journalPath, { event: 'verify', commit: target.commit, version: target.version, message: `commit signed by ${signedBy.join(', ')}` });
   await repo.writeRef('larch/downloaded', target.commit);
@@ -344,13 +370,17 @@ export async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlot
   // First: the bootloader must not boot the slot while it is rewritten.
   await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-prepared', slot }));
   failpoint('update::after-mark-unbootable');
-  const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: config.remote.url, ref: config.ref }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger }, kargs: checkedKargs });
+  const channel = channelOf(ctx, config);
+  const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: channel.remote.url, ref: channel.ref, name: channel.name }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger }, kargs: checkedKargs });
   const record = await repairing(ctx, repo, commit, write);
   await repo.writeRef(`larch/slot-${slot}`, commit);
   await writeBaseRef(repo, slot, commit);
   // The slot's layering request (none: the file goes), before the slot can boot.
   await writeOrigin(sysroot, slot, origin);
   failpoint('update::after-slot-ref');
+  // rebase: the device follows the new channel from before the slot can boot, so a kill between
+  // the two leaves the operator's choice made and the next upgrade stages from it.
+  if (ctx.channel) await followChannel(sysroot, channel, `rebase; version ${record.version} staged in slot ${slot}`);
   await changeBootState(sysroot, config, (s) => next(s, { type: 'upgrade-staged', slot, tries: config.tries }), await releaseEnvVars(sysroot));
   failpoint('update::after-bootenv-write');
   await appendJournal(sysroot.journalPath, {
@@ -386,15 +416,15 @@ async function repairing<T>(ctx: UpdateContext, repo: Repo, commit: ObjectId, fn
     if (!damaged) throw err;
     const ids = Array.isArray(err.data.ids) ? (err.data.ids as string[]) : [err.data.id as string];
     if (err.code === 'OBJECT_CORRUPT') await dropObjects(repo, kind, ids);
-    const again = await ctx.remote.pull(repo, commit, { delta: null, trusted: (await roleKeys(ctx.sysroot, 'commit')).keys, downloadDir: ctx.sysroot.downloadDir, progress: ctx.progress });
+    const again = await ctx.remote.pull(repo, commit, { delta: null, trusted: (await commitKeys(ctx)).keys, downloadDir: ctx.sysroot.downloadDir, progress: ctx.progress });
     const what = err.code === 'OBJECT_CORRUPT' ? 'corrupt' : 'missing';
     await appendJournal(ctx.sysroot.journalPath, { event: 'download', commit, message: `${ids.length} stored object(s) of commit ${commit.slice(0, 12)} were ${what} (${err.message}); fetched the commit's objects again (${again.bytes} bytes)`, data: { [what]: ids, ...again } });
     return fn();
   });
 }
 
-async function resolveTarget(ctx: UpdateContext, repo: Repo, summary: Summary, config: DeviceConfig, target: string): Promise<{ commit: ObjectId; version: string; timestamp: number }> {
-  const head = summary.refs[config.ref]!;
+async function resolveTarget(ctx: UpdateContext, repo: Repo, summary: Summary, channel: Channel, target: string): Promise<{ commit: ObjectId; version: string; timestamp: number }> {
+  const head = summary.refs[channel.ref]!;
   if (head.version === target || head.commit === target) return head;
   if (/^[0-9a-f]{64}$/.test(target)) {
     if (await repo.hasObject('commit', target)) {
@@ -405,10 +435,10 @@ async function resolveTarget(ctx: UpdateContext, repo: Repo, summary: Summary, c
   // An older version: walk the ref's history on the remote.
   const history = ctx.remote.history ? await ctx.remote.history(repo, head.commit, 100) : [];
   const found = history.find((h) => h.version === target || h.commit === target);
-  if (!found) throw new LarchError('NOT_FOUND', `version or commit '${target}' is not in the history of ${config.ref} on ${ctx.remote.describe()}`, { hint: "larch check shows the newest version; use a version from the vendor's release list", data: { target, ref: config.ref, remote: ctx.remote.describe() } });
+  if (!found) throw new LarchError('NOT_FOUND', `version or commit '${target}' is not in the history of ${channel.ref} on ${ctx.remote.describe()}`, { hint: "larch check shows the newest version; use a version from the vendor's release list", data: { target, ref: channel.ref, remote: ctx.remote.describe() } });
   // Not local yet: the commit object (verified, not stored) says when it was made; guessing 0
   // would call every newer commit a downgrade.
-  const c = (await repo.hasObject('commit', found.commit)) ? await repo.readCommit(found.commit) : await ctx.remote.fetchCommit(found.commit, { trusted: (await roleKeys(ctx.sysroot, 'commit')).keys });
+  const c = (await repo.hasObject('commit', found.commit)) ? await repo.readCommit(found.commit) : await ctx.remote.fetchCommit(found.commit, { trusted: (await commitKeys(ctx)).keys });
   return { commit: found.commit, version: found.version, timestamp: c.timestamp };
 }
 
@@ -510,6 +540,8 @@ export async function rollback(sysroot: Sysroot): Promise<{ result: 'rolled-back
   await changeBootState(sysroot, config, (s) => next(s, event), await releaseEnvVars(sysroot));
   const outcome = event.type === 'rollback-requested' ? 'rolled-back' : 'cancelled';
   failpoint('rollback::after-bootenv-write');
+  // The device follows the channel of what boots next (a rollback after a rebase goes back to the old channel).
+  await followDeployment(sysroot, outcome === 'rolled-back' ? record : booted.record, `rollback to version ${outcome === 'rolled-back' ? record.version : booted.record.version}`);
   const message = outcome === 'rolled-back' ? `rollback: slot ${target} (version ${record.version}) boots next` : `rollback: the staged version ${record.version} in slot ${target} was cancelled; slot ${booted.slot} stays`;
   await appendJournal(sysroot.journalPath, { event: 'rollback', slot: target, commit: record.commit, version: record.version, message });
   await recordLastUpdate(sysroot, { action: 'rollback', result: 'ok', version: record.version, commit: record.commit, error: null });

@@ -4,7 +4,7 @@ import { DEFAULT_MIN_SPEED, httpFetcher } from '../agent/remote/http-fetch.ts';
 import { isLocalRemote, localFetcher } from '../agent/remote/local-fetch.ts';
 import { MqttFetcher } from '../agent/remote/mqtt-fetch.ts';
 import { type Remote, remoteOver } from '../agent/remote/remote.ts';
-import type { DeviceConfig } from '../agent/sysroot.ts';
+import type { DeviceConfig, Sysroot } from '../agent/sysroot.ts';
 
 /** The bound of each check or download when none is given (--timeout, daemon.conf timeout_s): 1 hour. */
 export const DEFAULT_TIMEOUT_S = 3600;
@@ -30,6 +30,39 @@ export function remoteFor(config: Pick<DeviceConfig, 'remote'>, limits: RemoteLi
   if (kind === 'http') return remoteOver(httpFetcher(url, limits.minSpeed ? { lowSpeed: limits.minSpeed, stallTimeoutMs: limits.minSpeed.windowMs } : {}), opts);
   if (kind === 'mqtt') return remoteOver(new MqttFetcher({ url, ...config.remote.mqtt }), { timeoutMs: opts.timeoutMs });
   throw new LarchError('INVALID_INPUT', `remote ${config.remote.url}: unknown transport '${String(config.remote.kind)}'`, { hint: 'provision with --repo-url http://... or --mqtt-url mqtt://...', data: { url: config.remote.url, kind: String(config.remote.kind) } });
+}
+
+/**
+ * The followed remote, built again when config.json names another one (a `larch rebase` while
+ * the daemon runs): every exchange reads the config first. The daemon's MQTT session (its
+ * broker and the ref it listens to announcements for) is set when it starts.
+ */
+export function followedRemote(sysroot: Sysroot, config: DeviceConfig, limits: RemoteLimits = {}): Remote {
+  let key = JSON.stringify(config.remote);
+  let current = remoteFor(config, limits);
+  const now = async (): Promise<Remote> => {
+    const config = await sysroot.readConfig();
+    const k = JSON.stringify(config.remote);
+    if (k !== key) {
+      key = k;
+      current = remoteFor(config, limits);
+    }
+    return current;
+  };
+  return {
+    describe: () => current.describe(),
+    fetchSummary: async (o) => (await now()).fetchSummary(o),
+    pull: async (repo, to, o) => (await now()).pull(repo, to, o),
+    fetchCommit: async (id, o) => (await now()).fetchCommit(id, o),
+    fetchTrust: async (version) => {
+      const r = await now();
+      return r.fetchTrust ? r.fetchTrust(version) : null;
+    },
+    history: async (repo, from, limit) => {
+      const r = await now();
+      return r.history ? r.history(repo, from, limit) : [];
+    },
+  };
 }
 
 /** The minimum-speed rule from its two settings (either may be left out: its default stands). */

@@ -32,6 +32,7 @@ import type { Sysroot } from '../sysroot.ts';
 import type { Remote } from '../remote/remote.ts';
 import { type UpdateContext, check, cleanup, finalize, rollback, upgrade } from '../update.ts';
 import { readDeviceTrust, roleKeys } from '../trust-store.ts';
+import { followedChannel, scopeOf } from '../remotes.ts';
 import { walkTrustChain } from '../trust-sync.ts';
 import { withDeviceLock } from '../device-lock.ts';
 import { type CommandCheck, RefusalLimiter, preemptingRollback, vetCommand } from './commands.ts';
@@ -279,14 +280,17 @@ export class Daemon {
 
   private async handleAnnouncement(payload: Buffer): Promise<void> {
     if (payload.length === 0) return; // a cleared retained message
-    let role = await roleKeys(this.d.sysroot, 'summary');
+    // Under the trust of the remote the device follows (its own, or the origin's).
+    const channel = followedChannel(await this.d.sysroot.readConfig());
+    const scope = scopeOf(this.d.sysroot, channel.name, channel.remote);
+    let role = await roleKeys(this.d.sysroot, 'summary', scope);
     let opened = await openSigned('announce', payload, role.keys);
     if (!opened.ok && opened.reason === 'untrusted') {
       // Signed by a key this device does not trust yet: a newer trust document on the remote may name it.
-      const before = (await readDeviceTrust(this.d.sysroot)).version;
-      const after = await walkTrustChain(this.d.remote, this.d.sysroot).catch((err) => (this.d.log(`announce: trust chain: ${(err as Error).message}`), null));
+      const before = (await readDeviceTrust(this.d.sysroot, scope)).version;
+      const after = await walkTrustChain(this.d.remote, this.d.sysroot, undefined, scope).catch((err) => (this.d.log(`announce: trust chain: ${(err as Error).message}`), null));
       if (after && after.version !== before) {
-        role = await roleKeys(this.d.sysroot, 'summary');
+        role = await roleKeys(this.d.sysroot, 'summary', scope);
         opened = await openSigned('announce', payload, role.keys);
       }
     }

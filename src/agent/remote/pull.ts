@@ -272,7 +272,7 @@ async function verifyCommitTrust(id: ObjectId, sigBytes: Uint8Array | null, opts
   const sigs = sigBytes === null ? [] : decodeSignatures(sigBytes);
   if (sigs === null) throw new LarchError('SIGNATURE_INVALID', `commit ${id} from '${where}': its .sig file is malformed`, { data: { id } });
   if (sigs.length === 0) throw new LarchError('SIGNATURE_MISSING', `commit ${id} from '${where}' is not signed`, { data: { id } });
-  if (!(await verifyCommitSignatures(id, sigs, opts.trusted))) throw new LarchError('SIGNATURE_INVALID', `commit ${id} from '${where}' is not signed by a trusted key`, { data: { id } });
+  if (!(await verifyCommitSignatures(id, sigs, opts.trusted))) throw new LarchError('SIGNATURE_INVALID', `commit ${id} from '${where}' is not signed by a trusted key`, { hint: "'larch trust show' lists the keys the device trusts, 'larch remote list' each remote's", data: { id, reason: 'untrusted' } });
 }
 
 /** An object's path in an archive repo (formats.md §3). */

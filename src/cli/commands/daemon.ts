@@ -4,7 +4,7 @@ import { LarchError } from '../../errors.ts';
 import { Daemon } from '../../agent/daemon/daemon.ts';
 import { mergerFor } from '../../agent/etc/merger.ts';
 import { POLICIES, isPolicy, readDaemonConfig } from '../../agent/policy.ts';
-import { minSpeedOf, remoteFor } from '../remote.ts';
+import { followedRemote, minSpeedOf } from '../remote.ts';
 import { DEFAULT_SYSROOT, Sysroot } from '../../agent/sysroot.ts';
 import { rebootFor } from '../../agent/reboot.ts';
 import { isValidDeviceId } from '../../mqtt/format.ts';
@@ -96,7 +96,7 @@ EXAMPLES
       sysroot,
       config,
       deviceId,
-      remote: remoteFor(device, { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined, minSpeed: minSpeedOf(config.minSpeed, config.minSpeedTimeS || undefined), cancel: (): AbortSignal | undefined => d.transferSignal() }),
+      remote: followedRemote(sysroot, device, { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined, minSpeed: minSpeedOf(config.minSpeed, config.minSpeedTimeS || undefined), cancel: (): AbortSignal | undefined => d.transferSignal() }),
       merger: mergerFor(),
       log,
       reboot: rebootFor(sysroot, { log }),

@@ -39,6 +39,7 @@ const serve: Module = async () => [(await import('./serve.ts')).serve];
 const device: Module = async () => (await import('./device.ts')).deviceCommands;
 const layering: Module = async () => (await import('./layering.ts')).layeringCommands;
 const kargs: Module = async () => (await import('./kargs.ts')).kargsCommands;
+const remote: Module = async () => (await import('./remote.ts')).remoteCommands;
 const daemon: Module = async () => [(await import('./daemon.ts')).daemon];
 const announce: Module = async () => [(await import('./announce.ts')).announceCmd];
 const sendCommand: Module = async () => [(await import('./send-command.ts')).sendCommandCmd];
@@ -73,6 +74,7 @@ export const COMMAND_TABLE: readonly (readonly [name: string, module: Module])[]
   ['serve', serve],
   ...['provision', 'status', 'check', 'upgrade', 'deploy', 'rollback', 'finalize', 'cleanup', 'pin', 'unpin', 'history', 'boot-check', 'mark-good', 'mark-bad', 'sim-boot'].map((n) => [n, device] as const),
   ['kargs', kargs],
+  ...['remote add', 'remote list', 'remote show', 'remote delete', 'rebase'].map((n) => [n, remote] as const),
   ...['install', 'uninstall', 'override replace', 'override remove', 'override reset'].map((n) => [n, layering] as const),
   ['daemon', daemon],
   ['announce', announce],

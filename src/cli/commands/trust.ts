@@ -8,6 +8,7 @@ import { LarchError, fromSystemError } from '../../errors.ts';
 import { writeFileAtomic } from '../../_durable.ts';
 import { DEFAULT_SYSROOT, Sysroot } from '../../agent/sysroot.ts';
 import { withDeviceLock } from '../../agent/device-lock.ts';
+import { ORIGIN, remoteNamed, scopeOf } from '../../agent/remotes.ts';
 import { installTrust, readDeviceTrust, trustStatus } from '../../agent/trust-store.ts';
 import { publishTrust } from '../../server/trust-repo.ts';
 import { keyId, readPublicKey, readSecretKey } from '../../store/sign.ts';
@@ -324,13 +325,13 @@ ${EXIT} 7 (LOCKED) repo locked.
 export const trustInstall: Command = {
   name: 'trust install',
   summary: 'give a device a trust document by hand',
-  options: { sysroot: { type: 'string' } },
+  options: { sysroot: { type: 'string' }, remote: { type: 'string' } },
   positionals: true,
   help: `NAME
   larch trust install - give a device a trust document by hand
 
 SYNOPSIS
-  larch trust install [--sysroot S] T.trust [--json]
+  larch trust install [--sysroot S] [--remote NAME] T.trust [--json]
 
 DESCRIPTION
   Checks T.trust against the device's trust and stores it (S/larch/trust.cbor): a higher
@@ -338,19 +339,26 @@ DESCRIPTION
   a threshold of its own root keys. A device with no trust document yet accepts one signed
   by its own root threshold and by at least one key it was provisioned with (S/larch/keys):
   the provisioned keys vouch for the first. The same document again changes nothing.
+  With --remote NAME, the trust of that remote instead (one added with its own --keys:
+  S/larch/remotes/NAME/trust.cbor, vouched for by S/larch/remotes/NAME/keys).
 
 OPTIONS
   --sysroot S   the device (default ${DEFAULT_SYSROOT})
+  --remote NAME a remote with trust of its own (larch remote list; default origin)
   --json        print {"installed", "version", "previous"}
 
-${EXIT} 3 (NOT_FOUND) not provisioned; 7 (LOCKED) another larch holds the device.
+${EXIT} 3 (NOT_FOUND) not provisioned, no such remote; 14 (REFUSED) the remote shares the
+  origin's trust; 7 (LOCKED) another larch holds the device.
 `,
   async run(args, io) {
     const [path] = positionals(args, ['trust'], 'trust install');
     const sysroot = new Sysroot(opt(args, 'sysroot') ?? DEFAULT_SYSROOT);
-    await sysroot.readConfig();
+    const config = await sysroot.readConfig();
+    const name = opt(args, 'remote') ?? ORIGIN;
+    const entry = remoteNamed(config, name);
+    if (name !== ORIGIN && entry.trust !== 'own') throw new LarchError('REFUSED', `remote '${name}' has no trust of its own: it shares the origin's (it was added without --keys)`, { hint: 'install the document without --remote', data: { reason: 'shared-trust', remote: name } });
     const { bytes } = await readTrustFile(path);
-    const r = await withDeviceLock(sysroot, 'larch trust install', () => installTrust(sysroot, bytes, path));
+    const r = await withDeviceLock(sysroot, 'larch trust install', () => installTrust(sysroot, bytes, path, scopeOf(sysroot, name, entry)));
     if (args.json) printJson(io, r);
     else io.out(r.installed ? `trust document version ${r.version} installed (was ${r.previous ?? 'none'})\n` : `trust document version ${r.version} is installed already\n`);
   },

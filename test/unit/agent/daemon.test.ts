@@ -13,12 +13,12 @@ import { type DeploymentStatus, type Status, layerStatus } from '../../../src/ag
 const NOW = new Date('2026-03-01T12:00:00.000Z');
 
 function deployment(slot: 'A' | 'B', version: string, good: boolean): DeploymentStatus {
-  return { slot, commit: slot.toLowerCase().repeat(64), version, timestamp: '2026-02-01T00:00:00Z', subject: 's', origin: { remote: 'r', ref: 'os/stable' }, signed_by: ['k'], deployed_at: '2026-02-02T00:00:00Z', good, tries_left: good ? 0 : 2, etc_conflicts: [], agent: { version: null, path: null, in_tree: false }, kargs: null, ...layerStatus(slot.toLowerCase().repeat(64), version, null) };
+  return { slot, commit: slot.toLowerCase().repeat(64), version, timestamp: '2026-02-01T00:00:00Z', subject: 's', origin: { remote: 'r', ref: 'os/stable', name: null }, signed_by: ['k'], deployed_at: '2026-02-02T00:00:00Z', good, tries_left: good ? 0 : 2, etc_conflicts: [], agent: { version: null, path: null, in_tree: false }, kargs: null, ...layerStatus(slot.toLowerCase().repeat(64), version, null) };
 }
 
 function deviceStatus(over: Partial<Status> = {}): Status {
   return {
-    sysroot: '/s', remote: 'http://r', ref: 'os/stable', bootloader: 'grub', pinned: false,
+    sysroot: '/s', remote: 'http://r', ref: 'os/stable', following: 'origin', bootloader: 'grub', pinned: false,
     booted: deployment('A', '1.0', true), pending: deployment('B', '2.0', false), rollback: null,
     boot: { order: ['B', 'A'], last_good: 'A', rescue: false, slots: { A: { good: true, tries_left: 0, deployed: true }, B: { good: false, tries_left: 2, deployed: true } } },
     last_boot: null, last_update: null, deployments: [], next_boot: 'B', failed_releases: [], boot_env: 'ok', boot_env_detail: null, trust: { version: null, keys: [] }, hil_hold: false,

@@ -22,8 +22,8 @@ t.test('exposition format: HELP, TYPE, samples, escaping', async (t) => {
 });
 
 const status = (): Status => ({
-  sysroot: '/s', remote: 'http://r', ref: 'os/stable', bootloader: 'uboot', pinned: false,
-  booted: { slot: 'A', commit: 'c'.repeat(64), version: '1 "beta"', timestamp: '', subject: '', origin: { remote: 'r', ref: 'os/stable' }, signed_by: [], deployed_at: '', good: true, tries_left: 3, etc_conflicts: [], agent: { version: null, path: null, in_tree: false }, kargs: null, ...layerStatus('c'.repeat(64), '1 "beta"', null) },
+  sysroot: '/s', remote: 'http://r', ref: 'os/stable', following: 'origin', bootloader: 'uboot', pinned: false,
+  booted: { slot: 'A', commit: 'c'.repeat(64), version: '1 "beta"', timestamp: '', subject: '', origin: { remote: 'r', ref: 'os/stable', name: null }, signed_by: [], deployed_at: '', good: true, tries_left: 3, etc_conflicts: [], agent: { version: null, path: null, in_tree: false }, kargs: null, ...layerStatus('c'.repeat(64), '1 "beta"', null) },
   pending: null, rollback: null,
   boot: { order: ['A', 'B'], last_good: 'A', rescue: false, slots: { A: { good: true, tries_left: 3, deployed: true }, B: { good: false, tries_left: 0, deployed: false } } },
   last_boot: null, last_update: null, boot_env: 'ok', boot_env_detail: null,
