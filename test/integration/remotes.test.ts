@@ -96,3 +96,21 @@ t.test('rebase from os/stable to os/beta on another server and back; the beta ke
   t.same((await larchOk(['remote', 'list', '--sysroot', dev, '--json'])).json.remotes.map((r: any) => r.name), ['origin']);
   t.notOk(existsSync(join(dev, 'larch/remotes/beta')), "the remote's keys are gone with it");
 });
+
+t.test('a rebase whose slot falls back: the device follows the channel it runs again', async (t) => {
+  const stable = await vendor(t);
+  await stable.release(1);
+  const dev = join(tempDir(t), 'device');
+  await larchOk(['provision', '--sysroot', dev, '--repo-url', stable.url, '--ref', REF, '--keys', `${stable.key}.pub`, '--bootloader', 'uboot']);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  // A mirror of the same vendor repo (no keys: the origin's trust), followed under another name.
+  await larchOk(['remote', 'add', '--sysroot', dev, 'mirror', stable.url]);
+  const v2 = await stable.release(2);
+  t.match((await larchOk(['rebase', '--sysroot', dev, 'mirror:os/stable', '--json'])).json, { result: 'staged', to: { slot: 'B', commit: v2 }, following: { remote: 'mirror' } });
+  t.match((await larchOk(['remote', 'list', '--sysroot', dev, '--json'])).json.remotes, [{ name: 'origin', following: false }, { name: 'mirror', following: true, trust: { from: 'origin' } }]);
+  for (let i = 1; i <= 3; i++) t.match((await larchOk(['sim-boot', '--sysroot', dev, '--unhealthy', '--json'])).json, { slot: 'B', check: { outcome: 'retry' } }, `try ${i}: unhealthy`);
+  t.match((await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json, { slot: 'A', check: { fell_back: true, from: 'B' } });
+  t.match(await status(dev), { following: 'origin', ref: REF, booted: { slot: 'A', origin: { name: 'origin' } } }, 'after the fallback the device follows origin again');
+  const journal = readFileSync(join(dev, 'larch/journal.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  t.match(journal.filter((e) => e.event === 'rebase').map((e) => e.data), [{ remote: 'mirror', restored: false }, { remote: 'origin', restored: true }], 'journaled: the rebase, then its undoing');
+});
