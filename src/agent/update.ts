@@ -69,7 +69,7 @@ function channelOf(ctx: UpdateContext, config: DeviceConfig): Channel {
 
 /** The commit role's keys of the channel's remote (its own trust, or the origin's). */
 async function commitKeys(ctx: UpdateContext, config?: DeviceConfig) {
-  const channel = channelOf(ctx, config ?? (await ctx.sysroot.readConfig()));
+  const channel = ctx.channel ?? followedChannel(config ?? (await ctx.sysroot.readConfig()));
   return roleKeys(ctx.sysroot, 'commit', scopeOf(ctx.sysroot, channel.name, channel.remote));
 }
 
@@ -96,6 +96,8 @@ export interface UpgradeResult {
   packages?: PackageDiff | null;
   /** With layering (docs/layering.md): the derived commit staged on top of to.commit, and the layer parts dropped. */
   layered?: { commit: ObjectId; dropped: string[] };
+  /** deploy: the newest release of the ref the remote offers (null: deployed from the device's repo without asking the remote). */
+  newest?: { commit: ObjectId; version: string } | null;
 }
 
 export interface CheckResult {
@@ -229,24 +231,34 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
 
   // 1. the signed summary and the target
   const device = await deviceBinding(sysroot, config, booted.record.commit);
-  const summary = await fetchVerifiedSummary(ctx, config, device);
   const channel = channelOf(ctx, config);
-  const head = summary.refs[channel.ref];
-  if (!head) {
-    const hint = ctx.channel ? `larch remote show ${channel.name} --refs lists the refs it serves` : 'check the ref the device was provisioned with (larch status)';
-    throw new LarchError('NOT_FOUND', `the remote ${ctx.channel ? `${channel.name} (${ctx.remote.describe()}) ` : ''}has no ref '${channel.ref}'`, { hint, data: { ref: channel.ref, refs: Object.keys(summary.refs), remote: channel.name } });
-  }
   const repo = await sysroot.openRepo();
-  const barrier = pendingBarrier(head, await bootedRelease(sysroot, booted.record));
-  // upgrade goes through a barrier release first; deploy goes where it is told.
-  const offer = barrier ?? head;
-  const target = opts.target ? await resolveTarget(ctx, repo, summary, channel, opts.target) : { commit: offer.commit, version: offer.version, timestamp: offer.timestamp };
+  // deploy of a commit the device has already (a rollback's, a download's) needs no remote: it
+  // was verified when it came, and is verified again below.
+  const local = opts.target ? await resolveLocalTarget(repo, opts.target) : null;
+  let summary: Summary | null = null;
+  let barrier = null;
+  let target: { commit: ObjectId; version: string; timestamp: number };
+  if (local) target = local;
+  else {
+    summary = await fetchVerifiedSummary(ctx, config, device);
+    const head = summary.refs[channel.ref];
+    if (!head) {
+      const hint = ctx.channel ? `larch remote show ${channel.name} --refs lists the refs it serves` : 'check the ref the device was provisioned with (larch status)';
+      throw new LarchError('NOT_FOUND', `the remote ${ctx.channel ? `${channel.name} (${ctx.remote.describe()}) ` : ''}has no ref '${channel.ref}'`, { hint, data: { ref: channel.ref, refs: Object.keys(summary.refs), remote: channel.name } });
+    }
+    barrier = pendingBarrier(head, await bootedRelease(sysroot, booted.record));
+    // upgrade goes through a barrier release first; deploy goes where it is told.
+    const offer = barrier ?? head;
+    target = opts.target ? await resolveTarget(ctx, repo, head, channel, opts.target) : { commit: offer.commit, version: offer.version, timestamp: offer.timestamp };
+  }
+  const newest = opts.target ? { newest: summary ? { commit: summary.refs[channel.ref]!.commit, version: summary.refs[channel.ref]!.version } : null } : {};
   // A layered deployment's base is what the vendor's commits are compared with (and deltas start from).
   const base = await baseCommitOf(sysroot, booted.slot, booted.record.commit);
   if (target.commit === base) {
     // A rebase onto the commit already booted stages nothing: the device follows the new channel from now on.
     if (ctx.channel && !opts.dryRun && !opts.downloadOnly) await followChannel(sysroot, channel, `rebase; version ${from.version} is booted already`);
-    return { result: 'no-update', from, to: null, download: none, etc_conflicts: [] };
+    return { result: 'no-update', from, to: null, download: none, etc_conflicts: [], ...newest };
   }
   // The target's commit object alone, before anything of it is stored: the agent it needs and what it is bound to.
   const targetCommit = await offeredCommit(ctx, target.commit);
@@ -270,7 +282,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const lowerFloorTo = await checkTarget(sysroot, { ...config, ref: channel.ref }, bootedMeta, { ...target, metadata: targetCommit.metadata }, opts.allowDowngrade === true);
   if (!opts.downloadOnly && !opts.dryRun) requireBootedGood(state, booted);
   const slot = other(booted.slot);
-  const delta = findDelta(summary, base, target.commit) ?? findDelta(summary, null, target.commit);
+  const delta = summary && (findDelta(summary, base, target.commit) ?? findDelta(summary, null, target.commit));
   const to = { slot, commit: target.commit, version: target.version };
   // 2. space (before anything is downloaded)
   await checkSpace(sysroot, delta, booted.slot);
@@ -299,9 +311,9 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   if (opts.dryRun) {
     // The target is in the repo now (pulled and verified above): both lists are local reads.
     const packages = diffCommitPackages((await repo.readCommit(booted.record.commit)).metadata, (await repo.readCommit(target.commit)).metadata);
-    return { result: 'dry-run', from, to, download, etc_conflicts: [], packages };
+    return { result: 'dry-run', from, to, download, etc_conflicts: [], packages, ...newest };
   }
-  if (opts.downloadOnly) return { result: 'downloaded', from, to, download, etc_conflicts: [] };
+  if (opts.downloadOnly) return { result: 'downloaded', from, to, download, etc_conflicts: [], ...newest };
 
   // 4. deploy into the other slot and stage it
   // The booted deployment's layering, re-applied on the verified new base (layering/reapply.ts).
@@ -313,7 +325,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   // Tried again on purpose: a new failure will be a new record.
   if (failed) await forgetFailedRelease(sysroot, target.commit);
   const layered = layers.commit !== target.commit || layers.dropped.length > 0 ? { layered: { commit: layers.commit, dropped: layers.dropped } } : {};
-  return { result: 'staged', from, to, download, etc_conflicts: record.etcMerge?.conflicts ?? [], etc_plan: record.etcMerge?.plan, ...layered };
+  return { result: 'staged', from, to, download, etc_conflicts: record.etcMerge?.conflicts ?? [], etc_plan: record.etcMerge?.plan, ...layered, ...newest };
 }
 
 /**
@@ -423,19 +435,65 @@ async function repairing<T>(ctx: UpdateContext, repo: Repo, commit: ObjectId, fn
   });
 }
 
-async function resolveTarget(ctx: UpdateContext, repo: Repo, summary: Summary, channel: Channel, target: string): Promise<{ commit: ObjectId; version: string; timestamp: number }> {
-  const head = summary.refs[channel.ref]!;
-  if (head.version === target || head.commit === target) return head;
-  if (/^[0-9a-f]{64}$/.test(target)) {
-    if (await repo.hasObject('commit', target)) {
-      const c = await repo.readCommit(target);
-      return { commit: target, version: c.version, timestamp: c.timestamp };
-    }
+/** The most commits `deploy` walks back from the ref's head on the remote (one commit object each). */
+export const MAX_HISTORY = 10_000;
+
+/** Is this a commit id prefix (4 to 64 hex digits)? */
+const isIdPrefix = (s: string) => /^[0-9a-f]{4,64}$/.test(s);
+
+/**
+ * deploy's target among the commits the device has (its deployments' and bases', a finished
+ * download): the one whose version is `target`, or whose id is or starts with it. Layered
+ * commits made on the device are not targets (their vendor base is).
+ * @returns null when none matches @throws USAGE when a prefix matches several
+ */
+async function resolveLocalTarget(repo: Repo, target: string): Promise<{ commit: ObjectId; version: string; timestamp: number } | null> {
+  const ids = new Set<ObjectId>();
+  for (const r of await repo.listRefs()) if (r.branch.startsWith('larch/')) ids.add(r.commit);
+  const byVersion: { commit: ObjectId; version: string; timestamp: number }[] = [];
+  const byId: { commit: ObjectId; version: string; timestamp: number }[] = [];
+  for (const id of ids) {
+    if (!(await repo.hasObject('commit', id))) continue;
+    const c = await repo.readCommit(id);
+    if (baseOf(c.metadata) !== null) continue;
+    const hit = { commit: id, version: c.version, timestamp: c.timestamp };
+    if (c.version === target) byVersion.push(hit);
+    else if (isIdPrefix(target) && id.startsWith(target)) byId.push(hit);
   }
-  // An older version: walk the ref's history on the remote.
-  const history = ctx.remote.history ? await ctx.remote.history(repo, head.commit, 100) : [];
-  const found = history.find((h) => h.version === target || h.commit === target);
-  if (!found) throw new LarchError('NOT_FOUND', `version or commit '${target}' is not in the history of ${channel.ref} on ${ctx.remote.describe()}`, { hint: "larch check shows the newest version; use a version from the vendor's release list", data: { target, ref: channel.ref, remote: ctx.remote.describe() } });
+  // A version is a name (the newest commit with it); an id prefix must be unique.
+  if (byVersion.length) return byVersion.sort((a, b) => b.timestamp - a.timestamp)[0]!;
+  return pickOne(byId, target, 'on this device');
+}
+
+/** One match, or none; several: USAGE naming the candidates. */
+function pickOne<T extends { commit: ObjectId; version: string }>(matches: T[], target: string, where: string): T | null {
+  if (matches.length <= 1) return matches[0] ?? null;
+  const candidates = matches.map((m) => ({ commit: m.commit, version: m.version }));
+  throw new LarchError('USAGE', `'${target}' matches ${matches.length} commits ${where}: ${candidates.map((c) => `${c.commit.slice(0, 12)} (version ${c.version})`).join(', ')}; give more digits or the version`, {
+    hint: 'give more digits of the commit id, the full id, or the version',
+    data: { target, candidates },
+  });
+}
+
+/**
+ * deploy's target on the remote: the ref's head, else the ref's whole history there (at most
+ * MAX_HISTORY commits back), by version, full id or unique id prefix (at least 4 hex digits).
+ * @throws NOT_FOUND, USAGE (a prefix of several commits: data.candidates)
+ */
+export async function resolveTarget(ctx: UpdateContext, repo: Repo, head: { commit: ObjectId; version: string; timestamp: number }, channel: Channel, target: string): Promise<{ commit: ObjectId; version: string; timestamp: number }> {
+  if (head.version === target || head.commit === target) return head;
+  // A version or a full id ends the walk where it is found; a prefix walks it all (it must be unique).
+  const exact = (h: { commit: ObjectId; version: string }) => h.version === target || h.commit === target;
+  const history = ctx.remote.history ? await ctx.remote.history(repo, head.commit, MAX_HISTORY, isIdPrefix(target) && target.length < 64 ? undefined : exact) : [];
+  const matches = new Map<ObjectId, { commit: ObjectId; version: string }>();
+  for (const h of history) if (h.version === target || h.commit === target || (isIdPrefix(target) && h.commit.startsWith(target))) matches.set(h.commit, h);
+  // A version names the newest commit that has it (a version shipped twice); an id prefix must be unique.
+  const byVersion = history.find((h) => h.version === target);
+  const found = byVersion ?? pickOne([...matches.values()], target, `in the history of ${channel.ref}`);
+  if (!found) {
+    const walked = history.length >= MAX_HISTORY ? ` (the newest ${MAX_HISTORY} commits)` : ` (${history.length} commits)`;
+    throw new LarchError('NOT_FOUND', `version or commit '${target}' is not in the history of ${channel.ref} on ${ctx.remote.describe()}${walked}`, { hint: "larch check shows the newest version; use a version from the vendor's release list, a commit id or a unique prefix of one", data: { target, ref: channel.ref, remote: ctx.remote.describe(), walked: history.length } });
+  }
   // Not local yet: the commit object (verified, not stored) says when it was made; guessing 0
   // would call every newer commit a downgrade.
   const c = (await repo.hasObject('commit', found.commit)) ? await repo.readCommit(found.commit) : await ctx.remote.fetchCommit(found.commit, { trusted: (await commitKeys(ctx)).keys });

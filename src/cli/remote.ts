@@ -58,9 +58,9 @@ export function followedRemote(sysroot: Sysroot, config: DeviceConfig, limits: R
       const r = await now();
       return r.fetchTrust ? r.fetchTrust(version) : null;
     },
-    history: async (repo, from, limit) => {
+    history: async (repo, from, limit, until) => {
       const r = await now();
-      return r.history ? r.history(repo, from, limit) : [];
+      return r.history ? r.history(repo, from, limit, until) : [];
     },
   };
 }

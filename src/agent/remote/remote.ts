@@ -23,8 +23,8 @@ export interface Remote {
   fetchCommit(id: ObjectId, opts: { trusted: Uint8Array[] }): Promise<Commit>;
   /** R/trust/VERSION.cbor, the signed trust document of that version (unchecked), or null when the remote has none. */
   fetchTrust?(version: number): Promise<Uint8Array | null>;
-  /** A commit's parent chain, for `deploy VERSION` (newest first, at most `limit`). */
-  history?(repo: Repo, from: ObjectId, limit: number): Promise<{ commit: ObjectId; version: string }[]>;
+  /** A commit's parent chain, for `deploy VERSION` (newest first, at most `limit`; it stops after the first entry `until` accepts). */
+  history?(repo: Repo, from: ObjectId, limit: number, until?: (h: { commit: ObjectId; version: string }) => boolean): Promise<{ commit: ObjectId; version: string }[]>;
 }
 
 export interface RemoteOptions {
@@ -45,7 +45,7 @@ export function remoteOver(fetcher: FileFetcher, opts: RemoteOptions = {}): Remo
     fetchSummary: (o) => exchange((f) => fetchSummary(f, o)),
     pull: (repo, to, o) => exchange((f) => pullCommitWithFallback(repo, to, { ...o, fetcher: f })),
     fetchCommit: (id, { trusted }) => exchange((f) => fetchCommitObject(f, id, { trusted })),
-    history: (_repo, from, limit) => exchange((f) => history(f, from, limit)),
+    history: (_repo, from, limit, until) => exchange((f) => history(f, from, limit, until)),
     fetchTrust: (version) => exchange((f) => f.fetchBytes(trustFilePath(version), { maxBytes: MAX_TRUST_BYTES }).catch((err) => (err instanceof LarchError && err.code === 'NOT_FOUND' ? null : Promise.reject(err)))),
   };
 }
@@ -56,7 +56,7 @@ export function remoteOver(fetcher: FileFetcher, opts: RemoteOptions = {}): Remo
  * and checked, as any other).
  * @throws OBJECT_MISSING, OBJECT_CORRUPT, NOT_FOUND, IO
  */
-async function history(f: FileFetcher, from: ObjectId, limit: number): Promise<{ commit: ObjectId; version: string }[]> {
+async function history(f: FileFetcher, from: ObjectId, limit: number, until?: (h: { commit: ObjectId; version: string }) => boolean): Promise<{ commit: ObjectId; version: string }[]> {
   const out: { commit: ObjectId; version: string }[] = [];
   let id: ObjectId | null = from;
   while (id !== null && out.length < limit) {
@@ -70,6 +70,7 @@ async function history(f: FileFetcher, from: ObjectId, limit: number): Promise<{
       throw new LarchError('OBJECT_CORRUPT', `commit ${id} from '${url}' is malformed: ${(err as Error).message}`, { data: { id, url } });
     }
     out.push({ commit: id, version: commit.version });
+    if (until?.(out[out.length - 1]!)) break;
     id = commit.parent;
   }
   return out;

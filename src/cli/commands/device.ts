@@ -309,6 +309,7 @@ async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<vo
     'dry-run': '',
   };
   io.out(msg[r.result] + '\n');
+  if (target !== undefined && r.newest !== undefined) io.out(r.newest ? `newest available: version ${r.newest.version} (${r.newest.commit.slice(0, 12)})\n` : "deployed from the device's repo; the remote was not asked for the newest\n");
   if (r.layered) io.out(`layered packages re-applied on version ${r.to?.version}: commit ${r.layered.commit.slice(0, 12)}${r.layered.dropped.length > 0 ? `; DROPPED (no longer apply): ${r.layered.dropped.join(', ')}` : ''}\n`);
   if (r.etc_conflicts.length > 0) io.out(`/etc conflicts (your version kept, the vendor's saved as FILE.larchnew): ${r.etc_conflicts.join(', ')}\n`);
   if (r.result === 'staged' && args.values.reboot === true) {
@@ -390,14 +391,21 @@ export const deploy: Command = {
   larch deploy - stage a given version or commit of the followed ref
 
 SYNOPSIS
-  larch deploy VERSION|COMMIT [--sysroot S] [--allow-downgrade] [--retry-failed] [--reboot]
+  larch deploy VERSION|COMMIT|PREFIX [--sysroot S] [--allow-downgrade] [--retry-failed] [--reboot]
                [--dry-run] [--timeout SECONDS] [--json]
 
 DESCRIPTION
-  As upgrade, but for a named version or commit from the ref's history. An older one (by
+  As upgrade, but for a named version or commit from the ref's history: a version, a full
+  commit id, or a unique prefix of one (at least 4 hex digits, as git and ostree take them;
+  a version that looks like hex is a version first). The commits the device has (its
+  deployments, a finished download) are looked at first, with no network: deploying one of
+  them works offline. Else the remote's whole history of the ref is searched (at most 10,000
+  commits back; a version or full id stops the walk where it is found). A prefix of several
+  commits is refused (exit 2, data.candidates: [{commit, version}]). An older one (by
   Debian version ordering or by commit timestamp) is refused unless --allow-downgrade is
   given. A release that failed on this device (it fell back, or was marked bad) is refused
-  unless --retry-failed is given.
+  unless --retry-failed is given. The answer names the version staged ("to") and the newest
+  the remote offers ("newest": {commit, version}; null when the remote was not asked).
 
 OPTIONS
 ${SYSROOT_HELP}
