@@ -97,14 +97,14 @@ t.test('rebase from os/stable to os/beta on another server and back; the beta ke
   t.notOk(existsSync(join(dev, 'larch/remotes/beta')), "the remote's keys are gone with it");
 });
 
-t.test('a rebase whose slot falls back: the device follows the channel it runs again', async (t) => {
+t.test('a rebase to a file:// copy of the repo whose slot falls back: the device follows the channel it runs again', async (t) => {
   const stable = await vendor(t);
   await stable.release(1);
   const dev = join(tempDir(t), 'device');
   await larchOk(['provision', '--sysroot', dev, '--repo-url', stable.url, '--ref', REF, '--keys', `${stable.key}.pub`, '--bootloader', 'uboot']);
   await larchOk(['sim-boot', '--sysroot', dev]);
-  // A mirror of the same vendor repo (no keys: the origin's trust), followed under another name.
-  await larchOk(['remote', 'add', '--sysroot', dev, 'mirror', stable.url]);
+  // A copy of the vendor repo on a mounted stick (file://; no keys: the origin's trust), followed under another name.
+  await larchOk(['remote', 'add', '--sysroot', dev, 'mirror', `file://${stable.repo}`]);
   const v2 = await stable.release(2);
   t.match((await larchOk(['rebase', '--sysroot', dev, 'mirror:os/stable', '--json'])).json, { result: 'staged', to: { slot: 'B', commit: v2 }, following: { remote: 'mirror' } });
   t.match((await larchOk(['remote', 'list', '--sysroot', dev, '--json'])).json.remotes, [{ name: 'origin', following: false }, { name: 'mirror', following: true, trust: { from: 'origin' } }]);
