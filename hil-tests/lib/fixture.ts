@@ -5,9 +5,9 @@
  * `larch serve` on 127.0.0.1 so the board can reach it (QEMU's 10.0.2.2 is this loopback).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 
 export const ROOT = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
@@ -119,6 +119,57 @@ export function variantCommands(kind: VariantKind, label: string): string[] {
   }
 }
 
+/** The commit time of a scenario's nth variant: newer than the base (2026-01-01) and than every earlier variant (upgrades refuse older timestamps). */
+export function variantTimestamp(n: number): number {
+  return Date.UTC(2026, 0, 1) / 1000 + n * 86400;
+}
+
+/**
+ * Builds, in the background, the resolved trees that the composes of a scenario's first `count`
+ * variants will ask compose's tree cache for (src/compose/tree-cache.ts), so that each of those
+ * composes takes its tree from the cache instead of running mmdebstrap (about a minute, more on a
+ * loaded machine) while the board waits. The tree's cache key is the definition's packages and
+ * the timestamp (maintainer scripts see it as SOURCE_DATE_EPOCH), never the variant's commands,
+ * so a scratch compose of the packages alone at variant n's timestamp stores the very tree that
+ * variant n's compose takes. They run one after the other, in one process group; a compose that
+ * needs a tree still being built waits for its lock, then takes it, so no tree is built twice.
+ * Only a warm-up: if it fails, the variant's own compose builds the tree (and reports why not).
+ */
+export function warmVariantTrees(source: string, count: number, workDir: string): { stop(): void } {
+  const def = parse(readFileSync(source, 'utf8')) as Record<string, unknown>;
+  // An exact compose resolves nothing: there is no tree to build ahead.
+  if (count <= 0 || def.exact === true) return { stop() {} };
+  rmSync(workDir, { recursive: true, force: true });
+  mkdirSync(workDir, { recursive: true });
+  const scratch: Record<string, unknown> = { ref: 'hil/tree-warm-up', version: def.version, architecture: def.architecture, packages: def.packages };
+  for (const field of ['kernel', 'recommends']) if (def[field] !== undefined) scratch[field] = def[field];
+  // Local .deb files by absolute path: the scratch definition lives elsewhere (the key takes their content and names, not where they are).
+  if (Array.isArray(def.local_packages)) scratch.local_packages = (def.local_packages as string[]).map((p) => resolve(dirname(source), p));
+  const definition = join(workDir, 'packages-only.toml');
+  writeFileSync(definition, stringify(scratch));
+  const repo = join(workDir, 'repo');
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const composes = Array.from({ length: count }, (_, i) => `${q(HOST_LARCH)} compose ${q(definition)} --repo ${q(repo)} --cache ${q(DEB_CACHE)} --timestamp ${variantTimestamp(i + 1)} --work-dir ${q(workDir)} --json >/dev/null`);
+  const script = [`${q(HOST_LARCH)} init --repo ${q(repo)} --mode bare-user >/dev/null`, ...composes, `rm -rf ${q(repo)}`].join(' && ');
+  const log = openSync(join(workDir, 'warm-up.log'), 'w');
+  const child = spawn('sh', ['-c', script], { detached: true, stdio: ['ignore', 'ignore', log] });
+  closeSync(log);
+  child.on('error', () => {});
+  child.unref();
+  return {
+    stop() {
+      // The whole group: larch compose, its mmdebstrap and the flock helper holding the key's lock.
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    },
+  };
+}
+
 export interface Variant {
   kind: VariantKind;
   commit: string;
@@ -138,9 +189,7 @@ export function composeVariant(base: BaseImage, repo: string, kind: VariantKind,
   delete def.timestamp;
   const path = join(base.definition, '..', `hil-${kind}-${n}.toml`);
   writeFileSync(path, stringify(def));
-  // Newer than the base (2026-01-01) and than every earlier variant: upgrades refuse older timestamps.
-  const timestamp = String(Date.UTC(2026, 0, 1) / 1000 + n * 86400);
-  const out = run(HOST_LARCH, ['compose', path, '--repo', repo, '--sign-key', base.signKey, '--cache', DEB_CACHE, '--timestamp', timestamp, '--agent', agent, '--json'], `larch compose ${path}`);
+  const out = run(HOST_LARCH, ['compose', path, '--repo', repo, '--sign-key', base.signKey, '--cache', DEB_CACHE, '--timestamp', String(variantTimestamp(n)), '--agent', agent, '--json'], `larch compose ${path}`);
   const commit = (JSON.parse(out) as { commit: string }).commit;
   run(HOST_LARCH, ['publish', '--repo', repo, '--sign-key', base.signKey]);
   return { kind, commit, version };
