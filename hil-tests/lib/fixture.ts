@@ -141,7 +141,9 @@ export function warmVariantTrees(source: string, count: number, workDir: string)
   if (count <= 0 || def.exact === true) return { stop() {} };
   rmSync(workDir, { recursive: true, force: true });
   mkdirSync(workDir, { recursive: true });
-  const scratch: Record<string, unknown> = { ref: 'hil/tree-warm-up', version: def.version, architecture: def.architecture, packages: def.packages };
+  // The tree is stored in the cache before the definition's commands run on it; a command that
+  // fails then ends the compose there, so nothing is committed (that would be work for nothing).
+  const scratch: Record<string, unknown> = { ref: 'hil/tree-warm-up', version: def.version, architecture: def.architecture, packages: def.packages, commands: [`echo 'hil: tree stored; the warm-up stops here' >&2; exit 1`] };
   for (const field of ['kernel', 'recommends']) if (def[field] !== undefined) scratch[field] = def[field];
   // Local .deb files by absolute path: the scratch definition lives elsewhere (the key takes their content and names, not where they are).
   if (Array.isArray(def.local_packages)) scratch.local_packages = (def.local_packages as string[]).map((p) => resolve(dirname(source), p));
@@ -149,8 +151,9 @@ export function warmVariantTrees(source: string, count: number, workDir: string)
   writeFileSync(definition, stringify(scratch));
   const repo = join(workDir, 'repo');
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  // Each compose ends with the failing command above (exit 4): the next one runs regardless.
   const composes = Array.from({ length: count }, (_, i) => `${q(HOST_LARCH)} compose ${q(definition)} --repo ${q(repo)} --cache ${q(DEB_CACHE)} --timestamp ${variantTimestamp(i + 1)} --work-dir ${q(workDir)} --json >/dev/null`);
-  const script = [`${q(HOST_LARCH)} init --repo ${q(repo)} --mode bare-user >/dev/null`, ...composes, `rm -rf ${q(repo)}`].join(' && ');
+  const script = [`${q(HOST_LARCH)} init --repo ${q(repo)} --mode bare-user >/dev/null`, ...composes, `rm -rf ${q(repo)}`].join('; ');
   const log = openSync(join(workDir, 'warm-up.log'), 'w');
   const child = spawn('sh', ['-c', script], { detached: true, stdio: ['ignore', 'ignore', log] });
   closeSync(log);
