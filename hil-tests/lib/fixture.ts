@@ -5,7 +5,7 @@
  * `larch serve` on 127.0.0.1 so the board can reach it (QEMU's 10.0.2.2 is this loopback).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parse, stringify } from 'smol-toml';
@@ -125,6 +125,22 @@ export function variantTimestamp(n: number): number {
 }
 
 /**
+ * The scratch definition warmVariantTrees composes for a definition (parsed TOML): what decides
+ * the resolved tree and its cache key (packages, kernel, architecture, recommends, local .deb
+ * files, here by their names), and one command, which fails: the tree is stored in the cache
+ * before the commands run, so the compose ends there and commits nothing (that would be work for
+ * nothing). null for an exact definition, which resolves nothing (no tree to build ahead).
+ */
+export function treeWarmUpDefinition(def: Record<string, unknown>): Record<string, unknown> | null {
+  if (def.exact === true) return null;
+  const scratch: Record<string, unknown> = { ref: 'hil/tree-warm-up', version: def.version, architecture: def.architecture, packages: def.packages };
+  for (const field of ['kernel', 'recommends']) if (def[field] !== undefined) scratch[field] = def[field];
+  if (Array.isArray(def.local_packages)) scratch.local_packages = (def.local_packages as string[]).map((p) => basename(p));
+  scratch.commands = ["echo 'hil: tree stored; the warm-up stops here' >&2; exit 1"];
+  return scratch;
+}
+
+/**
  * Builds, in the background, the resolved trees that the composes of a scenario's first `count`
  * variants will ask compose's tree cache for (src/compose/tree-cache.ts), so that each of those
  * composes takes its tree from the cache instead of running mmdebstrap (about a minute, more on a
@@ -136,22 +152,17 @@ export function variantTimestamp(n: number): number {
  * Only a warm-up: if it fails, the variant's own compose builds the tree (and reports why not).
  */
 export function warmVariantTrees(source: string, count: number, workDir: string): { stop(): void } {
-  const def = parse(readFileSync(source, 'utf8')) as Record<string, unknown>;
-  // An exact compose resolves nothing: there is no tree to build ahead.
-  if (count <= 0 || def.exact === true) return { stop() {} };
+  const scratch = treeWarmUpDefinition(parse(readFileSync(source, 'utf8')) as Record<string, unknown>);
+  if (count <= 0 || scratch === null) return { stop() {} };
   rmSync(workDir, { recursive: true, force: true });
   mkdirSync(workDir, { recursive: true });
-  // The tree is stored in the cache before the definition's commands run on it; a command that
-  // fails then ends the compose there, so nothing is committed (that would be work for nothing).
-  const scratch: Record<string, unknown> = { ref: 'hil/tree-warm-up', version: def.version, architecture: def.architecture, packages: def.packages, commands: [`echo 'hil: tree stored; the warm-up stops here' >&2; exit 1`] };
-  for (const field of ['kernel', 'recommends']) if (def[field] !== undefined) scratch[field] = def[field];
-  // Local .deb files by absolute path: the scratch definition lives elsewhere (the key takes their content and names, not where they are).
-  if (Array.isArray(def.local_packages)) scratch.local_packages = (def.local_packages as string[]).map((p) => resolve(dirname(source), p));
+  // Local .deb files beside the scratch definition, by their names (the key takes their names and content, not where they are).
+  for (const p of (scratch.local_packages as string[] | undefined) ?? []) copyFileSync(resolve(dirname(source), p), join(workDir, basename(p)));
   const definition = join(workDir, 'packages-only.toml');
   writeFileSync(definition, stringify(scratch));
   const repo = join(workDir, 'repo');
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  // Each compose ends with the failing command above (exit 4): the next one runs regardless.
+  // Each compose ends with the scratch definition's failing command (exit 4): the next one runs regardless.
   const composes = Array.from({ length: count }, (_, i) => `${q(HOST_LARCH)} compose ${q(definition)} --repo ${q(repo)} --cache ${q(DEB_CACHE)} --timestamp ${variantTimestamp(i + 1)} --work-dir ${q(workDir)} --json >/dev/null`);
   const script = [`${q(HOST_LARCH)} init --repo ${q(repo)} --mode bare-user >/dev/null`, ...composes, `rm -rf ${q(repo)}`].join('; ');
   const log = openSync(join(workDir, 'warm-up.log'), 'w');
@@ -179,17 +190,20 @@ export interface Variant {
   version: string;
 }
 
+/** The nth variant's definition (parsed TOML), from the base's: its version and subject, the kind's commands after the base's; its timestamp comes from compose --timestamp. */
+export function variantDefinition(base: Record<string, unknown>, kind: VariantKind, version: string, n: number): Record<string, unknown> {
+  const def: Record<string, unknown> = { ...base, version, subject: `hil ${kind} variant ${n}`, commands: [...((base.commands as string[]) ?? []), ...variantCommands(kind, version)] };
+  delete def.timestamp;
+  return def;
+}
+
 /**
  * Composes a variant onto the device's ref in `repo` and publishes the summary; newer than everything
  * before it. It carries `agent` at /usr/bin/larch (default: the base image's).
  */
 export function composeVariant(base: BaseImage, repo: string, kind: VariantKind, n: number, agent = base.agent): Variant {
-  const def = parse(readFileSync(base.definition, 'utf8')) as Record<string, unknown>;
   const version = `${base.version}.${n}-${kind}`;
-  def.version = version;
-  def.subject = `hil ${kind} variant ${n}`;
-  def.commands = [...((def.commands as string[]) ?? []), ...variantCommands(kind, version)];
-  delete def.timestamp;
+  const def = variantDefinition(parse(readFileSync(base.definition, 'utf8')) as Record<string, unknown>, kind, version, n);
   const path = join(base.definition, '..', `hil-${kind}-${n}.toml`);
   writeFileSync(path, stringify(def));
   const out = run(HOST_LARCH, ['compose', path, '--repo', repo, '--sign-key', base.signKey, '--cache', DEB_CACHE, '--timestamp', String(variantTimestamp(n)), '--agent', agent, '--json'], `larch compose ${path}`);
