@@ -5,9 +5,9 @@
  * `larch serve` on 127.0.0.1 so the board can reach it (QEMU's 10.0.2.2 is this loopback).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 
 export const ROOT = new URL('../..', import.meta.url).pathname.replace(/\/$/, '');
@@ -119,10 +119,82 @@ export function variantCommands(kind: VariantKind, label: string): string[] {
   }
 }
 
+/** The commit time of a scenario's nth variant: newer than the base (2026-01-01) and than every earlier variant (upgrades refuse older timestamps). */
+export function variantTimestamp(n: number): number {
+  return Date.UTC(2026, 0, 1) / 1000 + n * 86400;
+}
+
+/**
+ * The scratch definition warmVariantTrees composes for a definition (parsed TOML): what decides
+ * the resolved tree and its cache key (packages, kernel, architecture, recommends, local .deb
+ * files, here by their names), and one command, which fails: the tree is stored in the cache
+ * before the commands run, so the compose ends there and commits nothing (that would be work for
+ * nothing). null for an exact definition, which resolves nothing (no tree to build ahead).
+ */
+export function treeWarmUpDefinition(def: Record<string, unknown>): Record<string, unknown> | null {
+  if (def.exact === true) return null;
+  const scratch: Record<string, unknown> = { ref: 'hil/tree-warm-up', version: def.version, architecture: def.architecture, packages: def.packages };
+  for (const field of ['kernel', 'recommends']) if (def[field] !== undefined) scratch[field] = def[field];
+  if (Array.isArray(def.local_packages)) scratch.local_packages = (def.local_packages as string[]).map((p) => basename(p));
+  scratch.commands = ["echo 'hil: tree stored; the warm-up stops here' >&2; exit 1"];
+  return scratch;
+}
+
+/**
+ * Builds, in the background, the resolved trees that the composes of a scenario's first `count`
+ * variants will ask compose's tree cache for (src/compose/tree-cache.ts), so that each of those
+ * composes takes its tree from the cache instead of running mmdebstrap (about a minute, more on a
+ * loaded machine) while the board waits. The tree's cache key is the definition's packages and
+ * the timestamp (maintainer scripts see it as SOURCE_DATE_EPOCH), never the variant's commands,
+ * so a scratch compose of the packages alone at variant n's timestamp stores the very tree that
+ * variant n's compose takes. They run one after the other, in one process group; a compose that
+ * needs a tree still being built waits for its lock, then takes it, so no tree is built twice.
+ * Only a warm-up: if it fails, the variant's own compose builds the tree (and reports why not).
+ */
+export function warmVariantTrees(source: string, count: number, workDir: string): { stop(): void } {
+  const scratch = treeWarmUpDefinition(parse(readFileSync(source, 'utf8')) as Record<string, unknown>);
+  if (count <= 0 || scratch === null) return { stop() {} };
+  rmSync(workDir, { recursive: true, force: true });
+  mkdirSync(workDir, { recursive: true });
+  // Local .deb files beside the scratch definition, by their names (the key takes their names and content, not where they are).
+  for (const p of (scratch.local_packages as string[] | undefined) ?? []) copyFileSync(resolve(dirname(source), p), join(workDir, basename(p)));
+  const definition = join(workDir, 'packages-only.toml');
+  writeFileSync(definition, stringify(scratch));
+  const repo = join(workDir, 'repo');
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  // Each compose ends with the scratch definition's failing command (exit 4): the next one runs regardless.
+  const composes = Array.from({ length: count }, (_, i) => `${q(HOST_LARCH)} compose ${q(definition)} --repo ${q(repo)} --cache ${q(DEB_CACHE)} --timestamp ${variantTimestamp(i + 1)} --work-dir ${q(workDir)} --json >/dev/null`);
+  const script = [`${q(HOST_LARCH)} init --repo ${q(repo)} --mode bare-user >/dev/null`, ...composes, `rm -rf ${q(repo)}`].join('; ');
+  const log = openSync(join(workDir, 'warm-up.log'), 'w');
+  const child = spawn('sh', ['-c', script], { detached: true, stdio: ['ignore', 'ignore', log] });
+  closeSync(log);
+  child.on('error', () => {});
+  child.unref();
+  return {
+    stop() {
+      // The whole group: larch compose, its mmdebstrap and the flock helper holding the key's lock.
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    },
+  };
+}
+
 export interface Variant {
   kind: VariantKind;
   commit: string;
   version: string;
+}
+
+/** The nth variant's definition (parsed TOML), from the base's: its version and subject, the kind's commands after the base's; its timestamp comes from compose --timestamp. */
+export function variantDefinition(base: Record<string, unknown>, kind: VariantKind, version: string, n: number): Record<string, unknown> {
+  const def: Record<string, unknown> = { ...base, version, subject: `hil ${kind} variant ${n}`, commands: [...((base.commands as string[]) ?? []), ...variantCommands(kind, version)] };
+  delete def.timestamp;
+  return def;
 }
 
 /**
@@ -130,17 +202,11 @@ export interface Variant {
  * before it. It carries `agent` at /usr/bin/larch (default: the base image's).
  */
 export function composeVariant(base: BaseImage, repo: string, kind: VariantKind, n: number, agent = base.agent): Variant {
-  const def = parse(readFileSync(base.definition, 'utf8')) as Record<string, unknown>;
   const version = `${base.version}.${n}-${kind}`;
-  def.version = version;
-  def.subject = `hil ${kind} variant ${n}`;
-  def.commands = [...((def.commands as string[]) ?? []), ...variantCommands(kind, version)];
-  delete def.timestamp;
+  const def = variantDefinition(parse(readFileSync(base.definition, 'utf8')) as Record<string, unknown>, kind, version, n);
   const path = join(base.definition, '..', `hil-${kind}-${n}.toml`);
   writeFileSync(path, stringify(def));
-  // Newer than the base (2026-01-01) and than every earlier variant: upgrades refuse older timestamps.
-  const timestamp = String(Date.UTC(2026, 0, 1) / 1000 + n * 86400);
-  const out = run(HOST_LARCH, ['compose', path, '--repo', repo, '--sign-key', base.signKey, '--cache', DEB_CACHE, '--timestamp', timestamp, '--agent', agent, '--json'], `larch compose ${path}`);
+  const out = run(HOST_LARCH, ['compose', path, '--repo', repo, '--sign-key', base.signKey, '--cache', DEB_CACHE, '--timestamp', String(variantTimestamp(n)), '--agent', agent, '--json'], `larch compose ${path}`);
   const commit = (JSON.parse(out) as { commit: string }).commit;
   run(HOST_LARCH, ['publish', '--repo', repo, '--sign-key', base.signKey]);
   return { kind, commit, version };

@@ -8,7 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { type BoardProfile, parseBoardProfile } from '../../src/image/profile.ts';
 import type { Board } from './board.ts';
 import { type SerialBoardConfig, parseBoardConfig } from './config.ts';
-import { type BaseImage, HOST_LARCH, ROOT, buildBaseImage } from './fixture.ts';
+import { type BaseImage, HOST_LARCH, ROOT, buildBaseImage, warmVariantTrees } from './fixture.ts';
 import { QEMU_PROFILES, QemuBoard } from './qemu.ts';
 import { type ScenarioReport, runScenario } from './scenario.ts';
 import { SCENARIOS } from './scenarios.ts';
@@ -74,7 +74,8 @@ export async function runHil(opts: HilOptions): Promise<HilResult> {
   const reports: ScenarioReport[] = [];
   const images: { board: string; seconds: number }[] = [];
   const skipped: string[] = [];
-  const targets: { name: string; make: (dir: string) => Promise<{ board: Board; base: BaseImage }> }[] = [];
+  /** definition: the image definition the board's image and every variant are composed from. */
+  const targets: { name: string; definition: string; make: (dir: string) => Promise<{ board: Board; base: BaseImage }> }[] = [];
 
   if (opts.config) {
     const file = resolve(opts.config);
@@ -84,6 +85,7 @@ export async function runHil(opts: HilOptions): Promise<HilResult> {
     const firmwareDir = config.firmwareDir === undefined ? undefined : resolve(dirname(file), config.firmwareDir);
     targets.push({
       name: config.name,
+      definition: definition ?? join(ROOT, 'images', `${profile.name}.toml`),
       make: async (dir) => ({
         base: await buildBaseImage(profile.name, profile.architecture as 'amd64' | 'arm64', dir, { serverHost: config.serverHost, listenHost: config.listenHost, reuse: opts.reuse, definition, firmwareDir }),
         board: new SerialBoard(config, profile.bootloader, join(dir, 'console.log')),
@@ -99,6 +101,7 @@ export async function runHil(opts: HilOptions): Promise<HilResult> {
       }
       targets.push({
         name,
+        definition: join(ROOT, 'images', `${name}.toml`),
         make: async (dir) => {
           const base = await buildBaseImage(name, QEMU_PROFILES[name].architecture, dir, { reuse: opts.reuse });
           return { base, board: new QemuBoard({ board: name, disk: join(dir, 'disk.img'), workDir: dir, logPath: join(dir, 'console.log'), larchBin: HOST_LARCH }) };
@@ -107,11 +110,21 @@ export async function runHil(opts: HilOptions): Promise<HilResult> {
     }
   }
 
+  // The most versions one scenario composes: their trees are built while the image is built and the board boots.
+  const variants = Math.max(0, ...scenarios.map((s) => s.variants ?? 0));
   for (const target of targets) {
     const dir = join(opts.workDir, target.name);
     mkdirSync(dir, { recursive: true });
-    log(`== ${target.name}: building the image (work dir ${dir})`);
-    const { board, base } = await target.make(dir);
+    const warmUp = warmVariantTrees(target.definition, variants, join(dir, 'tree-warm-up'));
+    log(`== ${target.name}: building the image (work dir ${dir})${variants > 0 ? `; the trees of ${variants} variant(s) in the background` : ''}`);
+    let made: { board: Board; base: BaseImage };
+    try {
+      made = await target.make(dir);
+    } catch (e) {
+      warmUp.stop();
+      throw e;
+    }
+    const { board, base } = made;
     images.push({ board: target.name, seconds: base.seconds });
     log(`   ${base.version} (${base.commit.slice(0, 12)}) in ${base.seconds.toFixed(0)} s; console log ${board.console.logPath}`);
     try {
@@ -126,6 +139,7 @@ export async function runHil(opts: HilOptions): Promise<HilResult> {
         log(`   ${r.ok ? 'PASS' : 'FAIL'} in ${r.seconds.toFixed(0)} s${r.error ? `: ${r.error.split('\n')[0]}` : ''}`);
       }
     } finally {
+      warmUp.stop();
       await board.close();
     }
   }

@@ -175,6 +175,12 @@ export interface Scenario {
   raw?: boolean;
   /** The bootloaders it is about (default: every board); on other boards it is reported as not applicable, never as passed. */
   bootloaders?: Bootloader[];
+  /**
+   * How many versions it composes (ctx.compose calls): the runner builds their resolved trees
+   * ahead, beside the image build and the first boots (warmVariantTrees). A wrong count costs
+   * time only: a compose beyond it builds its own tree, as without warm-up.
+   */
+  variants?: number;
   run(ctx: Ctx): Promise<void>;
 }
 

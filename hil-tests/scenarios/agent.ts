@@ -17,6 +17,7 @@ const V2 = '9.2.0-hil-a2';
 export const agentScenario: Scenario = {
   id: 'agent',
   name: 'the agent in the tree: v1 with A1 upgrades to v2 with A2, A2 runs boot-check, the rollback slot boots A1',
+  variants: 2,
   async run(ctx) {
     const architecture = (parse(readFileSync(ctx.base.definition, 'utf8')) as { architecture: 'amd64' | 'arm64' }).architecture;
     const a1 = buildAgent(V1, architecture, ctx.workDir);

@@ -32,6 +32,7 @@ async function badUpdate(ctx: Ctx, kind: VariantKind, label: string): Promise<vo
 export const badUpdateScenario: Scenario = {
   id: 'b',
   name: 'bad updates (failing health check, panicking kernel) fall back by themselves',
+  variants: 2,
   async run(ctx) {
     await badUpdate(ctx, 'bad-health', 'health check fails');
     await badUpdate(ctx, 'bad-kernel', 'kernel panics');

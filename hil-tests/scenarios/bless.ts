@@ -19,6 +19,7 @@ async function slotState(ctx: Ctx, slot: string): Promise<{ good: boolean; tries
 export const blessScenario: Scenario = {
   id: 'bless',
   name: 'systemd-bless-boot and larch agree both ways (systemd-boot boards)',
+  variants: 1,
   bootloaders: ['systemd-boot'],
   async run(ctx) {
     const { slot } = await upgradeAndConfirm(ctx, 'reboot into the upgrade');

@@ -18,6 +18,7 @@ async function procCmdline(ctx: Ctx): Promise<string[]> {
 export const kargsScenario: Scenario = {
   id: 'kargs',
   name: 'larch kargs: the change on /proc/cmdline, the rollback keeps its own, a vendor argument added on upgrade keeps the local ones',
+  variants: 1,
   async run(ctx) {
     const factory = (await ctx.status()).booted;
     const before = await procCmdline(ctx);

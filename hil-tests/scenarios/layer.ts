@@ -46,6 +46,7 @@ function expectConfirmed(r: BootResult, label: string, slot: 'A' | 'B', commit: 
 export const layerScenario: Scenario = {
   id: 'layer',
   name: 'package layering: larch install jq from an apt repo, reboot into it, jq runs; a new base re-applies it offline, jq still runs',
+  variants: 1,
   async run(ctx) {
     const debs = layerDebs();
     const jqDeb = debs.find((d) => /\/jq_[^/]*\.deb$/.test(d));

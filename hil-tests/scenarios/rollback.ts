@@ -8,6 +8,7 @@ import { upgradeAndConfirm } from './upgrade.ts';
 export const rollbackScenario: Scenario = {
   id: 'd',
   name: 'larch rollback (to the previous tree; cancel a staged update)',
+  variants: 2,
   async run(ctx) {
     const factory = (await ctx.status()).booted;
     const up = await upgradeAndConfirm(ctx, 'reboot into the upgrade');

@@ -27,6 +27,7 @@ export async function upgradeAndConfirm(ctx: Ctx, label: string, opts: { agent?:
 export const upgrade: Scenario = {
   id: 'a',
   name: 'upgrade over HTTP, reboot, healthy, marked good',
+  variants: 1,
   async run(ctx) {
     const up = await upgradeAndConfirm(ctx, 'reboot into the upgrade');
     const again = await ctx.powerOnAsCase('b-marked-good', 1, 'power cycle on the confirmed tree');
