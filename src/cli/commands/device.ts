@@ -12,11 +12,11 @@ import { provision as provisionSysroot } from '../../agent/provision.ts';
 import { describeFailure } from '../../agent/failed-releases.ts';
 import { splitCommandLine } from '../../agent/kargs.ts';
 import { formatStatus, readStatus } from '../../agent/status.ts';
-import { BOOTLOADER_KINDS, type BootloaderKind, DEFAULT_SYSROOT, type RemoteMqttAuth } from '../../agent/sysroot.ts';
+import { BOOTLOADER_KINDS, type BootloaderKind, DEFAULT_SYSROOT } from '../../agent/sysroot.ts';
 import { isLocalRemote } from '../../agent/remote/local-fetch.ts';
 import { rebootFor } from '../../agent/reboot.ts';
 import { previewCheck, previewUpgrade } from '../../agent/upgrade-preview.ts';
-import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS } from '../mqtt-options.ts';
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, remoteMqttAuth } from '../mqtt-options.ts';
 import { cleanup as cleanupSysroot, finalize as finalizeSysroot, rollback as rollbackSysroot, setPinned, upgrade as upgradeSysroot } from '../../agent/update.ts';
 import { formatBytes } from '../progress.ts';
 import { formatLayerPreview, formatPackageDiff } from '../package-diff.ts';
@@ -35,14 +35,6 @@ const EXIT_HELP = `EXIT STATUS
   expired or replayed summary); 7 locked: another command holds the device lock S/larch/lock
   (waits LARCH_LOCK_TIMEOUT seconds, default 60); 8 no space; 9 I/O; 12 delta for another
   base; 13 bootloader env unreadable. docs/cli.md lists them all.`;
-
-/** The broker login and TLS files given to provision, as absolute paths (undefined: none). */
-function remoteMqttAuth(args: ParsedArgs): RemoteMqttAuth | undefined {
-  const file = (name: string) => (opt(args, name) === undefined ? undefined : resolve(opt(args, name)!));
-  const auth: RemoteMqttAuth = { username: opt(args, 'mqtt-username'), passwordFile: file('mqtt-password-file'), caFile: file('mqtt-ca'), certFile: file('mqtt-cert'), keyFile: file('mqtt-key') };
-  const given = Object.entries(auth).filter(([, v]) => v !== undefined);
-  return given.length ? (Object.fromEntries(given) as RemoteMqttAuth) : undefined;
-}
 
 function finishProgress(progress: ProgressFn | undefined): void {
   progress?.finish?.();

@@ -11,7 +11,7 @@ import { mergerFor } from '../../agent/etc/merger.ts';
 import { appendJournal } from '../../agent/journal.ts';
 import { isLocalRemote } from '../../agent/remote/local-fetch.ts';
 import { ORIGIN, type RemoteEntry, addRemote, checkRemoteName, deleteRemote, followedChannel, followedName, remoteDir, remoteNamed, remotesOf, scopeOf } from '../../agent/remotes.ts';
-import type { RemoteMqttAuth, Sysroot } from '../../agent/sysroot.ts';
+import type { Sysroot } from '../../agent/sysroot.ts';
 import { trustStatus } from '../../agent/trust-store.ts';
 import { fetchTrustedSummary } from '../../agent/trust-sync.ts';
 import { finalize as finalizeSysroot, upgrade as upgradeSysroot } from '../../agent/update.ts';
@@ -19,7 +19,7 @@ import { rebootFor } from '../../agent/reboot.ts';
 import { keyId, readPublicKey } from '../../store/sign.ts';
 import { type Command, type Io, type ParsedArgs, list, opt, positionals, printJson } from '../command.ts';
 import { locked, progressFor, remoteLimits, sysrootOf } from '../device-context.ts';
-import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS } from '../mqtt-options.ts';
+import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, remoteMqttAuth } from '../mqtt-options.ts';
 import { formatBytes } from '../progress.ts';
 import { remoteFor } from '../remote.ts';
 
@@ -106,10 +106,9 @@ EXAMPLES
     const keyFiles = list(args, 'keys').map((f) => resolve(f));
     const keys: [string, string][] = [];
     for (const f of keyFiles) keys.push([keyId(await readPublicKey(f)), f]);
-    const file = (o: string) => (opt(args, o) === undefined ? undefined : resolve(opt(args, o)!));
-    const auth = Object.fromEntries(Object.entries({ username: opt(args, 'mqtt-username'), passwordFile: file('mqtt-password-file'), caFile: file('mqtt-ca'), certFile: file('mqtt-cert'), keyFile: file('mqtt-key') }).filter(([, v]) => v !== undefined)) as RemoteMqttAuth;
-    if (!mqtt && Object.keys(auth).length > 0) throw new LarchError('USAGE', 'remote add: --mqtt-* options need --mqtt', { data: { command: 'remote add' } });
-    const entry: RemoteEntry = { url, kind: mqtt ? 'mqtt' : 'http', ...(Object.keys(auth).length ? { mqtt: auth } : {}), trust: keys.length ? 'own' : 'origin' };
+    const auth = remoteMqttAuth(args);
+    if (!mqtt && auth) throw new LarchError('USAGE', 'remote add: --mqtt-* options need --mqtt', { data: { command: 'remote add' } });
+    const entry: RemoteEntry = { url, kind: mqtt ? 'mqtt' : 'http', ...(auth ? { mqtt: auth } : {}), trust: keys.length ? 'own' : 'origin' };
     const next = addRemote(config, name, entry); // refuses a taken name before anything is written
     // The keys first: a kill before config.json names the remote leaves an unused directory, which the next add replaces.
     const dir = remoteDir(sysroot, name);
