@@ -60,6 +60,8 @@ export interface UpdateContext {
   progress?: (done: number, total: number | null) => void;
   /** rebase: the remote (by name) and ref to stage from and follow from then on; absent: the followed ones. */
   channel?: Channel;
+  /** upgrade/deploy --from-file: `remote` reads this bundle (its own serial floor; only its deltas). */
+  fromFile?: string;
 }
 
 /** The channel of an operation: the rebase target's, else the followed one. */
@@ -180,7 +182,7 @@ async function bootedRelease(sysroot: Sysroot, record: DeploymentRecord): Promis
 async function fetchVerifiedSummary(ctx: UpdateContext, config: DeviceConfig, device: Binding): Promise<Summary> {
   // Under the device's trust (summary role), new trust documents picked up on the way (trust-sync.ts);
   // the binding is checked before the serial is recorded: another product's summary must not raise this device's floor.
-  return fetchTrustedSummary(ctx.remote, ctx.sysroot, config, (summary) => checkSummaryBinding(device, summary, ctx.remote.describe()), channelOf(ctx, config));
+  return fetchTrustedSummary(ctx.remote, ctx.sysroot, config, (summary) => checkSummaryBinding(device, summary, ctx.remote.describe()), channelOf(ctx, config), { bundle: ctx.fromFile !== undefined });
 }
 
 /** upgrade (to the ref's head) and deploy (opts.target). */
@@ -284,6 +286,13 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const slot = other(booted.slot);
   const delta = summary && (findDelta(summary, base, target.commit) ?? findDelta(summary, null, target.commit));
   const to = { slot, commit: target.commit, version: target.version };
+  // A bundle holds deltas only: without one from what the device runs it cannot bring the commit.
+  if (ctx.fromFile && !delta && !(await repo.hasObject('commit', target.commit))) {
+    throw new LarchError('DELTA_BASE_MISSING', `the bundle ${ctx.fromFile} has no delta from version ${booted.record.version} (${base.slice(0, 12)}), the one this device runs, to version ${target.version}; nothing was changed`, {
+      hint: `make the bundle with --from ${booted.record.version} (larch bundle create), or with no --from (a delta from nothing, larger)`,
+      data: { file: ctx.fromFile, from: base, to: target.commit, deltas: summary?.deltas.map((d) => ({ from: d.from, to: d.to })) ?? [] },
+    });
+  }
   // 2. space (before anything is downloaded)
   await checkSpace(sysroot, delta, booted.slot);
 
@@ -293,7 +302,12 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const trusted = commitRole.keys;
   let download: UpgradeResult['download'] = none;
   if (!(await repo.hasObject('commit', target.commit))) {
-    const onFallback = (f: DeltaFallback) => appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `delta ${f.delta} failed (${f.reason}: ${f.message}); fetching version ${target.version} object by object`, data: { fallback: f } }).then(() => {});
+    // A bundle holds no objects to fall back to: its delta's failure is the answer (a damaged member, named).
+    const onFallback = async (f: DeltaFallback, err: LarchError) => {
+      if (ctx.fromFile) throw err;
+      await journalFallback(f);
+    };
+    const journalFallback = (f: DeltaFallback) => appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `delta ${f.delta} failed (${f.reason}: ${f.message}); fetching version ${target.version} object by object`, data: { fallback: f } }).then(() => {});
     download = await ctx.remote.pull(repo, target.commit, { delta, trusted, downloadDir: sysroot.downloadDir, progress: ctx.progress, onFallback });
     failpoint('update::after-download');
     await appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `downloaded version ${target.version} (${download.bytes} bytes, ${download.via === 'delta' ? 'static delta' : 'object by object'})`, data: download });

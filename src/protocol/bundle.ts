@@ -39,8 +39,8 @@ export interface BundleIndex {
 
 const ID = '[0-9a-f]{64}';
 const NUMBER = '(?:0|[1-9][0-9]{0,8})';
-/** The repo paths a bundle may hold: what a device fetches to upgrade. */
-const PATH = new RegExp(`^(?:summary|summary\\.sig|trust/[1-9][0-9]{0,8}\\.cbor|deltas/(?:${ID}|empty)-${ID}/(?:envelope|part-${NUMBER}))$`);
+/** The repo paths a bundle may hold: what a device fetches to upgrade (the target's commit object and signatures are read before its delta). */
+const PATH = new RegExp(`^(?:summary|summary\\.sig|trust/[1-9][0-9]{0,8}\\.cbor|objects/[0-9a-f]{2}/[0-9a-f]{62}\\.(?:commit|sig)|deltas/(?:${ID}|empty)-${ID}/(?:envelope|part-${NUMBER}))$`);
 
 export function isBundlePath(path: string): boolean {
   return PATH.test(path);

@@ -96,11 +96,16 @@ export async function createBundle(repo: Repo, opts: BundleOptions): Promise<Bun
     { path: 'summary', bytes: summaryBytes },
     { path: 'summary.sig', bytes: sig },
     ...(await trustVersions(repo)).map((v) => ({ path: trustFilePath(v), file: join(repo.path, trustFilePath(v)) })),
+    // The target's commit object and signatures: a device reads them before the delta (the agent it needs, what it is bound to).
+    ...['commit', 'sig'].map((ext) => ({ path: `objects/${to.slice(0, 2)}/${to.slice(2)}.${ext}`, file: join(repo.path, 'objects', to.slice(0, 2), `${to.slice(2)}.${ext}`) })),
     ...deltas.flatMap((d) => {
       const name = deltaName(d);
       return [{ path: `deltas/${name}/envelope`, file: join(repo.path, 'deltas', name, 'envelope') }, ...d.parts.map((_, i) => ({ path: `deltas/${name}/part-${i}`, file: join(repo.path, 'deltas', name, `part-${i}`) }))];
     }),
   ];
+  // An unsigned commit has no .sig (devices refuse it; the bundle still says what it is).
+  const commitSig = members.findIndex((m) => m.path.endsWith('.sig') && m.path.startsWith('objects/'));
+  if (commitSig >= 0 && !(await stat(members[commitSig]!.file!).then(() => true, () => false))) members.splice(commitSig, 1);
   const described = [];
   for (const m of members) {
     if (m.bytes) described.push({ path: m.path, size: m.bytes.length, sha256: createHash('sha256').update(m.bytes).digest('hex') });
