@@ -1,14 +1,16 @@
 /**
  * Air-gapped updates (issue 20, must-show 2): a device with no route to any server upgrades from
  * a bundle file (`upgrade --from-file`) and from a `file://` remote; a tampered bundle, and one
- * without a delta from the release the device runs, are refused with nothing changed.
+ * without a delta from the release the device runs, are refused with nothing changed; the USB
+ * recipe's script installs the bundle of a stick.
  */
 import t from 'tap';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeBundleIndex } from '../../src/protocol/bundle.ts';
 import { REF, status, vendor } from '../device-helpers.ts';
-import { larch, larchOk, tempDir } from '../helpers.ts';
+import { BIN, ROOT, larch, larchOk, tempDir } from '../helpers.ts';
 
 t.test('upgrade --from-file with no route to the server; a tampered or a wrong bundle changes nothing', async (t) => {
   const v = await vendor(t);
@@ -62,4 +64,28 @@ t.test('upgrade --from-file with no route to the server; a tampered or a wrong b
   // The same device, from a file:// copy of the vendor repo (a mounted stick).
   await larchOk(['remote', 'add', '--sysroot', dev, 'usb', `file://${v.repo}`]);
   t.match((await larchOk(['rebase', '--sysroot', dev, `usb:${REF}`, '--json'])).json, { result: 'staged', to: { commit: v3, version: '3' } }, 'release 3 from the file:// remote');
+});
+
+t.test('the USB recipe: board/usb/usb-update installs the first larch-update/*.larchb of a stick', async (t) => {
+  const v = await vendor(t);
+  await v.release(1);
+  const dir = tempDir(t);
+  const dev = join(dir, 'device');
+  await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'grub']);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  const v2 = await v.release(2);
+  const stick = join(dir, 'stick');
+  mkdirSync(join(stick, 'larch-update'), { recursive: true });
+  // The script as udev or mdev runs it, with a directory standing in for the mounted stick.
+  const env = { ...process.env, USB_MOUNT: stick, LARCH: BIN, LARCH_SYSROOT: dev, LARCH_DEFAULTS: join(dir, 'no-defaults') };
+  const run = () => spawnSync('sh', [join(ROOT, 'board/usb/usb-update'), '/dev/sdz1'], { env, encoding: 'utf8' });
+  let r = run();
+  t.equal(r.status, 0, 'a stick without a bundle: nothing to do');
+  t.match(r.stdout, /no larch-update\/\*\.larchb on \/dev\/sdz1; nothing done/);
+  await larchOk(['bundle', 'create', '--repo', v.repo, '--ref', REF, '--from', '1', '--sign-key', `${v.key}.key`, '--out', join(stick, 'larch-update', '2.larchb')]);
+  writeFileSync(join(stick, 'larch-update', '9-not-a-bundle.txt'), 'x');
+  r = run();
+  t.equal(r.status, 0, `installed (${r.stderr.trim()})`);
+  t.match(JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))), { result: 'staged', to: { commit: v2, version: '2' } }, "the stick's bundle is staged");
+  t.match(await status(dev), { pending: { slot: 'B', commit: v2 } });
 });
