@@ -34,6 +34,7 @@ import { forgetFailedRelease, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
 import { checkCommitBinding, checkSummaryBinding, deviceBinding, isBound } from './product-binding.ts';
 import { roleKeys } from './trust-store.ts';
+import { readDeltaFileTarget } from './remote/delta-file.ts';
 import { type Channel, followedChannel, followedName, scopeOf } from './remotes.ts';
 import { followChannel, followDeployment } from './following.ts';
 import { fetchTrustedSummary } from './trust-sync.ts';
@@ -60,8 +61,10 @@ export interface UpdateContext {
   progress?: (done: number, total: number | null) => void;
   /** rebase: the remote (by name) and ref to stage from and follow from then on; absent: the followed ones. */
   channel?: Channel;
-  /** upgrade/deploy --from-file: `remote` reads this bundle (its own serial floor; only its deltas). */
+  /** upgrade/deploy --from-file: `remote` reads this bundle (no serial floor; only its deltas). */
   fromFile?: string;
+  /** upgrade/deploy --from-file with a one-file delta: `remote` applies it (remote/delta-file.ts); there is no summary. */
+  fromDelta?: string;
 }
 
 /** The channel of an operation: the rebase target's, else the followed one. */
@@ -242,7 +245,21 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   let barrier = null;
   let target: { commit: ObjectId; version: string; timestamp: number };
   if (local) target = local;
-  else {
+  else if (ctx.fromDelta) {
+    // A one-file delta: its signatures are the trust, its superblock the target.
+    const t = await readDeltaFileTarget(ctx.fromDelta, (await commitKeys(ctx, config)).keys);
+    if (opts.target && t.version !== opts.target && !t.commit.startsWith(opts.target)) {
+      throw new LarchError('USAGE', `the delta ${ctx.fromDelta} brings version ${t.version} (${t.commit.slice(0, 12)}), not '${opts.target}'`, { data: { file: ctx.fromDelta, target: opts.target, commit: t.commit, version: t.version } });
+    }
+    const base = await baseCommitOf(sysroot, booted.slot, booted.record.commit);
+    if (t.from !== null && t.from !== base && !(await repo.hasObject('commit', t.from))) {
+      throw new LarchError('DELTA_BASE_MISSING', `the delta ${ctx.fromDelta} updates commit ${t.from.slice(0, 12)}, which this device does not have (it runs version ${booted.record.version}, ${base.slice(0, 12)}); nothing was changed`, {
+        hint: `make the delta from version ${booted.record.version} (larch delta generate --from ${base.slice(0, 12)} --out FILE), or from nothing`,
+        data: { file: ctx.fromDelta, from: t.from, booted: base },
+      });
+    }
+    target = t;
+  } else {
     summary = await fetchVerifiedSummary(ctx, config, device);
     const head = summary.refs[channel.ref];
     if (!head) {

@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import { withDeviceLock } from '../agent/device-lock.ts';
 import { bundleFetcher } from '../agent/remote/bundle-fetch.ts';
+import { deltaFileRemote, isDeltaFile } from '../agent/remote/delta-file.ts';
 import { remoteOver } from '../agent/remote/remote.ts';
 import { mergerFor } from '../agent/etc/merger.ts';
 import { DEFAULT_SYSROOT, Sysroot } from '../agent/sysroot.ts';
@@ -40,7 +41,11 @@ export async function context(args: ParsedArgs, io: Io): Promise<UpdateContext> 
   const progress = args.json ? undefined : progressFor(io, 'download');
   // --from-file: a bundle read as the remote (upgrade, deploy): the same checks, no network.
   const file = opt(args, 'from-file');
-  if (file !== undefined) return { sysroot, remote: remoteOver(await bundleFetcher(file)), merger: mergerFor(), progress, fromFile: resolve(file) };
+  if (file !== undefined) {
+    // A one-file delta (LARCHDLT) or a bundle (LARCHBDL): told by the magic.
+    if (await isDeltaFile(file)) return { sysroot, remote: deltaFileRemote(file), merger: mergerFor(), progress, fromDelta: resolve(file) };
+    return { sysroot, remote: remoteOver(await bundleFetcher(file)), merger: mergerFor(), progress, fromFile: resolve(file) };
+  }
   return { sysroot, remote: remoteFor(config, remoteLimits(args)), merger: mergerFor(), progress };
 }
 

@@ -89,3 +89,31 @@ t.test('the USB recipe: board/usb/usb-update installs the first larch-update/*.l
   t.match(JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))), { result: 'staged', to: { commit: v2, version: '2' } }, "the stick's bundle is staged");
   t.match(await status(dev), { pending: { slot: 'B', commit: v2 } });
 });
+
+t.test('upgrade --from-file with a one-file delta: its signatures are the trust; a wrong base or key changes nothing', async (t) => {
+  const v = await vendor(t);
+  const v1 = await v.release(1);
+  const dir = tempDir(t);
+  const dev = join(dir, 'device');
+  await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  const v2 = await v.release(2);
+  const v3 = await v.release(3);
+  const good = join(dir, '1-2.delta');
+  await larchOk(['delta', 'generate', '--repo', v.repo, '--from', v1, '--to', v2, '--sign-key', `${v.key}.key`, '--out', good]);
+  const wrongBase = join(dir, '2-3.delta');
+  await larchOk(['delta', 'generate', '--repo', v.repo, '--from', v2, '--to', v3, '--sign-key', `${v.key}.key`, '--out', wrongBase]);
+  await larchOk(['keygen', '--out', join(dir, 'other')]);
+  const otherKey = join(dir, '1-2-other.delta');
+  await larchOk(['delta', 'generate', '--repo', v.repo, '--from', v1, '--to', v2, '--sign-key', join(dir, 'other.key'), '--out', otherKey]);
+  const config = join(dev, 'larch/config.json');
+  writeFileSync(config, readFileSync(config, 'utf8').replace(v.url, 'http://127.0.0.1:9'));
+
+  for (const [file, code, what] of [[wrongBase, 'DELTA_BASE_MISSING', 'a delta from a release the device does not have'], [otherKey, 'SIGNATURE_INVALID', 'a delta signed by a key the device does not trust']] as const) {
+    const r = await larch(['upgrade', '--sysroot', dev, '--from-file', file, '--json']);
+    t.equal(r.json?.error?.code, code, `${what}: ${code} (${r.json?.error?.message})`);
+    t.equal((await status(dev)).pending, null, `${what}: nothing staged`);
+  }
+  t.match((await larchOk(['upgrade', '--sysroot', dev, '--from-file', good, '--json'])).json, { result: 'staged', to: { slot: 'B', commit: v2, version: '2' }, download: { via: 'delta' } }, 'staged from the delta file, no server');
+  t.match((await larchOk(['sim-boot', '--sysroot', dev, '--json'])).json, { slot: 'B', check: { outcome: 'confirmed' } });
+});
