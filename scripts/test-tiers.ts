@@ -85,6 +85,8 @@ export const TIERS: Record<Tier, string[]> = {
     'test/integration/barriers.test.ts', // 30 s: agent-too-old, barriers through two daemon runs, the periodic check past a replayed announcement
     'test/integration/layer-status.test.ts', // ~30 s at load: status, db diff and the upgrade preview of a layered device
     'test/integration/remotes.test.ts', // named remotes and rebase: two served vendors, one device
+    'test/integration/bundle.test.ts', // bundle create, read back through the bundle fetcher and the Remote
+    'test/integration/offline.test.ts', // upgrade --from-file and a file:// remote with no route to the server
     'test/integration/deploy-target.test.ts', // deploy by id prefix, the newest named, offline from the device's repo
     'test/integration/systemd-boot.test.ts', // ~70 s at load 3: the systemd-boot backend through the binary, and a kill at every hit of its failpoints
   ],

@@ -48,7 +48,7 @@ const refusedAsUntrusted = (err: unknown) => err instanceof LarchError && err.co
  * serial is then not recorded). The channel is the followed one unless given (rebase).
  * @throws SIGNATURE_MISSING, SIGNATURE_INVALID (data.reason as verifySummary's, 'trust-rollback', 'rollback'), NOT_FOUND, IO
  */
-export async function fetchTrustedSummary(remote: Remote, sysroot: Sysroot, config: DeviceConfig, beforeRecord?: (summary: Summary) => void, channel: Channel = followedChannel(config)): Promise<Summary> {
+export async function fetchTrustedSummary(remote: Remote, sysroot: Sysroot, config: DeviceConfig, beforeRecord?: (summary: Summary) => void, channel: Channel = followedChannel(config), opts: { bundle?: boolean } = {}): Promise<Summary> {
   const now = Math.floor(Date.now() / 1000);
   const scope = scopeOf(sysroot, channel.name, channel.remote);
   const fetchUnder = (t: DeviceTrust) => {
@@ -79,7 +79,16 @@ export async function fetchTrustedSummary(remote: Remote, sysroot: Sysroot, conf
     throw new LarchError('SIGNATURE_INVALID', `${source}: the summary is signed under trust version ${summaryTrust}, older than version ${held}, the one this device trusts`, { hint: "the vendor publishes again after 'larch trust publish' (publish names the current trust version); nothing was changed", data: { reason: 'trust-rollback', source, trust_version: summaryTrust, device_trust_version: held } });
   }
   // The floor holds within one trust version: a new trust document resets it. Each remote has its own.
+  // A bundle (upgrade --from-file) has no serial floor: the serial floor stops a server that
+  // offers an old summary to hide a newer release (a freeze), which a stick the operator chose
+  // cannot do; the release floor and the downgrade check still stop an older release. A floor
+  // raised by every stick read would refuse the older of two sticks tried in turn.
+  if (opts.bundle) {
+    beforeRecord?.(summary);
+    return summary;
+  }
   const floor = channel.remote;
+  const floorName = `remote ${channel.name}`;
   const floorApplies = floor.summarySerial !== undefined && (floor.summaryTrustVersion ?? 0) === summaryTrust;
   if (floorApplies && summary.serial < floor.summarySerial!) {
     throw new LarchError('SIGNATURE_INVALID', `${source}: the summary's serial ${summary.serial} is lower than ${floor.summarySerial}, the last one this device accepted`, {
@@ -89,7 +98,7 @@ export async function fetchTrustedSummary(remote: Remote, sysroot: Sysroot, conf
   }
   beforeRecord?.(summary);
   if (!floorApplies || summary.serial > floor.summarySerial!) {
-    if (floor.summarySerial !== undefined && !floorApplies) await appendJournal(sysroot.journalPath, { event: 'trust', message: `summary serial floor of remote ${channel.name} reset under trust version ${summaryTrust} (was ${floor.summarySerial} under version ${floor.summaryTrustVersion ?? 0})`, data: { serial: summary.serial, trust_version: summaryTrust, remote: channel.name } });
+    if (floor.summarySerial !== undefined && !floorApplies) await appendJournal(sysroot.journalPath, { event: 'trust', message: `summary serial floor of ${floorName} reset under trust version ${summaryTrust} (was ${floor.summarySerial} under version ${floor.summaryTrustVersion ?? 0})`, data: { serial: summary.serial, trust_version: summaryTrust, remote: channel.name } });
     await sysroot.writeConfig(recordFloor(config, channel.name, { summarySerial: summary.serial, summaryTrustVersion: summaryTrust }));
   }
   return summary;

@@ -34,6 +34,7 @@ import { forgetFailedRelease, readFailedReleases } from './failed-store.ts';
 import { appendJournal } from './journal.ts';
 import { checkCommitBinding, checkSummaryBinding, deviceBinding, isBound } from './product-binding.ts';
 import { roleKeys } from './trust-store.ts';
+import { readDeltaFileTarget } from './remote/delta-file.ts';
 import { type Channel, followedChannel, followedName, scopeOf } from './remotes.ts';
 import { followChannel, followDeployment } from './following.ts';
 import { fetchTrustedSummary } from './trust-sync.ts';
@@ -60,6 +61,10 @@ export interface UpdateContext {
   progress?: (done: number, total: number | null) => void;
   /** rebase: the remote (by name) and ref to stage from and follow from then on; absent: the followed ones. */
   channel?: Channel;
+  /** upgrade/deploy --from-file: `remote` reads this bundle (no serial floor; only its deltas). */
+  fromFile?: string;
+  /** upgrade/deploy --from-file with a one-file delta: `remote` applies it (remote/delta-file.ts); there is no summary. */
+  fromDelta?: string;
 }
 
 /** The channel of an operation: the rebase target's, else the followed one. */
@@ -180,7 +185,7 @@ async function bootedRelease(sysroot: Sysroot, record: DeploymentRecord): Promis
 async function fetchVerifiedSummary(ctx: UpdateContext, config: DeviceConfig, device: Binding): Promise<Summary> {
   // Under the device's trust (summary role), new trust documents picked up on the way (trust-sync.ts);
   // the binding is checked before the serial is recorded: another product's summary must not raise this device's floor.
-  return fetchTrustedSummary(ctx.remote, ctx.sysroot, config, (summary) => checkSummaryBinding(device, summary, ctx.remote.describe()), channelOf(ctx, config));
+  return fetchTrustedSummary(ctx.remote, ctx.sysroot, config, (summary) => checkSummaryBinding(device, summary, ctx.remote.describe()), channelOf(ctx, config), { bundle: ctx.fromFile !== undefined });
 }
 
 /** upgrade (to the ref's head) and deploy (opts.target). */
@@ -240,7 +245,21 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   let barrier = null;
   let target: { commit: ObjectId; version: string; timestamp: number };
   if (local) target = local;
-  else {
+  else if (ctx.fromDelta) {
+    // A one-file delta: its signatures are the trust, its superblock the target.
+    const t = await readDeltaFileTarget(ctx.fromDelta, (await commitKeys(ctx, config)).keys);
+    if (opts.target && t.version !== opts.target && !t.commit.startsWith(opts.target)) {
+      throw new LarchError('USAGE', `the delta ${ctx.fromDelta} brings version ${t.version} (${t.commit.slice(0, 12)}), not '${opts.target}'`, { data: { file: ctx.fromDelta, target: opts.target, commit: t.commit, version: t.version } });
+    }
+    const base = await baseCommitOf(sysroot, booted.slot, booted.record.commit);
+    if (t.from !== null && t.from !== base && !(await repo.hasObject('commit', t.from))) {
+      throw new LarchError('DELTA_BASE_MISSING', `the delta ${ctx.fromDelta} updates commit ${t.from.slice(0, 12)}, which this device does not have (it runs version ${booted.record.version}, ${base.slice(0, 12)}); nothing was changed`, {
+        hint: `make the delta from version ${booted.record.version} (larch delta generate --from ${base.slice(0, 12)} --out FILE), or from nothing`,
+        data: { file: ctx.fromDelta, from: t.from, booted: base },
+      });
+    }
+    target = t;
+  } else {
     summary = await fetchVerifiedSummary(ctx, config, device);
     const head = summary.refs[channel.ref];
     if (!head) {
@@ -284,6 +303,13 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const slot = other(booted.slot);
   const delta = summary && (findDelta(summary, base, target.commit) ?? findDelta(summary, null, target.commit));
   const to = { slot, commit: target.commit, version: target.version };
+  // A bundle holds deltas only: without one from what the device runs it cannot bring the commit.
+  if (ctx.fromFile && !delta && !(await repo.hasObject('commit', target.commit))) {
+    throw new LarchError('DELTA_BASE_MISSING', `the bundle ${ctx.fromFile} has no delta from version ${booted.record.version} (${base.slice(0, 12)}), the one this device runs, to version ${target.version}; nothing was changed`, {
+      hint: `make the bundle with --from ${booted.record.version} (larch bundle create), or with no --from (a delta from nothing, larger)`,
+      data: { file: ctx.fromFile, from: base, to: target.commit, deltas: summary?.deltas.map((d) => ({ from: d.from, to: d.to })) ?? [] },
+    });
+  }
   // 2. space (before anything is downloaded)
   await checkSpace(sysroot, delta, booted.slot);
 
@@ -293,7 +319,12 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
   const trusted = commitRole.keys;
   let download: UpgradeResult['download'] = none;
   if (!(await repo.hasObject('commit', target.commit))) {
-    const onFallback = (f: DeltaFallback) => appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `delta ${f.delta} failed (${f.reason}: ${f.message}); fetching version ${target.version} object by object`, data: { fallback: f } }).then(() => {});
+    // A bundle holds no objects to fall back to: its delta's failure is the answer (a damaged member, named).
+    const onFallback = async (f: DeltaFallback, err: LarchError) => {
+      if (ctx.fromFile) throw err;
+      await journalFallback(f);
+    };
+    const journalFallback = (f: DeltaFallback) => appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `delta ${f.delta} failed (${f.reason}: ${f.message}); fetching version ${target.version} object by object`, data: { fallback: f } }).then(() => {});
     download = await ctx.remote.pull(repo, target.commit, { delta, trusted, downloadDir: sysroot.downloadDir, progress: ctx.progress, onFallback });
     failpoint('update::after-download');
     await appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `downloaded version ${target.version} (${download.bytes} bytes, ${download.via === 'delta' ? 'static delta' : 'object by object'})`, data: download });

@@ -3,7 +3,11 @@
  * merger, download bar) and the device lock around a command. Its own file, so the command
  * files (device.ts, layering.ts) import it and not each other.
  */
+import { resolve } from 'node:path';
 import { withDeviceLock } from '../agent/device-lock.ts';
+import { bundleFetcher } from '../agent/remote/bundle-fetch.ts';
+import { deltaFileRemote, isDeltaFile } from '../agent/remote/delta-file.ts';
+import { remoteOver } from '../agent/remote/remote.ts';
 import { mergerFor } from '../agent/etc/merger.ts';
 import { DEFAULT_SYSROOT, Sysroot } from '../agent/sysroot.ts';
 import type { UpdateContext } from '../agent/update.ts';
@@ -34,7 +38,15 @@ export function progressFor(io: Io, label: string): ProgressFn | undefined {
 export async function context(args: ParsedArgs, io: Io): Promise<UpdateContext> {
   const sysroot = sysrootOf(args);
   const config = await sysroot.readConfig();
-  return { sysroot, remote: remoteFor(config, remoteLimits(args)), merger: mergerFor(), progress: args.json ? undefined : progressFor(io, 'download') };
+  const progress = args.json ? undefined : progressFor(io, 'download');
+  // --from-file: a bundle read as the remote (upgrade, deploy): the same checks, no network.
+  const file = opt(args, 'from-file');
+  if (file !== undefined) {
+    // A one-file delta (LARCHDLT) or a bundle (LARCHBDL): told by the magic.
+    if (await isDeltaFile(file)) return { sysroot, remote: deltaFileRemote(file), merger: mergerFor(), progress, fromDelta: resolve(file) };
+    return { sysroot, remote: remoteOver(await bundleFetcher(file)), merger: mergerFor(), progress, fromFile: resolve(file) };
+  }
+  return { sysroot, remote: remoteFor(config, remoteLimits(args)), merger: mergerFor(), progress };
 }
 
 /** --timeout, --min-speed and --min-speed-time (check, upgrade, deploy). */

@@ -116,7 +116,7 @@ export function nextSerial(previous: { serial: number; trustVersion?: number }, 
 }
 
 /** Refuses to publish a summary the devices would refuse: not signed by the summary role's threshold. @throws SIGNATURE_INVALID */
-function checkSummarySigners(doc: TrustDocument, version: number, signKeys: SecretKey[]): void {
+export function checkSummarySigners(doc: TrustDocument, version: number, signKeys: SecretKey[]): void {
   const role = doc.roles.summary;
   const ids = new Set(role.keys.map(keyId));
   const inRole = new Set(signKeys.map((k) => keyId(k.publicKey)).filter((id) => ids.has(id)));
@@ -157,13 +157,13 @@ export async function summaryContents(repo: Repo, trusted: Uint8Array[]): Promis
   return { refs, deltas, skipped };
 }
 
-type Skip = Omit<SkippedDelta, 'name'>;
+export type Skip = Omit<SkippedDelta, 'name'>;
 
 /**
  * A delta directory as the summary lists it, or why it is left out (unreadable, malformed, a
  * part missing or of the wrong size, not signed by a trusted key).
  */
-async function describeDelta(dir: string, trusted: Uint8Array[]): Promise<SummaryDelta | Skip> {
+export async function describeDelta(dir: string, trusted: Uint8Array[]): Promise<SummaryDelta | Skip> {
   let envelope: Uint8Array;
   try {
     envelope = (await openDeltaDir(dir)).envelope;

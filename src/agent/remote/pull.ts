@@ -403,7 +403,8 @@ export interface CommitPullOptions extends TrustOptions {
   /** Bytes held so far (delta parts, or object files) and the total when known. */
   progress?: (done: number, total: number | null) => void;
   /** Told (and awaited) before the object pull starts when the delta failed: the device journals it. */
-  onFallback?: (f: DeltaFallback) => Promise<void>;
+  /** Told why the delta was given up, and the error it failed with; what it throws ends the pull (no objects are fetched). */
+  onFallback?: (f: DeltaFallback, err: LarchError) => Promise<void>;
 }
 
 /**
@@ -426,7 +427,7 @@ export async function pullCommitWithFallback(repo: Repo, to: ObjectId, opts: Com
       fallback = { delta: deltaName(delta), reason, code: e.code, message: e.message };
       // What was downloaded of it is of no further use (and may be what is damaged).
       await rm(join(downloadDir, deltaName(delta)), { recursive: true, force: true });
-      await opts.onFallback?.(fallback);
+      await opts.onFallback?.(fallback, e);
     }
   }
   const r = await pullObjects(repo, { fetcher, commit: to, downloadDir, trusted, onProgress: (e) => e.bytes !== undefined && progress?.(e.bytes, null) });

@@ -18,7 +18,7 @@ export interface Remote {
   fetchSummary(opts: { trusted: Uint8Array[]; lastSerial?: number; now: number; threshold?: number }): Promise<Summary>;
   /** Brings commit `to` into repo: through `delta` when given, else object by object. */
   /** A delta that fails (unsigned, missing, damaged) falls back to the objects: onFallback says why, the result keeps it. */
-  pull(repo: Repo, to: ObjectId, opts: { delta: SummaryDelta | null; trusted: Uint8Array[]; downloadDir: string; progress?: (done: number, total: number | null) => void; onFallback?: (f: DeltaFallback) => Promise<void> }): Promise<{ via: 'delta' | 'objects'; bytes: number; fallback?: DeltaFallback }>;
+  pull(repo: Repo, to: ObjectId, opts: { delta: SummaryDelta | null; trusted: Uint8Array[]; downloadDir: string; progress?: (done: number, total: number | null) => void; onFallback?: (f: DeltaFallback, err: LarchError) => Promise<void> }): Promise<{ via: 'delta' | 'objects'; bytes: number; fallback?: DeltaFallback }>;
   /** One commit object, its id and signatures checked, not stored (check's package diff). */
   fetchCommit(id: ObjectId, opts: { trusted: Uint8Array[] }): Promise<Commit>;
   /** R/trust/VERSION.cbor, the signed trust document of that version (unchecked), or null when the remote has none. */

@@ -276,7 +276,7 @@ ${EXIT_HELP}
   },
 };
 
-const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, reboot: { type: 'boolean' }, 'download-only': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, 'allow-downgrade': { type: 'boolean' }, 'drop-failing-layers': { type: 'boolean' }, ...REMOTE_LIMIT_OPTIONS };
+const UPGRADE_OPTIONS: OptionSpec = { ...SYSROOT_OPTION, 'from-file': { type: 'string' }, reboot: { type: 'boolean' }, 'download-only': { type: 'boolean' }, 'dry-run': { type: 'boolean' }, 'allow-downgrade': { type: 'boolean' }, 'drop-failing-layers': { type: 'boolean' }, ...REMOTE_LIMIT_OPTIONS };
 
 async function runUpgrade(args: ParsedArgs, io: Io, target?: string): Promise<void> {
   const ctx = await context(args, io);
@@ -318,7 +318,7 @@ export const upgrade: Command = {
   larch upgrade - update to the newest version of the followed ref
 
 SYNOPSIS
-  larch upgrade [--sysroot S] [--reboot] [--download-only] [--dry-run] [--allow-downgrade]
+  larch upgrade [--sysroot S] [--from-file BUNDLE] [--reboot] [--download-only] [--dry-run] [--allow-downgrade]
                 [--drop-failing-layers] [--timeout SECONDS] [--min-speed BYTES] [--min-speed-time SECONDS] [--json]
 
 DESCRIPTION
@@ -343,6 +343,13 @@ DESCRIPTION
 
 OPTIONS
 ${SYSROOT_HELP}
+  --from-file BUNDLE  take the update from this bundle file (larch bundle create: a USB stick,
+                     factory media) instead of the remote: the same checks (the summary signed
+                     under the followed remote's trust, expiry, its own serial floor, the
+                     delta and commit signatures), no network. The bundle must hold a delta
+                     from the booted release (else exit 12, DELTA_BASE_MISSING); a damaged or
+                     forged one is refused with nothing staged (exit 4, data.reason
+                     bundle-member; or 6)
   --reboot           finalize (merge /etc again with edits made since) and reboot
   --download-only    stop after the download and verification
   --dry-run          show what would be downloaded, the /etc merge plan and the package
@@ -383,7 +390,7 @@ export const deploy: Command = {
   larch deploy - stage a given version or commit of the followed ref
 
 SYNOPSIS
-  larch deploy VERSION|COMMIT|PREFIX [--sysroot S] [--allow-downgrade] [--retry-failed] [--reboot]
+  larch deploy VERSION|COMMIT|PREFIX [--sysroot S] [--from-file BUNDLE] [--allow-downgrade] [--retry-failed] [--reboot]
                [--dry-run] [--timeout SECONDS] [--json]
 
 DESCRIPTION
@@ -403,7 +410,7 @@ OPTIONS
 ${SYSROOT_HELP}
   --retry-failed  stage a release that failed on this device again (it is forgotten as
                   failed; if it fails again it is remembered again)
-  --allow-downgrade, --reboot, --download-only, --dry-run, --timeout, --min-speed,
+  --allow-downgrade, --from-file, --reboot, --download-only, --dry-run, --timeout, --min-speed,
   --min-speed-time, --json   as for upgrade
 
 ${EXIT_HELP}

@@ -35,6 +35,7 @@ const delta: Module = async () => {
 };
 const barrier: Module = async () => (await import('./barrier.ts')).barrierCommands;
 const publish: Module = async () => [(await import('./publish.ts')).publish];
+const bundle: Module = async () => (await import('./bundle.ts')).bundleCommands;
 const serve: Module = async () => [(await import('./serve.ts')).serve];
 const device: Module = async () => (await import('./device.ts')).deviceCommands;
 const layering: Module = async () => (await import('./layering.ts')).layeringCommands;
@@ -71,6 +72,7 @@ export const COMMAND_TABLE: readonly (readonly [name: string, module: Module])[]
   ...['delta generate', 'delta apply', 'delta list', 'delta show'].map((n) => [n, delta] as const),
   ...['barrier add', 'barrier remove', 'barrier list'].map((n) => [n, barrier] as const),
   ['publish', publish],
+  ['bundle create', bundle],
   ['serve', serve],
   ...['provision', 'status', 'check', 'upgrade', 'deploy', 'rollback', 'finalize', 'cleanup', 'pin', 'unpin', 'history', 'boot-check', 'mark-good', 'mark-bad', 'sim-boot'].map((n) => [n, device] as const),
   ['kargs', kargs],
