@@ -7,7 +7,8 @@
  * Compiled into every build: an unset variable costs one environment read per point.
  * docs/reliability.md (failpoints).
  */
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
+import { type CancelPhase, cancelRequestPath, checkCancel, readCancelRequest } from './cancellation.ts';
 import { LarchError } from './errors.ts';
 
 /** Every failpoint, with what is on disk when it is passed. `larch failpoints` prints this list. */
@@ -41,10 +42,10 @@ export const FAILPOINTS = {
   'bootenv::after-bls-entry-write': 'systemd-boot: one boot entry (a slot, or the rescue entry) written whole and synced',
   'bootenv::after-bls-remove': "systemd-boot: one boot entry removed (a slot's old entry before its new one, or a cut write's leftover)",
   // Writing a deployment into a slot (src/agent/deploy.ts): upgrade, deploy and provision.
+  'deploy::after-checkout': "the commit checked out to the slot's temporary directory (the slot's old deployment still whole)",
+  'deploy::after-etc-merge': "the slot's new /etc merged (or copied) in the temporary directory; the point of no return follows",
   'deploy::after-record-unlink': "the slot's deployment record removed (the slot is no deployment now)",
   'deploy::after-old-slot-unlink': "the slot's old tree and boot files removed",
-  'deploy::after-checkout': 'the commit checked out to the slot\'s temporary directory',
-  'deploy::after-etc-merge': "the slot's new /etc merged (or copied) in the temporary directory",
   'deploy::after-boot-files': "the slot's boot files copied to the boot partition's temporary directory and synced",
   'deploy::after-boot-rename': "the slot's boot files renamed into place",
   'deploy::after-slot-rename': "the slot's tree renamed into place and the renames synced",
@@ -84,6 +85,21 @@ export const FAILPOINTS = {
 
 export type Failpoint = keyof typeof FAILPOINTS;
 
+/**
+ * The cancel points (cancellation.ts): the failpoints where a command asked to stop by `larch
+ * cancel` ends, each with the phase it reports. All of them come before the point of no return
+ * (the slot's old deployment is still whole and bootable); what each leaves is in
+ * docs/reliability.md ("Cancel").
+ */
+export const CANCEL_POINTS: Partial<Record<Failpoint, CancelPhase>> = {
+  'delta::after-part-download': 'download',
+  'delta::after-part-apply': 'download',
+  'update::after-download': 'verify',
+  'update::after-downloaded-ref': 'verify',
+  'deploy::after-checkout': 'staging',
+  'deploy::after-etc-merge': 'staging',
+};
+
 export const FAILPOINT_NAMES = Object.keys(FAILPOINTS) as Failpoint[];
 
 export interface FailpointSpec {
@@ -112,6 +128,28 @@ export function parseFailpointSpec(text: string, variable = 'LARCH_FAILPOINT'): 
 /** Checks LARCH_FAILPOINT once at start-up (src/cli/main.ts), so a typo fails loudly instead of never firing. @throws USAGE */
 export function checkFailpointEnv(env: NodeJS.ProcessEnv = process.env): void {
   if (env.LARCH_FAILPOINT) parseFailpointSpec(env.LARCH_FAILPOINT);
+  if (env.LARCH_PAUSEPOINT) parseFailpointSpec(env.LARCH_PAUSEPOINT, 'LARCH_PAUSEPOINT');
+}
+
+/** How long a pause point waits for a cancel request before it goes on. */
+export const PAUSE_MAX_MS = 30_000;
+
+/**
+ * LARCH_PAUSEPOINT=NAME (a test hook, as LARCH_FAILPOINT): the failpoint NAME stops the process
+ * until a cancel request (S/larch/cancel.json) appears or 30 s pass, so a test cancels a command
+ * at a point it chose instead of at a moment it guessed: at a cancel point the command stops
+ * there; past the point of no return it goes on, and cancel undoes it. The process blocks there
+ * (the signal that follows the request is handled after the wait), so the request is read at
+ * the point itself. Only while the device lock is held: a command that cannot be cancelled does
+ * not wait for a cancel. The device lock refuses it on a real device (agent/device-lock.ts).
+ */
+function pause(): void {
+  const path = cancelRequestPath();
+  if (!path) return;
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  const until = Date.now() + PAUSE_MAX_MS;
+  while (!existsSync(path) && Date.now() < until) Atomics.wait(cell, 0, 0, 20);
+  if (existsSync(path)) readCancelRequest();
 }
 
 const hits = new Map<Failpoint, number>();
@@ -124,6 +162,9 @@ const hits = new Map<Failpoint, number>();
 export function failpoint(name: Failpoint): void {
   const log = process.env.LARCH_FAILPOINT_LOG;
   if (log) appendFileSync(log, `${name}\n`);
+  if (process.env.LARCH_PAUSEPOINT === name) pause();
+  const phase = CANCEL_POINTS[name];
+  if (phase) checkCancel(phase);
   const armed = process.env.LARCH_FAILPOINT;
   if (!armed) return;
   const n = (hits.get(name) ?? 0) + 1;

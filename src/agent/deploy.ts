@@ -90,16 +90,23 @@ export interface WriteDeploymentOptions {
   merge?: { bootedSlot: Slot; merger: EtcMerger };
   /** The deployment's kernel arguments (deploymentKargs, made before anything is written); absent where the device manages none. */
   kargs?: CheckedKargs;
+  /** Run at the point of no return, before the slot's old deployment is touched: stage() marks the slot unbootable. */
+  replace?: () => Promise<void>;
 }
 
 /** The vendor /etc of a deployment (moved out of /etc at deploy time). */
 export const VENDOR_ETC = join('usr', 'etc');
 
 /**
- * Writes commitId into slot, replacing what the slot held. The caller must first make the
- * bootloader stop booting the slot (its state marked bad), so a power cut mid-write never boots a
- * half-written slot; and the slot must not be the booted one.
- * @throws NOT_FOUND, OBJECT_MISSING, NO_SPACE, IO
+ * Writes commitId into slot, replacing what the slot held, in two halves:
+ *   1. the tree is checked out to deploy/X.tmp and its /etc merged there, while the slot's old
+ *      deployment stays whole and bootable (hardlinks: the cost is the new /etc);
+ *   2. the point of no return: opts.replace runs (the caller makes the bootloader stop booting
+ *      the slot, so a power cut mid-write never boots a half-written slot), then the old tree
+ *      and boot files go and the new ones are renamed into place.
+ * A cancel (the cancel points of the first half) or an error before the second half leaves the
+ * slot as it was. The slot must not be the booted one.
+ * @throws NOT_FOUND, OBJECT_MISSING, NO_SPACE, IO; the cancel error (cancellation.ts)
  */
 export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, commitId: ObjectId, opts: WriteDeploymentOptions): Promise<DeploymentRecord> {
   const commit = await repo.readCommit(commitId);
@@ -107,19 +114,12 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
   const dir = sysroot.deployDir(slot);
   const tmp = `${dir}.tmp`;
   const bootTmp = `${sysroot.slotBootDir(slot)}.tmp`;
-  await rm(sysroot.deployRecordPath(slot), { force: true });
-  await fsyncPath(join(sysroot.larchDir, 'deploy')).catch(() => {});
-  failpoint('deploy::after-record-unlink');
-  // The slot is unbootable now (the caller marked it so): its old boot files go first, so /boot
-  // needs room for one slot's files beside the booted slot's, never for three.
-  for (const p of [tmp, dir, bootTmp, sysroot.slotBootDir(slot)]) await rm(p, { recursive: true, force: true });
-  await syncFilesystem(sysroot.bootDir).catch(() => {});
-  failpoint('deploy::after-old-slot-unlink');
+  // What a cut write left (a kill before its point of no return).
+  for (const p of [tmp, bootTmp]) await rm(p, { recursive: true, force: true });
   await mkdir(join(sysroot.larchDir, 'deploy'), { recursive: true });
-
-  await checkout(repo, commitId, tmp, { verify: true });
-  failpoint('deploy::after-checkout');
   try {
+    await checkout(repo, commitId, tmp, { verify: true });
+    failpoint('deploy::after-checkout');
     await checkRealDirs(tmp);
     // Vendor /etc -> usr/etc (hardlinks, never edited); /etc becomes a real copy or a merge.
     const checkedOutEtc = join(tmp, 'etc');
@@ -149,6 +149,17 @@ export async function writeDeployment(sysroot: Sysroot, repo: Repo, slot: Slot, 
     }
     await mkdir(commitVar, { recursive: true });
     if (!(await exists(sysroot.varDir))) await mkdir(sysroot.varDir, { recursive: true });
+
+    // The point of no return: from here the slot's old deployment is being replaced.
+    await opts.replace?.();
+    await rm(sysroot.deployRecordPath(slot), { force: true });
+    await fsyncPath(join(sysroot.larchDir, 'deploy')).catch(() => {});
+    failpoint('deploy::after-record-unlink');
+    // Its old boot files go first, so /boot needs room for one slot's files beside the booted
+    // slot's, never for three.
+    for (const p of [dir, sysroot.slotBootDir(slot)]) await rm(p, { recursive: true, force: true });
+    await syncFilesystem(sysroot.bootDir).catch(() => {});
+    failpoint('deploy::after-old-slot-unlink');
 
     const bootFiles = await copyBootFiles(plan, join(tmp, 'boot'), bootTmp);
     // The arguments go with the kernel they belong to, in the same rename.

@@ -6,12 +6,15 @@
  * kernel drops a flock with its process). Re-entrant within a process: a command that calls
  * another (sim-boot -> boot-check -> cleanup) takes it once. A sysroot without S/larch (not
  * provisioned, or being provisioned for the first time, which builds its state aside) is not
- * locked.
+ * locked. The holder names itself in S/larch/lock.owner (lock-owner.ts), which `larch cancel`
+ * reads.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { type CancelPhase, cancelRequested, isCancelled, stoppedAt } from '../cancellation.ts';
 import { LarchError } from '../errors.ts';
 import { type Lock, acquireLock } from '../store/lock.ts';
+import { claimLock, releaseClaim } from './lock-owner.ts';
 import type { Sysroot } from './sysroot.ts';
 
 /** How long a command waits for the lock's holder by default (LARCH_LOCK_TIMEOUT, seconds, overrides). */
@@ -32,11 +35,11 @@ function waitMs(): number {
 }
 
 /**
- * Runs fn holding the device lock, waiting up to LARCH_LOCK_TIMEOUT seconds (default 60) for
- * another holder. `what` names the command in the LOCKED error.
+ * Runs fn holding the device lock, waiting up to LARCH_LOCK_TIMEOUT seconds (default 60), or
+ * opts.waitMs, for another holder. `what` names the command in the LOCKED error and in lock.owner.
  * @throws LOCKED when another larch process keeps it longer
  */
-export async function withDeviceLock<T>(sysroot: Sysroot, what: string, fn: () => Promise<T>): Promise<T> {
+export async function withDeviceLock<T>(sysroot: Sysroot, what: string, fn: () => Promise<T>, opts: { waitMs?: number } = {}): Promise<T> {
   const path = deviceLockPath(sysroot);
   const mine = held.get(path);
   if (mine) {
@@ -49,7 +52,10 @@ export async function withDeviceLock<T>(sysroot: Sysroot, what: string, fn: () =
   }
   // Not provisioned (yet): nothing to protect, and a mistyped --sysroot must not be created.
   if (!existsSync(sysroot.larchDir)) return fn();
-  const timeout = waitMs();
+  if (process.env.LARCH_PAUSEPOINT && sysroot.realDevice) {
+    throw new LarchError('USAGE', `LARCH_PAUSEPOINT is a test hook: it stops ${what} until 'larch cancel', and ${sysroot.path} is a real device`, { hint: 'unset LARCH_PAUSEPOINT; use it on a test sysroot (--sysroot DIR)', data: { variable: 'LARCH_PAUSEPOINT' } });
+  }
+  const timeout = opts.waitMs ?? waitMs();
   let lock: Lock;
   try {
     lock = await acquireLock(path, timeout);
@@ -64,10 +70,16 @@ export async function withDeviceLock<T>(sysroot: Sysroot, what: string, fn: () =
   }
   const entry = { lock, depth: 1 };
   held.set(path, entry);
+  let stopped: Parameters<typeof releaseClaim>[1] = null;
   try {
+    await claimLock(sysroot, what);
     return await fn();
+  } catch (err) {
+    if (cancelRequested() && isCancelled(err)) stopped = { phase: stoppedAt() ?? (err.data.phase as CancelPhase) };
+    throw err;
   } finally {
     held.delete(path);
+    await releaseClaim(sysroot, stopped).catch(() => {});
     await lock.release();
   }
 }

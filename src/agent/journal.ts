@@ -35,6 +35,7 @@ export type JournalEvent =
   | 'fallback'
   | 'rescue'
   | 'rollback'
+  | 'cancel'
   | 'rebase'
   | 'remote'
   | 'finalize'

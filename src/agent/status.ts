@@ -59,8 +59,8 @@ type DeployedLayer = { layer: LayerInfo | null; error: string | null };
 export interface LastUpdate {
   time: string;
   action: string;
-  /** ok: staged (or rolled back); downloaded: --download-only fetched it, nothing staged; pinned: upgrade held. */
-  result: 'ok' | 'downloaded' | 'pinned' | 'error' | 'no-update';
+  /** ok: staged (or rolled back); downloaded: --download-only fetched it, nothing staged; pinned: upgrade held; cancelled: larch cancel stopped it, nothing changed. */
+  result: 'ok' | 'downloaded' | 'pinned' | 'error' | 'no-update' | 'cancelled';
   version: string | null;
   commit: string | null;
   error: { code: string; message: string; hint: string } | null;

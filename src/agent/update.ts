@@ -14,6 +14,7 @@
 import { lstat, readdir, rm, statfs } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
+import { enterPhase, isCancelled } from '../cancellation.ts';
 import { failpoint } from '../failpoint.ts';
 import { type BootState, type Slot, next, other, planRollback } from '../bootcount/state.ts';
 import { fsyncPath, writeFileAtomic } from '../_durable.ts';
@@ -192,6 +193,8 @@ async function fetchVerifiedSummary(ctx: UpdateContext, config: DeviceConfig, de
 export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Promise<UpgradeResult> {
   const { sysroot } = ctx;
   const action = ctx.channel ? 'rebase' : opts.target ? 'deploy' : 'upgrade';
+  // A cancelled upgrade leaves the finished download the device had (or none) as it was.
+  const downloadedBefore = await (await sysroot.openRepo()).readRef('larch/downloaded');
   try {
     const result = await upgradeSteps(ctx, opts);
     if (!opts.dryRun) await recordLastUpdate(sysroot, { action, result: lastUpdateResult(result.result), version: result.to?.version ?? null, commit: result.to?.commit ?? null, error: null });
@@ -207,7 +210,11 @@ export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Pr
         : "run 'larch cleanup' (add --rollback to drop the rollback deployment) to free space, then upgrade again; nothing was deployed";
       err = new LarchError('NO_SPACE', `${action}: ${err.message}`, { hint, data: err.data });
     }
-    if (err instanceof LarchError) {
+    if (isCancelled(err)) {
+      await (await sysroot.openRepo()).writeRef('larch/downloaded', downloadedBefore).catch(() => {});
+      await recordLastUpdate(sysroot, { action, result: 'cancelled', version: null, commit: null, error: { code: err.code, message: err.message, hint: err.hint } }).catch(() => {});
+      await appendJournal(sysroot.journalPath, { event: 'cancel', message: `${action} cancelled: ${err.message}`, data: { phase: err.data.phase } }).catch(() => {});
+    } else if (err instanceof LarchError) {
       await recordLastUpdate(sysroot, { action, result: 'error', version: null, commit: null, error: { code: err.code, message: err.message, hint: err.hint } }).catch(() => {});
       await appendJournal(sysroot.journalPath, { event: 'error', message: `${action} failed: ${err.message}`, data: { code: err.code } }).catch(() => {});
     }
@@ -325,6 +332,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
       await journalFallback(f);
     };
     const journalFallback = (f: DeltaFallback) => appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `delta ${f.delta} failed (${f.reason}: ${f.message}); fetching version ${target.version} object by object`, data: { fallback: f } }).then(() => {});
+    enterPhase('download');
     download = await ctx.remote.pull(repo, target.commit, { delta, trusted, downloadDir: sysroot.downloadDir, progress: ctx.progress, onFallback });
     failpoint('update::after-download');
     await appendJournal(sysroot.journalPath, { event: 'download', commit: target.commit, version: target.version, message: `downloaded version ${target.version} (${download.bytes} bytes, ${download.via === 'delta' ? 'static delta' : 'object by object'})`, data: download });
@@ -410,11 +418,14 @@ export async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlot
   // The kernel arguments too (a bad kargs.d file is refused while the other slot is still intact).
   const kargsFrom = await stagedKargs(sysroot, config, bootedSlotName, kargs);
   const checkedKargs = kargsFrom && (await repairing(ctx, repo, commit, () => deploymentKargs(repo, commit, kargsFrom)));
-  // First: the bootloader must not boot the slot while it is rewritten.
-  await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-prepared', slot }));
-  failpoint('update::after-mark-unbootable');
+  // At the point of no return (the new tree is checked out beside the old one): the bootloader
+  // must not boot the slot while its old deployment is replaced.
+  const replace = async () => {
+    await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-prepared', slot }));
+    failpoint('update::after-mark-unbootable');
+  };
   const channel = channelOf(ctx, config);
-  const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: channel.remote.url, ref: channel.ref, name: channel.name }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger }, kargs: checkedKargs });
+  const write = () => writeDeployment(sysroot, repo, slot, commit, { origin: { remote: channel.remote.url, ref: channel.ref, name: channel.name }, signedBy, merge: { bootedSlot: bootedSlotName, merger: ctx.merger }, kargs: checkedKargs, replace });
   const record = await repairing(ctx, repo, commit, write);
   await repo.writeRef(`larch/slot-${slot}`, commit);
   await writeBaseRef(repo, slot, commit);

@@ -5,6 +5,7 @@
  */
 import { resolve } from 'node:path';
 import { withDeviceLock } from '../agent/device-lock.ts';
+import { cancelSignal } from '../cancellation.ts';
 import { bundleFetcher } from '../agent/remote/bundle-fetch.ts';
 import { deltaFileRemote, isDeltaFile } from '../agent/remote/delta-file.ts';
 import { remoteOver } from '../agent/remote/remote.ts';
@@ -44,17 +45,17 @@ export async function context(args: ParsedArgs, io: Io): Promise<UpdateContext> 
   if (file !== undefined) {
     // A one-file delta (LARCHDLT) or a bundle (LARCHBDL): told by the magic.
     if (await isDeltaFile(file)) return { sysroot, remote: deltaFileRemote(file), merger: mergerFor(), progress, fromDelta: resolve(file) };
-    return { sysroot, remote: remoteOver(await bundleFetcher(file)), merger: mergerFor(), progress, fromFile: resolve(file) };
+    return { sysroot, remote: remoteOver(await bundleFetcher(file), { cancel: cancelSignal }), merger: mergerFor(), progress, fromFile: resolve(file) };
   }
   return { sysroot, remote: remoteFor(config, remoteLimits(args)), merger: mergerFor(), progress };
 }
 
-/** --timeout, --min-speed and --min-speed-time (check, upgrade, deploy). */
+/** --timeout, --min-speed and --min-speed-time (check, upgrade, deploy); a `larch cancel` ends the exchange too. */
 export function remoteLimits(args: ParsedArgs): RemoteLimits {
   const timeoutS = intOption(opt(args, 'timeout'), 'timeout', 'larch', 1);
   const speed = intOption(opt(args, 'min-speed'), 'min-speed', 'larch', 0);
   const speedTime = intOption(opt(args, 'min-speed-time'), 'min-speed-time', 'larch', 1);
-  return { timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000, minSpeed: minSpeedOf(speed, speedTime) };
+  return { timeoutMs: timeoutS === undefined ? undefined : timeoutS * 1000, minSpeed: minSpeedOf(speed, speedTime), cancel: cancelSignal };
 }
 
 /** The command, run holding the device lock. */

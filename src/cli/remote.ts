@@ -15,7 +15,7 @@ export interface RemoteLimits {
   timeoutMs?: number;
   /** HTTP: below bytesPerSecond over windowMs a request is aborted as too slow (default http-fetch's DEFAULT_MIN_SPEED). */
   minSpeed?: { bytesPerSecond: number; windowMs: number };
-  /** HTTP: a signal, asked at the start of each exchange, that ends it early (the daemon's). */
+  /** A signal, asked at the start of each exchange, that ends it early (the daemon's for a command, larch cancel's). */
   cancel?: () => AbortSignal | undefined;
 }
 
@@ -28,7 +28,7 @@ export function remoteFor(config: Pick<DeviceConfig, 'remote'>, limits: RemoteLi
   const { url, kind } = config.remote;
   if (kind === 'http' && isLocalRemote(url)) return remoteOver(localFetcher(url), opts);
   if (kind === 'http') return remoteOver(httpFetcher(url, limits.minSpeed ? { lowSpeed: limits.minSpeed, stallTimeoutMs: limits.minSpeed.windowMs } : {}), opts);
-  if (kind === 'mqtt') return remoteOver(new MqttFetcher({ url, ...config.remote.mqtt }), { timeoutMs: opts.timeoutMs });
+  if (kind === 'mqtt') return remoteOver(new MqttFetcher({ url, ...config.remote.mqtt }), opts);
   throw new LarchError('INVALID_INPUT', `remote ${config.remote.url}: unknown transport '${String(config.remote.kind)}'`, { hint: 'provision with --repo-url http://... or --mqtt-url mqtt://...', data: { url: config.remote.url, kind: String(config.remote.kind) } });
 }
 

@@ -14,6 +14,7 @@
  * docs/fleet.md, docs/formats.md §13, §14.
  */
 import { join } from 'node:path';
+import { cancelSignal, isCancelled } from '../../cancellation.ts';
 import { LarchError } from '../../errors.ts';
 import { type Announcement, type CommandResult, announceTopic, parseAnnouncement, openSigned } from '../../mqtt/format.ts';
 import { NonceLog } from '../../mqtt/nonce-log.ts';
@@ -81,6 +82,8 @@ export class Daemon {
   private updates: Record<UpdateResult, number> = { staged: 0, downloaded: 0, 'no-update': 0, pinned: 0, error: 0 };
   private lastError: { code: string; message: string; time: string } | null = null;
   private lastSkip: Skip | null = null;
+  /** The release `larch cancel` stopped: periodic checks leave it alone until an announcement, a newer release or an upgrade command. */
+  private cancelledCommit: string | null = null;
   private work: Promise<void> = Promise.resolve();
   /** Aborts the running piece of work's exchange with the remote (preempt); null when the queue is idle. */
   private transfer: AbortController | null = null;
@@ -246,9 +249,10 @@ export class Daemon {
     });
   }
 
-  /** The signal that ends the exchange with the remote the running piece of work is in (remoteFor's cancel). */
+  /** The signal that ends the exchange with the remote the running piece of work is in (remoteFor's cancel): a command's, or larch cancel's. */
   transferSignal(): AbortSignal | undefined {
-    return this.transfer?.signal;
+    const signals = [this.transfer?.signal, cancelSignal()].filter((s) => s !== undefined);
+    return signals.length > 1 ? AbortSignal.any(signals) : signals[0];
   }
 
   /**
@@ -389,12 +393,20 @@ export class Daemon {
       return true;
     }
     const ctx = this.context();
+    let offered: { commit: string; version: string } | null = null;
     try {
       this.setUpdate({ state: 'checking', progress: null });
       const c = await check(ctx);
       this.lastCheckS = Math.floor(Date.now() / 1000);
       if (!c.available || !c.update) {
         this.setUpdate({ state: 'up-to-date' });
+        return true;
+      }
+      // An announcement (a new decision of the vendor's) lifts a cancel; a periodic check does not.
+      if (a) this.cancelledCommit = null;
+      else if (c.update.commit === this.cancelledCommit) {
+        this.setUpdate({ state: 'available' });
+        await this.skip(event, 'cancelled', `${what}: not acting on version ${c.update.version}: larch cancel stopped it; an announcement, a newer release or an upgrade command starts it again`, { commit: c.update.commit });
         return true;
       }
       if (!a && this.outsideRollout(c.update.commit)) {
@@ -428,6 +440,7 @@ export class Daemon {
         return true;
       }
       this.setUpdate({ state: 'downloading' });
+      offered = c.update;
       const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, 'daemon upgrade', () => upgrade(ctx, { downloadOnly: action === 'download' })));
       this.setUpdate({ state: r.result === 'staged' ? 'staged' : r.result === 'downloaded' ? 'downloaded' : r.result === 'no-update' ? 'up-to-date' : 'idle', progress: null });
       if (r.result === 'pinned') await this.skip(event, 'pinned', `${what}: not acted on, the device is pinned (larch unpin to resume)`, { commit: c.update.commit });
@@ -435,6 +448,13 @@ export class Daemon {
       if (r.result === 'staged' && action === 'stage-and-reboot') this.planner.request(`version ${r.to?.version} staged by policy apply-and-reboot`);
       return true;
     } catch (err) {
+      if (isCancelled(err) && err.data.nonce === undefined && offered) {
+        // larch cancel (a rollback command's preemption carries its nonce and is retried): the operator's choice, not a failure.
+        this.cancelledCommit = offered.commit;
+        this.setUpdate({ state: 'available', progress: null });
+        await this.skip(event, 'cancelled', `${what}: version ${offered.version} was cancelled by larch cancel during the ${err.data.phase}; the device is as it was`, { commit: offered.commit, phase: err.data.phase });
+        return true;
+      }
       if (err instanceof LarchError && err.data.reason === 'agent-too-old') {
         // Not a failure to retry: this agent cannot install it (compat.ts); a barrier or a newer agent can.
         this.setUpdate({ state: 'idle', progress: null });
@@ -554,6 +574,7 @@ export class Daemon {
         this.lastCheckS = Math.floor(Date.now() / 1000);
         this.setUpdate({ state: (output as { available: boolean }).available ? 'available' : 'up-to-date' });
       } else if (c.cmd === 'upgrade') {
+        this.cancelledCommit = null;
         this.setUpdate({ state: 'downloading' });
         const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, "command 'upgrade'", () => upgrade(ctx)));
         output = { result: r.result, from: r.from, to: r.to, download: r.download, etc_conflicts: r.etc_conflicts };

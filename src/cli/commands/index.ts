@@ -41,6 +41,7 @@ const device: Module = async () => (await import('./device.ts')).deviceCommands;
 const layering: Module = async () => (await import('./layering.ts')).layeringCommands;
 const kargs: Module = async () => (await import('./kargs.ts')).kargsCommands;
 const remote: Module = async () => (await import('./remote.ts')).remoteCommands;
+const cancel: Module = async () => [(await import('./cancel.ts')).cancel];
 const daemon: Module = async () => [(await import('./daemon.ts')).daemon];
 const announce: Module = async () => [(await import('./announce.ts')).announceCmd];
 const sendCommand: Module = async () => [(await import('./send-command.ts')).sendCommandCmd];
@@ -77,6 +78,7 @@ export const COMMAND_TABLE: readonly (readonly [name: string, module: Module])[]
   ...['provision', 'status', 'check', 'upgrade', 'deploy', 'rollback', 'finalize', 'cleanup', 'pin', 'unpin', 'history', 'boot-check', 'mark-good', 'mark-bad', 'sim-boot'].map((n) => [n, device] as const),
   ['kargs', kargs],
   ...['remote add', 'remote list', 'remote show', 'remote delete', 'rebase'].map((n) => [n, remote] as const),
+  ['cancel', cancel],
   ...['install', 'uninstall', 'override replace', 'override remove', 'override reset'].map((n) => [n, layering] as const),
   ['daemon', daemon],
   ['announce', announce],
