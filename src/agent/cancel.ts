@@ -38,22 +38,39 @@ export interface CancelResult {
   version: string | null;
 }
 
+/** A request sent: the holder it went to and what it asked. */
+export interface SentCancel {
+  owner: LockOwner;
+  request: CancelRequest;
+}
+
+export const IDLE: CancelResult = { result: 'idle', pid: null, command: null, phase: null, slot: null, version: null };
+
 /**
- * Asks the device lock's holder to stop and waits up to waitMs for it to let go.
- * @throws LOCKED when it still holds the lock after waitMs
+ * Asks the device lock's holder to stop: cancel.json, then SIGUSR2 (to this process too, when it
+ * is the holder: the daemon's MQTT cancel). Null when nothing holds the lock.
  */
-export async function cancelRunning(sysroot: Sysroot, opts: { waitMs?: number } = {}): Promise<CancelResult> {
-  const waitMs = opts.waitMs ?? DEFAULT_CANCEL_WAIT_MS;
+export async function sendCancel(sysroot: Sysroot): Promise<SentCancel | null> {
   const owner = await readLockOwner(sysroot);
-  const none = { pid: null, command: null, phase: null, slot: null, version: null };
-  if (!owner || !ownerAlive(owner)) return { result: 'idle', ...none };
+  if (!owner || !ownerAlive(owner)) return null;
   const request: CancelRequest = { lock_id: owner.lock_id, pid: owner.pid, start_ticks: owner.start_ticks, requested: new Date().toISOString(), nonce: randomUUID() };
   await writeFileAtomic(cancelRequestFile(sysroot), JSON.stringify(request) + '\n');
   try {
     process.kill(owner.pid, 'SIGUSR2');
   } catch {
-    // Gone since it was read: its lock is free, and what it left is judged below.
+    // Gone since it was read: its lock is free, and what it left is judged by settleCancel.
   }
+  return { owner, request };
+}
+
+/**
+ * Waits up to waitMs for the holder to let go of the lock, then says what it did with the
+ * request, undoing a stage it made past its point of no return.
+ * @throws LOCKED when it still holds the lock after waitMs
+ */
+export async function settleCancel(sysroot: Sysroot, sent: SentCancel, opts: { waitMs?: number } = {}): Promise<CancelResult> {
+  const waitMs = opts.waitMs ?? DEFAULT_CANCEL_WAIT_MS;
+  const { owner, request } = sent;
   const who = `${owner.command} (pid ${owner.pid})`;
   try {
     return await withDeviceLock(sysroot, 'larch cancel', () => judge(sysroot, owner, request, who), { waitMs });
@@ -68,6 +85,12 @@ export async function cancelRunning(sysroot: Sysroot, opts: { waitMs?: number } 
   } finally {
     await rm(cancelRequestFile(sysroot), { force: true }).catch(() => {});
   }
+}
+
+/** `larch cancel`: sendCancel, then settleCancel. */
+export async function cancelRunning(sysroot: Sysroot, opts: { waitMs?: number } = {}): Promise<CancelResult> {
+  const sent = await sendCancel(sysroot);
+  return sent ? settleCancel(sysroot, sent, opts) : IDLE;
 }
 
 /** Holding the lock the holder let go of: what it did with the request. */

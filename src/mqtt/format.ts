@@ -33,7 +33,7 @@ export const DEFAULT_CLOCK_SKEW_S = 300;
 export type SignedKind = 'announce' | 'command';
 const DOMAINS: Record<SignedKind, string> = { announce: 'larch-announce-v1:', command: 'larch-command-v1:' };
 
-export const COMMANDS = ['check', 'upgrade', 'rollback', 'reboot', 'cleanup'] as const;
+export const COMMANDS = ['check', 'upgrade', 'rollback', 'reboot', 'cleanup', 'deploy', 'rebase', 'pin', 'unpin', 'cancel', 'install', 'uninstall'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -185,6 +185,16 @@ export function parseAnnouncement(body: unknown): Announcement {
   return { ref, commit, version: text(o.version, 'version'), timestamp: uint(o.timestamp, 'timestamp'), summarySerial: uint(o.summary_serial, 'summary_serial'), rollout: rollout as number, created: uint(o.created, 'created') };
 }
 
+/**
+ * The arguments of the commands that take some (formats.md §13.3), signed with the rest:
+ * deploy {version, allow_downgrade?, retry_failed?}, rebase {ref, remote?}, install and
+ * uninstall {packages}. The others take none.
+ */
+export type CommandArgs =
+  | { version: string; allow_downgrade?: boolean; retry_failed?: boolean }
+  | { ref: string; remote?: string }
+  | { packages: string[] };
+
 /** A signed command to one device. */
 export interface DeviceCommand {
   cmd: CommandName;
@@ -194,10 +204,63 @@ export interface DeviceCommand {
   /** Seconds since the epoch. */
   issued: number;
   expires: number;
+  /** Only for the commands that take arguments (COMMAND_ARGS); absent otherwise. */
+  args?: CommandArgs;
 }
 
+/** A Debian package name (Debian Policy 5.6.7), as install and uninstall take them. */
+const PACKAGE_RE = /^[a-z0-9][a-z0-9+.-]+$/;
+/** A remote name (agent/remotes.ts). */
+const REMOTE_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
+const MAX_PACKAGES = 64;
+
+/** The argument keys each command takes: required and optional. A command not listed takes none. */
+export const COMMAND_ARGS: Partial<Record<CommandName, { required: string[]; optional: string[] }>> = {
+  deploy: { required: ['version'], optional: ['allow_downgrade', 'retry_failed'] },
+  rebase: { required: ['ref'], optional: ['remote'] },
+  install: { required: ['packages'], optional: [] },
+  uninstall: { required: ['packages'], optional: [] },
+};
+
 export function formatCommand(c: DeviceCommand): string {
-  return JSON.stringify({ type: 'command', format: MESSAGE_FORMAT, cmd: c.cmd, device: c.device, nonce: c.nonce, issued: c.issued, expires: c.expires });
+  // A command without arguments is byte for byte what agents before `args` sign and read.
+  return JSON.stringify({ type: 'command', format: MESSAGE_FORMAT, cmd: c.cmd, device: c.device, nonce: c.nonce, issued: c.issued, expires: c.expires, ...(c.args ? { args: c.args } : {}) });
+}
+
+/**
+ * The arguments of cmd, checked: every required key, no unknown one, each value of its kind.
+ * @throws MessageFormatError
+ */
+export function parseCommandArgs(cmd: CommandName, v: unknown): CommandArgs | undefined {
+  const spec = COMMAND_ARGS[cmd];
+  if (!spec) {
+    if (v !== undefined) fail(`command '${cmd}' takes no arguments`);
+    return undefined;
+  }
+  if (!isObject(v)) fail(`command '${cmd}' needs its arguments (args: {${spec.required.join(', ')}})`);
+  const o = v as Record<string, unknown>;
+  onlyKeys(o, [...spec.required, ...spec.optional], `${cmd} arguments`);
+  for (const k of spec.required) if (o[k] === undefined) fail(`command '${cmd}': args.${k} is missing`);
+  const bool = (k: string) => (o[k] === undefined || typeof o[k] === 'boolean' ? (o[k] as boolean | undefined) : fail(`args.${k} is not a boolean`));
+  if (cmd === 'deploy') {
+    const version = text(o.version, 'args.version', 128);
+    const out: CommandArgs = { version };
+    if (o.allow_downgrade !== undefined) out.allow_downgrade = bool('allow_downgrade');
+    if (o.retry_failed !== undefined) out.retry_failed = bool('retry_failed');
+    return out;
+  }
+  if (cmd === 'rebase') {
+    const ref = text(o.ref, 'args.ref', 255);
+    if (!REF_RE.test(ref) || ref.includes('..')) fail(`args.ref '${quash(ref)}' is not a valid ref name`);
+    if (o.remote === undefined) return { ref };
+    const remote = text(o.remote, 'args.remote', 32);
+    if (!REMOTE_RE.test(remote)) fail(`args.remote '${quash(remote)}' is not a remote name`);
+    return { ref, remote };
+  }
+  const packages = o.packages;
+  if (!Array.isArray(packages) || packages.length === 0 || packages.length > MAX_PACKAGES) fail(`args.packages is not a list of 1-${MAX_PACKAGES} package names`);
+  for (const p of packages as unknown[]) if (typeof p !== 'string' || p.length > 128 || !PACKAGE_RE.test(p)) fail(`args.packages: '${quash(String(p))}' is not a Debian package name`);
+  return { packages: [...(packages as string[])] };
 }
 
 /** @throws MessageFormatError */
@@ -206,14 +269,15 @@ export function parseCommand(body: unknown): DeviceCommand {
   const o = body as Record<string, unknown>;
   if (o.type !== 'command') fail(`message type '${quash(String(o.type), 20)}' is not 'command'`);
   if (o.format !== MESSAGE_FORMAT) fail(`command format ${quash(String(o.format), 20)} is not ${MESSAGE_FORMAT}`);
-  onlyKeys(o, ['type', 'format', 'cmd', 'device', 'nonce', 'issued', 'expires'], 'command');
+  onlyKeys(o, ['type', 'format', 'cmd', 'device', 'nonce', 'issued', 'expires', 'args'], 'command');
   const cmd = text(o.cmd, 'cmd', 32);
   if (!(COMMANDS as readonly string[]).includes(cmd)) fail(`unknown command '${quash(cmd, 32)}' (known: ${COMMANDS.join(', ')})`);
   const device = text(o.device, 'device', 128);
   if (!isValidDeviceId(device)) fail('device is not a valid device id');
   const nonce = text(o.nonce, 'nonce', 64);
   if (!NONCE_RE.test(nonce)) fail('nonce is not 16-64 of [A-Za-z0-9_-]');
-  return { cmd: cmd as CommandName, device, nonce, issued: uint(o.issued, 'issued'), expires: uint(o.expires, 'expires') };
+  const args = parseCommandArgs(cmd as CommandName, o.args);
+  return { cmd: cmd as CommandName, device, nonce, issued: uint(o.issued, 'issued'), expires: uint(o.expires, 'expires'), ...(args ? { args } : {}) };
 }
 
 export type Freshness = 'fresh' | 'stale' | 'not-yet-valid' | 'window-too-long';

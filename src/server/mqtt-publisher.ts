@@ -11,7 +11,7 @@ import { LarchError, fromSystemError, quash } from '../errors.ts';
 import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type MqttSettings, connectOnce, endClient, publishAcked } from '../mqtt/connect.ts';
-import { type Announcement, type CommandName, type CommandResult, type DeviceCommand, announceTopic, commandResultTopic, commandTopic, encodeSigned, formatAnnouncement, formatCommand } from '../mqtt/format.ts';
+import { type Announcement, type CommandArgs, type CommandName, type CommandResult, type DeviceCommand, announceTopic, commandResultTopic, commandTopic, encodeSigned, formatAnnouncement, formatCommand } from '../mqtt/format.ts';
 import { readRolloutState, rolloutOf, writeRollout } from './rollout-state.ts';
 import { decodeSummary } from '../protocol/summary.ts';
 
@@ -67,6 +67,8 @@ export interface SendCommandOptions {
   mqtt: Omit<MqttSettings, 'clientId'> & { clientId?: string };
   device: string;
   cmd: CommandName;
+  /** The command's arguments (deploy, rebase, install, uninstall), checked by the caller with parseCommandArgs. */
+  args?: CommandArgs;
   /** Default: 32 random url-safe characters. */
   nonce?: string;
   /** Seconds since the epoch (default now). */
@@ -84,7 +86,7 @@ export interface SendCommandOptions {
  */
 export async function sendCommand(opts: SendCommandOptions): Promise<{ command: DeviceCommand; result: CommandResult | null }> {
   const issued = opts.issued ?? Math.floor(Date.now() / 1000);
-  const command: DeviceCommand = { cmd: opts.cmd, device: opts.device, nonce: opts.nonce ?? randomBytes(24).toString('base64url'), issued, expires: issued + (opts.expiresInS ?? 300) };
+  const command: DeviceCommand = { cmd: opts.cmd, device: opts.device, nonce: opts.nonce ?? randomBytes(24).toString('base64url'), issued, expires: issued + (opts.expiresInS ?? 300), ...(opts.args ? { args: opts.args } : {}) };
   const payload = await encodeSigned('command', formatCommand(command), opts.signKeys);
   const client = await connectOnce({ clientId: `larch-command-${randomBytes(6).toString('hex')}`, ...opts.mqtt });
   try {

@@ -70,7 +70,7 @@ t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%, downloads capp
     // (200 devices writing one env was caught by the read-back check, as it should be).
     const envConfig = join(dir, 'boot/fw_env.config');
     writeFileSync(envConfig, readFileSync(envConfig, 'utf8').replaceAll(`${proto}/`, `${dir}/`));
-    const d = new Daemon({ sysroot: new Sysroot(dir), config: { ...DEFAULT_DAEMON_CONFIG, policy: 'apply', mqttUrl: broker.url, jitterS: 2, pollIntervalMs: 1000, retryIntervalS: 5 }, deviceId: id, remote: remoteOver(httpFetcher(v.url)), merger: mergerFor(), log: (line) => logs.push(`${id}: ${line}`), reboot: async () => {} });
+    const d = new Daemon({ sysroot: new Sysroot(dir), config: { ...DEFAULT_DAEMON_CONFIG, policy: 'apply', mqttUrl: broker.url, jitterS: 2, pollIntervalMs: 1000, retryIntervalS: 5 }, deviceId: id, remote: remoteOver(httpFetcher(v.url)), remoteFor: () => remoteOver(httpFetcher(v.url)), merger: mergerFor(), log: (line) => logs.push(`${id}: ${line}`), reboot: async () => {} });
     daemons.push(d);
     await d.start();
   }

@@ -7,9 +7,10 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REF, type Test, type Vendor, makeTree, status, vendor } from '../device-helpers.ts';
+import { REF, type Test, type Vendor, makeTree, startServe, status, vendor } from '../device-helpers.ts';
 import { BIN, larch, larchOk, tempDir, waitUntil } from '../helpers.ts';
 import { type Broker, type Received, freePort, makePki, recorder, startBroker, startDaemon } from '../mqtt-helpers.ts';
 import { encodeSigned, formatCommand } from '../../src/mqtt/format.ts';
@@ -416,4 +417,53 @@ t.test('the session survives a broker restart: the daemon reconnects and still g
   t.ok(back.json.seq > 1, 'the same daemon run reconnected');
   const r = await larch(['command', '--mqtt', broker.url, '--device', 'dev-r', '--sign-key', `${v.key}.key`, '--wait', '20', '--json', 'check']);
   t.match(r.json?.result, { result: 'ok', cmd: 'check' }, `a command after the restart runs: ${r.stderr}`);
+});
+
+t.test('the device verbs over MQTT (§13.3): pin, unpin, deploy, rebase, cancel, install, uninstall', async (t) => {
+  const { v, broker } = await setup(t);
+  const dev = await device(t, v, 'dev-v');
+  await v.release(2);
+  const v3 = await v.release(3);
+  const rec = await recorder(t, broker.url, [statusTopic('dev-v'), resultTopic('dev-v')]);
+  startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-v', '--policy', 'none']);
+  await rec.waitFor(online('dev-v'), 20_000, 'online');
+  const send = async (...words: string[]) => {
+    const r = await larch(['command', '--mqtt', broker.url, '--device', 'dev-v', '--sign-key', `${v.key}.key`, '--wait', '60', '--json', ...words]);
+    if (r.json?.result?.result !== "ok") t.comment(`${words.join(" ")}: ${JSON.stringify(r.json?.result)} ${r.stderr}`);
+    return r.json?.result ?? { stderr: r.stderr };
+  };
+
+  t.match(await send('pin'), { result: 'ok', cmd: 'pin', output: { pinned: true } });
+  t.equal((await status(dev)).pinned, true, 'pinned');
+  t.match(await send('unpin'), { result: 'ok', cmd: 'unpin', output: { pinned: false } });
+  t.equal((await status(dev)).pinned, false, 'unpinned');
+
+  t.match(await send('deploy', '2'), { result: 'ok', cmd: 'deploy', output: { result: 'staged', to: { slot: 'B', version: '2' }, newest: { version: '3' } } }, 'deploy 2: staged, and the newest named');
+  t.match((await status(dev)).pending, { version: '2' });
+
+  await larchOk(['remote', 'add', '--sysroot', dev, 'mirror', v.url]);
+  t.match(await send('rebase', `mirror:${REF}`), { result: 'ok', cmd: 'rebase', output: { result: 'staged', to: { commit: v3 }, following: { remote: 'mirror', ref: REF } } }, 'rebase to the mirror stages its newest');
+  t.equal((await status(dev)).following, 'mirror', 'the device follows the mirror');
+  t.match(await send('rebase', `nosuch:${REF}`), { result: 'error', cmd: 'rebase', code: 'NOT_FOUND' }, 'a remote the device lacks: NOT_FOUND');
+
+  t.match(await send('cancel'), { result: 'ok', cmd: 'cancel', output: { result: 'idle' } }, 'nothing running: idle');
+
+  // A download from a slow server, cancelled over MQTT: it does not wait behind the download.
+  const slow = await startServe(t, v.repo, join(v.dir, 'slow.log'), ['--rate', '20000']);
+  await v.release(4, { files: { 'usr/lib/noise': randomBytes(1 << 20) } });
+  const cfg = join(dev, 'larch/config.json');
+  writeFileSync(cfg, readFileSync(cfg, 'utf8').replaceAll(v.url, slow));
+  await larchOk(['rollback', '--sysroot', dev]);
+  const upgrading = larch(['command', '--mqtt', broker.url, '--device', 'dev-v', '--sign-key', `${v.key}.key`, '--wait', '120', '--json', 'upgrade']);
+  const owner = () => (existsSync(join(dev, 'larch/lock.owner')) ? JSON.parse(readFileSync(join(dev, 'larch/lock.owner'), 'utf8')).command : null);
+  await waitUntil(() => owner() === "command 'upgrade'" && existsSync(join(dev, 'larch/download')), 60_000, "the upgrade command's download");
+  const asked = Date.now();
+  t.match(await send('cancel'), { result: 'ok', cmd: 'cancel', output: { result: 'cancelled', phase: 'download', command: "command 'upgrade'" } }, 'cancel stops it');
+  t.ok(Date.now() - asked < 30_000, `answered in ${((Date.now() - asked) / 1000).toFixed(1)} s, not after the ~50 s download`);
+  t.match((await upgrading).json?.result, { result: 'error', cmd: 'upgrade', code: 'IO' }, 'the upgrade command ends as cancelled');
+  t.equal((await status(dev)).pending, null, 'nothing staged');
+
+  // Layering needs a tree with a dpkg database (layering.test.ts): here the command reaches it and gets its answer.
+  t.match(await send('install', 'jq'), { result: 'error', cmd: 'install', code: 'INVALID_INPUT' }, 'install runs as larch install');
+  t.match(await send('uninstall', 'jq'), { result: 'error', cmd: 'uninstall', code: 'NOT_FOUND' }, 'uninstall runs as larch uninstall');
 });

@@ -58,12 +58,13 @@ export async function vetCommand(payload: Uint8Array, k: CommandCheck): Promise<
 }
 
 /**
- * The rollback command that may end the transfer the work queue is busy with: signed, for this
- * device, fresh and unused. Anything else waits its turn in the queue (and is refused there when it must be).
+ * The rollback or cancel command that may end the transfer the work queue is busy with: signed,
+ * for this device, fresh and unused. Anything else waits its turn in the queue (and is refused
+ * there when it must be).
  */
-export async function preemptingRollback(payload: Uint8Array, k: CommandCheck): Promise<DeviceCommand | null> {
+export async function preemptingCommand(payload: Uint8Array, k: CommandCheck): Promise<DeviceCommand | null> {
   const v = await vetCommand(payload, k);
-  return v.ok && v.command.cmd === 'rollback' ? v.command : null;
+  return v.ok && (v.command.cmd === 'rollback' || v.command.cmd === 'cancel') ? v.command : null;
 }
 
 /** Whether each refusal is journaled: at most REFUSALS_JOURNALED_PER_MINUTE a minute, the others counted. */

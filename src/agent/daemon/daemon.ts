@@ -31,12 +31,14 @@ import { readStatus } from '../status.ts';
 import type { Reboot } from '../reboot.ts';
 import type { Sysroot } from '../sysroot.ts';
 import type { Remote } from '../remote/remote.ts';
-import { type UpdateContext, check, cleanup, finalize, rollback, upgrade } from '../update.ts';
+import { type UpdateContext, check, cleanup, finalize, rollback, setPinned, upgrade } from '../update.ts';
 import { readDeviceTrust, roleKeys } from '../trust-store.ts';
-import { followedChannel, scopeOf } from '../remotes.ts';
+import { type RemoteEntry, followedChannel, remoteNamed, scopeOf } from '../remotes.ts';
+import { type SentCancel, IDLE, sendCancel, settleCancel } from '../cancel.ts';
+import { changeLayering } from '../layering/layer.ts';
 import { walkTrustChain } from '../trust-sync.ts';
 import { withDeviceLock } from '../device-lock.ts';
-import { type CommandCheck, RefusalLimiter, preemptingRollback, vetCommand } from './commands.ts';
+import { type CommandCheck, RefusalLimiter, preemptingCommand, vetCommand } from './commands.ts';
 import { JournalPublisher } from './journal-publisher.ts';
 import { type MetricsSnapshot, type UpdateResult, JournalTally, daemonMetrics } from './metrics.ts';
 import { RetrySchedule } from './retry.ts';
@@ -57,6 +59,8 @@ export interface DaemonDeps {
   config: DaemonConfig;
   deviceId: string;
   remote: Remote;
+  /** The Remote of a named remote of config.json, with the followed one's limits (the rebase command). */
+  remoteFor(entry: RemoteEntry): Remote;
   merger: EtcMerger;
   /** A line for the daemon's own log (stderr). */
   log(line: string): void;
@@ -84,6 +88,8 @@ export class Daemon {
   private lastSkip: Skip | null = null;
   /** The release `larch cancel` stopped: periodic checks leave it alone until an announcement, a newer release or an upgrade command. */
   private cancelledCommit: string | null = null;
+  /** The request a cancel command sent to the job it preempted, settled when the command's turn comes. */
+  private sentCancel: SentCancel | null = null;
   private work: Promise<void> = Promise.resolve();
   /** Aborts the running piece of work's exchange with the remote (preempt); null when the queue is idle. */
   private transfer: AbortController | null = null;
@@ -256,16 +262,22 @@ export class Daemon {
   }
 
   /**
-   * A rollback must not wait behind a slow transfer (a server trickling bytes keeps a check or a
-   * download going until its deadline): a signed, fresh, unused rollback command for this device
-   * ends the exchange with the remote the queue is busy with (the download resumes at the next
-   * check), so the command, queued as every command, runs next. Status publishing never waits
-   * for the queue.
+   * A rollback or a cancel must not wait behind a slow transfer (a server trickling bytes keeps a
+   * check or a download going until its deadline): a signed, fresh, unused rollback command for
+   * this device ends the exchange with the remote the queue is busy with (the download resumes at
+   * the next check), so the command, queued as every command, runs next. A cancel stops the job
+   * holding the device lock as `larch cancel` does (cancel.ts); its answer is settled in its turn.
+   * Status publishing never waits for the queue.
    */
   private async preempt(payload: Buffer): Promise<void> {
     if (!this.transfer) return;
-    const c = await preemptingRollback(payload, await this.commandCheck());
+    const c = await preemptingCommand(payload, await this.commandCheck());
     if (!c) return;
+    if (c.cmd === 'cancel') {
+      this.d.log(`command 'cancel' (nonce ${c.nonce}): stopping the job in progress`);
+      this.sentCancel = await sendCancel(this.d.sysroot);
+      return;
+    }
     this.d.log(`command 'rollback' (nonce ${c.nonce}): ending the transfer in progress`);
     this.transfer?.abort(
       new LarchError('IO', `cancelled: command 'rollback' (nonce ${c.nonce}) arrived during the exchange with the server`, {
@@ -467,6 +479,23 @@ export class Daemon {
     }
   }
 
+  /**
+   * The rebase command: as `larch rebase [REMOTE:]REF` on a remote the device has (remotes are
+   * added on the device); the daemon's MQTT session keeps the ref it listens to until restarted.
+   */
+  private async rebase(ctx: UpdateContext, ref: string, remote: string | undefined): Promise<unknown> {
+    const config = await this.d.sysroot.readConfig();
+    const followed = followedChannel(config);
+    const name = remote ?? followed.name;
+    const entry = remoteNamed(config, name);
+    this.setUpdate({ state: 'downloading' });
+    const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, "command 'rebase'", () => upgrade({ ...ctx, remote: this.d.remoteFor(entry), channel: { name, ref, remote: entry } })));
+    const already = name === followed.name && ref === followed.ref;
+    const result = r.result === 'no-update' ? (already ? 'no-change' : 'rebased') : r.result;
+    this.setUpdate({ state: r.result === 'staged' ? 'staged' : 'up-to-date', progress: null });
+    return { result, from: r.from, to: r.to, download: r.download, etc_conflicts: r.etc_conflicts, following: { remote: name, ref } };
+  }
+
   /** Whether the newest announcement names this commit and leaves this device out of its rollout. */
   private outsideRollout(commit: string): boolean {
     const a = this.newestAnnouncement;
@@ -583,6 +612,27 @@ export class Daemon {
         output = await withDeviceLock(this.d.sysroot, "command 'rollback'", () => rollback(this.d.sysroot));
       } else if (c.cmd === 'cleanup') {
         output = await withDeviceLock(this.d.sysroot, "command 'cleanup'", () => cleanup(this.d.sysroot));
+      } else if (c.cmd === 'deploy' && c.args && 'version' in c.args) {
+        this.setUpdate({ state: 'downloading' });
+        const target = c.args.version;
+        const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, "command 'deploy'", () => upgrade(ctx, { target, allowDowngrade: c.args && 'version' in c.args ? c.args.allow_downgrade : false, retryFailed: c.args && 'version' in c.args ? c.args.retry_failed : false })));
+        output = { result: r.result, from: r.from, to: r.to, download: r.download, etc_conflicts: r.etc_conflicts, newest: r.newest ?? null };
+        this.setUpdate({ state: r.result === 'staged' ? 'staged' : 'up-to-date', progress: null });
+      } else if (c.cmd === 'rebase' && c.args && 'ref' in c.args) {
+        output = await this.rebase(ctx, c.args.ref, c.args.remote);
+      } else if (c.cmd === 'pin' || c.cmd === 'unpin') {
+        await withDeviceLock(this.d.sysroot, `command '${c.cmd}'`, () => setPinned(this.d.sysroot, c.cmd === 'pin'));
+        output = { pinned: c.cmd === 'pin' };
+      } else if (c.cmd === 'cancel') {
+        const sent = this.sentCancel;
+        this.sentCancel = null;
+        output = sent ? await settleCancel(this.d.sysroot, sent) : IDLE;
+      } else if ((c.cmd === 'install' || c.cmd === 'uninstall') && c.args && 'packages' in c.args) {
+        const names = c.args.packages;
+        this.setUpdate({ state: 'downloading' });
+        const r = await withDeviceLock(this.d.sysroot, `command '${c.cmd}'`, () => changeLayering(ctx, { verb: c.cmd as 'install' | 'uninstall', names, files: [] }));
+        output = { result: r.result, from: r.from, to: r.to };
+        this.setUpdate({ state: r.result === 'staged' ? 'staged' : 'idle', progress: null });
       } else {
         output = { result: 'rebooting' };
       }

@@ -4,7 +4,7 @@ import { LarchError } from '../../errors.ts';
 import { Daemon } from '../../agent/daemon/daemon.ts';
 import { mergerFor } from '../../agent/etc/merger.ts';
 import { POLICIES, isPolicy, readDaemonConfig } from '../../agent/policy.ts';
-import { followedRemote, minSpeedOf } from '../remote.ts';
+import { type RemoteLimits, followedRemote, minSpeedOf, remoteFor } from '../remote.ts';
 import { DEFAULT_SYSROOT, Sysroot } from '../../agent/sysroot.ts';
 import { rebootFor } from '../../agent/reboot.ts';
 import { isValidDeviceId } from '../../mqtt/format.ts';
@@ -92,11 +92,13 @@ EXAMPLES
     const deviceId = opt(args, 'device-id') ?? config.deviceId ?? hostname();
     if (!isValidDeviceId(deviceId)) throw new LarchError('USAGE', `daemon: '${deviceId}' is not a valid device id (letters, digits, . _ -; at most 128)`, { data: { command: 'daemon', option: 'device-id', value: deviceId } });
     const log = (line: string) => io.err(`${new Date().toISOString()} ${line}\n`);
+    const limits: RemoteLimits = { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined, minSpeed: minSpeedOf(config.minSpeed, config.minSpeedTimeS || undefined), cancel: (): AbortSignal | undefined => d.transferSignal() };
     const d: Daemon = new Daemon({
       sysroot,
       config,
       deviceId,
-      remote: followedRemote(sysroot, device, { timeoutMs: config.timeoutS ? config.timeoutS * 1000 : undefined, minSpeed: minSpeedOf(config.minSpeed, config.minSpeedTimeS || undefined), cancel: (): AbortSignal | undefined => d.transferSignal() }),
+      remote: followedRemote(sysroot, device, limits),
+      remoteFor: (entry) => remoteFor({ remote: entry }, limits),
       merger: mergerFor(),
       log,
       reboot: rebootFor(sysroot, { log }),

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { generateKey } from '../../../src/store/sign.ts';
 import { encodeSigned, formatCommand } from '../../../src/mqtt/format.ts';
-import { REFUSALS_JOURNALED_PER_MINUTE, RefusalLimiter, preemptingRollback, vetCommand } from '../../../src/agent/daemon/commands.ts';
+import { REFUSALS_JOURNALED_PER_MINUTE, RefusalLimiter, preemptingCommand, vetCommand } from '../../../src/agent/daemon/commands.ts';
 import { RetrySchedule } from '../../../src/agent/daemon/retry.ts';
 import { type DaemonView, IDLE_UPDATE, offlineMessage, statusMessage } from '../../../src/agent/daemon/status-message.ts';
 import { type DeploymentStatus, type Status, layerStatus } from '../../../src/agent/status.ts';
@@ -86,9 +86,10 @@ t.test('signed commands: run when signed, for this device, fresh and unused; els
   used.add('n'.repeat(16));
   const replay = await vetCommand(await cmd(), check);
   t.match(replay, { ok: false, reason: 'replayed', nonce: 'n'.repeat(16), cmd: 'rollback' });
-  t.equal(await preemptingRollback(await cmd({ nonce: 'm'.repeat(16) }), check).then((c) => c?.nonce), 'm'.repeat(16), 'a fresh rollback may end a transfer');
-  t.equal(await preemptingRollback(await cmd({ cmd: 'upgrade', nonce: 'p'.repeat(16) }), check), null, 'another command waits its turn');
-  t.equal(await preemptingRollback(await cmd(), check), null, 'a replayed rollback does not');
+  t.equal(await preemptingCommand(await cmd({ nonce: 'm'.repeat(16) }), check).then((c) => c?.nonce), 'm'.repeat(16), 'a fresh rollback may end a transfer');
+  t.equal(await preemptingCommand(await cmd({ cmd: 'upgrade', nonce: 'p'.repeat(16) }), check), null, 'another command waits its turn');
+  t.equal(await preemptingCommand(await cmd({ cmd: 'cancel', nonce: 'q'.repeat(16) }), check).then((c) => c?.cmd), 'cancel', 'so may a fresh cancel');
+  t.equal(await preemptingCommand(await cmd(), check), null, 'a replayed rollback does not');
 });
 
 t.test('refusals: at most the limit journaled a minute, the rest counted into the next one journaled', async (t) => {

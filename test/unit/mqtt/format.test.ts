@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import * as ed from '@noble/ed25519';
 import { rejectsCode } from '../../helpers.ts';
 import { parseDaemonConfig, policyAction } from '../../../src/agent/policy.ts';
-import { MAX_COMMAND_WINDOW_S, MAX_SIGNED_BYTES, MessageFormatError, announceTopic, commandFreshness, commandResultTopic, commandTopic, encodeSigned, formatAnnouncement, formatCommand, isValidDeviceId, openSigned, parseAnnouncement, parseCommand, signingMessage, statusTopic, type SignedKind } from '../../../src/mqtt/format.ts';
+import { MAX_COMMAND_WINDOW_S, MAX_SIGNED_BYTES, MessageFormatError, announceTopic, commandFreshness, commandResultTopic, commandTopic, encodeSigned, formatAnnouncement, formatCommand, isValidDeviceId, parseCommandArgs, openSigned, parseAnnouncement, parseCommand, signingMessage, statusTopic, type SignedKind } from '../../../src/mqtt/format.ts';
 import { inRollout, rolloutPosition } from '../../../src/mqtt/rollout.ts';
 
 const file = JSON.parse(readFileSync(new URL('../../vectors/mqtt/messages.json', import.meta.url), 'utf8'));
@@ -51,6 +51,43 @@ t.test('parse announcement and command', async (t) => {
   for (const [body, name] of badC) t.throws(() => parseCommand(body), MessageFormatError, name);
   const big = Buffer.alloc(MAX_SIGNED_BYTES + 1, 0x20);
   t.match(await openSigned('command', big, trusted), { ok: false, reason: 'too-large' });
+});
+
+t.test('command arguments (§13.3): signed with the rest, checked per command, absent where a command takes none', async (t) => {
+  const base = { device: 'gw-1', nonce: 'n'.repeat(16), issued: 100, expires: 400 };
+  const ok = [
+    { cmd: 'deploy' as const, args: { version: '1.4' } },
+    { cmd: 'deploy' as const, args: { version: 'ab12cd34', allow_downgrade: true, retry_failed: false } },
+    { cmd: 'rebase' as const, args: { ref: 'os/beta' } },
+    { cmd: 'rebase' as const, args: { ref: 'os/beta', remote: 'beta' } },
+    { cmd: 'install' as const, args: { packages: ['jq', 'libc6-dev', 'g++'] } },
+    { cmd: 'uninstall' as const, args: { packages: ['jq'] } },
+  ];
+  for (const c of ok) t.same(parseCommand(JSON.parse(formatCommand({ ...c, ...base }))), { ...c, ...base }, `${c.cmd} ${JSON.stringify(c.args)} round trip`);
+  for (const cmd of ['pin', 'unpin', 'cancel', 'check'] as const) {
+    const text = formatCommand({ cmd, ...base });
+    t.notOk('args' in JSON.parse(text), `${cmd}: no args key (the body an older agent signs and reads)`);
+    t.same(parseCommand(JSON.parse(text)), { cmd, ...base });
+  }
+  const body = (cmd: string, args: unknown) => ({ type: 'command', format: 1, cmd, ...base, args });
+  const bad: [unknown, string][] = [
+    [body('reboot', {}), 'args on a command that takes none'],
+    [body('deploy', undefined), 'deploy without args'],
+    [body('deploy', {}), 'deploy without a version'],
+    [body('deploy', { version: '1', force: true }), 'an unknown key in args'],
+    [body('deploy', { version: '1', allow_downgrade: 'yes' }), 'a flag that is not a boolean'],
+    [body('deploy', { version: '' }), 'an empty version'],
+    [body('rebase', { ref: 'os/+' }), 'a wildcard ref'],
+    [body('rebase', { ref: 'os/../x' }), 'a ref with ..'],
+    [body('rebase', { ref: 'os/beta', remote: 'Beta!' }), 'a bad remote name'],
+    [body('install', { packages: [] }), 'no packages'],
+    [body('install', { packages: ['Jq'] }), 'an upper-case package name'],
+    [body('install', { packages: ['-rf'] }), 'a package name that is an option'],
+    [body('install', { packages: Array.from({ length: 65 }, (_, i) => `p${i}x`) }), '65 packages'],
+    [body('uninstall', ['jq']), 'args not an object'],
+  ];
+  for (const [b, name] of bad) t.throws(() => parseCommand(b), MessageFormatError, name);
+  t.throws(() => parseCommandArgs('pin', { x: 1 }), MessageFormatError, 'parseCommandArgs refuses args for pin');
 });
 
 t.test('topics and device ids', async (t) => {
