@@ -28,7 +28,8 @@ DESCRIPTION
   --status-interval seconds, with a last will {"online": false}; publishes every journal
   entry on .../journal (QoS 1, in order, resent after a restart); acts on the signed,
   retained announcements of its ref (larch/v1/announce/REF) through the policy and the
-  phased rollout; runs the signed commands on .../cmd (check, upgrade, rollback, reboot, cleanup)
+  phased rollout; runs the signed commands on .../cmd (check, upgrade, deploy, rebase, rollback,
+  cancel, pin, unpin, install, uninstall, reboot, cleanup)
   when signed by a trusted key, fresh and never seen before, answering on .../cmd/result.
   Updates are fetched from the device's remote: its HTTP server, or for a device provisioned
   with --mqtt-url, in chunks through the broker from 'larch serve --mqtt' responders.
