@@ -94,8 +94,8 @@ export async function readCancelRequestFile(sysroot: Sysroot): Promise<CancelReq
 let listening = false;
 
 /**
- * The lock was just taken: writes lock.owner and makes this process cancellable for this lock
- * session. SIGUSR2 (SIGUSR1 is Node's inspector; SIGTERM and SIGINT keep meaning "exit") makes
+ * The lock was just taken: writes lock.owner (when the filesystem lets it) and makes this
+ * process cancellable for this lock session. SIGUSR2 (SIGUSR1 is Node's inspector; SIGTERM and SIGINT keep meaning "exit") makes
  * it read cancel.json. The handler stays installed: SIGUSR2's default action would end the
  * process, and a request that comes between two lock sessions must cancel nothing.
  */
@@ -120,9 +120,14 @@ export async function claimLock(sysroot: Sysroot, command: string): Promise<Lock
     process.on('SIGUSR2', () => readCancelRequest());
   }
   // Whole or absent (a rename), but not synced: after a power cut it names a process of another boot.
+  // Best-effort: on a full or read-only filesystem the command runs on (and cannot be cancelled).
   const path = lockOwnerPath(sysroot);
-  await writeFile(`${path}.tmp`, JSON.stringify(owner) + '\n');
-  await rename(`${path}.tmp`, path);
+  try {
+    await writeFile(`${path}.tmp`, JSON.stringify(owner) + '\n');
+    await rename(`${path}.tmp`, path);
+  } catch {
+    await rm(`${path}.tmp`, { force: true }).catch(() => {});
+  }
   return owner;
 }
 

@@ -614,8 +614,8 @@ export class Daemon {
         output = await withDeviceLock(this.d.sysroot, "command 'cleanup'", () => cleanup(this.d.sysroot));
       } else if (c.cmd === 'deploy' && c.args && 'version' in c.args) {
         this.setUpdate({ state: 'downloading' });
-        const target = c.args.version;
-        const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, "command 'deploy'", () => upgrade(ctx, { target, allowDowngrade: c.args && 'version' in c.args ? c.args.allow_downgrade : false, retryFailed: c.args && 'version' in c.args ? c.args.retry_failed : false })));
+        const { version, allow_downgrade, retry_failed } = c.args;
+        const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, "command 'deploy'", () => upgrade(ctx, { target: version, allowDowngrade: allow_downgrade, retryFailed: retry_failed })));
         output = { result: r.result, from: r.from, to: r.to, download: r.download, etc_conflicts: r.etc_conflicts, newest: r.newest ?? null };
         this.setUpdate({ state: r.result === 'staged' ? 'staged' : 'up-to-date', progress: null });
       } else if (c.cmd === 'rebase' && c.args && 'ref' in c.args) {
