@@ -89,6 +89,7 @@ export const TIERS: Record<Tier, string[]> = {
     'test/integration/offline.test.ts', // upgrade --from-file and a file:// remote with no route to the server
     'test/integration/deploy-target.test.ts', // deploy by id prefix, the newest named, offline from the device's repo
     'test/integration/cancel.test.ts', // larch cancel in a slow download, in staging, past the point of no return, and of the daemon's job
+    'test/integration/apply-live.test.ts', // apply-live in a mount namespace of the test's own: the report, the bind mounts, the one restart; a kernel change refused
     'test/integration/systemd-boot.test.ts', // ~70 s at load 3: the systemd-boot backend through the binary, and a kill at every hit of its failpoints
   ],
 };

@@ -25,6 +25,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   mkfifo: 'coreutils',
   mkimage: 'u-boot-tools',
   mmdebstrap: 'mmdebstrap',
+  // apply-live: the bind mounts of the staged tree (agent/live/apply.ts)
+  mount: 'mount',
   // What compose needs for a foreign architecture's maintainer scripts (binfmt_misc starts them).
   'qemu-aarch64': 'qemu-user-static',
   'qemu-arm': 'qemu-user-static',
@@ -36,6 +38,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   sfdisk: 'fdisk',
   sh: 'dash',
   sync: 'coreutils',
+  // apply-live on a systemd device: daemon-reload and the restarts (agent/live/units.ts)
+  systemctl: 'systemd',
   tar: 'tar',
   truncate: 'coreutils',
   // package layering: the isolated root's namespaces (agent/layering/isolated-root.ts)

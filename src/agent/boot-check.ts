@@ -23,6 +23,7 @@ import { VERSION } from '../version.ts';
 import { execFile } from 'node:child_process';
 import { isAgentFile, treeAgentPath } from './agent-binary.ts';
 import { withDeviceLock } from './device-lock.ts';
+import { endLive } from './live/state.ts';
 import { recordGoodRelease } from './release-floor.ts';
 
 export interface BootCheckOptions {
@@ -203,6 +204,8 @@ export async function simBoot(sysroot: Sysroot, opts: BootCheckOptions = {}): Pr
   }
   const locked = <T>(fn: () => Promise<T>) => withDeviceLock(sysroot, 'larch sim-boot', fn);
   const step = await locked(async () => {
+    // A reboot ends what apply-live mounted.
+    await endLive(sysroot);
     const c = await bootloaderStep(sysroot);
     // --unhealthy stands in for a broken tree: this process fakes the failing checks.
     const agent = opts.forceUnhealthy ? null : await ownAgent(sysroot, c.slot);

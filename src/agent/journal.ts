@@ -36,6 +36,7 @@ export type JournalEvent =
   | 'rescue'
   | 'rollback'
   | 'cancel'
+  | 'apply-live'
   | 'rebase'
   | 'remote'
   | 'finalize'

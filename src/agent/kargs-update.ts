@@ -19,7 +19,7 @@ import { appendJournal } from './journal.ts';
 import { sameKargs } from './kargs.ts';
 import { readOrigin } from './layering/origin.ts';
 import { releaseEnvVars } from './release-floor.ts';
-import { type UpdateContext, requireBootedGood, stage } from './update.ts';
+import { type UpdateContext, refuseLiveSlot, requireBootedGood, stage } from './update.ts';
 
 export interface KargsResult {
   /** staged: a new deployment of the booted commit; changed-staged: the staged one changed in place. */
@@ -87,6 +87,7 @@ export async function changeKargs(ctx: UpdateContext, change: (before: string[])
     return { ...out, result: 'staged' };
   }
   // In place: unbootable while its file and record change, then staged again with fresh tries.
+  await refuseLiveSlot(sysroot, slot);
   await changeBootState(sysroot, config, (s) => next(s, { type: 'slot-prepared', slot }));
   failpoint('update::after-mark-unbootable');
   await writeSlotKargs(sysroot.slotBootDir(slot), config.bootloader, slot, after);

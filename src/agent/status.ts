@@ -14,6 +14,7 @@ import type { DeviceConfig, Sysroot } from './sysroot.ts';
 import { recordKargs } from './deployment-kargs.ts';
 import { trustStatus } from './trust-store.ts';
 import { followedName } from './remotes.ts';
+import { readLive } from './live/state.ts';
 import { type AgentStatus, deploymentAgent } from './agent-binary.ts';
 import { LarchError } from '../errors.ts';
 import { type LayerInfo, decodeLayerInfo, layerSummary } from '../packages/layer-info.ts';
@@ -104,6 +105,8 @@ export interface Status {
   trust: { version: number | null; keys: { id: string; roles: string[] }[] };
   /** S/larch/hil-hold exists: the initramfs skips boot-check at every boot (a HIL harness reads the env; docs/boot.md). */
   hil_hold: boolean;
+  /** The staged deployment whose /usr and /etc the running system uses (apply-live), in this boot; null: the booted one's. */
+  live: { slot: Slot; commit: string; version: string; since: string; state: 'switching' | 'live' } | null;
 }
 
 export function lastUpdatePath(sysroot: Sysroot): string {
@@ -153,6 +156,7 @@ export async function readStatus(sysroot: Sysroot): Promise<Status> {
     boot_env_detail: env.message === null ? null : { message: env.message, hint: env.hint },
     trust: await trustStatus(sysroot),
     hil_hold: await lstat(sysroot.hilHoldPath).then(() => true, () => false),
+    live: await readLive(sysroot).then((l) => (l ? { slot: l.slot, commit: l.commit, version: l.version, since: l.since, state: l.state } : null)),
   };
 }
 
@@ -262,6 +266,7 @@ export function formatStatus(s: Status): string {
   };
   lines.push(`sysroot ${s.sysroot}  (${s.bootloader}; ${s.following === 'origin' ? '' : `${s.following} `}${s.remote} ${s.ref}${s.pinned ? '; pinned' : ''})`);
   if (!s.booted) lines.push('booted: unknown (not booted through larch yet: no larch.slot= on the kernel command line)');
+  if (s.live) lines.push(`LIVE: version ${s.live.version} (slot ${s.live.slot}) is the running /usr and /etc since ${s.live.since}${s.live.state === 'switching' ? ' (SWITCH INCOMPLETE: run larch apply-live again)' : ''}; it boots next`);
   const titles: Record<DeploymentLabel, string> = { booted: '* booted ', staged: '  pending', 'next-boot': '  next boot', rollback: '  rollback', failed: '  failed', unbootable: '  unbootable' };
   for (const d of s.deployments) {
     dep(titles[d.label], d);

@@ -16,6 +16,7 @@ import { dirname, join } from 'node:path';
 import { LarchError } from '../errors.ts';
 import { enterPhase, isCancelled } from '../cancellation.ts';
 import { failpoint } from '../failpoint.ts';
+import { readLive } from './live/state.ts';
 import { type BootState, type Slot, next, other, planRollback } from '../bootcount/state.ts';
 import { fsyncPath, writeFileAtomic } from '../_durable.ts';
 import { compareDebianVersions, parseDebianVersion } from '../packages/debian-version.ts';
@@ -411,6 +412,7 @@ export function requireBootedGood(state: BootState, booted: { slot: Slot; record
 export async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlotName: Slot, commit: ObjectId, signedBy: string[], origin: Origin | null = null, kargs?: string[]): Promise<DeploymentRecord> {
   const { sysroot } = ctx;
   const slot = other(bootedSlotName);
+  await refuseLiveSlot(sysroot, slot);
   const repo = await sysroot.openRepo();
   // Before anything is written: the tree is deployable (planDeployment) and its boot files fit.
   const plan = await repairing(ctx, repo, commit, () => planDeployment(repo, commit));
@@ -446,6 +448,16 @@ export async function stage(ctx: UpdateContext, config: DeviceConfig, bootedSlot
     data: { etc_conflicts: record.etcMerge?.conflicts ?? [] },
   });
   return record;
+}
+
+/** The running system uses slot's tree (apply-live): it is not rewritten before a reboot. @throws REFUSED live-applied */
+export async function refuseLiveSlot(sysroot: Sysroot, slot: Slot): Promise<void> {
+  const live = await readLive(sysroot);
+  if (live?.slot !== slot) return;
+  throw new LarchError('REFUSED', `slot ${slot} (version ${live.version}) is live since ${live.since}: the running /usr and /etc are its files, so it is not rewritten before a reboot`, {
+    hint: 'reboot first (the live update boots, and boot-check confirms it); then upgrade again',
+    data: { reason: 'live-applied', slot, commit: live.commit },
+  });
 }
 
 /** How a staged deployment gets its kernel arguments; undefined where the device manages none. */
@@ -660,6 +672,9 @@ export async function finalize(ctx: UpdateContext): Promise<{ slot: Slot | null;
   const slot = other(booted.slot);
   const record = await readDeployment(sysroot, slot);
   if (!record || state.order[0] !== slot || state.slots[slot].good) return { slot: null, conflicts: [] };
+  // Live (apply-live): the running /etc is the slot's own, edited in place; a merge from the booted
+  // slot's /etc would undo those edits.
+  if ((await readLive(sysroot))?.slot === slot) return { slot: null, conflicts: [] };
   // A marker for the time between start and end: a finalize that does not complete (power cut,
   // kill, a full disk) is reported when the slot boots, instead of its /etc edits going missing silently.
   const marker = finalizeMarkerPath(sysroot, slot);

@@ -42,6 +42,7 @@ const layering: Module = async () => (await import('./layering.ts')).layeringCom
 const kargs: Module = async () => (await import('./kargs.ts')).kargsCommands;
 const remote: Module = async () => (await import('./remote.ts')).remoteCommands;
 const cancel: Module = async () => [(await import('./cancel.ts')).cancel];
+const applyLive: Module = async () => (await import('./apply-live.ts')).applyLiveCommands;
 const daemon: Module = async () => [(await import('./daemon.ts')).daemon];
 const announce: Module = async () => [(await import('./announce.ts')).announceCmd];
 const sendCommand: Module = async () => [(await import('./send-command.ts')).sendCommandCmd];
@@ -79,6 +80,7 @@ export const COMMAND_TABLE: readonly (readonly [name: string, module: Module])[]
   ['kargs', kargs],
   ...['remote add', 'remote list', 'remote show', 'remote delete', 'rebase'].map((n) => [n, remote] as const),
   ['cancel', cancel],
+  ['apply-live', applyLive],
   ...['install', 'uninstall', 'override replace', 'override remove', 'override reset'].map((n) => [n, layering] as const),
   ['daemon', daemon],
   ['announce', announce],

@@ -21,7 +21,7 @@ function deviceStatus(over: Partial<Status> = {}): Status {
     sysroot: '/s', remote: 'http://r', ref: 'os/stable', following: 'origin', bootloader: 'grub', pinned: false,
     booted: deployment('A', '1.0', true), pending: deployment('B', '2.0', false), rollback: null,
     boot: { order: ['B', 'A'], last_good: 'A', rescue: false, slots: { A: { good: true, tries_left: 0, deployed: true }, B: { good: false, tries_left: 2, deployed: true } } },
-    last_boot: null, last_update: null, deployments: [], next_boot: 'B', failed_releases: [], boot_env: 'ok', boot_env_detail: null, trust: { version: null, keys: [] }, hil_hold: false,
+    last_boot: null, last_update: null, deployments: [], next_boot: 'B', failed_releases: [], boot_env: 'ok', boot_env_detail: null, trust: { version: null, keys: [] }, hil_hold: false, live: null,
     ...over,
   };
 }

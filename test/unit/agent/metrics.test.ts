@@ -27,7 +27,7 @@ const status = (): Status => ({
   pending: null, rollback: null,
   boot: { order: ['A', 'B'], last_good: 'A', rescue: false, slots: { A: { good: true, tries_left: 3, deployed: true }, B: { good: false, tries_left: 0, deployed: false } } },
   last_boot: null, last_update: null, boot_env: 'ok', boot_env_detail: null,
-  deployments: [], next_boot: 'A', failed_releases: [], trust: { version: null, keys: [] }, hil_hold: false,
+  deployments: [], next_boot: 'A', failed_releases: [], trust: { version: null, keys: [] }, hil_hold: false, live: null,
 });
 
 t.test('the daemon families', async (t) => {
