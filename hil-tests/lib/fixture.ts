@@ -92,7 +92,7 @@ export async function buildBaseImage(board: string, architecture: 'amd64' | 'arm
   return base;
 }
 
-export type VariantKind = 'good' | 'bad-health' | 'bad-kernel' | 'vendor-kargs';
+export type VariantKind = 'good' | 'bad-health' | 'bad-kernel' | 'vendor-kargs' | 'live-demo' | 'kernel-touch';
 
 /** What each kind of variant adds to the definition's commands (run in the tree, after the definition's own). */
 export function variantCommands(kind: VariantKind, label: string): string[] {
@@ -106,6 +106,21 @@ export function variantCommands(kind: VariantKind, label: string): string[] {
     case 'vendor-kargs':
       // A vendor kernel argument the upgrade adds to the device's own (docs/formats.md §11, kargs.d).
       return [...common, 'mkdir -p usr/lib/larch/kargs.d', "echo 'vendor.test=1' > usr/lib/larch/kargs.d/10-vendor.conf"];
+    case 'live-demo':
+      // Two services as a board's rc starts them (/etc/init.d, pid files in /run; docs/cli.md apply-live):
+      // larch-demo runs a shell script that writes its label and the message file every second (the
+      // shell keeps its script open: the process apply-live finds), larch-idle holds nothing that changes.
+      return [
+        ...common,
+        'mkdir -p usr/libexec usr/share/larch-demo etc/init.d',
+        `printf '#!/bin/sh\\nwhile :; do echo "larch-demo ${label}: $(cat /usr/share/larch-demo/message)" > /run/larch-demo.out; sleep 1; done\\n' > usr/libexec/larch-demo`,
+        `echo 'message of ${label}' > usr/share/larch-demo/message`,
+        ...['larch-demo', 'larch-idle'].map((n) => `printf '#!/bin/sh\\nmkdir -p /run\\ncase "$1" in\\n  start) ${n === 'larch-demo' ? 'sh /usr/libexec/larch-demo' : 'sleep 100000'} </dev/null >/dev/null 2>&1 & echo $! > /run/${n}.pid ;;\\n  stop) kill "$(cat /run/${n}.pid)" 2>/dev/null; rm -f /run/${n}.pid ;;\\n  restart) "$0" stop; "$0" start ;;\\nesac\\n' > etc/init.d/${n}`),
+        'chmod 755 usr/libexec/larch-demo etc/init.d/larch-demo etc/init.d/larch-idle',
+      ];
+    case 'kernel-touch':
+      // One byte more at the end of the kernel image: a kernel change apply-live must refuse (never booted).
+      return [...common, 'for k in boot/vmlinuz-*; do [ -L "$k" ] || printf x >> "$k"; done'];
     case 'bad-kernel':
       // The initramfs /init exits right after the bootloader's line (which on systemd-boot boards the
       // init itself prints: images/overlay/initramfs/usr/lib/larch/init): the kernel panics

@@ -9,5 +9,6 @@ import { agentScenario } from '../scenarios/agent.ts';
 import { layerScenario } from '../scenarios/layer.ts';
 import { kargsScenario } from '../scenarios/kargs.ts';
 import { blessScenario } from '../scenarios/bless.ts';
+import { liveScenario } from '../scenarios/live.ts';
 
-export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario, agentScenario, layerScenario, kargsScenario, blessScenario];
+export const SCENARIOS: Scenario[] = [upgrade, badUpdateScenario, powerCutScenario, rollbackScenario, bootTableScenario, agentScenario, layerScenario, kargsScenario, blessScenario, liveScenario];

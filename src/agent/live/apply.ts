@@ -116,9 +116,10 @@ export async function applyLive(sysroot: Sysroot, opts: LiveOptions = {}): Promi
   const deployed = sysroot.deployDir(slot);
   const since = new Date().toISOString();
   await writeLive(sysroot, { slot, commit: staged.commit, version: staged.version, boot_id: bootId(), since, state: 'switching' });
-  await mount(['--bind', join(deployed, 'usr'), join(root, 'usr')]);
+  // `-o bind`, not `--bind`: the option words util-linux and busybox mount both take.
+  await mount(['-o', 'bind', join(deployed, 'usr'), join(root, 'usr')]);
   await mount(['-o', 'remount,bind,ro', join(root, 'usr')]);
-  await mount(['--bind', join(deployed, 'etc'), join(root, 'etc')]);
+  await mount(['-o', 'bind', join(deployed, 'etc'), join(root, 'etc')]);
   await writeLive(sysroot, { slot, commit: staged.commit, version: staged.version, boot_id: bootId(), since, state: 'live' });
   report.restarted = await restartUnits(units, { root, init });
   report.result = 'applied';
