@@ -28,7 +28,8 @@ const LAYERS: Record<string, { layer: number; imports: string[] }> = {
   server: { layer: 3, imports: ['store', 'delta', 'mqtt', 'protocol'] },
   agent: { layer: 3, imports: ['store', 'bootcount', 'delta', 'mqtt', 'packages', 'protocol'] },
   image: { layer: 4, imports: ['store', 'bootcount', 'packages', 'protocol', 'compose', 'server', 'agent'] },
-  cli: { layer: 5, imports: ['store', 'bootcount', 'delta', 'mqtt', 'packages', 'protocol', 'compose', 'server', 'agent', 'image'] },
+  oci: { layer: 4, imports: ['store', 'packages', 'compose'] },
+  cli: { layer: 5, imports: ['store', 'bootcount', 'delta', 'mqtt', 'packages', 'protocol', 'compose', 'server', 'agent', 'image', 'oci'] },
 };
 const SHARED = '(src/*.ts)';
 
