@@ -10,6 +10,7 @@
  */
 import { LarchError, quash } from '../errors.ts';
 import type { DirMeta, ObjectId } from '../store/object.ts';
+import { splitTarPath } from '../store/import-tar.ts';
 import { type MDir, addFile, ensureDir, newDir } from '../store/mtree.ts';
 
 const WHITEOUT = Buffer.from('.wh.');
@@ -58,17 +59,8 @@ function refuse(reason: string, message: string, data: Record<string, unknown> =
 
 /** A path as its components: raw bytes split on '/', empty and '.' components dropped. @throws INVALID_INPUT dotdot */
 export function splitPath(path: Uint8Array): Uint8Array[] {
-  const parts: Uint8Array[] = [];
-  let start = 0;
-  for (let i = 0; i <= path.length; i++) {
-    if (i < path.length && path[i] !== 0x2f) continue;
-    const part = path.subarray(start, i);
-    start = i + 1;
-    if (part.length === 0 || (part.length === 1 && part[0] === 0x2e)) continue;
-    if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) throw refuse('dotdot', `entry '${quash(Buffer.from(path).toString('utf8'), 200)}' has a '..' component`, { path: quash(Buffer.from(path).toString('utf8'), 200) });
-    parts.push(part);
-  }
-  return parts;
+  const parts = splitTarPath(Buffer.from(path.buffer, path.byteOffset, path.byteLength));
+  return parts === 'root' ? [] : parts;
 }
 
 const startsWith = (a: Uint8Array, b: Uint8Array) => a.length >= b.length && Buffer.from(a.subarray(0, b.length)).equals(b);

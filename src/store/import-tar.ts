@@ -26,7 +26,7 @@ export function splitTarPath(raw: Buffer): Buffer[] | 'root' {
       const part = raw.subarray(start, i);
       start = i + 1;
       if (part.length === 0 || (part.length === 1 && part[0] === 0x2e)) continue;
-      if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) throw new LarchError('INVALID_INPUT', `tar entry '${quash(raw.toString('utf8'))}' has a '..' component`, { data: { path: quash(raw.toString('utf8')) } });
+      if (part.length === 2 && part[0] === 0x2e && part[1] === 0x2e) throw new LarchError('INVALID_INPUT', `tar entry '${quash(raw.toString('utf8'))}' has a '..' component`, { data: { reason: 'dotdot', path: quash(raw.toString('utf8')) } });
       parts.push(Buffer.from(part));
     }
   }
