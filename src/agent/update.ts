@@ -195,7 +195,8 @@ export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Pr
   const { sysroot } = ctx;
   const action = ctx.channel ? 'rebase' : opts.target ? 'deploy' : 'upgrade';
   // A cancelled upgrade leaves the finished download the device had (or none) as it was.
-  const downloadedBefore = await (await sysroot.openRepo()).readRef('larch/downloaded');
+  // (Unreadable here: upgradeSteps says why, and nothing is restored.)
+  const downloadedBefore = await sysroot.openRepo().then((r) => r.readRef('larch/downloaded')).catch(() => undefined);
   try {
     const result = await upgradeSteps(ctx, opts);
     if (!opts.dryRun) await recordLastUpdate(sysroot, { action, result: lastUpdateResult(result.result), version: result.to?.version ?? null, commit: result.to?.commit ?? null, error: null });
@@ -212,7 +213,7 @@ export async function upgrade(ctx: UpdateContext, opts: UpgradeOptions = {}): Pr
       err = new LarchError('NO_SPACE', `${action}: ${err.message}`, { hint, data: err.data });
     }
     if (isCancelled(err)) {
-      await (await sysroot.openRepo()).writeRef('larch/downloaded', downloadedBefore).catch(() => {});
+      if (downloadedBefore !== undefined) await sysroot.openRepo().then((r) => r.writeRef('larch/downloaded', downloadedBefore)).catch(() => {});
       await recordLastUpdate(sysroot, { action, result: 'cancelled', version: null, commit: null, error: { code: err.code, message: err.message, hint: err.hint } }).catch(() => {});
       await appendJournal(sysroot.journalPath, { event: 'cancel', message: `${action} cancelled: ${err.message}`, data: { phase: err.data.phase } }).catch(() => {});
     } else if (err instanceof LarchError) {
