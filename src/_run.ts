@@ -44,6 +44,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   truncate: 'coreutils',
   // package layering: the isolated root's namespaces (agent/layering/isolated-root.ts)
   unshare: 'util-linux',
+  // OCI layers compressed with zstd, where the runtime's zlib has none (Node 20; oci/decompress.ts)
+  zstd: 'zstd',
 };
 
 export interface ToolContext {
