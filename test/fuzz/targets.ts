@@ -27,6 +27,9 @@ import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Block, decodeLz4Lega
 import type { Segment } from '../../src/delta/view/segment.ts';
 import { deflateViewOutputLength, huffDeflate, puffDeflate } from '../../src/delta/view/deflate.ts';
 import { parseRetryAfter } from '../../src/agent/remote/http-fetch.ts';
+import { LarchError } from '../../src/errors.ts';
+import { LayerTree, classifyPath } from '../../src/oci/layer-tree.ts';
+import { MEDIA, decodeConfig, decodeDockerArchive, decodeIndex, decodeManifest } from '../../src/oci/manifest.ts';
 import { readJournal } from '../../src/agent/journal.ts';
 import { readFailedReleases } from '../../src/agent/failed-store.ts';
 import { parseDaemonConfig } from '../../src/agent/policy.ts';
@@ -479,13 +482,19 @@ const announceArb: fc.Arbitrary<Announcement> = fc.record({
   rollout: fc.integer({ min: 0, max: 100 }),
   created: safeUint,
 });
-const commandArb: fc.Arbitrary<DeviceCommand> = fc.record({
-  cmd: fc.constantFrom('check' as const, 'upgrade' as const, 'rollback' as const, 'reboot' as const, 'cleanup' as const),
+const commandBase = {
   device: fc.stringMatching(/^[a-z0-9][a-z0-9-]{0,20}$/),
   nonce: fc.stringMatching(/^[A-Za-z0-9_-]{16,64}$/),
   issued: safeUint,
   expires: safeUint,
-});
+};
+// Each command with the arguments it takes (formats.md §13.3), and none for the others.
+const commandArb: fc.Arbitrary<DeviceCommand> = fc.oneof(
+  fc.record({ cmd: fc.constantFrom('check' as const, 'upgrade' as const, 'rollback' as const, 'reboot' as const, 'cleanup' as const, 'pin' as const, 'unpin' as const, 'cancel' as const), ...commandBase }),
+  fc.record({ cmd: fc.constant('deploy' as const), ...commandBase, args: fc.record({ version: fc.string({ minLength: 1, maxLength: 128 }), allow_downgrade: fc.boolean(), retry_failed: fc.boolean() }, { requiredKeys: ['version'] }) }),
+  fc.record({ cmd: fc.constant('rebase' as const), ...commandBase, args: fc.record({ ref: fc.stringMatching(/^[a-z]{1,8}(\/[a-z]{1,8}){0,2}$/), remote: fc.stringMatching(/^[a-z0-9][a-z0-9_-]{0,31}$/) }, { requiredKeys: ['ref'] }) }),
+  fc.record({ cmd: fc.constantFrom('install' as const, 'uninstall' as const), ...commandBase, args: fc.record({ packages: fc.array(fc.stringMatching(/^[a-z0-9][a-z0-9+.-]{1,30}$/), { minLength: 1, maxLength: 5 }) }) }),
+);
 
 /** A signed message's body parser, reached by signing each mutated body with the trusted test key. */
 function signedBodyTarget<T>(kind: 'announce' | 'command', parser: string, arb: fc.Arbitrary<T>, format: (x: T) => string, parse: (body: unknown) => unknown): FuzzTarget {
@@ -941,6 +950,65 @@ const deflateFold: FuzzTarget = {
   maxMsPerInput: 1000,
 };
 
+// ---- OCI images (src/oci/) ------------------------------------------------------
+
+const ociDigest = (c: string) => `sha256:${c.repeat(64)}`;
+const ociSeeds = () =>
+  [
+    { schemaVersion: 2, manifests: [{ mediaType: MEDIA.manifest, digest: ociDigest('a'), size: 400, annotations: { 'org.opencontainers.image.ref.name': 'latest' }, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } }] },
+    { schemaVersion: 2, mediaType: MEDIA.manifest, config: { mediaType: MEDIA.config, digest: ociDigest('c'), size: 900 }, layers: [{ mediaType: MEDIA.layerGzip, digest: ociDigest('d'), size: 1 << 20 }] },
+    { architecture: 'amd64', os: 'linux', created: '2026-01-01T00:00:00Z', config: { Labels: { 'org.opencontainers.image.version': '1.0' } }, rootfs: { type: 'layers', diff_ids: [ociDigest('e')] } },
+    [{ Config: 'c.json', RepoTags: ['localhost/os:1.0'], Layers: ['l/layer.tar'] }],
+  ].map((v) => Uint8Array.from(Buffer.from(JSON.stringify(v))));
+
+const ociManifest: FuzzTarget = {
+  name: 'oci-manifest',
+  drives: 'decodeIndex, decodeManifest, decodeConfig and decodeDockerArchive (src/oci/manifest.ts) on the same bytes',
+  seeds: ociSeeds,
+  run: (input) => {
+    for (const decode of [decodeIndex, decodeManifest, decodeConfig, decodeDockerArchive]) {
+      try {
+        decode(input);
+      } catch (err) {
+        if (!(err instanceof LarchError)) throw err;
+      }
+    }
+  },
+};
+
+/**
+ * Each line of the input is one layer entry: a kind letter, a space, a path (d: directory,
+ * f: file, s: symlink, h PATH\tTARGET: hard link, w: a whiteout or opaque marker path, '-': the
+ * next layer). Arbitrary path bytes reach classifyPath and LayerTree; only LarchError may come out,
+ * and the flattened tree is written out as the importer would.
+ */
+const ociLayer: FuzzTarget = {
+  name: 'oci-layer',
+  drives: 'classifyPath and LayerTree (src/oci/layer-tree.ts): entries, whiteouts, opaque markers and hard links from arbitrary path bytes, then toMTree',
+  seeds: () => ['d a\nf a/x\ns l\n-\nw a/.wh.x\nh a/y\ta/x\nw a/.wh..wh..opq\nf a/z', 'f usr/bin/sh\n-\nh bin/sh\tusr/bin/sh\nw .wh.usr', 'd .\n-\nw .wh..wh.plnk/1\nf ../x'].map((s) => Uint8Array.from(Buffer.from(s))),
+  run: (input) => {
+    const tree = new LayerTree({ mode: 0o40755, uid: 0, gid: 0, xattrs: [] });
+    tree.beginLayer();
+    const id = 'ab'.repeat(32);
+    for (const line of Buffer.from(input).toString('latin1').split('\n')) {
+      const kind = line[0];
+      const rest = Buffer.from(line.slice(2), 'latin1');
+      if (kind === '-') tree.beginLayer();
+      else if (kind === 'd') tree.add({ path: rest, type: 'dir', meta: { mode: 0o40700, uid: 0, gid: 0, xattrs: [] } });
+      else if (kind === 'f') tree.add({ path: rest, type: 'reg', id, size: 1 });
+      else if (kind === 's') tree.add({ path: rest, type: 'lnk', id, size: 0, linkName: '/' });
+      else if (kind === 'h') {
+        const tab = rest.indexOf(0x09);
+        tree.add({ path: tab < 0 ? rest : rest.subarray(0, tab), type: 'hardlink', target: tab < 0 ? rest : rest.subarray(tab + 1) });
+      } else if (kind === 'w') {
+        const k = classifyPath(rest).kind;
+        if (k === 'whiteout' || k === 'opaque') tree.whiteout(rest);
+      }
+    }
+    tree.toMTree();
+  },
+};
+
 export const TARGETS: FuzzTarget[] = [
   cbor,
   objectCommit,
@@ -977,6 +1045,8 @@ export const TARGETS: FuzzTarget[] = [
   zeroRuns,
   deflateExpand,
   deflateFold,
+  ociManifest,
+  ociLayer,
 ];
 
 /** Removes the shared delta fixture's files (after all targets ran). */
