@@ -135,3 +135,19 @@ export function scopeOf(sysroot: Sysroot, name: string, entry: RemoteEntry): Tru
 export function remoteDir(sysroot: Sysroot, name: string): string {
   return join(sysroot.larchDir, 'remotes', name);
 }
+
+/**
+ * `[REMOTE:]REF` as rebase takes it: a remote name before the first ':' (null: the followed
+ * remote), then the ref. @throws USAGE when no ref is named
+ */
+export function splitRebaseTarget(arg: string): { remote: string | null; ref: string } {
+  const colon = arg.indexOf(':');
+  const ref = colon > 0 ? arg.slice(colon + 1) : arg;
+  if (ref === '') throw new LarchError('USAGE', `rebase: '${arg}' names no ref (REMOTE:REF or REF)`, { hint: "run 'larch rebase --help'", data: { command: 'rebase', target: arg } });
+  return { remote: colon > 0 ? arg.slice(0, colon) : null, ref };
+}
+
+/** rebase's answer from upgrade's: nothing newer is `no-change` when the channel was followed already, else `rebased` (the device follows it now). */
+export function rebaseResult<R extends string>(upgradeResult: R, alreadyFollowed: boolean): R | 'no-change' | 'rebased' {
+  return upgradeResult === 'no-update' ? (alreadyFollowed ? 'no-change' : 'rebased') : upgradeResult;
+}

@@ -33,7 +33,7 @@ import type { Sysroot } from '../sysroot.ts';
 import type { Remote } from '../remote/remote.ts';
 import { type UpdateContext, check, cleanup, finalize, rollback, setPinned, upgrade } from '../update.ts';
 import { readDeviceTrust, roleKeys } from '../trust-store.ts';
-import { type RemoteEntry, followedChannel, remoteNamed, scopeOf } from '../remotes.ts';
+import { type RemoteEntry, followedChannel, rebaseResult, remoteNamed, scopeOf } from '../remotes.ts';
 import { type SentCancel, IDLE, sendCancel, settleCancel } from '../cancel.ts';
 import { changeLayering } from '../layering/layer.ts';
 import { walkTrustChain } from '../trust-sync.ts';
@@ -491,7 +491,7 @@ export class Daemon {
     this.setUpdate({ state: 'downloading' });
     const r = await this.countUpgrade(withDeviceLock(this.d.sysroot, "command 'rebase'", () => upgrade({ ...ctx, remote: this.d.remoteFor(entry), channel: { name, ref, remote: entry } })));
     const already = name === followed.name && ref === followed.ref;
-    const result = r.result === 'no-update' ? (already ? 'no-change' : 'rebased') : r.result;
+    const result = rebaseResult(r.result, already);
     this.setUpdate({ state: r.result === 'staged' ? 'staged' : 'up-to-date', progress: null });
     return { result, from: r.from, to: r.to, download: r.download, etc_conflicts: r.etc_conflicts, following: { remote: name, ref } };
   }

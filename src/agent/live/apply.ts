@@ -89,7 +89,8 @@ export async function applyLive(sysroot: Sysroot, opts: LiveOptions = {}): Promi
     const services = await sysvinitServicesOf(processes.map((p) => p.pid), root);
     for (const p of processes) p.unit ??= services.get(p.pid) ?? null;
   }
-  const changedPaths = [...usr.added, ...usr.modified, ...usr.removed, ...etcChanges(diff)].filter((p) => !p.endsWith('/'));
+  const etc = etcChanges(diff);
+  const changedPaths = [...usr.added, ...usr.modified, ...usr.removed, ...etc].filter((p) => !p.endsWith('/'));
   const units = await unitsToRestart(changedPaths, processes, { root, init });
   const report: LiveReport = {
     result: 'dry-run',
@@ -97,7 +98,7 @@ export async function applyLive(sysroot: Sysroot, opts: LiveOptions = {}): Promi
     from: { commit: booted.commit, version: booted.version },
     to: { commit: staged.commit, version: staged.version },
     files: { added: usr.added, modified: usr.modified, removed: usr.removed, total: usr.added.length + usr.modified.length + usr.removed.length },
-    etc: { changed: etcChanges(diff) },
+    etc: { changed: etc },
     packages: diffCommitPackages(metaFrom, metaTo),
     init,
     units,

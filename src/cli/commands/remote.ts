@@ -10,7 +10,7 @@ import { readDeployment } from '../../agent/deploy.ts';
 import { mergerFor } from '../../agent/etc/merger.ts';
 import { appendJournal } from '../../agent/journal.ts';
 import { isLocalRemote } from '../../agent/remote/local-fetch.ts';
-import { ORIGIN, type RemoteEntry, addRemote, checkRemoteName, deleteRemote, followedChannel, followedName, remoteDir, remoteNamed, remotesOf, scopeOf } from '../../agent/remotes.ts';
+import { ORIGIN, type RemoteEntry, addRemote, checkRemoteName, deleteRemote, followedChannel, followedName, rebaseResult, remoteDir, remoteNamed, remotesOf, scopeOf, splitRebaseTarget } from '../../agent/remotes.ts';
 import type { Sysroot } from '../../agent/sysroot.ts';
 import { trustStatus } from '../../agent/trust-store.ts';
 import { fetchTrustedSummary } from '../../agent/trust-sync.ts';
@@ -243,11 +243,8 @@ ${EXIT_HELP}
 
 /** `[REMOTE:]REF`: a remote name before the first ':' (when it is one), else the followed remote. Pure. */
 export function parseRebaseTarget(arg: string, followed: string): { name: string; ref: string } {
-  const colon = arg.indexOf(':');
-  const name = colon > 0 ? arg.slice(0, colon) : followed;
-  const ref = colon > 0 ? arg.slice(colon + 1) : arg;
-  if (ref === '') throw new LarchError('USAGE', `rebase: '${arg}' names no ref (REMOTE:REF or REF)`, { hint: "run 'larch rebase --help'", data: { command: 'rebase', target: arg } });
-  return { name, ref };
+  const { remote, ref } = splitRebaseTarget(arg);
+  return { name: remote ?? followed, ref };
 }
 
 export const rebase: Command = {
@@ -312,7 +309,7 @@ async function runRebase(args: ParsedArgs, io: Io): Promise<void> {
   const ctx = { sysroot, remote: remoteFor({ remote: entry }, remoteLimits(args)), merger: mergerFor(), progress, channel: { ...target, remote: entry } };
   const dryRun = args.values['dry-run'] === true;
   const r = await upgradeSysroot(ctx, { allowDowngrade: args.values['allow-downgrade'] === true, dryRun }).finally(() => progress?.finish?.());
-  const result = r.result === 'no-update' ? (already ? 'no-change' : 'rebased') : r.result;
+  const result = rebaseResult(r.result, already);
   if (args.json) printJson(io, { ...r, result, following: dryRun ? { remote: followed.name, ref: followed.ref } : following });
   else if (result === 'staged') io.out(`rebased to ${target.name}:${target.ref}: staged version ${r.to?.version} in slot ${r.to?.slot}; it boots next (downloaded ${formatBytes(r.download.bytes)} by ${r.download.via})\n`);
   else if (result === 'rebased') io.out(`following ${target.name}:${target.ref}; version ${r.from.version}, booted now, is its newest\n`);

@@ -1,4 +1,5 @@
 /** larch command: send a signed command to one device over MQTT and print its answer. */
+import { splitRebaseTarget } from '../../agent/remotes.ts';
 import { LarchError } from '../../errors.ts';
 import { COMMANDS, type CommandArgs, type CommandName, MessageFormatError, isValidDeviceId, parseCommandArgs } from '../../mqtt/format.ts';
 import { sendCommand } from '../../server/mqtt-publisher.ts';
@@ -102,8 +103,8 @@ export function argsOf(cmd: CommandName, words: string[], flags: { allowDowngrad
     raw = { version: words[0], ...(flags.allowDowngrade ? { allow_downgrade: true } : {}), ...(flags.retryFailed ? { retry_failed: true } : {}) };
   } else if (cmd === 'rebase') {
     if (words.length !== 1) throw usage('give one [REMOTE:]REF');
-    const colon = words[0].indexOf(':');
-    raw = colon > 0 ? { remote: words[0].slice(0, colon), ref: words[0].slice(colon + 1) } : { ref: words[0] };
+    const { remote, ref } = splitRebaseTarget(words[0]);
+    raw = remote === null ? { ref } : { remote, ref };
   } else if (cmd === 'install' || cmd === 'uninstall') {
     if (words.length === 0) throw usage('give the package names');
     raw = { packages: words };
