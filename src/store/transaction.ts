@@ -418,6 +418,27 @@ export class Transaction {
     }
   }
 
+  /**
+   * Unstages the file objects (and their sidecars) not in `keep`: an OCI import stores each file
+   * as its layer streams past, and a later layer may replace or white it out. Returns how many
+   * objects went (they stay counted in bytes_written: they were written).
+   */
+  async discardFiles(keep: Set<ObjectId>): Promise<number> {
+    const gone = new Set<string>();
+    let objects = 0;
+    for (const [k, path] of this.staged) {
+      const [kind, id] = k.split(':');
+      if ((kind !== 'file' && kind !== 'xattrs' && kind !== 'filemeta') || keep.has(id)) continue;
+      await rm(path, { force: true });
+      this.staged.delete(k);
+      gone.add(path);
+      if (kind === 'file') objects++;
+    }
+    this.xattrJobs = this.xattrJobs.filter((j) => !gone.has(j.path.toString()));
+    this.stats.objects_written -= objects;
+    return objects;
+  }
+
   /** Drops everything staged and releases the lock. */
   async abort(): Promise<void> {
     await this.finish();

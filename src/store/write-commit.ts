@@ -1,11 +1,11 @@
-/** Builds a commit from a directory or a tar: import, write trees, commit object, signatures, ref. */
+/** Builds a commit from a directory, a tar or an importer: import, write trees, commit object, signatures, ref. */
 import { LarchError, quash } from '../errors.ts';
 import { BINDING_KEYS, COLLECTION_ID_KEY, bindingValueProblem } from './binding.ts';
 import { failpoint } from '../failpoint.ts';
 import type { CborValue } from './cbor.ts';
 import { importDirectory } from './import-dir.ts';
 import { importTar } from './import-tar.ts';
-import { writeMTree } from './mtree.ts';
+import { type MDir, writeMTree } from './mtree.ts';
 import { type ObjectId, encodeCommit } from './object.ts';
 import type { Repo } from './repo.ts';
 import { REF_KEY, RELEASE_KEY, commitRelease, nextRelease, recordRelease } from './release.ts';
@@ -13,7 +13,11 @@ import { type SecretKey, encodeSignatures, keyId, mergeSignatures, signCommit } 
 import { Transaction } from './transaction.ts';
 
 export interface CommitOptions {
-  source: { tree: string } | { tar: string };
+  /**
+   * What the root tree is made from. An importer (an OCI image, oci/commit-image.ts) fills the
+   * transaction itself and may add metadata it learnt from the tree (larch.packages).
+   */
+  source: { tree: string } | { tar: string } | { importer: (txn: Transaction) => Promise<{ tree: MDir; metadata?: Record<string, CborValue> }> };
   branch: string;
   version: string;
   subject?: string;
@@ -66,16 +70,16 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
   }
   const txn = await Transaction.begin(repo);
   try {
-    const tree =
-      'tree' in opts.source
-        ? await importDirectory(txn, opts.source.tree, { xattrs: opts.xattrs ?? true, owner: opts.owner })
-        : await importTar(txn, opts.source.tar, { xattrs: opts.xattrs ?? true, owner: opts.owner });
-    const root = await writeMTree(txn, tree);
+    const imported =
+      'importer' in opts.source
+        ? await opts.source.importer(txn)
+        : { tree: 'tree' in opts.source ? await importDirectory(txn, opts.source.tree, { xattrs: opts.xattrs ?? true, owner: opts.owner }) : await importTar(txn, opts.source.tar, { xattrs: opts.xattrs ?? true, owner: opts.owner }) };
+    const root = await writeMTree(txn, imported.tree);
     const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
     // Under the writer lock (Transaction.begin), so two writers never hand out one release twice.
     const release = await nextRelease(repo, opts.release, opts.forceRelease);
     const sorted = (m: Record<string, CborValue>) => new Map(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : 1)));
-    const withRelease = (r: CborValue | undefined) => sorted({ ...opts.metadata, [REF_KEY]: opts.branch, ...(r === undefined ? {} : { [RELEASE_KEY]: r }) });
+    const withRelease = (r: CborValue | undefined) => sorted({ ...imported.metadata, ...opts.metadata, [REF_KEY]: opts.branch, ...(r === undefined ? {} : { [RELEASE_KEY]: r }) });
     const metadata = withRelease(release);
     const fields = { root, version: opts.version, subject: opts.subject ?? '', body: opts.body ?? '', metadata };
     if (opts.unlessUnchanged && parent !== null && parent === branchHead) {
