@@ -1,4 +1,4 @@
-/** Parsers of option values more than one command takes: durations, timestamps, rollout percentages. */
+/** Parsers of option values more than one command takes: durations, timestamps, rollout percentages, sizes. */
 import { LarchError } from '../errors.ts';
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
@@ -29,4 +29,16 @@ export function parseRollout(text: string | undefined): number | undefined {
   const n = m ? Number(m[1]) : NaN;
   if (!(n >= 0 && n <= 100)) throw new LarchError('USAGE', `--rollout must be a percentage from 0 to 100 (two decimals at most), got '${text}'`, { data: { option: 'rollout', value: text } });
   return n;
+}
+
+const UNIT_BYTES: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+
+/** "512M", "8G", "8GiB", "1048576" -> bytes (binary units). @throws USAGE */
+export function parseSize(text: string, option: string): number {
+  const m = /^(\d+)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  const bytes = m ? Number(m[1]) * UNIT_BYTES[m[2].toUpperCase()] : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw new LarchError('USAGE', `${option} must be a positive size such as 1048576, 512M or 8G; got '${text}'`, { data: { option: option.replace(/^--/, ''), value: text } });
+  }
+  return bytes;
 }

@@ -10,7 +10,7 @@
  */
 import { LarchError, quash } from '../errors.ts';
 import type { DirMeta, ObjectId } from '../store/object.ts';
-import { splitTarPath } from '../store/import-tar.ts';
+import { splitTarPath } from '../store/tar-entries.ts';
 import { type MDir, addFile, ensureDir, newDir } from '../store/mtree.ts';
 
 const WHITEOUT = Buffer.from('.wh.');
@@ -162,23 +162,45 @@ export class LayerTree {
     dir.children.set(k, { name, node: { kind: 'file', type: entry.type, id: entry.id, size: entry.size, stamp: this.layer, ...(entry.linkName !== undefined ? { linkName: entry.linkName } : {}) } });
   }
 
-  /** The flattened tree for writeMTree. */
-  toMTree(): MDir {
-    const build = (d: DirNode): MDir => {
-      const out = newDir(d.meta);
+  /**
+   * The flattened tree for writeMTree. `rewrite` moves or drops paths ('/'-joined, one char per
+   * byte): a directory dropped takes its subtree with it; parents a move needs are made implicitly.
+   */
+  toMTree(rewrite?: (path: string) => string | null): MDir {
+    const out = newDir(this.root.meta);
+    const dirAt = (parts: string[]): MDir => {
+      let d = out;
+      for (const p of parts) d = ensureDir(d, Buffer.from(p, 'latin1'), this.implicit, 'oci image');
+      return d;
+    };
+    const visit = (d: DirNode, at: string[]) => {
       for (const { name, node } of d.children.values()) {
+        const path = [...at, key(name)];
+        const moved = rewrite ? rewrite(path.join('/')) : path.join('/');
+        if (moved === null) continue;
+        const to = moved.split('/');
         if (node.kind === 'dir') {
-          const child = ensureDir(out, name, node.meta, 'oci image');
-          const built = build(node);
-          child.files = built.files;
-          child.dirs = built.dirs;
+          const made = dirAt(to);
+          made.meta = node.meta;
+          visit(node, path);
         } else {
-          addFile(out, name, node.id, node.size, 'oci image');
+          addFile(dirAt(to.slice(0, -1)), Buffer.from(to[to.length - 1], 'latin1'), node.id, node.size, 'oci image');
         }
       }
-      return out;
     };
-    return build(this.root);
+    visit(this.root, []);
+    return out;
+  }
+
+  /** The file (regular, symlink or FIFO) at path in the tree as it stands, or null. */
+  fileAt(path: Uint8Array): { type: 'reg' | 'lnk' | 'fifo'; id: ObjectId; size: number } | null {
+    try {
+      const node = this.lookup(splitPath(path));
+      return node?.kind === 'file' ? { type: node.type, id: node.id, size: node.size } : null;
+    } catch (err) {
+      if (err instanceof LarchError) return null;
+      throw err;
+    }
   }
 
   /** Every object id the tree refers to (the rest of what the import stored can be dropped). */

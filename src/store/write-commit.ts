@@ -12,14 +12,21 @@ import { REF_KEY, RELEASE_KEY, commitRelease, nextRelease, recordRelease } from 
 import { type SecretKey, encodeSignatures, keyId, mergeSignatures, signCommit } from './sign.ts';
 import { Transaction } from './transaction.ts';
 
+/**
+ * Fills the transaction with a tree and says what it learnt on the way: metadata (larch.packages),
+ * and the version and time when the source carries them (an OCI image's labels and `created`).
+ */
+export type Importer = (txn: Transaction) => Promise<{ tree: MDir; metadata?: Record<string, CborValue>; version?: string; timestamp?: number }>;
+
 export interface CommitOptions {
   /**
    * What the root tree is made from. An importer (an OCI image, oci/commit-image.ts) fills the
    * transaction itself and may add metadata it learnt from the tree (larch.packages).
    */
-  source: { tree: string } | { tar: string } | { importer: (txn: Transaction) => Promise<{ tree: MDir; metadata?: Record<string, CborValue> }> };
+  source: { tree: string } | { tar: string } | { importer: Importer };
   branch: string;
-  version: string;
+  /** Required unless the importer gives one. */
+  version?: string;
   subject?: string;
   body?: string;
   metadata?: Record<string, CborValue>;
@@ -75,13 +82,16 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
         ? await opts.source.importer(txn)
         : { tree: 'tree' in opts.source ? await importDirectory(txn, opts.source.tree, { xattrs: opts.xattrs ?? true, owner: opts.owner }) : await importTar(txn, opts.source.tar, { xattrs: opts.xattrs ?? true, owner: opts.owner }) };
     const root = await writeMTree(txn, imported.tree);
-    const timestamp = opts.timestamp ?? Math.floor(Date.now() / 1000);
+    const version = imported.version ?? opts.version;
+    if (version === undefined) throw new LarchError('USAGE', 'commit: give --version', { data: { option: 'version' } });
+    const timestamp = opts.timestamp ?? imported.timestamp ?? Math.floor(Date.now() / 1000);
+    const given = imported.metadata ? bindingMetadata(repo, { ...imported.metadata, ...opts.metadata }) : opts.metadata;
     // Under the writer lock (Transaction.begin), so two writers never hand out one release twice.
     const release = await nextRelease(repo, opts.release, opts.forceRelease);
     const sorted = (m: Record<string, CborValue>) => new Map(Object.entries(m).sort(([a], [b]) => (a < b ? -1 : 1)));
-    const withRelease = (r: CborValue | undefined) => sorted({ ...imported.metadata, ...opts.metadata, [REF_KEY]: opts.branch, ...(r === undefined ? {} : { [RELEASE_KEY]: r }) });
+    const withRelease = (r: CborValue | undefined) => sorted({ ...given, [REF_KEY]: opts.branch, ...(r === undefined ? {} : { [RELEASE_KEY]: r }) });
     const metadata = withRelease(release);
-    const fields = { root, version: opts.version, subject: opts.subject ?? '', body: opts.body ?? '', metadata };
+    const fields = { root, version, subject: opts.subject ?? '', body: opts.body ?? '', metadata };
     if (opts.unlessUnchanged && parent !== null && parent === branchHead) {
       const head = await repo.readCommit(parent);
       // The release always differs; the head is the same release when all else is equal.
@@ -102,7 +112,7 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
     await recordRelease(repo, release);
     await txn.commit({ [opts.branch]: commit });
     failpoint('commit::after-transaction');
-    return { commit, branch: opts.branch, parent, version: opts.version, timestamp_s: timestamp, signed_by: sigs.map((s) => keyId(s.key)), ...stats, changed: true, release };
+    return { commit, branch: opts.branch, parent, version, timestamp_s: timestamp, signed_by: sigs.map((s) => keyId(s.key)), ...stats, changed: true, release };
   } catch (err) {
     await txn.abort();
     throw err;

@@ -5,10 +5,11 @@ import { COMPATIBLE_KEY } from '../../store/binding.ts';
 import type { CborValue } from '../../store/cbor.ts';
 import { readSecretKey } from '../../store/sign.ts';
 import { createCommit } from '../../store/write-commit.ts';
+import { commitImage } from '../../oci/commit-image.ts';
 import { MIN_AGENT_VERSION_KEY, checkAgentVersionText } from '../../agent/compat.ts';
 import { type Command, list, need, opt, printJson } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
-import { parseTimestamp } from '../option-values.ts';
+import { parseSize, parseTimestamp } from '../option-values.ts';
 
 function toCbor(value: unknown, where: string, depth = 0): CborValue {
   if (depth > 32) throw new LarchError('INVALID_INPUT', `${where}: metadata nested deeper than 32 levels`, { data: { key: where, max_depth: 32 } });
@@ -24,12 +25,16 @@ function toCbor(value: unknown, where: string, depth = 0): CborValue {
 
 export const commit: Command = {
   name: 'commit',
-  summary: 'record a directory or tar archive as a new commit',
+  summary: 'record a directory, tar archive or OCI image as a new commit',
   options: {
     ...REPO_OPTION,
     branch: { type: 'string', short: 'b' },
     tree: { type: 'string' },
     tar: { type: 'string' },
+    oci: { type: 'string' },
+    platform: { type: 'string' },
+    'larch-layout': { type: 'boolean' },
+    'max-unpacked-size': { type: 'string' },
     version: { type: 'string' },
     subject: { type: 'string', short: 's' },
     body: { type: 'string' },
@@ -46,13 +51,16 @@ export const commit: Command = {
     force: { type: 'boolean' },
   },
   help: `NAME
-  larch commit - record a directory or tar archive as a new commit
+  larch commit - record a directory, tar archive or OCI image as a new commit
 
 SYNOPSIS
   larch commit --repo R --branch B (--tree DIR | --tar FILE) --version V
                [--subject TEXT] [--body TEXT] [--metadata KEY=VALUE]... [--metadata-json FILE]
                [--timestamp T] [--parent REV | --orphan] [--sign-key K.key]...
                [--owner UID:GID] [--no-xattrs] [--compatible ID] [--release N [--force]] [--json]
+  larch commit --repo R --branch B --oci PATH[:TAG] [--version V] [--timestamp T]
+               [--platform OS/ARCH[/VARIANT]] [--larch-layout] [--max-unpacked-size SIZE]
+               [the other options above] [--json]
 
 DESCRIPTION
   Stores every file, symlink, FIFO and directory of the tree as content-addressed objects
@@ -66,6 +74,19 @@ DESCRIPTION
   another branch later never sees an older release. Devices refuse a commit whose larch.ref
   is not the ref they follow, and one whose release is below the highest they booted good.
 
+  With --oci, the tree is the flattened root filesystem of an OCI image: an OCI image layout
+  directory, an oci-archive or a docker-archive tar (what 'podman save' and 'skopeo copy'
+  write). Layers are applied in order with their whiteouts (.wh.NAME) and opaque directories
+  (.wh..wh..opq); owners, modes, xattrs and hard links across layers are kept. Each layer is
+  checked against its digest and the config's diff_id as it streams. The version is --version,
+  else the image's org.opencontainers.image.version label, else the tag (not latest); the time
+  is --timestamp, else the image's created time, so the same image gives the same commit id.
+  The commit records the image's digests and labels (larch.oci.*), its architecture and, when
+  the image has a dpkg database, its package list. When the branch's head already is this
+  image's commit (all but the time equal), nothing is written (changed: false). Hostile
+  layers ('..', entries under symlinks, whiteouts of parents, compression bombs, sizes past
+  --max-unpacked-size) are refused before anything is committed. See docs/oci.md.
+
   The commit's parent is B's current commit unless --parent or --orphan says otherwise.
   A crash or kill at any moment leaves the repo as it was before, or with the new commit
   complete; 'larch prune' removes leftover temporary files.
@@ -75,7 +96,17 @@ OPTIONS
   --branch B, -b B     branch to move (required)
   --tree DIR           commit this directory
   --tar FILE           commit this tar archive (plain or gzip; pax xattrs are kept)
-  --version V          version string, e.g. 2026.11.1 (required)
+  --oci PATH[:TAG]     commit this OCI image: a layout directory, an oci-archive or a
+                       docker-archive (plain, gzip or zstd). Without TAG: the only image, else
+                       the one tagged latest
+  --platform OS/ARCH   the image of a multi-platform index to take (e.g. linux/arm64/v8)
+  --larch-layout       with --oci: lay the tree out as 'larch compose' does: /var moved to
+                       /usr/share/factory/var (a device's /var is never updated), the dpkg
+                       database to /usr/lib/sysimage/dpkg, build state (/var/cache, /var/log,
+                       /etc/hostname, /etc/resolv.conf, /etc/machine-id, ssh host keys) dropped
+  --max-unpacked-size SIZE
+                       with --oci: the most plain bytes all layers may unpack to (default 8G)
+  --version V          version string, e.g. 2026.11.1 (required, but for --oci)
   --subject TEXT       one-line description
   --body TEXT          longer description
   --metadata K=V       a string entry in the commit's free-form metadata (repeatable);
@@ -97,11 +128,15 @@ OPTIONS
                        not above the repo's highest release, unless --force
   --force              with --release: take N even when it is not above the highest
   --json               print {"commit", "branch", "parent", "version", "timestamp",
-                       "signed_by", "objects_written", "objects_reused", "bytes_written", "release"}
+                       "signed_by", "objects_written", "objects_reused", "bytes_written", "release"};
+                       with --oci also "changed" and "image": {"source", "reference",
+                       "manifest_digest", "config_digest", "layers", "whiteouts", "opaque_dirs",
+                       "hardlinks", "dropped"}
 
 EXAMPLES
   larch commit --repo repo --branch os/stable --tree rootfs --version 1.0 --sign-key vendor.key
   larch commit --repo repo -b os/stable --tar rootfs.tar.gz --version 1.1 --timestamp 2026-11-01T00:00:00Z
+  larch commit --repo repo -b os/stable --oci os.tar:1.2 --larch-layout --sign-key vendor.key
 
 EXIT STATUS
   0 committed; 2 usage; 3 not found; 4 bad input, unsupported file type or a --release not
@@ -111,7 +146,11 @@ EXIT STATUS
     const repo = await openRepo(args, 'commit');
     const tree = opt(args, 'tree');
     const tarFile = opt(args, 'tar');
-    if ((tree === undefined) === (tarFile === undefined)) throw new LarchError('USAGE', 'commit: give exactly one of --tree DIR or --tar FILE', { data: { command: 'commit', options: ['tree', 'tar'] } });
+    const oci = opt(args, 'oci');
+    if ([tree, tarFile, oci].filter((s) => s !== undefined).length !== 1) throw new LarchError('USAGE', 'commit: give exactly one of --tree DIR, --tar FILE or --oci PATH[:TAG]', { data: { command: 'commit', options: ['tree', 'tar', 'oci'] } });
+    for (const o of ['platform', 'larch-layout', 'max-unpacked-size']) {
+      if (oci === undefined && args.values[o] !== undefined) throw new LarchError('USAGE', `commit: --${o} goes with --oci`, { data: { command: 'commit', options: [o, 'oci'] } });
+    }
     const metadata: Record<string, CborValue> = Object.create(null); // a key "__proto__" is a key
     const jsonFile = opt(args, 'metadata-json');
     if (jsonFile) {
@@ -150,12 +189,10 @@ EXIT STATUS
     const releaseText = opt(args, 'release');
     if (releaseText !== undefined && !/^(0|[1-9]\d{0,8})$/.test(releaseText)) throw new LarchError('USAGE', `commit: --release must be an integer 0..999999999, got '${releaseText}'`, { data: { command: 'commit', option: 'release', value: releaseText } });
     if (args.values.force && releaseText === undefined) throw new LarchError('USAGE', 'commit: --force goes with --release N', { data: { command: 'commit', options: ['force', 'release'] } });
-    const result = await createCommit(repo, {
+    const common = {
       release: releaseText === undefined ? undefined : Number(releaseText),
       forceRelease: args.values.force === true,
-      source: tree !== undefined ? { tree } : { tar: tarFile! },
       branch: need(args, 'branch', 'commit'),
-      version: need(args, 'version', 'commit'),
       subject: opt(args, 'subject'),
       body: opt(args, 'body'),
       metadata,
@@ -164,7 +201,19 @@ EXIT STATUS
       signKeys,
       xattrs: args.values['no-xattrs'] !== true,
       owner,
-    });
+    };
+    const maxSize = opt(args, 'max-unpacked-size');
+    const result =
+      oci !== undefined
+        ? await commitImage(repo, {
+            ...common,
+            source: oci,
+            version: opt(args, 'version'),
+            platform: opt(args, 'platform'),
+            larchLayout: args.values['larch-layout'] === true,
+            maxUnpackedBytes: maxSize === undefined ? undefined : parseSize(maxSize, '--max-unpacked-size'),
+          })
+        : await createCommit(repo, { ...common, source: tree !== undefined ? { tree } : { tar: tarFile! }, version: need(args, 'version', 'commit') });
     if (args.json) printJson(io, result);
     else {
       io.out(`${result.commit}\n`);
