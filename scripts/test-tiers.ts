@@ -38,6 +38,8 @@ export const TIERS: Record<Tier, string[]> = {
     'test/integration/dirtree-format.test.ts', // 12 s
     'test/integration/etc-merge.test.ts', // 13 s
     'test/integration/edge-input.test.ts', // 14 s
+    'test/integration/oci-import.test.ts', // 14 s: hand-made images as layouts and archives, Node and Bun
+    'test/integration/oci-hostile.test.ts', // 15 s: every refusal of docs/oci.md, the repo unchanged after each
     'test/integration/hostile.test.ts', // 16 s
     'test/integration/bootenv.test.ts', // 17 s
     'test/integration/determinism.test.ts', // 18 s

@@ -30,12 +30,12 @@ export type Compression = 'none' | 'gzip' | 'zstd';
 export async function tarOf(entries: EntrySpec[]): Promise<Buffer> {
   const pack = tarStream.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
-  const done = new Promise((resolve) => pack.on('end', resolve));
+  pack.on('data', (c: unknown) => void chunks.push(c as Buffer));
+  const done = new Promise<void>((resolve) => pack.on('end', () => resolve()));
   for (const e of entries) {
     const type = e.type ?? (e.content !== undefined ? 'file' : 'directory');
     const content = e.content === undefined ? undefined : Buffer.from(e.content);
-    pack.entry({ name: e.name, type, mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644), uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: new Date(0), linkname: e.linkname, pax: e.pax, size: e.size, devmajor: e.devmajor, devminor: e.devminor }, content);
+    pack.entry({ name: e.name, type, mode: e.mode ?? (type === 'directory' ? 0o755 : 0o644), uid: e.uid ?? 0, gid: e.gid ?? 0, mtime: new Date(0), linkname: e.linkname, pax: e.pax, size: e.size, devmajor: e.devmajor, devminor: e.devminor }, content as Buffer);
   }
   pack.finalize();
   await done;

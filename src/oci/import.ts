@@ -101,7 +101,8 @@ export async function importLayers(txn: Transaction, layers: LayerRef[], opts: I
       const diffId = `sha256:${plainHash.digest('hex')}`;
       if (diffId !== layer.diffId) throw new LarchError('INVALID_INPUT', `its plain tar is ${diffId}, not the config's diff_id ${layer.diffId}`, { data: { reason: 'digest-mismatch', expected: layer.diffId, actual: diffId } });
     } catch (err) {
-      throw inLayer(err, where, data);
+      // A damaged stream is most often a blob that is not the one named: say so when it is.
+      throw inLayer((await blobMismatch(layer)) ?? err, where, data);
     }
     unpacked += report.unpacked_bytes;
     reports.push(report);
@@ -193,6 +194,17 @@ async function applyEntry(txn: Transaction, tree: LayerTree, entry: TarEntry, ct
     default:
       entry.skip();
       throw new LarchError('UNSUPPORTED_FILE_TYPE', `${where} is a ${h.type} entry, which a larch tree cannot hold`, { data: { reason: h.type === 'gnu-sparse' ? 'sparse' : 'type', path: shown } });
+  }
+}
+
+/** The digest refusal of a layer whose blob is not the one its descriptor names, else null. */
+async function blobMismatch(layer: LayerRef): Promise<LarchError | null> {
+  if (layer.digest === null) return null;
+  try {
+    for await (const _ of openLayer(layer, 'blob')) void _;
+    return null;
+  } catch (err) {
+    return err instanceof LarchError && err.data?.reason === 'digest-mismatch' ? err : null;
   }
 }
 
