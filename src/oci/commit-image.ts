@@ -4,6 +4,7 @@
  * transaction, under the repo's writer lock: an archive is unpacked into R/tmp/oci-src-*, the
  * layers are imported, and any refusal aborts with refs, objects and R/tmp as they were.
  */
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,10 +12,13 @@ import { LarchError } from '../errors.ts';
 import { treeMemberPath } from '../compose/layout.ts';
 import { DPKG_STATUS_PATH, parseDpkgStatus } from '../packages/dpkg-status.ts';
 import { PACKAGES_KEY, encodePackageList } from '../packages/package-diff.ts';
-import { ARCHITECTURE_KEY } from '../store/binding.ts';
+import { ARCHITECTURE_KEY, COLLECTION_ID_KEY } from '../store/binding.ts';
 import type { CborValue } from '../store/cbor.ts';
 import type { Repo } from '../store/repo.ts';
-import { type CommitOptions, type CommitResult, createCommit } from '../store/write-commit.ts';
+import { type CommitOptions, type CommitResult, type RestoreOffer, createCommit } from '../store/write-commit.ts';
+import { writeMTree } from '../store/mtree.ts';
+import { type Commit, decodeCommit } from '../store/object.ts';
+import { commitRef, commitRelease } from '../store/release.ts';
 import { chooseTimestamp, chooseVersion, debianArchitecture, ociMetadata } from './commit-metadata.ts';
 import { type ImportCounts, type LayerReport, importLayers } from './import.ts';
 import { parseSource } from './reference.ts';
@@ -48,7 +52,36 @@ export interface ImageReport {
 }
 
 export interface CommitImageResult extends CommitResult {
+  /** True when the image carried this commit (an export-oci image) and it was stored as it was. */
+  restored: boolean;
+  /** Why a carried commit was not restored, or null (none carried, or restored). */
+  restore_skipped: RestoreSkip | null;
   image: ImageReport;
+}
+
+export type RestoreSkip = 'root-differs' | 'branch-differs' | 'collection-differs' | 'flags' | 'bad-label';
+
+/** The commit an export-oci image carries in its labels, checked; or why it cannot be restored. */
+function carriedCommit(repo: Repo, labels: Record<string, string>, opts: CommitImageOptions): { offer: RestoreOffer; version: string } | { skip: RestoreSkip; version: string | null } | null {
+  const id = labels['larch.commit'];
+  const object = labels['larch.commit.object'];
+  if (id === undefined || object === undefined) return null;
+  let commit: Commit;
+  let bytes: Buffer;
+  try {
+    bytes = Buffer.from(object, 'base64');
+    if (createHash('sha256').update(bytes).digest('hex') !== id) return { skip: 'bad-label', version: null };
+    commit = decodeCommit(bytes);
+  } catch {
+    return { skip: 'bad-label', version: null };
+  }
+  const version = commit.version;
+  const flagged = opts.version !== undefined || opts.timestamp !== undefined || opts.subject !== undefined || opts.body !== undefined || Object.keys(opts.metadata ?? {}).length > 0 || opts.parent !== undefined || opts.release !== undefined || opts.larchLayout || opts.owner !== undefined || opts.xattrs === false;
+  if (flagged) return { skip: 'flags', version };
+  if (commitRef(commit.metadata) !== opts.branch) return { skip: 'branch-differs', version };
+  if ((commit.metadata.get(COLLECTION_ID_KEY) ?? null) !== repo.collectionId) return { skip: 'collection-differs', version };
+  const sigs = labels['larch.commit.signatures'];
+  return { offer: { id, bytes, root: commit.root, release: commitRelease(commit.metadata), signatures: sigs === undefined ? null : Buffer.from(sigs, 'base64') }, version };
 }
 
 /** @throws USAGE, NOT_FOUND, INVALID_INPUT, UNSUPPORTED_FILE_TYPE, LOCKED, NO_SPACE, TOOL_MISSING */
@@ -62,6 +95,8 @@ export async function commitImage(repo: Repo, opts: CommitImageOptions): Promise
   }
   const maxUnpackedBytes = opts.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES;
   let report: ImageReport | undefined;
+  let skipped: RestoreSkip | null = null;
+  let carriedOffered = false;
   const result = await createCommit(repo, {
     ...opts,
     unlessUnchanged: true,
@@ -70,8 +105,21 @@ export async function commitImage(repo: Repo, opts: CommitImageOptions): Promise
         const tmpDir = await mkdtemp(join(repo.path, 'tmp', 'oci-src-'));
         try {
           const image = await resolveImage(ref.path, { tag: ref.tag, platform: opts.platform ?? null, tmpDir, maxUnpackedBytes });
-          // Chosen before a layer is read: a missing version is a usage error, found at once.
-          const version = chooseVersion({ flag: opts.version, labels: image.config.labels, tag: image.tag });
+          const carried = carriedCommit(repo, image.config.labels, opts);
+          const offer = carried && 'offer' in carried ? carried.offer : undefined;
+          if (carried && 'skip' in carried) skipped = carried.skip;
+          carriedOffered = offer !== undefined;
+          // Chosen before a layer is read: a missing version is a usage error, found at once
+          // (unless the image may be a larch export restored whole, which needs none). A version
+          // label equal to the carried commit's was inherited from a larch base (FROM).
+          let version: string | undefined;
+          let noVersion: unknown = null;
+          try {
+            version = chooseVersion({ flag: opts.version, labels: image.config.labels, inheritedVersion: carried?.version ?? null, tag: image.tag });
+          } catch (err) {
+            if (offer === undefined) throw err;
+            noVersion = err;
+          }
           const timestamp = chooseTimestamp(opts.timestamp, image.config.created);
           const imported = await importLayers(txn, image.layers, { owner: opts.owner, xattrs: opts.xattrs ?? true, maxUnpackedBytes, capture: STATUS_PATHS });
           let droppedByLayout = 0;
@@ -93,14 +141,20 @@ export async function commitImage(repo: Repo, opts: CommitImageOptions): Promise
             ...imported.counts,
             dropped: { ...imported.counts.dropped, layout: droppedByLayout },
           };
-          return { tree, version, timestamp, metadata: imageMetadata(image, imported.captured) };
+          if (noVersion !== null) {
+            const root = await writeMTree(txn, tree);
+            if (root.tree !== offer!.root.tree || root.meta !== offer!.root.meta) throw noVersion;
+          }
+          return { tree, version, timestamp, metadata: imageMetadata(image, imported.captured), restore: offer };
         } finally {
           await rm(tmpDir, { recursive: true, force: true });
         }
       },
     },
   });
-  return { ...result, image: report! };
+  // An offer not taken: the tree was not the carried commit's (a derived image, FROM an export).
+  const offered = skipped === null && carriedOffered;
+  return { ...result, restored: result.restored === true, restore_skipped: result.restored ? null : offered ? 'root-differs' : skipped, image: report! };
 }
 
 /** The commit's metadata from the image: larch.oci.*, its architecture, its package list. */

@@ -117,6 +117,11 @@ export async function* tarEntries(input: Readable, opts: TarReadOptions): AsyncG
       const entry = next.value;
       const h = entry.header;
       const raw = (h as { pax?: PaxWithRaw }).pax?.[RAW_PAX];
+      // tar-stream applies pax path, linkpath and size, not uid and gid (ids past 2097151 are pax-only).
+      for (const key of ['uid', 'gid'] as const) {
+        const v = raw?.get(key)?.toString('latin1');
+        if (v !== undefined && /^\d{1,15}$/.test(v)) h[key] = Number(v);
+      }
       yield {
         header: h,
         name: raw?.get('path') ?? Buffer.from(h.name, 'latin1'),

@@ -6,17 +6,30 @@ import type { CborValue } from './cbor.ts';
 import { importDirectory } from './import-dir.ts';
 import { importTar } from './import-tar.ts';
 import { type MDir, writeMTree } from './mtree.ts';
-import { type ObjectId, encodeCommit } from './object.ts';
+import { type ObjectId, decodeCommit, encodeCommit } from './object.ts';
 import type { Repo } from './repo.ts';
 import { REF_KEY, RELEASE_KEY, commitRelease, nextRelease, recordRelease } from './release.ts';
-import { type SecretKey, encodeSignatures, keyId, mergeSignatures, signCommit } from './sign.ts';
+import { type SecretKey, decodeSignatures, encodeSignatures, keyId, mergeSignatures, signCommit } from './sign.ts';
 import { Transaction } from './transaction.ts';
 
 /**
  * Fills the transaction with a tree and says what it learnt on the way: metadata (larch.packages),
  * and the version and time when the source carries them (an OCI image's labels and `created`).
  */
-export type Importer = (txn: Transaction) => Promise<{ tree: MDir; metadata?: Record<string, CborValue>; version?: string; timestamp?: number }>;
+export type Importer = (txn: Transaction) => Promise<{ tree: MDir; metadata?: Record<string, CborValue>; version?: string; timestamp?: number; restore?: RestoreOffer }>;
+
+/**
+ * A commit the source carries whole (an image larch exported: its labels hold the commit object
+ * and signatures). When the imported tree is that commit's root, the commit is stored as it is,
+ * so the id, version, time, parent and signatures survive the round trip.
+ */
+export interface RestoreOffer {
+  id: ObjectId;
+  bytes: Uint8Array;
+  root: { tree: ObjectId; meta: ObjectId };
+  release: number | null;
+  signatures: Uint8Array | null;
+}
 
 export interface CommitOptions {
   /**
@@ -65,6 +78,8 @@ export interface CommitResult {
   changed: boolean;
   /** The commit's `larch.release` (the head's when nothing changed; null for a head made before releases). */
   release: number | null;
+  /** An importer's RestoreOffer was taken: the commit is the one the source carried. */
+  restored?: boolean;
 }
 
 /** @throws LOCKED, NOT_FOUND, INVALID_INPUT, UNSUPPORTED_FILE_TYPE, NO_SPACE */
@@ -82,6 +97,8 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
         ? await opts.source.importer(txn)
         : { tree: 'tree' in opts.source ? await importDirectory(txn, opts.source.tree, { xattrs: opts.xattrs ?? true, owner: opts.owner }) : await importTar(txn, opts.source.tar, { xattrs: opts.xattrs ?? true, owner: opts.owner }) };
     const root = await writeMTree(txn, imported.tree);
+    const offer = imported.restore;
+    if (offer && offer.root.tree === root.tree && offer.root.meta === root.meta) return await restoreCommit(repo, txn, offer, opts, branchHead);
     const version = imported.version ?? opts.version;
     if (version === undefined) throw new LarchError('USAGE', 'commit: give --version', { data: { option: 'version' } });
     const timestamp = opts.timestamp ?? imported.timestamp ?? Math.floor(Date.now() / 1000);
@@ -117,6 +134,27 @@ export async function createCommit(repo: Repo, opts: CommitOptions): Promise<Com
     await txn.abort();
     throw err;
   }
+}
+
+/** Stores a commit the source carried (its tree already staged), with its signatures and those of signKeys. */
+async function restoreCommit(repo: Repo, txn: Transaction, offer: RestoreOffer, opts: CommitOptions, branchHead: ObjectId | null): Promise<CommitResult> {
+  const c = decodeCommit(offer.bytes);
+  const base = { branch: opts.branch, parent: c.parent, version: c.version, timestamp_s: c.timestamp, release: offer.release, restored: true };
+  if (branchHead === offer.id) {
+    await txn.abort();
+    return { ...base, commit: offer.id, signed_by: [], objects_written: 0, objects_reused: 0, bytes_written: 0, changed: false };
+  }
+  const commit = await txn.writeMetadata('commit', offer.bytes);
+  const carried = (offer.signatures && decodeSignatures(offer.signatures)) || [];
+  const signed = [];
+  for (const key of opts.signKeys ?? []) signed.push(await signCommit(commit, key));
+  const sigs = mergeSignatures(carried, signed);
+  if (sigs.length > 0) await txn.writeSignatures(commit, encodeSignatures(sigs));
+  const stats = { ...txn.stats };
+  if (offer.release !== null) await recordRelease(repo, offer.release);
+  await txn.commit({ [opts.branch]: commit });
+  failpoint('commit::after-transaction');
+  return { ...base, commit, signed_by: sigs.map((s) => keyId(s.key)), ...stats, changed: true };
 }
 
 /**

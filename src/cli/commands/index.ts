@@ -14,6 +14,7 @@ const init: Module = async () => [(await import('./init.ts')).init];
 const keygen: Module = async () => [(await import('./keygen.ts')).keygen];
 const commit: Module = async () => [(await import('./commit.ts')).commit];
 const compose: Module = async () => [(await import('./compose.ts')).compose];
+const exportOci: Module = async () => [(await import('./export-oci.ts')).exportOci];
 const verify: Module = async () => {
   const m = await import('./verify.ts');
   return [m.sign, m.verify, m.trust];
@@ -55,6 +56,7 @@ export const COMMAND_TABLE: readonly (readonly [name: string, module: Module])[]
   ['keygen', keygen],
   ['commit', commit],
   ['compose', compose],
+  ['export-oci', exportOci],
   ['sign', verify],
   ['verify', verify],
   ['trust', verify],
