@@ -86,6 +86,23 @@ if (need.length > 0) {
     process.exit(1);
   }
 }
+/**
+ * dpkg and what it needs to run inside a container (ldconfig: libc-bin; GNU tar, from the fidelity list, needs libacl1): the OCI pipeline test (oci-tools.test.ts)
+ * builds on a base that runs `dpkg -i` in a Containerfile. Kept apart from FIDELITY_PACKAGES,
+ * whose test commits every .deb of its directory.
+ */
+export const OCI_PACKAGES = ['dpkg', 'libc-bin', 'libacl1', 'libbz2-1.0', 'liblzma5', 'libmd0', 'libselinux1', 'libpcre2-8-0', 'libzstd1'];
+const ociDebs = join(root, '.cache', 'debs-oci');
+mkdirSync(ociDebs, { recursive: true });
+const haveOci = new Set(readdirSync(ociDebs).filter((f) => f.endsWith('.deb')).map((f) => f.split('_')[0]));
+const needOci = OCI_PACKAGES.filter((p) => !haveOci.has(p));
+if (needOci.length > 0) {
+  const r = spawnSync('apt-get', ['download', ...needOci], { cwd: ociDebs, stdio: ['ignore', 'ignore', 'pipe'] });
+  if (r.status !== 0) {
+    console.error(`test-setup: 'apt-get download ${needOci.join(' ')}' failed:\n${r.stderr}`);
+    process.exit(1);
+  }
+}
 if (!existsSync(join(debs, readdirSync(debs).find((f) => f.startsWith('bash_')) ?? 'none'))) {
   console.error('test-setup: Debian packages are missing from .cache/debs');
   process.exit(1);

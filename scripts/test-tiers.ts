@@ -59,7 +59,7 @@ export const TIERS: Record<Tier, string[]> = {
     'test/integration/powerloss.test.ts', // 239 s: the same kills replayed on ext4 with un-flushed writes dropped
     'test/integration/image.test.ts', // 211 s before the UEFI board (+146 s build and 74 s boot under load): disk images built and booted under QEMU
     'test/integration/fidelity.test.ts', // 191 s: real Debian packages, byte for byte
-    'test/integration/oci-tools.test.ts', // 20 s alone: buildah builds, podman/skopeo saves, umoci and podman export as oracles, podman run
+    'test/integration/oci-tools.test.ts', // 56 s alone: buildah builds, podman/skopeo saves, umoci and podman export as oracles, podman run; the vendor pipeline through docker-registry to sim devices
     'test/integration/compose.test.ts', // 188 s: composes from real Debian packages
     'test/integration/compose-resolve.test.ts', // 395 s (load 5-6, tree cache cold): resolved composes with mmdebstrap (must-show 1 of issue 17), a --no-tree-cache rebuild, a tree-cache hit, two builds of a local .deb in a tree cache of its own
     'test/integration/device-crash.test.ts', // 187 s: device commands killed mid-way

@@ -141,6 +141,10 @@ export function remoteDir(sysroot: Sysroot, name: string): string {
  * remote), then the ref. @throws USAGE when no ref is named
  */
 export function splitRebaseTarget(arg: string): { remote: string | null; ref: string } {
+  // Devices follow larch refs; an image is committed to one on the vendor side (docs/oci.md).
+  if (/^(docker|oci|oci-archive|docker-archive|containers-storage):/.test(arg)) {
+    throw new LarchError('USAGE', `rebase: '${arg}' is an image reference; rebase takes a larch ref, never an image`, { hint: "commit the image to a ref on the vendor side ('larch commit --oci IMAGE --branch REF'), publish it, and rebase to that ref (docs/oci.md)", data: { command: 'rebase', target: arg, reason: 'image-reference' } });
+  }
   const colon = arg.indexOf(':');
   const ref = colon > 0 ? arg.slice(colon + 1) : arg;
   if (ref === '') throw new LarchError('USAGE', `rebase: '${arg}' names no ref (REMOTE:REF or REF)`, { hint: "run 'larch rebase --help'", data: { command: 'rebase', target: arg } });

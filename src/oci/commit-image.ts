@@ -22,6 +22,7 @@ import { commitRef, commitRelease } from '../store/release.ts';
 import { chooseTimestamp, chooseVersion, debianArchitecture, ociMetadata } from './commit-metadata.ts';
 import { type ImportCounts, type LayerReport, importLayers } from './import.ts';
 import { parseSource } from './reference.ts';
+import { pullImage } from './registry.ts';
 import { type ResolvedImage, type SourceKind, resolveImage } from './source.ts';
 
 /** --max-unpacked-size's default: 8 GiB of plain tar over all layers. */
@@ -37,10 +38,12 @@ export interface CommitImageOptions extends Omit<CommitOptions, 'source' | 'unle
   /** Apply compose's tree layout (/var to the factory, build state dropped). */
   larchLayout?: boolean;
   maxUnpackedBytes?: number;
+  /** Speak plain HTTP to a registry that is not on loopback. */
+  plainHttp?: boolean;
 }
 
 export interface ImageReport {
-  source: SourceKind;
+  source: SourceKind | 'registry';
   reference: string;
   manifest_digest: string | null;
   config_digest: string;
@@ -87,12 +90,6 @@ function carriedCommit(repo: Repo, labels: Record<string, string>, opts: CommitI
 /** @throws USAGE, NOT_FOUND, INVALID_INPUT, UNSUPPORTED_FILE_TYPE, LOCKED, NO_SPACE, TOOL_MISSING */
 export async function commitImage(repo: Repo, opts: CommitImageOptions): Promise<CommitImageResult> {
   const ref = parseSource(opts.source, existsSync);
-  if (ref.kind === 'registry') {
-    throw new LarchError('USAGE', `commit --oci: pulling from a registry (docker://) is not built yet`, {
-      hint: `copy the image to an archive first ('skopeo copy ${opts.source} oci-archive:image.tar') and commit that`,
-      data: { reason: 'registry', option: 'oci' },
-    });
-  }
   const maxUnpackedBytes = opts.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES;
   let report: ImageReport | undefined;
   let skipped: RestoreSkip | null = null;
@@ -104,7 +101,9 @@ export async function commitImage(repo: Repo, opts: CommitImageOptions): Promise
       importer: async (txn) => {
         const tmpDir = await mkdtemp(join(repo.path, 'tmp', 'oci-src-'));
         try {
-          const image = await resolveImage(ref.path, { tag: ref.tag, platform: opts.platform ?? null, tmpDir, maxUnpackedBytes });
+          // A registry's image is pulled into a layout first, then read as any layout is.
+          const local = ref.kind === 'registry' ? { path: tmpDir, tag: await pullImage(ref, tmpDir, { platform: opts.platform ?? null, plainHttp: opts.plainHttp }) } : ref;
+          const image = await resolveImage(local.path, { tag: local.tag, platform: opts.platform ?? null, tmpDir, maxUnpackedBytes });
           const carried = carriedCommit(repo, image.config.labels, opts);
           const offer = carried && 'offer' in carried ? carried.offer : undefined;
           if (carried && 'skip' in carried) skipped = carried.skip;
@@ -133,7 +132,7 @@ export async function commitImage(repo: Repo, opts: CommitImageOptions): Promise
           const tree = imported.tree.toMTree(rewrite);
           await txn.discardFiles(imported.tree.fileIds());
           report = {
-            source: image.kind,
+            source: ref.kind === 'registry' ? 'registry' : image.kind,
             reference: opts.source,
             manifest_digest: image.manifestDigest,
             config_digest: image.configDigest,

@@ -14,11 +14,13 @@
  */
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Runtime, IS_ROOT, debs, diffSnapshots, larchOk, missingTools, snapshotTree, tempDir, testNeeding } from '../helpers.ts';
+import { type Runtime, type TapTest, BIN, IS_ROOT, ROOT, debs, diffSnapshots, freePort, larch, larchOk, missingTools, snapshotTree, tempDir, testNeeding, waitUntil } from '../helpers.ts';
+import { REF, makeTree, status, vendor } from '../device-helpers.ts';
 
-const TOOLS = ['buildah', 'podman', 'skopeo', 'umoci', 'runc', 'dpkg-deb', 'tar'];
+const TOOLS = ['buildah', 'podman', 'skopeo', 'umoci', 'runc', 'dpkg-deb', 'tar', 'docker-registry'];
 const cannot = missingTools(TOOLS).length > 0 ? `missing ${missingTools(TOOLS).join(', ')}` : !IS_ROOT ? 'needs root (buildah and podman with their own storage)' : false;
 
 const CONTAINERFILE = `FROM oci-archive:base.tar
@@ -118,5 +120,146 @@ t.test('images built by buildah and saved by podman/skopeo: larch flattens them 
     const podmanRun = spawnSync('podman', [...S, '--runtime', 'runc', '--cgroup-manager', 'cgroupfs', 'run', '--rm', '--network', 'none', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024', id!, '/bin/sh', '-c', 'cat /etc/larch/health.d/required.d/10-ok /etc/new'], { encoding: 'utf8' });
     t.same([podmanRun.status, podmanRun.stdout], [0, 'ok\nnew\n'], `podman run of the exported image (${podmanRun.stderr.trim() || 'no errors'})`);
     t.not(base.json.commit, layout.commit, '(the derived image is a new commit)');
+  });
+});
+
+/** The .debs test-setup fetched for the pipeline's base (dpkg and its libraries). */
+function ociDebs(): string[] {
+  const dir = join(ROOT, '.cache', 'debs-oci');
+  if (!existsSync(dir)) throw new Error(`${dir} is missing: run 'node scripts/test-setup.mjs' (npm test does)`);
+  return readdirSync(dir).filter((f) => f.endsWith('.deb')).map((f) => join(dir, f));
+}
+const cachedDeb = (pkg: string) => {
+  const deb = [...debs(), ...ociDebs()].find((d) => d.split('/').pop()!.startsWith(`${pkg}_`));
+  if (!deb) throw new Error(`no ${pkg} .deb cached (scripts/test-setup.mjs)`);
+  return deb;
+};
+
+/**
+ * A device tree (device-helpers' makeTree: boot files, health check, busybox) that can run `dpkg
+ * -i` in a container: libc6, dpkg, its libraries, GNU tar and ldconfig (libc-bin) unpacked, each recorded as installed in
+ * /var/lib/dpkg (status, file lists), as a debootstrapped tree would have them.
+ */
+function dpkgBase(tree: string): void {
+  makeTree(tree, 1);
+  // makeTree unpacks hostname too; the pipeline installs it, so the base must not have it.
+  for (const line of debFiles(cachedDeb('hostname'))) {
+    const p = join(tree, line);
+    if (line && !line.endsWith('/') && existsSync(p)) rmSync(p);
+  }
+  const packages = ['libc6', 'zlib1g', 'busybox', 'tar', 'libacl1', ...['dpkg', 'libc-bin', 'libbz2-1.0', 'liblzma5', 'libmd0', 'libselinux1', 'libpcre2-8-0', 'libzstd1']];
+  const admin = join(tree, 'var', 'lib', 'dpkg');
+  mkdirSync(join(admin, 'info'), { recursive: true });
+  mkdirSync(join(admin, 'updates'), { recursive: true });
+  let statusText = '';
+  for (const pkg of packages) {
+    const deb = cachedDeb(pkg);
+    execFileSync('dpkg-deb', ['-x', deb, tree]);
+    statusText += execFileSync('dpkg-deb', ['-f', deb], { encoding: 'utf8' }).replace(/^Package: .*\n/, (m) => `${m}Status: install ok installed\n`).trimEnd() + '\n\n';
+    const files = debFiles(deb).join('\n');
+    const name = execFileSync('dpkg-deb', ['-f', deb, 'Package', 'Architecture'], { encoding: 'utf8' }).split('\n');
+    const multiArch = /Multi-Arch: same/.test(execFileSync('dpkg-deb', ['-f', deb], { encoding: 'utf8' }));
+    const listName = multiArch ? `${pkg}:${name[1].replace('Architecture: ', '')}` : pkg;
+    writeFileSync(join(admin, 'info', `${listName}.list`), files.split('\n').filter(Boolean).map((f) => (f === './' ? '/.' : f.replace(/^\.\/?/, '/').replace(/(.)\/$/, '$1'))).join('\n') + '\n');
+  }
+  writeFileSync(join(admin, 'status'), statusText);
+  writeFileSync(join(admin, 'available'), '');
+  // busybox's applets for what dpkg runs (sh, rm, diff; tar is GNU tar: dpkg-deb needs its options) and the Containerfile's shell.
+  for (const applet of ['sh', 'rm', 'diff', 'cat', 'ls']) {
+    const p = join(tree, 'bin', applet);
+    if (!existsSync(p)) symlinkSync('busybox', p);
+  }
+  for (const d of ['tmp', 'usr/sbin', 'sbin', 'var/log']) mkdirSync(join(tree, d), { recursive: true });
+}
+
+/** The paths a .deb holds, as `dpkg-deb -c` lists them ('./usr/bin/x'). */
+const debFiles = (deb: string) => execFileSync('sh', ['-c', `dpkg-deb --fsys-tarfile '${deb}' | tar -t`], { encoding: 'utf8', maxBuffer: 1 << 26 }).split('\n').filter(Boolean);
+
+/** docker-registry on loopback, its storage in dir; resolves once /v2/ answers. */
+async function startRegistry(t: TapTest, dir: string): Promise<string> {
+  const port = await freePort();
+  const config = join(dir, 'registry.yml');
+  writeFileSync(config, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${join(dir, 'registry')}\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  const child: ChildProcess = spawn('docker-registry', ['serve', config], { stdio: 'ignore' });
+  t.teardown(() => child.kill('SIGTERM'));
+  const up = async () => {
+    const r = await fetch(`http://127.0.0.1:${port}/v2/`).catch(() => null);
+    return r?.status === 200;
+  };
+  await waitUntil(up, 30_000, 'docker-registry to answer /v2/');
+  return `127.0.0.1:${port}`;
+}
+
+t.test('the vendor pipeline: a registry, a Containerfile adding Debian packages, larch deltas to devices, following tags', { timeout: 900_000 }, async (t) => {
+  await testNeeding(t, 'docker-registry, buildah, skopeo', cannot, { timeout: 900_000 }, async (t) => {
+    const v = await vendor(t);
+    const dir = v.dir;
+    const S = ['--root', join(dir, 'storage'), '--runroot', join(dir, 'run'), '--storage-driver', 'overlay'];
+    t.teardown(() => spawnSync('sh', ['-c', `grep -o '${dir}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l`], { stdio: 'ignore' }));
+    const tree = join(dir, 'base');
+    dpkgBase(tree);
+    const base = await v.release(1, { tree, commitArgs: ['--metadata', 'larch.architecture=amd64'] });
+    const dev = join(dir, 'device');
+    await larchOk(['provision', '--sysroot', dev, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
+    await larchOk(['sim-boot', '--sysroot', dev]);
+
+    const registry = await startRegistry(t, dir);
+    const image = `${registry}/os`;
+    const env = { ...process.env, LARCH: BIN, BUILDAH_ARGS: S.join(' '), TLS_VERIFY: 'false' };
+    const pipeline = (...args: string[]) => execFileSync('sh', [join(ROOT, 'images', 'oci', 'pipeline.sh'), ...args], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const debsOf = (name: string, pkgs: string[]) => {
+      const d = join(dir, name);
+      mkdirSync(d);
+      for (const p of pkgs) execFileSync('cp', [cachedDeb(p), d]);
+      return d;
+    };
+    pipeline('base', v.repo, REF, image, '1');
+    pipeline('build', image, '1', '1.1', debsOf('debs-1.1', ['hostname']));
+    const committed = JSON.parse(pipeline('commit', v.repo, REF, image, '1.1', `${v.key}.key`));
+    t.same([committed.version, committed.image.source, committed.changed], ['1.1', 'registry', true], 'the pipeline commits docker://.../os:1.1 to the ref');
+    t.equal(committed.parent, base, 'on top of the base release');
+
+    // What a device downloads: the larch delta, against what a container pull of 1.1 ships (the layers it adds).
+    const deltas = (await larchOk(['delta', 'list', '--repo', v.repo, '--json'])).json as { from: string; to: string; bytes: number }[];
+    const delta = deltas.find((d) => d.from === base && d.to === committed.commit);
+    t.ok(delta, 'the pipeline generated a delta from the base to it');
+    const deltaBytes = delta?.bytes ?? 0;
+    const manifestOf = (tag: string) => JSON.parse(execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${image}:${tag}`], { encoding: 'utf8' }));
+    const baseLayers = new Set(manifestOf('1').layers.map((l: { digest: string }) => l.digest));
+    const addedLayerBytes = manifestOf('1.1').layers.filter((l: { digest: string }) => !baseLayers.has(l.digest)).reduce((n: number, l: { size: number }) => n + l.size, 0);
+    t.comment(`update 1 -> 1.1 (hostname added): larch delta ${deltaBytes} bytes; the image layers 1.1 adds ${addedLayerBytes} bytes (ratio ${(deltaBytes / addedLayerBytes).toFixed(2)})`);
+    t.ok(deltaBytes > 0 && addedLayerBytes > 0 && deltaBytes <= 2 * addedLayerBytes, `the delta (${deltaBytes} B) is within twice the added layers (${addedLayerBytes} B)`);
+
+    await larchOk(['upgrade', '--sysroot', dev]);
+    await larchOk(['sim-boot', '--sysroot', dev]);
+    const st = await status(dev);
+    t.equal(st.booted.version, '1.1', 'the device boots 1.1: the tag is the version it shows');
+    const db = (await larchOk(['db', 'list', '--sysroot', dev, '--json'])).json;
+    t.ok(JSON.stringify(db).includes('"hostname"'), "the package the Containerfile installed is in the device's package list");
+
+    // Build 4: tags followed onto a ref of their own, and a device rebased to it.
+    pipeline('build', image, '1.1', '1.2', debsOf('debs-1.2', ['grep']));
+    pipeline('follow', v.repo, 'os/containers', image, `${v.key}.key`);
+    const followed = (await larchOk(['log', '--repo', v.repo, 'os/containers', '--json'])).json as { version: string }[];
+    t.same(followed.map((c) => c.version), ['1.2', '1.1', '1'], 'follow committed every tag, oldest first');
+    const before = (await larchOk(['show', '--repo', v.repo, 'os/containers', '--json'])).json.commit;
+    pipeline('follow', v.repo, 'os/containers', image, `${v.key}.key`);
+    t.equal((await larchOk(['show', '--repo', v.repo, 'os/containers', '--json'])).json.commit, before, 'following again commits nothing');
+    const refused = await larch(['rebase', '--sysroot', dev, `docker://${image}:1.2`, '--json']);
+    t.same([refused.code, refused.json?.error?.data?.reason], [2, 'image-reference'], 'rebase refuses an image reference');
+    await larchOk(['rebase', '--sysroot', dev, 'os/containers']);
+    await larchOk(['sim-boot', '--sysroot', dev]);
+    const after = await status(dev);
+    t.same([after.booted.version, after.booted.origin?.ref ?? after.ref], ['1.2', 'os/containers'], 'rebased: the device boots 1.2 of os/containers');
+
+    // A registry that serves other bytes than the manifest names: refused, no ref moved.
+    const layer = manifestOf('1.2').layers.at(-1).digest.slice('sha256:'.length);
+    const blob = join(dir, 'registry', 'docker', 'registry', 'v2', 'blobs', 'sha256', layer.slice(0, 2), layer, 'data');
+    const bytes = readFileSync(blob);
+    bytes[bytes.length - 1] ^= 1;
+    writeFileSync(blob, bytes);
+    const tampered = await larch(['commit', '--repo', v.repo, '-b', 'os/tampered', '--oci', `docker://${image}:1.2`, '--json']);
+    t.same([tampered.code, tampered.json?.error?.data?.reason], [4, 'digest-mismatch'], `a blob changed in the registry's storage: refused (${tampered.json?.error?.message})`);
+    t.notOk((await larchOk(['refs', '--repo', v.repo, '--json'])).json.some((r: { branch: string }) => r.branch === 'os/tampered'), 'no ref made');
   });
 });

@@ -35,6 +35,7 @@ export const commit: Command = {
     platform: { type: 'string' },
     'larch-layout': { type: 'boolean' },
     'max-unpacked-size': { type: 'string' },
+    'plain-http': { type: 'boolean' },
     version: { type: 'string' },
     subject: { type: 'string', short: 's' },
     body: { type: 'string' },
@@ -58,9 +59,9 @@ SYNOPSIS
                [--subject TEXT] [--body TEXT] [--metadata KEY=VALUE]... [--metadata-json FILE]
                [--timestamp T] [--parent REV | --orphan] [--sign-key K.key]...
                [--owner UID:GID] [--no-xattrs] [--compatible ID] [--release N [--force]] [--json]
-  larch commit --repo R --branch B --oci PATH[:TAG] [--version V] [--timestamp T]
-               [--platform OS/ARCH[/VARIANT]] [--larch-layout] [--max-unpacked-size SIZE]
-               [the other options above] [--json]
+  larch commit --repo R --branch B --oci (PATH[:TAG] | docker://HOST[:PORT]/NAME[:TAG|@DIGEST])
+               [--version V] [--timestamp T] [--platform OS/ARCH[/VARIANT]] [--larch-layout]
+               [--max-unpacked-size SIZE] [--plain-http] [the other options above] [--json]
 
 DESCRIPTION
   Stores every file, symlink, FIFO and directory of the tree as content-addressed objects
@@ -76,7 +77,8 @@ DESCRIPTION
 
   With --oci, the tree is the flattened root filesystem of an OCI image: an OCI image layout
   directory, an oci-archive or a docker-archive tar (what 'podman save' and 'skopeo copy'
-  write). Layers are applied in order with their whiteouts (.wh.NAME) and opaque directories
+  write), or an image in a registry (docker://; pulled anonymously, HTTPS unless the host is
+  loopback or --plain-http is given; manifest and blobs checked against their digests). Layers are applied in order with their whiteouts (.wh.NAME) and opaque directories
   (.wh..wh..opq); owners, modes, xattrs and hard links across layers are kept. Each layer is
   checked against its digest and the config's diff_id as it streams. The version is --version,
   else the image's org.opencontainers.image.version label, else the tag (not latest); the time
@@ -99,6 +101,9 @@ OPTIONS
   --oci PATH[:TAG]     commit this OCI image: a layout directory, an oci-archive or a
                        docker-archive (plain, gzip or zstd). Without TAG: the only image, else
                        the one tagged latest
+  --oci docker://HOST[:PORT]/NAME[:TAG|@sha256:HEX]
+                       commit this image of a registry (default tag: latest)
+  --plain-http         with --oci docker://: plain HTTP to a registry that is not on loopback
   --platform OS/ARCH   the image of a multi-platform index to take (e.g. linux/arm64/v8)
   --larch-layout       with --oci: lay the tree out as 'larch compose' does: /var moved to
                        /usr/share/factory/var (a device's /var is never updated), the dpkg
@@ -139,8 +144,9 @@ EXAMPLES
   larch commit --repo repo -b os/stable --oci os.tar:1.2 --larch-layout --sign-key vendor.key
 
 EXIT STATUS
-  0 committed; 2 usage; 3 not found; 4 bad input, unsupported file type or a --release not
-  above the highest; 7 locked; 8 no space.
+  0 committed (or, for --oci, nothing changed); 2 usage; 3 not found; 4 bad input, unsupported
+  file type or a --release not above the highest; 7 locked; 8 no space; 9 a registry unreachable
+  or asking for credentials; 10 a tool missing (zstd, for a zstd layer under Node).
 `,
   async run(args, io) {
     const repo = await openRepo(args, 'commit');
@@ -148,7 +154,7 @@ EXIT STATUS
     const tarFile = opt(args, 'tar');
     const oci = opt(args, 'oci');
     if ([tree, tarFile, oci].filter((s) => s !== undefined).length !== 1) throw new LarchError('USAGE', 'commit: give exactly one of --tree DIR, --tar FILE or --oci PATH[:TAG]', { data: { command: 'commit', options: ['tree', 'tar', 'oci'] } });
-    for (const o of ['platform', 'larch-layout', 'max-unpacked-size']) {
+    for (const o of ['platform', 'larch-layout', 'max-unpacked-size', 'plain-http']) {
       if (oci === undefined && args.values[o] !== undefined) throw new LarchError('USAGE', `commit: --${o} goes with --oci`, { data: { command: 'commit', options: [o, 'oci'] } });
     }
     const metadata: Record<string, CborValue> = Object.create(null); // a key "__proto__" is a key
@@ -212,6 +218,7 @@ EXIT STATUS
             platform: opt(args, 'platform'),
             larchLayout: args.values['larch-layout'] === true,
             maxUnpackedBytes: maxSize === undefined ? undefined : parseSize(maxSize, '--max-unpacked-size'),
+            plainHttp: args.values['plain-http'] === true,
           })
         : await createCommit(repo, { ...common, source: tree !== undefined ? { tree } : { tar: tarFile! }, version: need(args, 'version', 'commit') });
     if (args.json) printJson(io, result);

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LarchError } from '../../../src/errors.ts';
-import { ORIGIN, addRemote, checkConsistent, deleteRemote, follow, followedChannel, recordFloor, remotesOf, scopeOf } from '../../../src/agent/remotes.ts';
+import { ORIGIN, addRemote, checkConsistent, deleteRemote, follow, followedChannel, recordFloor, remotesOf, scopeOf, splitRebaseTarget } from '../../../src/agent/remotes.ts';
 import { type DeviceConfig, Sysroot } from '../../../src/agent/sysroot.ts';
 import { parseRebaseTarget } from '../../../src/cli/commands/remote.ts';
 
@@ -77,4 +77,12 @@ t.test('rebase [REMOTE:]REF', async (t) => {
   t.same(parseRebaseTarget('beta:os/beta', 'origin'), { name: 'beta', ref: 'os/beta' });
   t.same(parseRebaseTarget('os/beta', 'beta'), { name: 'beta', ref: 'os/beta' }, 'REF alone: the followed remote');
   t.equal(code(() => parseRebaseTarget('beta:', 'origin')), 'USAGE');
+});
+
+t.test('rebase takes larch refs: an image reference is a usage error that says what to do', async (t) => {
+  for (const arg of ['docker://127.0.0.1:5000/os:1.1', 'oci:layout:1.1', 'oci-archive:os.tar', 'docker-archive:os.tar', 'containers-storage:localhost/os:1.1']) {
+    t.throws(() => splitRebaseTarget(arg), { code: 'USAGE', data: { reason: 'image-reference' } }, arg);
+  }
+  t.same(splitRebaseTarget('vendor:os/stable'), { remote: 'vendor', ref: 'os/stable' }, 'REMOTE:REF as before');
+  t.same(splitRebaseTarget('os/containers'), { remote: null, ref: 'os/containers' }, 'REF as before');
 });
