@@ -132,9 +132,10 @@ OPTIONS
   --release N          larch.release N (0..999999999) instead of the next one; refused when
                        not above the repo's highest release, unless --force
   --force              with --release: take N even when it is not above the highest
-  --json               print {"commit", "branch", "parent", "version", "timestamp",
-                       "signed_by", "objects_written", "objects_reused", "bytes_written", "release"};
-                       with --oci also "changed" and "image": {"source", "reference",
+  --json               print {"commit", "branch", "parent", "version", "timestamp_s",
+                       "signed_by", "objects_written", "objects_reused", "bytes_written",
+                       "changed", "release"}; with --oci also "restored", "restore_skipped"
+                       and "image": {"source", "reference",
                        "manifest_digest", "config_digest", "layers", "whiteouts", "opaque_dirs",
                        "hardlinks", "dropped"}
 
