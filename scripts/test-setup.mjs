@@ -71,38 +71,33 @@ export const FIDELITY_PACKAGES = [
   'sudo', 'passwd', 'mount', 'tzdata', 'ncurses-base', 'ca-certificates', 'zlib1g', 'libc6',
   'busybox', 'hostname', 'iputils-ping', 'procps',
 ];
-const debs = join(root, '.cache', 'debs');
-mkdirSync(debs, { recursive: true });
-const have = new Set(readdirSync(debs).filter((f) => f.endsWith('.deb')).map((f) => f.split('_')[0]));
-const need = FIDELITY_PACKAGES.filter((p) => !have.has(p));
-if (need.length > 0) {
-  let r = spawnSync('apt-get', ['download', ...need], { cwd: debs, stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * dpkg and what it needs to run inside a container (ldconfig: libc-bin; GNU tar, from the
+ * fidelity list, needs libacl1): the OCI pipeline test (oci-tools.test.ts) builds on a base that
+ * runs `dpkg -i` in a Containerfile. Kept apart from FIDELITY_PACKAGES, whose test commits every
+ * .deb of its directory.
+ */
+export const OCI_PACKAGES = ['dpkg', 'libc-bin', 'libacl1', 'libbz2-1.0', 'liblzma5', 'libmd0', 'libselinux1', 'libpcre2-8-0', 'libzstd1'];
+
+/** apt-get download of the packages dir lacks (apt-get update first and again, as root, when that fails). */
+function download(packages, dir) {
+  mkdirSync(dir, { recursive: true });
+  const have = new Set(readdirSync(dir).filter((f) => f.endsWith('.deb')).map((f) => f.split('_')[0]));
+  const need = packages.filter((p) => !have.has(p));
+  if (need.length === 0) return;
+  let r = spawnSync('apt-get', ['download', ...need], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   if (r.status !== 0 && isRoot) {
     spawnSync('apt-get', ['update'], { stdio: 'inherit' });
-    r = spawnSync('apt-get', ['download', ...need], { cwd: debs, stdio: ['ignore', 'ignore', 'pipe'] });
+    r = spawnSync('apt-get', ['download', ...need], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
   }
   if (r.status !== 0) {
     console.error(`test-setup: 'apt-get download ${need.join(' ')}' failed:\n${r.stderr}`);
     process.exit(1);
   }
 }
-/**
- * dpkg and what it needs to run inside a container (ldconfig: libc-bin; GNU tar, from the fidelity list, needs libacl1): the OCI pipeline test (oci-tools.test.ts)
- * builds on a base that runs `dpkg -i` in a Containerfile. Kept apart from FIDELITY_PACKAGES,
- * whose test commits every .deb of its directory.
- */
-export const OCI_PACKAGES = ['dpkg', 'libc-bin', 'libacl1', 'libbz2-1.0', 'liblzma5', 'libmd0', 'libselinux1', 'libpcre2-8-0', 'libzstd1'];
-const ociDebs = join(root, '.cache', 'debs-oci');
-mkdirSync(ociDebs, { recursive: true });
-const haveOci = new Set(readdirSync(ociDebs).filter((f) => f.endsWith('.deb')).map((f) => f.split('_')[0]));
-const needOci = OCI_PACKAGES.filter((p) => !haveOci.has(p));
-if (needOci.length > 0) {
-  const r = spawnSync('apt-get', ['download', ...needOci], { cwd: ociDebs, stdio: ['ignore', 'ignore', 'pipe'] });
-  if (r.status !== 0) {
-    console.error(`test-setup: 'apt-get download ${needOci.join(' ')}' failed:\n${r.stderr}`);
-    process.exit(1);
-  }
-}
+const debs = join(root, '.cache', 'debs');
+download(FIDELITY_PACKAGES, debs);
+download(OCI_PACKAGES, join(root, '.cache', 'debs-oci'));
 if (!existsSync(join(debs, readdirSync(debs).find((f) => f.startsWith('bash_')) ?? 'none'))) {
   console.error('test-setup: Debian packages are missing from .cache/debs');
   process.exit(1);
