@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { LarchError } from '../errors.ts';
 import { treeMemberPath } from '../compose/layout.ts';
 import { DPKG_STATUS_PATH, parseDpkgStatus } from '../packages/dpkg-status.ts';
 import { PACKAGES_KEY, encodePackageList } from '../packages/package-diff.ts';

@@ -51,7 +51,7 @@ t.test('reproducible: the same commit gives the same bytes, from Node and Bun', 
   t.equal(sha(join(dir, 'a.tar')), sha(join(dir, 'b.tar')), 'two exports, Bun and Node: byte-identical archives');
   t.same([a.manifest_digest, a.layer.diff_id], [b.manifest_digest, b.layer.diff_id]);
   const z1 = await out('z1.tar', 'bun', ['--compression', 'zstd']);
-  const z2 = await out('z2.tar', 'node', ['--compression', 'zstd']);
+  await out('z2.tar', 'node', ['--compression', 'zstd']);
   t.equal(z1.layer.media_type, 'application/vnd.oci.image.layer.v1.tar+zstd');
   t.equal(sha(join(dir, 'z1.tar')), sha(join(dir, 'z2.tar')), 'zstd too');
   t.equal(z1.layer.diff_id, a.layer.diff_id, 'one plain tar under either compression');
