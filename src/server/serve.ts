@@ -51,7 +51,15 @@ export interface ServeOptions {
   maxDownloads?: number;
   /** Seconds in the Retry-After of a 503 for the cap (default 2). */
   retryAfterS?: number;
+  /**
+   * Answers a request before the file server (the fleet view's API): true when it did;
+   * `log(status, bytes)` fills the request's access-log line.
+   */
+  routes?: (req: IncomingMessage, res: ServerResponse, log: (status: number, bytes: number) => void) => boolean;
 }
+
+/** Top-level names of R never served as files: the fleet view's state (R/fleet) and its API. */
+export const RESERVED_NAMES = ['fleet', 'api'];
 
 export interface RunningServer {
   url: string;
@@ -146,9 +154,16 @@ export function resolveUrlPath(root: string, urlPath: string): string | null {
 type HandleOptions = ServeOptions & { state: { stopping: boolean; downloads: number } };
 
 async function handle(root: string, req: IncomingMessage, res: ServerResponse, entry: AccessLogEntry, opts: HandleOptions, log: () => void): Promise<void> {
+  const routed = opts.routes?.(req, res, (status, bytes) => {
+    entry.status = status;
+    entry.bytes = bytes;
+    log();
+  });
+  if (routed) return;
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, entry, 405, 'only GET and HEAD\n', { Allow: 'GET, HEAD' }, log);
   const candidate = resolveUrlPath(root, req.url ?? '/');
   if (candidate === null) return send(res, entry, 400, 'bad path\n', {}, log);
+  if (RESERVED_NAMES.includes(candidate.slice(root.length + 1).split(sep)[0])) return send(res, entry, 404, 'not found\n', {}, log);
   // The real path must stay inside the root: a symlink in the repo that leads out is not followed.
   const real = await realpath(candidate).catch(() => null);
   if (real === null || (real !== root && !real.startsWith(root + sep))) return send(res, entry, 404, 'not found\n', {}, log);

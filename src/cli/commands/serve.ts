@@ -4,6 +4,8 @@ import { LarchError, fromSystemError } from '../../errors.ts';
 import { type ResponderLogEntry, startResponder } from '../../server/mqtt-responder.ts';
 import { type AccessLogEntry, startServer } from '../../server/serve.ts';
 import { startAutoPublish } from '../../server/auto-publish.ts';
+import { startAggregator } from '../../server/fleet/aggregator.ts';
+import { DEFAULT_ALLOW, allowList, fleetRoutes } from '../../server/fleet/routes.ts';
 import { readSecretKey } from '../../store/sign.ts';
 import { type Command, intOption, list, opt } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
@@ -13,7 +15,7 @@ import { DEFAULT_EXPIRES_IN, parseDuration, parseRollout } from '../option-value
 export const serve: Command = {
   name: 'serve',
   summary: 'serve an archive repo over HTTP (Range, ETag, access log) and MQTT chunk requests',
-  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, 'max-downloads': { type: 'string' }, mqtt: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, rollout: { type: 'string' }, 'expires-in': { type: 'string' }, 'watch-interval': { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, 'max-downloads': { type: 'string' }, mqtt: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, rollout: { type: 'string' }, 'expires-in': { type: 'string' }, 'watch-interval': { type: 'string' }, dashboard: { type: 'boolean' }, 'dashboard-allow': { type: 'string', multiple: true }, 'dashboard-max-devices': { type: 'string' }, ...MQTT_AUTH_OPTIONS },
   help: `NAME
   larch serve - serve an archive repo over HTTP
 
@@ -21,6 +23,7 @@ SYNOPSIS
   larch serve --repo R [--port P] [--host H] [--log FILE] [--rate BYTES_PER_SEC] [--max-downloads N] [--json]
               [--mqtt URL [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F ...]]
               [--sign-key K.key [--rollout PCT] [--expires-in DURATION] [--watch-interval MS]]
+              [--dashboard [--dashboard-allow CIDR]... [--dashboard-max-devices N]]
 
 DESCRIPTION
   A small static file server for R: GET and HEAD, one byte range per request (206 with
@@ -48,6 +51,15 @@ DESCRIPTION
   announced. A vendor pipeline then only runs 'larch commit' and 'larch delta generate'. It
   says what it published and announced on stderr; a failed round (the repo locked by a
   commit, the broker away) is retried.
+  With --dashboard (and --mqtt), serve also keeps a view of the fleet, fed only from the
+  broker: every device's retained status, its journal lines and command results, and the
+  announcements. It answers GET /api/fleet/devices (one item per device: version, state,
+  relations to releases, last error, last journal lines; filters ?ref= &state= &version=
+  &online=true|false &q=ID-PREFIX) and GET /api/fleet/rollouts (per ref: the announced
+  release, counts of devices that took it, booted it good, fell back or failed, devices per
+  version, fallbacks by failed health check, and "synced" once the retained statuses are
+  in). Only --dashboard-allow addresses are answered (default loopback). The top-level
+  names 'fleet' and 'api' of R are never served as files. docs/fleet.md, "The fleet view".
 
 OPTIONS
   --repo R        archive repository to serve (required)
@@ -58,13 +70,16 @@ OPTIONS
   --max-downloads N  at most N deltas and objects being sent at once; more requests get 503
                   with Retry-After: 2, which devices wait out (spread over 2-4 s) and retry
   --json          print {"url", "port", "repo"} on one line when listening ("mqtt": the
-                  responder's client id, with --mqtt)
+                  responder's client id, with --mqtt; "fleet": the fleet view's, with --dashboard)
   --mqtt URL      also answer chunk requests through this broker (mqtt:// or mqtts://)
   --sign-key K.key  keep the summary signed and current, and announce (repeatable)
   --rollout PCT   set every ref's rollout (0-100) at the first announcement, as 'larch
                   announce --rollout' (default: the rollout recorded in R/rollout.json, else 100)
   --expires-in DURATION  lifetime of the summaries it publishes (default ${DEFAULT_EXPIRES_IN})
   --watch-interval MS  how often R is looked at for changes (default 2000)
+  --dashboard     keep the fleet view and answer /api/fleet/* (needs --mqtt)
+  --dashboard-allow CIDR  who may read the fleet view (repeatable; default 127.0.0.0/8 and ::1)
+  --dashboard-max-devices N  devices the view records at most (default 50000; more are counted)
 ${MQTT_AUTH_HELP}
 
 EXIT STATUS
@@ -86,13 +101,27 @@ EXIT STATUS
       else io.err(line);
     };
     const maxDownloads = intOption(opt(args, 'max-downloads'), 'max-downloads', 'serve', 1);
-    const server = await startServer({ root: repo.path, host: opt(args, 'host') ?? '127.0.0.1', port: port ?? 0, onLog: writeLog, rateBytesPerSecond: rate, maxDownloads }).catch((err) => {
+    const dashboard = args.values.dashboard === true;
+    if (dashboard && !opt(args, 'mqtt')) throw new LarchError('USAGE', 'serve: --dashboard needs --mqtt URL: the fleet view is fed from the broker', { data: { command: 'serve', options: ['dashboard', 'mqtt'] } });
+    for (const o of ['dashboard-allow', 'dashboard-max-devices']) {
+      if (!dashboard && args.values[o] !== undefined) throw new LarchError('USAGE', `serve: --${o} goes with --dashboard`, { data: { command: 'serve', options: [o, 'dashboard'] } });
+    }
+    let allow;
+    try {
+      allow = allowList(list(args, 'dashboard-allow').length ? list(args, 'dashboard-allow') : DEFAULT_ALLOW);
+    } catch (err) {
+      throw new LarchError('USAGE', `serve: --dashboard-allow: ${(err as Error).message}`, { data: { command: 'serve', option: 'dashboard-allow' } });
+    }
+    const fleet = dashboard
+      ? await startAggregator({ mqtt: mqttSettings(args, 'serve'), repoPath: repo.path, maxDevices: intOption(opt(args, 'dashboard-max-devices'), 'dashboard-max-devices', 'serve', 1), log: (line) => io.err(`${new Date().toISOString()} ${line}\n`) })
+      : null;
+    const server = await startServer({ root: repo.path, host: opt(args, 'host') ?? '127.0.0.1', port: port ?? 0, onLog: writeLog, rateBytesPerSecond: rate, maxDownloads, routes: fleet ? fleetRoutes(fleet, { allow }) : undefined }).catch((err) => {
       throw fromSystemError(err, 'listen on', `${opt(args, 'host') ?? '127.0.0.1'}:${port ?? 0}`);
     });
     const responder = opt(args, 'mqtt')
       ? await startResponder({ root: repo.path, mqtt: mqttSettings(args, 'serve'), onLog: writeLog, rateBytesPerSecond: rate, log: (line) => io.err(`${new Date().toISOString()} ${line}\n`) })
       : null;
-    io.out(args.json ? JSON.stringify({ url: server.url, port: server.port, repo: repo.path, ...(responder ? { mqtt: responder.clientId } : {}) }) + '\n' : `${server.url}\n`);
+    io.out(args.json ? JSON.stringify({ url: server.url, port: server.port, repo: repo.path, ...(responder ? { mqtt: responder.clientId } : {}), ...(fleet ? { fleet: fleet.clientId } : {}) }) + '\n' : `${server.url}\n`);
     const keyFiles = list(args, 'sign-key');
     const auto = keyFiles.length
       ? startAutoPublish(repo, {
@@ -110,6 +139,7 @@ EXIT STATUS
     });
     await auto?.close();
     await responder?.close();
+    await fleet?.close();
     await server.close();
   },
 };

@@ -1,0 +1,141 @@
+/**
+ * `larch serve --mqtt URL --dashboard` (issue 22, stage 1: the fleet view's state and JSON API):
+ * a real Mosquitto, devices simulated on the MQTT side only (retained statuses built by the
+ * daemon's own builder, last wills, journal lines, command results, a signed announcement by
+ * `larch announce`), and the API read over HTTP. The API must say what the broker holds: every
+ * device, its version and state, the rollout's counts; after a restart of serve, the same from the
+ * retained statuses alone. Access is loopback-only by default; R/fleet and R/api are never files.
+ */
+import t from 'tap';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { IDLE_UPDATE, statusMessage } from '../../src/agent/daemon/status-message.ts';
+import type { Status } from '../../src/agent/status.ts';
+import { type TapTest, BIN, larch, larchOk, tempDir, waitUntil } from '../helpers.ts';
+import { startBroker } from '../mqtt-helpers.ts';
+
+const V1 = '1'.repeat(64);
+const V2 = '2'.repeat(64);
+
+function device(id: string, booted: { version: string; commit: string }, extra: Partial<Status> = {}, update: Partial<typeof IDLE_UPDATE> = {}): Record<string, unknown> {
+  const s = { ref: 'os/stable', booted: { slot: 'a', ...booted, good: true, tries_left: null }, pending: null, rollback: null, boot: { rescue: false, order: ['a', 'b'], last_good: 'a' }, pinned: [], last_boot: null, last_update: null, failed_releases: [], ...extra } as unknown as Status;
+  return statusMessage(s, { device: id, seq: 1, started: '2026-12-06T00:00:00.000Z', policy: 'apply', update: { ...IDLE_UPDATE, ...update }, lastError: null }, new Date());
+}
+
+function connectClient(t: TapTest, url: string, id: string, will?: { topic: string; payload: Buffer }): Promise<MqttClient> {
+  const u = new URL(url);
+  const client = mqtt.connect({ host: u.hostname, port: Number(u.port), protocolVersion: 5, clientId: id, reconnectPeriod: 0, ...(will ? { will: { ...will, qos: 1, retain: true } } : {}) });
+  t.teardown(() => new Promise<void>((r) => client.end(true, {}, () => r())));
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => resolve(client));
+    client.once('error', reject);
+  });
+}
+
+const publish = (c: MqttClient, topic: string, body: unknown, retain: boolean) => new Promise<void>((resolve, reject) => c.publish(topic, JSON.stringify(body), { qos: 1, retain }, (err) => (err ? reject(err) : resolve())));
+
+function startServe(t: TapTest, args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(BIN, ['serve', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => child.kill('SIGTERM'));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const m = /"url":"([^"]+)"/.exec(out);
+      if (m) resolve({ child, url: m[1] });
+    });
+    child.on('exit', (code) => reject(new Error(`larch serve exited ${code}`)));
+  });
+}
+
+const getJson = async (url: string) => {
+  const r = await fetch(url);
+  return { status: r.status, body: await r.json() as any, etag: r.headers.get('etag') };
+};
+
+t.test('the fleet view says what the broker holds, and says it again after a restart', async (t) => {
+  const dir = tempDir(t);
+  const repo = join(dir, 'repo');
+  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  const broker = await startBroker(t, tempDir(t));
+
+  const usage = await larch(['serve', '--repo', repo, '--dashboard', '--json']);
+  t.same([usage.code, usage.json?.error?.code], [2, 'USAGE'], '--dashboard without --mqtt: the view has nothing to read');
+
+  // 12 devices: 6 on v2 booted good, 2 fell back from v2 (one naming its failed check), 1 staged, 1 downloading, 1 not moved, 1 gone (its will is all the broker keeps).
+  const devices: [string, Record<string, unknown>][] = [];
+  for (let i = 0; i < 6; i++) devices.push([`gw-good-${i}`, device(`gw-good-${i}`, { version: '2', commit: V2 })]);
+  devices.push(['gw-fb-0', device('gw-fb-0', { version: '1', commit: V1 }, { failed_releases: [{ commit: V2, version: '2', time: 't', reason: 'fell-back', failed_checks: ['10-services'] }], last_boot: { time: 't', slot: 'b', healthy: false, fell_back: true, outcome: 'fell back' } } as unknown as Partial<Status>)]);
+  devices.push(['gw-fb-1', device('gw-fb-1', { version: '1', commit: V1 }, { failed_releases: [{ commit: V2, version: '2', time: 't', reason: 'tries-exhausted', failed_checks: [] }] } as unknown as Partial<Status>)]);
+  devices.push(['gw-staged', device('gw-staged', { version: '1', commit: V1 }, { pending: { slot: 'b', version: '2', commit: V2, good: false, tries_left: 3 } } as unknown as Partial<Status>)]);
+  const announced = { ref: 'os/stable', commit: V2, version: '2', rollout: 60, created: 1, selected: true, position: 10 };
+  devices.push(['gw-dl', device('gw-dl', { version: '1', commit: V1 }, {}, { state: 'downloading', announced, progress: { done: 5, total: 50 } })]);
+  devices.push(['gw-idle', device('gw-idle', { version: '1', commit: V1 })]);
+  devices.push(['gw-gone', device('gw-gone', { version: '1', commit: V1 })]);
+  const pub = await connectClient(t, broker.url, 'sim-publisher');
+  for (const [id, status] of devices) await publish(pub, `larch/v1/device/${id}/status`, status, true);
+  // gw-gone drops off: its will replaces the retained status.
+  const gone = await connectClient(t, broker.url, 'gw-gone-session', { topic: 'larch/v1/device/gw-gone/status', payload: Buffer.from(JSON.stringify({ format: 1, online: false, device: 'gw-gone' })) });
+  gone.stream.destroy();
+  await publish(pub, 'larch/v1/device/../status', { format: 1, device: '..' }, true);
+  await publish(pub, 'larch/v1/device/gw-liar/status', { format: 1, device: 'gw-good-0', version: '9' }, true);
+
+  const serve = await startServe(t, ['--repo', repo, '--mqtt', broker.url, '--dashboard']);
+  const api = (path: string) => getJson(new URL(path, serve.url).toString());
+  await waitUntil(async () => (await api('/api/fleet/rollouts')).body[0]?.synced === true, 30_000, 'the fleet view to sync');
+  // Journal lines are live (not retained): one sent now is seen.
+  await publish(pub, 'larch/v1/device/gw-fb-0/journal', { format: 1, device: 'gw-fb-0', seq: 7, time: 't', event: 'fallback', message: 'fell back to slot a: 10-services failed' }, false);
+  await waitUntil(async () => (await api('/api/fleet/devices?q=gw-fb-0')).body[0]?.journal.length === 1, 10_000, 'the journal line');
+  const list = (await api('/api/fleet/devices')).body as any[];
+  t.same(list.map((d) => d.device_id), devices.map(([id]) => id).sort(), 'every device the broker holds, sorted; the invalid id and the device naming another are dropped');
+  const byId = Object.fromEntries(list.map((d) => [d.device_id, d]));
+  t.same([byId['gw-good-0'].version, byId['gw-good-0'].state], ['2', 'booted-good']);
+  t.same([byId['gw-fb-0'].state, byId['gw-fb-0'].journal.map((l: any) => l.event)], ['fell-back', ['fallback']], 'a fallback, with its journal line');
+  t.same([byId['gw-staged'].state, byId['gw-dl'].state, byId['gw-dl'].progress], ['staged', 'downloading', { done: 5, total: 50 }]);
+  t.same([byId['gw-gone'].online, byId['gw-gone'].version], [false, null], 'the will: offline (a will carries no version, and serve never saw the status before it)');
+  const filtered = (await api('/api/fleet/devices?state=fell-back')).body.map((d: any) => d.device_id);
+  t.same(filtered, ['gw-fb-0', 'gw-fb-1'], '?state= filters');
+  t.same((await api('/api/fleet/devices?q=gw-good-&version=2')).body.length, 6, '?q= and ?version= filter');
+
+  // No announcement yet: the rollout has no release in flight.
+  let rollouts = (await api('/api/fleet/rollouts')).body;
+  t.same(rollouts.map((r: any) => [r.ref, r.release]), [['os/stable', null]]);
+  // Announce v2 at 60% (retained). The view shows what devices were told; devices verify the signatures.
+  await publish(pub, 'larch/v1/announce/os/stable', { body: JSON.stringify({ type: 'announce', format: 1, ref: 'os/stable', commit: V2, version: '2', timestamp: 1, summary_serial: 1, rollout: 60, created: 1_765_000_000 }), sigs: [] }, true);
+  await waitUntil(async () => (await api('/api/fleet/rollouts')).body[0]?.release !== null, 10_000, 'the announcement');
+  rollouts = (await api('/api/fleet/rollouts')).body;
+  const r = rollouts[0];
+  t.same(r.announced, { version: '2', commit: V2, rollout: 60, created_s: 1_765_000_000 });
+  t.same(r.counts, { devices: 11, online: 11, not_moved: 1, downloading: 1, staged: 1, trying: 0, good: 6, fell_back: 2, failed: 0, took: 9, decided: 8, failure_pct: 25 }, 'the counts of the release in flight (gw-gone: no ref known, so not counted)');
+  t.same(r.fallbacks_by_check.map((f: any) => [f.check, f.devices]), [['(none reported)', 1], ['10-services', 1]]);
+  t.same(r.dropped, { messages: 1, devices: 0 }, "the body naming another device is counted as dropped (the invalid topic never matches a device)");
+
+  // ETag and 304; HEAD; unknown API; method.
+  const first = await fetch(new URL('/api/fleet/devices', serve.url));
+  const etag = first.headers.get('etag')!;
+  t.equal((await fetch(new URL('/api/fleet/devices', serve.url), { headers: { 'If-None-Match': etag } })).status, 304, 'unchanged: 304');
+  t.equal((await api('/api/nothing')).status, 404);
+  t.equal((await fetch(new URL('/api/fleet/devices', serve.url), { method: 'POST' })).status, 405);
+  t.equal((await fetch(new URL('/api/fleet/devices', serve.url), { headers: { 'Accept-Encoding': 'gzip' } })).headers.get('content-encoding'), 'gzip', 'gzip when asked');
+
+  // Files named like the view's state are never served.
+  mkdirSync(join(repo, 'fleet'));
+  writeFileSync(join(repo, 'fleet', 'devices.json'), '{}');
+  t.equal((await fetch(new URL('/fleet/devices.json', serve.url))).status, 404, 'R/fleet is not served');
+
+  // A restart: the view comes back from the retained statuses alone.
+  serve.child.kill('SIGTERM');
+  await new Promise((r) => serve.child.once('exit', r));
+  const again = await startServe(t, ['--repo', repo, '--mqtt', broker.url, '--dashboard']);
+  const api2 = (path: string) => getJson(new URL(path, again.url).toString());
+  await waitUntil(async () => (await api2('/api/fleet/rollouts')).body[0]?.synced === true, 30_000, 'the restarted view to sync');
+  t.same((await api2('/api/fleet/rollouts')).body[0].counts, r.counts, 'after a restart: the same counts');
+
+  // Only loopback by default; --dashboard-allow can shut it too.
+  const closed = await startServe(t, ['--repo', repo, '--mqtt', broker.url, '--dashboard', '--dashboard-allow', '10.0.0.0/8']);
+  const denied = await fetch(new URL('/api/fleet/devices', closed.url));
+  t.same([denied.status, ((await denied.json()) as any).error.code], [403, 'FORBIDDEN'], 'an address outside --dashboard-allow gets 403');
+  t.equal((await fetch(new URL('/summary', closed.url))).status, 404, 'files are served as before (R has no summary: 404, not 403)');
+});
