@@ -209,7 +209,7 @@ export function apiDevice(r: DeviceRecord, inFlight: string | null = null): Reco
     ref: r.ref,
     version: r.version,
     commit: r.commit,
-    state: r.commit === null && !r.online && r.last_status === null ? 'unknown' : deviceState(r, inFlight),
+    state: deviceState(r, inFlight),
     boot_state: r.boot_state,
     update_state: r.update_state,
     pending: r.pending,
