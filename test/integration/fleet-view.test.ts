@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { IDLE_UPDATE, statusMessage } from '../../src/agent/daemon/status-message.ts';
@@ -121,17 +121,25 @@ t.test('the fleet view says what the broker holds, and says it again after a res
   t.equal((await fetch(new URL('/api/fleet/devices', serve.url), { headers: { 'Accept-Encoding': 'gzip' } })).headers.get('content-encoding'), 'gzip', 'gzip when asked');
 
   // Files named like the view's state are never served.
-  mkdirSync(join(repo, 'fleet'));
-  writeFileSync(join(repo, 'fleet', 'devices.json'), '{}');
-  t.equal((await fetch(new URL('/fleet/devices.json', serve.url))).status, 404, 'R/fleet is not served');
+  mkdirSync(join(repo, 'api'));
+  writeFileSync(join(repo, 'api', 'x.json'), '{}');
+  t.equal((await fetch(new URL('/api/x.json', serve.url))).status, 404, 'R/api is not served (the API says no such API)');
+  mkdirSync(join(repo, 'fleet'), { recursive: true });
+  writeFileSync(join(repo, 'fleet', 'x.json'), '{}');
+  t.equal((await fetch(new URL('/fleet/x.json', serve.url))).status, 404, 'R/fleet is not served');
 
-  // A restart: the view comes back from the retained statuses alone.
+  // A restart: the view comes back from the retained statuses, and from its snapshot what the broker no longer has.
   serve.child.kill('SIGTERM');
   await new Promise((r) => serve.child.once('exit', r));
+  t.ok(existsSync(join(repo, 'fleet', 'devices.json')), 'serve wrote its snapshot when it stopped');
+  await new Promise<void>((resolve, reject) => pub.publish('larch/v1/device/gw-idle/status', Buffer.alloc(0), { qos: 1, retain: true }, (err) => (err ? reject(err) : resolve())));
   const again = await startServe(t, ['--repo', repo, '--mqtt', broker.url, '--dashboard']);
   const api2 = (path: string) => getJson(new URL(path, again.url).toString());
   await waitUntil(async () => (await api2('/api/fleet/rollouts')).body[0]?.synced === true, 30_000, 'the restarted view to sync');
-  t.same((await api2('/api/fleet/rollouts')).body[0].counts, r.counts, 'after a restart: the same counts');
+  t.same((await api2('/api/fleet/rollouts')).body[0].counts, { ...r.counts, online: 10 }, 'after a restart: the same counts (gw-idle, gone from the broker, counted offline)');
+  const idle = (await api2('/api/fleet/devices?q=gw-idle')).body[0];
+  t.same([idle.version, idle.source, idle.online], ['1', 'snapshot', false], "a device whose retained status is gone: its last known state, from the snapshot");
+  t.equal((await api2('/api/fleet/devices?q=gw-good-0')).body[0].source, 'live', 'the others: live again');
 
   // Only loopback by default; --dashboard-allow can shut it too.
   const closed = await startServe(t, ['--repo', repo, '--mqtt', broker.url, '--dashboard', '--dashboard-allow', '10.0.0.0/8']);

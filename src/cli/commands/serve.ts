@@ -1,5 +1,6 @@
 /** larch serve: serve an archive repo over HTTP (development and small fleets). */
 import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { LarchError, fromSystemError } from '../../errors.ts';
 import { type ResponderLogEntry, startResponder } from '../../server/mqtt-responder.ts';
 import { type AccessLogEntry, startServer } from '../../server/serve.ts';
@@ -15,7 +16,7 @@ import { DEFAULT_EXPIRES_IN, parseDuration, parseRollout } from '../option-value
 export const serve: Command = {
   name: 'serve',
   summary: 'serve an archive repo over HTTP (Range, ETag, access log) and MQTT chunk requests',
-  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, 'max-downloads': { type: 'string' }, mqtt: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, rollout: { type: 'string' }, 'expires-in': { type: 'string' }, 'watch-interval': { type: 'string' }, dashboard: { type: 'boolean' }, 'dashboard-allow': { type: 'string', multiple: true }, 'dashboard-max-devices': { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, 'max-downloads': { type: 'string' }, mqtt: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, rollout: { type: 'string' }, 'expires-in': { type: 'string' }, 'watch-interval': { type: 'string' }, dashboard: { type: 'boolean' }, 'dashboard-allow': { type: 'string', multiple: true }, 'dashboard-max-devices': { type: 'string' }, 'fleet-state': { type: 'string' }, ...MQTT_AUTH_OPTIONS },
   help: `NAME
   larch serve - serve an archive repo over HTTP
 
@@ -23,7 +24,7 @@ SYNOPSIS
   larch serve --repo R [--port P] [--host H] [--log FILE] [--rate BYTES_PER_SEC] [--max-downloads N] [--json]
               [--mqtt URL [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F ...]]
               [--sign-key K.key [--rollout PCT] [--expires-in DURATION] [--watch-interval MS]]
-              [--dashboard [--dashboard-allow CIDR]... [--dashboard-max-devices N]]
+              [--dashboard [--dashboard-allow CIDR]... [--dashboard-max-devices N] [--fleet-state DIR]]
 
 DESCRIPTION
   A small static file server for R: GET and HEAD, one byte range per request (206 with
@@ -58,8 +59,10 @@ DESCRIPTION
   &online=true|false &q=ID-PREFIX) and GET /api/fleet/rollouts (per ref: the announced
   release, counts of devices that took it, booted it good, fell back or failed, devices per
   version, fallbacks by failed health check, and "synced" once the retained statuses are
-  in). Only --dashboard-allow addresses are answered (default loopback). The top-level
-  names 'fleet' and 'api' of R are never served as files. docs/fleet.md, "The fleet view".
+  in). Only --dashboard-allow addresses are answered (default loopback). The records are
+  kept in R/fleet/devices.json (or --fleet-state DIR), so devices that went offline are still
+  shown after a restart. The top-level names 'fleet' and 'api' of R are never served as
+  files. docs/fleet.md, "The fleet view".
 
 OPTIONS
   --repo R        archive repository to serve (required)
@@ -80,6 +83,7 @@ OPTIONS
   --dashboard     keep the fleet view and answer /api/fleet/* (needs --mqtt)
   --dashboard-allow CIDR  who may read the fleet view (repeatable; default 127.0.0.0/8 and ::1)
   --dashboard-max-devices N  devices the view records at most (default 50000; more are counted)
+  --fleet-state DIR  keep the view's records in DIR/devices.json instead of R/fleet/
 ${MQTT_AUTH_HELP}
 
 EXIT STATUS
@@ -103,7 +107,7 @@ EXIT STATUS
     const maxDownloads = intOption(opt(args, 'max-downloads'), 'max-downloads', 'serve', 1);
     const dashboard = args.values.dashboard === true;
     if (dashboard && !opt(args, 'mqtt')) throw new LarchError('USAGE', 'serve: --dashboard needs --mqtt URL: the fleet view is fed from the broker', { data: { command: 'serve', options: ['dashboard', 'mqtt'] } });
-    for (const o of ['dashboard-allow', 'dashboard-max-devices']) {
+    for (const o of ['dashboard-allow', 'dashboard-max-devices', 'fleet-state']) {
       if (!dashboard && args.values[o] !== undefined) throw new LarchError('USAGE', `serve: --${o} goes with --dashboard`, { data: { command: 'serve', options: [o, 'dashboard'] } });
     }
     let allow;
@@ -113,7 +117,7 @@ EXIT STATUS
       throw new LarchError('USAGE', `serve: --dashboard-allow: ${(err as Error).message}`, { data: { command: 'serve', option: 'dashboard-allow' } });
     }
     const fleet = dashboard
-      ? await startAggregator({ mqtt: mqttSettings(args, 'serve'), repoPath: repo.path, maxDevices: intOption(opt(args, 'dashboard-max-devices'), 'dashboard-max-devices', 'serve', 1), log: (line) => io.err(`${new Date().toISOString()} ${line}\n`) })
+      ? await startAggregator({ mqtt: mqttSettings(args, 'serve'), repoPath: repo.path, maxDevices: intOption(opt(args, 'dashboard-max-devices'), 'dashboard-max-devices', 'serve', 1), snapshotPath: opt(args, 'fleet-state') === undefined ? undefined : join(opt(args, 'fleet-state')!, 'devices.json'), log: (line) => io.err(`${new Date().toISOString()} ${line}\n`) })
       : null;
     const server = await startServer({ root: repo.path, host: opt(args, 'host') ?? '127.0.0.1', port: port ?? 0, onLog: writeLog, rateBytesPerSecond: rate, maxDownloads, routes: fleet ? fleetRoutes(fleet, { allow }) : undefined }).catch((err) => {
       throw fromSystemError(err, 'listen on', `${opt(args, 'host') ?? '127.0.0.1'}:${port ?? 0}`);

@@ -4,14 +4,17 @@
  * retained announcements; each message folded into a device record (model.ts). Nothing but the
  * broker feeds it, so a restart rebuilds the view from the retained statuses within seconds.
  * `synced` turns true once the subscriptions are acknowledged and no new retained status has come
- * for 2 s (or 10 s passed): before that the view is a partial sample of the fleet.
+ * for 2 s (or 10 s passed): before that the view is a partial sample of the fleet. Devices that are
+ * gone from the broker are remembered in a snapshot file (snapshot.ts).
  */
 import { createHash } from 'node:crypto';
 import { realpathSync } from 'node:fs';
+import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
 import { type MqttSettings, connectPersistent, endClient } from '../../mqtt/connect.ts';
 import { TOPIC_ROOT, parseAnnouncement } from '../../mqtt/format.ts';
 import { type DeviceRecord, applyCommandResult, applyJournal, applyStatus, emptyRecord, parseBody, topicDevice } from './model.ts';
+import { loadSnapshot, saveSnapshot } from './snapshot.ts';
 
 /** Subscriptions and their QoS: statuses at 0 (the broker's per-client queue would drop a QoS 1 flood; the next status replaces a lost one). */
 export const FLEET_SUBSCRIPTIONS: Record<string, 0 | 1> = {
@@ -21,6 +24,7 @@ export const FLEET_SUBSCRIPTIONS: Record<string, 0 | 1> = {
   [`${TOPIC_ROOT}/announce/#`]: 1,
 };
 const QUIET_MS = 2000;
+const SNAPSHOT_INTERVAL_MS = 60_000;
 const SYNC_MAX_MS = 10_000;
 
 export interface AnnouncedRelease {
@@ -48,6 +52,8 @@ export interface AggregatorOptions {
   repoPath: string;
   /** New device ids past this many are not recorded (counted in dropped.devices). */
   maxDevices?: number;
+  /** Where the records are kept across restarts (default R/fleet/devices.json); null: nowhere. */
+  snapshotPath?: string | null;
   log?: (line: string) => void;
 }
 
@@ -67,7 +73,8 @@ export async function startAggregator(opts: AggregatorOptions): Promise<FleetAgg
   const log = opts.log ?? (() => {});
   const clientId = opts.mqtt.clientId ?? aggregatorClientId(opts.repoPath);
   const maxDevices = opts.maxDevices ?? 50_000;
-  const devices = new Map<string, DeviceRecord>();
+  const snapshotPath = opts.snapshotPath === undefined ? join(opts.repoPath, 'fleet', 'devices.json') : opts.snapshotPath;
+  const devices = snapshotPath ? await loadSnapshot(snapshotPath, maxDevices) : new Map<string, DeviceRecord>();
   const announced = new Map<string, AnnouncedRelease>();
   const state = { generation: 0, synced: false, dropped: { messages: 0, devices: 0 }, lastRetained: Date.now(), subscribedAt: 0 };
   const client: MqttClient = await connectPersistent({ ...opts.mqtt, clientId, clean: false, sessionExpiryS: 3600 }, log);
@@ -94,6 +101,19 @@ export async function startAggregator(opts: AggregatorOptions): Promise<FleetAgg
     }
   }, 200);
   syncTimer.unref();
+
+  // The records to disk when they changed, at most once a minute (and at close).
+  let savedGeneration = state.generation;
+  const save = async () => {
+    if (!snapshotPath || savedGeneration === state.generation) return;
+    const generation = state.generation;
+    await saveSnapshot(snapshotPath, devices.values()).then(
+      () => (savedGeneration = generation),
+      (err) => log(`fleet: write ${snapshotPath}: ${(err as Error).message}`),
+    );
+  };
+  const saveTimer = setInterval(() => void save(), SNAPSHOT_INTERVAL_MS);
+  saveTimer.unref();
 
   client.on('message', (topic, payload, packet) => {
     if (packet.retain) state.lastRetained = Date.now();
@@ -148,7 +168,9 @@ export async function startAggregator(opts: AggregatorOptions): Promise<FleetAgg
     clientId,
     async close() {
       clearInterval(syncTimer);
+      clearInterval(saveTimer);
       await endClient(client);
+      await save();
     },
   };
 }
