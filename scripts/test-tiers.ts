@@ -41,7 +41,7 @@ export const TIERS: Record<Tier, string[]> = {
     'test/integration/oci-import.test.ts', // 14 s: hand-made images as layouts and archives, Node and Bun
     'test/integration/oci-hostile.test.ts', // 15 s: every refusal of docs/oci.md, the repo unchanged after each
     'test/integration/oci-export.test.ts', // 12 s: reproducible exports, the round trip, skopeo and umoci
-    'test/integration/fleet-view.test.ts', // 7 s: serve --dashboard against a real Mosquitto: the API says what the broker holds, after a restart too
+    'test/integration/fleet-view.test.ts', // 18 s: serve --dashboard against a real Mosquitto: the API says what the broker holds, after a restart too; the page in headless Chromium, desktop and phone
     'test/integration/hostile.test.ts', // 16 s
     'test/integration/bootenv.test.ts', // 17 s
     'test/integration/determinism.test.ts', // 18 s

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { IDLE_UPDATE, statusMessage } from '../../src/agent/daemon/status-message.ts';
 import type { Status } from '../../src/agent/status.ts';
-import { type TapTest, BIN, larch, larchOk, tempDir, waitUntil } from '../helpers.ts';
+import { type TapTest, BIN, ROOT, larch, larchOk, missingTools, tempDir, testNeeding, waitUntil } from '../helpers.ts';
+import { launchChromium } from '../browser.ts';
 import { startBroker } from '../mqtt-helpers.ts';
 
 const V1 = '1'.repeat(64);
@@ -38,7 +39,11 @@ const publish = (c: MqttClient, topic: string, body: unknown, retain: boolean) =
 
 function startServe(t: TapTest, args: string[]): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(BIN, ['serve', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.teardown(() => child.kill('SIGTERM'));
+  // Waits for the exit: serve writes its snapshot into R as it stops, and R is removed after.
+  t.teardown(() => (child.exitCode !== null || child.signalCode !== null ? undefined : new Promise<void>((r) => {
+    child.once('exit', () => r());
+    child.kill('SIGTERM');
+  })));
   return new Promise((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {
@@ -55,16 +60,12 @@ const getJson = async (url: string) => {
   return { status: r.status, body: await r.json() as any, etag: r.headers.get('etag') };
 };
 
-t.test('the fleet view says what the broker holds, and says it again after a restart', async (t) => {
-  const dir = tempDir(t);
-  const repo = join(dir, 'repo');
-  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
-  const broker = await startBroker(t, tempDir(t));
-
-  const usage = await larch(['serve', '--repo', repo, '--dashboard', '--json']);
-  t.same([usage.code, usage.json?.error?.code], [2, 'USAGE'], '--dashboard without --mqtt: the view has nothing to read');
-
-  // 12 devices: 6 on v2 booted good, 2 fell back from v2 (one naming its failed check), 1 staged, 1 downloading, 1 not moved, 1 gone (its will is all the broker keeps).
+/**
+ * A fleet mid-rollout on the broker: 12 devices (6 on v2 booted good, 2 fell back from v2, one
+ * naming its failed check, 1 staged, 1 downloading, 1 not moved, 1 gone: its will is all the
+ * broker keeps), a device lying about its id and an invalid one.
+ */
+async function publishFleet(t: TapTest, url: string): Promise<{ pub: MqttClient; devices: [string, Record<string, unknown>][] }> {
   const devices: [string, Record<string, unknown>][] = [];
   for (let i = 0; i < 6; i++) devices.push([`gw-good-${i}`, device(`gw-good-${i}`, { version: '2', commit: V2 })]);
   devices.push(['gw-fb-0', device('gw-fb-0', { version: '1', commit: V1 }, { failed_releases: [{ commit: V2, version: '2', time: 't', reason: 'fell-back', failed_checks: ['10-services'] }], last_boot: { time: 't', slot: 'b', healthy: false, fell_back: true, outcome: 'fell back' } } as unknown as Partial<Status>)]);
@@ -74,13 +75,29 @@ t.test('the fleet view says what the broker holds, and says it again after a res
   devices.push(['gw-dl', device('gw-dl', { version: '1', commit: V1 }, {}, { state: 'downloading', announced, progress: { done: 5, total: 50 } })]);
   devices.push(['gw-idle', device('gw-idle', { version: '1', commit: V1 })]);
   devices.push(['gw-gone', device('gw-gone', { version: '1', commit: V1 })]);
-  const pub = await connectClient(t, broker.url, 'sim-publisher');
+  const pub = await connectClient(t, url, 'sim-publisher');
   for (const [id, status] of devices) await publish(pub, `larch/v1/device/${id}/status`, status, true);
   // gw-gone drops off: its will replaces the retained status.
-  const gone = await connectClient(t, broker.url, 'gw-gone-session', { topic: 'larch/v1/device/gw-gone/status', payload: Buffer.from(JSON.stringify({ format: 1, online: false, device: 'gw-gone' })) });
+  const gone = await connectClient(t, url, 'gw-gone-session', { topic: 'larch/v1/device/gw-gone/status', payload: Buffer.from(JSON.stringify({ format: 1, online: false, device: 'gw-gone' })) });
   gone.stream.destroy();
   await publish(pub, 'larch/v1/device/../status', { format: 1, device: '..' }, true);
   await publish(pub, 'larch/v1/device/gw-liar/status', { format: 1, device: 'gw-good-0', version: '9' }, true);
+
+  return { pub, devices };
+}
+
+const announceV2 = (pub: MqttClient) => publish(pub, 'larch/v1/announce/os/stable', { body: JSON.stringify({ type: 'announce', format: 1, ref: 'os/stable', commit: V2, version: '2', timestamp: 1, summary_serial: 1, rollout: 60, created: 1_765_000_000 }), sigs: [] }, true);
+
+t.test('the fleet view says what the broker holds, and says it again after a restart', async (t) => {
+  const dir = tempDir(t);
+  const repo = join(dir, 'repo');
+  await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+  const broker = await startBroker(t, tempDir(t));
+
+  const usage = await larch(['serve', '--repo', repo, '--dashboard', '--json']);
+  t.same([usage.code, usage.json?.error?.code], [2, 'USAGE'], '--dashboard without --mqtt: the view has nothing to read');
+
+  const { pub, devices } = await publishFleet(t, broker.url);
 
   const serve = await startServe(t, ['--repo', repo, '--mqtt', broker.url, '--dashboard']);
   const api = (path: string) => getJson(new URL(path, serve.url).toString());
@@ -103,7 +120,7 @@ t.test('the fleet view says what the broker holds, and says it again after a res
   let rollouts = (await api('/api/fleet/rollouts')).body;
   t.same(rollouts.map((r: any) => [r.ref, r.release]), [['os/stable', null]]);
   // Announce v2 at 60% (retained). The view shows what devices were told; devices verify the signatures.
-  await publish(pub, 'larch/v1/announce/os/stable', { body: JSON.stringify({ type: 'announce', format: 1, ref: 'os/stable', commit: V2, version: '2', timestamp: 1, summary_serial: 1, rollout: 60, created: 1_765_000_000 }), sigs: [] }, true);
+  await announceV2(pub);
   await waitUntil(async () => (await api('/api/fleet/rollouts')).body[0]?.release !== null, 10_000, 'the announcement');
   rollouts = (await api('/api/fleet/rollouts')).body;
   const r = rollouts[0];
@@ -146,4 +163,43 @@ t.test('the fleet view says what the broker holds, and says it again after a res
   const denied = await fetch(new URL('/api/fleet/devices', closed.url));
   t.same([denied.status, ((await denied.json()) as any).error.code], [403, 'FORBIDDEN'], 'an address outside --dashboard-allow gets 403');
   t.equal((await fetch(new URL('/summary', closed.url))).status, 404, 'files are served as before (R has no summary: 404, not 403)');
+});
+
+t.test('the fleet page in headless Chromium: the counts per version and state, on a desktop and a phone', { timeout: 180_000 }, async (t) => {
+  await testNeeding(t, 'chromium', missingTools(['chromium']).length > 0 && 'missing chromium (Debian package chromium)', { timeout: 180_000 }, async (t) => {
+    const dir = tempDir(t);
+    const repo = join(dir, 'repo');
+    await larchOk(['init', '--repo', repo, '--mode', 'archive']);
+    const broker = await startBroker(t, tempDir(t));
+    const { pub } = await publishFleet(t, broker.url);
+    await announceV2(pub);
+    const serve = await startServe(t, ['--repo', repo, '--mqtt', broker.url, '--dashboard']);
+    const fleetUrl = new URL('/fleet/', serve.url).toString();
+    const rollouts = (await getJson(new URL('/api/fleet/rollouts', serve.url).toString())).body;
+    const browser = await launchChromium();
+    t.teardown(() => browser.close());
+    const artifacts = join(ROOT, 'test-results', 'fleet-dashboard');
+    mkdirSync(artifacts, { recursive: true });
+    for (const [name, width, height] of [['desktop', 1280, 900], ['phone', 390, 844]] as const) {
+      const page = await browser.open(fleetUrl, width, height);
+      await page.waitFor(`document.body.dataset.ready === 'synced' && document.querySelector('[data-version="2"]')`);
+      const bars = await page.evaluate<Record<string, Record<string, string>>>(`Object.fromEntries([...document.querySelectorAll('.version')].map((e) => [e.dataset.version, { ...e.dataset }]))`);
+      const api = (await getJson(new URL('/api/fleet/rollouts', serve.url).toString())).body[0];
+      const v2 = api.versions.find((v: any) => v.version === '2');
+      t.same([bars['2'].bootedGood, bars['2'].fellBack, bars['2'].staged, bars['2'].downloading].map(Number), [v2.booted_good, v2.fell_back, v2.staged, v2.downloading], `${name}: the v2 bar counts what the API says (6 good, 2 fell back, 1 staged, 1 downloading)`);
+      t.same(Number(bars['1'].bootedGood), api.versions.find((v: any) => v.version === '1').booted_good, `${name}: and the v1 bar`);
+      const counts = await page.evaluate<Record<string, string>>(`Object.fromEntries([...document.querySelectorAll('[data-count]')].map((e) => [e.dataset.count, e.querySelector('b').textContent]))`);
+      t.same({ took: Number(counts.took), good: Number(counts.good), fell_back: Number(counts.fell_back), failure_pct: Number(counts.failure_pct) }, { took: rollouts[0].counts.took, good: rollouts[0].counts.good, fell_back: rollouts[0].counts.fell_back, failure_pct: rollouts[0].counts.failure_pct }, `${name}: the rollout's counts`);
+      const rows = await page.evaluate<[string, string][]>(`[...document.querySelectorAll('#devices tbody tr')].map((r) => [r.dataset.device, r.dataset.state])`);
+      const apiDevices = (await getJson(new URL('/api/fleet/devices', serve.url).toString())).body.map((d: any) => [d.device_id, d.state]);
+      t.same(rows, apiDevices, `${name}: the device table, one row per device with its state`);
+      const checks = await page.evaluate<string[]>(`[...document.querySelectorAll('.fallbacks tr[data-check]')].map((r) => r.dataset.check)`);
+      t.same(checks.sort(), ['(none reported)', '10-services'], `${name}: fallbacks by failed check`);
+      const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - document.documentElement.clientWidth');
+      t.ok(overflow <= 0, `${name}: nothing wider than the screen (the table scrolls in its own box; overflow ${overflow} px)`);
+      const png = await page.screenshot();
+      t.ok(png.subarray(1, 4).toString() === 'PNG' && png.length > 5000, `${name}: a screenshot (${png.length} bytes)`);
+      writeFileSync(join(artifacts, `${name}.png`), png);
+    }
+  });
 });

@@ -1,5 +1,5 @@
 /**
- * The fleet view's JSON API on `larch serve`'s port (docs/design/issue-22-fleet-view.md §4):
+ * The fleet page (page.ts) and its JSON API on `larch serve`'s port (docs/design/issue-22-fleet-view.md §4):
  * `GET /api/fleet/devices` (one item per device, filters ref, state, version, online, q) and
  * `GET /api/fleet/rollouts` (per ref: the announced release, the fleet's relation to it, devices
  * per version, fallbacks by failed health check). Only clients in --dashboard-allow (default
@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import type { FleetAggregator } from './aggregator.ts';
 import { apiDevice, deviceState, fallbacksByCheck, rolloutCounts, versionCounts } from './model.ts';
+import { PAGE_FILES } from './page.ts';
 
 /** The clients answered by default: loopback only. */
 export const DEFAULT_ALLOW = ['127.0.0.0/8', '::1/128'];
@@ -75,14 +76,35 @@ export function rolloutsAnswer(agg: Pick<FleetAggregator, 'devices' | 'announced
     });
 }
 
+/** The page's files: /fleet redirects to /fleet/; the page may load only its own files (CSP). */
+function servePage(req: IncomingMessage, res: ServerResponse, path: string, log: (status: number, bytes: number) => void): void {
+  if (path === '/fleet') {
+    res.writeHead(301, { Location: '/fleet/', 'Content-Length': '0' });
+    res.end();
+    return log(301, 0);
+  }
+  const file = PAGE_FILES[path];
+  const body = Buffer.from(file ? file.body : 'not found\n');
+  res.writeHead(file ? 200 : 404, {
+    'Content-Type': file ? file.type : 'text/plain; charset=utf-8',
+    'Content-Length': String(body.length),
+    'Cache-Control': 'no-cache',
+    'Content-Security-Policy': "default-src 'self'; style-src 'self' 'unsafe-inline'",
+    'X-Content-Type-Options': 'nosniff',
+  });
+  res.end(req.method === 'HEAD' ? undefined : body);
+  log(file ? 200 : 404, req.method === 'HEAD' ? 0 : body.length);
+}
+
 /**
- * Answers `/api/...` requests (true), or leaves the request to the file server (false).
+ * Answers the page (`/fleet/`) and `/api/...` requests (true), or leaves the request to the file server (false).
  * `log(status, bytes)` records the answer in the access log.
  */
 export function fleetRoutes(agg: FleetAggregator, opts: { allow: BlockList }) {
   return (req: IncomingMessage, res: ServerResponse, log: (status: number, bytes: number) => void): boolean => {
     const url = new URL(req.url ?? '/', 'http://x');
-    if (url.pathname !== '/api' && !url.pathname.startsWith('/api/')) return false;
+    const page = url.pathname === '/fleet' || url.pathname.startsWith('/fleet/');
+    if (!page && url.pathname !== '/api' && !url.pathname.startsWith('/api/')) return false;
     const answer = (status: number, value: unknown, headers: Record<string, string> = {}) => {
       let bytes: Buffer = Buffer.from(status === 304 ? '' : JSON.stringify(value) + '\n');
       const gzip = status === 200 && /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
@@ -94,6 +116,7 @@ export function fleetRoutes(agg: FleetAggregator, opts: { allow: BlockList }) {
     const error = (status: number, code: string, message: string) => answer(status, { error: { code, message } });
     if (!allowed(opts.allow, req.socket.remoteAddress)) return error(403, 'FORBIDDEN', 'this address may not read the fleet view (serve --dashboard-allow)'), true;
     if (req.method !== 'GET' && req.method !== 'HEAD') return error(405, 'METHOD', 'only GET and HEAD'), true;
+    if (page) return servePage(req, res, url.pathname, log), true;
     const route = url.pathname === '/api/fleet/devices' ? devicesAnswer : url.pathname === '/api/fleet/rollouts' ? rolloutsAnswer : null;
     if (!route) return error(404, 'NOT_FOUND', `no such API: ${url.pathname} (there are /api/fleet/devices and /api/fleet/rollouts)`), true;
     const etag = `"fleet-${agg.generation}${agg.synced ? '' : '-syncing'}"`;
