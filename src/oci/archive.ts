@@ -11,7 +11,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
 import { splitTarPath, tarEntries } from '../store/tar-entries.ts';
-import { decompress } from './decompress.ts';
+import { MAGIC, decompress } from './decompress.ts';
 import type { Compression } from './manifest.ts';
 
 /** The most members an archive may hold (an image of 256 layers holds a few hundred). */
@@ -25,8 +25,7 @@ export async function sniffCompression(path: string): Promise<Compression> {
   try {
     const b = Buffer.alloc(4);
     const { bytesRead } = await fh.read(b, 0, 4, 0);
-    if (bytesRead >= 2 && b[0] === 0x1f && b[1] === 0x8b) return 'gzip';
-    if (bytesRead === 4 && b.equals(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]))) return 'zstd';
+    for (const kind of ['gzip', 'zstd'] as const) if (MAGIC[kind].length <= bytesRead && MAGIC[kind].every((x, i) => b[i] === x)) return kind;
     return 'none';
   } finally {
     await fh.close();

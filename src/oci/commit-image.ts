@@ -4,7 +4,6 @@
  * transaction, under the repo's writer lock: an archive is unpacked into R/tmp/oci-src-*, the
  * layers are imported, and any refusal aborts with refs, objects and R/tmp as they were.
  */
-import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +15,7 @@ import type { CborValue } from '../store/cbor.ts';
 import type { Repo } from '../store/repo.ts';
 import { type CommitOptions, type CommitResult, type RestoreOffer, createCommit } from '../store/write-commit.ts';
 import { writeMTree } from '../store/mtree.ts';
-import { type Commit, decodeCommit } from '../store/object.ts';
+import { type Commit, decodeCommit, metadataId } from '../store/object.ts';
 import { commitRef, commitRelease } from '../store/release.ts';
 import { chooseTimestamp, chooseVersion, debianArchitecture, ociMetadata } from './commit-metadata.ts';
 import { type ImportCounts, type LayerReport, importLayers } from './import.ts';
@@ -72,7 +71,7 @@ function carriedCommit(repo: Repo, labels: Record<string, string>, opts: CommitI
   let bytes: Buffer;
   try {
     bytes = Buffer.from(object, 'base64');
-    if (createHash('sha256').update(bytes).digest('hex') !== id) return { skip: 'bad-label', version: null };
+    if (metadataId(bytes) !== id) return { skip: 'bad-label', version: null };
     commit = decodeCommit(bytes);
   } catch {
     return { skip: 'bad-label', version: null };

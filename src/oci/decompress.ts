@@ -17,7 +17,8 @@ import type { Compression } from './manifest.ts';
 export const RATIO_AFTER_BYTES = 64 * 1024 * 1024;
 export const MAX_RATIO = 1100;
 
-const MAGIC: Record<Exclude<Compression, 'none'>, number[]> = { gzip: [0x1f, 0x8b], zstd: [0x28, 0xb5, 0x2f, 0xfd] };
+/** The first bytes of each compression's stream. */
+export const MAGIC: Record<Exclude<Compression, 'none'>, number[]> = { gzip: [0x1f, 0x8b], zstd: [0x28, 0xb5, 0x2f, 0xfd] };
 
 export interface DecompressOptions {
   /** The most plain bytes this stream may give (what --max-unpacked-size has left). */

@@ -25,6 +25,7 @@ import { MAX_TREE_DEPTH, childPath, pathText } from '../store/walk.ts';
 import { ociArchitecture } from './commit-metadata.ts';
 import { type BlobRef, type ExportedCommit, OCI_LAYOUT, type Platform, imageConfig, imageIndex, imageManifest } from './image-json.ts';
 import { MEDIA, blobPath } from './manifest.ts';
+import { TAG } from './reference.ts';
 import { TAR_END, type TarEntryHeader, encodeHeader, padding } from './tar-write.ts';
 
 export type ExportCompression = 'gzip' | 'zstd' | 'none';
@@ -55,7 +56,6 @@ export interface ExportResult {
 
 const LAYER_MEDIA: Record<ExportCompression, string> = { gzip: MEDIA.layerGzip, zstd: MEDIA.layerZstd, none: MEDIA.layer };
 const DEFAULT_LEVEL: Record<ExportCompression, number> = { gzip: 6, zstd: 3, none: 0 };
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 const usage = (message: string, data: Record<string, unknown>) => new LarchError('USAGE', `export-oci: ${message}`, { data });
 

@@ -4,6 +4,7 @@
  * the choice of one image by tag and platform (docs/design/issue-21-oci.md §4.1). Digests are
  * sha256 only: a digest also names a file (blobs/sha256/HEX), so its grammar is the traversal check.
  */
+import { sha256 } from '../_hash.ts';
 import { LarchError, quash } from '../errors.ts';
 
 /** The most bytes of an index, manifest, config or manifest.json read (containers/image's caps). */
@@ -68,6 +69,9 @@ export function checkDigest(v: unknown, where: string): string {
   }
   throw bad('digest', `${where}: '${quash(String(v), 100)}' is not a digest (sha256: and 64 lowercase hex digits)`);
 }
+
+/** The OCI digest of bytes: `sha256:` and the hex of their SHA-256. */
+export const digestOf = (bytes: Uint8Array) => `sha256:${sha256(bytes)}`;
 
 /** Where a blob lives in an OCI layout (image-layout.md). */
 export const blobPath = (digest: string) => `blobs/sha256/${digest.slice('sha256:'.length)}`;

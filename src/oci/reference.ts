@@ -9,7 +9,7 @@ import { checkDigest } from './manifest.ts';
 export type ImageSourceRef = { kind: 'path'; path: string; tag: string | null } | { kind: 'registry'; host: string; name: string; tag: string | null; digest: string | null };
 
 /** distribution-spec's tag grammar. */
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+export const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 /** distribution-spec's repository name grammar (path components of lowercase alphanumerics and separators). */
 const NAME = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
 const HOST = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$/;

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { LarchError, quash } from '../errors.ts';
-import { MAX_JSON_BYTES, MEDIA, blobPath, decodeIndex, decodeManifest, isIndexMediaType, selectPlatform } from './manifest.ts';
+import { MAX_JSON_BYTES, MEDIA, blobPath, decodeIndex, digestOf, decodeManifest, isIndexMediaType, selectPlatform } from './manifest.ts';
 
 const ACCEPT = [MEDIA.index, MEDIA.manifest, MEDIA.dockerList, MEDIA.dockerManifest].join(', ');
 const MAX_REDIRECTS = 5;
@@ -99,7 +99,6 @@ function statusError(res: Response, url: URL, what: string): LarchError {
   return io('http-status', `${url}: HTTP ${res.status} for the ${what}`, { url: String(url), status: res.status });
 }
 
-const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /**
  * Pulls the image into `dir` (made) as an OCI layout whose index.json names it by its tag (or
@@ -119,7 +118,7 @@ export async function pullImage(ref: RegistryRef, dir: string, opts: { platform:
     const res = await get(url, { Accept: ACCEPT });
     if (res.status !== 200) throw statusError(res, url, `manifest ${ref.name}:${reference}`);
     const bytes = await readCapped(res, 'manifest');
-    const actual = sha256(bytes);
+    const actual = digestOf(bytes);
     const named = typeof res.headers['docker-content-digest'] === 'string' ? res.headers['docker-content-digest'] : null;
     // Asked by digest: that digest. Asked by tag: the registry's own word, when it gives one.
     const want = expected ?? named;

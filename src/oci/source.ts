@@ -22,6 +22,7 @@ import {
   decodeIndex,
   decodeManifest,
   descriptorTags,
+  digestOf,
   isIndexMediaType,
   layerCompression,
   selectByTag,
@@ -57,8 +58,6 @@ export interface ResolvedImage {
 function bad(reason: string, message: string, data: Record<string, unknown> = {}): LarchError {
   return new LarchError('INVALID_INPUT', message, { data: { reason, ...data } });
 }
-
-const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** The tag part of a ref name: 'localhost/os:1.1' -> '1.1'; a bare tag as it is. */
 export function tagOfRefName(refName: string): string {
@@ -98,7 +97,7 @@ async function readBlob(member: Member, desc: { digest: string; size: number }, 
   const path = await member(blobPath(desc.digest));
   if (path === null) throw bad('missing-blob', `the image has no blob ${desc.digest} (its ${what})`, { digest: desc.digest });
   const bytes = await readSmall(path, what);
-  const actual = sha256(bytes);
+  const actual = digestOf(bytes);
   if (actual !== desc.digest || bytes.length !== desc.size) throw bad('digest-mismatch', `blob ${desc.digest} (the ${what}): expected ${desc.digest} of ${desc.size} bytes, got ${actual} of ${bytes.length}`, { expected: desc.digest, actual });
   return bytes;
 }
@@ -141,7 +140,7 @@ export async function resolveImage(path: string, opts: { tag: string | null; pla
       if (file === null) throw bad('missing-blob', `the image has no blob ${l.digest} (layer ${i + 1}/${manifest.layers.length})`, { digest: l.digest, layer: i + 1 });
       layers.push({ path: file, digest: l.digest, size: l.size, mediaType: l.mediaType, compression, diffId: config.diffIds[i] });
     }
-    return { kind: archive ? 'oci-archive' : 'oci-layout', manifestDigest: sha256(manifestBytes), configDigest: manifest.config.digest, config, tag, layers };
+    return { kind: archive ? 'oci-archive' : 'oci-layout', manifestDigest: digestOf(manifestBytes), configDigest: manifest.config.digest, config, tag, layers };
   }
   const manifestJson = await member('manifest.json');
   if (manifestJson !== null && archive) {
@@ -160,7 +159,7 @@ export async function resolveImage(path: string, opts: { tag: string | null; pla
       // No media types here: the bytes say how a layer is compressed.
       layers.push({ path: file, digest: null, size: (await stat(file)).size, mediaType: null, compression: await sniffCompression(file), diffId: config.diffIds[i] });
     }
-    return { kind: 'docker-archive', manifestDigest: null, configDigest: sha256(configBytes), config, tag, layers };
+    return { kind: 'docker-archive', manifestDigest: null, configDigest: digestOf(configBytes), config, tag, layers };
   }
   throw bad('not-an-image', `${where} is not an OCI layout (oci-layout and index.json), an oci-archive or a docker-archive (manifest.json)`, { path });
 }

@@ -78,7 +78,8 @@ DESCRIPTION
   With --oci, the tree is the flattened root filesystem of an OCI image: an OCI image layout
   directory, an oci-archive or a docker-archive tar (what 'podman save' and 'skopeo copy'
   write), or an image in a registry (docker://; pulled anonymously, HTTPS unless the host is
-  loopback or --plain-http is given; manifest and blobs checked against their digests). Layers are applied in order with their whiteouts (.wh.NAME) and opaque directories
+  loopback or --plain-http is given; manifest and blobs checked against their digests).
+  Layers are applied in order with their whiteouts (.wh.NAME) and opaque directories
   (.wh..wh..opq); owners, modes, xattrs and hard links across layers are kept. Each layer is
   checked against its digest and the config's diff_id as it streams. The version is --version,
   else the image's org.opencontainers.image.version label, else the tag (not latest); the time

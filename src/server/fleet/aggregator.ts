@@ -7,7 +7,7 @@
  * for 2 s (or 10 s passed): before that the view is a partial sample of the fleet. Devices that are
  * gone from the broker are remembered in a snapshot file (snapshot.ts).
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from '../../_hash.ts';
 import { realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
@@ -65,7 +65,7 @@ export function aggregatorClientId(repoPath: string): string {
   } catch {
     // A path that does not resolve still names one session.
   }
-  return `larch-fleet-${createHash('sha256').update(real).digest('hex').slice(0, 12)}`;
+  return `larch-fleet-${sha256(Buffer.from(real)).slice(0, 12)}`;
 }
 
 /** Connects, subscribes and folds messages until closed; resolves once subscribed (or after 10 s with the broker away). */

@@ -38,13 +38,12 @@ function allowed(list: BlockList, remote: string | undefined): boolean {
 export function devicesAnswer(agg: Pick<FleetAggregator, 'devices' | 'announced'>, query: URLSearchParams): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [];
   for (const r of [...agg.devices.values()].sort((a, b) => (a.device_id < b.device_id ? -1 : 1))) {
-    const inFlight = r.ref ? (agg.announced.get(r.ref)?.commit ?? null) : null;
-    const d = apiDevice(r, inFlight);
     if (query.has('ref') && r.ref !== query.get('ref')) continue;
-    if (query.has('state') && d.state !== query.get('state')) continue;
     if (query.has('version') && r.version !== query.get('version')) continue;
     if (query.has('online') && String(r.online) !== query.get('online')) continue;
     if (query.has('q') && !r.device_id.startsWith(query.get('q')!)) continue;
+    const d = apiDevice(r, r.ref ? (agg.announced.get(r.ref)?.commit ?? null) : null);
+    if (query.has('state') && d.state !== query.get('state')) continue;
     out.push(d);
   }
   return out;
@@ -60,7 +59,11 @@ export function rolloutsAnswer(agg: Pick<FleetAggregator, 'devices' | 'announced
       const a = agg.announced.get(ref) ?? null;
       const records = [...agg.devices.values()];
       const states: Record<string, number> = {};
-      for (const r of records) if (r.ref === ref) states[deviceState(r, a?.commit ?? null)] = (states[deviceState(r, a?.commit ?? null)] ?? 0) + 1;
+      for (const r of records) {
+        if (r.ref !== ref) continue;
+        const state = deviceState(r, a?.commit ?? null);
+        states[state] = (states[state] ?? 0) + 1;
+      }
       return {
         ref,
         release: a ? { version: a.version, commit: a.commit } : null,
