@@ -17,14 +17,22 @@ import type { SecretKey } from '../store/sign.ts';
 import { type AnnounceOptions, announce } from './mqtt-publisher.ts';
 import { deltaTrust, publish, summaryContents } from './publish.ts';
 import { type Summary, decodeSummary } from '../protocol/summary.ts';
+import type { RolloutDriver } from './rollout-driver.ts';
+import { type RolloutChoices, hasChoices, serveChoices } from './rollout-rules.ts';
 
 export interface AutoPublishOptions {
   signKeys: SecretKey[];
   expiresInSeconds: number;
   /** Announce through this broker (none: only keep the summary current). */
   mqtt?: AnnounceOptions['mqtt'];
-  /** Set as the rollout of every ref at the first announcement (serve --rollout); absent: R/rollout.json decides. */
-  rollout?: number;
+  /**
+   * serve's --rollout, --rollout-over, --halt-on-failures: recorded for every ref at the first
+   * announcement, as `larch announce` would (serveChoices: what is recorded already is left as it
+   * is, so a restart changes nothing); absent: R/rollout.json decides.
+   */
+  choices?: RolloutChoices;
+  /** Carries out plans and halts each round (rollout-driver.ts). */
+  driver?: RolloutDriver;
   intervalMs?: number;
   log: (line: string) => void;
   /** Seconds since the epoch; injectable for tests. */
@@ -77,11 +85,13 @@ export function startAutoPublish(repo: Repo, opts: AutoPublishOptions): AutoPubl
   let closed = false;
   let running: Promise<void> = Promise.resolve();
   let lastError = '';
-  /** An explicit --rollout is recorded once; after that the repo's rollout state decides (announce --rollout may change it). */
-  let rollout = opts.rollout;
+  /** Explicit choices are recorded once; after that the repo's rollout state decides (announce may change it). */
+  let choices = opts.choices && hasChoices(opts.choices) ? opts.choices : undefined;
   let saidSkipped = new Set<string>();
 
   async function round(): Promise<void> {
+    // Steps and halts first: a halt changes what the summary lists in this same round.
+    const driven = opts.driver ? await opts.driver.round() : [];
     const published = await readPublished(repo);
     let listing: Listing = published ?? { refs: {}, deltas: [] };
     const halfLife = published ? published.created + (published.expires - published.created) / 2 : 0;
@@ -96,10 +106,11 @@ export function startAutoPublish(repo: Repo, opts: AutoPublishOptions): AutoPubl
       opts.log(`published summary serial ${r.serial}: ${Object.keys(r.refs).length} ref(s), ${r.deltas.length} delta(s)`);
     }
     if (!opts.mqtt) return;
-    const changed = [...refFingerprints(listing)].filter(([ref, f]) => announced.get(ref) !== f);
+    const changed = [...refFingerprints(listing)].filter(([ref, f]) => announced.get(ref) !== f || driven.includes(ref));
     if (changed.length === 0) return;
-    const r = await announce(repo, { signKeys: opts.signKeys, mqtt: opts.mqtt, refs: changed.map(([ref]) => ref), rollout, now: now() });
-    rollout = undefined;
+    const given = choices;
+    const r = await announce(repo, { signKeys: opts.signKeys, mqtt: opts.mqtt, refs: changed.map(([ref]) => ref), choices: given ? (ref, recorded) => serveChoices(given, recorded, (line) => opts.log(`${ref}: ${line}`)) : undefined, now: now() });
+    choices = undefined;
     for (const [ref, f] of changed) announced.set(ref, f);
     for (const a of r.announcements) opts.log(`announced ${a.ref} ${a.version} (${a.commit.slice(0, 12)}) rollout ${a.rollout}%`);
   }

@@ -12,7 +12,8 @@ import type { Repo } from '../store/repo.ts';
 import type { SecretKey } from '../store/sign.ts';
 import { type MqttSettings, connectOnce, endClient, publishAcked } from '../mqtt/connect.ts';
 import { type Announcement, type CommandArgs, type CommandName, type CommandResult, type DeviceCommand, announceTopic, commandResultTopic, commandTopic, encodeSigned, formatAnnouncement, formatCommand } from '../mqtt/format.ts';
-import { readRolloutState, rolloutOf, writeRollout } from './rollout-state.ts';
+import { type RefRollout, type RolloutState, readRolloutState, updateRolloutState } from './rollout-state.ts';
+import { type RolloutChoices, announcedRollout, applyChoices, hasChoices, isManaged, noteRelease } from './rollout-rules.ts';
 import { decodeSummary } from '../protocol/summary.ts';
 
 export interface AnnounceOptions {
@@ -21,10 +22,11 @@ export interface AnnounceOptions {
   /** Only these refs (default: every ref in the summary). */
   refs?: string[];
   /**
-   * 0-100: recorded as the refs' rollout (R/rollout.json) before they are announced. Absent:
-   * each ref is announced with its recorded rollout (100 when none was ever set).
+   * The operator's choices for the refs (a rollout 0-100, a plan over time, a halt rule, a
+   * resume), recorded in R/rollout.json before they are announced. Absent: each ref is announced
+   * with its recorded rollout (100 when none was ever set).
    */
-  rollout?: number;
+  choices?: RolloutChoices | ((ref: string, recorded: RefRollout | undefined) => RolloutChoices);
   /** Seconds since the epoch (default now). */
   now?: number;
 }
@@ -33,7 +35,7 @@ export interface AnnounceOptions {
  * Publishes one signed, retained announcement (QoS 1, acknowledged by the broker) per ref of the
  * repo's published summary. @throws NOT_FOUND (no summary, unknown ref), IO (broker)
  */
-export async function announce(repo: Repo, opts: AnnounceOptions): Promise<{ announcements: (Announcement & { topic: string })[] }> {
+export async function announce(repo: Repo, opts: AnnounceOptions): Promise<{ announcements: (Announcement & { topic: string })[]; state: RolloutState }> {
   const path = join(repo.path, 'summary');
   const bytes = await readFile(path).catch((err) => Promise.reject(fromSystemError(err, 'read summary', path)));
   let summary;
@@ -48,10 +50,25 @@ export async function announce(repo: Repo, opts: AnnounceOptions): Promise<{ ann
     if (!summary.refs[ref]) throw new LarchError('NOT_FOUND', `ref '${quash(ref)}' is not in the published summary of ${repo.path}`, { hint: "run 'larch publish' after committing, then announce", data: { ref, path: repo.path } });
   }
   // Written before anything is announced: a crash in between re-announces this, never a wider rollout.
-  const rollouts = opts.rollout === undefined ? await readRolloutState(repo) : await writeRollout(repo, refs, opts.rollout);
+  const choicesFor = (ref: string, recorded: RefRollout | undefined) => (typeof opts.choices === 'function' ? opts.choices(ref, recorded) : (opts.choices ?? {}));
+  let rollouts: RolloutState = await readRolloutState(repo);
+  if (refs.some((ref) => hasChoices(choicesFor(ref, rollouts[ref])) || isManaged(rollouts[ref]))) {
+    const now = new Date(created * 1000);
+    rollouts = (
+      await updateRolloutState(repo, (state) => {
+        for (const ref of refs) {
+          const choices = choicesFor(ref, state[ref]);
+          const r = hasChoices(choices) ? applyChoices(ref, state[ref], choices, now) : state[ref];
+          // A ref with a plan or a halt rule follows its releases: a new head is a new release in flight.
+          if (r && isManaged(r)) state[ref] = noteRelease(r, { commit: summary.refs[ref]!.commit, version: summary.refs[ref]!.version }, now);
+          else if (r) state[ref] = r;
+        }
+      })
+    ).state;
+  }
   const list = refs.map((ref) => {
     const r = summary.refs[ref]!;
-    return { ref, commit: r.commit, version: r.version, timestamp: r.timestamp, summarySerial: summary.serial, rollout: rolloutOf(rollouts, ref), created, topic: announceTopic(ref) };
+    return { ref, commit: r.commit, version: r.version, timestamp: r.timestamp, summarySerial: summary.serial, rollout: announcedRollout(rollouts[ref], r.commit), created, topic: announceTopic(ref) };
   });
   const client = await connectOnce({ clientId: `larch-announce-${randomBytes(6).toString('hex')}`, ...opts.mqtt });
   try {
@@ -59,7 +76,7 @@ export async function announce(repo: Repo, opts: AnnounceOptions): Promise<{ ann
   } finally {
     await endClient(client);
   }
-  return { announcements: list };
+  return { announcements: list, state: rollouts };
 }
 
 export interface SendCommandOptions {

@@ -17,6 +17,8 @@ import { type Summary, type SummaryDelta, decodeSummary, encodeSummary, signSumm
 import type { TrustDocument } from '../protocol/trust.ts';
 import { latestTrust } from './trust-repo.ts';
 import { readBarriers, summaryBarriers } from './barriers.ts';
+import { readRolloutState } from './rollout-state.ts';
+import { listedCommit } from './rollout-rules.ts';
 
 export interface PublishOptions {
   signKeys: SecretKey[];
@@ -131,17 +133,22 @@ export function checkSummarySigners(doc: TrustDocument, version: number, signKey
 /**
  * What a summary of the repo lists now: every ref with its commit's version and time, and the
  * complete deltas leading to a ref's commit signed by a `trusted` key (the others in `skipped`,
- * with the reason). Read without the lock; publish calls it under the lock, `serve --sign-key`
+ * with the reason); a halted ref lists its last good release (rollout-rules.ts listedCommit). Read without the lock; publish calls it under the lock, `serve --sign-key`
  * to see what changed.
  */
 export async function summaryContents(repo: Repo, trusted: Uint8Array[]): Promise<Pick<Summary, 'refs' | 'deltas'> & { skipped: SkippedDelta[] }> {
   const refs: Summary['refs'] = Object.create(null);
   const barrierState = await readBarriers(repo);
-  for (const { branch, commit } of await repo.listRefs()) {
+  const rollouts = await readRolloutState(repo);
+  for (const { branch, commit: head } of await repo.listRefs()) {
+    // A halted rollout (R/rollout.json) lists its last good release instead of the head, on every
+    // path that publishes: a manual 'larch publish' cannot undo a halt. The ref itself is untouched.
+    const commit = listedCommit(rollouts[branch], head);
     const c = await repo.readCommit(commit);
     refs[branch] = { commit, version: c.version, timestamp: c.timestamp };
-    // Barriers (R/barriers.json) are listed only when the ref has some: without, the summary is as before.
-    const barriers = await summaryBarriers(repo, barrierState, branch);
+    // Barriers (R/barriers.json) are listed only when the ref has some: without, the summary is as
+    // before. Under a hold, none newer than the listed release (devices must not be led past it).
+    const barriers = (await summaryBarriers(repo, barrierState, branch)).filter((b) => commit === head || b.timestamp <= c.timestamp);
     if (barriers.length > 0) refs[branch].barriers = barriers;
   }
   // Deltas to a barrier are listed too: devices below it are offered the barrier, not the head.

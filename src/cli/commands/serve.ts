@@ -5,25 +5,28 @@ import { LarchError, fromSystemError } from '../../errors.ts';
 import { type ResponderLogEntry, startResponder } from '../../server/mqtt-responder.ts';
 import { type AccessLogEntry, startServer } from '../../server/serve.ts';
 import { startAutoPublish } from '../../server/auto-publish.ts';
-import { startAggregator } from '../../server/fleet/aggregator.ts';
+import { type FleetAggregator, startAggregator } from '../../server/fleet/aggregator.ts';
+import { startRolloutDriver } from '../../server/rollout-driver.ts';
 import { DEFAULT_ALLOW, allowList, fleetRoutes } from '../../server/fleet/routes.ts';
 import { readSecretKey } from '../../store/sign.ts';
 import { type Command, intOption, list, opt } from '../command.ts';
 import { REPO_OPTION, openRepo } from './_repo.ts';
 import { MQTT_AUTH_HELP, MQTT_AUTH_OPTIONS, mqttSettings } from '../mqtt-options.ts';
-import { DEFAULT_EXPIRES_IN, parseDuration, parseRollout } from '../option-values.ts';
+import { DEFAULT_EXPIRES_IN, parseDuration } from '../option-values.ts';
+import { ROLLOUT_HELP, ROLLOUT_OPTIONS, rolloutChoices } from '../rollout-options.ts';
 
 export const serve: Command = {
   name: 'serve',
   summary: 'serve an archive repo over HTTP (Range, ETag, access log) and MQTT chunk requests',
-  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, 'max-downloads': { type: 'string' }, mqtt: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, rollout: { type: 'string' }, 'expires-in': { type: 'string' }, 'watch-interval': { type: 'string' }, dashboard: { type: 'boolean' }, 'dashboard-allow': { type: 'string', multiple: true }, 'dashboard-max-devices': { type: 'string' }, 'fleet-state': { type: 'string' }, ...MQTT_AUTH_OPTIONS },
+  options: { ...REPO_OPTION, port: { type: 'string' }, host: { type: 'string' }, log: { type: 'string' }, rate: { type: 'string' }, 'max-downloads': { type: 'string' }, mqtt: { type: 'string' }, 'sign-key': { type: 'string', multiple: true }, ...ROLLOUT_OPTIONS, 'expires-in': { type: 'string' }, 'watch-interval': { type: 'string' }, dashboard: { type: 'boolean' }, 'dashboard-allow': { type: 'string', multiple: true }, 'dashboard-max-devices': { type: 'string' }, 'fleet-state': { type: 'string' }, ...MQTT_AUTH_OPTIONS },
   help: `NAME
   larch serve - serve an archive repo over HTTP
 
 SYNOPSIS
   larch serve --repo R [--port P] [--host H] [--log FILE] [--rate BYTES_PER_SEC] [--max-downloads N] [--json]
               [--mqtt URL [--mqtt-username U] [--mqtt-password-file F] [--mqtt-ca F ...]]
-              [--sign-key K.key [--rollout PCT] [--expires-in DURATION] [--watch-interval MS]]
+              [--sign-key K.key [--expires-in DURATION] [--watch-interval MS]
+                [--rollout PCT] [--rollout-over DURATION] [--halt-on-failures N% [--halt-min-devices M]]]
               [--dashboard [--dashboard-allow CIDR]... [--dashboard-max-devices N] [--fleet-state DIR]]
 
 DESCRIPTION
@@ -52,6 +55,17 @@ DESCRIPTION
   announced. A vendor pipeline then only runs 'larch commit' and 'larch delta generate'. It
   says what it published and announced on stderr; a failed round (the repo locked by a
   commit, the broker away) is retried.
+  With --sign-key and --mqtt, serve also carries out the plans and halt rules recorded in
+  R/rollout.json ('larch announce --rollout-over', '--halt-on-failures', or the same options
+  here): each round it widens a plan by one step when the step is due, and halts a release in
+  flight when more than N% of at least M devices that decided (booted it good, fell back or
+  failed) fell back or failed, judged over the fleet view below (started for it even without
+  --dashboard, once the retained statuses are in). A halt is recorded in R/rollout.json, the
+  summary is published listing the ref's last good release, and that release is announced at
+  100%: devices not yet moved stay on it. Halts, steps, resumes and supersedes are journaled in
+  R/fleet/events.jsonl and logged on stderr; the fleet's progress per ref is sampled once a
+  minute into R/fleet/progress.jsonl. Run plans and halts on one serve per repo (the
+  publishing one). docs/fleet.md, "Halting a rollout".
   With --dashboard (and --mqtt), serve also keeps a view of the fleet, fed only from the
   broker: every device's retained status, its journal lines and command results, and the
   announcements. It answers GET /api/fleet/devices (one item per device: version, state,
@@ -76,8 +90,11 @@ OPTIONS
                   responder's client id, with --mqtt; "fleet": the fleet view's, with --dashboard)
   --mqtt URL      also answer chunk requests through this broker (mqtt:// or mqtts://)
   --sign-key K.key  keep the summary signed and current, and announce (repeatable)
-  --rollout PCT   set every ref's rollout (0-100) at the first announcement, as 'larch
-                  announce --rollout' (default: the rollout recorded in R/rollout.json, else 100)
+  --rollout, --rollout-over, --halt-on-failures, --halt-min-devices: recorded for every ref
+                  at the first announcement, as 'larch announce' does (default: what R/rollout.json
+                  records); what is recorded already is not applied again, so a restart with the
+                  same options never restarts a plan, and a halted ref stays halted:
+${ROLLOUT_HELP}
   --expires-in DURATION  lifetime of the summaries it publishes (default ${DEFAULT_EXPIRES_IN})
   --watch-interval MS  how often R is looked at for changes (default 2000)
   --dashboard     keep the fleet view and answer /api/fleet/* (needs --mqtt)
@@ -116,25 +133,43 @@ EXIT STATUS
     } catch (err) {
       throw new LarchError('USAGE', `serve: --dashboard-allow: ${(err as Error).message}`, { data: { command: 'serve', option: 'dashboard-allow' } });
     }
-    const fleet = dashboard
-      ? await startAggregator({ mqtt: mqttSettings(args, 'serve'), repoPath: repo.path, maxDevices: intOption(opt(args, 'dashboard-max-devices'), 'dashboard-max-devices', 'serve', 1), snapshotPath: opt(args, 'fleet-state') === undefined ? undefined : join(opt(args, 'fleet-state')!, 'devices.json'), log: (line) => io.err(`${new Date().toISOString()} ${line}\n`) })
-      : null;
-    const server = await startServer({ root: repo.path, host: opt(args, 'host') ?? '127.0.0.1', port: port ?? 0, onLog: writeLog, rateBytesPerSecond: rate, maxDownloads, routes: fleet ? fleetRoutes(fleet, { allow }) : undefined }).catch((err) => {
+    const choices = rolloutChoices(args, 'serve');
+    const log = (line: string) => io.err(`${new Date().toISOString()} ${line}\n`);
+    const stateDir = opt(args, 'fleet-state') ?? join(repo.path, 'fleet');
+    const startFleet = () => startAggregator({ mqtt: mqttSettings(args, 'serve'), repoPath: repo.path, maxDevices: intOption(opt(args, 'dashboard-max-devices'), 'dashboard-max-devices', 'serve', 1), snapshotPath: join(stateDir, 'devices.json'), log });
+    let fleet: FleetAggregator | null = dashboard ? await startFleet() : null;
+    const keyFiles = list(args, 'sign-key');
+    const mqtt = opt(args, 'mqtt') !== undefined;
+    // Plans and halts need the key (to publish and announce) and the broker (to announce, and the fleet view to judge).
+    const driver = keyFiles.length && mqtt
+      ? await startRolloutDriver(repo, {
+          stateDir,
+          log,
+          fleet: async (start) => {
+            if (!fleet && start) {
+              fleet = await startFleet();
+              log(`fleet view started for a halt rule (client ${fleet.clientId})`);
+            }
+            return fleet;
+          },
+        })
+      : undefined;
+    const server = await startServer({ root: repo.path, host: opt(args, 'host') ?? '127.0.0.1', port: port ?? 0, onLog: writeLog, rateBytesPerSecond: rate, maxDownloads, routes: dashboard ? fleetRoutes(fleet!, { allow, rollouts: driver ? { state: () => driver.state, progress: (ref) => driver.progress(ref) } : undefined }) : undefined }).catch((err) => {
       throw fromSystemError(err, 'listen on', `${opt(args, 'host') ?? '127.0.0.1'}:${port ?? 0}`);
     });
     const responder = opt(args, 'mqtt')
-      ? await startResponder({ root: repo.path, mqtt: mqttSettings(args, 'serve'), onLog: writeLog, rateBytesPerSecond: rate, log: (line) => io.err(`${new Date().toISOString()} ${line}\n`) })
+      ? await startResponder({ root: repo.path, mqtt: mqttSettings(args, 'serve'), onLog: writeLog, rateBytesPerSecond: rate, log })
       : null;
     io.out(args.json ? JSON.stringify({ url: server.url, port: server.port, repo: repo.path, ...(responder ? { mqtt: responder.clientId } : {}), ...(fleet ? { fleet: fleet.clientId } : {}) }) + '\n' : `${server.url}\n`);
-    const keyFiles = list(args, 'sign-key');
     const auto = keyFiles.length
       ? startAutoPublish(repo, {
           signKeys: await Promise.all(keyFiles.map(readSecretKey)),
           expiresInSeconds: parseDuration(opt(args, 'expires-in') ?? DEFAULT_EXPIRES_IN, '--expires-in'),
-          mqtt: opt(args, 'mqtt') ? mqttSettings(args, 'serve') : undefined,
-          rollout: parseRollout(opt(args, 'rollout')),
+          mqtt: mqtt ? mqttSettings(args, 'serve') : undefined,
+          choices,
+          driver,
           intervalMs: intOption(opt(args, 'watch-interval'), 'watch-interval', 'serve', 100),
-          log: (line) => io.err(`${new Date().toISOString()} ${line}\n`),
+          log,
         })
       : null;
     await new Promise<void>((resolve) => {

@@ -229,8 +229,23 @@ export function apiDevice(r: DeviceRecord, inFlight: string | null = null): Reco
 }
 
 /** Counts of the devices following `ref` per relation to `release` (the release in flight). */
-export function rolloutCounts(records: Iterable<DeviceRecord>, ref: string, release: string | null): Record<string, number> {
-  const c = { devices: 0, online: 0, not_moved: 0, downloading: 0, staged: 0, trying: 0, good: 0, fell_back: 0, failed: 0, took: 0, decided: 0, failure_pct: 0 };
+export interface RolloutCounts {
+  devices: number;
+  online: number;
+  not_moved: number;
+  downloading: number;
+  staged: number;
+  trying: number;
+  good: number;
+  fell_back: number;
+  failed: number;
+  took: number;
+  decided: number;
+  failure_pct: number;
+}
+
+export function rolloutCounts(records: Iterable<DeviceRecord>, ref: string, release: string | null): RolloutCounts {
+  const c: RolloutCounts = { devices: 0, online: 0, not_moved: 0, downloading: 0, staged: 0, trying: 0, good: 0, fell_back: 0, failed: 0, took: 0, decided: 0, failure_pct: 0 };
   for (const r of records) {
     if (r.ref !== ref) continue;
     c.devices++;
