@@ -27,6 +27,8 @@ export const lines = (n: number, change: Record<number, string> = {}) => Array.f
 /** A small OS tree from real Debian packages, with /etc, /boot and /var content per version. */
 export interface TreeOptions {
   failingHealthCheck?: boolean;
+  /** The body of the required health check 10-services (a shell script; default: passes, or fails with failingHealthCheck). */
+  healthCheck?: string;
   /** Extra files: relative path -> content. */
   files?: Record<string, Uint8Array | string>;
   /** Symlinks: relative path -> target, replacing whatever the tree has there (a hostile tree). */
@@ -49,7 +51,7 @@ export function makeTree(dir: string, version: number, opts: TreeOptions = {}): 
   // motd: the admin deletes it, the vendor changes it in v2: it stays deleted.
   writeFileSync(join(dir, 'etc/motd'), `welcome to v${version}\n`);
   const check = join(dir, 'etc/larch/health.d/required.d/10-services');
-  writeFileSync(check, opts.failingHealthCheck ? '#!/bin/sh\necho "service foo did not start" >&2\nexit 1\n' : '#!/bin/sh\nexit 0\n');
+  writeFileSync(check, opts.healthCheck ?? (opts.failingHealthCheck ? '#!/bin/sh\necho "service foo did not start" >&2\nexit 1\n' : '#!/bin/sh\nexit 0\n'));
   chmodSync(check, 0o755);
   writeFileSync(join(dir, `boot/vmlinuz-6.1.0-${version}`), `kernel ${version}\n`);
   writeFileSync(join(dir, `boot/initrd.img-6.1.0-${version}`), `initrd ${version}\n`);

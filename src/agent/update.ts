@@ -110,7 +110,11 @@ export interface UpgradeResult {
 export interface CheckResult {
   available: boolean;
   booted: { slot: Slot; commit: string; version: string };
-  update: { commit: string; version: string; timestamp: number; bytes: number | null; via: 'delta' | 'objects'; failed_here: FailedRelease | null; barrier: boolean } | null;
+  /**
+   * older: the offer is older than the booted release (olderThanBooted, the rule upgrade refuses
+   * downgrades by): the vendor moved the ref's head back (a held rollout, a rollback of the ref).
+   */
+  update: { commit: string; version: string; timestamp: number; bytes: number | null; via: 'delta' | 'objects'; failed_here: FailedRelease | null; barrier: boolean; older: boolean } | null;
   /** With opts.packages: the update's package diff; null when there is no update or a commit has no package list. */
   packages?: PackageDiff | null;
 }
@@ -151,7 +155,9 @@ export async function check(ctx: UpdateContext, opts: { packages?: boolean } = {
   const delta = findDelta(summary, base, offer.commit);
   // An update that failed here is still reported, with that failure: upgrade refuses it.
   const failedHere = findFailed(await readFailedReleases(sysroot), offer.commit);
-  const update = { commit: offer.commit, version: offer.version, timestamp: offer.timestamp, bytes: delta ? delta.bytes : null, via: delta ? ('delta' as const) : ('objects' as const), failed_here: failedHere, barrier: barrier !== null };
+  // Still reported when older than the booted release (the head is what it is); upgrade refuses it.
+  const older = olderThanBooted(offer, booted.record) !== null;
+  const update = { commit: offer.commit, version: offer.version, timestamp: offer.timestamp, bytes: delta ? delta.bytes : null, via: delta ? ('delta' as const) : ('objects' as const), failed_here: failedHere, barrier: barrier !== null, older };
   if (!opts.packages) return { available: true, booted: bootedInfo, update };
   return { available: true, booted: bootedInfo, update, packages: await offeredPackages(ctx, booted.record.commit, offer.commit, offered) };
 }
@@ -300,8 +306,7 @@ async function upgradeSteps(ctx: UpdateContext, opts: UpgradeOptions): Promise<U
       data: { reason: 'failed-here', commit: target.commit, version: target.version, time: failed.time, failed_checks: failed.failed_checks, failure: failed.reason },
     });
   }
-  const bootedTime = Date.parse(booted.record.timestamp) / 1000;
-  const older = isOlderRelease({ version: target.version, timestamp: target.timestamp }, { version: booted.record.version, timestamp: bootedTime });
+  const older = olderThanBooted(target, booted.record);
   if (older && !opts.allowDowngrade) {
     throw new LarchError('REFUSED', `refusing to downgrade from version ${booted.record.version} (${booted.record.timestamp}) to ${target.version} (${new Date(target.timestamp * 1000).toISOString()}): its ${older} is older`, { hint: 'pass --allow-downgrade if you mean it', data: { reason: 'downgrade', by: older, from_version: booted.record.version, version: target.version, commit: target.commit } });
   }
@@ -564,6 +569,15 @@ export function isOlderRelease(a: { version: string; timestamp: number }, b: { v
   if (parseDebianVersion(a.version) && parseDebianVersion(b.version) && compareDebianVersions(a.version, b.version) < 0) return 'version';
   if (a.timestamp < b.timestamp) return 'timestamp';
   return null;
+}
+
+/**
+ * Whether a release is older than the booted deployment's (isOlderRelease with its record's
+ * version and time): what upgrade refuses as a downgrade and check reports as update.older, one
+ * rule so the two never disagree.
+ */
+export function olderThanBooted(release: { version: string; timestamp: number }, booted: DeploymentRecord): 'version' | 'timestamp' | null {
+  return isOlderRelease({ version: release.version, timestamp: release.timestamp }, { version: booted.version, timestamp: Date.parse(booted.timestamp) / 1000 });
 }
 
 /**

@@ -66,7 +66,7 @@ export async function startRolloutDriver(repo: Repo, opts: DriverOptions): Promi
 
   async function halt(ref: string, r: RefRollout & ReleaseRef, fleet: FleetView): Promise<boolean> {
     const counts = rolloutCounts(fleet.devices.values(), ref, r.commit);
-    if (!r.halt_rule || !shouldHalt(counts, r.halt_rule)) return false;
+    if (!r.halt_rule || !shouldHalt(counts, r.halt_rule, r.resumed_at)) return false;
     const to = await lastGood(r);
     const t = now();
     const { result } = await updateRolloutState(repo, (s) => {
@@ -74,6 +74,7 @@ export async function startRolloutDriver(repo: Repo, opts: DriverOptions): Promi
       // Checked again under the lock: another writer may have moved the release on or halted it.
       if (!cur || cur.halted || cur.commit !== r.commit || !cur.version) return null;
       cur.halted = haltRecord({ ...cur, commit: r.commit, version: cur.version }, counts, to, t);
+      delete cur.resumed_at;
       cur.history = [...(cur.history ?? []), { event: 'halt', time: t.toISOString(), commit: r.commit, version: cur.version }];
       return cur.halted;
     });

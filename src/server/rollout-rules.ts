@@ -67,7 +67,7 @@ export function applyChoices(ref: string, prev: RefRollout | undefined, c: Rollo
   if (c.resume) {
     if (!r.halted) throw new LarchError('REFUSED', `ref '${quash(ref)}' is not halted: there is nothing to resume`, { hint: "'larch announce --rollout PCT' widens a rollout that is not halted", data: { reason: 'not-halted', ref } });
     r.history = [...(r.history ?? []), { event: 'resume', time: set, commit: r.halted.commit, version: r.halted.version }];
-    Object.assign(r, { rollout: c.rollout ?? r.halted.rollout, set });
+    Object.assign(r, { rollout: c.rollout ?? r.halted.rollout, set, resumed_at: { failures: r.halted.failures, decided: r.halted.decided } });
     delete r.halted;
   } else if (r.halted && (c.rollout !== undefined || c.over_s)) {
     const h = r.halted;
@@ -122,6 +122,7 @@ export function noteRelease(prev: RefRollout, head: ReleaseRef, now: Date): RefR
   if (prev.commit === head.commit) return prev;
   if (prev.halted && prev.halted.to?.commit === head.commit) return prev; // the hold itself
   const r: RefRollout = { ...prev, commit: head.commit, version: head.version };
+  delete r.resumed_at;
   const time = now.toISOString();
   if (prev.commit !== undefined && prev.version !== undefined && prev.rollout >= 100 && !prev.halted) r.last_good = { commit: prev.commit, version: prev.version };
   if (prev.halted) {
@@ -157,9 +158,13 @@ export interface OutcomeCounts {
  * The halt rule: at least `min_devices` devices decided (booted the release good, fell back or
  * failed), and more than `failures_pct` percent of them fell back or failed. Staged devices do
  * not count: hundreds waiting for a reboot window would dilute a real failure below any threshold.
+ * After a resume, the counts are those since the resume (`resumedAt`: the counts the halt saw).
  */
-export function shouldHalt(c: OutcomeCounts, rule: HaltRule): boolean {
-  return c.decided >= rule.min_devices && 100 * (c.fell_back + c.failed) > rule.failures_pct * c.decided;
+export function shouldHalt(c: OutcomeCounts, rule: HaltRule, resumedAt?: { failures: number; decided: number }): boolean {
+  // After a resume, only the outcomes since: the ones the operator resumed over never count twice.
+  const decided = c.decided - (resumedAt?.decided ?? 0);
+  const failures = c.fell_back + c.failed - (resumedAt?.failures ?? 0);
+  return decided >= rule.min_devices && 100 * failures > rule.failures_pct * decided;
 }
 
 /** The halt record for the release in flight. */

@@ -76,6 +76,11 @@ export interface RefRollout {
   plan?: RolloutPlan;
   halt_rule?: HaltRule;
   halted?: Halt;
+  /**
+   * Set by a resume: the outcomes the halt was judged on. The rule then judges only the outcomes
+   * since (the operator has seen those), so the same evidence never halts the release again.
+   */
+  resumed_at?: { failures: number; decided: number };
   history?: HistoryEntry[];
 }
 
@@ -113,6 +118,7 @@ function checkRef(file: string, ref: string, r: RefRollout): void {
   if (r.plan !== undefined && !(pct(r.plan?.start) && Number.isSafeInteger(r.plan.over_s) && r.plan.over_s > 0 && !Number.isNaN(Date.parse(r.plan.started)))) throw bad('"plan" is not {"start", "over_s", "started"}');
   if (r.halt_rule !== undefined && !(pct(r.halt_rule?.failures_pct) && Number.isSafeInteger(r.halt_rule.min_devices) && r.halt_rule.min_devices >= 1)) throw bad('"halt_rule" is not {"failures_pct", "min_devices"}');
   if (r.halted !== undefined && !(release(r.halted) && pct(r.halted.rollout) && (r.halted.to === null || release(r.halted.to)))) throw bad('"halted" is not a halt record');
+  if (r.resumed_at !== undefined && !(Number.isSafeInteger(r.resumed_at?.failures) && Number.isSafeInteger(r.resumed_at?.decided))) throw bad('"resumed_at" is not {"failures", "decided"}');
   if (r.history !== undefined && !Array.isArray(r.history)) throw bad('"history" is not a list');
 }
 

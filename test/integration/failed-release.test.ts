@@ -5,14 +5,17 @@
  * `deploy --retry-failed`; mark-bad remembers too and needs --force for the only good slot;
  * status labels each deployment by what it is; --download-only records "downloaded"; the
  * downgrade check orders versions as well as timestamps (a 1970 build clock opens nothing) and
- * a newer commit not yet local is no downgrade; the daemon of a device provisioned with
- * --mqtt-url uses that broker and journals why it does not act.
+ * a newer commit not yet local is no downgrade; a head moved back below the booted release (a
+ * held rollout) is reported older by check and leaves the daemon up to date, journaled once, with
+ * no error; the daemon of a device provisioned with --mqtt-url uses that broker and journals why
+ * it does not act.
  */
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REF, type Test, type Vendor, expectFail, status, vendor } from '../device-helpers.ts';
 import { larch, larchOk, tempDir } from '../helpers.ts';
+import { Repo } from '../../src/store/repo.ts';
 import { type Received, recorder, startBroker, startDaemon } from '../mqtt-helpers.ts';
 
 const topics = (id: string) => ({ status: `larch/v1/device/${id}/status`, journal: `larch/v1/device/${id}/journal`, result: `larch/v1/device/${id}/cmd/result` });
@@ -171,6 +174,52 @@ t.test('downgrades are told by version as well as timestamp; a newer commit not 
   const w2 = await w.release(2);
   await w.release(3);
   t.match((await larchOk(['deploy', '2', '--sysroot', dev2, '--json'])).json, { result: 'staged', to: { version: '2', commit: w2 } });
+});
+
+t.test('a head moved back below the booted release (a held rollout): check says older, the daemon stays up to date, journals it once, no error; a newer head is taken', async (t) => {
+  const v = await vendor(t);
+  const v1 = await v.release(1);
+  const dev = await device(t, v);
+  const v2 = await v.release(2);
+  t.match((await larchOk(['check', '--sysroot', dev, '--json'])).json, { available: true, booted: { version: '1' }, update: { commit: v2, version: '2', older: false } }, 'a newer head is not older');
+  await larchOk(['upgrade', '--sysroot', dev]);
+  await larchOk(['sim-boot', '--sysroot', dev]);
+  t.match(await status(dev), { booted: { version: '2', good: true }, pending: null }, 'healthy on v2');
+
+  // The vendor halts the rollout of v2: the ref's head back to v1, published again (a higher serial).
+  const repo = await Repo.open(v.repo);
+  const lock = await repo.lock();
+  await repo.writeRef(REF, v1).finally(() => lock.release());
+  await larchOk(['publish', '--repo', v.repo, '--sign-key', `${v.key}.key`]);
+  t.match((await larchOk(['check', '--sysroot', dev, '--json'])).json, { available: true, booted: { version: '2' }, update: { commit: v1, version: '1', older: true } }, 'check still shows the head, older');
+  t.match((await larchOk(['check', '--sysroot', dev])).stdout, /^no update: the head of os\/stable is version 1 \(\w{12}\), older than the booted version 2 \(a held rollout or a rollback of the ref by the vendor\); larch upgrade refuses it without --allow-downgrade\n/);
+
+  // The daemon (policy apply, a check every 2 s): periodic checks and an announcement of v1.
+  const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'));
+  const tp = topics('dev-held');
+  const rec = await recorder(t, broker.url, [tp.status, tp.journal]);
+  const before = journal(dev).length;
+  const d = startDaemon(t, dev, ['--mqtt', broker.url, '--device-id', 'dev-held', '--policy', 'apply', '--check-interval', '2', '--jitter', '0']);
+  const held = await rec.waitFor((m) => m.topic === tp.journal && m.json?.data?.reason === 'head-older', 30_000, 'the head-older decision in the journal');
+  t.match(held.json, { message: /the head of os\/stable, version 1, is older than the booted version 2 \(a held rollout\): staying on 2$/, data: { commit: v1, version: '1', booted_version: '2' } });
+  await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url]);
+  const announced = await rec.waitFor((m) => m.topic === tp.journal && m.json?.event === 'announce' && m.json.data?.commit === v1, 30_000, 'the announcement of v1');
+  const laterCheck = (after: number) => (m: Received) => m.topic === tp.journal && m.json?.event === 'check' && m.json.seq > after;
+  const c1 = await rec.waitFor(laterCheck(announced.json.seq), 20_000, 'a periodic check after the announcement');
+  const c2 = await rec.waitFor(laterCheck(c1.json.seq), 20_000, 'another periodic check');
+  const st = await rec.waitFor((m) => m.topic === tp.status && Date.parse(m.json?.last_skip?.time ?? '') >= Date.parse(c2.json.time), 10_000, 'a status after the last check');
+  t.match(st.json, { version: '2', pending: null, update: { state: 'up-to-date' }, last_error: null, last_skip: { reason: 'head-older', message: /older than the booted version 2 \(a held rollout\)/ } });
+  const sent = journal(dev).slice(before);
+  t.same(sent.filter((e) => e.event === 'error'), [], 'no error journaled');
+  t.notOk(sent.some((e) => e.event === 'download' || e.event === 'stage'), 'nothing downloaded or staged');
+  t.equal(sent.filter((e) => e.data?.reason === 'head-older').length, 1, 'journaled once for the head, whatever the checks and the announcement');
+  t.equal((await status(dev)).last_update.result, 'ok', "last-update.json keeps the v2 upgrade's: no refused downgrade recorded");
+
+  // A release newer than the booted one is taken as usual.
+  const v3 = await v.release(3);
+  const staged = await rec.waitFor((m) => m.topic === tp.status && m.json?.pending?.version === '3', 60_000, 'v3 staged by the daemon');
+  t.match(staged.json, { pending: { slot: 'A', commit: v3 }, last_error: null });
+  await d.stop();
 });
 
 t.test('the daemon of a device provisioned with --mqtt-url uses that broker, and says why it does not act', async (t) => {

@@ -14,18 +14,14 @@
  * size); LARCH_FLEET_DEVICES=N for another size.
  */
 import t from 'tap';
-import { cpSync, existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { Daemon } from '../../src/agent/daemon/daemon.ts';
-import { mergerFor } from '../../src/agent/etc/merger.ts';
-import { DEFAULT_DAEMON_CONFIG } from '../../src/agent/policy.ts';
-import { httpFetcher } from '../../src/agent/remote/http-fetch.ts';
-import { remoteOver } from '../../src/agent/remote/remote.ts';
 import { Sysroot } from '../../src/agent/sysroot.ts';
 import { readStatus } from '../../src/agent/status.ts';
 import { rolloutPosition } from '../../src/mqtt/rollout.ts';
-import { REF, vendor } from '../device-helpers.ts';
+import { vendor } from '../device-helpers.ts';
+import { provisionPrototype, startFleet } from '../fleet-helpers.ts';
 import { larchOk, tempDir } from '../helpers.ts';
 import { recorder, startBroker } from '../mqtt-helpers.ts';
 
@@ -41,9 +37,7 @@ t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%, downloads capp
   await v.release(1);
   const broker = await startBroker(t, tempDir(t, 'larch-mosquitto-'), { sysIntervalS: 1, quiet: true });
   const root = tempDir(t);
-  const proto = join(root, 'proto');
-  await larchOk(['provision', '--sysroot', proto, '--repo-url', v.url, '--ref', REF, '--keys', `${v.key}.pub`, '--bootloader', 'uboot']);
-  await larchOk(['sim-boot', '--sysroot', proto]);
+  const proto = await provisionPrototype(root, { repoUrl: v.url, keyPub: `${v.key}.pub` });
   const ids = Array.from({ length: N }, (_, i) => `fleet-${String(i).padStart(4, '0')}`);
   const statusTopic = (id: string) => `larch/v1/device/${id}/status`;
   const rec = await recorder(t, broker.url, ['larch/v1/device/+/status', '$SYS/broker/messages/+', '$SYS/broker/publish/messages/+']);
@@ -61,20 +55,9 @@ t.test(`a fleet of ${N} in-process agents: rollout 25% then 100%, downloads capp
   global.gc?.();
   const mem0 = process.memoryUsage();
   const started = Date.now();
-  const daemons: Daemon[] = [];
-  const logs: string[] = [];
-  for (const id of ids) {
-    const dir = join(root, id);
-    cpSync(proto, dir, { recursive: true, verbatimSymlinks: true });
-    // fw_env.config names its env file by absolute path: each copy gets its own env, not proto's
-    // (200 devices writing one env was caught by the read-back check, as it should be).
-    const envConfig = join(dir, 'boot/fw_env.config');
-    writeFileSync(envConfig, readFileSync(envConfig, 'utf8').replaceAll(`${proto}/`, `${dir}/`));
-    const d = new Daemon({ sysroot: new Sysroot(dir), config: { ...DEFAULT_DAEMON_CONFIG, policy: 'apply', mqttUrl: broker.url, jitterS: 2, pollIntervalMs: 1000, retryIntervalS: 5 }, deviceId: id, remote: remoteOver(httpFetcher(v.url)), remoteFor: () => remoteOver(httpFetcher(v.url)), merger: mergerFor(), log: (line) => logs.push(`${id}: ${line}`), reboot: async () => {} });
-    daemons.push(d);
-    await d.start();
-  }
-  t.teardown(() => Promise.all(daemons.map((d) => d.stop())));
+  // Copies of proto in root/ID (each with its own U-Boot env), an in-process agent each, policy apply: staged, no reboot.
+  const fleet = await startFleet(t, { ids, root, proto, repoUrl: v.url, keyPub: `${v.key}.pub`, mqttUrl: broker.url, policy: 'apply', jitterS: 2, pollIntervalMs: 1000, retryIntervalS: 5 });
+  const logs = fleet.logs;
   for (const id of ids) await waitStatus(id, (s) => s.online === true, 60_000, 'online');
   global.gc?.();
   const mem1 = process.memoryUsage();

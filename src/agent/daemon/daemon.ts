@@ -86,6 +86,8 @@ export class Daemon {
   private updates: Record<UpdateResult, number> = { staged: 0, downloaded: 0, 'no-update': 0, pinned: 0, error: 0 };
   private lastError: { code: string; message: string; time: string } | null = null;
   private lastSkip: Skip | null = null;
+  /** The head older than the booted release last journaled (head-older): the periodic checks that find it again add no line. */
+  private headOlderCommit: string | null = null;
   /** The release `larch cancel` stopped: periodic checks leave it alone until an announcement, a newer release or an upgrade command. */
   private cancelledCommit: string | null = null;
   /** The request a cancel command sent to the job it preempted, settled when the command's turn comes. */
@@ -410,8 +412,19 @@ export class Daemon {
       this.setUpdate({ state: 'checking', progress: null });
       const c = await check(ctx);
       this.lastCheckS = Math.floor(Date.now() / 1000);
+      // A head that moves back again later (after a newer one) is a new decision, journaled again.
+      if (!c.update?.older) this.headOlderCommit = null;
       if (!c.available || !c.update) {
         this.setUpdate({ state: 'up-to-date' });
+        return true;
+      }
+      if (c.update.older) {
+        // The vendor moved the head back (a held rollout): upgrade would refuse it as a downgrade,
+        // and this device, healthy on a newer release, is up to date. Not an error, nor retried.
+        this.setUpdate({ state: 'up-to-date' });
+        const first = this.headOlderCommit !== c.update.commit;
+        this.headOlderCommit = c.update.commit;
+        await this.skip(event, 'head-older', `${what}: the head of ${this.ref}, version ${c.update.version}, is older than the booted version ${c.booted.version} (a held rollout): staying on ${c.booted.version}`, { commit: c.update.commit, version: c.update.version, booted_version: c.booted.version }, { journal: first });
         return true;
       }
       // An announcement (a new decision of the vendor's) lifts a cancel; a periodic check does not.
@@ -668,10 +681,11 @@ export class Daemon {
   /**
    * Something not acted on: one journal line with its reason, and the status's last_skip. The
    * same decision again (each periodic check of a release that failed here) updates last_skip's
-   * time without another line.
+   * time without another line, as does opts.journal false (the caller knows the decision is
+   * journaled already, with another message: head-older's announcement and periodic checks).
    */
-  private async skip(event: JournalEvent, reason: string, message: string, data: Record<string, unknown> = {}): Promise<void> {
-    const again = this.lastSkip?.reason === reason && this.lastSkip.message === message;
+  private async skip(event: JournalEvent, reason: string, message: string, data: Record<string, unknown> = {}, opts: { journal?: boolean } = {}): Promise<void> {
+    const again = (this.lastSkip?.reason === reason && this.lastSkip.message === message) || opts.journal === false;
     this.lastSkip = { reason, message, time: new Date().toISOString() };
     this.queueStatus();
     if (again) return;

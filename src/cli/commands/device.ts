@@ -258,10 +258,13 @@ ${SYSROOT_HELP}
                   limit (default 3600)
 ${MIN_SPEED_HELP}
   --json          print {"available", "booted": {slot, commit, version}, "update": null |
-                  {commit, version, timestamp, bytes, via, failed_here, barrier}, "packages": null | {upgraded,
+                  {commit, version, timestamp, bytes, via, failed_here, barrier, older}, "packages": null | {upgraded,
                   downgraded, added, removed}} (packages: db diff --json's lists; null when
                   there is no update or a commit has no package list; barrier: true when the
-                  offer is a barrier release the device goes through before the head);
+                  offer is a barrier release the device goes through before the head; older:
+                  true when the head is older than the booted release, a held rollout or a
+                  rollback of the ref by the vendor, which upgrade refuses without
+                  --allow-downgrade);
                   "layer": null | {base, reapplied: {layered, replaced, removed}, notes}:
                   on a layered device packages is the diff of base and layer together,
                   the new base with the booted layer re-applied (docs/cli.md)
@@ -269,10 +272,15 @@ ${MIN_SPEED_HELP}
 ${EXIT_HELP}
 `,
   async run(args, io) {
-    const r = await previewCheck(await context(args, io));
+    const ctx = await context(args, io);
+    const r = await previewCheck(ctx);
     if (args.json) printJson(io, r);
     else if (!r.available) io.out(`no update: version ${r.booted.version} is the newest\n`);
-    else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n${r.update!.barrier ? 'a barrier release: the device goes through it before the newest version\n' : ''}${r.update!.failed_here ? `but ${describeFailure(r.update!.failed_here)}: upgrade refuses it\n` : ''}${r.packages ? formatPackageDiff(r.packages) : ''}${formatLayerPreview(r.layer)}`);
+    else if (r.update!.older) {
+      // Not an update: the vendor moved the head back (a held rollout); the device stays where it is.
+      const { ref } = await ctx.sysroot.readConfig();
+      io.out(`no update: the head of ${ref} is version ${r.update!.version} (${r.update!.commit.slice(0, 12)}), older than the booted version ${r.booted.version} (a held rollout or a rollback of the ref by the vendor); larch upgrade refuses it without --allow-downgrade\n${r.packages ? formatPackageDiff(r.packages) : ''}${formatLayerPreview(r.layer)}`);
+    } else io.out(`update available: version ${r.update!.version} (${r.update!.commit.slice(0, 12)}); download ${r.update!.bytes === null ? 'object by object (size unknown)' : formatBytes(r.update!.bytes)}\n${r.update!.barrier ? 'a barrier release: the device goes through it before the newest version\n' : ''}${r.update!.failed_here ? `but ${describeFailure(r.update!.failed_here)}: upgrade refuses it\n` : ''}${r.packages ? formatPackageDiff(r.packages) : ''}${formatLayerPreview(r.layer)}`);
   },
 };
 

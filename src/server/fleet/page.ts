@@ -2,7 +2,8 @@
  * The fleet page (`/fleet/` on `larch serve --dashboard`): one static HTML page, a stylesheet and
  * a small script, kept here as strings so the single Bun binary carries them with no build step
  * and no framework. The script polls `/api/fleet/rollouts` and `/api/fleet/devices` every 5 s and
- * draws: per ref the announced release, its rollout and counts, a stacked bar per version (booted
+ * draws: per ref the release in flight, its rollout, plan and halt (a banner), a chart of its
+ * progress over time (progress.jsonl samples), its counts, a stacked bar per version (booted
  * good, trying, staged, downloading, fell back, failed), fallbacks by failed health check, and
  * the device table. Every device-supplied string is set with textContent, never parsed as HTML.
  * The layout wraps to one column on a phone.
@@ -45,6 +46,10 @@ main{padding:.5em 1em;max-width:72em}
 .legend{display:flex;flex-wrap:wrap;gap:.3em .9em;font-size:.85em}.legend i{display:inline-block;width:.8em;height:.8em;margin-right:.3em;border-radius:2px}
 .scroll{overflow-x:auto}table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.25em .5em;border-bottom:1px solid #e3e6ea;white-space:nowrap}
 td.msg{white-space:normal;min-width:14em}
+.halt{background:#fdecea;border-left:4px solid #c0392b;padding:.4em .6em;margin:.4em 0;font-weight:600}.rule,.plan{margin:.2em 0;font-size:.9em}
+figure.progress{margin:.4em 0}.chart{width:100%;height:7.5em;background:#fafbfc;border:1px solid #e3e6ea}.chart polyline{fill:none;stroke-width:2}
+.chart .rollout{stroke:#555;stroke-dasharray:4 3}.chart .took{stroke:#4682b4}.chart .good{stroke:#2e8b57}.chart .bad{stroke:#c0392b}
+.l-rollout{background:#555}.l-took{background:#4682b4}.l-good{background:#2e8b57}.l-bad{background:#c0392b}
 @media (max-width:600px){main{padding:.3em .5em}.version .label{min-width:100%}}
 `;
 
@@ -66,7 +71,17 @@ function drawRollouts(rollouts) {
   box.replaceChildren();
   for (const r of rollouts) {
     const sec = el('div', { class: 'ref', 'data-ref': r.ref });
-    sec.append(el('h2', {}, r.ref, r.announced ? ' — ' + r.announced.version + ' at ' + r.announced.rollout + '%' : ' — nothing announced'));
+    sec.append(el('h2', {}, r.ref, r.release ? ' — ' + r.release.version + ' at ' + r.rollout + '%' : ' — nothing announced'));
+    if (r.halted) {
+      const h = r.halted;
+      sec.append(el('p', { class: 'halt', role: 'alert', 'data-halted': h.version },
+        'HALTED ' + new Date(h.time).toLocaleString() + ': version ' + h.version + ' stopped at ' + h.rollout + '%: ' + h.failures + ' of ' + h.decided + ' devices that decided fell back or failed (' + h.failure_pct + '%, rule: more than ' + (r.halt_rule ? r.halt_rule.failures_pct : '?') + '%). ' +
+        (h.to ? 'Version ' + h.to.version + ' is announced to the devices not yet moved.' : 'No earlier release is known: announced at 0%.')));
+    } else if (r.halt_rule) {
+      sec.append(el('p', { class: 'rule' }, 'halts when more than ' + r.halt_rule.failures_pct + '% of at least ' + r.halt_rule.min_devices + ' devices that decided fell back or failed'));
+    }
+    if (r.plan) sec.append(el('p', { class: 'plan' }, 'plan: ' + r.plan.start + '% to 100% over ' + r.plan.over_s + ' s in ' + r.plan.steps + ' steps' + (r.plan.next_step && !r.halted ? '; next ' + r.plan.next_step.rollout + '% at ' + new Date(r.plan.next_step.time).toLocaleTimeString() : '')));
+    if (r.progress.length > 1) sec.append(chart(r.progress));
     const c = r.counts;
     const counts = el('div', { class: 'counts' });
     for (const [k, label] of [['devices', 'devices'], ['online', 'online'], ['not_moved', 'not moved'], ['took', 'took it'], ['good', 'good'], ['fell_back', 'fell back'], ['failed', 'failed'], ['failure_pct', 'failure %']]) {
@@ -94,6 +109,34 @@ function drawRollouts(rollouts) {
     }
     box.append(sec);
   }
+}
+
+/** The rollout and the devices that took the release, booted it good or fell back/failed, over time: an SVG, with the same numbers as text in its title. */
+function chart(samples) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const W = 600, H = 120;
+  const t0 = Date.parse(samples[0].time), t1 = Math.max(Date.parse(samples[samples.length - 1].time), t0 + 1);
+  const most = Math.max(1, ...samples.map((s) => s.took));
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
+  svg.setAttribute('class', 'chart');
+  svg.setAttribute('role', 'img');
+  const last = samples[samples.length - 1];
+  const title = document.createElementNS(NS, 'title');
+  title.textContent = 'progress: rollout ' + last.rollout + '%, took ' + last.took + ', good ' + last.good + ', fell back or failed ' + (last.fell_back + last.failed) + ' (' + samples.length + ' samples)';
+  svg.append(title);
+  const line = (cls, value, max) => {
+    const p = document.createElementNS(NS, 'polyline');
+    p.setAttribute('class', cls);
+    p.setAttribute('points', samples.map((s) => ((Date.parse(s.time) - t0) / (t1 - t0) * (W - 4) + 2).toFixed(1) + ',' + (H - 2 - value(s) / max * (H - 4)).toFixed(1)).join(' '));
+    svg.append(p);
+  };
+  line('rollout', (s) => s.rollout, 100);
+  line('took', (s) => s.took, most);
+  line('good', (s) => s.good, most);
+  line('bad', (s) => s.fell_back + s.failed, most);
+  const legend = el('div', { class: 'legend' }, el('span', {}, el('i', { class: 'l-rollout' }), 'rollout %'), el('span', {}, el('i', { class: 'l-took' }), 'took it'), el('span', {}, el('i', { class: 'l-good' }), 'good'), el('span', {}, el('i', { class: 'l-bad' }), 'fell back or failed'));
+  return el('figure', { class: 'progress' }, svg, legend);
 }
 
 function drawDevices(devices) {

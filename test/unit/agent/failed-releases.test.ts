@@ -1,7 +1,8 @@
-/** The pure rules of S/larch/failed.json (src/agent/failed-releases.ts) and the downgrade order (isOlderRelease). */
+/** The pure rules of S/larch/failed.json (src/agent/failed-releases.ts) and the downgrade order (isOlderRelease, olderThanBooted). */
 import t from 'tap';
 import { EMPTY_FAILED_RELEASES, type FailedRelease, MAX_FAILED_RELEASES, describeFailure, findFailed, forgetFailure, formatFailedReleases, toFailedReleases, recordFailure } from '../../../src/agent/failed-releases.ts';
-import { isOlderRelease } from '../../../src/agent/update.ts';
+import type { DeploymentRecord } from '../../../src/agent/deploy.ts';
+import { isOlderRelease, olderThanBooted } from '../../../src/agent/update.ts';
 
 const entry = (n: number, extra: Partial<FailedRelease> = {}): FailedRelease => ({ commit: String(n).padStart(64, '0'), version: `1.${n}`, time: `2026-01-0${(n % 9) + 1}T00:00:00.000Z`, reason: 'fell-back', failed_checks: [], slot: 'B', ...extra });
 
@@ -49,4 +50,13 @@ t.test('isOlderRelease: Debian version ordering or timestamp, either is enough',
   t.equal(isOlderRelease({ version: '1.10', timestamp: 200 }, { version: '1.9', timestamp: 100 }), null, '1.10 > 1.9 (not string order)');
   t.equal(isOlderRelease({ version: 'v 2 beta', timestamp: 100 }, { version: '1', timestamp: 100 }), null, 'a version that is not a Debian version: the timestamp alone');
   t.equal(isOlderRelease({ version: '2', timestamp: 100 }, { version: '2', timestamp: 100 }), null, 'equal');
+});
+
+t.test("olderThanBooted: the booted record's version and ISO time, by isOlderRelease (check's update.older and upgrade's downgrade refusal)", async (t) => {
+  const booted = { version: '2', timestamp: '2023-11-14T22:46:40.000Z' } as DeploymentRecord;
+  const bootedS = Date.parse(booted.timestamp) / 1000;
+  t.equal(olderThanBooted({ version: '1', timestamp: bootedS - 1000 }, booted), 'version', 'a head moved back to the previous release');
+  t.equal(olderThanBooted({ version: '3', timestamp: bootedS - 1 }, booted), 'timestamp', "the record's ISO time is compared in seconds");
+  t.equal(olderThanBooted({ version: '3', timestamp: bootedS + 1000 }, booted), null, 'a newer release');
+  t.equal(olderThanBooted({ version: '2', timestamp: bootedS }, booted), null, 'the booted release itself');
 });

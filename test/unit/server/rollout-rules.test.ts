@@ -53,6 +53,8 @@ t.test('operator choices: --rollout, a plan, a halt rule, off; a halted ref take
   t.notOk(resumed.halted, 'resumed: no halt');
   t.equal(resumed.rollout, 37, 'at the rollout it had reached');
   t.same(resumed.history, [{ event: 'resume', time: at(60).toISOString(), commit: B, version: '2' }]);
+  t.same(resumed.resumed_at, { failures: 4, decided: 13 }, 'the outcomes the halt was judged on are kept: the rule judges only newer ones');
+  t.notOk('resumed_at' in noteRelease(resumed, { commit: C, version: '3' }, at(70)), 'a new release is judged on its own outcomes');
   t.equal(applyChoices('os/stable', halted, { resume: true, rollout: 10 }, now).rollout, 10, '--resume --rollout 10: at 10');
   await rejectsCode(t, () => applyChoices('os/stable', planned, { resume: true }, now), 'REFUSED', '--resume of a ref not halted', { data: { reason: 'not-halted' } });
 });
@@ -99,6 +101,10 @@ t.test('the halt verdict: more than N% of at least M decided; staged devices do 
   t.ok(shouldHalt(c(7, 3, 0, 1000), { failures_pct: 20, min_devices: 10 }), '1,000 staged do not dilute 3 of 10');
   t.ok(shouldHalt(c(7999, 2001, 0), { failures_pct: 20, min_devices: 10 }), 'two decimals: 20.01% > 20%');
   t.notOk(shouldHalt(c(7999, 2001, 0), { failures_pct: 20.01, min_devices: 10 }), '20.01% is not more than 20.01%');
+  // Resumed over 4 failures of 13: the same evidence does not halt again; new failures do.
+  t.notOk(shouldHalt(c(9, 4, 0), rule, { failures: 4, decided: 13 }), 'after a resume, the outcomes it was resumed over do not count');
+  t.notOk(shouldHalt(c(19, 5, 0), rule, { failures: 4, decided: 13 }), '1 failure of 11 since: no halt');
+  t.ok(shouldHalt(c(17, 7, 0), rule, { failures: 4, decided: 13 }), '3 failures of 11 since: halt again');
 });
 
 t.test("serve's options are not applied again when recorded: a restart never restarts a plan or lifts a halt", async (t) => {
