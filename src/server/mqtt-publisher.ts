@@ -52,7 +52,8 @@ export async function announce(repo: Repo, opts: AnnounceOptions): Promise<{ ann
   // Written before anything is announced: a crash in between re-announces this, never a wider rollout.
   const choicesFor = (ref: string, recorded: RefRollout | undefined) => (typeof opts.choices === 'function' ? opts.choices(ref, recorded) : (opts.choices ?? {}));
   let rollouts: RolloutState = await readRolloutState(repo);
-  if (refs.some((ref) => hasChoices(choicesFor(ref, rollouts[ref])) || isManaged(rollouts[ref]))) {
+  const given = typeof opts.choices === 'function' || hasChoices(opts.choices ?? {});
+  if (given || refs.some((ref) => isManaged(rollouts[ref]))) {
     const now = new Date(created * 1000);
     rollouts = (
       await updateRolloutState(repo, (state) => {

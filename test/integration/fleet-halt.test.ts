@@ -10,19 +10,21 @@
  * - it widens the plan step by step, the recorded rollout unchanged by the restart;
  * - it halts v2 once more than 20% of at least 5 devices that decided fell back or failed:
  *   R/rollout.json and events.jsonl say so, the published summary lists v1 again, the retained
- *   announcement names v1 at 100%, and /api/fleet/rollouts shows the halt;
+ *   announcement names v1 at 100%, /api/fleet/rollouts shows the halt, and the page in headless
+ *   Chromium shows its banner (test-results/fleet-dashboard/halted.png);
  * - the devices not yet moved stay on v1 (no pending, no failed release, no v2 anywhere) while the
  *   plan stays frozen; devices that booted v2 good stay on it quietly (head-older, no error).
  * Then `larch announce --resume` lists v2 again.
  */
 import t from 'tap';
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeSummary } from '../../src/protocol/summary.ts';
 import { rolloutPosition } from '../../src/mqtt/rollout.ts';
 import { REF, vendor } from '../device-helpers.ts';
-import { BIN, larchOk } from '../helpers.ts';
+import { BIN, ROOT, larchOk } from '../helpers.ts';
+import { launchChromium } from '../browser.ts';
 import { recorder, sleep, startBroker } from '../mqtt-helpers.ts';
 import { startFleet } from '../fleet-helpers.ts';
 import { tempDir } from '../helpers.ts';
@@ -122,6 +124,18 @@ t.test(`a release failing on 30% of ${N} devices halts by itself; the devices no
   const devicesNow = await (await fetch(new URL('/api/fleet/devices', dashboard))).json();
   t.comment(`devices at the halt: ${JSON.stringify(devicesNow.map((d: any) => [d.device_id, d.state, d.releases.map((r: any) => `${r.version}:${r.relation}`).join(',')]))}`);
   t.match(api[0], { ref: REF, release: { commit: v2, version: '2' }, halted: { commit: v2, to: { commit: v1 } }, halt_rule: { failures_pct: 20, min_devices: 5 } }, '/api/fleet/rollouts shows the halt');
+
+  // Visible on the dashboard: the banner, in a real browser (screenshot kept as an artifact).
+  const browser = await launchChromium();
+  t.teardown(() => browser.close());
+  const page = await browser.open(new URL('/fleet/', dashboard).toString(), 1280, 900);
+  await page.waitFor(`document.body.dataset.ready === 'synced' && document.querySelector('[data-halted]')`, 30_000);
+  const banner = await page.evaluate<{ version: string; role: string; text: string }>(`(() => { const e = document.querySelector('[data-halted]'); return { version: e.dataset.halted, role: e.getAttribute('role'), text: e.textContent }; })()`);
+  t.match(banner, { version: '2', role: 'alert', text: /HALTED.*version 2 stopped at [\d.]+%.*Version 1 is announced to the devices not yet moved/ }, `the page shows the halt: "${banner.text}"`);
+  const artifacts = join(ROOT, 'test-results', 'fleet-dashboard');
+  mkdirSync(artifacts, { recursive: true });
+  writeFileSync(join(artifacts, 'halted.png'), await page.screenshot());
+  t.comment(`screenshot: ${join(artifacts, 'halted.png')}`);
 
   // Two plan intervals later: no step, and nobody who had not moved took v2.
   const movedAtHalt = new Set(ids.filter((id) => rec.on(statusTopic(id)).some((m) => m.json?.pending?.commit === v2 || m.json?.commit === v2 || m.json?.update?.announced?.commit === v2 && ['checking', 'downloading', 'downloaded', 'staged'].includes(m.json?.update?.state))));

@@ -93,7 +93,8 @@ OPTIONS
   --rollout, --rollout-over, --halt-on-failures, --halt-min-devices: recorded for every ref
                   at the first announcement, as 'larch announce' does (default: what R/rollout.json
                   records); what is recorded already is not applied again, so a restart with the
-                  same options never restarts a plan, and a halted ref stays halted:
+                  same options never restarts a plan, and a halted ref stays halted (a --rollout
+                  without a plan is applied again at each start):
 ${ROLLOUT_HELP}
   --expires-in DURATION  lifetime of the summaries it publishes (default ${DEFAULT_EXPIRES_IN})
   --watch-interval MS  how often R is looked at for changes (default 2000)

@@ -81,7 +81,8 @@ function drawRollouts(rollouts) {
       sec.append(el('p', { class: 'rule' }, 'halts when more than ' + r.halt_rule.failures_pct + '% of at least ' + r.halt_rule.min_devices + ' devices that decided fell back or failed'));
     }
     if (r.plan) sec.append(el('p', { class: 'plan' }, 'plan: ' + r.plan.start + '% to 100% over ' + r.plan.over_s + ' s in ' + r.plan.steps + ' steps' + (r.plan.next_step && !r.halted ? '; next ' + r.plan.next_step.rollout + '% at ' + new Date(r.plan.next_step.time).toLocaleTimeString() : '')));
-    if (r.progress.length > 1) sec.append(chart(r.progress));
+    const samples = r.release ? r.progress.filter((s) => s.commit === r.release.commit) : [];
+    if (samples.length > 1) sec.append(chart(samples));
     const c = r.counts;
     const counts = el('div', { class: 'counts' });
     for (const [k, label] of [['devices', 'devices'], ['online', 'online'], ['not_moved', 'not moved'], ['took', 'took it'], ['good', 'good'], ['fell_back', 'fell back'], ['failed', 'failed'], ['failure_pct', 'failure %']]) {
