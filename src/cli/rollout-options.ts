@@ -14,7 +14,7 @@ export const ROLLOUT_HELP = `  --rollout PCT          0-100, the share of the fl
   --rollout-over DURATION  widen from PCT to 100% over DURATION (e.g. 90m, 24h, 7d), in at most
                          100 steps no closer than 10 s, each announced by a running
                          'larch serve --sign-key K --mqtt URL' on R; off removes the plan
-  --halt-on-failures N%  halt the release when more than N% (0-100, two decimals) of the devices
+  --halt-on-failures N%  halt the release when more than N% (0 < N < 100, two decimals) of the devices
                          that decided (booted it good, fell back or failed) fell back or failed:
                          the summary then lists the last good release and it is announced to the
                          devices not yet moved (carried out by 'larch serve --sign-key --mqtt');

@@ -34,8 +34,8 @@ DESCRIPTION
   (durably, before anything is published), and every announcement without --rollout (this
   command, or 'larch serve --sign-key --mqtt' at a restart or a new commit) uses the ref's
   recorded percentage, 100 when it never had one. So only an explicit --rollout widens a
-  canary. Devices still fetch and verify the
-  signed summary over HTTP: the announcement is a signed trigger, not the authority.
+  canary. Devices still fetch and verify the signed summary over HTTP: the announcement is a
+  signed trigger, not the authority.
   A plan (--rollout-over) and a halt rule (--halt-on-failures) are recorded the same way, with
   the release they apply to, and carried out by a running 'larch serve --sign-key K --mqtt URL'
   on R: it widens the rollout step by step, and halts the release when too many of the devices
