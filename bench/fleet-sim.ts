@@ -7,27 +7,37 @@
  * announcement to every device's "booted good" status as the fleet view counts it, serve's RSS
  * with N records, and the fleet API's answer time and size.
  *
- * What is simulated: a device "takes" an announced release by publishing downloading, then
- * booted-good statuses (or fell-back for --fail-pct of them) after a random 0-2 s; it downloads
- * nothing (the HTTP side at scale is the fleet test's and bench/agent-delta's).
+ * The release is real: a vendor repo made by dist/larch (keygen, init, v1 and v2 commits, a signed
+ * delta of about --delta-kib KiB, publish), served as static files by nginx (one worker). A device
+ * "takes" an announced v2 after a random 0..--jitter s: it publishes `downloading`, GETs /summary,
+ * /summary.sig, the delta's envelope and every part (each part's sha256 checked against the
+ * superblock), then after a random 0-2 s "reboot" publishes booted good on v2 (or fell back, for
+ * --fail-pct of them). HTTP is node's fetch (undici): one keep-alive pool per worker, at most
+ * --http-conns requests in flight per worker. Also measured: the time to every download done,
+ * nginx's bytes under /deltas/ against devices x delta size, summary bytes, nginx CPU and RSS,
+ * requests per second at peak, and the dashboard's load time (headless Chromium, 1280x900).
+ * Not simulated: applying the delta, reboots, the agent's own logic, signature checks.
  *
- *   node --import tsx bench/fleet-sim.ts [--devices N] [--workers W] [--bridge] [--fail-pct P] [--json]
+ *   node --import tsx bench/fleet-sim.ts [--devices N] [--workers W] [--bridge] [--fail-pct P]
+ *        [--delta-kib K] [--jitter S] [--http-conns C] [--dashboard-loads L] [--json] [--smoke]
  */
 import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { IDLE_UPDATE, statusMessage } from '../src/agent/daemon/status-message.ts';
 import type { Status } from '../src/agent/status.ts';
-import { freePort } from '../test/helpers.ts';
+import { decodeEnvelope, decodeSuperblock } from '../src/delta/format.ts';
+import { listDeltaNames } from '../src/delta/source.ts';
+import { launchChromium } from '../test/browser.ts';
+import { freePort, waitUntil } from '../test/helpers.ts';
 import { ROOT } from './corpus.ts';
 
 const BIN = join(ROOT, 'dist', 'larch');
 const MOSQUITTO = existsSync('/usr/sbin/mosquitto') ? '/usr/sbin/mosquitto' : 'mosquitto';
-const V1 = '1'.repeat(64);
-const V2 = '2'.repeat(64);
 const REF = 'os/stable';
 
 function status(id: string, version: string, commit: string, seq: number, extra: Partial<Status> = {}, update: Partial<typeof IDLE_UPDATE> = {}): string {
@@ -37,12 +47,79 @@ function status(id: string, version: string, commit: string, seq: number, extra:
 
 // ---- worker: one process holding its share of the devices ---------------------------------
 
+interface WorkerArgs {
+  urls: string[];
+  ids: string[];
+  failPct: number;
+  v1: string;
+  v2: string;
+  /** nginx's base URL and the delta's directory name under deltas/. */
+  http: string;
+  delta: string;
+  jitterS: number;
+  httpConns: number;
+}
+
+/** What a worker reports once each of its devices has downloaded (or failed to). */
+interface WorkerStats {
+  devices: number;
+  downloads: number;
+  failures: number;
+  errors: string[];
+  bytes: number;
+  requests: number;
+  /** Date.now() of the last download done. */
+  lastDone: number;
+}
+
 async function worker(): Promise<void> {
-  const { urls, ids, failPct } = JSON.parse(process.argv[3]) as { urls: string[]; ids: string[]; failPct: number };
+  const { urls, ids, failPct, v1, v2, http, delta, jitterS, httpConns } = JSON.parse(process.argv[3]) as WorkerArgs;
   const clients: MqttClient[] = [];
   let connected = 0;
   const seqs = new Map<string, number>();
+  const taken = new Set<string>();
   const send = (c: MqttClient, id: string, body: string) => c.publish(`larch/v1/device/${id}/status`, body, { qos: 0, retain: true });
+
+  // HTTP: node's fetch (one undici keep-alive pool per origin), at most httpConns requests in flight.
+  let inFlight = 0;
+  const waiting: (() => void)[] = [];
+  const acquire = () => (inFlight < httpConns ? (inFlight++, Promise.resolve()) : new Promise<void>((r) => waiting.push(r)));
+  const release = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else inFlight--;
+  };
+  const stats: WorkerStats = { devices: ids.length, downloads: 0, failures: 0, errors: [], bytes: 0, requests: 0, lastDone: 0 };
+  const get = async (path: string): Promise<Buffer> => {
+    await acquire();
+    try {
+      const r = await fetch(new URL(path, http));
+      const body = Buffer.from(await r.arrayBuffer());
+      stats.requests++;
+      stats.bytes += body.length;
+      if (!r.ok) throw new Error(`GET /${path}: HTTP ${r.status}`);
+      return body;
+    } finally {
+      release();
+    }
+  };
+  // The envelope is the same for every device: decoded once per worker.
+  let parts: { size: number; sha256: string }[] | null = null;
+  const download = async () => {
+    await get('summary');
+    await get('summary.sig');
+    const envelope = await get(`deltas/${delta}/envelope`);
+    parts ??= decodeSuperblock(decodeEnvelope(envelope).superblock).parts.map((p) => ({ size: p.size, sha256: p.sha256 }));
+    for (const [i, p] of parts.entries()) {
+      const b = await get(`deltas/${delta}/part-${i}`);
+      if (b.length !== p.size) throw new Error(`part-${i}: ${b.length} bytes, the superblock says ${p.size}`);
+      if (createHash('sha256').update(b).digest('hex') !== p.sha256) throw new Error(`part-${i}: sha256 mismatch`);
+    }
+  };
+  const settled = () => {
+    if (stats.downloads + stats.failures === ids.length) process.send!({ stats });
+  };
+
   await Promise.all(
     ids.map(
       (id, i) =>
@@ -54,7 +131,7 @@ async function worker(): Promise<void> {
             connected++;
             seqs.set(id, 1);
             c.subscribe([`larch/v1/announce/${REF}`, `larch/v1/device/${id}/cmd`], { qos: 1 });
-            send(c, id, status(id, '1', V1, 1));
+            send(c, id, status(id, '1', v1, 1));
             resolve();
           });
           c.on('message', (topic, payload) => {
@@ -65,16 +142,32 @@ async function worker(): Promise<void> {
             } catch {
               return;
             }
-            if (a.commit !== V2) return;
-            const announced = { ref: REF, commit: V2, version: '2', rollout: 100, created: 1, selected: true, position: 0 };
+            // Once per device (a reconnect gets the retained announcement again).
+            if (a.commit !== v2 || taken.has(id)) return;
+            taken.add(id);
+            const announced = { ref: REF, commit: v2, version: '2', rollout: 100, created: 1, selected: true, position: 0 };
             const next = () => seqs.set(id, seqs.get(id)! + 1).get(id)!;
-            send(c, id, status(id, '1', V1, next(), {}, { state: 'downloading', announced }));
             // A stable share fails: the id's hash decides, as a rollout position does.
             const fails = (parseInt(id.replace(/\D/g, '') || '0', 10) * 2654435761) % 100 < failPct;
-            setTimeout(() => {
-              if (fails) send(c, id, status(id, '1', V1, next(), { failed_releases: [{ commit: V2, version: '2', time: new Date().toISOString(), reason: 'fell-back', failed_checks: ['10-services'] }], last_boot: { time: new Date().toISOString(), slot: 'b', healthy: false, fell_back: true, outcome: 'fell back' } } as unknown as Partial<Status>));
-              else send(c, id, status(id, '2', V2, next()));
-            }, Math.random() * 2000);
+            setTimeout(async () => {
+              send(c, id, status(id, '1', v1, next(), {}, { state: 'downloading', announced }));
+              try {
+                await download();
+              } catch (err) {
+                stats.failures++;
+                if (stats.errors.length < 5) stats.errors.push(`${id}: ${(err as Error).message}`);
+                settled();
+                return;
+              }
+              stats.downloads++;
+              stats.lastDone = Date.now();
+              settled();
+              // The "reboot" into v2, then its outcome.
+              setTimeout(() => {
+                if (fails) send(c, id, status(id, '1', v1, next(), { failed_releases: [{ commit: v2, version: '2', time: new Date().toISOString(), reason: 'fell-back', failed_checks: ['10-services'] }], last_boot: { time: new Date().toISOString(), slot: 'b', healthy: false, fell_back: true, outcome: 'fell back' } } as unknown as Partial<Status>));
+                else send(c, id, status(id, '2', v2, next()));
+              }, Math.random() * 2000);
+            }, Math.random() * jitterS * 1000);
           });
         }),
     ),
@@ -119,24 +212,187 @@ async function rollouts(url: string): Promise<any> {
   return (await fetch(new URL('/api/fleet/rollouts', url))).json();
 }
 
+/** The process and its children (nginx: master and worker). */
+function procTree(pid: number): ProcSample {
+  const pids = [pid];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (Number(readFileSync(`/proc/${e}/stat`, 'utf8').split(') ')[1].split(' ')[1]) === pid) pids.push(Number(e));
+    } catch {
+      // gone
+    }
+  }
+  const all = pids.map(proc);
+  return { cpuS: all.reduce((s, p) => s + p.cpuS, 0), rssMiB: Math.round(all.reduce((s, p) => s + p.rssMiB, 0) * 10) / 10 };
+}
+
+function larch(args: string[]): string {
+  const r = spawnSync(BIN, args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`larch ${args.slice(0, 2).join(' ')}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** A vendor repo with v1, v2 (v2 adds deltaKiB of random data) and the signed delta v1 -> v2, published. */
+async function vendorRepo(dir: string, deltaKiB: number): Promise<{ repo: string; v1: string; v2: string; delta: string; deltaBytes: number; parts: number }> {
+  const repo = join(dir, 'repo');
+  const key = join(dir, 'vendor');
+  larch(['keygen', '--out', key]);
+  larch(['init', '--repo', repo, '--mode', 'archive']);
+  const app = randomBytes(64 * 1024);
+  const commits: string[] = [];
+  for (const v of [1, 2]) {
+    const tree = join(dir, `tree-${v}`);
+    mkdirSync(join(tree, 'etc'), { recursive: true });
+    mkdirSync(join(tree, 'usr/bin'), { recursive: true });
+    mkdirSync(join(tree, 'usr/share/doc/app'), { recursive: true });
+    writeFileSync(join(tree, 'etc/os-release'), `NAME=larch-fleet-sim\nVERSION=${v}\n`);
+    writeFileSync(join(tree, 'usr/bin/app'), app);
+    writeFileSync(join(tree, 'usr/share/doc/app/README'), `the simulated fleet's OS, version ${v}\n`);
+    if (v === 2) {
+      mkdirSync(join(tree, 'usr/lib/app'), { recursive: true });
+      writeFileSync(join(tree, 'usr/lib/app/data.bin'), randomBytes(deltaKiB * 1024));
+    }
+    const out = larch(['commit', '--repo', repo, '-b', REF, '--tree', tree, '--version', String(v), '--subject', `v${v}`, '--sign-key', `${key}.key`, '--owner', '0:0', '--timestamp', String(1_700_000_000 + v * 1000), '--json']);
+    commits.push(JSON.parse(out).commit);
+  }
+  const [v1, v2] = commits;
+  larch(['delta', 'generate', '--repo', repo, '--from', v1, '--to', v2, '--sign-key', `${key}.key`]);
+  larch(['publish', '--repo', repo, '--sign-key', `${key}.key`]);
+  const [delta] = await listDeltaNames(repo);
+  if (delta !== `${v1}-${v2}`) throw new Error(`the repo's delta is ${delta}, not ${v1}-${v2}`);
+  const files = readdirSync(join(repo, 'deltas', delta));
+  const deltaBytes = files.reduce((s, f) => s + statSync(join(repo, 'deltas', delta, f)).size, 0);
+  return { repo, v1, v2, delta, deltaBytes, parts: files.filter((f) => f.startsWith('part-')).length };
+}
+
+/** nginx (Debian's), one worker, serving root as static files on 127.0.0.1; log: its access log. */
+async function startNginx(dir: string, root: string): Promise<{ child: ChildProcess; url: string; log: string }> {
+  const port = await freePort();
+  const conf = join(dir, 'nginx.conf');
+  const log = join(dir, 'access.log');
+  writeFileSync(
+    conf,
+    `user root;
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile 8192;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'nginx-error.log')};
+events { worker_connections 4096; }
+http {
+  log_format sim '$msec $remote_addr "$request" $status $body_bytes_sent $request_time';
+  access_log ${log} sim;
+  sendfile on;
+  client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+  types { application/octet-stream summary sig filez commit dirtree dirmeta; }
+  default_type application/octet-stream;
+  server { listen 127.0.0.1:${port}; root ${root}; }
+}
+`,
+  );
+  const child = spawn('nginx', ['-c', conf, '-p', dir], { stdio: 'ignore' });
+  await waitUntil(() => existsSync(join(dir, 'nginx.pid')) && spawnSync('sh', ['-c', `ss -ltn 'sport = :${port}' | grep -q LISTEN`]).status === 0, 20_000, 'nginx to listen');
+  return { child, url: `http://127.0.0.1:${port}/`, log };
+}
+
+/** nginx's access log, summed: bytes under /deltas/ and of the summary, statuses, peak requests per second. */
+function readAccessLog(log: string): { requests: number; deltaBytes: number; summaryBytes: number; non200: number; peakReqPerS: number } {
+  const perSecond = new Map<number, number>();
+  const r = { requests: 0, deltaBytes: 0, summaryBytes: 0, non200: 0, peakReqPerS: 0 };
+  for (const line of readFileSync(log, 'utf8').split('\n')) {
+    const m = /^(\d+)\.\d+ \S+ "\S+ (\S+) [^"]*" (\d+) (\d+) \S+$/.exec(line);
+    if (!m) continue;
+    r.requests++;
+    perSecond.set(Number(m[1]), (perSecond.get(Number(m[1])) ?? 0) + 1);
+    if (m[3] !== '200') r.non200++;
+    if (m[2].startsWith('/deltas/')) r.deltaBytes += Number(m[4]);
+    else if (m[2] === '/summary' || m[2] === '/summary.sig') r.summaryBytes += Number(m[4]);
+  }
+  r.peakReqPerS = Math.max(0, ...perSecond.values());
+  return r;
+}
+
+/** Opens the dashboard in headless Chromium (1280x900): navigation start to data-ready="synced" (ms), and the rows it shows. */
+async function dashboardLoads(serveUrl: string, loads: number): Promise<{ readyMs: number[]; apiDoneMs: number[]; rows: number; upperBound: boolean }> {
+  const browser = await launchChromium();
+  const readyMs: number[] = [];
+  const apiDoneMs: number[] = [];
+  let rows = 0;
+  let upperBound = false;
+  try {
+    for (let i = 0; i < loads; i++) {
+      const page = await browser.open(`${serveUrl}fleet/`, 1280, 900);
+      await page.waitFor(`location.pathname.startsWith('/fleet')`, 30_000);
+      // performance.now() counts from the navigation's start; a MutationObserver catches the moment
+      // the page sets data-ready (negative: it was already set when the observer came, an upper bound).
+      const ms = await page.evaluate<number>(
+        `new Promise((r) => { const ok = () => document.body && document.body.dataset.ready === 'synced'; if (ok()) return r(-performance.now()); new MutationObserver((_, o) => { if (ok()) { o.disconnect(); r(performance.now()); } }).observe(document.documentElement, { attributes: true, subtree: true, childList: true }); setTimeout(() => r(NaN), 120000); })`,
+      );
+      readyMs.push(Math.round(Math.abs(ms)));
+      if (ms < 0) upperBound = true;
+      apiDoneMs.push(Math.round(await page.evaluate<number>(`(performance.getEntriesByType('resource').find((e) => e.name.includes('/api/fleet/devices')) || { responseEnd: NaN }).responseEnd`)));
+      rows = await page.evaluate<number>(`document.querySelectorAll('#devices tbody tr').length`);
+    }
+  } finally {
+    await browser.close();
+  }
+  return { readyMs, apiDoneMs, rows, upperBound };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
 async function main(): Promise<void> {
   if (process.argv[2] === '--worker') return worker();
-  const { values } = parseArgs({ options: { devices: { type: 'string', default: '1000' }, workers: { type: 'string', default: '4' }, bridge: { type: 'boolean' }, 'fail-pct': { type: 'string', default: '0' }, json: { type: 'boolean' } } });
-  const n = Number(values.devices);
-  const w = Number(values.workers);
+  const { values } = parseArgs({
+    options: {
+      devices: { type: 'string', default: '1000' },
+      workers: { type: 'string', default: '4' },
+      bridge: { type: 'boolean' },
+      'fail-pct': { type: 'string', default: '0' },
+      'delta-kib': { type: 'string', default: '256' },
+      jitter: { type: 'string', default: '2' },
+      'http-conns': { type: 'string', default: '64' },
+      'dashboard-loads': { type: 'string', default: '3' },
+      smoke: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+  });
+  const smoke = values.smoke === true;
+  const n = smoke ? 200 : Number(values.devices);
+  const w = smoke ? 2 : Number(values.workers);
+  const bridge = smoke ? false : values.bridge === true;
+  const deltaKiB = smoke ? 64 : Number(values['delta-kib']);
+  const loads = smoke ? 1 : Number(values['dashboard-loads']);
   const failPct = Number(values['fail-pct']);
+  const jitterS = Number(values.jitter);
+  const httpConns = Number(values['http-conns']);
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: node scripts/build.mjs`);
+  const tStart = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'larch-fleet-sim-'));
   const children: ChildProcess[] = [];
+  const problems: string[] = [];
+  let nginxChild: ChildProcess | undefined;
+  // A stuck smoke run (a worker that died, a broker that never answers) fails instead of hanging.
+  if (smoke)
+    setTimeout(() => {
+      process.stderr.write('FAIL: the smoke run did not finish in 120 s\n');
+      for (const ch of children) ch.kill(ch === nginxChild ? 'SIGTERM' : 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(1);
+    }, 120_000).unref();
   try {
+    const vendor = await vendorRepo(dir, deltaKiB);
+    const nginx = await startNginx(dir, vendor.repo);
+    children.push(nginx.child);
+    nginxChild = nginx.child;
     const a = await startMosquitto(dir, 'a');
     children.push(a.child);
-    const b = values.bridge ? await startMosquitto(dir, 'b', a.port) : null;
+    const b = bridge ? await startMosquitto(dir, 'b', a.port) : null;
     if (b) children.push(b.child);
     const urls = [`mqtt://127.0.0.1:${a.port}`, ...(b ? [`mqtt://127.0.0.1:${b.port}`] : [])];
-    const repo = join(dir, 'repo');
-    spawnSync(BIN, ['init', '--repo', repo, '--mode', 'archive']);
-    const serve = spawn(BIN, ['serve', '--repo', repo, '--mqtt', urls[0], '--dashboard', '--dashboard-max-devices', String(n + 100), '--json'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const serve = spawn(BIN, ['serve', '--repo', vendor.repo, '--mqtt', urls[0], '--dashboard', '--dashboard-max-devices', String(n + 100), '--json'], { stdio: ['ignore', 'pipe', 'ignore'] });
     children.push(serve);
     const serveUrl = await new Promise<string>((resolve) => {
       let out = '';
@@ -148,59 +404,119 @@ async function main(): Promise<void> {
     });
     const brokerBefore = proc(a.child.pid!);
     const bridgeBefore = b ? proc(b.child.pid!) : null;
+    const nginxBefore = procTree(nginx.child.pid!);
     const t0 = Date.now();
     const ids = Array.from({ length: n }, (_, i) => `sim-${String(i).padStart(6, '0')}`);
-    const workers = Array.from({ length: w }, (_, k) => fork(new URL(import.meta.url).pathname, ['--worker', JSON.stringify({ urls, ids: ids.filter((_, i) => i % w === k), failPct })], { execArgv: ['--import', 'tsx'], stdio: 'inherit' }));
+    const workers = Array.from({ length: w }, (_, k) =>
+      fork(new URL(import.meta.url).pathname, ['--worker', JSON.stringify({ urls, ids: ids.filter((_, i) => i % w === k), failPct, v1: vendor.v1, v2: vendor.v2, http: nginx.url, delta: vendor.delta, jitterS, httpConns } satisfies WorkerArgs)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' }),
+    );
     children.push(...workers);
+    const stats: WorkerStats[] = [];
+    for (const wk of workers) wk.on('message', (m: { stats?: WorkerStats }) => m.stats && stats.push(m.stats));
     await Promise.all(workers.map((wk) => new Promise((r) => wk.once('message', r))));
     const connectS = (Date.now() - t0) / 1000;
     // The view has every device once it counts them all.
-    while ((await rollouts(serveUrl))[0]?.counts.devices !== n) await new Promise((r) => setTimeout(r, 250));
+    const deadline = (s: number) => Date.now() + s * 1000;
+    let until = deadline(smoke ? 60 : 600);
+    while ((await rollouts(serveUrl))[0]?.counts.devices !== n) {
+      if (Date.now() > until) throw new Error('not every device reached the fleet view');
+      await new Promise((r) => setTimeout(r, 250));
+    }
     const inViewS = (Date.now() - t0) / 1000;
     // Announce v2 to everyone (retained), as larch announce does (the simulated devices do not check signatures).
     const pub = mqtt.connect(urls[0], { protocolVersion: 5, clientId: 'bench-announcer' });
     await new Promise((r) => pub.once('connect', r));
+    const workersBefore = workers.reduce((s, wk) => s + proc(wk.pid!).cpuS, 0);
     const tA = Date.now();
-    pub.publish(`larch/v1/announce/${REF}`, JSON.stringify({ body: JSON.stringify({ type: 'announce', format: 1, ref: REF, commit: V2, version: '2', timestamp: 1, summary_serial: 1, rollout: 100, created: Math.floor(tA / 1000) }), sigs: [] }), { qos: 1, retain: true });
+    pub.publish(`larch/v1/announce/${REF}`, JSON.stringify({ body: JSON.stringify({ type: 'announce', format: 1, ref: REF, commit: vendor.v2, version: '2', timestamp: 1, summary_serial: 1, rollout: 100, created: Math.floor(tA / 1000) }), sigs: [] }), { qos: 1, retain: true });
     let c: any;
+    until = deadline(smoke ? 60 : 600);
     for (;;) {
       c = (await rollouts(serveUrl))[0]?.counts;
       if (c && c.good + c.fell_back === n) break;
+      if (stats.length === w && stats.some((s) => s.failures > 0)) break;
+      if (Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 250));
     }
     const rolloutS = (Date.now() - tA) / 1000;
+    if (!(c && c.good + c.fell_back === n)) problems.push(`the view counts ${c ? c.good + c.fell_back : 0} outcomes of ${n}`);
+    await waitUntil(() => stats.length === w, 30_000, 'every worker to report its downloads').catch((e) => problems.push(e.message));
     const brokerAfter = proc(a.child.pid!);
     const bridgeAfter = b ? proc(b.child.pid!) : null;
+    const nginxAfter = procTree(nginx.child.pid!);
+    const workersCpuS = workers.reduce((s, wk) => s + proc(wk.pid!).cpuS, 0) - workersBefore;
+    const downloads = stats.reduce((s, x) => s + x.downloads, 0);
+    const failures = stats.reduce((s, x) => s + x.failures, 0);
+    for (const x of stats) for (const e of x.errors) problems.push(`download failed: ${e}`);
+    if (downloads !== n) problems.push(`${downloads} downloads of ${n}`);
+    const access = readAccessLog(nginx.log);
+    const bytesRatio = downloads ? access.deltaBytes / (downloads * vendor.deltaBytes) : 0;
+    if (Math.abs(bytesRatio - 1) > 0.05) problems.push(`nginx bytes under /deltas/ / (downloads x delta size) = ${bytesRatio.toFixed(3)}`);
+    if (access.non200) problems.push(`${access.non200} nginx answers other than 200`);
     const tApi = Date.now();
     const body = Buffer.from(await (await fetch(new URL('/api/fleet/devices', serveUrl))).arrayBuffer());
     const apiMs = Date.now() - tApi;
     const gz = await fetch(new URL('/api/fleet/devices', serveUrl), { headers: { 'Accept-Encoding': 'gzip' } });
     const gzBytes = Number(gz.headers.get('content-length'));
     await gz.arrayBuffer();
+    const serveRss = proc(serve.pid!).rssMiB;
+    const workerRss = Math.round(workers.reduce((s, wk) => s + proc(wk.pid!).rssMiB, 0) * 10) / 10;
+    const page = await dashboardLoads(serveUrl, loads);
+    if (page.rows !== n) problems.push(`the dashboard shows ${page.rows} rows, not ${n}`);
+    if (page.readyMs.some((x) => !Number.isFinite(x))) problems.push('the dashboard never set data-ready="synced"');
+    const lastDone = Math.max(0, ...stats.map((s) => s.lastDone));
     const result = {
       devices: n,
       brokers: urls.length,
       workers: w,
+      http_conns_per_worker: httpConns,
+      delta_bytes: vendor.deltaBytes,
+      delta_parts: vendor.parts,
       connect_s: connectS,
       all_in_view_s: inViewS,
       rollout_to_all_s: rolloutS,
-      rollout_counts: { good: c.good, fell_back: c.fell_back },
-      broker_cpu_s: Math.round((brokerAfter.cpuS - brokerBefore.cpuS) * 100) / 100,
+      rollout_to_all_downloaded_s: lastDone ? (lastDone - tA) / 1000 : null,
+      rollout_counts: { good: c?.good ?? 0, fell_back: c?.fell_back ?? 0 },
+      downloads,
+      download_failures: failures,
+      http_requests: access.requests,
+      http_peak_requests_per_s: access.peakReqPerS,
+      nginx_delta_bytes: access.deltaBytes,
+      delta_bytes_ratio: Math.round(bytesRatio * 1000) / 1000,
+      nginx_summary_bytes: access.summaryBytes,
+      client_bytes: stats.reduce((s, x) => s + x.bytes, 0),
+      nginx_cpu_s: round2(nginxAfter.cpuS - nginxBefore.cpuS),
+      nginx_rss_mib: nginxAfter.rssMiB,
+      broker_cpu_s: round2(brokerAfter.cpuS - brokerBefore.cpuS),
       broker_rss_mib: brokerAfter.rssMiB,
-      ...(bridgeBefore && bridgeAfter ? { broker_b_cpu_s: Math.round((bridgeAfter.cpuS - bridgeBefore.cpuS) * 100) / 100, broker_b_rss_mib: bridgeAfter.rssMiB } : {}),
+      ...(bridgeBefore && bridgeAfter ? { broker_b_cpu_s: round2(bridgeAfter.cpuS - bridgeBefore.cpuS), broker_b_rss_mib: bridgeAfter.rssMiB } : {}),
       // Two statuses per device in the rollout (downloading, then the outcome).
       rollout_statuses_per_s: Math.round((2 * n) / rolloutS),
-      serve_rss_mib: proc(serve.pid!).rssMiB,
+      serve_rss_mib: serveRss,
       api_devices_ms: apiMs,
       api_devices_bytes: body.length,
       api_devices_gzip_bytes: gzBytes,
-      worker_rss_mib: Math.round(workers.reduce((s, wk) => s + proc(wk.pid!).rssMiB, 0) * 10) / 10,
+      dashboard_ready_ms: page.readyMs,
+      dashboard_ready_median_ms: median(page.readyMs),
+      dashboard_devices_answer_ms: page.apiDoneMs,
+      ...(page.upperBound ? { dashboard_ready_upper_bound: true } : {}),
+      dashboard_rows: page.rows,
+      // The simulated devices' side of the rollout: MQTT, fetch, sha256 (all workers).
+      worker_rollout_cpu_s: round2(workersCpuS),
+      worker_rss_mib: workerRss,
+      wall_s: (Date.now() - tStart) / 1000,
     };
+    if (smoke && result.wall_s > 90) problems.push(`the smoke run took ${result.wall_s} s (limit 90)`);
     pub.end(true);
     for (const wk of workers) wk.send({ stop: true });
-    console.log(values.json ? JSON.stringify(result) : Object.entries(result).map(([k, v]) => `${k.padEnd(24)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n'));
+    process.stderr.write(Object.entries(result).map(([k, v]) => `${k.padEnd(28)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n') + '\n');
+    if (values.json) console.log(JSON.stringify({ ...result, problems }));
+    for (const p of problems) process.stderr.write(`FAIL: ${p}\n`);
+    if (problems.length) process.exitCode = 1;
   } finally {
-    for (const ch of children) ch.kill('SIGKILL');
+    // nginx's master stops its worker on SIGTERM (a SIGKILL would leave the worker behind).
+    for (const ch of children) ch.kill(ch === nginxChild ? 'SIGTERM' : 'SIGKILL');
+    if (nginxChild && nginxChild.exitCode === null) await new Promise((r) => { nginxChild!.once('exit', r); setTimeout(r, 5000); });
     rmSync(dir, { recursive: true, force: true });
   }
 }
