@@ -16,10 +16,26 @@
  * --http-conns requests in flight per worker. Also measured: the time to every download done,
  * nginx's bytes under /deltas/ against devices x delta size, summary bytes, nginx CPU and RSS,
  * requests per second at peak, and the dashboard's load time (headless Chromium, 1280x900).
- * Not simulated: applying the delta, reboots, the agent's own logic, signature checks.
+ *
+ * Commands are real: each device vets what arrives on its cmd topic with the agent's own
+ * vetCommand (the vendor key's signature, this device, fresh, nonce not used before: a nonce set
+ * per device) and answers on cmd/result (QoS 1): `check` with ok and the daemon's output shape
+ * ({available, booted, update}), anything else with error "not simulated", refusals as refused.
+ * After the rollout the coordinator sends --commands signed `check`s to random devices with
+ * sendCommand() (as `larch command` does), --command-conc at a time: round trip p50/p99/max and
+ * failures; then one `pin` (error expected) and one replayed nonce (refused expected). A
+ * signature check costs about 1.3 ms and every payload differs (its nonce): nothing is cached.
+ *
+ * The brokers run with sys_interval 1: the coordinator reads their $SYS counters (messages
+ * received and sent: every MQTT packet; publish messages received, sent and dropped) and reports
+ * mean and peak per second over the rollout window, and drops (a smoke run fails on any).
+ * Mosquitto 2.0.11's publish/messages/received skips retained PUBLISHes (its mask 0xF5 keeps the
+ * retain bit), so with retained statuses it reads near 0: messages/received is the figure.
+ * Not simulated: applying the delta, reboots, the agent's own logic, announcement signatures.
  *
  *   node --import tsx bench/fleet-sim.ts [--devices N] [--workers W] [--bridge] [--fail-pct P]
- *        [--delta-kib K] [--jitter S] [--http-conns C] [--dashboard-loads L] [--json] [--smoke]
+ *        [--delta-kib K] [--jitter S] [--http-conns C] [--dashboard-loads L] [--commands N]
+ *        [--command-conc C] [--json] [--smoke]
  */
 import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -28,10 +44,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
+import { vetCommand } from '../src/agent/daemon/commands.ts';
 import { IDLE_UPDATE, statusMessage } from '../src/agent/daemon/status-message.ts';
 import type { Status } from '../src/agent/status.ts';
 import { decodeEnvelope, decodeSuperblock } from '../src/delta/format.ts';
 import { listDeltaNames } from '../src/delta/source.ts';
+import { type CommandResult, DEFAULT_CLOCK_SKEW_S, commandResultTopic, commandTopic } from '../src/mqtt/format.ts';
+import { sendCommand } from '../src/server/mqtt-publisher.ts';
+import { readPublicKey, readSecretKey } from '../src/store/sign.ts';
 import { launchChromium } from '../test/browser.ts';
 import { freePort, waitUntil } from '../test/helpers.ts';
 import { ROOT } from './corpus.ts';
@@ -58,6 +78,8 @@ interface WorkerArgs {
   delta: string;
   jitterS: number;
   httpConns: number;
+  /** The vendor's public key (.pub): the one key trusted for commands. */
+  pubKey: string;
 }
 
 /** What a worker reports once each of its devices has downloaded (or failed to). */
@@ -73,7 +95,11 @@ interface WorkerStats {
 }
 
 async function worker(): Promise<void> {
-  const { urls, ids, failPct, v1, v2, http, delta, jitterS, httpConns } = JSON.parse(process.argv[3]) as WorkerArgs;
+  const { urls, ids, failPct, v1, v2, http, delta, jitterS, httpConns, pubKey } = JSON.parse(process.argv[3]) as WorkerArgs;
+  const trusted = [await readPublicKey(pubKey)];
+  // Per device: the nonces it ran (the agent's nonce log), and what it booted (for check's answer).
+  const nonces = new Map<string, Set<string>>();
+  const booted = new Map<string, { version: string; commit: string; failedHere: boolean }>();
   const clients: MqttClient[] = [];
   let connected = 0;
   const seqs = new Map<string, number>();
@@ -120,6 +146,28 @@ async function worker(): Promise<void> {
     if (stats.downloads + stats.failures === ids.length) process.send!({ stats });
   };
 
+  // A command, vetted as the agent does (vetCommand: signature by a trusted key, this device,
+  // fresh, nonce unused); `check` answered in the daemon's shape (update.ts CheckResult), the
+  // rest with an error. Every payload differs (its nonce), so a signature cache would never hit.
+  const answerCommand = async (c: MqttClient, id: string, payload: Buffer) => {
+    const used = nonces.get(id)!;
+    const v = await vetCommand(payload, { trusted, deviceId: id, clockSkewS: DEFAULT_CLOCK_SKEW_S, used: (n) => used.has(n), nowS: Math.floor(Date.now() / 1000) });
+    const r: Omit<CommandResult, 'format' | 'device' | 'time'> = v.ok ? { nonce: v.command.nonce, cmd: v.command.cmd, result: 'error', code: 'INTERNAL', message: `command '${v.command.cmd}' failed: not simulated` } : { nonce: v.nonce, cmd: v.cmd, result: 'refused', reason: v.reason, message: v.message };
+    if (v.ok) {
+      used.add(v.command.nonce);
+      if (v.command.cmd === 'check') {
+        const b = booted.get(id)!;
+        const update = b.commit === v2 ? null : { commit: v2, version: '2', timestamp: 1, bytes: null, via: 'delta', failed_here: b.failedHere ? { commit: v2, version: '2', reason: 'fell-back' } : null, barrier: false, older: false };
+        r.result = 'ok';
+        delete r.code;
+        r.message = `ran command 'check' (signed by ${v.signedBy.join(', ')})`;
+        r.output = { available: update !== null && !b.failedHere, booted: { slot: b.commit === v2 ? 'b' : 'a', commit: b.commit, version: b.version }, update };
+      }
+    }
+    const full: CommandResult = { format: 1, device: id, ...r, time: new Date().toISOString() };
+    c.publish(commandResultTopic(id), JSON.stringify(full), { qos: 1 });
+  };
+
   await Promise.all(
     ids.map(
       (id, i) =>
@@ -130,11 +178,14 @@ async function worker(): Promise<void> {
           c.once('connect', () => {
             connected++;
             seqs.set(id, 1);
+            nonces.set(id, new Set());
+            booted.set(id, { version: '1', commit: v1, failedHere: false });
             c.subscribe([`larch/v1/announce/${REF}`, `larch/v1/device/${id}/cmd`], { qos: 1 });
             send(c, id, status(id, '1', v1, 1));
             resolve();
           });
           c.on('message', (topic, payload) => {
+            if (topic === commandTopic(id)) return void answerCommand(c, id, payload);
             if (!topic.startsWith('larch/v1/announce/')) return;
             let a: { commit?: string; version?: string };
             try {
@@ -164,6 +215,8 @@ async function worker(): Promise<void> {
               settled();
               // The "reboot" into v2, then its outcome.
               setTimeout(() => {
+                if (fails) booted.set(id, { version: '1', commit: v1, failedHere: true });
+                else booted.set(id, { version: '2', commit: v2, failedHere: false });
                 if (fails) send(c, id, status(id, '1', v1, next(), { failed_releases: [{ commit: v2, version: '2', time: new Date().toISOString(), reason: 'fell-back', failed_checks: ['10-services'] }], last_boot: { time: new Date().toISOString(), slot: 'b', healthy: false, fell_back: true, outcome: 'fell back' } } as unknown as Partial<Status>));
                 else send(c, id, status(id, '2', v2, next()));
               }, Math.random() * 2000);
@@ -197,7 +250,7 @@ function proc(pid: number): ProcSample {
 async function startMosquitto(dir: string, name: string, bridgeTo?: number): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
   const conf = join(dir, `${name}.conf`);
-  const lines = [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 100000', 'log_dest none'];
+  const lines = [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 100000', 'log_dest none', 'sys_interval 1'];
   if (bridgeTo) lines.push(`connection ${name}-bridge`, `address 127.0.0.1:${bridgeTo}`, 'topic larch/v1/device/# out 0', 'topic larch/v1/announce/# in 1', 'bridge_protocol_version mqttv50', 'cleansession true');
   writeFileSync(conf, lines.join('\n') + '\n');
   const child = spawn(MOSQUITTO, ['-c', conf], { stdio: 'ignore' });
@@ -234,7 +287,7 @@ function larch(args: string[]): string {
 }
 
 /** A vendor repo with v1, v2 (v2 adds deltaKiB of random data) and the signed delta v1 -> v2, published. */
-async function vendorRepo(dir: string, deltaKiB: number): Promise<{ repo: string; v1: string; v2: string; delta: string; deltaBytes: number; parts: number }> {
+async function vendorRepo(dir: string, deltaKiB: number): Promise<{ repo: string; key: string; v1: string; v2: string; delta: string; deltaBytes: number; parts: number }> {
   const repo = join(dir, 'repo');
   const key = join(dir, 'vendor');
   larch(['keygen', '--out', key]);
@@ -263,7 +316,7 @@ async function vendorRepo(dir: string, deltaKiB: number): Promise<{ repo: string
   if (delta !== `${v1}-${v2}`) throw new Error(`the repo's delta is ${delta}, not ${v1}-${v2}`);
   const files = readdirSync(join(repo, 'deltas', delta));
   const deltaBytes = files.reduce((s, f) => s + statSync(join(repo, 'deltas', delta, f)).size, 0);
-  return { repo, v1, v2, delta, deltaBytes, parts: files.filter((f) => f.startsWith('part-')).length };
+  return { repo, key, v1, v2, delta, deltaBytes, parts: files.filter((f) => f.startsWith('part-')).length };
 }
 
 /** nginx (Debian's), one worker, serving root as static files on 127.0.0.1; log: its access log. */
@@ -340,6 +393,43 @@ async function dashboardLoads(serveUrl: string, loads: number): Promise<{ readyM
   return { readyMs, apiDoneMs, rows, upperBound };
 }
 
+/** The broker's $SYS counters (cumulative; Mosquitto publishes each one every sys_interval when it changed), sampled as they arrive. */
+const SYS_COUNTERS = ['messages/received', 'messages/sent', 'publish/messages/received', 'publish/messages/sent', 'publish/messages/dropped'] as const;
+type SysSamples = Record<(typeof SYS_COUNTERS)[number], { t: number; v: number }[]>;
+
+async function watchSys(url: string, name: string): Promise<{ samples: SysSamples; client: MqttClient }> {
+  const samples = Object.fromEntries(SYS_COUNTERS.map((k) => [k, []])) as unknown as SysSamples;
+  const client = mqtt.connect(url, { protocolVersion: 5, clientId: `bench-sys-${name}` });
+  await new Promise((r) => client.once('connect', r));
+  client.on('message', (topic, payload) => {
+    const k = topic.slice('$SYS/broker/'.length) as keyof SysSamples;
+    if (samples[k]) samples[k].push({ t: Date.now(), v: Number(payload.toString()) });
+  });
+  await new Promise((r) => client.subscribe(SYS_COUNTERS.map((k) => `$SYS/broker/${k}`), { qos: 0 }, r));
+  return { samples, client };
+}
+
+/**
+ * A counter over the rollout window [t0, t0 + windowMs] (samples read until t1, which leaves the
+ * last second's sample time to arrive): its growth from the last sample before t0 (the broker
+ * quiet by then) to the last one by t1; the mean, that growth over the window; the peak, the
+ * largest growth between two consecutive samples per second (the first interval counted from
+ * t0 - 1 s at the earliest: a counter idle before t0 is published only when it changes).
+ */
+function sysRate(xs: { t: number; v: number }[], t0: number, windowMs: number, t1: number): { mean: number; peak: number; total: number } {
+  const before = xs.filter((x) => x.t <= t0).at(-1) ?? xs[0];
+  const inside = xs.filter((x) => x.t > t0 && x.t <= t1);
+  if (!before || inside.length === 0) return { mean: 0, peak: 0, total: 0 };
+  let peak = 0;
+  let prev = { t: Math.max(before.t, t0 - 1000), v: before.v };
+  for (const x of inside) {
+    if (x.t > prev.t) peak = Math.max(peak, ((x.v - prev.v) * 1000) / (x.t - prev.t));
+    prev = x;
+  }
+  const total = inside.at(-1)!.v - before.v;
+  return { mean: Math.round((total * 1000) / Math.max(1, windowMs)), peak: Math.round(peak), total };
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
@@ -355,6 +445,8 @@ async function main(): Promise<void> {
       jitter: { type: 'string', default: '2' },
       'http-conns': { type: 'string', default: '64' },
       'dashboard-loads': { type: 'string', default: '3' },
+      commands: { type: 'string', default: '100' },
+      'command-conc': { type: 'string', default: '4' },
       smoke: { type: 'boolean' },
       json: { type: 'boolean' },
     },
@@ -368,6 +460,8 @@ async function main(): Promise<void> {
   const failPct = Number(values['fail-pct']);
   const jitterS = Number(values.jitter);
   const httpConns = Number(values['http-conns']);
+  const nCommands = smoke ? 20 : Number(values.commands);
+  const commandConc = Number(values['command-conc']);
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: node scripts/build.mjs`);
   const tStart = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'larch-fleet-sim-'));
@@ -392,6 +486,7 @@ async function main(): Promise<void> {
     const b = bridge ? await startMosquitto(dir, 'b', a.port) : null;
     if (b) children.push(b.child);
     const urls = [`mqtt://127.0.0.1:${a.port}`, ...(b ? [`mqtt://127.0.0.1:${b.port}`] : [])];
+    const sys = await Promise.all(urls.map((u, i) => watchSys(u, i ? 'b' : 'a')));
     const serve = spawn(BIN, ['serve', '--repo', vendor.repo, '--mqtt', urls[0], '--dashboard', '--dashboard-max-devices', String(n + 100), '--json'], { stdio: ['ignore', 'pipe', 'ignore'] });
     children.push(serve);
     const serveUrl = await new Promise<string>((resolve) => {
@@ -408,7 +503,7 @@ async function main(): Promise<void> {
     const t0 = Date.now();
     const ids = Array.from({ length: n }, (_, i) => `sim-${String(i).padStart(6, '0')}`);
     const workers = Array.from({ length: w }, (_, k) =>
-      fork(new URL(import.meta.url).pathname, ['--worker', JSON.stringify({ urls, ids: ids.filter((_, i) => i % w === k), failPct, v1: vendor.v1, v2: vendor.v2, http: nginx.url, delta: vendor.delta, jitterS, httpConns } satisfies WorkerArgs)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' }),
+      fork(new URL(import.meta.url).pathname, ['--worker', JSON.stringify({ urls, ids: ids.filter((_, i) => i % w === k), failPct, v1: vendor.v1, v2: vendor.v2, http: nginx.url, delta: vendor.delta, jitterS, httpConns, pubKey: `${vendor.key}.pub` } satisfies WorkerArgs)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' }),
     );
     children.push(...workers);
     const stats: WorkerStats[] = [];
@@ -426,6 +521,9 @@ async function main(): Promise<void> {
     // Announce v2 to everyone (retained), as larch announce does (the simulated devices do not check signatures).
     const pub = mqtt.connect(urls[0], { protocolVersion: 5, clientId: 'bench-announcer' });
     await new Promise((r) => pub.once('connect', r));
+    // The $SYS baseline: counters as they are once the connections' traffic is counted and
+    // published (sys_interval 1), so that none of it lands in the rollout window.
+    await new Promise((r) => setTimeout(r, 2200));
     const workersBefore = workers.reduce((s, wk) => s + proc(wk.pid!).cpuS, 0);
     const tA = Date.now();
     pub.publish(`larch/v1/announce/${REF}`, JSON.stringify({ body: JSON.stringify({ type: 'announce', format: 1, ref: REF, commit: vendor.v2, version: '2', timestamp: 1, summary_serial: 1, rollout: 100, created: Math.floor(tA / 1000) }), sigs: [] }), { qos: 1, retain: true });
@@ -438,7 +536,12 @@ async function main(): Promise<void> {
       if (Date.now() > until) break;
       await new Promise((r) => setTimeout(r, 250));
     }
-    const rolloutS = (Date.now() - tA) / 1000;
+    const tEnd = Date.now();
+    const rolloutS = (tEnd - tA) / 1000;
+    // The $SYS counters of the second that ends the rollout window: Mosquitto's sys_interval
+    // ticks on whole seconds of its main loop, so the next sample can take up to 2 s.
+    await new Promise((r) => setTimeout(r, 2500));
+    const sysRates = sys.map((x) => Object.fromEntries(SYS_COUNTERS.map((k) => [k, sysRate(x.samples[k], tA, tEnd - tA, tEnd + 2200)])) as Record<(typeof SYS_COUNTERS)[number], ReturnType<typeof sysRate>>);
     if (!(c && c.good + c.fell_back === n)) problems.push(`the view counts ${c ? c.good + c.fell_back : 0} outcomes of ${n}`);
     await waitUntil(() => stats.length === w, 30_000, 'every worker to report its downloads').catch((e) => problems.push(e.message));
     const brokerAfter = proc(a.child.pid!);
@@ -461,6 +564,46 @@ async function main(): Promise<void> {
     await gz.arrayBuffer();
     const serveRss = proc(serve.pid!).rssMiB;
     const workerRss = Math.round(workers.reduce((s, wk) => s + proc(wk.pid!).rssMiB, 0) * 10) / 10;
+    // Signed `check` commands to random devices, as `larch command` sends them (sendCommand: a
+    // fresh client each, QoS 1, waiting for the answer on cmd/result), commandConc at a time, each
+    // through the broker its device is on. Round trip: sendCommand's call to its return.
+    const signKeys = [await readSecretKey(`${vendor.key}.key`)];
+    const brokerOf = (i: number) => urls[Math.floor(i / w) % urls.length];
+    const cmdMs: number[] = [];
+    const cmdFailures: string[] = [];
+    let nextCmd = 0;
+    const tCmd = Date.now();
+    await Promise.all(
+      Array.from({ length: Math.min(commandConc, nCommands) }, async () => {
+        while (nextCmd < nCommands) {
+          nextCmd++;
+          const i = Math.floor(Math.random() * n);
+          const t = performance.now();
+          try {
+            const { result: r } = await sendCommand({ signKeys, mqtt: { url: brokerOf(i) }, device: ids[i], cmd: 'check', waitMs: 10_000 });
+            cmdMs.push(performance.now() - t);
+            const out = r?.output as { available?: unknown; booted?: { commit?: string } } | undefined;
+            if (r?.result !== 'ok' || typeof out?.available !== 'boolean' || !out.booted?.commit) cmdFailures.push(`${ids[i]}: ${r?.result} ${r?.message}`);
+          } catch (err) {
+            cmdFailures.push(`${ids[i]}: ${(err as Error).message}`);
+          }
+        }
+      }),
+    );
+    const cmdWallS = (Date.now() - tCmd) / 1000;
+    // The device side's refusals, once each: a command not simulated, and a replayed nonce.
+    const other = await sendCommand({ signKeys, mqtt: { url: brokerOf(0) }, device: ids[0], cmd: 'pin', waitMs: 10_000 }).catch((e) => ({ result: { result: (e as Error).message } as Partial<CommandResult> }));
+    if (other.result?.result !== 'error') problems.push(`'pin' answered ${other.result?.result}, not error (not simulated)`);
+    const nonce = randomBytes(24).toString('base64url');
+    const again = () => sendCommand({ signKeys, mqtt: { url: brokerOf(1) }, device: ids[1], cmd: 'check', nonce, waitMs: 10_000 }).catch((e) => ({ result: { result: (e as Error).message } as Partial<CommandResult> }));
+    const first = await again();
+    const replay = await again();
+    if (first.result?.result !== 'ok' || replay.result?.result !== 'refused' || replay.result.reason !== 'replayed') problems.push(`a replayed check answered ${replay.result?.result} ${replay.result?.reason ?? ''} (first ${first.result?.result})`);
+    for (const f of cmdFailures.slice(0, 5)) problems.push(`command failed: ${f}`);
+    if (cmdFailures.length) problems.push(`${cmdFailures.length} of ${nCommands} commands failed`);
+    const pct = (xs: number[], p: number) => (xs.length ? Math.round([...xs].sort((x, y) => x - y)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))]) : null);
+    const dropped = sys.reduce((s, x) => s + (x.samples['publish/messages/dropped'].at(-1)?.v ?? 0), 0);
+    if (dropped > 0) problems.push(`the broker(s) dropped ${dropped} publish messages`);
     const page = await dashboardLoads(serveUrl, loads);
     if (page.rows !== n) problems.push(`the dashboard shows ${page.rows} rows, not ${n}`);
     if (page.readyMs.some((x) => !Number.isFinite(x))) problems.push('the dashboard never set data-ready="synced"');
@@ -492,6 +635,27 @@ async function main(): Promise<void> {
       ...(bridgeBefore && bridgeAfter ? { broker_b_cpu_s: round2(bridgeAfter.cpuS - bridgeBefore.cpuS), broker_b_rss_mib: bridgeAfter.rssMiB } : {}),
       // Two statuses per device in the rollout (downloading, then the outcome).
       rollout_statuses_per_s: Math.round((2 * n) / rolloutS),
+      // The brokers' own counts ($SYS, sys_interval 1) over the rollout window: every MQTT packet
+      // (messages_*: PUBLISH, PUBACK, SUBSCRIBE, PINGREQ ...) and PUBLISH only (publish_*), per second.
+      ...Object.fromEntries(
+        sysRates.flatMap((r, i) => {
+          const p = i ? 'broker_b_' : 'broker_';
+          return [
+            [`${p}msgs_received_per_s`, r['messages/received']],
+            [`${p}msgs_sent_per_s`, r['messages/sent']],
+            [`${p}publish_received_per_s`, r['publish/messages/received']],
+            [`${p}publish_sent_per_s`, r['publish/messages/sent']],
+          ];
+        }),
+      ),
+      broker_publish_dropped: dropped,
+      commands: nCommands,
+      command_concurrency: commandConc,
+      command_failures: cmdFailures.length,
+      command_rtt_ms: { p50: pct(cmdMs, 50), p99: pct(cmdMs, 99), max: cmdMs.length ? Math.round(Math.max(...cmdMs)) : null },
+      commands_wall_s: cmdWallS,
+      command_not_simulated_answer: other.result?.result ?? null,
+      command_replay_answer: replay.result ? `${replay.result.result}${replay.result.reason ? ` (${replay.result.reason})` : ''}` : null,
       serve_rss_mib: serveRss,
       api_devices_ms: apiMs,
       api_devices_bytes: body.length,
@@ -508,8 +672,9 @@ async function main(): Promise<void> {
     };
     if (smoke && result.wall_s > 90) problems.push(`the smoke run took ${result.wall_s} s (limit 90)`);
     pub.end(true);
+    for (const x of sys) x.client.end(true);
     for (const wk of workers) wk.send({ stop: true });
-    process.stderr.write(Object.entries(result).map(([k, v]) => `${k.padEnd(28)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n') + '\n');
+    process.stderr.write(Object.entries(result).map(([k, v]) => `${k.padEnd(32)} ${typeof v === 'object' ? JSON.stringify(v) : v}`).join('\n') + '\n');
     if (values.json) console.log(JSON.stringify({ ...result, problems }));
     for (const p of problems) process.stderr.write(`FAIL: ${p}\n`);
     if (problems.length) process.exitCode = 1;

@@ -5,7 +5,8 @@
  * draws: per ref the release in flight, its rollout, plan and halt (a banner), a chart of its
  * progress over time (progress.jsonl samples), its counts, a stacked bar per version (booted
  * good, trying, staged, downloading, fell back, failed), fallbacks by failed health check, and
- * the device table. Every device-supplied string is set with textContent, never parsed as HTML.
+ * the device table (last status and how long ago, last error, last three journal lines). Every
+ * device-supplied string is set with textContent, never parsed as HTML.
  * The layout wraps to one column on a phone.
  */
 
@@ -25,7 +26,7 @@ export const PAGE_HTML = `<!doctype html>
 <h2>Devices <span id="device-count"></span></h2>
 <p><label>state <select id="state-filter"><option value="">all</option></select></label>
 <label>id <input id="id-filter" size="12" placeholder="prefix"></label></p>
-<div class="scroll"><table id="devices"><thead><tr><th>device</th><th>online</th><th>version</th><th>state</th><th>last error</th><th>last journal line</th></tr></thead><tbody></tbody></table></div>
+<div class="scroll"><table id="devices"><thead><tr><th>device</th><th>online</th><th>version</th><th>state</th><th>last status</th><th>last error</th><th>last journal lines</th></tr></thead><tbody></tbody></table></div>
 </section>
 </main>
 <script src="fleet.js"></script>
@@ -140,15 +141,23 @@ function chart(samples) {
   return el('figure', { class: 'progress' }, svg, legend);
 }
 
+/** "12 s ago", "5 min ago", "3 h ago", "2 d ago" (the device's clock against this browser's). */
+function ago(iso) {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  return '(' + (s < 120 ? s + ' s' : s < 7200 ? Math.round(s / 60) + ' min' : s < 172800 ? Math.round(s / 3600) + ' h' : Math.round(s / 86400) + ' d') + ' ago)';
+}
+
 function drawDevices(devices) {
   const body = document.querySelector('#devices tbody');
   body.replaceChildren();
   for (const d of devices) {
-    const last = d.journal.length ? d.journal[d.journal.length - 1] : null;
+    const lines = d.journal.slice(-3).map((j) => el('div', {}, j.event + ': ' + j.message));
+    const status = d.last_status ? el('time', { datetime: d.last_status, title: d.last_status }, (d.update_state || '') + ' ' + ago(d.last_status)) : '';
     body.append(el('tr', { 'data-device': d.device_id, 'data-state': d.state },
       el('td', {}, d.device_id), el('td', {}, d.online ? 'yes' : 'no'), el('td', {}, d.version === null ? '' : d.version), el('td', {}, d.state),
+      el('td', {}, status),
       el('td', { class: 'msg' }, d.last_error ? d.last_error.code + ': ' + d.last_error.message : ''),
-      el('td', { class: 'msg' }, last ? last.event + ': ' + last.message : '')));
+      el('td', { class: 'msg' }, ...lines)));
   }
   document.getElementById('device-count').textContent = '(' + devices.length + ')';
 }
