@@ -53,7 +53,7 @@ export const TIERS: Record<Tier, string[]> = {
   ],
   slow: [
     'test/integration/fleet.test.ts', // 399 s: 200 devices on one broker
-    'test/integration/fleet-halt.test.ts', // ~100 s: 20 rebooting devices, a release failing on 30% halts by itself; serve killed and restarted mid-plan
+    'test/integration/fleet-halt.test.ts', // 130 s in CI: 20 rebooting devices, a release failing on 30% halts by itself; serve killed and restarted mid-plan
     'test/integration/layering.test.ts', // 94 s alone, 160-210 s at load 10 (cached base and world): install, overrides, uninstall, reset, three vendor upgrades, each built in a namespace, staged and booted
     'test/integration/layering-image.test.ts', // 204 s alone, 295 s at load (warm .deb cache): images/qemu-x86_64-grub.toml composed and provisioned (118-207 s), then install, local .deb, override replace/remove, reset, uninstall, each built and booted (80 s)
     'test/integration/layering-failures.test.ts', // 62 s alone, 109 s beside layering.test.ts: failing script, unresolvable dependency, full disk
