@@ -157,6 +157,8 @@ t.test(`a release failing on 30% of ${N} devices halts by itself; the devices no
   const fellBack = ids.filter((id) => (last(id)?.failed_releases ?? []).some((f: any) => f.commit === v2));
   t.ok(fellBack.length >= 2 && fellBack.every((id) => failing.has(id) && last(id).commit === v1), `${fellBack.length} devices fell back from v2, all with the marker, all on v1`);
   t.same(fleet.errors, [], 'no reboot went wrong');
+  const reasons = fleet.devices.flatMap((d) => d.reboots.map((r) => r.reason));
+  t.ok(reasons.length > 0 && reasons.every((r) => r.split('staged by policy apply-and-reboot').length === 2), `each reboot's reason says once what was staged (e.g. "${reasons[0]}")`);
   t.comment(`outcome: ${v2good.length} on v2, ${fellBack.length} fell back, ${unmoved.length} never moved; ${((Date.now() - started) / 1000).toFixed(0)} s since the announce`);
 
   // --resume lists v2 again.

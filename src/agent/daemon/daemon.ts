@@ -548,7 +548,8 @@ export class Daemon {
           await this.journal(EVENT_REBOOT, `rebooting into version ${pending.version} (slot ${pending.slot}): ${why}`, { version: pending.version, commit: pending.commit, slot: pending.slot, ...data });
           await withDeviceLock(this.d.sysroot, 'daemon finalize', () => finalize(this.context()));
           this.setUpdate({ state: 'rebooting' });
-          await this.d.reboot(`version ${pending.version} staged by policy apply-and-reboot; ${why}`);
+          // `why` is the planner's whole reason (what was staged, and the strategy that let it go).
+          await this.d.reboot(why);
           resolve(true);
         } catch (err) {
           this.recordError(err);
