@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { decodeSummary } from '../../src/protocol/summary.ts';
 import { rolloutPosition } from '../../src/mqtt/rollout.ts';
 import { REF, vendor } from '../device-helpers.ts';
-import { BIN, ROOT, larchOk } from '../helpers.ts';
+import { BIN, ROOT, larchOk, waitUntil } from '../helpers.ts';
 import { launchChromium } from '../browser.ts';
 import { recorder, sleep, startBroker } from '../mqtt-helpers.ts';
 import { startFleet } from '../fleet-helpers.ts';
@@ -82,12 +82,14 @@ t.test(`a release failing on 30% of ${N} devices halts by itself; the devices no
   t.match(announced(), { commit: v2, rollout: 10 }, 'serve announced the new release v2 at the start of the plan, 10%');
 
   // A restart mid-plan changes nothing recorded: SIGKILL once the plan took a step, then start again.
-  while (rollout().rollout <= 10) await sleep(200);
+  await waitUntil(() => rollout().rollout > 10, 60_000, "the plan's first step");
   serveChild!.kill('SIGKILL');
   await new Promise((r) => serveChild!.once('exit', r));
   const atKill = rollout();
+  const logAtRestart = serveLog.length;
   dashboard = await startVendorServe();
-  await sleep(1000); // five rounds of the restarted serve
+  // The restarted serve's first round: its driver ran, then it announced every ref.
+  await waitUntil(() => /announced os\/stable /.test(serveLog.slice(logAtRestart)), 30_000, "the restarted serve's first round");
   const afterRestart = rollout();
   t.ok(afterRestart.halted !== undefined || afterRestart.rollout === atKill.rollout || Date.parse(afterRestart.set) - Date.parse(atKill.set) >= 10_000, `a restart keeps the recorded rollout (${atKill.rollout}% before, ${afterRestart.rollout}% after; a step comes no sooner than 10 s after the last)`);
 
@@ -137,9 +139,11 @@ t.test(`a release failing on 30% of ${N} devices halts by itself; the devices no
   writeFileSync(join(artifacts, 'halted.png'), await page.screenshot());
   t.comment(`screenshot: ${join(artifacts, 'halted.png')}`);
 
-  // Two plan intervals later: no step, and nobody who had not moved took v2.
+  // Once every device has acted on the announcement of v1 (and those that staged v2 rebooted): no
+  // step, and nobody who had not moved took v2.
   const movedAtHalt = new Set(ids.filter((id) => rec.on(statusTopic(id)).some((m) => m.json?.pending?.commit === v2 || m.json?.commit === v2 || m.json?.update?.announced?.commit === v2 && ['checking', 'downloading', 'downloaded', 'staged'].includes(m.json?.update?.state))));
-  await sleep(25_000);
+  const settled = (j: any) => j?.online === true && j.pending === null && j.update?.announced?.commit === v1 && (j.commit === v1 || j.last_skip?.reason === 'head-older');
+  await waitUntil(() => ids.every((id) => settled(last(id))), 180_000, 'every device on the announcement of v1');
   t.equal(rollout().rollout, halt.rollout, 'the plan stays frozen');
   const unmoved = ids.filter((id) => !movedAtHalt.has(id));
   t.ok(unmoved.length >= N / 2, `${unmoved.length} devices had not moved at the halt`);
@@ -162,9 +166,11 @@ t.test(`a release failing on 30% of ${N} devices halts by itself; the devices no
   t.comment(`outcome: ${v2good.length} on v2, ${fellBack.length} fell back, ${unmoved.length} never moved; ${((Date.now() - started) / 1000).toFixed(0)} s since the announce`);
 
   // --resume lists v2 again.
+  const logAtResume = serveLog.length;
   await larchOk(['announce', '--repo', v.repo, '--sign-key', `${v.key}.key`, '--mqtt', broker.url, '--ref', REF, '--resume']);
   t.equal(await summaryLists(v2), v2, 'after --resume the summary lists v2 again');
-  await sleep(2000); // ten rounds of serve: the outcomes it was resumed over must not halt it again
+  // serve's next round (its driver judges the rule first) announces v2 again: by then a second halt would be recorded.
+  await waitUntil(() => /announced os\/stable 2 /.test(serveLog.slice(logAtResume)), 30_000, "serve's round after the resume");
   t.notOk(rollout().halted, 'and the halt is history: the same evidence does not halt it again');
   t.same(rollout().resumed_at, { failures: halt.failures, decided: halt.decided }, 'the rule now judges the outcomes since the resume');
   t.ok(existsSync(join(fleetDir, 'progress.jsonl')), 'progress samples were written');
