@@ -6,9 +6,11 @@
  * is staged; each part is made durable before the next begins, so an interrupted apply resumes
  * with the parts it lacks. Memory per part, whatever the update's size: a brotli decoder per
  * stream (three, four in format 3; 4 MiB window each, WINDOW_BITS), 128 KiB buffers and up to 8
- * objects of at most 1 MiB being stored; a view record (format 2) also holds its source's content
- * while it expands the source's view (held when it is at most 1 MiB, written to R/tmp/
- * otherwise), and while folding one deflate view or one 8 MiB LZ4 block.
+ * objects of at most 1 MiB being stored. A view record (format 2) also expands its source's view:
+ * a view of at most 1 MiB is held, from the source read whole; a larger one is written to R/tmp/,
+ * its source read piece by piece (a kernel: one compressed LZ4 block at a time into one 8 MiB
+ * block buffer, which the part lends to the fold next). The fold holds one deflate view, or one
+ * 8 MiB LZ4 block and its compressed bytes (as large as the frame records, ~2 MB for a kernel).
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
@@ -30,7 +32,7 @@ import { verifyDelta } from './sign.ts';
 import { ZeroRunError, ZeroRunReader } from './zero-runs.ts';
 import { ViewError } from './view/errors.ts';
 import { type Segment, segmentTotals } from './view/segment.ts';
-import { expandView, expandViewChunks, foldView } from './view/view.ts';
+import { type SourceReader, type ViewBuffers, expandView, expandViewChunks, foldView } from './view/view.ts';
 
 /** Where the bytes of each part are: a region of a file (the one-file delta, or a downloaded part). */
 export interface DeltaSource {
@@ -335,6 +337,8 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
 
   const txn = await Transaction.begin(repo);
   const writes = new WriteQueue();
+  // The part's LZ4 block buffers, shared by a kernel's source expansion and its fold; dropped with the part.
+  const buffers: ViewBuffers = {};
   try {
     for (;;) {
       const rec = await nextRecord(false);
@@ -368,7 +372,7 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
       let content: AsyncIterable<Uint8Array>;
       if (rec.type === 'view-file') {
         if (totalN(rec.dst) !== header.size) throw new DeltaFormatError(`file ${id}: its view segments cover ${totalN(rec.dst)} bytes, the file has ${header.size}`);
-        content = afterFirstChunk(foldView(patched(await openViewSource(repo, rec.source, rec.src, tmpDir), () => nextRecord(true), diff, literal), rec.dst), 'delta::mid-view-fold');
+        content = afterFirstChunk(foldView(patched(await openViewSource(repo, rec.source, rec.src, tmpDir, buffers), () => nextRecord(true), diff, literal), rec.dst, buffers), 'delta::mid-view-fold');
       } else {
         content = rec.source === null ? literal.pieces(header.size) : patched(await openSourceObject(repo, rec.source, tmpDir), () => nextRecord(true), diff, literal);
       }
@@ -459,12 +463,12 @@ const totalN = (segments: readonly Segment[]) => segments.reduce((a, s) => a + s
  * small `.gz` sources of an OS update four file operations each.
  * @throws OBJECT_MISSING, DeltaFormatError, ViewError
  */
-async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segment[], tmpDir: string): Promise<SourceObject> {
+async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segment[], tmpDir: string, buffers: ViewBuffers): Promise<SourceObject> {
   const { path, temp } = await sourceObjectPath(repo, id, tmpDir);
   const viewPath = join(tmpDir, `view-${process.pid}-${++sourceCounter}-${id}`);
   let held: Uint8Array | null;
   try {
-    held = await expandSourceView(path, id, segments, viewPath);
+    held = await expandSourceView(path, id, segments, viewPath, buffers);
   } catch (err) {
     await rm(viewPath, { force: true });
     if (err instanceof ViewError) throw new DeltaFormatError(`source ${id}: ${err.message}`);
@@ -477,9 +481,9 @@ async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segme
     failpoint('delta::after-view-expand');
     return memorySource(held, id);
   }
-  // Collected here, outside the function that read the source: while that function's frame was
-  // live it kept the source's bytes and the expansion's block buffer reachable (22 MiB of the
-  // corpus kernel's, resident through its whole patch and fold).
+  // Collected here, outside the function that expanded the source, so nothing of the expansion
+  // (its reader's buffer, a deflate view) is still reachable through the patch and fold; the
+  // LZ4 block buffer is the part's, lent again to the fold.
   collectGarbage();
   failpoint('delta::after-view-expand');
   return openSourceFile(viewPath, id, viewPath);
@@ -487,27 +491,63 @@ async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segme
 
 /**
  * Expands the view of the source at `path`: returned when it is at most IN_MEMORY_VIEW_BYTES,
- * written to viewPath otherwise (then null).
+ * written to viewPath otherwise (then null). A large source is read piece by piece as its
+ * segments ask (a kernel's LZ4 blocks one at a time), never whole.
  * @throws OBJECT_MISSING, DeltaFormatError, ViewError
  */
-async function expandSourceView(path: string, id: ObjectId, segments: readonly Segment[], viewPath: string): Promise<Uint8Array | null> {
-  const content = await readFile(path).catch((err) => {
+async function expandSourceView(path: string, id: ObjectId, segments: readonly Segment[], viewPath: string, buffers: ViewBuffers): Promise<Uint8Array | null> {
+  const missing = (err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `patch source ${id} is missing from the repo`, { data: { id } });
     throw err;
-  });
-  if (totalN(segments) !== content.length) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${content.length}`);
-  if (segmentTotals(segments).m <= IN_MEMORY_VIEW_BYTES) return expandView(content, segments);
+  };
+  if (segmentTotals(segments).m <= IN_MEMORY_VIEW_BYTES) {
+    const content = await readFile(path).catch(missing);
+    if (totalN(segments) !== content.length) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${content.length}`);
+    return expandView(content, segments);
+  }
   // A view this large is expanded on a collected heap: left to the collector, the garbage of the
   // records before it and of its expansion were resident together (about 10 MiB of the corpus
   // delta's peak).
   collectGarbage();
-  const fh = await open(viewPath, 'wx', 0o600);
+  let fd: number;
   try {
-    for (const chunk of expandViewChunks(content, segments)) await fh.write(chunk);
+    fd = openSync(path, 'r');
+  } catch (err) {
+    missing(err as NodeJS.ErrnoException);
+    throw err;
+  }
+  try {
+    const source = fileReader(fd, fstatSync(fd).size, id);
+    if (totalN(segments) !== source.size) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${source.size}`);
+    const fh = await open(viewPath, 'wx', 0o600);
+    try {
+      for (const chunk of expandViewChunks(source, segments, buffers)) await fh.write(chunk);
+    } finally {
+      await fh.close();
+    }
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
   return null;
+}
+
+/** A source file read front to back into one buffer, grown to the largest piece asked for. */
+function fileReader(fd: number, size: number, id: ObjectId): SourceReader {
+  let buffer = Buffer.allocUnsafe(0);
+  let pos = 0;
+  return {
+    size,
+    next(n) {
+      if (n > buffer.length) buffer = Buffer.allocUnsafe(Math.max(n, CHUNK));
+      for (let got = 0; got < n; ) {
+        const r = readSync(fd, buffer, got, n - got, pos + got);
+        if (r === 0) throw new DeltaFormatError(`source ${id} ends ${n - got} bytes early`);
+        got += r;
+      }
+      pos += n;
+      return buffer.subarray(0, n);
+    },
+  };
 }
 
 /** Views up to this size are held in memory while their patch runs. */

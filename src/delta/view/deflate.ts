@@ -75,6 +75,15 @@ const overLimit = (what: string, limit: number): never => {
 };
 
 /**
+ * puffDeflate's working buffers, left by one call for the next (it is synchronous, so calls never
+ * overlap; one that throws leaves none). A fresh 96 KiB per stream was most of the garbage of a
+ * delta's part of small .gz files, and the allocator kept those pages resident for a while after
+ * the collector freed them. Kept up to SPARE_MAX_BYTES each.
+ */
+const spare: { ubuf: Uint8Array<ArrayBuffer> | null; sbuf: Uint8Array<ArrayBuffer> | null } = { ubuf: null, sbuf: null };
+const SPARE_MAX_BYTES = 1024 * 1024;
+
+/**
  * Parses the raw deflate stream (RFC 1951) that starts at data[offset] and returns its PV1 view
  * (memo §3.3) and `used`, the number of compressed bytes the stream spans (its last byte included,
  * even when only some of its bits belong to the stream). Throws ViewError: 'corrupt' for anything
@@ -82,7 +91,7 @@ const overLimit = (what: string, limit: number): never => {
  * would not re-emit exactly (length 258 coded as 284+31, preset dictionary n/a here), 'limit' when
  * the view would exceed maxView or a block's S_b exceeds MAX_BLOCK_STRUCTURE_BYTES.
  */
-export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYTES): { view: Uint8Array; used: number } {
+export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYTES, expectView?: number): { view: Uint8Array; used: number } {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset > data.length) throw new RangeError(`puffDeflate: offset ${offset} is outside 0..${data.length}`);
   if (!(maxView >= 0)) throw new RangeError(`puffDeflate: maxView ${maxView} is not a size`);
   const limit = Math.min(maxView, MAX_VIEW_BYTES);
@@ -100,12 +109,19 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
   let hold = 0;
   let bits = 0;
 
-  // The first chunk: ~4x the compressed bytes (data may hold more than this stream), at most 1 MiB.
-  const view = new ChunkWriter(Math.min(limit + 1, Math.max(1 << 12, Math.min((end - offset) * 4, 1 << 20))));
+  // The first chunk: the view's size when the caller knows it (then the view is made in place, not
+  // copied), else ~4x the compressed bytes (data may hold more than this stream), at most 1 MiB.
+  // A known size is trusted up to 16x the compressed bytes: a view is rarely over 5x.
+  const view = new ChunkWriter(
+    expectView !== undefined && expectView <= limit && expectView <= (end - offset) * 16 ? Math.max(1, expectView) : Math.min(limit + 1, Math.max(1 << 12, Math.min((end - offset) * 4, 1 << 20))),
+  );
   let vlen = 0;
-  let sbuf = new Uint8Array(4096);
+  // Both working buffers are taken from the last call's, when it left them (never read before written:
+  // distances are checked against what this stream produced, not against the buffer).
+  let sbuf = spare.sbuf ?? new Uint8Array(4096);
   // The current block's U_b, after up to WINDOW bytes of what came before it (the matches' source).
-  let ubuf = new Uint8Array(WINDOW + (1 << 16));
+  let ubuf = spare.ubuf ?? new Uint8Array(WINDOW + (1 << 16));
+  spare.sbuf = spare.ubuf = null;
   let u = 0;
   /** Decompressed bytes of the blocks before the current one. */
   let produced = 0;
@@ -375,6 +391,8 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
   const stop = pos - (bits >>> 3);
   if (stop > end) truncated();
   view.write(Uint8Array.of(tail));
+  if (ubuf.length <= SPARE_MAX_BYTES) spare.ubuf = ubuf;
+  if (sbuf.length <= SPARE_MAX_BYTES) spare.sbuf = sbuf;
   return { view: view.finish(), used: stop - offset };
 }
 
@@ -458,16 +476,22 @@ class ViewReader {
 
 /** Literal bytes emitted between two output-room checks (at most 15 bits each). */
 const LIT_CHUNK = 8192;
+/** The most free room foldView's steps ask for before writing (a LIT_CHUNK run of literals). */
+const OUT_HEADROOM = 2 * LIT_CHUNK + 64;
 
 /**
  * huff: re-emits the deflate bits of a PV1 view. With `count` only the decompressed length is
  * wanted: the same checks run, and the output goes to a small buffer that is overwritten.
  */
-function foldView(view: Uint8Array, count: boolean): { out: Uint8Array; outputLength: number } {
+function foldView(view: Uint8Array, count: boolean, expectBytes?: number): { out: Uint8Array; outputLength: number } {
   if (view.length > MAX_VIEW_BYTES + 1) throw new ViewError('limit', `deflate view: ${view.length} bytes, over the ${MAX_VIEW_BYTES}-byte limit`);
   const r = new ViewReader(view);
   const vend = view.length;
-  let out = new Uint8Array(count ? 1 << 16 : Math.max(1024, Math.min(vend >>> 1, 1 << 24)));
+  // The output's size when the caller knows it, plus the most headroom a step asks for (a run of
+  // LIT_CHUNK literals), so it never grows and is not copied at the end; trusted up to the view's
+  // own size plus deflate's overhead. Else half the view, grown as needed.
+  const first = expectBytes !== undefined ? Math.min(expectBytes, vend + 1024) + OUT_HEADROOM : Math.max(1024, Math.min(vend >>> 1, 1 << 24));
+  let out = new Uint8Array(count ? 1 << 16 : first);
   let o = 0;
   let acc = 0;
   let n = 0;
@@ -744,7 +768,8 @@ function foldView(view: Uint8Array, count: boolean): { out: Uint8Array; outputLe
     acc >>>= 8;
     n -= 8;
   }
-  return { out: count ? out.subarray(0, 0) : out.length - o < out.length >>> 3 ? out.subarray(0, o) : out.slice(0, o), outputLength: produced };
+  // A view of the buffer when it was sized for this output (its caller copies or writes it at once), or when little of it is spare.
+  return { out: count ? out.subarray(0, 0) : expectBytes !== undefined || out.length - o < out.length >>> 3 ? out.subarray(0, o) : out.slice(0, o), outputLength: produced };
 }
 
 /**
@@ -753,8 +778,8 @@ function foldView(view: Uint8Array, count: boolean): { out: Uint8Array; outputLe
  * a length outside 3..258, trailing bytes, code-length sequences that overrun HLIT+HDIST, etc.
  * Never allocates by a size the view declares without checking it against the view's own length.
  */
-export function huffDeflate(view: Uint8Array): Uint8Array {
-  return foldView(view, false).out;
+export function huffDeflate(view: Uint8Array, expectBytes?: number): Uint8Array {
+  return foldView(view, false, expectBytes).out;
 }
 
 /** The decompressed length of a PV1 view's stream (sum of the U_b), without rebuilding it; throws like huffDeflate on a malformed view. */

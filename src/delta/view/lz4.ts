@@ -215,6 +215,29 @@ export function compressLz4Block(src: Uint8Array, level: number, scratch?: Uint8
   return scratch ? out.subarray(0, n) : out.slice(0, n);
 }
 
+/**
+ * One block (≤ 8 MiB) compressed at `level` into `out`, which must come to exactly `size` bytes
+ * (the size the new file's frame records): the view of `out` it fills, or ViewError('corrupt').
+ * `out` needs only `size` bytes, not the bound: the device folding a kernel holds the block's
+ * recorded size (~2 MB) instead of the bound of 8 MiB. An encoder that runs past `out` is caught
+ * either way: its byte writes are dropped and its count goes past `size`, or its copies throw.
+ */
+export function compressLz4BlockExactly(src: Uint8Array, level: number, size: number, out: Uint8Array): Uint8Array {
+  checkLevel(level);
+  if (src.length > LZ4_LEGACY_BLOCK_BYTES) throw new ViewError('limit', `lz4 block: ${src.length} bytes, over the legacy block size ${LZ4_LEGACY_BLOCK_BYTES}`);
+  if (out.length < size) throw new RangeError(`compressLz4BlockExactly: a ${out.length}-byte buffer cannot hold ${size} bytes`);
+  let n: number;
+  try {
+    n = compressInto(src, level, out.length === size ? out : out.subarray(0, size));
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    n = Infinity;
+  }
+  // Compared before any subarray: subarray clamps, so an overrun would pass as `size` bytes.
+  if (n !== size) throw corrupt(`an lz4 block compresses to ${Number.isFinite(n) ? n : `more than ${size}`} bytes at level ${level}, not ${size}`);
+  return out.subarray(0, size);
+}
+
 /** A whole legacy frame: magic ‖ for each 8 MiB block: u32le size ‖ compressLz4Block(block, level). Must equal `lz4 -l -LEVEL` output byte for byte for levels 1-9. */
 export function encodeLz4Legacy(data: Uint8Array, level: number): Uint8Array {
   checkLevel(level);

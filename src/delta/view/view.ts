@@ -11,7 +11,7 @@
 import { ByteReader } from '../byte-reader.ts';
 import { MAX_VIEW_BYTES, huffDeflate, puffDeflate } from './deflate.ts';
 import { ViewError } from './errors.ts';
-import { LZ4_LEGACY_BLOCK_BYTES, compressLz4Block, decodeLz4Block, decodeLz4Legacy, findLz4Level, lz4CompressBound } from './lz4.ts';
+import { LZ4_LEGACY_BLOCK_BYTES, compressLz4BlockExactly, decodeLz4Block, decodeLz4Legacy, findLz4Level, lz4CompressBound } from './lz4.ts';
 import { type Segment, type StreamCodec, findStreams, gzipBodyOffset, segmentTotals } from './segment.ts';
 
 /** Why a stream found in a file was not used (the JSON's `streams.fallbacks[].reason`). */
@@ -108,23 +108,73 @@ export function describe(content: Uint8Array, side: 'src' | 'dst', maxView = MAX
 export const hasStreams = (segments: readonly Segment[]) => segments.some((s) => s.codec !== 'raw');
 
 /**
+ * A patch source's bytes read front to back: each call hands out exactly the next n bytes, as a
+ * view that stays valid until the next call. The device reads a large source from its file this
+ * way, so expanding a kernel never holds the whole 14 MB object. @throws ViewError('corrupt') when
+ * the bytes end early
+ */
+export interface SourceReader {
+  readonly size: number;
+  next(n: number): Uint8Array;
+}
+
+/** A SourceReader over bytes in memory (no copies). */
+export function memoryReader(content: Uint8Array): SourceReader {
+  let at = 0;
+  return {
+    size: content.length,
+    next(n) {
+      if (n > content.length - at) throw new ViewError('corrupt', `the source ends ${n - (content.length - at)} bytes early`);
+      at += n;
+      return content.subarray(at - n, at);
+    },
+  };
+}
+
+/**
+ * Buffers a caller lends to the LZ4 paths for the length of an apply's part, so expanding a
+ * source's kernel and folding the new one use the same 8 MiB block buffer instead of one each
+ * (the allocator kept the expansion's freed pages resident through the fold). Each is taken
+ * only when it is large enough, and replaced (and kept) when it is not.
+ */
+export interface ViewBuffers {
+  /** A decoded LZ4 block (8 MiB for a kernel). */
+  block?: Uint8Array;
+  /** A compressed LZ4 block of the new file (its largest recorded size). */
+  compressed?: Uint8Array;
+}
+
+function lend(buffers: ViewBuffers, key: keyof ViewBuffers, bytes: number): Uint8Array {
+  const have = buffers[key];
+  if (have !== undefined && have.length >= bytes) return have;
+  return (buffers[key] = new Uint8Array(bytes));
+}
+
+/** Raw bytes of a source are handed on in pieces of at most this size. */
+const RAW_PIECE_BYTES = 128 * 1024;
+
+/**
  * The view of a patch source, built by the device from the segments the delta gives, as a
  * series of chunks (an LZ4 frame one 8 MiB block at a time: the device writes the view to a file
  * and never holds a whole kernel's). A chunk is valid until the next is asked for: the LZ4 blocks
- * share one buffer (a new 8 MiB per block left ~60 MiB of garbage per kernel under Bun). Every
- * stream must span exactly its n bytes and expand to exactly its m. @throws ViewError
+ * share one buffer (a new 8 MiB per block left ~60 MiB of garbage per kernel under Bun), and the
+ * raw and compressed bytes come from the reader's. Every stream must span exactly its n bytes
+ * and expand to exactly its m. @throws ViewError
  */
-export function* expandViewChunks(content: Uint8Array, segments: readonly Segment[]): Generator<Uint8Array> {
+export function* expandViewChunks(content: Uint8Array | SourceReader, segments: readonly Segment[], buffers: ViewBuffers = {}): Generator<Uint8Array> {
+  const source = content instanceof Uint8Array ? memoryReader(content) : content;
   const { n, m } = segmentTotals(segments);
-  if (n !== content.length) throw new ViewError('corrupt', `the source's segments cover ${n} bytes, the source has ${content.length}`);
+  if (n !== source.size) throw new ViewError('corrupt', `the source's segments cover ${n} bytes, the source has ${source.size}`);
   if (m > MAX_VIEW_BYTES) throw new ViewError('limit', `a view of ${m} bytes is over the ${MAX_VIEW_BYTES}-byte limit`);
-  let at = 0;
   for (const seg of segments) {
-    const bytes = content.subarray(at, at + seg.n);
-    at += seg.n;
-    if (seg.codec === 'raw') yield bytes;
-    else if (seg.codec === 'deflate') yield expandDeflate(bytes, seg.m);
-    else yield* expandLz4(bytes, seg.m);
+    if (seg.codec === 'raw') {
+      for (let left = seg.n; left > 0; ) {
+        const piece = source.next(Math.min(left, RAW_PIECE_BYTES));
+        left -= piece.length;
+        yield piece;
+      }
+    } else if (seg.codec === 'deflate') yield expandDeflate(source.next(seg.n), seg.m);
+    else yield* expandLz4(source, seg.n, seg.m, buffers);
   }
 }
 
@@ -140,20 +190,23 @@ export function expandView(content: Uint8Array, segments: readonly Segment[]): U
   return view;
 }
 
-/** An LZ4 legacy frame's blocks, decoded one by one: each but the last is 8 MiB, m in all. */
-function* expandLz4(frame: Uint8Array, m: number): Generator<Uint8Array> {
-  if (frame.length < 4 || frame[0] !== LZ4_MAGIC_BYTES[0] || frame[1] !== LZ4_MAGIC_BYTES[1] || frame[2] !== LZ4_MAGIC_BYTES[2] || frame[3] !== LZ4_MAGIC_BYTES[3]) throw new ViewError('corrupt', 'an lz4 stream of the source does not start with the legacy magic');
+/** The next n bytes of an LZ4 legacy frame, its blocks decoded one by one: each but the last is 8 MiB, m in all. */
+function* expandLz4(source: SourceReader, n: number, m: number, buffers: ViewBuffers): Generator<Uint8Array> {
+  if (n < 4) throw new ViewError('corrupt', 'an lz4 stream of the source does not start with the legacy magic');
+  const magic = source.next(4);
+  if (magic[0] !== LZ4_MAGIC_BYTES[0] || magic[1] !== LZ4_MAGIC_BYTES[1] || magic[2] !== LZ4_MAGIC_BYTES[2] || magic[3] !== LZ4_MAGIC_BYTES[3]) throw new ViewError('corrupt', 'an lz4 stream of the source does not start with the legacy magic');
   let at = 4;
   let left = m;
-  const block = new Uint8Array(Math.min(LZ4_LEGACY_BLOCK_BYTES, m));
-  while (at < frame.length) {
-    if (at + 4 > frame.length) throw new ViewError('corrupt', 'an lz4 stream of the source ends inside a block size');
-    const size = (frame[at] | (frame[at + 1] << 8) | (frame[at + 2] << 16) | (frame[at + 3] << 24)) >>> 0;
+  const block = lend(buffers, 'block', Math.min(LZ4_LEGACY_BLOCK_BYTES, m));
+  while (at < n) {
+    if (at + 4 > n) throw new ViewError('corrupt', 'an lz4 stream of the source ends inside a block size');
+    const s = source.next(4);
+    const size = (s[0] | (s[1] << 8) | (s[2] << 16) | (s[3] << 24)) >>> 0;
     at += 4;
-    if (size > frame.length - at) throw new ViewError('corrupt', `an lz4 block of the source declares ${size} bytes, ${frame.length - at} are left`);
+    if (size > n - at) throw new ViewError('corrupt', `an lz4 block of the source declares ${size} bytes, ${n - at} are left`);
     if (left === 0) throw new ViewError('corrupt', `an lz4 stream of the source decodes to more than ${m} bytes`);
     const want = Math.min(LZ4_LEGACY_BLOCK_BYTES, left);
-    yield decodeLz4Block(frame.subarray(at, at + size), want, block);
+    yield decodeLz4Block(source.next(size), want, block);
     at += size;
     left -= want;
   }
@@ -161,7 +214,7 @@ function* expandLz4(frame: Uint8Array, m: number): Generator<Uint8Array> {
 }
 
 function expandDeflate(bytes: Uint8Array, m: number): Uint8Array {
-  const { view, used } = puffDeflate(bytes, 0, m);
+  const { view, used } = puffDeflate(bytes, 0, m, m);
   if (used !== bytes.length) throw new ViewError('corrupt', `a deflate stream of the source ends after ${used} of its ${bytes.length} bytes`);
   return view;
 }
@@ -172,23 +225,22 @@ function expandDeflate(bytes: Uint8Array, m: number): Uint8Array {
  * each LZ4 block compressed again at the recorded level. Holds one deflate view or one 8 MiB LZ4
  * block at a time. @throws ViewError, StreamEndedError (the view is shorter than its segments)
  */
-export async function* foldView(view: AsyncIterable<Uint8Array>, segments: readonly Segment[]): AsyncGenerator<Uint8Array> {
+export async function* foldView(view: AsyncIterable<Uint8Array>, segments: readonly Segment[], buffers: ViewBuffers = {}): AsyncGenerator<Uint8Array> {
   const reader = new ByteReader(view, 'patched view');
-  // One decoded block and one compressed block at a time, each in a buffer reused for every block.
-  let blockBuffer: Uint8Array | undefined;
-  let compressed: Uint8Array | undefined;
   for (const seg of segments) {
     if (seg.codec === 'raw') {
       yield* reader.pieces(seg.n);
     } else if (seg.codec === 'deflate') {
-      const bytes = huffDeflate(await reader.read(seg.m));
+      const bytes = huffDeflate(await reader.read(seg.m), seg.n);
       if (bytes.length !== seg.n) throw new ViewError('corrupt', `a deflate stream re-encodes to ${bytes.length} bytes, not ${seg.n}`);
       yield bytes;
     } else {
       yield LZ4_MAGIC_BYTES;
       let left = seg.m;
-      blockBuffer ??= new Uint8Array(LZ4_LEGACY_BLOCK_BYTES);
-      compressed ??= new Uint8Array(lz4CompressBound(LZ4_LEGACY_BLOCK_BYTES));
+      // One decoded block and one compressed block at a time, in buffers reused for every block;
+      // the compressed one as large as the largest block the frame records, not the bound.
+      const blockBuffer = lend(buffers, 'block', Math.min(LZ4_LEGACY_BLOCK_BYTES, seg.m));
+      const compressed = lend(buffers, 'compressed', Math.min(Math.max(0, ...seg.blocks), lz4CompressBound(LZ4_LEGACY_BLOCK_BYTES)));
       for (const size of seg.blocks) {
         const want = Math.min(LZ4_LEGACY_BLOCK_BYTES, left);
         let at = 0;
@@ -196,8 +248,8 @@ export async function* foldView(view: AsyncIterable<Uint8Array>, segments: reado
           blockBuffer.set(piece, at);
           at += piece.length;
         }
-        const block = compressLz4Block(blockBuffer.subarray(0, want), seg.level, compressed);
-        if (block.length !== size) throw new ViewError('corrupt', `an lz4 block compresses to ${block.length} bytes at level ${seg.level}, not ${size}`);
+        if (size > compressed.length) throw new ViewError('corrupt', `an lz4 block is recorded as ${size} bytes, over the bound of ${lz4CompressBound(LZ4_LEGACY_BLOCK_BYTES)}`);
+        const block = compressLz4BlockExactly(blockBuffer.subarray(0, want), seg.level, size, compressed);
         left -= want;
         const prefix = Buffer.alloc(4);
         prefix.writeUInt32LE(size, 0);
