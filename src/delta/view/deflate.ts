@@ -476,8 +476,13 @@ class ViewReader {
 
 /** Literal bytes emitted between two output-room checks (at most 15 bits each). */
 const LIT_CHUNK = 8192;
-/** The most free room foldView's steps ask for before writing (a LIT_CHUNK run of literals). */
-const OUT_HEADROOM = 2 * LIT_CHUNK + 64;
+/**
+ * Spare room after an output of known size: more than what a block header (1024) and a match (64)
+ * ask for before they write, so neither grows the buffer; a run of over ~1000 literals at the very
+ * end still may (a copy, rare). 2 KiB, not the 16 KiB a LIT_CHUNK run asks for: the many small
+ * .gz files of an update would each carry that.
+ */
+const OUT_HEADROOM = 2048;
 
 /**
  * huff: re-emits the deflate bits of a PV1 view. With `count` only the decompressed length is
@@ -487,9 +492,9 @@ function foldView(view: Uint8Array, count: boolean, expectBytes?: number): { out
   if (view.length > MAX_VIEW_BYTES + 1) throw new ViewError('limit', `deflate view: ${view.length} bytes, over the ${MAX_VIEW_BYTES}-byte limit`);
   const r = new ViewReader(view);
   const vend = view.length;
-  // The output's size when the caller knows it, plus the most headroom a step asks for (a run of
-  // LIT_CHUNK literals), so it never grows and is not copied at the end; trusted up to the view's
-  // own size plus deflate's overhead. Else half the view, grown as needed.
+  // The output's size when the caller knows it, plus OUT_HEADROOM, so it rarely grows and is not
+  // copied at the end; trusted up to the view's own size plus deflate's overhead. Else half the
+  // view, grown as needed.
   const first = expectBytes !== undefined ? Math.min(expectBytes, vend + 1024) + OUT_HEADROOM : Math.max(1024, Math.min(vend >>> 1, 1 << 24));
   let out = new Uint8Array(count ? 1 << 16 : first);
   let o = 0;
