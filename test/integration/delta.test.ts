@@ -4,7 +4,7 @@
  * then apply again, completes without redoing stored parts.
  */
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -262,4 +262,19 @@ t.test('a generate killed mid-write leaves no delta under its name, only a stagi
   const rerun = await larchOk(['delta', 'apply', '--repo', withA, deltaFile, ...key, '--ref', 'release', '--json']);
   t.equal(rerun.json.parts_applied, 0, 'nothing applied again');
   t.equal(readFileSync(join(withA, 'refs', 'heads', 'release'), 'utf8').trim(), idb, 'the second ref names it too');
+});
+
+t.test('the Bun binary applies with its allocator option (src/cli/allocator.ts); other commands and an operator\'s own setting are left alone', async (t) => {
+  const dir = tempDir(t);
+  // mimalloc prints its options as each process image starts: a re-executed apply prints them twice.
+  const delays = (args: string[], env: Record<string, string> = {}) => {
+    const r = spawnSync(BIN, args, { encoding: 'utf8', env: { ...process.env, MIMALLOC_PURGE_DELAY: undefined, ...env, MIMALLOC_VERBOSE: '1' } });
+    return [...r.stderr.matchAll(/option 'purge_delay': (\d+)/g)].map((m) => Number(m[1]));
+  };
+  const missing = ['--repo', join(dir, 'none'), join(dir, 'none.delta')];
+  t.same(delays(['delta', 'apply', ...missing]), [100, 30], 'delta apply: started with the default, then re-executed with 30 ms');
+  t.same(delays(['upgrade', '--sysroot', join(dir, 'none')]), [100, 30], 'upgrade: the same');
+  t.same(delays(['--version']), [100], '--version: not re-executed');
+  t.same(delays(['delta', 'list', '--repo', join(dir, 'none')]), [100], 'delta list: not re-executed');
+  t.same(delays(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50' }), [50], "the operator's MIMALLOC_PURGE_DELAY is kept, no re-exec");
 });
