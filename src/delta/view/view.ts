@@ -119,7 +119,7 @@ export interface SourceReader {
 }
 
 /** A SourceReader over bytes in memory (no copies). */
-export function memoryReader(content: Uint8Array): SourceReader {
+function memoryReader(content: Uint8Array): SourceReader {
   let at = 0;
   return {
     size: content.length,
