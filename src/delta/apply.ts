@@ -13,8 +13,8 @@
  * 8 MiB LZ4 block and its compressed bytes (as large as the frame records, ~2 MB for a kernel).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, fstatSync, openSync, readSync } from 'node:fs';
-import { open, readFile, rm, statfs } from 'node:fs/promises';
+import { closeSync, createReadStream, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { collectGarbage } from '../_gc.ts';
@@ -250,17 +250,22 @@ async function sourceObjectPath(repo: Repo, id: ObjectId, tmpDir: string): Promi
   return { path, temp };
 }
 
-/** A source read through a cache of blocks; `temp` is removed when it is closed. @throws OBJECT_MISSING */
-function openSourceFile(path: string, id: ObjectId, temp: string | null): SourceObject {
-  // Synchronous file calls: sources are opened one at a time, and a thread-pool round trip per
-  // call showed up as futex time on the corpus delta.
-  let fd: number;
+/**
+ * Opens a patch source's file. Synchronous file calls: sources are opened one at a time, and a
+ * thread-pool round trip per call showed up as futex time on the corpus delta. @throws OBJECT_MISSING
+ */
+function openSourceFd(path: string, id: ObjectId): number {
   try {
-    fd = openSync(path, 'r');
+    return openSync(path, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `patch source ${id} is missing from the repo`, { data: { id } });
     throw err;
   }
+}
+
+/** A source read through a cache of blocks; `temp` is removed when it is closed. @throws OBJECT_MISSING */
+function openSourceFile(path: string, id: ObjectId, temp: string | null): SourceObject {
+  const fd = openSourceFd(path, id);
   const { size } = fstatSync(fd);
   /** Block index -> its bytes, least recently used first (a Map keeps insertion order). */
   const blocks = new Map<number, Buffer>();
@@ -496,39 +501,25 @@ async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segme
  * @throws OBJECT_MISSING, DeltaFormatError, ViewError
  */
 async function expandSourceView(path: string, id: ObjectId, segments: readonly Segment[], viewPath: string, buffers: ViewBuffers): Promise<Uint8Array | null> {
-  const missing = (err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `patch source ${id} is missing from the repo`, { data: { id } });
-    throw err;
-  };
-  if (segmentTotals(segments).m <= IN_MEMORY_VIEW_BYTES) {
-    const content = await readFile(path).catch(missing);
-    if (totalN(segments) !== content.length) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${content.length}`);
-    return expandView(content, segments);
-  }
-  // A view this large is expanded on a collected heap: left to the collector, the garbage of the
-  // records before it and of its expansion were resident together (about 10 MiB of the corpus
-  // delta's peak).
-  collectGarbage();
-  let fd: number;
+  const fd = openSourceFd(path, id);
   try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    missing(err as NodeJS.ErrnoException);
-    throw err;
-  }
-  try {
-    const source = fileReader(fd, fstatSync(fd).size, id);
-    if (totalN(segments) !== source.size) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${source.size}`);
+    const size = fstatSync(fd).size;
+    if (totalN(segments) !== size) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${size}`);
+    if (segmentTotals(segments).m <= IN_MEMORY_VIEW_BYTES) return expandView(readFileSync(fd), segments);
+    // A view this large is expanded on a collected heap: left to the collector, the garbage of the
+    // records before it and of its expansion were resident together (about 10 MiB of the corpus
+    // delta's peak).
+    collectGarbage();
     const fh = await open(viewPath, 'wx', 0o600);
     try {
-      for (const chunk of expandViewChunks(source, segments, buffers)) await fh.write(chunk);
+      for (const chunk of expandViewChunks(fileReader(fd, size, id), segments, buffers)) await fh.write(chunk);
     } finally {
       await fh.close();
     }
+    return null;
   } finally {
     closeSync(fd);
   }
-  return null;
 }
 
 /** A source file read front to back into one buffer, grown to the largest piece asked for. */

@@ -198,21 +198,22 @@ function compressInto(src: Uint8Array, level: number, out: Uint8Array): number {
   return level < 3 ? compressFast(src, out) : compressHashChain(src, out, 1 << (level - 1));
 }
 
+/** Refuses a level the encoders do not rebuild, and a block over the legacy block size. */
+function checkBlock(src: Uint8Array, level: number): void {
+  checkLevel(level);
+  if (src.length > LZ4_LEGACY_BLOCK_BYTES) throw new ViewError('limit', `lz4 block: ${src.length} bytes, over the legacy block size ${LZ4_LEGACY_BLOCK_BYTES}`);
+}
+
 /**
  * Compresses one block (≤ 8 MiB) exactly as lz4 1.9.4's legacy mode does at `level` (1-9:
  * LZ4_compress_fast for levels < 3 as lz4io does, LZ4HC hash chain for 3-9 incl. level 9's
- * pattern analysis). Levels 10-12: ViewError('refused') (optimal parser not ported). Into
- * `scratch` when given (at least lz4CompressBound(src.length) bytes; the result is a view of it).
+ * pattern analysis). Levels 10-12: ViewError('refused') (optimal parser not ported).
  */
-export function compressLz4Block(src: Uint8Array, level: number, scratch?: Uint8Array): Uint8Array {
-  checkLevel(level);
-  if (src.length > LZ4_LEGACY_BLOCK_BYTES) throw new ViewError('limit', `lz4 block: ${src.length} bytes, over the legacy block size ${LZ4_LEGACY_BLOCK_BYTES}`);
-  const bound = lz4CompressBound(src.length);
-  if (scratch !== undefined && scratch.length < bound) throw new RangeError(`compressLz4Block: a ${scratch.length}-byte scratch is under the bound ${bound}`);
-  const out = scratch ?? new Uint8Array(bound);
-  const n = compressInto(src, level, out);
-  // Without a scratch, a copy of the length it took: the bound's buffer is ~n + 0.4% + 16 bytes.
-  return scratch ? out.subarray(0, n) : out.slice(0, n);
+export function compressLz4Block(src: Uint8Array, level: number): Uint8Array {
+  checkBlock(src, level);
+  const out = new Uint8Array(lz4CompressBound(src.length));
+  // A copy of the length it took: the bound's buffer is ~n + 0.4% + 16 bytes.
+  return out.slice(0, compressInto(src, level, out));
 }
 
 /**
@@ -223,8 +224,7 @@ export function compressLz4Block(src: Uint8Array, level: number, scratch?: Uint8
  * either way: its byte writes are dropped and its count goes past `size`, or its copies throw.
  */
 export function compressLz4BlockExactly(src: Uint8Array, level: number, size: number, out: Uint8Array): Uint8Array {
-  checkLevel(level);
-  if (src.length > LZ4_LEGACY_BLOCK_BYTES) throw new ViewError('limit', `lz4 block: ${src.length} bytes, over the legacy block size ${LZ4_LEGACY_BLOCK_BYTES}`);
+  checkBlock(src, level);
   if (out.length < size) throw new RangeError(`compressLz4BlockExactly: a ${out.length}-byte buffer cannot hold ${size} bytes`);
   let n: number;
   try {
