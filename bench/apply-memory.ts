@@ -4,7 +4,7 @@
  * change to the apply path, measured in the same run.
  *
  *   node --import tsx bench/apply-memory.ts [--pair corpus|server] [--double] [--runs N]
- *                                           [--json] [--keep DIR] BIN...
+ *                                           [--env 'NAME=VALUE ...']... [--json] [--keep DIR] BIN...
  *
  * BIN: paths to larch binaries (default: dist/larch), each copied into the work directory first,
  * so a rebuild during the run cannot mix two builds. A path given twice is measured twice (two
@@ -31,7 +31,9 @@
  *
  * Environment variables pass through to the applies (e.g. MIMALLOC_PURGE_DELAY=0; unset, the
  * binary sets 30 ms itself, src/cli/allocator.ts); the MIMALLOC_* and BUN_JSC_* ones that are set
- * are printed in the header. The table goes to
+ * are printed in the header. Each --env adds a variant: every binary is then measured once per
+ * variant in each round, its apply run with those variables added (`BIN [NAME=VALUE ...]` in the
+ * table; --env '' is the binary as it is), so settings of the runtime are compared as binaries are. The table goes to
  * stderr; --json prints the same figures as JSON on stdout.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -45,7 +47,7 @@ import { buildDeltaCorpus, corpusKindOf, type CorpusKind } from './delta-corpus.
 import { BenchError, TIMESTAMP, fail, fileBytes, log, measure, run } from './delta-methods.ts';
 
 const NAME = 'bench/apply-memory';
-const USAGE = 'node --import tsx bench/apply-memory.ts [--pair corpus|server] [--double] [--runs N (default 6)] [--json] [--keep DIR] BIN...';
+const USAGE = "node --import tsx bench/apply-memory.ts [--pair corpus|server] [--double] [--runs N (default 6)] [--env 'NAME=VALUE ...']... [--json] [--keep DIR] BIN...";
 const SAMPLE_MS = 5;
 const SETUP_FILE = 'setup.json';
 const MiB = (kib: number) => kib / 1024;
@@ -84,6 +86,8 @@ interface Binary {
   path: string;
   build: string;
   version: string;
+  /** Variables added to the environment of its applies (an --env variant). */
+  env: Record<string, string>;
   runs: Run[];
 }
 
@@ -105,10 +109,10 @@ function readStatus(pid: number): { VmRSS: number; RssAnon: number; RssFile: num
 }
 
 /** Runs argv (stdout discarded), sampling /proc/PID/status every SAMPLE_MS until it exits; fails the run if it fails. */
-async function sampled(argv: string[]): Promise<Run> {
+async function sampled(argv: string[], env: Record<string, string>): Promise<Run> {
   const start = process.hrtime.bigint();
   const since = () => Number(process.hrtime.bigint() - start) / 1e9;
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d: string) => (stderr += d));
@@ -194,6 +198,19 @@ function cachedSetup(kind: CorpusKind, dir: string): Setup | undefined {
   return s;
 }
 
+/** An --env value, 'NAME=VALUE NAME=VALUE': the variables one variant adds to the applies ('' adds none: the binary as it is). */
+function parseVariant(spec: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const word of spec.split(/\s+/).filter((w) => w !== '')) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(word);
+    if (!m) fail(`--env takes 'NAME=VALUE ...'; got '${spec}'\nusage: ${USAGE}`);
+    vars[m[1]] = m[2];
+  }
+  return vars;
+}
+
+const variantName = (name: string, vars: Record<string, string>) => (Object.keys(vars).length === 0 ? name : `${name} [${Object.entries(vars).map(([k, v]) => `${k}=${v}`).join(' ')}]`);
+
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const round = (x: number, d: number) => Number(x.toFixed(d));
 
@@ -234,6 +251,7 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '6' },
       json: { type: 'boolean', default: false },
       keep: { type: 'string' },
+      env: { type: 'string', multiple: true, default: [] },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -247,6 +265,7 @@ async function main(): Promise<void> {
   const sources = (positionals.length > 0 ? positionals : [join(ROOT, 'dist', 'larch')]).map((p) => resolve(p));
   for (const s of sources) if (!existsSync(s)) fail(`no larch binary at ${s}${s === join(ROOT, 'dist', 'larch') ? ' (build it with node scripts/build.mjs)' : ''}\nusage: ${USAGE}`);
   const env = Object.entries(process.env).filter(([k]) => /^(MIMALLOC_|BUN_JSC_)/.test(k)).sort(([a], [b]) => a.localeCompare(b));
+  const variants = values.env.length > 0 ? values.env.map(parseVariant) : [{}];
 
   const { work, cleanUp } = workDir('apply-memory');
   const keep = values.keep === undefined ? undefined : resolve(values.keep);
@@ -259,8 +278,9 @@ async function main(): Promise<void> {
       const path = join(work, `${i}-${base}`);
       copyFileSync(source, path);
       const version = spawnSync(path, ['--version'], { encoding: 'utf8' }).stdout?.trim() || 'unknown';
-      return { name: n === 1 ? base : `${base}#${n}`, source, path, build: `built ${statSync(source).mtime.toISOString()}`, version, runs: [] };
-    });
+      const name = n === 1 ? base : `${base}#${n}`;
+      return variants.map((v) => ({ name: variantName(name, v), source, path, build: `built ${statSync(source).mtime.toISOString()}`, version, env: v, runs: [] }));
+    }).flat();
 
     let setup = keep === undefined ? undefined : cachedSetup(kind, keep);
     if (setup) log(`${NAME}: reusing the setup in ${keep} (${setup.created}, generated by ${setup.generated_by})`);
@@ -277,7 +297,7 @@ async function main(): Promise<void> {
         run([b.path, 'init', '--repo', T, '--mode', 'bare-user']);
         run([b.path, 'pull-local', '--repo', T, setup.archive, setup.old]);
         spawnSync('sync', { stdio: 'ignore' });
-        const r = await sampled([b.path, 'delta', 'apply', '--repo', T, '--key', `${setup.key}.pub`, setup.delta]);
+        const r = await sampled([b.path, 'delta', 'apply', '--repo', T, '--key', `${setup.key}.pub`, setup.delta], b.env);
         run([b.path, 'show', '--repo', T, setup.new]);
         rmSync(T, { recursive: true, force: true });
         b.runs.push(r);
@@ -312,6 +332,7 @@ async function main(): Promise<void> {
           source: b.source,
           build: b.build,
           version: b.version,
+          env: b.env,
           runs: b.runs.map((r) => ({
             wall_s: round(r.wall_s, 3),
             hwm_mib: round(r.hwm_mib, 2),
