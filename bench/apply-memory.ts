@@ -33,8 +33,8 @@
  * binary sets 30 ms itself, src/cli/allocator.ts); the MIMALLOC_* and BUN_JSC_* ones that are set
  * are printed in the header. Each --env adds a variant: every binary is then measured once per
  * variant in each round, its apply run with those variables added (`BIN [NAME=VALUE ...]` in the
- * table; --env '' is the binary as it is), so settings of the runtime are compared as binaries are. The table goes to
- * stderr; --json prints the same figures as JSON on stdout.
+ * table; --env '' is the binary as it is), so settings of the runtime are compared as binaries
+ * are. The table goes to stderr; --json prints the same figures as JSON on stdout.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
