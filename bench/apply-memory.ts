@@ -4,7 +4,7 @@
  * change to the apply path, measured in the same run.
  *
  *   node --import tsx bench/apply-memory.ts [--pair corpus|server] [--double] [--runs N]
- *                                           [--env 'NAME=VALUE ...']... [--json] [--keep DIR] BIN...
+ *                                           [--env 'NAME=VALUE ...']... [--phases] [--json] [--keep DIR] BIN...
  *
  * BIN: paths to larch binaries (default: dist/larch), each copied into the work directory first,
  * so a rebuild during the run cannot mix two builds. A path given twice is measured twice (two
@@ -35,6 +35,13 @@
  * variant in each round, its apply run with those variables added (`BIN [NAME=VALUE ...]` in the
  * table; --env '' is the binary as it is), so settings of the runtime are compared as binaries
  * are. The table goes to stderr; --json prints the same figures as JSON on stdout.
+ *
+ * --phases: each apply also writes LARCH_MEMORY_LOG (src/_memory-log.ts: a line at each part,
+ * each object over 1 MiB and each source view written to disk), and the samples are cut at those
+ * points into stretches, each named by the point that starts it ("start" before the first). Per
+ * binary, the PHASES_LISTED stretches with the highest peaks (mean and maximum over the runs), in
+ * the order they run: whether one phase of the apply makes the peak, or several reach it together
+ * (then lowering one moves nothing). --json adds every stretch of every run.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -47,8 +54,10 @@ import { buildDeltaCorpus, corpusKindOf, type CorpusKind } from './delta-corpus.
 import { BenchError, TIMESTAMP, fail, fileBytes, log, measure, run } from './delta-methods.ts';
 
 const NAME = 'bench/apply-memory';
-const USAGE = "node --import tsx bench/apply-memory.ts [--pair corpus|server] [--double] [--runs N (default 6)] [--env 'NAME=VALUE ...']... [--json] [--keep DIR] BIN...";
+const USAGE = "node --import tsx bench/apply-memory.ts [--pair corpus|server] [--double] [--runs N (default 6)] [--env 'NAME=VALUE ...']... [--phases] [--json] [--keep DIR] BIN...";
 const SAMPLE_MS = 5;
+/** --phases lists this many stretches: those with the highest mean peaks. */
+const PHASES_LISTED = 6;
 const SETUP_FILE = 'setup.json';
 const MiB = (kib: number) => kib / 1024;
 
@@ -77,7 +86,22 @@ interface Run {
   rss_anon_mib: number;
   rss_file_mib: number;
   peak_at_s: number;
+  /** With --phases: the run cut at its LARCH_MEMORY_LOG points. */
+  phases?: Phase[];
 }
+
+/** A stretch of an apply between two LARCH_MEMORY_LOG points, and its highest sample. */
+interface Phase {
+  at: string;
+  start_s: number;
+  end_s: number;
+  /** null when no sample fell in the stretch (shorter than SAMPLE_MS). */
+  peak_rss_mib: number | null;
+  rss_anon_mib: number | null;
+}
+
+/** One /proc sample: its wall clock (Date.now()), VmRSS and RssAnon in KiB. */
+type Sample = [time_ms: number, rss_kib: number, anon_kib: number];
 
 interface Binary {
   name: string;
@@ -109,10 +133,12 @@ function readStatus(pid: number): { VmRSS: number; RssAnon: number; RssFile: num
 }
 
 /** Runs argv (stdout discarded), sampling /proc/PID/status every SAMPLE_MS until it exits; fails the run if it fails. */
-async function sampled(argv: string[], env: Record<string, string>): Promise<Run> {
+async function sampled(argv: string[], env: Record<string, string>, memoryLog?: string): Promise<Run> {
+  if (memoryLog !== undefined) rmSync(memoryLog, { force: true });
+  const startMs = Date.now();
   const start = process.hrtime.bigint();
   const since = () => Number(process.hrtime.bigint() - start) / 1e9;
-  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env, ...(memoryLog === undefined ? {} : { LARCH_MEMORY_LOG: memoryLog }) } });
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (d: string) => (stderr += d));
@@ -123,9 +149,11 @@ async function sampled(argv: string[], env: Record<string, string>): Promise<Run
   const closed = new Promise<void>((done) => child.on('close', () => done()));
   let best: { VmRSS: number; RssAnon: number; RssFile: number; at: number } | undefined;
   let hwm: number | undefined;
+  const samples: Sample[] = [];
   while (exit === undefined && spawnError === undefined) {
     const s = child.pid === undefined ? undefined : readStatus(child.pid);
     if (s) {
+      samples.push([Date.now(), s.VmRSS, s.RssAnon]);
       hwm = s.VmHWM;
       if (best === undefined || s.VmRSS > best.VmRSS) best = { ...s, at: since() };
     }
@@ -135,7 +163,65 @@ async function sampled(argv: string[], env: Record<string, string>): Promise<Run
   await closed;
   if (exit!.code !== 0) fail(`${argv.join(' ')} failed (exit ${exit!.code ?? exit!.signal}):\n${stderr.trim()}`);
   if (best === undefined || hwm === undefined) fail(`${argv.join(' ')} exited before a single sample of /proc/${child.pid}/status`);
-  return { wall_s: exit!.seconds, hwm_mib: MiB(hwm), peak_rss_mib: MiB(best.VmRSS), rss_anon_mib: MiB(best.RssAnon), rss_file_mib: MiB(best.RssFile), peak_at_s: best.at };
+  const result: Run = { wall_s: exit!.seconds, hwm_mib: MiB(hwm), peak_rss_mib: MiB(best.VmRSS), rss_anon_mib: MiB(best.RssAnon), rss_file_mib: MiB(best.RssFile), peak_at_s: best.at };
+  if (memoryLog !== undefined) result.phases = phasesOf(readPoints(memoryLog, argv), samples, startMs, startMs + exit!.seconds * 1000);
+  return result;
+}
+
+/** The points of a LARCH_MEMORY_LOG file (src/_memory-log.ts): their names and wall clocks. */
+function readPoints(file: string, argv: string[]): { at: string; time_ms: number }[] {
+  if (!existsSync(file)) fail(`${argv.join(' ')} wrote no LARCH_MEMORY_LOG (${file}): is the binary older than src/_memory-log.ts?`);
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as { at: string; time_ms: number });
+}
+
+/** Cuts the samples at the points: one stretch per point (and "start" before the first), with its highest sample. Pure. */
+function phasesOf(points: { at: string; time_ms: number }[], samples: Sample[], startMs: number, endMs: number): Phase[] {
+  const bounds = [{ at: 'start', time_ms: startMs }, ...points];
+  return bounds.map((b, i) => {
+    const end = i + 1 < bounds.length ? bounds[i + 1].time_ms : endMs;
+    let top: Sample | undefined;
+    for (const s of samples) if (s[0] >= b.time_ms && s[0] < end && (top === undefined || s[1] > top[1])) top = s;
+    return {
+      at: b.at,
+      start_s: round((b.time_ms - startMs) / 1000, 3),
+      end_s: round((end - startMs) / 1000, 3),
+      peak_rss_mib: top === undefined ? null : round(MiB(top[1]), 2),
+      rss_anon_mib: top === undefined ? null : round(MiB(top[2]), 2),
+    };
+  });
+}
+
+/** A stretch's name for the table: object ids cut to 12 hex digits. */
+const shortName = (at: string) => at.replace(/\b([0-9a-f]{12})[0-9a-f]{52}\b/g, '$1');
+
+/**
+ * Per binary, the PHASES_LISTED stretches (matched by name across its runs, which apply the same
+ * delta) with the highest mean peaks, in the order they run, with mean and max.
+ */
+function formatPhases(bins: Binary[]): string[] {
+  const lines: string[] = [];
+  for (const b of bins) {
+    const byName = new Map<string, { first: number; peaks: number[]; anon: number[] }>();
+    for (const r of b.runs) {
+      for (const p of r.phases ?? []) {
+        if (p.peak_rss_mib === null) continue;
+        const e = byName.get(p.at) ?? { first: p.start_s, peaks: [], anon: [] };
+        e.peaks.push(p.peak_rss_mib);
+        e.anon.push(p.rss_anon_mib!);
+        byName.set(p.at, e);
+      }
+    }
+    const rows = [...byName].map(([at, e]) => ({ at, first: e.first, mean: mean(e.peaks), max: Math.max(...e.peaks), anon: mean(e.anon), n: e.peaks.length }));
+    if (rows.length === 0) continue;
+    lines.push(`${b.name}: the ${PHASES_LISTED} highest stretches (VmRSS peak MiB: mean over the runs that sampled them, max; RssAnon mean; start)`);
+    for (const r of rows.sort((x, y) => y.mean - x.mean).slice(0, PHASES_LISTED).sort((x, y) => x.first - y.first)) {
+      lines.push(`  ${r.mean.toFixed(1).padStart(6)}  ${r.max.toFixed(1).padStart(6)}  ${r.anon.toFixed(1).padStart(6)}  ${r.first.toFixed(2).padStart(6)} s  ${shortName(r.at)}${r.n < b.runs.length ? ` (sampled in ${r.n} of ${b.runs.length} runs)` : ''}`);
+    }
+  }
+  return lines;
 }
 
 /** Runs a setup step under GNU time, logging its time and peak; fails the run when it fails. */
@@ -252,6 +338,7 @@ async function main(): Promise<void> {
       json: { type: 'boolean', default: false },
       keep: { type: 'string' },
       env: { type: 'string', multiple: true, default: [] },
+      phases: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -297,7 +384,7 @@ async function main(): Promise<void> {
         run([b.path, 'init', '--repo', T, '--mode', 'bare-user']);
         run([b.path, 'pull-local', '--repo', T, setup.archive, setup.old]);
         spawnSync('sync', { stdio: 'ignore' });
-        const r = await sampled([b.path, 'delta', 'apply', '--repo', T, '--key', `${setup.key}.pub`, setup.delta], b.env);
+        const r = await sampled([b.path, 'delta', 'apply', '--repo', T, '--key', `${setup.key}.pub`, setup.delta], b.env, values.phases ? join(work, 'memory.log') : undefined);
         run([b.path, 'show', '--repo', T, setup.new]);
         rmSync(T, { recursive: true, force: true });
         b.runs.push(r);
@@ -315,6 +402,10 @@ async function main(): Promise<void> {
     for (const b of bins) log(`  ${b.name}: ${b.source} (${b.build}; ${b.version})`);
     log('');
     for (const l of formatTable(bins)) log(l);
+    if (values.phases) {
+      log('');
+      for (const l of formatPhases(bins)) log(l);
+    }
 
     if (values.json) {
       const result = {
@@ -340,6 +431,7 @@ async function main(): Promise<void> {
             rss_anon_mib: round(r.rss_anon_mib, 2),
             rss_file_mib: round(r.rss_file_mib, 2),
             peak_at_s: round(r.peak_at_s, 3),
+            ...(r.phases === undefined ? {} : { phases: r.phases }),
           })),
           mean_wall_s: round(mean(b.runs.map((r) => r.wall_s)), 3),
           mean_hwm_mib: round(mean(b.runs.map((r) => r.hwm_mib)), 2),

@@ -18,6 +18,7 @@ import { open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { collectGarbage } from '../_gc.ts';
+import { memoryPoint } from '../_memory-log.ts';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { type FileHeader, type ObjectId, ObjectFormatError, decodeCommit, decodeFileHeader, metadataId } from '../store/object.ts';
@@ -134,7 +135,9 @@ async function checkCommitSignatures(sb: Superblock, trusted: Uint8Array[]): Pro
 export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOptions): Promise<ApplyResult> {
   // A bad branch name is refused before anything is stored, not after the last part.
   if (opts.ref !== undefined) repo.refPath(opts.ref);
+  memoryPoint('apply');
   const sb = await openDelta(source, opts);
+  memoryPoint('superblock');
   if (sb.from !== null && !(await repo.hasObject('commit', sb.from))) {
     throw new LarchError('DELTA_BASE_MISSING', `delta is from commit ${sb.from}, which repo '${repo.path}' does not hold`, { data: { from: sb.from, to: sb.to } });
   }
@@ -147,15 +150,19 @@ export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOpt
       opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: true, bytes: part.size });
       continue;
     }
+    memoryPoint(`part ${i + 1}/${sb.parts.length}`);
     const where = await source.part(i);
     await checkPartChecksum(where, part, i, sb.parts.length);
     result.objects_written += await applyPart(repo, where, part, i, sb.parts.length, sb.format);
     failpoint('delta::after-part-apply');
     result.parts_applied++;
+    memoryPoint(`part ${i + 1}/${sb.parts.length} stored`);
     collectGarbage();
     opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: false, bytes: part.size });
   }
+  memoryPoint('finish');
   await finish(repo, sb, opts.ref);
+  memoryPoint('done');
   return result;
 }
 
@@ -373,6 +380,8 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
         await writes.add(() => txn.writeFile(header, undefined, `${label}: file ${id}`, id));
         continue;
       }
+      const streamed = header.size > GATHERED_OBJECT_BYTES;
+      if (streamed) memoryPoint(`${label}: file ${id} (${header.size} bytes)`);
       const tmpDir = join(repo.path, 'tmp');
       let content: AsyncIterable<Uint8Array>;
       if (rec.type === 'view-file') {
@@ -381,11 +390,12 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
       } else {
         content = rec.source === null ? literal.pieces(header.size) : patched(await openSourceObject(repo, rec.source, tmpDir), () => nextRecord(true), diff, literal);
       }
-      if (header.size <= GATHERED_OBJECT_BYTES) {
+      if (!streamed) {
         const gathered = await gather(content, header.size);
         await writes.add(() => txn.writeFile(header, { stream: chunksOf(gathered) }, `${label}: file ${id}`, id));
       } else {
         await txn.writeFile(header, { stream: content }, `${label}: file ${id}`, id);
+        memoryPoint(`${label}: after file ${id}`);
       }
     }
     if (nextObject !== part.objects.length) throw new DeltaFormatError(`${part.objects.length - nextObject} object(s) listed for this part were not in it`);
@@ -510,12 +520,14 @@ async function expandSourceView(path: string, id: ObjectId, segments: readonly S
     // records before it and of its expansion were resident together (about 10 MiB of the corpus
     // delta's peak).
     collectGarbage();
+    memoryPoint(`view of source ${id} (${segmentTotals(segments).m} bytes)`);
     const fh = await open(viewPath, 'wx', 0o600);
     try {
       for (const chunk of expandViewChunks(fileReader(fd, size, id), segments, buffers)) await fh.write(chunk);
     } finally {
       await fh.close();
     }
+    memoryPoint(`view of source ${id} written`);
     return null;
   } finally {
     closeSync(fd);

@@ -80,8 +80,13 @@ await testNeeding(t, 'files with compressed streams travel through their views; 
     const dev = join(dir, `dev-${runtime}-${file === out ? 3 : 2}`);
     await larchOk(['init', '--repo', dev, '--mode', 'bare-user']);
     await larchOk(['pull-local', '--repo', dev, server, a]);
-    const applied = await larchOk(['delta', 'apply', '--repo', dev, '--key', join(dir, 'k.pub'), file, '--ref', 'os', '--json'], { runtime });
+    const memoryLog = join(dir, `memory-${runtime}-${file === out ? 3 : 2}.log`);
+    const applied = await larchOk(['delta', 'apply', '--repo', dev, '--key', join(dir, 'k.pub'), file, '--ref', 'os', '--json'], { runtime, env: { LARCH_MEMORY_LOG: memoryLog } });
     t.equal(applied.json.to, b, `${runtime}: applied`);
+    // The kernel's source view is over 1 MiB: LARCH_MEMORY_LOG marks its expansion into R/tmp/ (src/_memory-log.ts).
+    const points = readFileSync(memoryLog, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l).at as string);
+    const expanding = points.findIndex((at) => /^view of source [0-9a-f]{64} \(\d+ bytes\)$/.test(at));
+    t.ok(expanding > 0 && points[expanding + 1] === `${points[expanding].split(' (')[0]} written`, `${runtime}: the memory log marks the kernel's view being written (${points[expanding]})`);
     await larchOk(['fsck', '--repo', dev], { runtime });
     await larchOk(['checkout', '--repo', dev, b, join(dir, `co-${runtime}-${file === out ? 3 : 2}`)]);
     t.same(diffSnapshots(want, await snapshotTree(join(dir, `co-${runtime}-${file === out ? 3 : 2}`), { owners: true })), [], `${runtime}, format ${file === out ? 3 : 2}: the checkout is identical to the vendor's`);

@@ -101,6 +101,26 @@ t.test('apply(generate(A, B)) rebuilds B exactly, from Node and from Bun', async
   }
 });
 
+t.test('LARCH_MEMORY_LOG: a line per part and per large object, with the memory there', async (t) => {
+  const { dir, server, ida, idb, deltaFile, gen } = await setup(t, 16 * 1024);
+  t.ok(gen.parts >= 2, `the delta has several parts (${gen.parts})`);
+  for (const runtime of ['bun', 'node'] as Runtime[]) {
+    const device = await deviceWithA(dir, server, ida, `device-log-${runtime}`, runtime);
+    const log = join(dir, `memory-${runtime}.log`);
+    const r = await larchOk(['delta', 'apply', '--repo', device, deltaFile, '--key', join(dir, 'vendor.pub'), '--json'], { runtime, env: { LARCH_MEMORY_LOG: log } });
+    t.equal(r.json.to, idb, `${runtime}: applied as without the log`);
+    const points = readFileSync(log, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
+    const parts = Array.from({ length: gen.parts }, (_, i) => [`part ${i + 1}/${gen.parts}`, `part ${i + 1}/${gen.parts} stored`]).flat();
+    t.same(points.map((p) => p.at), ['apply', 'superblock', ...parts, 'finish', 'done'], `${runtime}: the points, in order (no object of the pair is over 1 MiB)`);
+    t.same(Object.keys(points[0]).sort(), ['array_buffers_kib', 'at', 'heap_used_kib', 'pid', 'rss_anon_kib', 'rss_file_kib', 'rss_kib', 'time_ms'], `${runtime}: the fields (docs/cli.md)`);
+    t.ok(points.every((p) => p.pid === points[0].pid && p.rss_kib > 1024 && p.rss_anon_kib > 0 && p.rss_file_kib > 0 && p.heap_used_kib > 0), `${runtime}: one process, its memory from /proc`);
+    t.ok(points.every((p, i) => i === 0 || p.time_ms >= points[i - 1].time_ms), `${runtime}: wall clock in order`);
+    const quiet = await deviceWithA(dir, server, ida, `device-quiet-${runtime}`, runtime);
+    await larchOk(['delta', 'apply', '--repo', quiet, deltaFile, '--key', join(dir, 'vendor.pub')], { runtime });
+    t.equal(readFileSync(log, 'utf8').trimEnd().split('\n').length, points.length, `${runtime}: unset, nothing is written`);
+  }
+});
+
 t.test('a from-scratch delta installs B into an empty repo', async (t) => {
   const { dir, b, server, idb } = await setup(t);
   const file = join(dir, 'scratch.delta');
