@@ -349,7 +349,8 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
 
   const txn = await Transaction.begin(repo);
   const writes = new WriteQueue();
-  // The part's LZ4 block buffers, shared by a kernel's source expansion and its fold; dropped with the part.
+  // The part's view buffers (a kernel's LZ4 block, shared by its source expansion and its fold; the
+  // small .gz views, made and re-encoded in the same few buffers); dropped with the part.
   const buffers: ViewBuffers = {};
   try {
     for (;;) {
@@ -515,7 +516,8 @@ async function expandSourceView(path: string, id: ObjectId, segments: readonly S
   try {
     const size = fstatSync(fd).size;
     if (totalN(segments) !== size) throw new DeltaFormatError(`the view segments of source ${id} cover ${totalN(segments)} bytes, the source has ${size}`);
-    if (segmentTotals(segments).m <= IN_MEMORY_VIEW_BYTES) return expandView(readFileSync(fd), segments);
+    // In the part's buffer (ViewBuffers.sourceView): the patch that reads it ends before the next record expands its source.
+    if (segmentTotals(segments).m <= IN_MEMORY_VIEW_BYTES) return expandView(readFileSync(fd), segments, buffers);
     // A view this large is expanded on a collected heap: left to the collector, the garbage of the
     // records before it and of its expansion were resident together (about 10 MiB of the corpus
     // delta's peak).

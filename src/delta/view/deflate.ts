@@ -89,9 +89,10 @@ const SPARE_MAX_BYTES = 1024 * 1024;
  * even when only some of its bits belong to the stream). Throws ViewError: 'corrupt' for anything
  * zlib's inflate rejects (including running out of input), 'refused' for valid streams the encoder
  * would not re-emit exactly (length 258 coded as 284+31, preset dictionary n/a here), 'limit' when
- * the view would exceed maxView or a block's S_b exceeds MAX_BLOCK_STRUCTURE_BYTES.
+ * the view would exceed maxView or a block's S_b exceeds MAX_BLOCK_STRUCTURE_BYTES. `into`, a
+ * buffer of exactly expectView bytes, receives a view of that size in place (and is returned).
  */
-export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYTES, expectView?: number): { view: Uint8Array; used: number } {
+export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYTES, expectView?: number, into?: Uint8Array): { view: Uint8Array; used: number } {
   if (!Number.isSafeInteger(offset) || offset < 0 || offset > data.length) throw new RangeError(`puffDeflate: offset ${offset} is outside 0..${data.length}`);
   if (!(maxView >= 0)) throw new RangeError(`puffDeflate: maxView ${maxView} is not a size`);
   const limit = Math.min(maxView, MAX_VIEW_BYTES);
@@ -111,9 +112,11 @@ export function puffDeflate(data: Uint8Array, offset = 0, maxView = MAX_VIEW_BYT
 
   // The first chunk: the view's size when the caller knows it (then the view is made in place, not
   // copied), else ~4x the compressed bytes (data may hold more than this stream), at most 1 MiB.
-  // A known size is trusted up to 16x the compressed bytes: a view is rarely over 5x.
+  // A known size is trusted up to 16x the compressed bytes: a view is rarely over 5x. `into`, the
+  // caller's buffer of exactly that size, is then the first chunk: a view of that size is returned in it.
+  const trusted = expectView !== undefined && expectView <= limit && expectView <= (end - offset) * 16;
   const view = new ChunkWriter(
-    expectView !== undefined && expectView <= limit && expectView <= (end - offset) * 16 ? Math.max(1, expectView) : Math.min(limit + 1, Math.max(1 << 12, Math.min((end - offset) * 4, 1 << 20))),
+    trusted && into !== undefined && into.length === expectView && expectView > 0 ? into : trusted ? Math.max(1, expectView) : Math.min(limit + 1, Math.max(1 << 12, Math.min((end - offset) * 4, 1 << 20))),
   );
   let vlen = 0;
   // Both working buffers are taken from the last call's, when it left them (never read before written:
@@ -407,8 +410,9 @@ class ChunkWriter {
   private fill = 0;
   private total = 0;
 
-  constructor(first: number) {
-    this.cur = new Uint8Array(first);
+  /** `first`: the first chunk's size, or the chunk itself (a caller's buffer the view starts in). */
+  constructor(first: number | Uint8Array) {
+    this.cur = typeof first === 'number' ? new Uint8Array(first) : first;
   }
 
   write(src: Uint8Array): void {
@@ -485,10 +489,20 @@ const LIT_CHUNK = 8192;
 const OUT_HEADROOM = 2048;
 
 /**
+ * A caller's output buffer for huffDeflate, kept between calls: the many small .gz files of an
+ * update are then re-encoded into one buffer instead of one each (their garbage outpaced the
+ * collector, bench/README.md). Taken when it is large enough; replaced when it is not and the
+ * output is at most SPARE_MAX_BYTES.
+ */
+export interface HuffScratch {
+  deflateOut?: Uint8Array;
+}
+
+/**
  * huff: re-emits the deflate bits of a PV1 view. With `count` only the decompressed length is
  * wanted: the same checks run, and the output goes to a small buffer that is overwritten.
  */
-function foldView(view: Uint8Array, count: boolean, expectBytes?: number): { out: Uint8Array; outputLength: number } {
+function foldView(view: Uint8Array, count: boolean, expectBytes?: number, scratch?: HuffScratch): { out: Uint8Array; outputLength: number } {
   if (view.length > MAX_VIEW_BYTES + 1) throw new ViewError('limit', `deflate view: ${view.length} bytes, over the ${MAX_VIEW_BYTES}-byte limit`);
   const r = new ViewReader(view);
   const vend = view.length;
@@ -496,7 +510,9 @@ function foldView(view: Uint8Array, count: boolean, expectBytes?: number): { out
   // copied at the end; trusted up to the view's own size plus deflate's overhead. Else half the
   // view, grown as needed.
   const first = expectBytes !== undefined ? Math.min(expectBytes, vend + 1024) + OUT_HEADROOM : Math.max(1024, Math.min(vend >>> 1, 1 << 24));
-  let out = new Uint8Array(count ? 1 << 16 : first);
+  const kept = scratch?.deflateOut;
+  let out = count ? new Uint8Array(1 << 16) : kept !== undefined && kept.length >= first ? kept : new Uint8Array(first);
+  if (scratch !== undefined && !count && out !== kept && first <= SPARE_MAX_BYTES) scratch.deflateOut = out;
   let o = 0;
   let acc = 0;
   let n = 0;
@@ -773,8 +789,9 @@ function foldView(view: Uint8Array, count: boolean, expectBytes?: number): { out
     acc >>>= 8;
     n -= 8;
   }
-  // A view of the buffer when it was sized for this output (its caller copies or writes it at once), or when little of it is spare.
-  return { out: count ? out.subarray(0, 0) : expectBytes !== undefined || out.length - o < out.length >>> 3 ? out.subarray(0, o) : out.slice(0, o), outputLength: produced };
+  // A view of the buffer when it was sized for this output or is the caller's (either copies or
+  // writes it at once), or when little of it is spare.
+  return { out: count ? out.subarray(0, 0) : expectBytes !== undefined || scratch !== undefined || out.length - o < out.length >>> 3 ? out.subarray(0, o) : out.slice(0, o), outputLength: produced };
 }
 
 /**
@@ -782,9 +799,11 @@ function foldView(view: Uint8Array, count: boolean, expectBytes?: number): { out
  * view: truncated, a symbol with no code, a distance past the start of the stream's output or > 32768,
  * a length outside 3..258, trailing bytes, code-length sequences that overrun HLIT+HDIST, etc.
  * Never allocates by a size the view declares without checking it against the view's own length.
+ * With `scratch` the bytes may be in the caller's kept buffer (HuffScratch): valid until the next
+ * call with the same scratch.
  */
-export function huffDeflate(view: Uint8Array, expectBytes?: number): Uint8Array {
-  return foldView(view, false, expectBytes).out;
+export function huffDeflate(view: Uint8Array, expectBytes?: number, scratch?: HuffScratch): Uint8Array {
+  return foldView(view, false, expectBytes, scratch).out;
 }
 
 /** The decompressed length of a PV1 view's stream (sum of the U_b), without rebuilding it; throws like huffDeflate on a malformed view. */

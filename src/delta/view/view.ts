@@ -9,7 +9,7 @@
  * The object id check after folding stays the last word on every byte.
  */
 import { ByteReader } from '../byte-reader.ts';
-import { MAX_VIEW_BYTES, huffDeflate, puffDeflate } from './deflate.ts';
+import { type HuffScratch, MAX_VIEW_BYTES, huffDeflate, puffDeflate } from './deflate.ts';
 import { ViewError } from './errors.ts';
 import { LZ4_LEGACY_BLOCK_BYTES, compressLz4BlockExactly, decodeLz4Block, decodeLz4Legacy, findLz4Level, lz4CompressBound } from './lz4.ts';
 import { type Segment, type StreamCodec, findStreams, gzipBodyOffset, segmentTotals } from './segment.ts';
@@ -132,17 +132,27 @@ function memoryReader(content: Uint8Array): SourceReader {
 }
 
 /**
- * Buffers a caller lends to the LZ4 paths for the length of an apply's part, so expanding a
- * source's kernel and folding the new one use the same 8 MiB block buffer instead of one each
- * (the allocator kept the expansion's freed pages resident through the fold). Each is taken
- * only when it is large enough, and replaced (and kept) when it is not.
+ * Buffers a caller lends to the view paths for the length of an apply's part. Expanding a source's
+ * kernel and folding the new one use the same 8 MiB block buffer instead of one each (the
+ * allocator kept the expansion's freed pages resident through the fold), and the small views of
+ * .gz files, a few hundred in an update, are made and re-encoded in the same few buffers instead of
+ * new ones each (their garbage outpaced the collector). Each is taken only when it is large enough,
+ * and replaced (and kept) when it is not; the small views' only up to SCRATCH_MAX_BYTES. What is in
+ * one is valid until the next call that lends it.
  */
-export interface ViewBuffers {
+export interface ViewBuffers extends HuffScratch {
   /** A decoded LZ4 block (8 MiB for a kernel). */
   block?: Uint8Array;
   /** A compressed LZ4 block of the new file (its largest recorded size). */
   compressed?: Uint8Array;
+  /** A source's whole view, made in memory (expandView). */
+  sourceView?: Uint8Array;
+  /** The patched view of one deflate stream of the new file, read whole to be re-encoded (foldView). */
+  deflateView?: Uint8Array;
 }
+
+/** The small views' buffers are kept up to this size; a larger view has buffers of its own. */
+const SCRATCH_MAX_BYTES = 1024 * 1024;
 
 function lend(buffers: ViewBuffers, key: keyof ViewBuffers, bytes: number): Uint8Array {
   const have = buffers[key];
@@ -161,11 +171,14 @@ const RAW_PIECE_BYTES = 128 * 1024;
  * raw and compressed bytes come from the reader's. Every stream must span exactly its n bytes
  * and expand to exactly its m. @throws ViewError
  */
-export function* expandViewChunks(content: Uint8Array | SourceReader, segments: readonly Segment[], buffers: ViewBuffers = {}): Generator<Uint8Array> {
+export function* expandViewChunks(content: Uint8Array | SourceReader, segments: readonly Segment[], buffers: ViewBuffers = {}, target?: Uint8Array): Generator<Uint8Array> {
   const source = content instanceof Uint8Array ? memoryReader(content) : content;
   const { n, m } = segmentTotals(segments);
   if (n !== source.size) throw new ViewError('corrupt', `the source's segments cover ${n} bytes, the source has ${source.size}`);
   if (m > MAX_VIEW_BYTES) throw new ViewError('limit', `a view of ${m} bytes is over the ${MAX_VIEW_BYTES}-byte limit`);
+  // Where the segment's view starts in the whole view (`target`, when the caller gives one: a
+  // deflate stream's view is then made in place).
+  let at = 0;
   for (const seg of segments) {
     if (seg.codec === 'raw') {
       for (let left = seg.n; left > 0; ) {
@@ -173,20 +186,32 @@ export function* expandViewChunks(content: Uint8Array | SourceReader, segments: 
         left -= piece.length;
         yield piece;
       }
-    } else if (seg.codec === 'deflate') yield expandDeflate(source.next(seg.n), seg.m);
-    else yield* expandLz4(source, seg.n, seg.m, buffers);
+      at += seg.n;
+    } else if (seg.codec === 'deflate') {
+      yield expandDeflate(source.next(seg.n), seg.m, target?.subarray(at, at + seg.m));
+      at += seg.m;
+    } else {
+      yield* expandLz4(source, seg.n, seg.m, buffers);
+      at += seg.m;
+    }
   }
 }
 
-/** The whole view of a patch source (the generator's check runs this, the device the chunks). */
-export function expandView(content: Uint8Array, segments: readonly Segment[]): Uint8Array {
-  const chunks = expandViewChunks(content, segments);
-  const view = new Uint8Array(segmentTotals(segments).m);
+/**
+ * The whole view of a patch source (the generator's check runs this, the device the chunks). With
+ * `buffers`, a view of at most SCRATCH_MAX_BYTES is made in buffers.sourceView: valid until the
+ * next expandView with the same buffers.
+ */
+export function expandView(content: Uint8Array, segments: readonly Segment[], buffers?: ViewBuffers): Uint8Array {
+  const m = segmentTotals(segments).m;
+  const view = buffers !== undefined && m <= SCRATCH_MAX_BYTES ? lend(buffers, 'sourceView', m).subarray(0, m) : new Uint8Array(m);
   let at = 0;
-  for (const chunk of chunks) {
-    view.set(chunk, at);
+  for (const chunk of expandViewChunks(content, segments, buffers, view)) {
+    // A deflate stream's view is already in place.
+    if (chunk.buffer !== view.buffer || chunk.byteOffset !== view.byteOffset + at) view.set(chunk, at);
     at += chunk.length;
   }
+  // Every segment spans exactly its m (checked as each is expanded), so the view is filled.
   return view;
 }
 
@@ -213,9 +238,11 @@ function* expandLz4(source: SourceReader, n: number, m: number, buffers: ViewBuf
   if (left !== 0) throw new ViewError('corrupt', `an lz4 stream of the source decodes to ${m - left} bytes, not ${m}`);
 }
 
-function expandDeflate(bytes: Uint8Array, m: number): Uint8Array {
-  const { view, used } = puffDeflate(bytes, 0, m, m);
+/** A deflate stream's view, of exactly m bytes (made in `into` when given: m bytes). */
+function expandDeflate(bytes: Uint8Array, m: number, into?: Uint8Array): Uint8Array {
+  const { view, used } = puffDeflate(bytes, 0, m, m, into);
   if (used !== bytes.length) throw new ViewError('corrupt', `a deflate stream of the source ends after ${used} of its ${bytes.length} bytes`);
+  if (view.length !== m) throw new ViewError('corrupt', `a deflate stream of the source expands to a view of ${view.length} bytes, not ${m}`);
   return view;
 }
 
@@ -231,7 +258,16 @@ export async function* foldView(view: AsyncIterable<Uint8Array>, segments: reado
     if (seg.codec === 'raw') {
       yield* reader.pieces(seg.n);
     } else if (seg.codec === 'deflate') {
-      const bytes = huffDeflate(await reader.read(seg.m), seg.n);
+      // A small view is read into the part's buffer and re-encoded into another (ViewBuffers).
+      let view: Uint8Array;
+      if (seg.m <= SCRATCH_MAX_BYTES) {
+        view = lend(buffers, 'deflateView', seg.m).subarray(0, seg.m);
+        const copying = reader.copyInto(view, 0, seg.m);
+        if (copying) await copying;
+      } else {
+        view = await reader.read(seg.m);
+      }
+      const bytes = huffDeflate(view, seg.n, seg.m <= SCRATCH_MAX_BYTES ? buffers : undefined);
       if (bytes.length !== seg.n) throw new ViewError('corrupt', `a deflate stream re-encodes to ${bytes.length} bytes, not ${seg.n}`);
       yield bytes;
     } else {

@@ -3,7 +3,8 @@
  * src/delta/byte-reader.ts): a source read piece by piece from a reused buffer, LZ4 block buffers
  * lent by the caller and shared by an expansion and a fold, the compressed block sized from the
  * frame's record instead of the bound, deflate outputs made at their known size, puffDeflate's
- * working buffers kept between calls, and ByteReader.read copying once. Each must give the same
+ * working buffers kept between calls, small views made and re-encoded in the part's buffers, and
+ * ByteReader.read copying once. Each must give the same
  * bytes as before, and a wrong size must still end in ViewError('corrupt'), never wrong bytes.
  */
 import t from 'tap';
@@ -182,6 +183,51 @@ t.test('known sizes: a view and an output made at their size are the same bytes,
   for (const claim of [stream.length, stream.length - 1, stream.length + 1, 0, stream.length * 1000]) {
     t.ok(same(huffDeflate(view, claim), stream), `huffDeflate told ${claim} (really ${stream.length}): the same stream`);
   }
+});
+
+t.test('small views in the part\'s buffers: each source and fold reuses them, and every file comes back exactly', async (t) => {
+  /** A gzip file of one or two members, with its segments (header and trailer raw, each body a deflate stream). */
+  const gzFile = (seed: number, members: number) => {
+    const parts: Uint8Array[] = [];
+    const segments: Segment[] = [];
+    for (let i = 0; i < members; i++) {
+      const gz = gzipSync(textLike(60_000 + 7_000 * i + seed, seed + i), { level: 9 - 3 * i });
+      const body = gz.subarray(10, gz.length - 8);
+      parts.push(gz);
+      segments.push({ codec: 'raw', n: 10 }, { codec: 'deflate', n: body.length, m: puffDeflate(body).view.length }, { codec: 'raw', n: 8 });
+    }
+    return { content: Uint8Array.from(Buffer.concat(parts)), segments };
+  };
+  const buffers: ViewBuffers = {};
+  const files = [gzFile(61, 1), gzFile(67, 2), gzFile(71, 1)];
+  let sourceView: ArrayBufferLike | undefined;
+  for (const [i, { content, segments }] of files.entries()) {
+    const fresh = expandView(content, segments);
+    const lent = expandView(content, segments, buffers);
+    t.ok(same(lent, fresh), `file ${i}: the view made in the part's buffer is the view`);
+    t.equal(lent.buffer, buffers.sourceView?.buffer, `file ${i}: in buffers.sourceView`);
+    if (i === 1) sourceView = lent.buffer;
+    // The fold of the same view (the patch left it unchanged): chunks are copied as they come, as gather and writeFile do.
+    t.ok(same(await collect(foldView(once(Uint8Array.from(fresh)), segments, buffers)), content), `file ${i}: the fold with the part's buffers gives the file`);
+  }
+  t.equal(buffers.sourceView?.buffer, sourceView, 'the largest source view\'s buffer served the smaller one after it');
+  t.ok(buffers.deflateView !== undefined && buffers.deflateOut !== undefined, 'the fold read each stream\'s view into the part\'s buffer and re-encoded it into another');
+
+  // A view that comes out shorter than its segment says: corrupt, whatever the buffer held before.
+  const { content, segments } = files[0];
+  const deflate = segments[1] as Extract<Segment, { codec: 'deflate' }>;
+  const longer: Segment[] = [segments[0], { ...deflate, m: deflate.m + 1 }, segments[2]];
+  const failure = (f: () => unknown): unknown => {
+    try {
+      f();
+    } catch (err) {
+      return err;
+    }
+    return undefined;
+  };
+  const short = failure(() => expandView(content, longer, buffers));
+  t.ok(isCorrupt(short) && /expands to a view of \d+ bytes, not \d+/.test((short as Error).message), `a view one byte short of its segment: corrupt, with both sizes (${(short as Error)?.message})`);
+  t.ok(isCorrupt(failure(() => expandView(content, longer))), 'without the part\'s buffers: the same');
 });
 
 t.test('ByteReader.read returns copies: a source that reuses its buffer cannot change what was read', async (t) => {
