@@ -490,8 +490,7 @@ const OUT_HEADROOM = 2048;
 
 /**
  * A caller's output buffer for huffDeflate, kept between calls: the many small .gz files of an
- * update are then re-encoded into one buffer instead of one each (their garbage outpaced the
- * collector, bench/README.md). Taken when it is large enough; replaced when it is not and the
+ * update are then re-encoded into one buffer instead of one each (view.ts, ViewBuffers). Taken when it is large enough; replaced when it is not and the
  * output is at most SPARE_MAX_BYTES.
  */
 export interface HuffScratch {

@@ -135,10 +135,11 @@ function memoryReader(content: Uint8Array): SourceReader {
  * Buffers a caller lends to the view paths for the length of an apply's part. Expanding a source's
  * kernel and folding the new one use the same 8 MiB block buffer instead of one each (the
  * allocator kept the expansion's freed pages resident through the fold), and the small views of
- * .gz files, a few hundred in an update, are made and re-encoded in the same few buffers instead of
- * new ones each (their garbage outpaced the collector). Each is taken only when it is large enough,
- * and replaced (and kept) when it is not; the small views' only up to SCRATCH_MAX_BYTES. What is in
- * one is valid until the next call that lends it.
+ * .gz files, a few hundred in an update, are made and re-encoded in the same few buffers instead
+ * of new ones each (the corpus delta's last part peaked ~5 MiB higher with new ones,
+ * bench/README.md). Each is taken only when it is large enough, and replaced (and kept) when it is
+ * not; the small views' only up to SCRATCH_MAX_BYTES. What is in one is valid until the next call
+ * that lends it.
  */
 export interface ViewBuffers extends HuffScratch {
   /** A decoded LZ4 block (8 MiB for a kernel). */
