@@ -5,7 +5,7 @@
  * Each part's checksum is checked before its bytes are used; each rebuilt object's id before it
  * is staged; each part is made durable before the next begins, so an interrupted apply resumes
  * with the parts it lacks. Memory per part, whatever the update's size: a brotli decoder per
- * stream (three, four in format 3; 4 MiB window each, WINDOW_BITS), 128 KiB buffers and up to 8
+ * stream (three, four in format 3; a 1 MiB window each, WINDOW_BITS), 128 KiB buffers and up to 8
  * objects of at most 1 MiB being stored. A view record (format 2) also expands its source's view:
  * a view of at most 1 MiB is held, from the source read whole; a larger one is written to R/tmp/,
  * its source read piece by piece (a kernel: one compressed LZ4 block at a time into one 8 MiB

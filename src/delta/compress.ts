@@ -9,13 +9,14 @@ import { brotliCompress, constants, createBrotliDecompress } from 'node:zlib';
 const compressAsync = promisify(brotliCompress);
 
 /**
- * 22-bit window (4 MiB): what a decoder must hold, so it bounds apply memory per stream; three
- * streams decode at once. Measured by re-compressing the streams of the corpus delta's parts 0,
- * 3 and 5 at quality 11 (bench/README.md, issue 18): against a 24-bit window, the kernel's
- * 60 MB diff stream -0.06%, its part's literal stream +0.02%, a 36 MB diff stream +3.0%, the
- * control streams equal; the three decoders' resident memory drops from up to 48 MiB to 12 MiB.
+ * 20-bit window (1 MiB): what a decoder must hold, so it bounds apply memory per stream; a part's
+ * four streams decode at once. 24 bits cost up to 48 MiB for three decoders, 22 bits ~6.5 MiB per
+ * decoder (measured alone). Against 22 bits, 20 bits made the corpus delta 3,021 B larger
+ * (+0.03%) and the server pair's 12,337 B (+0.05%), and the apply's stretch through the kernel's
+ * patch and fold 5.8 MiB lower (bench/README.md, issue 18, "the peak by phase"). The decoder takes
+ * the window from the stream, so deltas made with another keep applying.
  */
-export const WINDOW_BITS = 22;
+export const WINDOW_BITS = 20;
 
 export function compress(data: Uint8Array, quality: number): Promise<Buffer> {
   return compressAsync(data, {
