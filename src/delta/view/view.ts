@@ -260,15 +260,16 @@ export async function* foldView(view: AsyncIterable<Uint8Array>, segments: reado
       yield* reader.pieces(seg.n);
     } else if (seg.codec === 'deflate') {
       // A small view is read into the part's buffer and re-encoded into another (ViewBuffers).
-      let view: Uint8Array;
-      if (seg.m <= SCRATCH_MAX_BYTES) {
-        view = lend(buffers, 'deflateView', seg.m).subarray(0, seg.m);
-        const copying = reader.copyInto(view, 0, seg.m);
+      const small = seg.m <= SCRATCH_MAX_BYTES;
+      let streamView: Uint8Array;
+      if (small) {
+        streamView = lend(buffers, 'deflateView', seg.m).subarray(0, seg.m);
+        const copying = reader.copyInto(streamView, 0, seg.m);
         if (copying) await copying;
       } else {
-        view = await reader.read(seg.m);
+        streamView = await reader.read(seg.m);
       }
-      const bytes = huffDeflate(view, seg.n, seg.m <= SCRATCH_MAX_BYTES ? buffers : undefined);
+      const bytes = huffDeflate(streamView, seg.n, small ? buffers : undefined);
       if (bytes.length !== seg.n) throw new ViewError('corrupt', `a deflate stream re-encodes to ${bytes.length} bytes, not ${seg.n}`);
       yield bytes;
     } else {
