@@ -30,7 +30,7 @@
  * differ by a fraction of a MiB either way). After each apply `larch show` of NEW must succeed.
  *
  * Environment variables pass through to the applies (e.g. MIMALLOC_PURGE_DELAY=0; unset, the
- * binary sets 30 ms itself, src/cli/allocator.ts); the MIMALLOC_* and BUN_JSC_* ones that are set
+ * binary sets 30 ms itself, src/cli/runtime-options.ts); the MIMALLOC_* and BUN_JSC_* ones that are set
  * are printed in the header. Each --env adds a variant: every binary is then measured once per
  * variant in each round, its apply run with those variables added (`BIN [NAME=VALUE ...]` in the
  * table; --env '' is the binary as it is), so settings of the runtime are compared as binaries

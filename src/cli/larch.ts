@@ -1,9 +1,9 @@
 /** Process entry of the `larch` binary (bun build --compile) and of bin/larch.js (Node). */
-import { runWithAllocatorOption } from './allocator.ts';
+import { runWithRuntimeOptions } from './runtime-options.ts';
 import { exitIfOutputClosed, main } from './main.ts';
 
-// First, before anything is run or written: an update command may re-execute the binary (allocator.ts).
-runWithAllocatorOption();
+// First, before anything is run or written: an update command may re-execute the binary (runtime-options.ts).
+runWithRuntimeOptions();
 
 process.stdout.on('error', (err) => {
   exitIfOutputClosed(err);

@@ -284,17 +284,27 @@ t.test('a generate killed mid-write leaves no delta under its name, only a stagi
   t.equal(readFileSync(join(withA, 'refs', 'heads', 'release'), 'utf8').trim(), idb, 'the second ref names it too');
 });
 
-t.test('the Bun binary applies with its allocator option (src/cli/allocator.ts); other commands and an operator\'s own setting are left alone', async (t) => {
+t.test("the Bun binary applies with its runtime options (src/cli/runtime-options.ts); other commands and an operator's own settings are left alone", async (t) => {
   const dir = tempDir(t);
-  // mimalloc prints its options as each process image starts: a re-executed apply prints them twice.
-  const delays = (args: string[], env: Record<string, string> = {}) => {
-    const r = spawnSync(BIN, args, { encoding: 'utf8', env: { ...process.env, MIMALLOC_PURGE_DELAY: undefined, ...env, MIMALLOC_VERBOSE: '1' } });
-    return [...r.stderr.matchAll(/option 'purge_delay': (\d+)/g)].map((m) => Number(m[1]));
+  // As each process image starts, mimalloc prints its options and JSC the ones changed from its
+  // defaults: a re-executed apply prints both twice.
+  const started = (args: string[], env: Record<string, string> = {}) => {
+    const r = spawnSync(BIN, args, {
+      encoding: 'utf8',
+      env: { ...process.env, MIMALLOC_PURGE_DELAY: undefined, BUN_JSC_maximumFTLCandidateBytecodeCost: undefined, ...env, MIMALLOC_VERBOSE: '1', BUN_JSC_dumpOptions: '1' },
+    });
+    const out = r.stdout + r.stderr;
+    return {
+      purge_delay: [...out.matchAll(/option 'purge_delay': (\d+)/g)].map((m) => Number(m[1])),
+      // One entry per process image: the FTL limit it set, or null.
+      ftl_cost: out.split('Modified JSC options:').slice(1).map((s) => Number(/maximumFTLCandidateBytecodeCost=(\d+)/.exec(s)?.[1] ?? NaN) || null),
+    };
   };
   const missing = ['--repo', join(dir, 'none'), join(dir, 'none.delta')];
-  t.same(delays(['delta', 'apply', ...missing]), [100, 30], 'delta apply: started with the default, then re-executed with 30 ms');
-  t.same(delays(['upgrade', '--sysroot', join(dir, 'none')]), [100, 30], 'upgrade: the same');
-  t.same(delays(['--version']), [100], '--version: not re-executed');
-  t.same(delays(['delta', 'list', '--repo', join(dir, 'none')]), [100], 'delta list: not re-executed');
-  t.same(delays(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50' }), [50], "the operator's MIMALLOC_PURGE_DELAY is kept, no re-exec");
+  t.same(started(['delta', 'apply', ...missing]), { purge_delay: [100, 30], ftl_cost: [null, 2000] }, 'delta apply: started with the defaults, then re-executed with both options');
+  t.same(started(['upgrade', '--sysroot', join(dir, 'none')]), { purge_delay: [100, 30], ftl_cost: [null, 2000] }, 'upgrade: the same');
+  t.same(started(['--version']), { purge_delay: [100], ftl_cost: [null] }, '--version: not re-executed');
+  t.same(started(['delta', 'list', '--repo', join(dir, 'none')]), { purge_delay: [100], ftl_cost: [null] }, 'delta list: not re-executed');
+  t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50' }), { purge_delay: [50, 50], ftl_cost: [null, 2000] }, "the operator's MIMALLOC_PURGE_DELAY is kept; the other option is added");
+  t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50', BUN_JSC_maximumFTLCandidateBytecodeCost: '5000' }), { purge_delay: [50], ftl_cost: [5000] }, 'both set by the operator: kept, no re-exec');
 });
