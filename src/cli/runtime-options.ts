@@ -5,8 +5,7 @@
  * - `MIMALLOC_PURGE_DELAY=30`. Bun's allocator (mimalloc) keeps the pages the collector has freed
  *   for 100 ms (its `purge_delay`) before it gives them back to the system. An apply churns through
  *   thousands of short-lived buffers (small .gz views, brotli output chunks), and pages kept that
- *   long raise its peak: 130-133 MiB at 100 ms, 125 MiB at 30 ms in the same apply time, 121 MiB at
- *   0 ms but 1.2 s slower (every free returned at once).
+ *   long raise its peak; 0 ms would return every free at once, and costs time.
  * - `BUN_JSC_maximumFTLCandidateBytecodeCost=2000` (JavaScriptCore's default: 60000). JSC's top
  *   tier (FTL) compiles a hot function again, through B3, on a compiler thread, and what that
  *   compilation allocates for a large function stays resident. With 2000, the small hot loops
