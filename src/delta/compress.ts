@@ -4,7 +4,7 @@
  * fflate/deflate -9 9.37 MB; brotli is within 2% of xz and needs no dependency.
  */
 import { promisify } from 'node:util';
-import { brotliCompress, constants, createBrotliDecompress } from 'node:zlib';
+import { brotliCompress, brotliCompressSync, constants, createBrotliDecompress } from 'node:zlib';
 
 const compressAsync = promisify(brotliCompress);
 
@@ -18,14 +18,26 @@ const compressAsync = promisify(brotliCompress);
  */
 export const WINDOW_BITS = 20;
 
+const params = (data: Uint8Array, quality: number) => ({
+  params: {
+    [constants.BROTLI_PARAM_QUALITY]: quality,
+    [constants.BROTLI_PARAM_LGWIN]: WINDOW_BITS,
+    [constants.BROTLI_PARAM_SIZE_HINT]: data.length,
+  },
+});
+
+/** On the thread pool: a part's streams, compressed while the generator builds the next part. */
 export function compress(data: Uint8Array, quality: number): Promise<Buffer> {
-  return compressAsync(data, {
-    params: {
-      [constants.BROTLI_PARAM_QUALITY]: quality,
-      [constants.BROTLI_PARAM_LGWIN]: WINDOW_BITS,
-      [constants.BROTLI_PARAM_SIZE_HINT]: data.length,
-    },
-  });
+  return compressAsync(data, params(data, quality));
+}
+
+/**
+ * The compressed size, computed on the calling thread: the generator's per-object estimates
+ * (quality 5). On the thread pool they queued behind the parts' quality-11 jobs, and the
+ * generator waited for them with nothing else to do (bench/README.md, issue 18, generation).
+ */
+export function compressedSize(data: Uint8Array, quality: number): number {
+  return brotliCompressSync(data, params(data, quality)).length;
 }
 
 /** 64 KiB output chunks (the default is 16 KiB): fewer hops through the reader, little memory. */

@@ -11,10 +11,11 @@
  *   R/lock                   the writer lock
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
-import { createInflateRaw } from 'node:zlib';
+import { createInflateRaw, inflateRawSync } from 'node:zlib';
 import { LarchError, fromSystemError, quash } from '../errors.ts';
 import { sha256 } from '../_hash.ts';
 import { fsyncPath, writeFileAtomic } from '../_durable.ts';
@@ -229,6 +230,59 @@ export class Repo {
   }
 
   /**
+   * A regular file object's header and whole content, read in one piece: for the delta generator,
+   * which holds each new file and its source whole anyway. An archive object is read and inflated
+   * in one synchronous call each: 7x faster under Bun than readFile's stream of 16 KiB chunks
+   * (222 MB of the corpus's objects in 0.63 s against 4.6 s).
+   * The content must be exactly the header's size and the DEFLATE stream must end at the end of
+   * the file, as readFile's. Not verified against the id (as readFile).
+   * @throws OBJECT_MISSING, OBJECT_CORRUPT (also when the object is not a regular file)
+   */
+  async readFileWhole(id: ObjectId): Promise<{ header: FileHeader & { type: 'reg' }; content: Buffer }> {
+    const path = this.objectPath('file', id);
+    const corrupt = (problem: string) => new LarchError('OBJECT_CORRUPT', `file ${id}: ${problem}`, { data: { kind: 'file', id, path } });
+    if (this.mode !== 'archive') {
+      const { header } = await this.readFile(id);
+      if (header.type !== 'reg') throw corrupt(`a ${header.type} has no content to read`);
+      const content = await readFile(path).catch((err) => Promise.reject(fromSystemError(err, 'read', path)));
+      if (content.length !== header.size) throw corrupt(`has ${content.length} bytes, its header says ${header.size}`);
+      return { header, content };
+    }
+    let bytes: Buffer;
+    try {
+      // Synchronous, as the inflate: a read on the thread pool waited there behind the generator's
+      // part compressions (22 s of the corpus delta's generation, for 0.6 s of reading).
+      bytes = readFileSync(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `file ${id} is missing`, { data: { kind: 'file', id, path } });
+      throw fromSystemError(err, 'read', path);
+    }
+    let header: FileHeader;
+    let start: number;
+    try {
+      start = 4 + archiveHeaderLength(bytes);
+      if (bytes.length < start) throw new ObjectFormatError(TRUNCATED_HEADER);
+      header = decodeFileHeader(Uint8Array.from(bytes.subarray(4, start)));
+    } catch (err) {
+      if (err instanceof ObjectFormatError) throw corrupt(err.message);
+      throw err;
+    }
+    if (header.type !== 'reg') throw corrupt(`a ${header.type} has no content to read`);
+    let result: { buffer: Buffer; engine: { bytesWritten: number } };
+    try {
+      // maxOutputLength: a stream longer than the header says stops there, not at the end of memory.
+      result = inflateRawSync(bytes.subarray(start), { info: true, maxOutputLength: Math.max(1, header.size) }) as unknown as typeof result;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw corrupt(`its content is longer than its header's ${header.size} bytes`);
+      throw corrupt(`compressed content is damaged: ${(err as Error).message}`);
+    }
+    const trailing = bytes.length - start - result.engine.bytesWritten;
+    if (trailing > 0) throw corrupt(`${trailing} bytes follow the end of the compressed content`);
+    if (result.buffer.length !== header.size) throw corrupt(`has ${result.buffer.length} bytes, its header says ${header.size}`);
+    return { header, content: result.buffer };
+  }
+
+  /**
    * A bare object's header: from the object file's own metadata, except what a sidecar holds:
    * bare-user keeps a .filemeta sidecar (the whole header) for objects whose owner, mode or
    * xattrs the file itself cannot carry; bare keeps a .xattrs sidecar for objects with xattrs.
@@ -260,11 +314,9 @@ export class Repo {
     let headerLen: number;
     try {
       const lenBuf = Buffer.alloc(4);
-      if ((await fh.read(lenBuf, 0, 4, 0)).bytesRead !== 4) throw new ObjectFormatError('truncated before its header');
-      headerLen = lenBuf.readUInt32BE(0);
-      if (headerLen > MAX_FILE_HEADER_BYTES) throw new ObjectFormatError(`header length ${headerLen} is over the 1 MiB limit`);
+      headerLen = archiveHeaderLength(lenBuf.subarray(0, (await fh.read(lenBuf, 0, 4, 0)).bytesRead));
       const hb = Buffer.alloc(headerLen);
-      if ((await fh.read(hb, 0, headerLen, 4)).bytesRead !== headerLen) throw new ObjectFormatError('truncated inside its header');
+      if ((await fh.read(hb, 0, headerLen, 4)).bytesRead !== headerLen) throw new ObjectFormatError(TRUNCATED_HEADER);
       header = decodeFileHeader(Uint8Array.from(hb));
       // A symlink or FIFO has no content: nothing may follow its header.
       if (header.type !== 'reg' && (await fh.stat()).size !== 4 + headerLen) throw new ObjectFormatError('bytes follow the header of an object that has no content');
@@ -379,6 +431,16 @@ export class Repo {
 }
 
 async function* emptyStream(): AsyncIterable<Uint8Array> {}
+
+const TRUNCATED_HEADER = 'truncated inside its header';
+
+/** The header length a .filez object starts with (u32 big-endian), from its first 4 bytes. @throws ObjectFormatError */
+function archiveHeaderLength(first: Uint8Array): number {
+  if (first.length < 4) throw new ObjectFormatError('truncated before its header');
+  const length = Buffer.from(first.buffer, first.byteOffset, 4).readUInt32BE(0);
+  if (length > MAX_FILE_HEADER_BYTES) throw new ObjectFormatError(`header length ${length} is over the 1 MiB limit`);
+  return length;
+}
 
 /**
  * Inflates the raw DEFLATE stream that starts at `start` and must end exactly at the end of
