@@ -223,9 +223,7 @@ export class Repo {
       const header = await this.readBareHeader(id, path);
       return { header, content: () => (header.type === 'reg' ? lazyStream(() => openReadStream(path)) : emptyStream()) };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `file ${id} is missing`, { data: { kind: 'file', id, path } });
-      if (err instanceof ObjectFormatError) throw new LarchError('OBJECT_CORRUPT', `file ${id}: ${err.message}`, { data: { kind: 'file', id, path } });
-      throw err;
+      throw fileObjectError(err, id, path) ?? err;
     }
   }
 
@@ -240,46 +238,20 @@ export class Repo {
    */
   async readFileWhole(id: ObjectId): Promise<{ header: FileHeader & { type: 'reg' }; content: Buffer }> {
     const path = this.objectPath('file', id);
-    const corrupt = (problem: string) => new LarchError('OBJECT_CORRUPT', `file ${id}: ${problem}`, { data: { kind: 'file', id, path } });
-    if (this.mode !== 'archive') {
+    try {
+      if (this.mode === 'archive') {
+        // Synchronous, as the inflate: a read on the thread pool waited there behind the
+        // generator's part compressions (22 s of the corpus delta's generation, for 0.6 s of reading).
+        return inflateArchiveObject(readFileSync(path));
+      }
       const { header } = await this.readFile(id);
-      if (header.type !== 'reg') throw corrupt(`a ${header.type} has no content to read`);
+      if (header.type !== 'reg') throw new ObjectFormatError(`a ${header.type} has no content to read`);
       const content = await readFile(path).catch((err) => Promise.reject(fromSystemError(err, 'read', path)));
-      if (content.length !== header.size) throw corrupt(`has ${content.length} bytes, its header says ${header.size}`);
+      if (content.length !== header.size) throw new ObjectFormatError(`has ${content.length} bytes, its header says ${header.size}`);
       return { header, content };
-    }
-    let bytes: Buffer;
-    try {
-      // Synchronous, as the inflate: a read on the thread pool waited there behind the generator's
-      // part compressions (22 s of the corpus delta's generation, for 0.6 s of reading).
-      bytes = readFileSync(path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `file ${id} is missing`, { data: { kind: 'file', id, path } });
-      throw fromSystemError(err, 'read', path);
+      throw fileObjectError(err, id, path) ?? fromSystemError(err, 'read', path);
     }
-    let header: FileHeader;
-    let start: number;
-    try {
-      start = 4 + archiveHeaderLength(bytes);
-      if (bytes.length < start) throw new ObjectFormatError(TRUNCATED_HEADER);
-      header = decodeFileHeader(Uint8Array.from(bytes.subarray(4, start)));
-    } catch (err) {
-      if (err instanceof ObjectFormatError) throw corrupt(err.message);
-      throw err;
-    }
-    if (header.type !== 'reg') throw corrupt(`a ${header.type} has no content to read`);
-    let result: { buffer: Buffer; engine: { bytesWritten: number } };
-    try {
-      // maxOutputLength: a stream longer than the header says stops there, not at the end of memory.
-      result = inflateRawSync(bytes.subarray(start), { info: true, maxOutputLength: Math.max(1, header.size) }) as unknown as typeof result;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw corrupt(`its content is longer than its header's ${header.size} bytes`);
-      throw corrupt(`compressed content is damaged: ${(err as Error).message}`);
-    }
-    const trailing = bytes.length - start - result.engine.bytesWritten;
-    if (trailing > 0) throw corrupt(`${trailing} bytes follow the end of the compressed content`);
-    if (result.buffer.length !== header.size) throw corrupt(`has ${result.buffer.length} bytes, its header says ${header.size}`);
-    return { header, content: result.buffer };
   }
 
   /**
@@ -436,6 +408,37 @@ export class Repo {
 async function* emptyStream(): AsyncIterable<Uint8Array> {}
 
 const TRUNCATED_HEADER = 'truncated inside its header';
+
+/** A file object's missing or malformed file as the error readers report; null for any other error. */
+function fileObjectError(err: unknown, id: ObjectId, path: string): LarchError | null {
+  if ((err as NodeJS.ErrnoException)?.code === 'ENOENT') return new LarchError('OBJECT_MISSING', `file ${id} is missing`, { data: { kind: 'file', id, path } });
+  if (err instanceof ObjectFormatError) return new LarchError('OBJECT_CORRUPT', `file ${id}: ${err.message}`, { data: { kind: 'file', id, path } });
+  return null;
+}
+
+/**
+ * A whole .filez object: its header and content, inflated in one call. The inflate stops at the
+ * header's size (maxOutputLength), so a stream longer than its header is not inflated to the end.
+ * @throws ObjectFormatError: a cut or oversized header, not a regular file, a damaged stream,
+ * bytes after it, a content of another size than the header's
+ */
+function inflateArchiveObject(bytes: Buffer): { header: FileHeader & { type: 'reg' }; content: Buffer } {
+  const start = 4 + archiveHeaderLength(bytes);
+  if (bytes.length < start) throw new ObjectFormatError(TRUNCATED_HEADER);
+  const header = decodeFileHeader(Uint8Array.from(bytes.subarray(4, start)));
+  if (header.type !== 'reg') throw new ObjectFormatError(`a ${header.type} has no content to read`);
+  let result: { buffer: Buffer; engine: { bytesWritten: number } };
+  try {
+    result = inflateRawSync(bytes.subarray(start), { info: true, maxOutputLength: Math.max(1, header.size) }) as unknown as typeof result;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new ObjectFormatError(`its content is longer than its header's ${header.size} bytes`);
+    throw new ObjectFormatError(`compressed content is damaged: ${(err as Error).message}`);
+  }
+  const trailing = bytes.length - start - result.engine.bytesWritten;
+  if (trailing > 0) throw new ObjectFormatError(`${trailing} bytes follow the end of the compressed content`);
+  if (result.buffer.length !== header.size) throw new ObjectFormatError(`has ${result.buffer.length} bytes, its header says ${header.size}`);
+  return { header, content: result.buffer };
+}
 
 /** The header length a .filez object starts with (u32 big-endian), from its first 4 bytes. @throws ObjectFormatError */
 function archiveHeaderLength(first: Uint8Array): number {
