@@ -19,6 +19,7 @@ import { type SecretKey, encodeSignatures, keyId } from '../store/sign.ts';
 import { readTreePlan } from '../store/walk.ts';
 import { type Patch, bsdiff, bspatch } from './bsdiff.ts';
 import { compress, compressedSize } from './compress.ts';
+import { DiffWorker } from './diff-worker.ts';
 import { type ControlRecord, type DeltaFormatVersion, type PartInfo, MAX_OPS_PER_RECORD, deltaFileBytes, encodeEnvelope, encodePart, encodePreamble, encodeRecord, encodeSuperblock } from './format.ts';
 import { type PlanFile, planSources } from './plan.ts';
 import { signDelta } from './sign.ts';
@@ -118,6 +119,13 @@ const PARTS_COMPRESSING = 2;
  */
 const COLLECT_AFTER_BYTES = 4 * 1024 * 1024;
 
+/**
+ * A file with compressed streams and a source, old and new together at least this large, has its
+ * plain patch built on a second thread (diff-worker.ts) beside its view patch. Below it, posting
+ * the bytes and waking the worker would cost about what the overlap gains.
+ */
+const SECOND_THREAD_BYTES = 1024 * 1024;
+
 class PartBuilder {
   control: Uint8Array[] = [];
   diff: Uint8Array[] = [];
@@ -166,17 +174,13 @@ async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
 }
 
 /**
- * The file as a patch between views, when the new file holds a compressed stream we can rebuild.
- * Proven before it is offered: the device's own code (expandView, bspatch, foldView) must give the
- * new file back byte for byte; a difference is a bug, reported as a `verify` fallback.
+ * The file as a patch between views, when the new file holds a compressed stream we can rebuild
+ * (`dst`, its description, has streams). Proven before it is offered: the device's own code
+ * (expandView, bspatch, foldView) must give the new file back byte for byte; a difference is a
+ * bug, reported as a `verify` fallback.
  */
-async function viewCandidate(old: Buffer, content: Buffer, header: Uint8Array, source: ObjectId, timings: { view: number; diff: number }): Promise<{ candidate: Candidate | null; streams: { codec: StreamCodec; reason: FallbackReason | null }[] }> {
+async function viewCandidate(old: Buffer, content: Buffer, dst: ReturnType<typeof describe>, header: Uint8Array, source: ObjectId, timings: { view: number; diff: number }): Promise<{ candidate: Candidate | null; streams: { codec: StreamCodec; reason: FallbackReason | null }[] }> {
   let t0 = performance.now();
-  const dst = describe(content, 'dst');
-  if (!hasStreams(dst.segments)) {
-    timings.view += performance.now() - t0;
-    return { candidate: null, streams: dst.streams };
-  }
   const src = describe(old, 'src');
   const fallback = (reason: FallbackReason) => ({ candidate: null, streams: dst.streams.map((n) => ({ codec: n.codec, reason: n.reason ?? reason })) });
   timings.view += performance.now() - t0;
@@ -316,79 +320,100 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
   const streams = { found: 0, used: 0, fallbacks: [] as StreamFallback[] };
   let viewPatched = 0;
 
-  for (const obj of wanted) {
-    if (obj.kind !== 'file') {
-      const bytes = await repo.readMetadataBytes(obj.kind, obj.id);
-      current.control.push(encodeRecord({ type: 'metadata', kind: obj.kind as 'dirtree' | 'dirmeta', length: bytes.length }));
-      current.addLiteral(bytes);
-    } else {
-      const header = headers.get(obj.id)!;
-      const headerBytes = encodeFileHeader(header);
-      const source = header.type === 'reg' ? sources.get(obj.id) : undefined;
-      const content = header.type === 'reg' ? (await repo.readFileWhole(obj.id)).content : null;
-      const kind = content ? contentKind(obj.path, content.subarray(0, KIND_HEAD_BYTES)) : 'other';
-      const figures = byKind[kind];
-      figures.objects++;
-      let chosen: Candidate | null = null;
-      if (content) {
-        figures.new_bytes += content.length;
-        if (source && source.size <= MAX_BSDIFF_BYTES && content.length <= MAX_BSDIFF_BYTES) {
-          const old = (await repo.readFileWhole(source.id)).content;
-          let t0 = performance.now();
-          const plain = patchCandidate(bsdiff(old, content), { type: 'file', header: headerBytes, source: source.id });
-          timings_ms.diff += performance.now() - t0;
-          const view = opts.format === 1 ? null : await viewCandidate(old, content, headerBytes, source.id, timings_ms);
-          streams.found += view?.streams.length ?? 0;
-          t0 = performance.now();
-          const literalEst = compressedSize(content, 5);
-          const plainEst = compressedSize(plain.bytes, 5);
-          const viewEst = view?.candidate ? compressedSize(view.candidate.bytes, 5) : null;
-          timings_ms.estimate += performance.now() - t0;
-          const before = Math.min(literalEst, plainEst);
-          // Ties go to the simpler record: literal, then plain patch, then view.
-          if (plainEst < literalEst) chosen = plain;
-          let after = before;
-          if (view?.candidate && viewEst !== null && viewEst < before) {
-            chosen = view.candidate;
-            after = viewEst;
-          }
-          figures.estimate_before += before;
-          figures.estimate_after += after;
-          const viewChosen = chosen !== null && chosen === view?.candidate;
-          for (const note of view?.streams ?? []) {
-            if (note.reason === null && viewChosen) streams.used++;
-            else streams.fallbacks.push({ path: obj.path, codec: note.codec, reason: note.reason ?? 'larger' });
-          }
-          debugLines?.push(`${obj.path}\t${content.length}\tkind=${kind}\tpatch=${plainEst}\tliteral=${literalEst}\tview=${viewEst ?? '-'}\tchosen=${chosen === null ? 'literal' : chosen === plain ? 'patch' : 'view'}\tsource=${source.path}`);
-        } else {
-          debugLines?.push(`${obj.path}\t${content.length}\tkind=${kind}\tliteral-only`);
-          const estimate = compressedSize(content, 5);
-          figures.estimate_before += estimate;
-          figures.estimate_after += estimate;
-        }
-      }
-      if (chosen) {
-        current.control.push(...chosen.control);
-        current.addDiff(chosen.patch.diff);
-        current.addLiteral(chosen.patch.extra);
-        current.scratch = Math.max(current.scratch, chosen.scratch);
-        patched++;
-        if (chosen.record.type === 'view-file') {
-          viewPatched++;
-          figures.view++;
-        }
+  // The second thread for plain patches, started at the first file that needs it.
+  let diffWorker: DiffWorker | null = null;
+  try {
+    for (const obj of wanted) {
+      if (obj.kind !== 'file') {
+        const bytes = await repo.readMetadataBytes(obj.kind, obj.id);
+        current.control.push(encodeRecord({ type: 'metadata', kind: obj.kind as 'dirtree' | 'dirmeta', length: bytes.length }));
+        current.addLiteral(bytes);
       } else {
-        current.control.push(encodeRecord({ type: 'file', header: headerBytes, source: null }));
-        if (content) current.addLiteral(content);
-        literal++;
+        const header = headers.get(obj.id)!;
+        const headerBytes = encodeFileHeader(header);
+        const source = header.type === 'reg' ? sources.get(obj.id) : undefined;
+        const content = header.type === 'reg' ? (await repo.readFileWhole(obj.id)).content : null;
+        const kind = content ? contentKind(obj.path, content.subarray(0, KIND_HEAD_BYTES)) : 'other';
+        const figures = byKind[kind];
+        figures.objects++;
+        let chosen: Candidate | null = null;
+        if (content) {
+          figures.new_bytes += content.length;
+          if (source && source.size <= MAX_BSDIFF_BYTES && content.length <= MAX_BSDIFF_BYTES) {
+            const old = (await repo.readFileWhole(source.id)).content;
+            let t0 = performance.now();
+            const dst = opts.format === 1 ? null : describe(content, 'dst');
+            const withView = dst !== null && hasStreams(dst.segments);
+            timings_ms.view += performance.now() - t0;
+            // Two patches to build: the plain one on the second thread while this one builds the other.
+            const plainPatch = withView && old.length + content.length >= SECOND_THREAD_BYTES ? (diffWorker ??= new DiffWorker()).diff(old, content) : null;
+            plainPatch?.catch(() => {}); // awaited below; handled here too, in case the view throws first
+            const view = withView ? await viewCandidate(old, content, dst, headerBytes, source.id, timings_ms) : null;
+            let patch: Patch;
+            if (plainPatch) {
+              const done = await plainPatch;
+              patch = done.patch;
+              timings_ms.diff += done.ms;
+            } else {
+              t0 = performance.now();
+              patch = bsdiff(old, content);
+              timings_ms.diff += performance.now() - t0;
+            }
+            const plain = patchCandidate(patch, { type: 'file', header: headerBytes, source: source.id });
+            streams.found += dst?.streams.length ?? 0;
+            t0 = performance.now();
+            const literalEst = compressedSize(content, 5);
+            const plainEst = compressedSize(plain.bytes, 5);
+            const viewEst = view?.candidate ? compressedSize(view.candidate.bytes, 5) : null;
+            timings_ms.estimate += performance.now() - t0;
+            const before = Math.min(literalEst, plainEst);
+            // Ties go to the simpler record: literal, then plain patch, then view.
+            if (plainEst < literalEst) chosen = plain;
+            let after = before;
+            if (view?.candidate && viewEst !== null && viewEst < before) {
+              chosen = view.candidate;
+              after = viewEst;
+            }
+            figures.estimate_before += before;
+            figures.estimate_after += after;
+            const viewChosen = chosen !== null && chosen === view?.candidate;
+            for (const note of view?.streams ?? dst?.streams ?? []) {
+              if (note.reason === null && viewChosen) streams.used++;
+              else streams.fallbacks.push({ path: obj.path, codec: note.codec, reason: note.reason ?? 'larger' });
+            }
+            debugLines?.push(`${obj.path}\t${content.length}\tkind=${kind}\tpatch=${plainEst}\tliteral=${literalEst}\tview=${viewEst ?? '-'}\tchosen=${chosen === null ? 'literal' : chosen === plain ? 'patch' : 'view'}\tsource=${source.path}${plainPatch ? '\tplain-on=second-thread' : ''}`);
+          } else {
+            debugLines?.push(`${obj.path}\t${content.length}\tkind=${kind}\tliteral-only`);
+            const estimate = compressedSize(content, 5);
+            figures.estimate_before += estimate;
+            figures.estimate_after += estimate;
+          }
+        }
+        if (chosen) {
+          current.control.push(...chosen.control);
+          current.addDiff(chosen.patch.diff);
+          current.addLiteral(chosen.patch.extra);
+          current.scratch = Math.max(current.scratch, chosen.scratch);
+          patched++;
+          if (chosen.record.type === 'view-file') {
+            viewPatched++;
+            figures.view++;
+          }
+        } else {
+          current.control.push(encodeRecord({ type: 'file', header: headerBytes, source: null }));
+          if (content) current.addLiteral(content);
+          literal++;
+        }
+        if (content && content.length > COLLECT_AFTER_BYTES) collectGarbage();
       }
-      if (content && content.length > COLLECT_AFTER_BYTES) collectGarbage();
+      current.objects.push({ kind: obj.kind, id: obj.id });
+      if (current.rawBytes >= partBytes) await closePart();
     }
-    current.objects.push({ kind: obj.kind, id: obj.id });
-    if (current.rawBytes >= partBytes) await closePart();
+    await closePart();
+    await Promise.all(pending);
+  } finally {
+    await diffWorker?.close();
   }
-  await closePart();
-  await Promise.all(pending);
 
   if (debugLines) await writeFile(process.env.LARCH_DELTA_REPORT!, debugLines.join('\n') + '\n');
   const format: DeltaFormatVersion = codeDiff ? 3 : viewPatched > 0 ? 2 : 1;
