@@ -34,7 +34,6 @@ mkdirSync(dirname(outfile), { recursive: true });
 // No --bytecode: it starts 10 MB smaller (larch --version 37 MB against 47) but the binary grows
 // 6 MB and a one-line code change then costs 22.9 KB of xdelta3 instead of 571 B, where the
 // agent's own update is meant to be a tiny delta (docs/architecture.md, "Decisions").
-// src/delta/bsdiff-worker.ts is the delta generator's second thread: a worker is an entry point of its own (diff-worker.ts).
 const marker = JSON.stringify(`@(#)larch-agent-version ${version}@(#)`);
-const r = spawnSync(bun, ['build', '--compile', `--target=bun-${platform}`, '--compile-exec-argv=--smol', '--minify-syntax', `--define=LARCH_BUILD_MARKER=${marker}`, 'src/cli/larch.ts', 'src/delta/bsdiff-worker.ts', '--outfile', outfile], { cwd: root, stdio: 'inherit' });
+const r = spawnSync(bun, ['build', '--compile', `--target=bun-${platform}`, '--compile-exec-argv=--smol', '--minify-syntax', `--define=LARCH_BUILD_MARKER=${marker}`, 'src/cli/larch.ts', '--outfile', outfile], { cwd: root, stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -1,25 +1,37 @@
-/** Process entry of the `larch` binary (bun build --compile) and of bin/larch.js (Node). */
+/**
+ * Process entry of the `larch` binary (bun build --compile) and of bin/larch.js (Node). In the
+ * binary it is also the entry of the delta generator's second thread: there it loads
+ * generate-worker.ts, which serves the thread, and nothing else runs. Loaded only there:
+ * node:worker_threads and the generator's code at every command's start cost 5-7 MiB of RSS
+ * (`larch --version`).
+ */
+import { inBunWorker } from '../delta/worker-role.ts';
 import { runWithRuntimeOptions } from './runtime-options.ts';
 import { exitIfOutputClosed, main } from './main.ts';
 
-// First, before anything is run or written: an update command may re-execute the binary (runtime-options.ts).
-runWithRuntimeOptions();
+if (inBunWorker()) await import('../delta/generate-worker.ts');
+else run();
 
-process.stdout.on('error', (err) => {
-  exitIfOutputClosed(err);
-  throw err;
-});
+function run(): void {
+  // First, before anything is run or written: an update command may re-execute the binary (runtime-options.ts).
+  runWithRuntimeOptions();
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-    // An empty write's callback runs once everything before it has reached the pipe: a reader
-    // that went away with output still queued (one large write, as diff's) is then noticed
-    // (EPIPE, exit 141) instead of being dropped at exit with status 0.
-    process.stdout.write('', (err) => exitIfOutputClosed(err));
-  },
-  (err) => {
-    process.stderr.write(`larch: internal error: ${err}\n`);
-    process.exitCode = 1;
-  },
-);
+  process.stdout.on('error', (err) => {
+    exitIfOutputClosed(err);
+    throw err;
+  });
+
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+      // An empty write's callback runs once everything before it has reached the pipe: a reader
+      // that went away with output still queued (one large write, as diff's) is then noticed
+      // (EPIPE, exit 141) instead of being dropped at exit with status 0.
+      process.stdout.write('', (err) => exitIfOutputClosed(err));
+    },
+    (err) => {
+      process.stderr.write(`larch: internal error: ${err}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -17,16 +17,16 @@ import { type FileHeader, type ObjectId, type ObjectKind, encodeFileHeader } fro
 import type { Repo } from '../store/repo.ts';
 import { type SecretKey, encodeSignatures, keyId } from '../store/sign.ts';
 import { readTreePlan } from '../store/walk.ts';
-import { type Patch, bsdiff, bspatch } from './bsdiff.ts';
+import { type Candidate, type FileChoice, MAX_BSDIFF_BYTES, chooseFor } from './choose.ts';
 import { compress, compressedSize } from './compress.ts';
 import { DiffWorker } from './diff-worker.ts';
-import { type ControlRecord, type DeltaFormatVersion, type PartInfo, MAX_OPS_PER_RECORD, deltaFileBytes, encodeEnvelope, encodePart, encodePreamble, encodeRecord, encodeSuperblock } from './format.ts';
+import { type DeltaFormatVersion, type PartInfo, deltaFileBytes, encodeEnvelope, encodePart, encodePreamble, encodeRecord, encodeSuperblock } from './format.ts';
 import { type PlanFile, planSources } from './plan.ts';
 import { signDelta } from './sign.ts';
 import { encodeZeroRuns } from './zero-runs.ts';
 import { type ContentKind, CONTENT_KINDS, KIND_HEAD_BYTES, contentKind } from './view/kind.ts';
 import type { StreamCodec } from './view/segment.ts';
-import { type FallbackReason, describe, expandView, foldView, hasStreams } from './view/view.ts';
+import type { FallbackReason } from './view/view.ts';
 
 export interface GenerateOptions {
   from: ObjectId | null;
@@ -85,12 +85,9 @@ export interface GenerateResult {
   by_kind: Record<ContentKind, KindFigures>;
   /** Compressed streams in the new files that have a patch source: found, used, and why not. */
   streams: { found: number; used: number; fallbacks: StreamFallback[] };
-  /** Wall time of each phase in ms (compress overlaps the others: it runs on the thread pool). */
+  /** Time of each phase in ms, added up over the generator's two threads (diff, estimate, view) and the thread pool (compress): they overlap. */
   timings_ms: { plan: number; diff: number; estimate: number; compress: number; view: number; total: number };
 }
-
-/** Files larger than this are sent literally: bsdiff needs ~6x the old size in memory (suffix array). */
-export const MAX_BSDIFF_BYTES = 128 * 1024 * 1024;
 
 export function deltaName(from: ObjectId | null, to: ObjectId): string {
   return `${from ?? 'empty'}-${to}`;
@@ -126,6 +123,14 @@ const COLLECT_AFTER_BYTES = 4 * 1024 * 1024;
  */
 const SECOND_THREAD_BYTES = 1024 * 1024;
 
+/**
+ * A file with a source, old and new together at least this large, is chosen for whole on the
+ * second thread (choose.ts) while the loop goes on with the files after it; it has a part of its
+ * own, so the parts before and after it close and compress without waiting for it. Corpus pair:
+ * the kernel (28 MB together; its initramfs, 3.5 MB, stays on the loop).
+ */
+const OWN_PART_BYTES = 16 * 1024 * 1024;
+
 class PartBuilder {
   control: Uint8Array[] = [];
   diff: Uint8Array[] = [];
@@ -142,63 +147,6 @@ class PartBuilder {
     this.diff.push(b);
     this.rawBytes += b.length;
   }
-}
-
-/** One way to send a patched file: its control records, diff and extra bytes. */
-interface Candidate {
-  record: ControlRecord;
-  control: Uint8Array[];
-  patch: Patch;
-  /** What the estimate compresses: the records and both byte streams, as the part will hold them. */
-  bytes: Buffer;
-  /** Bytes of the source's view the device writes to R/tmp/ (0 for a plain patch). */
-  scratch: number;
-}
-
-function patchCandidate(patch: Patch, record: ControlRecord, scratch = 0): Candidate {
-  const ops: [number, number, number][] = patch.control.map((e) => [e.diffLen, e.extraLen, e.seek]);
-  const control = [encodeRecord(record)];
-  for (let i = 0; i < ops.length; i += MAX_OPS_PER_RECORD) control.push(encodeRecord({ type: 'ops', ops: ops.slice(i, i + MAX_OPS_PER_RECORD) }));
-  control.push(encodeRecord({ type: 'ops', ops: [] }));
-  return { record, control, patch, bytes: Buffer.concat([...control.slice(1), patch.diff, patch.extra]), scratch };
-}
-
-async function collect(chunks: AsyncIterable<Uint8Array>): Promise<Buffer> {
-  const out: Buffer[] = [];
-  for await (const c of chunks) out.push(Buffer.from(c));
-  return Buffer.concat(out);
-}
-
-async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield bytes;
-}
-
-/**
- * The file as a patch between views, when the new file holds a compressed stream we can rebuild
- * (`dst`, its description, has streams). Proven before it is offered: the device's own code
- * (expandView, bspatch, foldView) must give the new file back byte for byte; a difference is a
- * bug, reported as a `verify` fallback.
- */
-async function viewCandidate(old: Buffer, content: Buffer, dst: ReturnType<typeof describe>, header: Uint8Array, source: ObjectId, timings: { view: number; diff: number }): Promise<{ candidate: Candidate | null; streams: { codec: StreamCodec; reason: FallbackReason | null }[] }> {
-  let t0 = performance.now();
-  const src = describe(old, 'src');
-  const fallback = (reason: FallbackReason) => ({ candidate: null, streams: dst.streams.map((n) => ({ codec: n.codec, reason: n.reason ?? reason })) });
-  timings.view += performance.now() - t0;
-  if (src.view.length > MAX_BSDIFF_BYTES || dst.view.length > MAX_BSDIFF_BYTES) return fallback('limit');
-  t0 = performance.now();
-  const patch = bsdiff(src.view, dst.view);
-  timings.diff += performance.now() - t0;
-  t0 = performance.now();
-  try {
-    const rebuilt = await collect(foldView(once(bspatch(expandView(old, src.segments), patch)), dst.segments));
-    if (!rebuilt.equals(content)) return fallback('verify');
-  } catch {
-    return fallback('verify');
-  } finally {
-    timings.view += performance.now() - t0;
-  }
-  const record: ControlRecord = { type: 'view-file', header, source, src: src.segments, dst: dst.segments };
-  return { candidate: patchCandidate(patch, record, src.view.length), streams: dst.streams };
 }
 
 /**
@@ -285,43 +233,93 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
   let current = new PartBuilder();
   let patched = 0;
   let literal = 0;
+  const byKind = Object.fromEntries(CONTENT_KINDS.map((k) => [k, { objects: 0, new_bytes: 0, estimate_before: 0, estimate_after: 0, view: 0 }])) as Record<ContentKind, KindFigures>;
+  const streams = { found: 0, used: 0, fallbacks: [] as StreamFallback[] };
+  let viewPatched = 0;
+
+  /** The next part's place in the delta: parts are numbered in the order the loop opens them. */
+  const reservePart = (objects: PartInfo['objects']): { info: PartInfo; file: string } => {
+    const info: PartInfo = { size: 0, sha256: '', raw: 0, objects, scratch: 0 };
+    const file = join(tmpDir, `part-${parts.length}`);
+    parts.push(info);
+    partFiles.push(file);
+    return { info, file };
+  };
+
+  /** Compresses a built part into its place, on the thread pool. */
+  const compressPart = async (part: PartBuilder, { info, file }: { info: PartInfo; file: string }) => {
+    info.raw = part.rawBytes;
+    info.scratch = part.scratch;
+    const t0 = performance.now();
+    const diff = Buffer.concat(part.diff);
+    const { runs, bytes: diffBytes } = codeDiff ? encodeZeroRuns(diff) : { runs: null, bytes: diff };
+    const [c, r, d, l] = await Promise.all([Buffer.concat(part.control), runs, diffBytes, Buffer.concat(part.literal)].map((s) => (s === null ? null : compress(s, quality))));
+    timings_ms.compress += performance.now() - t0;
+    // Formats 1 and 2 share the three-stream part.
+    const bytes = encodePart(codeDiff ? 3 : 1, c!, r, d!, l!);
+    info.size = bytes.length;
+    info.sha256 = createHash('sha256').update(bytes).digest('hex');
+    await writeFile(file, bytes);
+    failpoint('delta::after-part-write');
+  };
 
   const closePart = async () => {
     const part = current;
     current = new PartBuilder();
     if (part.rawBytes > COLLECT_AFTER_BYTES) collectGarbage();
     if (part.objects.length === 0) return;
-    const index = parts.length;
-    const info: PartInfo = { size: 0, sha256: '', raw: part.rawBytes, objects: part.objects, scratch: part.scratch };
-    parts.push(info);
-    const file = join(tmpDir, `part-${index}`);
-    partFiles.push(file);
-    // Compress on the thread pool while the next part is being built.
-    pending.push(
-      (async () => {
-        const t0 = performance.now();
-        const diff = Buffer.concat(part.diff);
-        const { runs, bytes: diffBytes } = codeDiff ? encodeZeroRuns(diff) : { runs: null, bytes: diff };
-        const [c, r, d, l] = await Promise.all([Buffer.concat(part.control), runs, diffBytes, Buffer.concat(part.literal)].map((s) => (s === null ? null : compress(s, quality))));
-        timings_ms.compress += performance.now() - t0;
-        // Formats 1 and 2 share the three-stream part.
-        const bytes = encodePart(codeDiff ? 3 : 1, c!, r, d!, l!);
-        info.size = bytes.length;
-        info.sha256 = createHash('sha256').update(bytes).digest('hex');
-        await writeFile(file, bytes);
-        failpoint('delta::after-part-write');
-      })(),
-    );
+    // Compressed while the next part is being built.
+    pending.push(compressPart(part, reservePart(part.objects)));
     // The loop waits for the oldest part once PARTS_COMPRESSING are under way.
     if (pending.length > PARTS_COMPRESSING) await pending[pending.length - 1 - PARTS_COMPRESSING];
   };
 
-  const byKind = Object.fromEntries(CONTENT_KINDS.map((k) => [k, { objects: 0, new_bytes: 0, estimate_before: 0, estimate_after: 0, view: 0 }])) as Record<ContentKind, KindFigures>;
-  const streams = { found: 0, used: 0, fallbacks: [] as StreamFallback[] };
-  let viewPatched = 0;
+  interface NewFile {
+    path: string;
+    kind: ContentKind;
+    header: Uint8Array;
+    content: Uint8Array | null;
+    sourcePath?: string;
+  }
 
-  // The second thread for plain patches, started at the first file that needs it.
-  let diffWorker: DiffWorker | null = null;
+  /** Adds a file to a part as its choice says (none: no source, literal), and its figures to the result. */
+  const addFile = (part: PartBuilder, file: NewFile, choice: FileChoice | null, where = '') => {
+    const figures = byKind[file.kind];
+    if (choice) {
+      timings_ms.diff += choice.timings.diff;
+      timings_ms.view += choice.timings.view;
+      timings_ms.estimate += choice.timings.estimate;
+      figures.estimate_before += choice.estimateBefore;
+      figures.estimate_after += choice.estimateAfter;
+      streams.found += choice.streams.length;
+      for (const note of choice.streams) {
+        if (note.reason === null) streams.used++;
+        else streams.fallbacks.push({ path: file.path, codec: note.codec, reason: note.reason });
+      }
+      debugLines?.push(`${file.path}\t${file.content!.length}\tkind=${file.kind}\t${choice.report}\tsource=${file.sourcePath}${where}`);
+    }
+    const chosen: Candidate | null = choice?.chosen ?? null;
+    if (chosen) {
+      part.control.push(...chosen.control);
+      part.addDiff(chosen.patch.diff);
+      part.addLiteral(chosen.patch.extra);
+      part.scratch = Math.max(part.scratch, chosen.scratch);
+      patched++;
+      if (chosen.record.type === 'view-file') {
+        viewPatched++;
+        figures.view++;
+      }
+    } else {
+      part.control.push(encodeRecord({ type: 'file', header: file.header, source: null }));
+      if (file.content) part.addLiteral(file.content);
+      literal++;
+    }
+  };
+
+  // The second thread (diff-worker.ts), started at the first file that uses it.
+  const worker = new DiffWorker();
+  // The choices of files with parts of their own, under way on the second thread.
+  const ownParts: Promise<void>[] = [];
   try {
     for (const obj of wanted) {
       if (obj.kind !== 'file') {
@@ -330,79 +328,38 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
         current.addLiteral(bytes);
       } else {
         const header = headers.get(obj.id)!;
-        const headerBytes = encodeFileHeader(header);
         const source = header.type === 'reg' ? sources.get(obj.id) : undefined;
         const content = header.type === 'reg' ? (await repo.readFileWhole(obj.id)).content : null;
-        const kind = content ? contentKind(obj.path, content.subarray(0, KIND_HEAD_BYTES)) : 'other';
-        const figures = byKind[kind];
+        const file: NewFile = { path: obj.path, kind: content ? contentKind(obj.path, content.subarray(0, KIND_HEAD_BYTES)) : 'other', header: encodeFileHeader(header), content, sourcePath: source?.path };
+        const figures = byKind[file.kind];
         figures.objects++;
-        let chosen: Candidate | null = null;
-        if (content) {
-          figures.new_bytes += content.length;
-          if (source && source.size <= MAX_BSDIFF_BYTES && content.length <= MAX_BSDIFF_BYTES) {
-            const old = (await repo.readFileWhole(source.id)).content;
-            let t0 = performance.now();
-            const dst = opts.format === 1 ? null : describe(content, 'dst');
-            const withView = dst !== null && hasStreams(dst.segments);
-            timings_ms.view += performance.now() - t0;
-            // Two patches to build: the plain one on the second thread while this one builds the other.
-            const plainPatch = withView && old.length + content.length >= SECOND_THREAD_BYTES ? (diffWorker ??= new DiffWorker()).diff(old, content) : null;
-            plainPatch?.catch(() => {}); // awaited below; handled here too, in case the view throws first
-            const view = withView ? await viewCandidate(old, content, dst, headerBytes, source.id, timings_ms) : null;
-            let patch: Patch;
-            if (plainPatch) {
-              const done = await plainPatch;
-              patch = done.patch;
-              timings_ms.diff += done.ms;
-            } else {
-              t0 = performance.now();
-              patch = bsdiff(old, content);
-              timings_ms.diff += performance.now() - t0;
-            }
-            const plain = patchCandidate(patch, { type: 'file', header: headerBytes, source: source.id });
-            streams.found += dst?.streams.length ?? 0;
-            t0 = performance.now();
-            const literalEst = compressedSize(content, 5);
-            const plainEst = compressedSize(plain.bytes, 5);
-            const viewEst = view?.candidate ? compressedSize(view.candidate.bytes, 5) : null;
-            timings_ms.estimate += performance.now() - t0;
-            const before = Math.min(literalEst, plainEst);
-            // Ties go to the simpler record: literal, then plain patch, then view.
-            if (plainEst < literalEst) chosen = plain;
-            let after = before;
-            if (view?.candidate && viewEst !== null && viewEst < before) {
-              chosen = view.candidate;
-              after = viewEst;
-            }
-            figures.estimate_before += before;
-            figures.estimate_after += after;
-            const viewChosen = chosen !== null && chosen === view?.candidate;
-            for (const note of view?.streams ?? dst?.streams ?? []) {
-              if (note.reason === null && viewChosen) streams.used++;
-              else streams.fallbacks.push({ path: obj.path, codec: note.codec, reason: note.reason ?? 'larger' });
-            }
-            debugLines?.push(`${obj.path}\t${content.length}\tkind=${kind}\tpatch=${plainEst}\tliteral=${literalEst}\tview=${viewEst ?? '-'}\tchosen=${chosen === null ? 'literal' : chosen === plain ? 'patch' : 'view'}\tsource=${source.path}${plainPatch ? '\tplain-on=second-thread' : ''}`);
-          } else {
-            debugLines?.push(`${obj.path}\t${content.length}\tkind=${kind}\tliteral-only`);
+        if (content) figures.new_bytes += content.length;
+        if (content && source && source.size <= MAX_BSDIFF_BYTES && content.length <= MAX_BSDIFF_BYTES) {
+          const old = (await repo.readFileWhole(source.id)).content;
+          const input = { old, content, header: file.header, source: source.id, views: opts.format !== 1 };
+          if (old.length + content.length >= OWN_PART_BYTES && !worker.busy) {
+            await closePart();
+            const place = reservePart([{ kind: obj.kind, id: obj.id }]);
+            const job = worker.choose(input).then((choice) => {
+              const part = new PartBuilder();
+              addFile(part, file, choice, '\tchosen-on=second-thread');
+              return compressPart(part, place);
+            });
+            job.catch(() => {}); // awaited with the others at the end; handled here too, in case the loop throws first
+            ownParts.push(job);
+            continue;
+          }
+          // Two patches to build for a file with streams: the plain one on the second thread while this one builds the other.
+          const plainPatch = (o: Uint8Array, c: Uint8Array) => (!worker.busy && o.length + c.length >= SECOND_THREAD_BYTES ? worker.diff(o, c) : null);
+          addFile(current, file, await chooseFor({ ...input, plainPatch }));
+        } else {
+          if (content) {
+            debugLines?.push(`${obj.path}\t${content.length}\tkind=${file.kind}\tliteral-only`);
             const estimate = compressedSize(content, 5);
             figures.estimate_before += estimate;
             figures.estimate_after += estimate;
           }
-        }
-        if (chosen) {
-          current.control.push(...chosen.control);
-          current.addDiff(chosen.patch.diff);
-          current.addLiteral(chosen.patch.extra);
-          current.scratch = Math.max(current.scratch, chosen.scratch);
-          patched++;
-          if (chosen.record.type === 'view-file') {
-            viewPatched++;
-            figures.view++;
-          }
-        } else {
-          current.control.push(encodeRecord({ type: 'file', header: headerBytes, source: null }));
-          if (content) current.addLiteral(content);
-          literal++;
+          addFile(current, file, null);
         }
         if (content && content.length > COLLECT_AFTER_BYTES) collectGarbage();
       }
@@ -410,9 +367,9 @@ async function generateInto(repo: Repo, tmpDir: string, opts: GenerateOptions): 
       if (current.rawBytes >= partBytes) await closePart();
     }
     await closePart();
-    await Promise.all(pending);
+    await Promise.all([...pending, ...ownParts]);
   } finally {
-    await diffWorker?.close();
+    await worker.close();
   }
 
   if (debugLines) await writeFile(process.env.LARCH_DELTA_REPORT!, debugLines.join('\n') + '\n');

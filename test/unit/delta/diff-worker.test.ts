@@ -1,10 +1,12 @@
 /**
  * The generator's second thread (src/delta/diff-worker.ts): its patch is the one bsdiff makes on
- * the calling thread, also for inputs that are views into larger buffers; one worker serves diff
+ * the calling thread, and its choice for a file the one chooseFor makes, also for inputs that are views into larger buffers; one worker serves diff
  * after diff, and starts again after close; a diff it cannot finish is a rejection that says so.
  */
 import t from 'tap';
+import { gzipSync } from 'node:zlib';
 import { bsdiff } from '../../../src/delta/bsdiff.ts';
+import { chooseFor } from '../../../src/delta/choose.ts';
 import { DiffWorker } from '../../../src/delta/diff-worker.ts';
 import { prng } from '../../helpers.ts';
 
@@ -57,11 +59,46 @@ t.test('one diff at a time; a diff stopped by close is a rejection that names th
   t.teardown(() => worker.close());
   const { old, neu } = pair(7, 20_000);
   const first = worker.diff(old, neu);
-  t.throws(() => worker.diff(old, neu), /one diff at a time/, 'a second diff while one runs is refused');
+  await t.rejects(worker.diff(old, neu), /one request at a time/, 'a second diff while one runs is refused');
+  t.ok(worker.busy, 'and the worker says it is busy');
   await first;
+  t.notOk(worker.busy, 'not busy once it is done');
   const big = pair(8, 2_000_000);
   const stopped = worker.diff(big.old, big.neu);
   await worker.close();
-  await t.rejects(stopped, /the generator's second thread \(bsdiff-worker\.ts\) stopped/, 'a diff under way when the worker is stopped is rejected');
+  await t.rejects(stopped, /the generator's second thread \(generate-worker\.ts\) stopped/, 'a diff under way when the worker is stopped is rejected');
   t.ok(same(flat((await worker.diff(old, neu)).patch), flat(bsdiff(old, neu))), 'and the next diff starts a worker again');
+});
+
+t.test("a file's choice on the worker is the one chooseFor makes here", async (t) => {
+  const worker = new DiffWorker();
+  t.teardown(() => worker.close());
+  const text = (seed: number) => {
+    const rnd = prng(seed);
+    return Buffer.from(Array.from({ length: 4000 }, (_, i) => `line ${i} ${Math.floor(rnd() * 20)}\n`).join(''));
+  };
+  const { old, neu } = pair(9, 300_000);
+  const cases = {
+    'a gzip file (through its view)': { old: gzipSync(text(1)), content: gzipSync(Buffer.concat([text(1).subarray(0, 9000), Buffer.from('a new line\n'), text(1).subarray(9000)])) },
+    'a binary (plain patch)': { old, content: neu },
+    'noise against noise (literal)': { old: Uint8Array.from(pair(10, 3000).old, (x, i) => (x * 31 + i * 7) & 0xff), content: Uint8Array.from(pair(11, 3000).old, (x, i) => (x * 101 + i * 13) & 0xff) },
+  };
+  const chosen = (c: Awaited<ReturnType<typeof chooseFor>>) => ({
+    what: c.chosen === null ? 'literal' : c.chosen.record.type,
+    control: c.chosen?.control.map((b) => Buffer.from(b).toString('hex')),
+    diff: c.chosen && Buffer.from(c.chosen.patch.diff).toString('hex'),
+    extra: c.chosen && Buffer.from(c.chosen.patch.extra).toString('hex'),
+    scratch: c.chosen?.scratch,
+    estimates: [c.estimateBefore, c.estimateAfter],
+    streams: c.streams,
+    report: c.report,
+  });
+  const whats: string[] = [];
+  for (const [name, { old, content }] of Object.entries(cases)) {
+    const input = { old, content, header: Uint8Array.of(1, 2, 3), source: 'ab'.repeat(32), views: true };
+    const here = chosen(await chooseFor(input));
+    t.same(chosen(await worker.choose(input)), here, `${name}: the same choice, records, bytes and figures`);
+    whats.push(here.what);
+  }
+  t.same(whats, ['view-file', 'file', 'literal'], 'the cases cover the three choices');
 });
