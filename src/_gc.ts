@@ -5,7 +5,8 @@
  * views) was still resident while the next part filled up, and peak RSS followed the size of the
  * update (corpus delta 135-158 MiB, twice the update 152-167 MiB, measured). With one collection
  * per part: 133-136 and 141-143 MiB. The delta generator calls it after each file or part over
- * 4 MiB. Feature-detected so the code still runs unchanged on Node.
+ * 4 MiB, and a download into memory at each 4 MiB it crosses (download-sink.ts). Feature-detected
+ * so the code still runs unchanged on Node.
  */
 export function collectGarbage(): void {
   const runtime = globalThis as { Bun?: { gc(sync: boolean): void }; gc?: () => void };

@@ -10,6 +10,7 @@
 import { writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { fromSystemError } from '../../errors.ts';
+import { collectGarbage } from '../../_gc.ts';
 
 export interface Sink {
   /** Bytes held: where the next request starts. */
@@ -63,7 +64,13 @@ export async function intoFile(dest: string, transfer: (sink: Sink) => Promise<n
  * response tells its length (expect) and else doubled as bytes come, so a capped download holds
  * about twice its cap at most, not every chunk plus their concatenation (a list of chunk copies
  * and a concat took a 63 MiB body to 1.4 GiB under Bun, measured).
+ *
+ * A full collection at each 4 MiB boundary the bytes cross: the chunks already copied are
+ * garbage the collector was slow to take back. A 16 MiB body from a loopback server, Bun
+ * `--smol`: peak RSS 85 MiB without, 65.5 with (three runs each). Small files never cross one.
  */
+const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
+
 export async function intoMemory(transfer: (sink: Sink) => Promise<unknown>): Promise<Uint8Array> {
   let buffer = new Uint8Array(0);
   let size = 0;
@@ -85,6 +92,7 @@ export async function intoMemory(transfer: (sink: Sink) => Promise<unknown>): Pr
       if (size + chunk.length > buffer.length) room(Math.max(size + chunk.length, buffer.length * 2, 64 * 1024));
       buffer.set(chunk, size);
       size += chunk.length;
+      if (Math.floor((size - chunk.length) / COLLECT_EVERY_BYTES) !== Math.floor(size / COLLECT_EVERY_BYTES)) collectGarbage();
     },
   });
   return buffer.length === size ? buffer : buffer.slice(0, size);
