@@ -1,9 +1,8 @@
 /**
  * Process entry of the `larch` binary (bun build --compile) and of bin/larch.js (Node). In the
  * binary it is also the entry of the delta generator's second thread: there it loads
- * generate-worker.ts, which serves the thread, and nothing else runs. Loaded only there:
- * node:worker_threads and the generator's code at every command's start cost 5-7 MiB of RSS
- * (`larch --version`).
+ * generate-worker.ts, which serves the thread, and nothing else runs. Loaded only there: the
+ * generator's code at every command's start cost 1.8 MiB of RSS (src/delta/worker-role.ts).
  */
 import { inBunWorker } from '../delta/worker-role.ts';
 import { runWithRuntimeOptions } from './runtime-options.ts';
