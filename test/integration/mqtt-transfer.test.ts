@@ -171,19 +171,25 @@ t.test('resumes across a broker restart without asking again for chunks it holds
   t.match(JSON.parse(out), { result: 'staged', to: { version: '2' }, download: { via: 'delta' } });
 
   // Per part file: every offset asked at most twice (once more for the requests in flight at the
-  // restart, DEFAULT_WINDOW of them), and never an offset below what was already held.
+  // restart, DEFAULT_WINDOW of them), and never an offset below what was already held. One
+  // request may also time out (a request sent again while the responder is still reconnecting
+  // reaches no one), and that one may be a chunk already asked again: at most one offset asked
+  // three times (seen once in a full run: offset 524288, 4 repeats in all).
   const byPath = new Map<string, number[]>();
   for (const e of partEntries()) byPath.set(e.path, [...(byPath.get(e.path) ?? []), e.offset]);
   let repeats = 0;
   let sent = 0;
+  let thrice = 0;
   for (const [path, offsets] of byPath) {
     const seen = new Map<number, number>();
     for (const o of offsets) seen.set(o, (seen.get(o) ?? 0) + 1);
     for (const [o, n] of seen) {
-      t.ok(n <= 2, `${path} offset ${o} asked ${n} times`);
+      t.ok(n <= 3, `${path} offset ${o} asked ${n} times`);
+      if (n === 3) thrice++;
       repeats += n - 1;
     }
   }
+  t.ok(thrice <= 1, `at most one offset asked a third time (after a timeout): ${thrice}`);
   for (const e of partEntries()) sent += e.bytes;
   t.ok(repeats <= DEFAULT_WINDOW + 1, `at most the ${DEFAULT_WINDOW} chunks in flight (and one timed out) asked again: ${repeats} repeats over ${partEntries().length} requests`);
   t.ok(sent <= size * 1.05 + (DEFAULT_WINDOW + 1) * 64 * 1024, `bytes sent ${sent} ≈ the delta (${size} of random data), not twice`);
