@@ -207,6 +207,11 @@ export interface LarchOptions {
    */
   node?: string;
   /**
+   * The 'larch' delta is also applied by the Bun binary with `--threads 2` (the part with the
+   * largest source view on a second thread) into another fresh repo, as row 'larch-threads-2'.
+   */
+  threads2?: boolean;
+  /**
    * Also check that `larch checkout` of NEW from each applied repo equals the checkout from the
    * vendor's repo: `diff -r --no-dereference`, and owners and modes of every entry.
    */
@@ -241,7 +246,9 @@ export function larchRows(ctx: Context, larch: string | undefined, opts: LarchOp
     'larch-scratch': 'larch delta generate --to NEW (no --from) --sign-key K --out F; apply to an empty repo',
   };
   const nodeRow: Row = { method: 'larch-node', command: `node ${opts.node ? basename(opts.node) : 'bin/larch.js'} delta apply --key K.pub F: the larch delta, applied by larch on Node into a second fresh repo` };
-  const withNode = (rows: Row[]) => rows.flatMap((r) => (r.method === 'larch' && opts.node ? [r, { ...nodeRow, ...(r.na !== undefined ? { na: r.na } : {}) }] : [r]));
+  const threadsRow: Row = { method: 'larch-threads-2', command: 'larch delta apply --threads 2 --key K.pub F: the larch delta, applied by the Bun binary with the part with the largest source view on a second thread, into a third fresh repo' };
+  const extra = (r: Row) => [...(opts.node ? [nodeRow] : []), ...(opts.threads2 ? [threadsRow] : [])].map((x) => ({ ...x, ...(r.na !== undefined ? { na: r.na } : {}) }));
+  const withNode = (rows: Row[]) => rows.flatMap((r) => (r.method === 'larch' ? [r, ...extra(r)] : [r]));
   const rows: Row[] = names.map((n) => ({ method: n, command: commands[n] }));
   if (larch === undefined) return withNode(rows.map((r) => ({ ...r, na: 'no larch binary: build dist/larch with node scripts/build.mjs' })));
   const { work } = ctx;
@@ -332,14 +339,22 @@ export function larchRows(ctx: Context, larch: string | undefined, opts: LarchOp
       for (const f of streams?.fallbacks ?? []) reasons[f.reason] = (reasons[f.reason] ?? 0) + 1;
       log(`  ${JSON.stringify({ format, view_patched, by_kind, streams: streams && { found: streams.found, used: streams.used, fallbacks: reasons }, timings_ms })}`);
     }
-    if (name === 'larch' && opts.node) {
+    if (name === 'larch') {
       const done = out.at(-1)!;
-      if (done.na !== undefined) out.push({ ...nodeRow, na: done.na });
-      else {
-        const nodeRepo = join(work, 'larch-node-repo');
-        target('larch-node-repo', true)();
-        out.push(applyOnly(ctx, { ...nodeRow, bytes: done.bytes }, ['node', opts.node, 'delta', 'apply', '--repo', nodeRepo, '--key', `${key}.pub`, delta], check(nodeRepo)));
-        rmSync(nodeRepo, { recursive: true, force: true });
+      const again: [Row, string[]][] = [
+        ...(opts.node ? [[nodeRow, ['node', opts.node]] as [Row, string[]]] : []),
+        ...(opts.threads2 ? [[threadsRow, [larch]] as [Row, string[]]] : []),
+      ];
+      for (const [row, runner] of again) {
+        if (done.na !== undefined) {
+          out.push({ ...row, na: done.na });
+          continue;
+        }
+        const againRepo = join(work, `${row.method}-repo`);
+        target(`${row.method}-repo`, true)();
+        const threads = row === threadsRow ? ['--threads', '2'] : [];
+        out.push(applyOnly(ctx, { ...row, bytes: done.bytes }, [...runner, 'delta', 'apply', '--repo', againRepo, '--key', `${key}.pub`, ...threads, delta], check(againRepo)));
+        rmSync(againRepo, { recursive: true, force: true });
       }
     }
     rmSync(delta, { force: true });

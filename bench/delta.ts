@@ -14,7 +14,9 @@
  *   `larch delta apply` (the Bun binary) to a bare-user repo holding only OLD.
  * - larch: the same with the default `--format auto` (format 3: compressed streams diffed
  *   through their views, the diff bytes zero-run coded); applied by the Bun binary, and again by
- *   larch on Node (`node bin/larch.js delta apply`, row larch-node) into a second fresh repo.
+ *   larch on Node (`node bin/larch.js delta apply`, row larch-node) into a second fresh repo, and
+ *   by the Bun binary with `--threads 2` (row larch-threads-2: the part with the largest source
+ *   view applied on a second thread) into a third.
  * - larch-scratch: the delta from nothing (no --from), applied to an empty repo.
  *   Every larch result is checked: `larch show` NEW, `larch fsck`, and `larch checkout` of NEW
  *   from the applied repo equal to the checkout from the vendor repo (`diff -r
@@ -59,12 +61,12 @@ type MethodName = (typeof METHODS)[number];
 const LARCH_ROWS: readonly LarchRowName[] = ['larch-plain', 'larch', 'larch-scratch'];
 const FILE_GROUPS: readonly Group[] = ['zstd', 'xdelta3', 'bsdiff', 'xz'];
 /** The rows in the table, whatever order they ran in. */
-const TABLE_ORDER = ['larch-plain', 'larch', 'larch-node', 'larch-scratch', 'ostree', 'ostree-default', 'ostree-scratch', 'zstd-patch', 'xdelta3', 'bsdiff', 'full-xz'];
+const TABLE_ORDER = ['larch-plain', 'larch', 'larch-node', 'larch-threads-2', 'larch-scratch', 'ostree', 'ostree-default', 'ostree-scratch', 'zstd-patch', 'xdelta3', 'bsdiff', 'full-xz'];
 
 /** Issue 18's goals (must-show 1-3) from the rows of one run, where the rows are there. */
 function goals(rows: Row[]): string[] {
   const get = (m: string) => rows.find((r) => r.method === m && r.na === undefined);
-  const [l, o, n] = [get('larch'), get('ostree'), get('larch-node')];
+  const [l, o, n, t2] = [get('larch'), get('ostree'), get('larch-node'), get('larch-threads-2')];
   if (!l || !o || l.bytes === undefined || !o.bytes) return [];
   const x = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? `${(a / b).toFixed(3)}x` : 'n/a');
   const met = (ok: boolean) => (ok ? 'met' : 'NOT met');
@@ -72,6 +74,7 @@ function goals(rows: Row[]): string[] {
   out.push(`  bytes: ${x(l.bytes, o.bytes)} OSTree's (goal <= 0.60x: ${met(l.bytes / o.bytes <= 0.6)})`);
   if (l.generate && o.generate) out.push(`  generate: ${x(l.generate.seconds, o.generate.seconds)} OSTree's time (goal <= 1.0x: ${met(l.generate.seconds <= o.generate.seconds)})`);
   if (l.apply && o.apply) out.push(`  apply (Bun): ${x(l.apply.seconds, o.apply.seconds)} OSTree's apply-offline (goal <= 1.0x: ${met(l.apply.seconds <= o.apply.seconds)}); peak ${l.apply.peakMiB.toFixed(1)} MiB (goal <= 96 MiB: ${met(l.apply.peakMiB <= 96)})`);
+  if (t2?.apply && o.apply) out.push(`  apply (Bun, --threads 2): ${x(t2.apply.seconds, o.apply.seconds)} OSTree's apply-offline (goal <= 1.0x: ${met(t2.apply.seconds <= o.apply.seconds)}); peak ${t2.apply.peakMiB.toFixed(1)} MiB (goal <= 96 MiB: ${met(t2.apply.peakMiB <= 96)}), check ${t2.check}`);
   if (n?.apply) out.push(`  apply (Node): ${n.apply.seconds.toFixed(2)} s, ${n.apply.peakMiB.toFixed(1)} MiB, check ${n.check}`);
   return out;
 }
@@ -123,7 +126,7 @@ async function main(): Promise<void> {
       rows.push(...ostreeRows(ctx, { inline: selected('ostree'), defaultDelta: selected('ostree-default'), scratch: selected('ostree-scratch') }));
     }
     const larchOrder = (['larch', 'larch-plain', 'larch-scratch'] as const).filter((r) => larchSelected.includes(r));
-    if (larchOrder.length > 0) rows.push(...larchRows(ctx, larch, { rows: larchOrder, node: join(ROOT, 'bin', 'larch.js'), sameCheckout: true }));
+    if (larchOrder.length > 0) rows.push(...larchRows(ctx, larch, { rows: larchOrder, node: join(ROOT, 'bin', 'larch.js'), threads2: true, sameCheckout: true }));
     if (tarGroups.length > 0) {
       log('bench/delta: making old.tar and new.tar');
       makeTar(corpus.old, ctx.oldFile);

@@ -152,7 +152,22 @@ function pause(): void {
   if (existsSync(path)) readCancelRequest();
 }
 
-const hits = new Map<Failpoint, number>();
+/**
+ * Hits so far of each failpoint, by its place in FAILPOINT_NAMES, in memory all of the process's
+ * threads share: a delta apply's second thread (part-thread.ts) adopts its parent's counts, so
+ * `NAME:N` is the Nth hit in the process, whichever thread passes it.
+ */
+let hits = new Int32Array(new SharedArrayBuffer(4 * FAILPOINT_NAMES.length));
+
+/** The counts a second thread adopts with `shareFailpointHits`. */
+export function failpointHits(): SharedArrayBuffer {
+  return hits.buffer as SharedArrayBuffer;
+}
+
+/** On a second thread: count hits in its parent's counts (`failpointHits()` there). */
+export function shareFailpointHits(shared: SharedArrayBuffer): void {
+  hits = new Int32Array(shared);
+}
 
 /**
  * Passes the failpoint `name`: logs it (LARCH_FAILPOINT_LOG), and ends the process with SIGKILL
@@ -167,8 +182,7 @@ export function failpoint(name: Failpoint): void {
   if (phase) checkCancel(phase);
   const armed = process.env.LARCH_FAILPOINT;
   if (!armed) return;
-  const n = (hits.get(name) ?? 0) + 1;
-  hits.set(name, n);
+  const n = Atomics.add(hits, FAILPOINT_NAMES.indexOf(name), 1) + 1;
   const spec = parseFailpointSpec(armed);
   if (spec.name === name && spec.hit === n) {
     process.kill(process.pid, 'SIGKILL');

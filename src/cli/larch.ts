@@ -4,11 +4,11 @@
  * generate-worker.ts, which serves the thread, and nothing else runs. Loaded only there: the
  * generator's code at every command's start cost 1.8 MiB of RSS (src/delta/worker-role.ts).
  */
-import { inBunWorker } from '../delta/worker-role.ts';
+import { inBunWorker, serveWorkerRole } from '../delta/worker-role.ts';
 import { runWithRuntimeOptions } from './runtime-options.ts';
 import { exitIfOutputClosed, main } from './main.ts';
 
-if (inBunWorker()) await import('../delta/generate-worker.ts');
+if (inBunWorker()) await serveWorkerRole();
 else run();
 
 function run(): void {

@@ -1,5 +1,6 @@
 /** The `larch` entry point: finds the command, parses its flags, prints errors with their code and hint. */
 import { INTERNAL_HINT, LarchError } from '../errors.ts';
+import { defaultApplyThreads } from '../delta/threads.ts';
 import { checkFailpointEnv } from '../failpoint.ts';
 import { AlreadyReported, type Command, type Io, parse } from './command.ts';
 import { COMMAND_NAMES, loadCommand, loadCommands } from './commands/index.ts';
@@ -100,6 +101,8 @@ export async function main(argv: string[]): Promise<number> {
   try {
     // Once at start-up: a mistyped failpoint would otherwise never fire, and a crash test pass for nothing.
     checkFailpointEnv();
+    // A bad LARCH_APPLY_THREADS fails here, not after an update's download.
+    defaultApplyThreads();
     const cmd: Command | undefined = await loadCommand(name);
     if (!cmd) throw new LarchError('USAGE', `unknown command '${name}'`, { hint: "run 'larch --help' for the list of commands", data: { command: name } });
     const args = parse(cmd, rest);

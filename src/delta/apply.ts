@@ -11,12 +11,15 @@
  * its source read piece by piece (a kernel: one compressed LZ4 block at a time into one 8 MiB
  * block buffer, which the part lends to the fold next). The fold holds one deflate view, or one
  * 8 MiB LZ4 block and its compressed bytes (as large as the frame records, ~2 MB for a kernel).
+ * With two threads (`threads`, threads.ts) the part with the largest source view is applied on a
+ * second thread (part-thread.ts) beside the others: less time, more memory.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
+import { threadId } from 'node:worker_threads';
 import { collectGarbage } from '../_gc.ts';
 import { memoryPoint } from '../_memory-log.ts';
 import { LarchError, fromSystemError } from '../errors.ts';
@@ -29,25 +32,35 @@ import { forEachTreeFile } from '../store/walk.ts';
 import { ByteReader, StreamEndedError } from './byte-reader.ts';
 import { createDecompressor } from './compress.ts';
 import { type ControlRecord, type DeltaFormatVersion, type PartInfo, type PartStreams, type Superblock, DeltaFormatError, partHeaderBytes, DeltaUnsupportedError, RECORD_LENGTH_BYTES, decodeEnvelope, decodePartHeader, decodeRecord, decodeRecordLength, decodeSuperblock } from './format.ts';
+import { PartThread } from './part-thread.ts';
+import { defaultApplyThreads, secondThreadPart } from './threads.ts';
 import { verifyDelta } from './sign.ts';
 import { ZeroRunError, ZeroRunReader } from './zero-runs.ts';
 import { ViewError } from './view/errors.ts';
 import { type Segment, segmentTotals } from './view/segment.ts';
 import { type SourceReader, type ViewBuffers, expandView, expandViewChunks, foldView } from './view/view.ts';
 
-/** Where the bytes of each part are: a region of a file (the one-file delta, or a downloaded part). */
+/** Where a part's bytes are: a region of a file (the one-file delta, or a downloaded part). */
+export interface PartPlace {
+  path: string;
+  offset: number;
+}
+
 export interface DeltaSource {
   envelope: Uint8Array;
-  part(index: number): Promise<{ path: string; offset: number }>;
+  part(index: number): Promise<PartPlace>;
 }
 
 export interface ApplyOptions {
   /** Keys that may sign the delta; null only with allowUnsigned. */
   trusted: Uint8Array[] | null;
   allowUnsigned?: boolean;
-  onProgress?: (event: { part: number; parts: number; skipped: boolean; bytes: number }) => void;
+  /** After each part: `done` parts of `parts` are stored (with two threads, parts finish out of order). */
+  onProgress?: (event: { part: number; parts: number; skipped: boolean; bytes: number; done: number }) => void;
   /** Point this branch at the delta's commit, in the transaction that stores the commit. */
   ref?: string;
+  /** Threads to apply parts on, 1 or 2 (default: defaultApplyThreads()). */
+  threads?: number;
 }
 
 export interface ApplyResult {
@@ -143,27 +156,73 @@ export async function applyDelta(repo: Repo, source: DeltaSource, opts: ApplyOpt
   }
   await checkScratchSpace(repo, sb);
   const result: ApplyResult = { from: sb.from, to: sb.to, parts: sb.parts.length, parts_applied: 0, parts_skipped: 0, objects_written: 0 };
+  const todo: number[] = [];
   for (let i = 0; i < sb.parts.length; i++) {
     const part = sb.parts[i];
     if (await partStored(repo, part)) {
       result.parts_skipped++;
-      opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: true, bytes: part.size });
-      continue;
+      opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: true, bytes: part.size, done: result.parts_skipped });
+    } else {
+      todo.push(i);
     }
-    memoryPoint(`part ${i + 1}/${sb.parts.length}`);
-    const where = await source.part(i);
-    await checkPartChecksum(where, part, i, sb.parts.length);
-    result.objects_written += await applyPart(repo, where, part, i, sb.parts.length, sb.format);
+  }
+  const applied = (i: number, written: number) => {
+    result.objects_written += written;
     failpoint('delta::after-part-apply');
     result.parts_applied++;
     memoryPoint(`part ${i + 1}/${sb.parts.length} stored`);
     collectGarbage();
-    opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: false, bytes: part.size });
+    opts.onProgress?.({ part: i, parts: sb.parts.length, skipped: false, bytes: sb.parts[i].size, done: result.parts_skipped + result.parts_applied });
+  };
+  const here = async (i: number, lockHeld: boolean) => {
+    memoryPoint(`part ${i + 1}/${sb.parts.length}`);
+    applied(i, await applyCheckedPart(repo, await source.part(i), sb.parts[i], i, sb.parts.length, sb.format, lockHeld));
+  };
+  const second = secondThreadPart(sb.parts, todo, opts.threads ?? defaultApplyThreads());
+  if (second === null) {
+    for (const i of todo) await here(i, false);
+  } else {
+    await withSecondThread(repo, sb, source, todo, second, here, applied);
   }
   memoryPoint('finish');
   await finish(repo, sb, opts.ref);
   memoryPoint('done');
   return result;
+}
+
+/**
+ * Applies `todo` on two threads: part `second` on a PartThread, the rest here, each part in its
+ * own transaction under the one repo lock, held here for the while. A failure on this thread
+ * waits for the other's part to finish or fail whole; one there stops this thread at its next
+ * part. The first failure is thrown.
+ */
+async function withSecondThread(repo: Repo, sb: Superblock, source: DeltaSource, todo: readonly number[], second: number, here: (i: number, lockHeld: boolean) => Promise<void>, applied: (i: number, written: number) => void): Promise<void> {
+  const lock = await repo.lock();
+  const thread = new PartThread();
+  let failed: { err: unknown } | null = null;
+  const fail = (err: unknown) => {
+    failed ??= { err };
+  };
+  const there = (async () => {
+    memoryPoint(`part ${second + 1}/${sb.parts.length} (second thread)`);
+    const where = await source.part(second);
+    const written = await thread.apply({ repo: repo.path, where, part: sb.parts[second], index: second, count: sb.parts.length, format: sb.format });
+    // Its memory goes back before the parts left here (the thread's own heap and compiled code).
+    await thread.close();
+    applied(second, written);
+  })().catch(fail);
+  try {
+    for (const i of todo) {
+      if (failed) break;
+      if (i !== second) await here(i, true);
+    }
+  } catch (err) {
+    fail(err);
+  }
+  await there;
+  await thread.close();
+  await lock.release();
+  if (failed) throw (failed as { err: unknown }).err;
 }
 
 /**
@@ -245,7 +304,7 @@ async function sourceObjectPath(repo: Repo, id: ObjectId, tmpDir: string): Promi
   let path = repo.objectPath('file', id);
   let temp: string | null = null;
   if (repo.mode === 'archive') {
-    temp = join(tmpDir, `source-${process.pid}-${++sourceCounter}-${id}`);
+    temp = join(tmpDir, `source-${process.pid}-${threadId}-${++sourceCounter}-${id}`);
     const fh = await open(temp, 'wx', 0o600);
     try {
       for await (const c of (await repo.readFile(id)).content()) await fh.write(c);
@@ -321,8 +380,17 @@ function openSourceFile(path: string, id: ObjectId, temp: string | null): Source
   };
 }
 
+/**
+ * Checks one part's bytes and interprets them inside a transaction; returns the number of objects
+ * written. `lockHeld`: the caller holds the repo's lock (applyDelta with a second thread).
+ */
+export async function applyCheckedPart(repo: Repo, where: PartPlace, part: PartInfo, index: number, count: number, format: DeltaFormatVersion, lockHeld: boolean): Promise<number> {
+  await checkPartChecksum(where, part, index, count);
+  return applyPart(repo, where, part, index, count, format, lockHeld);
+}
+
 /** Interprets one part inside a transaction; returns the number of objects written. */
-async function applyPart(repo: Repo, where: { path: string; offset: number }, part: PartInfo, index: number, count: number, format: DeltaFormatVersion): Promise<number> {
+async function applyPart(repo: Repo, where: PartPlace, part: PartInfo, index: number, count: number, format: DeltaFormatVersion, lockHeld: boolean): Promise<number> {
   const label = `part ${index + 1}/${count}`;
   const headerBytes = partHeaderBytes(format);
   const head = Buffer.alloc(headerBytes);
@@ -347,7 +415,7 @@ async function applyPart(repo: Repo, where: { path: string; offset: number }, pa
     return decodeRecord(await control.read(decodeRecordLength(await control.read(RECORD_LENGTH_BYTES))), expectOps, format);
   };
 
-  const txn = await Transaction.begin(repo);
+  const txn = await Transaction.begin(repo, { lockHeld });
   const writes = new WriteQueue();
   // The part's view buffers (a kernel's LZ4 block, shared by its source expansion and its fold; the
   // small .gz views, made and re-encoded in the same few buffers); dropped with the part.
@@ -481,7 +549,7 @@ const totalN = (segments: readonly Segment[]) => segments.reduce((a, s) => a + s
  */
 async function openViewSource(repo: Repo, id: ObjectId, segments: readonly Segment[], tmpDir: string, buffers: ViewBuffers): Promise<SourceObject> {
   const { path, temp } = await sourceObjectPath(repo, id, tmpDir);
-  const viewPath = join(tmpDir, `view-${process.pid}-${++sourceCounter}-${id}`);
+  const viewPath = join(tmpDir, `view-${process.pid}-${threadId}-${++sourceCounter}-${id}`);
   let held: Uint8Array | null;
   try {
     held = await expandSourceView(path, id, segments, viewPath, buffers);
@@ -658,8 +726,8 @@ async function finish(repo: Repo, sb: Superblock, ref: string | undefined): Prom
     throw new LarchError('DELTA_CORRUPT', `delta superblock: commit ${sb.to}: ${(err as Error).message}`, { data: { part: 'superblock', to: sb.to } });
   }
   try {
-    await forEachTreeFile(repo, root, async (id, path) => {
-      if (!(await repo.hasObject('file', id))) throw new LarchError('OBJECT_MISSING', `file ${id} at '${path()}' is missing`, { data: { id, path: path() } });
+    forEachTreeFile(repo, root, (id, path) => {
+      if (!repo.hasObjectSync('file', id)) throw new LarchError('OBJECT_MISSING', `file ${id} at '${path()}' is missing`, { data: { id, path: path() } });
     });
   } catch (err) {
     if (err instanceof LarchError && err.code === 'OBJECT_MISSING') throw new LarchError('DELTA_CORRUPT', `delta left the tree of ${sb.to} incomplete: ${err.message}`, { data: { ...err.data, to: sb.to } });

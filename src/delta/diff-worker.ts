@@ -10,27 +10,11 @@
  * The worker is started at the first request and stopped by `close`. It runs the same code as the
  * generator's thread, so a patch or a choice is the same bytes on either.
  */
-import { Worker } from 'node:worker_threads';
 import type { Patch } from './bsdiff.ts';
 import type { ChooseInput, FileChoice } from './choose.ts';
 import type { Request } from './generate-worker.ts';
-import { GENERATE_WORKER_DATA } from './worker-role.ts';
-
-/**
- * The worker thread. In the compiled binary it runs the binary's own entry, the bundle's
- * `import.meta.url`, which serves requests when `workerData` says so (generate-worker.ts). From
- * source it runs generate-worker.ts; Node runs the sources through tsx, which a worker does not
- * get from its parent (neither bin/larch.js's register() nor, on Node 20, `--import tsx`), so
- * there the worker registers it before it loads its module.
- */
-function startWorker(): Worker {
-  const options = { workerData: GENERATE_WORKER_DATA };
-  if (import.meta.url.startsWith('file:///$bunfs/')) return new Worker(new URL(import.meta.url), options);
-  const url = new URL('./generate-worker.ts', import.meta.url);
-  if ('Bun' in globalThis) return new Worker(url, options);
-  const tsx = import.meta.resolve('tsx/esm/api');
-  return new Worker(`import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(url.href)}); });`, { ...options, eval: true });
-}
+import { SecondThread } from './second-thread.ts';
+import { GENERATE_WORKER_ROLE } from './worker-role.ts';
 
 /** A view over its own whole buffer, so that posting it copies only its bytes. */
 function alone(bytes: Uint8Array): Uint8Array {
@@ -40,12 +24,11 @@ function alone(bytes: Uint8Array): Uint8Array {
 type Reply = { patch: Patch; ms: number } | { choice: FileChoice } | { error: string };
 
 export class DiffWorker {
-  #worker: Worker | null = null;
-  #waiting: { resolve: (r: Reply) => void; reject: (e: Error) => void } | null = null;
+  #thread = new SecondThread<Request, Reply>(GENERATE_WORKER_ROLE, new URL('./generate-worker.ts', import.meta.url), "the generator's second thread (generate-worker.ts)");
 
   /** Whether a request is under way (one at a time). */
   get busy(): boolean {
-    return this.#waiting !== null;
+    return this.#thread.busy;
   }
 
   /**
@@ -66,39 +49,13 @@ export class DiffWorker {
   }
 
   /** Stops the worker; a request under way is rejected, and a later one starts another worker. */
-  async close(): Promise<void> {
-    const worker = this.#worker;
-    this.#worker = null;
-    if (worker) await worker.terminate();
+  close(): Promise<void> {
+    return this.#thread.close();
   }
 
-  #call(request: Request): Promise<Reply> {
-    if (this.#waiting) throw new Error('DiffWorker: one request at a time');
-    const worker = this.#start();
-    return new Promise((resolve, reject) => {
-      this.#waiting = { resolve, reject };
-      worker.postMessage(request);
-    });
-  }
-
-  #start(): Worker {
-    if (this.#worker) return this.#worker;
-    const worker = startWorker();
-    const fail = (err: Error) => {
-      if (this.#worker === worker) this.#worker = null;
-      const waiting = this.#waiting;
-      this.#waiting = null;
-      waiting?.reject(err);
-    };
-    worker.on('message', (reply: Reply) => {
-      const waiting = this.#waiting;
-      this.#waiting = null;
-      if ('error' in reply) waiting?.reject(new Error(`the generator's second thread: ${reply.error}`));
-      else waiting?.resolve(reply);
-    });
-    worker.on('error', (err) => fail(new Error(`the generator's second thread (generate-worker.ts) failed: ${err.message}`)));
-    worker.on('exit', (code) => fail(new Error(`the generator's second thread (generate-worker.ts) stopped (exit code ${code})`)));
-    this.#worker = worker;
-    return worker;
+  async #call(request: Request): Promise<Reply> {
+    const reply = await this.#thread.call(request);
+    if ('error' in reply) throw new Error(`the generator's second thread: ${reply.error}`);
+    return reply;
   }
 }

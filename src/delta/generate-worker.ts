@@ -1,6 +1,6 @@
 /**
  * The delta generator's second thread (worker_threads), the other half of diff-worker.ts's
- * protocol. One request at a time:
+ * protocol (second-thread.ts). One request at a time:
  * - `{ op: 'diff', old, neu }` → `{ patch, ms }`: bsdiff(old, neu);
  * - `{ op: 'choose', input }` → `{ choice }`: chooseFor(input), a whole file's choice;
  * - a request that throws → `{ error }`.
@@ -13,7 +13,7 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { bsdiff } from './bsdiff.ts';
 import { type ChooseInput, chooseFor } from './choose.ts';
-import { GENERATE_WORKER_DATA } from './worker-role.ts';
+import { GENERATE_WORKER_ROLE } from './worker-role.ts';
 
 export type Request = { op: 'diff'; old: Uint8Array; neu: Uint8Array } | { op: 'choose'; input: Omit<ChooseInput, 'plainPatch'> };
 
@@ -35,5 +35,5 @@ function serve(port: NonNullable<typeof parentPort>): void {
   });
 }
 
-if (!isMainThread && (workerData as { role?: string } | null)?.role === GENERATE_WORKER_DATA.role) serve(parentPort!);
+if (!isMainThread && (workerData as { role?: string } | null)?.role === GENERATE_WORKER_ROLE) serve(parentPort!);
 else if (!isMainThread) throw new Error(`a worker thread of larch that is not the delta generator's: workerData ${JSON.stringify(workerData)}`);

@@ -11,7 +11,7 @@
  *   R/lock                   the writer lock
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
@@ -168,6 +168,16 @@ export class Repo {
     }
   }
 
+  /** hasObject in one synchronous call: for checks of many objects in a row, where a thread-pool round trip each costs more than the stat. */
+  hasObjectSync(kind: ObjectKind, id: ObjectId): boolean {
+    try {
+      lstatSync(this.objectPath(kind, id));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Reads a metadata object, refusing oversized ones and checking its id. @throws OBJECT_MISSING, OBJECT_CORRUPT */
   async readMetadataBytes(kind: Exclude<ObjectKind, 'file'>, id: ObjectId): Promise<Uint8Array> {
     const path = this.objectPath(kind, id);
@@ -175,30 +185,44 @@ export class Repo {
     try {
       fh = await open(path, 'r');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new LarchError('OBJECT_MISSING', `${kind} ${id} is missing`, { data: { kind, id, path } });
-      throw fromSystemError(err, `read ${kind}`, path);
+      throw metadataOpenError(err, kind, id, path);
     }
     try {
       const { size } = await fh.stat();
-      if (size > MAX_METADATA_BYTES) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id} is ${size} bytes, over the ${MAX_METADATA_BYTES}-byte limit`, { data: { kind, id, path } });
+      checkMetadataSize(size, kind, id, path);
       const bytes = new Uint8Array(size);
       const { bytesRead } = await fh.read(bytes, 0, size, 0);
-      const actual = sha256(bytes.subarray(0, bytesRead));
-      if (actual !== id) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id}: checksum mismatch: expected ${id}, got ${actual}`, { data: { kind, id, path, actual } });
-      return bytes;
+      return checkedMetadata(bytes.subarray(0, bytesRead), kind, id, path);
     } finally {
       await fh.close();
     }
   }
 
-  private async decodeMetadata<T>(kind: Exclude<ObjectKind, 'file'>, id: ObjectId, decode: (b: Uint8Array) => T): Promise<T> {
-    const bytes = await this.readMetadataBytes(kind, id);
+  /**
+   * readMetadataBytes in synchronous calls: a walk of a whole tree's metadata (an applied delta's
+   * completeness check, 1,278 directories on the corpus pair) took 0.55-0.7 s through the thread
+   * pool and ~0.15 s this way. @throws as readMetadataBytes
+   */
+  readMetadataBytesSync(kind: Exclude<ObjectKind, 'file'>, id: ObjectId): Uint8Array {
+    const path = this.objectPath(kind, id);
+    let fd;
     try {
-      return decode(bytes);
+      fd = openSync(path, 'r');
     } catch (err) {
-      if (err instanceof ObjectFormatError) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id}: ${err.message}`, { data: { kind, id } });
-      throw err;
+      throw metadataOpenError(err, kind, id, path);
     }
+    try {
+      const { size } = fstatSync(fd);
+      checkMetadataSize(size, kind, id, path);
+      const bytes = new Uint8Array(size);
+      return checkedMetadata(bytes.subarray(0, readSync(fd, bytes, 0, size, 0)), kind, id, path);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  private async decodeMetadata<T>(kind: Exclude<ObjectKind, 'file'>, id: ObjectId, decode: (b: Uint8Array) => T): Promise<T> {
+    return decodeMetadataBytes(await this.readMetadataBytes(kind, id), kind, id, decode);
   }
 
   readCommit(id: ObjectId): Promise<Commit> {
@@ -209,6 +233,14 @@ export class Repo {
   }
   readDirMeta(id: ObjectId): Promise<DirMeta> {
     return this.decodeMetadata('dirmeta', id, decodeDirMeta);
+  }
+  /** readDirTree in synchronous calls (readMetadataBytesSync). */
+  readDirTreeSync(id: ObjectId): DirTree {
+    return decodeMetadataBytes(this.readMetadataBytesSync('dirtree', id), 'dirtree', id, decodeDirTree);
+  }
+  /** readDirMeta in synchronous calls (readMetadataBytesSync). */
+  readDirMetaSync(id: ObjectId): DirMeta {
+    return decodeMetadataBytes(this.readMetadataBytesSync('dirmeta', id), 'dirmeta', id, decodeDirMeta);
   }
 
   /**
@@ -402,6 +434,34 @@ export class Repo {
     const dir = join(this.path, 'tmp', `staging-${process.pid}-${randomBytes(6).toString('hex')}`);
     await mkdir(dir, { recursive: true });
     return dir;
+  }
+}
+
+/** A metadata object that cannot be opened, as readMetadataBytes reports it. */
+function metadataOpenError(err: unknown, kind: ObjectKind, id: ObjectId, path: string): unknown {
+  if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new LarchError('OBJECT_MISSING', `${kind} ${id} is missing`, { data: { kind, id, path } });
+  return fromSystemError(err, `read ${kind}`, path);
+}
+
+/** @throws OBJECT_CORRUPT for a metadata object over MAX_METADATA_BYTES */
+function checkMetadataSize(size: number, kind: ObjectKind, id: ObjectId, path: string): void {
+  if (size > MAX_METADATA_BYTES) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id} is ${size} bytes, over the ${MAX_METADATA_BYTES}-byte limit`, { data: { kind, id, path } });
+}
+
+/** The bytes read, when they hash to the object's id. @throws OBJECT_CORRUPT */
+function checkedMetadata(bytes: Uint8Array, kind: ObjectKind, id: ObjectId, path: string): Uint8Array {
+  const actual = sha256(bytes);
+  if (actual !== id) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id}: checksum mismatch: expected ${id}, got ${actual}`, { data: { kind, id, path, actual } });
+  return bytes;
+}
+
+/** Decodes a checked metadata object. @throws OBJECT_CORRUPT when it does not parse */
+function decodeMetadataBytes<T>(bytes: Uint8Array, kind: ObjectKind, id: ObjectId, decode: (b: Uint8Array) => T): T {
+  try {
+    return decode(bytes);
+  } catch (err) {
+    if (err instanceof ObjectFormatError) throw new LarchError('OBJECT_CORRUPT', `${kind} ${id}: ${err.message}`, { data: { kind, id } });
+    throw err;
   }
 }
 

@@ -98,12 +98,16 @@ export class Transaction {
     private readonly dir: string,
   ) {}
 
-  /** Takes the repo's writer lock and opens a staging directory. @throws LOCKED */
-  static async begin(repo: Repo): Promise<Transaction> {
+  /**
+   * Takes the repo's writer lock and opens a staging directory. With `lockHeld`, the caller holds
+   * the lock for the transaction's whole life and releases it itself (a delta apply's parts on two
+   * threads, whose transactions run side by side under the one lock). @throws LOCKED
+   */
+  static async begin(repo: Repo, opts: { lockHeld?: boolean } = {}): Promise<Transaction> {
     if (repo.mode === 'bare' && !isRoot()) {
       throw new LarchError('INVALID_INPUT', `repo '${repo.path}' is in mode 'bare', which needs root to keep owners`, { hint: "run as root, or use a repo made with 'larch init --mode bare-user'", data: { path: repo.path, mode: repo.mode } });
     }
-    const lock = await repo.lock();
+    const lock = opts.lockHeld ? HELD_BY_CALLER : await repo.lock();
     try {
       return new Transaction(repo, lock, await repo.makeStagingDir());
     } catch (err) {
@@ -451,6 +455,9 @@ export class Transaction {
     await this.lock.release();
   }
 }
+
+/** The lock of a transaction whose caller holds the repo's lock (and releases it). */
+const HELD_BY_CALLER: Lock = { release: async () => {} };
 
 /** Node has no mkfifo(3); the coreutils/busybox command does it. */
 export function makeFifo(path: string, mode: number): void {

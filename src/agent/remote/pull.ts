@@ -146,7 +146,7 @@ export async function pullDelta(repo: Repo, opts: DeltaPullOptions): Promise<App
   const result = await applyDelta(repo, source, {
     trusted: opts.trusted,
     allowUnsigned: opts.allowUnsigned,
-    onProgress: (e) => opts.onProgress?.({ phase: 'apply', done: e.part + 1, total: e.parts, part: e.part, parts: e.parts }),
+    onProgress: (e) => opts.onProgress?.({ phase: 'apply', done: e.done, total: e.parts, part: e.part, parts: e.parts }),
   });
   await rm(dir, { recursive: true, force: true });
   failpoint('delta::after-download-dir-unlink');

@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LarchError } from '../../errors.ts';
 import { applyDelta } from '../../delta/apply.ts';
+import { applyThreads } from '../../delta/threads.ts';
 import { DeltaFormatError, DeltaUnsupportedError, decodeEnvelope, decodeSuperblock, deltaFileBytes } from '../../delta/format.ts';
 import { generateDelta } from '../../delta/generate.ts';
 import { listDeltaNames, openDeltaDir, openDeltaFile } from '../../delta/source.ts';
@@ -87,13 +88,14 @@ EXIT STATUS
 export const deltaApply: Command = {
   name: 'delta apply',
   summary: 'apply a delta file to a repo that holds its base commit',
-  options: { ...REPO_OPTION, key: { type: 'string', multiple: true }, 'allow-unsigned': { type: 'boolean' }, ref: { type: 'string' } },
+  options: { ...REPO_OPTION, key: { type: 'string', multiple: true }, 'allow-unsigned': { type: 'boolean' }, ref: { type: 'string' }, threads: { type: 'string' } },
   positionals: true,
   help: `NAME
   larch delta apply - apply a delta file to a repo that holds its base commit
 
 SYNOPSIS
-  larch delta apply --repo R FILE [--key K.pub]... [--allow-unsigned] [--ref BRANCH] [--json]
+  larch delta apply --repo R FILE [--key K.pub]... [--allow-unsigned] [--ref BRANCH]
+                    [--threads N] [--json]
 
 DESCRIPTION
   Rebuilds the delta's target commit in R from FILE (made by 'delta generate --out') and the
@@ -109,6 +111,10 @@ OPTIONS
   --key K.pub        trust this key for the delta's signature (repeatable)
   --allow-unsigned   apply without checking any signature (tests, trusted media only)
   --ref BRANCH       point BRANCH at the new commit when done
+  --threads N        1 (default, or LARCH_APPLY_THREADS): the parts one after another;
+                     2: the part with the largest source view (a kernel's) on a second
+                     thread while this one applies the rest: about a third less time on
+                     a kernel update, for about 40 MiB more memory at the peak
   --json             print {"from", "to", "parts", "parts_applied", "parts_skipped",
                      "objects_written"}
 
@@ -128,8 +134,9 @@ EXIT STATUS
     const result = await applyDelta(repo, source, {
       trusted,
       allowUnsigned: args.values['allow-unsigned'] === true,
-      onProgress: progress ? (e) => io.err(`\rapplying part ${e.part + 1}/${e.parts}${e.skipped ? ' (already stored)' : ''}   `) : undefined,
+      onProgress: progress ? (e) => io.err(`\rapplied ${e.done}/${e.parts} parts${e.skipped ? ` (part ${e.part + 1} already stored)` : ''}   `) : undefined,
       ref: opt(args, 'ref'),
+      threads: opt(args, 'threads') === undefined ? undefined : applyThreads(opt(args, 'threads')!, '--threads'),
     });
     if (progress) io.err('\n');
     if (args.json) printJson(io, result);
