@@ -1,6 +1,6 @@
 /**
  * How many threads a delta apply uses, and which part goes to the second (pure; apply.ts does
- * the rest). One by default: the second thread costs ~40 MiB more at the peak for ~1/3 less time
+ * the rest). One by default: the second thread costs ~48 MiB more at the peak for ~31% less time
  * on the corpus pair (bench/README.md, "the apply's second thread"), and devices budget memory
  * first.
  */

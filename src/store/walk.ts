@@ -60,8 +60,9 @@ export async function readTreePlan(repo: Repo, root: { tree: ObjectId; meta: Obj
  * streaming form of readTreePlan for checks that need no plan (an applied delta's completeness,
  * whose memory must not grow with the tree). Same safety checks; a subtree seen before (same
  * dirtree and dirmeta) is visited once. Synchronous, as the check it serves (Repo.hasObjectSync):
- * through the thread pool, the corpus pair's 1,278 directories and 10,794 files took 0.6-0.8 s,
- * most of it the metadata reads; this way ~0.15 s (bench/README.md, "the apply's second thread").
+ * through the thread pool, the corpus pair's 1,278 directories and 10,794 files took 0.60-1.24 s,
+ * most of it the metadata reads; this way 0.14-0.19 s under Bun (bench/README.md, "the apply's
+ * second thread").
  * @throws HOSTILE_TREE, OBJECT_MISSING, OBJECT_CORRUPT, and what onFile throws
  */
 export function forEachTreeFile(repo: Repo, root: { tree: ObjectId; meta: ObjectId }, onFile: (id: ObjectId, path: () => string) => void): void {

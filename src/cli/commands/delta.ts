@@ -113,8 +113,8 @@ OPTIONS
   --ref BRANCH       point BRANCH at the new commit when done
   --threads N        1 (default, or LARCH_APPLY_THREADS): the parts one after another;
                      2: the part with the largest source view (a kernel's) on a second
-                     thread while this one applies the rest: about a third less time on
-                     a kernel update, for about 40 MiB more memory at the peak
+                     thread while this one applies the rest: about 30% less time on
+                     a kernel update, for about 50 MiB more memory at the peak
   --json             print {"from", "to", "parts", "parts_applied", "parts_skipped",
                      "objects_written"}
 
