@@ -1,8 +1,9 @@
 /**
  * Process entry of the `larch` binary (bun build --compile) and of bin/larch.js (Node). In the
- * binary it is also the entry of the delta generator's second thread: there it loads
- * generate-worker.ts, which serves the thread, and nothing else runs. Loaded only there: the
- * generator's code at every command's start cost 1.8 MiB of RSS (src/delta/worker-role.ts).
+ * binary it is also the entry of larch's second threads (the delta generator's and the delta
+ * apply's): there it loads the module that serves the thread's role (worker-role.ts), and nothing
+ * else runs. Loaded only there: the generator's code at every command's start cost 1.8 MiB of RSS
+ * (src/delta/worker-role.ts).
  */
 import { inBunWorker, serveWorkerRole } from '../delta/worker-role.ts';
 import { runWithRuntimeOptions } from './runtime-options.ts';
