@@ -11,8 +11,8 @@ import { applyCheckedPart } from './apply.ts';
 import { type PartRequest, errorReply } from './part-thread.ts';
 import { APPLY_WORKER_ROLE } from './worker-role.ts';
 
-function serve(port: NonNullable<typeof parentPort>, data: { failpointHits: SharedArrayBuffer }): void {
-  shareFailpointHits(data.failpointHits);
+function serve(port: NonNullable<typeof parentPort>, hits: SharedArrayBuffer): void {
+  shareFailpointHits(hits);
   port.on('message', async (request: PartRequest) => {
     try {
       const repo = await Repo.open(request.repo);
@@ -24,6 +24,6 @@ function serve(port: NonNullable<typeof parentPort>, data: { failpointHits: Shar
   });
 }
 
-const data = workerData as { role?: string; failpointHits: SharedArrayBuffer } | null;
-if (!isMainThread && data?.role === APPLY_WORKER_ROLE) serve(parentPort!, data);
+const given = workerData as { role?: string; failpointHits: SharedArrayBuffer } | null;
+if (!isMainThread && given?.role === APPLY_WORKER_ROLE) serve(parentPort!, given.failpointHits);
 else if (!isMainThread) throw new Error(`a worker thread of larch that is not the delta apply's: workerData ${JSON.stringify(workerData)}`);
