@@ -33,6 +33,7 @@ export const TIERS: Record<Tier, string[]> = {
     'test/integration/delta-view.test.ts', // 16 s: view records made by the real gzip, lz4 and zstd, applied by Bun and Node
     'test/integration/delta-own-part.test.ts', // 12 s: a large file chosen for on the generator's second thread, in a part of its own
     'test/integration/delta-apply-threads.test.ts', // 21 s: delta apply --threads 2 (the kernel's part on a second thread), Bun and Node, a damaged part, failpoints over both threads
+    'test/integration/delta-apply-tiers.test.ts', // 4 s: the binary's apply compiles the LZ4HC search by JSC's top tier (FTL) under its runtime options
     'test/integration/compat-vectors.test.ts', // 9 s: the frozen 0.1 repo, delta, summary and sysroot read by today's code
     'test/integration/cli.test.ts', // 10 s
     'test/integration/errors-cli.test.ts', // 11 s

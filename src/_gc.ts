@@ -13,3 +13,13 @@ export function collectGarbage(): void {
   if (runtime.Bun) runtime.Bun.gc(true);
   else runtime.gc?.();
 }
+
+/**
+ * Asks for a collection without waiting for it: Bun's `Bun.gc(false)`, which does not block the
+ * caller; nothing on Node. For a synchronous loop that makes garbage faster than the
+ * collector is scheduled to look (the apply's completeness check: +20 MiB in 0.2 s without it).
+ */
+export function collectGarbageSoon(): void {
+  const runtime = globalThis as { Bun?: { gc(sync: boolean): void } };
+  runtime.Bun?.gc(false);
+}

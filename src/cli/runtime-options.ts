@@ -10,7 +10,10 @@
  *   tier (FTL) compiles a hot function again, through B3, on a compiler thread, and what that
  *   compilation allocates for a large function stays resident. With 2000, the small hot loops
  *   (the LZ4 match search, the bsdiff adders, the op decoder) are still compiled by FTL; the large
- *   ones (the deflate puff and fold, the part loop) stay in the tier below (DFG).
+ *   ones (the deflate puff and fold, the part loop) stay in the tier below (DFG). The LZ4HC match
+ *   search (`widerMatch`, bytecode cost 1,908 in the bundle) is close to the limit, and over it a
+ *   kernel's fold takes ~50% longer: test/integration/delta-apply-tiers.test.ts asserts from JSC's
+ *   own report that the binary's apply compiles it by FTL.
  *
  * Both are read from the environment once, as the process starts, so the compiled binary
  * re-executes itself (execve: same pid, same arguments, nothing run or written before) with the
