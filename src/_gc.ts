@@ -16,8 +16,9 @@ export function collectGarbage(): void {
 
 /**
  * Asks for a collection without waiting for it: Bun's `Bun.gc(false)`, which does not block the
- * caller; nothing on Node. For a synchronous loop that makes garbage faster than the
- * collector is scheduled to look (the apply's completeness check: +20 MiB in 0.2 s without it).
+ * caller; nothing on Node. For a synchronous loop that makes garbage faster than the collector
+ * is scheduled to look (store/walk.ts's forEachTreeFile, under the apply's completeness check:
+ * +20 MiB in 0.2 s without it).
  */
 export function collectGarbageSoon(): void {
   const runtime = globalThis as { Bun?: { gc(sync: boolean): void } };

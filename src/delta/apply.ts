@@ -20,7 +20,7 @@ import { open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream';
 import { threadId } from 'node:worker_threads';
-import { collectGarbage, collectGarbageSoon } from '../_gc.ts';
+import { collectGarbage } from '../_gc.ts';
 import { memoryPoint } from '../_memory-log.ts';
 import { LarchError, fromSystemError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
@@ -98,8 +98,6 @@ const freeOutputs: Buffer[] = [];
  */
 const GATHERED_OBJECT_BYTES = 1024 * 1024;
 const WRITES_IN_FLIGHT = 8;
-/** The completeness check asks for a collection after this many files (finish). */
-const WALK_COLLECT_EVERY_FILES = 1000;
 let sourceCounter = 0;
 
 /** Reads and checks a delta's envelope. @throws SIGNATURE_INVALID, SIGNATURE_MISSING, DELTA_CORRUPT */
@@ -728,13 +726,7 @@ async function finish(repo: Repo, sb: Superblock, ref: string | undefined): Prom
     throw new LarchError('DELTA_CORRUPT', `delta superblock: commit ${sb.to}: ${(err as Error).message}`, { data: { part: 'superblock', to: sb.to } });
   }
   try {
-    let checked = 0;
     forEachTreeFile(repo, root, (id, path) => {
-      // Decoding the directories makes garbage faster than Bun's collector looks in a loop that
-      // never yields: the corpus pair's 10,794 files raised RSS by ~20 MiB in 0.2 s, in some runs
-      // the apply's highest stretch. With a collection asked for every 1,000 files it stays near
-      // where it began (bench/README.md, issue 18, "the completeness check").
-      if (++checked % WALK_COLLECT_EVERY_FILES === 0) collectGarbageSoon();
       if (!repo.hasObjectSync('file', id)) throw new LarchError('OBJECT_MISSING', `file ${id} at '${path()}' is missing`, { data: { id, path: path() } });
     });
   } catch (err) {
