@@ -1,6 +1,6 @@
 /**
- * The runtime options the device binary's update commands run with. Both lower an apply's peak
- * memory at no cost in time (corpus pair, bench/apply-memory.ts; figures in docs/architecture.md,
+ * The runtime options the device binary's update commands run with. All three lower an apply's
+ * peak memory at little or no cost in time (corpus pair, bench/apply-memory.ts; figures in docs/architecture.md,
  * "Decisions"):
  * - `MIMALLOC_PURGE_DELAY=30`. Bun's allocator (mimalloc) keeps the pages the collector has freed
  *   for 100 ms (its `purge_delay`) before it gives them back to the system. An apply churns through
@@ -14,8 +14,13 @@
  *   search (`widerMatch`, bytecode cost 1,908 in the bundle) is close to the limit, and over it a
  *   kernel's fold takes ~50% longer: test/integration/delta-apply-tiers.test.ts asserts from JSC's
  *   own report that the binary's apply compiles it by FTL.
+ * - `BUN_JSC_forceRAMSize=67108864` (64 MiB). JSC sizes its garbage collector's heap from the
+ *   machine's memory: on a 24 GiB machine the heap doubles before each collection, on a 512 MiB
+ *   device less. An apply's garbage (the decoded op records, the pieces a patch hands on) then
+ *   piles up for longer on a larger machine. Sized for 64 MiB, JSC grows the heap by 1.5x past 16
+ *   MiB and 1.24x past 32, so it collects sooner, and the same on every machine.
  *
- * Both are read from the environment once, as the process starts, so the compiled binary
+ * All are read from the environment once, as the process starts, so the compiled binary
  * re-executes itself (execve: same pid, same arguments, nothing run or written before) with the
  * options set, for the commands that apply updates or stay resident. Everything else starts as it
  * always did. An option the operator set is kept as set; Node and `bun src/...` are left alone
@@ -23,7 +28,7 @@
  */
 
 /** The options, as they are set in the environment of the re-executed process. */
-export const RUNTIME_ENV = { MIMALLOC_PURGE_DELAY: '30', BUN_JSC_maximumFTLCandidateBytecodeCost: '2000' } as const;
+export const RUNTIME_ENV = { MIMALLOC_PURGE_DELAY: '30', BUN_JSC_maximumFTLCandidateBytecodeCost: '2000', BUN_JSC_forceRAMSize: String(64 * 1024 * 1024) } as const;
 
 /** Commands that apply an update or stay resident (as main() names them: one or two words). */
 const COMMANDS = new Set(['delta apply', 'upgrade', 'deploy', 'rebase', 'install', 'uninstall', 'daemon']);

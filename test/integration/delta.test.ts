@@ -291,20 +291,22 @@ t.test("the Bun binary applies with its runtime options (src/cli/runtime-options
   const started = (args: string[], env: Record<string, string> = {}) => {
     const r = spawnSync(BIN, args, {
       encoding: 'utf8',
-      env: { ...process.env, MIMALLOC_PURGE_DELAY: undefined, BUN_JSC_maximumFTLCandidateBytecodeCost: undefined, ...env, MIMALLOC_VERBOSE: '1', BUN_JSC_dumpOptions: '1' },
+      env: { ...process.env, MIMALLOC_PURGE_DELAY: undefined, BUN_JSC_maximumFTLCandidateBytecodeCost: undefined, BUN_JSC_forceRAMSize: undefined, ...env, MIMALLOC_VERBOSE: '1', BUN_JSC_dumpOptions: '1' },
     });
     const out = r.stdout + r.stderr;
     return {
       purge_delay: [...out.matchAll(/option 'purge_delay': (\d+)/g)].map((m) => Number(m[1])),
       // One entry per process image: the FTL limit it set, or null.
       ftl_cost: out.split('Modified JSC options:').slice(1).map((s) => Number(/maximumFTLCandidateBytecodeCost=(\d+)/.exec(s)?.[1] ?? NaN) || null),
+      // The same, for the RAM size JSC sizes its heap for.
+      ram_size: out.split('Modified JSC options:').slice(1).map((s) => Number(/forceRAMSize=(\d+)/.exec(s)?.[1] ?? NaN) || null),
     };
   };
   const missing = ['--repo', join(dir, 'none'), join(dir, 'none.delta')];
-  t.same(started(['delta', 'apply', ...missing]), { purge_delay: [100, 30], ftl_cost: [null, 2000] }, 'delta apply: started with the defaults, then re-executed with both options');
-  t.same(started(['upgrade', '--sysroot', join(dir, 'none')]), { purge_delay: [100, 30], ftl_cost: [null, 2000] }, 'upgrade: the same');
-  t.same(started(['--version']), { purge_delay: [100], ftl_cost: [null] }, '--version: not re-executed');
-  t.same(started(['delta', 'list', '--repo', join(dir, 'none')]), { purge_delay: [100], ftl_cost: [null] }, 'delta list: not re-executed');
-  t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50' }), { purge_delay: [50, 50], ftl_cost: [null, 2000] }, "the operator's MIMALLOC_PURGE_DELAY is kept; the other option is added");
-  t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50', BUN_JSC_maximumFTLCandidateBytecodeCost: '5000' }), { purge_delay: [50], ftl_cost: [5000] }, 'both set by the operator: kept, no re-exec');
+  t.same(started(['delta', 'apply', ...missing]), { purge_delay: [100, 30], ftl_cost: [null, 2000], ram_size: [null, 67108864] }, 'delta apply: started with the defaults, then re-executed with the options');
+  t.same(started(['upgrade', '--sysroot', join(dir, 'none')]), { purge_delay: [100, 30], ftl_cost: [null, 2000], ram_size: [null, 67108864] }, 'upgrade: the same');
+  t.same(started(['--version']), { purge_delay: [100], ftl_cost: [null], ram_size: [null] }, '--version: not re-executed');
+  t.same(started(['delta', 'list', '--repo', join(dir, 'none')]), { purge_delay: [100], ftl_cost: [null], ram_size: [null] }, 'delta list: not re-executed');
+  t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50' }), { purge_delay: [50, 50], ftl_cost: [null, 2000], ram_size: [null, 67108864] }, "the operator's MIMALLOC_PURGE_DELAY is kept; the other options are added");
+  t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50', BUN_JSC_maximumFTLCandidateBytecodeCost: '5000', BUN_JSC_forceRAMSize: '268435456' }), { purge_delay: [50], ftl_cost: [5000], ram_size: [268435456] }, 'all set by the operator: kept, no re-exec');
 });
