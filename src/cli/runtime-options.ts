@@ -1,5 +1,5 @@
 /**
- * The runtime options the device binary's update commands run with. All three lower an apply's
+ * The runtime options the device binary's update commands run with. Each lowers an apply's
  * peak memory at little or no cost in time (corpus pair, bench/apply-memory.ts; figures in docs/architecture.md,
  * "Decisions"):
  * - `MIMALLOC_PURGE_DELAY=30`. Bun's allocator (mimalloc) keeps the pages the collector has freed
@@ -14,11 +14,20 @@
  *   search (`widerMatch`, bytecode cost 1,908 in the bundle) is close to the limit, and over it a
  *   kernel's fold takes ~50% longer: test/integration/delta-apply-tiers.test.ts asserts from JSC's
  *   own report that the binary's apply compiles it by FTL.
+ * - `MIMALLOC_PURGE_HOLES_MIN_INTERVAL=0` (Bun's mimalloc; default 100 ms). Each time a thread
+ *   is about to wait, the allocator gives back the free OS pages inside pages still in use (the
+ *   "holes" a long-lived buffer leaves pinned), at most once per this interval. An apply waits at
+ *   every read and write, and its buffers come and go between two waits.
  * - `BUN_JSC_forceRAMSize=67108864` (64 MiB). JSC sizes its garbage collector's heap from the
- *   machine's memory: on a 24 GiB machine the heap doubles before each collection, on a 512 MiB
- *   device less. An apply's garbage (the decoded op records, the pieces a patch hands on) then
- *   piles up for longer on a larger machine. Sized for 64 MiB, JSC grows the heap by 1.5x past 16
- *   MiB and 1.24x past 32, so it collects sooner, and the same on every machine.
+ *   machine's memory (Heap.cpp): on a machine of 16 GB or more it lets the heap grow the most
+ *   between collections, on a small device less. Sized for 64 MiB, it collects as often on a
+ *   vendor's build machine as on a device, and more often than on a 1 GiB one: an apply's
+ *   short-lived garbage (the decoded op records, the pieces a patch hands on) is not left to pile up.
+ * - `BUN_JSC_thresholdForJITAfterWarmUp=5000`, `BUN_JSC_thresholdForJITSoon=1000` (JSC's
+ *   defaults: 500 and 100). A function runs ten times as long in the interpreter before its
+ *   first compilation (baseline JIT), so the many functions an apply runs a few hundred times are
+ *   never compiled, and the code and profiling data of each compilation are not kept. The hot
+ *   loops reach the threshold within milliseconds and are compiled as before.
  *
  * All are read from the environment once, as the process starts, so the compiled binary
  * re-executes itself (execve: same pid, same arguments, nothing run or written before) with the
@@ -28,7 +37,14 @@
  */
 
 /** The options, as they are set in the environment of the re-executed process. */
-export const RUNTIME_ENV = { MIMALLOC_PURGE_DELAY: '30', BUN_JSC_maximumFTLCandidateBytecodeCost: '2000', BUN_JSC_forceRAMSize: String(64 * 1024 * 1024) } as const;
+export const RUNTIME_ENV = {
+  MIMALLOC_PURGE_DELAY: '30',
+  MIMALLOC_PURGE_HOLES_MIN_INTERVAL: '0',
+  BUN_JSC_maximumFTLCandidateBytecodeCost: '2000',
+  BUN_JSC_forceRAMSize: String(64 * 1024 * 1024),
+  BUN_JSC_thresholdForJITAfterWarmUp: '5000',
+  BUN_JSC_thresholdForJITSoon: '1000',
+} as const;
 
 /** Commands that apply an update or stay resident (as main() names them: one or two words). */
 const COMMANDS = new Set(['delta apply', 'upgrade', 'deploy', 'rebase', 'install', 'uninstall', 'daemon']);

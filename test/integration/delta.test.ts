@@ -9,6 +9,7 @@ import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, re
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BIN, type Runtime, diffSnapshots, larch, larchOk, snapshotTree, tempDir } from '../helpers.ts';
+import { RUNTIME_ENV } from '../../src/cli/runtime-options.ts';
 
 /** A pseudo-random but repeatable buffer (so compressors cannot cheat, and reruns are equal). */
 function noise(seed: number, n: number): Buffer {
@@ -286,27 +287,39 @@ t.test('a generate killed mid-write leaves no delta under its name, only a stagi
 
 t.test("the Bun binary applies with its runtime options (src/cli/runtime-options.ts); other commands and an operator's own settings are left alone", async (t) => {
   const dir = tempDir(t);
-  // As each process image starts, mimalloc prints its options and JSC the ones changed from its
-  // defaults: a re-executed apply prints both twice.
+  const names = Object.keys(RUNTIME_ENV) as (keyof typeof RUNTIME_ENV)[];
+  const unset = Object.fromEntries(names.map((name) => [name, undefined]));
+  // As each process image starts, mimalloc prints every option and JSC the ones changed from its
+  // defaults: a re-executed apply prints both twice. Per option, its value in each process image
+  // (a JSC option left at its default: null).
   const started = (args: string[], env: Record<string, string> = {}) => {
-    const r = spawnSync(BIN, args, {
-      encoding: 'utf8',
-      env: { ...process.env, MIMALLOC_PURGE_DELAY: undefined, BUN_JSC_maximumFTLCandidateBytecodeCost: undefined, BUN_JSC_forceRAMSize: undefined, ...env, MIMALLOC_VERBOSE: '1', BUN_JSC_dumpOptions: '1' },
-    });
+    const r = spawnSync(BIN, args, { encoding: 'utf8', env: { ...process.env, ...unset, ...env, MIMALLOC_VERBOSE: '1', BUN_JSC_dumpOptions: '1' } });
     const out = r.stdout + r.stderr;
-    return {
-      purge_delay: [...out.matchAll(/option 'purge_delay': (\d+)/g)].map((m) => Number(m[1])),
-      // One entry per process image: the FTL limit it set, or null.
-      ftl_cost: out.split('Modified JSC options:').slice(1).map((s) => Number(/maximumFTLCandidateBytecodeCost=(\d+)/.exec(s)?.[1] ?? NaN) || null),
-      // The same, for the RAM size JSC sizes its heap for.
-      ram_size: out.split('Modified JSC options:').slice(1).map((s) => Number(/forceRAMSize=(\d+)/.exec(s)?.[1] ?? NaN) || null),
-    };
+    const images = out.split('Modified JSC options:').slice(1);
+    return Object.fromEntries(
+      names.map((name) => {
+        if (name.startsWith('MIMALLOC_')) {
+          const option = name.slice('MIMALLOC_'.length).toLowerCase();
+          return [name, [...out.matchAll(new RegExp(`option '${option}': (\\d+)`, 'g'))].map((m) => m[1])];
+        }
+        const option = name.slice('BUN_JSC_'.length);
+        return [name, images.map((image) => new RegExp(`^\\s+${option}=(\\d+)`, 'm').exec(image)?.[1] ?? null)];
+      }),
+    );
   };
+  const defaults = { MIMALLOC_PURGE_DELAY: '100', MIMALLOC_PURGE_HOLES_MIN_INTERVAL: '100' } as Record<string, string>;
+  const asStarted = (name: string) => defaults[name] ?? null;
+  /** What a command re-executed with the options prints: each option's default, then its value (or the operator's, twice). */
+  const reexecuted = (own: Record<string, string> = {}) => Object.fromEntries(names.map((name) => [name, own[name] !== undefined ? [own[name], own[name]] : [asStarted(name), RUNTIME_ENV[name]]]));
+  const notReexecuted = (own: Record<string, string> = {}) => Object.fromEntries(names.map((name) => [name, [own[name] ?? asStarted(name)]]));
+  t.ok(names.every((name) => name.startsWith('MIMALLOC_') ? name in defaults : name.startsWith('BUN_JSC_')), 'every option is one this test can read back');
   const missing = ['--repo', join(dir, 'none'), join(dir, 'none.delta')];
-  t.same(started(['delta', 'apply', ...missing]), { purge_delay: [100, 30], ftl_cost: [null, 2000], ram_size: [null, 67108864] }, 'delta apply: started with the defaults, then re-executed with the options');
-  t.same(started(['upgrade', '--sysroot', join(dir, 'none')]), { purge_delay: [100, 30], ftl_cost: [null, 2000], ram_size: [null, 67108864] }, 'upgrade: the same');
-  t.same(started(['--version']), { purge_delay: [100], ftl_cost: [null], ram_size: [null] }, '--version: not re-executed');
-  t.same(started(['delta', 'list', '--repo', join(dir, 'none')]), { purge_delay: [100], ftl_cost: [null], ram_size: [null] }, 'delta list: not re-executed');
-  t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50' }), { purge_delay: [50, 50], ftl_cost: [null, 2000], ram_size: [null, 67108864] }, "the operator's MIMALLOC_PURGE_DELAY is kept; the other options are added");
-  t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50', BUN_JSC_maximumFTLCandidateBytecodeCost: '5000', BUN_JSC_forceRAMSize: '268435456' }), { purge_delay: [50], ftl_cost: [5000], ram_size: [268435456] }, 'all set by the operator: kept, no re-exec');
+  t.same(started(['delta', 'apply', ...missing]), reexecuted(), 'delta apply: started with the defaults, then re-executed with the options');
+  t.same(started(['upgrade', '--sysroot', join(dir, 'none')]), reexecuted(), 'upgrade: the same');
+  t.same(started(['--version']), notReexecuted(), '--version: not re-executed');
+  t.same(started(['delta', 'list', '--repo', join(dir, 'none')]), notReexecuted(), 'delta list: not re-executed');
+  t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50' }), reexecuted({ MIMALLOC_PURGE_DELAY: '50' }), "the operator's MIMALLOC_PURGE_DELAY is kept; the other options are added");
+  // Values of the operator's own, each unlike both the binary's and the runtime's default.
+  const all = Object.fromEntries(names.map((name) => [name, String(Number(RUNTIME_ENV[name]) * 2 + 1)]));
+  t.same(started(['delta', 'apply', ...missing], all), notReexecuted(all), 'all set by the operator: kept, no re-exec');
 });

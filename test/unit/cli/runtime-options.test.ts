@@ -9,13 +9,27 @@ t.test('update commands and the daemon want the options; others do not', async (
   for (const argv of [[], ['--version'], ['status'], ['delta', 'generate'], ['delta', 'list'], ['commit'], ['serve'], ['--json', 'upgrade']]) {
     t.same(missingRuntimeOptions(argv, {}), {}, `not: ${argv.join(' ') || '(nothing)'}`);
   }
-  t.same(RUNTIME_ENV, { MIMALLOC_PURGE_DELAY: '30', BUN_JSC_maximumFTLCandidateBytecodeCost: '2000', BUN_JSC_forceRAMSize: '67108864' }, 'the options');
+  t.same(
+    RUNTIME_ENV,
+    {
+      MIMALLOC_PURGE_DELAY: '30',
+      MIMALLOC_PURGE_HOLES_MIN_INTERVAL: '0',
+      BUN_JSC_maximumFTLCandidateBytecodeCost: '2000',
+      BUN_JSC_forceRAMSize: '67108864',
+      BUN_JSC_thresholdForJITAfterWarmUp: '5000',
+      BUN_JSC_thresholdForJITSoon: '1000',
+    },
+    'the options',
+  );
 });
 
 t.test("an option the operator set is kept; only the others are added", async (t) => {
-  t.same(missingRuntimeOptions(['delta', 'apply'], { MIMALLOC_PURGE_DELAY: '100' }), { BUN_JSC_maximumFTLCandidateBytecodeCost: '2000', BUN_JSC_forceRAMSize: '67108864' }, 'their MIMALLOC_PURGE_DELAY wins');
-  t.same(missingRuntimeOptions(['upgrade'], { MIMALLOC_PURGE_DELAY: '' }), { BUN_JSC_maximumFTLCandidateBytecodeCost: '2000', BUN_JSC_forceRAMSize: '67108864' }, 'even an empty one');
-  t.same(missingRuntimeOptions(['upgrade'], { BUN_JSC_maximumFTLCandidateBytecodeCost: '60000' }), { MIMALLOC_PURGE_DELAY: '30', BUN_JSC_forceRAMSize: '67108864' }, 'their JSC option wins');
-  t.same(missingRuntimeOptions(['upgrade'], { BUN_JSC_forceRAMSize: '1073741824' }), { MIMALLOC_PURGE_DELAY: '30', BUN_JSC_maximumFTLCandidateBytecodeCost: '2000' }, 'their heap sizing wins');
-  t.same(missingRuntimeOptions(['daemon'], { MIMALLOC_PURGE_DELAY: '0', BUN_JSC_maximumFTLCandidateBytecodeCost: '60000', BUN_JSC_forceRAMSize: '0' }), {}, 'all set: nothing to add (no re-exec)');
+  const without = (...names: string[]) => Object.fromEntries(Object.entries(RUNTIME_ENV).filter(([name]) => !names.includes(name)));
+  t.same(missingRuntimeOptions(['delta', 'apply'], { MIMALLOC_PURGE_DELAY: '100' }), without('MIMALLOC_PURGE_DELAY'), 'their MIMALLOC_PURGE_DELAY wins');
+  t.same(missingRuntimeOptions(['upgrade'], { MIMALLOC_PURGE_DELAY: '' }), without('MIMALLOC_PURGE_DELAY'), 'even an empty one');
+  t.same(missingRuntimeOptions(['upgrade'], { BUN_JSC_maximumFTLCandidateBytecodeCost: '60000' }), without('BUN_JSC_maximumFTLCandidateBytecodeCost'), 'their JSC option wins');
+  t.same(missingRuntimeOptions(['upgrade'], { BUN_JSC_forceRAMSize: '1073741824', MIMALLOC_PURGE_HOLES_MIN_INTERVAL: '100' }), without('BUN_JSC_forceRAMSize', 'MIMALLOC_PURGE_HOLES_MIN_INTERVAL'), 'two of theirs');
+  const all = Object.fromEntries(Object.keys(RUNTIME_ENV).map((name) => [name, '1']));
+  t.same(missingRuntimeOptions(['daemon'], all), {}, 'all set: nothing to add (no re-exec)');
+  t.ok(Object.keys(without('MIMALLOC_PURGE_DELAY')).length === Object.keys(RUNTIME_ENV).length - 1, 'without() leaves out what it names');
 });
