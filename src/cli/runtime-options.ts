@@ -1,7 +1,7 @@
 /**
  * The runtime options the device binary's update commands run with. Each lowers an apply's
- * peak memory at little or no cost in time (corpus pair, bench/apply-memory.ts; figures in docs/architecture.md,
- * "Decisions"):
+ * peak memory at little or no cost in time (corpus pair, bench/apply-memory.ts; figures in
+ * docs/architecture.md, "Decisions"):
  * - `MIMALLOC_PURGE_DELAY=30`. Bun's allocator (mimalloc) keeps the pages the collector has freed
  *   for 100 ms (its `purge_delay`) before it gives them back to the system. An apply churns through
  *   thousands of short-lived buffers (small .gz views, brotli output chunks), and pages kept that
@@ -26,8 +26,8 @@
  * - `BUN_JSC_thresholdForJITAfterWarmUp=5000`, `BUN_JSC_thresholdForJITSoon=1000` (JSC's
  *   defaults: 500 and 100). A function runs ten times as long in the interpreter before its
  *   first compilation (baseline JIT), so the many functions an apply runs a few hundred times are
- *   never compiled, and the code and profiling data of each compilation are not kept. The hot
- *   loops reach the threshold within milliseconds and are compiled as before.
+ *   never compiled, and no code or profiling data is kept for them. The hot loops reach the
+ *   threshold within milliseconds and are compiled as before.
  *
  * All are read from the environment once, as the process starts, so the compiled binary
  * re-executes itself (execve: same pid, same arguments, nothing run or written before) with the
