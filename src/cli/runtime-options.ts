@@ -18,11 +18,12 @@
  *   is about to wait, the allocator gives back the free OS pages inside pages still in use (the
  *   "holes" a long-lived buffer leaves pinned), at most once per this interval. An apply waits at
  *   every read and write, and its buffers come and go between two waits.
- * - `BUN_JSC_forceRAMSize=67108864` (64 MiB). JSC sizes its garbage collector's heap from the
- *   machine's memory (Heap.cpp): on a machine of 16 GB or more it lets the heap grow the most
- *   between collections, on a small device less. Sized for 64 MiB, it collects as often on a
- *   vendor's build machine as on a device, and more often than on a 1 GiB one: an apply's
- *   short-lived garbage (the decoded op records, the pieces a patch hands on) is not left to pile up.
+ * - `BUN_JSC_forceRAMSize=67108864` (64 MiB; APPLY_ENV, not for `install` and `uninstall`). JSC
+ *   sizes its garbage collector's heap from the machine's memory (Heap.cpp): on a machine of 16 GB
+ *   or more it lets the heap grow the most between collections, on a small device less. Sized for
+ *   64 MiB, it collects as often on a vendor's build machine as on a device, and more often than
+ *   on a 1 GiB one: an apply's short-lived garbage (the decoded op records, the pieces a patch
+ *   hands on) is not left to pile up.
  * - `BUN_JSC_thresholdForJITAfterWarmUp=5000`, `BUN_JSC_thresholdForJITSoon=1000` (JSC's
  *   defaults: 500 and 100). A function runs ten times as long in the interpreter before its
  *   first compilation (baseline JIT), so the many functions an apply runs a few hundred times are
@@ -41,21 +42,32 @@ export const RUNTIME_ENV = {
   MIMALLOC_PURGE_DELAY: '30',
   MIMALLOC_PURGE_HOLES_MIN_INTERVAL: '0',
   BUN_JSC_maximumFTLCandidateBytecodeCost: '2000',
-  BUN_JSC_forceRAMSize: String(64 * 1024 * 1024),
   BUN_JSC_thresholdForJITAfterWarmUp: '5000',
   BUN_JSC_thresholdForJITSoon: '1000',
 } as const;
 
+/**
+ * The collector sized for 64 MiB, for the commands whose work is an apply (APPLY_COMMANDS): their
+ * live heap stays small (the apply streams), so collecting sooner costs them little. `install` and
+ * `uninstall` compose and commit a whole tree, whose live heap is large: there a collection after
+ * every ~25% of growth made the layering test's larch processes use twice the CPU time.
+ */
+export const APPLY_ENV = { BUN_JSC_forceRAMSize: String(64 * 1024 * 1024) } as const;
+
 /** Commands that apply an update or stay resident (as main() names them: one or two words). */
 const COMMANDS = new Set(['delta apply', 'upgrade', 'deploy', 'rebase', 'install', 'uninstall', 'daemon']);
+/** Of those, the ones that also get APPLY_ENV. */
+const APPLY_COMMANDS = new Set(['delta apply', 'upgrade', 'deploy', 'rebase', 'daemon']);
 
 /**
  * The options `argv` (the command line after the program) should add to `env`: those of
- * RUNTIME_ENV that `env` does not set, for the commands above; empty otherwise. Pure.
+ * RUNTIME_ENV (and APPLY_ENV) that `env` does not set, for the commands above; empty otherwise. Pure.
  */
 export function missingRuntimeOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Record<string, string> {
-  if (!COMMANDS.has(`${argv[0]} ${argv[1]}`) && !COMMANDS.has(argv[0] ?? '')) return {};
-  return Object.fromEntries(Object.entries(RUNTIME_ENV).filter(([name]) => env[name] === undefined));
+  const command = [`${argv[0]} ${argv[1]}`, argv[0] ?? ''].find((name) => COMMANDS.has(name));
+  if (command === undefined) return {};
+  const wanted = APPLY_COMMANDS.has(command) ? { ...RUNTIME_ENV, ...APPLY_ENV } : RUNTIME_ENV;
+  return Object.fromEntries(Object.entries(wanted).filter(([name]) => env[name] === undefined));
 }
 
 /**

@@ -9,7 +9,7 @@ import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, re
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { BIN, type Runtime, diffSnapshots, larch, larchOk, snapshotTree, tempDir } from '../helpers.ts';
-import { RUNTIME_ENV } from '../../src/cli/runtime-options.ts';
+import { APPLY_ENV, RUNTIME_ENV } from '../../src/cli/runtime-options.ts';
 
 /** A pseudo-random but repeatable buffer (so compressors cannot cheat, and reruns are equal). */
 function noise(seed: number, n: number): Buffer {
@@ -287,7 +287,8 @@ t.test('a generate killed mid-write leaves no delta under its name, only a stagi
 
 t.test("the Bun binary applies with its runtime options (src/cli/runtime-options.ts); other commands and an operator's own settings are left alone", async (t) => {
   const dir = tempDir(t);
-  const names = Object.keys(RUNTIME_ENV) as (keyof typeof RUNTIME_ENV)[];
+  const every: Record<string, string> = { ...RUNTIME_ENV, ...APPLY_ENV };
+  const names = Object.keys(every);
   const unset = Object.fromEntries(names.map((name) => [name, undefined]));
   // As each process image starts, mimalloc prints every option and JSC the ones changed from its
   // defaults: a re-executed apply prints both twice. Per option, its value in each process image
@@ -310,16 +311,18 @@ t.test("the Bun binary applies with its runtime options (src/cli/runtime-options
   const defaults = { MIMALLOC_PURGE_DELAY: '100', MIMALLOC_PURGE_HOLES_MIN_INTERVAL: '100' } as Record<string, string>;
   const asStarted = (name: string) => defaults[name] ?? null;
   /** What a command re-executed with the options prints: each option's default, then its value (or the operator's, twice). */
-  const reexecuted = (own: Record<string, string> = {}) => Object.fromEntries(names.map((name) => [name, own[name] !== undefined ? [own[name], own[name]] : [asStarted(name), RUNTIME_ENV[name]]]));
+  const reexecuted = (own: Record<string, string> = {}, options: Record<string, string> = every) =>
+    Object.fromEntries(names.map((name) => [name, own[name] !== undefined ? [own[name], own[name]] : [asStarted(name), options[name] ?? asStarted(name)]]));
   const notReexecuted = (own: Record<string, string> = {}) => Object.fromEntries(names.map((name) => [name, [own[name] ?? asStarted(name)]]));
   t.ok(names.every((name) => name.startsWith('MIMALLOC_') ? name in defaults : name.startsWith('BUN_JSC_')), 'every option is one this test can read back');
   const missing = ['--repo', join(dir, 'none'), join(dir, 'none.delta')];
   t.same(started(['delta', 'apply', ...missing]), reexecuted(), 'delta apply: started with the defaults, then re-executed with the options');
   t.same(started(['upgrade', '--sysroot', join(dir, 'none')]), reexecuted(), 'upgrade: the same');
+  t.same(started(['install', '--sysroot', join(dir, 'none'), 'pkg']), reexecuted({}, RUNTIME_ENV), 'install: re-executed without the heap sizing of the applying commands');
   t.same(started(['--version']), notReexecuted(), '--version: not re-executed');
   t.same(started(['delta', 'list', '--repo', join(dir, 'none')]), notReexecuted(), 'delta list: not re-executed');
   t.same(started(['delta', 'apply', ...missing], { MIMALLOC_PURGE_DELAY: '50' }), reexecuted({ MIMALLOC_PURGE_DELAY: '50' }), "the operator's MIMALLOC_PURGE_DELAY is kept; the other options are added");
   // Values of the operator's own, each unlike both the binary's and the runtime's default.
-  const all = Object.fromEntries(names.map((name) => [name, String(Number(RUNTIME_ENV[name]) * 2 + 1)]));
+  const all = Object.fromEntries(names.map((name) => [name, String(Number(every[name]) * 2 + 1)]));
   t.same(started(['delta', 'apply', ...missing], all), notReexecuted(all), 'all set by the operator: kept, no re-exec');
 });
