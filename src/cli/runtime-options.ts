@@ -47,26 +47,29 @@ export const RUNTIME_ENV = {
 } as const;
 
 /**
- * The collector sized for 64 MiB, for the commands whose work is an apply (APPLY_COMMANDS): their
+ * The collector sized for 64 MiB, for the commands whose work is an apply (OPTIONS_OF): their
  * live heap stays small (the apply streams), so collecting sooner costs them little. `install` and
  * `uninstall` compose and commit a whole tree, whose live heap is large: there a collection after
  * every ~25% of growth made the layering test's larch processes use twice the CPU time.
  */
 export const APPLY_ENV = { BUN_JSC_forceRAMSize: String(64 * 1024 * 1024) } as const;
 
-/** Commands that apply an update or stay resident (as main() names them: one or two words). */
-const COMMANDS = new Set(['delta apply', 'upgrade', 'deploy', 'rebase', 'install', 'uninstall', 'daemon']);
-/** Of those, the ones that also get APPLY_ENV. */
-const APPLY_COMMANDS = new Set(['delta apply', 'upgrade', 'deploy', 'rebase', 'daemon']);
+/**
+ * The options of each command that applies an update or stays resident (as main() names them:
+ * one or two words): those whose work is an apply get APPLY_ENV too.
+ */
+const APPLY_OPTIONS = { ...RUNTIME_ENV, ...APPLY_ENV };
+const OPTIONS_OF: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map([
+  ...['delta apply', 'upgrade', 'deploy', 'rebase', 'daemon'].map((command) => [command, APPLY_OPTIONS] as const),
+  ...['install', 'uninstall'].map((command) => [command, RUNTIME_ENV] as const),
+]);
 
 /**
- * The options `argv` (the command line after the program) should add to `env`: those of
- * RUNTIME_ENV (and APPLY_ENV) that `env` does not set, for the commands above; empty otherwise. Pure.
+ * The options `argv` (the command line after the program) should add to `env`: those of its
+ * command's (OPTIONS_OF) that `env` does not set; empty for every other command. Pure.
  */
 export function missingRuntimeOptions(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Record<string, string> {
-  const command = [`${argv[0]} ${argv[1]}`, argv[0] ?? ''].find((name) => COMMANDS.has(name));
-  if (command === undefined) return {};
-  const wanted = APPLY_COMMANDS.has(command) ? { ...RUNTIME_ENV, ...APPLY_ENV } : RUNTIME_ENV;
+  const wanted = OPTIONS_OF.get(`${argv[0]} ${argv[1]}`) ?? OPTIONS_OF.get(argv[0] ?? '') ?? {};
   return Object.fromEntries(Object.entries(wanted).filter(([name]) => env[name] === undefined));
 }
 
