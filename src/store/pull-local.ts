@@ -82,7 +82,7 @@ export async function pullCommit(dest: Repo, src: ObjectSource, commitId: Object
       filePool(async () => {
         if (filesStarted.has(id)) return opts.onObject?.({ kind: 'file', id });
         filesStarted.add(id);
-        if (await txn.has('file', id)) {
+        if (txn.has('file', id)) {
           txn.stats.objects_reused++;
           return opts.onObject?.({ kind: 'file', id });
         }

@@ -171,8 +171,8 @@ export class Repo {
   /** hasObject in one synchronous call: for checks of many objects in a row, where a thread-pool round trip each costs more than the stat. */
   hasObjectSync(kind: ObjectKind, id: ObjectId): boolean {
     try {
-      lstatSync(this.objectPath(kind, id));
-      return true;
+      // No exception for a missing object: a delta apply asks for each one it is about to store.
+      return lstatSync(this.objectPath(kind, id), { throwIfNoEntry: false }) !== undefined;
     } catch {
       return false;
     }

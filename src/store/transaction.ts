@@ -4,8 +4,8 @@
  * A crash at any point leaves complete objects only (plus a staging dir that `prune` removes),
  * and every ref names a complete commit.
  */
-import { chmod, chown, lchown, lstat, mkdir, open, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { mkdir, open, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmodSync, chownSync, closeSync, lchownSync, lstatSync, openSync, renameSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -120,8 +120,9 @@ export class Transaction {
     return `${kind}:${id}`;
   }
 
-  async has(kind: ObjectKind, id: ObjectId): Promise<boolean> {
-    return this.staged.has(this.key(kind, id)) || (await this.repo.hasObject(kind, id));
+  /** Whether the object is staged here or in the repo: one stat, no thread-pool round trip (a delta apply asks for every object it rebuilds). */
+  has(kind: ObjectKind, id: ObjectId): boolean {
+    return this.staged.has(this.key(kind, id)) || this.repo.hasObjectSync(kind, id);
   }
 
   private tempPath(): string {
@@ -188,7 +189,7 @@ export class Transaction {
       let staging = this.specialsInFlight.get(id);
       if (!staging) {
         staging = (async () => {
-          if (await this.has('file', id)) return false;
+          if (this.has('file', id)) return false;
           await this.stageSpecial(id, header, headerBytes);
           return true;
         })();
@@ -222,7 +223,7 @@ export class Transaction {
         });
         if (data.length !== header.size) throw changedWhileReading(where, header.size, data.length);
         const id = sha256(headerBytes, data);
-        if (await this.has('file', id)) {
+        if (this.has('file', id)) {
           this.stats.objects_reused++;
           return id;
         }
@@ -248,7 +249,7 @@ export class Transaction {
     }
     if (count !== header.size) throw changedWhileReading(where, header.size, count);
     const id = hash.digest('hex');
-    if (await this.has('file', id)) {
+    if (this.has('file', id)) {
       this.stats.objects_reused++;
       return id;
     }
@@ -304,7 +305,7 @@ export class Transaction {
       await rm(tmp, { force: true });
       throw mismatch(expectedId, id);
     }
-    if (await this.has('file', id)) {
+    if (this.has('file', id)) {
       await rm(tmp, { force: true });
       this.stats.objects_reused++;
       return id;
@@ -315,9 +316,9 @@ export class Transaction {
   /** Moves a fully written temp file to its staged name and applies bare-mode metadata. */
   private async placeStaged(tmp: string, id: ObjectId, header: FileHeader, headerBytes: Uint8Array, size: number): Promise<ObjectId> {
     const path = join(this.dir, `${id}.${this.repo.mode === 'archive' ? 'filez' : 'file'}`);
-    await rename(tmp, path);
+    renameSync(tmp, path);
     // Archive objects are served as static files: readable by the web server's user.
-    if (this.repo.mode === 'archive') await chmod(path, 0o644);
+    if (this.repo.mode === 'archive') chmodSync(path, 0o644);
     else await this.applyBareMetadata(path, header, headerBytes, id);
     this.staged.set(this.key('file', id), path);
     this.stats.objects_written++;
@@ -334,8 +335,8 @@ export class Transaction {
     const link = header.type === 'lnk';
     if (this.repo.mode === 'bare') {
       // chown before chmod: chown clears setuid/setgid bits.
-      await (link ? lchown : chown)(path, header.uid, header.gid);
-      if (!link) await chmod(path, header.mode);
+      (link ? lchownSync : chownSync)(path, header.uid, header.gid);
+      if (!link) chmodSync(path, header.mode);
       if (header.xattrs.length > 0) {
         this.xattrJobs.push({ path: Buffer.from(path), xattrs: header.xattrs });
         await this.stageSidecar('xattrs', id, encodeXattrList(header.xattrs));
@@ -344,8 +345,8 @@ export class Transaction {
     }
     // The committing user must be able to read the object back, and a bare-user repo must not
     // hold setuid/setgid files owned by that user: such modes go to the sidecar only.
-    if (!link) await chmod(path, (header.mode & 0o777) | 0o400);
-    const st = await lstat(path);
+    if (!link) chmodSync(path, (header.mode & 0o777) | 0o400);
+    const st = lstatSync(path);
     const faithful = st.uid === header.uid && st.gid === header.gid && (link || (st.mode & 0o7777) === header.mode) && header.xattrs.length === 0;
     if (!faithful) await this.stageSidecar('filemeta', id, headerBytes);
   }
@@ -399,11 +400,13 @@ export class Transaction {
         const to = this.repo.objectPath(kind, id);
         touchedDirs.add(join(to, '..'));
         // objects/XX/ exist from init; a missing one (deleted by hand) is made again.
-        await rename(from, to).catch(async (err) => {
-          if (err.code !== 'ENOENT') throw fromSystemError(err, 'move object into', to);
+        try {
+          renameSync(from, to);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fromSystemError(err, 'move object into', to);
           await mkdir(join(to, '..'), { recursive: true });
-          await rename(from, to);
-        });
+          renameSync(from, to);
+        }
         failpoint('transaction::after-object-rename');
       }
       // The renames need their own sync only when something is about to rely on them (a ref here).
